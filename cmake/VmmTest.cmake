@@ -1,0 +1,30 @@
+# vmm_add_test(NAME <name> COMMAND <cmd...> [LABELS <l...>] [ENV <K=V...>]
+#              [TIMEOUT <s>] [EMULATOR_ONLY])
+#
+# Every test runs against tests/cuemu (an emulated libcuda.so.1 first on
+# LD_LIBRARY_PATH) unless VMM_REAL_GPU=ON, in which case the system's driver is
+# used and EMULATOR_ONLY tests (fault injection, capacity) are skipped.  Each
+# test gets its own emulated machine (CUEMU_INSTANCE), so tests run in parallel
+# without sharing device memory.
+function(vmm_add_test)
+  cmake_parse_arguments(T "EMULATOR_ONLY" "NAME;TIMEOUT" "COMMAND;LABELS;ENV" ${ARGN})
+  if(VMM_REAL_GPU AND T_EMULATOR_ONLY)
+    return()
+  endif()
+  add_test(NAME ${T_NAME} COMMAND ${T_COMMAND})
+  set(env "CUEMU_INSTANCE=vmmtest-${T_NAME}" "VMM_TEST_TMPDIR=${CMAKE_BINARY_DIR}/testtmp/${T_NAME}"
+          "VMM_BUILD_DIR=${CMAKE_BINARY_DIR}" "VMM_SOURCE_DIR=${CMAKE_SOURCE_DIR}")
+  if(NOT VMM_REAL_GPU)
+    list(APPEND env "LD_LIBRARY_PATH=${CUEMU_LIB_DIR}")
+  endif()
+  list(APPEND env ${T_ENV})
+  set(labels ${T_LABELS})
+  if(T_EMULATOR_ONLY)
+    list(APPEND labels emulator-only)
+  endif()
+  if(NOT T_TIMEOUT)
+    set(T_TIMEOUT 120)
+  endif()
+  set_tests_properties(${T_NAME} PROPERTIES ENVIRONMENT "${env}" TIMEOUT ${T_TIMEOUT}
+                       LABELS "${labels}")
+endfunction()

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Set everything up, then run every test: the normal build, then the
+# ASan+UBSan build of the same suite.  Exit status is non-zero on any failure.
+#   scripts/test.sh            # both builds
+#   VMM_TEST_QUICK=1 scripts/test.sh   # normal build only
+set -euo pipefail
+cd "$(dirname "$0")/.."
+jobs=$(nproc)
+
+scripts/setup.sh build
+echo "== tests (build/)"
+ctest --test-dir build --output-on-failure -j "$jobs" --timeout 300
+
+if [[ -z "${VMM_TEST_QUICK:-}" ]]; then
+  scripts/setup.sh build-asan -DVMM_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
+  echo "== tests under ASan+UBSan (build-asan/)"
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+    ctest --test-dir build-asan --output-on-failure -j "$jobs" --timeout 600 -LE no-sanitize
+fi

@@ -1,0 +1,727 @@
+/*
+ * cuemu core: settings, initialisation, the emulator lock, fault injection,
+ * the latency profile, devices, contexts and error names.
+ */
+#include "cuemu_internal.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cuemu_errors.h"
+
+struct cuemu_config cuemu_cfg;
+
+static pthread_mutex_t	cuemu_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t	cuemu_atfork_once = PTHREAD_ONCE_INIT;
+static bool		cuemu_initialized;
+/* Set in a child forked from an initialised process: CUDA is unusable there. */
+static bool		cuemu_forked;
+
+/* ---- fault injection ---------------------------------------------------- */
+
+#define CUEMU_FAULTS_MAX 32
+#define CUEMU_NAME_MAX 64
+
+struct cuemu_fault {
+	char		name[CUEMU_NAME_MAX];
+	uint64_t	nth;
+	bool		and_later;
+	CUresult	code;
+	uint64_t	calls;
+};
+
+static struct cuemu_fault	cuemu_faults[CUEMU_FAULTS_MAX];
+static int			cuemu_nfaults;
+/* Faults are parsed on first use of any entry point, since cuInit itself
+ * may be the function made to fail. */
+static pthread_once_t		cuemu_faults_once = PTHREAD_ONCE_INIT;
+static bool			cuemu_faults_bad;
+
+/* Copies name without a trailing _v2/_v3 suffix into out. */
+static void
+cuemu_base_name(const char *name, char *out, size_t outlen)
+{
+	size_t n;
+
+	snprintf(out, outlen, "%s", name);
+	n = strlen(out);
+	if (n > 3 && out[n - 3] == '_' && out[n - 2] == 'v' &&
+	    out[n - 1] >= '2' && out[n - 1] <= '9')
+		out[n - 3] = '\0';
+}
+
+/* Parses a CUresult given as a number or a CUDA_ERROR_* name. */
+static int
+cuemu_parse_result(const char *s, CUresult *out)
+{
+	char *end;
+	long v;
+	size_t i;
+
+	for (i = 0; i < sizeof(cuemu_errors) / sizeof(cuemu_errors[0]); i++) {
+		if (strcmp(s, cuemu_errors[i].name) == 0) {
+			*out = cuemu_errors[i].code;
+			return 0;
+		}
+	}
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno != 0 || end == s || *end != '\0' || v <= 0 || v > 100000)
+		return -1;
+	*out = (CUresult)v;
+	return 0;
+}
+
+static void
+cuemu_faults_parse(void)
+{
+	const char *env = getenv("CUEMU_FAIL");
+	char *copy, *save = NULL, *tok;
+
+	if (env == NULL || *env == '\0')
+		return;
+	if ((copy = strdup(env)) == NULL) {
+		cuemu_faults_bad = true;
+		return;
+	}
+	for (tok = strtok_r(copy, ",", &save); tok != NULL;
+	    tok = strtok_r(NULL, ",", &save)) {
+		struct cuemu_fault *f;
+		char *c1 = strchr(tok, ':'), *c2, *end;
+		unsigned long long n;
+
+		if (c1 == NULL || (c2 = strchr(c1 + 1, ':')) == NULL ||
+		    cuemu_nfaults == CUEMU_FAULTS_MAX)
+			goto bad;
+		*c1 = *c2 = '\0';
+		f = &cuemu_faults[cuemu_nfaults];
+		if (*tok == '\0' || strlen(tok) >= CUEMU_NAME_MAX)
+			goto bad;
+		cuemu_base_name(tok, f->name, sizeof(f->name));
+		errno = 0;
+		n = strtoull(c1 + 1, &end, 10);
+		if (errno != 0 || end == c1 + 1 || n == 0)
+			goto bad;
+		if (*end == '+') {
+			f->and_later = true;
+			end++;
+		}
+		if (*end != '\0')
+			goto bad;
+		f->nth = n;
+		if (cuemu_parse_result(c2 + 1, &f->code) != 0)
+			goto bad;
+		cuemu_nfaults++;
+	}
+	free(copy);
+	return;
+bad:
+	free(copy);
+	cuemu_nfaults = 0;
+	cuemu_faults_bad = true;
+	fprintf(stderr, "cuemu: CUEMU_FAIL=\"%s\": expected name:N[+]:code[,...] "
+	    "(N >= 1, code a number or CUDA_ERROR_* name)\n", env);
+}
+
+/* Counts a call of name; returns the injected result or CUDA_SUCCESS. */
+static CUresult
+cuemu_fault_check(const char *name)
+{
+	CUresult r = CUDA_SUCCESS;
+	int i;
+
+	pthread_once(&cuemu_faults_once, cuemu_faults_parse);
+	if (cuemu_nfaults == 0)
+		return CUDA_SUCCESS;
+	pthread_mutex_lock(&cuemu_lock);
+	for (i = 0; i < cuemu_nfaults; i++) {
+		struct cuemu_fault *f = &cuemu_faults[i];
+
+		if (strcmp(f->name, name) != 0)
+			continue;
+		f->calls++;
+		if (f->calls == f->nth || (f->and_later && f->calls > f->nth))
+			r = f->code;
+	}
+	pthread_mutex_unlock(&cuemu_lock);
+	return r;
+}
+
+/* ---- latency profile ---------------------------------------------------- */
+
+/*
+ * Published per-call costs for 2 MiB chunks on an A100 (kvcached's
+ * benchmarks/bench_vmm): cuMemCreate 193 us, cuMemMap 1.5 us, cuMemSetAccess
+ * 36 us, cuMemUnmap 26 us, cuMemAddressReserve (8 GiB) 19 us.  Costs scale
+ * with the number of granules touched.  Release and other calls: our
+ * estimates (documented in README.md).
+ */
+static const uint32_t cuemu_cost_ns[] = {
+	[CUEMU_COST_NONE] = 0,
+	[CUEMU_COST_CREATE] = 193000,
+	[CUEMU_COST_MAP] = 1500,
+	[CUEMU_COST_SETACCESS] = 36000,
+	[CUEMU_COST_UNMAP] = 26000,
+	[CUEMU_COST_RESERVE] = 19000,
+	[CUEMU_COST_RELEASE] = 20000,
+	[CUEMU_COST_CALL] = 1000,
+};
+
+static uint64_t
+cuemu_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+void
+cuemu_charge(enum cuemu_cost cost, size_t units)
+{
+	uint64_t until;
+
+	if (!cuemu_cfg.latency || cost == CUEMU_COST_NONE)
+		return;
+	if (units == 0)
+		units = 1;
+	until = cuemu_now_ns() + (uint64_t)cuemu_cost_ns[cost] * units;
+	/* Busy-wait: sleeping is far too coarse for microsecond costs. */
+	while (cuemu_now_ns() < until)
+		;
+}
+
+/* ---- settings ------------------------------------------------------------ */
+
+/* Parses an integer env variable in [lo, hi]; absent leaves *out alone. */
+static int
+cuemu_env_u64(const char *name, uint64_t lo, uint64_t hi, uint64_t *out)
+{
+	const char *s = getenv(name);
+	char *end;
+	unsigned long long v;
+
+	if (s == NULL)
+		return 0;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (*s == '\0' || *s == '-' || errno != 0 || *end != '\0' || v < lo ||
+	    v > hi) {
+		fprintf(stderr, "cuemu: %s=\"%s\": expected an integer in "
+		    "[%" PRIu64 ", %" PRIu64 "]\n", name, s, lo, hi);
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+static int
+cuemu_config_load(void)
+{
+	struct cuemu_config c = { 0 };
+	const char *s;
+	uint64_t v;
+	size_t i;
+
+	s = getenv("CUEMU_INSTANCE");
+	if (s == NULL)
+		s = "default";
+	if (*s == '\0' || strlen(s) > CUEMU_INSTANCE_MAX)
+		goto bad_instance;
+	for (i = 0; s[i] != '\0'; i++) {
+		char ch = s[i];
+
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		    (ch >= '0' && ch <= '9') || ch == '_' || ch == '.' ||
+		    ch == '-'))
+			goto bad_instance;
+	}
+	memcpy(c.instance, s, strlen(s) + 1);
+
+	v = 1;
+	if (cuemu_env_u64("CUEMU_DEVICES", 1, CUEMU_MAX_DEVICES, &v) != 0)
+		return -1;
+	c.devices = (int)v;
+	v = 16384;
+	if (cuemu_env_u64("CUEMU_MEM_MB", 64, 1048576, &v) != 0)
+		return -1;
+	c.mem_bytes = v << 20;
+	v = 2048;
+	if (cuemu_env_u64("CUEMU_GRANULARITY_KB", 4, 1048576, &v) != 0)
+		return -1;
+	if ((v & (v - 1)) != 0) {
+		fprintf(stderr, "cuemu: CUEMU_GRANULARITY_KB=%" PRIu64
+		    ": expected a power of two in [4, 1048576]\n", v);
+		return -1;
+	}
+	c.granularity = v << 10;
+	v = 0;
+	if (cuemu_env_u64("CUEMU_OOM_ABOVE_MB", 1, 1048576, &v) != 0)
+		return -1;
+	c.oom_above = v << 20;
+	s = getenv("CUEMU_LATENCY");
+	if (s == NULL || strcmp(s, "off") == 0)
+		c.latency = false;
+	else if (strcmp(s, "a100") == 0)
+		c.latency = true;
+	else {
+		fprintf(stderr, "cuemu: CUEMU_LATENCY=\"%s\": expected off or "
+		    "a100\n", s);
+		return -1;
+	}
+	cuemu_cfg = c;
+	return 0;
+
+bad_instance:
+	fprintf(stderr, "cuemu: CUEMU_INSTANCE=\"%s\": expected 1-%d characters "
+	    "of [A-Za-z0-9_.-]\n", s, CUEMU_INSTANCE_MAX);
+	return -1;
+}
+
+/* ---- init, fork, the lock ----------------------------------------------- */
+
+static void
+cuemu_atfork_prepare(void)
+{
+	pthread_mutex_lock(&cuemu_lock);
+}
+
+static void
+cuemu_atfork_parent(void)
+{
+	pthread_mutex_unlock(&cuemu_lock);
+}
+
+static void
+cuemu_atfork_child(void)
+{
+	if (cuemu_initialized)
+		cuemu_forked = true;
+	pthread_mutex_unlock(&cuemu_lock);
+}
+
+static void
+cuemu_atfork_register(void)
+{
+	pthread_atfork(cuemu_atfork_prepare, cuemu_atfork_parent,
+	    cuemu_atfork_child);
+}
+
+CUresult
+cuemu_enter(const char *name, bool need_init)
+{
+	CUresult r;
+
+	pthread_once(&cuemu_atfork_once, cuemu_atfork_register);
+	if ((r = cuemu_fault_check(name)) != CUDA_SUCCESS)
+		return r;
+	pthread_mutex_lock(&cuemu_lock);
+	if (cuemu_forked || (need_init && !cuemu_initialized)) {
+		pthread_mutex_unlock(&cuemu_lock);
+		return CUDA_ERROR_NOT_INITIALIZED;
+	}
+	return CUDA_SUCCESS;
+}
+
+void
+cuemu_leave(void)
+{
+	pthread_mutex_unlock(&cuemu_lock);
+}
+
+CUEMU_EXPORT CUresult CUDAAPI
+cuInit(unsigned int flags)
+{
+	CUresult r;
+
+	if ((r = cuemu_enter("cuInit", false)) != CUDA_SUCCESS)
+		return r;
+	if (cuemu_faults_bad)
+		return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
+	if (flags != 0)
+		return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
+	if (!cuemu_initialized) {
+		if (cuemu_config_load() != 0)
+			return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
+		cuemu_initialized = true;
+	}
+	return cuemu_ret(CUDA_SUCCESS);
+}
+
+CUEMU_EXPORT CUresult CUDAAPI
+cuDriverGetVersion(int *driverVersion)
+{
+	/* Documented to work before cuInit. */
+	if (cuemu_forked)
+		return CUDA_ERROR_NOT_INITIALIZED;
+	if (driverVersion == NULL)
+		return CUDA_ERROR_INVALID_VALUE;
+	*driverVersion = CUEMU_DRIVER_VERSION;
+	return CUDA_SUCCESS;
+}
+
+/* ---- devices -------------------------------------------------------------- */
+
+bool
+cuemu_device_valid(int ordinal)
+{
+	return ordinal >= 0 && ordinal < cuemu_cfg.devices;
+}
+
+CUEMU_EXPORT CUresult CUDAAPI
+cuDeviceGetCount(int *count)
+{
+	CUEMU_ENTER("cuDeviceGetCount");
+	if (count == NULL)
+		return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
+	*count = cuemu_cfg.devices;
+	return cuemu_ret(CUDA_SUCCESS);
+}
+
+CUEMU_EXPORT CUresult CUDAAPI
+cuDeviceGet(CUdevice *device, int ordinal)
+{
+	CUEMU_ENTER("cuDeviceGet");
+	if (device == NULL)
+		return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
+	if (!cuemu_device_valid(ordinal))
+		return cuemu_ret(CUDA_ERROR_INVALID_DEVICE);
+	*device = ordinal;
+	return cuemu_ret(CUDA_SUCCESS);
+}
+
+CUEMU_EXPORT CUresult CUDAAPI
+cuDeviceGetName(char *name, int len, CUdevice dev)
+{
+	CUEMU_ENTER("cuDeviceGetName");
+	if (name == NULL || len <= 0)
+		return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
+	if (!cuemu_device_valid(dev))
+		return cuemu_ret(CUDA_ERROR_INVALID_DEVICE);
+	snprintf(name, (size_t)len, "cuemu emulated GPU %d", dev);
+	return cuemu_ret(CUDA_SUCCESS);
+}
+
+/* FNV-1a, to derive stable UUIDs from the instance name. */
+static uint64_t
+cuemu_fnv(const void *p, size_t n, uint64_t h)
+{
+	const unsigned char *b = p;
+
+	while (n--) {
+		h ^= *b++;
+		h *= 1099511628211ull;
+	}
+	return h;
+}
+
+static void
+cuemu_uuid(CUdevice dev, CUuuid *uuid)
+{
+	uint64_t h1, h2;
+
+	h1 = cuemu_fnv(cuemu_cfg.instance, strlen(cuemu_cfg.instance),
+	    14695981039346656037ull);
+	h1 = cuemu_fnv(&dev, sizeof(dev), h1);
+	h2 = cuemu_fnv(&h1, sizeof(h1), h1 ^ 0x9e3779b97f4a7c15ull);
+	memcpy(uuid->bytes, &h1, 8);
+	memcpy(uuid->bytes + 8, &h2, 8);
+	uuid->bytes[6] = (char)((uuid->bytes[6] & 0x0f) | 0x40);
+}
+
+CUEMU_EXPORT CUresult CUDAAPI
+cuDeviceGetUuid(CUuuid *uuid, CUdevice dev)
+{
+	CUEMU_ENTER("cuDeviceGetUuid");
+	if (uuid == NULL)
+		return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
+	if (!cuemu_device_valid(dev))
+		return cuemu_ret(CUDA_ERROR_INVALID_DEVICE);
+	cuemu_uuid(dev, uuid);
+	return cuemu_ret(CUDA_SUCCESS);
+}
+
+CUEMU_EXPORT CUresult CUDAAPI
+cuDeviceGetUuid_v2(CUuuid *uuid, CUdevice dev)
+{
+	CUEMU_ENTER("cuDeviceGetUuid");
+	if (uuid == NULL)
+		return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
+	if (!cuemu_device_valid(dev))
+		return cuemu_ret(CUDA_ERROR_INVALID_DEVICE);
+	cuemu_uuid(dev, uuid);
+	return cuemu_ret(CUDA_SUCCESS);
+}
+
+CUEMU_EXPORT CUresult CUDAAPI
+cuDeviceTotalMem_v2(size_t *bytes, CUdevice dev)
+{
+	CUEMU_ENTER("cuDeviceTotalMem");
+	if (bytes == NULL)
+		return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
+	if (!cuemu_device_valid(dev))
+		return cuemu_ret(CUDA_ERROR_INVALID_DEVICE);
+	*bytes = cuemu_cfg.mem_bytes;
+	return cuemu_ret(CUDA_SUCCESS);
+}
+
+/* Attribute values of an emulated device, loosely an A100; 0 for the rest. */
+static int
+cuemu_attribute(CUdevice_attribute attrib, int *out)
+{
+	switch (attrib) {
+	case CU_DEVICE_ATTRIBUTE_VIRTUAL_MEMORY_MANAGEMENT_SUPPORTED:
+	case CU_DEVICE_ATTRIBUTE_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR_SUPPORTED:
+	case CU_DEVICE_ATTRIBUTE_UNIFIED_ADDRESSING:
+	case CU_DEVICE_ATTRIBUTE_MEMORY_POOLS_SUPPORTED:
+	case CU_DEVICE_ATTRIBUTE_CAN_MAP_HOST_MEMORY:
+	case CU_DEVICE_ATTRIBUTE_CONCURRENT_KERNELS:
+	case CU_DEVICE_ATTRIBUTE_ECC_ENABLED:
+		*out = 1;
+		return 0;
+	case CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR:
+		*out = 8;
+		return 0;
+	case CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR:
+		*out = 0;
+		return 0;
+	case CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT:
+		*out = 108;
+		return 0;
+	case CU_DEVICE_ATTRIBUTE_WARP_SIZE:
+		*out = 32;
+		return 0;
+	case CU_DEVICE_ATTRIBUTE_MAX_THREADS_PER_BLOCK:
+		*out = 1024;
+		return 0;
+	case CU_DEVICE_ATTRIBUTE_TEXTURE_ALIGNMENT:
+		*out = 512;
+		return 0;
+	case CU_DEVICE_ATTRIBUTE_TEXTURE_PITCH_ALIGNMENT:
+		*out = 32;
+		return 0;
+	case CU_DEVICE_ATTRIBUTE_MAX_PITCH:
+		*out = 2147483647;
+		return 0;
+	case CU_DEVICE_ATTRIBUTE_PCI_BUS_ID:
+	case CU_DEVICE_ATTRIBUTE_PCI_DEVICE_ID:
+	case CU_DEVICE_ATTRIBUTE_PCI_DOMAIN_ID:
+		*out = 0;
+		return 0;
+	case CU_DEVICE_ATTRIBUTE_GPU_DIRECT_RDMA_WITH_CUDA_VMM_SUPPORTED:
+	case CU_DEVICE_ATTRIBUTE_HANDLE_TYPE_FABRIC_SUPPORTED:
+	case CU_DEVICE_ATTRIBUTE_HANDLE_TYPE_WIN32_HANDLE_SUPPORTED:
+	case CU_DEVICE_ATTRIBUTE_HANDLE_TYPE_WIN32_KMT_HANDLE_SUPPORTED:
+		*out = 0;
+		return 0;
+	default:
+		if ((int)attrib <= 0 || attrib >= CU_DEVICE_ATTRIBUTE_MAX)
+			return -1;
+		*out = 0;
+		return 0;
+	}
+}
+
+CUEMU_EXPORT CUresult CUDAAPI
+cuDeviceGetAttribute(int *pi, CUdevice_attribute attrib, CUdevice dev)
+{
+	CUEMU_ENTER("cuDeviceGetAttribute");
+	if (pi == NULL)
+		return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
+	if (!cuemu_device_valid(dev))
+		return cuemu_ret(CUDA_ERROR_INVALID_DEVICE);
+	if (cuemu_attribute(attrib, pi) != 0)
+		return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
+	return cuemu_ret(CUDA_SUCCESS);
+}
+
+/* ---- contexts ------------------------------------------------------------- */
+
+#define CUEMU_CTX_MAGIC 0x63756374u
+
+/* Only primary contexts exist.  They are never freed, so a stale CUcontext
+ * is still recognisable (and refused) after its last release. */
+struct CUctx_st {
+	uint32_t	magic;
+	int		device;
+	unsigned	retains;
+};
+
+static struct CUctx_st		cuemu_primary[CUEMU_MAX_DEVICES];
+static __thread CUcontext	cuemu_tls_ctx;
+
+static bool
+cuemu_ctx_known(CUcontext ctx)
+{
+	return ctx >= &cuemu_primary[0] &&
+	    ctx < &cuemu_primary[CUEMU_MAX_DEVICES] &&
+	    ctx->magic == CUEMU_CTX_MAGIC;
+}
+
+CUcontext
+cuemu_current_ctx(void)
+{
+	CUcontext c = cuemu_tls_ctx;
+
+	if (c == NULL || !cuemu_ctx_known(c) || c->retains == 0)
+		return NULL;
+	return c;
+}
+
+int
+cuemu_current_device(void)
+{
+	CUcontext c = cuemu_current_ctx();
+
+	return c == NULL ? -1 : c->device;
+}
+
+CUEMU_EXPORT CUresult CUDAAPI
+cuDevicePrimaryCtxRetain(CUcontext *pctx, CUdevice dev)
+{
+	CUEMU_ENTER("cuDevicePrimaryCtxRetain");
+	if (pctx == NULL)
+		return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
+	if (!cuemu_device_valid(dev))
+		return cuemu_ret(CUDA_ERROR_INVALID_DEVICE);
+	cuemu_primary[dev].magic = CUEMU_CTX_MAGIC;
+	cuemu_primary[dev].device = dev;
+	cuemu_primary[dev].retains++;
+	*pctx = &cuemu_primary[dev];
+	return cuemu_ret(CUDA_SUCCESS);
+}
+
+CUEMU_EXPORT CUresult CUDAAPI
+cuDevicePrimaryCtxRelease_v2(CUdevice dev)
+{
+	CUEMU_ENTER("cuDevicePrimaryCtxRelease");
+	if (!cuemu_device_valid(dev))
+		return cuemu_ret(CUDA_ERROR_INVALID_DEVICE);
+	if (cuemu_primary[dev].retains == 0)
+		return cuemu_ret(CUDA_ERROR_INVALID_CONTEXT);
+	cuemu_primary[dev].retains--;
+	return cuemu_ret(CUDA_SUCCESS);
+}
+
+CUEMU_EXPORT CUresult CUDAAPI
+cuDevicePrimaryCtxRelease(CUdevice dev)
+{
+	return cuDevicePrimaryCtxRelease_v2(dev);
+}
+
+CUEMU_EXPORT CUresult CUDAAPI
+cuCtxSetCurrent(CUcontext ctx)
+{
+	CUEMU_ENTER("cuCtxSetCurrent");
+	if (ctx != NULL && (!cuemu_ctx_known(ctx) || ctx->retains == 0))
+		return cuemu_ret(CUDA_ERROR_INVALID_CONTEXT);
+	cuemu_tls_ctx = ctx;
+	return cuemu_ret(CUDA_SUCCESS);
+}
+
+CUEMU_EXPORT CUresult CUDAAPI
+cuCtxGetCurrent(CUcontext *pctx)
+{
+	CUEMU_ENTER("cuCtxGetCurrent");
+	if (pctx == NULL)
+		return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
+	*pctx = cuemu_tls_ctx;
+	return cuemu_ret(CUDA_SUCCESS);
+}
+
+CUEMU_EXPORT CUresult CUDAAPI
+cuCtxGetDevice(CUdevice *device)
+{
+	int dev;
+
+	CUEMU_ENTER("cuCtxGetDevice");
+	if (device == NULL)
+		return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
+	if ((dev = cuemu_current_device()) < 0)
+		return cuemu_ret(CUDA_ERROR_INVALID_CONTEXT);
+	*device = dev;
+	return cuemu_ret(CUDA_SUCCESS);
+}
+
+CUEMU_EXPORT CUresult CUDAAPI
+cuCtxSynchronize(void)
+{
+	CUEMU_ENTER("cuCtxSynchronize");
+	if (cuemu_current_ctx() == NULL)
+		return cuemu_ret(CUDA_ERROR_INVALID_CONTEXT);
+	return cuemu_ret(CUDA_SUCCESS);
+}
+
+/* ---- errors ----------------------------------------------------------------- */
+
+static const struct cuemu_error *
+cuemu_error_find(CUresult r)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(cuemu_errors) / sizeof(cuemu_errors[0]); i++)
+		if (cuemu_errors[i].code == r)
+			return &cuemu_errors[i];
+	return NULL;
+}
+
+CUEMU_EXPORT CUresult CUDAAPI
+cuGetErrorName(CUresult error, const char **pStr)
+{
+	const struct cuemu_error *e;
+
+	if (pStr == NULL)
+		return CUDA_ERROR_INVALID_VALUE;
+	if ((e = cuemu_error_find(error)) == NULL) {
+		*pStr = NULL;
+		return CUDA_ERROR_INVALID_VALUE;
+	}
+	*pStr = e->name;
+	return CUDA_SUCCESS;
+}
+
+CUEMU_EXPORT CUresult CUDAAPI
+cuGetErrorString(CUresult error, const char **pStr)
+{
+	const struct cuemu_error *e;
+
+	if (pStr == NULL)
+		return CUDA_ERROR_INVALID_VALUE;
+	if ((e = cuemu_error_find(error)) == NULL) {
+		*pStr = NULL;
+		return CUDA_ERROR_INVALID_VALUE;
+	}
+	*pStr = e->text;
+	return CUDA_SUCCESS;
+}
+
+CUEMU_EXPORT CUresult CUDAAPI
+cuCtxSynchronize_v2(CUcontext ctx)
+{
+	CUEMU_ENTER("cuCtxSynchronize");
+	if (ctx == NULL)
+		ctx = cuemu_current_ctx();
+	if (ctx == NULL || !cuemu_ctx_known(ctx) || ctx->retains == 0)
+		return cuemu_ret(CUDA_ERROR_INVALID_CONTEXT);
+	return cuemu_ret(CUDA_SUCCESS);
+}
+
+CUEMU_EXPORT CUresult CUDAAPI
+cuCtxGetDevice_v2(CUdevice *device, CUcontext ctx)
+{
+	CUEMU_ENTER("cuCtxGetDevice");
+	if (device == NULL)
+		return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
+	if (ctx == NULL)
+		ctx = cuemu_current_ctx();
+	if (ctx == NULL || !cuemu_ctx_known(ctx) || ctx->retains == 0)
+		return cuemu_ret(CUDA_ERROR_INVALID_CONTEXT);
+	*device = ctx->device;
+	return cuemu_ret(CUDA_SUCCESS);
+}

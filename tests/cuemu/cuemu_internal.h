@@ -1,0 +1,133 @@
+/*
+ * cuemu: an emulated CUDA driver (libcuda.so.1) on host memory, for tests.
+ * Internal header shared by the emulator's files; one section per file.
+ *
+ * Every entry point starts with CUEMU_ENTER(name), which checks
+ * initialisation, applies fault injection and the latency profile, and takes
+ * the one emulator lock; it leaves through cuemu_leave().  The lock is coarse
+ * on purpose: this is a test substrate, and correctness beats speed.
+ */
+#ifndef CUEMU_INTERNAL_H
+#define CUEMU_INTERNAL_H
+
+/* Declare the unversioned and _v2 names alike, as the real driver does. */
+#define __CUDA_API_VERSION_INTERNAL 1
+#pragma GCC visibility push(default)
+#include <cuda.h>
+#pragma GCC visibility pop
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CUEMU_EXPORT __attribute__((visibility("default")))
+
+#define CUEMU_MAX_DEVICES 16
+#define CUEMU_INSTANCE_MAX 64
+#define CUEMU_DRIVER_VERSION CUDA_VERSION
+
+/* ---- core.c: settings, init, lock, faults, latency ---------------------- */
+
+struct cuemu_config {
+	char		instance[CUEMU_INSTANCE_MAX + 1];
+	int		devices;
+	uint64_t	mem_bytes;	/* capacity of each device */
+	uint64_t	granularity;
+	uint64_t	oom_above;	/* 0: off */
+	bool		latency;
+};
+
+extern struct cuemu_config cuemu_cfg;
+
+/* Per-call cost classes of the latency profile. */
+enum cuemu_cost {
+	CUEMU_COST_NONE,
+	CUEMU_COST_CREATE,
+	CUEMU_COST_MAP,
+	CUEMU_COST_SETACCESS,
+	CUEMU_COST_UNMAP,
+	CUEMU_COST_RESERVE,
+	CUEMU_COST_RELEASE,
+	CUEMU_COST_CALL,
+};
+
+/* Checks init state and faults, then locks.  On a non-zero return the lock
+ * is not held and the caller returns that code. */
+CUresult	cuemu_enter(const char *name, bool need_init);
+void		cuemu_leave(void);
+/* Charges the latency profile's cost for an operation touching n units. */
+void		cuemu_charge(enum cuemu_cost cost, size_t units);
+bool		cuemu_device_valid(int ordinal);
+/* The context current on this thread, or NULL if none or not active. */
+CUcontext	cuemu_current_ctx(void);
+/* The device of the current context, or -1 (no valid context). */
+int		cuemu_current_device(void);
+
+#define CUEMU_ENTER(name)                                                \
+	do {                                                             \
+		CUresult enter_r_ = cuemu_enter((name), true);           \
+		if (enter_r_ != CUDA_SUCCESS)                            \
+			return enter_r_;                                 \
+	} while (0)
+
+/* Leaves the lock and returns r. */
+static inline CUresult
+cuemu_ret(CUresult r)
+{
+	cuemu_leave();
+	return r;
+}
+
+/* ---- capacity.c: device memory shared by every process of an instance --- */
+
+/* Creates a memfd of size bytes charged to device dev, or returns
+ * CUDA_ERROR_OUT_OF_MEMORY.  handle_types is recorded in the memfd's name so
+ * an importer learns it.  Returns the fd in *fdp. */
+CUresult	cuemu_capacity_create(int dev, uint64_t size, unsigned handle_types,
+		    int *fdp);
+/* Exact bytes in use on device dev across all processes. */
+uint64_t	cuemu_capacity_used(int dev);
+/* Capacity of device dev, as fixed for the instance. */
+uint64_t	cuemu_capacity_total(int dev);
+/* Parses a cuemu memfd name of this instance: returns 0 and fills the out
+ * parameters, or -1 if fd is not cuemu device memory of this instance. */
+int		cuemu_capacity_identify(int fd, int *dev, uint64_t *size,
+		    unsigned *handle_types);
+
+/* ---- vmm.c: reservations, handles, mappings ------------------------------ */
+
+enum cuemu_kind {
+	CUEMU_KIND_VMM,		/* mapped with cuMemMap */
+	CUEMU_KIND_ALLOC,	/* cuMemAlloc / cuMemAllocPitch */
+	CUEMU_KIND_ASYNC,	/* cuMemAllocAsync */
+};
+
+/* What an address belongs to, for copies and pointer attributes. */
+struct cuemu_range {
+	enum cuemu_kind	kind;
+	CUdeviceptr	base;		/* mapping or allocation start */
+	size_t		size;
+	int		device;
+	int		prot;		/* PROT_* currently granted */
+	CUdeviceptr	resv_base;	/* VMM: its reservation */
+	size_t		resv_size;
+};
+
+/* Finds the mapping or allocation holding addr; lock held. */
+bool		cuemu_lookup(CUdeviceptr addr, struct cuemu_range *out);
+/* Checks [addr, addr+len) is covered, contiguously, by mappings or one
+ * allocation granting at least prot; lock held. */
+bool		cuemu_range_ok(CUdeviceptr addr, size_t len, int prot);
+/* Registers a classic allocation (the fd is kept); lock held. */
+int		cuemu_alloc_add(CUdeviceptr base, size_t size, int dev, int fd,
+		    enum cuemu_kind kind);
+/* Removes a classic allocation starting at base; returns its fd, or -1. */
+int		cuemu_alloc_remove(CUdeviceptr base, size_t *sizep,
+		    enum cuemu_kind *kindp);
+
+/* ---- mem.c: streams and events, for validation -------------------------- */
+
+bool		cuemu_stream_valid(CUstream s);
+
+#endif
