@@ -12,6 +12,7 @@ function(vmm_add_test)
     return()
   endif()
   add_test(NAME ${T_NAME} COMMAND ${T_COMMAND})
+  file(MAKE_DIRECTORY "${CMAKE_BINARY_DIR}/testtmp/${T_NAME}")
   set(env "CUEMU_INSTANCE=vmmtest-${T_NAME}" "VMM_TEST_TMPDIR=${CMAKE_BINARY_DIR}/testtmp/${T_NAME}"
           "VMM_BUILD_DIR=${CMAKE_BINARY_DIR}" "VMM_SOURCE_DIR=${CMAKE_SOURCE_DIR}")
   if(NOT VMM_REAL_GPU)

@@ -40,6 +40,8 @@ struct cuemu_shared {
 };
 
 /* Per device: the shared state file, mapped, opened on first use. */
+static uint64_t	cuemu_scan(int dev);
+
 static int			cuemu_shared_fd[CUEMU_MAX_DEVICES] = { -1, -1, -1,
     -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1 };
 static struct cuemu_shared	*cuemu_shared[CUEMU_MAX_DEVICES];
@@ -70,7 +72,10 @@ cuemu_shared_open(int dev)
 		close(fd);
 		return NULL;
 	}
-	if (sh->magic != CUEMU_SHARED_MAGIC) {
+	/* A new instance, or one whose processes left no memory behind (a
+	 * file from an earlier run): this process's capacity applies. */
+	if (sh->magic != CUEMU_SHARED_MAGIC ||
+	    (sh->capacity != cuemu_cfg.mem_bytes && cuemu_scan(dev) == 0)) {
 		sh->magic = CUEMU_SHARED_MAGIC;
 		sh->capacity = cuemu_cfg.mem_bytes;
 		sh->charged = 0;

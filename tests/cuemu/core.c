@@ -467,7 +467,8 @@ cuDeviceTotalMem_v2(size_t *bytes, CUdevice dev)
 		return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
 	if (!cuemu_device_valid(dev))
 		return cuemu_ret(CUDA_ERROR_INVALID_DEVICE);
-	*bytes = cuemu_cfg.mem_bytes;
+	/* The instance's capacity, as fixed by its first process. */
+	*bytes = cuemu_capacity_total(dev);
 	return cuemu_ret(CUDA_SUCCESS);
 }
 

@@ -29,12 +29,14 @@
 struct CUstream_st {
 	uint32_t		magic;
 	unsigned		flags;
+	int			device;	/* of the context that created it */
 	struct CUstream_st	*next;
 };
 
 struct CUevent_st {
 	uint32_t		magic;
 	unsigned		flags;
+	int			device;	/* of the context that created it */
 	bool			recorded;
 	struct CUevent_st	*next;
 };
@@ -55,6 +57,15 @@ cuemu_stream_valid(CUstream s)
 		if (p == s)
 			return true;
 	return false;
+}
+
+/* The device of a valid stream's context; dev for the default streams. */
+static int
+cuemu_stream_device(CUstream s, int dev)
+{
+	if (s == NULL || s == CU_STREAM_LEGACY || s == CU_STREAM_PER_THREAD)
+		return dev;
+	return s->device;
 }
 
 static struct CUevent_st *
@@ -82,6 +93,7 @@ cuStreamCreate(CUstream *phStream, unsigned int Flags)
 		return cuemu_ret(CUDA_ERROR_OUT_OF_MEMORY);
 	s->magic = CUEMU_STREAM_MAGIC;
 	s->flags = Flags;
+	s->device = dev;
 	s->next = cuemu_streams;
 	cuemu_streams = s;
 	*phStream = s;
@@ -170,6 +182,7 @@ cuEventCreate(CUevent *phEvent, unsigned int Flags)
 		return cuemu_ret(CUDA_ERROR_OUT_OF_MEMORY);
 	e->magic = CUEMU_EVENT_MAGIC;
 	e->flags = Flags;
+	e->device = dev;
 	e->next = cuemu_events;
 	cuemu_events = e;
 	*phEvent = e;
@@ -213,6 +226,10 @@ cuemu_event_record(CUevent hEvent, CUstream hStream)
 	CUEMU_NEED_CTX(dev);
 	if ((e = cuemu_event_find(hEvent)) == NULL ||
 	    !cuemu_stream_valid(hStream))
+		return cuemu_ret(CUDA_ERROR_INVALID_HANDLE);
+	/* Event and stream must belong to the same context; the default
+	 * streams are the current context's. */
+	if (e->device != cuemu_stream_device(hStream, dev))
 		return cuemu_ret(CUDA_ERROR_INVALID_HANDLE);
 	e->recorded = true;
 	return cuemu_ret(CUDA_SUCCESS);
@@ -522,6 +539,51 @@ cuMemcpy_ptds(CUdeviceptr dst, CUdeviceptr src, size_t ByteCount)
 }
 
 CUEMU_EXPORT CUresult CUDAAPI
+cuMemcpyHtoDAsync_v2(CUdeviceptr dstDevice, const void *srcHost,
+    size_t ByteCount, CUstream hStream)
+{
+	return cuemu_copy("cuMemcpyHtoDAsync", dstDevice, true,
+	    (CUdeviceptr)(uintptr_t)srcHost, false, ByteCount, hStream, true);
+}
+
+CUEMU_EXPORT CUresult CUDAAPI
+cuMemcpyHtoDAsync_v2_ptsz(CUdeviceptr dstDevice, const void *srcHost,
+    size_t ByteCount, CUstream hStream)
+{
+	return cuMemcpyHtoDAsync_v2(dstDevice, srcHost, ByteCount, hStream);
+}
+
+CUEMU_EXPORT CUresult CUDAAPI
+cuMemcpyDtoHAsync_v2(void *dstHost, CUdeviceptr srcDevice, size_t ByteCount,
+    CUstream hStream)
+{
+	return cuemu_copy("cuMemcpyDtoHAsync", (CUdeviceptr)(uintptr_t)dstHost,
+	    false, srcDevice, true, ByteCount, hStream, true);
+}
+
+CUEMU_EXPORT CUresult CUDAAPI
+cuMemcpyDtoHAsync_v2_ptsz(void *dstHost, CUdeviceptr srcDevice,
+    size_t ByteCount, CUstream hStream)
+{
+	return cuMemcpyDtoHAsync_v2(dstHost, srcDevice, ByteCount, hStream);
+}
+
+CUEMU_EXPORT CUresult CUDAAPI
+cuMemcpyDtoDAsync_v2(CUdeviceptr dstDevice, CUdeviceptr srcDevice,
+    size_t ByteCount, CUstream hStream)
+{
+	return cuemu_copy("cuMemcpyDtoDAsync", dstDevice, true, srcDevice, true,
+	    ByteCount, hStream, true);
+}
+
+CUEMU_EXPORT CUresult CUDAAPI
+cuMemcpyDtoDAsync_v2_ptsz(CUdeviceptr dstDevice, CUdeviceptr srcDevice,
+    size_t ByteCount, CUstream hStream)
+{
+	return cuMemcpyDtoDAsync_v2(dstDevice, srcDevice, ByteCount, hStream);
+}
+
+CUEMU_EXPORT CUresult CUDAAPI
 cuMemcpyAsync(CUdeviceptr dst, CUdeviceptr src, size_t ByteCount,
     CUstream hStream)
 {
@@ -605,11 +667,14 @@ cuemu_attr(void *data, CUpointer_attribute a, CUdeviceptr ptr, bool found,
 	case CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL:
 		*(int *)data = found ? rg->device : -2;
 		return CUDA_SUCCESS;
+	/* The mappable range: for VMM memory the whole reservation. */
 	case CU_POINTER_ATTRIBUTE_RANGE_START_ADDR:
-		*(CUdeviceptr *)data = found ? rg->base : 0;
+		*(CUdeviceptr *)data = !found ? 0 : rg->kind == CUEMU_KIND_VMM ?
+		    rg->resv_base : rg->base;
 		return CUDA_SUCCESS;
 	case CU_POINTER_ATTRIBUTE_RANGE_SIZE:
-		*(size_t *)data = found ? rg->size : 0;
+		*(size_t *)data = !found ? 0 : rg->kind == CUEMU_KIND_VMM ?
+		    rg->resv_size : rg->size;
 		return CUDA_SUCCESS;
 	case CU_POINTER_ATTRIBUTE_MAPPED:
 		*(bool *)data = found;

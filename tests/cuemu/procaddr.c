@@ -73,6 +73,12 @@ enum { CUEMU_LEGACY, CUEMU_PTDS };
 	X("cuMemcpyDtoD", 7000, cuMemcpyDtoD_v2_ptds, CUEMU_PTDS)             \
 	X("cuMemcpy", 4000, cuMemcpy, CUEMU_LEGACY)                           \
 	X("cuMemcpy", 7000, cuMemcpy_ptds, CUEMU_PTDS)                        \
+	X("cuMemcpyHtoDAsync", 3020, cuMemcpyHtoDAsync_v2, CUEMU_LEGACY)      \
+	X("cuMemcpyHtoDAsync", 7000, cuMemcpyHtoDAsync_v2_ptsz, CUEMU_PTDS)   \
+	X("cuMemcpyDtoHAsync", 3020, cuMemcpyDtoHAsync_v2, CUEMU_LEGACY)      \
+	X("cuMemcpyDtoHAsync", 7000, cuMemcpyDtoHAsync_v2_ptsz, CUEMU_PTDS)   \
+	X("cuMemcpyDtoDAsync", 3020, cuMemcpyDtoDAsync_v2, CUEMU_LEGACY)      \
+	X("cuMemcpyDtoDAsync", 7000, cuMemcpyDtoDAsync_v2_ptsz, CUEMU_PTDS)   \
 	X("cuMemcpyAsync", 4000, cuMemcpyAsync, CUEMU_LEGACY)                 \
 	X("cuMemcpyAsync", 7000, cuMemcpyAsync_ptsz, CUEMU_PTDS)              \
 	X("cuMemsetD8", 3020, cuMemsetD8_v2, CUEMU_LEGACY)                    \

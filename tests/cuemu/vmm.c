@@ -41,6 +41,7 @@ struct cuemu_region {
 	int			device;
 	int			prot;
 	uint32_t		slot;	/* VMM: handle slot */
+	uint8_t			peer[CUEMU_MAX_DEVICES]; /* VMM: peers' flags */
 	int			fd;	/* classic: the memfd */
 };
 
@@ -308,6 +309,9 @@ cuemu_prop_check(const CUmemAllocationProp *prop, bool device_error)
 		    CUDA_ERROR_INVALID_VALUE;
 	if (prop->requestedHandleTypes & ~(unsigned)CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR)
 		return CUDA_ERROR_NOT_SUPPORTED;
+	/* Windows-only; "in all other cases ... required to be zero". */
+	if (prop->win32HandleMetaData != NULL)
+		return CUDA_ERROR_INVALID_VALUE;
 	if (prop->allocFlags.gpuDirectRDMACapable ||
 	    prop->allocFlags.compressionType != 0)
 		return CUDA_ERROR_NOT_SUPPORTED;
@@ -553,6 +557,8 @@ cuMemSetAccess(CUdeviceptr ptr, size_t size, const CUmemAccessDesc *desc,
 	CUEMU_ENTER("cuMemSetAccess");
 	if (desc == NULL || count == 0 || count > CUEMU_MAX_DEVICES)
 		return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
+	if (!cuemu_whole_mappings(ptr, size))
+		return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
 	for (i = 0; i < count; i++) {
 		if (desc[i].location.type != CU_MEM_LOCATION_TYPE_DEVICE)
 			return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
@@ -563,8 +569,6 @@ cuMemSetAccess(CUdeviceptr ptr, size_t size, const CUmemAccessDesc *desc,
 		    desc[i].flags != CU_MEM_ACCESS_FLAGS_PROT_READWRITE)
 			return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
 	}
-	if (!cuemu_whole_mappings(ptr, size))
-		return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
 	cuemu_charge(CUEMU_COST_SETACCESS, size / cuemu_cfg.granularity);
 	for (a = ptr; a < end;) {
 		struct cuemu_region *r = cuemu_region_at(a);
@@ -572,8 +576,13 @@ cuMemSetAccess(CUdeviceptr ptr, size_t size, const CUmemAccessDesc *desc,
 		for (i = 0; i < count; i++) {
 			int prot;
 
-			if (desc[i].location.id != r->device)
+			if (desc[i].location.id != r->device) {
+				/* Peers: recorded for cuMemGetAccess; the host
+				 * view stands for the owning device only. */
+				r->peer[desc[i].location.id] =
+				    (uint8_t)desc[i].flags;
 				continue;
+			}
 			prot = desc[i].flags == CU_MEM_ACCESS_FLAGS_PROT_READWRITE ?
 			    PROT_READ | PROT_WRITE :
 			    desc[i].flags == CU_MEM_ACCESS_FLAGS_PROT_READ ?
@@ -602,7 +611,7 @@ cuMemGetAccess(unsigned long long *flags, const CUmemLocation *location,
 	if ((r = cuemu_region_at(ptr)) == NULL || r->kind != CUEMU_KIND_VMM)
 		return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
 	if (location->id != r->device)
-		*flags = CU_MEM_ACCESS_FLAGS_PROT_NONE;
+		*flags = r->peer[location->id];
 	else if (r->prot == (PROT_READ | PROT_WRITE))
 		*flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
 	else if (r->prot == PROT_READ)
