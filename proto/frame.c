@@ -1,0 +1,1131 @@
+/*
+ * frame.c — length-prefixed protobuf-c frames over a Unix stream socket, with
+ * SCM_RIGHTS fds: a budgeted decoder, per-type checks, an incremental reader
+ * and an output queue for non-blocking sockets, and two blocking helpers.
+ * The wire rules are in frame.h; the messages in vmm.proto.
+ */
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <errno.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "frame.h"
+
+/* Charged to the decode budget per allocation on top of its size, so that
+ * many tiny allocations cost roughly what malloc really spends on them. */
+#define DECODE_ALLOC_OVERHEAD	16
+/* A reader's buffer when no large frame is in progress. */
+#define READ_MIN		4096
+/* Bytes a reader holds when fed by _feed() without being drained. */
+#define FEED_MAX		(4 * (VMM_FRAME_HDR + VMM_FRAME_MAX))
+/* Batches of fds a reader keeps for frames not yet complete.  A reader that
+ * is drained after each read holds at most two (one recvmsg brings at most
+ * one batch, and only the last, incomplete frame can keep one). */
+#define READ_FDSETS		4
+/* Fd-less frames gathered into one sendmsg(). */
+#define SEND_IOV		64
+/* Control buffer: the fds of one frame, plus room for SCM_CREDENTIALS in
+ * case the socket has SO_PASSCRED set, so fds are never truncated by it. */
+#define CTL_SPACE \
+	(CMSG_SPACE(sizeof(int) * VMM_FRAME_MAX_FDS) + \
+	CMSG_SPACE(sizeof(struct ucred)))
+
+#define FROM_CLIENT		(1u << VMM_FRAME_PEER_CLIENT)
+#define FROM_DAEMON		(1u << VMM_FRAME_PEER_DAEMON)
+#define FROM_ANY		(FROM_CLIENT | FROM_DAEMON)
+
+struct vmm_frame_msg {
+	Vmm__Envelope		*env;
+	ProtobufCAllocator	 alloc;	/* budgeted; frees env too */
+	size_t			 used;	/* charged to the budget */
+	size_t			 nfds;
+	int			 fds[VMM_FRAME_MAX_FDS]; /* -1 once taken */
+};
+
+/* Fds that arrived for the frame starting at stream offset `start`. */
+struct fdset {
+	uint64_t		 start;
+	size_t			 nfds;		/* 0: slot free */
+	int			 fds[VMM_FRAME_MAX_FDS];
+};
+
+/*
+ * buf[head..len) holds unconsumed stream bytes; head is always a frame start.
+ * Offsets in the stream (base, walk, fdset.start) survive compaction.  Every
+ * length prefix in the buffer has been checked against VMM_FRAME_MAX.  Reading
+ * from a socket never grows the buffer past VMM_FRAME_HDR + VMM_FRAME_MAX;
+ * _feed() may, up to FEED_MAX.
+ */
+struct vmm_frame_reader {
+	enum vmm_frame_peer	 from;
+	int			 err;		/* sticky fault, or 0 */
+	unsigned char		*buf;
+	size_t			 cap;
+	size_t			 head;
+	size_t			 len;
+	uint64_t		 base;	/* stream offset of buf[0] */
+	uint64_t		 walk;	/* last frame start found */
+	struct fdset		 sets[READ_FDSETS];
+};
+
+/* One queued frame: fds[nfds], then len bytes of header and body. */
+struct outq_frame {
+	struct outq_frame	*next;
+	unsigned char		*data;
+	size_t			 len;
+	size_t			 off;		/* bytes sent */
+	size_t			 nfds;	/* fds not yet sent */
+	int			 fds[];
+};
+
+struct vmm_frame_outq {
+	enum vmm_frame_peer	 to;
+	int			 err;	/* sticky send error, or 0 */
+	size_t			 max_bytes;	/* 0: no bound */
+	size_t			 max_fds;	/* 0: no bound */
+	size_t			 bytes;	/* unsent bytes queued */
+	size_t			 nfds;	/* unsent fds queued */
+	struct outq_frame	*head;
+	struct outq_frame	**tailp;
+};
+
+static void
+close_fds(int *fds, size_t n)
+{
+	size_t	i;
+
+	for (i = 0; i < n; i++) {
+		if (fds[i] >= 0)
+			close(fds[i]);
+		fds[i] = -1;
+	}
+}
+
+static uint32_t
+get_le32(const unsigned char *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+	    (uint32_t)p[3] << 24;
+}
+
+static void
+put_le32(unsigned char *p, uint32_t v)
+{
+	p[0] = v & 0xff;
+	p[1] = (v >> 8) & 0xff;
+	p[2] = (v >> 16) & 0xff;
+	p[3] = (v >> 24) & 0xff;
+}
+
+static bool
+peer_valid(enum vmm_frame_peer p)
+{
+	return p == VMM_FRAME_PEER_CLIENT || p == VMM_FRAME_PEER_DAEMON;
+}
+
+/* --- decoding and checks -------------------------------------------------- */
+
+/* protobuf-c allocator that fails once a decode has used its budget. */
+static void *
+budget_alloc(void *data, size_t size)
+{
+	struct vmm_frame_msg	*m = data;
+	size_t			 charge;
+	void			*p;
+
+	if (size > VMM_FRAME_DECODE_BUDGET)
+		return NULL;
+	charge = size + DECODE_ALLOC_OVERHEAD;
+	if (charge > VMM_FRAME_DECODE_BUDGET - m->used)
+		return NULL;
+	if ((p = malloc(size != 0 ? size : 1)) != NULL)
+		m->used += charge;
+	return p;
+}
+
+static void
+budget_free(void *data, void *p)
+{
+	(void)data;
+	free(p);
+}
+
+static bool
+str_ok(const char *s, size_t max, bool nonempty)
+{
+	size_t	n;
+
+	if (s == NULL)
+		return !nonempty;
+	n = strnlen(s, max + 1);
+	return n <= max && (n > 0 || !nonempty);
+}
+
+static bool
+uuid_ok(const ProtobufCBinaryData *b, bool required)
+{
+	return b->len == VMM_PROTO_UUID_LEN || (!required && b->len == 0);
+}
+
+static bool
+kind_ok(Vmm__ClientKind k)
+{
+	return k == VMM__CLIENT_KIND__CLIENT_KIND_APP ||
+	    k == VMM__CLIENT_KIND__CLIENT_KIND_ADMIN;
+}
+
+static bool
+sessions_ok(Vmm__SessionStats *const *v, size_t n, uint32_t total)
+{
+	size_t	i;
+
+	if (n > VMM_PROTO_MAX_SESSIONS || n > total)
+		return false;
+	for (i = 0; i < n; i++) {
+		if (v[i] == NULL || v[i]->session_id == 0 ||
+		    !str_ok(v[i]->name, VMM_PROTO_MAX_NAME, false) ||
+		    !kind_ok(v[i]->kind))
+			return false;
+	}
+	return true;
+}
+
+static bool
+grant_ok(const Vmm__Grant *m)
+{
+	uint64_t	total = 0;
+	size_t		i;
+
+	if (m->request_id == 0 || m->n_chunks == 0 ||
+	    m->n_chunks > VMM_PROTO_MAX_CHUNKS)
+		return false;
+	for (i = 0; i < m->n_chunks; i++) {
+		const Vmm__Chunk *c = m->chunks[i];
+
+		if (c == NULL || c->id == 0 || c->size == 0 ||
+		    c->size > UINT64_MAX - total)
+			return false;
+		total += c->size;
+	}
+	return true;
+}
+
+static bool
+release_ok(const Vmm__Release *m)
+{
+	size_t	i;
+
+	if (m->request_id == 0 || m->n_chunk_ids == 0 ||
+	    m->n_chunk_ids > VMM_PROTO_MAX_RELEASE_IDS)
+		return false;
+	for (i = 0; i < m->n_chunk_ids; i++) {
+		if (m->chunk_ids[i] == 0)
+			return false;
+	}
+	return true;
+}
+
+static bool
+stats_reply_ok(const Vmm__StatsReply *m)
+{
+	size_t	i;
+
+	if (m->request_id == 0 || m->pool == NULL ||
+	    m->n_counters > VMM_PROTO_MAX_COUNTERS)
+		return false;
+	for (i = 0; i < m->n_counters; i++) {
+		if (m->counters[i] == NULL || !str_ok(m->counters[i]->name,
+		    VMM_PROTO_MAX_COUNTER_NAME, true))
+			return false;
+	}
+	return sessions_ok(m->sessions, m->n_sessions, m->sessions_total);
+}
+
+/* Whether a message's fields are in range; *from gets who may send it. */
+static bool
+body_ok(const Vmm__Envelope *e, unsigned *from)
+{
+	*from = 0;
+	switch (e->msg_case) {
+	case VMM__ENVELOPE__MSG_HELLO:
+		*from = FROM_CLIENT;
+		return e->hello != NULL && e->hello->request_id != 0 &&
+		    str_ok(e->hello->client_name, VMM_PROTO_MAX_NAME, false) &&
+		    uuid_ok(&e->hello->device_uuid, false) &&
+		    kind_ok(e->hello->kind);
+	case VMM__ENVELOPE__MSG_HELLO_REPLY:
+		*from = FROM_DAEMON;
+		return e->hello_reply != NULL &&
+		    e->hello_reply->request_id != 0 &&
+		    e->hello_reply->session_id != 0 &&
+		    e->hello_reply->granularity != 0 &&
+		    uuid_ok(&e->hello_reply->device_uuid, true) &&
+		    e->hello_reply->limits != NULL &&
+		    e->hello_reply->limits->max_chunks_per_grant != 0 &&
+		    e->hello_reply->limits->max_chunks_per_grant <=
+		    VMM_PROTO_MAX_CHUNKS &&
+		    e->hello_reply->limits->max_frame != 0;
+	case VMM__ENVELOPE__MSG_ACQUIRE:
+		*from = FROM_CLIENT;
+		return e->acquire != NULL && e->acquire->request_id != 0 &&
+		    e->acquire->bytes != 0 &&
+		    (e->acquire->flags &
+		    ~(uint32_t)(VMM__ACQUIRE_FLAG__ACQUIRE_FLAG_ALLOW_STITCH |
+		    VMM__ACQUIRE_FLAG__ACQUIRE_FLAG_IGNORE_FRAG_RATIO)) == 0;
+	case VMM__ENVELOPE__MSG_GRANT:
+		*from = FROM_DAEMON;
+		return e->grant != NULL && grant_ok(e->grant);
+	case VMM__ENVELOPE__MSG_RELEASE:
+		*from = FROM_CLIENT;
+		return e->release != NULL && release_ok(e->release);
+	case VMM__ENVELOPE__MSG_RELEASE_REPLY:
+		*from = FROM_DAEMON;
+		return e->release_reply != NULL &&
+		    e->release_reply->request_id != 0;
+	case VMM__ENVELOPE__MSG_REPORT:
+		*from = FROM_CLIENT;
+		return e->report != NULL && e->report->request_id != 0;
+	case VMM__ENVELOPE__MSG_ACK:
+		*from = FROM_DAEMON;
+		return e->ack != NULL && e->ack->request_id != 0;
+	case VMM__ENVELOPE__MSG_STATS_REQUEST:
+		*from = FROM_CLIENT;
+		return e->stats_request != NULL &&
+		    e->stats_request->request_id != 0;
+	case VMM__ENVELOPE__MSG_STATS_REPLY:
+		*from = FROM_DAEMON;
+		return e->stats_reply != NULL && stats_reply_ok(e->stats_reply);
+	case VMM__ENVELOPE__MSG_CLIENTS_REQUEST:
+		*from = FROM_CLIENT;
+		return e->clients_request != NULL &&
+		    e->clients_request->request_id != 0;
+	case VMM__ENVELOPE__MSG_CLIENTS_REPLY:
+		*from = FROM_DAEMON;
+		return e->clients_reply != NULL &&
+		    e->clients_reply->request_id != 0 &&
+		    sessions_ok(e->clients_reply->sessions,
+		    e->clients_reply->n_sessions,
+		    e->clients_reply->sessions_total);
+	case VMM__ENVELOPE__MSG_TRIM_REQUEST:
+		*from = FROM_CLIENT;
+		return e->trim_request != NULL &&
+		    e->trim_request->request_id != 0;
+	case VMM__ENVELOPE__MSG_TRIM_REPLY:
+		*from = FROM_DAEMON;
+		return e->trim_reply != NULL && e->trim_reply->request_id != 0;
+	case VMM__ENVELOPE__MSG_SET_QUOTA:
+		*from = FROM_CLIENT;
+		return e->set_quota != NULL && e->set_quota->request_id != 0 &&
+		    (e->set_quota->kind == VMM__QUOTA_KIND__QUOTA_KIND_UID ||
+		    e->set_quota->kind == VMM__QUOTA_KIND__QUOTA_KIND_NAME ||
+		    e->set_quota->kind == VMM__QUOTA_KIND__QUOTA_KIND_CGROUP) &&
+		    str_ok(e->set_quota->key, VMM_PROTO_MAX_QUOTA_KEY, true);
+	case VMM__ENVELOPE__MSG_RECALL:
+		*from = FROM_DAEMON;
+		return e->recall != NULL && e->recall->recall_id != 0 &&
+		    e->recall->target_bytes != 0 &&
+		    e->recall->reason >=
+		    VMM__RECALL_REASON__RECALL_REASON_PRESSURE &&
+		    e->recall->reason <=
+		    VMM__RECALL_REASON__RECALL_REASON_QUOTA;
+	case VMM__ENVELOPE__MSG_GOODBYE:
+		*from = FROM_ANY;
+		return e->goodbye != NULL &&
+		    e->goodbye->reason >=
+		    VMM__GOODBYE_REASON__GOODBYE_REASON_CLIENT_EXIT &&
+		    e->goodbye->reason <=
+		    VMM__GOODBYE_REASON__GOODBYE_REASON_RESTART &&
+		    str_ok(e->goodbye->message, VMM_PROTO_MAX_MESSAGE, false);
+	case VMM__ENVELOPE__MSG_ERROR:
+		*from = FROM_ANY;
+		return e->error != NULL &&
+		    e->error->code >= VMM__ERROR_CODE__ERROR_CODE_BAD_MESSAGE &&
+		    e->error->code <= VMM__ERROR_CODE__ERROR_CODE_INTERNAL &&
+		    str_ok(e->error->message, VMM_PROTO_MAX_MESSAGE, false);
+	case VMM__ENVELOPE__MSG__NOT_SET:
+	default:
+		return false;
+	}
+}
+
+int
+vmm_frame_validate(const Vmm__Envelope *env, enum vmm_frame_peer from,
+    size_t nfds)
+{
+	unsigned	senders;
+
+	if (env == NULL || !peer_valid(from) || !body_ok(env, &senders) ||
+	    (senders & (1u << from)) == 0)
+		return VMM_FRAME_EINVALID;
+	if (nfds != vmm_frame_expected_fds(env))
+		return VMM_FRAME_EFDCOUNT;
+	return 0;
+}
+
+size_t
+vmm_frame_expected_fds(const Vmm__Envelope *env)
+{
+	if (env != NULL && env->msg_case == VMM__ENVELOPE__MSG_GRANT &&
+	    env->grant != NULL)
+		return env->grant->n_chunks;
+	return 0;
+}
+
+uint64_t
+vmm_frame_request_id(const Vmm__Envelope *e)
+{
+	/* The members are all pointers in one union: any of them says NULL. */
+	if (e == NULL || e->hello == NULL)
+		return 0;
+	switch (e->msg_case) {
+	case VMM__ENVELOPE__MSG_HELLO:
+		return e->hello->request_id;
+	case VMM__ENVELOPE__MSG_HELLO_REPLY:
+		return e->hello_reply->request_id;
+	case VMM__ENVELOPE__MSG_ACQUIRE:
+		return e->acquire->request_id;
+	case VMM__ENVELOPE__MSG_GRANT:
+		return e->grant->request_id;
+	case VMM__ENVELOPE__MSG_RELEASE:
+		return e->release->request_id;
+	case VMM__ENVELOPE__MSG_RELEASE_REPLY:
+		return e->release_reply->request_id;
+	case VMM__ENVELOPE__MSG_REPORT:
+		return e->report->request_id;
+	case VMM__ENVELOPE__MSG_ACK:
+		return e->ack->request_id;
+	case VMM__ENVELOPE__MSG_STATS_REQUEST:
+		return e->stats_request->request_id;
+	case VMM__ENVELOPE__MSG_STATS_REPLY:
+		return e->stats_reply->request_id;
+	case VMM__ENVELOPE__MSG_CLIENTS_REQUEST:
+		return e->clients_request->request_id;
+	case VMM__ENVELOPE__MSG_CLIENTS_REPLY:
+		return e->clients_reply->request_id;
+	case VMM__ENVELOPE__MSG_TRIM_REQUEST:
+		return e->trim_request->request_id;
+	case VMM__ENVELOPE__MSG_TRIM_REPLY:
+		return e->trim_reply->request_id;
+	case VMM__ENVELOPE__MSG_SET_QUOTA:
+		return e->set_quota->request_id;
+	case VMM__ENVELOPE__MSG_RECALL:
+		return e->recall->recall_id;
+	case VMM__ENVELOPE__MSG_ERROR:
+		return e->error->request_id;
+	case VMM__ENVELOPE__MSG_GOODBYE:
+	case VMM__ENVELOPE__MSG__NOT_SET:
+	default:
+		return 0;
+	}
+}
+
+const char *
+vmm_frame_type_name(const Vmm__Envelope *env)
+{
+	const ProtobufCFieldDescriptor	*f;
+
+	if (env == NULL || env->msg_case == VMM__ENVELOPE__MSG__NOT_SET)
+		return "none";
+	f = protobuf_c_message_descriptor_get_field(&vmm__envelope__descriptor,
+	    (unsigned)env->msg_case);
+	return f != NULL ? f->name : "unknown";
+}
+
+const char *
+vmm_frame_strerror(int err)
+{
+	switch (err) {
+	case 0:
+		return "success";
+	case VMM_FRAME_ETOOBIG:
+		return "frame longer than the protocol allows";
+	case VMM_FRAME_EDECODE:
+		return "frame does not decode as a message";
+	case VMM_FRAME_EINVALID:
+		return "message violates the protocol";
+	case VMM_FRAME_EFDCOUNT:
+		return "file descriptors do not match the message";
+	case VMM_FRAME_ETOOMANYFDS:
+		return "too many file descriptors on one frame";
+	case VMM_FRAME_ETRUNCATED:
+		return "peer closed the connection inside a frame";
+	case -ENOBUFS:
+		return "frame buffer or queue full";
+	default:
+		return strerror(err < 0 ? -err : err);
+	}
+}
+
+int
+vmm_frame_decode(const void *body, size_t len, enum vmm_frame_peer from,
+    int *fds, size_t nfds, struct vmm_frame_msg **out)
+{
+	static const uint8_t	 empty[1];
+	struct vmm_frame_msg	*m;
+	int			 rc;
+
+	*out = NULL;
+	if (nfds > VMM_FRAME_MAX_FDS) {
+		close_fds(fds, nfds);
+		return VMM_FRAME_ETOOMANYFDS;
+	}
+	if (len > VMM_FRAME_MAX) {
+		close_fds(fds, nfds);
+		return VMM_FRAME_ETOOBIG;
+	}
+	if ((m = calloc(1, sizeof(*m))) == NULL) {
+		close_fds(fds, nfds);
+		return -ENOMEM;
+	}
+	if (nfds != 0)
+		memcpy(m->fds, fds, nfds * sizeof(*fds));
+	m->nfds = nfds;
+	m->alloc.alloc = budget_alloc;
+	m->alloc.free = budget_free;
+	m->alloc.allocator_data = m;
+
+	m->env = vmm__envelope__unpack(&m->alloc, len,
+	    body != NULL ? body : empty);
+	if (m->env == NULL) {
+		rc = VMM_FRAME_EDECODE;
+		goto fail;
+	}
+	if ((rc = vmm_frame_validate(m->env, from, nfds)) < 0)
+		goto fail;
+	*out = m;
+	return 0;
+
+fail:
+	vmm_frame_msg_free(m);
+	return rc;
+}
+
+const Vmm__Envelope *
+vmm_frame_msg_env(const struct vmm_frame_msg *m)
+{
+	return m->env;
+}
+
+size_t
+vmm_frame_msg_nfds(const struct vmm_frame_msg *m)
+{
+	return m->nfds;
+}
+
+int
+vmm_frame_msg_take_fd(struct vmm_frame_msg *m, size_t i)
+{
+	int	fd;
+
+	if (i >= m->nfds)
+		return -1;
+	fd = m->fds[i];
+	m->fds[i] = -1;
+	return fd;
+}
+
+void
+vmm_frame_msg_free(struct vmm_frame_msg *m)
+{
+	if (m == NULL)
+		return;
+	close_fds(m->fds, m->nfds);
+	if (m->env != NULL)
+		vmm__envelope__free_unpacked(m->env, &m->alloc);
+	free(m);
+}
+
+/* --- receiving ------------------------------------------------------------ */
+
+struct vmm_frame_reader *
+vmm_frame_reader_new(enum vmm_frame_peer from)
+{
+	struct vmm_frame_reader	*r;
+
+	if (!peer_valid(from)) {
+		errno = EINVAL;
+		return NULL;
+	}
+	if ((r = calloc(1, sizeof(*r))) == NULL)
+		return NULL;
+	r->from = from;
+	return r;
+}
+
+static void
+reader_drop_fds(struct vmm_frame_reader *r)
+{
+	size_t	i;
+
+	for (i = 0; i < READ_FDSETS; i++) {
+		close_fds(r->sets[i].fds, r->sets[i].nfds);
+		r->sets[i].nfds = 0;
+	}
+}
+
+void
+vmm_frame_reader_free(struct vmm_frame_reader *r)
+{
+	if (r == NULL)
+		return;
+	reader_drop_fds(r);
+	free(r->buf);
+	free(r);
+}
+
+/* Record a fault: every later call returns it; held fds are closed. */
+static int
+reader_fail(struct vmm_frame_reader *r, int err)
+{
+	r->err = err;
+	reader_drop_fds(r);
+	return err;
+}
+
+/* Compact the buffer and grow it to hold the frame at its head; -ENOBUFS if
+ * complete frames must be taken with _next() before more can be read. */
+static int
+reader_make_room(struct vmm_frame_reader *r)
+{
+	size_t		 need = READ_MIN, i;
+	unsigned char	*p;
+
+	if (r->head > 0) {
+		memmove(r->buf, r->buf + r->head, r->len - r->head);
+		r->base += r->head;
+		r->len -= r->head;
+		r->head = 0;
+	}
+	/* The prefix was checked against VMM_FRAME_MAX when it arrived. */
+	if (r->len >= VMM_FRAME_HDR &&
+	    VMM_FRAME_HDR + (size_t)get_le32(r->buf) > need)
+		need = VMM_FRAME_HDR + get_le32(r->buf);
+	if (r->cap < need) {
+		if ((p = realloc(r->buf, need)) == NULL)
+			return -ENOMEM;
+		r->buf = p;
+		r->cap = need;
+	}
+	if (r->len == r->cap)
+		return -ENOBUFS;
+	for (i = 0; i < READ_FDSETS; i++) {
+		if (r->sets[i].nfds == 0)
+			return 0;
+	}
+	return -ENOBUFS;
+}
+
+/*
+ * Account for n new bytes at buf[len] and the fds that came with them: check
+ * each new length prefix against the cap, and pin the fds to the last frame
+ * that starts within the new bytes (see frame.h for why that is exact).
+ */
+static ssize_t
+reader_absorb(struct vmm_frame_reader *r, size_t n, int *fds, size_t nfds)
+{
+	uint64_t	a = r->base + r->len, b, next, last = UINT64_MAX;
+	size_t		i, slot = READ_FDSETS;
+	uint32_t	flen;
+
+	r->len += n;
+	b = r->base + r->len;
+	if (r->walk >= a)
+		last = r->walk;
+	while (r->walk + VMM_FRAME_HDR <= b) {
+		flen = get_le32(r->buf + (r->walk - r->base));
+		if (flen > VMM_FRAME_MAX) {
+			close_fds(fds, nfds);
+			return reader_fail(r, VMM_FRAME_ETOOBIG);
+		}
+		next = r->walk + VMM_FRAME_HDR + flen;
+		if (next >= b)
+			break;
+		r->walk = next;
+		if (next >= a)
+			last = next;
+	}
+	if (nfds == 0)
+		return (ssize_t)n;
+
+	if (r->from != VMM_FRAME_PEER_DAEMON) {
+		close_fds(fds, nfds);	/* clients never send fds */
+		return reader_fail(r, VMM_FRAME_EFDCOUNT);
+	}
+	if (last == UINT64_MAX) {
+		close_fds(fds, nfds);		/* fds in mid-frame */
+		return reader_fail(r, VMM_FRAME_EINVALID);
+	}
+	for (i = 0; i < READ_FDSETS; i++) {
+		if (r->sets[i].nfds == 0) {
+			if (slot == READ_FDSETS)
+				slot = i;
+		} else if (r->sets[i].start == last) {
+			close_fds(fds, nfds);	/* a second batch */
+			return reader_fail(r, VMM_FRAME_EINVALID);
+		}
+	}
+	if (slot == READ_FDSETS) {
+		close_fds(fds, nfds);
+		return reader_fail(r, -ENOBUFS);
+	}
+	r->sets[slot].start = last;
+	r->sets[slot].nfds = nfds;
+	memcpy(r->sets[slot].fds, fds, nfds * sizeof(*fds));
+	return (ssize_t)n;
+}
+
+/* Whether the buffered bytes end exactly at a frame boundary. */
+static bool
+reader_at_boundary(const struct vmm_frame_reader *r)
+{
+	size_t	pos = r->head;
+
+	while (pos + VMM_FRAME_HDR <= r->len)
+		pos += VMM_FRAME_HDR + (size_t)get_le32(r->buf + pos);
+	return pos == r->len;
+}
+
+ssize_t
+vmm_frame_reader_read(struct vmm_frame_reader *r, int sock)
+{
+	union {
+		struct cmsghdr	hdr;
+		char		buf[CTL_SPACE];
+	}		 ctl;
+	struct msghdr	 mh;
+	struct iovec	 iov;
+	struct cmsghdr	*c;
+	int		 fds[VMM_FRAME_MAX_FDS], fd, rc;
+	size_t		 nfds = 0, i, k;
+	bool		 toomany = false;
+	ssize_t		 n;
+
+	if (r->err != 0)
+		return r->err;
+	if ((rc = reader_make_room(r)) < 0)
+		return rc;
+
+	iov.iov_base = r->buf + r->len;
+	iov.iov_len = r->cap - r->len;
+	memset(&mh, 0, sizeof(mh));
+	mh.msg_iov = &iov;
+	mh.msg_iovlen = 1;
+	mh.msg_control = ctl.buf;
+	mh.msg_controllen = sizeof(ctl.buf);
+	do
+		n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+	while (n < 0 && errno == EINTR);
+	if (n < 0) {
+		if (errno == EAGAIN || errno == EWOULDBLOCK)
+			return -EAGAIN;
+		return reader_fail(r, -errno);
+	}
+
+	for (c = CMSG_FIRSTHDR(&mh); c != NULL; c = CMSG_NXTHDR(&mh, c)) {
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (i = 0; i < k; i++) {
+			memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(fd));
+			if (nfds < VMM_FRAME_MAX_FDS)
+				fds[nfds++] = fd;
+			else {
+				close(fd);
+				toomany = true;
+			}
+		}
+	}
+	if (toomany || (mh.msg_flags & MSG_CTRUNC)) {
+		close_fds(fds, nfds);
+		return reader_fail(r, VMM_FRAME_ETOOMANYFDS);
+	}
+	if (n == 0) {
+		close_fds(fds, nfds);
+		if (!reader_at_boundary(r))
+			return reader_fail(r, VMM_FRAME_ETRUNCATED);
+		return 0;
+	}
+	return reader_absorb(r, (size_t)n, fds, nfds);
+}
+
+int
+vmm_frame_reader_feed(struct vmm_frame_reader *r, const void *buf, size_t len,
+    int *fds, size_t nfds)
+{
+	unsigned char	*p;
+	size_t		 need, i;
+	ssize_t		 n;
+
+	if (r->err != 0) {
+		close_fds(fds, nfds);
+		return r->err;
+	}
+	if (nfds > VMM_FRAME_MAX_FDS) {
+		close_fds(fds, nfds);
+		return reader_fail(r, VMM_FRAME_ETOOMANYFDS);
+	}
+	if (len == 0) {
+		if (nfds == 0)
+			return 0;
+		close_fds(fds, nfds);	/* a socket cannot deliver that */
+		return reader_fail(r, VMM_FRAME_EINVALID);
+	}
+
+	/* All or nothing: the fds belong to these bytes as a whole. */
+	if (r->head > 0) {
+		memmove(r->buf, r->buf + r->head, r->len - r->head);
+		r->base += r->head;
+		r->len -= r->head;
+		r->head = 0;
+	}
+	for (i = 0; i < READ_FDSETS && r->sets[i].nfds != 0; i++)
+		;
+	if (len > FEED_MAX - r->len || (nfds > 0 && i == READ_FDSETS)) {
+		if (nfds == 0)
+			return -ENOBUFS;
+		/* The fds are lost: the stream is broken. */
+		close_fds(fds, nfds);
+		return reader_fail(r, -ENOBUFS);
+	}
+	need = r->len + len > READ_MIN ? r->len + len : READ_MIN;
+	if (r->cap < need) {
+		if ((p = realloc(r->buf, need)) == NULL) {
+			close_fds(fds, nfds);
+			return nfds == 0 ? -ENOMEM : reader_fail(r, -ENOMEM);
+		}
+		r->buf = p;
+		r->cap = need;
+	}
+	memcpy(r->buf + r->len, buf, len);
+	n = reader_absorb(r, len, fds, nfds);
+	return n < 0 ? (int)n : 0;
+}
+
+int
+vmm_frame_reader_next(struct vmm_frame_reader *r, struct vmm_frame_msg **out)
+{
+	int		 fds[VMM_FRAME_MAX_FDS];
+	size_t		 nfds = 0, avail, i;
+	uint64_t	 start;
+	uint32_t	 flen;
+	int		 rc;
+
+	*out = NULL;
+	if (r->err != 0)
+		return r->err;
+	avail = r->len - r->head;
+	if (avail < VMM_FRAME_HDR)
+		return 0;
+	flen = get_le32(r->buf + r->head);
+	if (flen > VMM_FRAME_MAX)
+		return reader_fail(r, VMM_FRAME_ETOOBIG);
+	if (avail - VMM_FRAME_HDR < flen)
+		return 0;
+
+	start = r->base + r->head;
+	for (i = 0; i < READ_FDSETS; i++) {
+		if (r->sets[i].nfds != 0 && r->sets[i].start == start) {
+			nfds = r->sets[i].nfds;
+			memcpy(fds, r->sets[i].fds, nfds * sizeof(*fds));
+			r->sets[i].nfds = 0;
+			break;
+		}
+	}
+	rc = vmm_frame_decode(r->buf + r->head + VMM_FRAME_HDR, flen, r->from,
+	    fds, nfds, out);
+
+	r->head += VMM_FRAME_HDR + flen;
+	if (r->walk < r->base + r->head)
+		r->walk = r->base + r->head;
+	if (r->head == r->len) {
+		r->base += r->len;
+		r->head = r->len = 0;
+		if (r->cap > READ_MIN) {	/* keep no big buffer idle */
+			free(r->buf);
+			r->buf = NULL;
+			r->cap = 0;
+		}
+	}
+	if (rc < 0)
+		return reader_fail(r, rc);
+	return 1;
+}
+
+/* --- sending -------------------------------------------------------------- */
+
+struct vmm_frame_outq *
+vmm_frame_outq_new(enum vmm_frame_peer to, size_t max_bytes, size_t max_fds)
+{
+	struct vmm_frame_outq	*q;
+
+	if (!peer_valid(to)) {
+		errno = EINVAL;
+		return NULL;
+	}
+	if ((q = calloc(1, sizeof(*q))) == NULL)
+		return NULL;
+	q->to = to;
+	q->max_bytes = max_bytes;
+	q->max_fds = max_fds;
+	q->tailp = &q->head;
+	return q;
+}
+
+void
+vmm_frame_outq_free(struct vmm_frame_outq *q)
+{
+	struct outq_frame	*f;
+
+	if (q == NULL)
+		return;
+	while ((f = q->head) != NULL) {
+		q->head = f->next;
+		close_fds(f->fds, f->nfds);
+		free(f);
+	}
+	free(q);
+}
+
+int
+vmm_frame_outq_push(struct vmm_frame_outq *q, const Vmm__Envelope *env,
+    int *fds, size_t nfds)
+{
+	struct outq_frame	*f;
+	enum vmm_frame_peer	 from;
+	size_t			 body;
+	int			 rc;
+
+	if ((rc = q->err) != 0)
+		goto fail;
+	if (nfds > VMM_FRAME_MAX_FDS) {
+		rc = VMM_FRAME_ETOOMANYFDS;
+		goto fail;
+	}
+	from = q->to == VMM_FRAME_PEER_CLIENT ? VMM_FRAME_PEER_DAEMON :
+	    VMM_FRAME_PEER_CLIENT;
+	if ((rc = vmm_frame_validate(env, from, nfds)) < 0)
+		goto fail;
+	body = vmm__envelope__get_packed_size(env);
+	if (body > VMM_FRAME_MAX) {
+		rc = VMM_FRAME_ETOOBIG;
+		goto fail;
+	}
+	if ((q->max_bytes != 0 &&
+	    VMM_FRAME_HDR + body > q->max_bytes - q->bytes) ||
+	    (q->max_fds != 0 && nfds > q->max_fds - q->nfds)) {
+		rc = -ENOBUFS;
+		goto fail;
+	}
+	f = malloc(sizeof(*f) + nfds * sizeof(int) + VMM_FRAME_HDR + body);
+	if (f == NULL) {
+		rc = -ENOMEM;
+		goto fail;
+	}
+	f->next = NULL;
+	f->data = (unsigned char *)(f->fds + nfds);
+	f->len = VMM_FRAME_HDR + body;
+	f->off = 0;
+	f->nfds = nfds;
+	if (nfds != 0)
+		memcpy(f->fds, fds, nfds * sizeof(*fds));
+	put_le32(f->data, (uint32_t)body);
+	if (vmm__envelope__pack(env, f->data + VMM_FRAME_HDR) != body) {
+		free(f);	/* get_packed_size and pack disagree: a bug */
+		rc = VMM_FRAME_EINVALID;
+		goto fail;
+	}
+	*q->tailp = f;
+	q->tailp = &f->next;
+	q->bytes += f->len;
+	q->nfds += nfds;
+	return 0;
+
+fail:
+	close_fds(fds, nfds);
+	return rc;
+}
+
+/* Drop n sent bytes from the front of the queue. */
+static void
+outq_consume(struct vmm_frame_outq *q, size_t n)
+{
+	struct outq_frame	*f;
+	size_t			 k;
+
+	while (n > 0 && (f = q->head) != NULL) {
+		k = f->len - f->off < n ? f->len - f->off : n;
+		f->off += k;
+		q->bytes -= k;
+		n -= k;
+		if (f->off == f->len) {
+			q->head = f->next;
+			if (q->head == NULL)
+				q->tailp = &q->head;
+			free(f);
+		}
+	}
+}
+
+/*
+ * A frame with fds goes out in a sendmsg() of its own, fds attached, ending
+ * at the frame's end; the rest of a partly sent frame and runs of fd-less
+ * frames are gathered.  Once any byte of a frame is sent its fds are in the
+ * kernel's hands and our copies are closed.
+ */
+int
+vmm_frame_outq_flush(struct vmm_frame_outq *q, int sock)
+{
+	union {
+		struct cmsghdr	hdr;
+		char buf[CMSG_SPACE(sizeof(int) * VMM_FRAME_MAX_FDS)];
+	}			 ctl;
+	struct iovec		 iov[SEND_IOV];
+	struct msghdr		 mh;
+	struct cmsghdr		*c;
+	struct outq_frame	*f, *g;
+	size_t			 niov;
+	ssize_t			 n;
+
+	if (q->err != 0)
+		return q->err;
+	while ((f = q->head) != NULL) {
+		memset(&mh, 0, sizeof(mh));
+		iov[0].iov_base = f->data + f->off;
+		iov[0].iov_len = f->len - f->off;
+		niov = 1;
+		if (f->nfds > 0) {
+			memset(&ctl, 0, sizeof(ctl));
+			mh.msg_control = ctl.buf;
+			mh.msg_controllen = CMSG_SPACE(f->nfds * sizeof(int));
+			c = CMSG_FIRSTHDR(&mh);
+			c->cmsg_level = SOL_SOCKET;
+			c->cmsg_type = SCM_RIGHTS;
+			c->cmsg_len = CMSG_LEN(f->nfds * sizeof(int));
+			memcpy(CMSG_DATA(c), f->fds, f->nfds * sizeof(int));
+		} else {
+			for (g = f->next; g != NULL && g->nfds == 0 &&
+			    niov < SEND_IOV; g = g->next) {
+				iov[niov].iov_base = g->data;
+				iov[niov].iov_len = g->len;
+				niov++;
+			}
+		}
+		mh.msg_iov = iov;
+		mh.msg_iovlen = niov;
+		n = sendmsg(sock, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return VMM_FRAME_AGAIN;
+			return q->err = -errno;
+		}
+		if (n == 0)
+			return VMM_FRAME_AGAIN;	/* never on a stream */
+		if (f->nfds > 0) {
+			q->nfds -= f->nfds;
+			close_fds(f->fds, f->nfds);
+			f->nfds = 0;
+		}
+		outq_consume(q, (size_t)n);
+	}
+	return VMM_FRAME_DONE;
+}
+
+size_t
+vmm_frame_outq_bytes(const struct vmm_frame_outq *q)
+{
+	return q->bytes;
+}
+
+/* --- blocking helpers ----------------------------------------------------- */
+
+static int64_t
+now_ms(void)
+{
+	struct timespec	ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t
+deadline_ms(int timeout_ms)
+{
+	return timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
+}
+
+/* Wait until fd is ready for events or the deadline (-1: none) passes. */
+static int
+wait_fd(int fd, short events, int64_t deadline)
+{
+	struct pollfd	pfd;
+	int64_t		left;
+	int		n;
+
+	for (;;) {
+		left = -1;
+		if (deadline >= 0) {
+			if ((left = deadline - now_ms()) <= 0)
+				return -ETIMEDOUT;
+			if (left > INT_MAX)
+				left = INT_MAX;
+		}
+		pfd.fd = fd;
+		pfd.events = events;
+		pfd.revents = 0;
+		n = poll(&pfd, 1, (int)left);
+		if (n > 0)
+			return 0;	/* errors show in the next call */
+		if (n < 0 && errno != EINTR)
+			return -errno;
+	}
+}
+
+int
+vmm_frame_send(int sock, enum vmm_frame_peer to, const Vmm__Envelope *env,
+    int *fds, size_t nfds, int timeout_ms)
+{
+	struct vmm_frame_outq	*q;
+	int64_t			 deadline = deadline_ms(timeout_ms);
+	int			 rc;
+
+	if ((q = vmm_frame_outq_new(to, 0, 0)) == NULL) {
+		rc = -errno;
+		close_fds(fds, nfds);
+		return rc;
+	}
+	rc = vmm_frame_outq_push(q, env, fds, nfds);
+	while (rc == 0 && (rc = vmm_frame_outq_flush(q, sock)) ==
+	    VMM_FRAME_AGAIN)
+		rc = wait_fd(sock, POLLOUT, deadline);
+	vmm_frame_outq_free(q);
+	return rc;
+}
+
+int
+vmm_frame_recv(struct vmm_frame_reader *r, int sock,
+    struct vmm_frame_msg **out, int timeout_ms)
+{
+	int64_t	deadline = deadline_ms(timeout_ms);
+	ssize_t	n;
+	int	rc;
+
+	for (;;) {
+		if ((rc = vmm_frame_reader_next(r, out)) != 0)
+			return rc;
+		if ((n = vmm_frame_reader_read(r, sock)) > 0)
+			continue;
+		if (n != -EAGAIN)
+			return (int)n;
+		if ((rc = wait_fd(sock, POLLIN, deadline)) < 0)
+			return rc;
+	}
+}
