@@ -1,0 +1,687 @@
+/*
+ * The chunk pool.  Every chunk is a cuMemCreate handle (POSIX-fd shareable)
+ * of a multiple of the granularity.  A chunk is FREE (idle, in the pool),
+ * LENT to one session, or QUARANTINED: its session's socket closed while the
+ * process lives and may still map it, so it is kept out of the pool until
+ * the process exits.  A chunk is never lent to two sessions at once.
+ *
+ * Grant policy, for a request rounded up to the chunk unit:
+ *   1. one free chunk that fits (at most 1/16 larger than asked);
+ *   2. if the client allows it, stitch free chunks no smaller than
+ *      frag_ratio × request, largest first, up to max_pieces;
+ *   3. create one chunk for what remains; on out-of-memory, give idle chunks
+ *      back to the GPU and retry, then stitch from any fragment; only then
+ *      fail, with a message saying who holds the memory.
+ */
+#include "vmmd.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+#define VMMD_HASH_BUCKETS 4096
+
+static CUdevice				pool_dev;
+static CUcontext			pool_ctx;
+static CUmemAllocationProp		pool_prop;
+static uint64_t				pool_gran;	/* driver granularity */
+static uint64_t				pool_unit;	/* chunk size unit */
+static uint64_t				pool_total;	/* device memory */
+static unsigned char			pool_uuid[16];
+static uint64_t				pool_next_id = 1;
+static struct vmmd_chunk		*pool_hash[VMMD_HASH_BUCKETS];
+/* Free chunks, ascending by size. */
+static struct vmmd_chunk_list		pool_free = TAILQ_HEAD_INITIALIZER(pool_free);
+static struct vmmd_pool_totals		pool_t;
+
+static const char *
+pool_cu_name(CUresult r)
+{
+	const char *s = NULL;
+
+	if (cuGetErrorName(r, &s) != CUDA_SUCCESS || s == NULL)
+		return "unknown CUDA error";
+	return s;
+}
+
+/* Parses a UUID: 32 hex digits, dashes anywhere, optional "GPU-" prefix. */
+static int
+pool_parse_uuid(const char *s, unsigned char out[16])
+{
+	int n = 0;
+
+	if (strncasecmp(s, "GPU-", 4) == 0)
+		s += 4;
+	for (; *s != '\0'; s++) {
+		int v;
+
+		if (*s == '-')
+			continue;
+		if (*s >= '0' && *s <= '9')
+			v = *s - '0';
+		else if (*s >= 'a' && *s <= 'f')
+			v = *s - 'a' + 10;
+		else if (*s >= 'A' && *s <= 'F')
+			v = *s - 'A' + 10;
+		else
+			return -1;
+		if (n >= 32)
+			return -1;
+		if (n % 2 == 0)
+			out[n / 2] = (unsigned char)(v << 4);
+		else
+			out[n / 2] |= (unsigned char)v;
+		n++;
+	}
+	return n == 32 ? 0 : -1;
+}
+
+/* Finds the device named by an ordinal or a UUID. */
+static int
+pool_find_device(const char *spec, CUdevice *dev, char *err, size_t errlen)
+{
+	unsigned char want[16];
+	CUresult r;
+	int count, i;
+	char *end;
+	long ord;
+
+	if ((r = cuDeviceGetCount(&count)) != CUDA_SUCCESS) {
+		snprintf(err, errlen, "cuDeviceGetCount: %s", pool_cu_name(r));
+		return -1;
+	}
+	ord = strtol(spec, &end, 10);
+	if (*spec != '\0' && *end == '\0') {
+		if (ord < 0 || ord >= count) {
+			snprintf(err, errlen, "device %s: there are %d GPUs (0-%d)",
+			    spec, count, count - 1);
+			return -1;
+		}
+		return cuDeviceGet(dev, (int)ord) == CUDA_SUCCESS ? 0 : -1;
+	}
+	if (pool_parse_uuid(spec, want) != 0) {
+		snprintf(err, errlen, "device \"%.64s\": expected an ordinal or a "
+		    "GPU UUID", spec);
+		return -1;
+	}
+	for (i = 0; i < count; i++) {
+		CUuuid u;
+
+		if (cuDeviceGet(dev, i) == CUDA_SUCCESS &&
+		    cuDeviceGetUuid_v2(&u, *dev) == CUDA_SUCCESS &&
+		    memcmp(u.bytes, want, 16) == 0)
+			return 0;
+	}
+	snprintf(err, errlen, "device %s: no GPU has this UUID", spec);
+	return -1;
+}
+
+int
+vmmd_pool_init(const struct vmmd_config *c, char *err, size_t errlen)
+{
+	int vmm = 0, posix = 0;
+	size_t gran, total;
+	CUuuid u;
+	CUresult r;
+
+	if ((r = cuInit(0)) != CUDA_SUCCESS) {
+		snprintf(err, errlen, "cuInit: %s (is the NVIDIA driver loaded?)",
+		    pool_cu_name(r));
+		return -1;
+	}
+	if (pool_find_device(c->device, &pool_dev, err, errlen) != 0)
+		return -1;
+	cuDeviceGetAttribute(&vmm,
+	    CU_DEVICE_ATTRIBUTE_VIRTUAL_MEMORY_MANAGEMENT_SUPPORTED, pool_dev);
+	cuDeviceGetAttribute(&posix,
+	    CU_DEVICE_ATTRIBUTE_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR_SUPPORTED,
+	    pool_dev);
+	if (!vmm || !posix) {
+		snprintf(err, errlen, "device %s does not support virtual memory "
+		    "management with POSIX file descriptor handles", c->device);
+		return -1;
+	}
+	if ((r = cuDevicePrimaryCtxRetain(&pool_ctx, pool_dev)) != CUDA_SUCCESS ||
+	    (r = cuCtxSetCurrent(pool_ctx)) != CUDA_SUCCESS) {
+		snprintf(err, errlen, "primary context: %s", pool_cu_name(r));
+		return -1;
+	}
+	memset(&pool_prop, 0, sizeof(pool_prop));
+	pool_prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
+	pool_prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+	pool_prop.location.id = pool_dev;
+	pool_prop.requestedHandleTypes = CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR;
+	if ((r = cuMemGetAllocationGranularity(&gran, &pool_prop,
+	    CU_MEM_ALLOC_GRANULARITY_RECOMMENDED)) != CUDA_SUCCESS ||
+	    (r = cuDeviceTotalMem(&total, pool_dev)) != CUDA_SUCCESS ||
+	    (r = cuDeviceGetUuid_v2(&u, pool_dev)) != CUDA_SUCCESS) {
+		snprintf(err, errlen, "device query: %s", pool_cu_name(r));
+		return -1;
+	}
+	pool_gran = gran;
+	pool_unit = gran * c->chunk_multiple;
+	pool_total = total;
+	memcpy(pool_uuid, u.bytes, 16);
+	return 0;
+}
+
+uint64_t
+vmmd_pool_granularity(void)
+{
+	return pool_unit;
+}
+
+uint64_t
+vmmd_pool_device_total(void)
+{
+	return pool_total;
+}
+
+uint64_t
+vmmd_pool_device_free(void)
+{
+	size_t f = 0, t = 0;
+
+	if (cuMemGetInfo(&f, &t) != CUDA_SUCCESS)
+		return 0;
+	return f;
+}
+
+int
+vmmd_pool_device_ordinal(void)
+{
+	return (int)pool_dev;
+}
+
+const unsigned char *
+vmmd_pool_device_uuid(void)
+{
+	return pool_uuid;
+}
+
+void
+vmmd_pool_totals(struct vmmd_pool_totals *t)
+{
+	*t = pool_t;
+}
+
+/* ---- chunk bookkeeping ----------------------------------------------------- */
+
+static struct vmmd_chunk **
+pool_bucket(uint64_t id)
+{
+	return &pool_hash[(id * 0x9e3779b97f4a7c15ull) >> 52];
+}
+
+static void
+pool_free_insert(struct vmmd_chunk *ch)
+{
+	struct vmmd_chunk *it;
+
+	ch->state = VMMD_CHUNK_FREE;
+	ch->holder = NULL;
+	ch->idle_since_ms = vmmd_now_ms();
+	TAILQ_FOREACH(it, &pool_free, link) {
+		if (it->size >= ch->size) {
+			TAILQ_INSERT_BEFORE(it, ch, link);
+			goto out;
+		}
+	}
+	TAILQ_INSERT_TAIL(&pool_free, ch, link);
+out:
+	pool_t.idle += ch->size;
+}
+
+/* Takes a free chunk off the free list (for a grant being built). */
+static void
+pool_free_take(struct vmmd_chunk *ch)
+{
+	TAILQ_REMOVE(&pool_free, ch, link);
+	pool_t.idle -= ch->size;
+}
+
+/* Creates a chunk of size bytes; returns the CUresult. */
+static CUresult
+pool_create(uint64_t size, struct vmmd_chunk **out)
+{
+	CUmemGenericAllocationHandle h;
+	struct vmmd_chunk *ch, **b;
+	CUresult r;
+
+	if (vmmd_cfg.pool_max != 0 && pool_t.physical + size > vmmd_cfg.pool_max)
+		return CUDA_ERROR_OUT_OF_MEMORY;
+	if ((r = cuMemCreate(&h, size, &pool_prop, 0)) != CUDA_SUCCESS)
+		return r;
+	if ((ch = calloc(1, sizeof(*ch))) == NULL) {
+		cuMemRelease(h);
+		return CUDA_ERROR_OUT_OF_MEMORY;
+	}
+	ch->id = pool_next_id++;
+	ch->handle = h;
+	ch->size = size;
+	b = pool_bucket(ch->id);
+	ch->hnext = *b;
+	*b = ch;
+	pool_t.physical += size;
+	pool_t.chunks++;
+	vmmd_stats.creates++;
+	vmmd_stats.create_bytes += size;
+	vmm_log_info("CREATE Chunk=%" PRIu64 " Size=%" PRIu64, ch->id, size);
+	*out = ch;
+	return CUDA_SUCCESS;
+}
+
+/* Gives a chunk (off every list) back to the GPU. */
+static void
+pool_destroy(struct vmmd_chunk *ch)
+{
+	struct vmmd_chunk **pp;
+	CUresult r;
+
+	for (pp = pool_bucket(ch->id); *pp != ch; pp = &(*pp)->hnext)
+		;
+	*pp = ch->hnext;
+	if ((r = cuMemRelease(ch->handle)) != CUDA_SUCCESS)
+		vmm_log_error("cuMemRelease of chunk %" PRIu64 ": %s", ch->id,
+		    pool_cu_name(r));
+	pool_t.physical -= ch->size;
+	pool_t.chunks--;
+	vmmd_stats.gpu_releases++;
+	vmmd_stats.gpu_release_bytes += ch->size;
+	vmm_log_info("DESTROY Chunk=%" PRIu64 " Size=%" PRIu64, ch->id, ch->size);
+	free(ch);
+}
+
+uint64_t
+vmmd_pool_trim(uint64_t target, uint64_t keep)
+{
+	struct vmmd_chunk *ch, *prev;
+	uint64_t released = 0;
+
+	/* Largest first: fewest calls for the most memory. */
+	for (ch = TAILQ_LAST(&pool_free, vmmd_chunk_list); ch != NULL; ch = prev) {
+		prev = TAILQ_PREV(ch, vmmd_chunk_list, link);
+		if (target != 0 && released >= target)
+			break;
+		if (pool_t.idle - ch->size < keep && target == 0)
+			continue;
+		pool_free_take(ch);
+		released += ch->size;
+		pool_destroy(ch);
+	}
+	return released;
+}
+
+void
+vmmd_pool_idle_tick(void)
+{
+	uint64_t now = vmmd_now_ms(), timeout = vmmd_cfg.idle_timeout_ms;
+	struct vmmd_chunk *ch, *prev;
+
+	if (timeout == 0)
+		return;
+	for (ch = TAILQ_LAST(&pool_free, vmmd_chunk_list); ch != NULL; ch = prev) {
+		prev = TAILQ_PREV(ch, vmmd_chunk_list, link);
+		if (now - ch->idle_since_ms < timeout ||
+		    pool_t.idle - ch->size < vmmd_cfg.idle_floor)
+			continue;
+		pool_free_take(ch);
+		pool_destroy(ch);
+	}
+}
+
+void
+vmmd_pool_shutdown(void)
+{
+	struct vmmd_chunk *ch, *next;
+	size_t i;
+
+	for (i = 0; i < VMMD_HASH_BUCKETS; i++) {
+		for (ch = pool_hash[i]; ch != NULL; ch = next) {
+			next = ch->hnext;
+			cuMemRelease(ch->handle);
+			free(ch);
+		}
+		pool_hash[i] = NULL;
+	}
+	TAILQ_INIT(&pool_free);
+	memset(&pool_t, 0, sizeof(pool_t));
+	if (pool_ctx != NULL)
+		cuDevicePrimaryCtxRelease(pool_dev);
+	pool_ctx = NULL;
+}
+
+/* ---- scrub ------------------------------------------------------------------- */
+
+/* Zeroes a chunk through a temporary mapping in the daemon. */
+static int
+pool_scrub(struct vmmd_chunk *ch)
+{
+	CUmemAccessDesc acc = { 0 };
+	CUdeviceptr va;
+	CUresult r;
+	int rc = -1;
+
+	if ((r = cuMemAddressReserve(&va, ch->size, 0, 0, 0)) != CUDA_SUCCESS)
+		goto fail;
+	if ((r = cuMemMap(va, ch->size, 0, ch->handle, 0)) != CUDA_SUCCESS)
+		goto fail_free;
+	acc.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+	acc.location.id = pool_dev;
+	acc.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
+	if ((r = cuMemSetAccess(va, ch->size, &acc, 1)) == CUDA_SUCCESS &&
+	    (r = cuMemsetD8(va, 0, ch->size)) == CUDA_SUCCESS &&
+	    (r = cuCtxSynchronize()) == CUDA_SUCCESS)
+		rc = 0;
+	cuMemUnmap(va, ch->size);
+fail_free:
+	cuMemAddressFree(va, ch->size);
+fail:
+	if (rc != 0)
+		vmm_log_error("scrub of chunk %" PRIu64 ": %s", ch->id,
+		    pool_cu_name(r));
+	else
+		vmmd_stats.scrubs++;
+	return rc;
+}
+
+static bool
+pool_needs_scrub(const struct vmmd_chunk *ch, uid_t uid)
+{
+	if (!ch->lent_before)
+		return false;
+	switch (vmmd_cfg.scrub) {
+	case VMMD_SCRUB_ALWAYS:
+		return true;
+	case VMMD_SCRUB_NEVER:
+		return false;
+	default:
+		return ch->last_uid != uid;
+	}
+}
+
+/* ---- grants --------------------------------------------------------------------- */
+
+/* Puts chunks picked for a grant back on the free list. */
+static void
+pool_unpick(struct vmmd_chunk **v, size_t n)
+{
+	while (n > 0)
+		pool_free_insert(v[--n]);
+}
+
+/* Picks free chunks no smaller than min_piece (and each no larger than what
+ * is still wanted), largest first, up to max; returns how many. */
+static size_t
+pool_pick_stitch(uint64_t want, uint64_t min_piece, struct vmmd_chunk **v,
+    size_t max, uint64_t *got)
+{
+	struct vmmd_chunk *ch, *prev;
+	size_t n = 0;
+
+	*got = 0;
+	for (ch = TAILQ_LAST(&pool_free, vmmd_chunk_list); ch != NULL && n < max;
+	    ch = prev) {
+		prev = TAILQ_PREV(ch, vmmd_chunk_list, link);
+		if (ch->size > want - *got || ch->size < min_piece)
+			continue;
+		pool_free_take(ch);
+		v[n++] = ch;
+		*got += ch->size;
+		if (*got == want)
+			break;
+	}
+	return n;
+}
+
+/* Describes who holds the pool's memory, for an out-of-memory error. */
+static void
+pool_oom_message(uint64_t want, char *msg, size_t msglen)
+{
+	struct vmmd_session *s;
+	size_t off;
+	int shown = 0;
+
+	off = (size_t)snprintf(msg, msglen, "GPU out of memory for %" PRIu64
+	    " MiB: pool %" PRIu64 " MiB (lent %" PRIu64 ", idle %" PRIu64
+	    ", quarantined %" PRIu64 ")", want >> 20, pool_t.physical >> 20,
+	    pool_t.lent >> 20, pool_t.idle >> 20, pool_t.quarantined >> 20);
+	TAILQ_FOREACH(s, &vmmd_sessions, link) {
+		if (s->bytes_held == 0 || off >= msglen || shown == 4)
+			continue;
+		off += (size_t)snprintf(msg + off, msglen - off,
+		    "%s pid %d %" PRIu64 " MiB", shown ? "," : "; holders:",
+		    (int)s->pid, s->bytes_held >> 20);
+		shown++;
+	}
+}
+
+int
+vmmd_pool_grant(struct vmmd_session *s, uint64_t bytes, unsigned flags,
+    struct vmmd_chunk **out, size_t max, int *code, char *msg, size_t msglen)
+{
+	struct vmmd_chunk *ch, *made = NULL;
+	uint64_t want, got = 0, quota, slack;
+	size_t n = 0, i;
+	CUresult r;
+
+	if (max > vmmd_cfg.max_pieces)
+		max = vmmd_cfg.max_pieces;
+	if (bytes == 0 || bytes > pool_total || max == 0) {
+		*code = VMM__ERROR_CODE__ERROR_CODE_INVALID;
+		snprintf(msg, msglen, "cannot grant %" PRIu64 " bytes: the GPU has "
+		    "%" PRIu64, bytes, pool_total);
+		return -1;
+	}
+	want = (bytes + pool_unit - 1) / pool_unit * pool_unit;
+	quota = vmmd_session_quota(s);
+	if (quota != 0 && s->bytes_held + want > quota) {
+		*code = VMM__ERROR_CODE__ERROR_CODE_QUOTA;
+		snprintf(msg, msglen, "over quota: holding %" PRIu64 " MiB, asking "
+		    "%" PRIu64 " MiB, quota %" PRIu64 " MiB", s->bytes_held >> 20,
+		    want >> 20, quota >> 20);
+		vmmd_stats.quota_failures++;
+		return -1;
+	}
+
+	/* 1. One free chunk that fits. */
+	slack = want / 16 / pool_unit * pool_unit;
+	TAILQ_FOREACH(ch, &pool_free, link) {
+		if (ch->size < want)
+			continue;
+		if (ch->size <= want + slack) {
+			pool_free_take(ch);
+			out[n++] = ch;
+			got = ch->size;
+			vmmd_stats.fits++;
+		}
+		break;
+	}
+
+	/* 2. Stitch from fragments worth mapping. */
+	if (n == 0 && (flags & VMM__ACQUIRE_FLAG__ACQUIRE_FLAG_ALLOW_STITCH) &&
+	    max > 1) {
+		uint64_t min_piece = pool_unit;
+
+		if (!(flags & VMM__ACQUIRE_FLAG__ACQUIRE_FLAG_IGNORE_FRAG_RATIO)) {
+			uint64_t f = (uint64_t)(vmmd_cfg.frag_ratio * (double)want);
+
+			if (f > min_piece)
+				min_piece = (f + pool_unit - 1) / pool_unit * pool_unit;
+		}
+		n = pool_pick_stitch(want, min_piece, out, max - 1, &got);
+	}
+
+	/* 3. Create the remainder, recovering from out-of-memory. */
+	if (got < want) {
+		r = pool_create(want - got, &made);
+		if (r == CUDA_ERROR_OUT_OF_MEMORY &&
+		    vmmd_pool_trim(want - got, 0) > 0) {
+			vmmd_stats.oom_recoveries++;
+			r = pool_create(want - got, &made);
+		}
+		if (r == CUDA_ERROR_OUT_OF_MEMORY &&
+		    (flags & VMM__ACQUIRE_FLAG__ACQUIRE_FLAG_ALLOW_STITCH) &&
+		    !TAILQ_EMPTY(&pool_free)) {
+			/* Any fragment will do now. */
+			uint64_t more;
+			size_t k;
+
+			k = pool_pick_stitch(want - got, pool_unit, out + n,
+			    max - n - 1, &more);
+			if (k > 0) {
+				n += k;
+				got += more;
+				vmmd_stats.oom_recoveries++;
+				r = got == want ? CUDA_SUCCESS :
+				    pool_create(want - got, &made);
+			}
+		}
+		if (r != CUDA_SUCCESS) {
+			pool_unpick(out, n);
+			if (r == CUDA_ERROR_OUT_OF_MEMORY) {
+				*code = VMM__ERROR_CODE__ERROR_CODE_OUT_OF_MEMORY;
+				pool_oom_message(want, msg, msglen);
+				vmmd_stats.oom_failures++;
+			} else {
+				*code = VMM__ERROR_CODE__ERROR_CODE_INTERNAL;
+				snprintf(msg, msglen, "cuMemCreate: %s",
+				    pool_cu_name(r));
+			}
+			vmm_log_error("grant of %" PRIu64 " bytes to pid %d failed: %s",
+			    want, (int)s->pid, msg);
+			return -1;
+		}
+		if (made != NULL)
+			out[n++] = made;
+	}
+	if (n > 1)
+		vmmd_stats.stitches++;
+
+	/* Scrub what changes hands across uids, then lend. */
+	for (i = 0; i < n; i++) {
+		if (pool_needs_scrub(out[i], s->uid) && pool_scrub(out[i]) != 0) {
+			pool_unpick(out, n);
+			*code = VMM__ERROR_CODE__ERROR_CODE_INTERNAL;
+			snprintf(msg, msglen, "could not scrub a chunk");
+			return -1;
+		}
+	}
+	for (i = 0; i < n; i++) {
+		ch = out[i];
+		ch->state = VMMD_CHUNK_LENT;
+		ch->holder = s;
+		ch->last_uid = s->uid;
+		ch->lent_before = true;
+		TAILQ_INSERT_TAIL(&s->held, ch, link);
+		s->chunks_held++;
+		s->bytes_held += ch->size;
+		pool_t.lent += ch->size;
+		pool_t.chunks_lent++;
+	}
+	if (s->bytes_held > s->peak_held)
+		s->peak_held = s->bytes_held;
+	vmmd_stats.grants++;
+	vmmd_stats.grant_chunks += n;
+	vmmd_stats.grant_bytes += want;
+	return (int)n;
+}
+
+/* Detaches a chunk from its holder's ledger. */
+static void
+pool_detach(struct vmmd_chunk *ch)
+{
+	struct vmmd_session *s = ch->holder;
+
+	TAILQ_REMOVE(&s->held, ch, link);
+	s->chunks_held--;
+	s->bytes_held -= ch->size;
+	if (ch->state == VMMD_CHUNK_QUARANTINED)
+		pool_t.quarantined -= ch->size;
+	else
+		pool_t.lent -= ch->size;
+	pool_t.chunks_lent--;
+}
+
+void
+vmmd_pool_ungrant(struct vmmd_chunk **chunks, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		pool_detach(chunks[i]);
+		pool_free_insert(chunks[i]);
+	}
+}
+
+struct vmmd_chunk *
+vmmd_pool_held(struct vmmd_session *s, uint64_t id)
+{
+	struct vmmd_chunk *ch;
+
+	for (ch = *pool_bucket(id); ch != NULL; ch = ch->hnext)
+		if (ch->id == id)
+			break;
+	if (ch == NULL || ch->state != VMMD_CHUNK_LENT || ch->holder != s)
+		return NULL;
+	return ch;
+}
+
+void
+vmmd_pool_release(struct vmmd_chunk *ch)
+{
+	pool_detach(ch);
+	pool_free_insert(ch);
+}
+
+void
+vmmd_pool_session_closed(struct vmmd_session *s, bool process_alive)
+{
+	struct vmmd_chunk *ch, *next;
+
+	for (ch = TAILQ_FIRST(&s->held); ch != NULL; ch = next) {
+		next = TAILQ_NEXT(ch, link);
+		if (ch->state != VMMD_CHUNK_LENT)
+			continue;
+		if (process_alive) {
+			ch->state = VMMD_CHUNK_QUARANTINED;
+			pool_t.lent -= ch->size;
+			pool_t.quarantined += ch->size;
+			vmmd_stats.quarantined_chunks++;
+		} else {
+			vmmd_pool_release(ch);
+			vmmd_stats.reclaimed_chunks++;
+		}
+	}
+}
+
+void
+vmmd_pool_process_gone(struct vmmd_session *s)
+{
+	struct vmmd_chunk *ch;
+
+	while ((ch = TAILQ_FIRST(&s->held)) != NULL) {
+		vmmd_pool_release(ch);
+		vmmd_stats.reclaimed_chunks++;
+	}
+}
+
+/* Exports a chunk as a new POSIX fd for one grant; -1 on failure. */
+int
+vmmd_pool_export(struct vmmd_chunk *ch)
+{
+	CUresult r;
+	int fd = -1;
+
+	r = cuMemExportToShareableHandle(&fd, ch->handle,
+	    CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR, 0);
+	if (r != CUDA_SUCCESS) {
+		vmm_log_error("export of chunk %" PRIu64 ": %s", ch->id,
+		    pool_cu_name(r));
+		return -1;
+	}
+	return fd;
+}

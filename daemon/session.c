@@ -1,0 +1,729 @@
+/*
+ * One client connection.  Non-blocking socket driven by libevent: frames are
+ * read incrementally (a bounded number per wake-up, so one busy client cannot
+ * starve the rest), dispatched by one switch, and answered through a bounded
+ * output queue; a client that stops reading until that bound is hit is
+ * disconnected, never waited for.
+ *
+ * State machine: NEW (Hello only, before a timeout) → READY → CLOSED.  A
+ * CLOSED session outlives its socket while its process still lives and holds
+ * chunks (quarantine); the pidfd taken at accept says when it is gone.
+ */
+#include "vmmd.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "log.h"
+
+/* Frames handled per wake-up before yielding to other clients. */
+#define VMMD_SESSION_BUDGET 32
+/* File descriptors a session's output queue may hold unsent. */
+#define VMMD_SESSION_MAX_QUEUED_FDS 256
+
+struct vmmd_session_list	vmmd_sessions = TAILQ_HEAD_INITIALIZER(vmmd_sessions);
+unsigned			vmmd_nsessions;
+static uint64_t			session_next_id = 1;
+
+static void	session_close(struct vmmd_session *s, const char *why);
+
+/* ---- helpers ---------------------------------------------------------------- */
+
+static int
+session_pidfd_open(pid_t pid)
+{
+#ifdef SYS_pidfd_open
+	return (int)syscall(SYS_pidfd_open, pid, 0);
+#else
+	errno = ENOSYS;
+	return -1;
+#endif
+}
+
+/* True while the peer process is alive (its pidfd is not readable). */
+static bool
+session_process_alive(const struct vmmd_session *s)
+{
+	struct pollfd p = { .fd = s->pidfd, .events = POLLIN };
+
+	if (s->pidfd < 0)
+		return false;
+	return poll(&p, 1, 0) == 0;
+}
+
+/* Reads the cgroup v2 path of pid ("0::/path" in /proc/<pid>/cgroup). */
+static void
+session_read_cgroup(pid_t pid, char *out, size_t outlen)
+{
+	char path[64], line[1024];
+	FILE *f;
+
+	out[0] = '\0';
+	snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)pid);
+	if ((f = fopen(path, "re")) == NULL)
+		return;
+	while (fgets(line, sizeof(line), f) != NULL) {
+		if (strncmp(line, "0::", 3) == 0) {
+			line[strcspn(line, "\n")] = '\0';
+			if ((size_t)snprintf(out, outlen, "%s", line + 3) >= outlen)
+				out[0] = '\0';	/* too long to be a quota key */
+			break;
+		}
+	}
+	fclose(f);
+}
+
+uint64_t
+vmmd_session_quota(const struct vmmd_session *s)
+{
+	return vmmd_quota_for(&vmmd_cfg, s->uid, s->state == VMMD_SESSION_NEW ?
+	    NULL : s->name, s->cgroup[0] ? s->cgroup : NULL);
+}
+
+unsigned
+vmmd_session_count_uid(uid_t uid)
+{
+	struct vmmd_session *s;
+	unsigned n = 0;
+
+	TAILQ_FOREACH(s, &vmmd_sessions, link)
+		if (s->state != VMMD_SESSION_CLOSED && s->uid == uid)
+			n++;
+	return n;
+}
+
+/* ---- output ----------------------------------------------------------------- */
+
+/* Sends what the socket takes; arms the write event for the rest. */
+static int
+session_flush(struct vmmd_session *s)
+{
+	int rc = vmm_frame_outq_flush(s->oq, s->fd);
+
+	if (rc == VMM_FRAME_AGAIN) {
+		event_add(s->ev_write, NULL);
+		return 0;
+	}
+	event_del(s->ev_write);
+	if (rc < 0) {
+		session_close(s, "write failed");
+		return -1;
+	}
+	return 0;
+}
+
+/* Queues a message (taking the fds) and starts sending it.  Returns -1 if
+ * the session had to be closed. */
+static int
+session_send(struct vmmd_session *s, const Vmm__Envelope *env, int *fds,
+    size_t nfds)
+{
+	int rc = vmm_frame_outq_push(s->oq, env, fds, nfds);
+
+	if (rc == -ENOBUFS) {
+		vmmd_stats.slow_peer_drops++;
+		session_close(s, "client does not read its replies");
+		return -1;
+	}
+	if (rc < 0) {
+		vmm_log_error("session %" PRIu64 ": cannot queue %s: %s", s->id,
+		    vmm_frame_type_name(env), vmm_frame_strerror(rc));
+		session_close(s, "internal error");
+		return -1;
+	}
+	return session_flush(s);
+}
+
+static int
+session_error(struct vmmd_session *s, uint64_t rid, Vmm__ErrorCode code,
+    const char *msg)
+{
+	Vmm__Envelope env = VMM__ENVELOPE__INIT;
+	Vmm__Error err = VMM__ERROR__INIT;
+	char buf[VMM_PROTO_MAX_MESSAGE + 1];
+
+	snprintf(buf, sizeof(buf), "%s", msg);
+	err.request_id = rid;
+	err.code = code;
+	err.message = buf;
+	env.msg_case = VMM__ENVELOPE__MSG_ERROR;
+	env.error = &err;
+	vmmd_stats.failures++;
+	vmm_log_debug("session %" PRIu64 ": error %d: %s", s->id, (int)code, buf);
+	return session_send(s, &env, NULL, 0);
+}
+
+/* A fatal protocol error: tell the peer (best effort) and hang up. */
+static void
+session_fatal(struct vmmd_session *s, uint64_t rid, Vmm__ErrorCode code,
+    const char *msg)
+{
+	if (session_error(s, rid, code, msg) == 0)
+		session_close(s, msg);
+}
+
+/* ---- handlers ----------------------------------------------------------------- */
+
+static void
+session_hello(struct vmmd_session *s, const Vmm__Hello *h)
+{
+	Vmm__Envelope env = VMM__ENVELOPE__INIT;
+	Vmm__HelloReply rep = VMM__HELLO_REPLY__INIT;
+	Vmm__Limits lim = VMM__LIMITS__INIT;
+	char msg[128], esc[4 * VMM_PROTO_MAX_NAME + 1];
+
+	if (s->state != VMMD_SESSION_NEW) {
+		session_fatal(s, h->request_id, VMM__ERROR_CODE__ERROR_CODE_BAD_STATE,
+		    "Hello sent twice");
+		return;
+	}
+	if (h->protocol_version != VMM_PROTOCOL_VERSION) {
+		snprintf(msg, sizeof(msg), "protocol version %u not supported; "
+		    "vmmd %s speaks version %d", h->protocol_version,
+		    VMMD_VERSION, VMM_PROTOCOL_VERSION);
+		session_fatal(s, h->request_id,
+		    VMM__ERROR_CODE__ERROR_CODE_VERSION_MISMATCH, msg);
+		return;
+	}
+	if (h->device_uuid.len == 16 &&
+	    memcmp(h->device_uuid.data, vmmd_pool_device_uuid(), 16) != 0) {
+		session_fatal(s, h->request_id, VMM__ERROR_CODE__ERROR_CODE_NO_DEVICE,
+		    "this socket serves another GPU");
+		return;
+	}
+	snprintf(s->name, sizeof(s->name), "%s", h->client_name);
+	s->kind = h->kind;
+	s->state = VMMD_SESSION_READY;
+	event_del(s->ev_timeout);
+	vmm_log_escape(esc, sizeof(esc), s->name, strlen(s->name));
+	vmm_log_info("HELLO Session=%" PRIu64 " Pid=%d Uid=%u Name=%s", s->id,
+	    (int)s->pid, (unsigned)s->uid, esc);
+
+	lim.max_chunks_per_grant = (uint32_t)vmmd_cfg.max_pieces;
+	lim.max_frame = VMM_FRAME_MAX;
+	lim.quota_bytes = vmmd_session_quota(s);
+	lim.device_total_bytes = vmmd_pool_device_total();
+	rep.request_id = h->request_id;
+	rep.protocol_version = VMM_PROTOCOL_VERSION;
+	rep.session_id = s->id;
+	rep.granularity = vmmd_pool_granularity();
+	rep.device_uuid.data = (uint8_t *)vmmd_pool_device_uuid();
+	rep.device_uuid.len = 16;
+	rep.limits = &lim;
+	env.msg_case = VMM__ENVELOPE__MSG_HELLO_REPLY;
+	env.hello_reply = &rep;
+	session_send(s, &env, NULL, 0);
+}
+
+static void
+session_acquire(struct vmmd_session *s, const Vmm__Acquire *a)
+{
+	struct vmmd_chunk *chunks[VMM_PROTO_MAX_CHUNKS];
+	Vmm__Chunk wire[VMM_PROTO_MAX_CHUNKS], *wirep[VMM_PROTO_MAX_CHUNKS];
+	Vmm__Envelope env = VMM__ENVELOPE__INIT;
+	Vmm__Grant g = VMM__GRANT__INIT;
+	int fds[VMM_PROTO_MAX_CHUNKS];
+	char msg[VMM_PROTO_MAX_MESSAGE];
+	int n, i, code;
+	uint64_t total = 0;
+
+	n = vmmd_pool_grant(s, a->bytes, a->flags, chunks, VMM_PROTO_MAX_CHUNKS,
+	    &code, msg, sizeof(msg));
+	if (n < 0) {
+		session_error(s, a->request_id, (Vmm__ErrorCode)code, msg);
+		return;
+	}
+	for (i = 0; i < n; i++) {
+		if ((fds[i] = vmmd_pool_export(chunks[i])) < 0) {
+			while (i > 0)
+				close(fds[--i]);
+			vmmd_pool_ungrant(chunks, (size_t)n);
+			session_error(s, a->request_id,
+			    VMM__ERROR_CODE__ERROR_CODE_INTERNAL,
+			    "could not export a chunk");
+			return;
+		}
+		vmm__chunk__init(&wire[i]);
+		wire[i].id = chunks[i]->id;
+		wire[i].size = chunks[i]->size;
+		wirep[i] = &wire[i];
+		total += chunks[i]->size;
+	}
+	g.request_id = a->request_id;
+	g.n_chunks = (size_t)n;
+	g.chunks = wirep;
+	env.msg_case = VMM__ENVELOPE__MSG_GRANT;
+	env.grant = &g;
+	vmm_log_info("GRANT Session=%" PRIu64 " Pid=%d Size=%" PRIu64
+	    " Chunks=%d FirstChunk=%" PRIu64, s->id, (int)s->pid, total, n,
+	    chunks[0]->id);
+	if (vmm_frame_outq_push(s->oq, &env, fds, (size_t)n) != 0) {
+		/* The fds are closed by the queue; the client never saw them. */
+		vmmd_pool_ungrant(chunks, (size_t)n);
+		vmmd_stats.slow_peer_drops++;
+		session_close(s, "client does not read its replies");
+		return;
+	}
+	session_flush(s);
+}
+
+static void
+session_release(struct vmmd_session *s, const Vmm__Release *r)
+{
+	Vmm__Envelope env = VMM__ENVELOPE__INIT;
+	Vmm__ReleaseReply rep = VMM__RELEASE_REPLY__INIT;
+	struct vmmd_chunk *ch;
+	uint64_t bytes = 0;
+	char msg[96];
+	size_t i, j;
+
+	/* All or nothing: check every id (and duplicates) first. */
+	for (i = 0; i < r->n_chunk_ids; i++) {
+		bool dup = false;
+
+		for (j = 0; j < i && !dup; j++)
+			dup = r->chunk_ids[j] == r->chunk_ids[i];
+		if (dup || vmmd_pool_held(s, r->chunk_ids[i]) == NULL) {
+			snprintf(msg, sizeof(msg), "chunk %" PRIu64 " is not held by "
+			    "this session%s", r->chunk_ids[i], dup ?
+			    " (listed twice)" : "");
+			session_error(s, r->request_id,
+			    VMM__ERROR_CODE__ERROR_CODE_UNKNOWN_CHUNK, msg);
+			return;
+		}
+	}
+	for (i = 0; i < r->n_chunk_ids; i++) {
+		ch = vmmd_pool_held(s, r->chunk_ids[i]);
+		bytes += ch->size;
+		vmmd_pool_release(ch);
+	}
+	vmmd_stats.releases++;
+	vmmd_stats.released_chunks += r->n_chunk_ids;
+	vmm_log_info("RELEASE Session=%" PRIu64 " Pid=%d Size=%" PRIu64
+	    " Chunks=%zu", s->id, (int)s->pid, bytes, r->n_chunk_ids);
+	rep.request_id = r->request_id;
+	rep.released_chunks = (uint32_t)r->n_chunk_ids;
+	rep.released_bytes = bytes;
+	env.msg_case = VMM__ENVELOPE__MSG_RELEASE_REPLY;
+	env.release_reply = &rep;
+	session_send(s, &env, NULL, 0);
+}
+
+static void
+session_ack(struct vmmd_session *s, uint64_t rid)
+{
+	Vmm__Envelope env = VMM__ENVELOPE__INIT;
+	Vmm__Ack ack = VMM__ACK__INIT;
+
+	ack.request_id = rid;
+	env.msg_case = VMM__ENVELOPE__MSG_ACK;
+	env.ack = &ack;
+	session_send(s, &env, NULL, 0);
+}
+
+static void
+session_report(struct vmmd_session *s, const Vmm__Report *r)
+{
+	s->rep_in_use = r->in_use_bytes;
+	s->rep_cached = r->cached_bytes;
+	s->rep_peak = r->peak_bytes;
+	session_ack(s, r->request_id);
+}
+
+/* Fills one SessionStats from a session. */
+void
+vmmd_session_stats(const struct vmmd_session *s, Vmm__SessionStats *o)
+{
+	vmm__session_stats__init(o);
+	o->session_id = s->id;
+	o->pid = (uint32_t)s->pid;
+	o->uid = (uint32_t)s->uid;
+	o->gid = (uint32_t)s->gid;
+	o->name = (char *)s->name;
+	o->kind = (Vmm__ClientKind)s->kind;
+	o->chunks_held = s->chunks_held;
+	o->bytes_held = s->bytes_held;
+	o->reported_in_use = s->rep_in_use;
+	o->reported_cached = s->rep_cached;
+	o->reported_peak = s->rep_peak > s->peak_held ? s->rep_peak : s->peak_held;
+	o->quota_bytes = vmmd_session_quota(s);
+	o->connected_usec = s->connected_usec;
+}
+
+static void
+session_trim(struct vmmd_session *s, const Vmm__TrimRequest *t)
+{
+	Vmm__Envelope env = VMM__ENVELOPE__INIT;
+	Vmm__TrimReply rep = VMM__TRIM_REPLY__INIT;
+
+	vmmd_stats.trims++;
+	rep.request_id = t->request_id;
+	rep.bytes_released = vmmd_pool_trim(t->target_bytes, 0);
+	vmm_log_info("TRIM Session=%" PRIu64 " Released=%" PRIu64, s->id,
+	    rep.bytes_released);
+	env.msg_case = VMM__ENVELOPE__MSG_TRIM_REPLY;
+	env.trim_reply = &rep;
+	session_send(s, &env, NULL, 0);
+}
+
+static void
+session_set_quota(struct vmmd_session *s, const Vmm__SetQuota *q)
+{
+	const char *k = q->key;
+
+	if (q->kind == VMM__QUOTA_KIND__QUOTA_KIND_UID) {
+		for (; *k != '\0'; k++)
+			if (*k < '0' || *k > '9')
+				break;
+	}
+	if ((q->kind == VMM__QUOTA_KIND__QUOTA_KIND_UID && (*k != '\0' ||
+	    strlen(q->key) > 10)) || vmmd_quota_set(&vmmd_cfg,
+	    (enum vmmd_quota_kind)q->kind, q->key, q->bytes) != 0) {
+		session_error(s, q->request_id, VMM__ERROR_CODE__ERROR_CODE_INVALID,
+		    "bad quota key");
+		return;
+	}
+	session_ack(s, q->request_id);
+}
+
+/* The one dispatch switch.  The frame module has already checked every
+ * field range, the direction and the fd count. */
+static void
+session_dispatch(struct vmmd_session *s, const Vmm__Envelope *env)
+{
+	uint64_t rid = vmm_frame_request_id(env);
+
+	vmm_log_debug("session %" PRIu64 ": %s", s->id, vmm_frame_type_name(env));
+	if (s->state == VMMD_SESSION_NEW &&
+	    env->msg_case != VMM__ENVELOPE__MSG_HELLO) {
+		session_fatal(s, rid, VMM__ERROR_CODE__ERROR_CODE_BAD_STATE,
+		    "the session must start with Hello");
+		return;
+	}
+	switch (env->msg_case) {
+	case VMM__ENVELOPE__MSG_HELLO:
+		session_hello(s, env->hello);
+		break;
+	case VMM__ENVELOPE__MSG_ACQUIRE:
+		session_acquire(s, env->acquire);
+		break;
+	case VMM__ENVELOPE__MSG_RELEASE:
+		session_release(s, env->release);
+		break;
+	case VMM__ENVELOPE__MSG_REPORT:
+		session_report(s, env->report);
+		break;
+	case VMM__ENVELOPE__MSG_STATS_REQUEST:
+	case VMM__ENVELOPE__MSG_CLIENTS_REQUEST:
+	case VMM__ENVELOPE__MSG_TRIM_REQUEST:
+	case VMM__ENVELOPE__MSG_SET_QUOTA:
+		if (!s->admin) {
+			vmmd_stats.permission_denied++;
+			session_error(s, rid, VMM__ERROR_CODE__ERROR_CODE_PERMISSION,
+			    "admin requests need root or the admin group");
+			break;
+		}
+		if (env->msg_case == VMM__ENVELOPE__MSG_STATS_REQUEST)
+			vmmd_stats_reply(s, rid, env->stats_request->session_offset,
+			    true);
+		else if (env->msg_case == VMM__ENVELOPE__MSG_CLIENTS_REQUEST)
+			vmmd_stats_reply(s, rid,
+			    env->clients_request->session_offset, false);
+		else if (env->msg_case == VMM__ENVELOPE__MSG_TRIM_REQUEST)
+			session_trim(s, env->trim_request);
+		else
+			session_set_quota(s, env->set_quota);
+		break;
+	case VMM__ENVELOPE__MSG_GOODBYE:
+		session_close(s, "client said goodbye");
+		break;
+	case VMM__ENVELOPE__MSG_ERROR:
+		vmm_log_debug("session %" PRIu64 ": client reported error %d",
+		    s->id, (int)env->error->code);
+		break;
+	default:
+		/* Daemon-bound types only: the frame module rejects the rest. */
+		session_fatal(s, rid, VMM__ERROR_CODE__ERROR_CODE_BAD_MESSAGE,
+		    "unexpected message");
+		break;
+	}
+}
+
+int
+vmmd_session_send(struct vmmd_session *s, const Vmm__Envelope *env)
+{
+	return session_send(s, env, NULL, 0);
+}
+
+/* ---- events ------------------------------------------------------------------ */
+
+static void
+session_on_read(evutil_socket_t fd, short what, void *arg)
+{
+	struct vmmd_session *s = arg;
+	struct vmm_frame_msg *m;
+	int handled = 0, rc;
+	ssize_t n;
+
+	while (handled < VMMD_SESSION_BUDGET) {
+		n = vmm_frame_reader_read(s->rd, s->fd);
+		if (n == -EAGAIN)
+			return;
+		if (n == 0) {
+			session_close(s, "client closed the connection");
+			return;
+		}
+		if (n < 0 && n != -ENOBUFS) {
+			if (n == VMM_FRAME_ETRUNCATED || n == -ECONNRESET ||
+			    n == -EPIPE)
+				session_close(s, "connection lost");
+			else {
+				vmmd_stats.bad_peers++;
+				session_fatal(s, 0,
+				    VMM__ERROR_CODE__ERROR_CODE_BAD_MESSAGE,
+				    vmm_frame_strerror((int)n));
+			}
+			return;
+		}
+		while ((rc = vmm_frame_reader_next(s->rd, &m)) == 1) {
+			session_dispatch(s, vmm_frame_msg_env(m));
+			vmm_frame_msg_free(m);
+			handled++;
+			if (s->state == VMMD_SESSION_CLOSED)
+				return;
+		}
+		if (rc < 0) {
+			vmmd_stats.bad_peers++;
+			session_fatal(s, 0, VMM__ERROR_CODE__ERROR_CODE_BAD_MESSAGE,
+			    vmm_frame_strerror(rc));
+			return;
+		}
+	}
+	(void)fd;
+	(void)what;
+}
+
+static void
+session_on_write(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	session_flush(arg);
+}
+
+static void
+session_on_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct vmmd_session *s = arg;
+
+	(void)fd;
+	(void)what;
+	session_fatal(s, 0, VMM__ERROR_CODE__ERROR_CODE_BAD_STATE,
+	    "no Hello in time");
+}
+
+/* Sessions to free once the current callback has returned: a handler may
+ * close its own session, and its caller still looks at it. */
+static struct vmmd_session_list	session_reap = TAILQ_HEAD_INITIALIZER(session_reap);
+static struct event		*session_reaper;
+
+static void
+session_destroy(struct vmmd_session *s)
+{
+	if (s->ev_pid != NULL)
+		event_free(s->ev_pid);
+	if (s->pidfd >= 0)
+		close(s->pidfd);
+	free(s);
+}
+
+static void
+session_on_reap(evutil_socket_t fd, short what, void *arg)
+{
+	struct vmmd_session *s;
+
+	(void)fd;
+	(void)what;
+	(void)arg;
+	while ((s = TAILQ_FIRST(&session_reap)) != NULL) {
+		TAILQ_REMOVE(&session_reap, s, link);
+		session_destroy(s);
+	}
+}
+
+/* Takes s off the session list and frees it soon. */
+static void
+session_free(struct vmmd_session *s)
+{
+	TAILQ_REMOVE(&vmmd_sessions, s, link);
+	if (s->ev_pid != NULL)
+		event_del(s->ev_pid);
+	if (session_reaper == NULL)
+		session_reaper = evtimer_new(vmmd_base, session_on_reap, NULL);
+	TAILQ_INSERT_TAIL(&session_reap, s, link);
+	if (session_reaper != NULL)
+		event_active(session_reaper, EV_TIMEOUT, 0);
+}
+
+/* The peer process exited. */
+static void
+session_on_pid(evutil_socket_t fd, short what, void *arg)
+{
+	struct vmmd_session *s = arg;
+
+	(void)fd;
+	(void)what;
+	event_del(s->ev_pid);
+	if (s->state != VMMD_SESSION_CLOSED)
+		return;	/* the socket lives on in another process */
+	vmm_log_info("GONE Session=%" PRIu64 " Pid=%d Chunks=%" PRIu64, s->id,
+	    (int)s->pid, s->chunks_held);
+	vmmd_pool_process_gone(s);
+	session_free(s);
+	vmmd_notify_status();
+}
+
+static void
+session_close(struct vmmd_session *s, const char *why)
+{
+	bool alive;
+
+	if (s->state == VMMD_SESSION_CLOSED)
+		return;
+	vmm_log_debug("session %" PRIu64 " (pid %d) closed: %s", s->id,
+	    (int)s->pid, why);
+	s->state = VMMD_SESSION_CLOSED;
+	vmmd_nsessions--;
+	event_free(s->ev_read);
+	event_free(s->ev_write);
+	event_free(s->ev_timeout);
+	s->ev_read = s->ev_write = s->ev_timeout = NULL;
+	/* Best effort: whatever the socket takes now. */
+	vmm_frame_outq_flush(s->oq, s->fd);
+	vmm_frame_outq_free(s->oq);
+	vmm_frame_reader_free(s->rd);
+	s->oq = NULL;
+	s->rd = NULL;
+	close(s->fd);
+	s->fd = -1;
+	alive = s->chunks_held > 0 && session_process_alive(s);
+	vmmd_pool_session_closed(s, alive);
+	if (alive)
+		vmm_log_info("QUARANTINE Session=%" PRIu64 " Pid=%d Chunks=%" PRIu64
+		    " Size=%" PRIu64, s->id, (int)s->pid, s->chunks_held,
+		    s->bytes_held);
+	else
+		session_free(s);
+	vmmd_notify_status();
+}
+
+int
+vmmd_session_new(int fd, pid_t pid, uid_t uid, gid_t gid, bool admin)
+{
+	struct vmmd_session *s;
+	struct timeval tv;
+	uint64_t ms = vmmd_cfg.handshake_timeout_ms;
+
+	if ((s = calloc(1, sizeof(*s))) == NULL) {
+		close(fd);
+		return -1;
+	}
+	s->id = session_next_id++;
+	s->fd = fd;
+	s->pid = pid;
+	s->uid = uid;
+	s->gid = gid;
+	s->admin = admin;
+	s->state = VMMD_SESSION_NEW;
+	TAILQ_INIT(&s->held);
+	gettimeofday(&tv, NULL);
+	s->connected_usec = (uint64_t)tv.tv_sec * 1000000u + (uint64_t)tv.tv_usec;
+	s->pidfd = session_pidfd_open(pid);
+	if (s->pidfd < 0 && errno != ESRCH) {
+		vmm_log_error("pidfd_open(%d): %s", (int)pid, strerror(errno));
+		goto fail;
+	}
+	session_read_cgroup(pid, s->cgroup, sizeof(s->cgroup));
+	s->rd = vmm_frame_reader_new(VMM_FRAME_PEER_CLIENT);
+	s->oq = vmm_frame_outq_new(VMM_FRAME_PEER_CLIENT, vmmd_cfg.max_queue_bytes,
+	    VMMD_SESSION_MAX_QUEUED_FDS);
+	s->ev_read = event_new(vmmd_base, fd, EV_READ | EV_PERSIST,
+	    session_on_read, s);
+	s->ev_write = event_new(vmmd_base, fd, EV_WRITE | EV_PERSIST,
+	    session_on_write, s);
+	s->ev_timeout = evtimer_new(vmmd_base, session_on_timeout, s);
+	if (s->pidfd >= 0)
+		s->ev_pid = event_new(vmmd_base, s->pidfd, EV_READ,
+		    session_on_pid, s);
+	if (s->rd == NULL || s->oq == NULL || s->ev_read == NULL ||
+	    s->ev_write == NULL || s->ev_timeout == NULL ||
+	    (s->pidfd >= 0 && s->ev_pid == NULL))
+		goto fail;
+	tv.tv_sec = (time_t)(ms / 1000);
+	tv.tv_usec = (suseconds_t)(ms % 1000) * 1000;
+	event_add(s->ev_read, NULL);
+	event_add(s->ev_timeout, &tv);
+	if (s->ev_pid != NULL)
+		event_add(s->ev_pid, NULL);
+	TAILQ_INSERT_TAIL(&vmmd_sessions, s, link);
+	vmmd_nsessions++;
+	vmmd_stats.sessions_accepted++;
+	vmm_log_debug("session %" PRIu64 ": pid %d uid %u connected%s", s->id,
+	    (int)pid, (unsigned)uid, admin ? " (admin)" : "");
+	return 0;
+fail:
+	if (s->ev_read)
+		event_free(s->ev_read);
+	if (s->ev_write)
+		event_free(s->ev_write);
+	if (s->ev_timeout)
+		event_free(s->ev_timeout);
+	if (s->ev_pid)
+		event_free(s->ev_pid);
+	vmm_frame_reader_free(s->rd);
+	vmm_frame_outq_free(s->oq);
+	if (s->pidfd >= 0)
+		close(s->pidfd);
+	close(fd);
+	free(s);
+	return -1;
+}
+
+void
+vmmd_session_shutdown_all(const char *why)
+{
+	struct vmmd_session *s, *next;
+
+	for (s = TAILQ_FIRST(&vmmd_sessions); s != NULL; s = next) {
+		next = TAILQ_NEXT(s, link);
+		if (s->state != VMMD_SESSION_CLOSED) {
+			Vmm__Envelope env = VMM__ENVELOPE__INIT;
+			Vmm__Goodbye bye = VMM__GOODBYE__INIT;
+
+			bye.reason = VMM__GOODBYE_REASON__GOODBYE_REASON_SHUTDOWN;
+			bye.message = (char *)why;
+			env.msg_case = VMM__ENVELOPE__MSG_GOODBYE;
+			env.goodbye = &bye;
+			if (vmm_frame_outq_push(s->oq, &env, NULL, 0) == 0)
+				vmm_frame_outq_flush(s->oq, s->fd);
+			session_close(s, why);
+		}
+	}
+	/* What is left is quarantined: the pool goes away with the daemon. */
+	while ((s = TAILQ_FIRST(&vmmd_sessions)) != NULL) {
+		vmmd_pool_process_gone(s);
+		session_free(s);
+	}
+	session_on_reap(-1, 0, NULL);
+	if (session_reaper != NULL)
+		event_free(session_reaper);
+	session_reaper = NULL;
+}

@@ -1,0 +1,270 @@
+/*
+ * vmmd: the per-GPU memory broker.  One internal header, a section per file;
+ * file names are the architecture:
+ *
+ *   main.c     command line, start-up, the event loop, signals
+ *   config.c   the settings table, config file, quotas
+ *   server.c   the listening socket, accept, limits, socket activation
+ *   session.c  one client connection: framing, the state machine, dispatch
+ *   pool.c     the chunk pool: create, grant (fit / stitch / create), release,
+ *              quarantine, scrub, idle return, OOM recovery
+ *   stats.c    counters and the admin replies
+ *   notify.c   sd_notify: READY, STATUS, watchdog, STOPPING
+ */
+#ifndef VMMD_H
+#define VMMD_H
+
+#include <cuda.h>
+#include <event2/event.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/queue.h>
+#include <sys/types.h>
+
+#include "frame.h"
+#include "opt.h"
+
+#define VMMD_VERSION "0.1.0"
+
+struct vmmd_session;
+
+/* ---- config.c ------------------------------------------------------------- */
+
+enum vmmd_scrub {
+	VMMD_SCRUB_CROSS_UID,	/* zero a chunk before a different uid gets it */
+	VMMD_SCRUB_ALWAYS,
+	VMMD_SCRUB_NEVER,
+};
+
+enum vmmd_quota_kind {
+	VMMD_QUOTA_UID = 1,
+	VMMD_QUOTA_NAME = 2,
+	VMMD_QUOTA_CGROUP = 3,
+};
+
+struct vmmd_quota {
+	enum vmmd_quota_kind	kind;
+	char			key[VMM_PROTO_MAX_QUOTA_KEY + 1];
+	uint64_t		bytes;
+	struct vmmd_quota	*next;
+};
+
+struct vmmd_config {
+	char		device[VMM_OPT_STRMAX];
+	char		socket_dir[VMM_OPT_STRMAX];
+	char		socket_group[VMM_OPT_STRMAX];
+	char		admin_group[VMM_OPT_STRMAX];
+	int		log_level;
+	char		log_file[VMM_OPT_STRMAX];
+	uint64_t	pool_max;		/* bytes; 0 = the device */
+	uint64_t	chunk_multiple;		/* chunk sizes: granularity × this */
+	double		frag_ratio;
+	uint64_t	max_pieces;
+	int		scrub;			/* enum vmmd_scrub */
+	uint64_t	idle_timeout_ms;
+	uint64_t	idle_floor;		/* idle bytes the pool may keep */
+	uint64_t	max_sessions;
+	uint64_t	max_sessions_per_uid;
+	uint64_t	max_queue_bytes;	/* per-session output bound */
+	uint64_t	handshake_timeout_ms;
+	struct vmmd_quota *quotas;
+};
+
+extern const struct vmm_opt	vmmd_options[];
+extern const size_t		vmmd_noptions;
+
+/* Defaults, then the file (if path is not NULL).  err names what is wrong. */
+int	vmmd_config_load(struct vmmd_config *c, const char *path, char *err,
+	    size_t errlen);
+void	vmmd_config_free(struct vmmd_config *c);
+/* Sets (bytes > 0) or removes (0) a quota. */
+int	vmmd_quota_set(struct vmmd_config *c, enum vmmd_quota_kind kind,
+	    const char *key, uint64_t bytes);
+/* The quota for a peer: the smallest of its uid's, name's and cgroup's; 0 if
+ * none applies. */
+uint64_t vmmd_quota_for(const struct vmmd_config *c, uid_t uid,
+	    const char *name, const char *cgroup);
+
+/* ---- stats.c -------------------------------------------------------------- */
+
+#define VMMD_COUNTERS(X)                                                     \
+	X(sessions_accepted, "connections accepted")                         \
+	X(sessions_refused, "connections refused at a limit")                \
+	X(grants, "Acquire requests granted")                                \
+	X(grant_chunks, "chunks lent")                                       \
+	X(grant_bytes, "bytes lent")                                         \
+	X(fits, "grants served by one pooled chunk")                         \
+	X(stitches, "grants stitched from several pooled chunks")            \
+	X(creates, "chunks created with cuMemCreate")                        \
+	X(create_bytes, "bytes created with cuMemCreate")                    \
+	X(releases, "Release requests")                                      \
+	X(released_chunks, "chunks returned by Release")                     \
+	X(reclaimed_chunks, "chunks returned because the holder went away")  \
+	X(quarantined_chunks, "chunks held back until their process exits")  \
+	X(scrubs, "chunks zeroed before changing uid")                       \
+	X(gpu_releases, "chunks given back to the GPU")                      \
+	X(gpu_release_bytes, "bytes given back to the GPU")                  \
+	X(oom_recoveries, "out-of-memory recovered by freeing idle chunks")  \
+	X(failures, "requests answered with an error")                       \
+	X(oom_failures, "Acquire failed: out of memory")                     \
+	X(quota_failures, "Acquire failed: over quota")                      \
+	X(bad_peers, "sessions closed for a protocol fault")                 \
+	X(slow_peer_drops, "sessions closed for not reading")                \
+	X(permission_denied, "admin requests refused")                       \
+	X(accept_pauses, "accept paused for lack of fds")                    \
+	X(trims, "trim requests")
+
+struct vmmd_counters {
+#define VMMD_COUNTER_FIELD(name, help) uint64_t name;
+	VMMD_COUNTERS(VMMD_COUNTER_FIELD)
+#undef VMMD_COUNTER_FIELD
+};
+
+extern struct vmmd_counters vmmd_stats;
+
+/* Answers a StatsRequest (full) or a ClientsRequest (sessions only) with
+ * the sessions from offset on. */
+int	vmmd_stats_reply(struct vmmd_session *s, uint64_t rid, uint32_t offset,
+	    bool full);
+
+/* ---- pool.c ----------------------------------------------------------------- */
+
+enum vmmd_chunk_state {
+	VMMD_CHUNK_FREE,
+	VMMD_CHUNK_LENT,
+	VMMD_CHUNK_QUARANTINED,	/* holder's socket closed, process alive */
+};
+
+struct vmmd_session;
+
+struct vmmd_chunk {
+	uint64_t			id;
+	CUmemGenericAllocationHandle	handle;
+	uint64_t			size;
+	enum vmmd_chunk_state		state;
+	struct vmmd_session		*holder;	/* LENT, QUARANTINED */
+	uid_t				last_uid;
+	bool				lent_before;
+	uint64_t			idle_since_ms;
+	TAILQ_ENTRY(vmmd_chunk)		link;	/* free list or holder's list */
+	struct vmmd_chunk		*hnext;	/* id hash chain */
+};
+
+TAILQ_HEAD(vmmd_chunk_list, vmmd_chunk);
+
+struct vmmd_pool_totals {
+	uint64_t	physical, lent, idle, quarantined;
+	uint64_t	chunks, chunks_lent;
+};
+
+/* Initialises CUDA for the configured device and the pool.  err says why
+ * not. */
+int	vmmd_pool_init(const struct vmmd_config *c, char *err, size_t errlen);
+void	vmmd_pool_shutdown(void);
+uint64_t vmmd_pool_granularity(void);
+uint64_t vmmd_pool_device_total(void);
+uint64_t vmmd_pool_device_free(void);
+int	vmmd_pool_device_ordinal(void);
+const unsigned char *vmmd_pool_device_uuid(void);	/* 16 bytes */
+void	vmmd_pool_totals(struct vmmd_pool_totals *t);
+
+/* Grants at least bytes to s: up to max chunks into out, lent to s.  Returns
+ * the number of chunks, or -1 with *code (a Vmm__ErrorCode) and msg. */
+int	vmmd_pool_grant(struct vmmd_session *s, uint64_t bytes, unsigned flags,
+	    struct vmmd_chunk **out, size_t max, int *code, char *msg,
+	    size_t msglen);
+/* Exports a chunk as a new POSIX fd for one grant; -1 on failure. */
+int	vmmd_pool_export(struct vmmd_chunk *ch);
+/* Undoes a grant whose reply could not be sent: the chunks go back. */
+void	vmmd_pool_ungrant(struct vmmd_chunk **chunks, size_t n);
+/* The chunk with this id if s holds it. */
+struct vmmd_chunk *vmmd_pool_held(struct vmmd_session *s, uint64_t id);
+/* Returns a chunk s released to the pool. */
+void	vmmd_pool_release(struct vmmd_chunk *ch);
+/* s's socket closed: its chunks come back, or are quarantined while its
+ * process lives (process_alive). */
+void	vmmd_pool_session_closed(struct vmmd_session *s, bool process_alive);
+/* s's process is gone: its quarantined chunks come back. */
+void	vmmd_pool_process_gone(struct vmmd_session *s);
+/* Gives idle chunks back to the GPU until target bytes are released (0 = all
+ * idle beyond keep).  Returns bytes released. */
+uint64_t vmmd_pool_trim(uint64_t target, uint64_t keep);
+/* Releases chunks idle for longer than the idle timeout, beyond the floor. */
+void	vmmd_pool_idle_tick(void);
+
+/* ---- session.c --------------------------------------------------------------- */
+
+enum vmmd_session_state {
+	VMMD_SESSION_NEW,	/* connected, no Hello yet */
+	VMMD_SESSION_READY,
+	VMMD_SESSION_CLOSED,	/* socket gone; kept while chunks are quarantined */
+};
+
+struct vmmd_session {
+	uint64_t		id;
+	int			fd;
+	int			pidfd;
+	pid_t			pid;
+	uid_t			uid;
+	gid_t			gid;
+	bool			admin;
+	enum vmmd_session_state	state;
+	int			kind;		/* Vmm__ClientKind */
+	char			name[VMM_PROTO_MAX_NAME + 1];
+	char			cgroup[VMM_PROTO_MAX_QUOTA_KEY + 1];
+	uint64_t		connected_usec;
+	struct event		*ev_read, *ev_write, *ev_pid, *ev_timeout;
+	struct vmm_frame_reader	*rd;
+	struct vmm_frame_outq	*oq;
+	struct vmmd_chunk_list	held;
+	uint64_t		chunks_held, bytes_held, peak_held;
+	uint64_t		rep_in_use, rep_cached, rep_peak;
+	TAILQ_ENTRY(vmmd_session) link;
+};
+
+TAILQ_HEAD(vmmd_session_list, vmmd_session);
+
+extern struct vmmd_session_list	vmmd_sessions;
+extern unsigned			vmmd_nsessions;	/* not CLOSED */
+
+/* Takes over an accepted socket; returns -1 (socket closed) on failure. */
+int	vmmd_session_new(int fd, pid_t pid, uid_t uid, gid_t gid, bool admin);
+/* Sends Goodbye to every session (daemon shutting down) and closes them. */
+void	vmmd_session_shutdown_all(const char *why);
+unsigned vmmd_session_count_uid(uid_t uid);
+/* The quota that applies to s now (0 = none). */
+uint64_t vmmd_session_quota(const struct vmmd_session *s);
+/* Queues a message without fds for s; -1 if s had to be closed. */
+int	vmmd_session_send(struct vmmd_session *s, const Vmm__Envelope *env);
+/* Fills one SessionStats (pointing into s) for the admin replies. */
+void	vmmd_session_stats(const struct vmmd_session *s, Vmm__SessionStats *o);
+
+/* ---- server.c ----------------------------------------------------------------- */
+
+/* Opens (or adopts, under socket activation) the listening socket and starts
+ * accepting.  err says why not. */
+int	vmmd_server_start(const struct vmmd_config *c, char *err, size_t errlen);
+/* Stops accepting; removes the socket files it created. */
+void	vmmd_server_stop(void);
+/* Whether peer (uid, gid, supplementary groups) may send admin requests. */
+bool	vmmd_server_is_admin(uid_t uid, gid_t gid, const gid_t *groups,
+	    int ngroups);
+
+/* ---- main.c ---------------------------------------------------------------- */
+
+extern struct event_base	*vmmd_base;
+extern struct vmmd_config	vmmd_cfg;
+uint64_t	vmmd_now_ms(void);
+/* Asks the loop to finish (after a signal or a fatal error). */
+void		vmmd_exit(int code);
+
+/* ---- notify.c -------------------------------------------------------------- */
+
+void	vmmd_notify_ready(void);
+/* Sends STATUS= with the current one-line summary (rate-limited). */
+void	vmmd_notify_status(void);
+void	vmmd_notify_stopping(void);
+/* Starts the watchdog timer when systemd asks for one. */
+int	vmmd_notify_watchdog_start(void);
+
+#endif
