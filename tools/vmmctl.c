@@ -1,0 +1,1399 @@
+/*
+ * vmmctl — the admin tool of vmmd (DESIGN.md "Protocol"): one command per
+ * run, over one daemon's socket, as a client of kind ADMIN.  Commands are a
+ * table (STYLE.md 24); each handler parses its own arguments before it
+ * connects, so a usage error never touches the daemon.
+ *
+ * Exit status, the contract with scripts (keep usage() in step):
+ *   0  success
+ *   1  usage error: bad option, command, argument, size or device; also a
+ *      local failure (out of memory, standard output not writable)
+ *   2  daemon not running: no socket at the path (ENOENT), nobody listening
+ *      (ECONNREFUSED), or the daemon said Goodbye because it is stopping
+ *   3  permission denied: connect() got EACCES/EPERM, or the daemon answered
+ *      ERROR_CODE_PERMISSION
+ *   4  protocol error: a bad frame, a version mismatch, an unexpected reply,
+ *      the connection closed early, or no answer within --timeout
+ *   5  the daemon refused the request: any other Error reply (its message
+ *      is printed)
+ *
+ * Output: results on stdout, nothing else; every diagnostic is one line on
+ * stderr starting "vmmctl: ".  Strings that came from the daemon (client
+ * names, counter names, error messages) are escaped for the terminal, and
+ * for JSON.
+ */
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
+
+#include <ctype.h>
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "frame.h"
+#include "opt.h"
+
+#ifndef VMMCTL_VERSION
+#define VMMCTL_VERSION		"unknown"
+#endif
+
+enum {
+	CTL_EXIT_OK = 0,
+	CTL_EXIT_USAGE = 1,
+	CTL_EXIT_NOT_RUNNING = 2,
+	CTL_EXIT_PERMISSION = 3,
+	CTL_EXIT_PROTOCOL = 4,
+	CTL_EXIT_REFUSED = 5
+};
+
+#define CTL_NAME		"vmmctl"
+#define CTL_SOCKET_DIR		"/run/vmmd"	/* as the daemon's */
+#define CTL_TIMEOUT_MS		5000		/* per exchange */
+#define CTL_TIMEOUT_MAX_MS	3600000
+/* Sessions gathered over all pages: far above what a daemon can serve, low
+ * enough that a daemon inflating sessions_total cannot keep us paging. */
+#define CTL_MAX_SESSIONS	65536
+#define CTL_GOODBYE_MS		100		/* best effort, when leaving */
+#define UUID_STRLEN		36		/* 8-4-4-4-12 */
+/* Escaped peer strings: at most 4 output bytes per input byte. */
+#define ESC_LEN(n)		(4 * (n) + 1)
+#define CELL_LEN		32		/* one formatted table cell */
+
+#define nitems(a)		(sizeof(a) / sizeof((a)[0]))
+
+struct cmd;
+
+#define SUN_PATH_LEN		sizeof(((struct sockaddr_un *)0)->sun_path)
+
+struct ctl {
+	const struct cmd	*cmd;		/* the command being run */
+	char			 path[SUN_PATH_LEN];
+	int			 timeout_ms;
+	int			 sock;		/* -1 until connected */
+	struct vmm_frame_reader	*rd;
+	struct vmm_frame_msg	*hello;		/* HelloReply, once open */
+	uint64_t		 next_id;	/* request ids: 1, 2, ... */
+};
+
+/* One command.  Arguments are the words after the name; the arity check
+ * runs before the handler, which parses them before connecting. */
+struct cmd {
+	const char	*name;		/* one or two words */
+	int		 min_args;
+	int		 max_args;
+	bool		 local;		/* needs no socket */
+	int		(*fn)(struct ctl *, int, char **);
+	const char	*args;		/* synopsis of the arguments */
+	const char	*help;
+};
+
+/* Sessions gathered page by page; the pointers live in the pages. */
+struct sessions {
+	struct vmm_frame_msg	 **pages;
+	size_t			   npages;
+	const Vmm__SessionStats	 **v;
+	size_t			   n;
+};
+
+static int	cmd_stats(struct ctl *, int, char **);
+static int	cmd_clients(struct ctl *, int, char **);
+static int	cmd_trim(struct ctl *, int, char **);
+static int	cmd_quota_set(struct ctl *, int, char **);
+static int	cmd_quota_clear(struct ctl *, int, char **);
+static int	cmd_help(struct ctl *, int, char **);
+
+static const struct cmd cmds[] = {
+	{ "stats", 0, 1, false, cmd_stats, "[--json]",
+	  "pool totals, counters and every session" },
+	{ "clients", 0, 1, false, cmd_clients, "[--json]",
+	  "the session table only" },
+	{ "trim", 0, 3, false, cmd_trim, "[--recall] [--target SIZE]",
+	  "give idle pool memory back to the GPU (all of it by default;\n"
+	  "--recall also asks clients for their caches)" },
+	{ "quota set", 3, 3, false, cmd_quota_set, "uid|name|cgroup KEY SIZE",
+	  "limit what a uid, client name or cgroup may hold (SIZE: 512M,\n"
+	  "4G, ...; 0 removes the quota)" },
+	{ "quota clear", 2, 2, false, cmd_quota_clear, "uid|name|cgroup KEY",
+	  "remove a quota" },
+	{ "help", 0, 2, true, cmd_help, "[COMMAND]",
+	  "this text, or one command's" },
+};
+
+/* Pool figures, in the order shown; keys are the PoolStats field names. */
+struct pool_row {
+	const char	*key;
+	const char	*label;
+	bool		 size;		/* bytes: humanized */
+	size_t		 off;
+};
+
+#define POOL_ROW(f, label, size) \
+	{ #f, label, size, offsetof(Vmm__PoolStats, f) }
+static const struct pool_row pool_rows[] = {
+	POOL_ROW(physical_bytes, "physical", true),
+	POOL_ROW(lent_bytes, "lent", true),
+	POOL_ROW(idle_bytes, "idle", true),
+	POOL_ROW(quarantined_bytes, "quarantined", true),
+	POOL_ROW(chunks, "chunks", false),
+	POOL_ROW(chunks_lent, "chunks lent", false),
+	POOL_ROW(device_total_bytes, "device total", true),
+	POOL_ROW(device_free_bytes, "device free", true),
+	POOL_ROW(granularity, "granularity", true),
+};
+
+enum col_type {
+	COL_U64,
+	COL_U32,
+	COL_SIZE,		/* humanized in the table */
+	COL_QUOTA,		/* a size; 0 shows as "-" */
+	COL_KIND,
+	COL_NAME		/* last column, unpadded */
+};
+
+/* Session fields, in the order shown; keys are the SessionStats field
+ * names; a NULL heading means JSON only. */
+struct sess_col {
+	const char	*key;
+	const char	*head;
+	enum col_type	 type;
+	size_t		 off;
+};
+
+#define SESS_COL(f, head, type) \
+	{ #f, head, type, offsetof(Vmm__SessionStats, f) }
+static const struct sess_col sess_cols[] = {
+	SESS_COL(session_id, "ID", COL_U64),
+	SESS_COL(pid, "PID", COL_U32),
+	SESS_COL(uid, "UID", COL_U32),
+	SESS_COL(gid, NULL, COL_U32),
+	SESS_COL(kind, "KIND", COL_KIND),
+	SESS_COL(chunks_held, "CHUNKS", COL_U64),
+	SESS_COL(bytes_held, "HELD", COL_SIZE),
+	SESS_COL(reported_in_use, "IN-USE", COL_SIZE),
+	SESS_COL(reported_cached, "CACHED", COL_SIZE),
+	SESS_COL(reported_peak, "PEAK", COL_SIZE),
+	SESS_COL(quota_bytes, "QUOTA", COL_QUOTA),
+	SESS_COL(connected_usec, NULL, COL_U64),
+	SESS_COL(name, "NAME", COL_NAME),
+};
+
+/* --- diagnostics ---------------------------------------------------------- */
+
+/* Print one "vmmctl: ..." line on stderr; returns status, for tail calls. */
+static int __attribute__((format(printf, 2, 3)))
+ctl_err(int status, const char *fmt, ...)
+{
+	va_list	ap;
+
+	fputs(CTL_NAME ": ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return status;
+}
+
+static int
+usage_err(const struct cmd *cmd)
+{
+	return ctl_err(CTL_EXIT_USAGE, "usage: " CTL_NAME " %s %s", cmd->name,
+	    cmd->args);
+}
+
+/* --- strings from the daemon ---------------------------------------------- */
+
+/* Length of the valid UTF-8 sequence at p (whose first byte is >= 0x80),
+ * or 0: no overlongs, no surrogates, nothing past U+10FFFF. */
+static size_t
+utf8_len(const unsigned char *p)
+{
+	unsigned char	lo = 0x80, hi = 0xbf;
+	size_t		n, i;
+
+	if (p[0] >= 0xc2 && p[0] <= 0xdf)
+		n = 2;
+	else if (p[0] >= 0xe0 && p[0] <= 0xef) {
+		n = 3;
+		if (p[0] == 0xe0)
+			lo = 0xa0;
+		else if (p[0] == 0xed)
+			hi = 0x9f;
+	} else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
+		n = 4;
+		if (p[0] == 0xf0)
+			lo = 0x90;
+		else if (p[0] == 0xf4)
+			hi = 0x8f;
+	} else
+		return 0;
+	/* Checked in order, so a NUL stops the walk before the end. */
+	if (p[1] < lo || p[1] > hi)
+		return 0;
+	for (i = 2; i < n; i++) {
+		if (p[i] < 0x80 || p[i] > 0xbf)
+			return 0;
+	}
+	return n;
+}
+
+/*
+ * Copy s into out for a terminal: printable ASCII and valid UTF-8 above the
+ * C1 controls as they are, a backslash doubled, every other byte as \xNN.
+ * out must hold ESC_LEN(strlen(s)); a shorter one truncates.
+ */
+static void
+text_escape(char *out, size_t outlen, const char *s)
+{
+	const unsigned char	*p;
+	size_t			 o = 0, n;
+
+	p = (const unsigned char *)(s != NULL ? s : "");
+
+	while (*p != '\0') {
+		if (*p >= 0x80 && (n = utf8_len(p)) > 0 &&
+		    !(p[0] == 0xc2 && p[1] < 0xa0)) {
+			if (o + n >= outlen)
+				break;
+			memcpy(out + o, p, n);
+			o += n;
+			p += n;
+			continue;
+		}
+		if (o + 4 >= outlen)
+			break;
+		if (*p == '\\') {
+			out[o++] = '\\';
+			out[o++] = '\\';
+		} else if (*p >= 0x20 && *p < 0x7f)
+			out[o++] = (char)*p;
+		else
+			o += (size_t)snprintf(out + o, outlen - o, "\\x%02x",
+			    *p);
+		p++;
+	}
+	out[o] = '\0';
+}
+
+/* Write s as a JSON string: valid UTF-8 kept, invalid bytes as U+FFFD. */
+static void
+json_str(FILE *f, const char *s)
+{
+	const unsigned char	*p;
+	size_t			 n;
+
+	p = (const unsigned char *)(s != NULL ? s : "");
+	fputc('"', f);
+	while (*p != '\0') {
+		if (*p == '"' || *p == '\\') {
+			fputc('\\', f);
+			fputc(*p++, f);
+		} else if (*p < 0x20 || *p == 0x7f)
+			fprintf(f, "\\u%04x", *p++);
+		else if (*p < 0x80)
+			fputc(*p++, f);
+		else if ((n = utf8_len(p)) > 0) {
+			fwrite(p, 1, n, f);
+			p += n;
+		} else {
+			fputs("\\ufffd", f);
+			p++;
+		}
+	}
+	fputc('"', f);
+}
+
+/* Bytes for people: "512 B", "2 MiB", "1.5 GiB". */
+static void
+humanize(uint64_t v, char *buf, size_t len)
+{
+	static const char *const units[] = {
+		"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"
+	};
+	double	d = (double)v;
+	size_t	u = 0;
+
+	while (d >= 1024 && u + 1 < nitems(units)) {
+		d /= 1024;
+		u++;
+	}
+	/* What "%.1f" would round up to 1024.0 reads better one unit up. */
+	if (u > 0 && d >= 1023.95 && u + 1 < nitems(units)) {
+		d /= 1024;
+		u++;
+	}
+	if (u == 0 || (v & ((UINT64_C(1) << (10 * u)) - 1)) == 0)
+		snprintf(buf, len, "%" PRIu64 " %s", v >> (10 * u), units[u]);
+	else
+		snprintf(buf, len, "%.1f %s", d, units[u]);
+}
+
+/* --- socket resolution ---------------------------------------------------- */
+
+static bool
+all_digits(const char *s)
+{
+	if (*s == '\0')
+		return false;
+	for (; *s != '\0'; s++) {
+		if (!isdigit((unsigned char)*s))
+			return false;
+	}
+	return true;
+}
+
+/* A GPU UUID in canonical form (lowercase 8-4-4-4-12) from 32 hex digits,
+ * any case, dashes optional at those boundaries, "GPU-" prefix optional. */
+static int
+parse_uuid(const char *s, char out[UUID_STRLEN + 1])
+{
+	size_t	n = 0, o = 0;
+	bool	dash = false;
+
+	if (strncasecmp(s, "GPU-", 4) == 0)
+		s += 4;
+	for (; *s != '\0'; s++) {
+		bool boundary = n == 8 || n == 12 || n == 16 || n == 20;
+
+		if (*s == '-') {
+			if (!boundary || dash)
+				return -1;
+			dash = true;
+			continue;
+		}
+		if (!isxdigit((unsigned char)*s) || n == 32)
+			return -1;
+		if (boundary)
+			out[o++] = '-';
+		out[o++] = (char)tolower((unsigned char)*s);
+		n++;
+		dash = false;
+	}
+	if (n != 32 || dash)
+		return -1;
+	out[o] = '\0';
+	return 0;
+}
+
+/*
+ * The socket to use: --socket as given; else <dir>/gpu<N>.sock for a device
+ * index or <dir>/gpu-<uuid>.sock for a UUID (default device 0), dir from
+ * --socket-dir, $VMM_SOCKET_DIR or the default.  Names are the daemon's.
+ */
+static int
+resolve_socket(struct ctl *c, const char *sock, const char *device,
+    const char *dir)
+{
+	char		 uuid[UUID_STRLEN + 1];
+	unsigned long	 idx;
+	size_t		 dlen;
+	int		 n;
+
+	if (sock != NULL) {
+		if (*sock == '\0' || strlen(sock) >= sizeof(c->path))
+			return ctl_err(CTL_EXIT_USAGE,
+			    "socket path empty or longer than %zu bytes",
+			    sizeof(c->path) - 1);
+		strcpy(c->path, sock);
+		return 0;
+	}
+	if (dir == NULL || *dir == '\0')
+		dir = getenv("VMM_SOCKET_DIR");
+	if (dir == NULL || *dir == '\0')
+		dir = CTL_SOCKET_DIR;
+	dlen = strlen(dir);
+	while (dlen > 1 && dir[dlen - 1] == '/')
+		dlen--;
+	if (device == NULL)
+		device = "0";
+
+	if (all_digits(device) && strlen(device) < 32) {
+		errno = 0;
+		idx = strtoul(device, NULL, 10);
+		if (errno != 0 || idx > UINT32_MAX)
+			return ctl_err(CTL_EXIT_USAGE,
+			    "device index '%s' out of range", device);
+		n = snprintf(c->path, sizeof(c->path), "%.*s/gpu%lu.sock",
+		    (int)dlen, dir, idx);
+	} else if (parse_uuid(device, uuid) == 0)
+		n = snprintf(c->path, sizeof(c->path), "%.*s/gpu-%s.sock",
+		    (int)dlen, dir, uuid);
+	else
+		return ctl_err(CTL_EXIT_USAGE, "bad device '%s': expected an "
+		    "index or a GPU UUID (GPU-xxxxxxxx-xxxx-xxxx-xxxx-"
+		    "xxxxxxxxxxxx)", device);
+	if (n < 0 || (size_t)n >= sizeof(c->path))
+		return ctl_err(CTL_EXIT_USAGE, "socket path under '%.*s' "
+		    "longer than %zu bytes", (int)dlen, dir,
+		    sizeof(c->path) - 1);
+	return 0;
+}
+
+/* --- talking to the daemon ------------------------------------------------ */
+
+static int64_t
+now_ms(void)
+{
+	struct timespec	ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Connect to c->path, waiting at most the timeout for a full backlog. */
+static int
+ctl_connect(struct ctl *c)
+{
+	struct sockaddr_un	sun;
+	struct timeval		tv;
+	int			fd, err;
+
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	memcpy(sun.sun_path, c->path, sizeof(c->path));
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1)
+		return ctl_err(CTL_EXIT_USAGE, "socket: %s", strerror(errno));
+	/* A Unix-domain connect() waits for backlog room up to SO_SNDTIMEO. */
+	tv.tv_sec = c->timeout_ms / 1000;
+	tv.tv_usec = (c->timeout_ms % 1000) * 1000;
+	(void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0) {
+		c->sock = fd;
+		return 0;
+	}
+	err = errno;
+	close(fd);
+	switch (err) {
+	case EACCES:
+	case EPERM:
+		return ctl_err(CTL_EXIT_PERMISSION, "permission denied: cannot "
+		    "connect to %s", c->path);
+	case EAGAIN:
+	case ETIMEDOUT:
+		return ctl_err(CTL_EXIT_PROTOCOL, "timeout: %s did not accept "
+		    "the connection within %d ms", c->path, c->timeout_ms);
+	default:
+		/* ENOENT, ENOTDIR, ECONNREFUSED, or not a stream socket. */
+		return ctl_err(CTL_EXIT_NOT_RUNNING, "daemon not running: "
+		    "cannot connect to %s: %s", c->path, strerror(err));
+	}
+}
+
+/* Report a send or receive failure: every one is a protocol error. */
+static int
+io_err(const struct ctl *c, int rc, bool sending)
+{
+	if (rc == -ETIMEDOUT && sending)
+		return ctl_err(CTL_EXIT_PROTOCOL, "timeout: %s took no request "
+		    "within %d ms", c->path, c->timeout_ms);
+	if (rc == -ETIMEDOUT)
+		return ctl_err(CTL_EXIT_PROTOCOL, "timeout: no reply from %s "
+		    "within %d ms", c->path, c->timeout_ms);
+	if (rc == -EPIPE || rc == -ECONNRESET)
+		return ctl_err(CTL_EXIT_PROTOCOL, "protocol error: %s closed "
+		    "the connection", c->path);
+	return ctl_err(CTL_EXIT_PROTOCOL, "protocol error: %s %s: %s",
+	    sending ? "cannot send to" : "bad reply from", c->path,
+	    vmm_frame_strerror(rc));
+}
+
+/* An Error reply, as an exit status: PERMISSION 3; faults the daemon found
+ * in our messages 4; anything else is a refusal, 5. */
+static int
+error_reply(const struct ctl *c, const Vmm__Error *e)
+{
+	const ProtobufCEnumValue	*v;
+	char				 code[32];
+	char				 msg[ESC_LEN(VMM_PROTO_MAX_MESSAGE)];
+	const char			*sep;
+	size_t				 i;
+
+	v = protobuf_c_enum_descriptor_get_value(&vmm__error_code__descriptor,
+	    (int)e->code);
+	snprintf(code, sizeof(code), "%s", v != NULL &&
+	    strncmp(v->name, "ERROR_CODE_", 11) == 0 ? v->name + 11 : "?");
+	for (i = 0; code[i] != '\0'; i++)
+		code[i] = (char)tolower((unsigned char)code[i]);
+	text_escape(msg, sizeof(msg), e->message);
+	sep = msg[0] != '\0' ? ": " : "";
+
+	switch (e->code) {
+	case VMM__ERROR_CODE__ERROR_CODE_PERMISSION:
+		return ctl_err(CTL_EXIT_PERMISSION, "permission denied by the "
+		    "daemon at %s%s%s", c->path, sep, msg);
+	case VMM__ERROR_CODE__ERROR_CODE_BAD_MESSAGE:
+	case VMM__ERROR_CODE__ERROR_CODE_VERSION_MISMATCH:
+	case VMM__ERROR_CODE__ERROR_CODE_BAD_STATE:
+		return ctl_err(CTL_EXIT_PROTOCOL, "protocol error reported by "
+		    "%s (%s)%s%s", c->path, code, sep, msg);
+	default:
+		return ctl_err(CTL_EXIT_REFUSED, "request refused by %s "
+		    "(%s)%s%s", c->path, code, sep, msg);
+	}
+}
+
+/*
+ * Send one request and wait, within the timeout, for its reply of type
+ * `want`: 0 and *out, or an exit status with the reason printed.  Recalls
+ * are pushes, not replies, and an admin session holds nothing to give back:
+ * they are skipped.
+ */
+static int
+ctl_call(struct ctl *c, const Vmm__Envelope *req, uint64_t id,
+    Vmm__Envelope__MsgCase want, struct vmm_frame_msg **out)
+{
+	const Vmm__Envelope	*e;
+	struct vmm_frame_msg	*m;
+	char			 msg[ESC_LEN(VMM_PROTO_MAX_MESSAGE)];
+	int64_t			 deadline, left;
+	int			 rc, status;
+
+	*out = NULL;
+	deadline = now_ms() + c->timeout_ms;
+	rc = vmm_frame_send(c->sock, VMM_FRAME_PEER_DAEMON, req, NULL, 0,
+	    c->timeout_ms);
+	if (rc < 0)
+		return io_err(c, rc, true);
+	for (;;) {
+		left = deadline - now_ms();
+		rc = vmm_frame_recv(c->rd, c->sock, &m,
+		    left > 0 ? (int)left : 0);
+		if (rc == 0)
+			return ctl_err(CTL_EXIT_PROTOCOL, "protocol error: %s "
+			    "closed the connection", c->path);
+		if (rc < 0)
+			return io_err(c, rc, false);
+		e = vmm_frame_msg_env(m);
+		if (e->msg_case != VMM__ENVELOPE__MSG_RECALL)
+			break;
+		vmm_frame_msg_free(m);
+	}
+
+	if (e->msg_case == VMM__ENVELOPE__MSG_GOODBYE) {
+		text_escape(msg, sizeof(msg), e->goodbye->message);
+		status = ctl_err(CTL_EXIT_NOT_RUNNING, "daemon not running: %s "
+		    "is shutting down%s%s", c->path, msg[0] != '\0' ? ": " : "",
+		    msg);
+	} else if (e->msg_case == VMM__ENVELOPE__MSG_ERROR &&
+	    (e->error->request_id == id || e->error->request_id == 0))
+		status = error_reply(c, e->error);
+	else if (e->msg_case != want || vmm_frame_request_id(e) != id)
+		status = ctl_err(CTL_EXIT_PROTOCOL, "protocol error: "
+		    "unexpected %s (request id %" PRIu64 ") from %s in answer "
+		    "to %s",
+		    vmm_frame_type_name(e), vmm_frame_request_id(e), c->path,
+		    vmm_frame_type_name(req));
+	else {
+		*out = m;
+		return 0;
+	}
+	vmm_frame_msg_free(m);
+	return status;
+}
+
+/* Connect and shake hands: Hello as an ADMIN client, a HelloReply of our
+ * protocol version back. */
+static int
+ctl_open(struct ctl *c)
+{
+	Vmm__Envelope		 env = VMM__ENVELOPE__INIT;
+	Vmm__Hello		 hello = VMM__HELLO__INIT;
+	const Vmm__HelloReply	*r;
+	int			 rc;
+
+	if ((rc = ctl_connect(c)) != 0)
+		return rc;
+	if ((c->rd = vmm_frame_reader_new(VMM_FRAME_PEER_DAEMON)) == NULL)
+		return ctl_err(CTL_EXIT_USAGE, "out of memory");
+	hello.request_id = c->next_id++;
+	hello.protocol_version = VMM_PROTOCOL_VERSION;
+	hello.client_name = (char *)CTL_NAME;
+	hello.pid = (uint32_t)getpid();
+	hello.kind = VMM__CLIENT_KIND__CLIENT_KIND_ADMIN;
+	env.msg_case = VMM__ENVELOPE__MSG_HELLO;
+	env.hello = &hello;
+	if ((rc = ctl_call(c, &env, hello.request_id,
+	    VMM__ENVELOPE__MSG_HELLO_REPLY, &c->hello)) != 0)
+		return rc;
+	r = vmm_frame_msg_env(c->hello)->hello_reply;
+	if (r->protocol_version != VMM_PROTOCOL_VERSION)
+		return ctl_err(CTL_EXIT_PROTOCOL, "protocol error: %s speaks "
+		    "protocol version %" PRIu32 ", " CTL_NAME " speaks %d",
+		    c->path, r->protocol_version, VMM_PROTOCOL_VERSION);
+	return 0;
+}
+
+/* Say goodbye if the session is open (best effort), and free everything. */
+static void
+ctl_close(struct ctl *c)
+{
+	Vmm__Envelope	env = VMM__ENVELOPE__INIT;
+	Vmm__Goodbye	bye = VMM__GOODBYE__INIT;
+
+	if (c->hello != NULL) {
+		bye.reason = VMM__GOODBYE_REASON__GOODBYE_REASON_CLIENT_EXIT;
+		env.msg_case = VMM__ENVELOPE__MSG_GOODBYE;
+		env.goodbye = &bye;
+		(void)vmm_frame_send(c->sock, VMM_FRAME_PEER_DAEMON, &env,
+		    NULL, 0, CTL_GOODBYE_MS);
+	}
+	vmm_frame_msg_free(c->hello);
+	c->hello = NULL;
+	vmm_frame_reader_free(c->rd);
+	c->rd = NULL;
+	if (c->sock != -1)
+		close(c->sock);
+	c->sock = -1;
+}
+
+static int
+sess_cmp(const void *a, const void *b)
+{
+	const Vmm__SessionStats *const	*x = a, *const *y = b;
+
+	return (*x)->session_id < (*y)->session_id ? -1 :
+	    (*x)->session_id > (*y)->session_id;
+}
+
+static void
+sessions_free(struct sessions *s)
+{
+	size_t	i;
+
+	for (i = 0; i < s->npages; i++)
+		vmm_frame_msg_free(s->pages[i]);
+	free(s->pages);
+	free(s->v);
+	memset(s, 0, sizeof(*s));
+}
+
+/*
+ * Page through the daemon's sessions (StatsRequest or ClientsRequest) until
+ * sessions_total is reached.  Sessions that come and go between pages may
+ * shift the offsets: the result is sorted by id and duplicates dropped.
+ */
+static int
+fetch_sessions(struct ctl *c, bool stats, struct sessions *s)
+{
+	Vmm__SessionStats *const	*v;
+	struct vmm_frame_msg		*m, **pages;
+	const Vmm__SessionStats		**nv;
+	const Vmm__Envelope		*e;
+	uint64_t			 off = 0, id;
+	uint32_t			 total;
+	size_t				 n, i, k;
+	int				 rc;
+
+	for (;;) {
+		Vmm__Envelope		env = VMM__ENVELOPE__INIT;
+		Vmm__StatsRequest	sreq = VMM__STATS_REQUEST__INIT;
+		Vmm__ClientsRequest	creq = VMM__CLIENTS_REQUEST__INIT;
+
+		id = c->next_id++;
+		if (stats) {
+			sreq.request_id = id;
+			sreq.session_offset = (uint32_t)off;
+			env.msg_case = VMM__ENVELOPE__MSG_STATS_REQUEST;
+			env.stats_request = &sreq;
+		} else {
+			creq.request_id = id;
+			creq.session_offset = (uint32_t)off;
+			env.msg_case = VMM__ENVELOPE__MSG_CLIENTS_REQUEST;
+			env.clients_request = &creq;
+		}
+		if ((rc = ctl_call(c, &env, id, stats ?
+		    VMM__ENVELOPE__MSG_STATS_REPLY :
+		    VMM__ENVELOPE__MSG_CLIENTS_REPLY, &m)) != 0)
+			return rc;
+		pages = realloc(s->pages, (s->npages + 1) * sizeof(*pages));
+		if (pages == NULL) {
+			vmm_frame_msg_free(m);
+			return ctl_err(CTL_EXIT_USAGE, "out of memory");
+		}
+		s->pages = pages;
+		s->pages[s->npages++] = m;
+
+		e = vmm_frame_msg_env(m);
+		if (stats) {
+			v = e->stats_reply->sessions;
+			n = e->stats_reply->n_sessions;
+			total = e->stats_reply->sessions_total;
+		} else {
+			v = e->clients_reply->sessions;
+			n = e->clients_reply->n_sessions;
+			total = e->clients_reply->sessions_total;
+		}
+		if (n == 0 && off < total)
+			return ctl_err(CTL_EXIT_PROTOCOL, "protocol error: %s "
+			    "sent no sessions at offset %" PRIu64 " of %"
+			    PRIu32, c->path, off, total);
+		if (n > CTL_MAX_SESSIONS - s->n)
+			return ctl_err(CTL_EXIT_PROTOCOL, "protocol error: %s "
+			    "reports more than %d sessions", c->path,
+			    CTL_MAX_SESSIONS);
+		if (n > 0) {
+			nv = realloc(s->v, (s->n + n) * sizeof(*nv));
+			if (nv == NULL)
+				return ctl_err(CTL_EXIT_USAGE, "out of memory");
+			s->v = nv;
+			for (i = 0; i < n; i++)
+				s->v[s->n++] = v[i];
+		}
+		off += n;
+		if (off >= total)
+			break;
+	}
+
+	if (s->n > 1) {
+		qsort(s->v, s->n, sizeof(*s->v), sess_cmp);
+		for (i = 1, k = 1; i < s->n; i++) {
+			if (s->v[i]->session_id != s->v[k - 1]->session_id)
+				s->v[k++] = s->v[i];
+		}
+		s->n = k;
+	}
+	return 0;
+}
+
+/* --- output --------------------------------------------------------------- */
+
+static uint64_t
+pool_value(const Vmm__PoolStats *p, const struct pool_row *r)
+{
+	return *(const uint64_t *)(const void *)((const char *)p + r->off);
+}
+
+static void
+pool_cell(const Vmm__PoolStats *p, const struct pool_row *r, char *buf,
+    size_t len)
+{
+	if (r->size)
+		humanize(pool_value(p, r), buf, len);
+	else
+		snprintf(buf, len, "%" PRIu64, pool_value(p, r));
+}
+
+static const char *
+kind_name(Vmm__ClientKind k)
+{
+	switch (k) {
+	case VMM__CLIENT_KIND__CLIENT_KIND_APP:
+		return "app";
+	case VMM__CLIENT_KIND__CLIENT_KIND_ADMIN:
+		return "admin";
+	default:
+		return "?";
+	}
+}
+
+/* A session field as a number (COL_KIND: the enum value). */
+static uint64_t
+sess_value(const Vmm__SessionStats *s, const struct sess_col *col)
+{
+	const void	*f = (const char *)s + col->off;
+
+	switch (col->type) {
+	case COL_U32:
+		return *(const uint32_t *)f;
+	case COL_KIND:
+		return (uint64_t)*(const Vmm__ClientKind *)f;
+	case COL_NAME:
+		return 0;
+	default:
+		return *(const uint64_t *)f;
+	}
+}
+
+/* One table cell (not COL_NAME). */
+static void
+sess_cell(const Vmm__SessionStats *s, const struct sess_col *col, char *buf,
+    size_t len)
+{
+	uint64_t	v = sess_value(s, col);
+
+	switch (col->type) {
+	case COL_KIND:
+		snprintf(buf, len, "%s", kind_name((Vmm__ClientKind)v));
+		break;
+	case COL_QUOTA:
+		if (v == 0) {
+			snprintf(buf, len, "-");
+			break;
+		}
+		/* FALLTHROUGH */
+	case COL_SIZE:
+		humanize(v, buf, len);
+		break;
+	default:
+		snprintf(buf, len, "%" PRIu64, v);
+		break;
+	}
+}
+
+/* The session table, columns sized to fit, names last and escaped. */
+static void
+print_sessions(FILE *f, const struct sessions *s, const char *indent)
+{
+	char		cell[CELL_LEN], name[ESC_LEN(VMM_PROTO_MAX_NAME)];
+	int		width[nitems(sess_cols)];
+	size_t		i, j;
+	const char	*sep;
+	int		w;
+
+	for (j = 0; j < nitems(sess_cols); j++) {
+		width[j] = sess_cols[j].head != NULL ?
+		    (int)strlen(sess_cols[j].head) : 0;
+		if (sess_cols[j].head == NULL || sess_cols[j].type == COL_NAME)
+			continue;
+		for (i = 0; i < s->n; i++) {
+			sess_cell(s->v[i], &sess_cols[j], cell, sizeof(cell));
+			if ((w = (int)strlen(cell)) > width[j])
+				width[j] = w;
+		}
+	}
+	for (i = 0; i <= s->n; i++) {		/* row 0: the headings */
+		fputs(indent, f);
+		sep = "";
+		for (j = 0; j < nitems(sess_cols); j++) {
+			const struct sess_col *col = &sess_cols[j];
+
+			if (col->head == NULL)
+				continue;
+			if (col->type == COL_NAME) {
+				if (i > 0)
+					text_escape(name, sizeof(name),
+					    s->v[i - 1]->name);
+				fprintf(f, "%s%s", sep, i == 0 ? col->head :
+				    name);
+				continue;
+			}
+			if (i > 0)
+				sess_cell(s->v[i - 1], col, cell, sizeof(cell));
+			fprintf(f, col->type == COL_KIND ? "%s%-*s" : "%s%*s",
+			    sep, width[j], i == 0 ? col->head : cell);
+			sep = "  ";
+		}
+		fputc('\n', f);
+	}
+}
+
+static void
+print_sessions_json(FILE *f, const struct sessions *s)
+{
+	size_t	i, j;
+
+	fputc('[', f);
+	for (i = 0; i < s->n; i++) {
+		fputs(i > 0 ? ",{" : "{", f);
+		for (j = 0; j < nitems(sess_cols); j++) {
+			const struct sess_col *col = &sess_cols[j];
+
+			fprintf(f, "%s\"%s\":", j > 0 ? "," : "", col->key);
+			if (col->type == COL_NAME)
+				json_str(f, s->v[i]->name);
+			else if (col->type == COL_KIND)
+				json_str(f, kind_name(s->v[i]->kind));
+			else
+				fprintf(f, "%" PRIu64,
+				    sess_value(s->v[i], col));
+		}
+		fputc('}', f);
+	}
+	fputc(']', f);
+}
+
+/* The device UUID of the HelloReply, as the daemon names its socket. */
+static void
+device_uuid(const struct ctl *c, char out[UUID_STRLEN + 5])
+{
+	const ProtobufCBinaryData	*u;
+	size_t				 i, o;
+
+	u = &vmm_frame_msg_env(c->hello)->hello_reply->device_uuid;
+	o = (size_t)snprintf(out, UUID_STRLEN + 5, "GPU-");
+	for (i = 0; i < u->len && i < VMM_PROTO_UUID_LEN; i++) {
+		if (i == 4 || i == 6 || i == 8 || i == 10)
+			out[o++] = '-';
+		o += (size_t)snprintf(out + o, UUID_STRLEN + 5 - o, "%02x",
+		    u->data[i]);
+	}
+	out[o] = '\0';
+}
+
+/* --- commands ------------------------------------------------------------- */
+
+/* The optional "--json" of stats and clients: 0/1, or -1 if not that. */
+static int
+json_flag(int argc, char **argv)
+{
+	if (argc == 0)
+		return 0;
+	return strcmp(argv[0], "--json") == 0 ? 1 : -1;
+}
+
+/* Pool, counters and sessions, as a table or as one JSON object. */
+static int
+cmd_stats(struct ctl *c, int argc, char **argv)
+{
+	struct sessions		 s = { 0 };
+	const Vmm__StatsReply	*r;
+	char			 buf[CELL_LEN], uuid[UUID_STRLEN + 5];
+	char			 name[ESC_LEN(VMM_PROTO_MAX_COUNTER_NAME)];
+	int			 json, rc, lw, vw, w;
+	size_t			 i, j;
+
+	if ((json = json_flag(argc, argv)) < 0)
+		return usage_err(c->cmd);
+	if ((rc = ctl_open(c)) != 0 || (rc = fetch_sessions(c, true, &s)) != 0)
+		goto out;
+	/* Pool and counters as of the first page. */
+	r = vmm_frame_msg_env(s.pages[0])->stats_reply;
+	for (i = 0; i < r->n_counters; i++) {
+		for (j = 0; j < i; j++) {
+			if (strcmp(r->counters[i]->name,
+			    r->counters[j]->name) == 0) {
+				text_escape(name, sizeof(name),
+				    r->counters[i]->name);
+				rc = ctl_err(CTL_EXIT_PROTOCOL, "protocol "
+				    "error: %s sent counter '%s' twice",
+				    c->path, name);
+				goto out;
+			}
+		}
+	}
+	device_uuid(c, uuid);
+
+	if (json) {
+		printf("{\"pool\":{\"device_uuid\":\"%s\"", uuid);
+		for (i = 0; i < nitems(pool_rows); i++)
+			printf(",\"%s\":%" PRIu64, pool_rows[i].key,
+			    pool_value(r->pool, &pool_rows[i]));
+		fputs("},\"counters\":{", stdout);
+		for (i = 0; i < r->n_counters; i++) {
+			if (i > 0)
+				fputc(',', stdout);
+			json_str(stdout, r->counters[i]->name);
+			printf(":%" PRIu64, r->counters[i]->value);
+		}
+		fputs("},\"sessions\":", stdout);
+		print_sessions_json(stdout, &s);
+		fputs("}\n", stdout);
+		goto out;
+	}
+
+	printf("device %s\n\npool\n", uuid);
+	lw = vw = 0;
+	for (i = 0; i < nitems(pool_rows); i++) {
+		if ((w = (int)strlen(pool_rows[i].label)) > lw)
+			lw = w;
+		pool_cell(r->pool, &pool_rows[i], buf, sizeof(buf));
+		if ((w = (int)strlen(buf)) > vw)
+			vw = w;
+	}
+	for (i = 0; i < nitems(pool_rows); i++) {
+		pool_cell(r->pool, &pool_rows[i], buf, sizeof(buf));
+		printf("  %-*s  %*s\n", lw, pool_rows[i].label, vw, buf);
+	}
+
+	printf("\ncounters\n");
+	lw = vw = 0;
+	for (i = 0; i < r->n_counters; i++) {
+		text_escape(name, sizeof(name), r->counters[i]->name);
+		if ((w = (int)strlen(name)) > lw)
+			lw = w;
+		if ((w = snprintf(buf, sizeof(buf), "%" PRIu64,
+		    r->counters[i]->value)) > vw)
+			vw = w;
+	}
+	for (i = 0; i < r->n_counters; i++) {
+		text_escape(name, sizeof(name), r->counters[i]->name);
+		printf("  %-*s  %*" PRIu64 "\n", lw, name, vw,
+		    r->counters[i]->value);
+	}
+
+	printf("\nsessions (%zu)\n", s.n);
+	print_sessions(stdout, &s, "  ");
+out:
+	sessions_free(&s);
+	return rc;
+}
+
+/* The session table alone. */
+static int
+cmd_clients(struct ctl *c, int argc, char **argv)
+{
+	struct sessions	s = { 0 };
+	int		json, rc;
+
+	if ((json = json_flag(argc, argv)) < 0)
+		return usage_err(c->cmd);
+	if ((rc = ctl_open(c)) != 0 || (rc = fetch_sessions(c, false, &s)) != 0)
+		goto out;
+	if (json) {
+		fputs("{\"sessions\":", stdout);
+		print_sessions_json(stdout, &s);
+		fputs("}\n", stdout);
+	} else
+		print_sessions(stdout, &s, "");
+out:
+	sessions_free(&s);
+	return rc;
+}
+
+static int
+parse_size_arg(const char *s, uint64_t *out)
+{
+	if (vmm_parse_size(s, out) != 0)
+		return ctl_err(CTL_EXIT_USAGE, "bad size '%s': expected bytes "
+		    "with an optional K, M, G or T suffix", s);
+	return 0;
+}
+
+/* Give idle memory back to the GPU; prints what was released. */
+static int
+cmd_trim(struct ctl *c, int argc, char **argv)
+{
+	Vmm__Envelope		 env = VMM__ENVELOPE__INIT;
+	Vmm__TrimRequest	 req = VMM__TRIM_REQUEST__INIT;
+	struct vmm_frame_msg	*m;
+	uint64_t		 released;
+	char			 buf[CELL_LEN];
+	int			 i, rc;
+
+	for (i = 0; i < argc; i++) {
+		if (strcmp(argv[i], "--recall") == 0)
+			req.recall_clients = true;
+		else if (strcmp(argv[i], "--target") == 0 && i + 1 < argc) {
+			if ((rc = parse_size_arg(argv[++i],
+			    &req.target_bytes)) != 0)
+				return rc;
+		} else
+			return usage_err(c->cmd);
+	}
+	if ((rc = ctl_open(c)) != 0)
+		return rc;
+	req.request_id = c->next_id++;
+	env.msg_case = VMM__ENVELOPE__MSG_TRIM_REQUEST;
+	env.trim_request = &req;
+	if ((rc = ctl_call(c, &env, req.request_id,
+	    VMM__ENVELOPE__MSG_TRIM_REPLY, &m)) != 0)
+		return rc;
+	released = vmm_frame_msg_env(m)->trim_reply->bytes_released;
+	vmm_frame_msg_free(m);
+	humanize(released, buf, sizeof(buf));
+	printf("released %s (%" PRIu64 " bytes)\n", buf, released);
+	return 0;
+}
+
+/* SetQuota for "uid|name|cgroup KEY", answered by Ack; prints nothing. */
+static int
+set_quota(struct ctl *c, char **argv, uint64_t bytes)
+{
+	Vmm__Envelope		 env = VMM__ENVELOPE__INIT;
+	Vmm__SetQuota		 req = VMM__SET_QUOTA__INIT;
+	struct vmm_frame_msg	*m;
+	const char		*key = argv[1];
+	int			 rc;
+
+	if (strcmp(argv[0], "uid") == 0) {
+		req.kind = VMM__QUOTA_KIND__QUOTA_KIND_UID;
+		/* uid_t is 32 bits; (uid_t)-1 is nobody's. */
+		if (!all_digits(key) || strlen(key) > 10 ||
+		    strtoull(key, NULL, 10) >= UINT32_MAX)
+			return ctl_err(CTL_EXIT_USAGE, "bad uid '%s'", key);
+	} else if (strcmp(argv[0], "name") == 0) {
+		req.kind = VMM__QUOTA_KIND__QUOTA_KIND_NAME;
+		if (*key == '\0' || strlen(key) > VMM_PROTO_MAX_NAME)
+			return ctl_err(CTL_EXIT_USAGE, "client name must be 1 "
+			    "to %d bytes", VMM_PROTO_MAX_NAME);
+	} else if (strcmp(argv[0], "cgroup") == 0) {
+		req.kind = VMM__QUOTA_KIND__QUOTA_KIND_CGROUP;
+		if (key[0] != '/' || strlen(key) > VMM_PROTO_MAX_QUOTA_KEY)
+			return ctl_err(CTL_EXIT_USAGE, "cgroup must be a "
+			    "cgroup v2 path such as /system.slice/x.service, "
+			    "at most %d bytes", VMM_PROTO_MAX_QUOTA_KEY);
+	} else
+		return usage_err(c->cmd);
+
+	if ((rc = ctl_open(c)) != 0)
+		return rc;
+	req.request_id = c->next_id++;
+	req.key = (char *)key;
+	req.bytes = bytes;
+	env.msg_case = VMM__ENVELOPE__MSG_SET_QUOTA;
+	env.set_quota = &req;
+	if ((rc = ctl_call(c, &env, req.request_id, VMM__ENVELOPE__MSG_ACK,
+	    &m)) != 0)
+		return rc;
+	vmm_frame_msg_free(m);
+	return 0;
+}
+
+static int
+cmd_quota_set(struct ctl *c, int argc, char **argv)
+{
+	uint64_t	bytes;
+	int		rc;
+
+	if ((rc = parse_size_arg(argv[2], &bytes)) != 0)
+		return rc;
+	return set_quota(c, argv, bytes);
+}
+
+static int
+cmd_quota_clear(struct ctl *c, int argc, char **argv)
+{
+	return set_quota(c, argv, 0);
+}
+
+/* How many leading words of name and argv agree (stops at either end). */
+static int
+cmd_words(const char *name, int argc, char **argv, bool *whole)
+{
+	const char	*p = name;
+	size_t		 len;
+	int		 i;
+
+	for (i = 0; *p != '\0' && i < argc; i++) {
+		len = strcspn(p, " ");
+		if (strlen(argv[i]) != len || strncmp(argv[i], p, len) != 0)
+			break;
+		p += len;
+		p += strspn(p, " ");
+	}
+	*whole = *p == '\0';
+	return i;
+}
+
+/* Number of words of name that argv starts with: all of them, or 0. */
+static int
+cmd_match(const char *name, int argc, char **argv)
+{
+	bool	whole;
+	int	n = cmd_words(name, argc, argv, &whole);
+
+	return whole ? n : 0;
+}
+
+/* Whether argv, all of it, is the start of name ("quota" of "quota set"). */
+static bool
+cmd_prefix(const char *name, int argc, char **argv)
+{
+	bool	whole;
+
+	return argc > 0 && cmd_words(name, argc, argv, &whole) == argc;
+}
+
+/* The command argv names, longest name first; *words gets its length. */
+static const struct cmd *
+cmd_find(int argc, char **argv, int *words)
+{
+	const struct cmd	*best = NULL;
+	size_t			 i;
+	int			 n;
+
+	*words = 0;
+	for (i = 0; i < nitems(cmds); i++) {
+		if ((n = cmd_match(cmds[i].name, argc, argv)) > *words) {
+			*words = n;
+			best = &cmds[i];
+		}
+	}
+	return best;
+}
+
+/* One command's synopsis and help, the help indented after a newline. */
+static void
+cmd_usage(FILE *f, const struct cmd *c)
+{
+	const char	*h, *nl;
+
+	fprintf(f, "  %s %s\n", c->name, c->args);
+	for (h = c->help; *h != '\0'; h = *nl != '\0' ? nl + 1 : nl) {
+		nl = h + strcspn(h, "\n");
+		fprintf(f, "      %.*s\n", (int)(nl - h), h);
+	}
+}
+
+static void
+usage(FILE *f)
+{
+	size_t	i;
+
+	fprintf(f,
+	    "usage: " CTL_NAME " [-d N|UUID] [-S PATH] [--socket-dir DIR] "
+	    "[-t MS] COMMAND [ARGS]\n"
+	    "\n"
+	    "Talk to vmmd, the GPU memory broker of one GPU.\n"
+	    "\n"
+	    "Options (before the command):\n"
+	    "  -d, --device N|UUID   GPU index or UUID (default 0): socket "
+	    "DIR/gpuN.sock\n"
+	    "                        or DIR/gpu-UUID.sock; UUID: 32 hex "
+	    "digits, dashes\n"
+	    "                        and a \"GPU-\" prefix optional\n"
+	    "  -S, --socket PATH     the daemon's socket (overrides "
+	    "--device)\n"
+	    "      --socket-dir DIR  socket directory (default "
+	    "$VMM_SOCKET_DIR,\n"
+	    "                        else " CTL_SOCKET_DIR ")\n"
+	    "  -t, --timeout MS      wait at most MS ms for each answer "
+	    "(default %d)\n"
+	    "  -h, --help            this text\n"
+	    "  -V, --version         versions of " CTL_NAME " and its "
+	    "protocol\n"
+	    "\n"
+	    "Commands:\n", CTL_TIMEOUT_MS);
+	for (i = 0; i < nitems(cmds); i++)
+		cmd_usage(f, &cmds[i]);
+	fprintf(f,
+	    "\n"
+	    "Exit status:\n"
+	    "  0  success\n"
+	    "  1  usage error (bad option, command, argument, size or "
+	    "device)\n"
+	    "  2  daemon not running (no socket, nobody listening, or "
+	    "shutting down)\n"
+	    "  3  permission denied (socket not accessible, or the daemon "
+	    "said so)\n"
+	    "  4  protocol error (bad or unexpected reply, version "
+	    "mismatch, timeout)\n"
+	    "  5  the daemon refused the request (its message is printed)\n");
+}
+
+static int
+cmd_help(struct ctl *c, int argc, char **argv)
+{
+	size_t	i;
+	bool	found = false;
+
+	if (argc == 0) {
+		usage(stdout);
+		return 0;
+	}
+	for (i = 0; i < nitems(cmds); i++) {
+		if (cmd_prefix(cmds[i].name, argc, argv)) {
+			cmd_usage(stdout, &cmds[i]);
+			found = true;
+		}
+	}
+	if (!found)
+		return ctl_err(CTL_EXIT_USAGE, "no command '%s%s%s' (see "
+		    CTL_NAME " --help)", argv[0], argc > 1 ? " " : "",
+		    argc > 1 ? argv[1] : "");
+	return 0;
+}
+
+/* --- main ----------------------------------------------------------------- */
+
+static int
+parse_timeout(const char *s, int *out)
+{
+	unsigned long	v;
+
+	errno = 0;
+	if (!all_digits(s) || (v = strtoul(s, NULL, 10)) == 0 || errno != 0 ||
+	    v > CTL_TIMEOUT_MAX_MS)
+		return ctl_err(CTL_EXIT_USAGE, "bad timeout '%s': expected 1 "
+		    "to %d milliseconds", s, CTL_TIMEOUT_MAX_MS);
+	*out = (int)v;
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "device",	required_argument,	NULL, 'd' },
+		{ "socket",	required_argument,	NULL, 'S' },
+		{ "socket-dir",	required_argument,	NULL, 'D' },
+		{ "timeout",	required_argument,	NULL, 't' },
+		{ "help",	no_argument,		NULL, 'h' },
+		{ "version",	no_argument,		NULL, 'V' },
+		{ NULL,		0,			NULL, 0 }
+	};
+	struct ctl		 c = {
+		.timeout_ms = CTL_TIMEOUT_MS, .sock = -1, .next_id = 1
+	};
+	const struct cmd	*cmd;
+	const char		*sock = NULL, *device = NULL, *dir = NULL;
+	size_t			 i;
+	int			 ch, words, nargs, rc;
+
+	opterr = 0;
+	while ((ch = getopt_long(argc, argv, "+:d:S:t:hV", longopts,
+	    NULL)) != -1) {
+		switch (ch) {
+		case 'd':
+			device = optarg;
+			break;
+		case 'S':
+			sock = optarg;
+			break;
+		case 'D':
+			dir = optarg;
+			break;
+		case 't':
+			if ((rc = parse_timeout(optarg, &c.timeout_ms)) != 0)
+				return rc;
+			break;
+		case 'h':
+			usage(stdout);
+			return fflush(stdout) == 0 ? 0 : CTL_EXIT_USAGE;
+		case 'V':
+			printf(CTL_NAME " %s (protocol %d)\n", VMMCTL_VERSION,
+			    VMM_PROTOCOL_VERSION);
+			return fflush(stdout) == 0 ? 0 : CTL_EXIT_USAGE;
+		case ':':
+			return ctl_err(CTL_EXIT_USAGE, "option '%s' needs an "
+			    "argument (see " CTL_NAME " --help)",
+			    argv[optind - 1]);
+		default:
+			if (optopt != 0)
+				return ctl_err(CTL_EXIT_USAGE, "unknown option "
+				    "'-%c' (see " CTL_NAME " --help)", optopt);
+			return ctl_err(CTL_EXIT_USAGE, "unknown option '%s' "
+			    "(see " CTL_NAME " --help)", argv[optind - 1]);
+		}
+	}
+	argc -= optind;
+	argv += optind;
+	if (argc == 0)
+		return ctl_err(CTL_EXIT_USAGE, "no command (see " CTL_NAME
+		    " --help)");
+	if ((cmd = cmd_find(argc, argv, &words)) == NULL) {
+		for (i = 0; i < nitems(cmds); i++) {
+			if (cmd_prefix(cmds[i].name, 1, argv))
+				return ctl_err(CTL_EXIT_USAGE, "%s command "
+				    "'%s%s%s' (see " CTL_NAME " help %s)",
+				    argc > 1 ? "unknown" : "incomplete",
+				    argv[0], argc > 1 ? " " : "",
+				    argc > 1 ? argv[1] : "", argv[0]);
+		}
+		return ctl_err(CTL_EXIT_USAGE, "unknown command '%s' (see "
+		    CTL_NAME " --help)", argv[0]);
+	}
+	c.cmd = cmd;
+	nargs = argc - words;
+	if (nargs < cmd->min_args || nargs > cmd->max_args)
+		return usage_err(cmd);
+	if (!cmd->local && (rc = resolve_socket(&c, sock, device, dir)) != 0)
+		return rc;
+
+	rc = cmd->fn(&c, nargs, argv + words);
+	ctl_close(&c);
+	if (fflush(stdout) != 0 && rc == 0)
+		rc = ctl_err(CTL_EXIT_USAGE, "cannot write output: %s",
+		    strerror(errno));
+	return rc;
+}
