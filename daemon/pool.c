@@ -180,14 +180,23 @@ vmmd_pool_device_total(void)
 	return pool_total;
 }
 
+/* What the GPU has free, asked at most every 100 ms: stats and MemInfo
+ * requests must not cost a driver query each. */
+static uint64_t pool_free_cached, pool_free_when;
+
 uint64_t
 vmmd_pool_device_free(void)
 {
+	uint64_t now = vmmd_now_ms();
 	size_t f = 0, t = 0;
 
+	if (pool_free_when != 0 && now - pool_free_when < 100)
+		return pool_free_cached;
 	if (cuMemGetInfo(&f, &t) != CUDA_SUCCESS)
-		return 0;
-	return f;
+		return pool_free_cached;
+	pool_free_cached = f;
+	pool_free_when = now;
+	return pool_free_cached;
 }
 
 int
@@ -267,6 +276,7 @@ pool_create(uint64_t size, struct vmmd_chunk **out)
 	*b = ch;
 	pool_t.physical += size;
 	pool_t.chunks++;
+	pool_free_when = 0;	/* our own change: ask the driver again */
 	vmmd_stats.creates++;
 	vmmd_stats.create_bytes += size;
 	vmm_log_info("CREATE Chunk=%" PRIu64 " Size=%" PRIu64, ch->id, size);
@@ -289,6 +299,7 @@ pool_destroy(struct vmmd_chunk *ch)
 		    pool_cu_name(r));
 	pool_t.physical -= ch->size;
 	pool_t.chunks--;
+	pool_free_when = 0;
 	vmmd_stats.gpu_releases++;
 	vmmd_stats.gpu_release_bytes += ch->size;
 	vmm_log_info("DESTROY Chunk=%" PRIu64 " Size=%" PRIu64, ch->id, ch->size);
@@ -461,7 +472,8 @@ pool_oom_message(uint64_t want, char *msg, size_t msglen)
 
 int
 vmmd_pool_grant(struct vmmd_session *s, uint64_t bytes, unsigned flags,
-    struct vmmd_chunk **out, size_t max, int *code, char *msg, size_t msglen)
+    uint64_t min_piece_req, struct vmmd_chunk **out, size_t max, int *code,
+    char *msg, size_t msglen)
 {
 	struct vmmd_chunk *ch, *made = NULL;
 	uint64_t want, got = 0, quota, slack;
@@ -506,13 +518,25 @@ vmmd_pool_grant(struct vmmd_session *s, uint64_t bytes, unsigned flags,
 	    max > 1) {
 		uint64_t min_piece = pool_unit;
 
-		if (!(flags & VMM__ACQUIRE_FLAG__ACQUIRE_FLAG_IGNORE_FRAG_RATIO)) {
-			uint64_t f = (uint64_t)(vmmd_cfg.frag_ratio * (double)want);
+		uint64_t f = 0;
 
-			if (f > min_piece)
-				min_piece = (f + pool_unit - 1) / pool_unit * pool_unit;
+		/* The client's own smallest piece always applies; our
+		 * frag_ratio unless the client waives it. */
+		if (min_piece_req != 0)
+			f = min_piece_req;
+		else if (!(flags & VMM__ACQUIRE_FLAG__ACQUIRE_FLAG_IGNORE_FRAG_RATIO))
+			f = (uint64_t)(vmmd_cfg.frag_ratio * (double)want);
+		if (f > want)
+			f = want;
+		if (f > min_piece)
+			min_piece = (f + pool_unit - 1) / pool_unit * pool_unit;
+		n = pool_pick_stitch(want, min_piece, out, max, &got);
+		/* All pieces used and still short: make room for the chunk
+		 * that will be created for the rest. */
+		if (got < want && n == max) {
+			pool_free_insert(out[--n]);
+			got -= out[n]->size;
 		}
-		n = pool_pick_stitch(want, min_piece, out, max - 1, &got);
 	}
 
 	/* 3. Create the remainder, recovering from out-of-memory. */
@@ -667,6 +691,64 @@ vmmd_pool_process_gone(struct vmmd_session *s)
 		vmmd_pool_release(ch);
 		vmmd_stats.reclaimed_chunks++;
 	}
+}
+
+int
+vmmd_pool_adopt(struct vmmd_session *s, int fd, uint64_t size, uint64_t *id)
+{
+	CUmemGenericAllocationHandle h;
+	CUmemAllocationProp prop;
+	struct vmmd_chunk *ch, **b;
+	CUdeviceptr va;
+	CUresult r;
+
+	if (size == 0 || size % pool_unit != 0)
+		return -1;
+	if ((r = cuMemImportFromShareableHandle(&h, (void *)(uintptr_t)fd,
+	    CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR)) != CUDA_SUCCESS) {
+		vmm_log_error("adopt from pid %d: import: %s", (int)s->pid,
+		    pool_cu_name(r));
+		return -1;
+	}
+	/* Another GPU's memory, or a size that is not the chunk's: refuse.
+	 * cuMemMap accepts only the handle's own size. */
+	if (cuMemGetAllocationPropertiesFromHandle(&prop, h) != CUDA_SUCCESS ||
+	    prop.location.id != (int)pool_dev ||
+	    cuMemAddressReserve(&va, size, 0, 0, 0) != CUDA_SUCCESS)
+		goto fail;
+	r = cuMemMap(va, size, 0, h, 0);
+	if (r == CUDA_SUCCESS)
+		cuMemUnmap(va, size);
+	cuMemAddressFree(va, size);
+	if (r != CUDA_SUCCESS || (ch = calloc(1, sizeof(*ch))) == NULL)
+		goto fail;
+	ch->id = pool_next_id++;
+	ch->handle = h;
+	ch->size = size;
+	ch->state = VMMD_CHUNK_LENT;
+	ch->holder = s;
+	ch->last_uid = s->uid;
+	ch->lent_before = true;
+	b = pool_bucket(ch->id);
+	ch->hnext = *b;
+	*b = ch;
+	TAILQ_INSERT_TAIL(&s->held, ch, link);
+	s->chunks_held++;
+	s->bytes_held += size;
+	if (s->bytes_held > s->peak_held)
+		s->peak_held = s->bytes_held;
+	pool_t.physical += size;
+	pool_t.chunks++;
+	pool_t.lent += size;
+	pool_t.chunks_lent++;
+	vmmd_stats.adopted_chunks++;
+	vmm_log_info("ADOPT Chunk=%" PRIu64 " Size=%" PRIu64 " Pid=%d", ch->id,
+	    size, (int)s->pid);
+	*id = ch->id;
+	return 0;
+fail:
+	cuMemRelease(h);
+	return -1;
 }
 
 /* Exports a chunk as a new POSIX fd for one grant; -1 on failure. */

@@ -235,8 +235,8 @@ session_acquire(struct vmmd_session *s, const Vmm__Acquire *a)
 	int n, i, code;
 	uint64_t total = 0;
 
-	n = vmmd_pool_grant(s, a->bytes, a->flags, chunks, VMM_PROTO_MAX_CHUNKS,
-	    &code, msg, sizeof(msg));
+	n = vmmd_pool_grant(s, a->bytes, a->flags, a->min_piece, chunks,
+	    VMM_PROTO_MAX_CHUNKS, &code, msg, sizeof(msg));
 	if (n < 0) {
 		session_error(s, a->request_id, (Vmm__ErrorCode)code, msg);
 		return;
@@ -314,6 +314,71 @@ session_release(struct vmmd_session *s, const Vmm__Release *r)
 	rep.released_bytes = bytes;
 	env.msg_case = VMM__ENVELOPE__MSG_RELEASE_REPLY;
 	env.release_reply = &rep;
+	session_send(s, &env, NULL, 0);
+}
+
+static void
+session_adopt(struct vmmd_session *s, struct vmm_frame_msg *m,
+    const Vmm__Adopt *a)
+{
+	Vmm__Envelope env = VMM__ENVELOPE__INIT;
+	Vmm__AdoptReply rep = VMM__ADOPT_REPLY__INIT;
+	uint64_t ids[VMM_PROTO_MAX_CHUNKS];
+	size_t i;
+
+	for (i = 0; i < a->n_sizes; i++) {
+		int fd = vmm_frame_msg_take_fd(m, i);
+		int rc = vmmd_pool_adopt(s, fd, a->sizes[i], &ids[i]);
+
+		close(fd);
+		if (rc != 0) {
+			/* What was adopted stays lent to s; the rest is not ours. */
+			session_error(s, a->request_id,
+			    VMM__ERROR_CODE__ERROR_CODE_INVALID,
+			    "a chunk to adopt is not memory of this GPU of that size");
+			return;
+		}
+	}
+	rep.request_id = a->request_id;
+	rep.n_chunk_ids = a->n_sizes;
+	rep.chunk_ids = ids;
+	env.msg_case = VMM__ENVELOPE__MSG_ADOPT_REPLY;
+	env.adopt_reply = &rep;
+	session_send(s, &env, NULL, 0);
+	vmmd_notify_status();
+}
+
+/* The client's view: what it may still get (quota, pool limit, what the
+ * GPU has free plus the idle pool) and its total (quota or the GPU). */
+static void
+session_meminfo(struct vmmd_session *s, uint64_t rid)
+{
+	Vmm__Envelope env = VMM__ENVELOPE__INIT;
+	Vmm__MemInfoReply rep = VMM__MEM_INFO_REPLY__INIT;
+	struct vmmd_pool_totals t;
+	uint64_t quota = vmmd_session_quota(s), avail;
+
+	vmmd_pool_totals(&t);
+	avail = vmmd_pool_device_free() + t.idle;
+	if (vmmd_cfg.pool_max != 0) {
+		uint64_t room = vmmd_cfg.pool_max > t.physical ?
+		    vmmd_cfg.pool_max - t.physical + t.idle : t.idle;
+
+		if (room < avail)
+			avail = room;
+	}
+	if (quota != 0) {
+		uint64_t left = quota > s->bytes_held ? quota - s->bytes_held : 0;
+
+		if (left < avail)
+			avail = left;
+	}
+	rep.request_id = rid;
+	rep.free_bytes = avail;
+	rep.total_bytes = quota != 0 ? quota : vmmd_pool_device_total();
+	rep.held_bytes = s->bytes_held;
+	env.msg_case = VMM__ENVELOPE__MSG_MEM_INFO_REPLY;
+	env.mem_info_reply = &rep;
 	session_send(s, &env, NULL, 0);
 }
 
@@ -397,8 +462,9 @@ session_set_quota(struct vmmd_session *s, const Vmm__SetQuota *q)
 /* The one dispatch switch.  The frame module has already checked every
  * field range, the direction and the fd count. */
 static void
-session_dispatch(struct vmmd_session *s, const Vmm__Envelope *env)
+session_dispatch(struct vmmd_session *s, struct vmm_frame_msg *m)
 {
+	const Vmm__Envelope *env = vmm_frame_msg_env(m);
 	uint64_t rid = vmm_frame_request_id(env);
 
 	vmm_log_debug("session %" PRIu64 ": %s", s->id, vmm_frame_type_name(env));
@@ -420,6 +486,12 @@ session_dispatch(struct vmmd_session *s, const Vmm__Envelope *env)
 		break;
 	case VMM__ENVELOPE__MSG_REPORT:
 		session_report(s, env->report);
+		break;
+	case VMM__ENVELOPE__MSG_ADOPT:
+		session_adopt(s, m, env->adopt);
+		break;
+	case VMM__ENVELOPE__MSG_MEM_INFO_REQUEST:
+		session_meminfo(s, rid);
 		break;
 	case VMM__ENVELOPE__MSG_STATS_REQUEST:
 	case VMM__ENVELOPE__MSG_CLIENTS_REQUEST:
@@ -465,50 +537,65 @@ vmmd_session_send(struct vmmd_session *s, const Vmm__Envelope *env)
 
 /* ---- events ------------------------------------------------------------------ */
 
+/* Dispatches complete frames already read, at most a budget's worth (then
+ * the session is put back in line).  Returns 0 if all were handled, 1 if
+ * some wait for the next turn, -1 if the session closed. */
+static int
+session_drain(struct vmmd_session *s)
+{
+	struct vmm_frame_msg *m;
+	int handled = 0, rc;
+
+	while ((rc = vmm_frame_reader_next(s->rd, &m)) == 1) {
+		session_dispatch(s, m);
+		vmm_frame_msg_free(m);
+		if (s->state == VMMD_SESSION_CLOSED)
+			return -1;
+		if (++handled == VMMD_SESSION_BUDGET) {
+			event_active(s->ev_read, EV_READ, 0);
+			return 1;
+		}
+	}
+	if (rc < 0) {
+		vmmd_stats.bad_peers++;
+		session_fatal(s, 0, VMM__ERROR_CODE__ERROR_CODE_BAD_MESSAGE,
+		    vmm_frame_strerror(rc));
+		return -1;
+	}
+	return 0;
+}
+
+/* One read per wake-up: the loop is level-triggered, so what is left in the
+ * socket wakes us again, after the other clients had their turn, and the
+ * common case costs one recvmsg, not a second one that finds nothing. */
 static void
 session_on_read(evutil_socket_t fd, short what, void *arg)
 {
 	struct vmmd_session *s = arg;
-	struct vmm_frame_msg *m;
-	int handled = 0, rc;
 	ssize_t n;
 
-	while (handled < VMMD_SESSION_BUDGET) {
-		n = vmm_frame_reader_read(s->rd, s->fd);
-		if (n == -EAGAIN)
-			return;
-		if (n == 0) {
-			session_close(s, "client closed the connection");
-			return;
-		}
-		if (n < 0 && n != -ENOBUFS) {
-			if (n == VMM_FRAME_ETRUNCATED || n == -ECONNRESET ||
-			    n == -EPIPE)
-				session_close(s, "connection lost");
-			else {
-				vmmd_stats.bad_peers++;
-				session_fatal(s, 0,
-				    VMM__ERROR_CODE__ERROR_CODE_BAD_MESSAGE,
-				    vmm_frame_strerror((int)n));
-			}
-			return;
-		}
-		while ((rc = vmm_frame_reader_next(s->rd, &m)) == 1) {
-			session_dispatch(s, vmm_frame_msg_env(m));
-			vmm_frame_msg_free(m);
-			handled++;
-			if (s->state == VMMD_SESSION_CLOSED)
-				return;
-		}
-		if (rc < 0) {
-			vmmd_stats.bad_peers++;
-			session_fatal(s, 0, VMM__ERROR_CODE__ERROR_CODE_BAD_MESSAGE,
-			    vmm_frame_strerror(rc));
-			return;
-		}
-	}
 	(void)fd;
 	(void)what;
+	if (session_drain(s) != 0)
+		return;
+	n = vmm_frame_reader_read(s->rd, s->fd);
+	if (n == -EAGAIN)
+		return;
+	if (n == 0) {
+		session_close(s, "client closed the connection");
+		return;
+	}
+	if (n < 0 && n != -ENOBUFS) {
+		if (n == VMM_FRAME_ETRUNCATED || n == -ECONNRESET || n == -EPIPE)
+			session_close(s, "connection lost");
+		else {
+			vmmd_stats.bad_peers++;
+			session_fatal(s, 0, VMM__ERROR_CODE__ERROR_CODE_BAD_MESSAGE,
+			    vmm_frame_strerror((int)n));
+		}
+		return;
+	}
+	session_drain(s);
 }
 
 static void

@@ -112,7 +112,8 @@ uint64_t vmmd_quota_for(const struct vmmd_config *c, uid_t uid,
 	X(slow_peer_drops, "sessions closed for not reading")                \
 	X(permission_denied, "admin requests refused")                       \
 	X(accept_pauses, "accept paused for lack of fds")                    \
-	X(trims, "trim requests")
+	X(trims, "trim requests")                                            \
+	X(adopted_chunks, "chunks taken over from a previous daemon")
 
 struct vmmd_counters {
 #define VMMD_COUNTER_FIELD(name, help) uint64_t name;
@@ -168,13 +169,19 @@ int	vmmd_pool_device_ordinal(void);
 const unsigned char *vmmd_pool_device_uuid(void);	/* 16 bytes */
 void	vmmd_pool_totals(struct vmmd_pool_totals *t);
 
-/* Grants at least bytes to s: up to max chunks into out, lent to s.  Returns
- * the number of chunks, or -1 with *code (a Vmm__ErrorCode) and msg. */
+/* Grants at least bytes to s: up to max chunks into out, lent to s.
+ * min_piece: smallest free chunk worth stitching (0: frag_ratio × bytes).
+ * Returns the number of chunks, or -1 with *code (a Vmm__ErrorCode) and
+ * msg. */
 int	vmmd_pool_grant(struct vmmd_session *s, uint64_t bytes, unsigned flags,
-	    struct vmmd_chunk **out, size_t max, int *code, char *msg,
-	    size_t msglen);
+	    uint64_t min_piece, struct vmmd_chunk **out, size_t max, int *code,
+	    char *msg, size_t msglen);
 /* Exports a chunk as a new POSIX fd for one grant; -1 on failure. */
 int	vmmd_pool_export(struct vmmd_chunk *ch);
+/* Takes a chunk a client still maps from a previous daemon (fd not taken)
+ * as lent to s; 0 and its new id, or -1. */
+int	vmmd_pool_adopt(struct vmmd_session *s, int fd, uint64_t size,
+	    uint64_t *id);
 /* Undoes a grant whose reply could not be sent: the chunks go back. */
 void	vmmd_pool_ungrant(struct vmmd_chunk **chunks, size_t n);
 /* The chunk with this id if s holds it. */

@@ -218,6 +218,33 @@ grant_ok(const Vmm__Grant *m)
 }
 
 static bool
+adopt_ok(const Vmm__Adopt *m)
+{
+	size_t	i;
+
+	if (m->request_id == 0 || m->n_sizes == 0 ||
+	    m->n_sizes > VMM_PROTO_MAX_CHUNKS)
+		return false;
+	for (i = 0; i < m->n_sizes; i++)
+		if (m->sizes[i] == 0)
+			return false;
+	return true;
+}
+
+static bool
+adopt_reply_ok(const Vmm__AdoptReply *m)
+{
+	size_t	i;
+
+	if (m->request_id == 0 || m->n_chunk_ids > VMM_PROTO_MAX_CHUNKS)
+		return false;
+	for (i = 0; i < m->n_chunk_ids; i++)
+		if (m->chunk_ids[i] == 0)
+			return false;
+	return true;
+}
+
+static bool
 release_ok(const Vmm__Release *m)
 {
 	size_t	i;
@@ -285,6 +312,21 @@ body_ok(const Vmm__Envelope *e, unsigned *from)
 	case VMM__ENVELOPE__MSG_RELEASE:
 		*from = FROM_CLIENT;
 		return e->release != NULL && release_ok(e->release);
+	case VMM__ENVELOPE__MSG_ADOPT:
+		*from = FROM_CLIENT;
+		return e->adopt != NULL && adopt_ok(e->adopt);
+	case VMM__ENVELOPE__MSG_ADOPT_REPLY:
+		*from = FROM_DAEMON;
+		return e->adopt_reply != NULL &&
+		    adopt_reply_ok(e->adopt_reply);
+	case VMM__ENVELOPE__MSG_MEM_INFO_REQUEST:
+		*from = FROM_CLIENT;
+		return e->mem_info_request != NULL &&
+		    e->mem_info_request->request_id != 0;
+	case VMM__ENVELOPE__MSG_MEM_INFO_REPLY:
+		*from = FROM_DAEMON;
+		return e->mem_info_reply != NULL &&
+		    e->mem_info_reply->request_id != 0;
 	case VMM__ENVELOPE__MSG_RELEASE_REPLY:
 		*from = FROM_DAEMON;
 		return e->release_reply != NULL &&
@@ -375,6 +417,9 @@ vmm_frame_expected_fds(const Vmm__Envelope *env)
 	if (env != NULL && env->msg_case == VMM__ENVELOPE__MSG_GRANT &&
 	    env->grant != NULL)
 		return env->grant->n_chunks;
+	if (env != NULL && env->msg_case == VMM__ENVELOPE__MSG_ADOPT &&
+	    env->adopt != NULL)
+		return env->adopt->n_sizes;
 	return 0;
 }
 
@@ -401,6 +446,14 @@ vmm_frame_request_id(const Vmm__Envelope *e)
 		return e->report->request_id;
 	case VMM__ENVELOPE__MSG_ACK:
 		return e->ack->request_id;
+	case VMM__ENVELOPE__MSG_ADOPT:
+		return e->adopt->request_id;
+	case VMM__ENVELOPE__MSG_ADOPT_REPLY:
+		return e->adopt_reply->request_id;
+	case VMM__ENVELOPE__MSG_MEM_INFO_REQUEST:
+		return e->mem_info_request->request_id;
+	case VMM__ENVELOPE__MSG_MEM_INFO_REPLY:
+		return e->mem_info_reply->request_id;
 	case VMM__ENVELOPE__MSG_STATS_REQUEST:
 		return e->stats_request->request_id;
 	case VMM__ENVELOPE__MSG_STATS_REPLY:
@@ -654,10 +707,6 @@ reader_absorb(struct vmm_frame_reader *r, size_t n, int *fds, size_t nfds)
 	if (nfds == 0)
 		return (ssize_t)n;
 
-	if (r->from != VMM_FRAME_PEER_DAEMON) {
-		close_fds(fds, nfds);	/* clients never send fds */
-		return reader_fail(r, VMM_FRAME_EFDCOUNT);
-	}
 	if (last == UINT64_MAX) {
 		close_fds(fds, nfds);		/* fds in mid-frame */
 		return reader_fail(r, VMM_FRAME_EINVALID);

@@ -99,7 +99,8 @@ int	 vmm_frame_decode(const void *body, size_t len,
 /* Check a message as sent by `from` with nfds fds: 0 or a fault. */
 int	 vmm_frame_validate(const Vmm__Envelope *env,
 	     enum vmm_frame_peer from, size_t nfds);
-/* How many fds the message must carry (Grant: one per chunk; others: 0). */
+/* How many fds the message must carry (Grant: one per chunk; Adopt: one
+ * per size; others: 0). */
 size_t	 vmm_frame_expected_fds(const Vmm__Envelope *env);
 /* The request id a message carries or echoes (Recall: its recall id), or 0. */
 uint64_t vmm_frame_request_id(const Vmm__Envelope *env);
@@ -119,7 +120,7 @@ void	 vmm_frame_msg_free(struct vmm_frame_msg *m);
 
 /* --- receiving ---------------------------------------------------------- */
 
-/* A reader for what `from` sends; NULL on ENOMEM. */
+/* A reader for what `from` sends; NULL (errno set) on failure. */
 struct vmm_frame_reader *vmm_frame_reader_new(enum vmm_frame_peer from);
 /* Free the reader, closing every fd it still holds.  NULL is fine. */
 void	 vmm_frame_reader_free(struct vmm_frame_reader *r);

@@ -329,6 +329,20 @@ cuemu_enter(const char *name, bool need_init)
 	return CUDA_SUCCESS;
 }
 
+CUresult
+cuemu_check(const char *name)
+{
+	CUresult r;
+
+	pthread_once(&cuemu_atfork_once, cuemu_atfork_register);
+	if ((r = cuemu_fault_check(name)) != CUDA_SUCCESS)
+		return r;
+	if (__atomic_load_n(&cuemu_forked, __ATOMIC_ACQUIRE) ||
+	    !__atomic_load_n(&cuemu_initialized, __ATOMIC_ACQUIRE))
+		return CUDA_ERROR_NOT_INITIALIZED;
+	return CUDA_SUCCESS;
+}
+
 void
 cuemu_leave(void)
 {
@@ -570,7 +584,8 @@ cuemu_current_ctx(void)
 {
 	CUcontext c = cuemu_tls_ctx;
 
-	if (c == NULL || !cuemu_ctx_known(c) || c->retains == 0)
+	if (c == NULL || !cuemu_ctx_known(c) ||
+	    __atomic_load_n(&c->retains, __ATOMIC_ACQUIRE) == 0)
 		return NULL;
 	return c;
 }
@@ -593,7 +608,7 @@ cuDevicePrimaryCtxRetain(CUcontext *pctx, CUdevice dev)
 		return cuemu_ret(CUDA_ERROR_INVALID_DEVICE);
 	cuemu_primary[dev].magic = CUEMU_CTX_MAGIC;
 	cuemu_primary[dev].device = dev;
-	cuemu_primary[dev].retains++;
+	__atomic_add_fetch(&cuemu_primary[dev].retains, 1, __ATOMIC_RELEASE);
 	*pctx = &cuemu_primary[dev];
 	return cuemu_ret(CUDA_SUCCESS);
 }
@@ -606,7 +621,7 @@ cuDevicePrimaryCtxRelease_v2(CUdevice dev)
 		return cuemu_ret(CUDA_ERROR_INVALID_DEVICE);
 	if (cuemu_primary[dev].retains == 0)
 		return cuemu_ret(CUDA_ERROR_INVALID_CONTEXT);
-	cuemu_primary[dev].retains--;
+	__atomic_sub_fetch(&cuemu_primary[dev].retains, 1, __ATOMIC_RELEASE);
 	return cuemu_ret(CUDA_SUCCESS);
 }
 
@@ -626,28 +641,35 @@ cuCtxSetCurrent(CUcontext ctx)
 	return cuemu_ret(CUDA_SUCCESS);
 }
 
+/* The two context queries read only this thread's state: no lock, so they
+ * stay as cheap as the real driver's on allocation fast paths. */
 CUEMU_EXPORT CUresult CUDAAPI
 cuCtxGetCurrent(CUcontext *pctx)
 {
-	CUEMU_ENTER("cuCtxGetCurrent");
+	CUresult r;
+
+	if ((r = cuemu_check("cuCtxGetCurrent")) != CUDA_SUCCESS)
+		return r;
 	if (pctx == NULL)
-		return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
+		return CUDA_ERROR_INVALID_VALUE;
 	*pctx = cuemu_tls_ctx;
-	return cuemu_ret(CUDA_SUCCESS);
+	return CUDA_SUCCESS;
 }
 
 CUEMU_EXPORT CUresult CUDAAPI
 cuCtxGetDevice(CUdevice *device)
 {
+	CUresult r;
 	int dev;
 
-	CUEMU_ENTER("cuCtxGetDevice");
+	if ((r = cuemu_check("cuCtxGetDevice")) != CUDA_SUCCESS)
+		return r;
 	if (device == NULL)
-		return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
+		return CUDA_ERROR_INVALID_VALUE;
 	if ((dev = cuemu_current_device()) < 0)
-		return cuemu_ret(CUDA_ERROR_INVALID_CONTEXT);
+		return CUDA_ERROR_INVALID_CONTEXT;
 	*device = dev;
-	return cuemu_ret(CUDA_SUCCESS);
+	return CUDA_SUCCESS;
 }
 
 CUEMU_EXPORT CUresult CUDAAPI

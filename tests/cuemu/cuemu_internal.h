@@ -56,6 +56,9 @@ enum cuemu_cost {
  * is not held and the caller returns that code. */
 CUresult	cuemu_enter(const char *name, bool need_init);
 void		cuemu_leave(void);
+/* As cuemu_enter, without taking the lock: for calls that read only the
+ * calling thread's state. */
+CUresult	cuemu_check(const char *name);
 /* Charges the latency profile's cost for an operation touching n units. */
 void		cuemu_charge(enum cuemu_cost cost, size_t units);
 bool		cuemu_device_valid(int ordinal);

@@ -1,0 +1,570 @@
+/*
+ * The public API (vmm_client.h) and what ties the parts together: lazy
+ * synchronization tickets, the process's counters, mapping granted chunks,
+ * a background thread (idle return, usage reports, vmmd's recalls), Adopt
+ * after a daemon restart, and fork.
+ *
+ * fork(): the child forgets everything (connections, caches, VA records)
+ * without a word to vmmd: the parent's socket and chunks stay the
+ * parent's.  A child of a process that had initialised CUDA cannot use CUDA
+ * anyway (cuInit fails there); a child of one that had not gets its own
+ * connection on first use.
+ */
+#include "client_internal.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "frame.h"
+#include "log.h"
+
+uint64_t vmm_small_max(void);
+void	vmm_small_usage(int64_t *in_use, uint64_t *allocs, uint64_t *frees,
+	    uint64_t *free_bytes);
+void	vmm_small_each_chunk(int dev, void (*fn)(void *, CUdeviceptr, uint64_t,
+	    uint64_t *), void *arg);
+void	vmm_large_each_chunk(int dev, void (*fn)(void *, CUdeviceptr, uint64_t,
+	    uint64_t *), void *arg);
+int	vmm_conn_adopt_locked(struct vmm_conn *c, const uint64_t *sizes,
+	    int *fds, size_t n, uint64_t *ids);
+int	vmm_client_adopt(struct vmm_conn *c, int dev);
+
+static int64_t		client_stats[VMM_STAT_N];
+static uint64_t		client_peak;
+static uint64_t		sync_begin, sync_done;	/* tickets, see vmm_sync_* */
+static pthread_once_t	client_once = PTHREAD_ONCE_INIT;
+static pthread_mutex_t	client_bg_lock = PTHREAD_MUTEX_INITIALIZER;
+static bool		client_bg_running;
+static uint64_t		client_last_activity_ms;
+static uint64_t		client_devices;		/* bit per device used */
+
+uint64_t
+vmm_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+void
+vmm_stat_add(int which, int64_t delta)
+{
+	__atomic_add_fetch(&client_stats[which], delta, __ATOMIC_RELAXED);
+}
+
+/* ---- lazy synchronization --------------------------------------------------- */
+
+/*
+ * A free takes ticket t = sync_begin.  A synchronization takes ticket
+ * s = sync_begin++ before cuCtxSynchronize and, once it returned, raises
+ * sync_done to s + 1.  A sync that started after the free has s >= t, so
+ * sync_done > t means the freed memory is idle.
+ */
+uint64_t
+vmm_sync_ticket(void)
+{
+	return __atomic_load_n(&sync_begin, __ATOMIC_ACQUIRE);
+}
+
+bool
+vmm_sync_covers(uint64_t ticket)
+{
+	return __atomic_load_n(&sync_done, __ATOMIC_ACQUIRE) > ticket;
+}
+
+int
+vmm_sync_for(uint64_t ticket)
+{
+	uint64_t s, cur;
+
+	if (vmm_sync_covers(ticket))
+		return 0;
+	s = __atomic_fetch_add(&sync_begin, 1, __ATOMIC_ACQ_REL);
+	if (cuCtxSynchronize() != CUDA_SUCCESS)
+		return VMM_ECUDA;
+	vmm_stat_add(VMM_STAT_SYNCS, 1);
+	cur = __atomic_load_n(&sync_done, __ATOMIC_ACQUIRE);
+	while (cur < s + 1 && !__atomic_compare_exchange_n(&sync_done, &cur,
+	    s + 1, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+		;
+	return 0;
+}
+
+int
+vmm_current_device(void)
+{
+	CUdevice d;
+
+	if (cuCtxGetDevice(&d) != CUDA_SUCCESS || d < 0 || d >= VMM_MAX_DEVICES)
+		return VMM_ENOCTX;
+	return (int)d;
+}
+
+/* ---- mapping ------------------------------------------------------------------- */
+
+void
+vmm_unmap_range(CUdeviceptr va, uint64_t size)
+{
+	CUresult r;
+
+	if (size != 0 && (r = cuMemUnmap(va, size)) != CUDA_SUCCESS)
+		vmm_log_error("cuMemUnmap(0x%llx, %llu): error %d",
+		    (unsigned long long)va, (unsigned long long)size, (int)r);
+}
+
+int
+vmm_map_chunks(int dev, CUdeviceptr va, struct vmm_grant_chunk *g, size_t n)
+{
+	CUmemAccessDesc acc = { 0 };
+	CUmemGenericAllocationHandle h;
+	uint64_t off = 0;
+	size_t i;
+	CUresult r = CUDA_SUCCESS;
+
+	for (i = 0; i < n; i++) {
+		r = cuMemImportFromShareableHandle(&h, (void *)(uintptr_t)g[i].fd,
+		    CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR);
+		close(g[i].fd);
+		g[i].fd = -1;
+		if (r != CUDA_SUCCESS)
+			break;
+		r = cuMemMap(va + off, g[i].size, 0, h, 0);
+		/* The mapping keeps the memory: the handle can go now. */
+		cuMemRelease(h);
+		if (r != CUDA_SUCCESS)
+			break;
+		off += g[i].size;
+	}
+	if (r == CUDA_SUCCESS) {
+		acc.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+		acc.location.id = dev;
+		acc.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
+		r = cuMemSetAccess(va, off, &acc, 1);
+		if (r == CUDA_SUCCESS)
+			return 0;
+	}
+	vmm_log_error("mapping %zu granted chunks at 0x%llx: CUDA error %d", n,
+	    (unsigned long long)va, (int)r);
+	for (; i < n; i++)
+		if (g[i].fd >= 0) {
+			close(g[i].fd);
+			g[i].fd = -1;
+		}
+	vmm_unmap_range(va, off);
+	return VMM_ECUDA;
+}
+
+/* ---- adopt after a daemon restart ------------------------------------------- */
+
+#define ADOPT_BATCH VMM_PROTO_MAX_CHUNKS
+
+struct adopt {
+	struct vmm_conn	*c;
+	uint64_t	sizes[ADOPT_BATCH];
+	int		fds[ADOPT_BATCH];
+	uint64_t	*idp[ADOPT_BATCH];
+	size_t		n;
+	int		rc;
+};
+
+static void
+adopt_flush(struct adopt *a)
+{
+	uint64_t ids[ADOPT_BATCH];
+	size_t i;
+	int rc;
+
+	if (a->n == 0)
+		return;
+	rc = vmm_conn_adopt_locked(a->c, a->sizes, a->fds, a->n, ids);
+	for (i = 0; i < a->n; i++)
+		*a->idp[i] = rc == 0 ? ids[i] : 0;
+	if (rc != 0)
+		a->rc = rc;
+	a->n = 0;
+}
+
+/* Exports the chunk mapped at va for the new daemon to adopt. */
+static void
+adopt_one(void *arg, CUdeviceptr va, uint64_t size, uint64_t *id)
+{
+	struct adopt *a = arg;
+	CUmemGenericAllocationHandle h;
+	int fd = -1;
+
+	if (cuMemRetainAllocationHandle(&h, (void *)(uintptr_t)va) != CUDA_SUCCESS)
+		return;
+	if (cuMemExportToShareableHandle(&fd, h,
+	    CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR, 0) != CUDA_SUCCESS)
+		fd = -1;
+	cuMemRelease(h);
+	if (fd < 0) {
+		a->rc = VMM_ECUDA;
+		return;
+	}
+	a->sizes[a->n] = size;
+	a->fds[a->n] = fd;
+	a->idp[a->n] = id;
+	if (++a->n == ADOPT_BATCH)
+		adopt_flush(a);
+}
+
+/* Called by conn.c, connection locked, right after a reconnect. */
+int
+vmm_client_adopt(struct vmm_conn *c, int dev)
+{
+	struct adopt a = { .c = c };
+
+	vmm_large_each_chunk(dev, adopt_one, &a);
+	vmm_small_each_chunk(dev, adopt_one, &a);
+	adopt_flush(&a);
+	return a.rc;
+}
+
+/* ---- background thread ---------------------------------------------------------- */
+
+static void
+usage_fill(struct vmm_usage *u)
+{
+	int64_t small_in_use;
+	uint64_t sa, sf, sfree;
+
+	memset(u, 0, sizeof(*u));
+	vmm_small_usage(&small_in_use, &sa, &sf, &sfree);
+	u->in_use_bytes = (uint64_t)(__atomic_load_n(&client_stats[VMM_STAT_IN_USE],
+	    __ATOMIC_RELAXED) + (small_in_use > 0 ? small_in_use : 0));
+	u->mapped_bytes = (uint64_t)__atomic_load_n(
+	    &client_stats[VMM_STAT_MAPPED], __ATOMIC_RELAXED);
+	u->cached_bytes = (uint64_t)__atomic_load_n(
+	    &client_stats[VMM_STAT_CACHED], __ATOMIC_RELAXED) + sfree;
+	u->allocs = (uint64_t)client_stats[VMM_STAT_ALLOCS] + sa;
+	u->frees = (uint64_t)client_stats[VMM_STAT_FREES] + sf;
+	u->daemon_calls = (uint64_t)client_stats[VMM_STAT_DAEMON_CALLS];
+	u->syncs = (uint64_t)client_stats[VMM_STAT_SYNCS];
+	u->reserved_va_bytes = vmm_va_reserved();
+	if (u->in_use_bytes > client_peak)
+		client_peak = u->in_use_bytes;
+	u->peak_in_use_bytes = client_peak;
+}
+
+/* Makes the device's primary context current on the helper thread, which
+ * keeps one retain per device for its life. */
+static int
+bg_context(int dev)
+{
+	static CUcontext ctxs[VMM_MAX_DEVICES];
+	CUdevice d;
+
+	if (ctxs[dev] == NULL && (cuDeviceGet(&d, dev) != CUDA_SUCCESS ||
+	    cuDevicePrimaryCtxRetain(&ctxs[dev], d) != CUDA_SUCCESS)) {
+		ctxs[dev] = NULL;
+		return -1;
+	}
+	return cuCtxSetCurrent(ctxs[dev]) == CUDA_SUCCESS ? 0 : -1;
+}
+
+static void *
+bg_main(void *arg)
+{
+	const struct vmm_settings *st = vmm_settings_get();
+	struct vmm_usage last = { 0 }, u;
+	uint64_t last_report = 0, tick;
+	int dev;
+
+	(void)arg;
+	tick = st->report_ms;
+	if (st->idle_ms != 0 && st->idle_ms / 2 < tick)
+		tick = st->idle_ms / 2 ? st->idle_ms / 2 : 1;
+	for (;;) {
+		struct pollfd pf[VMM_MAX_DEVICES];
+		int np = 0, devs[VMM_MAX_DEVICES];
+		uint64_t now;
+
+		for (dev = 0; dev < VMM_MAX_DEVICES; dev++) {
+			struct vmm_conn *c;
+
+			if (!(__atomic_load_n(&client_devices, __ATOMIC_RELAXED) &
+			    (1ull << dev)) || (c = vmm_conn_get(dev)) == NULL ||
+			    vmm_conn_fd(c) < 0)
+				continue;
+			pf[np].fd = vmm_conn_fd(c);
+			pf[np].events = POLLIN;
+			devs[np++] = dev;
+		}
+		if (np > 0)
+			poll(pf, (nfds_t)np, (int)tick);
+		else {
+			struct timespec ts = { (time_t)(tick / 1000),
+			    (long)(tick % 1000) * 1000000L };
+
+			nanosleep(&ts, NULL);
+		}
+		now = vmm_now_ms();
+		for (int i = 0; i < np; i++) {
+			uint64_t rid = 0, target;
+			struct vmm_conn *c = vmm_conn_get(devs[i]);
+
+			if (!(pf[i].revents & (POLLIN | POLLHUP)) || c == NULL)
+				continue;
+			target = vmm_conn_poll(c, &rid);
+			if (target != 0 && bg_context(devs[i]) == 0) {
+				vmm_log_debug("recall of %llu bytes",
+				    (unsigned long long)target);
+				vmm_large_trim(target, 0);
+				vmm_small_trim();
+			}
+		}
+		/* Idle: give the cache back. */
+		if (st->idle_ms != 0 && now - __atomic_load_n(
+		    &client_last_activity_ms, __ATOMIC_RELAXED) >= st->idle_ms) {
+			for (dev = 0; dev < VMM_MAX_DEVICES; dev++) {
+				if ((__atomic_load_n(&client_devices,
+				    __ATOMIC_RELAXED) & (1ull << dev)) &&
+				    bg_context(dev) == 0) {
+					vmm_large_trim(0, st->idle_ms);
+					vmm_small_trim();
+				}
+			}
+		}
+		if (now - last_report >= st->report_ms) {
+			usage_fill(&u);
+			if (memcmp(&u, &last, sizeof(u)) != 0) {
+				for (dev = 0; dev < VMM_MAX_DEVICES; dev++) {
+					struct vmm_conn *c;
+
+					if ((__atomic_load_n(&client_devices,
+					    __ATOMIC_RELAXED) & (1ull << dev)) &&
+					    (c = vmm_conn_get(dev)) != NULL)
+						vmm_conn_report(c, &u);
+				}
+				last = u;
+			}
+			last_report = now;
+		}
+	}
+	return NULL;
+}
+
+static void
+bg_start(void)
+{
+	pthread_attr_t attr;
+	pthread_t t;
+
+	pthread_mutex_lock(&client_bg_lock);
+	if (!client_bg_running) {
+		pthread_attr_init(&attr);
+		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+		if (pthread_create(&t, &attr, bg_main, NULL) == 0)
+			client_bg_running = true;
+		pthread_attr_destroy(&attr);
+	}
+	pthread_mutex_unlock(&client_bg_lock);
+}
+
+/* ---- fork --------------------------------------------------------------------- */
+
+static void
+client_atfork_child(void)
+{
+	vmm_conn_forget_all();
+	vmm_large_forget_all();
+	vmm_small_forget_all();
+	vmm_va_forget_all();
+	pthread_mutex_init(&client_bg_lock, NULL);
+	client_bg_running = false;
+	client_devices = 0;
+	memset(client_stats, 0, sizeof(client_stats));
+	client_peak = 0;
+}
+
+static void
+client_setup(void)
+{
+	vmm_settings_get();
+	pthread_atfork(NULL, NULL, client_atfork_child);
+}
+
+/* ---- public API ------------------------------------------------------------------- */
+
+int
+vmm_init(void)
+{
+	pthread_once(&client_once, client_setup);
+	return 0;
+}
+
+void
+vmm_shutdown(void)
+{
+	vmm_flush();
+	vmm_conn_close_all();
+}
+
+/* Notes activity on dev (for idle return) and starts the helper thread. */
+static void
+client_touch(int dev)
+{
+	uint64_t bit = 1ull << dev;
+
+	__atomic_store_n(&client_last_activity_ms, vmm_now_ms(), __ATOMIC_RELAXED);
+	if (!(__atomic_load_n(&client_devices, __ATOMIC_RELAXED) & bit)) {
+		__atomic_fetch_or(&client_devices, bit, __ATOMIC_RELAXED);
+		bg_start();
+	}
+}
+
+int
+vmm_malloc(void **dptr, size_t size)
+{
+	const struct vmm_settings *st;
+	int dev, rc;
+
+	pthread_once(&client_once, client_setup);
+	st = vmm_settings_get();
+	if (dptr == NULL || size == 0)
+		return VMM_EINVAL;
+	if (st->mode != VMM_MODE_VMM)
+		return VMM_ENOSYS;
+	if ((dev = vmm_current_device()) < 0)
+		return dev;
+	if (size <= vmm_small_max())
+		rc = vmm_small_alloc(dev, size, dptr);
+	else
+		rc = vmm_large_alloc(dev, size, dptr);
+	if (rc == 0)
+		client_touch(dev);
+	else if (rc == VMM_ENODAEMON && st->require_daemon)
+		rc = VMM_ENOMEM;
+	return rc;
+}
+
+int
+vmm_free(void *dptr)
+{
+	int rc;
+
+	if (dptr == NULL)
+		return 0;
+	rc = vmm_small_free(dptr);
+	if (rc == VMM_ENOTOURS)
+		rc = vmm_large_free(dptr);
+	if (rc == 0)
+		__atomic_store_n(&client_last_activity_ms, vmm_now_ms(),
+		    __ATOMIC_RELAXED);
+	return rc;
+}
+
+bool
+vmm_client_owns(const void *p)
+{
+	return p != NULL && (vmm_small_owns(p) || vmm_large_owns(p));
+}
+
+int
+vmm_realloc(void **dptr, size_t size)
+{
+	void *base, *np;
+	size_t old;
+	int rc;
+
+	if (dptr == NULL || size == 0)
+		return VMM_EINVAL;
+	if (*dptr == NULL)
+		return vmm_malloc(dptr, size);
+	if (vmm_large_owns(*dptr) && size > vmm_small_max())
+		return vmm_large_realloc(dptr, size);
+	/* Sub-allocated on either side: a new block and a copy. */
+	if ((rc = vmm_get_range(*dptr, &base, &old)) != 0)
+		return rc;
+	if (base != *dptr)
+		return VMM_EINVAL;
+	if ((rc = vmm_malloc(&np, size)) != 0)
+		return rc;
+	if (cuMemcpyDtoD((CUdeviceptr)(uintptr_t)np, (CUdeviceptr)(uintptr_t)*dptr,
+	    old < size ? old : size) != CUDA_SUCCESS) {
+		vmm_free(np);
+		return VMM_ECUDA;
+	}
+	vmm_log_info("COPY Ptr=0x%llx Size=%zu Src=0x%llx",
+	    (unsigned long long)(uintptr_t)np, size,
+	    (unsigned long long)(uintptr_t)*dptr);
+	vmm_free(*dptr);
+	*dptr = np;
+	return 0;
+}
+
+int
+vmm_get_range(const void *ptr, void **base, size_t *size)
+{
+	if (ptr == NULL || base == NULL || size == NULL)
+		return VMM_EINVAL;
+	if (vmm_small_range(ptr, base, size) == 0)
+		return 0;
+	return vmm_large_range(ptr, base, size);
+}
+
+int
+vmm_mem_get_info(size_t *free_bytes, size_t *total_bytes)
+{
+	struct vmm_conn *c;
+	uint64_t f, t;
+	int dev, rc;
+
+	pthread_once(&client_once, client_setup);
+	if (free_bytes == NULL || total_bytes == NULL)
+		return VMM_EINVAL;
+	if (vmm_settings_get()->mode != VMM_MODE_VMM)
+		return VMM_ENOSYS;
+	if ((dev = vmm_current_device()) < 0)
+		return dev;
+	if ((c = vmm_conn_get(dev)) == NULL)
+		return VMM_ENODAEMON;
+	if ((rc = vmm_conn_meminfo(c, &f, &t)) != 0)
+		return rc;
+	*free_bytes = (size_t)f;
+	*total_bytes = (size_t)t;
+	return 0;
+}
+
+int
+vmm_get_usage(struct vmm_usage *u)
+{
+	if (u == NULL)
+		return VMM_EINVAL;
+	usage_fill(u);
+	return 0;
+}
+
+int
+vmm_flush(void)
+{
+	vmm_small_flush_mine();
+	vmm_large_trim(0, 0);
+	vmm_small_trim();
+	return 0;
+}
+
+const char *
+vmm_strerror(int err)
+{
+	switch (err) {
+	case VMM_OK: return "success";
+	case VMM_EINVAL: return "invalid argument";
+	case VMM_ENOMEM: return "out of GPU memory";
+	case VMM_ENODAEMON: return "vmmd is not reachable";
+	case VMM_ECUDA: return "a CUDA driver call failed";
+	case VMM_ENOTOURS: return "pointer not allocated by libvmm_client";
+	case VMM_EQUOTA: return "over quota";
+	case VMM_ENOCTX: return "no current CUDA context";
+	case VMM_EPROTO: return "unexpected answer from vmmd";
+	case VMM_ENOSYS: return "not available in this mode";
+	default: return "unknown error";
+	}
+}

@@ -1,0 +1,167 @@
+/*
+ * libvmm_client internals: one header, a section per file.
+ *
+ *   settings.c  the VMM_* environment table, read once
+ *   conn.c      the connection to vmmd: handshake, calls, pushes, reconnect
+ *   va.c        virtual address reservations and a coalescing range allocator
+ *   large.c     chunk-backed allocations: map back to back, cache, resize
+ *   small.c     sub-allocation by size class with per-thread caches
+ *   client.c    the public API, the allocation registry, lazy sync, fork
+ *
+ * The shim (shim/) sees only the "for the shim" section.
+ */
+#ifndef VMM_CLIENT_INTERNAL_H
+#define VMM_CLIENT_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "opt.h"
+#include "vmm_client.h"
+
+/* ---- for the shim ---------------------------------------------------------- */
+
+enum vmm_mode {
+	VMM_MODE_VMM = 0,	/* allocate from vmmd */
+	VMM_MODE_MONITOR = 1,	/* pass through to CUDA, log ALLOC/FREE only */
+};
+
+struct vmm_settings {
+	int		mode;		/* enum vmm_mode */
+	uint64_t	reserve_mb;	/* VA per reservation; 0: auto */
+	double		frag_ratio;
+	int		log_level;
+	char		log_file[VMM_OPT_STRMAX];
+	char		socket_dir[VMM_OPT_STRMAX];
+	bool		require_daemon;
+	uint64_t	small_max;	/* largest sub-allocated size */
+	uint64_t	cache_max;	/* bytes of freed chunks kept */
+	uint64_t	idle_ms;	/* cache given back after this idle time */
+	uint64_t	report_ms;	/* usage reported at most this often */
+	double		va_headroom;	/* VA left after large allocations */
+	uint64_t	connect_timeout_ms;
+};
+
+/* The settings, read from the environment on first call.  An invalid value
+ * prints one line naming the variable and the accepted values, then exits:
+ * the only way this library ever ends the application. */
+const struct vmm_settings *vmm_settings_get(void);
+
+/* Whether ptr lies in memory this library allocated (and not yet freed);
+ * lock-free on the common path. */
+bool	vmm_client_owns(const void *ptr);
+
+/* ---- settings.c ----------------------------------------------------------- */
+
+extern const struct vmm_opt	vmm_client_options[];
+extern const size_t		vmm_client_noptions;
+
+/* ---- conn.c ----------------------------------------------------------------- */
+
+#include <cuda.h>
+#include <pthread.h>
+
+#define VMM_MAX_DEVICES 16
+
+struct vmm_conn;
+
+/* One chunk of a grant, as received. */
+struct vmm_grant_chunk {
+	uint64_t	id;
+	uint64_t	size;
+	int		fd;	/* the caller closes it */
+};
+
+/* The connection for device dev (opened lazily), or NULL. */
+struct vmm_conn *vmm_conn_get(int dev);
+/* Asks for bytes; fills up to max chunks.  Returns the count or a VMM_E*
+ * code. */
+int	vmm_conn_acquire(struct vmm_conn *c, uint64_t bytes, unsigned flags,
+	    uint64_t min_piece, struct vmm_grant_chunk *out, size_t max);
+/* Gives chunks back (recall_id: the Recall answered, or 0). */
+int	vmm_conn_release(struct vmm_conn *c, const uint64_t *ids, size_t n,
+	    uint64_t recall_id);
+/* Sends the usage figures. */
+int	vmm_conn_report(struct vmm_conn *c, const struct vmm_usage *u);
+uint64_t vmm_conn_granularity(struct vmm_conn *c);
+uint64_t vmm_conn_device_total(struct vmm_conn *c);
+uint64_t vmm_conn_quota(struct vmm_conn *c);
+int	vmm_conn_fd(struct vmm_conn *c);
+/* Reads pushes (Recall, Goodbye) that arrived; returns a recall target in
+ * bytes (0: none) and its id. */
+uint64_t vmm_conn_poll(struct vmm_conn *c, uint64_t *recall_id);
+/* Forgets every connection without a word to vmmd (fork child). */
+void	vmm_conn_forget_all(void);
+/* Closes every connection (shutdown). */
+void	vmm_conn_close_all(void);
+/* Device memory as vmmd sees it for this client (free, total). */
+int	vmm_conn_meminfo(struct vmm_conn *c, uint64_t *free_bytes,
+	    uint64_t *total);
+
+/* ---- va.c ---------------------------------------------------------------------- */
+
+/* Reserves size bytes of device VA aligned to align (a power of two). */
+int	vmm_va_alloc(int dev, uint64_t size, uint64_t align, CUdeviceptr *out);
+/* Returns a range to the free list. */
+void	vmm_va_free(int dev, CUdeviceptr base, uint64_t size);
+/* Takes [base, base+size) if it is free; 0 on success. */
+int	vmm_va_take(int dev, CUdeviceptr base, uint64_t size);
+uint64_t vmm_va_reserved(void);
+/* Drops all VA bookkeeping (fork child). */
+void	vmm_va_forget_all(void);
+
+/* ---- client.c -------------------------------------------------------------- */
+
+/* Lazy synchronization: a free records vmm_sync_ticket(); memory freed with
+ * ticket t may be reused or unmapped once vmm_sync_covers(t). */
+uint64_t vmm_sync_ticket(void);
+bool	vmm_sync_covers(uint64_t ticket);
+/* Synchronizes the current context unless ticket is already covered. */
+int	vmm_sync_for(uint64_t ticket);
+/* The device of the calling thread's current context, or VMM_ENOCTX. */
+int	vmm_current_device(void);
+/* Process-wide counters (atomics). */
+void	vmm_stat_add(int which, int64_t delta);
+enum {
+	VMM_STAT_IN_USE, VMM_STAT_MAPPED, VMM_STAT_CACHED, VMM_STAT_ALLOCS,
+	VMM_STAT_FREES, VMM_STAT_DAEMON_CALLS, VMM_STAT_SYNCS, VMM_STAT_N
+};
+/* Maps granted chunks back to back at va (imports, closes the fds, one
+ * cuMemSetAccess).  On failure nothing stays mapped; the chunks are still
+ * the caller's to release. */
+int	vmm_map_chunks(int dev, CUdeviceptr va, struct vmm_grant_chunk *g,
+	    size_t n);
+/* Unmaps [va, va+size) (whole mappings). */
+void	vmm_unmap_range(CUdeviceptr va, uint64_t size);
+
+/* ---- large.c ---------------------------------------------------------------- */
+
+int	vmm_large_alloc(int dev, size_t size, void **out);
+int	vmm_large_free(void *p);
+int	vmm_large_realloc(void **p, size_t size);
+bool	vmm_large_owns(const void *p);
+int	vmm_large_range(const void *p, void **base, size_t *size);
+/* Gives cached memory back to vmmd: at least target bytes (0: all), only
+ * entries idle for older_ms or more.  Returns bytes given back. */
+uint64_t vmm_large_trim(uint64_t target, uint64_t older_ms);
+void	vmm_large_forget_all(void);
+
+/* ---- small.c ---------------------------------------------------------------- */
+
+int	vmm_small_alloc(int dev, size_t size, void **out);
+/* VMM_ENOTOURS if p is not a small block. */
+int	vmm_small_free(void *p);
+bool	vmm_small_owns(const void *p);
+int	vmm_small_range(const void *p, void **base, size_t *size);
+size_t	vmm_small_size(const void *p);
+/* Returns the calling thread's cached blocks to their segments (other
+ * threads' caches are theirs: at most 1 MiB per size class each). */
+void	vmm_small_flush_mine(void);
+/* Returns empty segments' chunks to vmmd; bytes given back. */
+uint64_t vmm_small_trim(void);
+void	vmm_small_forget_all(void);
+
+uint64_t vmm_now_ms(void);
+
+#endif

@@ -1,0 +1,552 @@
+/*
+ * The connection to vmmd, one per device, found by the device's UUID under
+ * VMM_SOCKET_DIR.  Opened lazily, used under its mutex with one request in
+ * flight; pushes (Recall, Goodbye) that arrive while waiting for a reply are
+ * remembered for the caller.  When the daemon goes away the next call
+ * reconnects once, tells the new daemon what this process still maps
+ * (Adopt, through vmm_client_adopt), and retries.  While vmmd cannot be
+ * reached, connecting is retried at most once a second.
+ */
+#include "client_internal.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "frame.h"
+#include "log.h"
+
+#define CONN_RETRY_MS 1000
+
+struct vmm_conn {
+	pthread_mutex_t		lock;
+	int			dev;
+	int			fd;		/* -1: not connected */
+	struct vmm_frame_reader	*rd;
+	uint64_t		next_rid;
+	uint64_t		gran, device_total, quota, session;
+	char			path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	uint64_t		next_try_ms;
+	bool			ever_up, warned;
+	uint64_t		recall_target, recall_id;
+};
+
+static pthread_mutex_t	conns_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct vmm_conn	*conns[VMM_MAX_DEVICES];
+
+/* Adopt held chunks after a reconnect; implemented in client.c. */
+int	vmm_client_adopt(struct vmm_conn *c, int dev);
+
+static void
+conn_down(struct vmm_conn *c)
+{
+	if (c->fd >= 0)
+		close(c->fd);
+	c->fd = -1;
+	vmm_frame_reader_free(c->rd);
+	c->rd = NULL;
+}
+
+/* Remembers a push; returns true if it was one. */
+static bool
+conn_push(struct vmm_conn *c, const Vmm__Envelope *env)
+{
+	switch (env->msg_case) {
+	case VMM__ENVELOPE__MSG_RECALL:
+		c->recall_target += env->recall->target_bytes;
+		c->recall_id = env->recall->recall_id;
+		vmm_log_debug("vmmd asks for %llu bytes back",
+		    (unsigned long long)env->recall->target_bytes);
+		return true;
+	case VMM__ENVELOPE__MSG_GOODBYE:
+		vmm_log_debug("vmmd says goodbye (reason %d)",
+		    (int)env->goodbye->reason);
+		conn_down(c);
+		c->next_try_ms = 0;
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* Waits for the reply to rid: 0 and *out, or a VMM_E* code (connection
+ * dropped on EOF or a protocol fault). */
+static int
+conn_wait(struct vmm_conn *c, uint64_t rid, struct vmm_frame_msg **out)
+{
+	int timeout = (int)vmm_settings_get()->connect_timeout_ms;
+	struct vmm_frame_msg *m;
+	int rc;
+
+	for (;;) {
+		if (c->fd < 0)
+			return VMM_ENODAEMON;
+		rc = vmm_frame_recv(c->rd, c->fd, &m, timeout);
+		if (rc != 1) {
+			vmm_log_debug("vmmd connection: %s", rc == 0 ? "closed" :
+			    vmm_frame_strerror(rc));
+			conn_down(c);
+			return rc == 0 || rc == -ECONNRESET ? VMM_ENODAEMON :
+			    VMM_EPROTO;
+		}
+		if (vmm_frame_request_id(vmm_frame_msg_env(m)) == rid &&
+		    vmm_frame_msg_env(m)->msg_case != VMM__ENVELOPE__MSG_RECALL) {
+			*out = m;
+			return 0;
+		}
+		conn_push(c, vmm_frame_msg_env(m));
+		vmm_frame_msg_free(m);
+	}
+}
+
+/* Sends env and waits for its reply, on an open connection. */
+static int
+conn_roundtrip(struct vmm_conn *c, Vmm__Envelope *env, uint64_t rid,
+    int *fds, size_t nfds, struct vmm_frame_msg **out)
+{
+	int timeout = (int)vmm_settings_get()->connect_timeout_ms;
+	int rc;
+
+	rc = vmm_frame_send(c->fd, VMM_FRAME_PEER_DAEMON, env, fds, nfds, timeout);
+	if (rc != 0) {
+		vmm_log_debug("vmmd send: %s", vmm_frame_strerror(rc));
+		conn_down(c);
+		return VMM_ENODAEMON;
+	}
+	vmm_stat_add(VMM_STAT_DAEMON_CALLS, 1);
+	return conn_wait(c, rid, out);
+}
+
+/* Connects and says Hello; adopts held memory after a reconnect. */
+static int
+conn_open(struct vmm_conn *c)
+{
+	const struct vmm_settings *st = vmm_settings_get();
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	Vmm__Envelope env = VMM__ENVELOPE__INIT;
+	Vmm__Hello h = VMM__HELLO__INIT;
+	const Vmm__Envelope *r;
+	struct vmm_frame_msg *m;
+	char name[VMM_PROTO_MAX_NAME + 1] = "", err[128];
+	uint64_t now = vmm_now_ms();
+	int rc;
+
+	if (now < c->next_try_ms)
+		return VMM_ENODAEMON;
+	c->next_try_ms = now + CONN_RETRY_MS;
+	memcpy(sa.sun_path, c->path, sizeof(sa.sun_path));
+	c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (c->fd < 0 || connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+		snprintf(err, sizeof(err), "%s", strerror(errno));
+		goto unreachable;
+	}
+	if ((c->rd = vmm_frame_reader_new(VMM_FRAME_PEER_DAEMON)) == NULL) {
+		snprintf(err, sizeof(err), "out of memory");
+		goto unreachable;
+	}
+	{
+		FILE *f = fopen("/proc/self/comm", "re");
+
+		if (f != NULL) {
+			if (fgets(name, sizeof(name), f) != NULL)
+				name[strcspn(name, "\n")] = '\0';
+			fclose(f);
+		}
+	}
+	h.request_id = c->next_rid++;
+	h.protocol_version = VMM_PROTOCOL_VERSION;
+	h.client_name = name;
+	h.pid = (uint32_t)getpid();
+	h.kind = VMM__CLIENT_KIND__CLIENT_KIND_APP;
+	env.msg_case = VMM__ENVELOPE__MSG_HELLO;
+	env.hello = &h;
+	if ((rc = conn_roundtrip(c, &env, h.request_id, NULL, 0, &m)) != 0) {
+		snprintf(err, sizeof(err), "no answer to Hello");
+		goto unreachable;
+	}
+	r = vmm_frame_msg_env(m);
+	if (r->msg_case != VMM__ENVELOPE__MSG_HELLO_REPLY) {
+		snprintf(err, sizeof(err), "refused: %s", r->msg_case ==
+		    VMM__ENVELOPE__MSG_ERROR ? r->error->message : "bad reply");
+		vmm_frame_msg_free(m);
+		goto unreachable;
+	}
+	c->gran = r->hello_reply->granularity;
+	c->session = r->hello_reply->session_id;
+	c->quota = r->hello_reply->limits->quota_bytes;
+	c->device_total = r->hello_reply->limits->device_total_bytes;
+	vmm_frame_msg_free(m);
+	vmm_log_debug("connected to vmmd at %s, session %llu", c->path,
+	    (unsigned long long)c->session);
+	if (c->ever_up && vmm_client_adopt(c, c->dev) != 0)
+		vmm_log_error("vmmd restarted: could not tell it what this "
+		    "process holds");
+	c->ever_up = true;
+	c->warned = false;
+	return 0;
+
+unreachable:
+	conn_down(c);
+	if (!c->warned) {
+		/* Said once per outage. */
+		vmm_log_error("vmmd unreachable at %s (%s): %s", c->path, err,
+		    st->require_daemon ? "allocations fail (VMM_REQUIRE_DAEMON=1)" :
+		    "using CUDA's own allocator");
+		c->warned = true;
+	}
+	return VMM_ENODAEMON;
+}
+
+struct vmm_conn *
+vmm_conn_get(int dev)
+{
+	const struct vmm_settings *st = vmm_settings_get();
+	struct vmm_conn *c;
+	CUdevice cudev;
+	CUuuid u;
+	const unsigned char *b;
+
+	if (dev < 0 || dev >= VMM_MAX_DEVICES)
+		return NULL;
+	pthread_mutex_lock(&conns_lock);
+	if ((c = conns[dev]) == NULL) {
+		if (cuDeviceGet(&cudev, dev) != CUDA_SUCCESS ||
+		    cuDeviceGetUuid_v2(&u, cudev) != CUDA_SUCCESS ||
+		    (c = calloc(1, sizeof(*c))) == NULL) {
+			pthread_mutex_unlock(&conns_lock);
+			return NULL;
+		}
+		b = (const unsigned char *)u.bytes;
+		pthread_mutex_init(&c->lock, NULL);
+		c->dev = dev;
+		c->fd = -1;
+		c->next_rid = 1;
+		if ((size_t)snprintf(c->path, sizeof(c->path), "%s/gpu-%02x%02x%02x"
+		    "%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x.sock",
+		    st->socket_dir, b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7],
+		    b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]) >=
+		    sizeof(c->path))
+			vmm_log_error("VMM_SOCKET_DIR=\"%s\" is too long for a socket "
+			    "path", st->socket_dir);
+		conns[dev] = c;
+	}
+	pthread_mutex_unlock(&conns_lock);
+	return c;
+}
+
+/* Runs one request: connects if needed, retries once after a reconnect. */
+static int
+conn_call(struct vmm_conn *c, Vmm__Envelope *env, uint64_t rid, int *fds,
+    size_t nfds, struct vmm_frame_msg **out)
+{
+	int rc, attempt;
+
+	for (attempt = 0; attempt < 2; attempt++) {
+		if (c->fd < 0 && (rc = conn_open(c)) != 0)
+			break;
+		rc = conn_roundtrip(c, env, rid, fds, nfds, out);
+		if (rc != VMM_ENODAEMON || fds != NULL)
+			return rc;
+	}
+	/* The fds were sent or closed by the frame module already. */
+	return VMM_ENODAEMON;
+}
+
+/* Turns an Error reply into a VMM_E* code. */
+static int
+conn_error(const Vmm__Envelope *r)
+{
+	if (r->msg_case != VMM__ENVELOPE__MSG_ERROR)
+		return VMM_EPROTO;
+	switch (r->error->code) {
+	case VMM__ERROR_CODE__ERROR_CODE_OUT_OF_MEMORY:
+		vmm_log_error("vmmd: %s", r->error->message);
+		return VMM_ENOMEM;
+	case VMM__ERROR_CODE__ERROR_CODE_QUOTA:
+		vmm_log_error("vmmd: %s", r->error->message);
+		return VMM_EQUOTA;
+	case VMM__ERROR_CODE__ERROR_CODE_INVALID:
+	case VMM__ERROR_CODE__ERROR_CODE_LIMIT:
+		return VMM_EINVAL;
+	default:
+		vmm_log_error("vmmd: %s", r->error->message);
+		return VMM_EPROTO;
+	}
+}
+
+int
+vmm_conn_acquire(struct vmm_conn *c, uint64_t bytes, unsigned flags,
+    uint64_t min_piece, struct vmm_grant_chunk *out, size_t max)
+{
+	Vmm__Envelope env = VMM__ENVELOPE__INIT;
+	Vmm__Acquire a = VMM__ACQUIRE__INIT;
+	const Vmm__Envelope *r;
+	struct vmm_frame_msg *m;
+	size_t i;
+	int rc;
+
+	pthread_mutex_lock(&c->lock);
+	a.request_id = c->next_rid++;
+	a.bytes = bytes;
+	a.flags = flags;
+	a.min_piece = min_piece;
+	env.msg_case = VMM__ENVELOPE__MSG_ACQUIRE;
+	env.acquire = &a;
+	if ((rc = conn_call(c, &env, a.request_id, NULL, 0, &m)) != 0) {
+		pthread_mutex_unlock(&c->lock);
+		return rc;
+	}
+	r = vmm_frame_msg_env(m);
+	if (r->msg_case != VMM__ENVELOPE__MSG_GRANT) {
+		rc = conn_error(r);
+	} else if (r->grant->n_chunks > max) {
+		rc = VMM_EPROTO;
+	} else {
+		for (i = 0; i < r->grant->n_chunks; i++) {
+			out[i].id = r->grant->chunks[i]->id;
+			out[i].size = r->grant->chunks[i]->size;
+			out[i].fd = vmm_frame_msg_take_fd(m, i);
+		}
+		rc = (int)r->grant->n_chunks;
+	}
+	vmm_frame_msg_free(m);
+	pthread_mutex_unlock(&c->lock);
+	return rc;
+}
+
+int
+vmm_conn_release(struct vmm_conn *c, const uint64_t *ids, size_t n,
+    uint64_t recall_id)
+{
+	Vmm__Envelope env = VMM__ENVELOPE__INIT;
+	Vmm__Release rel = VMM__RELEASE__INIT;
+	struct vmm_frame_msg *m;
+	size_t off = 0;
+	int rc = 0;
+
+	pthread_mutex_lock(&c->lock);
+	/* A reconnect in between would have adopted them under new ids: then
+	 * these ids mean nothing to the new daemon and the chunks stay lent;
+	 * callers pass ids read under the same session. */
+	while (off < n && rc == 0) {
+		size_t k = n - off < VMM_PROTO_MAX_RELEASE_IDS ? n - off :
+		    VMM_PROTO_MAX_RELEASE_IDS;
+
+		vmm__release__init(&rel);
+		rel.request_id = c->next_rid++;
+		rel.n_chunk_ids = k;
+		rel.chunk_ids = (uint64_t *)ids + off;
+		rel.recall_id = recall_id;
+		env.msg_case = VMM__ENVELOPE__MSG_RELEASE;
+		env.release = &rel;
+		if (c->fd < 0) {
+			rc = VMM_ENODAEMON;
+			break;
+		}
+		if ((rc = conn_roundtrip(c, &env, rel.request_id, NULL, 0, &m)) != 0)
+			break;
+		if (vmm_frame_msg_env(m)->msg_case != VMM__ENVELOPE__MSG_RELEASE_REPLY)
+			rc = conn_error(vmm_frame_msg_env(m));
+		vmm_frame_msg_free(m);
+		off += k;
+	}
+	pthread_mutex_unlock(&c->lock);
+	return rc;
+}
+
+int
+vmm_conn_report(struct vmm_conn *c, const struct vmm_usage *u)
+{
+	Vmm__Envelope env = VMM__ENVELOPE__INIT;
+	Vmm__Report rep = VMM__REPORT__INIT;
+	struct vmm_frame_msg *m;
+	int rc;
+
+	pthread_mutex_lock(&c->lock);
+	if (c->fd < 0) {
+		pthread_mutex_unlock(&c->lock);
+		return VMM_ENODAEMON;
+	}
+	rep.request_id = c->next_rid++;
+	rep.in_use_bytes = u->in_use_bytes;
+	rep.cached_bytes = u->cached_bytes;
+	rep.peak_bytes = u->peak_in_use_bytes;
+	rep.alloc_count = u->allocs;
+	rep.free_count = u->frees;
+	rep.reserved_va_bytes = u->reserved_va_bytes;
+	env.msg_case = VMM__ENVELOPE__MSG_REPORT;
+	env.report = &rep;
+	if ((rc = conn_roundtrip(c, &env, rep.request_id, NULL, 0, &m)) == 0) {
+		if (vmm_frame_msg_env(m)->msg_case != VMM__ENVELOPE__MSG_ACK)
+			rc = conn_error(vmm_frame_msg_env(m));
+		vmm_frame_msg_free(m);
+	}
+	pthread_mutex_unlock(&c->lock);
+	return rc;
+}
+
+int
+vmm_conn_meminfo(struct vmm_conn *c, uint64_t *free_bytes, uint64_t *total)
+{
+	Vmm__Envelope env = VMM__ENVELOPE__INIT;
+	Vmm__MemInfoRequest req = VMM__MEM_INFO_REQUEST__INIT;
+	const Vmm__Envelope *r;
+	struct vmm_frame_msg *m;
+	int rc;
+
+	pthread_mutex_lock(&c->lock);
+	req.request_id = c->next_rid++;
+	env.msg_case = VMM__ENVELOPE__MSG_MEM_INFO_REQUEST;
+	env.mem_info_request = &req;
+	if ((rc = conn_call(c, &env, req.request_id, NULL, 0, &m)) == 0) {
+		r = vmm_frame_msg_env(m);
+		if (r->msg_case == VMM__ENVELOPE__MSG_MEM_INFO_REPLY) {
+			*free_bytes = r->mem_info_reply->free_bytes;
+			*total = r->mem_info_reply->total_bytes;
+		} else
+			rc = conn_error(r);
+		vmm_frame_msg_free(m);
+	}
+	pthread_mutex_unlock(&c->lock);
+	return rc;
+}
+
+/* Sends one Adopt batch (fds taken) and returns the new ids in ids. */
+int	vmm_conn_adopt_locked(struct vmm_conn *c, const uint64_t *sizes,
+	    int *fds, size_t n, uint64_t *ids);
+
+int
+vmm_conn_adopt_locked(struct vmm_conn *c, const uint64_t *sizes, int *fds,
+    size_t n, uint64_t *ids)
+{
+	Vmm__Envelope env = VMM__ENVELOPE__INIT;
+	Vmm__Adopt a = VMM__ADOPT__INIT;
+	const Vmm__Envelope *r;
+	struct vmm_frame_msg *m;
+	size_t i;
+	int rc;
+
+	a.request_id = c->next_rid++;
+	a.n_sizes = n;
+	a.sizes = (uint64_t *)sizes;
+	env.msg_case = VMM__ENVELOPE__MSG_ADOPT;
+	env.adopt = &a;
+	if ((rc = conn_roundtrip(c, &env, a.request_id, fds, n, &m)) != 0)
+		return rc;
+	r = vmm_frame_msg_env(m);
+	if (r->msg_case != VMM__ENVELOPE__MSG_ADOPT_REPLY ||
+	    r->adopt_reply->n_chunk_ids != n)
+		rc = r->msg_case == VMM__ENVELOPE__MSG_ERROR ? conn_error(r) :
+		    VMM_EPROTO;
+	else
+		for (i = 0; i < n; i++)
+			ids[i] = r->adopt_reply->chunk_ids[i];
+	vmm_frame_msg_free(m);
+	return rc;
+}
+
+uint64_t
+vmm_conn_poll(struct vmm_conn *c, uint64_t *recall_id)
+{
+	struct vmm_frame_msg *m;
+	uint64_t target;
+	ssize_t n;
+
+	if (pthread_mutex_trylock(&c->lock) != 0)
+		return 0;
+	while (c->fd >= 0) {
+		n = vmm_frame_reader_read(c->rd, c->fd);
+		if (n == 0 || (n < 0 && n != -EAGAIN && n != -ENOBUFS)) {
+			conn_down(c);
+			break;
+		}
+		while (c->rd != NULL && vmm_frame_reader_next(c->rd, &m) == 1) {
+			conn_push(c, vmm_frame_msg_env(m));
+			vmm_frame_msg_free(m);
+		}
+		if (n == -EAGAIN)
+			break;
+	}
+	target = c->recall_target;
+	*recall_id = c->recall_id;
+	c->recall_target = 0;
+	pthread_mutex_unlock(&c->lock);
+	return target;
+}
+
+uint64_t
+vmm_conn_granularity(struct vmm_conn *c)
+{
+	return c->gran;
+}
+
+uint64_t
+vmm_conn_device_total(struct vmm_conn *c)
+{
+	return c->device_total;
+}
+
+uint64_t
+vmm_conn_quota(struct vmm_conn *c)
+{
+	return c->quota;
+}
+
+int
+vmm_conn_fd(struct vmm_conn *c)
+{
+	return c->fd;
+}
+
+/* Makes sure c is connected; 0 or VMM_ENODAEMON. */
+int	vmm_conn_ensure(struct vmm_conn *c);
+
+int
+vmm_conn_ensure(struct vmm_conn *c)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&c->lock);
+	if (c->fd < 0)
+		rc = conn_open(c);
+	pthread_mutex_unlock(&c->lock);
+	return rc;
+}
+
+void
+vmm_conn_forget_all(void)
+{
+	int i;
+
+	/* The child must never speak on the parent's sockets: close our copy
+	 * of the fds without a word, and forget the rest. */
+	pthread_mutex_init(&conns_lock, NULL);
+	for (i = 0; i < VMM_MAX_DEVICES; i++) {
+		if (conns[i] == NULL)
+			continue;
+		if (conns[i]->fd >= 0)
+			close(conns[i]->fd);
+		conns[i] = NULL;	/* leaked on purpose: may be mid-use */
+	}
+}
+
+void
+vmm_conn_close_all(void)
+{
+	int i;
+
+	pthread_mutex_lock(&conns_lock);
+	for (i = 0; i < VMM_MAX_DEVICES; i++) {
+		if (conns[i] == NULL)
+			continue;
+		pthread_mutex_lock(&conns[i]->lock);
+		conn_down(conns[i]);
+		pthread_mutex_unlock(&conns[i]->lock);
+	}
+	pthread_mutex_unlock(&conns_lock);
+}

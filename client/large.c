@@ -1,0 +1,583 @@
+/*
+ * Large allocations: the chunks of one grant mapped back to back into one
+ * VA range, with VA headroom after it so vmm_realloc usually grows in place.
+ * A freed allocation stays mapped in a per-process cache (bounded by
+ * VMM_CACHE_MAX) and is reused whole for a request of about its size; the
+ * cache goes back to vmmd when idle, when asked, or when it is full.
+ *
+ * Entries live in an array sorted by base under a rwlock.  No lock is held
+ * while talking to vmmd or the driver's slow calls.
+ */
+#include "client_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "frame.h"
+#include "log.h"
+
+#define LARGE_MAX_GRANT 64
+
+struct large_chunk {
+	uint64_t	id;
+	uint64_t	size;
+};
+
+struct large {
+	CUdeviceptr		base;
+	uint64_t		size;		/* as requested */
+	uint64_t		mapped;		/* sum of the chunks */
+	uint64_t		va_size;	/* VA owned, >= mapped */
+	int			dev;
+	struct large_chunk	*chunks;
+	uint32_t		nchunks, capchunks;
+	bool			cached;
+	uint64_t		ticket;		/* when freed */
+	uint64_t		freed_ms;
+	struct large		*cnext, *cprev;	/* cache, most recent first */
+};
+
+static pthread_rwlock_t	large_lock = PTHREAD_RWLOCK_INITIALIZER;
+static struct large	**large_v;	/* sorted by base */
+static size_t		large_n, large_cap;
+static struct large	*cache_head, *cache_tail;
+static uint64_t		cache_bytes;
+
+static uint64_t
+round_up(uint64_t v, uint64_t g)
+{
+	return (v + g - 1) / g * g;
+}
+
+/* Index of the first entry with base >= addr; lock held. */
+static size_t
+large_index(CUdeviceptr addr)
+{
+	size_t lo = 0, hi = large_n;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+
+		if (large_v[mid]->base < addr)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static int
+large_insert(struct large *l)
+{
+	size_t i;
+
+	if (large_n == large_cap) {
+		size_t n = large_cap ? large_cap * 2 : 64;
+		struct large **nv = realloc(large_v, n * sizeof(*nv));
+
+		if (nv == NULL)
+			return -1;
+		large_v = nv;
+		large_cap = n;
+	}
+	i = large_index(l->base);
+	memmove(&large_v[i + 1], &large_v[i], (large_n - i) * sizeof(*large_v));
+	large_v[i] = l;
+	large_n++;
+	return 0;
+}
+
+static void
+large_remove(struct large *l)
+{
+	size_t i = large_index(l->base);
+
+	if (i < large_n && large_v[i] == l) {
+		memmove(&large_v[i], &large_v[i + 1],
+		    (large_n - i - 1) * sizeof(*large_v));
+		large_n--;
+	}
+}
+
+/* The live entry whose range holds addr; lock held. */
+static struct large *
+large_find(CUdeviceptr addr, bool exact)
+{
+	size_t i = large_index(addr + 1);
+	struct large *l;
+
+	if (i == 0)
+		return NULL;
+	l = large_v[i - 1];
+	if (l->cached || addr - l->base >= l->size || (exact && addr != l->base))
+		return NULL;
+	return l;
+}
+
+static void
+cache_unlink(struct large *l)
+{
+	if (l->cprev)
+		l->cprev->cnext = l->cnext;
+	else
+		cache_head = l->cnext;
+	if (l->cnext)
+		l->cnext->cprev = l->cprev;
+	else
+		cache_tail = l->cprev;
+	l->cnext = l->cprev = NULL;
+	cache_bytes -= l->mapped;
+	vmm_stat_add(VMM_STAT_CACHED, -(int64_t)l->mapped);
+}
+
+static int
+large_add_chunks(struct large *l, const struct vmm_grant_chunk *g, size_t n)
+{
+	size_t i;
+
+	if (l->nchunks + n > l->capchunks) {
+		uint32_t cap = (uint32_t)(l->nchunks + n) * 2;
+		struct large_chunk *nc = realloc(l->chunks, cap * sizeof(*nc));
+
+		if (nc == NULL)
+			return -1;
+		l->chunks = nc;
+		l->capchunks = cap;
+	}
+	for (i = 0; i < n; i++) {
+		l->chunks[l->nchunks].id = g[i].id;
+		l->chunks[l->nchunks].size = g[i].size;
+		l->nchunks++;
+		l->mapped += g[i].size;
+	}
+	return 0;
+}
+
+/* Gives granted chunks back unused (a failure after the grant). */
+static void
+large_giveback(struct vmm_conn *c, struct vmm_grant_chunk *g, size_t n)
+{
+	uint64_t ids[LARGE_MAX_GRANT];
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		ids[i] = g[i].id;
+		if (g[i].fd >= 0)
+			close(g[i].fd);
+	}
+	vmm_conn_release(c, ids, n, 0);
+}
+
+/* Asks vmmd for bytes; on out-of-memory gives this process's own cache
+ * back first and asks once more. */
+static int
+large_acquire(struct vmm_conn *c, uint64_t bytes, struct vmm_grant_chunk *g)
+{
+	const struct vmm_settings *st = vmm_settings_get();
+	uint64_t gran = vmm_conn_granularity(c);
+	uint64_t min_piece = round_up((uint64_t)(st->frag_ratio * (double)bytes),
+	    gran);
+	int n;
+
+	n = vmm_conn_acquire(c, bytes, VMM__ACQUIRE_FLAG__ACQUIRE_FLAG_ALLOW_STITCH,
+	    min_piece, g, LARGE_MAX_GRANT);
+	if ((n == VMM_ENOMEM || n == VMM_EQUOTA) &&
+	    (vmm_small_flush_mine(), vmm_large_trim(0, 0) + vmm_small_trim()) > 0)
+		n = vmm_conn_acquire(c,  bytes,
+		    VMM__ACQUIRE_FLAG__ACQUIRE_FLAG_ALLOW_STITCH, min_piece, g,
+		    LARGE_MAX_GRANT);
+	return n;
+}
+
+int
+vmm_large_alloc(int dev, size_t size, void **out)
+{
+	const struct vmm_settings *st = vmm_settings_get();
+	struct vmm_grant_chunk g[LARGE_MAX_GRANT];
+	struct vmm_conn *c;
+	struct large *l, *best = NULL;
+	uint64_t gran, need, ticket;
+	int n, rc;
+
+	if ((c = vmm_conn_get(dev)) == NULL)
+		return VMM_ENODAEMON;
+	if ((gran = vmm_conn_granularity(c)) == 0) {
+		extern int vmm_conn_ensure(struct vmm_conn *);
+
+		if ((rc = vmm_conn_ensure(c)) != 0)
+			return rc;
+		gran = vmm_conn_granularity(c);
+	}
+	need = round_up(size, gran);
+
+	/* 1. A cached allocation of about this size. */
+	pthread_rwlock_wrlock(&large_lock);
+	for (l = cache_head; l != NULL; l = l->cnext) {
+		if (l->dev != dev || l->mapped < need || l->mapped > need + need / 8)
+			continue;
+		if (best == NULL || l->mapped < best->mapped)
+			best = l;
+	}
+	if (best != NULL) {
+		cache_unlink(best);
+		best->cached = false;
+		best->size = size;
+		ticket = best->ticket;
+		pthread_rwlock_unlock(&large_lock);
+		vmm_sync_for(ticket);
+		*out = (void *)(uintptr_t)best->base;
+		vmm_stat_add(VMM_STAT_IN_USE, (int64_t)size);
+		vmm_stat_add(VMM_STAT_ALLOCS, 1);
+		vmm_log_info("ALLOC Ptr=0x%llx Size=%zu PA=%llu Chunks=%u Cached=1",
+		    (unsigned long long)best->base, size,
+		    (unsigned long long)best->mapped, best->nchunks);
+		return 0;
+	}
+	pthread_rwlock_unlock(&large_lock);
+
+	/* 2. Chunks from vmmd, mapped back to back. */
+	if ((n = large_acquire(c, need, g)) < 0)
+		return n;
+	if ((l = calloc(1, sizeof(*l))) == NULL ||
+	    large_add_chunks(l, g, (size_t)n) != 0) {
+		rc = VMM_ENOMEM;
+		goto fail;
+	}
+	l->dev = dev;
+	l->size = size;
+	l->va_size = round_up(l->mapped + (uint64_t)(st->va_headroom *
+	    (double)l->mapped), gran);
+	if ((rc = vmm_va_alloc(dev, l->va_size, gran, &l->base)) != 0)
+		goto fail;
+	if ((rc = vmm_map_chunks(dev, l->base, g, (size_t)n)) != 0) {
+		vmm_va_free(dev, l->base, l->va_size);
+		goto fail;
+	}
+	pthread_rwlock_wrlock(&large_lock);
+	rc = large_insert(l);
+	pthread_rwlock_unlock(&large_lock);
+	if (rc != 0) {
+		vmm_unmap_range(l->base, l->mapped);
+		vmm_va_free(dev, l->base, l->va_size);
+		rc = VMM_ENOMEM;
+		goto fail_released;
+	}
+	vmm_stat_add(VMM_STAT_IN_USE, (int64_t)size);
+	vmm_stat_add(VMM_STAT_MAPPED, (int64_t)l->mapped);
+	vmm_stat_add(VMM_STAT_ALLOCS, 1);
+	vmm_log_info("ALLOC Ptr=0x%llx Size=%zu PA=%llu Chunks=%d",
+	    (unsigned long long)l->base, size, (unsigned long long)l->mapped, n);
+	*out = (void *)(uintptr_t)l->base;
+	return 0;
+
+fail:
+	large_giveback(c, g, (size_t)n);
+	if (l != NULL) {
+		free(l->chunks);
+		free(l);
+	}
+	return rc;
+fail_released:
+	{
+		uint64_t ids[LARGE_MAX_GRANT];
+		uint32_t i;
+
+		for (i = 0; i < l->nchunks; i++)
+			ids[i] = l->chunks[i].id;
+		vmm_conn_release(c, ids, l->nchunks, 0);
+	}
+	free(l->chunks);
+	free(l);
+	return rc;
+}
+
+/* Unmaps an entry (off every list) and gives its chunks back. */
+static void
+large_destroy(struct large *l)
+{
+	struct vmm_conn *c = vmm_conn_get(l->dev);
+	uint64_t *ids = calloc(l->nchunks ? l->nchunks : 1, sizeof(*ids));
+	uint32_t i;
+
+	vmm_unmap_range(l->base, l->mapped);
+	vmm_va_free(l->dev, l->base, l->va_size);
+	vmm_stat_add(VMM_STAT_MAPPED, -(int64_t)l->mapped);
+	if (ids != NULL && c != NULL) {
+		for (i = 0; i < l->nchunks; i++)
+			ids[i] = l->chunks[i].id;
+		vmm_conn_release(c, ids, l->nchunks, 0);
+	}
+	vmm_log_debug("UNMAP Ptr=0x%llx Size=%llu", (unsigned long long)l->base,
+	    (unsigned long long)l->mapped);
+	free(ids);
+	free(l->chunks);
+	free(l);
+}
+
+int
+vmm_large_free(void *p)
+{
+	const struct vmm_settings *st = vmm_settings_get();
+	struct large *l;
+	uint64_t over;
+
+	pthread_rwlock_wrlock(&large_lock);
+	if ((l = large_find((CUdeviceptr)(uintptr_t)p, true)) == NULL) {
+		pthread_rwlock_unlock(&large_lock);
+		return VMM_ENOTOURS;
+	}
+	l->cached = true;
+	l->ticket = vmm_sync_ticket();
+	l->freed_ms = vmm_now_ms();
+	l->cnext = cache_head;
+	l->cprev = NULL;
+	if (cache_head)
+		cache_head->cprev = l;
+	else
+		cache_tail = l;
+	cache_head = l;
+	cache_bytes += l->mapped;
+	over = cache_bytes > st->cache_max ? cache_bytes - st->cache_max : 0;
+	vmm_stat_add(VMM_STAT_CACHED, (int64_t)l->mapped);
+	vmm_stat_add(VMM_STAT_IN_USE, -(int64_t)l->size);
+	vmm_stat_add(VMM_STAT_FREES, 1);
+	vmm_log_info("FREE Ptr=0x%llx Size=%llu", (unsigned long long)l->base,
+	    (unsigned long long)l->size);
+	pthread_rwlock_unlock(&large_lock);
+	if (over > 0)
+		vmm_large_trim(over, 0);
+	return 0;
+}
+
+uint64_t
+vmm_large_trim(uint64_t target, uint64_t older_ms)
+{
+	uint64_t done = 0, now = vmm_now_ms();
+	struct large *l;
+
+	for (;;) {
+		pthread_rwlock_wrlock(&large_lock);
+		l = cache_tail;
+		if (l == NULL || (target != 0 && done >= target) ||
+		    now - l->freed_ms < older_ms) {
+			pthread_rwlock_unlock(&large_lock);
+			break;
+		}
+		cache_unlink(l);
+		large_remove(l);
+		pthread_rwlock_unlock(&large_lock);
+		/* Not before work issued ahead of the free is done. */
+		vmm_sync_for(l->ticket);
+		done += l->mapped;
+		large_destroy(l);
+	}
+	return done;
+}
+
+bool
+vmm_large_owns(const void *p)
+{
+	bool r;
+
+	pthread_rwlock_rdlock(&large_lock);
+	r = large_find((CUdeviceptr)(uintptr_t)p, true) != NULL;
+	pthread_rwlock_unlock(&large_lock);
+	return r;
+}
+
+int
+vmm_large_range(const void *p, void **base, size_t *size)
+{
+	struct large *l;
+	int rc = VMM_ENOTOURS;
+
+	pthread_rwlock_rdlock(&large_lock);
+	if ((l = large_find((CUdeviceptr)(uintptr_t)p, false)) != NULL) {
+		*base = (void *)(uintptr_t)l->base;
+		*size = l->size;
+		rc = 0;
+	}
+	pthread_rwlock_unlock(&large_lock);
+	return rc;
+}
+
+/* Remaps l's chunks at new_base (same physical memory, no copy). */
+static int
+large_remap(struct large *l, CUdeviceptr new_base)
+{
+	CUmemGenericAllocationHandle h;
+	CUmemAccessDesc acc = { 0 };
+	uint64_t off = 0;
+	uint32_t i;
+
+	for (i = 0; i < l->nchunks; i++) {
+		if (cuMemRetainAllocationHandle(&h, (void *)(uintptr_t)(l->base +
+		    off)) != CUDA_SUCCESS)
+			goto fail;
+		if (cuMemMap(new_base + off, l->chunks[i].size, 0, h, 0) !=
+		    CUDA_SUCCESS) {
+			cuMemRelease(h);
+			goto fail;
+		}
+		cuMemRelease(h);
+		off += l->chunks[i].size;
+	}
+	acc.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+	acc.location.id = l->dev;
+	acc.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
+	if (cuMemSetAccess(new_base, l->mapped, &acc, 1) == CUDA_SUCCESS)
+		return 0;
+fail:
+	if (off > 0)
+		vmm_unmap_range(new_base, off);
+	return VMM_ECUDA;
+}
+
+/* Shrinks l to need bytes of chunks: unmaps and returns the tail. */
+static void
+large_shrink(struct large *l, uint64_t need)
+{
+	struct vmm_conn *c = vmm_conn_get(l->dev);
+	uint64_t keep = 0, *ids;
+	uint32_t k = 0, i;
+
+	while (k < l->nchunks && keep < need)
+		keep += l->chunks[k++].size;
+	if (k == l->nchunks)
+		return;
+	/* The tail may be in use by work issued before the call. */
+	vmm_sync_for(vmm_sync_ticket());
+	vmm_unmap_range(l->base + keep, l->mapped - keep);
+	if ((ids = calloc(l->nchunks - k, sizeof(*ids))) != NULL && c != NULL) {
+		for (i = k; i < l->nchunks; i++)
+			ids[i - k] = l->chunks[i].id;
+		vmm_conn_release(c, ids, l->nchunks - k, 0);
+	}
+	free(ids);
+	vmm_stat_add(VMM_STAT_MAPPED, -(int64_t)(l->mapped - keep));
+	l->mapped = keep;
+	l->nchunks = k;
+}
+
+int
+vmm_large_realloc(void **pp, size_t size)
+{
+	const struct vmm_settings *st = vmm_settings_get();
+	struct vmm_grant_chunk g[LARGE_MAX_GRANT];
+	CUdeviceptr old, nb;
+	struct vmm_conn *c;
+	struct large *l;
+	uint64_t gran, need, extra, nva;
+	size_t oldsize;
+	int n, rc;
+
+	pthread_rwlock_rdlock(&large_lock);
+	l = large_find((CUdeviceptr)(uintptr_t)*pp, true);
+	pthread_rwlock_unlock(&large_lock);
+	if (l == NULL)
+		return VMM_ENOTOURS;
+	if ((c = vmm_conn_get(l->dev)) == NULL)
+		return VMM_ENODAEMON;
+	gran = vmm_conn_granularity(c);
+	need = round_up(size, gran);
+	old = l->base;
+	oldsize = l->size;
+	if (need <= l->mapped) {
+		large_shrink(l, need);
+		l->size = size;
+		vmm_stat_add(VMM_STAT_IN_USE, (int64_t)size - (int64_t)oldsize);
+		vmm_log_info("REMAP Ptr=0x%llx Size=%zu Src=0x%llx",
+		    (unsigned long long)l->base, size, (unsigned long long)old);
+		return 0;
+	}
+	extra = need - l->mapped;
+	if ((n = large_acquire(c, extra, g)) < 0)
+		return n;
+	/* Grow in place: within our VA, or by taking the VA right after. */
+	nva = round_up(need + (uint64_t)(st->va_headroom * (double)need), gran);
+	if (need <= l->va_size ||
+	    vmm_va_take(l->dev, l->base + l->va_size, nva - l->va_size) == 0) {
+		if (need > l->va_size)
+			l->va_size = nva;
+		if ((rc = vmm_map_chunks(l->dev, l->base + l->mapped, g,
+		    (size_t)n)) != 0) {
+			large_giveback(c, g, (size_t)n);
+			return rc;
+		}
+		large_add_chunks(l, g, (size_t)n);
+		nb = l->base;
+	} else {
+		/* Move: the same chunks into a new range, the new ones after. */
+		if ((rc = vmm_va_alloc(l->dev, nva, gran, &nb)) != 0) {
+			large_giveback(c, g, (size_t)n);
+			return rc;
+		}
+		if ((rc = large_remap(l, nb)) != 0) {
+			vmm_va_free(l->dev, nb, nva);
+			large_giveback(c, g, (size_t)n);
+			return rc;
+		}
+		if ((rc = vmm_map_chunks(l->dev, nb + l->mapped, g,
+		    (size_t)n)) != 0) {
+			vmm_unmap_range(nb, l->mapped);
+			vmm_va_free(l->dev, nb, nva);
+			large_giveback(c, g, (size_t)n);
+			return rc;
+		}
+		/* Work issued on the old address must finish first. */
+		vmm_sync_for(vmm_sync_ticket());
+		vmm_unmap_range(l->base, l->mapped);
+		vmm_va_free(l->dev, l->base, l->va_size);
+		pthread_rwlock_wrlock(&large_lock);
+		large_remove(l);
+		l->base = nb;
+		l->va_size = nva;
+		large_add_chunks(l, g, (size_t)n);
+		large_insert(l);
+		pthread_rwlock_unlock(&large_lock);
+	}
+	vmm_stat_add(VMM_STAT_MAPPED, (int64_t)extra);
+	vmm_stat_add(VMM_STAT_IN_USE, (int64_t)size - (int64_t)oldsize);
+	l->size = size;
+	vmm_log_info("REMAP Ptr=0x%llx Size=%zu Src=0x%llx",
+	    (unsigned long long)nb, size, (unsigned long long)old);
+	*pp = (void *)(uintptr_t)nb;
+	return 0;
+}
+
+/* Visits every chunk of dev this process maps (for Adopt); lock taken. */
+void	vmm_large_each_chunk(int dev, void (*fn)(void *arg, CUdeviceptr va,
+	    uint64_t size, uint64_t *id), void *arg);
+
+void
+vmm_large_each_chunk(int dev, void (*fn)(void *arg, CUdeviceptr va,
+    uint64_t size, uint64_t *id), void *arg)
+{
+	size_t i;
+	uint32_t k;
+
+	pthread_rwlock_wrlock(&large_lock);
+	for (i = 0; i < large_n; i++) {
+		struct large *l = large_v[i];
+		uint64_t off = 0;
+
+		if (l->dev != dev)
+			continue;
+		for (k = 0; k < l->nchunks; k++) {
+			fn(arg, l->base + off, l->chunks[k].size, &l->chunks[k].id);
+			off += l->chunks[k].size;
+		}
+	}
+	pthread_rwlock_unlock(&large_lock);
+}
+
+void
+vmm_large_forget_all(void)
+{
+	pthread_rwlock_init(&large_lock, NULL);
+	large_v = NULL;		/* the parent's, left alone */
+	large_n = large_cap = 0;
+	cache_head = cache_tail = NULL;
+	cache_bytes = 0;
+}

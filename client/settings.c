@@ -1,0 +1,82 @@
+/*
+ * The VMM_* environment, read once (mimalloc's options.c is the model): one
+ * table drives parsing, the README's table and the error messages.  An
+ * invalid value ends the process at start-up with a line naming the
+ * variable and what it accepts, like libvmmalloc does.
+ */
+#include "client_internal.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "log.h"
+
+#define O(f) offsetof(struct vmm_settings, f)
+
+const struct vmm_opt vmm_client_options[] = {
+	{ "VMM_MODE", VMM_OPT_ENUM, "VMM", 0, 0, "VMM|MONITOR", O(mode),
+	  "VMM: allocate from vmmd; MONITOR: call CUDA's allocator, log only" },
+	{ "VMM_RESERVE_SIZE_MB", VMM_OPT_U64, "0", 0, 16777216, NULL,
+	  O(reserve_mb), "virtual address space per reservation in MiB; "
+	  "0: twice the device's memory (at least 4096)" },
+	{ "VMM_FRAG_RATIO", VMM_OPT_DOUBLE, "0.25", 0, 1, NULL, O(frag_ratio),
+	  "a large allocation is not stitched from free chunks smaller than "
+	  "this times its size" },
+	{ "VMM_LOG_LEVEL", VMM_OPT_ENUM, "ERROR", 0, 0, "ERROR|INFO|DEBUG",
+	  O(log_level), "ERROR: failures only; INFO: ALLOC/FREE/REMAP/COPY; "
+	  "DEBUG: everything" },
+	{ "VMM_LOG_FILE", VMM_OPT_STRING, "", 0, 0, NULL, O(log_file),
+	  "log file (default stderr); a trailing '-' appends the pid" },
+	{ "VMM_SOCKET_DIR", VMM_OPT_STRING, "/run/vmmd", 0, 0, NULL,
+	  O(socket_dir), "where vmmd's sockets are (gpu-<UUID>.sock)" },
+	{ "VMM_REQUIRE_DAEMON", VMM_OPT_BOOL, "0", 0, 1, NULL,
+	  O(require_daemon), "1: fail allocations when vmmd is unreachable "
+	  "instead of falling back to CUDA's allocator" },
+	{ "VMM_SMALL_MAX", VMM_OPT_SIZE, "1M", 0, 16777216, NULL, O(small_max),
+	  "largest size sub-allocated from shared segments; 0: none" },
+	{ "VMM_CACHE_MAX", VMM_OPT_SIZE, "1G", 0, 1e15, NULL, O(cache_max),
+	  "most freed memory kept mapped in the process for reuse" },
+	{ "VMM_IDLE_MS", VMM_OPT_U64, "2000", 0, 86400000, NULL, O(idle_ms),
+	  "cached memory goes back to vmmd after this long unused; 0: never" },
+	{ "VMM_REPORT_MS", VMM_OPT_U64, "1000", 10, 3600000, NULL, O(report_ms),
+	  "usage figures are sent to vmmd at most this often" },
+	{ "VMM_VA_HEADROOM", VMM_OPT_DOUBLE, "1", 0, 16, NULL, O(va_headroom),
+	  "address space left free after a large allocation, as a multiple of "
+	  "its size, so vmm_realloc can grow it in place" },
+	{ "VMM_CONNECT_TIMEOUT_MS", VMM_OPT_U64, "2000", 1, 600000, NULL,
+	  O(connect_timeout_ms), "how long a call to vmmd may take" },
+};
+
+const size_t vmm_client_noptions =
+    sizeof(vmm_client_options) / sizeof(vmm_client_options[0]);
+
+static struct vmm_settings	settings;
+static pthread_once_t		settings_once = PTHREAD_ONCE_INIT;
+
+static void
+settings_load(void)
+{
+	char err[512];
+
+	if (vmm_opt_defaults(vmm_client_options, vmm_client_noptions, &settings,
+	    err, sizeof(err)) != 0 ||
+	    vmm_opt_from_env(vmm_client_options, vmm_client_noptions, &settings,
+	    err, sizeof(err)) != 0) {
+		fprintf(stderr, "libvmm_client: %s\n", err);
+		exit(1);
+	}
+	if (vmm_log_open(settings.log_level, settings.log_file[0] ?
+	    settings.log_file : NULL) != 0) {
+		fprintf(stderr, "libvmm_client: VMM_LOG_FILE=\"%s\": cannot open "
+		    "it\n", settings.log_file);
+		exit(1);
+	}
+}
+
+const struct vmm_settings *
+vmm_settings_get(void)
+{
+	pthread_once(&settings_once, settings_load);
+	return &settings;
+}

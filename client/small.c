@@ -1,0 +1,727 @@
+/*
+ * Small allocations (up to VMM_SMALL_MAX, at most half a segment): blocks of
+ * a size class carved from segments, one vmmd chunk each, aligned to the
+ * segment size so a pointer finds its segment by masking.
+ *
+ * Fast path, no lock: each thread keeps per class a stack of clean blocks
+ * (safe to hand out) and a stack of dirty ones (freed since, possibly still
+ * used by GPU work issued before the free).  Dirty blocks become clean when
+ * a synchronization that started after their last free has completed
+ * (client.c's tickets); a thread syncs at most once per refill.  Stacks
+ * spill to and refill from the class's segments under the class lock, in
+ * batches; partly used segments are preferred to new ones, and empty
+ * segments go back to vmmd on trim.
+ *
+ * The segment registry is an insert-only open-addressing table read without
+ * a lock; segment records are recycled, never freed, so a racing lookup
+ * always reads valid memory.  Each segment keeps an allocated-bit per block,
+ * so a stale or double free is refused instead of corrupting state.
+ */
+#include "client_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "frame.h"
+#include "log.h"
+
+#define SMALL_MIN		256u		/* CUDA's minimum alignment */
+#define SMALL_NCLS		64
+#define SMALL_BIN_BYTES		(1u << 20)	/* per-thread bytes per class */
+#define SMALL_BIN_MAX		64
+#define SMALL_REG_SIZE		(1u << 16)	/* registry slots */
+#define SMALL_TOMBSTONE		((struct seg *)(uintptr_t)1)
+
+struct seg {
+	CUdeviceptr	base;		/* 0: recycled */
+	int		dev;
+	uint32_t	cls, block, nblocks;
+	uint64_t	chunk_id;
+	uint64_t	*allocated;	/* one bit per block, atomic */
+	uint32_t	*free_idx;	/* blocks held here (class lock) */
+	uint32_t	nfree;
+	uint64_t	ticket;		/* latest free among them */
+	struct seg	*next;		/* class list of segments with free blocks */
+	bool		listed;
+};
+
+struct cls {
+	pthread_mutex_t	lock;
+	struct seg	*partial;
+};
+
+struct blk {
+	CUdeviceptr	p;
+	struct seg	*s;
+};
+
+struct bin {
+	struct blk	clean[SMALL_BIN_MAX];
+	struct blk	dirty[SMALL_BIN_MAX];
+	uint32_t	nclean, ndirty;
+	uint64_t	ticket;		/* latest free among the dirty */
+};
+
+struct tcache {
+	unsigned	gen;
+	int		dev;
+	struct bin	bins[SMALL_NCLS];
+	int64_t		in_use;		/* bytes, merged on usage queries */
+	uint64_t	allocs, frees;
+	struct tcache	*next;
+};
+
+static uint32_t		small_seg = 2u << 20;	/* segment size */
+static uint32_t		small_ncls;
+static uint32_t		small_size[SMALL_NCLS];
+static uint32_t		small_cap[SMALL_NCLS];	/* bin capacity */
+static uint64_t		small_max_eff;		/* 0 until configured */
+static pthread_once_t	small_once = PTHREAD_ONCE_INIT;
+
+static struct cls	small_cls[VMM_MAX_DEVICES][SMALL_NCLS];
+static struct seg	*small_reg[SMALL_REG_SIZE];
+static pthread_mutex_t	small_reg_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct seg	*small_spare;		/* recycled records */
+static unsigned		small_gen = 1;		/* bumped in a fork child */
+
+static pthread_mutex_t	small_tc_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct tcache	*small_tcs;		/* live thread caches */
+static int64_t		small_dead_in_use;	/* from exited threads */
+static uint64_t		small_dead_allocs, small_dead_frees;
+static pthread_key_t	small_key;
+
+static __thread struct tcache *small_tc[VMM_MAX_DEVICES]
+    __attribute__((tls_model("initial-exec")));
+
+/* ---- classes ----------------------------------------------------------------- */
+
+static uint32_t
+small_class(size_t size)
+{
+	uint64_t n;
+	unsigned lg;
+
+	if (size <= 1024)
+		return size <= SMALL_MIN ? 0 : (uint32_t)((size + 255) / 256 - 1);
+	n = size - 1;
+	lg = 63u - (unsigned)__builtin_clzll(n);
+	return 4 + (lg - 10) * 4 + (uint32_t)((n - (1ull << lg)) >> (lg - 2));
+}
+
+static void small_thread_exit(void *arg);
+
+static void
+small_setup(void)
+{
+	const struct vmm_settings *st = vmm_settings_get();
+	uint32_t i, d;
+	uint64_t max;
+
+	for (d = 0; d < VMM_MAX_DEVICES; d++)
+		for (i = 0; i < SMALL_NCLS; i++)
+			pthread_mutex_init(&small_cls[d][i].lock, NULL);
+	pthread_key_create(&small_key, small_thread_exit);
+	max = st->small_max < small_seg / 2 ? st->small_max : small_seg / 2;
+	for (i = 0; i < SMALL_NCLS; i++) {
+		uint64_t sz = i < 4 ? (uint64_t)(i + 1) * 256 :
+		    (1ull << (10 + (i - 4) / 4)) / 4 * (4 + (i - 4) % 4 + 1);
+
+		if (sz > max)
+			break;
+		small_size[i] = (uint32_t)sz;
+		small_cap[i] = SMALL_BIN_BYTES / (uint32_t)sz;
+		if (small_cap[i] > SMALL_BIN_MAX)
+			small_cap[i] = SMALL_BIN_MAX;
+		if (small_cap[i] < 2)
+			small_cap[i] = 2;
+	}
+	small_ncls = i;
+	small_max_eff = i > 0 ? small_size[i - 1] : 0;
+}
+
+/* Largest size served here (0: none). */
+uint64_t	vmm_small_max(void);
+
+uint64_t
+vmm_small_max(void)
+{
+	pthread_once(&small_once, small_setup);
+	return small_max_eff;
+}
+
+/* ---- registry ------------------------------------------------------------------ */
+
+static size_t
+reg_hash(CUdeviceptr base)
+{
+	return (size_t)(((base / small_seg) * 0x9e3779b97f4a7c15ull) >> 48) &
+	    (SMALL_REG_SIZE - 1);
+}
+
+static struct seg *
+reg_lookup(CUdeviceptr p)
+{
+	CUdeviceptr base = p & ~(CUdeviceptr)(small_seg - 1);
+	size_t i = reg_hash(base), n;
+
+	for (n = 0; n < SMALL_REG_SIZE; n++, i = (i + 1) & (SMALL_REG_SIZE - 1)) {
+		struct seg *s = __atomic_load_n(&small_reg[i], __ATOMIC_ACQUIRE);
+
+		if (s == NULL)
+			return NULL;
+		if (s != SMALL_TOMBSTONE &&
+		    __atomic_load_n(&s->base, __ATOMIC_ACQUIRE) == base)
+			return s;
+	}
+	return NULL;
+}
+
+static int
+reg_insert(struct seg *s)
+{
+	size_t i = reg_hash(s->base), n;
+
+	pthread_mutex_lock(&small_reg_lock);
+	for (n = 0; n < SMALL_REG_SIZE; n++, i = (i + 1) & (SMALL_REG_SIZE - 1)) {
+		struct seg *cur = small_reg[i];
+
+		if (cur == NULL || cur == SMALL_TOMBSTONE) {
+			__atomic_store_n(&small_reg[i], s, __ATOMIC_RELEASE);
+			pthread_mutex_unlock(&small_reg_lock);
+			return 0;
+		}
+	}
+	pthread_mutex_unlock(&small_reg_lock);
+	return -1;
+}
+
+static void
+reg_remove(struct seg *s)
+{
+	size_t i = reg_hash(s->base), n;
+
+	pthread_mutex_lock(&small_reg_lock);
+	for (n = 0; n < SMALL_REG_SIZE; n++, i = (i + 1) & (SMALL_REG_SIZE - 1)) {
+		if (small_reg[i] == s) {
+			__atomic_store_n(&small_reg[i], SMALL_TOMBSTONE,
+			    __ATOMIC_RELEASE);
+			break;
+		}
+		if (small_reg[i] == NULL)
+			break;
+	}
+	__atomic_store_n(&s->base, 0, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&small_reg_lock);
+}
+
+/* ---- thread caches ---------------------------------------------------------- */
+
+static struct tcache *
+tc_get(int dev)
+{
+	struct tcache *tc = small_tc[dev];
+
+	if (__builtin_expect(tc != NULL && tc->gen == small_gen, 1))
+		return tc;
+	if ((tc = calloc(1, sizeof(*tc))) == NULL)
+		return NULL;
+	tc->gen = small_gen;
+	tc->dev = dev;
+	pthread_mutex_lock(&small_tc_lock);
+	tc->next = small_tcs;
+	small_tcs = tc;
+	pthread_mutex_unlock(&small_tc_lock);
+	small_tc[dev] = tc;
+	pthread_setspecific(small_key, (void *)1);
+	return tc;
+}
+
+/* Returns n blocks to their segments; class lock taken here. */
+static void
+spill(int dev, uint32_t c, struct blk *v, uint32_t n, uint64_t ticket)
+{
+	struct cls *k = &small_cls[dev][c];
+	uint32_t i;
+
+	pthread_mutex_lock(&k->lock);
+	for (i = 0; i < n; i++) {
+		struct seg *s = v[i].s;
+
+		s->free_idx[s->nfree++] = (uint32_t)((v[i].p - s->base) / s->block);
+		if (ticket > s->ticket)
+			s->ticket = ticket;
+		if (!s->listed) {
+			s->next = k->partial;
+			k->partial = s;
+			s->listed = true;
+		}
+	}
+	pthread_mutex_unlock(&k->lock);
+}
+
+static void
+tc_flush(struct tcache *tc)
+{
+	uint32_t c;
+
+	for (c = 0; c < small_ncls; c++) {
+		struct bin *b = &tc->bins[c];
+
+		spill(tc->dev, c, b->clean, b->nclean, 0);
+		spill(tc->dev, c, b->dirty, b->ndirty, b->ticket);
+		b->nclean = b->ndirty = 0;
+	}
+}
+
+/* Thread exit: blocks back to their segments, counters kept. */
+static void
+small_thread_exit(void *arg)
+{
+	struct tcache **pp;
+	int d;
+
+	(void)arg;
+	for (d = 0; d < VMM_MAX_DEVICES; d++) {
+		struct tcache *tc = small_tc[d];
+
+		if (tc == NULL || tc->gen != small_gen)
+			continue;
+		tc_flush(tc);
+		pthread_mutex_lock(&small_tc_lock);
+		for (pp = &small_tcs; *pp != NULL; pp = &(*pp)->next) {
+			if (*pp == tc) {
+				*pp = tc->next;
+				break;
+			}
+		}
+		small_dead_in_use += tc->in_use;
+		small_dead_allocs += tc->allocs;
+		small_dead_frees += tc->frees;
+		pthread_mutex_unlock(&small_tc_lock);
+		free(tc);
+		small_tc[d] = NULL;
+	}
+}
+
+/* ---- segments --------------------------------------------------------------------- */
+
+static struct seg *
+seg_record(uint32_t nblocks)
+{
+	struct seg *s;
+
+	pthread_mutex_lock(&small_reg_lock);
+	if ((s = small_spare) != NULL)
+		small_spare = s->next;
+	pthread_mutex_unlock(&small_reg_lock);
+	if (s == NULL && (s = calloc(1, sizeof(*s))) == NULL)
+		return NULL;
+	free(s->allocated);
+	free(s->free_idx);
+	s->allocated = calloc((nblocks + 63) / 64, sizeof(uint64_t));
+	s->free_idx = calloc(nblocks, sizeof(uint32_t));
+	if (s->allocated == NULL || s->free_idx == NULL) {
+		free(s->allocated);
+		free(s->free_idx);
+		s->allocated = NULL;
+		s->free_idx = NULL;
+		return NULL;
+	}
+	return s;
+}
+
+static void
+seg_recycle(struct seg *s)
+{
+	pthread_mutex_lock(&small_reg_lock);
+	s->next = small_spare;
+	small_spare = s;
+	pthread_mutex_unlock(&small_reg_lock);
+}
+
+/* A new segment of class c from vmmd; its blocks are all free (clean). */
+static int
+seg_new(int dev, uint32_t c, struct seg **out)
+{
+	struct vmm_grant_chunk g[4];
+	struct vmm_conn *conn;
+	struct seg *s;
+	CUdeviceptr va;
+	uint32_t i, nb = small_seg / small_size[c];
+	int n, rc;
+
+	if ((conn = vmm_conn_get(dev)) == NULL)
+		return VMM_ENODAEMON;
+	n = vmm_conn_acquire(conn, small_seg, 0, 0, g, 4);
+	if (n == VMM_ENOMEM || n == VMM_EQUOTA) {
+		vmm_small_flush_mine();
+		if (vmm_large_trim(0, 0) + vmm_small_trim() > 0)
+			n = vmm_conn_acquire(conn, small_seg, 0, 0, g, 4);
+	}
+	if (n < 0)
+		return n;
+	if (n != 1 || g[0].size != small_seg) {
+		/* The pool had a bigger chunk for us: not a segment. */
+		uint64_t ids[4];
+
+		for (i = 0; i < (uint32_t)n; i++) {
+			ids[i] = g[i].id;
+			close(g[i].fd);
+		}
+		vmm_conn_release(conn, ids, (size_t)n, 0);
+		return VMM_EPROTO;
+	}
+	if ((s = seg_record(nb)) == NULL) {
+		rc = VMM_ENOMEM;
+		goto fail;
+	}
+	if ((rc = vmm_va_alloc(dev, small_seg, small_seg, &va)) != 0)
+		goto fail_rec;
+	if ((rc = vmm_map_chunks(dev, va, g, 1)) != 0) {
+		vmm_va_free(dev, va, small_seg);
+		goto fail_rec;
+	}
+	s->dev = dev;
+	s->cls = c;
+	s->block = small_size[c];
+	s->nblocks = nb;
+	s->chunk_id = g[0].id;
+	s->ticket = 0;
+	s->listed = false;
+	s->next = NULL;
+	for (i = 0; i < nb; i++)
+		s->free_idx[i] = nb - 1 - i;
+	s->nfree = nb;
+	__atomic_store_n(&s->base, va, __ATOMIC_RELEASE);
+	if (reg_insert(s) != 0) {
+		vmm_unmap_range(va, small_seg);
+		vmm_va_free(dev, va, small_seg);
+		rc = VMM_ENOMEM;
+		goto fail_rec;
+	}
+	vmm_stat_add(VMM_STAT_MAPPED, small_seg);
+	vmm_log_debug("SEGMENT Ptr=0x%llx Class=%u Block=%u",
+	    (unsigned long long)va, c, s->block);
+	*out = s;
+	return 0;
+
+fail_rec:
+	seg_recycle(s);
+fail:
+	if (g[0].fd >= 0)
+		close(g[0].fd);
+	vmm_conn_release(conn, &g[0].id, 1, 0);
+	return rc;
+}
+
+/* Fills an empty clean stack: dirty blocks once synced, blocks from partly
+ * used segments, or a new segment. */
+static int
+refill(struct tcache *tc, uint32_t c)
+{
+	struct bin *b = &tc->bins[c];
+	struct cls *k = &small_cls[tc->dev][c];
+	uint32_t want = small_cap[c] / 2 ? small_cap[c] / 2 : 1, got = 0;
+	uint64_t ticket = 0;
+	struct seg *s;
+	int rc;
+
+	if (b->ndirty > 0 && vmm_sync_covers(b->ticket))
+		goto swap;
+	pthread_mutex_lock(&k->lock);
+	while (got < want && (s = k->partial) != NULL) {
+		while (got < want && s->nfree > 0) {
+			uint32_t idx = s->free_idx[--s->nfree];
+
+			b->clean[got].p = s->base + (CUdeviceptr)idx * s->block;
+			b->clean[got].s = s;
+			got++;
+		}
+		if (s->ticket > ticket)
+			ticket = s->ticket;
+		if (s->nfree == 0) {
+			k->partial = s->next;
+			s->listed = false;
+		}
+	}
+	pthread_mutex_unlock(&k->lock);
+	if (got > 0) {
+		b->nclean = got;
+		if (!vmm_sync_covers(ticket))
+			vmm_sync_for(ticket);
+		return 0;
+	}
+	if (b->ndirty > 0) {
+		vmm_sync_for(b->ticket);
+		goto swap;
+	}
+	if ((rc = seg_new(tc->dev, c, &s)) != 0)
+		return rc;
+	pthread_mutex_lock(&k->lock);
+	while (got < want && s->nfree > 0) {
+		uint32_t idx = s->free_idx[--s->nfree];
+
+		b->clean[got].p = s->base + (CUdeviceptr)idx * s->block;
+		b->clean[got].s = s;
+		got++;
+	}
+	if (s->nfree > 0) {
+		s->next = k->partial;
+		k->partial = s;
+		s->listed = true;
+	}
+	pthread_mutex_unlock(&k->lock);
+	b->nclean = got;
+	return 0;
+
+swap:
+	memcpy(b->clean, b->dirty, b->ndirty * sizeof(struct blk));
+	b->nclean = b->ndirty;
+	b->ndirty = 0;
+	return 0;
+}
+
+int
+vmm_small_alloc(int dev, size_t size, void **out)
+{
+	struct tcache *tc;
+	struct bin *b;
+	struct blk k;
+	uint32_t c, idx;
+	int rc;
+
+	pthread_once(&small_once, small_setup);
+	if (size > small_max_eff)
+		return VMM_EINVAL;
+	c = small_class(size);
+	if ((tc = tc_get(dev)) == NULL)
+		return VMM_ENOMEM;
+	b = &tc->bins[c];
+	if (__builtin_expect(b->nclean == 0, 0) && (rc = refill(tc, c)) != 0)
+		return rc;
+	k = b->clean[--b->nclean];
+	idx = (uint32_t)((k.p - k.s->base) / k.s->block);
+	__atomic_fetch_or(&k.s->allocated[idx / 64], 1ull << (idx % 64),
+	    __ATOMIC_RELAXED);
+	tc->in_use += small_size[c];
+	tc->allocs++;
+	if (vmm_log_enabled(VMM_LOG_INFO))
+		vmm_log(VMM_LOG_INFO, "ALLOC Ptr=0x%llx Size=%zu PA=0 Chunks=0",
+		    (unsigned long long)k.p, size);
+	*out = (void *)(uintptr_t)k.p;
+	return 0;
+}
+
+int
+vmm_small_free(void *ptr)
+{
+	CUdeviceptr p = (CUdeviceptr)(uintptr_t)ptr;
+	struct tcache *tc;
+	struct seg *s;
+	struct bin *b;
+	uint64_t bit, old;
+	uint32_t idx;
+
+	if (small_max_eff == 0 || (s = reg_lookup(p)) == NULL)
+		return VMM_ENOTOURS;
+	if ((p - s->base) % s->block != 0)
+		return VMM_ENOTOURS;	/* not a block start */
+	idx = (uint32_t)((p - s->base) / s->block);
+	bit = 1ull << (idx % 64);
+	old = __atomic_fetch_and(&s->allocated[idx / 64], ~bit, __ATOMIC_RELAXED);
+	if (!(old & bit))
+		return VMM_ENOTOURS;	/* not allocated: a double free */
+	if ((tc = tc_get(s->dev)) == NULL) {
+		spill(s->dev, s->cls, &(struct blk){ p, s }, 1, vmm_sync_ticket());
+		return 0;
+	}
+	b = &tc->bins[s->cls];
+	if (b->ndirty == small_cap[s->cls]) {
+		spill(s->dev, s->cls, b->dirty, b->ndirty, b->ticket);
+		b->ndirty = 0;
+	}
+	b->dirty[b->ndirty].p = p;
+	b->dirty[b->ndirty].s = s;
+	b->ndirty++;
+	b->ticket = vmm_sync_ticket();
+	tc->in_use -= s->block;
+	tc->frees++;
+	if (vmm_log_enabled(VMM_LOG_INFO))
+		vmm_log(VMM_LOG_INFO, "FREE Ptr=0x%llx Size=%u",
+		    (unsigned long long)p, s->block);
+	return 0;
+}
+
+bool
+vmm_small_owns(const void *ptr)
+{
+	CUdeviceptr p = (CUdeviceptr)(uintptr_t)ptr;
+	struct seg *s;
+	uint32_t idx;
+
+	if (small_max_eff == 0 || (s = reg_lookup(p)) == NULL ||
+	    (p - s->base) % s->block != 0)
+		return false;
+	idx = (uint32_t)((p - s->base) / s->block);
+	return (__atomic_load_n(&s->allocated[idx / 64], __ATOMIC_RELAXED) >>
+	    (idx % 64)) & 1;
+}
+
+int
+vmm_small_range(const void *ptr, void **base, size_t *size)
+{
+	CUdeviceptr p = (CUdeviceptr)(uintptr_t)ptr;
+	struct seg *s;
+	uint32_t idx;
+
+	if (small_max_eff == 0 || (s = reg_lookup(p)) == NULL)
+		return VMM_ENOTOURS;
+	idx = (uint32_t)((p - s->base) / s->block);
+	if (idx >= s->nblocks || !((__atomic_load_n(&s->allocated[idx / 64],
+	    __ATOMIC_RELAXED) >> (idx % 64)) & 1))
+		return VMM_ENOTOURS;
+	*base = (void *)(uintptr_t)(s->base + (CUdeviceptr)idx * s->block);
+	*size = s->block;
+	return 0;
+}
+
+size_t
+vmm_small_size(const void *ptr)
+{
+	struct seg *s = reg_lookup((CUdeviceptr)(uintptr_t)ptr);
+
+	return s != NULL ? s->block : 0;
+}
+
+void
+vmm_small_flush_mine(void)
+{
+	int d;
+
+	for (d = 0; d < VMM_MAX_DEVICES; d++)
+		if (small_tc[d] != NULL && small_tc[d]->gen == small_gen)
+			tc_flush(small_tc[d]);
+}
+
+uint64_t
+vmm_small_trim(void)
+{
+	struct seg *empty = NULL, *s, **pp;
+	uint64_t done = 0;
+	uint32_t d, c;
+
+	if (small_ncls == 0)
+		return 0;
+	for (d = 0; d < VMM_MAX_DEVICES; d++) {
+		for (c = 0; c < small_ncls; c++) {
+			struct cls *k = &small_cls[d][c];
+
+			pthread_mutex_lock(&k->lock);
+			for (pp = &k->partial; (s = *pp) != NULL;) {
+				if (s->nfree != s->nblocks) {
+					pp = &s->next;
+					continue;
+				}
+				*pp = s->next;
+				s->listed = false;
+				s->next = empty;
+				empty = s;
+			}
+			pthread_mutex_unlock(&k->lock);
+		}
+	}
+	while ((s = empty) != NULL) {
+		struct vmm_conn *conn = vmm_conn_get(s->dev);
+		CUdeviceptr base = s->base;
+
+		empty = s->next;
+		vmm_sync_for(s->ticket);
+		reg_remove(s);
+		vmm_unmap_range(base, small_seg);
+		vmm_va_free(s->dev, base, small_seg);
+		if (conn != NULL)
+			vmm_conn_release(conn, &s->chunk_id, 1, 0);
+		vmm_stat_add(VMM_STAT_MAPPED, -(int64_t)small_seg);
+		done += small_seg;
+		seg_recycle(s);
+	}
+	return done;
+}
+
+/* Bytes in use by small blocks and the counters of every thread. */
+void	vmm_small_usage(int64_t *in_use, uint64_t *allocs, uint64_t *frees,
+	    uint64_t *free_bytes);
+
+void
+vmm_small_usage(int64_t *in_use, uint64_t *allocs, uint64_t *frees,
+    uint64_t *free_bytes)
+{
+	struct tcache *tc;
+	uint32_t d, c;
+	struct seg *s;
+	uint64_t fb = 0;
+
+	pthread_mutex_lock(&small_tc_lock);
+	*in_use = small_dead_in_use;
+	*allocs = small_dead_allocs;
+	*frees = small_dead_frees;
+	for (tc = small_tcs; tc != NULL; tc = tc->next) {
+		*in_use += tc->in_use;
+		*allocs += tc->allocs;
+		*frees += tc->frees;
+	}
+	pthread_mutex_unlock(&small_tc_lock);
+	for (d = 0; d < VMM_MAX_DEVICES; d++) {
+		for (c = 0; c < small_ncls; c++) {
+			pthread_mutex_lock(&small_cls[d][c].lock);
+			for (s = small_cls[d][c].partial; s != NULL; s = s->next)
+				fb += (uint64_t)s->nfree * s->block;
+			pthread_mutex_unlock(&small_cls[d][c].lock);
+		}
+	}
+	*free_bytes = fb;
+}
+
+/* Visits every segment chunk of dev (for Adopt); registry lock taken. */
+void	vmm_small_each_chunk(int dev, void (*fn)(void *arg, CUdeviceptr va,
+	    uint64_t size, uint64_t *id), void *arg);
+
+void
+vmm_small_each_chunk(int dev, void (*fn)(void *arg, CUdeviceptr va,
+    uint64_t size, uint64_t *id), void *arg)
+{
+	size_t i;
+
+	pthread_mutex_lock(&small_reg_lock);
+	for (i = 0; i < SMALL_REG_SIZE; i++) {
+		struct seg *s = small_reg[i];
+
+		if (s == NULL || s == SMALL_TOMBSTONE || s->base == 0 ||
+		    s->dev != dev)
+			continue;
+		fn(arg, s->base, small_seg, &s->chunk_id);
+	}
+	pthread_mutex_unlock(&small_reg_lock);
+}
+
+void
+vmm_small_forget_all(void)
+{
+	uint32_t d, c;
+
+	/* The parent's records are left as they are (leaked in the child). */
+	small_gen++;
+	memset(small_reg, 0, sizeof(small_reg));
+	pthread_mutex_init(&small_reg_lock, NULL);
+	pthread_mutex_init(&small_tc_lock, NULL);
+	small_spare = NULL;
+	small_tcs = NULL;
+	small_dead_in_use = 0;
+	small_dead_allocs = small_dead_frees = 0;
+	for (d = 0; d < VMM_MAX_DEVICES; d++)
+		for (c = 0; c < SMALL_NCLS; c++) {
+			pthread_mutex_init(&small_cls[d][c].lock, NULL);
+			small_cls[d][c].partial = NULL;
+		}
+}
