@@ -7,6 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc)
 
+# Emulator state of earlier runs (one small file per test instance).
+rm -f /dev/shm/cuemu-vmmtest-* 2>/dev/null || true
+
 scripts/setup.sh build
 echo "== tests (build/)"
 ctest --test-dir build --output-on-failure -j "$jobs" --timeout 300

@@ -22,7 +22,7 @@ cudaPointerGetAttributes cudaRuntimeGetVersion cudaSetDevice cudaStreamCreate
 cudaStreamCreateWithFlags cudaStreamDestroy cudaStreamQuery
 cudaStreamSynchronize"
 want=$(printf '%s\n' $want | LC_ALL=C sort)
-have=$(nm -D --defined-only "$lib" | awk '$2 ~ /^[TtWwDdBbRrVvi]$/ { print $3 }' |
+have=$(nm -D --defined-only "$lib" | awk '$2 ~ /^[TtWwDdBbRrVvi]$/ { sub(/@.*/, "", $3); print $3 }' |
     grep -v -e '^_init$' -e '^_fini$' -e '^__bss_start$' -e '^_edata$' -e '^_end$' |
     LC_ALL=C sort)
 if [ "$want" != "$have" ]; then
