@@ -1,0 +1,1230 @@
+/*
+ * bench_grant — what one vmmd grant costs next to the fd-passing round trip
+ * it is built on (issue 3, "Benchmark").  In one run:
+ *
+ *  (a) raw:   two processes on a Unix stream socket; a small request, a
+ *             small reply carrying one fd (a dup of a memfd) with SCM_RIGHTS,
+ *             the fd closed by the receiver;
+ *  (b) grant: Acquire of one granule (served from the pool after warm-up)
+ *             and its Release, through a real vmmd on the emulator, by a
+ *             client speaking proto/frame.h, the fd received and closed;
+ *  (c) rate:  Acquire+Release pairs per second with 1, 4 and 16 client
+ *             processes, one session each, for a fixed duration.
+ *
+ * p50/p99 of (a) and (b), the ratio b/a (issue target: p50 <= 2.0) and the
+ * rates go to stdout (a table, or --json); progress goes to stderr.
+ *
+ * The benchmark starts its own vmmd in the foreground: a temp socket dir
+ * under /tmp, its own CUEMU_INSTANCE, idle_timeout_ms = 0 so released
+ * chunks stay pooled, and the emulator first on the daemon's
+ * LD_LIBRARY_PATH.  This process never touches CUDA: it only receives fds.
+ * Every exit path (signals included) stops the daemon and the children and
+ * removes what the run created.
+ */
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <grp.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "frame.h"
+
+#define BENCH_NAME		"bench_grant"
+#define BENCH_DEF_ITERATIONS	10000
+#define BENCH_DEF_DURATION	2.0		/* seconds per rate run */
+#define BENCH_MAX_ITERATIONS	100000000
+#define BENCH_MAX_DURATION	3600.0
+#define BENCH_RATE_MAXPROCS	16
+#define BENCH_RATE_WARMUP	10		/* pairs per worker before "go" */
+#define BENCH_IO_TIMEOUT_MS	10000		/* any one reply */
+#define BENCH_START_TIMEOUT_MS	10000		/* vmmd until its socket accepts */
+#define BENCH_STOP_TIMEOUT_MS	5000		/* vmmd after SIGTERM */
+#define BENCH_RAW_REQ		16		/* bytes, about an Acquire frame */
+#define BENCH_RAW_REPLY		32		/* bytes, about a Grant frame */
+#define BENCH_RAW_MEMFD		(2u << 20)	/* one emulated granule */
+#define BENCH_MAX_PATHS		8		/* files vmmd makes in the dir */
+#define BENCH_SHM_DEVICES	16		/* cuemu's CUEMU_DEVICES maximum */
+
+static const int bench_rate_procs[] = { 1, 4, BENCH_RATE_MAXPROCS };
+#define BENCH_NRATES	(sizeof(bench_rate_procs) / sizeof(bench_rate_procs[0]))
+
+/*
+ * What the exit paths must undo.  The signal handler reads it, so paths are
+ * fixed buffers filled before the thing they name exists, and pids are
+ * recorded with signals blocked (bench_fork).
+ */
+static char		b_dir[64];		/* temp dir; "" until made */
+static char		b_conf[128], b_log[128];
+static char		b_paths[BENCH_MAX_PATHS][PATH_MAX];	/* vmmd's files */
+static volatile int	b_npaths;
+static char		b_shm[BENCH_SHM_DEVICES][128];	/* cuemu's state files */
+static char		b_instance[64];
+static bool		b_keep_log;
+static volatile pid_t	b_daemon = -1;
+static volatile pid_t	b_kids[BENCH_RATE_MAXPROCS + 1];
+static volatile int	b_nkids;
+
+struct bench_opts {
+	long		iterations;
+	double		duration;
+	const char	*vmmd;
+	bool		json;
+};
+
+struct bench_pct {
+	double		p50_us, p99_us;
+};
+
+struct bench_rate {
+	int		procs;
+	uint64_t	pairs;
+	double		seconds;
+	double		per_sec;
+};
+
+/* Filled by the rate workers; shared across fork(). */
+struct rate_shared {
+	uint64_t	deadline_ns;
+	struct {
+		uint64_t	pairs;
+		uint64_t	end_ns;
+	} w[BENCH_RATE_MAXPROCS];
+};
+
+struct bench_client {
+	int			 fd;
+	struct vmm_frame_reader	*rd;
+	uint64_t		 rid;
+	uint64_t		 granularity;
+};
+
+static void	bench_warn(const char *fmt, ...)
+		    __attribute__((format(printf, 1, 2)));
+
+/* One diagnostic line on stderr. */
+static void
+bench_warn(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs(BENCH_NAME ": ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+static uint64_t
+now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void
+sleep_ms(int ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+	nanosleep(&ts, NULL);
+}
+
+/* ---- processes and cleanup ------------------------------------------------ */
+
+/* Stops vmmd: SIGTERM, then SIGKILL after the timeout.  0 if it exited 0. */
+static int
+daemon_stop(void)
+{
+	pid_t pid = b_daemon;
+	int st = 0, waited;
+
+	if (pid <= 0)
+		return 0;
+	kill(pid, SIGTERM);
+	for (waited = 0; waited < BENCH_STOP_TIMEOUT_MS; waited += 10) {
+		if (waitpid(pid, &st, WNOHANG) == pid)
+			break;
+		sleep_ms(10);
+	}
+	if (waited >= BENCH_STOP_TIMEOUT_MS) {
+		kill(pid, SIGKILL);
+		waitpid(pid, &st, 0);
+		st = -1;
+	}
+	b_daemon = -1;
+	return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
+}
+
+/*
+ * Kills the children, stops vmmd and removes every file the run made.
+ * Async-signal-safe (kill, waitpid, nanosleep, unlink, rmdir only): the
+ * signal handler runs it too.  Returns daemon_stop()'s verdict.
+ */
+static int
+bench_cleanup(void)
+{
+	int i, rc;
+
+	for (i = 0; i < b_nkids; i++) {
+		if (b_kids[i] > 0) {
+			kill(b_kids[i], SIGKILL);
+			waitpid(b_kids[i], NULL, 0);
+			b_kids[i] = -1;
+		}
+	}
+	b_nkids = 0;
+	rc = daemon_stop();
+	for (i = 0; i < b_npaths; i++)
+		unlink(b_paths[i]);
+	b_npaths = 0;
+	for (i = 0; i < BENCH_SHM_DEVICES; i++)
+		if (b_shm[i][0] != '\0')
+			unlink(b_shm[i]);
+	if (b_dir[0] != '\0') {
+		unlink(b_conf);
+		if (!b_keep_log) {
+			unlink(b_log);
+			rmdir(b_dir);
+		}
+		b_dir[0] = '\0';
+	}
+	return rc;
+}
+
+/* SIGINT/SIGTERM/SIGHUP: clean up, then die of the same signal. */
+static void
+bench_on_signal(int sig)
+{
+	static const char msg[] = BENCH_NAME ": interrupted, stopping vmmd\n";
+
+	if (write(STDERR_FILENO, msg, sizeof(msg) - 1) < 0) {
+		/* nothing to do */
+	}
+	bench_cleanup();
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+/* fork() with the child's pid recorded for cleanup.  The child gets default
+ * signal handling and dies with this process. */
+static pid_t
+bench_fork(bool is_daemon)
+{
+	sigset_t all, old;
+	pid_t parent = getpid(), pid;
+
+	fflush(NULL);
+	sigfillset(&all);
+	sigprocmask(SIG_BLOCK, &all, &old);
+	pid = fork();
+	if (pid == 0) {
+		signal(SIGINT, SIG_DFL);
+		signal(SIGTERM, SIG_DFL);
+		signal(SIGHUP, SIG_DFL);
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)
+			_exit(1);
+		sigprocmask(SIG_SETMASK, &old, NULL);
+		return 0;
+	}
+	if (pid > 0) {
+		if (is_daemon)
+			b_daemon = pid;
+		else
+			b_kids[b_nkids++] = pid;
+	}
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	return pid;
+}
+
+/* Waits for a child of ours and forgets it; its exit status or -1. */
+static int
+bench_reap(pid_t pid)
+{
+	sigset_t all, old;
+	int i, st;
+
+	while (waitpid(pid, &st, 0) < 0) {
+		if (errno != EINTR)
+			return -1;
+	}
+	sigfillset(&all);
+	sigprocmask(SIG_BLOCK, &all, &old);
+	for (i = 0; i < b_nkids; i++) {
+		if (b_kids[i] == pid) {
+			b_kids[i] = b_kids[b_nkids - 1];
+			b_nkids--;
+			break;
+		}
+	}
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	if (WIFSIGNALED(st))
+		return 128 + WTERMSIG(st);
+	return WEXITSTATUS(st);
+}
+
+/* ---- statistics ------------------------------------------------------------ */
+
+static int
+cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Nearest-rank percentile p (0..100) of n sorted samples, in microseconds. */
+static double
+pct_us(const uint64_t *s, size_t n, unsigned p)
+{
+	size_t rank = ((size_t)p * n + 99) / 100;
+
+	if (rank == 0)
+		rank = 1;
+	return (double)s[rank - 1] / 1000.0;
+}
+
+static struct bench_pct
+summarize(uint64_t *s, size_t n)
+{
+	struct bench_pct r;
+
+	qsort(s, n, sizeof(*s), cmp_u64);
+	r.p50_us = pct_us(s, n, 50);
+	r.p99_us = pct_us(s, n, 99);
+	return r;
+}
+
+/* ---- (a) raw fd round trip ------------------------------------------------- */
+
+/* Reads exactly len bytes; 0 on EOF before any, -1 on error or short EOF. */
+static ssize_t
+read_full(int fd, void *buf, size_t len)
+{
+	size_t got = 0;
+	ssize_t n;
+
+	while (got < len) {
+		n = recv(fd, (char *)buf + got, len - got, 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n == 0 && got == 0 ? 0 : -1;
+		got += (size_t)n;
+	}
+	return (ssize_t)got;
+}
+
+/* Sends len bytes with fd attached to the first byte; 0 or -1. */
+static int
+send_with_fd(int sock, const void *buf, size_t len, int fd)
+{
+	union {
+		struct cmsghdr	hdr;
+		char		buf[CMSG_SPACE(sizeof(int))];
+	} cm;
+	struct iovec iov = { (void *)buf, len };
+	struct msghdr mh = { 0 };
+	struct cmsghdr *c;
+
+	memset(&cm, 0, sizeof(cm));
+	mh.msg_iov = &iov;
+	mh.msg_iovlen = 1;
+	mh.msg_control = cm.buf;
+	mh.msg_controllen = sizeof(cm.buf);
+	c = CMSG_FIRSTHDR(&mh);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	if (sendmsg(sock, &mh, MSG_NOSIGNAL) != (ssize_t)len)
+		return -1;
+	return 0;
+}
+
+/* Receives a len-byte reply and the one fd on it; the fd or -1. */
+static int
+recv_with_fd(int sock, void *buf, size_t len)
+{
+	union {
+		struct cmsghdr	hdr;
+		char		buf[CMSG_SPACE(sizeof(int))];
+	} cm;
+	struct iovec iov = { buf, len };
+	struct msghdr mh = { 0 };
+	struct cmsghdr *c;
+	ssize_t n;
+	int fd = -1;
+
+	mh.msg_iov = &iov;
+	mh.msg_iovlen = 1;
+	mh.msg_control = cm.buf;
+	mh.msg_controllen = sizeof(cm.buf);
+	while ((n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC)) < 0 && errno == EINTR)
+		;
+	if (n <= 0)
+		return -1;
+	c = CMSG_FIRSTHDR(&mh);
+	if (c != NULL && c->cmsg_level == SOL_SOCKET &&
+	    c->cmsg_type == SCM_RIGHTS && c->cmsg_len == CMSG_LEN(sizeof(int)))
+		memcpy(&fd, CMSG_DATA(c), sizeof(int));
+	if ((mh.msg_flags & MSG_CTRUNC) != 0 || fd < 0) {
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	if ((size_t)n < len &&
+	    read_full(sock, (char *)buf + n, len - (size_t)n) <= 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* The server of (a): each request is answered with a dup of one memfd,
+ * exported fresh and closed after sending, as vmmd does per grant. */
+static void __attribute__((noreturn))
+raw_server(int sock)
+{
+	char req[BENCH_RAW_REQ], rep[BENCH_RAW_REPLY] = "grant";
+	ssize_t n;
+	int mfd, fd;
+
+	mfd = memfd_create(BENCH_NAME, MFD_CLOEXEC);
+	if (mfd < 0 || ftruncate(mfd, BENCH_RAW_MEMFD) != 0)
+		_exit(1);
+	for (;;) {
+		if ((n = read_full(sock, req, sizeof(req))) == 0)
+			_exit(0);
+		if (n < 0 || (fd = fcntl(mfd, F_DUPFD_CLOEXEC, 0)) < 0)
+			_exit(1);
+		if (send_with_fd(sock, rep, sizeof(rep), fd) != 0)
+			_exit(1);
+		close(fd);
+	}
+}
+
+/* Phase (a): warm then n timed round trips into samples; 0 or -1. */
+static int
+raw_run(uint64_t *samples, long n, long warm)
+{
+	char req[BENCH_RAW_REQ] = "acquire", rep[BENCH_RAW_REPLY];
+	struct timeval tv = { BENCH_IO_TIMEOUT_MS / 1000, 0 };
+	uint64_t t0;
+	long i;
+	pid_t pid;
+	int sv[2], fd, rc = 0;
+
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+		bench_warn("socketpair: %s", strerror(errno));
+		return -1;
+	}
+	if ((pid = bench_fork(false)) < 0) {
+		bench_warn("fork: %s", strerror(errno));
+		close(sv[0]);
+		close(sv[1]);
+		return -1;
+	}
+	if (pid == 0) {
+		close(sv[0]);
+		raw_server(sv[1]);
+	}
+	close(sv[1]);
+	setsockopt(sv[0], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	for (i = -warm; i < n; i++) {
+		t0 = now_ns();
+		if (send(sv[0], req, sizeof(req), MSG_NOSIGNAL) !=
+		    (ssize_t)sizeof(req) ||
+		    (fd = recv_with_fd(sv[0], rep, sizeof(rep))) < 0) {
+			bench_warn("raw round trip %ld failed: %s", i,
+			    strerror(errno));
+			rc = -1;
+			break;
+		}
+		close(fd);
+		if (i >= 0)
+			samples[i] = now_ns() - t0;
+	}
+	close(sv[0]);
+	if (bench_reap(pid) != 0 && rc == 0) {
+		bench_warn("raw server failed");
+		rc = -1;
+	}
+	return rc;
+}
+
+/* ---- a minimal vmmd client (proto/frame.h blocking helpers) ------------------ */
+
+/* Sends a request and waits for its reply of type want; 0 and *out, or -1. */
+static int
+bc_call(struct bench_client *c, const Vmm__Envelope *env,
+    Vmm__Envelope__MsgCase want, uint64_t rid, struct vmm_frame_msg **out)
+{
+	const Vmm__Envelope *r;
+	struct vmm_frame_msg *m = NULL;
+	int rc;
+
+	rc = vmm_frame_send(c->fd, VMM_FRAME_PEER_DAEMON, env, NULL, 0,
+	    BENCH_IO_TIMEOUT_MS);
+	if (rc != 0) {
+		bench_warn("send %s: %s", vmm_frame_type_name(env),
+		    vmm_frame_strerror(rc));
+		return -1;
+	}
+	rc = vmm_frame_recv(c->rd, c->fd, &m, BENCH_IO_TIMEOUT_MS);
+	if (rc != 1) {
+		bench_warn("reply to %s: %s", vmm_frame_type_name(env),
+		    rc == 0 ? "vmmd closed the connection" :
+		    vmm_frame_strerror(rc));
+		return -1;
+	}
+	r = vmm_frame_msg_env(m);
+	if (r->msg_case == VMM__ENVELOPE__MSG_ERROR)
+		bench_warn("%s: vmmd error %d: %s", vmm_frame_type_name(env),
+		    (int)r->error->code, r->error->message);
+	else if (r->msg_case != want)
+		bench_warn("%s: unexpected reply %s", vmm_frame_type_name(env),
+		    vmm_frame_type_name(r));
+	else if (vmm_frame_request_id(r) != rid)
+		bench_warn("%s: reply for request %" PRIu64 ", not %" PRIu64,
+		    vmm_frame_type_name(env), vmm_frame_request_id(r), rid);
+	else {
+		*out = m;
+		return 0;
+	}
+	vmm_frame_msg_free(m);
+	return -1;
+}
+
+static void
+bc_close(struct bench_client *c)
+{
+	if (c->fd >= 0)
+		close(c->fd);
+	vmm_frame_reader_free(c->rd);
+	c->fd = -1;
+	c->rd = NULL;
+}
+
+/* Connects and says Hello as an app (or admin); 0 or -1. */
+static int
+bc_open(struct bench_client *c, const char *path, bool admin)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	Vmm__Envelope env = VMM__ENVELOPE__INIT;
+	Vmm__Hello h = VMM__HELLO__INIT;
+	struct vmm_frame_msg *m;
+
+	memset(c, 0, sizeof(*c));
+	c->rid = 1;
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	if ((c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
+	    connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+		bench_warn("connect %s: %s", path, strerror(errno));
+		bc_close(c);
+		return -1;
+	}
+	if ((c->rd = vmm_frame_reader_new(VMM_FRAME_PEER_DAEMON)) == NULL) {
+		bench_warn("out of memory");
+		bc_close(c);
+		return -1;
+	}
+	h.request_id = c->rid++;
+	h.protocol_version = VMM_PROTOCOL_VERSION;
+	h.client_name = (char *)BENCH_NAME;
+	h.pid = (uint32_t)getpid();
+	h.kind = admin ? VMM__CLIENT_KIND__CLIENT_KIND_ADMIN :
+	    VMM__CLIENT_KIND__CLIENT_KIND_APP;
+	env.msg_case = VMM__ENVELOPE__MSG_HELLO;
+	env.hello = &h;
+	if (bc_call(c, &env, VMM__ENVELOPE__MSG_HELLO_REPLY, h.request_id,
+	    &m) != 0) {
+		bc_close(c);
+		return -1;
+	}
+	c->granularity = vmm_frame_msg_env(m)->hello_reply->granularity;
+	vmm_frame_msg_free(m);
+	if (c->granularity == 0) {
+		bench_warn("vmmd announced a zero granularity");
+		bc_close(c);
+		return -1;
+	}
+	return 0;
+}
+
+/* One Acquire of a granule, its fd received and closed, and its Release. */
+static int
+bc_pair(struct bench_client *c)
+{
+	Vmm__Envelope env = VMM__ENVELOPE__INIT, renv = VMM__ENVELOPE__INIT;
+	Vmm__Acquire a = VMM__ACQUIRE__INIT;
+	Vmm__Release rel = VMM__RELEASE__INIT;
+	const Vmm__Grant *g;
+	struct vmm_frame_msg *m;
+	uint64_t id;
+	int fd;
+
+	a.request_id = c->rid++;
+	a.bytes = c->granularity;
+	env.msg_case = VMM__ENVELOPE__MSG_ACQUIRE;
+	env.acquire = &a;
+	if (bc_call(c, &env, VMM__ENVELOPE__MSG_GRANT, a.request_id, &m) != 0)
+		return -1;
+	g = vmm_frame_msg_env(m)->grant;
+	if (g->n_chunks != 1 || vmm_frame_msg_nfds(m) != 1 ||
+	    (fd = vmm_frame_msg_take_fd(m, 0)) < 0) {
+		bench_warn("grant of one granule came as %zu chunks, %zu fds",
+		    g->n_chunks, vmm_frame_msg_nfds(m));
+		vmm_frame_msg_free(m);
+		return -1;
+	}
+	id = g->chunks[0]->id;
+	close(fd);
+	vmm_frame_msg_free(m);
+
+	rel.request_id = c->rid++;
+	rel.n_chunk_ids = 1;
+	rel.chunk_ids = &id;
+	renv.msg_case = VMM__ENVELOPE__MSG_RELEASE;
+	renv.release = &rel;
+	if (bc_call(c, &renv, VMM__ENVELOPE__MSG_RELEASE_REPLY, rel.request_id,
+	    &m) != 0)
+		return -1;
+	if (vmm_frame_msg_env(m)->release_reply->released_chunks != 1) {
+		bench_warn("release of chunk %" PRIu64 " released %u chunks", id,
+		    vmm_frame_msg_env(m)->release_reply->released_chunks);
+		vmm_frame_msg_free(m);
+		return -1;
+	}
+	vmm_frame_msg_free(m);
+	return 0;
+}
+
+/* Reads the named counters from vmmd's stats (values[i] = UINT64_MAX if
+ * absent); 0, or -1 if stats are not available to us. */
+static int
+bc_counters(const char *path, const char *const *names, uint64_t *values,
+    size_t n)
+{
+	Vmm__Envelope env = VMM__ENVELOPE__INIT;
+	Vmm__StatsRequest sr = VMM__STATS_REQUEST__INIT;
+	const Vmm__StatsReply *r;
+	struct bench_client c;
+	struct vmm_frame_msg *m;
+	size_t i, j;
+
+	for (i = 0; i < n; i++)
+		values[i] = UINT64_MAX;
+	if (bc_open(&c, path, true) != 0)
+		return -1;
+	sr.request_id = c.rid++;
+	env.msg_case = VMM__ENVELOPE__MSG_STATS_REQUEST;
+	env.stats_request = &sr;
+	if (bc_call(&c, &env, VMM__ENVELOPE__MSG_STATS_REPLY, sr.request_id,
+	    &m) != 0) {
+		bc_close(&c);
+		return -1;
+	}
+	r = vmm_frame_msg_env(m)->stats_reply;
+	for (i = 0; i < r->n_counters; i++)
+		for (j = 0; j < n; j++)
+			if (strcmp(r->counters[i]->name, names[j]) == 0)
+				values[j] = r->counters[i]->value;
+	vmm_frame_msg_free(m);
+	bc_close(&c);
+	return 0;
+}
+
+/* ---- (b) grant latency ------------------------------------------------------- */
+
+/* Phase (b): warm (the first grant creates the chunk) then n timed pairs. */
+static int
+grant_run(const char *sock, uint64_t *samples, long n, long warm)
+{
+	struct bench_client c;
+	uint64_t t0;
+	long i;
+	int rc = 0;
+
+	if (bc_open(&c, sock, false) != 0)
+		return -1;
+	for (i = -warm; i < n; i++) {
+		t0 = now_ns();
+		if (bc_pair(&c) != 0) {
+			rc = -1;
+			break;
+		}
+		if (i >= 0)
+			samples[i] = now_ns() - t0;
+	}
+	bc_close(&c);
+	return rc;
+}
+
+/* ---- (c) aggregate grant rate ----------------------------------------------------- */
+
+/* One rate worker: own session, warm-up, "ready", wait for "go" (EOF on
+ * go_r), then pairs until the shared deadline. */
+static void __attribute__((noreturn))
+rate_worker(struct rate_shared *sh, int idx, const char *sock, int ready_w,
+    int go_r)
+{
+	struct bench_client c;
+	uint64_t pairs = 0, t;
+	char b;
+	int i;
+
+	if (bc_open(&c, sock, false) != 0)
+		_exit(1);
+	for (i = 0; i < BENCH_RATE_WARMUP; i++)
+		if (bc_pair(&c) != 0)
+			_exit(1);
+	if (write(ready_w, "r", 1) != 1)
+		_exit(1);
+	while (read(go_r, &b, 1) < 0 && errno == EINTR)
+		;
+	while ((t = now_ns()) < sh->deadline_ns) {
+		if (bc_pair(&c) != 0)
+			_exit(1);
+		pairs++;
+	}
+	sh->w[idx].pairs = pairs;
+	sh->w[idx].end_ns = t;
+	bc_close(&c);
+	_exit(0);
+}
+
+/* Phase (c) with procs workers for duration seconds; 0 and *out, or -1. */
+static int
+rate_run(const char *sock, int procs, double duration, struct rate_shared *sh,
+    struct bench_rate *out)
+{
+	pid_t pids[BENCH_RATE_MAXPROCS];
+	int ready[2] = { -1, -1 }, go[2] = { -1, -1 };
+	uint64_t start = 0, end = 0, pairs = 0;
+	struct pollfd pfd;
+	int i, nready = 0, rc = 0, started = 0;
+	char b;
+
+	memset(sh, 0, sizeof(*sh));
+	sh->deadline_ns = UINT64_MAX;
+	if (pipe2(ready, O_CLOEXEC) != 0 || pipe2(go, O_CLOEXEC) != 0) {
+		bench_warn("pipe: %s", strerror(errno));
+		rc = -1;
+		goto done;
+	}
+	for (i = 0; i < procs; i++) {
+		if ((pids[i] = bench_fork(false)) < 0) {
+			bench_warn("fork: %s", strerror(errno));
+			rc = -1;
+			goto done;
+		}
+		if (pids[i] == 0) {
+			close(ready[0]);
+			close(go[1]);
+			rate_worker(sh, i, sock, ready[1], go[0]);
+		}
+		started++;
+	}
+	close(ready[1]);
+	ready[1] = -1;
+	close(go[0]);
+	go[0] = -1;
+	/* Every worker connected and warmed up, or one failed (EOF early). */
+	pfd.fd = ready[0];
+	pfd.events = POLLIN;
+	while (nready < procs) {
+		if (poll(&pfd, 1, BENCH_IO_TIMEOUT_MS * 3) <= 0 ||
+		    read(ready[0], &b, 1) != 1) {
+			bench_warn("%d of %d rate workers became ready", nready,
+			    procs);
+			rc = -1;
+			goto done;
+		}
+		nready++;
+	}
+	start = now_ns();
+	sh->deadline_ns = start + (uint64_t)(duration * 1e9);
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	close(go[1]);
+	go[1] = -1;
+done:
+	if (go[1] >= 0) {
+		/* Failing: let the workers that wait for "go" run out at once. */
+		sh->deadline_ns = 0;
+		close(go[1]);
+	}
+	for (i = 0; i < started; i++) {
+		if (bench_reap(pids[i]) != 0 && rc == 0) {
+			bench_warn("rate worker %d of %d failed", i + 1, procs);
+			rc = -1;
+		}
+	}
+	if (ready[0] >= 0)
+		close(ready[0]);
+	if (ready[1] >= 0)
+		close(ready[1]);
+	if (go[0] >= 0)
+		close(go[0]);
+	if (rc != 0)
+		return -1;
+	for (i = 0; i < procs; i++) {
+		pairs += sh->w[i].pairs;
+		if (sh->w[i].end_ns > end)
+			end = sh->w[i].end_ns;
+	}
+	out->procs = procs;
+	out->pairs = pairs;
+	out->seconds = (double)(end - start) / 1e9;
+	out->per_sec = out->seconds > 0 ? (double)pairs / out->seconds : 0;
+	return 0;
+}
+
+/* ---- vmmd --------------------------------------------------------------------- */
+
+/* The build tree: $VMM_BUILD_DIR, else two levels above this binary
+ * (<build>/tools/bench_grant). */
+static int
+find_build_dir(char *out, size_t len)
+{
+	const char *env = getenv("VMM_BUILD_DIR");
+	char exe[PATH_MAX];
+	ssize_t n;
+	int i;
+
+	if (env != NULL && *env != '\0') {
+		snprintf(out, len, "%s", env);
+		return 0;
+	}
+	if ((n = readlink("/proc/self/exe", exe, sizeof(exe) - 1)) < 0)
+		return -1;
+	exe[n] = '\0';
+	for (i = 0; i < 2; i++) {
+		char *slash = strrchr(exe, '/');
+
+		if (slash == NULL || slash == exe)
+			return -1;
+		*slash = '\0';
+	}
+	snprintf(out, len, "%s", exe);
+	return 0;
+}
+
+/* Writes vmmd's config: keep idle chunks; our group may read stats. */
+static int
+write_config(void)
+{
+	struct group *gr = getgrgid(getegid());
+	FILE *f;
+
+	if ((f = fopen(b_conf, "wx")) == NULL)
+		return -1;
+	fprintf(f, "# " BENCH_NAME ": released chunks stay pooled\n"
+	    "idle_timeout_ms = 0\n");
+	if (gr != NULL && gr->gr_name != NULL)
+		fprintf(f, "admin_group = %s\n", gr->gr_name);
+	return fclose(f);
+}
+
+/* Shows the end of vmmd's log on stderr (start-up failures). */
+static void
+show_log_tail(void)
+{
+	char buf[2048];
+	ssize_t n;
+	off_t size;
+	int fd;
+
+	if ((fd = open(b_log, O_RDONLY | O_CLOEXEC)) < 0)
+		return;
+	size = lseek(fd, 0, SEEK_END);
+	lseek(fd, size > (off_t)sizeof(buf) ? size - (off_t)sizeof(buf) : 0,
+	    SEEK_SET);
+	if ((n = read(fd, buf, sizeof(buf))) > 0) {
+		fputs(BENCH_NAME ": vmmd log:\n", stderr);
+		fwrite(buf, 1, (size_t)n, stderr);
+	}
+	close(fd);
+}
+
+/* Notes the files vmmd made in the temp dir (its sockets) for cleanup. */
+static void
+record_daemon_files(void)
+{
+	struct dirent *de;
+	char path[PATH_MAX];
+	DIR *d;
+
+	if ((d = opendir(b_dir)) == NULL)
+		return;
+	while ((de = readdir(d)) != NULL && b_npaths < BENCH_MAX_PATHS) {
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", b_dir, de->d_name);
+		if (strcmp(path, b_conf) == 0 || strcmp(path, b_log) == 0)
+			continue;
+		memcpy(b_paths[b_npaths], path, sizeof(path));
+		b_npaths++;
+	}
+	closedir(d);
+}
+
+/* Makes the temp dir and starts vmmd on the emulator; 0 and the socket
+ * path (device 0's index alias), or -1. */
+static int
+daemon_start(const char *vmmd, const char *cudalib, char *sock, size_t len)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	const char *ldp = getenv("LD_LIBRARY_PATH");
+	char ld[PATH_MAX * 2];
+	pid_t pid;
+	int i, fd, waited, st;
+
+	snprintf(b_dir, sizeof(b_dir), "/tmp/vmm-bench-XXXXXX");
+	if (mkdtemp(b_dir) == NULL) {
+		bench_warn("mkdtemp: %s", strerror(errno));
+		b_dir[0] = '\0';
+		return -1;
+	}
+	snprintf(b_conf, sizeof(b_conf), "%s/vmmd.conf", b_dir);
+	snprintf(b_log, sizeof(b_log), "%s/vmmd.log", b_dir);
+	snprintf(b_instance, sizeof(b_instance), "vmmbench-%s",
+	    strrchr(b_dir, '-') + 1);
+	for (i = 0; i < BENCH_SHM_DEVICES; i++)
+		snprintf(b_shm[i], sizeof(b_shm[i]), "/dev/shm/cuemu-%s-d%d",
+		    b_instance, i);
+	snprintf(sock, len, "%s/gpu0.sock", b_dir);
+	if (write_config() != 0) {
+		bench_warn("%s: %s", b_conf, strerror(errno));
+		return -1;
+	}
+	snprintf(ld, sizeof(ld), "%s%s%s", cudalib, ldp && *ldp ? ":" : "",
+	    ldp && *ldp ? ldp : "");
+
+	if ((pid = bench_fork(true)) < 0) {
+		bench_warn("fork: %s", strerror(errno));
+		return -1;
+	}
+	if (pid == 0) {
+		char *const argv[] = { (char *)vmmd, (char *)"--foreground",
+		    (char *)"--device", (char *)"0", (char *)"--socket-dir",
+		    b_dir, (char *)"--config", b_conf, NULL };
+
+		fd = open(b_log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+		if (fd < 0 || dup2(fd, STDOUT_FILENO) < 0 ||
+		    dup2(fd, STDERR_FILENO) < 0)
+			_exit(126);
+		if (fd > STDERR_FILENO)
+			close(fd);
+		if ((fd = open("/dev/null", O_RDONLY)) >= 0 &&
+		    fd != STDIN_FILENO) {
+			dup2(fd, STDIN_FILENO);
+			close(fd);
+		}
+		setenv("LD_LIBRARY_PATH", ld, 1);
+		setenv("CUEMU_INSTANCE", b_instance, 1);
+		execv(vmmd, argv);
+		fprintf(stderr, "exec %s: %s\n", vmmd, strerror(errno));
+		_exit(127);
+	}
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock);
+	for (waited = 0; waited < BENCH_START_TIMEOUT_MS; waited += 10) {
+		if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+			break;
+		if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+			close(fd);
+			record_daemon_files();
+			return 0;
+		}
+		close(fd);
+		if (waitpid(pid, &st, WNOHANG) == pid) {
+			b_daemon = -1;
+			bench_warn("vmmd exited during start-up (status %d)",
+			    WIFEXITED(st) ? WEXITSTATUS(st) : 128 +
+			    WTERMSIG(st));
+			show_log_tail();
+			return -1;
+		}
+		sleep_ms(10);
+	}
+	bench_warn("vmmd did not accept on %s within %d ms", sock,
+	    BENCH_START_TIMEOUT_MS);
+	show_log_tail();
+	return -1;
+}
+
+/* ---- output ------------------------------------------------------------------ */
+
+static void
+print_table(const struct bench_opts *o, struct bench_pct a,
+    struct bench_pct b, const struct bench_rate *rates, size_t nrates,
+    const uint64_t *ctr)
+{
+	size_t i;
+
+	printf("%-34s %10s %10s\n", "latency (us)", "p50", "p99");
+	printf("%-34s %10.1f %10.1f\n", "(a) raw round trip + 1 fd", a.p50_us,
+	    a.p99_us);
+	printf("%-34s %10.1f %10.1f\n", "(b) vmmd acquire + release", b.p50_us,
+	    b.p99_us);
+	printf("%-34s %10.2f %10.2f   (target p50 <= 2.00: %s)\n",
+	    "ratio b/a", b.p50_us / a.p50_us, b.p99_us / a.p99_us,
+	    b.p50_us / a.p50_us <= 2.0 ? "met" : "NOT met");
+	printf("\n%-34s %10s %10s\n", "(c) grant rate, clients", "pairs/s",
+	    "pairs");
+	for (i = 0; i < nrates; i++)
+		printf("%-34d %10.0f %10" PRIu64 "\n", rates[i].procs,
+		    rates[i].per_sec, rates[i].pairs);
+	printf("\n%ld iterations, %.2f s per rate run; vmmd: ", o->iterations,
+	    o->duration);
+	if (ctr[0] == UINT64_MAX)
+		printf("counters not available\n");
+	else
+		printf("%" PRIu64 " grants, %" PRIu64 " from the pool, %" PRIu64
+		    " chunks created\n", ctr[0], ctr[1], ctr[2]);
+}
+
+static void
+print_json(const struct bench_opts *o, struct bench_pct a,
+    struct bench_pct b, const struct bench_rate *rates, size_t nrates,
+    const uint64_t *ctr)
+{
+	size_t i;
+
+	printf("{\"iterations\": %ld, \"duration_s\": %.3f,\n", o->iterations,
+	    o->duration);
+	printf(" \"raw_us\": {\"p50\": %.2f, \"p99\": %.2f},\n", a.p50_us,
+	    a.p99_us);
+	printf(" \"grant_us\": {\"p50\": %.2f, \"p99\": %.2f},\n", b.p50_us,
+	    b.p99_us);
+	printf(" \"ratio\": {\"p50\": %.3f, \"p99\": %.3f, \"target_p50\": 2.0},\n",
+	    b.p50_us / a.p50_us, b.p99_us / a.p99_us);
+	printf(" \"rates\": [");
+	for (i = 0; i < nrates; i++)
+		printf("%s{\"clients\": %d, \"pairs_per_s\": %.1f, \"pairs\": %"
+		    PRIu64 ", \"seconds\": %.3f}", i ? ", " : "",
+		    rates[i].procs, rates[i].per_sec, rates[i].pairs,
+		    rates[i].seconds);
+	printf("],\n");
+	if (ctr[0] == UINT64_MAX)
+		printf(" \"vmmd\": null}\n");
+	else
+		printf(" \"vmmd\": {\"grants\": %" PRIu64 ", \"fits\": %" PRIu64
+		    ", \"creates\": %" PRIu64 "}}\n", ctr[0], ctr[1], ctr[2]);
+}
+
+/* ---- main ---------------------------------------------------------------------- */
+
+static void
+usage(FILE *f)
+{
+	fprintf(f,
+	    "usage: " BENCH_NAME " [--iterations N] [--duration S] [--vmmd PATH]\n"
+	    "                   [--keep-daemon-log] [--json]\n"
+	    "  --iterations N     timed round trips for (a) and (b) (default %d)\n"
+	    "  --duration S       seconds per rate run in (c) (default %.1f)\n"
+	    "  --vmmd PATH        the daemon (default: <build>/daemon/vmmd, <build>\n"
+	    "                     from $VMM_BUILD_DIR or this binary's location)\n"
+	    "  --keep-daemon-log  keep vmmd's log (its path is printed)\n"
+	    "  --json             results as JSON instead of a table\n",
+	    BENCH_DEF_ITERATIONS, BENCH_DEF_DURATION);
+}
+
+/* Strict number parsing: the whole string, within [min, max]. */
+static int
+parse_num(const char *s, double min, double max, double *out)
+{
+	char *end;
+
+	errno = 0;
+	*out = strtod(s, &end);
+	return end == s || *end != '\0' || errno != 0 || *out < min ||
+	    *out > max ? -1 : 0;
+}
+
+static int
+parse_args(int argc, char **argv, struct bench_opts *o)
+{
+	static const struct option longopts[] = {
+		{ "iterations", required_argument, NULL, 'n' },
+		{ "duration", required_argument, NULL, 'd' },
+		{ "vmmd", required_argument, NULL, 'v' },
+		{ "keep-daemon-log", no_argument, NULL, 'k' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	double v;
+	int ch;
+
+	o->iterations = BENCH_DEF_ITERATIONS;
+	o->duration = BENCH_DEF_DURATION;
+	while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'n':
+			if (parse_num(optarg, 1, BENCH_MAX_ITERATIONS, &v) != 0 ||
+			    v != (double)(long)v) {
+				bench_warn("--iterations \"%s\": expected an "
+				    "integer in 1..%d", optarg,
+				    BENCH_MAX_ITERATIONS);
+				return -1;
+			}
+			o->iterations = (long)v;
+			break;
+		case 'd':
+			if (parse_num(optarg, 0.01, BENCH_MAX_DURATION, &o->duration)
+			    != 0) {
+				bench_warn("--duration \"%s\": expected seconds "
+				    "in 0.01..%.0f", optarg, BENCH_MAX_DURATION);
+				return -1;
+			}
+			break;
+		case 'v':
+			o->vmmd = optarg;
+			break;
+		case 'k':
+			b_keep_log = true;
+			break;
+		case 'j':
+			o->json = true;
+			break;
+		case 'h':
+			usage(stdout);
+			exit(0);
+		default:
+			usage(stderr);
+			return -1;
+		}
+	}
+	if (optind != argc) {
+		bench_warn("unexpected argument \"%s\"", argv[optind]);
+		usage(stderr);
+		return -1;
+	}
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	static const char *const ctr_names[] = { "grants", "fits", "creates" };
+	struct bench_opts o = { 0 };
+	struct bench_rate rates[BENCH_NRATES];
+	struct bench_pct a = { 0 }, b = { 0 };
+	struct rate_shared *sh = MAP_FAILED;
+	char build[PATH_MAX], vmmd[PATH_MAX], cudalib[PATH_MAX];
+	char sock[sizeof(((struct sockaddr_un *)NULL)->sun_path)];
+	uint64_t *samples = NULL, ctr[3];
+	struct stat sb;
+	long warm;
+	size_t i;
+	int rc = 1;
+
+	if (parse_args(argc, argv, &o) != 0)
+		return 2;
+	if (find_build_dir(build, sizeof(build)) != 0) {
+		bench_warn("cannot tell the build directory; set VMM_BUILD_DIR");
+		return 1;
+	}
+	if ((o.vmmd != NULL ? snprintf(vmmd, sizeof(vmmd), "%s", o.vmmd) :
+	    snprintf(vmmd, sizeof(vmmd), "%s/daemon/vmmd", build)) >=
+	    (int)sizeof(vmmd) || snprintf(cudalib, sizeof(cudalib),
+	    "%s/tests/cuemu/lib", build) >= (int)sizeof(cudalib)) {
+		bench_warn("path too long");
+		return 1;
+	}
+	if (access(vmmd, X_OK) != 0) {
+		bench_warn("%s: %s (use --vmmd or VMM_BUILD_DIR)", vmmd,
+		    strerror(errno));
+		return 1;
+	}
+	if (stat(cudalib, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+		bench_warn("%s: no emulator there (build the tree, or set "
+		    "VMM_BUILD_DIR)", cudalib);
+		return 1;
+	}
+	warm = o.iterations / 10 > 100 ? o.iterations / 10 : 100;
+	samples = calloc((size_t)o.iterations, sizeof(*samples));
+	sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE,
+	    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (samples == NULL || sh == MAP_FAILED) {
+		bench_warn("out of memory");
+		goto out;
+	}
+	signal(SIGINT, bench_on_signal);
+	signal(SIGTERM, bench_on_signal);
+	signal(SIGHUP, bench_on_signal);
+
+	fprintf(stderr, BENCH_NAME ": (a) raw fd round trip, %ld + %ld warm-up\n",
+	    o.iterations, warm);
+	if (raw_run(samples, o.iterations, warm) != 0)
+		goto out;
+	a = summarize(samples, (size_t)o.iterations);
+
+	fprintf(stderr, BENCH_NAME ": starting %s\n", vmmd);
+	if (daemon_start(vmmd, cudalib, sock, sizeof(sock)) != 0)
+		goto out;
+	fprintf(stderr, BENCH_NAME ": vmmd pid %d on %s, CUEMU_INSTANCE=%s\n",
+	    (int)b_daemon, sock, b_instance);
+	fprintf(stderr, BENCH_NAME ": (b) acquire + release via vmmd, %ld + "
+	    "%ld warm-up\n", o.iterations, warm);
+	if (grant_run(sock, samples, o.iterations, warm) != 0)
+		goto out;
+	b = summarize(samples, (size_t)o.iterations);
+
+	for (i = 0; i < BENCH_NRATES; i++) {
+		fprintf(stderr, BENCH_NAME ": (c) grant rate, %d client%s, "
+		    "%.2f s\n", bench_rate_procs[i],
+		    bench_rate_procs[i] > 1 ? "s" : "", o.duration);
+		if (rate_run(sock, bench_rate_procs[i], o.duration, sh,
+		    &rates[i]) != 0)
+			goto out;
+	}
+	if (bc_counters(sock, ctr_names, ctr, 3) != 0)
+		bench_warn("vmmd stats not available; counters omitted");
+
+	if (o.json)
+		print_json(&o, a, b, rates, BENCH_NRATES, ctr);
+	else
+		print_table(&o, a, b, rates, BENCH_NRATES, ctr);
+	fflush(stdout);
+	rc = 0;
+out:
+	if (b_daemon > 0)
+		fprintf(stderr, BENCH_NAME ": stopping vmmd\n");
+	if (rc != 0 && b_daemon > 0)
+		show_log_tail();
+	if (b_keep_log && b_dir[0] != '\0')
+		fprintf(stderr, BENCH_NAME ": vmmd log kept in %s\n", b_log);
+	if (bench_cleanup() != 0) {
+		bench_warn("vmmd did not exit cleanly on SIGTERM");
+		rc = 1;
+	}
+	free(samples);
+	if (sh != MAP_FAILED)
+		munmap(sh, sizeof(*sh));
+	return rc;
+}
