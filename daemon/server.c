@@ -58,20 +58,31 @@ vmmd_server_is_admin(uid_t uid, gid_t gid, const gid_t *groups, int ngroups)
 	return false;
 }
 
-/* Answers a connection over a limit with an Error, then closes it. */
+/* Answers a connection we cannot serve with an Error, then closes it. */
 static void
-server_refuse(int fd, const char *why)
+server_refuse(int fd, const char *why, Vmm__ErrorCode code)
 {
 	Vmm__Envelope env = VMM__ENVELOPE__INIT;
 	Vmm__Error e = VMM__ERROR__INIT;
 
-	e.code = VMM__ERROR_CODE__ERROR_CODE_LIMIT;
+	e.code = code;
 	e.message = (char *)why;
 	env.msg_case = VMM__ENVELOPE__MSG_ERROR;
 	env.error = &e;
 	(void)vmm_frame_send(fd, VMM_FRAME_PEER_CLIENT, &env, NULL, 0, 0);
 	close(fd);
 	vmmd_stats.sessions_refused++;
+}
+
+/* Stops accepting for a second (out of fds). */
+static void
+server_pause(void)
+{
+	struct timeval one_second = { 1, 0 };
+
+	vmmd_stats.accept_pauses++;
+	event_del(server_ev);
+	evtimer_add(server_resume, &one_second);
 }
 
 static void
@@ -83,41 +94,60 @@ server_on_resume(evutil_socket_t fd, short what, void *arg)
 	event_add(server_ev, NULL);
 }
 
-/* Takes one accepted socket: credentials, limits, a new session. */
-static void
+/* Takes one accepted socket: credentials, limits, a new session.  Returns
+ * -1 if accepting is paused (out of fds). */
+static int
 server_take(int fd)
 {
 	gid_t groups[VMMD_MAX_PEER_GROUPS];
 	socklen_t len = sizeof(struct ucred);
 	struct ucred cr;
-	int ngroups = 0;
+	int ngroups = 0, pidfd;
 	bool admin;
 
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) != 0) {
 		vmm_log_error("SO_PEERCRED: %s", strerror(errno));
 		close(fd);
-		return;
+		return 0;
 	}
 	len = sizeof(groups);
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) == 0)
 		ngroups = (int)(len / sizeof(gid_t));
 	if (vmmd_nsessions >= vmmd_cfg.max_sessions) {
-		server_refuse(fd, "too many clients");
-		return;
+		server_refuse(fd, "too many clients",
+		    VMM__ERROR_CODE__ERROR_CODE_LIMIT);
+		return 0;
 	}
 	if (vmmd_session_count_uid(cr.uid) >= vmmd_cfg.max_sessions_per_uid) {
-		server_refuse(fd, "too many clients of this uid");
-		return;
+		server_refuse(fd, "too many clients of this uid",
+		    VMM__ERROR_CODE__ERROR_CODE_LIMIT);
+		return 0;
+	}
+	/* A session needs a second fd, the peer's pidfd: out of fds, say so
+	 * and stop accepting for a while rather than drop the backlog. */
+	if ((pidfd = vmmd_session_pidfd(cr.pid)) < 0 && errno != ESRCH) {
+		if (errno == EMFILE || errno == ENFILE) {
+			server_refuse(fd, "vmmd is out of file descriptors; retry",
+			    VMM__ERROR_CODE__ERROR_CODE_BUSY);
+			server_pause();
+			return -1;
+		} else {
+			vmm_log_error("pidfd_open(%d): %s", (int)cr.pid,
+			    strerror(errno));
+			server_refuse(fd, "internal error",
+			    VMM__ERROR_CODE__ERROR_CODE_INTERNAL);
+		}
+		return 0;
 	}
 	admin = vmmd_server_is_admin(cr.uid, cr.gid, groups, ngroups);
-	if (vmmd_session_new(fd, cr.pid, cr.uid, cr.gid, admin) == 0)
+	if (vmmd_session_new(fd, pidfd, cr.pid, cr.uid, cr.gid, admin) == 0)
 		vmmd_notify_status();
+	return 0;
 }
 
 static void
 server_on_accept(evutil_socket_t lfd, short what, void *arg)
 {
-	struct timeval one_second = { 1, 0 };
 	int i, fd;
 
 	(void)what;
@@ -125,17 +155,16 @@ server_on_accept(evutil_socket_t lfd, short what, void *arg)
 	for (i = 0; i < VMMD_ACCEPT_BUDGET; i++) {
 		fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd >= 0) {
-			server_take(fd);
+			if (server_take(fd) != 0)
+				return;
 			continue;
 		}
 		if (errno == EINTR || errno == ECONNABORTED)
 			continue;
 		if (errno == EMFILE || errno == ENFILE) {
-			vmmd_stats.accept_pauses++;
 			vmm_log_error("accept: %s; pausing for a second",
 			    strerror(errno));
-			event_del(server_ev);
-			evtimer_add(server_resume, &one_second);
+			server_pause();
 		} else if (errno != EAGAIN && errno != EWOULDBLOCK)
 			vmm_log_error("accept: %s", strerror(errno));
 		return;

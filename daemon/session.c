@@ -713,7 +713,14 @@ session_close(struct vmmd_session *s, const char *why)
 }
 
 int
-vmmd_session_new(int fd, pid_t pid, uid_t uid, gid_t gid, bool admin)
+vmmd_session_pidfd(pid_t pid)
+{
+	return session_pidfd_open(pid);
+}
+
+int
+vmmd_session_new(int fd, int pidfd, pid_t pid, uid_t uid, gid_t gid,
+    bool admin)
 {
 	struct vmmd_session *s;
 	struct timeval tv;
@@ -733,11 +740,7 @@ vmmd_session_new(int fd, pid_t pid, uid_t uid, gid_t gid, bool admin)
 	TAILQ_INIT(&s->held);
 	gettimeofday(&tv, NULL);
 	s->connected_usec = (uint64_t)tv.tv_sec * 1000000u + (uint64_t)tv.tv_usec;
-	s->pidfd = session_pidfd_open(pid);
-	if (s->pidfd < 0 && errno != ESRCH) {
-		vmm_log_error("pidfd_open(%d): %s", (int)pid, strerror(errno));
-		goto fail;
-	}
+	s->pidfd = pidfd;
 	session_read_cgroup(pid, s->cgroup, sizeof(s->cgroup));
 	s->rd = vmm_frame_reader_new(VMM_FRAME_PEER_CLIENT);
 	s->oq = vmm_frame_outq_new(VMM_FRAME_PEER_CLIENT, vmmd_cfg.max_queue_bytes,

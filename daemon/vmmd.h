@@ -234,8 +234,12 @@ TAILQ_HEAD(vmmd_session_list, vmmd_session);
 extern struct vmmd_session_list	vmmd_sessions;
 extern unsigned			vmmd_nsessions;	/* not CLOSED */
 
-/* Takes over an accepted socket; returns -1 (socket closed) on failure. */
-int	vmmd_session_new(int fd, pid_t pid, uid_t uid, gid_t gid, bool admin);
+/* A pidfd for the peer (-1 with errno; ESRCH: already gone). */
+int	vmmd_session_pidfd(pid_t pid);
+/* Takes over an accepted socket and the peer's pidfd (or -1 if the process
+ * is gone); returns -1 (both closed) on failure. */
+int	vmmd_session_new(int fd, int pidfd, pid_t pid, uid_t uid, gid_t gid,
+	    bool admin);
 /* Sends Goodbye to every session (daemon shutting down) and closes them. */
 void	vmmd_session_shutdown_all(const char *why);
 unsigned vmmd_session_count_uid(uid_t uid);

@@ -3,6 +3,8 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <grp.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +12,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -93,6 +96,7 @@ tc_open(const char *path, const char *name, bool admin)
 	CHECK(r->hello_reply->request_id == h.request_id);
 	c->session_id = r->hello_reply->session_id;
 	c->granularity = r->hello_reply->granularity;
+	c->max_chunks = r->hello_reply->limits->max_chunks_per_grant;
 	CHECK(c->granularity > 0);
 	vmm_frame_msg_free(m);
 	return c;
@@ -266,6 +270,9 @@ tc_start_daemon(const char *sockdir, const char *config_text,
 	if (pid == 0) {
 		/* Never outlive a test that failed a CHECK. */
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		/* A test running under the shim must not preload it into the
+		 * daemon: vmmd would be its own client. */
+		unsetenv("LD_PRELOAD");
 		execv(vmmd, (char *const *)argv);
 		_exit(127);
 	}
@@ -292,4 +299,380 @@ tc_stop_daemon(pid_t pid)
 	kill(pid, SIGTERM);
 	CHECK(waitpid(pid, &st, 0) == pid);
 	return st;
+}
+
+void
+tc_stop_daemon_ok(pid_t pid)
+{
+	int st = tc_stop_daemon(pid);
+
+	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+		fprintf(stderr, "vmmd %d: wait status 0x%x\n", (int)pid, st);
+	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+/* ---- more helpers ---------------------------------------------------------- */
+
+int
+tc_acquire_ex(struct tc *c, uint64_t bytes, unsigned flags, uint64_t min_piece,
+    struct tc_chunk *out, size_t max, char *msg, size_t msglen)
+{
+	Vmm__Envelope env = VMM__ENVELOPE__INIT;
+	Vmm__Acquire a = VMM__ACQUIRE__INIT;
+	const Vmm__Envelope *r;
+	struct vmm_frame_msg *m;
+	size_t i;
+	int n;
+
+	a.request_id = c->next_rid++;
+	a.bytes = bytes;
+	a.flags = flags;
+	a.min_piece = min_piece;
+	env.msg_case = VMM__ENVELOPE__MSG_ACQUIRE;
+	env.acquire = &a;
+	CHECK((m = tc_call(c, &env, NULL, 0)) != NULL);
+	r = vmm_frame_msg_env(m);
+	if (r->msg_case == VMM__ENVELOPE__MSG_ERROR) {
+		n = -(int)r->error->code;
+		CHECK(r->error->request_id == a.request_id);
+		if (msg != NULL)
+			snprintf(msg, msglen, "%s", r->error->message ?
+			    r->error->message : "");
+		vmm_frame_msg_free(m);
+		return n;
+	}
+	CHECK(r->msg_case == VMM__ENVELOPE__MSG_GRANT);
+	CHECK(r->grant->request_id == a.request_id);
+	CHECK(r->grant->n_chunks <= max);
+	CHECK(vmm_frame_msg_nfds(m) == r->grant->n_chunks);
+	for (i = 0; i < r->grant->n_chunks; i++) {
+		out[i].id = r->grant->chunks[i]->id;
+		out[i].size = r->grant->chunks[i]->size;
+		out[i].fd = vmm_frame_msg_take_fd(m, i);
+		CHECK(out[i].fd >= 0);
+	}
+	n = (int)r->grant->n_chunks;
+	vmm_frame_msg_free(m);
+	return n;
+}
+
+void
+tc_close_chunks(struct tc_chunk *ch, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		if (ch[i].fd >= 0)
+			close(ch[i].fd);
+		ch[i].fd = -1;
+	}
+}
+
+void
+tc_pool(struct tc *c, Vmm__PoolStats *pool)
+{
+	CHECK(tc_stats(c, pool, NULL, NULL) == 0);
+}
+
+uint64_t
+tc_counter(struct tc *c, const char *name)
+{
+	uint64_t v = 0;
+	int rc = tc_stats(c, NULL, name, &v);
+
+	if (rc != 0)
+		fprintf(stderr, "tc_counter: no counter \"%s\"\n", name);
+	CHECK(rc == 0);
+	return v;
+}
+
+int64_t
+tc_trim(struct tc *c, uint64_t target)
+{
+	Vmm__Envelope env = VMM__ENVELOPE__INIT;
+	Vmm__TrimRequest tr = VMM__TRIM_REQUEST__INIT;
+	const Vmm__Envelope *r;
+	struct vmm_frame_msg *m;
+	int64_t rc;
+
+	tr.request_id = c->next_rid++;
+	tr.target_bytes = target;
+	env.msg_case = VMM__ENVELOPE__MSG_TRIM_REQUEST;
+	env.trim_request = &tr;
+	CHECK((m = tc_call(c, &env, NULL, 0)) != NULL);
+	r = vmm_frame_msg_env(m);
+	if (r->msg_case == VMM__ENVELOPE__MSG_ERROR) {
+		CHECK(r->error->request_id == tr.request_id);
+		rc = -(int64_t)r->error->code;
+	} else {
+		CHECK(r->msg_case == VMM__ENVELOPE__MSG_TRIM_REPLY);
+		CHECK(r->trim_reply->request_id == tr.request_id);
+		rc = (int64_t)r->trim_reply->bytes_released;
+	}
+	vmm_frame_msg_free(m);
+	return rc;
+}
+
+uint32_t
+tc_sessions(struct tc *c)
+{
+	Vmm__Envelope env = VMM__ENVELOPE__INIT;
+	Vmm__ClientsRequest cr = VMM__CLIENTS_REQUEST__INIT;
+	const Vmm__Envelope *r;
+	struct vmm_frame_msg *m;
+	uint32_t n;
+
+	cr.request_id = c->next_rid++;
+	env.msg_case = VMM__ENVELOPE__MSG_CLIENTS_REQUEST;
+	env.clients_request = &cr;
+	CHECK((m = tc_call(c, &env, NULL, 0)) != NULL);
+	r = vmm_frame_msg_env(m);
+	CHECK(r->msg_case == VMM__ENVELOPE__MSG_CLIENTS_REPLY);
+	n = r->clients_reply->sessions_total;
+	vmm_frame_msg_free(m);
+	return n;
+}
+
+void
+tc_sleep_ms(int ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
+uint64_t
+tc_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+int
+tc_wait_fds(pid_t pid, int want, int timeout_ms)
+{
+	uint64_t end = tc_now_ms() + (uint64_t)timeout_ms;
+	int n;
+
+	while ((n = tc_count_fds(pid)) != want && tc_now_ms() < end)
+		tc_sleep_ms(10);
+	return n;
+}
+
+long
+tc_rss_kb(pid_t pid)
+{
+	char path[64], line[256];
+	long kb = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	if ((f = fopen(path, "re")) == NULL)
+		return -1;
+	while (fgets(line, sizeof(line), f) != NULL)
+		if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
+			break;
+	fclose(f);
+	return kb;
+}
+
+size_t
+tc_pack(const Vmm__Envelope *env, unsigned char *out, size_t cap)
+{
+	size_t body = vmm__envelope__get_packed_size(env);
+
+	CHECK(body + VMM_FRAME_HDR <= cap);
+	out[0] = body & 0xff;
+	out[1] = (body >> 8) & 0xff;
+	out[2] = (body >> 16) & 0xff;
+	out[3] = (body >> 24) & 0xff;
+	CHECK(vmm__envelope__pack(env, out + VMM_FRAME_HDR) == body);
+	return body + VMM_FRAME_HDR;
+}
+
+int
+tc_send_raw(int fd, const void *buf, size_t len, const int *fds, size_t nfds)
+{
+	union {
+		struct cmsghdr	hdr;
+		char		buf[CMSG_SPACE(sizeof(int) * 253)];
+	} ctl;
+	const char *p = buf;
+	struct msghdr mh;
+	struct iovec iov;
+	struct cmsghdr *cm;
+	ssize_t n;
+
+	CHECK(nfds <= 253);
+	while (len > 0) {
+		memset(&mh, 0, sizeof(mh));
+		iov.iov_base = (void *)p;
+		iov.iov_len = len;
+		mh.msg_iov = &iov;
+		mh.msg_iovlen = 1;
+		if (nfds > 0) {
+			memset(&ctl, 0, sizeof(ctl));
+			mh.msg_control = ctl.buf;
+			mh.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
+			cm = CMSG_FIRSTHDR(&mh);
+			cm->cmsg_level = SOL_SOCKET;
+			cm->cmsg_type = SCM_RIGHTS;
+			cm->cmsg_len = CMSG_LEN(nfds * sizeof(int));
+			memcpy(CMSG_DATA(cm), fds, nfds * sizeof(int));
+		}
+		n = sendmsg(fd, &mh, MSG_NOSIGNAL);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		p += n;
+		len -= (size_t)n;
+		nfds = 0;
+	}
+	return 0;
+}
+
+int
+tc_recv_raw(int fd, struct vmm_frame_reader *rd, struct vmm_frame_msg **out,
+    int timeout_ms)
+{
+	return vmm_frame_recv(rd, fd, out, timeout_ms);
+}
+
+int
+tc_wait_eof(int fd, int timeout_ms)
+{
+	uint64_t end = tc_now_ms() + (uint64_t)timeout_ms;
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	char buf[4096];
+	ssize_t n;
+	int left;
+
+	for (;;) {
+		left = (int)(end - tc_now_ms());
+		if (tc_now_ms() >= end || left <= 0)
+			return -1;
+		if (poll(&p, 1, left) <= 0)
+			continue;
+		n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+		if (n == 0 || (n < 0 && errno == ECONNRESET))
+			return 0;
+	}
+}
+
+void
+tc_become(uid_t uid, gid_t gid, const gid_t *groups, size_t ngroups)
+{
+	CHECK(setgroups(ngroups, groups) == 0);
+	CHECK(setgid(gid) == 0);
+	CHECK(setuid(uid) == 0);
+	CHECK(getuid() == uid && geteuid() == uid && getgid() == gid);
+}
+
+pid_t
+tc_spawn(int (*fn)(void *, int), void *arg, int *ctl)
+{
+	int sv[2];
+	pid_t pid;
+
+	CHECK(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == 0);
+	fflush(NULL);
+	CHECK((pid = fork()) >= 0);
+	if (pid == 0) {
+		close(sv[0]);
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		_exit(fn(arg, sv[1]));
+	}
+	close(sv[1]);
+	*ctl = sv[0];
+	return pid;
+}
+
+void
+tc_ctl_send(int ctl, const void *buf, size_t len)
+{
+	CHECK(send(ctl, buf, len, MSG_NOSIGNAL) == (ssize_t)len);
+}
+
+void
+tc_ctl_recv(int ctl, void *buf, size_t len, int timeout_ms)
+{
+	struct pollfd p = { .fd = ctl, .events = POLLIN };
+
+	CHECK(poll(&p, 1, timeout_ms) == 1);
+	CHECK(recv(ctl, buf, len, 0) == (ssize_t)len);
+}
+
+int
+tc_wait_child(pid_t pid, int want_sig)
+{
+	int st;
+
+	CHECK(waitpid(pid, &st, 0) == pid);
+	if (WIFSIGNALED(st)) {
+		if (WTERMSIG(st) != want_sig)
+			fprintf(stderr, "child %d: signal %d\n", (int)pid,
+			    WTERMSIG(st));
+		CHECK(WTERMSIG(st) == want_sig);
+		return 0;
+	}
+	CHECK(WIFEXITED(st));
+	return WEXITSTATUS(st);
+}
+
+void
+tc_cuda_init(void)
+{
+	CUcontext ctx;
+
+	CHECK_OK(cuInit(0));
+	CHECK_OK(cuDevicePrimaryCtxRetain(&ctx, 0));
+	CHECK_OK(cuCtxSetCurrent(ctx));
+}
+
+void
+tc_map(const struct tc_chunk *ch, size_t n, struct tc_mapping *m)
+{
+	CUmemAccessDesc acc = { 0 };
+	uint64_t off = 0;
+	size_t i;
+
+	CHECK(n > 0 && n <= VMM_PROTO_MAX_CHUNKS);
+	memset(m, 0, sizeof(*m));
+	m->n = n;
+	for (i = 0; i < n; i++) {
+		CHECK_OK(cuMemImportFromShareableHandle(&m->h[i],
+		    (void *)(uintptr_t)ch[i].fd,
+		    CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR));
+		m->sizes[i] = ch[i].size;
+		m->size += ch[i].size;
+	}
+	CHECK_OK(cuMemAddressReserve(&m->va, m->size, 0, 0, 0));
+	for (i = 0; i < n; i++) {
+		CHECK_OK(cuMemMap(m->va + off, m->sizes[i], 0, m->h[i], 0));
+		off += m->sizes[i];
+	}
+	acc.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+	acc.location.id = 0;
+	acc.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
+	CHECK_OK(cuMemSetAccess(m->va, m->size, &acc, 1));
+}
+
+void
+tc_unmap(struct tc_mapping *m)
+{
+	uint64_t off = 0;
+	size_t i;
+
+	for (i = 0; i < m->n; i++) {
+		CHECK_OK(cuMemUnmap(m->va + off, m->sizes[i]));
+		off += m->sizes[i];
+	}
+	CHECK_OK(cuMemAddressFree(m->va, m->size));
+	for (i = 0; i < m->n; i++)
+		CHECK_OK(cuMemRelease(m->h[i]));
+	memset(m, 0, sizeof(*m));
 }

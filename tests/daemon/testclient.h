@@ -12,6 +12,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include <cuda.h>
+
 #include "frame.h"
 
 struct tc {
@@ -20,6 +22,7 @@ struct tc {
 	uint64_t		next_rid;
 	uint64_t		session_id;
 	uint64_t		granularity;
+	uint32_t		max_chunks;	/* Limits.max_chunks_per_grant */
 };
 
 struct tc_chunk {
@@ -56,5 +59,75 @@ pid_t	tc_start_daemon(const char *sockdir, const char *config_text,
 	    const char *const *extra_args);
 /* SIGTERM and wait; returns the exit status. */
 int	tc_stop_daemon(pid_t pid);
+/* SIGTERM and wait; fails the test unless vmmd exits 0 (under ASan: no
+ * leaks either). */
+void	tc_stop_daemon_ok(pid_t pid);
+
+/* ---- more helpers (negative tests, processes, mapping) ------------------ */
+
+/* Acquire with every field: returns the number of chunks, or -code on an
+ * Error reply whose message goes to msg (if not NULL). */
+int	tc_acquire_ex(struct tc *c, uint64_t bytes, unsigned flags,
+	    uint64_t min_piece, struct tc_chunk *out, size_t max, char *msg,
+	    size_t msglen);
+/* Closes the fds of granted chunks. */
+void	tc_close_chunks(struct tc_chunk *ch, size_t n);
+/* The pool totals; fails the test on error. */
+void	tc_pool(struct tc *c, Vmm__PoolStats *pool);
+/* A counter's value; fails the test if the daemon has no such counter. */
+uint64_t tc_counter(struct tc *c, const char *name);
+/* Trim: bytes the daemon gave back to the GPU, or -code on an Error. */
+int64_t	tc_trim(struct tc *c, uint64_t target);
+/* Sessions the daemon knows (ClientsReply.sessions_total). */
+uint32_t tc_sessions(struct tc *c);
+void	tc_sleep_ms(int ms);
+uint64_t tc_now_ms(void);
+/* Polls pid's fd count until it is want or timeout_ms passes; returns the
+ * last count. */
+int	tc_wait_fds(pid_t pid, int want, int timeout_ms);
+/* VmRSS of pid in KiB, or -1. */
+long	tc_rss_kb(pid_t pid);
+/* Writes a frame header and the packed env into out (cap bytes); returns the
+ * frame's length. */
+size_t	tc_pack(const Vmm__Envelope *env, unsigned char *out, size_t cap);
+/* Sends len bytes with fds (SCM_RIGHTS on the first byte; the caller keeps
+ * its copies); 0 or -errno. */
+int	tc_send_raw(int fd, const void *buf, size_t len, const int *fds,
+	    size_t nfds);
+/* Next frame from the daemon on a raw socket: 1 and *out, 0 on EOF, or a
+ * negative error (-ETIMEDOUT). */
+int	tc_recv_raw(int fd, struct vmm_frame_reader *rd,
+	    struct vmm_frame_msg **out, int timeout_ms);
+/* Reads and discards until EOF: 0, or -1 if the socket stays open past
+ * timeout_ms. */
+int	tc_wait_eof(int fd, int timeout_ms);
+/* Leaves root for uid/gid with these supplementary groups (child only). */
+void	tc_become(uid_t uid, gid_t gid, const gid_t *groups, size_t ngroups);
+/* Forks a child that runs fn(arg, ctl) and _exits with its result; ctl is a
+ * SOCK_SEQPACKET socket to the parent, whose end goes to *ctl.  The child
+ * dies with the parent.  Call before cuInit in this process. */
+pid_t	tc_spawn(int (*fn)(void *, int), void *arg, int *ctl);
+/* One message on a control socket: send, or receive exactly len bytes
+ * (fails the test on EOF or after timeout_ms). */
+void	tc_ctl_send(int ctl, const void *buf, size_t len);
+void	tc_ctl_recv(int ctl, void *buf, size_t len, int timeout_ms);
+/* Waits for a child; returns its exit code (fails the test if it was
+ * killed by a signal other than want_sig, which then counts as 0). */
+int	tc_wait_child(pid_t pid, int want_sig);
+
+/* Chunks mapped back to back in one reservation, one cuMemSetAccess. */
+struct tc_mapping {
+	CUdeviceptr			va;
+	uint64_t			size;
+	size_t				n;
+	CUmemGenericAllocationHandle	h[VMM_PROTO_MAX_CHUNKS];
+	uint64_t			sizes[VMM_PROTO_MAX_CHUNKS];
+};
+
+/* cuInit, the primary context of device 0, current. */
+void	tc_cuda_init(void);
+/* Imports and maps chunks (their fds stay open) read-write. */
+void	tc_map(const struct tc_chunk *ch, size_t n, struct tc_mapping *m);
+void	tc_unmap(struct tc_mapping *m);
 
 #endif

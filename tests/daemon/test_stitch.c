@@ -1,0 +1,380 @@
+/*
+ * vmmd stitching: a request no single free chunk fits is served from several
+ * pooled chunks (sizes summing to the rounded request, nothing created for
+ * the covered part), fragments under frag_ratio × request are skipped unless
+ * the client says otherwise, the piece cap holds, and the pieces really are
+ * distinct memory that maps back to back into one range.
+ *
+ * "test_daemon_stitch policy" runs the checks of the stitch policy's finer
+ * contracts (Acquire.min_piece, an exact cover at the piece cap).
+ */
+#include <cuda.h>
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "../common/check.h"
+#include "testclient.h"
+
+#define STITCH	VMM__ACQUIRE_FLAG__ACQUIRE_FLAG_ALLOW_STITCH
+#define IGNORE	VMM__ACQUIRE_FLAG__ACQUIRE_FLAG_IGNORE_FRAG_RATIO
+#define MAXCH	VMM_PROTO_MAX_CHUNKS
+
+static char		sockpath[1100];
+static struct tc	*adm;
+static uint64_t		G;	/* granularity */
+
+/* Fills buf with a pattern that differs at every 4-byte offset and seed. */
+static void
+pattern(unsigned char *buf, size_t len, uint32_t seed)
+{
+	size_t i;
+
+	for (i = 0; i + 4 <= len; i += 4) {
+		uint32_t v = ((uint32_t)(i / 4) * 2654435761u) ^ seed;
+
+		memcpy(buf + i, &v, 4);
+	}
+	for (; i < len; i++)
+		buf[i] = (unsigned char)seed;
+}
+
+/* Maps the grant back to back, writes one pattern over the whole range,
+ * reads windows across every boundary, then checks each chunk alone holds
+ * its own slice (so the pieces are distinct memory, in order). */
+static void
+use_grant(const struct tc_chunk *ch, size_t n, uint32_t seed)
+{
+	const size_t win = 64 * 1024;
+	struct tc_mapping m, one;
+	unsigned char *buf, *back;
+	uint64_t off = 0;
+	size_t i;
+
+	tc_map(ch, n, &m);
+	CHECK((buf = malloc(m.size)) != NULL && (back = malloc(m.size)) != NULL);
+	pattern(buf, m.size, seed);
+	CHECK_OK(cuMemcpyHtoD(m.va, buf, m.size));
+	for (i = 1; i < n; i++) {
+		off += ch[i - 1].size;
+		memset(back, 0, 2 * win);
+		CHECK_OK(cuMemcpyDtoH(back, m.va + off - win, 2 * win));
+		CHECK(memcmp(back, buf + off - win, 2 * win) == 0);
+		/* A write straddling the boundary, read back from both sides. */
+		memset(back, 0xa5, 2 * win);
+		CHECK_OK(cuMemcpyHtoD(m.va + off - win, back, 2 * win));
+		memset(buf + off - win, 0xa5, 2 * win);
+	}
+	CHECK_OK(cuMemcpyDtoH(back, m.va, m.size));
+	CHECK(memcmp(back, buf, m.size) == 0);
+	for (i = 0, off = 0; i < n; off += ch[i].size, i++) {
+		tc_map(&ch[i], 1, &one);
+		CHECK_OK(cuMemcpyDtoH(back, one.va, ch[i].size));
+		CHECK(memcmp(back, buf + off, ch[i].size) == 0);
+		tc_unmap(&one);
+	}
+	tc_unmap(&m);
+	free(buf);
+	free(back);
+}
+
+/* Acquires and checks the grant's shape; returns the number of chunks. */
+static int
+grant(struct tc *c, uint64_t bytes, unsigned flags, uint64_t min_piece,
+    struct tc_chunk *ch)
+{
+	uint64_t sum = 0;
+	int n, i, j;
+
+	n = tc_acquire_ex(c, bytes, flags, min_piece, ch, MAXCH, NULL, 0);
+	CHECK(n > 0);
+	for (i = 0; i < n; i++) {
+		CHECK(ch[i].size > 0 && ch[i].size % G == 0);
+		for (j = 0; j < i; j++)
+			CHECK(ch[i].id != ch[j].id);
+		sum += ch[i].size;
+	}
+	CHECK(sum == (bytes + G - 1) / G * G);
+	return n;
+}
+
+static void
+give_back(struct tc *c, struct tc_chunk *ch, int n)
+{
+	uint64_t ids[MAXCH];
+	int i;
+
+	for (i = 0; i < n; i++)
+		ids[i] = ch[i].id;
+	tc_close_chunks(ch, (size_t)n);
+	CHECK(tc_release(c, ids, (size_t)n) == 0);
+}
+
+static bool
+has_id(const struct tc_chunk *ch, int n, uint64_t id)
+{
+	int i;
+
+	for (i = 0; i < n; i++)
+		if (ch[i].id == id)
+			return true;
+	return false;
+}
+
+/* Acquires one chunk of each size (each created: the pool starts empty),
+ * then releases those whose index is even; held gets the rest. */
+static void
+scatter(struct tc *c, const uint64_t *sizes, int n, struct tc_chunk *freed,
+    struct tc_chunk *held)
+{
+	struct tc_chunk ch[MAXCH];
+	int i, nf = 0, nh = 0;
+
+	for (i = 0; i < n; i++) {
+		CHECK(tc_acquire(c, sizes[i], 0, &ch[i], 1) == 1);
+		CHECK(ch[i].size == sizes[i]);
+	}
+	for (i = 0; i < n; i++) {
+		if (i % 2 == 0) {
+			freed[nf++] = ch[i];
+			give_back(c, &ch[i], 1);
+		} else
+			held[nh++] = ch[i];
+	}
+}
+
+static void
+start(const char *sub, const char *conf, pid_t *d)
+{
+	const char *tmp = getenv("VMM_TEST_TMPDIR");
+	char dir[1024];
+
+	CHECK(tmp != NULL);
+	snprintf(dir, sizeof(dir), "%s/%s", tmp, sub);
+	tc_socket_path(dir, sockpath, sizeof(sockpath));
+	*d = tc_start_daemon(dir, conf, NULL);
+	adm = tc_open(sockpath, "admin", true);
+	G = adm->granularity;
+}
+
+static void
+stop(pid_t d)
+{
+	tc_close(adm);
+	tc_stop_daemon_ok(d);
+}
+
+/* Default frag_ratio (0.25) and piece cap. */
+static void
+test_default_ratio(void)
+{
+	struct tc_chunk freed[4], held[4], ch[MAXCH];
+	uint64_t sizes[8] = { 2, 2, 2, 2, 1, 1, 1, 1 };
+	uint64_t creates, cbytes, fits;
+	Vmm__PoolStats ps;
+	struct tc *a;
+	pid_t d;
+	int n, i;
+
+	start("ratio", "idle_timeout_ms = 0\n", &d);
+	/* Freed: 2G, 2G, 1G, 1G; the others stay held. */
+	for (i = 0; i < 8; i++)
+		sizes[i] *= G;
+	a = tc_open(sockpath, "stitcher", false);
+	CHECK(a->max_chunks == 16);
+	scatter(a, sizes, 8, freed, held);
+	tc_pool(adm, &ps);
+	CHECK(ps.idle_bytes == 6 * G && ps.lent_bytes == 6 * G);
+	CHECK(tc_counter(adm, "creates") == 8);
+	fits = tc_counter(adm, "fits");
+
+	/* 4G, no chunk fits: stitched from pooled chunks only. */
+	n = grant(a, 4 * G, STITCH, 0, ch);
+	CHECK(n >= 2);
+	for (i = 0; i < n; i++)
+		CHECK(has_id(freed, 4, ch[i].id));
+	CHECK(tc_counter(adm, "stitches") == 1);
+	CHECK(tc_counter(adm, "creates") == 8);
+	CHECK(tc_counter(adm, "fits") == fits);
+	tc_pool(adm, &ps);
+	CHECK(ps.idle_bytes == 2 * G && ps.lent_bytes == 10 * G);
+	use_grant(ch, (size_t)n, 1);
+	give_back(a, ch, n);
+
+	/* 6G: pieces must be >= 1.5G, so the 1G fragments are skipped and
+	 * only the 2G the 2G pieces do not cover is created. */
+	creates = tc_counter(adm, "creates");
+	cbytes = tc_counter(adm, "create_bytes");
+	n = grant(a, 6 * G, STITCH, 0, ch);
+	CHECK(n == 3);
+	CHECK(!has_id(ch, n, freed[2].id) && !has_id(ch, n, freed[3].id));
+	CHECK(has_id(ch, n, freed[0].id) && has_id(ch, n, freed[1].id));
+	CHECK(tc_counter(adm, "creates") == creates + 1);
+	CHECK(tc_counter(adm, "create_bytes") == cbytes + 2 * G);
+	CHECK(tc_counter(adm, "stitches") == 2);
+	tc_pool(adm, &ps);
+	CHECK(ps.idle_bytes == 2 * G);
+	use_grant(ch, (size_t)n, 2);
+	give_back(a, ch, n);
+
+	/* 8G with IGNORE_FRAG_RATIO: every pooled chunk (2G×3, 1G×2), no
+	 * create. */
+	n = grant(a, 8 * G, STITCH | IGNORE, 0, ch);
+	CHECK(n == 5);
+	CHECK(has_id(ch, n, freed[2].id) && has_id(ch, n, freed[3].id));
+	CHECK(tc_counter(adm, "creates") == creates + 1);
+	CHECK(tc_counter(adm, "stitches") == 3);
+	tc_pool(adm, &ps);
+	CHECK(ps.idle_bytes == 0 && ps.lent_bytes == 14 * G);
+	use_grant(ch, (size_t)n, 3);
+	give_back(a, ch, n);
+
+	/* Without ALLOW_STITCH: one new chunk, never pieces. */
+	n = grant(a, 4 * G, 0, 0, ch);
+	CHECK(n == 1);
+	CHECK(tc_counter(adm, "creates") == creates + 2);
+	CHECK(tc_counter(adm, "stitches") == 3);
+	give_back(a, ch, n);
+
+	/* A request one pooled chunk fits is a fit, not a stitch. */
+	fits = tc_counter(adm, "fits");
+	n = grant(a, 4 * G, STITCH, 0, ch);
+	CHECK(n == 1 && ch[0].size == 4 * G);
+	CHECK(tc_counter(adm, "fits") == fits + 1);
+	CHECK(tc_counter(adm, "stitches") == 3);
+	give_back(a, ch, n);
+
+	give_back(a, held, 4);
+	tc_pool(adm, &ps);
+	CHECK(ps.lent_bytes == 0 && ps.chunks_lent == 0);
+	CHECK(ps.idle_bytes == ps.physical_bytes);
+	tc_close(a);
+	stop(d);
+}
+
+/* frag_ratio = 0.5 and max_pieces = 3. */
+static void
+test_ratio_half_cap3(void)
+{
+	struct tc_chunk freed[4], held[4], ch[MAXCH];
+	uint64_t sizes[8] = { 2, 2, 2, 2, 1, 1, 1, 1 };
+	Vmm__PoolStats ps;
+	uint64_t creates;
+	struct tc *a;
+	pid_t d;
+	int n;
+
+	start("half", "idle_timeout_ms = 0\nfrag_ratio = 0.5\nmax_pieces = 3\n",
+	    &d);
+	for (n = 0; n < 8; n++)
+		sizes[n] *= G;
+	a = tc_open(sockpath, "stitcher", false);
+	CHECK(a->max_chunks == 3);
+	scatter(a, sizes, 8, freed, held);
+	creates = tc_counter(adm, "creates");
+
+	/* 4G: 2G pieces are exactly 0.5 × 4G, so they are used. */
+	n = grant(a, 4 * G, STITCH, 0, ch);
+	CHECK(n == 2 && has_id(ch, n, freed[0].id) && has_id(ch, n, freed[1].id));
+	CHECK(tc_counter(adm, "creates") == creates);
+	use_grant(ch, (size_t)n, 4);
+	give_back(a, ch, n);
+
+	/* 3G: pieces must be >= 1.5G; a 1G fragment is skipped even though
+	 * it would avoid creating 1G. */
+	n = grant(a, 3 * G, STITCH, 0, ch);
+	CHECK(n == 2);
+	CHECK(!has_id(ch, n, freed[2].id) && !has_id(ch, n, freed[3].id));
+	CHECK(tc_counter(adm, "creates") == creates + 1);
+	use_grant(ch, (size_t)n, 5);
+	give_back(a, ch, n);
+	creates++;
+	/* Pool: 2G, 2G, 1G, 1G, 1G. */
+
+	/* The same with IGNORE_FRAG_RATIO: 2G + 1G from the pool. */
+	n = grant(a, 3 * G, STITCH | IGNORE, 0, ch);
+	CHECK(n == 2);
+	CHECK(tc_counter(adm, "creates") == creates);
+	give_back(a, ch, n);
+
+	/* 7G is all the pool holds, in five pieces: the cap is three. */
+	n = grant(a, 7 * G, STITCH | IGNORE, 0, ch);
+	CHECK(n <= 3 && n >= 2);
+	use_grant(ch, (size_t)n, 6);
+	give_back(a, ch, n);
+
+	give_back(a, held, 4);
+	tc_pool(adm, &ps);
+	CHECK(ps.lent_bytes == 0 && ps.idle_bytes == ps.physical_bytes);
+	tc_close(a);
+	stop(d);
+}
+
+/* Finer contracts: the client's Acquire.min_piece, and a request that
+ * max_pieces pooled chunks cover exactly.  Returns how many were broken. */
+static int
+test_policy(void)
+{
+	struct tc_chunk freed[3], held[3], ch[MAXCH];
+	uint64_t sizes[6] = { 2, 2, 2, 2, 1, 1 };
+	uint64_t creates;
+	struct tc *a;
+	pid_t d;
+	int n, bad = 0;
+
+	start("policy", "idle_timeout_ms = 0\nmax_pieces = 2\n", &d);
+	for (n = 0; n < 6; n++)
+		sizes[n] *= G;
+	a = tc_open(sockpath, "stitcher", false);
+	scatter(a, sizes, 6, freed, held);
+	/* Pool: 2G, 2G, 1G. */
+	creates = tc_counter(adm, "creates");
+
+	/* Two pooled 2G chunks cover 4G within the cap of two pieces:
+	 * nothing needs creating. */
+	n = grant(a, 4 * G, STITCH, 0, ch);
+	if (tc_counter(adm, "creates") != creates || n != 2 ||
+	    !has_id(ch, n, freed[0].id) || !has_id(ch, n, freed[1].id)) {
+		fprintf(stderr, "policy: 4G over two pooled 2G chunks with "
+		    "max_pieces = 2 created a chunk\n");
+		bad++;
+	}
+	give_back(a, ch, n);
+	give_back(a, held, 3);
+	tc_close(a);
+	stop(d);
+
+	start("policy2", "idle_timeout_ms = 0\n", &d);
+	a = tc_open(sockpath, "stitcher", false);
+	scatter(a, sizes, 6, freed, held);
+	/* Pool: 2G, 2G, 1G.  The client will not map pieces under 2G, so the
+	 * 1G fragment must not be picked even though IGNORE_FRAG_RATIO lifts
+	 * the daemon's own threshold. */
+	n = grant(a, 6 * G, STITCH | IGNORE, 2 * G, ch);
+	if (has_id(ch, n, freed[2].id)) {
+		fprintf(stderr, "policy: Acquire.min_piece = 2G ignored: the "
+		    "pooled 1G fragment was stitched in\n");
+		bad++;
+	}
+	give_back(a, ch, n);
+	give_back(a, held, 3);
+	tc_close(a);
+	stop(d);
+	return bad;
+}
+
+int
+main(int argc, char **argv)
+{
+	tc_cuda_init();
+	if (argc > 1 && strcmp(argv[1], "policy") == 0) {
+		return test_policy() == 0 ? 0 : 1;
+	}
+	test_default_ratio();
+	test_ratio_half_cap3();
+	return 0;
+}
