@@ -40,7 +40,6 @@ static uint64_t		sync_begin, sync_done;	/* tickets, see vmm_sync_* */
 static pthread_once_t	client_once = PTHREAD_ONCE_INIT;
 static pthread_mutex_t	client_bg_lock = PTHREAD_MUTEX_INITIALIZER;
 static bool		client_bg_running;
-static uint64_t		client_last_activity_ms;
 static uint64_t		client_devices;		/* bit per device used */
 
 uint64_t
@@ -274,7 +273,7 @@ bg_main(void *arg)
 {
 	const struct vmm_settings *st = vmm_settings_get();
 	struct vmm_usage last = { 0 }, u;
-	uint64_t last_report = 0, tick;
+	uint64_t last_report = 0, tick, ops = 0, last_active = vmm_now_ms();
 	int dev;
 
 	(void)arg;
@@ -320,9 +319,14 @@ bg_main(void *arg)
 				vmm_small_trim();
 			}
 		}
-		/* Idle: give the cache back. */
-		if (st->idle_ms != 0 && now - __atomic_load_n(
-		    &client_last_activity_ms, __ATOMIC_RELAXED) >= st->idle_ms) {
+		/* Idle (no allocation or free since idle_ms): give the cache
+		 * back. */
+		usage_fill(&u);
+		if (u.allocs + u.frees != ops) {
+			ops = u.allocs + u.frees;
+			last_active = now;
+		}
+		if (st->idle_ms != 0 && now - last_active >= st->idle_ms) {
 			for (dev = 0; dev < VMM_MAX_DEVICES; dev++) {
 				if ((__atomic_load_n(&client_devices,
 				    __ATOMIC_RELAXED) & (1ull << dev)) &&
@@ -407,14 +411,16 @@ vmm_shutdown(void)
 	vmm_conn_close_all();
 }
 
-/* Notes activity on dev (for idle return) and starts the helper thread. */
+/* Starts the helper thread when dev is first used.  Activity is not
+ * timestamped here: the helper sees it in the allocation counters, which
+ * keeps the fast path free of clocks and shared writes. */
 static void
 client_touch(int dev)
 {
 	uint64_t bit = 1ull << dev;
 
-	__atomic_store_n(&client_last_activity_ms, vmm_now_ms(), __ATOMIC_RELAXED);
-	if (!(__atomic_load_n(&client_devices, __ATOMIC_RELAXED) & bit)) {
+	if (__builtin_expect(!(__atomic_load_n(&client_devices,
+	    __ATOMIC_RELAXED) & bit), 0)) {
 		__atomic_fetch_or(&client_devices, bit, __ATOMIC_RELAXED);
 		bg_start();
 	}
@@ -455,9 +461,6 @@ vmm_free(void *dptr)
 	rc = vmm_small_free(dptr);
 	if (rc == VMM_ENOTOURS)
 		rc = vmm_large_free(dptr);
-	if (rc == 0)
-		__atomic_store_n(&client_last_activity_ms, vmm_now_ms(),
-		    __ATOMIC_RELAXED);
 	return rc;
 }
 
@@ -465,6 +468,12 @@ bool
 vmm_client_owns(const void *p)
 {
 	return p != NULL && (vmm_small_owns(p) || vmm_large_owns(p));
+}
+
+bool
+vmm_client_in_va(const void *p)
+{
+	return vmm_va_contains((CUdeviceptr)(uintptr_t)p);
 }
 
 int

@@ -48,9 +48,11 @@ struct vmm_settings {
  * the only way this library ever ends the application. */
 const struct vmm_settings *vmm_settings_get(void);
 
-/* Whether ptr lies in memory this library allocated (and not yet freed);
- * lock-free on the common path. */
+/* Whether ptr is the start of a live allocation of this library (what
+ * vmm_free accepts); lock-free for sub-allocated blocks. */
 bool	vmm_client_owns(const void *ptr);
+/* Whether ptr lies in address space this library reserved (live or not). */
+bool	vmm_client_in_va(const void *ptr);
 
 /* ---- settings.c ----------------------------------------------------------- */
 
@@ -108,6 +110,8 @@ void	vmm_va_free(int dev, CUdeviceptr base, uint64_t size);
 /* Takes [base, base+size) if it is free; 0 on success. */
 int	vmm_va_take(int dev, CUdeviceptr base, uint64_t size);
 uint64_t vmm_va_reserved(void);
+/* Whether addr lies in one of our reservations (any device). */
+bool	vmm_va_contains(CUdeviceptr addr);
 /* Drops all VA bookkeeping (fork child). */
 void	vmm_va_forget_all(void);
 

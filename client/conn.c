@@ -138,7 +138,6 @@ conn_open(struct vmm_conn *c)
 
 	if (now < c->next_try_ms)
 		return VMM_ENODAEMON;
-	c->next_try_ms = now + CONN_RETRY_MS;
 	memcpy(sa.sun_path, c->path, sizeof(sa.sun_path));
 	c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (c->fd < 0 || connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
@@ -192,6 +191,7 @@ conn_open(struct vmm_conn *c)
 
 unreachable:
 	conn_down(c);
+	c->next_try_ms = now + CONN_RETRY_MS;	/* a failure: wait a while */
 	if (!c->warned) {
 		/* Said once per outage. */
 		vmm_log_error("vmmd unreachable at %s (%s): %s", c->path, err,

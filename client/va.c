@@ -246,6 +246,24 @@ vmm_va_take(int dev, CUdeviceptr base, uint64_t size)
 	return rc;
 }
 
+bool
+vmm_va_contains(CUdeviceptr addr)
+{
+	bool r = false;
+	int d;
+
+	for (d = 0; d < VMM_MAX_DEVICES && !r; d++) {
+		struct va_dev *v = &va_devs[d];
+
+		if (__atomic_load_n(&v->nresv, __ATOMIC_RELAXED) == 0)
+			continue;
+		pthread_mutex_lock(&v->lock);
+		r = va_resv_of(v, addr) != UINT32_MAX;
+		pthread_mutex_unlock(&v->lock);
+	}
+	return r;
+}
+
 uint64_t
 vmm_va_reserved(void)
 {

@@ -1,0 +1,662 @@
+/*
+ * The hooked driver and runtime functions.
+ *
+ * VMM mode: allocations come from the client (vmm_malloc); frees of our
+ * pointers go back to it, anything else to the original.  The original also
+ * gets every call the client cannot serve: degenerate arguments (so the
+ * answer is the native one: cudaMalloc(&p, 0) gives NULL and cudaSuccess,
+ * cuMemAlloc(&p, 0) CUDA_ERROR_INVALID_VALUE, ...), no daemon (VMM_ENODAEMON:
+ * the client decided to fall back), no context on a driver call (the driver
+ * then says which error), stream-ordered allocations while the stream is
+ * being captured (they must become graph nodes).
+ * MONITOR mode: the originals, with one ALLOC/FREE log line each.
+ *
+ * Every hook runs under the per-thread guard: a hook entered while another
+ * runs on the thread (the client calling the driver, the runtime calling the
+ * driver functions it got from our cuGetProcAddress) calls the original, so
+ * one application call is handled, and logged, once.
+ */
+#include "shim.h"
+
+#include <stdint.h>
+
+#include "client_internal.h"
+#include "log.h"
+
+/* cuMemAllocPitch's pitch: the row width rounded up to this many bytes. */
+#define SHIM_PITCH_ALIGN	512u
+
+_Thread_local int shim_depth;
+
+/* Calls a real function pointer, or gives err if it was not found. */
+#define SHIM_CALL(real, err, ...)					\
+	((real) != NULL ? (real)(__VA_ARGS__) : (err))
+#define SHIM_CU(real, ...)						\
+	SHIM_CALL(real, CUDA_ERROR_NOT_FOUND, __VA_ARGS__)
+#define SHIM_RTC(real, ...)						\
+	SHIM_CALL(real, cudaErrorInitializationError, __VA_ARGS__)
+
+/* X(vmm error, CUresult, cudaError_t): how client errors reach the caller.
+ * VMM_ENODAEMON only shows where no fallback exists. */
+#define SHIM_ERRORS(X)							\
+	X(VMM_OK, CUDA_SUCCESS, cudaSuccess)				\
+	X(VMM_EINVAL, CUDA_ERROR_INVALID_VALUE, cudaErrorInvalidValue)	\
+	X(VMM_ENOMEM, CUDA_ERROR_OUT_OF_MEMORY, cudaErrorMemoryAllocation) \
+	X(VMM_EQUOTA, CUDA_ERROR_OUT_OF_MEMORY, cudaErrorMemoryAllocation) \
+	X(VMM_ENODAEMON, CUDA_ERROR_OUT_OF_MEMORY,			\
+	    cudaErrorMemoryAllocation)					\
+	X(VMM_ENOCTX, CUDA_ERROR_INVALID_CONTEXT,			\
+	    cudaErrorDeviceUninitialized)				\
+	X(VMM_ENOTOURS, CUDA_ERROR_INVALID_VALUE, cudaErrorInvalidValue) \
+	X(VMM_ECUDA, CUDA_ERROR_UNKNOWN, cudaErrorUnknown)		\
+	X(VMM_EPROTO, CUDA_ERROR_UNKNOWN, cudaErrorUnknown)		\
+	X(VMM_ENOSYS, CUDA_ERROR_NOT_SUPPORTED, cudaErrorNotSupported)
+
+static const struct shim_error {
+	int		vmm;
+	CUresult	cu;
+	cudaError_t	rt;
+} shim_errors[] = {
+#define SHIM_ERROR_ROW(v, c, r)	{ v, c, r },
+	SHIM_ERRORS(SHIM_ERROR_ROW)
+#undef SHIM_ERROR_ROW
+};
+
+/* The table row for a client error, NULL if unknown. */
+static const struct shim_error *
+shim_error_row(int err)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(shim_errors) / sizeof(shim_errors[0]); i++) {
+		if (shim_errors[i].vmm == err)
+			return &shim_errors[i];
+	}
+	return NULL;
+}
+
+static CUresult
+shim_cu_error(int err)
+{
+	const struct shim_error *e = shim_error_row(err);
+
+	return e != NULL ? e->cu : CUDA_ERROR_UNKNOWN;
+}
+
+static cudaError_t
+shim_rt_error(int err)
+{
+	const struct shim_error *e = shim_error_row(err);
+
+	return e != NULL ? e->rt : cudaErrorUnknown;
+}
+
+/* One hooked call: what this call does. */
+struct shim_call {
+	bool	vmm;	/* VMM mode: the client may serve it */
+	bool	orig;	/* the original serves it */
+	bool	log;	/* MONITOR mode with logging on */
+};
+
+/* Starts a hooked call; false if re-entered (call the original then). */
+static bool
+shim_enter(struct shim_call *c)
+{
+	if (shim_depth > 0)
+		return false;
+	shim_depth++;
+	c->vmm = vmm_settings_get()->mode != VMM_MODE_MONITOR;
+	c->orig = !c->vmm;
+	c->log = !c->vmm && shim_monitor_on();
+	return true;
+}
+
+static void
+shim_leave(void)
+{
+	shim_depth--;
+}
+
+static void *
+shim_vptr(CUdeviceptr p)
+{
+	return (void *)(uintptr_t)p;
+}
+
+/* Whether ptr is ours (VMM mode only: MONITOR mode allocates nothing). */
+static bool
+shim_ours(const struct shim_call *c, CUdeviceptr ptr)
+{
+	return c->vmm && ptr != 0 && vmm_client_owns(shim_vptr(ptr));
+}
+
+/* Allocates from the client; *orig is set instead when the original must
+ * (no daemon and falling back, or no context: the original says which
+ * error).  The result is meaningful only if *orig stays false. */
+static int
+shim_alloc(void **p, size_t size, bool *orig)
+{
+	int err;
+
+	*p = NULL;
+	err = vmm_malloc(p, size);
+	if (err == VMM_ENODAEMON || err == VMM_ENOCTX)
+		*orig = true;
+	return err;
+}
+
+/* Whether hStream is being captured into a graph (unknown: no).  On the
+ * per-thread-stream ABI the NULL stream is the per-thread one. */
+static bool
+shim_capturing(CUstream hStream, bool per_thread)
+{
+	shim_pfn_cuStreamIsCapturing is = SHIM_REAL(cuStreamIsCapturing);
+	CUstreamCaptureStatus st = CU_STREAM_CAPTURE_STATUS_NONE;
+
+	if (is == NULL)
+		return false;
+	if (hStream == NULL && per_thread)
+		hStream = CU_STREAM_PER_THREAD;
+	if (is(hStream, &st) != CUDA_SUCCESS)
+		return false;
+	return st != CU_STREAM_CAPTURE_STATUS_NONE;
+}
+
+/* The pitch for WidthInBytes, as the driver computes it; 0 if the
+ * arguments are ones the driver rejects (or would overflow). */
+static size_t
+shim_pitch(size_t width, size_t height, unsigned int elem)
+{
+	size_t pitch;
+
+	if (width == 0 || height == 0 || (elem != 4 && elem != 8 &&
+	    elem != 16) || width > SIZE_MAX - (SHIM_PITCH_ALIGN - 1))
+		return 0;
+	pitch = (width + SHIM_PITCH_ALIGN - 1) & ~(size_t)(SHIM_PITCH_ALIGN - 1);
+	if (height > SIZE_MAX / pitch)
+		return 0;
+	return pitch;
+}
+
+/* MONITOR-mode free: forgets ptr, frees it with the original, logs. */
+#define SHIM_MONITOR_FREE(c, ptr, r, call)				\
+	do {								\
+		size_t mon_size_ = (c).log ? shim_monitor_take(ptr) : 0; \
+		(r) = (call);						\
+		if ((c).log && (r) == 0)				\
+			shim_monitor_free((ptr), mon_size_);		\
+		else if ((c).log)					\
+			shim_monitor_restore((ptr), mon_size_);		\
+	} while (0)
+
+/* ---- driver ------------------------------------------------------------- */
+
+SHIM_EXPORT CUresult CUDAAPI
+cuMemAlloc_v2(CUdeviceptr *dptr, size_t bytesize)
+{
+	shim_pfn_cuMemAlloc_v2 real = SHIM_REAL(cuMemAlloc_v2);
+	CUresult r = CUDA_SUCCESS;
+	struct shim_call c;
+	void *p;
+	int err;
+
+	if (!shim_enter(&c))
+		return SHIM_CU(real, dptr, bytesize);
+	if (c.vmm && (dptr == NULL || bytesize == 0))
+		c.orig = true;
+	else if (c.vmm) {
+		err = shim_alloc(&p, bytesize, &c.orig);
+		if (err == VMM_OK)
+			*dptr = (CUdeviceptr)(uintptr_t)p;
+		r = shim_cu_error(err);
+	}
+	if (c.orig) {
+		r = SHIM_CU(real, dptr, bytesize);
+		if (c.log && r == CUDA_SUCCESS)
+			shim_monitor_alloc(*dptr, bytesize);
+	}
+	shim_leave();
+	return r;
+}
+
+SHIM_EXPORT CUresult CUDAAPI
+cuMemAllocPitch_v2(CUdeviceptr *dptr, size_t *pPitch, size_t WidthInBytes,
+    size_t Height, unsigned int ElementSizeBytes)
+{
+	shim_pfn_cuMemAllocPitch_v2 real = SHIM_REAL(cuMemAllocPitch_v2);
+	CUresult r = CUDA_SUCCESS;
+	struct shim_call c;
+	size_t pitch;
+	void *p;
+	int err;
+
+	if (!shim_enter(&c))
+		return SHIM_CU(real, dptr, pPitch, WidthInBytes, Height,
+		    ElementSizeBytes);
+	pitch = shim_pitch(WidthInBytes, Height, ElementSizeBytes);
+	if (c.vmm && (dptr == NULL || pPitch == NULL || pitch == 0))
+		c.orig = true;
+	else if (c.vmm) {
+		err = shim_alloc(&p, pitch * Height, &c.orig);
+		if (err == VMM_OK) {
+			*dptr = (CUdeviceptr)(uintptr_t)p;
+			*pPitch = pitch;
+		}
+		r = shim_cu_error(err);
+	}
+	if (c.orig) {
+		r = SHIM_CU(real, dptr, pPitch, WidthInBytes, Height,
+		    ElementSizeBytes);
+		if (c.log && r == CUDA_SUCCESS)
+			shim_monitor_alloc(*dptr, *pPitch * Height);
+	}
+	shim_leave();
+	return r;
+}
+
+SHIM_EXPORT CUresult CUDAAPI
+cuMemFree_v2(CUdeviceptr dptr)
+{
+	shim_pfn_cuMemFree_v2 real = SHIM_REAL(cuMemFree_v2);
+	struct shim_call c;
+	CUresult r;
+
+	if (!shim_enter(&c))
+		return SHIM_CU(real, dptr);
+	if (shim_ours(&c, dptr))
+		r = shim_cu_error(vmm_free(shim_vptr(dptr)));
+	else
+		SHIM_MONITOR_FREE(c, dptr, r, SHIM_CU(real, dptr));
+	shim_leave();
+	return r;
+}
+
+/* cuMemAllocAsync and its per-thread-stream twin. */
+static CUresult
+shim_cu_alloc_async(shim_pfn_cuMemAllocAsync real, CUdeviceptr *dptr,
+    size_t bytesize, CUstream hStream, bool per_thread)
+{
+	CUresult r = CUDA_SUCCESS;
+	struct shim_call c;
+	void *p;
+	int err;
+
+	if (!shim_enter(&c))
+		return SHIM_CU(real, dptr, bytesize, hStream);
+	if (c.vmm && (dptr == NULL || bytesize == 0 ||
+	    shim_capturing(hStream, per_thread)))
+		c.orig = true;
+	else if (c.vmm) {
+		/* Ready at once, so ready for the stream too. */
+		err = shim_alloc(&p, bytesize, &c.orig);
+		if (err == VMM_OK)
+			*dptr = (CUdeviceptr)(uintptr_t)p;
+		r = shim_cu_error(err);
+	}
+	if (c.orig) {
+		r = SHIM_CU(real, dptr, bytesize, hStream);
+		if (c.log && r == CUDA_SUCCESS)
+			shim_monitor_alloc(*dptr, bytesize);
+	}
+	shim_leave();
+	return r;
+}
+
+SHIM_EXPORT CUresult CUDAAPI
+cuMemAllocAsync(CUdeviceptr *dptr, size_t bytesize, CUstream hStream)
+{
+	return shim_cu_alloc_async(SHIM_REAL(cuMemAllocAsync), dptr, bytesize,
+	    hStream, false);
+}
+
+SHIM_EXPORT CUresult CUDAAPI
+cuMemAllocAsync_ptsz(CUdeviceptr *dptr, size_t bytesize, CUstream hStream)
+{
+	return shim_cu_alloc_async(SHIM_REAL(cuMemAllocAsync_ptsz), dptr,
+	    bytesize, hStream, true);
+}
+
+/* cuMemFreeAsync and its per-thread-stream twin.  Our memory is given back
+ * at once: the client does not reuse it before a context synchronize that
+ * starts after this free, so work queued before it is safe.  A capture
+ * cannot record a free of our memory: refused rather than done too early. */
+static CUresult
+shim_cu_free_async(shim_pfn_cuMemFreeAsync real, CUdeviceptr dptr,
+    CUstream hStream, bool per_thread)
+{
+	struct shim_call c;
+	CUresult r;
+
+	if (!shim_enter(&c))
+		return SHIM_CU(real, dptr, hStream);
+	if (shim_ours(&c, dptr))
+		r = shim_capturing(hStream, per_thread) ?
+		    CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED :
+		    shim_cu_error(vmm_free(shim_vptr(dptr)));
+	else
+		SHIM_MONITOR_FREE(c, dptr, r, SHIM_CU(real, dptr, hStream));
+	shim_leave();
+	return r;
+}
+
+SHIM_EXPORT CUresult CUDAAPI
+cuMemFreeAsync(CUdeviceptr dptr, CUstream hStream)
+{
+	return shim_cu_free_async(SHIM_REAL(cuMemFreeAsync), dptr, hStream,
+	    false);
+}
+
+SHIM_EXPORT CUresult CUDAAPI
+cuMemFreeAsync_ptsz(CUdeviceptr dptr, CUstream hStream)
+{
+	return shim_cu_free_async(SHIM_REAL(cuMemFreeAsync_ptsz), dptr,
+	    hStream, true);
+}
+
+SHIM_EXPORT CUresult CUDAAPI
+cuMemGetInfo_v2(size_t *freep, size_t *totalp)
+{
+	shim_pfn_cuMemGetInfo_v2 real = SHIM_REAL(cuMemGetInfo_v2);
+	CUresult r = CUDA_SUCCESS;
+	struct shim_call c;
+	int err;
+
+	if (!shim_enter(&c))
+		return SHIM_CU(real, freep, totalp);
+	if (c.vmm && (freep == NULL || totalp == NULL))
+		c.orig = true;
+	else if (c.vmm) {
+		err = vmm_mem_get_info(freep, totalp);
+		c.orig = err == VMM_ENODAEMON || err == VMM_ENOCTX;
+		r = shim_cu_error(err);
+	}
+	if (c.orig)
+		r = SHIM_CU(real, freep, totalp);
+	shim_leave();
+	return r;
+}
+
+/* On our memory: the application's allocation, however many chunks back
+ * it.  Asked of vmm_get_range directly: dptr may point inside it. */
+SHIM_EXPORT CUresult CUDAAPI
+cuMemGetAddressRange_v2(CUdeviceptr *pbase, size_t *psize, CUdeviceptr dptr)
+{
+	shim_pfn_cuMemGetAddressRange_v2 real =
+	    SHIM_REAL(cuMemGetAddressRange_v2);
+	struct shim_call c;
+	void *base = NULL;
+	size_t size = 0;
+	CUresult r;
+
+	if (!shim_enter(&c))
+		return SHIM_CU(real, pbase, psize, dptr);
+	if (c.vmm && dptr != 0 &&
+	    vmm_get_range(shim_vptr(dptr), &base, &size) == VMM_OK) {
+		if (pbase != NULL)
+			*pbase = (CUdeviceptr)(uintptr_t)base;
+		if (psize != NULL)
+			*psize = size;
+		r = CUDA_SUCCESS;
+	} else if (c.vmm && dptr != 0 && vmm_client_in_va(shim_vptr(dptr))) {
+		/* Ours but not allocated (freed, kept in the cache): no
+		 * allocation holds it, as after a real cudaFree. */
+		r = CUDA_ERROR_NOT_FOUND;
+	} else
+		r = SHIM_CU(real, pbase, psize, dptr);
+	shim_leave();
+	return r;
+}
+
+/*
+ * cuGetProcAddress: the driver picks the ABI for (name, version, flags);
+ * if what it picked is one we hook, the caller gets our hook for exactly
+ * that ABI symbol.  Old versions (cuMemAlloc < 3020: the 32-bit entry
+ * point), functions we do not hook and misses (CUDA_SUCCESS, NULL) pass
+ * through as the driver answered.  Not guarded: a runtime initialising
+ * inside one of our hooks must still cache our hooks.
+ */
+SHIM_EXPORT CUresult CUDAAPI
+cuGetProcAddress_v2(const char *symbol, void **pfn, int cudaVersion,
+    cuuint64_t flags, CUdriverProcAddressQueryResult *symbolStatus)
+{
+	shim_pfn_cuGetProcAddress_v2 real = SHIM_REAL(cuGetProcAddress_v2);
+	CUresult r;
+
+	r = SHIM_CU(real, symbol, pfn, cudaVersion, flags, symbolStatus);
+	if (r == CUDA_SUCCESS && pfn != NULL)
+		*pfn = shim_map_driver(*pfn);
+	return r;
+}
+
+SHIM_EXPORT CUresult CUDAAPI
+cuGetProcAddress(const char *symbol, void **pfn, int cudaVersion,
+    cuuint64_t flags)
+{
+	shim_pfn_cuGetProcAddress real = SHIM_REAL(cuGetProcAddress);
+	shim_pfn_cuGetProcAddress_v2 real2 = SHIM_REAL(cuGetProcAddress_v2);
+	CUresult r;
+
+	if (real != NULL)
+		r = real(symbol, pfn, cudaVersion, flags);
+	else
+		r = SHIM_CU(real2, symbol, pfn, cudaVersion, flags, NULL);
+	if (r == CUDA_SUCCESS && pfn != NULL)
+		*pfn = shim_map_driver(*pfn);
+	return r;
+}
+
+/* ---- runtime ------------------------------------------------------------ */
+
+/* Makes sure this thread has a current context, as the runtime would
+ * before allocating: if none, cudaFree(NULL), the documented idiom that
+ * initialises the runtime and its primary context (the runtime records
+ * its error if that fails). */
+static cudaError_t
+shim_rt_context(void)
+{
+	shim_pfn_cuCtxGetCurrent get = SHIM_REAL(cuCtxGetCurrent);
+	shim_pfn_cudaFree rtfree;
+	CUcontext ctx = NULL;
+
+	if (get != NULL && get(&ctx) == CUDA_SUCCESS && ctx != NULL)
+		return cudaSuccess;
+	rtfree = SHIM_REAL(cudaFree);
+	return SHIM_RTC(rtfree, NULL);
+}
+
+/* VMM-mode runtime allocation of size bytes: the context first, then the
+ * client; *orig set when the original must serve the call instead. */
+static cudaError_t
+shim_rt_alloc(void **devPtr, size_t size, bool *orig)
+{
+	cudaError_t r;
+	void *p;
+	int err;
+
+	if ((r = shim_rt_context()) != cudaSuccess)
+		return r;
+	err = shim_alloc(&p, size, orig);
+	if (err == VMM_OK)
+		*devPtr = p;
+	return shim_rt_error(err);
+}
+
+SHIM_EXPORT cudaError_t CUDARTAPI
+cudaMalloc(void **devPtr, size_t size)
+{
+	shim_pfn_cudaMalloc real = SHIM_REAL(cudaMalloc);
+	cudaError_t r = cudaSuccess;
+	struct shim_call c;
+
+	if (!shim_enter(&c))
+		return SHIM_RTC(real, devPtr, size);
+	if (c.vmm && (devPtr == NULL || size == 0))
+		c.orig = true;
+	else if (c.vmm)
+		r = shim_rt_alloc(devPtr, size, &c.orig);
+	if (c.orig) {
+		r = SHIM_RTC(real, devPtr, size);
+		if (c.log && r == cudaSuccess && *devPtr != NULL)
+			shim_monitor_alloc((CUdeviceptr)(uintptr_t)*devPtr,
+			    size);
+	}
+	shim_leave();
+	return r;
+}
+
+/* cudaFree(NULL) reaches the original, which initialises the runtime. */
+SHIM_EXPORT cudaError_t CUDARTAPI
+cudaFree(void *devPtr)
+{
+	shim_pfn_cudaFree real = SHIM_REAL(cudaFree);
+	CUdeviceptr d = (CUdeviceptr)(uintptr_t)devPtr;
+	struct shim_call c;
+	cudaError_t r;
+
+	if (!shim_enter(&c))
+		return SHIM_RTC(real, devPtr);
+	if (shim_ours(&c, d))
+		r = shim_rt_error(vmm_free(devPtr));
+	else if (d == 0)
+		r = SHIM_RTC(real, devPtr);
+	else
+		SHIM_MONITOR_FREE(c, d, r, SHIM_RTC(real, devPtr));
+	shim_leave();
+	return r;
+}
+
+/* cudaMallocAsync and its per-thread-stream twin. */
+static cudaError_t
+shim_rt_alloc_async(shim_pfn_cudaMallocAsync real, void **devPtr,
+    size_t size, cudaStream_t hStream, bool per_thread)
+{
+	cudaError_t r = cudaSuccess;
+	struct shim_call c;
+
+	if (!shim_enter(&c))
+		return SHIM_RTC(real, devPtr, size, hStream);
+	if (c.vmm && (devPtr == NULL || size == 0 ||
+	    shim_capturing(hStream, per_thread)))
+		c.orig = true;
+	else if (c.vmm)
+		r = shim_rt_alloc(devPtr, size, &c.orig);
+	if (c.orig) {
+		r = SHIM_RTC(real, devPtr, size, hStream);
+		if (c.log && r == cudaSuccess && *devPtr != NULL)
+			shim_monitor_alloc((CUdeviceptr)(uintptr_t)*devPtr,
+			    size);
+	}
+	shim_leave();
+	return r;
+}
+
+SHIM_EXPORT cudaError_t CUDARTAPI
+cudaMallocAsync(void **devPtr, size_t size, cudaStream_t hStream)
+{
+	return shim_rt_alloc_async(SHIM_REAL(cudaMallocAsync), devPtr, size,
+	    hStream, false);
+}
+
+SHIM_EXPORT cudaError_t CUDARTAPI
+cudaMallocAsync_ptsz(void **devPtr, size_t size, cudaStream_t hStream)
+{
+	return shim_rt_alloc_async(SHIM_REAL(cudaMallocAsync_ptsz), devPtr,
+	    size, hStream, true);
+}
+
+/* cudaFreeAsync and its twin; see shim_cu_free_async for our memory. */
+static cudaError_t
+shim_rt_free_async(shim_pfn_cudaFreeAsync real, void *devPtr,
+    cudaStream_t hStream, bool per_thread)
+{
+	CUdeviceptr d = (CUdeviceptr)(uintptr_t)devPtr;
+	struct shim_call c;
+	cudaError_t r;
+
+	if (!shim_enter(&c))
+		return SHIM_RTC(real, devPtr, hStream);
+	if (shim_ours(&c, d))
+		r = shim_capturing(hStream, per_thread) ?
+		    cudaErrorStreamCaptureUnsupported :
+		    shim_rt_error(vmm_free(devPtr));
+	else if (d == 0)
+		r = SHIM_RTC(real, devPtr, hStream);
+	else
+		SHIM_MONITOR_FREE(c, d, r, SHIM_RTC(real, devPtr, hStream));
+	shim_leave();
+	return r;
+}
+
+SHIM_EXPORT cudaError_t CUDARTAPI
+cudaFreeAsync(void *devPtr, cudaStream_t hStream)
+{
+	return shim_rt_free_async(SHIM_REAL(cudaFreeAsync), devPtr, hStream,
+	    false);
+}
+
+SHIM_EXPORT cudaError_t CUDARTAPI
+cudaFreeAsync_ptsz(void *devPtr, cudaStream_t hStream)
+{
+	return shim_rt_free_async(SHIM_REAL(cudaFreeAsync_ptsz), devPtr,
+	    hStream, true);
+}
+
+/* The runtime asks the driver for the widest element size (16); the pitch
+ * does not depend on it. */
+SHIM_EXPORT cudaError_t CUDARTAPI
+cudaMallocPitch(void **devPtr, size_t *pitch, size_t width, size_t height)
+{
+	shim_pfn_cudaMallocPitch real = SHIM_REAL(cudaMallocPitch);
+	cudaError_t r = cudaSuccess;
+	struct shim_call c;
+	size_t p;
+
+	if (!shim_enter(&c))
+		return SHIM_RTC(real, devPtr, pitch, width, height);
+	p = shim_pitch(width, height, 16);
+	if (c.vmm && (devPtr == NULL || pitch == NULL || p == 0))
+		c.orig = true;
+	else if (c.vmm) {
+		r = shim_rt_alloc(devPtr, p * height, &c.orig);
+		if (r == cudaSuccess && !c.orig)
+			*pitch = p;
+	}
+	if (c.orig) {
+		r = SHIM_RTC(real, devPtr, pitch, width, height);
+		if (c.log && r == cudaSuccess && *devPtr != NULL)
+			shim_monitor_alloc((CUdeviceptr)(uintptr_t)*devPtr,
+			    *pitch * height);
+	}
+	shim_leave();
+	return r;
+}
+
+SHIM_EXPORT cudaError_t CUDARTAPI
+cudaMemGetInfo(size_t *freep, size_t *totalp)
+{
+	shim_pfn_cudaMemGetInfo real = SHIM_REAL(cudaMemGetInfo);
+	cudaError_t r = cudaSuccess;
+	struct shim_call c;
+	int err;
+
+	if (!shim_enter(&c))
+		return SHIM_RTC(real, freep, totalp);
+	if (c.vmm && (freep == NULL || totalp == NULL))
+		c.orig = true;
+	else if (c.vmm && (r = shim_rt_context()) == cudaSuccess) {
+		err = vmm_mem_get_info(freep, totalp);
+		c.orig = err == VMM_ENODAEMON || err == VMM_ENOCTX;
+		r = shim_rt_error(err);
+	}
+	if (c.orig)
+		r = SHIM_RTC(real, freep, totalp);
+	shim_leave();
+	return r;
+}
+
+/* The hidden aliases the maps hand out (see shim.h). */
+#define SHIM_ALIAS_DEF(name, fam)					\
+	extern __typeof__(name) shim_hook_##name			\
+	    __attribute__((alias(#name)));
+SHIM_HOOKS(SHIM_ALIAS_DEF)
+#undef SHIM_ALIAS_DEF
