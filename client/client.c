@@ -38,6 +38,14 @@ static int64_t		client_stats[VMM_STAT_N];
 static uint64_t		client_peak;
 static uint64_t		sync_begin, sync_done;	/* tickets, see vmm_sync_* */
 static pthread_once_t	client_once = PTHREAD_ONCE_INIT;
+static int		client_ready;
+static void		client_setup(void);
+#define CLIENT_INIT()                                                        \
+	do {                                                                 \
+		if (__builtin_expect(!__atomic_load_n(&client_ready,          \
+		    __ATOMIC_ACQUIRE), 0))                                   \
+			pthread_once(&client_once, client_setup);            \
+	} while (0)
 static pthread_mutex_t	client_bg_lock = PTHREAD_MUTEX_INITIALIZER;
 static bool		client_bg_running;
 static uint64_t		client_devices;		/* bit per device used */
@@ -393,6 +401,7 @@ client_setup(void)
 {
 	vmm_settings_get();
 	pthread_atfork(NULL, NULL, client_atfork_child);
+	__atomic_store_n(&client_ready, 1, __ATOMIC_RELEASE);
 }
 
 /* ---- public API ------------------------------------------------------------------- */
@@ -400,7 +409,7 @@ client_setup(void)
 int
 vmm_init(void)
 {
-	pthread_once(&client_once, client_setup);
+	CLIENT_INIT();
 	return 0;
 }
 
@@ -432,7 +441,7 @@ vmm_malloc(void **dptr, size_t size)
 	const struct vmm_settings *st;
 	int dev, rc;
 
-	pthread_once(&client_once, client_setup);
+	CLIENT_INIT();
 	st = vmm_settings_get();
 	if (dptr == NULL || size == 0)
 		return VMM_EINVAL;
@@ -526,7 +535,7 @@ vmm_mem_get_info(size_t *free_bytes, size_t *total_bytes)
 	uint64_t f, t;
 	int dev, rc;
 
-	pthread_once(&client_once, client_setup);
+	CLIENT_INIT();
 	if (free_bytes == NULL || total_bytes == NULL)
 		return VMM_EINVAL;
 	if (vmm_settings_get()->mode != VMM_MODE_VMM)

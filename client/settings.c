@@ -53,6 +53,7 @@ const size_t vmm_client_noptions =
 
 static struct vmm_settings	settings;
 static pthread_once_t		settings_once = PTHREAD_ONCE_INIT;
+static int			settings_ready;
 
 static void
 settings_load(void)
@@ -72,11 +73,14 @@ settings_load(void)
 		    "it\n", settings.log_file);
 		exit(1);
 	}
+	__atomic_store_n(&settings_ready, 1, __ATOMIC_RELEASE);
 }
 
 const struct vmm_settings *
 vmm_settings_get(void)
 {
-	pthread_once(&settings_once, settings_load);
+	if (__builtin_expect(!__atomic_load_n(&settings_ready, __ATOMIC_ACQUIRE),
+	    0))
+		pthread_once(&settings_once, settings_load);
 	return &settings;
 }

@@ -29,7 +29,11 @@
 #define SMALL_MIN		256u		/* CUDA's minimum alignment */
 #define SMALL_NCLS		64
 #define SMALL_BIN_BYTES		(1u << 20)	/* per-thread bytes per class */
-#define SMALL_BIN_MAX		64
+#define SMALL_BIN_MAX		128
+#define SMALL_BATCH_MAX		64	/* one bitmap word */
+/* The allocated bits: one 64-bit word per cache line, so threads working on
+ * different 64-block runs of a segment never write the same line. */
+#define BITW(idx)		(((idx) / 64) * 8)
 #define SMALL_REG_SIZE		(1u << 16)	/* registry slots */
 #define SMALL_TOMBSTONE		((struct seg *)(uintptr_t)1)
 
@@ -78,6 +82,7 @@ static uint32_t		small_size[SMALL_NCLS];
 static uint32_t		small_cap[SMALL_NCLS];	/* bin capacity */
 static uint64_t		small_max_eff;		/* 0 until configured */
 static pthread_once_t	small_once = PTHREAD_ONCE_INIT;
+static int		small_ready;
 
 static struct cls	small_cls[VMM_MAX_DEVICES][SMALL_NCLS];
 static struct seg	*small_reg[SMALL_REG_SIZE];
@@ -138,6 +143,14 @@ small_setup(void)
 	}
 	small_ncls = i;
 	small_max_eff = i > 0 ? small_size[i - 1] : 0;
+	__atomic_store_n(&small_ready, 1, __ATOMIC_RELEASE);
+}
+
+static inline void
+small_init(void)
+{
+	if (__builtin_expect(!__atomic_load_n(&small_ready, __ATOMIC_ACQUIRE), 0))
+		pthread_once(&small_once, small_setup);
 }
 
 /* Largest size served here (0: none). */
@@ -146,7 +159,7 @@ uint64_t	vmm_small_max(void);
 uint64_t
 vmm_small_max(void)
 {
-	pthread_once(&small_once, small_setup);
+	small_init();
 	return small_max_eff;
 }
 
@@ -319,7 +332,9 @@ seg_record(uint32_t nblocks)
 		return NULL;
 	free(s->allocated);
 	free(s->free_idx);
-	s->allocated = calloc((nblocks + 63) / 64, sizeof(uint64_t));
+	s->allocated = aligned_alloc(64, ((nblocks + 63) / 64) * 64);
+	if (s->allocated != NULL)
+		memset(s->allocated, 0, ((nblocks + 63) / 64) * 64);
 	s->free_idx = calloc(nblocks, sizeof(uint32_t));
 	if (s->allocated == NULL || s->free_idx == NULL) {
 		free(s->allocated);
@@ -390,6 +405,8 @@ seg_new(int dev, uint32_t c, struct seg **out)
 	s->ticket = 0;
 	s->listed = false;
 	s->next = NULL;
+	/* Popped from the end: runs of ascending indices, one bitmap word at a
+	 * time, so a batch stays within the words of one thread. */
 	for (i = 0; i < nb; i++)
 		s->free_idx[i] = nb - 1 - i;
 	s->nfree = nb;
@@ -423,6 +440,9 @@ refill(struct tcache *tc, uint32_t c)
 	struct bin *b = &tc->bins[c];
 	struct cls *k = &small_cls[tc->dev][c];
 	uint32_t want = small_cap[c] / 2 ? small_cap[c] / 2 : 1, got = 0;
+
+	if (want > SMALL_BATCH_MAX)
+		want = SMALL_BATCH_MAX;
 	uint64_t ticket = 0;
 	struct seg *s;
 	int rc;
@@ -491,7 +511,7 @@ vmm_small_alloc(int dev, size_t size, void **out)
 	uint32_t c, idx;
 	int rc;
 
-	pthread_once(&small_once, small_setup);
+	small_init();
 	if (size > small_max_eff)
 		return VMM_EINVAL;
 	c = small_class(size);
@@ -502,7 +522,7 @@ vmm_small_alloc(int dev, size_t size, void **out)
 		return rc;
 	k = b->clean[--b->nclean];
 	idx = (uint32_t)((k.p - k.s->base) / k.s->block);
-	__atomic_fetch_or(&k.s->allocated[idx / 64], 1ull << (idx % 64),
+	__atomic_fetch_or(&k.s->allocated[BITW(idx)], 1ull << (idx % 64),
 	    __ATOMIC_RELAXED);
 	tc->in_use += small_size[c];
 	tc->allocs++;
@@ -529,7 +549,7 @@ vmm_small_free(void *ptr)
 		return VMM_ENOTOURS;	/* not a block start */
 	idx = (uint32_t)((p - s->base) / s->block);
 	bit = 1ull << (idx % 64);
-	old = __atomic_fetch_and(&s->allocated[idx / 64], ~bit, __ATOMIC_RELAXED);
+	old = __atomic_fetch_and(&s->allocated[BITW(idx)], ~bit, __ATOMIC_RELAXED);
 	if (!(old & bit))
 		return VMM_ENOTOURS;	/* not allocated: a double free */
 	if ((tc = tc_get(s->dev)) == NULL) {
@@ -564,7 +584,7 @@ vmm_small_owns(const void *ptr)
 	    (p - s->base) % s->block != 0)
 		return false;
 	idx = (uint32_t)((p - s->base) / s->block);
-	return (__atomic_load_n(&s->allocated[idx / 64], __ATOMIC_RELAXED) >>
+	return (__atomic_load_n(&s->allocated[BITW(idx)], __ATOMIC_RELAXED) >>
 	    (idx % 64)) & 1;
 }
 
@@ -578,7 +598,7 @@ vmm_small_range(const void *ptr, void **base, size_t *size)
 	if (small_max_eff == 0 || (s = reg_lookup(p)) == NULL)
 		return VMM_ENOTOURS;
 	idx = (uint32_t)((p - s->base) / s->block);
-	if (idx >= s->nblocks || !((__atomic_load_n(&s->allocated[idx / 64],
+	if (idx >= s->nblocks || !((__atomic_load_n(&s->allocated[BITW(idx)],
 	    __ATOMIC_RELAXED) >> (idx % 64)) & 1))
 		return VMM_ENOTOURS;
 	*base = (void *)(uintptr_t)(s->base + (CUdeviceptr)idx * s->block);

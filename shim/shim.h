@@ -111,7 +111,7 @@ void	*shim_map_driver(void *fn) SHIM_HIDDEN;
 /* The per-thread recursion guard: > 0 while a hook runs on this thread; a
  * hook entered then (from the client, or from the runtime that a hook called)
  * calls the original. */
-extern _Thread_local int shim_depth SHIM_HIDDEN
+extern _Thread_local int shim_depth SHIM_HIDDEN __attribute__((tls_model("initial-exec")))
     __attribute__((tls_model("initial-exec")));
 
 /* ---- shim_monitor.c -------------------------------------------------------- */

@@ -26,7 +26,7 @@
 /* cuMemAllocPitch's pitch: the row width rounded up to this many bytes. */
 #define SHIM_PITCH_ALIGN	512u
 
-_Thread_local int shim_depth;
+_Thread_local int shim_depth __attribute__((tls_model("initial-exec")));
 
 /* Calls a real function pointer, or gives err if it was not found. */
 #define SHIM_CALL(real, err, ...)					\

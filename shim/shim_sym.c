@@ -84,6 +84,7 @@ static void *const shim_hooks[SHIM_NHOOKS] = {
  * by shim_resolve_all (under shim_once), later only NULL -> value. */
 static void		*shim_reals[SHIM_NSYMS];
 static pthread_once_t	 shim_once = PTHREAD_ONCE_INIT;
+static int		 shim_resolved;	/* set once shim_once has run */
 /* Handles of the driver and of a runtime found loaded; never closed. */
 static void		*shim_h_driver, *shim_h_runtime;
 
@@ -207,6 +208,7 @@ shim_resolve_all(void)
 	for (i = 0; i < SHIM_NSYMS; i++)
 		__atomic_store_n(&shim_reals[i], shim_lookup((enum shim_sym)i),
 		    __ATOMIC_RELEASE);
+	__atomic_store_n(&shim_resolved, 1, __ATOMIC_RELEASE);
 }
 
 void *
@@ -214,7 +216,9 @@ shim_real(enum shim_sym i)
 {
 	void *fn;
 
-	pthread_once(&shim_once, shim_resolve_all);
+	/* pthread_once on every call showed in profiles: check a flag first. */
+	if (__builtin_expect(!__atomic_load_n(&shim_resolved, __ATOMIC_ACQUIRE), 0))
+		pthread_once(&shim_once, shim_resolve_all);
 	fn = __atomic_load_n(&shim_reals[i], __ATOMIC_ACQUIRE);
 	if (fn == NULL) {
 		/* Not loaded at start: try again (a race stores the same). */
