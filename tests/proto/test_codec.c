@@ -212,6 +212,28 @@ test_validation(void)
 	EXPECT(19, s.error.message = LONG(VMM_PROTO_MAX_MESSAGE + 1),
 	    VMM_FRAME_EINVALID);
 	EXPECT(19, s.nfds = 1, VMM_FRAME_EFDCOUNT);
+	/* adopt / adopt_reply / mem_info */
+	EXPECT(20, s.adopt.request_id = 0, VMM_FRAME_EINVALID);
+	EXPECT(20, s.adopt.n_sizes = 0; s.nfds = 0, VMM_FRAME_EINVALID);
+	EXPECT(20, s.sizes[2] = 0, VMM_FRAME_EINVALID);
+	EXPECT(20, s.nfds = 2, VMM_FRAME_EFDCOUNT);
+	EXPECT(20, s.nfds = 0, VMM_FRAME_EFDCOUNT);
+	EXPECT(20, s.from = VMM_FRAME_PEER_DAEMON, VMM_FRAME_EINVALID);
+	EXPECT(20, s.adopt.sizes = ids;
+	    s.adopt.n_sizes = s.nfds = VMM_PROTO_MAX_CHUNKS, 0);
+	EXPECT(20, s.adopt.sizes = ids;
+	    s.adopt.n_sizes = s.nfds = VMM_PROTO_MAX_CHUNKS + 1,
+	    VMM_FRAME_EINVALID);
+	EXPECT(21, s.adopt_reply.request_id = 0, VMM_FRAME_EINVALID);
+	EXPECT(21, s.ids[1] = 0, VMM_FRAME_EINVALID);
+	EXPECT(21, s.adopt_reply.chunk_ids = ids;
+	    s.adopt_reply.n_chunk_ids = VMM_PROTO_MAX_CHUNKS + 1,
+	    VMM_FRAME_EINVALID);
+	EXPECT(21, s.from = VMM_FRAME_PEER_CLIENT, VMM_FRAME_EINVALID);
+	EXPECT(22, s.mem_info_request.request_id = 0, VMM_FRAME_EINVALID);
+	EXPECT(22, s.from = VMM_FRAME_PEER_DAEMON, VMM_FRAME_EINVALID);
+	EXPECT(23, s.mem_info_reply.request_id = 0, VMM_FRAME_EINVALID);
+	EXPECT(23, s.from = VMM_FRAME_PEER_CLIENT, VMM_FRAME_EINVALID);
 	/* no type, unknown type, a type without its body */
 	EXPECT(0, s.env.msg_case = VMM__ENVELOPE__MSG__NOT_SET,
 	    VMM_FRAME_EINVALID);
@@ -246,7 +268,7 @@ test_worst_case(void)
 	struct vmm_frame_msg	*m;
 	unsigned char		*a;
 	size_t			 i, len, k;
-	const size_t		 cases[] = { 0, 3, 4, 9, 11, 14, 17, 19 };
+	const size_t		 cases[] = { 0, 3, 4, 9, 11, 14, 17, 19, 20, 21 };
 
 	memset(name, 'n', sizeof(name) - 1);
 	memset(cname, 'c', sizeof(cname) - 1);
@@ -322,6 +344,16 @@ test_worst_case(void)
 		case 17:
 			s.goodbye.message = text + sizeof(text) - 1 -
 			    VMM_PROTO_MAX_MESSAGE;
+			break;
+		case 20:
+			s.adopt.request_id = UINT64_MAX;
+			s.adopt.n_sizes = s.nfds = VMM_PROTO_MAX_CHUNKS;
+			s.adopt.sizes = ids;
+			break;
+		case 21:
+			s.adopt_reply.request_id = UINT64_MAX;
+			s.adopt_reply.n_chunk_ids = VMM_PROTO_MAX_CHUNKS;
+			s.adopt_reply.chunk_ids = ids;
 			break;
 		case 19:
 			s.error.request_id = UINT64_MAX;
@@ -515,13 +547,17 @@ test_feed_faults(void)
 	CHECK(!t_fd_open(fds[0]));
 	vmm_frame_reader_free(r);
 
-	/* Fds from a client: refused as they arrive. */
+	/* Fds from a client on a message that carries none. */
+	t_sample(0, &s);
+	glen = t_frame(&s.env, stream);
 	CHECK((r = vmm_frame_reader_new(VMM_FRAME_PEER_CLIENT)) != NULL);
 	t_nullfds(fds, 1);
-	CHECK(vmm_frame_reader_feed(r, stream, 1, fds, 1) ==
-	    VMM_FRAME_EFDCOUNT);
+	CHECK(vmm_frame_reader_feed(r, stream, glen, fds, 1) == 0);
+	CHECK(vmm_frame_reader_next(r, &m) == VMM_FRAME_EFDCOUNT);
 	CHECK(!t_fd_open(fds[0]));
 	vmm_frame_reader_free(r);
+	t_sample(3, &s);
+	glen = t_frame(&s.env, stream);
 
 	/* Two Grants in one read with one batch of fds: the batch belongs to
 	 * the last frame that starts in the read, so the first has none. */
@@ -591,10 +627,12 @@ test_feed_faults(void)
 
 	/* Feeding without draining fills the buffer: -ENOBUFS, not sticky
 	 * without fds, sticky with them (they would be lost). */
-	n = t_stream_of(VMM_FRAME_PEER_CLIENT, stream, &grant_at, &count);
+	t_sample(2, &s);
+	n = t_frame(&s.env, stream);
+	count = 1;
 	CHECK((r = vmm_frame_reader_new(VMM_FRAME_PEER_CLIENT)) != NULL);
 	for (i = 0; vmm_frame_reader_feed(r, stream, n, NULL, 0) == 0; i++)
-		CHECK(i < 10000);
+		CHECK(i < 100000);
 	CHECK(i * n >= 2 * (VMM_FRAME_HDR + VMM_FRAME_MAX));
 	for (k = 0; vmm_frame_reader_next(r, &m) == 1; k++)
 		vmm_frame_msg_free(m);

@@ -129,11 +129,12 @@ test_roundtrip_socket(void)
 		t_sample(i, &s);
 		if (s.from != VMM_FRAME_PEER_CLIENT)
 			continue;
+		t_memfds(fds, s.nfds, 12);
 		CHECK(vmm_frame_send(sv[1], VMM_FRAME_PEER_DAEMON, &s.env,
-		    NULL, 0, 1000) == 0);
+		    fds, s.nfds, 1000) == 0);
 		CHECK(vmm_frame_recv(r, sv[0], &msgs[got++], 1000) == 1);
 	}
-	t_check_in_order(msgs, got, VMM_FRAME_PEER_CLIENT, 0);
+	t_check_in_order(msgs, got, VMM_FRAME_PEER_CLIENT, 12);
 	CHECK(vmm_frame_recv(r, sv[0], &m, 50) == -ETIMEDOUT);
 	close(sv[1]);
 	CHECK(vmm_frame_recv(r, sv[0], &m, 1000) == 0);	/* clean EOF */

@@ -281,6 +281,49 @@ t_sample(size_t i, struct t_sample *s)
 		    VMM_FRAME_PEER_DAEMON;
 		s->type = "error";
 		break;
+	case 20:
+		for (j = 0; j < T_GRANT_CHUNKS; j++)
+			s->sizes[j] = (4u + 2 * j) << 20;
+		vmm__adopt__init(&s->adopt);
+		s->adopt.request_id = 10;
+		s->adopt.n_sizes = T_GRANT_CHUNKS;
+		s->adopt.sizes = s->sizes;
+		e->msg_case = VMM__ENVELOPE__MSG_ADOPT;
+		e->adopt = &s->adopt;
+		s->nfds = T_GRANT_CHUNKS;
+		s->type = "adopt";
+		break;
+	case 21:
+		s->ids[0] = 900;
+		s->ids[1] = 901;
+		s->ids[2] = 902;
+		vmm__adopt_reply__init(&s->adopt_reply);
+		s->adopt_reply.request_id = 10;
+		s->adopt_reply.n_chunk_ids = 3;
+		s->adopt_reply.chunk_ids = s->ids;
+		e->msg_case = VMM__ENVELOPE__MSG_ADOPT_REPLY;
+		e->adopt_reply = &s->adopt_reply;
+		s->from = VMM_FRAME_PEER_DAEMON;
+		s->type = "adopt_reply";
+		break;
+	case 22:
+		vmm__mem_info_request__init(&s->mem_info_request);
+		s->mem_info_request.request_id = 11;
+		e->msg_case = VMM__ENVELOPE__MSG_MEM_INFO_REQUEST;
+		e->mem_info_request = &s->mem_info_request;
+		s->type = "mem_info_request";
+		break;
+	case 23:
+		vmm__mem_info_reply__init(&s->mem_info_reply);
+		s->mem_info_reply.request_id = 11;
+		s->mem_info_reply.free_bytes = 1ull << 33;
+		s->mem_info_reply.total_bytes = 1ull << 34;
+		s->mem_info_reply.held_bytes = 1ull << 30;
+		e->msg_case = VMM__ENVELOPE__MSG_MEM_INFO_REPLY;
+		e->mem_info_reply = &s->mem_info_reply;
+		s->from = VMM_FRAME_PEER_DAEMON;
+		s->type = "mem_info_reply";
+		break;
 	default:
 		CHECK(!"no such sample");
 	}

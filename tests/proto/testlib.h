@@ -8,8 +8,8 @@
 
 #include "frame.h"
 
-#define T_NSAMPLES	20	/* all types; Goodbye, Error both ways */
-#define T_GRANT_CHUNKS	3
+#define T_NSAMPLES	24	/* all types; Goodbye, Error both ways */
+#define T_GRANT_CHUNKS	3	/* also the Adopt sample's sizes */
 
 /* Storage for one sample; every field that exists is set, non-zero. */
 struct t_sample {
@@ -45,6 +45,11 @@ struct t_sample {
 	Vmm__Recall		recall;
 	Vmm__Goodbye		goodbye;
 	Vmm__Error		error;
+	Vmm__Adopt		adopt;
+	uint64_t		sizes[T_GRANT_CHUNKS];
+	Vmm__AdoptReply		adopt_reply;
+	Vmm__MemInfoRequest	mem_info_request;
+	Vmm__MemInfoReply	mem_info_reply;
 };
 
 /* Build sample i (0 <= i < T_NSAMPLES) in s. */
@@ -67,12 +72,12 @@ void	t_nullfds(int *fds, size_t n);
 void	t_socketpair(int sv[2]);
 
 /* Concatenated frames of every sample `from` sends, in sample order: their
- * length; *grant_at gets the Grant frame's offset (or SIZE_MAX), *count the
- * number of frames. */
+ * length; *grant_at gets the offset of the one frame with fds (the Grant or
+ * the Adopt, T_GRANT_CHUNKS fds), *count the number of frames. */
 size_t	t_stream_of(enum vmm_frame_peer from, unsigned char *out,
 	    size_t *grant_at, size_t *count);
-/* Check msgs are those frames, byte for byte, the Grant's fds being memfds
- * made with `tag`; frees msgs. */
+/* Check msgs are those frames, byte for byte, the fds being memfds made
+ * with `tag`; frees msgs. */
 void	t_check_in_order(struct vmm_frame_msg **msgs, size_t count,
 	    enum vmm_frame_peer from, unsigned tag);
 
