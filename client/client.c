@@ -236,6 +236,12 @@ vmm_client_adopt(struct vmm_conn *c, int dev)
 
 /* ---- background thread ---------------------------------------------------------- */
 
+static int64_t
+stat_get(int which)
+{
+	return __atomic_load_n(&client_stats[which], __ATOMIC_RELAXED);
+}
+
 static void
 usage_fill(struct vmm_usage *u)
 {
@@ -244,20 +250,25 @@ usage_fill(struct vmm_usage *u)
 
 	memset(u, 0, sizeof(*u));
 	vmm_small_usage(&small_in_use, &sa, &sf, &sfree);
-	u->in_use_bytes = (uint64_t)(__atomic_load_n(&client_stats[VMM_STAT_IN_USE],
-	    __ATOMIC_RELAXED) + (small_in_use > 0 ? small_in_use : 0));
-	u->mapped_bytes = (uint64_t)__atomic_load_n(
-	    &client_stats[VMM_STAT_MAPPED], __ATOMIC_RELAXED);
-	u->cached_bytes = (uint64_t)__atomic_load_n(
-	    &client_stats[VMM_STAT_CACHED], __ATOMIC_RELAXED) + sfree;
-	u->allocs = (uint64_t)client_stats[VMM_STAT_ALLOCS] + sa;
-	u->frees = (uint64_t)client_stats[VMM_STAT_FREES] + sf;
-	u->daemon_calls = (uint64_t)client_stats[VMM_STAT_DAEMON_CALLS];
-	u->syncs = (uint64_t)client_stats[VMM_STAT_SYNCS];
+	u->in_use_bytes = (uint64_t)(stat_get(VMM_STAT_IN_USE) +
+	    (small_in_use > 0 ? small_in_use : 0));
+	u->mapped_bytes = (uint64_t)stat_get(VMM_STAT_MAPPED);
+	u->cached_bytes = (uint64_t)stat_get(VMM_STAT_CACHED) + sfree;
+	u->allocs = (uint64_t)stat_get(VMM_STAT_ALLOCS) + sa;
+	u->frees = (uint64_t)stat_get(VMM_STAT_FREES) + sf;
+	u->daemon_calls = (uint64_t)stat_get(VMM_STAT_DAEMON_CALLS);
+	u->syncs = (uint64_t)stat_get(VMM_STAT_SYNCS);
 	u->reserved_va_bytes = vmm_va_reserved();
-	if (u->in_use_bytes > client_peak)
-		client_peak = u->in_use_bytes;
-	u->peak_in_use_bytes = client_peak;
+	/* Peak as sampled here (reports, usage queries): several threads. */
+	{
+		uint64_t cur = __atomic_load_n(&client_peak, __ATOMIC_RELAXED);
+
+		while (u->in_use_bytes > cur && !__atomic_compare_exchange_n(
+		    &client_peak, &cur, u->in_use_bytes, false, __ATOMIC_RELAXED,
+		    __ATOMIC_RELAXED))
+			;
+	}
+	u->peak_in_use_bytes = __atomic_load_n(&client_peak, __ATOMIC_RELAXED);
 }
 
 /* Makes the device's primary context current on the helper thread, which

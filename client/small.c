@@ -96,6 +96,12 @@ static int64_t		small_dead_in_use;	/* from exited threads */
 static uint64_t		small_dead_allocs, small_dead_frees;
 static pthread_key_t	small_key;
 
+/* A thread's own counter, read by the helper thread: a relaxed store by
+ * the one writer, no read-modify-write on the fast path. */
+#define TC_ADD(field, v)                                                     \
+	__atomic_store_n(&(field), __atomic_load_n(&(field), __ATOMIC_RELAXED) \
+	    + (v), __ATOMIC_RELAXED)
+
 static __thread struct tcache *small_tc[VMM_MAX_DEVICES]
     __attribute__((tls_model("initial-exec")));
 
@@ -524,8 +530,8 @@ vmm_small_alloc(int dev, size_t size, void **out)
 	idx = (uint32_t)((k.p - k.s->base) / k.s->block);
 	__atomic_fetch_or(&k.s->allocated[BITW(idx)], 1ull << (idx % 64),
 	    __ATOMIC_RELAXED);
-	tc->in_use += small_size[c];
-	tc->allocs++;
+	TC_ADD(tc->in_use, (int64_t)small_size[c]);
+	TC_ADD(tc->allocs, 1);
 	if (vmm_log_enabled(VMM_LOG_INFO))
 		vmm_log(VMM_LOG_INFO, "ALLOC Ptr=0x%llx Size=%zu PA=0 Chunks=0",
 		    (unsigned long long)k.p, size);
@@ -565,8 +571,8 @@ vmm_small_free(void *ptr)
 	b->dirty[b->ndirty].s = s;
 	b->ndirty++;
 	b->ticket = vmm_sync_ticket();
-	tc->in_use -= s->block;
-	tc->frees++;
+	TC_ADD(tc->in_use, -(int64_t)s->block);
+	TC_ADD(tc->frees, 1);
 	if (vmm_log_enabled(VMM_LOG_INFO))
 		vmm_log(VMM_LOG_INFO, "FREE Ptr=0x%llx Size=%u",
 		    (unsigned long long)p, s->block);
@@ -687,9 +693,9 @@ vmm_small_usage(int64_t *in_use, uint64_t *allocs, uint64_t *frees,
 	*allocs = small_dead_allocs;
 	*frees = small_dead_frees;
 	for (tc = small_tcs; tc != NULL; tc = tc->next) {
-		*in_use += tc->in_use;
-		*allocs += tc->allocs;
-		*frees += tc->frees;
+		*in_use += __atomic_load_n(&tc->in_use, __ATOMIC_RELAXED);
+		*allocs += __atomic_load_n(&tc->allocs, __ATOMIC_RELAXED);
+		*frees += __atomic_load_n(&tc->frees, __ATOMIC_RELAXED);
 	}
 	pthread_mutex_unlock(&small_tc_lock);
 	for (d = 0; d < VMM_MAX_DEVICES; d++) {

@@ -29,3 +29,24 @@ function(vmm_add_test)
   set_tests_properties(${T_NAME} PROPERTIES ENVIRONMENT "${env}" TIMEOUT ${T_TIMEOUT}
                        LABELS "${labels}")
 endfunction()
+
+# vmm_preload_value(<var>): what LD_PRELOAD must hold for a test program to
+# run under libvmm_client.so.  Sanitizer builds put the sanitizer runtime
+# first, as an instrumented preload library needs it loaded before itself.
+function(vmm_preload_value out)
+  set(v "$<TARGET_FILE:vmm_client>")
+  set(rt)
+  if(VMM_SANITIZE)
+    set(rt libasan.so)
+  elseif(VMM_TSAN)
+    set(rt libtsan.so)
+  endif()
+  if(rt)
+    execute_process(COMMAND ${CMAKE_C_COMPILER} -print-file-name=${rt}
+                    OUTPUT_VARIABLE p OUTPUT_STRIP_TRAILING_WHITESPACE)
+    if(IS_ABSOLUTE "${p}" AND EXISTS "${p}")
+      set(v "${p}:${v}")
+    endif()
+  endif()
+  set(${out} "${v}" PARENT_SCOPE)
+endfunction()

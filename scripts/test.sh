@@ -19,4 +19,9 @@ if [[ -z "${VMM_TEST_QUICK:-}" ]]; then
   echo "== tests under ASan+UBSan (build-asan/)"
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
     ctest --test-dir build-asan --output-on-failure -j "$jobs" --timeout 600 -LE no-sanitize
+
+  scripts/setup.sh build-tsan -DVMM_TSAN=ON -DCMAKE_BUILD_TYPE=Debug
+  echo "== threaded tests under ThreadSanitizer (build-tsan/)"
+  TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+    ctest --test-dir build-tsan --output-on-failure -j "$jobs" --timeout 600 -L threaded
 fi

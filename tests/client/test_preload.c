@@ -358,6 +358,8 @@ sc_share(void)
 	if ((a = fork()) == 0) {
 		void *pa, *hold;
 
+		close(ab[0]);
+		close(ba[1]);
 		CKRT(cudaSetDevice(0));
 		CKRT(cudaMalloc(&pa, 8 * MiB));
 		put(pa, 8 * MiB, 77);
@@ -377,6 +379,8 @@ sc_share(void)
 		pause();	/* killed by the parent */
 		_exit(0);
 	}
+	close(ab[1]);	/* so a dead A is an EOF here, not a hang */
+	close(ba[0]);
 	CHECK(read(ab[0], &c, 1) == 1);
 	adm = tc_open(sockpath, "admin", true);
 	CHECK(tc_stats(adm, NULL, "fits", &v0) == 0);
