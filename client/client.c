@@ -13,6 +13,7 @@
 #include "client_internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,6 +49,7 @@ static void		client_setup(void);
 	} while (0)
 static pthread_mutex_t	client_bg_lock = PTHREAD_MUTEX_INITIALIZER;
 static bool		client_bg_running;
+static int		client_bg_pipe[2] = { -1, -1 };	/* wakes the helper */
 static uint64_t		client_devices;		/* bit per device used */
 
 uint64_t
@@ -287,6 +289,15 @@ bg_context(int dev)
 	return cuCtxSetCurrent(ctxs[dev]) == CUDA_SUCCESS ? 0 : -1;
 }
 
+void
+vmm_bg_wake(void)
+{
+	int fd = __atomic_load_n(&client_bg_pipe[1], __ATOMIC_ACQUIRE);
+
+	if (fd >= 0)
+		(void)!write(fd, "r", 1);	/* full pipe: already woken */
+}
+
 static void *
 bg_main(void *arg)
 {
@@ -300,9 +311,10 @@ bg_main(void *arg)
 	if (st->idle_ms != 0 && st->idle_ms / 2 < tick)
 		tick = st->idle_ms / 2 ? st->idle_ms / 2 : 1;
 	for (;;) {
-		struct pollfd pf[VMM_MAX_DEVICES];
+		struct pollfd pf[VMM_MAX_DEVICES + 1];
 		int np = 0, devs[VMM_MAX_DEVICES];
 		uint64_t now;
+		char drain[64];
 
 		for (dev = 0; dev < VMM_MAX_DEVICES; dev++) {
 			struct vmm_conn *c;
@@ -315,27 +327,28 @@ bg_main(void *arg)
 			pf[np].events = POLLIN;
 			devs[np++] = dev;
 		}
-		if (np > 0)
-			poll(pf, (nfds_t)np, (int)tick);
-		else {
-			struct timespec ts = { (time_t)(tick / 1000),
-			    (long)(tick % 1000) * 1000000L };
-
-			nanosleep(&ts, NULL);
-		}
+		pf[np].fd = client_bg_pipe[0];
+		pf[np].events = POLLIN;
+		pf[np].revents = 0;
+		poll(pf, (nfds_t)np + 1, (int)tick);
+		if (pf[np].revents & POLLIN)
+			while (read(client_bg_pipe[0], drain, sizeof(drain)) > 0)
+				;
 		now = vmm_now_ms();
+		/* Every connection, readable or not: an application thread may
+		 * have read a Recall while waiting for its own reply. */
 		for (int i = 0; i < np; i++) {
 			uint64_t rid = 0, target;
 			struct vmm_conn *c = vmm_conn_get(devs[i]);
 
-			if (!(pf[i].revents & (POLLIN | POLLHUP)) || c == NULL)
+			if (c == NULL)
 				continue;
 			target = vmm_conn_poll(c, &rid);
 			if (target != 0 && bg_context(devs[i]) == 0) {
 				vmm_log_debug("recall of %llu bytes",
 				    (unsigned long long)target);
-				vmm_large_trim(target, 0);
-				vmm_small_trim();
+				vmm_large_trim(target, 0, rid);
+				vmm_small_trim(rid);
 			}
 		}
 		/* Idle (no allocation or free since idle_ms): give the cache
@@ -350,8 +363,8 @@ bg_main(void *arg)
 				if ((__atomic_load_n(&client_devices,
 				    __ATOMIC_RELAXED) & (1ull << dev)) &&
 				    bg_context(dev) == 0) {
-					vmm_large_trim(0, st->idle_ms);
-					vmm_small_trim();
+					vmm_large_trim(0, st->idle_ms, 0);
+					vmm_small_trim(0);
 				}
 			}
 		}
@@ -381,7 +394,8 @@ bg_start(void)
 	pthread_t t;
 
 	pthread_mutex_lock(&client_bg_lock);
-	if (!client_bg_running) {
+	if (!client_bg_running &&
+	    pipe2(client_bg_pipe, O_CLOEXEC | O_NONBLOCK) == 0) {
 		pthread_attr_init(&attr);
 		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 		if (pthread_create(&t, &attr, bg_main, NULL) == 0)
@@ -402,6 +416,11 @@ client_atfork_child(void)
 	vmm_va_forget_all();
 	pthread_mutex_init(&client_bg_lock, NULL);
 	client_bg_running = false;
+	if (client_bg_pipe[0] >= 0) {
+		close(client_bg_pipe[0]);
+		close(client_bg_pipe[1]);
+	}
+	client_bg_pipe[0] = client_bg_pipe[1] = -1;
 	client_devices = 0;
 	memset(client_stats, 0, sizeof(client_stats));
 	client_peak = 0;
@@ -575,8 +594,8 @@ int
 vmm_flush(void)
 {
 	vmm_small_flush_mine();
-	vmm_large_trim(0, 0);
-	vmm_small_trim();
+	vmm_large_trim(0, 0, 0);
+	vmm_small_trim(0);
 	return 0;
 }
 

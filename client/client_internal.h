@@ -125,6 +125,8 @@ bool	vmm_sync_covers(uint64_t ticket);
 int	vmm_sync_for(uint64_t ticket);
 /* The device of the calling thread's current context, or VMM_ENOCTX. */
 int	vmm_current_device(void);
+/* Wakes the helper thread (a Recall arrived). */
+void	vmm_bg_wake(void);
 /* Process-wide counters (atomics). */
 void	vmm_stat_add(int which, int64_t delta);
 enum {
@@ -147,8 +149,10 @@ int	vmm_large_realloc(void **p, size_t size);
 bool	vmm_large_owns(const void *p);
 int	vmm_large_range(const void *p, void **base, size_t *size);
 /* Gives cached memory back to vmmd: at least target bytes (0: all), only
- * entries idle for older_ms or more.  Returns bytes given back. */
-uint64_t vmm_large_trim(uint64_t target, uint64_t older_ms);
+ * entries idle for older_ms or more, answering Recall recall_id (or 0).
+ * Returns bytes given back. */
+uint64_t vmm_large_trim(uint64_t target, uint64_t older_ms,
+	    uint64_t recall_id);
 void	vmm_large_forget_all(void);
 
 /* ---- small.c ---------------------------------------------------------------- */
@@ -163,7 +167,7 @@ size_t	vmm_small_size(const void *p);
  * threads' caches are theirs: at most 1 MiB per size class each). */
 void	vmm_small_flush_mine(void);
 /* Returns empty segments' chunks to vmmd; bytes given back. */
-uint64_t vmm_small_trim(void);
+uint64_t vmm_small_trim(uint64_t recall_id);
 void	vmm_small_forget_all(void);
 
 uint64_t vmm_now_ms(void);

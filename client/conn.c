@@ -62,6 +62,7 @@ conn_push(struct vmm_conn *c, const Vmm__Envelope *env)
 		c->recall_id = env->recall->recall_id;
 		vmm_log_debug("vmmd asks for %llu bytes back",
 		    (unsigned long long)env->recall->target_bytes);
+		vmm_bg_wake();	/* answered by the helper, not the caller */
 		return true;
 	case VMM__ENVELOPE__MSG_GOODBYE:
 		vmm_log_debug("vmmd says goodbye (reason %d)",
@@ -518,6 +519,9 @@ vmm_conn_ensure(struct vmm_conn *c)
 	return rc;
 }
 
+/* A fork child's copies of the parent's connections: kept, not freed. */
+static struct vmm_conn	*conn_orphans[VMM_MAX_DEVICES] __attribute__((used));
+
 void
 vmm_conn_forget_all(void)
 {
@@ -531,7 +535,8 @@ vmm_conn_forget_all(void)
 			continue;
 		if (conns[i]->fd >= 0)
 			close(conns[i]->fd);
-		conns[i] = NULL;	/* leaked on purpose: may be mid-use */
+		conn_orphans[i] = conns[i];	/* may be mid-use */
+		conns[i] = NULL;
 	}
 }
 

@@ -183,7 +183,8 @@ large_acquire(struct vmm_conn *c, uint64_t bytes, struct vmm_grant_chunk *g)
 	n = vmm_conn_acquire(c, bytes, VMM__ACQUIRE_FLAG__ACQUIRE_FLAG_ALLOW_STITCH,
 	    min_piece, g, LARGE_MAX_GRANT);
 	if ((n == VMM_ENOMEM || n == VMM_EQUOTA) &&
-	    (vmm_small_flush_mine(), vmm_large_trim(0, 0) + vmm_small_trim()) > 0)
+	    (vmm_small_flush_mine(), vmm_large_trim(0, 0, 0) +
+	    vmm_small_trim(0)) > 0)
 		n = vmm_conn_acquire(c,  bytes,
 		    VMM__ACQUIRE_FLAG__ACQUIRE_FLAG_ALLOW_STITCH, min_piece, g,
 		    LARGE_MAX_GRANT);
@@ -294,7 +295,7 @@ fail_released:
 
 /* Unmaps an entry (off every list) and gives its chunks back. */
 static void
-large_destroy(struct large *l)
+large_destroy(struct large *l, uint64_t recall_id)
 {
 	struct vmm_conn *c = vmm_conn_get(l->dev);
 	uint64_t *ids = calloc(l->nchunks ? l->nchunks : 1, sizeof(*ids));
@@ -306,7 +307,7 @@ large_destroy(struct large *l)
 	if (ids != NULL && c != NULL) {
 		for (i = 0; i < l->nchunks; i++)
 			ids[i] = l->chunks[i].id;
-		vmm_conn_release(c, ids, l->nchunks, 0);
+		vmm_conn_release(c, ids, l->nchunks, recall_id);
 	}
 	vmm_log_debug("UNMAP Ptr=0x%llx Size=%llu", (unsigned long long)l->base,
 	    (unsigned long long)l->mapped);
@@ -346,12 +347,12 @@ vmm_large_free(void *p)
 	    (unsigned long long)l->size);
 	pthread_rwlock_unlock(&large_lock);
 	if (over > 0)
-		vmm_large_trim(over, 0);
+		vmm_large_trim(over, 0, 0);
 	return 0;
 }
 
 uint64_t
-vmm_large_trim(uint64_t target, uint64_t older_ms)
+vmm_large_trim(uint64_t target, uint64_t older_ms, uint64_t recall_id)
 {
 	uint64_t done = 0, now = vmm_now_ms();
 	struct large *l;
@@ -370,7 +371,7 @@ vmm_large_trim(uint64_t target, uint64_t older_ms)
 		/* Not before work issued ahead of the free is done. */
 		vmm_sync_for(l->ticket);
 		done += l->mapped;
-		large_destroy(l);
+		large_destroy(l, recall_id);
 	}
 	return done;
 }
@@ -572,11 +573,16 @@ vmm_large_each_chunk(int dev, void (*fn)(void *arg, CUdeviceptr va,
 	pthread_rwlock_unlock(&large_lock);
 }
 
+/* A fork child's copy of the parent's records: another thread may have been
+ * changing them at fork time, so they are left alone, but kept reachable. */
+static struct large	**large_orphan __attribute__((used));
+
 void
 vmm_large_forget_all(void)
 {
+	large_orphan = large_v;
 	pthread_rwlock_init(&large_lock, NULL);
-	large_v = NULL;		/* the parent's, left alone */
+	large_v = NULL;
 	large_n = large_cap = 0;
 	cache_head = cache_tail = NULL;
 	cache_bytes = 0;

@@ -377,7 +377,7 @@ seg_new(int dev, uint32_t c, struct seg **out)
 	n = vmm_conn_acquire(conn, small_seg, 0, 0, g, 4);
 	if (n == VMM_ENOMEM || n == VMM_EQUOTA) {
 		vmm_small_flush_mine();
-		if (vmm_large_trim(0, 0) + vmm_small_trim() > 0)
+		if (vmm_large_trim(0, 0, 0) + vmm_small_trim(0) > 0)
 			n = vmm_conn_acquire(conn, small_seg, 0, 0, g, 4);
 	}
 	if (n < 0)
@@ -631,7 +631,7 @@ vmm_small_flush_mine(void)
 }
 
 uint64_t
-vmm_small_trim(void)
+vmm_small_trim(uint64_t recall_id)
 {
 	struct seg *empty = NULL, *s, **pp;
 	uint64_t done = 0;
@@ -667,7 +667,7 @@ vmm_small_trim(void)
 		vmm_unmap_range(base, small_seg);
 		vmm_va_free(s->dev, base, small_seg);
 		if (conn != NULL)
-			vmm_conn_release(conn, &s->chunk_id, 1, 0);
+			vmm_conn_release(conn, &s->chunk_id, 1, recall_id);
 		vmm_stat_add(VMM_STAT_MAPPED, -(int64_t)small_seg);
 		done += small_seg;
 		seg_recycle(s);

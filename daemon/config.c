@@ -53,6 +53,9 @@ const struct vmm_opt vmmd_options[] = {
 	  "disconnected" },
 	{ "handshake_timeout_ms", VMM_OPT_U64, "5000", 100, 600000, NULL,
 	  O(handshake_timeout_ms), "time a new connection has to send Hello" },
+	{ "recall_timeout_ms", VMM_OPT_U64, "1000", 0, 60000, NULL,
+	  O(recall_timeout_ms), "out of memory: how long a request waits for "
+	  "other clients to give back their caches (0: do not ask them)" },
 };
 
 const size_t vmmd_noptions = sizeof(vmmd_options) / sizeof(vmmd_options[0]);

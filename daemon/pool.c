@@ -569,14 +569,11 @@ vmmd_pool_grant(struct vmmd_session *s, uint64_t bytes, unsigned flags,
 			if (r == CUDA_ERROR_OUT_OF_MEMORY) {
 				*code = VMM__ERROR_CODE__ERROR_CODE_OUT_OF_MEMORY;
 				pool_oom_message(want, msg, msglen);
-				vmmd_stats.oom_failures++;
 			} else {
 				*code = VMM__ERROR_CODE__ERROR_CODE_INTERNAL;
 				snprintf(msg, msglen, "cuMemCreate: %s",
 				    pool_cu_name(r));
 			}
-			vmm_log_error("grant of %" PRIu64 " bytes to pid %d failed: %s",
-			    want, (int)s->pid, msg);
 			return -1;
 		}
 		if (made != NULL)

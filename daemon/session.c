@@ -223,8 +223,11 @@ session_hello(struct vmmd_session *s, const Vmm__Hello *h)
 	session_send(s, &env, NULL, 0);
 }
 
-static void
-session_acquire(struct vmmd_session *s, const Vmm__Acquire *a)
+/* Grants (or fails) one Acquire.  Returns 1 if it could not be served for
+ * lack of memory and may wait for a recall (may_wait), else 0. */
+static int
+session_grant(struct vmmd_session *s, uint64_t rid, uint64_t bytes,
+    unsigned flags, uint64_t min_piece, bool may_wait)
 {
 	struct vmmd_chunk *chunks[VMM_PROTO_MAX_CHUNKS];
 	Vmm__Chunk wire[VMM_PROTO_MAX_CHUNKS], *wirep[VMM_PROTO_MAX_CHUNKS];
@@ -235,21 +238,27 @@ session_acquire(struct vmmd_session *s, const Vmm__Acquire *a)
 	int n, i, code;
 	uint64_t total = 0;
 
-	n = vmmd_pool_grant(s, a->bytes, a->flags, a->min_piece, chunks,
+	n = vmmd_pool_grant(s, bytes, flags, min_piece, chunks,
 	    VMM_PROTO_MAX_CHUNKS, &code, msg, sizeof(msg));
 	if (n < 0) {
-		session_error(s, a->request_id, (Vmm__ErrorCode)code, msg);
-		return;
+		if (code == VMM__ERROR_CODE__ERROR_CODE_OUT_OF_MEMORY) {
+			if (may_wait)
+				return 1;
+			vmmd_stats.oom_failures++;
+			vmm_log_error("grant of %" PRIu64 " bytes to pid %d failed: "
+			    "%s", bytes, (int)s->pid, msg);
+		}
+		session_error(s, rid, (Vmm__ErrorCode)code, msg);
+		return 0;
 	}
 	for (i = 0; i < n; i++) {
 		if ((fds[i] = vmmd_pool_export(chunks[i])) < 0) {
 			while (i > 0)
 				close(fds[--i]);
 			vmmd_pool_ungrant(chunks, (size_t)n);
-			session_error(s, a->request_id,
-			    VMM__ERROR_CODE__ERROR_CODE_INTERNAL,
+			session_error(s, rid, VMM__ERROR_CODE__ERROR_CODE_INTERNAL,
 			    "could not export a chunk");
-			return;
+			return 0;
 		}
 		vmm__chunk__init(&wire[i]);
 		wire[i].id = chunks[i]->id;
@@ -257,7 +266,7 @@ session_acquire(struct vmmd_session *s, const Vmm__Acquire *a)
 		wirep[i] = &wire[i];
 		total += chunks[i]->size;
 	}
-	g.request_id = a->request_id;
+	g.request_id = rid;
 	g.n_chunks = (size_t)n;
 	g.chunks = wirep;
 	env.msg_case = VMM__ENVELOPE__MSG_GRANT;
@@ -270,9 +279,123 @@ session_acquire(struct vmmd_session *s, const Vmm__Acquire *a)
 		vmmd_pool_ungrant(chunks, (size_t)n);
 		vmmd_stats.slow_peer_drops++;
 		session_close(s, "client does not read its replies");
-		return;
+		return 0;
 	}
 	session_flush(s);
+	return 0;
+}
+
+static void
+session_pend_clear(struct vmmd_session *s)
+{
+	s->pend.active = false;
+	if (s->ev_pend != NULL)
+		event_del(s->ev_pend);
+}
+
+/* The recall timed out: one last try, then out of memory. */
+static void
+session_on_pend(evutil_socket_t fd, short what, void *arg)
+{
+	struct vmmd_session *s = arg;
+
+	(void)fd;
+	(void)what;
+	if (!s->pend.active || s->state != VMMD_SESSION_READY)
+		return;
+	session_pend_clear(s);
+	session_grant(s, s->pend.rid, s->pend.bytes, s->pend.flags,
+	    s->pend.min_piece, false);
+}
+
+unsigned
+vmmd_session_recall(struct vmmd_session *except, uint64_t target, int reason)
+{
+	static uint64_t recall_id;
+	struct vmmd_session *o;
+	unsigned n = 0;
+
+	TAILQ_FOREACH(o, &vmmd_sessions, link) {
+		Vmm__Envelope env = VMM__ENVELOPE__INIT;
+		Vmm__Recall r = VMM__RECALL__INIT;
+		uint64_t want;
+
+		if (o == except || o->state != VMMD_SESSION_READY ||
+		    o->kind != VMM__CLIENT_KIND__CLIENT_KIND_APP ||
+		    o->rep_cached == 0 || o->chunks_held == 0)
+			continue;
+		want = target != 0 && target < o->rep_cached ? target :
+		    o->rep_cached;
+		r.recall_id = ++recall_id;
+		r.target_bytes = want;
+		r.reason = (Vmm__RecallReason)reason;
+		env.msg_case = VMM__ENVELOPE__MSG_RECALL;
+		env.recall = &r;
+		vmm_log_info("RECALL Session=%" PRIu64 " Pid=%d Size=%" PRIu64,
+		    o->id, (int)o->pid, want);
+		vmmd_stats.recalls++;
+		/* A client that does not read is dropped by session_send. */
+		if (session_send(o, &env, NULL, 0) == 0)
+			n++;
+	}
+	return n;
+}
+
+static void
+session_acquire(struct vmmd_session *s, const Vmm__Acquire *a)
+{
+	struct timeval tv;
+	uint64_t ms = vmmd_cfg.recall_timeout_ms;
+
+	if (s->pend.active) {
+		session_error(s, a->request_id, VMM__ERROR_CODE__ERROR_CODE_BUSY,
+		    "an Acquire of this session is already waiting");
+		return;
+	}
+	if (session_grant(s, a->request_id, a->bytes, a->flags, a->min_piece,
+	    ms != 0) == 0)
+		return;
+	/* Out of memory: other clients may hold what we need in their caches.
+	 * Ask them, park this request, and answer when memory comes back or
+	 * the recall times out. */
+	if (vmmd_session_recall(s, a->bytes,
+	    VMM__RECALL_REASON__RECALL_REASON_PRESSURE) == 0) {
+		session_grant(s, a->request_id, a->bytes, a->flags, a->min_piece,
+		    false);
+		return;
+	}
+	if (s->ev_pend == NULL &&
+	    (s->ev_pend = evtimer_new(vmmd_base, session_on_pend, s)) == NULL) {
+		session_grant(s, a->request_id, a->bytes, a->flags, a->min_piece,
+		    false);
+		return;
+	}
+	s->pend.active = true;
+	s->pend.rid = a->request_id;
+	s->pend.bytes = a->bytes;
+	s->pend.flags = a->flags;
+	s->pend.min_piece = a->min_piece;
+	vmmd_stats.recall_waits++;
+	tv.tv_sec = (time_t)(ms / 1000);
+	tv.tv_usec = (suseconds_t)(ms % 1000) * 1000;
+	event_add(s->ev_pend, &tv);
+}
+
+void
+vmmd_session_retry_pending(void)
+{
+	struct vmmd_session *s, *next;
+
+	for (s = TAILQ_FIRST(&vmmd_sessions); s != NULL; s = next) {
+		next = TAILQ_NEXT(s, link);
+		if (!s->pend.active || s->state != VMMD_SESSION_READY)
+			continue;
+		if (session_grant(s, s->pend.rid, s->pend.bytes, s->pend.flags,
+		    s->pend.min_piece, true) == 0) {
+			session_pend_clear(s);
+			vmmd_stats.recall_successes++;
+		}
+	}
 }
 
 static void
@@ -314,7 +437,9 @@ session_release(struct vmmd_session *s, const Vmm__Release *r)
 	rep.released_bytes = bytes;
 	env.msg_case = VMM__ENVELOPE__MSG_RELEASE_REPLY;
 	env.release_reply = &rep;
-	session_send(s, &env, NULL, 0);
+	if (session_send(s, &env, NULL, 0) == 0 && s->rep_cached >= bytes)
+		s->rep_cached -= bytes;	/* until its next Report */
+	vmmd_session_retry_pending();
 }
 
 static void
@@ -430,6 +555,8 @@ session_trim(struct vmmd_session *s, const Vmm__TrimRequest *t)
 	Vmm__TrimReply rep = VMM__TRIM_REPLY__INIT;
 
 	vmmd_stats.trims++;
+	if (t->recall_clients)
+		vmmd_session_recall(NULL, 0, VMM__RECALL_REASON__RECALL_REASON_TRIM);
 	rep.request_id = t->request_id;
 	rep.bytes_released = vmmd_pool_trim(t->target_bytes, 0);
 	vmm_log_info("TRIM Session=%" PRIu64 " Released=%" PRIu64, s->id,
@@ -625,6 +752,8 @@ static struct event		*session_reaper;
 static void
 session_destroy(struct vmmd_session *s)
 {
+	if (s->ev_pend != NULL)
+		event_free(s->ev_pend);
 	if (s->ev_pid != NULL)
 		event_free(s->ev_pid);
 	if (s->pidfd >= 0)
@@ -675,6 +804,7 @@ session_on_pid(evutil_socket_t fd, short what, void *arg)
 	    (int)s->pid, s->chunks_held);
 	vmmd_pool_process_gone(s);
 	session_free(s);
+	vmmd_session_retry_pending();
 	vmmd_notify_status();
 }
 
@@ -689,6 +819,7 @@ session_close(struct vmmd_session *s, const char *why)
 	    (int)s->pid, why);
 	s->state = VMMD_SESSION_CLOSED;
 	vmmd_nsessions--;
+	session_pend_clear(s);
 	event_free(s->ev_read);
 	event_free(s->ev_write);
 	event_free(s->ev_timeout);
@@ -703,6 +834,8 @@ session_close(struct vmmd_session *s, const char *why)
 	s->fd = -1;
 	alive = s->chunks_held > 0 && session_process_alive(s);
 	vmmd_pool_session_closed(s, alive);
+	if (!alive)
+		vmmd_session_retry_pending();
 	if (alive)
 		vmm_log_info("QUARANTINE Session=%" PRIu64 " Pid=%d Chunks=%" PRIu64
 		    " Size=%" PRIu64, s->id, (int)s->pid, s->chunks_held,

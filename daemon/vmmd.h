@@ -67,6 +67,7 @@ struct vmmd_config {
 	uint64_t	max_sessions_per_uid;
 	uint64_t	max_queue_bytes;	/* per-session output bound */
 	uint64_t	handshake_timeout_ms;
+	uint64_t	recall_timeout_ms;	/* how long a parked Acquire waits */
 	struct vmmd_quota *quotas;
 };
 
@@ -113,7 +114,10 @@ uint64_t vmmd_quota_for(const struct vmmd_config *c, uid_t uid,
 	X(permission_denied, "admin requests refused")                       \
 	X(accept_pauses, "accept paused for lack of fds")                    \
 	X(trims, "trim requests")                                            \
-	X(adopted_chunks, "chunks taken over from a previous daemon")
+	X(adopted_chunks, "chunks taken over from a previous daemon")       \
+	X(recalls, "Recall pushes sent to clients")                          \
+	X(recall_waits, "Acquires parked until recalled memory came back")   \
+	X(recall_successes, "parked Acquires granted after a recall")
 
 struct vmmd_counters {
 #define VMMD_COUNTER_FIELD(name, help) uint64_t name;
@@ -226,6 +230,13 @@ struct vmmd_session {
 	struct vmmd_chunk_list	held;
 	uint64_t		chunks_held, bytes_held, peak_held;
 	uint64_t		rep_in_use, rep_cached, rep_peak;
+	/* An Acquire parked while other clients give back their caches. */
+	struct {
+		bool		active;
+		uint64_t	rid, bytes, min_piece, deadline_ms;
+		unsigned	flags;
+	}			pend;
+	struct event		*ev_pend;
 	TAILQ_ENTRY(vmmd_session) link;
 };
 
@@ -240,6 +251,12 @@ int	vmmd_session_pidfd(pid_t pid);
  * is gone); returns -1 (both closed) on failure. */
 int	vmmd_session_new(int fd, int pidfd, pid_t pid, uid_t uid, gid_t gid,
 	    bool admin);
+/* Grants parked Acquires that now fit (after memory came back). */
+void	vmmd_session_retry_pending(void);
+/* Asks app sessions other than except for their cached memory (target 0:
+ * all they report cached).  Returns how many were asked. */
+unsigned vmmd_session_recall(struct vmmd_session *except, uint64_t target,
+	    int reason);
 /* Sends Goodbye to every session (daemon shutting down) and closes them. */
 void	vmmd_session_shutdown_all(const char *why);
 unsigned vmmd_session_count_uid(uid_t uid);

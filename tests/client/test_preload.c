@@ -413,6 +413,54 @@ sc_share(void)
 	CKRT(cudaFree(p));
 }
 
+/* A process needs memory held in another's cache: vmmd recalls it and
+ * the request succeeds (128 MiB device, caches never idle out). */
+static void
+sc_recall(void)
+{
+	int ab[2], ba[2], st;
+	struct tc *adm;
+	uint64_t recalls, ok;
+	char c;
+	pid_t a;
+	void *p;
+
+	start_daemon();
+	CHECK(pipe(ab) == 0 && pipe(ba) == 0);
+	if ((a = fork()) == 0) {
+		void *q[6];
+		int i;
+
+		close(ab[0]);
+		close(ba[1]);
+		CKRT(cudaSetDevice(0));
+		for (i = 0; i < 6; i++)
+			CKRT(cudaMalloc(&q[i], 16 * MiB));
+		for (i = 0; i < 6; i++)
+			CKRT(cudaFree(q[i]));	/* 96 MiB cached, not given back */
+		sleep_ms(200);			/* reported to vmmd */
+		CHECK(write(ab[1], "1", 1) == 1);
+		CHECK(read(ba[0], &c, 1) == 1);
+		_exit(0);
+	}
+	close(ab[1]);
+	close(ba[0]);
+	CHECK(read(ab[0], &c, 1) == 1);
+	/* 100 MiB is more than the device has free: only A's cache can
+	 * provide it. */
+	CKRT(cudaSetDevice(0));
+	CKRT(cudaMalloc(&p, 100 * MiB));
+	put(p, 100 * MiB, 21);
+	expect(p, 100 * MiB, 21);
+	adm = tc_open(sockpath, "admin", true);
+	CHECK(tc_stats(adm, NULL, "recalls", &recalls) == 0 && recalls >= 1);
+	CHECK(tc_stats(adm, NULL, "recall_successes", &ok) == 0 && ok == 1);
+	tc_close(adm);
+	CHECK(write(ba[1], "1", 1) == 1);
+	CHECK(waitpid(a, &st, 0) == a && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	CKRT(cudaFree(p));
+}
+
 static void
 sc_restart(void)
 {
@@ -476,6 +524,8 @@ main(int argc, char **argv)
 		sc_share();
 	else if (strcmp(argv[1], "restart") == 0)
 		sc_restart();
+	else if (strcmp(argv[1], "recall") == 0)
+		sc_recall();
 	else
 		CHECK(!"unknown scenario");
 	if (daemon_pid > 0)
