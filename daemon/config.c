@@ -43,7 +43,8 @@ const struct vmm_opt vmmd_options[] = {
 	  O(idle_timeout_ms), "give idle pooled chunks back to the GPU after "
 	  "this long; 0: never" },
 	{ "idle_floor", VMM_OPT_SIZE, "0", 0, 1e15, NULL, O(idle_floor),
-	  "idle bytes the pool keeps however long they are idle" },
+	  "idle bytes the pool keeps however long they are idle; above it the "
+	  "pool keeps what was granted within the last idle_timeout_ms" },
 	{ "max_sessions", VMM_OPT_U64, "1024", 1, 65536, NULL, O(max_sessions),
 	  "most client connections at once" },
 	{ "max_sessions_per_uid", VMM_OPT_U64, "256", 1, 65536, NULL,

@@ -37,6 +37,56 @@ static struct vmmd_chunk		*pool_hash[VMMD_HASH_BUCKETS];
 static struct vmmd_chunk_list		pool_free = TAILQ_HEAD_INITIALIZER(pool_free);
 static struct vmmd_pool_totals		pool_t;
 
+/*
+ * Recent demand, for adaptive idle return: bytes granted per 250 ms slot
+ * over the last POOL_RATE_SLOTS slots.  The pool keeps idle up to what was
+ * granted within one idle timeout (never below idle_floor), so a steady
+ * high rate keeps its working set pooled and an idle daemon shrinks to the
+ * floor one timeout after the last grant.
+ */
+#define POOL_RATE_SLOT_MS	250
+#define POOL_RATE_SLOTS		256
+static uint64_t		pool_rate[POOL_RATE_SLOTS];
+static uint64_t		pool_rate_slot;	/* absolute slot of the newest */
+
+static void
+pool_rate_add(uint64_t bytes)
+{
+	uint64_t slot = vmmd_now_ms() / POOL_RATE_SLOT_MS;
+
+	while (pool_rate_slot < slot) {
+		pool_rate_slot++;
+		pool_rate[pool_rate_slot % POOL_RATE_SLOTS] = 0;
+		if (slot - pool_rate_slot > POOL_RATE_SLOTS)
+			pool_rate_slot = slot - POOL_RATE_SLOTS;
+	}
+	pool_rate[slot % POOL_RATE_SLOTS] += bytes;
+}
+
+/* Bytes granted within the last window_ms. */
+static uint64_t
+pool_recent(uint64_t window_ms)
+{
+	/* Whole slots covering the window, plus the current partial one. */
+	uint64_t n = (window_ms + POOL_RATE_SLOT_MS - 1) / POOL_RATE_SLOT_MS + 1;
+	uint64_t sum = 0, i;
+
+	pool_rate_add(0);	/* age the ring */
+	if (n > POOL_RATE_SLOTS)
+		n = POOL_RATE_SLOTS;
+	for (i = 0; i < n; i++)
+		sum += pool_rate[(pool_rate_slot - i) % POOL_RATE_SLOTS];
+	return sum;
+}
+
+uint64_t
+vmmd_pool_keep(void)
+{
+	uint64_t keep = pool_recent(vmmd_cfg.idle_timeout_ms);
+
+	return keep > vmmd_cfg.idle_floor ? keep : vmmd_cfg.idle_floor;
+}
+
 static const char *
 pool_cu_name(CUresult r)
 {
@@ -331,13 +381,15 @@ vmmd_pool_idle_tick(void)
 {
 	uint64_t now = vmmd_now_ms(), timeout = vmmd_cfg.idle_timeout_ms;
 	struct vmmd_chunk *ch, *prev;
+	uint64_t keep;
 
 	if (timeout == 0)
 		return;
+	keep = vmmd_pool_keep();
 	for (ch = TAILQ_LAST(&pool_free, vmmd_chunk_list); ch != NULL; ch = prev) {
 		prev = TAILQ_PREV(ch, vmmd_chunk_list, link);
 		if (now - ch->idle_since_ms < timeout ||
-		    pool_t.idle - ch->size < vmmd_cfg.idle_floor)
+		    pool_t.idle - ch->size < keep)
 			continue;
 		pool_free_take(ch);
 		pool_destroy(ch);
@@ -608,6 +660,7 @@ vmmd_pool_grant(struct vmmd_session *s, uint64_t bytes, unsigned flags,
 	vmmd_stats.grants++;
 	vmmd_stats.grant_chunks += n;
 	vmmd_stats.grant_bytes += want;
+	pool_rate_add(want);
 	return (int)n;
 }
 

@@ -200,8 +200,12 @@ void	vmmd_pool_process_gone(struct vmmd_session *s);
 /* Gives idle chunks back to the GPU until target bytes are released (0 = all
  * idle beyond keep).  Returns bytes released. */
 uint64_t vmmd_pool_trim(uint64_t target, uint64_t keep);
-/* Releases chunks idle for longer than the idle timeout, beyond the floor. */
+/* Releases chunks idle for longer than the idle timeout, beyond what the
+ * pool keeps (vmmd_pool_keep). */
 void	vmmd_pool_idle_tick(void);
+/* Idle bytes the pool keeps now: what was granted within the last idle
+ * timeout, at least idle_floor. */
+uint64_t vmmd_pool_keep(void);
 
 /* ---- session.c --------------------------------------------------------------- */
 
