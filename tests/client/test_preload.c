@@ -111,10 +111,12 @@ lent(void)
 	return ps.lent_bytes;
 }
 
+static const char *daemon_conf = "idle_timeout_ms = 0\n";
+
 static void
 start_daemon(void)
 {
-	daemon_pid = tc_start_daemon(sockdir, "idle_timeout_ms = 0\n", NULL);
+	daemon_pid = tc_start_daemon(sockdir, daemon_conf, NULL);
 }
 
 /* ---- scenarios ---------------------------------------------------------------- */
@@ -461,6 +463,31 @@ sc_recall(void)
 	CKRT(cudaFree(p));
 }
 
+/* A uid quota of 64 MiB: cudaMemGetInfo shows it, an allocation past it
+ * fails with cudaErrorMemoryAllocation, and one that fits once the
+ * process's own cache is given back succeeds. */
+static void
+sc_quota(void)
+{
+	size_t f, t;
+	void *a, *b;
+
+	daemon_conf = "idle_timeout_ms = 0\nquota.uid.0 = 64M\n";
+	start_daemon();
+	CKRT(cudaSetDevice(0));
+	CKRT(cudaMemGetInfo(&f, &t));
+	CHECK(t == 64 * MiB && f == 64 * MiB);
+	CKRT(cudaMalloc(&a, 40 * MiB));
+	CKRT(cudaMemGetInfo(&f, &t));
+	CHECK(t == 64 * MiB && f == 24 * MiB);
+	CHECK(cudaMalloc(&b, 40 * MiB) == cudaErrorMemoryAllocation);
+	CKRT(cudaFree(a));	/* cached: still held from vmmd's view */
+	CKRT(cudaMalloc(&b, 50 * MiB));	/* after the cache went back */
+	put(b, 50 * MiB, 3);
+	expect(b, 50 * MiB, 3);
+	CKRT(cudaFree(b));
+}
+
 static void
 sc_restart(void)
 {
@@ -526,6 +553,8 @@ main(int argc, char **argv)
 		sc_restart();
 	else if (strcmp(argv[1], "recall") == 0)
 		sc_recall();
+	else if (strcmp(argv[1], "quota") == 0)
+		sc_quota();
 	else
 		CHECK(!"unknown scenario");
 	if (daemon_pid > 0)
