@@ -31,11 +31,11 @@ for _ in $(seq 100); do [[ -S "$RUN/gpu0.sock" ]] && break; sleep 0.05; done
 echo "demo: vmmd (pid $vmmd_pid) serves $(readlink "$RUN/gpu0.sock")"
 
 echo "demo: two CUDA programs allocate through LD_PRELOAD=libvmm_client.so"
-LD_PRELOAD=$B/shim/libvmm_client.so VMM_REPORT_MS=100 "$B/tools/vmm-demo-app" 40 24 &
+LD_PRELOAD=$B/shim/libvmm_client.so VMM_REPORT_MS=100 "$B/tools/vmm-demo-app" 40 24 25 &
 a=$!
-LD_PRELOAD=$B/shim/libvmm_client.so VMM_REPORT_MS=100 "$B/tools/vmm-demo-app" 40 24 &
+LD_PRELOAD=$B/shim/libvmm_client.so VMM_REPORT_MS=100 "$B/tools/vmm-demo-app" 40 24 25 &
 b=$!
-sleep 0.3
+sleep 0.6
 echo "demo: vmmctl stats while they run:"
 "$B/tools/vmmctl" stats | sed -n '/^pool/,/^$/p;/^sessions/,$p'
 wait "$a"
@@ -43,4 +43,4 @@ wait "$b"
 sleep 1.5
 echo "demo: after they exited (idle chunks go back to the GPU after 1 s):"
 "$B/tools/vmmctl" stats | sed -n '/^pool/,/^$/p'
-echo "demo: vmmd log: $(grep -c GRANT "$RUN/vmmd.log") grants, $(grep -c RELEASE "$RUN/vmmd.log") releases, $(grep -c CREATE "$RUN/vmmd.log") chunks created"
+echo "demo: vmmd log: $(grep -c GRANT "$RUN/vmmd.log") grants, $(grep -c CREATE "$RUN/vmmd.log") chunks created, $(grep -c DESTROY "$RUN/vmmd.log") given back to the GPU"

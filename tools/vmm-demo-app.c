@@ -5,7 +5,7 @@
  * prints what it did.  Run it under LD_PRELOAD=libvmm_client.so and its
  * memory comes from vmmd's pool.
  *
- *   vmm-demo-app [STEPS [LAYERS]]
+ *   vmm-demo-app [STEPS [LAYERS [PAUSE_MS]]]
  */
 #include <cuda_runtime_api.h>
 
@@ -38,13 +38,16 @@ main(int argc, char **argv)
 {
 	int steps = argc > 1 ? atoi(argv[1]) : 20;
 	int layers = argc > 2 ? atoi(argv[2]) : 24;
+	int pause_ms = argc > 3 ? atoi(argv[3]) : 0;
 	void **act = calloc((size_t)layers, sizeof(*act));
 	unsigned char *buf = malloc(24u << 21);
 	size_t free0, total, free1, peak = 0, cur, bytes = 0;
 	int s, l;
 
-	if (act == NULL || buf == NULL || steps < 1 || layers < 1) {
-		fprintf(stderr, "usage: vmm-demo-app [STEPS >= 1 [LAYERS >= 1]]\n");
+	if (act == NULL || buf == NULL || steps < 1 || layers < 1 ||
+	    pause_ms < 0) {
+		fprintf(stderr, "usage: vmm-demo-app [STEPS >= 1 [LAYERS >= 1 "
+		    "[PAUSE_MS >= 0]]]\n");
 		return 1;
 	}
 	CK(cudaSetDevice(0));
@@ -72,6 +75,8 @@ main(int argc, char **argv)
 			}
 			CK(cudaFree(act[l]));
 		}
+		if (pause_ms > 0)
+			usleep((useconds_t)pause_ms * 1000);
 	}
 	CK(cudaMemGetInfo(&free1, &total));
 	printf("vmm-demo-app[%d]: %d steps x %d layers, %zu MiB allocated in "
