@@ -28,7 +28,10 @@
 
 #define SMALL_MIN		256u		/* CUDA's minimum alignment */
 #define SMALL_NCLS		64
-#define SMALL_BIN_BYTES		(1u << 20)	/* per-thread bytes per class */
+#define SMALL_BIN_BYTES		(4u << 20)	/* per-thread bytes per class */
+/* All of a thread's bins together: what one thread may keep from others
+ * (and from vmmd's idle return) at most. */
+#define SMALL_TC_BYTES		(16u << 20)
 #define SMALL_BIN_MAX		128
 #define SMALL_BATCH_MAX		64	/* one bitmap word */
 /* The allocated bits: one 64-bit word per cache line, so threads working on
@@ -48,6 +51,10 @@ struct seg {
 	uint64_t	ticket;		/* latest free among them */
 	struct seg	*next;		/* class list of segments with free blocks */
 	bool		listed;
+	/* The thread cache that refills from it (compared, never followed):
+	 * threads keep to their own segments, so they do not share the cache
+	 * lines of the allocated bits. */
+	const void	*owner;
 };
 
 struct cls {
@@ -72,6 +79,7 @@ struct tcache {
 	int		dev;
 	struct bin	bins[SMALL_NCLS];
 	int64_t		in_use;		/* bytes, merged on usage queries */
+	uint64_t	held;		/* bytes in the bins */
 	uint64_t	allocs, frees;
 	struct tcache	*next;
 };
@@ -291,6 +299,7 @@ tc_flush(struct tcache *tc)
 		spill(tc->dev, c, b->dirty, b->ndirty, b->ticket);
 		b->nclean = b->ndirty = 0;
 	}
+	tc->held = 0;
 }
 
 /* Thread exit: blocks back to their segments, counters kept. */
@@ -456,7 +465,22 @@ refill(struct tcache *tc, uint32_t c)
 	if (b->ndirty > 0 && vmm_sync_covers(b->ticket))
 		goto swap;
 	pthread_mutex_lock(&k->lock);
-	while (got < want && (s = k->partial) != NULL) {
+	while (got < want) {
+		struct seg **pp, **pick = NULL;
+
+		/* This thread's own segments first, then any. */
+		for (pp = &k->partial; *pp != NULL; pp = &(*pp)->next) {
+			if ((*pp)->owner == tc) {
+				pick = pp;
+				break;
+			}
+			if (pick == NULL)
+				pick = pp;
+		}
+		if (pick == NULL)
+			break;
+		s = *pick;
+		s->owner = tc;
 		while (got < want && s->nfree > 0) {
 			uint32_t idx = s->free_idx[--s->nfree];
 
@@ -467,13 +491,14 @@ refill(struct tcache *tc, uint32_t c)
 		if (s->ticket > ticket)
 			ticket = s->ticket;
 		if (s->nfree == 0) {
-			k->partial = s->next;
+			*pick = s->next;
 			s->listed = false;
 		}
 	}
 	pthread_mutex_unlock(&k->lock);
 	if (got > 0) {
 		b->nclean = got;
+		tc->held += (uint64_t)got * small_size[c];
 		if (!vmm_sync_covers(ticket))
 			vmm_sync_for(ticket);
 		return 0;
@@ -484,6 +509,7 @@ refill(struct tcache *tc, uint32_t c)
 	}
 	if ((rc = seg_new(tc->dev, c, &s)) != 0)
 		return rc;
+	s->owner = tc;
 	pthread_mutex_lock(&k->lock);
 	while (got < want && s->nfree > 0) {
 		uint32_t idx = s->free_idx[--s->nfree];
@@ -499,6 +525,7 @@ refill(struct tcache *tc, uint32_t c)
 	}
 	pthread_mutex_unlock(&k->lock);
 	b->nclean = got;
+	tc->held += (uint64_t)got * small_size[c];
 	return 0;
 
 swap:
@@ -527,6 +554,7 @@ vmm_small_alloc(int dev, size_t size, void **out)
 	if (__builtin_expect(b->nclean == 0, 0) && (rc = refill(tc, c)) != 0)
 		return rc;
 	k = b->clean[--b->nclean];
+	tc->held -= small_size[c];
 	idx = (uint32_t)((k.p - k.s->base) / k.s->block);
 	__atomic_fetch_or(&k.s->allocated[BITW(idx)], 1ull << (idx % 64),
 	    __ATOMIC_RELAXED);
@@ -563,13 +591,16 @@ vmm_small_free(void *ptr)
 		return 0;
 	}
 	b = &tc->bins[s->cls];
-	if (b->ndirty == small_cap[s->cls]) {
+	if (b->ndirty == small_cap[s->cls] ||
+	    (tc->held + s->block > SMALL_TC_BYTES && b->ndirty > 0)) {
 		spill(s->dev, s->cls, b->dirty, b->ndirty, b->ticket);
+		tc->held -= (uint64_t)b->ndirty * s->block;
 		b->ndirty = 0;
 	}
 	b->dirty[b->ndirty].p = p;
 	b->dirty[b->ndirty].s = s;
 	b->ndirty++;
+	tc->held += s->block;
 	b->ticket = vmm_sync_ticket();
 	TC_ADD(tc->in_use, -(int64_t)s->block);
 	TC_ADD(tc->frees, 1);
