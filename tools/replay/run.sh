@@ -1,0 +1,185 @@
+#!/usr/bin/env bash
+# Replay a trace through vmmd on the emulator and report what it cost
+# (issue 5, "A replay tool and workloads").
+#
+# Broker mode (default): starts vmmd in the foreground (temporary socket dir,
+# its own CUEMU_INSTANCE, --log-level INFO to a file), samples its pool stats
+# every few ms with vmm-sample, runs vmm-replay (N processes) under
+# LD_PRELOAD=libvmm_client.so with VMM_LOG_LEVEL=INFO, then prints peak
+# requested, peak physical, their ratio, round trips, latencies and the
+# count of each log action.  Native mode (-N): no vmmd, no preload: the
+# emulator's own allocator, whose device usage is sampled with cuMemGetInfo
+# from a process of the same emulated machine.
+#
+#   tools/replay/run.sh [options] TRACE
+#     -b DIR    build directory (default: build)
+#     -n N      replaying processes (vmm-replay --procs; default 1)
+#     -s MS     vmm-replay --stagger
+#     -m MB     CUEMU_MEM_MB, the emulated device's memory (default 16384)
+#     -c FILE   vmmd config file (default: none, every default)
+#     -o LINE   one more config line, e.g. -o 'idle_timeout_ms = 0' (repeatable)
+#     -e K=V    one more environment setting for the replayers (repeatable)
+#     -a ARG    one more vmm-replay argument, e.g. -a --min-size=2M (repeatable)
+#     -i MS     sampling interval (default 5)
+#     -D        broker mode: also sample the device's used memory
+#     -N        native mode: no broker
+#     -T MS     MS ms after the replay starts, run `vmmctl trim --recall`
+#     -w MS     keep sampling MS ms after the replay exits (default 0)
+#     -k DIR    keep the run's files (logs, samples.csv, replay.out) in DIR,
+#               which must not exist yet
+#
+# Output: "key value" lines (sizes in bytes, times in µs or unix ms).
+# VMM_REPLAY_PRELOAD overrides what LD_PRELOAD holds (sanitizer builds put
+# their runtime first).
+# Reports are sent every 10 ms (VMM_REPORT_MS=10) so the sum of the
+# sessions' reported in-use bytes is current; -e VMM_REPORT_MS=... overrides.
+set -euo pipefail
+
+usage() { sed -n '/^#   tools/,/^# Output/p' "$0" | sed 's/^# \{0,1\}//;$d' >&2; exit 2; }
+
+here=$(cd "$(dirname "$0")" && pwd)
+B=$here/../../build
+procs=1 stagger=0 mem=16384 conf='' interval=5 native=0 devsample=0 trim_ms='' wait_ms=0 keep=''
+conf_lines=() envs=() rargs=()
+while getopts "b:n:s:m:c:o:e:a:i:DNT:w:k:h" opt; do
+  case $opt in
+    b) B=$OPTARG ;;
+    n) procs=$OPTARG ;;
+    s) stagger=$OPTARG ;;
+    m) mem=$OPTARG ;;
+    c) conf=$OPTARG ;;
+    o) conf_lines+=("$OPTARG") ;;
+    e) envs+=("$OPTARG") ;;
+    a) rargs+=("$OPTARG") ;;
+    i) interval=$OPTARG ;;
+    D) devsample=1 ;;
+    N) native=1 ;;
+    T) trim_ms=$OPTARG ;;
+    w) wait_ms=$OPTARG ;;
+    k) keep=$OPTARG ;;
+    *) usage ;;
+  esac
+done
+shift $((OPTIND - 1))
+[[ $# -eq 1 ]] || usage
+trace=$1
+[[ -z "$keep" || ! -e "$keep" ]] || { echo "run.sh: -k $keep: exists already" >&2; exit 2; }
+B=$(cd "$B" && pwd)
+for f in "$B/tools/vmm-replay" "$B/tools/vmm-sample" "$B/daemon/vmmd" "$B/shim/libvmm_client.so"; do
+  [[ -e $f ]] || { echo "run.sh: $f missing: build first (cmake --build $B)" >&2; exit 2; }
+done
+
+RUN=$(mktemp -d /tmp/vmm-replay.XXXXXX)
+inst=replay-$$-$RANDOM
+export CUEMU_INSTANCE=$inst CUEMU_MEM_MB=$mem VMM_SOCKET_DIR=$RUN
+export LD_LIBRARY_PATH=$B/tests/cuemu/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+unset LD_PRELOAD
+vmmd_pid='' samp_pid='' dev_pid='' trim_pid=''
+stop() {  # pid: SIGTERM and reap, if it is ours and alive
+  if [[ -n "$1" ]] && kill "$1" 2>/dev/null; then wait "$1" 2>/dev/null || true; fi
+}
+cleanup() {
+  stop "$trim_pid"; stop "$samp_pid"; stop "$dev_pid"; stop "$vmmd_pid"
+  if [[ -n "$keep" ]]; then { mkdir -p "$keep" && cp -r "$RUN"/. "$keep"/; } || true; fi
+  rm -rf "$RUN"
+  rm -f /dev/shm/cuemu-"$inst"-d*
+}
+trap cleanup EXIT
+
+# Starts a sampler writing $RUN/$2.csv, sets variable $1 to its pid (a
+# child of this shell, so it can be waited for), and waits for its first
+# sample.
+start_sampler() {
+  local var=$1 name=$2; shift 2
+  "$B/tools/vmm-sample" --interval-ms "$interval" --csv "$RUN/$name.csv" "$@" \
+    > "$RUN/$name.out" &
+  printf -v "$var" '%s' $!
+  for _ in $(seq 400); do
+    [[ -f $RUN/$name.csv && $(wc -l < "$RUN/$name.csv") -ge 2 ]] && break
+    kill -0 "${!var}" 2>/dev/null || { echo "run.sh: vmm-sample failed" >&2; exit 1; }
+    sleep 0.01
+  done
+}
+
+sock=$RUN/gpu0.sock
+if [[ $native -eq 0 ]]; then
+  { [[ -n "$conf" ]] && cat "$conf"; for l in "${conf_lines[@]+"${conf_lines[@]}"}"; do echo "$l"; done; } \
+    > "$RUN/vmmd.conf" || true
+  "$B/daemon/vmmd" --foreground --socket-dir "$RUN" --config "$RUN/vmmd.conf" \
+    --log-level INFO --log-file "$RUN/vmmd.log" 2> "$RUN/vmmd.stderr" &
+  vmmd_pid=$!
+  for _ in $(seq 200); do [[ -S "$sock" ]] && break; sleep 0.025; done
+  [[ -S "$sock" ]] || { echo "run.sh: vmmd did not start:" >&2; cat "$RUN/vmmd.stderr" >&2; exit 1; }
+  start_sampler samp_pid samples --socket "$sock"
+  [[ $devsample -eq 1 ]] && start_sampler dev_pid device --device --interval-ms 10
+  renv=(LD_PRELOAD="${VMM_REPLAY_PRELOAD:-$B/shim/libvmm_client.so}" VMM_LOG_LEVEL=INFO
+        VMM_LOG_FILE="$RUN/client.log-" VMM_REPORT_MS=10)
+else
+  start_sampler dev_pid device --device --interval-ms 10
+  renv=()
+fi
+
+replay_start=$(date +%s%3N)
+if [[ -n "$trim_ms" ]]; then
+  ( sleep "$(awk -v m="$trim_ms" 'BEGIN { print m / 1000 }')"
+    date +%s%3N > "$RUN/trim.ms"
+    "$B/tools/vmmctl" -S "$sock" trim --recall > "$RUN/trim.out" 2>&1 ) &
+  trim_pid=$!
+fi
+rc=0
+env "${renv[@]+"${renv[@]}"}" "${envs[@]+"${envs[@]}"}" "$B/tools/vmm-replay" \
+  --procs "$procs" --stagger "$stagger" "${rargs[@]+"${rargs[@]}"}" "$trace" \
+  > "$RUN/replay.out" 2> "$RUN/replay.err" || rc=$?
+[[ -n "$trim_pid" ]] && { wait "$trim_pid" 2>/dev/null || true; trim_pid=; }
+sleep "$(awk -v m="$wait_ms" 'BEGIN { print m / 1000 }')"
+stop "$samp_pid"; samp_pid=
+stop "$dev_pid"; dev_pid=
+
+get() { awk -v k="$1" '$1 == k { print $2; exit }' "$2" 2>/dev/null; }
+R=$RUN/replay.out
+out() { printf '%-34s %s\n' "$1" "$2"; }
+out mode "$([[ $native -eq 1 ]] && echo native || echo broker)"
+out trace "$trace"
+out procs "$procs"
+out stagger_ms "$stagger"
+out device_mb "$mem"
+out replay_exit "$rc"
+[[ $rc -ne 0 ]] && sed 's/^/# /' "$RUN/replay.err" | head -20
+for k in ops failed_procs peak_requested_bytes sum_of_peaks_bytes alloc_p50_us alloc_p99_us \
+         realloc_p50_us realloc_p99_us realloc_via; do
+  out "$k" "$(get $k "$R")"
+done
+peak_req=$(get peak_requested_bytes "$R")
+if [[ $native -eq 0 ]]; then
+  S=$RUN/samples.out
+  phys=$(get max_physical_bytes "$S")
+  out samples "$(get samples "$S")"
+  out sampler_reconnects "$(get reconnects "$S")"
+  out peak_concurrent_demand_reported "$(get max_sum_reported_in_use_bytes "$S")"
+  out peak_physical_bytes "$phys"
+  out peak_lent_bytes "$(get max_lent_bytes "$S")"
+  out peak_idle_pool_bytes "$(get max_idle_pool_bytes "$S")"
+  [[ $devsample -eq 1 ]] && out peak_device_used_bytes "$(get max_device_used_bytes "$RUN/device.out")"
+  out peak_mapped_bytes_clients "$(get peak_mapped_bytes "$R")"
+  out daemon_round_trips "$(get daemon_round_trips "$R")"
+  out syncs "$(get syncs "$R")"
+  # The daemon's counters at the end, those that moved.
+  awk '$1 ~ /^counter_/ && $2 != 0 { printf "%-34s %s\n", "daemon_" substr($1, 9), $2 }' "$S"
+else
+  phys=$(get max_device_used_bytes "$RUN/device.out")
+  out samples "$(get samples "$RUN/device.out")"
+  out peak_device_used_bytes "$phys"
+fi
+out ratio "$(awk -v p="${phys:-0}" -v r="${peak_req:-0}" 'BEGIN { if (r > 0) printf "%.3f", p / r; else print "-" }')"
+if [[ $native -eq 0 ]]; then
+  for a in ALLOC FREE REMAP COPY; do
+    out "client_log_$a" "$(cat "$RUN"/client.log-* 2>/dev/null | grep -c "\] $a " || true)"
+  done
+  for a in GRANT RELEASE CREATE DESTROY; do
+    out "daemon_log_$a" "$(grep -c "\] $a " "$RUN/vmmd.log" 2>/dev/null || true)"
+  done
+fi
+out replay_start_unix_ms "$replay_start"
+out last_free_unix_ms "$(get last_free_unix_ms "$R")"
+[[ -f $RUN/trim.ms ]] && out trim_unix_ms "$(cat "$RUN/trim.ms")"
+exit "$rc"
