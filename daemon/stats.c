@@ -33,6 +33,9 @@ vmmd_stats_reply(struct vmmd_session *s, uint64_t rid, uint32_t offset,
 	size_t n = 0, k = 0;
 
 	TAILQ_FOREACH(it, &vmmd_sessions, link) {
+		/* Not identified yet (no Hello): nothing to show. */
+		if (it->state == VMMD_SESSION_NEW)
+			continue;
 		if (total++ < offset || n == VMM_PROTO_MAX_SESSIONS)
 			continue;
 		vmmd_session_stats(it, &st[n]);

@@ -93,6 +93,15 @@ main(void)
 	fds0 = tc_count_fds(d);
 	CHECK(fds0 > 0);
 
+	/* A connection that has not said Hello yet does not break stats. */
+	{
+		int raw = tc_connect_raw(sockpath);
+
+		CHECK(raw >= 0);
+		sleep_ms(50);
+		CHECK(tc_stats(adm, &ps, NULL, NULL) == 0);
+		close(raw);
+	}
 	a = tc_open(sockpath, "app-a", false);
 	gran = a->granularity;
 	/* 1.5 granules: rounded up to 2. */
