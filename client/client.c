@@ -289,6 +289,15 @@ bg_context(int dev)
 	return cuCtxSetCurrent(ctxs[dev]) == CUDA_SUCCESS ? 0 : -1;
 }
 
+static int		client_report_due;
+
+void
+vmm_report_soon(void)
+{
+	if (!__atomic_exchange_n(&client_report_due, 1, __ATOMIC_RELAXED))
+		vmm_bg_wake();
+}
+
 void
 vmm_bg_wake(void)
 {
@@ -351,8 +360,15 @@ bg_main(void *arg)
 				vmm_small_trim(rid);
 			}
 		}
-		/* Idle (no allocation or free since idle_ms): give the cache
-		 * back. */
+		/* Large allocations cached for idle_ms without reuse go back to
+		 * vmmd even while the process is busy; the rest (empty
+		 * segments) when it is idle (no allocation or free since). */
+		if (st->idle_ms != 0)
+			for (dev = 0; dev < VMM_MAX_DEVICES; dev++)
+				if ((__atomic_load_n(&client_devices,
+				    __ATOMIC_RELAXED) & (1ull << dev)) &&
+				    bg_context(dev) == 0)
+					vmm_large_trim(0, st->idle_ms, 0);
 		usage_fill(&u);
 		if (u.allocs + u.frees != ops) {
 			ops = u.allocs + u.frees;
@@ -368,7 +384,9 @@ bg_main(void *arg)
 				}
 			}
 		}
-		if (now - last_report >= st->report_ms) {
+		if (now - last_report >= st->report_ms ||
+		    (__atomic_exchange_n(&client_report_due, 0, __ATOMIC_RELAXED) &&
+		    now - last_report >= 10)) {
 			usage_fill(&u);
 			if (memcmp(&u, &last, sizeof(u)) != 0) {
 				for (dev = 0; dev < VMM_MAX_DEVICES; dev++) {

@@ -127,6 +127,9 @@ int	vmm_sync_for(uint64_t ticket);
 int	vmm_current_device(void);
 /* Wakes the helper thread (a Recall arrived). */
 void	vmm_bg_wake(void);
+/* Asks the helper to report usage now (the cache grew a lot): vmmd then
+ * knows this memory can be recalled for others. */
+void	vmm_report_soon(void);
 /* Process-wide counters (atomics). */
 void	vmm_stat_add(int which, int64_t delta);
 enum {

@@ -237,7 +237,14 @@ vmm_large_alloc(int dev, size_t size, void **out)
 	}
 	pthread_rwlock_unlock(&large_lock);
 
-	/* 2. Chunks from vmmd, mapped back to back. */
+	/* 2. Nothing cached fits: give vmmd back enough of the cache to cover
+	 * the request first, so it stitches those chunks into the grant (or
+	 * lends them to another process) rather than creating more memory
+	 * while ours sits unused. */
+	if (__atomic_load_n(&cache_bytes, __ATOMIC_RELAXED) > 0)
+		vmm_large_trim(need, 0, 0);
+
+	/* 3. Chunks from vmmd, mapped back to back. */
 	if ((n = large_acquire(c, need, g)) < 0)
 		return n;
 	if ((l = calloc(1, sizeof(*l))) == NULL ||
@@ -348,6 +355,8 @@ vmm_large_free(void *p)
 	pthread_rwlock_unlock(&large_lock);
 	if (over > 0)
 		vmm_large_trim(over, 0, 0);
+	else if (l->mapped >= (16u << 20))
+		vmm_report_soon();	/* recallable for other processes */
 	return 0;
 }
 

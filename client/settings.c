@@ -37,7 +37,7 @@ const struct vmm_opt vmm_client_options[] = {
 	  "largest size sub-allocated from shared segments; 0: none" },
 	{ "VMM_CACHE_MAX", VMM_OPT_SIZE, "1G", 0, 1e15, NULL, O(cache_max),
 	  "most freed memory kept mapped in the process for reuse" },
-	{ "VMM_IDLE_MS", VMM_OPT_U64, "2000", 0, 86400000, NULL, O(idle_ms),
+	{ "VMM_IDLE_MS", VMM_OPT_U64, "1000", 0, 86400000, NULL, O(idle_ms),
 	  "cached memory goes back to vmmd after this long unused; 0: never" },
 	{ "VMM_REPORT_MS", VMM_OPT_U64, "1000", 10, 3600000, NULL, O(report_ms),
 	  "usage figures are sent to vmmd at most this often" },

@@ -592,6 +592,14 @@ vmmd_pool_grant(struct vmmd_session *s, uint64_t bytes, unsigned flags,
 	}
 
 	/* 3. Create the remainder, recovering from out-of-memory. */
+	if (got < want && (flags & VMMD_GRANT_NO_CREATE)) {
+		/* The caller would rather wait for memory other clients give
+		 * back than grow the pool. */
+		pool_unpick(out, n);
+		*code = VMMD_GRANT_WOULD_CREATE;
+		snprintf(msg, msglen, "needs new memory");
+		return -1;
+	}
 	if (got < want) {
 		r = pool_create(want - got, &made);
 		if (r == CUDA_ERROR_OUT_OF_MEMORY &&

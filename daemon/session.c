@@ -223,11 +223,12 @@ session_hello(struct vmmd_session *s, const Vmm__Hello *h)
 	session_send(s, &env, NULL, 0);
 }
 
-/* Grants (or fails) one Acquire.  Returns 1 if it could not be served for
- * lack of memory and may wait for a recall (may_wait), else 0. */
+/* Grants (or fails) one Acquire.  Returns 1 if it could not be served
+ * without new memory (no_create) or for lack of memory, and may wait for a
+ * recall (may_wait); else 0, the request answered. */
 static int
 session_grant(struct vmmd_session *s, uint64_t rid, uint64_t bytes,
-    unsigned flags, uint64_t min_piece, bool may_wait)
+    unsigned flags, uint64_t min_piece, bool may_wait, bool no_create)
 {
 	struct vmmd_chunk *chunks[VMM_PROTO_MAX_CHUNKS];
 	Vmm__Chunk wire[VMM_PROTO_MAX_CHUNKS], *wirep[VMM_PROTO_MAX_CHUNKS];
@@ -238,8 +239,10 @@ session_grant(struct vmmd_session *s, uint64_t rid, uint64_t bytes,
 	int n, i, code;
 	uint64_t total = 0;
 
-	n = vmmd_pool_grant(s, bytes, flags, min_piece, chunks,
-	    VMM_PROTO_MAX_CHUNKS, &code, msg, sizeof(msg));
+	n = vmmd_pool_grant(s, bytes, flags | (no_create ? VMMD_GRANT_NO_CREATE :
+	    0), min_piece, chunks, VMM_PROTO_MAX_CHUNKS, &code, msg, sizeof(msg));
+	if (n < 0 && code == VMMD_GRANT_WOULD_CREATE)
+		return 1;
 	if (n < 0) {
 		if (code == VMM__ERROR_CODE__ERROR_CODE_OUT_OF_MEMORY) {
 			if (may_wait)
@@ -305,7 +308,7 @@ session_on_pend(evutil_socket_t fd, short what, void *arg)
 		return;
 	session_pend_clear(s);
 	session_grant(s, s->pend.rid, s->pend.bytes, s->pend.flags,
-	    s->pend.min_piece, false);
+	    s->pend.min_piece, false, false);
 }
 
 unsigned
@@ -341,33 +344,50 @@ vmmd_session_recall(struct vmmd_session *except, uint64_t target, int reason)
 	return n;
 }
 
+/* Bytes other app sessions report holding cached (freed, not in use). */
+static uint64_t
+session_cached_elsewhere(const struct vmmd_session *s)
+{
+	const struct vmmd_session *o;
+	uint64_t sum = 0;
+
+	TAILQ_FOREACH(o, &vmmd_sessions, link)
+		if (o != s && o->state == VMMD_SESSION_READY &&
+		    o->kind == VMM__CLIENT_KIND__CLIENT_KIND_APP)
+			sum += o->rep_cached < o->bytes_held ? o->rep_cached :
+			    o->bytes_held;
+	return sum;
+}
+
 static void
 session_acquire(struct vmmd_session *s, const Vmm__Acquire *a)
 {
 	struct timeval tv;
 	uint64_t ms = vmmd_cfg.recall_timeout_ms;
+	bool reuse_first;
+	int rc;
 
 	if (s->pend.active) {
 		session_error(s, a->request_id, VMM__ERROR_CODE__ERROR_CODE_BUSY,
 		    "an Acquire of this session is already waiting");
 		return;
 	}
-	if (session_grant(s, a->request_id, a->bytes, a->flags, a->min_piece,
-	    ms != 0) == 0)
+	/* Memory other processes freed is reused before the pool grows: if
+	 * they hold enough in their caches, recall it rather than create. */
+	reuse_first = ms != 0 && session_cached_elsewhere(s) >= a->bytes;
+	rc = session_grant(s, a->request_id, a->bytes, a->flags, a->min_piece,
+	    ms != 0, reuse_first);
+	if (rc == 0)
 		return;
-	/* Out of memory: other clients may hold what we need in their caches.
-	 * Ask them, park this request, and answer when memory comes back or
-	 * the recall times out. */
+	/* New memory needed (reuse_first) or none to be had: others may hold
+	 * it in their caches.  Ask them, park this request, and answer when
+	 * memory comes back or the recall times out. */
 	if (vmmd_session_recall(s, a->bytes,
-	    VMM__RECALL_REASON__RECALL_REASON_PRESSURE) == 0) {
+	    VMM__RECALL_REASON__RECALL_REASON_PRESSURE) == 0 ||
+	    (s->ev_pend == NULL &&
+	    (s->ev_pend = evtimer_new(vmmd_base, session_on_pend, s)) == NULL)) {
 		session_grant(s, a->request_id, a->bytes, a->flags, a->min_piece,
-		    false);
-		return;
-	}
-	if (s->ev_pend == NULL &&
-	    (s->ev_pend = evtimer_new(vmmd_base, session_on_pend, s)) == NULL) {
-		session_grant(s, a->request_id, a->bytes, a->flags, a->min_piece,
-		    false);
+		    false, false);
 		return;
 	}
 	s->pend.active = true;
@@ -375,7 +395,12 @@ session_acquire(struct vmmd_session *s, const Vmm__Acquire *a)
 	s->pend.bytes = a->bytes;
 	s->pend.flags = a->flags;
 	s->pend.min_piece = a->min_piece;
+	s->pend.reuse = reuse_first;
 	vmmd_stats.recall_waits++;
+	/* Waiting to reuse rather than grow is worth a short wait only: a
+	 * client answers a Recall in a few milliseconds. */
+	if (reuse_first && ms > 100)
+		ms = 100;
 	tv.tv_sec = (time_t)(ms / 1000);
 	tv.tv_usec = (suseconds_t)(ms % 1000) * 1000;
 	event_add(s->ev_pend, &tv);
@@ -390,10 +415,33 @@ vmmd_session_retry_pending(void)
 		next = TAILQ_NEXT(s, link);
 		if (!s->pend.active || s->state != VMMD_SESSION_READY)
 			continue;
+		/* Without growing the pool: the recall is what we wait for. */
 		if (session_grant(s, s->pend.rid, s->pend.bytes, s->pend.flags,
-		    s->pend.min_piece, true) == 0) {
+		    s->pend.min_piece, true, true) == 0) {
 			session_pend_clear(s);
 			vmmd_stats.recall_successes++;
+			continue;
+		}
+		/* Memory came back but does not fit the request (sizes): create
+		 * what is missing and give as much unusable idle memory back
+		 * to the GPU, so the pool does not grow. */
+		{
+			struct vmmd_pool_totals t;
+			uint64_t before = vmmd_stats.create_bytes;
+
+			vmmd_pool_totals(&t);
+			/* Waiting for lack of memory: any memory back may do,
+			 * with the pool's out-of-memory recovery. */
+			if (t.idle < s->pend.bytes && s->pend.reuse)
+				continue;
+			if (session_grant(s, s->pend.rid, s->pend.bytes,
+			    s->pend.flags, s->pend.min_piece, true, false) == 0) {
+				session_pend_clear(s);
+				vmmd_stats.recall_successes++;
+				if (vmmd_stats.create_bytes > before)
+					vmmd_pool_trim(vmmd_stats.create_bytes -
+					    before, 0);
+			}
 		}
 	}
 }

@@ -173,6 +173,11 @@ int	vmmd_pool_device_ordinal(void);
 const unsigned char *vmmd_pool_device_uuid(void);	/* 16 bytes */
 void	vmmd_pool_totals(struct vmmd_pool_totals *t);
 
+/* Internal grant flag (not on the wire): fail with VMMD_GRANT_WOULD_CREATE
+ * instead of creating memory. */
+#define VMMD_GRANT_NO_CREATE		(1u << 31)
+#define VMMD_GRANT_WOULD_CREATE		1000
+
 /* Grants at least bytes to s: up to max chunks into out, lent to s.
  * min_piece: smallest free chunk worth stitching (0: frag_ratio × bytes).
  * Returns the number of chunks, or -1 with *code (a Vmm__ErrorCode) and
@@ -239,6 +244,7 @@ struct vmmd_session {
 		bool		active;
 		uint64_t	rid, bytes, min_piece, deadline_ms;
 		unsigned	flags;
+		bool		reuse;	/* parked to reuse, not for lack */
 	}			pend;
 	struct event		*ev_pend;
 	TAILQ_ENTRY(vmmd_session) link;

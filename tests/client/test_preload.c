@@ -456,7 +456,7 @@ sc_recall(void)
 	expect(p, 100 * MiB, 21);
 	adm = tc_open(sockpath, "admin", true);
 	CHECK(tc_stats(adm, NULL, "recalls", &recalls) == 0 && recalls >= 1);
-	CHECK(tc_stats(adm, NULL, "recall_successes", &ok) == 0 && ok == 1);
+	CHECK(tc_stats(adm, NULL, "recall_successes", &ok) == 0 && ok >= 1);
 	tc_close(adm);
 	CHECK(write(ba[1], "1", 1) == 1);
 	CHECK(waitpid(a, &st, 0) == a && WIFEXITED(st) && WEXITSTATUS(st) == 0);
