@@ -127,7 +127,7 @@ cache_unlink(struct large *l)
 	else
 		cache_tail = l->cprev;
 	l->cnext = l->cprev = NULL;
-	cache_bytes -= l->mapped;
+	__atomic_sub_fetch(&cache_bytes, l->mapped, __ATOMIC_RELAXED);
 	vmm_stat_add(VMM_STAT_CACHED, -(int64_t)l->mapped);
 }
 
@@ -345,7 +345,7 @@ vmm_large_free(void *p)
 	else
 		cache_tail = l;
 	cache_head = l;
-	cache_bytes += l->mapped;
+	__atomic_add_fetch(&cache_bytes, l->mapped, __ATOMIC_RELAXED);
 	over = cache_bytes > st->cache_max ? cache_bytes - st->cache_max : 0;
 	vmm_stat_add(VMM_STAT_CACHED, (int64_t)l->mapped);
 	vmm_stat_add(VMM_STAT_IN_USE, -(int64_t)l->size);

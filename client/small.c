@@ -31,7 +31,8 @@
 #define SMALL_BIN_BYTES		(4u << 20)	/* per-thread bytes per class */
 /* All of a thread's bins together: what one thread may keep from others
  * (and from vmmd's idle return) at most. */
-#define SMALL_TC_BYTES		(16u << 20)
+#define SMALL_TC_BYTES		(32u << 20)
+#define SMALL_BATCH_BYTES	(1u << 20)	/* per refill */
 #define SMALL_BIN_MAX		128
 #define SMALL_BATCH_MAX		64	/* one bitmap word */
 /* The allocated bits: one 64-bit word per cache line, so threads working on
@@ -302,6 +303,23 @@ tc_flush(struct tcache *tc)
 	tc->held = 0;
 }
 
+/* Clears tc as owner of every segment: they are anybody's now. */
+static void
+seg_disown(const struct tcache *tc)
+{
+	size_t i;
+
+	pthread_mutex_lock(&small_reg_lock);
+	for (i = 0; i < SMALL_REG_SIZE; i++) {
+		struct seg *s = small_reg[i];
+
+		if (s != NULL && s != SMALL_TOMBSTONE &&
+		    __atomic_load_n(&s->owner, __ATOMIC_RELAXED) == tc)
+			__atomic_store_n(&s->owner, NULL, __ATOMIC_RELAXED);
+	}
+	pthread_mutex_unlock(&small_reg_lock);
+}
+
 /* Thread exit: blocks back to their segments, counters kept. */
 static void
 small_thread_exit(void *arg)
@@ -316,6 +334,7 @@ small_thread_exit(void *arg)
 		if (tc == NULL || tc->gen != small_gen)
 			continue;
 		tc_flush(tc);
+		seg_disown(tc);
 		pthread_mutex_lock(&small_tc_lock);
 		for (pp = &small_tcs; *pp != NULL; pp = &(*pp)->next) {
 			if (*pp == tc) {
@@ -447,6 +466,42 @@ fail:
 	return rc;
 }
 
+/* Refills bin c from any partly used segment, whoever owns it; 0 if it got
+ * blocks. */
+static int
+steal_once(struct tcache *tc, uint32_t c)
+{
+	struct bin *b = &tc->bins[c];
+	struct cls *k = &small_cls[tc->dev][c];
+	uint64_t ticket = 0;
+	uint32_t got = 0;
+	struct seg *s;
+
+	pthread_mutex_lock(&k->lock);
+	if ((s = k->partial) != NULL) {
+		while (got < SMALL_BATCH_MAX && got * small_size[c] <
+		    SMALL_BATCH_BYTES && s->nfree > 0) {
+			uint32_t idx = s->free_idx[--s->nfree];
+
+			b->clean[got].p = s->base + (CUdeviceptr)idx * s->block;
+			b->clean[got].s = s;
+			got++;
+		}
+		ticket = s->ticket;
+		if (s->nfree == 0) {
+			k->partial = s->next;
+			s->listed = false;
+		}
+	}
+	pthread_mutex_unlock(&k->lock);
+	if (got == 0)
+		return -1;
+	b->nclean = got;
+	tc->held += (uint64_t)got * small_size[c];
+	vmm_sync_for(ticket);
+	return 0;
+}
+
 /* Fills an empty clean stack: dirty blocks once synced, blocks from partly
  * used segments, or a new segment. */
 static int
@@ -458,6 +513,9 @@ refill(struct tcache *tc, uint32_t c)
 
 	if (want > SMALL_BATCH_MAX)
 		want = SMALL_BATCH_MAX;
+	if ((uint64_t)want * small_size[c] > SMALL_BATCH_BYTES)
+		want = SMALL_BATCH_BYTES / small_size[c] ? SMALL_BATCH_BYTES /
+		    small_size[c] : 1;
 	uint64_t ticket = 0;
 	struct seg *s;
 	int rc;
@@ -468,19 +526,24 @@ refill(struct tcache *tc, uint32_t c)
 	while (got < want) {
 		struct seg **pp, **pick = NULL;
 
-		/* This thread's own segments first, then any. */
+		/* This thread's own segments first, then ones nobody owns; a
+		 * thread does not take another's (they would share the cache
+		 * lines of the allocated bits and the free stack). */
 		for (pp = &k->partial; *pp != NULL; pp = &(*pp)->next) {
-			if ((*pp)->owner == tc) {
+			const void *o = __atomic_load_n(&(*pp)->owner,
+			    __ATOMIC_RELAXED);
+
+			if (o == tc) {
 				pick = pp;
 				break;
 			}
-			if (pick == NULL)
+			if (pick == NULL && o == NULL)
 				pick = pp;
 		}
 		if (pick == NULL)
 			break;
 		s = *pick;
-		s->owner = tc;
+		__atomic_store_n(&s->owner, tc, __ATOMIC_RELAXED);
 		while (got < want && s->nfree > 0) {
 			uint32_t idx = s->free_idx[--s->nfree];
 
@@ -507,9 +570,13 @@ refill(struct tcache *tc, uint32_t c)
 		vmm_sync_for(b->ticket);
 		goto swap;
 	}
-	if ((rc = seg_new(tc->dev, c, &s)) != 0)
+	if ((rc = seg_new(tc->dev, c, &s)) != 0) {
+		/* No new memory: take another thread's free blocks after all. */
+		if (steal_once(tc, c) == 0)
+			return 0;
 		return rc;
-	s->owner = tc;
+	}
+	__atomic_store_n(&s->owner, tc, __ATOMIC_RELAXED);
 	pthread_mutex_lock(&k->lock);
 	while (got < want && s->nfree > 0) {
 		uint32_t idx = s->free_idx[--s->nfree];

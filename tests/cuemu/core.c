@@ -574,9 +574,10 @@ static __thread CUcontext	cuemu_tls_ctx;
 static bool
 cuemu_ctx_known(CUcontext ctx)
 {
+	/* Read without the lock (context queries): magic is published last. */
 	return ctx >= &cuemu_primary[0] &&
 	    ctx < &cuemu_primary[CUEMU_MAX_DEVICES] &&
-	    ctx->magic == CUEMU_CTX_MAGIC;
+	    __atomic_load_n(&ctx->magic, __ATOMIC_ACQUIRE) == CUEMU_CTX_MAGIC;
 }
 
 CUcontext
@@ -595,7 +596,7 @@ cuemu_current_device(void)
 {
 	CUcontext c = cuemu_current_ctx();
 
-	return c == NULL ? -1 : c->device;
+	return c == NULL ? -1 : __atomic_load_n(&c->device, __ATOMIC_RELAXED);
 }
 
 CUEMU_EXPORT CUresult CUDAAPI
@@ -606,8 +607,9 @@ cuDevicePrimaryCtxRetain(CUcontext *pctx, CUdevice dev)
 		return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
 	if (!cuemu_device_valid(dev))
 		return cuemu_ret(CUDA_ERROR_INVALID_DEVICE);
-	cuemu_primary[dev].magic = CUEMU_CTX_MAGIC;
-	cuemu_primary[dev].device = dev;
+	__atomic_store_n(&cuemu_primary[dev].device, dev, __ATOMIC_RELAXED);
+	__atomic_store_n(&cuemu_primary[dev].magic, CUEMU_CTX_MAGIC,
+	    __ATOMIC_RELEASE);
 	__atomic_add_fetch(&cuemu_primary[dev].retains, 1, __ATOMIC_RELEASE);
 	*pctx = &cuemu_primary[dev];
 	return cuemu_ret(CUDA_SUCCESS);

@@ -29,6 +29,16 @@
 #define NCONN		200
 #define ANY_RID		UINT64_MAX
 
+
+/* Time limits stretch under sanitizers on a loaded 2-core machine: they
+ * check that nothing waits for a timeout it should not, not speed. */
+static unsigned long long
+slack(unsigned long long ms)
+{
+	return getenv("ASAN_OPTIONS") != NULL || getenv("TSAN_OPTIONS") != NULL ?
+	    ms * 4 : ms;
+}
+
 static char		sockpath[1100];
 static struct tc	*adm;
 static pid_t		daemon_pid;
@@ -429,7 +439,7 @@ test_handshake(void)
 	ms = tc_now_ms() - t0;
 	fprintf(stderr, "silent peer dropped after %llu ms\n",
 	    (unsigned long long)ms);
-	CHECK(ms >= 250 && ms < 2000);
+	CHECK(ms >= 250 && ms < slack(2000));
 	raw_expect_closed(&r);
 
 	/* Dribbling: part of a Hello, never the rest. */
@@ -437,7 +447,7 @@ test_handshake(void)
 	raw_send(&r, "\x10\x00\x00", 3);
 	t0 = tc_now_ms();
 	raw_expect_error(&r, VMM__ERROR_CODE__ERROR_CODE_BAD_STATE, 0, NULL, 0);
-	CHECK(tc_now_ms() - t0 < 2000);
+	CHECK(tc_now_ms() - t0 < slack(2000));
 	raw_expect_closed(&r);
 
 	/* A session past its Hello may idle longer than that. */
@@ -623,9 +633,9 @@ test_slow_reader(void)
 	    (unsigned long long)sent, (unsigned long long)(tc_now_ms() - t0),
 	    (unsigned long long)worst);
 	CHECK(tc_counter(adm, "slow_peer_drops") == drops + 1);
-	if (worst >= 1000) {
+	if (worst >= slack(1000)) {
 		fprintf(stderr, "FAIL slow reader: another client waited %llu ms "
-		    "(limit 1000)\n", (unsigned long long)worst);
+		    "(limit %llu)\n", (unsigned long long)worst, slack(1000));
 		soft_failures++;
 	}
 	raw_close(&r);
