@@ -357,6 +357,7 @@ bg_main(void *arg)
 				vmm_log_debug("recall of %llu bytes",
 				    (unsigned long long)target);
 				vmm_large_trim(target, 0, rid);
+				vmm_small_flush_idle();
 				vmm_small_trim(rid);
 			}
 		}
@@ -380,6 +381,7 @@ bg_main(void *arg)
 				    __ATOMIC_RELAXED) & (1ull << dev)) &&
 				    bg_context(dev) == 0) {
 					vmm_large_trim(0, st->idle_ms, 0);
+					vmm_small_flush_idle();
 					vmm_small_trim(0);
 				}
 			}

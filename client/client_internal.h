@@ -169,6 +169,9 @@ size_t	vmm_small_size(const void *p);
 /* Returns the calling thread's cached blocks to their segments (other
  * threads' caches are theirs: at most 1 MiB per size class each). */
 void	vmm_small_flush_mine(void);
+/* Returns the cached blocks of every thread not using its cache right now
+ * (idle return, from the helper thread). */
+void	vmm_small_flush_idle(void);
 /* Returns empty segments' chunks to vmmd; bytes given back. */
 uint64_t vmm_small_trim(uint64_t recall_id);
 void	vmm_small_forget_all(void);

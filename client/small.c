@@ -76,6 +76,10 @@ struct bin {
 };
 
 struct tcache {
+	/* Held by the owner around every use of the bins, and by the helper
+	 * thread when it takes an idle thread's cached blocks back (trylock):
+	 * uncontended, it costs an exchange, and the line stays the owner's. */
+	int		lock;
 	unsigned	gen;
 	int		dev;
 	struct bin	bins[SMALL_NCLS];
@@ -245,6 +249,19 @@ reg_remove(struct seg *s)
 
 /* ---- thread caches ---------------------------------------------------------- */
 
+static inline void
+tc_lock(struct tcache *tc)
+{
+	while (__atomic_exchange_n(&tc->lock, 1, __ATOMIC_ACQUIRE))
+		__builtin_ia32_pause();
+}
+
+static inline void
+tc_unlock(struct tcache *tc)
+{
+	__atomic_store_n(&tc->lock, 0, __ATOMIC_RELEASE);
+}
+
 static struct tcache *
 tc_get(int dev)
 {
@@ -333,7 +350,9 @@ small_thread_exit(void *arg)
 
 		if (tc == NULL || tc->gen != small_gen)
 			continue;
+		tc_lock(tc);
 		tc_flush(tc);
+		tc_unlock(tc);
 		seg_disown(tc);
 		pthread_mutex_lock(&small_tc_lock);
 		for (pp = &small_tcs; *pp != NULL; pp = &(*pp)->next) {
@@ -618,10 +637,14 @@ vmm_small_alloc(int dev, size_t size, void **out)
 	if ((tc = tc_get(dev)) == NULL)
 		return VMM_ENOMEM;
 	b = &tc->bins[c];
-	if (__builtin_expect(b->nclean == 0, 0) && (rc = refill(tc, c)) != 0)
+	tc_lock(tc);
+	if (__builtin_expect(b->nclean == 0, 0) && (rc = refill(tc, c)) != 0) {
+		tc_unlock(tc);
 		return rc;
+	}
 	k = b->clean[--b->nclean];
 	tc->held -= small_size[c];
+	tc_unlock(tc);
 	idx = (uint32_t)((k.p - k.s->base) / k.s->block);
 	__atomic_fetch_or(&k.s->allocated[BITW(idx)], 1ull << (idx % 64),
 	    __ATOMIC_RELAXED);
@@ -658,6 +681,7 @@ vmm_small_free(void *ptr)
 		return 0;
 	}
 	b = &tc->bins[s->cls];
+	tc_lock(tc);
 	if (b->ndirty == small_cap[s->cls] ||
 	    (tc->held + s->block > SMALL_TC_BYTES && b->ndirty > 0)) {
 		spill(s->dev, s->cls, b->dirty, b->ndirty, b->ticket);
@@ -669,6 +693,7 @@ vmm_small_free(void *ptr)
 	b->ndirty++;
 	tc->held += s->block;
 	b->ticket = vmm_sync_ticket();
+	tc_unlock(tc);
 	TC_ADD(tc->in_use, -(int64_t)s->block);
 	TC_ADD(tc->frees, 1);
 	if (vmm_log_enabled(VMM_LOG_INFO))
@@ -719,13 +744,32 @@ vmm_small_size(const void *ptr)
 }
 
 void
+vmm_small_flush_idle(void)
+{
+	struct tcache *tc;
+
+	pthread_mutex_lock(&small_tc_lock);
+	for (tc = small_tcs; tc != NULL; tc = tc->next) {
+		/* Busy: its thread is not idle, leave it. */
+		if (__atomic_exchange_n(&tc->lock, 1, __ATOMIC_ACQUIRE))
+			continue;
+		tc_flush(tc);
+		tc_unlock(tc);
+	}
+	pthread_mutex_unlock(&small_tc_lock);
+}
+
+void
 vmm_small_flush_mine(void)
 {
 	int d;
 
 	for (d = 0; d < VMM_MAX_DEVICES; d++)
-		if (small_tc[d] != NULL && small_tc[d]->gen == small_gen)
+		if (small_tc[d] != NULL && small_tc[d]->gen == small_gen) {
+			tc_lock(small_tc[d]);
 			tc_flush(small_tc[d]);
+			tc_unlock(small_tc[d]);
+		}
 }
 
 uint64_t
