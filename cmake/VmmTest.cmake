@@ -27,6 +27,7 @@ function(vmm_add_test)
     set(T_TIMEOUT 120)
   endif()
   set_tests_properties(${T_NAME} PROPERTIES ENVIRONMENT "${env}" TIMEOUT ${T_TIMEOUT}
+                       SKIP_RETURN_CODE 77
                        LABELS "${labels}")
 endfunction()
 

@@ -488,6 +488,64 @@ sc_quota(void)
 	CKRT(cudaFree(b));
 }
 
+/* vmmctl trim --recall: a client's cache (never idle-returned here) and the
+ * pool go back to the GPU at once, not after the idle timeouts. */
+static void
+sc_trim(void)
+{
+	int ab[2], ba[2], st, i;
+	Vmm__PoolStats ps;
+	struct tc *adm;
+	char c;
+	pid_t a;
+
+	daemon_conf = "idle_timeout_ms = 60000\n";
+	start_daemon();
+	CHECK(pipe(ab) == 0 && pipe(ba) == 0);
+	if ((a = fork()) == 0) {
+		void *q[4];
+
+		close(ab[0]);
+		close(ba[1]);
+		CKRT(cudaSetDevice(0));
+		for (i = 0; i < 4; i++)
+			CKRT(cudaMalloc(&q[i], 8 * MiB + (size_t)i * 2 * MiB));
+		for (i = 0; i < 4; i++)
+			CKRT(cudaFree(q[i]));
+		sleep_ms(200);		/* reported as cached */
+		CHECK(write(ab[1], "1", 1) == 1);
+		CHECK(read(ba[0], &c, 1) == 1);
+		_exit(0);
+	}
+	close(ab[1]);
+	close(ba[0]);
+	CHECK(read(ab[0], &c, 1) == 1);
+	adm = tc_open(sockpath, "admin", true);
+	CHECK(tc_stats(adm, &ps, NULL, NULL) == 0 && ps.physical_bytes > 0);
+	{
+		Vmm__Envelope env = VMM__ENVELOPE__INIT;
+		Vmm__TrimRequest tr = VMM__TRIM_REQUEST__INIT;
+		struct vmm_frame_msg *m;
+
+		tr.request_id = adm->next_rid++;
+		tr.recall_clients = true;
+		env.msg_case = VMM__ENVELOPE__MSG_TRIM_REQUEST;
+		env.trim_request = &tr;
+		CHECK((m = tc_call(adm, &env, NULL, 0)) != NULL);
+		vmm_frame_msg_free(m);
+	}
+	for (i = 0; i < 50; i++) {
+		CHECK(tc_stats(adm, &ps, NULL, NULL) == 0);
+		if (ps.physical_bytes == 0)
+			break;
+		sleep_ms(10);
+	}
+	CHECK(ps.physical_bytes == 0);	/* within 0.5 s, timeout is 60 s */
+	tc_close(adm);
+	CHECK(write(ba[1], "1", 1) == 1);
+	CHECK(waitpid(a, &st, 0) == a && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
 static void
 sc_restart(void)
 {
@@ -555,6 +613,8 @@ main(int argc, char **argv)
 		sc_recall();
 	else if (strcmp(argv[1], "quota") == 0)
 		sc_quota();
+	else if (strcmp(argv[1], "trim") == 0)
+		sc_trim();
 	else
 		CHECK(!"unknown scenario");
 	if (daemon_pid > 0)

@@ -1,0 +1,137 @@
+/*
+ * Quotas by cgroup (read from /proc/<pid>/cgroup of the peer), by client
+ * name set at run time with SetQuota, and the client's view of memory
+ * (MemInfo): the quota as total, what is left as free.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "../common/check.h"
+#include "testclient.h"
+
+#define MiB (1ull << 20)
+
+/* This process's cgroup v2 path, or NULL (v1 only: the test skips). */
+static char *
+own_cgroup(void)
+{
+	static char path[512];
+	char line[600];
+	FILE *f = fopen("/proc/self/cgroup", "r");
+
+	if (f == NULL)
+		return NULL;
+	while (fgets(line, sizeof(line), f) != NULL) {
+		if (strncmp(line, "0::", 3) == 0) {
+			line[strcspn(line, "\n")] = '\0';
+			if ((size_t)snprintf(path, sizeof(path), "%s", line + 3) >=
+			    sizeof(path))
+				break;
+			fclose(f);
+			return path;
+		}
+	}
+	fclose(f);
+	return NULL;
+}
+
+static void
+meminfo(struct tc *c, uint64_t *f, uint64_t *t)
+{
+	Vmm__Envelope env = VMM__ENVELOPE__INIT;
+	Vmm__MemInfoRequest r = VMM__MEM_INFO_REQUEST__INIT;
+	const Vmm__Envelope *e;
+	struct vmm_frame_msg *m;
+
+	r.request_id = c->next_rid++;
+	env.msg_case = VMM__ENVELOPE__MSG_MEM_INFO_REQUEST;
+	env.mem_info_request = &r;
+	CHECK((m = tc_call(c, &env, NULL, 0)) != NULL);
+	e = vmm_frame_msg_env(m);
+	CHECK(e->msg_case == VMM__ENVELOPE__MSG_MEM_INFO_REPLY);
+	*f = e->mem_info_reply->free_bytes;
+	*t = e->mem_info_reply->total_bytes;
+	vmm_frame_msg_free(m);
+}
+
+static void
+set_quota(struct tc *adm, Vmm__QuotaKind kind, const char *key, uint64_t bytes)
+{
+	Vmm__Envelope env = VMM__ENVELOPE__INIT;
+	Vmm__SetQuota q = VMM__SET_QUOTA__INIT;
+	struct vmm_frame_msg *m;
+
+	q.request_id = adm->next_rid++;
+	q.kind = kind;
+	q.key = (char *)key;
+	q.bytes = bytes;
+	env.msg_case = VMM__ENVELOPE__MSG_SET_QUOTA;
+	env.set_quota = &q;
+	CHECK((m = tc_call(adm, &env, NULL, 0)) != NULL);
+	CHECK(vmm_frame_msg_env(m)->msg_case == VMM__ENVELOPE__MSG_ACK);
+	vmm_frame_msg_free(m);
+}
+
+int
+main(void)
+{
+	const char *tmp = getenv("VMM_TEST_TMPDIR");
+	char sockdir[1024], sockpath[1100], conf[1400];
+	struct tc_chunk ch[8];
+	struct tc *a, *b, *adm;
+	uint64_t f, t, g;
+	char *cg = own_cgroup();
+	int n;
+	pid_t d;
+
+	CHECK(tmp != NULL);
+	if (cg == NULL) {
+		printf("no cgroup v2 path for this process: skipped\n");
+		return 77;
+	}
+	snprintf(sockdir, sizeof(sockdir), "%s/sock", tmp);
+	tc_socket_path(sockdir, sockpath, sizeof(sockpath));
+	snprintf(conf, sizeof(conf), "idle_timeout_ms = 0\nquota.cgroup.%s = 6M\n",
+	    cg);
+	d = tc_start_daemon(sockdir, conf, NULL);
+	adm = tc_open(sockpath, "admin", true);
+
+	/* Cgroup quota: 6 MiB for every process of this cgroup. */
+	a = tc_open(sockpath, "app-a", false);
+	g = a->granularity;
+	CHECK(g == 2 * MiB);
+	meminfo(a, &f, &t);
+	CHECK(t == 6 * MiB && f == 6 * MiB);
+	CHECK(tc_acquire(a, 8 * MiB, 0, ch, 8) ==
+	    -VMM__ERROR_CODE__ERROR_CODE_QUOTA);
+	CHECK((n = tc_acquire(a, 4 * MiB, 0, ch, 8)) == 1);
+	close(ch[0].fd);
+	meminfo(a, &f, &t);
+	CHECK(t == 6 * MiB && f == 2 * MiB);
+	CHECK(tc_acquire(a, 4 * MiB, 0, ch + 1, 7) ==
+	    -VMM__ERROR_CODE__ERROR_CODE_QUOTA);
+	CHECK(tc_counter(adm, "quota_failures") == 2);
+
+	/* A name quota set at run time, smaller still: the smallest wins. */
+	set_quota(adm, VMM__QUOTA_KIND__QUOTA_KIND_NAME, "app-b", 2 * MiB);
+	b = tc_open(sockpath, "app-b", false);
+	meminfo(b, &f, &t);
+	CHECK(t == 2 * MiB && f == 2 * MiB);
+	CHECK(tc_acquire(b, 4 * MiB, 0, ch + 2, 6) ==
+	    -VMM__ERROR_CODE__ERROR_CODE_QUOTA);
+	/* Removed: the cgroup's applies again. */
+	set_quota(adm, VMM__QUOTA_KIND__QUOTA_KIND_NAME, "app-b", 0);
+	meminfo(b, &f, &t);
+	CHECK(t == 6 * MiB);
+	CHECK((n = tc_acquire(b, 4 * MiB, 0, ch + 2, 6)) == 1);
+	close(ch[2].fd);
+
+	tc_close(a);
+	tc_close(b);
+	tc_close(adm);
+	CHECK(WIFEXITED(tc_stop_daemon(d)));
+	return 0;
+}
