@@ -6,7 +6,8 @@
  * the process exits.  A chunk is never lent to two sessions at once.
  *
  * Grant policy, for a request rounded up to the chunk unit:
- *   1. one free chunk that fits (at most 1/16 larger than asked);
+ *   1. one free chunk that fits (at most 1/4 larger than asked: using an
+ *      idle chunk beats creating memory);
  *   2. if the client allows it, stitch free chunks no smaller than
  *      frag_ratio × request, largest first, up to max_pieces;
  *   3. create one chunk for what remains; on out-of-memory, give idle chunks
@@ -552,7 +553,7 @@ vmmd_pool_grant(struct vmmd_session *s, uint64_t bytes, unsigned flags,
 	}
 
 	/* 1. One free chunk that fits. */
-	slack = want / 16 / pool_unit * pool_unit;
+	slack = want / 4 / pool_unit * pool_unit;
 	TAILQ_FOREACH(ch, &pool_free, link) {
 		if (ch->size < want)
 			continue;
@@ -568,9 +569,7 @@ vmmd_pool_grant(struct vmmd_session *s, uint64_t bytes, unsigned flags,
 	/* 2. Stitch from fragments worth mapping. */
 	if (n == 0 && (flags & VMM__ACQUIRE_FLAG__ACQUIRE_FLAG_ALLOW_STITCH) &&
 	    max > 1) {
-		uint64_t min_piece = pool_unit;
-
-		uint64_t f = 0;
+		uint64_t min_piece = pool_unit, f = 0;
 
 		/* The client's own smallest piece always applies; our
 		 * frag_ratio unless the client waives it. */
