@@ -469,6 +469,32 @@ pool_needs_scrub(const struct vmmd_chunk *ch, uid_t uid)
 
 /* ---- grants --------------------------------------------------------------------- */
 
+/* Gives back to the GPU up to bytes of idle chunks smaller than below,
+ * oldest first: when the pool had to grow, fragments too small for the
+ * request to stitch are swapped for the new chunk instead of adding to it,
+ * so physical memory follows demand rather than every size ever used.  The
+ * price is more cuMemCreate calls when sizes keep changing. */
+static void
+pool_swap_idle(uint64_t bytes, uint64_t below)
+{
+	while (bytes > 0) {
+		struct vmmd_chunk *ch, *old = NULL;
+
+		/* Only fragments this request could not use (ascending list). */
+		TAILQ_FOREACH(ch, &pool_free, link) {
+			if (ch->size >= below)
+				break;
+			if (old == NULL || ch->idle_since_ms < old->idle_since_ms)
+				old = ch;
+		}
+		if (old == NULL)
+			break;
+		pool_free_take(old);
+		bytes = old->size >= bytes ? 0 : bytes - old->size;
+		pool_destroy(old);
+	}
+}
+
 /* Puts chunks picked for a grant back on the free list. */
 static void
 pool_unpick(struct vmmd_chunk **v, size_t n)
@@ -529,7 +555,7 @@ vmmd_pool_grant(struct vmmd_session *s, uint64_t bytes, unsigned flags,
     char *msg, size_t msglen)
 {
 	struct vmmd_chunk *ch, *made = NULL;
-	uint64_t want, got = 0, quota, slack;
+	uint64_t want, got = 0, quota, slack, min_piece = 0;
 	size_t n = 0, i;
 	CUresult r;
 
@@ -569,8 +595,9 @@ vmmd_pool_grant(struct vmmd_session *s, uint64_t bytes, unsigned flags,
 	/* 2. Stitch from fragments worth mapping. */
 	if (n == 0 && (flags & VMM__ACQUIRE_FLAG__ACQUIRE_FLAG_ALLOW_STITCH) &&
 	    max > 1) {
-		uint64_t min_piece = pool_unit, f = 0;
+		uint64_t f = 0;
 
+		min_piece = pool_unit;
 		/* The client's own smallest piece always applies; our
 		 * frag_ratio unless the client waives it. */
 		if (min_piece_req != 0)
@@ -635,8 +662,14 @@ vmmd_pool_grant(struct vmmd_session *s, uint64_t bytes, unsigned flags,
 			}
 			return -1;
 		}
-		if (made != NULL)
+		if (made != NULL) {
 			out[n++] = made;
+			/* The pool grew while idle chunks sit unused (too small
+			 * to stitch or too big to fit): give as much of them
+			 * back, oldest first, so growth is swapped, not added. */
+			if (vmmd_cfg.swap_idle && min_piece > pool_unit)
+				pool_swap_idle(made->size, min_piece);
+		}
 	}
 	if (n > 1)
 		vmmd_stats.stitches++;

@@ -63,6 +63,7 @@ struct vmmd_config {
 	int		scrub;			/* enum vmmd_scrub */
 	uint64_t	idle_timeout_ms;
 	uint64_t	idle_floor;		/* idle bytes the pool may keep */
+	bool		swap_idle;		/* growth gives idle back */
 	uint64_t	max_sessions;
 	uint64_t	max_sessions_per_uid;
 	uint64_t	max_queue_bytes;	/* per-session output bound */

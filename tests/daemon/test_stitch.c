@@ -180,7 +180,8 @@ test_default_ratio(void)
 	pid_t d;
 	int n, i;
 
-	start("ratio", "idle_timeout_ms = 0\n", &d);
+	/* Fragments must stay pooled here: no swapping them for growth. */
+	start("ratio", "idle_timeout_ms = 0\nswap_idle = 0\n", &d);
 	/* Freed: 2G, 2G, 1G, 1G; the others stay held. */
 	for (i = 0; i < 8; i++)
 		sizes[i] *= G;
@@ -268,7 +269,8 @@ test_ratio_half_cap3(void)
 	pid_t d;
 	int n;
 
-	start("half", "idle_timeout_ms = 0\nfrag_ratio = 0.5\nmax_pieces = 3\n",
+	start("half", "idle_timeout_ms = 0\nswap_idle = 0\nfrag_ratio = 0.5\n"
+	    "max_pieces = 3\n",
 	    &d);
 	for (n = 0; n < 8; n++)
 		sizes[n] *= G;
@@ -367,6 +369,39 @@ test_policy(void)
 	return bad;
 }
 
+/* swap_idle (the default): when the pool must create memory, the idle
+ * fragments too small for that request to stitch go back to the GPU, so
+ * the pool does not grow by them; fragments it could use stay. */
+static void
+test_swap(void)
+{
+	struct tc_chunk freed[4], held[4], ch[MAXCH];
+	uint64_t sizes[8] = { 2, 2, 2, 2, 1, 1, 1, 1 };
+	uint64_t rel;
+	Vmm__PoolStats ps;
+	struct tc *a;
+	pid_t d;
+	int n, i;
+
+	start("swap", "idle_timeout_ms = 0\n", &d);
+	for (i = 0; i < 8; i++)
+		sizes[i] *= G;
+	a = tc_open(sockpath, "stitcher", false);
+	scatter(a, sizes, 8, freed, held);
+	rel = tc_counter(adm, "gpu_releases");
+	/* 6G: the 2G pieces are used, the 1G fragments are too small; 2G
+	 * is created and the two 1G fragments (2G) go back in exchange. */
+	n = grant(a, 6 * G, STITCH, 0, ch);
+	CHECK(n == 3);
+	tc_pool(adm, &ps);
+	CHECK(ps.idle_bytes == 0 && ps.physical_bytes == 12 * G);
+	CHECK(tc_counter(adm, "gpu_releases") == rel + 2);
+	give_back(a, ch, n);
+	give_back(a, held, 4);
+	tc_close(a);
+	stop(d);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -376,5 +411,6 @@ main(int argc, char **argv)
 	}
 	test_default_ratio();
 	test_ratio_half_cap3();
+	test_swap();
 	return 0;
 }
