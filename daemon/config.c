@@ -44,7 +44,8 @@ const struct vmm_opt vmmd_options[] = {
 	  "this long; 0: never" },
 	{ "swap_idle", VMM_OPT_BOOL, "1", 0, 1, NULL, O(swap_idle),
 	  "when the pool must create memory, give back as much of the idle "
-	  "fragments too small for that request to stitch (oldest first)" },
+	  "chunks that request could not use (too small to stitch, too big to "
+	  "fit), oldest first" },
 	{ "idle_floor", VMM_OPT_SIZE, "0", 0, 1e15, NULL, O(idle_floor),
 	  "idle bytes the pool keeps however long they are idle; above it the "
 	  "pool keeps what was granted within the last idle_timeout_ms" },

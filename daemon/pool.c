@@ -6,8 +6,7 @@
  * the process exits.  A chunk is never lent to two sessions at once.
  *
  * Grant policy, for a request rounded up to the chunk unit:
- *   1. one free chunk that fits (at most 1/4 larger than asked: using an
- *      idle chunk beats creating memory);
+ *   1. one free chunk that fits (at most 1/16 larger than asked);
  *   2. if the client allows it, stitch free chunks no smaller than
  *      frag_ratio × request, largest first, up to max_pieces;
  *   3. create one chunk for what remains; on out-of-memory, give idle chunks
@@ -469,21 +468,23 @@ pool_needs_scrub(const struct vmmd_chunk *ch, uid_t uid)
 
 /* ---- grants --------------------------------------------------------------------- */
 
-/* Gives back to the GPU up to bytes of idle chunks smaller than below,
- * oldest first: when the pool had to grow, fragments too small for the
- * request to stitch are swapped for the new chunk instead of adding to it,
- * so physical memory follows demand rather than every size ever used.  The
- * price is more cuMemCreate calls when sizes keep changing. */
+/* Gives back to the GPU up to bytes of idle chunks outside [below, above],
+ * oldest first: when the pool had to grow, chunks the request could not
+ * use (too small to stitch, too big to fit) are swapped for the new chunk
+ * instead of adding to it, so physical memory follows demand rather than
+ * every size ever used.  The price is more cuMemCreate calls when sizes
+ * keep changing. */
 static void
-pool_swap_idle(uint64_t bytes, uint64_t below)
+pool_swap_idle(uint64_t bytes, uint64_t below, uint64_t above)
 {
 	while (bytes > 0) {
 		struct vmmd_chunk *ch, *old = NULL;
 
-		/* Only fragments this request could not use (ascending list). */
+		/* Only chunks this request could not use: too small to stitch
+		 * or too big to fit. */
 		TAILQ_FOREACH(ch, &pool_free, link) {
-			if (ch->size >= below)
-				break;
+			if (ch->size >= below && ch->size <= above)
+				continue;
 			if (old == NULL || ch->idle_since_ms < old->idle_since_ms)
 				old = ch;
 		}
@@ -579,7 +580,7 @@ vmmd_pool_grant(struct vmmd_session *s, uint64_t bytes, unsigned flags,
 	}
 
 	/* 1. One free chunk that fits. */
-	slack = want / 4 / pool_unit * pool_unit;
+	slack = want / 16 / pool_unit * pool_unit;
 	TAILQ_FOREACH(ch, &pool_free, link) {
 		if (ch->size < want)
 			continue;
@@ -667,8 +668,9 @@ vmmd_pool_grant(struct vmmd_session *s, uint64_t bytes, unsigned flags,
 			/* The pool grew while idle chunks sit unused (too small
 			 * to stitch or too big to fit): give as much of them
 			 * back, oldest first, so growth is swapped, not added. */
-			if (vmmd_cfg.swap_idle && min_piece > pool_unit)
-				pool_swap_idle(made->size, min_piece);
+			if (vmmd_cfg.swap_idle)
+				pool_swap_idle(made->size, min_piece,
+				    want + slack);
 		}
 	}
 	if (n > 1)

@@ -380,7 +380,9 @@ main(void)
 {
 	pid_t d;
 
-	d = start("a", "idle_timeout_ms = 0\nsocket_group = nogroup\n");
+	/* The pool keeps its idle chunks here (no swap for growth): the
+	 * tests count on them. */
+	d = start("a", "idle_timeout_ms = 0\nswap_idle = 0\nsocket_group = nogroup\n");
 	test_sigkill(d);
 	test_quarantine();
 	test_scrub_cross_uid();

@@ -369,9 +369,9 @@ test_policy(void)
 	return bad;
 }
 
-/* swap_idle (the default): when the pool must create memory, the idle
- * fragments too small for that request to stitch go back to the GPU, so
- * the pool does not grow by them; fragments it could use stay. */
+/* swap_idle (the default): when the pool must create memory, idle chunks
+ * that request could not use (here the fragments too small to stitch) go
+ * back to the GPU, so the pool does not grow by them. */
 static void
 test_swap(void)
 {
