@@ -69,10 +69,15 @@ raw_close(struct raw *r)
 	r->rd = NULL;
 }
 
+/* Sends bytes; the daemon may hang up on a bad peer before it has taken
+ * them all (what it answered is checked next), so EPIPE/ECONNRESET are
+ * fine here. */
 static void
 raw_send(struct raw *r, const void *buf, size_t len)
 {
-	CHECK(tc_send_raw(r->fd, buf, len, NULL, 0) == 0);
+	int rc = tc_send_raw(r->fd, buf, len, NULL, 0);
+
+	CHECK(rc == 0 || rc == -EPIPE || rc == -ECONNRESET);
 }
 
 /* Sends env, framed, without the sender's checks. */
