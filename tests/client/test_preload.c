@@ -546,6 +546,39 @@ sc_trim(void)
 	CHECK(waitpid(a, &st, 0) == a && WIFEXITED(st) && WEXITSTATUS(st) == 0);
 }
 
+/* Idle return end to end: after the last free, the client gives its cache
+ * back (large allocations, and small blocks held in this thread's cache)
+ * and vmmd gives its idle pool to the GPU: physical memory falls to 0. */
+static void
+sc_idle(void)
+{
+	static const size_t sizes[] = { 300, 5000, 70000, 1 << 20, 6 * MiB,
+	    20 * MiB };
+	Vmm__PoolStats ps;
+	struct tc *adm;
+	void *p[6];
+	int i;
+
+	daemon_conf = "idle_timeout_ms = 300\n";
+	start_daemon();
+	CKRT(cudaSetDevice(0));
+	for (i = 0; i < 6; i++)
+		CKRT(cudaMalloc(&p[i], sizes[i]));
+	for (i = 0; i < 6; i++)
+		CKRT(cudaFree(p[i]));
+	adm = tc_open(sockpath, "admin", true);
+	CHECK(tc_stats(adm, &ps, NULL, NULL) == 0 && ps.physical_bytes > 0);
+	for (i = 0; i < 300; i++) {
+		CHECK(tc_stats(adm, &ps, NULL, NULL) == 0);
+		if (ps.physical_bytes == 0)
+			break;
+		sleep_ms(10);
+	}
+	printf("idle: physical 0 after %d ms\n", i * 10);
+	CHECK(ps.physical_bytes == 0);	/* VMM_IDLE_MS 200 + 300 ms */
+	tc_close(adm);
+}
+
 static void
 sc_restart(void)
 {
@@ -615,6 +648,8 @@ main(int argc, char **argv)
 		sc_quota();
 	else if (strcmp(argv[1], "trim") == 0)
 		sc_trim();
+	else if (strcmp(argv[1], "idle") == 0)
+		sc_idle();
 	else
 		CHECK(!"unknown scenario");
 	if (daemon_pid > 0)
