@@ -135,16 +135,23 @@ small_class(size_t size)
 
 static void small_thread_exit(void *arg);
 
+/* Class locks guard a few dozen pointer moves: spin a little before
+ * sleeping (two threads refilling the same class otherwise meet in futex
+ * calls). */
+static pthread_mutexattr_t	small_lockattr;
+
 static void
 small_setup(void)
 {
+	pthread_mutexattr_init(&small_lockattr);
+	pthread_mutexattr_settype(&small_lockattr, PTHREAD_MUTEX_ADAPTIVE_NP);
 	const struct vmm_settings *st = vmm_settings_get();
 	uint32_t i, d;
 	uint64_t max;
 
 	for (d = 0; d < VMM_MAX_DEVICES; d++)
 		for (i = 0; i < SMALL_NCLS; i++)
-			pthread_mutex_init(&small_cls[d][i].lock, NULL);
+			pthread_mutex_init(&small_cls[d][i].lock, &small_lockattr);
 	pthread_key_create(&small_key, small_thread_exit);
 	max = st->small_max < small_seg / 2 ? st->small_max : small_seg / 2;
 	for (i = 0; i < SMALL_NCLS; i++) {
@@ -889,7 +896,8 @@ vmm_small_forget_all(void)
 	small_dead_allocs = small_dead_frees = 0;
 	for (d = 0; d < VMM_MAX_DEVICES; d++)
 		for (c = 0; c < SMALL_NCLS; c++) {
-			pthread_mutex_init(&small_cls[d][c].lock, NULL);
+			pthread_mutex_init(&small_cls[d][c].lock, small_ready ?
+			    &small_lockattr : NULL);
 			small_cls[d][c].partial = NULL;
 		}
 }

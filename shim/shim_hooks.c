@@ -260,11 +260,14 @@ cuMemFree_v2(CUdeviceptr dptr)
 	shim_pfn_cuMemFree_v2 real = SHIM_REAL(cuMemFree_v2);
 	struct shim_call c;
 	CUresult r;
+	int rc;
 
 	if (!shim_enter(&c))
 		return SHIM_CU(real, dptr);
-	if (shim_ours(&c, dptr))
-		r = shim_cu_error(vmm_free(shim_vptr(dptr)));
+	/* One lookup: vmm_free says whether the pointer is ours. */
+	if (c.vmm && dptr != 0 &&
+	    (rc = vmm_free(shim_vptr(dptr))) != VMM_ENOTOURS)
+		r = shim_cu_error(rc);
 	else
 		SHIM_MONITOR_FREE(c, dptr, r, SHIM_CU(real, dptr));
 	shim_leave();
@@ -512,11 +515,13 @@ cudaFree(void *devPtr)
 	CUdeviceptr d = (CUdeviceptr)(uintptr_t)devPtr;
 	struct shim_call c;
 	cudaError_t r;
+	int rc;
 
 	if (!shim_enter(&c))
 		return SHIM_RTC(real, devPtr);
-	if (shim_ours(&c, d))
-		r = shim_rt_error(vmm_free(devPtr));
+	/* One lookup: vmm_free says whether the pointer is ours. */
+	if (c.vmm && d != 0 && (rc = vmm_free(devPtr)) != VMM_ENOTOURS)
+		r = shim_rt_error(rc);
 	else if (d == 0)
 		r = SHIM_RTC(real, devPtr);
 	else

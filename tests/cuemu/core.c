@@ -674,13 +674,20 @@ cuCtxGetDevice(CUdevice *device)
 	return CUDA_SUCCESS;
 }
 
+/* Everything completes when issued: synchronizing only validates, reading
+ * this thread's state, without the emulator lock (as cheap as a real idle
+ * GPU's, and no lock contention the real driver would not have). */
 CUEMU_EXPORT CUresult CUDAAPI
 cuCtxSynchronize(void)
 {
-	CUEMU_ENTER("cuCtxSynchronize");
+	CUresult r;
+
+	if ((r = cuemu_check("cuCtxSynchronize")) != CUDA_SUCCESS)
+		return r;
 	if (cuemu_current_ctx() == NULL)
-		return cuemu_ret(CUDA_ERROR_INVALID_CONTEXT);
-	return cuemu_ret(CUDA_SUCCESS);
+		return CUDA_ERROR_INVALID_CONTEXT;
+	cuemu_charge(CUEMU_COST_CALL, 1);
+	return CUDA_SUCCESS;
 }
 
 /* ---- errors ----------------------------------------------------------------- */
