@@ -450,7 +450,7 @@ cuemu_uuid(CUdevice dev, CUuuid *uuid)
 }
 
 CUEMU_EXPORT CUresult CUDAAPI
-cuDeviceGetUuid(CUuuid *uuid, CUdevice dev)
+cuDeviceGetUuid_v2(CUuuid *uuid, CUdevice dev)
 {
 	CUEMU_ENTER("cuDeviceGetUuid");
 	if (uuid == NULL)
@@ -461,16 +461,11 @@ cuDeviceGetUuid(CUuuid *uuid, CUdevice dev)
 	return cuemu_ret(CUDA_SUCCESS);
 }
 
+/* The v1 ABI answers the same here (v2 differs only for MIG instances). */
 CUEMU_EXPORT CUresult CUDAAPI
-cuDeviceGetUuid_v2(CUuuid *uuid, CUdevice dev)
+cuDeviceGetUuid(CUuuid *uuid, CUdevice dev)
 {
-	CUEMU_ENTER("cuDeviceGetUuid");
-	if (uuid == NULL)
-		return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
-	if (!cuemu_device_valid(dev))
-		return cuemu_ret(CUDA_ERROR_INVALID_DEVICE);
-	cuemu_uuid(dev, uuid);
-	return cuemu_ret(CUDA_SUCCESS);
+	return cuDeviceGetUuid_v2(uuid, dev);
 }
 
 CUEMU_EXPORT CUresult CUDAAPI
