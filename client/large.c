@@ -191,6 +191,181 @@ large_acquire(struct vmm_conn *c, uint64_t bytes, struct vmm_grant_chunk *g)
 	return n;
 }
 
+/* Puts picked cache entries back (a local stitch that failed). */
+static void
+large_unpick(struct large **pick, size_t n)
+{
+	size_t i;
+
+	pthread_rwlock_wrlock(&large_lock);
+	for (i = 0; i < n; i++) {
+		struct large *l = pick[i];
+
+		l->cnext = cache_head;
+		l->cprev = NULL;
+		if (cache_head)
+			cache_head->cprev = l;
+		else
+			cache_tail = l;
+		cache_head = l;
+		__atomic_add_fetch(&cache_bytes, l->mapped, __ATOMIC_RELAXED);
+		vmm_stat_add(VMM_STAT_CACHED, (int64_t)l->mapped);
+	}
+	pthread_rwlock_unlock(&large_lock);
+}
+
+/* Maps the chunks of cached entry l at va (retaining each handle through
+ * its current mapping); returns bytes mapped, or 0 after undoing. */
+static uint64_t
+large_remap_at(const struct large *l, CUdeviceptr va)
+{
+	CUmemGenericAllocationHandle h;
+	uint64_t off = 0;
+	uint32_t k;
+
+	for (k = 0; k < l->nchunks; k++) {
+		if (cuMemRetainAllocationHandle(&h, (void *)(uintptr_t)(l->base +
+		    off)) != CUDA_SUCCESS)
+			goto fail;
+		if (cuMemMap(va + off, l->chunks[k].size, 0, h, 0) != CUDA_SUCCESS) {
+			cuMemRelease(h);
+			goto fail;
+		}
+		cuMemRelease(h);
+		off += l->chunks[k].size;
+	}
+	return off;
+fail:
+	if (off > 0)
+		vmm_unmap_range(va, off);
+	return 0;
+}
+
+/*
+ * Stitches a request from this process's own cache: cached allocations no
+ * smaller than frag_ratio × the request (and each no larger than what is
+ * still missing), largest first, have their chunks remapped back to back
+ * into a new range — no round trip, no new memory — and vmmd is asked only
+ * for the rest.  Returns 0 with *out, 1 if the cache had nothing to offer,
+ * or a VMM_E* code.
+ */
+static int
+large_stitch_local(int dev, struct vmm_conn *c, size_t size, uint64_t need,
+    uint64_t gran, void **out)
+{
+	const struct vmm_settings *st = vmm_settings_get();
+	struct large *pick[LARGE_MAX_GRANT], *l, *nl = NULL;
+	struct vmm_grant_chunk g[LARGE_MAX_GRANT];
+	CUmemAccessDesc acc = { 0 };
+	uint64_t min_piece, got = 0, ticket = 0, off = 0, total;
+	size_t npick = 0, i;
+	int n = 0, rc = VMM_ENOMEM;
+
+	min_piece = round_up((uint64_t)(st->frag_ratio * (double)need), gran);
+	if (min_piece < gran)
+		min_piece = gran;
+	pthread_rwlock_wrlock(&large_lock);
+	while (npick < LARGE_MAX_GRANT && got < need) {
+		struct large *best = NULL;
+
+		for (l = cache_head; l != NULL; l = l->cnext)
+			if (l->dev == dev && l->mapped >= min_piece &&
+			    l->mapped <= need - got &&
+			    (best == NULL || l->mapped > best->mapped))
+				best = l;
+		if (best == NULL)
+			break;
+		cache_unlink(best);
+		pick[npick++] = best;
+		got += best->mapped;
+		if (best->ticket > ticket)
+			ticket = best->ticket;
+	}
+	pthread_rwlock_unlock(&large_lock);
+	if (npick == 0)
+		return 1;
+	if (got < need && (n = large_acquire(c, need - got, g)) < 0) {
+		large_unpick(pick, npick);
+		return n;
+	}
+	total = got;
+	for (i = 0; i < (size_t)n; i++)
+		total += g[i].size;
+	if ((nl = calloc(1, sizeof(*nl))) == NULL)
+		goto fail;
+	nl->dev = dev;
+	nl->size = size;
+	nl->va_size = round_up(total + (uint64_t)(st->va_headroom *
+	    (double)total), gran);
+	if ((rc = vmm_va_alloc(dev, nl->va_size, gran, &nl->base)) != 0)
+		goto fail;
+	/* The cached memory may still be in use by work issued before its
+	 * free: not before that is done. */
+	vmm_sync_for(ticket);
+	for (i = 0; i < npick; i++) {
+		uint64_t m = large_remap_at(pick[i], nl->base + off);
+
+		if (m == 0)
+			goto fail_unmap;
+		off += m;
+	}
+	acc.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+	acc.location.id = dev;
+	acc.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
+	if (cuMemSetAccess(nl->base, off, &acc, 1) != CUDA_SUCCESS ||
+	    (n > 0 && vmm_map_chunks(dev, nl->base + off, g, (size_t)n) != 0))
+		goto fail_unmap;
+	/* Committed: the picked entries' chunks now belong to nl. */
+	pthread_rwlock_wrlock(&large_lock);
+	for (i = 0; i < npick; i++) {
+		struct vmm_grant_chunk one;
+		uint32_t k;
+
+		for (k = 0; k < pick[i]->nchunks; k++) {
+			one.id = pick[i]->chunks[k].id;
+			one.size = pick[i]->chunks[k].size;
+			one.fd = -1;
+			large_add_chunks(nl, &one, 1);
+		}
+		large_remove(pick[i]);
+	}
+	if (n > 0)
+		large_add_chunks(nl, g, (size_t)n);
+	rc = large_insert(nl);
+	pthread_rwlock_unlock(&large_lock);
+	for (i = 0; i < npick; i++) {
+		vmm_unmap_range(pick[i]->base, pick[i]->mapped);
+		vmm_va_free(dev, pick[i]->base, pick[i]->va_size);
+		free(pick[i]->chunks);
+		free(pick[i]);
+	}
+	if (rc != 0)
+		vmm_log_error("allocation table full");
+	vmm_stat_add(VMM_STAT_IN_USE, (int64_t)size);
+	vmm_stat_add(VMM_STAT_MAPPED, (int64_t)(total - got));
+	vmm_stat_add(VMM_STAT_ALLOCS, 1);
+	vmm_log_info("ALLOC Ptr=0x%llx Size=%zu PA=%llu Chunks=%u Stitched=%zu",
+	    (unsigned long long)nl->base, size, (unsigned long long)nl->mapped,
+	    nl->nchunks, npick);
+	*out = (void *)(uintptr_t)nl->base;
+	return 0;
+
+fail_unmap:
+	if (off > 0)
+		vmm_unmap_range(nl->base, off);
+	vmm_va_free(dev, nl->base, nl->va_size);
+	rc = VMM_ECUDA;
+fail:
+	if (n > 0)
+		large_giveback(c, g, (size_t)n);
+	large_unpick(pick, npick);
+	if (nl != NULL) {
+		free(nl->chunks);
+		free(nl);
+	}
+	return rc;
+}
+
 int
 vmm_large_alloc(int dev, size_t size, void **out)
 {
@@ -237,14 +412,18 @@ vmm_large_alloc(int dev, size_t size, void **out)
 	}
 	pthread_rwlock_unlock(&large_lock);
 
-	/* 2. Nothing cached fits: give vmmd back enough of the cache to cover
-	 * the request first, so it stitches those chunks into the grant (or
-	 * lends them to another process) rather than creating more memory
+	/* 2. Stitched from our own cached chunks (and vmmd for the rest). */
+	if ((rc = large_stitch_local(dev, c, size, need, gran, out)) <= 0)
+		return rc;
+
+	/* 3. Nothing cached can serve: give vmmd back enough of the cache to
+	 * cover the request first, so it stitches those chunks into the grant
+	 * (or lends them to another process) rather than creating more memory
 	 * while ours sits unused. */
 	if (__atomic_load_n(&cache_bytes, __ATOMIC_RELAXED) > 0)
 		vmm_large_trim(need, 0, 0);
 
-	/* 3. Chunks from vmmd, mapped back to back. */
+	/* 4. Chunks from vmmd, mapped back to back. */
 	if ((n = large_acquire(c, need, g)) < 0)
 		return n;
 	if ((l = calloc(1, sizeof(*l))) == NULL ||

@@ -122,6 +122,26 @@ main(void)
 		roundtrip(p[12], 64 * MiB, 99);
 	}
 
+	/* Two cached 4 MiB allocations serve an 8 MiB request: their chunks are
+	 * remapped into one range, without asking vmmd. */
+	{
+		void *x, *y, *z;
+		uint64_t calls;
+
+		CHECK(vmm_malloc(&x, 4 * MiB) == 0 && vmm_malloc(&y, 4 * MiB) == 0);
+		roundtrip(x, 4 * MiB, 41);
+		CHECK(vmm_free(x) == 0 && vmm_free(y) == 0);
+		CHECK(vmm_get_usage(&u) == 0);
+		calls = u.daemon_calls;
+		CHECK(vmm_malloc(&z, 8 * MiB) == 0);
+		CHECK(vmm_get_usage(&u) == 0);
+		CHECK(u.daemon_calls == calls);
+		CHECK(vmm_get_range((char *)z + 7 * MiB, &base, &sz) == 0);
+		CHECK(base == z && sz == 8 * MiB);
+		roundtrip(z, 8 * MiB, 42);	/* across the seam */
+		CHECK(vmm_free(z) == 0);
+	}
+
 	/* Realloc: grow in place keeps the address and the data. */
 	q = p[11];
 	CHECK(vmm_realloc(&p[11], 9 * MiB) == 0);
