@@ -128,9 +128,19 @@ vmm_unmap_range(CUdeviceptr va, uint64_t size)
 }
 
 int
-vmm_map_chunks(int dev, CUdeviceptr va, struct vmm_grant_chunk *g, size_t n)
+vmm_set_access_rw(int dev, CUdeviceptr va, uint64_t size)
 {
 	CUmemAccessDesc acc = { 0 };
+
+	acc.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+	acc.location.id = dev;
+	acc.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
+	return cuMemSetAccess(va, size, &acc, 1) == CUDA_SUCCESS ? 0 : VMM_ECUDA;
+}
+
+int
+vmm_map_chunks(int dev, CUdeviceptr va, struct vmm_grant_chunk *g, size_t n)
+{
 	CUmemGenericAllocationHandle h;
 	uint64_t off = 0;
 	size_t i;
@@ -150,14 +160,8 @@ vmm_map_chunks(int dev, CUdeviceptr va, struct vmm_grant_chunk *g, size_t n)
 			break;
 		off += g[i].size;
 	}
-	if (r == CUDA_SUCCESS) {
-		acc.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
-		acc.location.id = dev;
-		acc.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
-		r = cuMemSetAccess(va, off, &acc, 1);
-		if (r == CUDA_SUCCESS)
-			return 0;
-	}
+	if (r == CUDA_SUCCESS && vmm_set_access_rw(dev, va, off) == 0)
+		return 0;
 	vmm_log_error("mapping %zu granted chunks at 0x%llx: CUDA error %d", n,
 	    (unsigned long long)va, (int)r);
 	for (; i < n; i++)

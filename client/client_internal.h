@@ -141,6 +141,8 @@ enum {
  * the caller's to release. */
 int	vmm_map_chunks(int dev, CUdeviceptr va, struct vmm_grant_chunk *g,
 	    size_t n);
+/* Grants device dev read-write access to [va, va+size) (whole mappings). */
+int	vmm_set_access_rw(int dev, CUdeviceptr va, uint64_t size);
 /* Unmaps [va, va+size) (whole mappings). */
 void	vmm_unmap_range(CUdeviceptr va, uint64_t size);
 

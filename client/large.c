@@ -256,7 +256,6 @@ large_stitch_local(int dev, struct vmm_conn *c, size_t size, uint64_t need,
 	const struct vmm_settings *st = vmm_settings_get();
 	struct large *pick[LARGE_MAX_GRANT], *l, *nl = NULL;
 	struct vmm_grant_chunk g[LARGE_MAX_GRANT];
-	CUmemAccessDesc acc = { 0 };
 	uint64_t min_piece, got = 0, ticket = 0, off = 0, total;
 	size_t npick = 0, i;
 	int n = 0, rc = VMM_ENOMEM;
@@ -309,10 +308,7 @@ large_stitch_local(int dev, struct vmm_conn *c, size_t size, uint64_t need,
 			goto fail_unmap;
 		off += m;
 	}
-	acc.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
-	acc.location.id = dev;
-	acc.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
-	if (cuMemSetAccess(nl->base, off, &acc, 1) != CUDA_SUCCESS ||
+	if (vmm_set_access_rw(dev, nl->base, off) != 0 ||
 	    (n > 0 && vmm_map_chunks(dev, nl->base + off, g, (size_t)n) != 0))
 		goto fail_unmap;
 	/* Committed: the picked entries' chunks now belong to nl. */
@@ -591,36 +587,17 @@ vmm_large_range(const void *p, void **base, size_t *size)
 	return rc;
 }
 
-/* Remaps l's chunks at new_base (same physical memory, no copy). */
+/* Remaps l's chunks at new_base, read-write (same memory, no copy). */
 static int
 large_remap(struct large *l, CUdeviceptr new_base)
 {
-	CUmemGenericAllocationHandle h;
-	CUmemAccessDesc acc = { 0 };
-	uint64_t off = 0;
-	uint32_t i;
-
-	for (i = 0; i < l->nchunks; i++) {
-		if (cuMemRetainAllocationHandle(&h, (void *)(uintptr_t)(l->base +
-		    off)) != CUDA_SUCCESS)
-			goto fail;
-		if (cuMemMap(new_base + off, l->chunks[i].size, 0, h, 0) !=
-		    CUDA_SUCCESS) {
-			cuMemRelease(h);
-			goto fail;
-		}
-		cuMemRelease(h);
-		off += l->chunks[i].size;
+	if (large_remap_at(l, new_base) == 0)
+		return VMM_ECUDA;
+	if (vmm_set_access_rw(l->dev, new_base, l->mapped) != 0) {
+		vmm_unmap_range(new_base, l->mapped);
+		return VMM_ECUDA;
 	}
-	acc.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
-	acc.location.id = l->dev;
-	acc.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
-	if (cuMemSetAccess(new_base, l->mapped, &acc, 1) == CUDA_SUCCESS)
-		return 0;
-fail:
-	if (off > 0)
-		vmm_unmap_range(new_base, off);
-	return VMM_ECUDA;
+	return 0;
 }
 
 /* Shrinks l to need bytes of chunks: unmaps and returns the tail. */

@@ -64,8 +64,8 @@ struct cls {
 };
 
 struct blk {
-	CUdeviceptr	p;
 	struct seg	*s;
+	uint32_t	idx;	/* block index in s */
 };
 
 struct bin {
@@ -93,6 +93,7 @@ static uint32_t		small_seg = 2u << 20;	/* segment size */
 static uint32_t		small_ncls;
 static uint32_t		small_size[SMALL_NCLS];
 static uint32_t		small_cap[SMALL_NCLS];	/* bin capacity */
+static uint32_t		small_batch[SMALL_NCLS]; /* blocks per refill */
 static uint64_t		small_max_eff;		/* 0 until configured */
 static pthread_once_t	small_once = PTHREAD_ONCE_INIT;
 static int		small_ready;
@@ -166,6 +167,13 @@ small_setup(void)
 			small_cap[i] = SMALL_BIN_MAX;
 		if (small_cap[i] < 2)
 			small_cap[i] = 2;
+		small_batch[i] = small_cap[i] / 2;
+		if (small_batch[i] > SMALL_BATCH_MAX)
+			small_batch[i] = SMALL_BATCH_MAX;
+		if ((uint64_t)small_batch[i] * sz > SMALL_BATCH_BYTES)
+			small_batch[i] = SMALL_BATCH_BYTES / (uint32_t)sz;
+		if (small_batch[i] == 0)
+			small_batch[i] = 1;
 	}
 	small_ncls = i;
 	small_max_eff = i > 0 ? small_size[i - 1] : 0;
@@ -289,6 +297,28 @@ tc_get(int dev)
 	return tc;
 }
 
+/* Moves up to n free blocks of s to dst; the class lock is held. */
+static uint32_t
+seg_take(struct seg *s, struct blk *dst, uint32_t n)
+{
+	uint32_t got = 0;
+
+	while (got < n && s->nfree > 0) {
+		dst[got].s = s;
+		dst[got].idx = s->free_idx[--s->nfree];
+		got++;
+	}
+	return got;
+}
+
+/* Whether block idx of s is lent out; false past the last block. */
+static inline bool
+blk_allocated(const struct seg *s, uint32_t idx)
+{
+	return idx < s->nblocks && ((__atomic_load_n(
+	    &s->allocated[BITW(idx)], __ATOMIC_RELAXED) >> (idx % 64)) & 1);
+}
+
 /* Returns n blocks to their segments; class lock taken here. */
 static void
 spill(int dev, uint32_t c, struct blk *v, uint32_t n, uint64_t ticket)
@@ -300,7 +330,7 @@ spill(int dev, uint32_t c, struct blk *v, uint32_t n, uint64_t ticket)
 	for (i = 0; i < n; i++) {
 		struct seg *s = v[i].s;
 
-		s->free_idx[s->nfree++] = (uint32_t)((v[i].p - s->base) / s->block);
+		s->free_idx[s->nfree++] = v[i].idx;
 		if (ticket > s->ticket)
 			s->ticket = ticket;
 		if (!s->listed) {
@@ -505,14 +535,7 @@ steal_once(struct tcache *tc, uint32_t c)
 
 	pthread_mutex_lock(&k->lock);
 	if ((s = k->partial) != NULL) {
-		while (got < SMALL_BATCH_MAX && got * small_size[c] <
-		    SMALL_BATCH_BYTES && s->nfree > 0) {
-			uint32_t idx = s->free_idx[--s->nfree];
-
-			b->clean[got].p = s->base + (CUdeviceptr)idx * s->block;
-			b->clean[got].s = s;
-			got++;
-		}
+		got = seg_take(s, b->clean, small_batch[c]);
 		ticket = s->ticket;
 		if (s->nfree == 0) {
 			k->partial = s->next;
@@ -535,13 +558,7 @@ refill(struct tcache *tc, uint32_t c)
 {
 	struct bin *b = &tc->bins[c];
 	struct cls *k = &small_cls[tc->dev][c];
-	uint32_t want = small_cap[c] / 2 ? small_cap[c] / 2 : 1, got = 0;
-
-	if (want > SMALL_BATCH_MAX)
-		want = SMALL_BATCH_MAX;
-	if ((uint64_t)want * small_size[c] > SMALL_BATCH_BYTES)
-		want = SMALL_BATCH_BYTES / small_size[c] ? SMALL_BATCH_BYTES /
-		    small_size[c] : 1;
+	uint32_t want = small_batch[c], got = 0;
 	uint64_t ticket = 0;
 	struct seg *s;
 	int rc;
@@ -570,13 +587,7 @@ refill(struct tcache *tc, uint32_t c)
 			break;
 		s = *pick;
 		__atomic_store_n(&s->owner, tc, __ATOMIC_RELAXED);
-		while (got < want && s->nfree > 0) {
-			uint32_t idx = s->free_idx[--s->nfree];
-
-			b->clean[got].p = s->base + (CUdeviceptr)idx * s->block;
-			b->clean[got].s = s;
-			got++;
-		}
+		got += seg_take(s, b->clean + got, want - got);
 		if (s->ticket > ticket)
 			ticket = s->ticket;
 		if (s->nfree == 0) {
@@ -604,13 +615,7 @@ refill(struct tcache *tc, uint32_t c)
 	}
 	__atomic_store_n(&s->owner, tc, __ATOMIC_RELAXED);
 	pthread_mutex_lock(&k->lock);
-	while (got < want && s->nfree > 0) {
-		uint32_t idx = s->free_idx[--s->nfree];
-
-		b->clean[got].p = s->base + (CUdeviceptr)idx * s->block;
-		b->clean[got].s = s;
-		got++;
-	}
+	got = seg_take(s, b->clean, want);
 	if (s->nfree > 0) {
 		s->next = k->partial;
 		k->partial = s;
@@ -634,7 +639,8 @@ vmm_small_alloc(int dev, size_t size, void **out)
 	struct tcache *tc;
 	struct bin *b;
 	struct blk k;
-	uint32_t c, idx;
+	CUdeviceptr p;
+	uint32_t c;
 	int rc;
 
 	small_init();
@@ -652,15 +658,15 @@ vmm_small_alloc(int dev, size_t size, void **out)
 	k = b->clean[--b->nclean];
 	tc->held -= small_size[c];
 	tc_unlock(tc);
-	idx = (uint32_t)((k.p - k.s->base) / k.s->block);
-	__atomic_fetch_or(&k.s->allocated[BITW(idx)], 1ull << (idx % 64),
+	p = k.s->base + (CUdeviceptr)k.idx * k.s->block;
+	__atomic_fetch_or(&k.s->allocated[BITW(k.idx)], 1ull << (k.idx % 64),
 	    __ATOMIC_RELAXED);
 	TC_ADD(tc->in_use, (int64_t)small_size[c]);
 	TC_ADD(tc->allocs, 1);
 	if (vmm_log_enabled(VMM_LOG_INFO))
 		vmm_log(VMM_LOG_INFO, "ALLOC Ptr=0x%llx Size=%zu PA=0 Chunks=0",
-		    (unsigned long long)k.p, size);
-	*out = (void *)(uintptr_t)k.p;
+		    (unsigned long long)p, size);
+	*out = (void *)(uintptr_t)p;
 	return 0;
 }
 
@@ -676,15 +682,16 @@ vmm_small_free(void *ptr)
 
 	if (small_max_eff == 0 || (s = reg_lookup(p)) == NULL)
 		return VMM_ENOTOURS;
-	if ((p - s->base) % s->block != 0)
-		return VMM_ENOTOURS;	/* not a block start */
 	idx = (uint32_t)((p - s->base) / s->block);
+	if ((p - s->base) % s->block != 0 || idx >= s->nblocks)
+		return VMM_ENOTOURS;	/* not a block start */
 	bit = 1ull << (idx % 64);
 	old = __atomic_fetch_and(&s->allocated[BITW(idx)], ~bit, __ATOMIC_RELAXED);
 	if (!(old & bit))
 		return VMM_ENOTOURS;	/* not allocated: a double free */
 	if ((tc = tc_get(s->dev)) == NULL) {
-		spill(s->dev, s->cls, &(struct blk){ p, s }, 1, vmm_sync_ticket());
+		spill(s->dev, s->cls, &(struct blk){ s, idx }, 1,
+		    vmm_sync_ticket());
 		return 0;
 	}
 	b = &tc->bins[s->cls];
@@ -695,9 +702,7 @@ vmm_small_free(void *ptr)
 		tc->held -= (uint64_t)b->ndirty * s->block;
 		b->ndirty = 0;
 	}
-	b->dirty[b->ndirty].p = p;
-	b->dirty[b->ndirty].s = s;
-	b->ndirty++;
+	b->dirty[b->ndirty++] = (struct blk){ s, idx };
 	tc->held += s->block;
 	b->ticket = vmm_sync_ticket();
 	tc_unlock(tc);
@@ -714,14 +719,11 @@ vmm_small_owns(const void *ptr)
 {
 	CUdeviceptr p = (CUdeviceptr)(uintptr_t)ptr;
 	struct seg *s;
-	uint32_t idx;
 
 	if (small_max_eff == 0 || (s = reg_lookup(p)) == NULL ||
 	    (p - s->base) % s->block != 0)
 		return false;
-	idx = (uint32_t)((p - s->base) / s->block);
-	return (__atomic_load_n(&s->allocated[BITW(idx)], __ATOMIC_RELAXED) >>
-	    (idx % 64)) & 1;
+	return blk_allocated(s, (uint32_t)((p - s->base) / s->block));
 }
 
 int
@@ -734,8 +736,7 @@ vmm_small_range(const void *ptr, void **base, size_t *size)
 	if (small_max_eff == 0 || (s = reg_lookup(p)) == NULL)
 		return VMM_ENOTOURS;
 	idx = (uint32_t)((p - s->base) / s->block);
-	if (idx >= s->nblocks || !((__atomic_load_n(&s->allocated[BITW(idx)],
-	    __ATOMIC_RELAXED) >> (idx % 64)) & 1))
+	if (!blk_allocated(s, idx))
 		return VMM_ENOTOURS;
 	*base = (void *)(uintptr_t)(s->base + (CUdeviceptr)idx * s->block);
 	*size = s->block;

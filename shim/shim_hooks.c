@@ -467,18 +467,24 @@ shim_rt_context(void)
 	return SHIM_RTC(rtfree, NULL);
 }
 
-/* VMM-mode runtime allocation of size bytes: the context first, then the
- * client; *orig set when the original must serve the call instead. */
+/* VMM-mode runtime allocation of size bytes; *orig set when the original
+ * must serve the call instead.  The client finds the current context
+ * itself: only when there is none is the runtime's initialised (as the
+ * runtime would on its first call), then the client asked again, so the
+ * common case costs one context query, not two. */
 static cudaError_t
 shim_rt_alloc(void **devPtr, size_t size, bool *orig)
 {
 	cudaError_t r;
-	void *p;
+	void *p = NULL;
 	int err;
 
-	if ((r = shim_rt_context()) != cudaSuccess)
-		return r;
-	err = shim_alloc(&p, size, orig);
+	if ((err = vmm_malloc(&p, size)) == VMM_ENOCTX) {
+		if ((r = shim_rt_context()) != cudaSuccess)
+			return r;
+		err = shim_alloc(&p, size, orig);
+	} else if (err == VMM_ENODAEMON)
+		*orig = true;
 	if (err == VMM_OK)
 		*devPtr = p;
 	return shim_rt_error(err);
