@@ -60,7 +60,8 @@ const struct vmm_opt vmmd_options[] = {
 	  O(handshake_timeout_ms), "time a new connection has to send Hello" },
 	{ "recall_timeout_ms", VMM_OPT_U64, "1000", 0, 60000, NULL,
 	  O(recall_timeout_ms), "out of memory: how long a request waits for "
-	  "other clients to give back their caches (0: do not ask them)" },
+	  "other clients to give back their caches (0: do not ask them); "
+	  "after trim --recall, how long what they give back goes to the GPU" },
 };
 
 const size_t vmmd_noptions = sizeof(vmmd_options) / sizeof(vmmd_options[0]);

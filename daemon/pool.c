@@ -36,6 +36,9 @@ static struct vmmd_chunk		*pool_hash[VMMD_HASH_BUCKETS];
 /* Free chunks, ascending by size. */
 static struct vmmd_chunk_list		pool_free = TAILQ_HEAD_INITIALIZER(pool_free);
 static struct vmmd_pool_totals		pool_t;
+/* A drain (vmmd_pool_drain): until pool_drain_until_ms, released chunks go
+ * to the GPU while pool_drain_left bytes remain. */
+static uint64_t				pool_drain_until_ms, pool_drain_left;
 
 /*
  * Recent demand, for adaptive idle return: bytes granted per 250 ms slot
@@ -412,6 +415,7 @@ vmmd_pool_shutdown(void)
 	}
 	TAILQ_INIT(&pool_free);
 	memset(&pool_t, 0, sizeof(pool_t));
+	pool_drain_left = 0;
 	if (pool_ctx != NULL)
 		cuDevicePrimaryCtxRelease(pool_dev);
 	pool_ctx = NULL;
@@ -747,9 +751,24 @@ vmmd_pool_held(struct vmmd_session *s, uint64_t id)
 }
 
 void
+vmmd_pool_drain(uint64_t ms, uint64_t bytes)
+{
+	pool_drain_until_ms = vmmd_now_ms() + ms;
+	pool_drain_left = bytes != 0 ? bytes : UINT64_MAX;
+}
+
+void
 vmmd_pool_release(struct vmmd_chunk *ch)
 {
 	pool_detach(ch);
+	if (pool_drain_left > 0 && vmmd_now_ms() >= pool_drain_until_ms)
+		pool_drain_left = 0;		/* the drain is over */
+	if (pool_drain_left > 0) {
+		pool_drain_left -= ch->size < pool_drain_left ? ch->size :
+		    pool_drain_left;
+		pool_destroy(ch);
+		return;
+	}
 	pool_free_insert(ch);
 }
 

@@ -32,9 +32,6 @@
 struct vmmd_session_list	vmmd_sessions = TAILQ_HEAD_INITIALIZER(vmmd_sessions);
 unsigned			vmmd_nsessions;
 static uint64_t			session_next_id = 1;
-/* After a trim that recalled the clients' caches, what they give back goes
- * straight to the GPU until then. */
-static uint64_t			session_trim_until_ms;
 
 
 static void	session_close(struct vmmd_session *s, const char *why);
@@ -492,8 +489,6 @@ session_release(struct vmmd_session *s, const Vmm__Release *r)
 	if (session_send(s, &env, NULL, 0) == 0 && s->rep_cached >= bytes)
 		s->rep_cached -= bytes;	/* until its next Report */
 	vmmd_session_retry_pending();
-	if (vmmd_now_ms() < session_trim_until_ms)
-		vmmd_pool_trim(0, 0);
 }
 
 static void
@@ -609,13 +604,16 @@ session_trim(struct vmmd_session *s, const Vmm__TrimRequest *t)
 	Vmm__TrimReply rep = VMM__TRIM_REPLY__INIT;
 
 	vmmd_stats.trims++;
-	if (t->recall_clients) {
-		vmmd_session_recall(NULL, 0, VMM__RECALL_REASON__RECALL_REASON_TRIM);
-		session_trim_until_ms = vmmd_now_ms() +
-		    (vmmd_cfg.recall_timeout_ms ? vmmd_cfg.recall_timeout_ms : 1000);
-	}
 	rep.request_id = t->request_id;
 	rep.bytes_released = vmmd_pool_trim(t->target_bytes, 0);
+	if (t->recall_clients && (t->target_bytes == 0 ||
+	    rep.bytes_released < t->target_bytes)) {
+		/* What the clients give back goes to the GPU too. */
+		vmmd_pool_drain(vmmd_cfg.recall_timeout_ms ?
+		    vmmd_cfg.recall_timeout_ms : 1000, t->target_bytes == 0 ? 0 :
+		    t->target_bytes - rep.bytes_released);
+		vmmd_session_recall(NULL, 0, VMM__RECALL_REASON__RECALL_REASON_TRIM);
+	}
 	vmm_log_info("TRIM Session=%" PRIu64 " Released=%" PRIu64, s->id,
 	    rep.bytes_released);
 	env.msg_case = VMM__ENVELOPE__MSG_TRIM_REPLY;

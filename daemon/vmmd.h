@@ -196,8 +196,13 @@ int	vmmd_pool_adopt(struct vmmd_session *s, int fd, uint64_t size,
 void	vmmd_pool_ungrant(struct vmmd_chunk **chunks, size_t n);
 /* The chunk with this id if s holds it. */
 struct vmmd_chunk *vmmd_pool_held(struct vmmd_session *s, uint64_t id);
-/* Returns a chunk s released to the pool. */
+/* Returns a chunk its holder released, or whose holder is gone, to the
+ * pool; to the GPU instead during a drain. */
 void	vmmd_pool_release(struct vmmd_chunk *ch);
+/* For ms from now, released chunks go back to the GPU, not to the pool,
+ * until bytes are given back (0: no limit) — after a trim that recalled
+ * the clients' caches. */
+void	vmmd_pool_drain(uint64_t ms, uint64_t bytes);
 /* s's socket closed: its chunks come back, or are quarantined while its
  * process lives (process_alive). */
 void	vmmd_pool_session_closed(struct vmmd_session *s, bool process_alive);

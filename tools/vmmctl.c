@@ -120,7 +120,8 @@ static const struct cmd cmds[] = {
 	  "the session table only" },
 	{ "trim", 0, 3, false, cmd_trim, "[--recall] [--target SIZE]",
 	  "give idle pool memory back to the GPU (all of it by default;\n"
-	  "--recall also asks clients for their caches)" },
+	  "--recall also asks clients for their caches, which then go to\n"
+	  "the GPU too, up to SIZE in all)" },
 	{ "quota set", 3, 3, false, cmd_quota_set, "uid|name|cgroup KEY SIZE",
 	  "limit what a uid, client name or cgroup may hold (SIZE: 512M,\n"
 	  "4G, ...; 0 removes the quota)" },

@@ -238,11 +238,11 @@ test_trim(void)
 	tc_pool(adm, &ps);
 	idle = ps.idle_bytes;
 	CHECK(idle >= 4 * g && ps.lent_bytes == 2 * g);
-	CHECK(tc_trim(adm, 0) == (int64_t)idle);
+	CHECK(tc_trim(adm, 0, false) == (int64_t)idle);
 	tc_pool(adm, &ps);
 	CHECK(ps.idle_bytes == 0 && ps.physical_bytes == 2 * g &&
 	    ps.lent_bytes == 2 * g);
-	CHECK(tc_trim(adm, 0) == 0);
+	CHECK(tc_trim(adm, 0, false) == 0);
 	CHECK(tc_release(adm, &ch[1].id, 1) == 0);
 }
 

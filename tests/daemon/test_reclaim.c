@@ -4,7 +4,8 @@
  * lives keeps its chunks quarantined, lent to nobody else, until it dies;
  * memory freed by one process is the next one's, scrubbed when it changes
  * uid (and only then), and shows the old data when scrubbing is off — which
- * proves the test can tell.
+ * proves the test can tell; after trim --recall, what comes back goes to
+ * the GPU.
  *
  * The parent never initialises CUDA: the children do, after fork().
  */
@@ -350,7 +351,7 @@ test_scrub_cross_uid(void)
 	struct report rb;
 	uint64_t scrubs;
 
-	CHECK(tc_trim(adm, 0) >= 0);
+	CHECK(tc_trim(adm, 0, false) >= 0);
 	scrubs = tc_counter(adm, "scrubs");
 	hand_over(0, NOBODY, 11, &rb);
 	CHECK(rb.all_zero);
@@ -375,6 +376,46 @@ test_scrub_never(void)
 	CHECK(tc_counter(adm, "scrubs") == 0);
 }
 
+/* After trim --recall, what comes back within the recall timeout goes to
+ * the GPU, reclaimed chunks of a SIGKILLed holder too, up to the target;
+ * after the timeout, releases stay pooled again. */
+static void
+test_trim_drain(void)
+{
+	struct role r = { .uid = 0, .seed = 9, .n = 2 };
+	struct report rep;
+	struct tc_chunk ch;
+	Vmm__PoolStats ps;
+	pid_t k;
+
+	/* No target: both of the holder's chunks go to the GPU. */
+	r.sizes[0] = r.sizes[1] = 2 * G;
+	run(child_holder, &r, &rep, &k);
+	CHECK(tc_trim(adm, 0, true) == 0);
+	CHECK(kill(k, SIGKILL) == 0);
+	wait_pool(0, 0, 2000);
+	CHECK(tc_wait_child(k, SIGKILL) == 0);
+	tc_pool(adm, &ps);
+	CHECK(ps.physical_bytes == 0 && ps.idle_bytes == 0);
+
+	/* Target 2G, none idle: one chunk goes to the GPU, one is pooled. */
+	run(child_holder, &r, &rep, &k);
+	CHECK(tc_trim(adm, 2 * G, true) == 0);
+	CHECK(kill(k, SIGKILL) == 0);
+	wait_pool(0, 0, 2000);
+	CHECK(tc_wait_child(k, SIGKILL) == 0);
+	tc_pool(adm, &ps);
+	CHECK(ps.physical_bytes == 2 * G && ps.idle_bytes == 2 * G);
+
+	/* The drain is over (recall_timeout_ms): a release is pooled. */
+	tc_sleep_ms(600);
+	CHECK(tc_acquire(adm, 4 * G, 0, &ch, 1) == 1);
+	tc_close_chunks(&ch, 1);
+	CHECK(tc_release(adm, &ch.id, 1) == 0);
+	tc_pool(adm, &ps);
+	CHECK(ps.idle_bytes == 6 * G && ps.physical_bytes == 6 * G);
+}
+
 int
 main(void)
 {
@@ -391,6 +432,11 @@ main(void)
 	d = start("b", "idle_timeout_ms = 0\nsocket_group = nogroup\n"
 	    "scrub = never\n");
 	test_scrub_never();
+	stop(d);
+
+	d = start("c", "idle_timeout_ms = 0\nswap_idle = 0\n"
+	    "recall_timeout_ms = 500\nsocket_group = nogroup\n");
+	test_trim_drain();
 	stop(d);
 	return 0;
 }

@@ -387,7 +387,7 @@ tc_counter(struct tc *c, const char *name)
 }
 
 int64_t
-tc_trim(struct tc *c, uint64_t target)
+tc_trim(struct tc *c, uint64_t target, bool recall)
 {
 	Vmm__Envelope env = VMM__ENVELOPE__INIT;
 	Vmm__TrimRequest tr = VMM__TRIM_REQUEST__INIT;
@@ -397,6 +397,7 @@ tc_trim(struct tc *c, uint64_t target)
 
 	tr.request_id = c->next_rid++;
 	tr.target_bytes = target;
+	tr.recall_clients = recall;
 	env.msg_case = VMM__ENVELOPE__MSG_TRIM_REQUEST;
 	env.trim_request = &tr;
 	CHECK((m = tc_call(c, &env, NULL, 0)) != NULL);

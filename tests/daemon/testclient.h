@@ -76,8 +76,9 @@ void	tc_close_chunks(struct tc_chunk *ch, size_t n);
 void	tc_pool(struct tc *c, Vmm__PoolStats *pool);
 /* A counter's value; fails the test if the daemon has no such counter. */
 uint64_t tc_counter(struct tc *c, const char *name);
-/* Trim: bytes the daemon gave back to the GPU, or -code on an Error. */
-int64_t	tc_trim(struct tc *c, uint64_t target);
+/* Trim (recall: the clients' caches too): bytes the daemon gave back to
+ * the GPU, or -code on an Error. */
+int64_t	tc_trim(struct tc *c, uint64_t target, bool recall);
 /* Sessions the daemon knows (ClientsReply.sessions_total). */
 uint32_t tc_sessions(struct tc *c);
 void	tc_sleep_ms(int ms);
