@@ -511,6 +511,27 @@ pipe_closed(int rfd, int timeout_ms)
 	return poll(&p, 1, timeout_ms) == 1 && read(rfd, &c, 1) == 0;
 }
 
+/* Sends the frame in buf with a pipe's write end (after a Hello if
+ * hello): an error, the session closed, and the daemon's copy of the fd
+ * closed. */
+static void
+send_pipe_end(const unsigned char *buf, size_t len, bool hello)
+{
+	struct raw r;
+	int p[2];
+
+	CHECK(pipe2(p, O_CLOEXEC) == 0);
+	raw_open(&r);
+	if (hello)
+		raw_hello(&r);
+	CHECK(tc_send_raw(r.fd, buf, len, &p[1], 1) == 0);
+	close(p[1]);
+	raw_expect_error(&r, VMM__ERROR_CODE__ERROR_CODE_BAD_MESSAGE, 0, NULL, 0);
+	raw_expect_closed(&r);
+	CHECK(pipe_closed(p[0], 2000));
+	close(p[0]);
+}
+
 /* Fds on frames that carry none: rejected, and closed in the daemon. */
 static void
 test_fds(void)
@@ -531,14 +552,7 @@ test_fds(void)
 	len = tc_pack(&env, buf, sizeof(buf));
 
 	/* A pipe's write end on a Hello. */
-	CHECK(pipe2(p, O_CLOEXEC) == 0);
-	raw_open(&r);
-	CHECK(tc_send_raw(r.fd, buf, len, &p[1], 1) == 0);
-	close(p[1]);
-	raw_expect_error(&r, VMM__ERROR_CODE__ERROR_CODE_BAD_MESSAGE, 0, NULL, 0);
-	raw_expect_closed(&r);
-	CHECK(pipe_closed(p[0], 2000));
-	close(p[0]);
+	send_pipe_end(buf, len, false);
 
 	/* On an Acquire, after the handshake. */
 	a.request_id = 52;
@@ -546,15 +560,7 @@ test_fds(void)
 	env.msg_case = VMM__ENVELOPE__MSG_ACQUIRE;
 	env.acquire = &a;
 	len = tc_pack(&env, buf, sizeof(buf));
-	CHECK(pipe2(p, O_CLOEXEC) == 0);
-	raw_open(&r);
-	raw_hello(&r);
-	CHECK(tc_send_raw(r.fd, buf, len, &p[1], 1) == 0);
-	close(p[1]);
-	raw_expect_error(&r, VMM__ERROR_CODE__ERROR_CODE_BAD_MESSAGE, 0, NULL, 0);
-	raw_expect_closed(&r);
-	CHECK(pipe_closed(p[0], 2000));
-	close(p[0]);
+	send_pipe_end(buf, len, true);
 
 	/* More fds than any frame may carry. */
 	CHECK(pipe2(p, O_CLOEXEC) == 0);

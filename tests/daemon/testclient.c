@@ -116,39 +116,7 @@ int
 tc_acquire(struct tc *c, uint64_t bytes, unsigned flags, struct tc_chunk *out,
     size_t max)
 {
-	Vmm__Envelope env = VMM__ENVELOPE__INIT;
-	Vmm__Acquire a = VMM__ACQUIRE__INIT;
-	const Vmm__Envelope *r;
-	struct vmm_frame_msg *m;
-	size_t i;
-	int n;
-
-	a.request_id = c->next_rid++;
-	a.bytes = bytes;
-	a.flags = flags;
-	env.msg_case = VMM__ENVELOPE__MSG_ACQUIRE;
-	env.acquire = &a;
-	CHECK((m = tc_call(c, &env, NULL, 0)) != NULL);
-	r = vmm_frame_msg_env(m);
-	if (r->msg_case == VMM__ENVELOPE__MSG_ERROR) {
-		n = -(int)r->error->code;
-		CHECK(r->error->request_id == a.request_id);
-		vmm_frame_msg_free(m);
-		return n;
-	}
-	CHECK(r->msg_case == VMM__ENVELOPE__MSG_GRANT);
-	CHECK(r->grant->request_id == a.request_id);
-	CHECK(r->grant->n_chunks <= max);
-	CHECK(vmm_frame_msg_nfds(m) == r->grant->n_chunks);
-	for (i = 0; i < r->grant->n_chunks; i++) {
-		out[i].id = r->grant->chunks[i]->id;
-		out[i].size = r->grant->chunks[i]->size;
-		out[i].fd = vmm_frame_msg_take_fd(m, i);
-		CHECK(out[i].fd >= 0);
-	}
-	n = (int)r->grant->n_chunks;
-	vmm_frame_msg_free(m);
-	return n;
+	return tc_acquire_ex(c, bytes, flags, 0, out, max, NULL, 0);
 }
 
 int
