@@ -10,6 +10,7 @@
 #include "client_internal.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +21,7 @@
 
 #include "frame.h"
 #include "log.h"
+#include "unixsock.h"
 
 #define CONN_RETRY_MS 1000
 
@@ -30,7 +32,7 @@ struct vmm_conn {
 	struct vmm_frame_reader	*rd;
 	uint64_t		next_rid;
 	uint64_t		gran, device_total, quota, session;
-	char			path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	char			path[PATH_MAX];
 	uint64_t		next_try_ms;
 	bool			ever_up, warned;
 	uint64_t		recall_target, recall_id;
@@ -128,7 +130,6 @@ static int
 conn_open(struct vmm_conn *c)
 {
 	const struct vmm_settings *st = vmm_settings_get();
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	Vmm__Envelope env = VMM__ENVELOPE__INIT;
 	Vmm__Hello h = VMM__HELLO__INIT;
 	const Vmm__Envelope *r;
@@ -139,9 +140,8 @@ conn_open(struct vmm_conn *c)
 
 	if (now < c->next_try_ms)
 		return VMM_ENODAEMON;
-	memcpy(sa.sun_path, c->path, sizeof(sa.sun_path));
 	c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (c->fd < 0 || connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+	if (c->fd < 0 || vmm_unix_connect(c->fd, c->path) != 0) {
 		snprintf(err, sizeof(err), "%s", strerror(errno));
 		goto unreachable;
 	}

@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "unixsock.h"
 
 #define VMMD_ACCEPT_BUDGET 64
 #define VMMD_LISTEN_BACKLOG 512
@@ -35,7 +36,7 @@
 static int		server_fd = -1;
 static bool		server_activated;
 static struct event	*server_ev, *server_resume;
-static char		server_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+static char		server_path[PATH_MAX];
 /* Symlinks this daemon created, removed at stop. */
 static char		server_links[2][PATH_MAX];
 static bool		server_have_admin_gid;
@@ -206,16 +207,14 @@ server_link(const char *dir, const char *name, const char *target, int slot,
 static int
 server_claim(const char *path, char *err, size_t errlen)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct stat st;
 	int fd;
 
 	if (lstat(path, &st) != 0)
 		return 0;
 	if (S_ISSOCK(st.st_mode) || S_ISLNK(st.st_mode)) {
-		snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
 		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+		if (fd >= 0 && vmm_unix_connect(fd, path) == 0) {
 			close(fd);
 			snprintf(err, errlen, "%s: another vmmd is serving this GPU",
 			    path);
@@ -261,7 +260,6 @@ server_resolve_groups(const struct vmmd_config *c, gid_t *sock_gid, char *err,
 static int
 server_bind(gid_t gid, char *err, size_t errlen)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	mode_t old;
 	int fd;
 
@@ -270,9 +268,8 @@ server_bind(gid_t gid, char *err, size_t errlen)
 		snprintf(err, errlen, "socket: %s", strerror(errno));
 		return -1;
 	}
-	memcpy(sa.sun_path, server_path, sizeof(server_path));
 	old = umask(0117);
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+	if (vmm_unix_bind(fd, server_path) != 0) {
 		umask(old);
 		snprintf(err, errlen, "bind %s: %s", server_path, strerror(errno));
 		close(fd);
@@ -340,14 +337,12 @@ vmmd_server_start(const struct vmmd_config *c, char *err, size_t errlen)
 			snprintf(err, errlen, "%s: %s", dir, strerror(errno));
 			return -1;
 		}
-		if (strlen(dir) + 1 + strlen(uuid_name) >= sizeof(server_path)) {
+		if ((size_t)snprintf(server_path, sizeof(server_path), "%s/%s",
+		    dir, uuid_name) >= sizeof(server_path)) {
 			snprintf(err, errlen, "%s: socket directory path too long",
 			    dir);
 			return -1;
 		}
-		if ((size_t)snprintf(server_path, sizeof(server_path), "%s/%s",
-		    dir, uuid_name) >= sizeof(server_path))
-			return -1;	/* checked above */
 		if (server_claim(server_path, err, errlen) != 0)
 			return -1;
 		if ((server_fd = server_bind(gid, err, errlen)) < 0)

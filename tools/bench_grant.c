@@ -48,6 +48,7 @@
 #include <unistd.h>
 
 #include "frame.h"
+#include "unixsock.h"
 
 #define BENCH_NAME		"bench_grant"
 #define BENCH_DEF_ITERATIONS	10000
@@ -532,16 +533,14 @@ bc_close(struct bench_client *c)
 static int
 bc_open(struct bench_client *c, const char *path, bool admin)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	Vmm__Envelope env = VMM__ENVELOPE__INIT;
 	Vmm__Hello h = VMM__HELLO__INIT;
 	struct vmm_frame_msg *m;
 
 	memset(c, 0, sizeof(*c));
 	c->rid = 1;
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
 	if ((c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
-	    connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+	    vmm_unix_connect(c->fd, path) != 0) {
 		bench_warn("connect %s: %s", path, strerror(errno));
 		bc_close(c);
 		return -1;

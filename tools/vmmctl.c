@@ -24,11 +24,11 @@
  */
 #include <sys/socket.h>
 #include <sys/time.h>
-#include <sys/un.h>
 
 #include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -43,6 +43,7 @@
 
 #include "frame.h"
 #include "opt.h"
+#include "unixsock.h"
 
 #ifndef VMMCTL_VERSION
 #define VMMCTL_VERSION		"unknown"
@@ -74,11 +75,10 @@ enum {
 
 struct cmd;
 
-#define SUN_PATH_LEN		sizeof(((struct sockaddr_un *)0)->sun_path)
 
 struct ctl {
 	const struct cmd	*cmd;		/* the command being run */
-	char			 path[SUN_PATH_LEN];
+	char			 path[PATH_MAX];
 	int			 timeout_ms;
 	int			 sock;		/* -1 until connected */
 	struct vmm_frame_reader	*rd;
@@ -455,20 +455,16 @@ now_ms(void)
 static int
 ctl_connect(struct ctl *c)
 {
-	struct sockaddr_un	sun;
 	struct timeval		tv;
 	int			fd, err;
 
-	memset(&sun, 0, sizeof(sun));
-	sun.sun_family = AF_UNIX;
-	memcpy(sun.sun_path, c->path, sizeof(c->path));
 	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1)
 		return ctl_err(CTL_EXIT_USAGE, "socket: %s", strerror(errno));
 	/* A Unix-domain connect() waits for backlog room up to SO_SNDTIMEO. */
 	tv.tv_sec = c->timeout_ms / 1000;
 	tv.tv_usec = (c->timeout_ms % 1000) * 1000;
 	(void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0) {
+	if (vmm_unix_connect(fd, c->path) == 0) {
 		c->sock = fd;
 		return 0;
 	}

@@ -30,6 +30,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -615,6 +617,22 @@ sc_restart(void)
 	CHECK(lent() == 0);
 }
 
+/* basic, with a socket directory too long for sun_path: the library and
+ * the daemon reach the socket through the directory's fd. */
+static void
+sc_longdir(void)
+{
+	char parent[1024], *slash;
+
+	CHECK(strlen(sockdir) + sizeof("/gpu-.sock") + 36 >
+	    sizeof(((struct sockaddr_un *)0)->sun_path));
+	snprintf(parent, sizeof(parent), "%s", sockdir);
+	CHECK((slash = strrchr(parent, '/')) != NULL);
+	*slash = '\0';
+	mkdir(parent, 0755);
+	sc_basic();
+}
+
 int
 main(int argc, char **argv)
 {
@@ -650,6 +668,8 @@ main(int argc, char **argv)
 		sc_trim();
 	else if (strcmp(argv[1], "idle") == 0)
 		sc_idle();
+	else if (strcmp(argv[1], "longdir") == 0)
+		sc_longdir();
 	else
 		CHECK(!"unknown scenario");
 	if (daemon_pid > 0)

@@ -1,13 +1,18 @@
 /*
  * vmmd end to end on the emulator: grant, map and use a chunk, release,
  * reuse by another session, stats, a wrong release, and the daemon's fds
- * back at baseline afterwards.
+ * back at baseline afterwards.  With the argument "longdir" the socket
+ * directory is longer than sun_path holds, so daemon and clients reach it
+ * through the directory's fd; a second daemon on the same directory is
+ * refused either way.
  */
 #include <cuda.h>
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -15,7 +20,7 @@
 #include "../common/check.h"
 #include "testclient.h"
 
-static char	sockdir[1024], sockpath[1100];
+static char	sockdir[1100], sockpath[1200];
 
 static void
 cuda_setup(void)
@@ -63,8 +68,28 @@ sleep_ms(int ms)
 	nanosleep(&ts, NULL);
 }
 
+/* A second vmmd for the same GPU and directory exits 1 at once, saying why;
+ * the first one keeps its socket. */
+static void
+second_daemon_refused(void)
+{
+	char vmmd[4096], cmd[8192], log[1300], line[512] = "";
+	FILE *f;
+
+	snprintf(vmmd, sizeof(vmmd), "%s/daemon/vmmd", getenv("VMM_BUILD_DIR"));
+	snprintf(log, sizeof(log), "%s/second.log", sockdir);
+	snprintf(cmd, sizeof(cmd), "env -u LD_PRELOAD '%s' --foreground "
+	    "--socket-dir '%s' --config '%s/vmmd.conf' 2>'%s'", vmmd, sockdir,
+	    sockdir, log);
+	CHECK(system(cmd) == 1 << 8);
+	CHECK((f = fopen(log, "r")) != NULL);
+	CHECK(fgets(line, sizeof(line), f) != NULL);
+	fclose(f);
+	CHECK(strstr(line, "another vmmd is serving this GPU") != NULL);
+}
+
 int
-main(void)
+main(int argc, char **argv)
 {
 	const char *tmp = getenv("VMM_TEST_TMPDIR");
 	CUmemGenericAllocationHandle h;
@@ -78,10 +103,22 @@ main(void)
 	pid_t d;
 
 	CHECK(tmp != NULL);
-	snprintf(sockdir, sizeof(sockdir), "%s/sock", tmp);
+	if (argc == 2 && strcmp(argv[1], "longdir") == 0) {
+		char parent[1024];
+
+		snprintf(parent, sizeof(parent), "%s/%0120d", tmp, 0);
+		mkdir(parent, 0755);
+		snprintf(sockdir, sizeof(sockdir), "%s/sock", parent);
+		CHECK(strlen(sockdir) + sizeof("/gpu-.sock") + 36 >
+		    sizeof(((struct sockaddr_un *)0)->sun_path));
+	} else {
+		CHECK(argc == 1);
+		snprintf(sockdir, sizeof(sockdir), "%s/sock", tmp);
+	}
 	tc_socket_path(sockdir, sockpath, sizeof(sockpath));
 	d = tc_start_daemon(sockdir, "idle_timeout_ms = 0\n", NULL);
 	cuda_setup();
+	second_daemon_refused();
 
 	adm = tc_open(sockpath, "admin", true);
 	/* Warm up: one chunk created and pooled, so the baseline of the

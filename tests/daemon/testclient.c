@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "../common/check.h"
+#include "unixsock.h"
 
 #define TC_TIMEOUT_MS 10000
 
@@ -31,13 +32,11 @@ tc_socket_path(const char *dir, char *out, size_t len)
 int
 tc_connect_raw(const char *path)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	int fd;
 
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
 	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
 		return -1;
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+	if (vmm_unix_connect(fd, path) != 0) {
 		int e = errno;
 
 		close(fd);

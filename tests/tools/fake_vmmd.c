@@ -26,7 +26,6 @@
  *   goodbye        Goodbye SHUTDOWN to every admin request
  */
 #include <sys/socket.h>
-#include <sys/un.h>
 
 #include <errno.h>
 #include <inttypes.h>
@@ -38,6 +37,7 @@
 #include <unistd.h>
 
 #include "frame.h"
+#include "unixsock.h"
 
 #define FAKE_LIFETIME	20
 #define FAKE_RECV_MS	15000
@@ -349,7 +349,6 @@ serve(int fd)
 int
 main(int argc, char **argv)
 {
-	struct sockaddr_un	sun;
 	int			lfd, fd;
 	pid_t			pid;
 
@@ -358,16 +357,9 @@ main(int argc, char **argv)
 		return 2;
 	}
 	scenario = argv[2];
-	memset(&sun, 0, sizeof(sun));
-	sun.sun_family = AF_UNIX;
-	if (strlen(argv[1]) >= sizeof(sun.sun_path)) {
-		fprintf(stderr, "fake_vmmd: socket path too long\n");
-		return 2;
-	}
-	strcpy(sun.sun_path, argv[1]);
 	(void)unlink(argv[1]);
 	if ((lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1 ||
-	    bind(lfd, (struct sockaddr *)&sun, sizeof(sun)) == -1) {
+	    vmm_unix_bind(lfd, argv[1]) == -1) {
 		perror("fake_vmmd: bind");
 		return 2;
 	}

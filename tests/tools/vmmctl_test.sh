@@ -283,8 +283,10 @@ case_usage() {
 	run 1 "${S[@]}" --timeout abc stats && err_has "bad timeout 'abc'"
 	run 1 "${S[@]}" -t 99999999999 stats
 	run 1 -S "" stats
-	run 1 -S "$D/$(printf 'x%.0s' $(seq 120))" stats && err_has "socket path"
-	run 1 --socket-dir "$D/$(printf 'x%.0s' $(seq 120))" stats
+	# Longer than PATH_MAX (longer than sun_path is fine: case_socket).
+	run 1 -S "$D/$(printf 'x%.0s' $(seq 4200))" stats && err_has "socket path"
+	run 1 --socket-dir "$D/$(printf 'x%.0s' $(seq 4200))" stats &&
+	    err_has "longer than 4095 bytes"
 	run 1 --frobnicate stats && err_has "unknown option '--frobnicate'"
 	run 1 -x stats && err_has "unknown option '-x'"
 	run 1 stats --device 0 && err_has "usage: vmmctl stats"
@@ -327,6 +329,15 @@ case_socket() {
 	run 0 --socket-dir "$D" -d "GPU-${UUID^^}" stats
 	fake ok "$D/gpu3.sock"
 	VMM_SOCKET_DIR=$D run 0 -d 3 clients
+
+	# A directory too long for sun_path is reached through its fd.
+	local long=$D/$(printf 'x%.0s' $(seq 120))
+	mkdir -p "$long"
+	run 2 --socket-dir "$long" stats && err_has "$long/gpu0.sock: "
+	fake ok "$long/gpu0.sock"
+	run 0 --socket-dir "$long" stats
+	fake ok "$long/gpu0.sock"
+	run 0 -S "$long/gpu0.sock" clients
 }
 
 case_trim_quota() {

@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "frame.h"
+#include "unixsock.h"
 
 #define SM_NAME		"vmm-sample"
 #define SM_TIMEOUT_MS	5000
@@ -93,19 +94,13 @@ sm_call(struct sm *s, Vmm__Envelope *env)
 static int
 sm_open(struct sm *s, const char *path)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	Vmm__Envelope env = VMM__ENVELOPE__INIT;
 	Vmm__Hello h = VMM__HELLO__INIT;
 	struct vmm_frame_msg *m;
 	int ok;
 
-	if (strlen(path) >= sizeof(sa.sun_path)) {
-		fprintf(stderr, SM_NAME ": socket path too long\n");
-		return -1;
-	}
-	memcpy(sa.sun_path, path, strlen(path) + 1);
 	if ((s->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
-	    connect(s->fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+	    vmm_unix_connect(s->fd, path) != 0) {
 		fprintf(stderr, SM_NAME ": %s: %s\n", path, strerror(errno));
 		return -1;
 	}
