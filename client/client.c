@@ -620,6 +620,7 @@ vmm_flush(void)
 	vmm_small_flush_mine();
 	vmm_large_trim(0, 0, 0);
 	vmm_small_trim(0);
+	vmm_conn_sync_all();
 	return 0;
 }
 

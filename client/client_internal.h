@@ -81,7 +81,8 @@ struct vmm_conn *vmm_conn_get(int dev);
  * code. */
 int	vmm_conn_acquire(struct vmm_conn *c, uint64_t bytes, unsigned flags,
 	    uint64_t min_piece, struct vmm_grant_chunk *out, size_t max);
-/* Gives chunks back (recall_id: the Recall answered, or 0). */
+/* Gives chunks back (recall_id: the Recall answered, or 0) without waiting
+ * for vmmd's answer; 0 once sent, or VMM_ENODAEMON. */
 int	vmm_conn_release(struct vmm_conn *c, const uint64_t *ids, size_t n,
 	    uint64_t recall_id);
 /* Sends the usage figures. */
@@ -95,6 +96,9 @@ int	vmm_conn_fd(struct vmm_conn *c);
 uint64_t vmm_conn_poll(struct vmm_conn *c, uint64_t *recall_id);
 /* Forgets every connection without a word to vmmd (fork child). */
 void	vmm_conn_forget_all(void);
+/* Waits until vmmd has handled everything sent on every open connection
+ * (one round trip each), so that other processes see the releases. */
+void	vmm_conn_sync_all(void);
 /* Closes every connection (shutdown). */
 void	vmm_conn_close_all(void);
 /* Device memory as vmmd sees it for this client (free, total). */

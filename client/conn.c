@@ -72,6 +72,12 @@ conn_push(struct vmm_conn *c, const Vmm__Envelope *env)
 		conn_down(c);
 		c->next_try_ms = 0;
 		return true;
+	case VMM__ENVELOPE__MSG_ERROR:
+		/* The answer to a request nobody waits for: a Release. */
+		vmm_log_error("vmmd refused request %llu: %s",
+		    (unsigned long long)env->error->request_id,
+		    env->error->message);
+		return true;
 	default:
 		return false;
 	}
@@ -324,16 +330,20 @@ int
 vmm_conn_release(struct vmm_conn *c, const uint64_t *ids, size_t n,
     uint64_t recall_id)
 {
+	int timeout = (int)vmm_settings_get()->connect_timeout_ms;
 	Vmm__Envelope env = VMM__ENVELOPE__INIT;
 	Vmm__Release rel = VMM__RELEASE__INIT;
-	struct vmm_frame_msg *m;
 	size_t off = 0;
 	int rc = 0;
 
 	pthread_mutex_lock(&c->lock);
 	/* A reconnect in between would have adopted them under new ids: then
 	 * these ids mean nothing to the new daemon and the chunks stay lent;
-	 * callers pass ids read under the same session. */
+	 * callers pass ids read under the same session.  Nothing waits for
+	 * the answer: vmmd handles a session's frames in order, so the next
+	 * request on this connection sees the chunks released, and the reply
+	 * is read (an Error logged) while waiting for a later one or by the
+	 * helper's poll. */
 	while (off < n && rc == 0) {
 		size_t k = n - off < VMM_PROTO_MAX_RELEASE_IDS ? n - off :
 		    VMM_PROTO_MAX_RELEASE_IDS;
@@ -349,11 +359,14 @@ vmm_conn_release(struct vmm_conn *c, const uint64_t *ids, size_t n,
 			rc = VMM_ENODAEMON;
 			break;
 		}
-		if ((rc = conn_roundtrip(c, &env, rel.request_id, NULL, 0, &m)) != 0)
+		rc = vmm_frame_send(c->fd, VMM_FRAME_PEER_DAEMON, &env, NULL, 0,
+		    timeout);
+		if (rc != 0) {
+			vmm_log_debug("vmmd send: %s", vmm_frame_strerror(rc));
+			conn_down(c);
+			rc = VMM_ENODAEMON;
 			break;
-		if (vmm_frame_msg_env(m)->msg_case != VMM__ENVELOPE__MSG_RELEASE_REPLY)
-			rc = conn_error(vmm_frame_msg_env(m));
-		vmm_frame_msg_free(m);
+		}
 		off += k;
 	}
 	pthread_mutex_unlock(&c->lock);
@@ -537,6 +550,36 @@ vmm_conn_forget_all(void)
 			close(conns[i]->fd);
 		conn_orphans[i] = conns[i];	/* may be mid-use */
 		conns[i] = NULL;
+	}
+}
+
+void
+vmm_conn_sync_all(void)
+{
+	Vmm__Envelope env = VMM__ENVELOPE__INIT;
+	Vmm__MemInfoRequest req = VMM__MEM_INFO_REQUEST__INIT;
+	struct vmm_frame_msg *m;
+	struct vmm_conn *c;
+	int i;
+
+	for (i = 0; i < VMM_MAX_DEVICES; i++) {
+		pthread_mutex_lock(&conns_lock);
+		c = conns[i];
+		pthread_mutex_unlock(&conns_lock);
+		if (c == NULL)
+			continue;
+		pthread_mutex_lock(&c->lock);
+		/* Only an open connection has anything in flight; any request
+		 * will do, its answer comes after theirs. */
+		if (c->fd >= 0) {
+			req.request_id = c->next_rid++;
+			env.msg_case = VMM__ENVELOPE__MSG_MEM_INFO_REQUEST;
+			env.mem_info_request = &req;
+			if (conn_roundtrip(c, &env, req.request_id, NULL, 0,
+			    &m) == 0)
+				vmm_frame_msg_free(m);
+		}
+		pthread_mutex_unlock(&c->lock);
 	}
 }
 

@@ -152,9 +152,23 @@ main(void)
 	CHECK(vmm_realloc(&p[11], 40 * MiB) == 0);
 	check_pattern(p[11], 5 * MiB + 123, 11);
 	roundtrip(p[11], 40 * MiB, 12);
-	/* Shrink: same address, tail returned. */
+	/* Shrink: same address, tail returned to vmmd without waiting for its
+	 * answer (no round trip); the next request sees it released. */
 	q = p[11];
-	CHECK(vmm_realloc(&p[11], 3 * MiB) == 0);
+	{
+		uint64_t calls, mapped;
+
+		CHECK(vmm_get_usage(&u) == 0);
+		calls = u.daemon_calls;
+		mapped = u.mapped_bytes;
+		CHECK(vmm_realloc(&p[11], 3 * MiB) == 0);
+		CHECK(vmm_get_usage(&u) == 0);
+		CHECK(u.daemon_calls == calls && u.mapped_bytes < mapped);
+		CHECK(vmm_flush() == 0);
+		CHECK(vmm_get_usage(&u) == 0);
+		CHECK(tc_stats(adm, &ps, NULL, NULL) == 0);
+		CHECK(ps.lent_bytes == u.mapped_bytes);
+	}
 	CHECK(p[11] == q);
 	check_pattern(p[11], 3 * MiB, 12);
 	/* A sub-allocated block grows by copy. */

@@ -211,6 +211,43 @@ main(int argc, char **argv)
 		(void)!system(cmd);
 	}
 	CHECK(fds1 == fds0 + 1);
+
+	/* A session's requests are answered in order: a Release nobody waited
+	 * for is answered before the Acquire sent after it, and that Acquire
+	 * gets the released chunk.  libvmm_client relies on this: it does not
+	 * wait for its releases. */
+	{
+		struct tc *q = tc_open(sockpath, "app-pipelined", false);
+		Vmm__Envelope env = VMM__ENVELOPE__INIT;
+		Vmm__Acquire acq = VMM__ACQUIRE__INIT;
+		struct vmm_frame_msg *m;
+		const Vmm__Envelope *r;
+		uint64_t rid;
+
+		CHECK(tc_acquire(q, 2 * gran, 0, ch, 4) == 1);
+		close(ch[0].fd);
+		rid = tc_release_nowait(q, &ch[0].id, 1);
+		acq.request_id = q->next_rid++;
+		acq.bytes = 2 * gran;
+		env.msg_case = VMM__ENVELOPE__MSG_ACQUIRE;
+		env.acquire = &acq;
+		CHECK(vmm_frame_send(q->fd, VMM_FRAME_PEER_DAEMON, &env, NULL, 0,
+		    5000) == 0);
+		CHECK(vmm_frame_recv(q->rd, q->fd, &m, 5000) == 1);
+		r = vmm_frame_msg_env(m);
+		CHECK(r->msg_case == VMM__ENVELOPE__MSG_RELEASE_REPLY);
+		CHECK(r->release_reply->request_id == rid);
+		CHECK(r->release_reply->released_chunks == 1);
+		vmm_frame_msg_free(m);
+		CHECK(vmm_frame_recv(q->rd, q->fd, &m, 5000) == 1);
+		r = vmm_frame_msg_env(m);
+		CHECK(r->msg_case == VMM__ENVELOPE__MSG_GRANT);
+		CHECK(r->grant->request_id == acq.request_id);
+		CHECK(r->grant->n_chunks == 1 &&
+		    r->grant->chunks[0]->id == ch[0].id);
+		vmm_frame_msg_free(m);	/* closes the granted fd */
+		tc_close(q);
+	}
 	tc_close(adm);
 	CHECK(WIFEXITED(tc_stop_daemon(d)));
 	return 0;

@@ -144,6 +144,22 @@ tc_release(struct tc *c, const uint64_t *ids, size_t n)
 	return rc;
 }
 
+uint64_t
+tc_release_nowait(struct tc *c, const uint64_t *ids, size_t n)
+{
+	Vmm__Envelope env = VMM__ENVELOPE__INIT;
+	Vmm__Release rel = VMM__RELEASE__INIT;
+
+	rel.request_id = c->next_rid++;
+	rel.n_chunk_ids = n;
+	rel.chunk_ids = (uint64_t *)ids;
+	env.msg_case = VMM__ENVELOPE__MSG_RELEASE;
+	env.release = &rel;
+	CHECK(vmm_frame_send(c->fd, VMM_FRAME_PEER_DAEMON, &env, NULL, 0,
+	    TC_TIMEOUT_MS) == 0);
+	return rel.request_id;
+}
+
 int
 tc_stats(struct tc *c, Vmm__PoolStats *pool, const char *counter,
     uint64_t *value)

@@ -48,6 +48,8 @@ int	tc_acquire(struct tc *c, uint64_t bytes, unsigned flags,
 	    struct tc_chunk *out, size_t max);
 /* Release ids: 0, or -code on an Error reply. */
 int	tc_release(struct tc *c, const uint64_t *ids, size_t n);
+/* Sends a Release without reading the reply; returns its request id. */
+uint64_t tc_release_nowait(struct tc *c, const uint64_t *ids, size_t n);
 /* Stats: fills the pool totals, and the named counter if name != NULL. */
 int	tc_stats(struct tc *c, Vmm__PoolStats *pool, const char *counter,
 	    uint64_t *value);
