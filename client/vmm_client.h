@@ -77,7 +77,10 @@ VMM_API int	vmm_get_range(const void *ptr, void **base, size_t *size);
  * quota and what the GPU really has free), total = quota or device size. */
 VMM_API int	vmm_mem_get_info(size_t *free_bytes, size_t *total_bytes);
 VMM_API int	vmm_get_usage(struct vmm_usage *u);
-/* Gives every cached (freed, not in use) chunk back to vmmd now. */
+/* Gives every cached (freed, not in use) chunk back to vmmd now, and
+ * returns once vmmd has taken them: other processes can have them then.
+ * (Other give-backs, such as idle return or a shrinking vmm_realloc, do not
+ * wait for vmmd's answer.) */
 VMM_API int	vmm_flush(void);
 /* A message for a VMM_E* code. */
 VMM_API const char *vmm_strerror(int err);
