@@ -58,6 +58,12 @@ const struct vmm_opt vmmd_options[] = {
 	  "disconnected" },
 	{ "handshake_timeout_ms", VMM_OPT_U64, "5000", 100, 600000, NULL,
 	  O(handshake_timeout_ms), "time a new connection has to send Hello" },
+	{ "recall_idle_ms", VMM_OPT_U64, "200", 0, 86400000, NULL,
+	  O(recall_idle_ms), "before it creates memory, vmmd asks other "
+	  "clients for what they cache, but only those that have not asked "
+	  "for memory for this long, so that busy processes do not keep taking "
+	  "each other's caches (0: any client; out of memory, every client is "
+	  "asked)" },
 	{ "recall_timeout_ms", VMM_OPT_U64, "1000", 0, 60000, NULL,
 	  O(recall_timeout_ms), "out of memory: how long a request waits for "
 	  "other clients to give back their caches (0: do not ask them); "

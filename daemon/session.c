@@ -225,8 +225,8 @@ session_hello(struct vmmd_session *s, const Vmm__Hello *h)
 }
 
 /* Grants (or fails) one Acquire.  Returns 1 if it could not be served
- * without new memory (no_create) or for lack of memory, and may wait for a
- * recall (may_wait); else 0, the request answered. */
+ * without new memory (no_create), 2 if not for lack of memory and it may
+ * wait for a recall (may_wait); else 0, the request answered. */
 static int
 session_grant(struct vmmd_session *s, uint64_t rid, uint64_t bytes,
     unsigned flags, uint64_t min_piece, bool may_wait, bool no_create)
@@ -247,7 +247,7 @@ session_grant(struct vmmd_session *s, uint64_t rid, uint64_t bytes,
 	if (n < 0) {
 		if (code == VMM__ERROR_CODE__ERROR_CODE_OUT_OF_MEMORY) {
 			if (may_wait)
-				return 1;
+				return 2;
 			vmmd_stats.oom_failures++;
 			vmm_log_error("grant of %" PRIu64 " bytes to pid %d failed: "
 			    "%s", bytes, (int)s->pid, msg);
@@ -312,11 +312,21 @@ session_on_pend(evutil_socket_t fd, short what, void *arg)
 	    s->pend.min_piece, false, false);
 }
 
+/* Whether o asked for memory within the last idle_ms. */
+static bool
+session_busy(const struct vmmd_session *o, uint64_t now, uint64_t idle_ms)
+{
+	return idle_ms != 0 && o->last_acquire_ms != 0 &&
+	    now - o->last_acquire_ms < idle_ms;
+}
+
 unsigned
-vmmd_session_recall(struct vmmd_session *except, uint64_t target, int reason)
+vmmd_session_recall(struct vmmd_session *except, uint64_t target, int reason,
+    uint64_t idle_ms)
 {
 	static uint64_t recall_id;
 	struct vmmd_session *o;
+	uint64_t now = vmmd_now_ms();
 	unsigned n = 0;
 
 	TAILQ_FOREACH(o, &vmmd_sessions, link) {
@@ -326,7 +336,8 @@ vmmd_session_recall(struct vmmd_session *except, uint64_t target, int reason)
 
 		if (o == except || o->state != VMMD_SESSION_READY ||
 		    o->kind != VMM__CLIENT_KIND__CLIENT_KIND_APP ||
-		    o->rep_cached == 0 || o->chunks_held == 0)
+		    o->rep_cached == 0 || o->chunks_held == 0 ||
+		    session_busy(o, now, idle_ms))
 			continue;
 		want = target != 0 && target < o->rep_cached ? target :
 		    o->rep_cached;
@@ -345,16 +356,18 @@ vmmd_session_recall(struct vmmd_session *except, uint64_t target, int reason)
 	return n;
 }
 
-/* Bytes other app sessions report holding cached (freed, not in use). */
+/* Bytes other app sessions, not busy, report holding cached (freed, not in
+ * use). */
 static uint64_t
-session_cached_elsewhere(const struct vmmd_session *s)
+session_cached_elsewhere(const struct vmmd_session *s, uint64_t now)
 {
 	const struct vmmd_session *o;
 	uint64_t sum = 0;
 
 	TAILQ_FOREACH(o, &vmmd_sessions, link)
 		if (o != s && o->state == VMMD_SESSION_READY &&
-		    o->kind == VMM__CLIENT_KIND__CLIENT_KIND_APP)
+		    o->kind == VMM__CLIENT_KIND__CLIENT_KIND_APP &&
+		    !session_busy(o, now, vmmd_cfg.recall_idle_ms))
 			sum += o->rep_cached < o->bytes_held ? o->rep_cached :
 			    o->bytes_held;
 	return sum;
@@ -364,7 +377,7 @@ static void
 session_acquire(struct vmmd_session *s, const Vmm__Acquire *a)
 {
 	struct timeval tv;
-	uint64_t ms = vmmd_cfg.recall_timeout_ms;
+	uint64_t ms = vmmd_cfg.recall_timeout_ms, now = vmmd_now_ms();
 	bool reuse_first;
 	int rc;
 
@@ -373,18 +386,22 @@ session_acquire(struct vmmd_session *s, const Vmm__Acquire *a)
 		    "an Acquire of this session is already waiting");
 		return;
 	}
+	s->last_acquire_ms = now;
 	/* Memory other processes freed is reused before the pool grows: if
-	 * they hold enough in their caches, recall it rather than create. */
-	reuse_first = ms != 0 && session_cached_elsewhere(s) >= a->bytes;
+	 * those not busy hold enough in their caches, recall it rather than
+	 * create.  A busy one would soon ask for it back. */
+	reuse_first = ms != 0 && session_cached_elsewhere(s, now) >= a->bytes;
 	rc = session_grant(s, a->request_id, a->bytes, a->flags, a->min_piece,
 	    ms != 0, reuse_first);
 	if (rc == 0)
 		return;
 	/* New memory needed (reuse_first) or none to be had: others may hold
-	 * it in their caches.  Ask them, park this request, and answer when
-	 * memory comes back or the recall times out. */
+	 * it in their caches.  Ask them (out of memory, busy or not), park
+	 * this request, and answer when memory comes back or the recall times
+	 * out. */
 	if (vmmd_session_recall(s, a->bytes,
-	    VMM__RECALL_REASON__RECALL_REASON_PRESSURE) == 0 ||
+	    VMM__RECALL_REASON__RECALL_REASON_PRESSURE, rc == 1 ?
+	    vmmd_cfg.recall_idle_ms : 0) == 0 ||
 	    (s->ev_pend == NULL &&
 	    (s->ev_pend = evtimer_new(vmmd_base, session_on_pend, s)) == NULL)) {
 		session_grant(s, a->request_id, a->bytes, a->flags, a->min_piece,
@@ -612,7 +629,8 @@ session_trim(struct vmmd_session *s, const Vmm__TrimRequest *t)
 		vmmd_pool_drain(vmmd_cfg.recall_timeout_ms ?
 		    vmmd_cfg.recall_timeout_ms : 1000, t->target_bytes == 0 ? 0 :
 		    t->target_bytes - rep.bytes_released);
-		vmmd_session_recall(NULL, 0, VMM__RECALL_REASON__RECALL_REASON_TRIM);
+		vmmd_session_recall(NULL, 0, VMM__RECALL_REASON__RECALL_REASON_TRIM,
+		    0);
 	}
 	vmm_log_info("TRIM Session=%" PRIu64 " Released=%" PRIu64, s->id,
 	    rep.bytes_released);

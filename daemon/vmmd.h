@@ -68,6 +68,7 @@ struct vmmd_config {
 	uint64_t	max_sessions_per_uid;
 	uint64_t	max_queue_bytes;	/* per-session output bound */
 	uint64_t	handshake_timeout_ms;
+	uint64_t	recall_idle_ms;		/* reuse-first recalls: idle peers */
 	uint64_t	recall_timeout_ms;	/* how long a parked Acquire waits */
 	struct vmmd_quota *quotas;
 };
@@ -245,6 +246,7 @@ struct vmmd_session {
 	struct vmmd_chunk_list	held;
 	uint64_t		chunks_held, bytes_held, peak_held;
 	uint64_t		rep_in_use, rep_cached, rep_peak;
+	uint64_t		last_acquire_ms;	/* vmmd_now_ms() */
 	/* An Acquire parked while other clients give back their caches. */
 	struct {
 		bool		active;
@@ -270,9 +272,10 @@ int	vmmd_session_new(int fd, int pidfd, pid_t pid, uid_t uid, gid_t gid,
 /* Grants parked Acquires that now fit (after memory came back). */
 void	vmmd_session_retry_pending(void);
 /* Asks app sessions other than except for their cached memory (target 0:
- * all they report cached).  Returns how many were asked. */
+ * all they report cached), skipping those that asked for memory within the
+ * last idle_ms (0: none skipped).  Returns how many were asked. */
 unsigned vmmd_session_recall(struct vmmd_session *except, uint64_t target,
-	    int reason);
+	    int reason, uint64_t idle_ms);
 /* Sends Goodbye to every session (daemon shutting down) and closes them. */
 void	vmmd_session_shutdown_all(const char *why);
 unsigned vmmd_session_count_uid(uid_t uid);
