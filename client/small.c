@@ -409,6 +409,8 @@ small_thread_exit(void *arg)
 
 /* ---- segments --------------------------------------------------------------------- */
 
+static void seg_recycle(struct seg *s);
+
 static struct seg *
 seg_record(uint32_t nblocks)
 {
@@ -431,6 +433,7 @@ seg_record(uint32_t nblocks)
 		free(s->free_idx);
 		s->allocated = NULL;
 		s->free_idx = NULL;
+		seg_recycle(s);		/* the record itself is kept */
 		return NULL;
 	}
 	return s;

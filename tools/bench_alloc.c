@@ -104,6 +104,7 @@ worker_main(void *arg)
 	}
 	if (bench_mode == MODE_CUDA && cudaSetDevice(0) != cudaSuccess) {
 		w->error = EIO;
+		free(live);
 		return NULL;
 	}
 	/* Warm-up: fill the window, then one full turnover. */
