@@ -225,8 +225,8 @@ session_hello(struct vmmd_session *s, const Vmm__Hello *h)
 }
 
 /* Grants (or fails) one Acquire.  Returns 1 if it could not be served
- * without new memory (no_create), 2 if not for lack of memory and it may
- * wait for a recall (may_wait); else 0, the request answered. */
+ * without new memory (no_create), 2 if it could not for lack of memory and
+ * may wait for a recall (may_wait); else 0, the request answered. */
 static int
 session_grant(struct vmmd_session *s, uint64_t rid, uint64_t bytes,
     unsigned flags, uint64_t min_piece, bool may_wait, bool no_create)
