@@ -16,7 +16,7 @@
 #include "testclient.h"
 
 #define MiB		(1024ull * 1024)
-#define IDLE_MS		300
+#define IDLE_MS		1000	/* roomy: part one must fit in it */
 
 static char		sockpath[1100];
 static struct tc	*adm;
@@ -135,7 +135,7 @@ main(void)
 	char dir[1024], conf[256];
 	struct tc_chunk ch[4];
 	struct tc *a, *b;
-	uint64_t id_a, id_b, rid, recall, creates, recalls;
+	uint64_t id_a, id_b, rid, recall, creates, recalls, t0;
 	pid_t d;
 
 	CHECK(tmp != NULL);
@@ -149,6 +149,7 @@ main(void)
 	b = tc_open(sockpath, "app-b", false);
 
 	/* A takes 16 MiB and caches it at once: it is busy. */
+	t0 = tc_now_ms();
 	CHECK(tc_acquire(a, 16 * MiB, 0, ch, 4) == 1);
 	close(ch[0].fd);
 	id_a = ch[0].id;
@@ -165,6 +166,8 @@ main(void)
 	CHECK(counter("creates") == creates + 1);
 	CHECK(counter("recalls") == recalls);
 	CHECK(!readable(a, 100));
+	/* All of that within recall_idle_ms, or the test proved nothing. */
+	CHECK(tc_now_ms() - t0 < IDLE_MS);
 
 	/* Once A has not asked for memory for recall_idle_ms, B's next
 	 * request is served from A's cache: A is recalled, gives the chunk
