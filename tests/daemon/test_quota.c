@@ -62,7 +62,6 @@ set_quota(struct tc *adm, Vmm__QuotaKind kind, const char *key, uint64_t bytes)
 {
 	Vmm__Envelope env = VMM__ENVELOPE__INIT;
 	Vmm__SetQuota q = VMM__SET_QUOTA__INIT;
-	struct vmm_frame_msg *m;
 
 	q.request_id = adm->next_rid++;
 	q.kind = kind;
@@ -70,9 +69,7 @@ set_quota(struct tc *adm, Vmm__QuotaKind kind, const char *key, uint64_t bytes)
 	q.bytes = bytes;
 	env.msg_case = VMM__ENVELOPE__MSG_SET_QUOTA;
 	env.set_quota = &q;
-	CHECK((m = tc_call(adm, &env, NULL, 0)) != NULL);
-	CHECK(vmm_frame_msg_env(m)->msg_case == VMM__ENVELOPE__MSG_ACK);
-	vmm_frame_msg_free(m);
+	vmm_frame_msg_free(tc_call_expect(adm, &env, VMM__ENVELOPE__MSG_ACK));
 }
 
 int

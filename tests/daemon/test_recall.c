@@ -27,15 +27,12 @@ report_cached(struct tc *c, uint64_t cached)
 {
 	Vmm__Envelope env = VMM__ENVELOPE__INIT;
 	Vmm__Report rep = VMM__REPORT__INIT;
-	struct vmm_frame_msg *m;
 
 	rep.request_id = c->next_rid++;
 	rep.cached_bytes = cached;
 	env.msg_case = VMM__ENVELOPE__MSG_REPORT;
 	env.report = &rep;
-	CHECK((m = tc_call(c, &env, NULL, 0)) != NULL);
-	CHECK(vmm_frame_msg_env(m)->msg_case == VMM__ENVELOPE__MSG_ACK);
-	vmm_frame_msg_free(m);
+	vmm_frame_msg_free(tc_call_expect(c, &env, VMM__ENVELOPE__MSG_ACK));
 }
 
 /* Whether anything arrives for c within ms. */
@@ -88,7 +85,6 @@ give_back(struct tc *c, uint64_t *ids, size_t n, uint64_t recall_id)
 {
 	Vmm__Envelope env = VMM__ENVELOPE__INIT;
 	Vmm__Release rel = VMM__RELEASE__INIT;
-	struct vmm_frame_msg *m;
 
 	rel.request_id = c->next_rid++;
 	rel.n_chunk_ids = n;
@@ -96,10 +92,8 @@ give_back(struct tc *c, uint64_t *ids, size_t n, uint64_t recall_id)
 	rel.recall_id = recall_id;
 	env.msg_case = VMM__ENVELOPE__MSG_RELEASE;
 	env.release = &rel;
-	CHECK((m = tc_call(c, &env, NULL, 0)) != NULL);
-	CHECK(vmm_frame_msg_env(m)->msg_case ==
-	    VMM__ENVELOPE__MSG_RELEASE_REPLY);
-	vmm_frame_msg_free(m);
+	vmm_frame_msg_free(tc_call_expect(c, &env,
+	    VMM__ENVELOPE__MSG_RELEASE_REPLY));
 }
 
 /* Reads the Grant for rid on c: one chunk, whose id it returns. */

@@ -65,6 +65,20 @@ tc_call(struct tc *c, Vmm__Envelope *env, int *fds, size_t nfds)
 	return rc == 1 ? m : NULL;
 }
 
+struct vmm_frame_msg *
+tc_call_expect(struct tc *c, Vmm__Envelope *env, Vmm__Envelope__MsgCase want)
+{
+	struct vmm_frame_msg *m;
+
+	CHECK((m = tc_call(c, env, NULL, 0)) != NULL);
+	if (vmm_frame_msg_env(m)->msg_case != want)
+		fprintf(stderr, "tc_call_expect: %s answered with %s\n",
+		    vmm_frame_type_name(env),
+		    vmm_frame_type_name(vmm_frame_msg_env(m)));
+	CHECK(vmm_frame_msg_env(m)->msg_case == want);
+	return m;
+}
+
 struct tc *
 tc_open(const char *path, const char *name, bool admin)
 {

@@ -42,6 +42,9 @@ void	tc_close(struct tc *c);
  * frees with vmm_frame_msg_free) or NULL on EOF/timeout. */
 struct vmm_frame_msg *tc_call(struct tc *c, Vmm__Envelope *env, int *fds,
 	    size_t nfds);
+/* tc_call that fails the test unless the reply is of type want. */
+struct vmm_frame_msg *tc_call_expect(struct tc *c, Vmm__Envelope *env,
+	    Vmm__Envelope__MsgCase want);
 /* Acquire: returns the number of chunks (filled in out), or -code on an
  * Error reply. */
 int	tc_acquire(struct tc *c, uint64_t bytes, unsigned flags,
