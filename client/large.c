@@ -131,6 +131,21 @@ cache_unlink(struct large *l)
 	vmm_stat_add(VMM_STAT_CACHED, -(int64_t)l->mapped);
 }
 
+/* Puts l at the head of the cache (most recently freed). */
+static void
+cache_push(struct large *l)
+{
+	l->cnext = cache_head;
+	l->cprev = NULL;
+	if (cache_head)
+		cache_head->cprev = l;
+	else
+		cache_tail = l;
+	cache_head = l;
+	__atomic_add_fetch(&cache_bytes, l->mapped, __ATOMIC_RELAXED);
+	vmm_stat_add(VMM_STAT_CACHED, (int64_t)l->mapped);
+}
+
 static int
 large_add_chunks(struct large *l, const struct vmm_grant_chunk *g, size_t n)
 {
@@ -198,19 +213,8 @@ large_unpick(struct large **pick, size_t n)
 	size_t i;
 
 	pthread_rwlock_wrlock(&large_lock);
-	for (i = 0; i < n; i++) {
-		struct large *l = pick[i];
-
-		l->cnext = cache_head;
-		l->cprev = NULL;
-		if (cache_head)
-			cache_head->cprev = l;
-		else
-			cache_tail = l;
-		cache_head = l;
-		__atomic_add_fetch(&cache_bytes, l->mapped, __ATOMIC_RELAXED);
-		vmm_stat_add(VMM_STAT_CACHED, (int64_t)l->mapped);
-	}
+	for (i = 0; i < n; i++)
+		cache_push(pick[i]);
 	pthread_rwlock_unlock(&large_lock);
 }
 
@@ -513,16 +517,8 @@ vmm_large_free(void *p)
 	l->cached = true;
 	l->ticket = vmm_sync_ticket();
 	l->freed_ms = vmm_now_ms();
-	l->cnext = cache_head;
-	l->cprev = NULL;
-	if (cache_head)
-		cache_head->cprev = l;
-	else
-		cache_tail = l;
-	cache_head = l;
-	__atomic_add_fetch(&cache_bytes, l->mapped, __ATOMIC_RELAXED);
+	cache_push(l);
 	over = cache_bytes > st->cache_max ? cache_bytes - st->cache_max : 0;
-	vmm_stat_add(VMM_STAT_CACHED, (int64_t)l->mapped);
 	vmm_stat_add(VMM_STAT_IN_USE, -(int64_t)l->size);
 	vmm_stat_add(VMM_STAT_FREES, 1);
 	vmm_log_info("FREE Ptr=0x%llx Size=%llu", (unsigned long long)l->base,
