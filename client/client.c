@@ -52,15 +52,6 @@ static bool		client_bg_running;
 static int		client_bg_pipe[2] = { -1, -1 };	/* wakes the helper */
 static uint64_t		client_devices;		/* bit per device used */
 
-uint64_t
-vmm_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 void
 vmm_stat_add(int which, int64_t delta)
 {

@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "clock.h"
 #include "opt.h"
 #include "vmm_client.h"
 
@@ -182,6 +183,5 @@ void	vmm_small_flush_idle(void);
 uint64_t vmm_small_trim(uint64_t recall_id);
 void	vmm_small_forget_all(void);
 
-uint64_t vmm_now_ms(void);
 
 #endif

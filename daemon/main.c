@@ -28,15 +28,6 @@ struct event_base	*vmmd_base;
 struct vmmd_config	vmmd_cfg;
 static int		vmmd_exit_code;
 
-uint64_t
-vmmd_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 void
 vmmd_exit(int code)
 {

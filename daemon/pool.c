@@ -55,7 +55,7 @@ static uint64_t		pool_rate_slot;	/* absolute slot of the newest */
 static void
 pool_rate_add(uint64_t bytes)
 {
-	uint64_t slot = vmmd_now_ms() / POOL_RATE_SLOT_MS;
+	uint64_t slot = vmm_now_ms() / POOL_RATE_SLOT_MS;
 
 	while (pool_rate_slot < slot) {
 		pool_rate_slot++;
@@ -240,7 +240,7 @@ static uint64_t pool_free_cached, pool_free_when;
 uint64_t
 vmmd_pool_device_free(void)
 {
-	uint64_t now = vmmd_now_ms();
+	uint64_t now = vmm_now_ms();
 	size_t f = 0, t = 0;
 
 	if (pool_free_when != 0 && now - pool_free_when < 100)
@@ -285,7 +285,7 @@ pool_free_insert(struct vmmd_chunk *ch)
 
 	ch->state = VMMD_CHUNK_FREE;
 	ch->holder = NULL;
-	ch->idle_since_ms = vmmd_now_ms();
+	ch->idle_since_ms = vmm_now_ms();
 	TAILQ_FOREACH(it, &pool_free, link) {
 		if (it->size >= ch->size) {
 			TAILQ_INSERT_BEFORE(it, ch, link);
@@ -382,7 +382,7 @@ vmmd_pool_trim(uint64_t target, uint64_t keep)
 void
 vmmd_pool_idle_tick(void)
 {
-	uint64_t now = vmmd_now_ms(), timeout = vmmd_cfg.idle_timeout_ms;
+	uint64_t now = vmm_now_ms(), timeout = vmmd_cfg.idle_timeout_ms;
 	struct vmmd_chunk *ch, *prev;
 	uint64_t keep;
 
@@ -753,7 +753,7 @@ vmmd_pool_held(struct vmmd_session *s, uint64_t id)
 void
 vmmd_pool_drain(uint64_t ms, uint64_t bytes)
 {
-	pool_drain_until_ms = vmmd_now_ms() + ms;
+	pool_drain_until_ms = vmm_now_ms() + ms;
 	pool_drain_left = bytes != 0 ? bytes : UINT64_MAX;
 }
 
@@ -761,7 +761,7 @@ void
 vmmd_pool_release(struct vmmd_chunk *ch)
 {
 	pool_detach(ch);
-	if (pool_drain_left > 0 && vmmd_now_ms() >= pool_drain_until_ms)
+	if (pool_drain_left > 0 && vmm_now_ms() >= pool_drain_until_ms)
 		pool_drain_left = 0;		/* the drain is over */
 	if (pool_drain_left > 0) {
 		pool_drain_left -= ch->size < pool_drain_left ? ch->size :

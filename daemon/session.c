@@ -326,7 +326,7 @@ vmmd_session_recall(struct vmmd_session *except, uint64_t target, int reason,
 {
 	static uint64_t recall_id;
 	struct vmmd_session *o;
-	uint64_t now = vmmd_now_ms();
+	uint64_t now = vmm_now_ms();
 	unsigned n = 0;
 
 	TAILQ_FOREACH(o, &vmmd_sessions, link) {
@@ -377,7 +377,7 @@ static void
 session_acquire(struct vmmd_session *s, const Vmm__Acquire *a)
 {
 	struct timeval tv;
-	uint64_t ms = vmmd_cfg.recall_timeout_ms, now = vmmd_now_ms();
+	uint64_t ms = vmmd_cfg.recall_timeout_ms, now = vmm_now_ms();
 	bool reuse_first;
 	int rc;
 

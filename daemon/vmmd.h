@@ -21,6 +21,7 @@
 #include <sys/queue.h>
 #include <sys/types.h>
 
+#include "clock.h"
 #include "frame.h"
 #include "opt.h"
 
@@ -246,7 +247,7 @@ struct vmmd_session {
 	struct vmmd_chunk_list	held;
 	uint64_t		chunks_held, bytes_held, peak_held;
 	uint64_t		rep_in_use, rep_cached, rep_peak;
-	uint64_t		last_acquire_ms;	/* vmmd_now_ms() */
+	uint64_t		last_acquire_ms;	/* vmm_now_ms() */
 	/* An Acquire parked while other clients give back their caches. */
 	struct {
 		bool		active;
@@ -301,7 +302,6 @@ bool	vmmd_server_is_admin(uid_t uid, gid_t gid, const gid_t *groups,
 
 extern struct event_base	*vmmd_base;
 extern struct vmmd_config	vmmd_cfg;
-uint64_t	vmmd_now_ms(void);
 /* Asks the loop to finish (after a signal or a fatal error). */
 void		vmmd_exit(int code);
 

@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "frame.h"
 
 /* Charged to the decode budget per allocation on top of its size, so that
@@ -1097,18 +1098,9 @@ vmm_frame_outq_bytes(const struct vmm_frame_outq *q)
 /* --- blocking helpers ----------------------------------------------------- */
 
 static int64_t
-now_ms(void)
-{
-	struct timespec	ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t
 deadline_ms(int timeout_ms)
 {
-	return timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
+	return timeout_ms < 0 ? -1 : (int64_t)vmm_now_ms() + timeout_ms;
 }
 
 /* Wait until fd is ready for events or the deadline (-1: none) passes. */
@@ -1122,7 +1114,7 @@ wait_fd(int fd, short events, int64_t deadline)
 	for (;;) {
 		left = -1;
 		if (deadline >= 0) {
-			if ((left = deadline - now_ms()) <= 0)
+			if ((left = deadline - (int64_t)vmm_now_ms()) <= 0)
 				return -ETIMEDOUT;
 			if (left > INT_MAX)
 				left = INT_MAX;

@@ -41,6 +41,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "frame.h"
 #include "opt.h"
 #include "unixsock.h"
@@ -442,15 +443,6 @@ resolve_socket(struct ctl *c, const char *sock, const char *device,
 
 /* --- talking to the daemon ------------------------------------------------ */
 
-static int64_t
-now_ms(void)
-{
-	struct timespec	ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Connect to c->path, waiting at most the timeout for a full backlog. */
 static int
 ctl_connect(struct ctl *c)
@@ -556,13 +548,13 @@ ctl_call(struct ctl *c, const Vmm__Envelope *req, uint64_t id,
 	int			 rc, status;
 
 	*out = NULL;
-	deadline = now_ms() + c->timeout_ms;
+	deadline = (int64_t)vmm_now_ms() + c->timeout_ms;
 	rc = vmm_frame_send(c->sock, VMM_FRAME_PEER_DAEMON, req, NULL, 0,
 	    c->timeout_ms);
 	if (rc < 0)
 		return io_err(c, rc, true);
 	for (;;) {
-		left = deadline - now_ms();
+		left = deadline - (int64_t)vmm_now_ms();
 		rc = vmm_frame_recv(c->rd, c->sock, &m,
 		    left > 0 ? (int)left : 0);
 		if (rc == 0)
