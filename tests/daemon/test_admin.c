@@ -170,23 +170,13 @@ run(int (*fn)(void *, int), struct who *w)
 static pid_t
 start(const char *sub, const char *conf)
 {
-	const char *tmp = getenv("VMM_TEST_TMPDIR");
-	char dir[1024];
-	pid_t d;
-
-	CHECK(tmp != NULL);
-	snprintf(dir, sizeof(dir), "%s/%s", tmp, sub);
-	tc_socket_path(dir, sockpath, sizeof(sockpath));
-	d = tc_start_daemon(dir, conf, NULL);
-	adm = tc_open(sockpath, "admin", true);
-	return d;
+	return tc_start_in(sub, conf, sockpath, sizeof(sockpath), &adm);
 }
 
 static void
 stop(pid_t d)
 {
-	tc_close(adm);
-	tc_stop_daemon_ok(d);
+	tc_stop_with(d, adm);
 }
 
 /* SetQuota by name applies to the next Acquire; 0 removes it. */

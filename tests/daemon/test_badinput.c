@@ -439,9 +439,9 @@ test_handshake(void)
 
 	/* Silence: closed after handshake_timeout_ms (300). */
 	raw_open(&r);
-	t0 = tc_now_ms();
+	t0 = vmm_now_ms();
 	raw_expect_error(&r, VMM__ERROR_CODE__ERROR_CODE_BAD_STATE, 0, NULL, 0);
-	ms = tc_now_ms() - t0;
+	ms = vmm_now_ms() - t0;
 	fprintf(stderr, "silent peer dropped after %llu ms\n",
 	    (unsigned long long)ms);
 	CHECK(ms >= 250 && ms < slack(2000));
@@ -450,9 +450,9 @@ test_handshake(void)
 	/* Dribbling: part of a Hello, never the rest. */
 	raw_open(&r);
 	raw_send(&r, "\x10\x00\x00", 3);
-	t0 = tc_now_ms();
+	t0 = vmm_now_ms();
 	raw_expect_error(&r, VMM__ERROR_CODE__ERROR_CODE_BAD_STATE, 0, NULL, 0);
-	CHECK(tc_now_ms() - t0 < slack(2000));
+	CHECK(vmm_now_ms() - t0 < slack(2000));
 	raw_expect_closed(&r);
 
 	/* A session past its Hello may idle longer than that. */
@@ -596,11 +596,11 @@ test_slow_reader(void)
 
 	drops = tc_counter(adm, "slow_peer_drops");
 	other = tc_open(sockpath, "other", true);
-	t0 = tc_now_ms();
+	t0 = vmm_now_ms();
 	for (i = 0; i < 20; i++)
 		(void)tc_counter(other, "grants");
 	fprintf(stderr, "slow reader: a Stats round trip takes %.2f ms idle\n",
-	    (double)(tc_now_ms() - t0) / 20);
+	    (double)(vmm_now_ms() - t0) / 20);
 	sr.request_id = 61;
 	env.msg_case = VMM__ENVELOPE__MSG_STATS_REQUEST;
 	env.stats_request = &sr;
@@ -613,7 +613,7 @@ test_slow_reader(void)
 	raw_open(&r);
 	raw_hello(&r);
 	CHECK(fcntl(r.fd, F_SETFL, O_NONBLOCK) == 0);
-	t0 = tc_now_ms();
+	t0 = vmm_now_ms();
 	for (;;) {
 		n = send(r.fd, batch + off, blen - off, MSG_NOSIGNAL);
 		if (n < 0 && (errno == EPIPE || errno == ECONNRESET))
@@ -630,18 +630,18 @@ test_slow_reader(void)
 
 			(void)poll(&p, 1, 20);
 		}
-		if (tc_now_ms() - last >= 20) {
-			last = tc_now_ms();
+		if (vmm_now_ms() - last >= 20) {
+			last = vmm_now_ms();
 			(void)tc_counter(other, "grants");
-			t = tc_now_ms() - last;
+			t = vmm_now_ms() - last;
 			if (t > worst)
 				worst = t;
 		}
-		CHECK(tc_now_ms() - t0 < 8000);
+		CHECK(vmm_now_ms() - t0 < 8000);
 	}
 	fprintf(stderr, "slow reader: dropped after %llu request bytes, %llu ms; "
 	    "other client's worst round trip %llu ms\n",
-	    (unsigned long long)sent, (unsigned long long)(tc_now_ms() - t0),
+	    (unsigned long long)sent, (unsigned long long)(vmm_now_ms() - t0),
 	    (unsigned long long)worst);
 	CHECK(tc_counter(adm, "slow_peer_drops") == drops + 1);
 	if (worst >= slack(1000)) {
@@ -939,15 +939,9 @@ test_session_limit(void)
 static void
 start(const char *sub, const char *conf)
 {
-	const char *tmp = getenv("VMM_TEST_TMPDIR");
 	struct tc_chunk ch;
-	char dir[1024];
 
-	CHECK(tmp != NULL);
-	snprintf(dir, sizeof(dir), "%s/%s", tmp, sub);
-	tc_socket_path(dir, sockpath, sizeof(sockpath));
-	daemon_pid = tc_start_daemon(dir, conf, NULL);
-	adm = tc_open(sockpath, "admin", true);
+	daemon_pid = tc_start_in(sub, conf, sockpath, sizeof(sockpath), &adm);
 	G = adm->granularity;
 	/* Warm-up: one pooled chunk, as every fresh client will use. */
 	CHECK(tc_acquire(adm, G, 0, &ch, 1) == 1);
@@ -961,8 +955,7 @@ start(const char *sub, const char *conf)
 static void
 stop(void)
 {
-	tc_close(adm);
-	tc_stop_daemon_ok(daemon_pid);
+	tc_stop_with(daemon_pid, adm);
 }
 
 int

@@ -25,23 +25,14 @@ static struct tc	*adm;
 static pid_t
 start(const char *sub)
 {
-	const char *tmp = getenv("VMM_TEST_TMPDIR");
-	char dir[1024];
-	pid_t d;
-
-	CHECK(tmp != NULL);
-	snprintf(dir, sizeof(dir), "%s/%s", tmp, sub);
-	tc_socket_path(dir, sockpath, sizeof(sockpath));
-	d = tc_start_daemon(dir, "idle_timeout_ms = 0\n", NULL);
-	adm = tc_open(sockpath, "admin", true);
-	return d;
+	return tc_start_in(sub, "idle_timeout_ms = 0\n", sockpath,
+	    sizeof(sockpath), &adm);
 }
 
 static void
 stop(pid_t d)
 {
-	tc_close(adm);
-	tc_stop_daemon_ok(d);
+	tc_stop_with(d, adm);
 }
 
 /* Holds 32 MiB (stitched from the pool) until killed. */

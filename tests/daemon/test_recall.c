@@ -125,25 +125,20 @@ counter(const char *name)
 int
 main(void)
 {
-	const char *tmp = getenv("VMM_TEST_TMPDIR");
-	char dir[1024], conf[256];
+	char conf[256];
 	struct tc_chunk ch[4];
 	struct tc *a, *b;
 	uint64_t id_a, id_b, rid, recall, creates, recalls, t0;
 	pid_t d;
 
-	CHECK(tmp != NULL);
-	snprintf(dir, sizeof(dir), "%s/sock", tmp);
-	tc_socket_path(dir, sockpath, sizeof(sockpath));
 	snprintf(conf, sizeof(conf), "idle_timeout_ms = 0\nrecall_idle_ms = %d\n"
 	    "recall_timeout_ms = 2000\n", IDLE_MS);
-	d = tc_start_daemon(dir, conf, NULL);
-	adm = tc_open(sockpath, "admin", true);
+	d = tc_start_in("sock", conf, sockpath, sizeof(sockpath), &adm);
 	a = tc_open(sockpath, "app-a", false);
 	b = tc_open(sockpath, "app-b", false);
 
 	/* A takes 16 MiB and caches it at once: it is busy. */
-	t0 = tc_now_ms();
+	t0 = vmm_now_ms();
 	CHECK(tc_acquire(a, 16 * MiB, 0, ch, 4) == 1);
 	close(ch[0].fd);
 	id_a = ch[0].id;
@@ -161,7 +156,7 @@ main(void)
 	CHECK(counter("recalls") == recalls);
 	CHECK(!readable(a, 100));
 	/* All of that within recall_idle_ms, or the test proved nothing. */
-	CHECK(tc_now_ms() - t0 < IDLE_MS);
+	CHECK(vmm_now_ms() - t0 < IDLE_MS);
 
 	/* Once A has not asked for memory for recall_idle_ms, B's next
 	 * request is served from A's cache: A is recalled, gives the chunk
@@ -193,7 +188,6 @@ main(void)
 
 	tc_close(a);
 	tc_close(b);
-	tc_close(adm);
-	tc_stop_daemon_ok(d);
+	tc_stop_with(d, adm);
 	return 0;
 }

@@ -196,14 +196,14 @@ run(int (*fn)(void *, int), struct role *r, struct report *rep, pid_t *pid)
 static uint64_t
 wait_pool(uint64_t lent, uint64_t quarantined, int timeout_ms)
 {
-	uint64_t t0 = tc_now_ms();
+	uint64_t t0 = vmm_now_ms();
 	Vmm__PoolStats ps;
 
 	for (;;) {
 		tc_pool(adm, &ps);
 		if (ps.lent_bytes == lent && ps.quarantined_bytes == quarantined)
-			return tc_now_ms() - t0;
-		if (tc_now_ms() - t0 > (uint64_t)timeout_ms) {
+			return vmm_now_ms() - t0;
+		if (vmm_now_ms() - t0 > (uint64_t)timeout_ms) {
 			fprintf(stderr, "pool: lent %llu quarantined %llu, want "
 			    "%llu %llu\n", (unsigned long long)ps.lent_bytes,
 			    (unsigned long long)ps.quarantined_bytes,
@@ -218,15 +218,8 @@ wait_pool(uint64_t lent, uint64_t quarantined, int timeout_ms)
 static pid_t
 start(const char *sub, const char *conf)
 {
-	const char *tmp = getenv("VMM_TEST_TMPDIR");
-	char dir[1024];
-	pid_t d;
+	pid_t d = tc_start_in(sub, conf, sockpath, sizeof(sockpath), &adm);
 
-	CHECK(tmp != NULL);
-	snprintf(dir, sizeof(dir), "%s/%s", tmp, sub);
-	tc_socket_path(dir, sockpath, sizeof(sockpath));
-	d = tc_start_daemon(dir, conf, NULL);
-	adm = tc_open(sockpath, "admin", true);
 	G = adm->granularity;
 	return d;
 }
@@ -234,8 +227,7 @@ start(const char *sub, const char *conf)
 static void
 stop(pid_t d)
 {
-	tc_close(adm);
-	tc_stop_daemon_ok(d);
+	tc_stop_with(d, adm);
 }
 
 /* A SIGKILLed holder's chunks come back within 2 s, fds too. */

@@ -150,22 +150,14 @@ scatter(struct tc *c, const uint64_t *sizes, int n, struct tc_chunk *freed,
 static void
 start(const char *sub, const char *conf, pid_t *d)
 {
-	const char *tmp = getenv("VMM_TEST_TMPDIR");
-	char dir[1024];
-
-	CHECK(tmp != NULL);
-	snprintf(dir, sizeof(dir), "%s/%s", tmp, sub);
-	tc_socket_path(dir, sockpath, sizeof(sockpath));
-	*d = tc_start_daemon(dir, conf, NULL);
-	adm = tc_open(sockpath, "admin", true);
+	*d = tc_start_in(sub, conf, sockpath, sizeof(sockpath), &adm);
 	G = adm->granularity;
 }
 
 static void
 stop(pid_t d)
 {
-	tc_close(adm);
-	tc_stop_daemon_ok(d);
+	tc_stop_with(d, adm);
 }
 
 /* Default frag_ratio (0.25) and piece cap. */

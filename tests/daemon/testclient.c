@@ -288,6 +288,32 @@ tc_start_daemon(const char *sockdir, const char *config_text,
 	return -1;
 }
 
+pid_t
+tc_start_in(const char *sub, const char *conf, char *sockpath, size_t len,
+    struct tc **adm)
+{
+	const char *tmp = getenv("VMM_TEST_TMPDIR");
+	char dir[4096];
+	pid_t d;
+
+	CHECK(tmp != NULL);
+	CHECK((size_t)snprintf(dir, sizeof(dir), "%s/%s", tmp, sub) <
+	    sizeof(dir));
+	tc_socket_path(dir, sockpath, len);
+	d = tc_start_daemon(dir, conf, NULL);
+	if (adm != NULL)
+		*adm = tc_open(sockpath, "admin", true);
+	return d;
+}
+
+void
+tc_stop_with(pid_t pid, struct tc *adm)
+{
+	if (adm != NULL)
+		tc_close(adm);
+	tc_stop_daemon_ok(pid);
+}
+
 int
 tc_stop_daemon(pid_t pid)
 {
@@ -440,22 +466,13 @@ tc_sleep_ms(int ms)
 		;
 }
 
-uint64_t
-tc_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 int
 tc_wait_fds(pid_t pid, int want, int timeout_ms)
 {
-	uint64_t end = tc_now_ms() + (uint64_t)timeout_ms;
+	uint64_t end = vmm_now_ms() + (uint64_t)timeout_ms;
 	int n;
 
-	while ((n = tc_count_fds(pid)) != want && tc_now_ms() < end)
+	while ((n = tc_count_fds(pid)) != want && vmm_now_ms() < end)
 		tc_sleep_ms(10);
 	return n;
 }
@@ -543,15 +560,15 @@ tc_recv_raw(int fd, struct vmm_frame_reader *rd, struct vmm_frame_msg **out,
 int
 tc_wait_eof(int fd, int timeout_ms)
 {
-	uint64_t end = tc_now_ms() + (uint64_t)timeout_ms;
+	uint64_t end = vmm_now_ms() + (uint64_t)timeout_ms;
 	struct pollfd p = { .fd = fd, .events = POLLIN };
 	char buf[4096];
 	ssize_t n;
 	int left;
 
 	for (;;) {
-		left = (int)(end - tc_now_ms());
-		if (tc_now_ms() >= end || left <= 0)
+		left = (int)(end - vmm_now_ms());
+		if (vmm_now_ms() >= end || left <= 0)
 			return -1;
 		if (poll(&p, 1, left) <= 0)
 			continue;

@@ -14,6 +14,7 @@
 
 #include <cuda.h>
 
+#include "clock.h"
 #include "frame.h"
 
 struct tc {
@@ -58,6 +59,13 @@ int	tc_stats(struct tc *c, Vmm__PoolStats *pool, const char *counter,
 	    uint64_t *value);
 /* Number of open fds of this process (for leak checks). */
 int	tc_count_fds(pid_t pid);
+/* tc_start_daemon with the socket dir $VMM_TEST_TMPDIR/<sub> and config
+ * conf; writes the daemon's socket path to sockpath and, if adm is not
+ * NULL, opens an admin session in *adm. */
+pid_t	tc_start_in(const char *sub, const char *conf, char *sockpath,
+	    size_t len, struct tc **adm);
+/* Closes adm (NULL is fine) and stops the daemon, which must exit 0. */
+void	tc_stop_with(pid_t pid, struct tc *adm);
 /* Starts vmmd in the foreground for device 0 with extra args (NULL-ended)
  * and waits until its socket accepts; returns its pid. */
 pid_t	tc_start_daemon(const char *sockdir, const char *config_text,
@@ -87,7 +95,6 @@ int64_t	tc_trim(struct tc *c, uint64_t target, bool recall);
 /* Sessions the daemon knows (ClientsReply.sessions_total). */
 uint32_t tc_sessions(struct tc *c);
 void	tc_sleep_ms(int ms);
-uint64_t tc_now_ms(void);
 /* Polls pid's fd count until it is want or timeout_ms passes; returns the
  * last count. */
 int	tc_wait_fds(pid_t pid, int want, int timeout_ms);
