@@ -480,6 +480,24 @@ client_touch(int dev)
 	}
 }
 
+static int
+client_alloc(int dev, size_t size, void **dptr)
+{
+	if (size <= vmm_small_max())
+		return vmm_small_alloc(dev, size, dptr);
+	return vmm_large_alloc(dev, size, dptr);
+}
+
+/* Gives everything this process caches back to vmmd (the calling thread's
+ * small blocks, cached large allocations, empty segments); bytes returned.
+ * No allocator lock may be held by the caller. */
+static uint64_t
+client_give_back(void)
+{
+	vmm_small_flush_mine();
+	return vmm_large_trim(0, 0, 0) + vmm_small_trim(0);
+}
+
 int
 vmm_malloc(void **dptr, size_t size)
 {
@@ -494,10 +512,12 @@ vmm_malloc(void **dptr, size_t size)
 		return VMM_ENOSYS;
 	if ((dev = vmm_current_device()) < 0)
 		return dev;
-	if (size <= vmm_small_max())
-		rc = vmm_small_alloc(dev, size, dptr);
-	else
-		rc = vmm_large_alloc(dev, size, dptr);
+	rc = client_alloc(dev, size, dptr);
+	/* Out of memory or over quota: this process's own cached memory goes
+	 * back to vmmd first, then one more try.  Here, above the allocators,
+	 * no allocator lock is held while they give back. */
+	if ((rc == VMM_ENOMEM || rc == VMM_EQUOTA) && client_give_back() > 0)
+		rc = client_alloc(dev, size, dptr);
 	if (rc == 0)
 		client_touch(dev);
 	else if (rc == VMM_ENODAEMON && st->require_daemon)
@@ -541,8 +561,13 @@ vmm_realloc(void **dptr, size_t size)
 		return VMM_EINVAL;
 	if (*dptr == NULL)
 		return vmm_malloc(dptr, size);
-	if (vmm_large_owns(*dptr) && size > vmm_small_max())
-		return vmm_large_realloc(dptr, size);
+	if (vmm_large_owns(*dptr) && size > vmm_small_max()) {
+		rc = vmm_large_realloc(dptr, size);
+		if ((rc == VMM_ENOMEM || rc == VMM_EQUOTA) &&
+		    client_give_back() > 0)
+			rc = vmm_large_realloc(dptr, size);
+		return rc;
+	}
 	/* Sub-allocated on either side: a new block and a copy. */
 	if ((rc = vmm_get_range(*dptr, &base, &old)) != 0)
 		return rc;
@@ -608,9 +633,7 @@ vmm_get_usage(struct vmm_usage *u)
 int
 vmm_flush(void)
 {
-	vmm_small_flush_mine();
-	vmm_large_trim(0, 0, 0);
-	vmm_small_trim(0);
+	client_give_back();
 	vmm_conn_sync_all();
 	return 0;
 }

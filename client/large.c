@@ -184,8 +184,9 @@ large_giveback(struct vmm_conn *c, struct vmm_grant_chunk *g, size_t n)
 	vmm_conn_release(c, ids, n, 0);
 }
 
-/* Asks vmmd for bytes; on out-of-memory gives this process's own cache
- * back first and asks once more. */
+/* Asks vmmd for bytes, stitched from pieces no smaller than frag_ratio of
+ * them.  Out-of-memory is retried by the caller (vmm_malloc), which holds no
+ * allocator lock then. */
 static int
 large_acquire(struct vmm_conn *c, uint64_t bytes, struct vmm_grant_chunk *g)
 {
@@ -193,17 +194,10 @@ large_acquire(struct vmm_conn *c, uint64_t bytes, struct vmm_grant_chunk *g)
 	uint64_t gran = vmm_conn_granularity(c);
 	uint64_t min_piece = round_up((uint64_t)(st->frag_ratio * (double)bytes),
 	    gran);
-	int n;
 
-	n = vmm_conn_acquire(c, bytes, VMM__ACQUIRE_FLAG__ACQUIRE_FLAG_ALLOW_STITCH,
-	    min_piece, g, LARGE_MAX_GRANT);
-	if ((n == VMM_ENOMEM || n == VMM_EQUOTA) &&
-	    (vmm_small_flush_mine(), vmm_large_trim(0, 0, 0) +
-	    vmm_small_trim(0)) > 0)
-		n = vmm_conn_acquire(c,  bytes,
-		    VMM__ACQUIRE_FLAG__ACQUIRE_FLAG_ALLOW_STITCH, min_piece, g,
-		    LARGE_MAX_GRANT);
-	return n;
+	return vmm_conn_acquire(c, bytes,
+	    VMM__ACQUIRE_FLAG__ACQUIRE_FLAG_ALLOW_STITCH, min_piece, g,
+	    LARGE_MAX_GRANT);
 }
 
 /* Puts picked cache entries back (a local stitch that failed). */

@@ -461,12 +461,9 @@ seg_new(int dev, uint32_t c, struct seg **out)
 
 	if ((conn = vmm_conn_get(dev)) == NULL)
 		return VMM_ENODAEMON;
+	/* Out-of-memory is retried by vmm_malloc, without the thread cache's
+	 * lock that our caller holds. */
 	n = vmm_conn_acquire(conn, small_seg, 0, 0, g, 4);
-	if (n == VMM_ENOMEM || n == VMM_EQUOTA) {
-		vmm_small_flush_mine();
-		if (vmm_large_trim(0, 0, 0) + vmm_small_trim(0) > 0)
-			n = vmm_conn_acquire(conn, small_seg, 0, 0, g, 4);
-	}
 	if (n < 0)
 		return n;
 	if (n != 1 || g[0].size != small_seg) {
