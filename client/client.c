@@ -652,6 +652,7 @@ vmm_strerror(int err)
 	case VMM_ENOCTX: return "no current CUDA context";
 	case VMM_EPROTO: return "unexpected answer from vmmd";
 	case VMM_ENOSYS: return "not available in this mode";
+	case VMM_ETIMEDOUT: return "vmmd did not answer in time";
 	default: return "unknown error";
 	}
 }

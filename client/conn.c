@@ -2,10 +2,17 @@
  * The connection to vmmd, one per device, found by the device's UUID under
  * VMM_SOCKET_DIR.  Opened lazily, used under its mutex with one request in
  * flight; pushes (Recall, Goodbye) that arrive while waiting for a reply are
- * remembered for the caller.  When the daemon goes away the next call
- * reconnects once, tells the new daemon what this process still maps
- * (Adopt, through vmm_client_adopt), and retries.  While vmmd cannot be
- * reached, connecting is retried at most once a second.
+ * remembered for the caller.  While vmmd cannot be reached, connecting is
+ * retried at most once a second.
+ *
+ * One chunk, one record.  A reply that does not come within
+ * VMM_CONNECT_TIMEOUT_MS fails the call (VMM_ETIMEDOUT) but the connection
+ * stays: vmmd still counts this session, and the late reply is dealt with
+ * when it comes (a late Grant is given straight back).  The connection is
+ * dropped only when vmmd closed it or the stream broke; the next call then
+ * reconnects and asks to resume the old session (same daemon instance: its
+ * chunks move over, ids unchanged) and adopts what this process maps only
+ * from a daemon of another instance, i.e. one that really lost the session.
  */
 #include "client_internal.h"
 
@@ -24,6 +31,9 @@
 #include "unixsock.h"
 
 #define CONN_RETRY_MS 1000
+/* Requests whose reply timed out and may still come; past this many the
+ * daemon is not answering at all and the connection is dropped. */
+#define CONN_MAX_ABANDONED 64
 
 struct vmm_conn {
 	pthread_mutex_t		lock;
@@ -31,11 +41,14 @@ struct vmm_conn {
 	int			fd;		/* -1: not connected */
 	struct vmm_frame_reader	*rd;
 	uint64_t		next_rid;
-	uint64_t		gran, device_total, quota, session;
+	uint64_t		gran, device_total, quota;
+	uint64_t		session, instance;	/* of the last HelloReply */
 	char			path[PATH_MAX];
 	uint64_t		next_try_ms;
-	bool			ever_up, warned;
+	bool			ever_up, warned, stalled;
 	uint64_t		recall_target, recall_id;
+	uint64_t		abandoned[CONN_MAX_ABANDONED];	/* 0: free */
+	unsigned		nabandoned;
 };
 
 static pthread_mutex_t	conns_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -52,6 +65,70 @@ conn_down(struct vmm_conn *c)
 	c->fd = -1;
 	vmm_frame_reader_free(c->rd);
 	c->rd = NULL;
+	/* Their replies died with the stream; what vmmd had granted for them
+	 * is in the old session, resumed or reclaimed with it. */
+	memset(c->abandoned, 0, sizeof(c->abandoned));
+	c->nabandoned = 0;
+}
+
+/* Remembers that nobody waits for rid's reply any more; false if too many
+ * are outstanding already. */
+static bool
+conn_abandon(struct vmm_conn *c, uint64_t rid)
+{
+	unsigned i;
+
+	for (i = 0; i < CONN_MAX_ABANDONED; i++)
+		if (c->abandoned[i] == 0) {
+			c->abandoned[i] = rid;
+			c->nabandoned++;
+			return true;
+		}
+	return false;
+}
+
+/* Whether rid was abandoned; forgets it. */
+static bool
+conn_was_abandoned(struct vmm_conn *c, uint64_t rid)
+{
+	unsigned i;
+
+	if (c->nabandoned == 0 || rid == 0)
+		return false;
+	for (i = 0; i < CONN_MAX_ABANDONED; i++)
+		if (c->abandoned[i] == rid) {
+			c->abandoned[i] = 0;
+			c->nabandoned--;
+			return true;
+		}
+	return false;
+}
+
+static int	conn_send_release(struct vmm_conn *c, const uint64_t *ids,
+		    size_t n, uint64_t recall_id);
+
+/* The reply to an abandoned request: whatever it lent this process goes
+ * straight back (a Grant's chunks, adopted chunks, which vmmd then gives
+ * to the GPU while this process keeps its mapping). */
+static void
+conn_late(struct vmm_conn *c, struct vmm_frame_msg *m)
+{
+	const Vmm__Envelope *env = vmm_frame_msg_env(m);
+	uint64_t ids[VMM_PROTO_MAX_CHUNKS];
+	size_t i, n = 0;
+
+	if (env->msg_case == VMM__ENVELOPE__MSG_GRANT)
+		for (i = 0; i < env->grant->n_chunks; i++)
+			ids[n++] = env->grant->chunks[i]->id;
+	else if (env->msg_case == VMM__ENVELOPE__MSG_ADOPT_REPLY)
+		for (i = 0; i < env->adopt_reply->n_chunk_ids; i++)
+			ids[n++] = env->adopt_reply->chunk_ids[i];
+	vmm_log_debug("late reply to request %llu (%s): %zu chunks given back",
+	    (unsigned long long)vmm_frame_request_id(env),
+	    vmm_frame_type_name(env), n);
+	/* The fds close with the message. */
+	if (n > 0)
+		conn_send_release(c, ids, n, 0);
 }
 
 /* Remembers a push; returns true if it was one. */
@@ -89,6 +166,7 @@ static int
 conn_wait(struct vmm_conn *c, uint64_t rid, struct vmm_frame_msg **out)
 {
 	int timeout = (int)vmm_settings_get()->connect_timeout_ms;
+	const Vmm__Envelope *env;
 	struct vmm_frame_msg *m;
 	int rc;
 
@@ -96,6 +174,21 @@ conn_wait(struct vmm_conn *c, uint64_t rid, struct vmm_frame_msg **out)
 		if (c->fd < 0)
 			return VMM_ENODAEMON;
 		rc = vmm_frame_recv(c->rd, c->fd, &m, timeout);
+		if (rc == -ETIMEDOUT) {
+			/* vmmd is slow, not gone: it still counts this
+			 * session, so the connection stays. */
+			if (!c->stalled)
+				vmm_log_error("vmmd did not answer within %d ms "
+				    "(VMM_CONNECT_TIMEOUT_MS); failing the call",
+				    timeout);
+			c->stalled = true;
+			if (!conn_abandon(c, rid)) {
+				vmm_log_error("vmmd has not answered %d requests: "
+				    "reconnecting", CONN_MAX_ABANDONED);
+				conn_down(c);
+			}
+			return VMM_ETIMEDOUT;
+		}
 		if (rc != 1) {
 			vmm_log_debug("vmmd connection: %s", rc == 0 ? "closed" :
 			    vmm_frame_strerror(rc));
@@ -103,12 +196,18 @@ conn_wait(struct vmm_conn *c, uint64_t rid, struct vmm_frame_msg **out)
 			return rc == 0 || rc == -ECONNRESET ? VMM_ENODAEMON :
 			    VMM_EPROTO;
 		}
-		if (vmm_frame_request_id(vmm_frame_msg_env(m)) == rid &&
-		    vmm_frame_msg_env(m)->msg_case != VMM__ENVELOPE__MSG_RECALL) {
+		env = vmm_frame_msg_env(m);
+		if (vmm_frame_request_id(env) == rid &&
+		    env->msg_case != VMM__ENVELOPE__MSG_RECALL) {
+			c->stalled = false;
 			*out = m;
 			return 0;
 		}
-		conn_push(c, vmm_frame_msg_env(m));
+		if (env->msg_case != VMM__ENVELOPE__MSG_RECALL &&
+		    conn_was_abandoned(c, vmm_frame_request_id(env)))
+			conn_late(c, m);
+		else
+			conn_push(c, env);
 		vmm_frame_msg_free(m);
 	}
 }
@@ -141,7 +240,8 @@ conn_open(struct vmm_conn *c)
 	const Vmm__Envelope *r;
 	struct vmm_frame_msg *m;
 	char name[VMM_PROTO_MAX_NAME + 1] = "", err[128];
-	uint64_t now = vmm_now_ms();
+	uint64_t now = vmm_now_ms(), old_instance;
+	bool resumed;
 	int rc;
 
 	if (now < c->next_try_ms)
@@ -169,9 +269,15 @@ conn_open(struct vmm_conn *c)
 	h.client_name = name;
 	h.pid = (uint32_t)getpid();
 	h.kind = VMM__CLIENT_KIND__CLIENT_KIND_APP;
+	if (c->ever_up) {
+		h.resume_session = c->session;
+		h.resume_instance = c->instance;
+	}
 	env.msg_case = VMM__ENVELOPE__MSG_HELLO;
 	env.hello = &h;
 	if ((rc = conn_roundtrip(c, &env, h.request_id, NULL, 0, &m)) != 0) {
+		/* No session can hold anything before its HelloReply: this
+		 * connection may go. */
 		snprintf(err, sizeof(err), "no answer to Hello");
 		goto unreachable;
 	}
@@ -182,14 +288,21 @@ conn_open(struct vmm_conn *c)
 		vmm_frame_msg_free(m);
 		goto unreachable;
 	}
+	old_instance = c->instance;
+	resumed = r->hello_reply->resumed;
 	c->gran = r->hello_reply->granularity;
 	c->session = r->hello_reply->session_id;
+	c->instance = r->hello_reply->instance_id;
 	c->quota = r->hello_reply->limits->quota_bytes;
 	c->device_total = r->hello_reply->limits->device_total_bytes;
 	vmm_frame_msg_free(m);
-	vmm_log_debug("connected to vmmd at %s, session %llu", c->path,
-	    (unsigned long long)c->session);
-	if (c->ever_up && vmm_client_adopt(c, c->dev) != 0)
+	vmm_log_debug("connected to vmmd at %s, session %llu%s", c->path,
+	    (unsigned long long)c->session, resumed ? " (resumed)" : "");
+	/* Only a daemon that never lent us anything is told what we map: the
+	 * one that did still tracks it (resumed, or reclaimed with our old
+	 * session), and a second record would let it lend the memory twice. */
+	if (c->ever_up && c->instance != old_instance &&
+	    vmm_client_adopt(c, c->dev) != 0)
 		vmm_log_error("vmmd restarted: could not tell it what this "
 		    "process holds");
 	c->ever_up = true;
@@ -326,49 +439,60 @@ vmm_conn_acquire(struct vmm_conn *c, uint64_t bytes, unsigned flags,
 	return rc;
 }
 
-int
-vmm_conn_release(struct vmm_conn *c, const uint64_t *ids, size_t n,
+/* Sends Releases for ids (0s skipped: chunks vmmd refused to adopt), on
+ * an open connection, lock held; 0 or VMM_ENODAEMON. */
+static int
+conn_send_release(struct vmm_conn *c, const uint64_t *ids, size_t n,
     uint64_t recall_id)
 {
 	int timeout = (int)vmm_settings_get()->connect_timeout_ms;
 	Vmm__Envelope env = VMM__ENVELOPE__INIT;
 	Vmm__Release rel = VMM__RELEASE__INIT;
-	size_t off = 0;
-	int rc = 0;
+	uint64_t batch[VMM_PROTO_MAX_RELEASE_IDS];
+	size_t off = 0, k;
+	int rc;
 
-	pthread_mutex_lock(&c->lock);
-	/* A reconnect in between would have adopted them under new ids: then
-	 * these ids mean nothing to the new daemon and the chunks stay lent;
-	 * callers pass ids read under the same session.  Nothing waits for
-	 * the answer: vmmd handles a session's frames in order, so the next
-	 * request on this connection sees the chunks released, and the reply
-	 * is read (an Error logged) while waiting for a later one or by the
-	 * helper's poll. */
-	while (off < n && rc == 0) {
-		size_t k = n - off < VMM_PROTO_MAX_RELEASE_IDS ? n - off :
-		    VMM_PROTO_MAX_RELEASE_IDS;
-
+	while (off < n) {
+		for (k = 0; off < n && k < VMM_PROTO_MAX_RELEASE_IDS; off++)
+			if (ids[off] != 0)
+				batch[k++] = ids[off];
+		if (k == 0)
+			break;
+		if (c->fd < 0)
+			return VMM_ENODAEMON;
 		vmm__release__init(&rel);
 		rel.request_id = c->next_rid++;
 		rel.n_chunk_ids = k;
-		rel.chunk_ids = (uint64_t *)ids + off;
+		rel.chunk_ids = batch;
 		rel.recall_id = recall_id;
 		env.msg_case = VMM__ENVELOPE__MSG_RELEASE;
 		env.release = &rel;
-		if (c->fd < 0) {
-			rc = VMM_ENODAEMON;
-			break;
-		}
 		rc = vmm_frame_send(c->fd, VMM_FRAME_PEER_DAEMON, &env, NULL, 0,
 		    timeout);
 		if (rc != 0) {
 			vmm_log_debug("vmmd send: %s", vmm_frame_strerror(rc));
 			conn_down(c);
-			rc = VMM_ENODAEMON;
-			break;
+			return VMM_ENODAEMON;
 		}
-		off += k;
 	}
+	return 0;
+}
+
+int
+vmm_conn_release(struct vmm_conn *c, const uint64_t *ids, size_t n,
+    uint64_t recall_id)
+{
+	int rc;
+
+	/* A reconnect in between resumes the same session (ids unchanged) or,
+	 * toward a new daemon, adopts under new ids: callers pass ids read
+	 * under the connection's current records.  Nothing waits for the
+	 * answer: vmmd handles a session's frames in order, so the next
+	 * request on this connection sees the chunks released, and the reply
+	 * is read (an Error logged) while waiting for a later one or by the
+	 * helper's poll. */
+	pthread_mutex_lock(&c->lock);
+	rc = conn_send_release(c, ids, n, recall_id);
 	pthread_mutex_unlock(&c->lock);
 	return rc;
 }
@@ -480,7 +604,13 @@ vmm_conn_poll(struct vmm_conn *c, uint64_t *recall_id)
 			break;
 		}
 		while (c->rd != NULL && vmm_frame_reader_next(c->rd, &m) == 1) {
-			conn_push(c, vmm_frame_msg_env(m));
+			const Vmm__Envelope *env = vmm_frame_msg_env(m);
+
+			if (env->msg_case != VMM__ENVELOPE__MSG_RECALL &&
+			    conn_was_abandoned(c, vmm_frame_request_id(env)))
+				conn_late(c, m);
+			else
+				conn_push(c, env);
 			vmm_frame_msg_free(m);
 		}
 		if (n == -EAGAIN)

@@ -41,6 +41,8 @@ enum vmm_error {
 	VMM_ENOCTX = -7,	/* no current CUDA context */
 	VMM_EPROTO = -8,	/* vmmd answered something unexpected */
 	VMM_ENOSYS = -9,	/* not available in this mode */
+	VMM_ETIMEDOUT = -10,	/* vmmd did not answer in time (it may be
+				   stalled; the connection is kept) */
 };
 
 /* This process's figures, as also reported to vmmd. */

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -25,6 +26,7 @@
 #define VMMD_DEFAULT_CONFIG "/etc/vmmd/vmmd.conf"
 
 struct event_base	*vmmd_base;
+uint64_t		vmmd_instance;
 struct vmmd_config	vmmd_cfg;
 static int		vmmd_exit_code;
 
@@ -198,6 +200,14 @@ main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	raise_nofile();
 
+	/* Clients tell a restarted daemon from the one they spoke to by this:
+	 * two instances must not share it. */
+	while (vmmd_instance == 0)
+		if (getrandom(&vmmd_instance, sizeof(vmmd_instance), 0) !=
+		    (ssize_t)sizeof(vmmd_instance)) {
+			fprintf(stderr, "vmmd: getrandom: %s\n", strerror(errno));
+			return 1;
+		}
 	if (vmmd_pool_init(&vmmd_cfg, err, sizeof(err)) != 0) {
 		fprintf(stderr, "vmmd: %s\n", err);
 		return 1;

@@ -19,6 +19,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "log.h"
 
@@ -39,6 +41,21 @@ static struct vmmd_pool_totals		pool_t;
 /* A drain (vmmd_pool_drain): until pool_drain_until_ms, released chunks go
  * to the GPU while pool_drain_left bytes remain. */
 static uint64_t				pool_drain_until_ms, pool_drain_left;
+
+/*
+ * What vmmd's own exported fds are (file type, st_dev, st_rdev: an fd of
+ * another kind is not a chunk of this GPU and is refused before the driver
+ * sees it), and whether their inode names the allocation (two exports of
+ * one chunk share it, two chunks differ).  Where it does, every chunk that
+ * ever left vmmd as an fd is in pool_keys, and Adopt refuses memory that is
+ * there.  Probed at start (pool_probe_fds).
+ */
+static bool				pool_kind_known, pool_identity;
+static mode_t				pool_kind_type;
+static dev_t				pool_kind_dev, pool_kind_rdev;
+static struct vmmd_chunk		*pool_keys[VMMD_HASH_BUCKETS];
+
+static void	pool_probe_fds(void);
 
 /*
  * Recent demand, for adaptive idle return: bytes granted per 250 ms slot
@@ -218,6 +235,7 @@ vmmd_pool_init(const struct vmmd_config *c, char *err, size_t errlen)
 	pool_unit = gran * c->chunk_multiple;
 	pool_total = total;
 	memcpy(pool_uuid, u.bytes, 16);
+	pool_probe_fds();
 	return 0;
 }
 
@@ -276,6 +294,107 @@ static struct vmmd_chunk **
 pool_bucket(uint64_t id)
 {
 	return &pool_hash[(id * 0x9e3779b97f4a7c15ull) >> 52];
+}
+
+static struct vmmd_chunk **
+pool_key_bucket(dev_t dev, ino_t ino)
+{
+	uint64_t h = ((uint64_t)dev * 0x9e3779b97f4a7c15ull) ^ (uint64_t)ino;
+
+	return &pool_keys[(h * 0x9e3779b97f4a7c15ull) >> 52];
+}
+
+static struct vmmd_chunk *
+pool_key_find(const struct stat *st)
+{
+	struct vmmd_chunk *ch;
+
+	for (ch = *pool_key_bucket(st->st_dev, st->st_ino); ch != NULL;
+	    ch = ch->knext)
+		if (ch->key_dev == st->st_dev && ch->key_ino == st->st_ino)
+			return ch;
+	return NULL;
+}
+
+static void
+pool_key_add(struct vmmd_chunk *ch, const struct stat *st)
+{
+	struct vmmd_chunk **b = pool_key_bucket(st->st_dev, st->st_ino);
+
+	ch->keyed = true;
+	ch->key_dev = st->st_dev;
+	ch->key_ino = st->st_ino;
+	ch->knext = *b;
+	*b = ch;
+}
+
+static void
+pool_key_remove(struct vmmd_chunk *ch)
+{
+	struct vmmd_chunk **pp;
+
+	if (!ch->keyed)
+		return;
+	for (pp = pool_key_bucket(ch->key_dev, ch->key_ino); *pp != ch;
+	    pp = &(*pp)->knext)
+		;
+	*pp = ch->knext;
+	ch->keyed = false;
+}
+
+/* Whether st is of the kind vmmd's own exports are. */
+static bool
+pool_fd_is_ours(const struct stat *st)
+{
+	return pool_kind_known && (st->st_mode & S_IFMT) == pool_kind_type &&
+	    st->st_dev == pool_kind_dev && st->st_rdev == pool_kind_rdev;
+}
+
+static bool
+pool_same_object(const struct stat *a, const struct stat *b)
+{
+	return a->st_dev == b->st_dev && a->st_ino == b->st_ino;
+}
+
+/* Learns what exported fds are here (see pool_kind_known) from two probe
+ * allocations of one granule, given back at once.  Without memory to probe
+ * with, the kind stays unknown and Adopt waits for a later try. */
+static void
+pool_probe_fds(void)
+{
+	CUmemGenericAllocationHandle h[2];
+	struct stat st[3];
+	int fd[3] = { -1, -1, -1 }, nh = 0, i;
+
+	for (nh = 0; nh < 2; nh++)
+		if (cuMemCreate(&h[nh], pool_gran, &pool_prop, 0) != CUDA_SUCCESS)
+			goto out;
+	for (i = 0; i < 3; i++)
+		if (cuMemExportToShareableHandle(&fd[i], h[i / 2],
+		    CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR, 0) != CUDA_SUCCESS ||
+		    fstat(fd[i], &st[i]) != 0)
+			goto out;
+	pool_kind_type = st[0].st_mode & S_IFMT;
+	pool_kind_dev = st[0].st_dev;
+	pool_kind_rdev = st[0].st_rdev;
+	pool_kind_known = true;
+	pool_identity = pool_same_object(&st[0], &st[1]) &&
+	    !pool_same_object(&st[0], &st[2]);
+	vmm_log_debug("exported fds: type 0%o, %s", (unsigned)pool_kind_type,
+	    pool_identity ? "the inode names the allocation" :
+	    "the inode does not name the allocation");
+out:
+	for (i = 0; i < 3; i++)
+		if (fd[i] >= 0)
+			close(fd[i]);
+	while (nh > 0)
+		cuMemRelease(h[--nh]);
+}
+
+bool
+vmmd_pool_fd_identity(void)
+{
+	return pool_identity;
 }
 
 static void
@@ -347,6 +466,7 @@ pool_destroy(struct vmmd_chunk *ch)
 	for (pp = pool_bucket(ch->id); *pp != ch; pp = &(*pp)->hnext)
 		;
 	*pp = ch->hnext;
+	pool_key_remove(ch);
 	if ((r = cuMemRelease(ch->handle)) != CUDA_SUCCESS)
 		vmm_log_error("cuMemRelease of chunk %" PRIu64 ": %s", ch->id,
 		    pool_cu_name(r));
@@ -412,6 +532,7 @@ vmmd_pool_shutdown(void)
 			free(ch);
 		}
 		pool_hash[i] = NULL;
+		pool_keys[i] = NULL;
 	}
 	TAILQ_INIT(&pool_free);
 	memset(&pool_t, 0, sizeof(pool_t));
@@ -554,6 +675,23 @@ pool_oom_message(uint64_t want, char *msg, size_t msglen)
 	}
 }
 
+/* Enters a chunk (off every list) in s's ledger as lent to it. */
+static void
+pool_lend(struct vmmd_chunk *ch, struct vmmd_session *s)
+{
+	ch->state = VMMD_CHUNK_LENT;
+	ch->holder = s;
+	ch->last_uid = s->uid;
+	ch->lent_before = true;
+	TAILQ_INSERT_TAIL(&s->held, ch, link);
+	s->chunks_held++;
+	s->bytes_held += ch->size;
+	if (s->bytes_held > s->peak_held)
+		s->peak_held = s->bytes_held;
+	pool_t.lent += ch->size;
+	pool_t.chunks_lent++;
+}
+
 int
 vmmd_pool_grant(struct vmmd_session *s, uint64_t bytes, unsigned flags,
     uint64_t min_piece_req, struct vmmd_chunk **out, size_t max, int *code,
@@ -689,20 +827,8 @@ vmmd_pool_grant(struct vmmd_session *s, uint64_t bytes, unsigned flags,
 			return -1;
 		}
 	}
-	for (i = 0; i < n; i++) {
-		ch = out[i];
-		ch->state = VMMD_CHUNK_LENT;
-		ch->holder = s;
-		ch->last_uid = s->uid;
-		ch->lent_before = true;
-		TAILQ_INSERT_TAIL(&s->held, ch, link);
-		s->chunks_held++;
-		s->bytes_held += ch->size;
-		pool_t.lent += ch->size;
-		pool_t.chunks_lent++;
-	}
-	if (s->bytes_held > s->peak_held)
-		s->peak_held = s->bytes_held;
+	for (i = 0; i < n; i++)
+		pool_lend(out[i], s);
 	vmmd_stats.grants++;
 	vmmd_stats.grant_chunks += n;
 	vmmd_stats.grant_bytes += want;
@@ -761,6 +887,13 @@ void
 vmmd_pool_release(struct vmmd_chunk *ch)
 {
 	pool_detach(ch);
+	/* Adopted memory may still be mapped by whoever else kept an fd of
+	 * it (the previous daemon's other clients, a peer that kept one after
+	 * a Release): lending it again could give it a second holder. */
+	if (ch->adopted) {
+		pool_destroy(ch);
+		return;
+	}
 	if (pool_drain_left > 0 && vmm_now_ms() >= pool_drain_until_ms)
 		pool_drain_left = 0;		/* the drain is over */
 	if (pool_drain_left > 0) {
@@ -804,22 +937,45 @@ vmmd_pool_process_gone(struct vmmd_session *s)
 	}
 }
 
-int
+void
+vmmd_pool_transfer(struct vmmd_session *from, struct vmmd_session *to)
+{
+	struct vmmd_chunk *ch;
+
+	while ((ch = TAILQ_FIRST(&from->held)) != NULL) {
+		pool_detach(ch);
+		pool_lend(ch, to);
+	}
+}
+
+enum vmmd_adopt
 vmmd_pool_adopt(struct vmmd_session *s, int fd, uint64_t size, uint64_t *id)
 {
 	CUmemGenericAllocationHandle h;
 	CUmemAllocationProp prop;
 	struct vmmd_chunk *ch, **b;
+	struct stat st;
 	CUdeviceptr va;
 	CUresult r;
 
 	if (size == 0 || size % pool_unit != 0)
-		return -1;
+		return VMMD_ADOPT_FOREIGN;
+	if (!pool_kind_known)
+		pool_probe_fds();
+	if (!pool_kind_known)
+		return VMMD_ADOPT_UNKNOWN;
+	/* Not the kind of fd our driver exports: the driver never sees it. */
+	if (fstat(fd, &st) != 0 || !pool_fd_is_ours(&st))
+		return VMMD_ADOPT_FOREIGN;
+	/* Memory that left vmmd as an fd and is still tracked (lent, pooled,
+	 * quarantined, or adopted a moment ago): never a second record. */
+	if (pool_identity && pool_key_find(&st) != NULL)
+		return VMMD_ADOPT_DUPLICATE;
 	if ((r = cuMemImportFromShareableHandle(&h, (void *)(uintptr_t)fd,
 	    CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR)) != CUDA_SUCCESS) {
 		vmm_log_error("adopt from pid %d: import: %s", (int)s->pid,
 		    pool_cu_name(r));
-		return -1;
+		return VMMD_ADOPT_FOREIGN;
 	}
 	/* Another GPU's memory, or a size that is not the chunk's: refuse.
 	 * cuMemMap accepts only the handle's own size. */
@@ -836,36 +992,30 @@ vmmd_pool_adopt(struct vmmd_session *s, int fd, uint64_t size, uint64_t *id)
 	ch->id = pool_next_id++;
 	ch->handle = h;
 	ch->size = size;
-	ch->state = VMMD_CHUNK_LENT;
-	ch->holder = s;
-	ch->last_uid = s->uid;
-	ch->lent_before = true;
+	ch->adopted = true;
 	b = pool_bucket(ch->id);
 	ch->hnext = *b;
 	*b = ch;
-	TAILQ_INSERT_TAIL(&s->held, ch, link);
-	s->chunks_held++;
-	s->bytes_held += size;
-	if (s->bytes_held > s->peak_held)
-		s->peak_held = s->bytes_held;
+	if (pool_identity)
+		pool_key_add(ch, &st);
 	pool_t.physical += size;
 	pool_t.chunks++;
-	pool_t.lent += size;
-	pool_t.chunks_lent++;
+	pool_lend(ch, s);
 	vmmd_stats.adopted_chunks++;
 	vmm_log_info("ADOPT Chunk=%" PRIu64 " Size=%" PRIu64 " Pid=%d", ch->id,
 	    size, (int)s->pid);
 	*id = ch->id;
-	return 0;
+	return VMMD_ADOPT_OK;
 fail:
 	cuMemRelease(h);
-	return -1;
+	return VMMD_ADOPT_FOREIGN;
 }
 
 /* Exports a chunk as a new POSIX fd for one grant; -1 on failure. */
 int
 vmmd_pool_export(struct vmmd_chunk *ch)
 {
+	struct stat st;
 	CUresult r;
 	int fd = -1;
 
@@ -875,6 +1025,16 @@ vmmd_pool_export(struct vmmd_chunk *ch)
 		vmm_log_error("export of chunk %" PRIu64 ": %s", ch->id,
 		    pool_cu_name(r));
 		return -1;
+	}
+	/* The memory leaves vmmd as an fd: from now on Adopt must know it. */
+	if (pool_identity && !ch->keyed) {
+		if (fstat(fd, &st) != 0 || !pool_fd_is_ours(&st)) {
+			vmm_log_error("export of chunk %" PRIu64 ": not the kind "
+			    "of fd probed at start", ch->id);
+			close(fd);
+			return -1;
+		}
+		pool_key_add(ch, &st);
 	}
 	return fd;
 }

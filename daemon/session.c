@@ -35,6 +35,7 @@ static uint64_t			session_next_id = 1;
 
 
 static void	session_close(struct vmmd_session *s, const char *why);
+static void	session_free(struct vmmd_session *s);
 
 /* ---- helpers ---------------------------------------------------------------- */
 
@@ -173,6 +174,40 @@ session_fatal(struct vmmd_session *s, uint64_t rid, Vmm__ErrorCode code,
 
 /* ---- handlers ----------------------------------------------------------------- */
 
+/*
+ * s takes over the chunks of session old_id if that was a session of the
+ * same process: same pid and uid, and the process the old session's pidfd
+ * names still alive (so the pid was not reused).  A session still open is
+ * closed first (its socket may be shared with another process, which then
+ * holds nothing).  Chunks keep their ids; nothing gets a second record.
+ */
+static bool
+session_resume(struct vmmd_session *s, uint64_t old_id)
+{
+	struct vmmd_session *o;
+
+	TAILQ_FOREACH(o, &vmmd_sessions, link)
+		if (o->id == old_id)
+			break;
+	if (o == NULL || o == s || o->pid != s->pid || o->uid != s->uid ||
+	    !session_process_alive(o))
+		return false;
+	if (o->state != VMMD_SESSION_CLOSED)
+		session_close(o, "resumed by a new connection of its process");
+	/* Closed with nothing held, or gone in between: nothing to take. */
+	TAILQ_FOREACH(o, &vmmd_sessions, link)
+		if (o->id == old_id)
+			break;
+	if (o == NULL || o->state != VMMD_SESSION_CLOSED)
+		return false;
+	vmm_log_info("RESUME Session=%" PRIu64 " Old=%" PRIu64 " Pid=%d Chunks=%"
+	    PRIu64, s->id, o->id, (int)s->pid, o->chunks_held);
+	vmmd_pool_transfer(o, s);
+	vmmd_stats.resumed_sessions++;
+	session_free(o);
+	return true;
+}
+
 static void
 session_hello(struct vmmd_session *s, const Vmm__Hello *h)
 {
@@ -204,6 +239,8 @@ session_hello(struct vmmd_session *s, const Vmm__Hello *h)
 	s->kind = h->kind;
 	s->state = VMMD_SESSION_READY;
 	event_del(s->ev_timeout);
+	if (h->resume_session != 0 && h->resume_instance == vmmd_instance)
+		rep.resumed = session_resume(s, h->resume_session);
 	vmm_log_escape(esc, sizeof(esc), s->name, strlen(s->name));
 	vmm_log_info("HELLO Session=%" PRIu64 " Pid=%d Uid=%u Name=%s", s->id,
 	    (int)s->pid, (unsigned)s->uid, esc);
@@ -215,6 +252,7 @@ session_hello(struct vmmd_session *s, const Vmm__Hello *h)
 	rep.request_id = h->request_id;
 	rep.protocol_version = VMM_PROTOCOL_VERSION;
 	rep.session_id = s->id;
+	rep.instance_id = vmmd_instance;
 	rep.granularity = vmmd_pool_granularity();
 	rep.device_uuid.data = (uint8_t *)vmmd_pool_device_uuid();
 	rep.device_uuid.len = 16;
@@ -508,6 +546,9 @@ session_release(struct vmmd_session *s, const Vmm__Release *r)
 	vmmd_session_retry_pending();
 }
 
+/* Takes over what a client maps from a previous daemon, chunk by chunk:
+ * an id for each one adopted, 0 for each refused (memory vmmd already
+ * tracks, or not a chunk of this GPU). */
 static void
 session_adopt(struct vmmd_session *s, struct vmm_frame_msg *m,
     const Vmm__Adopt *a)
@@ -515,19 +556,21 @@ session_adopt(struct vmmd_session *s, struct vmm_frame_msg *m,
 	Vmm__Envelope env = VMM__ENVELOPE__INIT;
 	Vmm__AdoptReply rep = VMM__ADOPT_REPLY__INIT;
 	uint64_t ids[VMM_PROTO_MAX_CHUNKS];
-	size_t i;
+	size_t i, refused = 0;
 
 	for (i = 0; i < a->n_sizes; i++) {
 		int fd = vmm_frame_msg_take_fd(m, i);
-		int rc = vmmd_pool_adopt(s, fd, a->sizes[i], &ids[i]);
+		enum vmmd_adopt rc = vmmd_pool_adopt(s, fd, a->sizes[i], &ids[i]);
 
 		close(fd);
-		if (rc != 0) {
-			/* What was adopted stays lent to s; the rest is not ours. */
-			session_error(s, a->request_id,
-			    VMM__ERROR_CODE__ERROR_CODE_INVALID,
-			    "a chunk to adopt is not memory of this GPU of that size");
-			return;
+		if (rc != VMMD_ADOPT_OK) {
+			ids[i] = 0;
+			refused++;
+			vmmd_stats.adopt_refused++;
+			vmm_log_info("ADOPT_REFUSED Session=%" PRIu64 " Pid=%d "
+			    "Size=%" PRIu64 " Why=%s", s->id, (int)s->pid,
+			    a->sizes[i], rc == VMMD_ADOPT_DUPLICATE ? "tracked" :
+			    rc == VMMD_ADOPT_UNKNOWN ? "unknown" : "foreign");
 		}
 	}
 	rep.request_id = a->request_id;
@@ -536,7 +579,8 @@ session_adopt(struct vmmd_session *s, struct vmm_frame_msg *m,
 	env.msg_case = VMM__ENVELOPE__MSG_ADOPT_REPLY;
 	env.adopt_reply = &rep;
 	session_send(s, &env, NULL, 0);
-	vmmd_notify_status();
+	if (refused < a->n_sizes)
+		vmmd_notify_status();
 }
 
 /* The client's view: what it may still get (quota, pool limit, what the

@@ -118,6 +118,8 @@ uint64_t vmmd_quota_for(const struct vmmd_config *c, uid_t uid,
 	X(accept_pauses, "accept paused for lack of fds")                    \
 	X(trims, "trim requests")                                            \
 	X(adopted_chunks, "chunks taken over from a previous daemon")       \
+	X(adopt_refused, "chunks to adopt refused (tracked already, foreign)") \
+	X(resumed_sessions, "sessions resumed by their process on reconnect") \
 	X(recalls, "Recall pushes sent to clients")                          \
 	X(recall_waits, "Acquires parked until recalled memory came back")   \
 	X(recall_successes, "parked Acquires granted after a recall")
@@ -153,9 +155,18 @@ struct vmmd_chunk {
 	struct vmmd_session		*holder;	/* LENT, QUARANTINED */
 	uid_t				last_uid;
 	bool				lent_before;
+	/* Taken over by Adopt: others may still map it with fds vmmd never
+	 * saw, so it is never lent again; released, it goes to the GPU. */
+	bool				adopted;
+	/* The kernel object behind its exported fds (st_dev, st_ino), once
+	 * known, where that names the allocation (vmmd_pool_fd_identity). */
+	bool				keyed;
+	dev_t				key_dev;
+	ino_t				key_ino;
 	uint64_t			idle_since_ms;
 	TAILQ_ENTRY(vmmd_chunk)		link;	/* free list or holder's list */
 	struct vmmd_chunk		*hnext;	/* id hash chain */
+	struct vmmd_chunk		*knext;	/* key hash chain */
 };
 
 TAILQ_HEAD(vmmd_chunk_list, vmmd_chunk);
@@ -190,10 +201,24 @@ int	vmmd_pool_grant(struct vmmd_session *s, uint64_t bytes, unsigned flags,
 	    char *msg, size_t msglen);
 /* Exports a chunk as a new POSIX fd for one grant; -1 on failure. */
 int	vmmd_pool_export(struct vmmd_chunk *ch);
+enum vmmd_adopt {
+	VMMD_ADOPT_OK,
+	VMMD_ADOPT_DUPLICATE,	/* memory vmmd already tracks */
+	VMMD_ADOPT_FOREIGN,	/* not a chunk of this GPU of that size */
+	VMMD_ADOPT_UNKNOWN,	/* vmmd cannot tell this memory apart yet */
+};
+
 /* Takes a chunk a client still maps from a previous daemon (fd not taken)
- * as lent to s; 0 and its new id, or -1. */
-int	vmmd_pool_adopt(struct vmmd_session *s, int fd, uint64_t size,
+ * as lent to s, with a new id, unless vmmd already tracks that memory. */
+enum vmmd_adopt vmmd_pool_adopt(struct vmmd_session *s, int fd, uint64_t size,
 	    uint64_t *id);
+/* Whether an exported fd's kernel object (st_dev, st_ino) names its
+ * allocation on this driver (probed at start): then Adopt recognises
+ * memory vmmd already tracks. */
+bool	vmmd_pool_fd_identity(void);
+/* Moves every chunk of from (a closed session of the same process) to to,
+ * ids unchanged: a session resumed after a reconnect. */
+void	vmmd_pool_transfer(struct vmmd_session *from, struct vmmd_session *to);
 /* Undoes a grant whose reply could not be sent: the chunks go back. */
 void	vmmd_pool_ungrant(struct vmmd_chunk **chunks, size_t n);
 /* The chunk with this id if s holds it. */
@@ -301,6 +326,8 @@ bool	vmmd_server_is_admin(uid_t uid, gid_t gid, const gid_t *groups,
 /* ---- main.c ---------------------------------------------------------------- */
 
 extern struct event_base	*vmmd_base;
+/* Random, non-zero, new at every start (HelloReply.instance_id). */
+extern uint64_t			vmmd_instance;
 extern struct vmmd_config	vmmd_cfg;
 /* Asks the loop to finish (after a signal or a fatal error). */
 void		vmmd_exit(int code);

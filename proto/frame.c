@@ -235,14 +235,8 @@ adopt_ok(const Vmm__Adopt *m)
 static bool
 adopt_reply_ok(const Vmm__AdoptReply *m)
 {
-	size_t	i;
-
-	if (m->request_id == 0 || m->n_chunk_ids > VMM_PROTO_MAX_CHUNKS)
-		return false;
-	for (i = 0; i < m->n_chunk_ids; i++)
-		if (m->chunk_ids[i] == 0)
-			return false;
-	return true;
+	/* An id of 0 names a chunk the daemon refused. */
+	return m->request_id != 0 && m->n_chunk_ids <= VMM_PROTO_MAX_CHUNKS;
 }
 
 static bool
@@ -293,6 +287,7 @@ body_ok(const Vmm__Envelope *e, unsigned *from)
 		return e->hello_reply != NULL &&
 		    e->hello_reply->request_id != 0 &&
 		    e->hello_reply->session_id != 0 &&
+		    e->hello_reply->instance_id != 0 &&
 		    e->hello_reply->granularity != 0 &&
 		    uuid_ok(&e->hello_reply->device_uuid, true) &&
 		    e->hello_reply->limits != NULL &&
@@ -390,7 +385,7 @@ body_ok(const Vmm__Envelope *e, unsigned *from)
 		*from = FROM_ANY;
 		return e->error != NULL &&
 		    e->error->code >= VMM__ERROR_CODE__ERROR_CODE_BAD_MESSAGE &&
-		    e->error->code <= VMM__ERROR_CODE__ERROR_CODE_INTERNAL &&
+		    e->error->code <= VMM__ERROR_CODE__ERROR_CODE_DUPLICATE &&
 		    str_ok(e->error->message, VMM_PROTO_MAX_MESSAGE, false);
 	case VMM__ENVELOPE__MSG__NOT_SET:
 	default:

@@ -43,6 +43,8 @@ _Thread_local int shim_depth __attribute__((tls_model("initial-exec")));
 	X(VMM_EINVAL, CUDA_ERROR_INVALID_VALUE, cudaErrorInvalidValue)	\
 	X(VMM_ENOMEM, CUDA_ERROR_OUT_OF_MEMORY, cudaErrorMemoryAllocation) \
 	X(VMM_EQUOTA, CUDA_ERROR_OUT_OF_MEMORY, cudaErrorMemoryAllocation) \
+	X(VMM_ETIMEDOUT, CUDA_ERROR_OUT_OF_MEMORY,			\
+	    cudaErrorMemoryAllocation)					\
 	X(VMM_ENODAEMON, CUDA_ERROR_OUT_OF_MEMORY,			\
 	    cudaErrorMemoryAllocation)					\
 	X(VMM_ENOCTX, CUDA_ERROR_INVALID_CONTEXT,			\

@@ -22,10 +22,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "../common/check.h"
+#include "client_internal.h"
 #include "testclient.h"
 #include "vmm_client.h"
 
@@ -134,6 +136,203 @@ case_quota_small(void)
 	tc_stop_daemon_ok(d);
 }
 
+/* ---- stall, dropped, restart -------------------------------------------- */
+
+/*
+ * A child holds a large and a small allocation with data, then, step by
+ * step on the parent's word (a pipe), tries allocating while the parent
+ * does something to vmmd, checks its data, and flushes.  The parent then
+ * checks vmmd's records against what the child maps.
+ */
+static int	to_child[2], to_parent[2];
+
+static void
+say(int fd, char c)
+{
+	CHECK(write(fd, &c, 1) == 1);
+}
+
+static char
+hear(int fd)
+{
+	char c;
+
+	CHECK(read(fd, &c, 1) == 1);
+	return c;
+}
+
+#define HELD_LARGE	(6 * MiB)
+#define HELD_SMALL	5000
+
+static void
+holder_child(void)
+{
+	void *big, *small, *more;
+	struct vmm_usage u;
+	uint64_t t0;
+	int rc;
+	char cmd;
+
+	ctx_init();
+	CHECK(vmm_malloc(&big, HELD_LARGE) == 0);
+	CHECK(vmm_malloc(&small, HELD_SMALL) == 0);
+	put_pattern(big, HELD_LARGE, 1);
+	put_pattern(small, HELD_SMALL, 2);
+	say(to_parent[1], 'a');
+	/* The parent has done its deed (stopped vmmd, or restarted it), or
+	 * asks us to break our connection as vmmd dropping it would. */
+	cmd = hear(to_child[0]);
+	if (cmd == 'x')
+		CHECK(shutdown(vmm_conn_fd(vmm_conn_get(0)), SHUT_RDWR) == 0);
+	if (cmd == 's') {
+		/* vmmd stopped: the call fails in about the timeout, as out of
+		 * memory to the application, and so does the next one. */
+		t0 = vmm_now_ms();
+		rc = vmm_malloc(&more, 8 * MiB);
+		fprintf(stderr, "allocation while vmmd is stopped: %s after "
+		    "%llu ms\n", vmm_strerror(rc),
+		    (unsigned long long)(vmm_now_ms() - t0));
+		CHECK(rc == VMM_ETIMEDOUT);
+		CHECK(vmm_now_ms() - t0 < 5000);
+		CHECK(vmm_malloc(&more, 3 * MiB) == VMM_ETIMEDOUT);
+		say(to_parent[1], 'b');
+		CHECK(hear(to_child[0]) == 'c');	/* vmmd runs again */
+	}
+	/* Allocating goes on, and the data is where it was. */
+	CHECK(vmm_malloc(&more, 8 * MiB) == 0);
+	put_pattern(more, 8 * MiB, 3);
+	CHECK(has_pattern(big, HELD_LARGE, 1));
+	CHECK(has_pattern(small, HELD_SMALL, 2));
+	CHECK(has_pattern(more, 8 * MiB, 3));
+	/* Everything cached goes back and vmmd has seen it. */
+	CHECK(vmm_flush() == 0);
+	CHECK(vmm_get_usage(&u) == 0);
+	/* What this process maps is what vmmd lends it. */
+	{
+		uint64_t mapped = u.mapped_bytes;
+
+		CHECK(write(to_parent[1], &mapped, sizeof(mapped)) ==
+		    sizeof(mapped));
+	}
+	CHECK(hear(to_child[0]) == 'd');	/* the parent has checked */
+	CHECK(vmm_free(big) == 0 && vmm_free(small) == 0 &&
+	    vmm_free(more) == 0);
+	vmm_shutdown();
+}
+
+/* Another process takes up to 48 MiB in 2 MiB pieces, writes each, waits
+ * while others do the same, and checks each: no piece of its was lent to
+ * anyone else meanwhile. */
+static void
+grabber_child(void)
+{
+	void *p[24];
+	int i, n = 0;
+
+	ctx_init();
+	for (i = 0; i < 24 && vmm_malloc(&p[n], 2 * MiB) == 0; i++, n++)
+		put_pattern(p[n], 2 * MiB, 100 + (unsigned)getpid() + (unsigned)i);
+	usleep(300 * 1000);
+	for (i = 0; i < n; i++)
+		CHECK(has_pattern(p[i], 2 * MiB, 100 + (unsigned)getpid() +
+		    (unsigned)i));
+	CHECK(n > 0);
+	vmm_shutdown();
+}
+
+static pid_t
+spawn(void (*fn)(void))
+{
+	pid_t pid = fork();
+
+	CHECK(pid >= 0);
+	if (pid == 0) {
+		alarm(60);
+		fn();
+		_exit(0);
+	}
+	return pid;
+}
+
+static void
+reap(pid_t pid)
+{
+	int st;
+
+	CHECK(waitpid(pid, &st, 0) == pid);
+	if (WIFSIGNALED(st))
+		fprintf(stderr, "child killed by signal %d\n", WTERMSIG(st));
+	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+static void
+run_holder(const char *what)
+{
+	const char *conf = "idle_timeout_ms = 0\nrecall_timeout_ms = 0\n";
+	struct tc *adm;
+	Vmm__PoolStats ps;
+	uint64_t mapped;
+	pid_t d, h;
+	int st;
+
+	CHECK(pipe(to_child) == 0 && pipe(to_parent) == 0);
+	d = tc_start_daemon(sockdir, conf, NULL);
+	h = spawn(holder_child);
+	CHECK(hear(to_parent[0]) == 'a');
+	if (strcmp(what, "stall") == 0) {
+		kill(d, SIGSTOP);
+		say(to_child[1], 's');
+		CHECK(hear(to_parent[0]) == 'b');
+		kill(d, SIGCONT);
+		say(to_child[1], 'c');
+	} else if (strcmp(what, "dropped") == 0) {
+		say(to_child[1], 'x');
+	} else if (strcmp(what, "restart") == 0) {
+		kill(d, SIGKILL);
+		CHECK(waitpid(d, &st, 0) == d);
+		d = tc_start_daemon(sockdir, conf, NULL);
+		say(to_child[1], 'g');
+	} else
+		CHECK(!"unknown holder case");
+	CHECK(read(to_parent[0], &mapped, sizeof(mapped)) == sizeof(mapped));
+	adm = tc_open(sockpath, "admin", true);
+	tc_pool(adm, &ps);
+	fprintf(stderr, "%s: client maps %llu, vmmd lends %llu in %llu chunks; "
+	    "adopted %llu, refused %llu, resumed %llu\n", what,
+	    (unsigned long long)mapped, (unsigned long long)ps.lent_bytes,
+	    (unsigned long long)ps.chunks_lent,
+	    (unsigned long long)tc_counter(adm, "adopted_chunks"),
+	    (unsigned long long)tc_counter(adm, "adopt_refused"),
+	    (unsigned long long)tc_counter(adm, "resumed_sessions"));
+	/* One record per chunk: vmmd lends exactly what the client maps, and
+	 * quarantines nothing (no second, dead session holds it). */
+	CHECK(ps.lent_bytes == mapped);
+	CHECK(ps.quarantined_bytes == 0);
+	if (strcmp(what, "restart") == 0)
+		CHECK(tc_counter(adm, "adopted_chunks") > 0);
+	else
+		CHECK(tc_counter(adm, "adopted_chunks") == 0);
+	if (strcmp(what, "dropped") == 0)
+		CHECK(tc_counter(adm, "resumed_sessions") == 1);
+	CHECK(tc_counter(adm, "adopt_refused") == 0);
+	/* Memory is not lent twice: while the holder lives, and after it is
+	 * gone (a second record would come back then and go to two of the
+	 * next holders at once). */
+	reap(spawn(grabber_child));
+	say(to_child[1], 'd');
+	reap(h);
+	{
+		pid_t g1 = spawn(grabber_child), g2 = spawn(grabber_child);
+
+		reap(g1);
+		reap(g2);
+	}
+	tc_pool(adm, &ps);
+	CHECK(ps.lent_bytes == 0 && ps.quarantined_bytes == 0);
+	tc_close(adm);
+	tc_stop_daemon_ok(d);
+}
+
 /* ---- main --------------------------------------------------------------- */
 
 int
@@ -148,6 +347,12 @@ main(int argc, char **argv)
 	setenv("VMM_SOCKET_DIR", sockdir, 1);
 	if (strcmp(argv[1], "quota_small") == 0)
 		case_quota_small();
+	else if (strcmp(argv[1], "stall") == 0 ||
+	    strcmp(argv[1], "dropped") == 0 ||
+	    strcmp(argv[1], "restart") == 0) {
+		setenv("VMM_CONNECT_TIMEOUT_MS", "300", 1);
+		run_holder(argv[1]);
+	}
 	else {
 		fprintf(stderr, "unknown case %s\n", argv[1]);
 		return 2;

@@ -153,8 +153,10 @@ test_faults(void)
 	char msg[512];
 	pid_t d;
 
-	setenv("CUEMU_FAIL", "cuMemCreate:1:CUDA_ERROR_UNKNOWN,"
-	    "cuMemExportToShareableHandle:1:CUDA_ERROR_UNKNOWN", 1);
+	/* vmmd's start-up probe of exported fds makes 2 creates and 3
+	 * exports: the faults hit the first of the grants'. */
+	setenv("CUEMU_FAIL", "cuMemCreate:3:CUDA_ERROR_UNKNOWN,"
+	    "cuMemExportToShareableHandle:4:CUDA_ERROR_UNKNOWN", 1);
 	d = start("fault");
 	unsetenv("CUEMU_FAIL");
 

@@ -80,7 +80,8 @@ test_roundtrip_all(void)
 	CHECK(strcmp(vmm_frame_msg_env(m)->hello->client_name, "python3") == 0);
 	CHECK(vmm_frame_msg_env(m)->hello->device_uuid.len == 16 &&
 	    vmm_frame_msg_env(m)->hello->device_uuid.data[15] == 0xaf);
-	CHECK(vmm_frame_msg_env(m)->hello->protocol_version == 1);
+	CHECK(vmm_frame_msg_env(m)->hello->protocol_version ==
+	    VMM_PROTOCOL_VERSION);
 	vmm_frame_msg_free(m);
 	free(a);
 	CHECK(strcmp(vmm_frame_type_name(NULL), "none") == 0);
@@ -121,6 +122,7 @@ test_validation(void)
 	EXPECT(0, s.from = 3, VMM_FRAME_EINVALID);
 	/* hello_reply */
 	EXPECT(1, s.hello_reply.session_id = 0, VMM_FRAME_EINVALID);
+	EXPECT(1, s.hello_reply.instance_id = 0, VMM_FRAME_EINVALID);
 	EXPECT(1, s.hello_reply.granularity = 0, VMM_FRAME_EINVALID);
 	EXPECT(1, s.hello_reply.device_uuid.len = 0, VMM_FRAME_EINVALID);
 	EXPECT(1, s.hello_reply.limits = NULL, VMM_FRAME_EINVALID);
@@ -208,7 +210,8 @@ test_validation(void)
 	EXPECT(17, s.goodbye.message = LONG(VMM_PROTO_MAX_MESSAGE + 1),
 	    VMM_FRAME_EINVALID);
 	EXPECT(18, s.error.code = 0, VMM_FRAME_EINVALID);
-	EXPECT(18, s.error.code = 13, VMM_FRAME_EINVALID);
+	EXPECT(18, s.error.code = 13, 0);	/* DUPLICATE */
+	EXPECT(18, s.error.code = 14, VMM_FRAME_EINVALID);
 	EXPECT(19, s.error.message = LONG(VMM_PROTO_MAX_MESSAGE + 1),
 	    VMM_FRAME_EINVALID);
 	EXPECT(19, s.nfds = 1, VMM_FRAME_EFDCOUNT);
@@ -225,7 +228,7 @@ test_validation(void)
 	    s.adopt.n_sizes = s.nfds = VMM_PROTO_MAX_CHUNKS + 1,
 	    VMM_FRAME_EINVALID);
 	EXPECT(21, s.adopt_reply.request_id = 0, VMM_FRAME_EINVALID);
-	EXPECT(21, s.ids[1] = 0, VMM_FRAME_EINVALID);
+	EXPECT(21, s.ids[1] = 0, 0);	/* a refused chunk */
 	EXPECT(21, s.adopt_reply.chunk_ids = ids;
 	    s.adopt_reply.n_chunk_ids = VMM_PROTO_MAX_CHUNKS + 1,
 	    VMM_FRAME_EINVALID);
@@ -666,7 +669,7 @@ test_strerror(void)
 	for (i = 0; i < sizeof(codes) / sizeof(codes[0]); i++)
 		CHECK(vmm_frame_strerror(codes[i]) != NULL &&
 		    vmm_frame_strerror(codes[i])[0] != '\0');
-	CHECK(VMM_PROTOCOL_VERSION == 1);
+	CHECK(VMM_PROTOCOL_VERSION == 2);
 }
 
 int

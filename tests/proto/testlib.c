@@ -73,6 +73,7 @@ t_sample(size_t i, struct t_sample *s)
 		s->hello_reply.request_id = 1;
 		s->hello_reply.protocol_version = VMM_PROTOCOL_VERSION;
 		s->hello_reply.session_id = 77;
+		s->hello_reply.instance_id = 0x5eed;
 		s->hello_reply.granularity = 2u << 20;
 		s->hello_reply.device_uuid.len = VMM_PROTO_UUID_LEN;
 		s->hello_reply.device_uuid.data = s->uuid;

@@ -143,12 +143,13 @@ hello_reply(int fd, const Vmm__Hello *h)
 	if (is("version_error")) {
 		send_error(fd, h->request_id,
 		    VMM__ERROR_CODE__ERROR_CODE_VERSION_MISMATCH,
-		    "this vmmd speaks protocol 2");
+		    "this vmmd speaks protocol 3");
 		return;
 	}
 	r.request_id = h->request_id;
 	r.protocol_version = is("version") ? 99 : VMM_PROTOCOL_VERSION;
 	r.session_id = 7;
+	r.instance_id = 0xfa4e;
 	r.granularity = 2 * MiB;
 	r.device_uuid.data = uuid;
 	r.device_uuid.len = sizeof(uuid);

@@ -122,7 +122,7 @@ case_stats() {
 	    '^  103  4003  1000  app         3  6 MiB  3\.5 MiB   512 B   9 GiB      -  café$' \
 	    '^  104  4004  1000  admin       4  8 MiB  4\.5 MiB   512 B  12 GiB      -  bad\\xff\\xfe$'
 	no_controls "$OUT"
-	has "$LOG" '^hello version=1 kind=2 name=vmmctl pid=peer uuid_len=0$'
+	has "$LOG" '^hello version=2 kind=2 name=vmmctl pid=peer uuid_len=0$'
 	[ "$(grep -c '^stats offset=' "$LOG")" -eq 3 ] ||
 	    fail "expected 3 stats pages: $(cat "$LOG")"
 	has "$LOG" '^stats offset=0$' '^stats offset=2$' '^stats offset=4$'
@@ -230,7 +230,7 @@ case_errors() {
 	fake version
 	run 4 -S "$D/gpu0.sock" stats && err_has "speaks protocol version 99"
 	fake version_error
-	run 4 -S "$D/gpu0.sock" stats && err_has "(version_mismatch): this vmmd speaks protocol 2"
+	run 4 -S "$D/gpu0.sock" stats && err_has "(version_mismatch): this vmmd speaks protocol 3"
 	fake close
 	run 4 -S "$D/gpu0.sock" stats
 	fake wrong
@@ -304,7 +304,7 @@ case_usage() {
 	run 0 help trim
 	has "$OUT" '^  trim \[--recall\] \[--target SIZE\]$'
 	run 0 --version
-	has "$OUT" '^vmmctl [0-9]+\.[0-9]+\.[0-9]+ \(protocol 1\)$'
+	has "$OUT" '^vmmctl [0-9]+\.[0-9]+\.[0-9]+ \(protocol 2\)$'
 	[ ! -e "$D/absent.sock" ] || fail "something created $D/absent.sock"
 }
 
