@@ -18,7 +18,9 @@ const struct vmm_opt vmmd_options[] = {
 	{ "device", VMM_OPT_STRING, "0", 0, 0, NULL, O(device),
 	  "GPU to serve: an ordinal or a UUID" },
 	{ "socket_dir", VMM_OPT_STRING, "/run/vmmd", 0, 0, NULL, O(socket_dir),
-	  "directory of the sockets gpu-<UUID>.sock and gpu<N>.sock" },
+	  "directory of the sockets gpu-<UUID>.sock and gpu<N>.sock; created "
+	  "0755 if missing, else it must be a real directory (not a symlink) "
+	  "owned by root or vmmd's user and writable by no one else" },
 	{ "socket_group", VMM_OPT_STRING, "", 0, 0, NULL, O(socket_group),
 	  "group owning the socket (mode 0660); empty: the daemon's group" },
 	{ "admin_group", VMM_OPT_STRING, "", 0, 0, NULL, O(admin_group),
