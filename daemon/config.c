@@ -13,6 +13,8 @@
 #include "log.h"
 
 #define O(f) offsetof(struct vmmd_config, f)
+#define STR(x) #x
+#define XSTR(x) STR(x)
 
 const struct vmm_opt vmmd_options[] = {
 	{ "device", VMM_OPT_STRING, "0", 0, 0, NULL, O(device),
@@ -51,8 +53,10 @@ const struct vmm_opt vmmd_options[] = {
 	{ "idle_floor", VMM_OPT_SIZE, "0", 0, 1e15, NULL, O(idle_floor),
 	  "idle bytes the pool keeps however long they are idle; above it the "
 	  "pool keeps what was granted within the last idle_timeout_ms" },
-	{ "max_sessions", VMM_OPT_U64, "1024", 1, 65536, NULL, O(max_sessions),
-	  "most client connections at once" },
+	{ "max_sessions", VMM_OPT_U64, "1024", VMMD_ADMIN_SESSIONS + 1, 65536,
+	  NULL, O(max_sessions), "most client connections at once; the last "
+	  XSTR(VMMD_ADMIN_SESSIONS) " are kept for admins (root, admin_group), "
+	  "so that vmmctl still connects when clients have taken the rest" },
 	{ "max_sessions_per_uid", VMM_OPT_U64, "256", 1, 65536, NULL,
 	  O(max_sessions_per_uid), "most client connections of one uid" },
 	{ "max_queue_bytes", VMM_OPT_SIZE, "1M", 65536, 1073741824, NULL,

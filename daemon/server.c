@@ -12,8 +12,9 @@
  * the removal of a stale socket all act in the directory it checked.
  *
  * Accept is bounded per wake-up; on EMFILE/ENFILE accepting pauses for a
- * second instead of spinning; limits on sessions in all and per uid are
- * enforced here, each refusal answered with an Error and counted.
+ * second instead of spinning; limits on sessions in all (the last
+ * VMMD_ADMIN_SESSIONS for admins only) and per uid are enforced here, each
+ * refusal answered with an Error and counted.
  */
 #include "vmmd.h"
 
@@ -123,9 +124,16 @@ server_take(int fd)
 	len = sizeof(groups);
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) == 0)
 		ngroups = (int)(len / sizeof(gid_t));
+	admin = vmmd_server_is_admin(cr.uid, cr.gid, groups, ngroups);
 	if (vmmd_nsessions >= vmmd_cfg.max_sessions) {
 		server_refuse(fd, "too many clients",
 		    VMM__ERROR_CODE__ERROR_CODE_LIMIT);
+		return 0;
+	}
+	if (!admin && vmmd_nsessions >= vmmd_cfg.max_sessions -
+	    VMMD_ADMIN_SESSIONS) {
+		server_refuse(fd, "too many clients (the last places are kept "
+		    "for admins)", VMM__ERROR_CODE__ERROR_CODE_LIMIT);
 		return 0;
 	}
 	if (vmmd_session_count_uid(cr.uid) >= vmmd_cfg.max_sessions_per_uid) {
@@ -149,7 +157,6 @@ server_take(int fd)
 		}
 		return 0;
 	}
-	admin = vmmd_server_is_admin(cr.uid, cr.gid, groups, ngroups);
 	if (vmmd_session_new(fd, pidfd, cr.pid, cr.uid, cr.gid, admin) == 0)
 		vmmd_notify_status();
 	return 0;

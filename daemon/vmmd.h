@@ -31,6 +31,11 @@ struct vmmd_session;
 
 /* ---- config.c ------------------------------------------------------------- */
 
+/* Sessions kept for admins (root, admin_group): other peers are refused
+ * once max_sessions less these are taken, so that vmmctl still gets in when
+ * clients have filled the rest. */
+#define VMMD_ADMIN_SESSIONS	4
+
 enum vmmd_scrub {
 	VMMD_SCRUB_CROSS_UID,	/* zero a chunk before a different uid gets it */
 	VMMD_SCRUB_ALWAYS,
