@@ -1,6 +1,8 @@
 /*
  * vmmd settings: one table drives the config file, --help and --dump-config.
- * Quotas are dynamic keys ("quota.uid.1000 = 8G") handled beside the table.
+ * Quotas are dynamic keys ("quota.uid.1000 = 8G") handled beside the table,
+ * kept in a hash table (any number of them loads and is found in linear
+ * time).
  */
 #include "vmmd.h"
 
@@ -13,12 +15,16 @@
 #include "log.h"
 
 #define O(f) offsetof(struct vmmd_config, f)
+#define STR(x) #x
+#define XSTR(x) STR(x)
 
 const struct vmm_opt vmmd_options[] = {
 	{ "device", VMM_OPT_STRING, "0", 0, 0, NULL, O(device),
 	  "GPU to serve: an ordinal or a UUID" },
 	{ "socket_dir", VMM_OPT_STRING, "/run/vmmd", 0, 0, NULL, O(socket_dir),
-	  "directory of the sockets gpu-<UUID>.sock and gpu<N>.sock" },
+	  "directory of the sockets gpu-<UUID>.sock and gpu<N>.sock; created "
+	  "0755 if missing, else it must be a real directory (not a symlink) "
+	  "owned by root or vmmd's user and writable by no one else" },
 	{ "socket_group", VMM_OPT_STRING, "", 0, 0, NULL, O(socket_group),
 	  "group owning the socket (mode 0660); empty: the daemon's group" },
 	{ "admin_group", VMM_OPT_STRING, "", 0, 0, NULL, O(admin_group),
@@ -49,8 +55,10 @@ const struct vmm_opt vmmd_options[] = {
 	{ "idle_floor", VMM_OPT_SIZE, "0", 0, 1e15, NULL, O(idle_floor),
 	  "idle bytes the pool keeps however long they are idle; above it the "
 	  "pool keeps what was granted within the last idle_timeout_ms" },
-	{ "max_sessions", VMM_OPT_U64, "1024", 1, 65536, NULL, O(max_sessions),
-	  "most client connections at once" },
+	{ "max_sessions", VMM_OPT_U64, "1024", VMMD_ADMIN_SESSIONS + 1, 65536,
+	  NULL, O(max_sessions), "most client connections at once; the last "
+	  XSTR(VMMD_ADMIN_SESSIONS) " are kept for admins (root, admin_group), "
+	  "so that vmmctl still connects when clients have taken the rest" },
 	{ "max_sessions_per_uid", VMM_OPT_U64, "256", 1, 65536, NULL,
 	  O(max_sessions_per_uid), "most client connections of one uid" },
 	{ "max_queue_bytes", VMM_OPT_SIZE, "1M", 65536, 1073741824, NULL,
@@ -78,34 +86,144 @@ static const char *const vmmd_quota_prefix[] = {
 	[VMMD_QUOTA_CGROUP] = "quota.cgroup.",
 };
 
+struct vmmd_quota {
+	struct vmmd_quota	*next;	/* hash chain */
+	enum vmmd_quota_kind	kind;
+	uint64_t		bytes;
+	char			key[];
+};
+
+#define VMMD_QUOTA_BUCKETS_MIN	64
+
+int
+vmmd_quota_uid(const char *s, uid_t *uid)
+{
+	uint64_t v = 0;
+
+	if (*s == '\0')
+		return -1;
+	for (; *s != '\0'; s++) {
+		if (*s < '0' || *s > '9')
+			return -1;
+		v = v * 10 + (uint64_t)(*s - '0');
+		if (v > VMMD_QUOTA_UID_MAX)
+			return -1;
+	}
+	*uid = (uid_t)v;
+	return 0;
+}
+
+/* FNV-1a of the kind and the key. */
+static size_t
+quota_hash(enum vmmd_quota_kind kind, const char *key)
+{
+	uint64_t h = 14695981039346656037ull ^ (uint64_t)kind;
+
+	for (; *key != '\0'; key++) {
+		h ^= (unsigned char)*key;
+		h *= 1099511628211ull;
+	}
+	return (size_t)h;
+}
+
+/* The link that points to (kind, key), or the NULL that ends its chain.
+ * The table must have buckets. */
+static struct vmmd_quota **
+quota_slot(const struct vmmd_quotas *qs, enum vmmd_quota_kind kind,
+    const char *key)
+{
+	struct vmmd_quota **pp;
+
+	pp = &qs->bucket[quota_hash(kind, key) & (qs->nbuckets - 1)];
+	for (; *pp != NULL; pp = &(*pp)->next)
+		if ((*pp)->kind == kind && strcmp((*pp)->key, key) == 0)
+			break;
+	return pp;
+}
+
+/* Doubles the buckets (or makes the first); -1 if out of memory. */
+static int
+quota_grow(struct vmmd_quotas *qs)
+{
+	struct vmmd_quota **b, *q;
+	size_t n, i, h;
+
+	n = qs->nbuckets != 0 ? qs->nbuckets * 2 : VMMD_QUOTA_BUCKETS_MIN;
+	if ((b = calloc(n, sizeof(*b))) == NULL)
+		return -1;
+	for (i = 0; i < qs->nbuckets; i++) {
+		while ((q = qs->bucket[i]) != NULL) {
+			qs->bucket[i] = q->next;
+			h = quota_hash(q->kind, q->key) & (n - 1);
+			q->next = b[h];
+			b[h] = q;
+		}
+	}
+	free(qs->bucket);
+	qs->bucket = b;
+	qs->nbuckets = n;
+	return 0;
+}
+
 int
 vmmd_quota_set(struct vmmd_config *c, enum vmmd_quota_kind kind,
     const char *key, uint64_t bytes)
 {
+	struct vmmd_quotas *qs = &c->quotas;
 	struct vmmd_quota **pp, *q;
+	char uidkey[16];
+	size_t len;
+	uid_t uid;
 
-	if (*key == '\0' || strlen(key) > VMM_PROTO_MAX_QUOTA_KEY)
-		return -1;
-	for (pp = &c->quotas; *pp != NULL; pp = &(*pp)->next) {
-		if ((*pp)->kind == kind && strcmp((*pp)->key, key) == 0) {
-			if (bytes == 0) {
-				q = *pp;
-				*pp = q->next;
-				free(q);
-			} else
-				(*pp)->bytes = bytes;
-			return 0;
+	if (kind == VMMD_QUOTA_UID) {
+		if (vmmd_quota_uid(key, &uid) != 0) {
+			errno = EINVAL;
+			return -1;
 		}
+		snprintf(uidkey, sizeof(uidkey), "%u", (unsigned)uid);
+		key = uidkey;
+	}
+	len = strlen(key);
+	if ((kind != VMMD_QUOTA_UID && kind != VMMD_QUOTA_NAME &&
+	    kind != VMMD_QUOTA_CGROUP) || len == 0 ||
+	    len > VMM_PROTO_MAX_QUOTA_KEY) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (qs->nbuckets == 0) {
+		if (bytes == 0)
+			return 0;
+		if (quota_grow(qs) != 0) {
+			errno = ENOMEM;
+			return -1;
+		}
+	}
+	pp = quota_slot(qs, kind, key);
+	if ((q = *pp) != NULL) {
+		if (bytes != 0)
+			q->bytes = bytes;
+		else {
+			*pp = q->next;
+			free(q);
+			qs->n--;
+		}
+		return 0;
 	}
 	if (bytes == 0)
 		return 0;
-	if ((q = calloc(1, sizeof(*q))) == NULL)
+	/* Past one quota a bucket, double; if that fails, chains grow. */
+	if (qs->n >= qs->nbuckets && quota_grow(qs) == 0)
+		pp = quota_slot(qs, kind, key);
+	if ((q = malloc(sizeof(*q) + len + 1)) == NULL) {
+		errno = ENOMEM;
 		return -1;
+	}
+	q->next = NULL;
 	q->kind = kind;
-	memcpy(q->key, key, strlen(key) + 1);
 	q->bytes = bytes;
-	q->next = c->quotas;
-	c->quotas = q;
+	memcpy(q->key, key, len + 1);
+	*pp = q;
+	qs->n++;
 	return 0;
 }
 
@@ -117,6 +235,7 @@ vmmd_config_unknown(void *arg, const char *key, const char *value, char *err,
 	struct vmmd_config *c = arg;
 	enum vmmd_quota_kind k;
 	uint64_t bytes;
+	uid_t uid;
 
 	for (k = VMMD_QUOTA_UID; k <= VMMD_QUOTA_CGROUP; k++) {
 		const char *p = vmmd_quota_prefix[k];
@@ -125,24 +244,23 @@ vmmd_config_unknown(void *arg, const char *key, const char *value, char *err,
 		if (strncmp(key, p, strlen(p)) != 0)
 			continue;
 		sub = key + strlen(p);
-		if (k == VMMD_QUOTA_UID) {
-			char *end;
-
-			errno = 0;
-			(void)strtoul(sub, &end, 10);
-			if (*sub == '\0' || *end != '\0' || errno != 0) {
-				snprintf(err, errlen, "%s: expected a numeric uid",
-				    key);
-				return -1;
-			}
+		if (k == VMMD_QUOTA_UID && vmmd_quota_uid(sub, &uid) != 0) {
+			snprintf(err, errlen, "%.80s: expected a uid, 0 to %u in "
+			    "decimal digits", key, VMMD_QUOTA_UID_MAX);
+			return -1;
 		}
 		if (vmm_parse_size(value, &bytes) != 0) {
-			snprintf(err, errlen, "%s=\"%.64s\": expected a size (K/M/G/T "
-			    "suffixes allowed)", key, value);
+			snprintf(err, errlen, "%.80s=\"%.64s\": expected a size "
+			    "(K/M/G/T suffixes allowed)", key, value);
 			return -1;
 		}
 		if (vmmd_quota_set(c, k, sub, bytes) != 0) {
-			snprintf(err, errlen, "%s: bad quota key", key);
+			if (errno == ENOMEM)
+				snprintf(err, errlen, "%.80s: out of memory", key);
+			else
+				snprintf(err, errlen, "%.80s: the key after \"%s\" "
+				    "must be 1 to %d bytes", key, p,
+				    VMM_PROTO_MAX_QUOTA_KEY);
 			return -1;
 		}
 		return 0;
@@ -169,31 +287,47 @@ vmmd_config_load(struct vmmd_config *c, const char *path, char *err,
 void
 vmmd_config_free(struct vmmd_config *c)
 {
+	struct vmmd_quotas *qs = &c->quotas;
 	struct vmmd_quota *q;
+	size_t i;
 
-	while ((q = c->quotas) != NULL) {
-		c->quotas = q->next;
-		free(q);
+	for (i = 0; i < qs->nbuckets; i++) {
+		while ((q = qs->bucket[i]) != NULL) {
+			qs->bucket[i] = q->next;
+			free(q);
+		}
 	}
+	free(qs->bucket);
+	memset(qs, 0, sizeof(*qs));
+}
+
+/* The quota of (kind, key); 0 if none (or key is NULL). */
+static uint64_t
+quota_get(const struct vmmd_quotas *qs, enum vmmd_quota_kind kind,
+    const char *key)
+{
+	const struct vmmd_quota *q;
+
+	if (key == NULL || qs->nbuckets == 0)
+		return 0;
+	q = *quota_slot(qs, kind, key);
+	return q != NULL ? q->bytes : 0;
 }
 
 uint64_t
 vmmd_quota_for(const struct vmmd_config *c, uid_t uid, const char *name,
     const char *cgroup)
 {
-	const struct vmmd_quota *q;
+	uint64_t q[3], best = 0;
 	char uidbuf[16];
-	uint64_t best = 0;
+	size_t i;
 
 	snprintf(uidbuf, sizeof(uidbuf), "%u", (unsigned)uid);
-	for (q = c->quotas; q != NULL; q = q->next) {
-		const char *key = q->kind == VMMD_QUOTA_UID ? uidbuf :
-		    q->kind == VMMD_QUOTA_NAME ? name : cgroup;
-
-		if (key == NULL || strcmp(key, q->key) != 0)
-			continue;
-		if (best == 0 || q->bytes < best)
-			best = q->bytes;
-	}
+	q[0] = quota_get(&c->quotas, VMMD_QUOTA_UID, uidbuf);
+	q[1] = quota_get(&c->quotas, VMMD_QUOTA_NAME, name);
+	q[2] = quota_get(&c->quotas, VMMD_QUOTA_CGROUP, cgroup);
+	for (i = 0; i < 3; i++)
+		if (q[i] != 0 && (best == 0 || q[i] < best))
+			best = q[i];
 	return best;
 }

@@ -686,18 +686,26 @@ session_trim(struct vmmd_session *s, const Vmm__TrimRequest *t)
 static void
 session_set_quota(struct vmmd_session *s, const Vmm__SetQuota *q)
 {
-	const char *k = q->key;
+	char msg[96];
+	uid_t uid;
 
-	if (q->kind == VMM__QUOTA_KIND__QUOTA_KIND_UID) {
-		for (; *k != '\0'; k++)
-			if (*k < '0' || *k > '9')
-				break;
-	}
-	if ((q->kind == VMM__QUOTA_KIND__QUOTA_KIND_UID && (*k != '\0' ||
-	    strlen(q->key) > 10)) || vmmd_quota_set(&vmmd_cfg,
-	    (enum vmmd_quota_kind)q->kind, q->key, q->bytes) != 0) {
+	if (q->kind == VMM__QUOTA_KIND__QUOTA_KIND_UID &&
+	    vmmd_quota_uid(q->key, &uid) != 0) {
+		snprintf(msg, sizeof(msg), "bad quota key: a uid is 0 to %u in "
+		    "decimal digits", VMMD_QUOTA_UID_MAX);
 		session_error(s, q->request_id, VMM__ERROR_CODE__ERROR_CODE_INVALID,
-		    "bad quota key");
+		    msg);
+		return;
+	}
+	if (vmmd_quota_set(&vmmd_cfg, (enum vmmd_quota_kind)q->kind, q->key,
+	    q->bytes) != 0) {
+		if (errno == ENOMEM)
+			session_error(s, q->request_id,
+			    VMM__ERROR_CODE__ERROR_CODE_INTERNAL, "out of memory");
+		else
+			session_error(s, q->request_id,
+			    VMM__ERROR_CODE__ERROR_CODE_INVALID, "bad quota key: "
+			    "empty or too long");
 		return;
 	}
 	session_ack(s, q->request_id);

@@ -31,6 +31,11 @@ struct vmmd_session;
 
 /* ---- config.c ------------------------------------------------------------- */
 
+/* Sessions kept for admins (root, admin_group): other peers are refused
+ * once max_sessions less these are taken, so that vmmctl still gets in when
+ * clients have filled the rest. */
+#define VMMD_ADMIN_SESSIONS	4
+
 enum vmmd_scrub {
 	VMMD_SCRUB_CROSS_UID,	/* zero a chunk before a different uid gets it */
 	VMMD_SCRUB_ALWAYS,
@@ -43,11 +48,17 @@ enum vmmd_quota_kind {
 	VMMD_QUOTA_CGROUP = 3,
 };
 
-struct vmmd_quota {
-	enum vmmd_quota_kind	kind;
-	char			key[VMM_PROTO_MAX_QUOTA_KEY + 1];
-	uint64_t		bytes;
-	struct vmmd_quota	*next;
+/* The largest uid a quota may name: (uid_t)-1 is no one's. */
+#define VMMD_QUOTA_UID_MAX	4294967294u
+
+/* Quotas by (kind, key): a hash table, so that loading many and looking
+ * one up cost no walk over all of them.  A uid's key is its decimal value
+ * without leading zeros. */
+struct vmmd_quota;
+struct vmmd_quotas {
+	struct vmmd_quota	**bucket;
+	size_t			nbuckets;	/* 0, or a power of two */
+	size_t			n;
 };
 
 struct vmmd_config {
@@ -71,7 +82,7 @@ struct vmmd_config {
 	uint64_t	handshake_timeout_ms;
 	uint64_t	recall_idle_ms;		/* reuse-first recalls: idle peers */
 	uint64_t	recall_timeout_ms;	/* how long a parked Acquire waits */
-	struct vmmd_quota *quotas;
+	struct vmmd_quotas quotas;
 };
 
 extern const struct vmm_opt	vmmd_options[];
@@ -81,7 +92,12 @@ extern const size_t		vmmd_noptions;
 int	vmmd_config_load(struct vmmd_config *c, const char *path, char *err,
 	    size_t errlen);
 void	vmmd_config_free(struct vmmd_config *c);
-/* Sets (bytes > 0) or removes (0) a quota. */
+/* Parses a quota's uid: decimal digits only (no sign, no blank), 0 to
+ * VMMD_QUOTA_UID_MAX.  0, or -1 if s is not one. */
+int	vmmd_quota_uid(const char *s, uid_t *uid);
+/* Sets (bytes > 0) or removes (0) a quota.  -1 with errno EINVAL for a bad
+ * key (a uid as vmmd_quota_uid takes; else 1 to VMM_PROTO_MAX_QUOTA_KEY
+ * bytes), ENOMEM when out of memory. */
 int	vmmd_quota_set(struct vmmd_config *c, enum vmmd_quota_kind kind,
 	    const char *key, uint64_t bytes);
 /* The quota for a peer: the smallest of its uid's, name's and cgroup's; 0 if

@@ -4,7 +4,9 @@
  * whatever kind it claims, and its session lives on; root and members of
  * admin_group (primary or supplementary) are answered; a quota set by an
  * admin applies; Trim gives every idle byte back; the socket admits only its
- * group.
+ * group.  The last VMMD_ADMIN_SESSIONS (4) of max_sessions are for admins:
+ * once other peers fill the rest, the next is refused (LIMIT) while root
+ * and admin_group members still get in, up to max_sessions.
  */
 #include <cuda.h>
 
@@ -179,6 +181,112 @@ stop(pid_t d)
 	tc_stop_with(d, adm);
 }
 
+/* Connects expecting the session limit: an Error LIMIT, then EOF. */
+static void
+expect_limit(void)
+{
+	struct vmm_frame_reader *rd;
+	struct vmm_frame_msg *m;
+	const Vmm__Envelope *e;
+	int fd;
+
+	CHECK((fd = tc_connect_raw(sockpath)) >= 0);
+	CHECK((rd = vmm_frame_reader_new(VMM_FRAME_PEER_DAEMON)) != NULL);
+	CHECK(tc_recv_raw(fd, rd, &m, 10000) == 1);
+	e = vmm_frame_msg_env(m);
+	CHECK(e->msg_case == VMM__ENVELOPE__MSG_ERROR);
+	CHECK(e->error->code == VMM__ERROR_CODE__ERROR_CODE_LIMIT);
+	vmm_frame_msg_free(m);
+	CHECK(tc_wait_eof(fd, 10000) == 0);
+	vmm_frame_reader_free(rd);
+	close(fd);
+}
+
+#define RESERVE_MAX	8	/* max_sessions of the "reserve" daemon */
+#define RESERVE_ADMIN	4	/* VMMD_ADMIN_SESSIONS */
+
+/* As NOBODY, not an admin: takes every place left to non-admins (root's
+ * adm holds one), is refused the next, and holds its sessions until the
+ * parent says. */
+static int
+child_filler(void *arg, int ctl)
+{
+	struct tc *c[RESERVE_MAX];
+	gid_t g = NOBODY;
+	int i, n = RESERVE_MAX - RESERVE_ADMIN - 1;
+	char b = 1;
+
+	(void)arg;
+	tc_become(NOBODY, NOBODY, &g, 1);
+	for (i = 0; i < n; i++)
+		c[i] = tc_open(sockpath, "filler", false);
+	expect_limit();
+	tc_ctl_send(ctl, &b, 1);
+	tc_ctl_recv(ctl, &b, 1, 30000);
+	for (i = 0; i < n; i++)
+		tc_close(c[i]);
+	return 0;
+}
+
+/* As NOBODY in admin_group (supplementary): gets in while non-admins are
+ * refused. */
+static int
+child_group_admin(void *arg, int ctl)
+{
+	gid_t g[2] = { NOBODY, DAEMONG };
+	struct tc *c;
+
+	(void)arg;
+	(void)ctl;
+	tc_become(NOBODY, NOBODY, g, 2);
+	c = tc_open(sockpath, "group-admin", true);
+	admin_requests(c, true);
+	tc_close(c);
+	return 0;
+}
+
+/* Waits until the daemon counts n sessions. */
+static void
+wait_sessions(uint32_t n)
+{
+	int i;
+
+	for (i = 0; i < 1000 && tc_sessions(adm) != n; i++)
+		tc_sleep_ms(10);
+	CHECK(tc_sessions(adm) == n);
+}
+
+/* max_sessions = 8: non-admins fill 4 places (adm holds one), the fifth
+ * is refused; an admin by group and root still get in, up to 8. */
+static void
+test_reserve(void)
+{
+	struct tc *c[RESERVE_ADMIN];
+	uint64_t refused;
+	pid_t p;
+	int ctl, i;
+	char b = 0;
+
+	refused = tc_counter(adm, "sessions_refused");
+	p = tc_spawn(child_filler, NULL, &ctl);
+	tc_ctl_recv(ctl, &b, 1, 30000);
+	CHECK(tc_counter(adm, "sessions_refused") == refused + 1);
+	wait_sessions(RESERVE_MAX - RESERVE_ADMIN);
+	run(child_group_admin, NULL);
+	wait_sessions(RESERVE_MAX - RESERVE_ADMIN);
+	for (i = 0; i < RESERVE_ADMIN; i++)
+		c[i] = tc_open(sockpath, "root", false);
+	wait_sessions(RESERVE_MAX);
+	/* Admins too stop at max_sessions. */
+	expect_limit();
+	CHECK(tc_counter(adm, "sessions_refused") == refused + 2);
+	for (i = 0; i < RESERVE_ADMIN; i++)
+		tc_close(c[i]);
+	tc_ctl_send(ctl, &b, 1);
+	CHECK(tc_wait_child(p, 0) == 0);
+	close(ctl);
+}
+
 /* SetQuota by name applies to the next Acquire; 0 removes it. */
 static void
 test_quota(void)
@@ -266,6 +374,12 @@ main(void)
 	run(child_peer, &nob);
 	run(child_peer, &supp);
 	CHECK(tc_counter(adm, "permission_denied") == 0);
+	stop(d);
+
+	/* Places kept for admins; admin_group "daemon" is DAEMONG. */
+	d = start("reserve", "idle_timeout_ms = 0\nsocket_group = nogroup\n"
+	    "admin_group = daemon\nmax_sessions = 8\n");
+	test_reserve();
 	stop(d);
 	return 0;
 }
