@@ -301,6 +301,16 @@ vmmd_config_free(struct vmmd_config *c)
 	memset(qs, 0, sizeof(*qs));
 }
 
+static uint64_t	quota_get(const struct vmmd_quotas *, enum vmmd_quota_kind,
+		    const char *);
+
+uint64_t
+vmmd_quota_get(const struct vmmd_config *c, enum vmmd_quota_kind kind,
+    const char *key)
+{
+	return quota_get(&c->quotas, kind, key);
+}
+
 /* The quota of (kind, key); 0 if none (or key is NULL). */
 static uint64_t
 quota_get(const struct vmmd_quotas *qs, enum vmmd_quota_kind kind,

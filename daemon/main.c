@@ -57,7 +57,9 @@ usage(FILE *f)
 	    "Settings (config file keys, \"key = value\"):\n", VMMD_DEFAULT_CONFIG);
 	vmm_opt_help(f, vmmd_options, vmmd_noptions, "  ");
 	fprintf(f, "  quota.uid.<UID>, quota.name.<NAME>, quota.cgroup.<PATH> = "
-	    "SIZE\n                           most memory a client may hold\n");
+	    "SIZE\n                           most memory all clients of that uid,"
+	    " name or cgroup may\n                           hold together "
+	    "(name quotas are cooperative)\n");
 }
 
 static void

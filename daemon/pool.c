@@ -698,7 +698,8 @@ vmmd_pool_grant(struct vmmd_session *s, uint64_t bytes, unsigned flags,
     char *msg, size_t msglen)
 {
 	struct vmmd_chunk *ch, *made = NULL;
-	uint64_t want, got = 0, quota, slack, min_piece = 0;
+	uint64_t want, got = 0, slack, min_piece = 0;
+	char why[192];
 	size_t n = 0, i;
 	CUresult r;
 
@@ -711,12 +712,10 @@ vmmd_pool_grant(struct vmmd_session *s, uint64_t bytes, unsigned flags,
 		return -1;
 	}
 	want = (bytes + pool_unit - 1) / pool_unit * pool_unit;
-	quota = vmmd_session_quota(s);
-	if (quota != 0 && s->bytes_held + want > quota) {
+	if (want > vmmd_session_quota_room(s, why, sizeof(why))) {
 		*code = VMM__ERROR_CODE__ERROR_CODE_QUOTA;
-		snprintf(msg, msglen, "over quota: holding %" PRIu64 " MiB, asking "
-		    "%" PRIu64 " MiB, quota %" PRIu64 " MiB", s->bytes_held >> 20,
-		    want >> 20, quota >> 20);
+		snprintf(msg, msglen, "over quota: %s, asking %" PRIu64 " MiB",
+		    why, want >> 20);
 		vmmd_stats.quota_failures++;
 		return -1;
 	}

@@ -90,6 +90,54 @@ vmmd_session_quota(const struct vmmd_session *s)
 	    NULL : s->name, s->cgroup[0] ? s->cgroup : NULL);
 }
 
+uint64_t
+vmmd_session_quota_room(const struct vmmd_session *s, char *why,
+    size_t whylen)
+{
+	static const char *const kind[] = { "uid", "cgroup", "client name" };
+	const struct vmmd_session *o;
+	uint64_t q[3], used[3] = { 0, 0, 0 }, room = UINT64_MAX;
+	const char *key[3];
+	char uidbuf[16];
+	int k, bind = -1;
+
+	snprintf(uidbuf, sizeof(uidbuf), "%u", (unsigned)s->uid);
+	key[0] = uidbuf;
+	key[1] = s->cgroup[0] != '\0' ? s->cgroup : NULL;
+	key[2] = s->state != VMMD_SESSION_NEW ? s->name : NULL;
+	q[0] = vmmd_quota_get(&vmmd_cfg, VMMD_QUOTA_UID, key[0]);
+	q[1] = vmmd_quota_get(&vmmd_cfg, VMMD_QUOTA_CGROUP, key[1]);
+	q[2] = vmmd_quota_get(&vmmd_cfg, VMMD_QUOTA_NAME, key[2]);
+	if (q[0] == 0 && q[1] == 0 && q[2] == 0)
+		return UINT64_MAX;
+	TAILQ_FOREACH(o, &vmmd_sessions, link) {
+		if (q[0] != 0 && o->uid == s->uid)
+			used[0] += o->bytes_held;
+		if (q[1] != 0 && strcmp(o->cgroup, s->cgroup) == 0)
+			used[1] += o->bytes_held;
+		if (q[2] != 0 && o->state != VMMD_SESSION_NEW &&
+		    strcmp(o->name, s->name) == 0)
+			used[2] += o->bytes_held;
+	}
+	for (k = 0; k < 3; k++) {
+		uint64_t left = q[k] > used[k] ? q[k] - used[k] : 0;
+
+		if (q[k] != 0 && left < room) {
+			room = left;
+			bind = k;
+		}
+	}
+	if (why != NULL && whylen > 0 && bind >= 0) {
+		char esc[4 * VMM_PROTO_MAX_QUOTA_KEY + 1];
+
+		vmm_log_escape(esc, sizeof(esc), key[bind], strlen(key[bind]));
+		snprintf(why, whylen, "%s %.80s holds %" PRIu64 " MiB of its %"
+		    PRIu64 " MiB quota", kind[bind], esc, used[bind] >> 20,
+		    q[bind] >> 20);
+	}
+	return room;
+}
+
 unsigned
 vmmd_session_count_uid(uid_t uid)
 {
@@ -603,7 +651,7 @@ session_meminfo(struct vmmd_session *s, uint64_t rid)
 			avail = room;
 	}
 	if (quota != 0) {
-		uint64_t left = quota > s->bytes_held ? quota - s->bytes_held : 0;
+		uint64_t left = vmmd_session_quota_room(s, NULL, 0);
 
 		if (left < avail)
 			avail = left;

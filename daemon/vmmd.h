@@ -100,6 +100,9 @@ int	vmmd_quota_uid(const char *s, uid_t *uid);
  * bytes), ENOMEM when out of memory. */
 int	vmmd_quota_set(struct vmmd_config *c, enum vmmd_quota_kind kind,
 	    const char *key, uint64_t bytes);
+/* The quota of one key of one kind ("1000" for a uid); 0 if none. */
+uint64_t vmmd_quota_get(const struct vmmd_config *c, enum vmmd_quota_kind kind,
+	    const char *key);
 /* The quota for a peer: the smallest of its uid's, name's and cgroup's; 0 if
  * none applies. */
 uint64_t vmmd_quota_for(const struct vmmd_config *c, uid_t uid,
@@ -321,8 +324,14 @@ unsigned vmmd_session_recall(struct vmmd_session *except, uint64_t target,
 /* Sends Goodbye to every session (daemon shutting down) and closes them. */
 void	vmmd_session_shutdown_all(const char *why);
 unsigned vmmd_session_count_uid(uid_t uid);
-/* The quota that applies to s now (0 = none). */
+/* The smallest quota that applies to s now (0 = none). */
 uint64_t vmmd_session_quota(const struct vmmd_session *s);
+/* Bytes s may still be lent: a uid, cgroup or name quota counts what every
+ * session of that uid, cgroup or name holds (quarantined memory included),
+ * so more connections do not get more memory.  UINT64_MAX if no quota
+ * applies; else why says which quota binds. */
+uint64_t vmmd_session_quota_room(const struct vmmd_session *s, char *why,
+	    size_t whylen);
 /* Queues a message without fds for s; -1 if s had to be closed. */
 int	vmmd_session_send(struct vmmd_session *s, const Vmm__Envelope *env);
 /* Fills one SessionStats (pointing into s) for the admin replies. */

@@ -1,6 +1,7 @@
 /*
- * Quotas by cgroup (read from /proc/<pid>/cgroup of the peer), by client
- * name set at run time with SetQuota, and the client's view of memory
+ * Quotas by cgroup (read from /proc/<pid>/cgroup of the peer), by uid and
+ * by client name set at run time with SetQuota, each counting every
+ * session of its cgroup, uid or name, and the client's view of memory
  * (MemInfo): the quota as total, what is left as free.
  */
 #include <stdio.h>
@@ -119,13 +120,61 @@ main(void)
 	CHECK(t == 2 * MiB && f == 2 * MiB);
 	CHECK(tc_acquire(b, 4 * MiB, 0, ch + 2, 6) ==
 	    -VMM__ERROR_CODE__ERROR_CODE_QUOTA);
-	/* Removed: the cgroup's applies again. */
+	/* Removed: the cgroup's applies again, and counts what a holds: a
+	 * second session of the cgroup does not get a second quota. */
 	set_quota(adm, VMM__QUOTA_KIND__QUOTA_KIND_NAME, "app-b", 0);
 	meminfo(b, &f, &t);
-	CHECK(t == 6 * MiB);
-	CHECK((n = tc_acquire(b, 4 * MiB, 0, ch + 2, 6)) == 1);
+	CHECK(t == 6 * MiB && f == 2 * MiB);
+	CHECK(tc_acquire(b, 4 * MiB, 0, ch + 2, 6) ==
+	    -VMM__ERROR_CODE__ERROR_CODE_QUOTA);
+	CHECK((n = tc_acquire(b, 2 * MiB, 0, ch + 2, 6)) == 1);
 	close(ch[2].fd);
+	/* Given back: a closed session of a live process would keep its
+	 * chunks quarantined, and they count. */
+	CHECK(tc_release(a, &ch[0].id, 1) == 0);
+	CHECK(tc_release(b, &ch[2].id, 1) == 0);
+	tc_close(a);
+	tc_close(b);
 
+	/* A uid quota counts every session of the uid: six sessions asking
+	 * 4 MiB each on an 8 MiB quota get 8 MiB between them. */
+	set_quota(adm, VMM__QUOTA_KIND__QUOTA_KIND_CGROUP, cg, 0);
+	{
+		char uidkey[16];
+		struct tc *s[6];
+		uint64_t granted = 0;
+		int i;
+
+		snprintf(uidkey, sizeof(uidkey), "%u", (unsigned)getuid());
+		set_quota(adm, VMM__QUOTA_KIND__QUOTA_KIND_UID, uidkey, 8 * MiB);
+		for (i = 0; i < 6; i++) {
+			char name[16];
+
+			snprintf(name, sizeof(name), "app-%d", i);
+			s[i] = tc_open(sockpath, name, false);
+			if ((n = tc_acquire(s[i], 4 * MiB, 0, ch, 8)) > 0) {
+				granted += ch[0].size;
+				tc_close_chunks(ch, (size_t)n);
+			} else
+				CHECK(n == -VMM__ERROR_CODE__ERROR_CODE_QUOTA);
+		}
+		CHECK(granted == 8 * MiB);
+		meminfo(s[5], &f, &t);
+		CHECK(t == 8 * MiB && f == 0);
+		for (i = 0; i < 6; i++)
+			tc_close(s[i]);
+		set_quota(adm, VMM__QUOTA_KIND__QUOTA_KIND_UID, uidkey, 0);
+	}
+
+	/* A name quota counts every session of that name (cooperative: a
+	 * client chooses its name). */
+	set_quota(adm, VMM__QUOTA_KIND__QUOTA_KIND_NAME, "twin", 4 * MiB);
+	a = tc_open(sockpath, "twin", false);
+	b = tc_open(sockpath, "twin", false);
+	CHECK((n = tc_acquire(a, 4 * MiB, 0, ch, 8)) == 1);
+	close(ch[0].fd);
+	CHECK(tc_acquire(b, 2 * MiB, 0, ch, 8) ==
+	    -VMM__ERROR_CODE__ERROR_CODE_QUOTA);
 	tc_close(a);
 	tc_close(b);
 	tc_close(adm);
