@@ -42,9 +42,21 @@ const struct vmm_opt vmmd_options[] = {
 	  "stitching skips free chunks smaller than this times the request" },
 	{ "max_pieces", VMM_OPT_U64, "16", 1, VMM_PROTO_MAX_CHUNKS, NULL,
 	  O(max_pieces), "most chunks one grant may be stitched from" },
-	{ "scrub", VMM_OPT_ENUM, "cross-uid", 0, 0, "cross-uid|always|never",
+	{ "tenant", VMM_OPT_ENUM, "uid", 0, 0, "uid|uid+cgroup", O(tenant),
+	  "who may get back memory another holder released (its fd may have "
+	  "been kept): the same uid, or the same uid in the same cgroup "
+	  "(containers that all run as root)" },
+	{ "cross_tenant", VMM_OPT_ENUM, "recreate", 0, 0, "recreate|reuse",
+	  O(cross_tenant), "memory one tenant released reaches another only "
+	  "through the driver (given back, created anew; nothing a kept fd can "
+	  "see), or reuse: pooled chunks are lent across tenants, zeroed as "
+	  "scrub says (trusted clusters; a kept fd then sees the next "
+	  "holder's data)" },
+	{ "scrub", VMM_OPT_ENUM, "cross-tenant", 0, 0,
+	  "cross-tenant|always|never|cross-uid",
 	  O(scrub), "zero a pooled chunk before lending it: when its last holder "
-	  "had another uid, always, or never" },
+	  "was another tenant (only with cross_tenant = reuse), always, or "
+	  "never; cross-uid is the old name of cross-tenant" },
 	{ "idle_timeout_ms", VMM_OPT_U64, "2000", 0, 86400000, NULL,
 	  O(idle_timeout_ms), "give idle pooled chunks back to the GPU after "
 	  "this long; 0: never" },

@@ -467,6 +467,7 @@ pool_destroy(struct vmmd_chunk *ch)
 		;
 	*pp = ch->hnext;
 	pool_key_remove(ch);
+	vmmd_tenant_put(ch->tenant);
 	if ((r = cuMemRelease(ch->handle)) != CUDA_SUCCESS)
 		vmm_log_error("cuMemRelease of chunk %" PRIu64 ": %s", ch->id,
 		    pool_cu_name(r));
@@ -529,6 +530,7 @@ vmmd_pool_shutdown(void)
 		for (ch = pool_hash[i]; ch != NULL; ch = next) {
 			next = ch->hnext;
 			cuMemRelease(ch->handle);
+			vmmd_tenant_put(ch->tenant);
 			free(ch);
 		}
 		pool_hash[i] = NULL;
@@ -577,9 +579,9 @@ fail:
 }
 
 static bool
-pool_needs_scrub(const struct vmmd_chunk *ch, uid_t uid)
+pool_needs_scrub(const struct vmmd_chunk *ch, const struct vmmd_session *s)
 {
-	if (!ch->lent_before)
+	if (ch->tenant == NULL)
 		return false;
 	switch (vmmd_cfg.scrub) {
 	case VMMD_SCRUB_ALWAYS:
@@ -587,8 +589,17 @@ pool_needs_scrub(const struct vmmd_chunk *ch, uid_t uid)
 	case VMMD_SCRUB_NEVER:
 		return false;
 	default:
-		return ch->last_uid != uid;
+		return ch->tenant != s->tenant;
 	}
+}
+
+/* Whether a pooled chunk may be lent to s: never lent, or last held by
+ * s's tenant, unless cross_tenant = reuse (tenant.c says why). */
+static bool
+pool_usable(const struct vmmd_chunk *ch, const struct vmmd_session *s)
+{
+	return ch->tenant == NULL || ch->tenant == s->tenant ||
+	    vmmd_cfg.cross_tenant == VMMD_CROSS_REUSE;
 }
 
 /* ---- grants --------------------------------------------------------------------- */
@@ -600,15 +611,17 @@ pool_needs_scrub(const struct vmmd_chunk *ch, uid_t uid)
  * every size ever used.  The price is more cuMemCreate calls when sizes
  * keep changing. */
 static void
-pool_swap_idle(uint64_t bytes, uint64_t below, uint64_t above)
+pool_swap_idle(const struct vmmd_session *s, uint64_t bytes, uint64_t below,
+    uint64_t above)
 {
 	while (bytes > 0) {
 		struct vmmd_chunk *ch, *old = NULL;
 
-		/* Only chunks this request could not use: too small to stitch
-		 * or too big to fit. */
+		/* Only chunks this request could not use: too small to stitch,
+		 * too big to fit, or another tenant's. */
 		TAILQ_FOREACH(ch, &pool_free, link) {
-			if (ch->size >= below && ch->size <= above)
+			if (ch->size >= below && ch->size <= above &&
+			    pool_usable(ch, s))
 				continue;
 			if (old == NULL || ch->idle_since_ms < old->idle_since_ms)
 				old = ch;
@@ -617,6 +630,8 @@ pool_swap_idle(uint64_t bytes, uint64_t below, uint64_t above)
 			break;
 		pool_free_take(old);
 		bytes = old->size >= bytes ? 0 : bytes - old->size;
+		if (!pool_usable(old, s))
+			vmmd_stats.tenant_swaps++;
 		pool_destroy(old);
 	}
 }
@@ -632,8 +647,8 @@ pool_unpick(struct vmmd_chunk **v, size_t n)
 /* Picks free chunks no smaller than min_piece (and each no larger than what
  * is still wanted), largest first, up to max; returns how many. */
 static size_t
-pool_pick_stitch(uint64_t want, uint64_t min_piece, struct vmmd_chunk **v,
-    size_t max, uint64_t *got)
+pool_pick_stitch(const struct vmmd_session *s, uint64_t want,
+    uint64_t min_piece, struct vmmd_chunk **v, size_t max, uint64_t *got)
 {
 	struct vmmd_chunk *ch, *prev;
 	size_t n = 0;
@@ -642,7 +657,8 @@ pool_pick_stitch(uint64_t want, uint64_t min_piece, struct vmmd_chunk **v,
 	for (ch = TAILQ_LAST(&pool_free, vmmd_chunk_list); ch != NULL && n < max;
 	    ch = prev) {
 		prev = TAILQ_PREV(ch, vmmd_chunk_list, link);
-		if (ch->size > want - *got || ch->size < min_piece)
+		if (ch->size > want - *got || ch->size < min_piece ||
+		    !pool_usable(ch, s))
 			continue;
 		pool_free_take(ch);
 		v[n++] = ch;
@@ -681,8 +697,10 @@ pool_lend(struct vmmd_chunk *ch, struct vmmd_session *s)
 {
 	ch->state = VMMD_CHUNK_LENT;
 	ch->holder = s;
-	ch->last_uid = s->uid;
-	ch->lent_before = true;
+	if (ch->tenant != s->tenant) {
+		vmmd_tenant_put(ch->tenant);
+		ch->tenant = vmmd_tenant_ref(s->tenant);
+	}
 	TAILQ_INSERT_TAIL(&s->held, ch, link);
 	s->chunks_held++;
 	s->bytes_held += ch->size;
@@ -723,7 +741,7 @@ vmmd_pool_grant(struct vmmd_session *s, uint64_t bytes, unsigned flags,
 	/* 1. One free chunk that fits. */
 	slack = want / 16 / pool_unit * pool_unit;
 	TAILQ_FOREACH(ch, &pool_free, link) {
-		if (ch->size < want)
+		if (ch->size < want || !pool_usable(ch, s))
 			continue;
 		if (ch->size <= want + slack) {
 			pool_free_take(ch);
@@ -750,7 +768,7 @@ vmmd_pool_grant(struct vmmd_session *s, uint64_t bytes, unsigned flags,
 			f = want;
 		if (f > min_piece)
 			min_piece = (f + pool_unit - 1) / pool_unit * pool_unit;
-		n = pool_pick_stitch(want, min_piece, out, max, &got);
+		n = pool_pick_stitch(s, want, min_piece, out, max, &got);
 		/* All pieces used and still short: make room for the chunk
 		 * that will be created for the rest. */
 		if (got < want && n == max) {
@@ -782,7 +800,7 @@ vmmd_pool_grant(struct vmmd_session *s, uint64_t bytes, unsigned flags,
 			uint64_t more;
 			size_t k;
 
-			k = pool_pick_stitch(want - got, pool_unit, out + n,
+			k = pool_pick_stitch(s, want - got, pool_unit, out + n,
 			    max - n - 1, &more);
 			if (k > 0) {
 				n += k;
@@ -810,7 +828,7 @@ vmmd_pool_grant(struct vmmd_session *s, uint64_t bytes, unsigned flags,
 			 * to stitch or too big to fit): give as much of them
 			 * back, oldest first, so growth is swapped, not added. */
 			if (vmmd_cfg.swap_idle)
-				pool_swap_idle(made->size, min_piece,
+				pool_swap_idle(s, made->size, min_piece,
 				    want + slack);
 		}
 	}
@@ -819,7 +837,7 @@ vmmd_pool_grant(struct vmmd_session *s, uint64_t bytes, unsigned flags,
 
 	/* Scrub what changes hands across uids, then lend. */
 	for (i = 0; i < n; i++) {
-		if (pool_needs_scrub(out[i], s->uid) && pool_scrub(out[i]) != 0) {
+		if (pool_needs_scrub(out[i], s) && pool_scrub(out[i]) != 0) {
 			pool_unpick(out, n);
 			*code = VMM__ERROR_CODE__ERROR_CODE_INTERNAL;
 			snprintf(msg, msglen, "could not scrub a chunk");

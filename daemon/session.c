@@ -406,9 +406,12 @@ session_busy(const struct vmmd_session *o, uint64_t now, uint64_t idle_ms)
 	    now - o->last_acquire_ms < idle_ms;
 }
 
+static bool	session_shares_memory(const struct vmmd_session *,
+		    const struct vmmd_session *);
+
 unsigned
 vmmd_session_recall(struct vmmd_session *except, uint64_t target, int reason,
-    uint64_t idle_ms)
+    uint64_t idle_ms, bool same_tenant)
 {
 	static uint64_t recall_id;
 	struct vmmd_session *o;
@@ -423,7 +426,8 @@ vmmd_session_recall(struct vmmd_session *except, uint64_t target, int reason,
 		if (o == except || o->state != VMMD_SESSION_READY ||
 		    o->kind != VMM__CLIENT_KIND__CLIENT_KIND_APP ||
 		    o->rep_cached == 0 || o->chunks_held == 0 ||
-		    session_busy(o, now, idle_ms))
+		    session_busy(o, now, idle_ms) ||
+		    (same_tenant && !session_shares_memory(o, except)))
 			continue;
 		want = target != 0 && target < o->rep_cached ? target :
 		    o->rep_cached;
@@ -442,8 +446,18 @@ vmmd_session_recall(struct vmmd_session *except, uint64_t target, int reason,
 	return n;
 }
 
-/* Bytes other app sessions, not busy, report holding cached (freed, not in
- * use). */
+/* Whether memory o gives back can be lent to s as it is (same tenant, or
+ * cross_tenant = reuse).  Otherwise it only makes room on the GPU. */
+static bool
+session_shares_memory(const struct vmmd_session *o,
+    const struct vmmd_session *s)
+{
+	return o->tenant == s->tenant ||
+	    vmmd_cfg.cross_tenant == VMMD_CROSS_REUSE;
+}
+
+/* Bytes other app sessions of s's tenant, not busy, report holding cached
+ * (freed, not in use): what a recall could give s to reuse. */
 static uint64_t
 session_cached_elsewhere(const struct vmmd_session *s, uint64_t now)
 {
@@ -453,6 +467,7 @@ session_cached_elsewhere(const struct vmmd_session *s, uint64_t now)
 	TAILQ_FOREACH(o, &vmmd_sessions, link)
 		if (o != s && o->state == VMMD_SESSION_READY &&
 		    o->kind == VMM__CLIENT_KIND__CLIENT_KIND_APP &&
+		    session_shares_memory(o, s) &&
 		    !session_busy(o, now, vmmd_cfg.recall_idle_ms))
 			sum += o->rep_cached < o->bytes_held ? o->rep_cached :
 			    o->bytes_held;
@@ -487,7 +502,7 @@ session_acquire(struct vmmd_session *s, const Vmm__Acquire *a)
 	 * out. */
 	if (vmmd_session_recall(s, a->bytes,
 	    VMM__RECALL_REASON__RECALL_REASON_PRESSURE, rc == 1 ?
-	    vmmd_cfg.recall_idle_ms : 0) == 0 ||
+	    vmmd_cfg.recall_idle_ms : 0, rc == 1) == 0 ||
 	    (s->ev_pend == NULL &&
 	    (s->ev_pend = evtimer_new(vmmd_base, session_on_pend, s)) == NULL)) {
 		session_grant(s, a->request_id, a->bytes, a->flags, a->min_piece,
@@ -722,7 +737,7 @@ session_trim(struct vmmd_session *s, const Vmm__TrimRequest *t)
 		    vmmd_cfg.recall_timeout_ms : 1000, t->target_bytes == 0 ? 0 :
 		    t->target_bytes - rep.bytes_released);
 		vmmd_session_recall(NULL, 0, VMM__RECALL_REASON__RECALL_REASON_TRIM,
-		    0);
+		    0, false);
 	}
 	vmm_log_info("TRIM Session=%" PRIu64 " Released=%" PRIu64, s->id,
 	    rep.bytes_released);
@@ -931,6 +946,7 @@ session_destroy(struct vmmd_session *s)
 		event_free(s->ev_pid);
 	if (s->pidfd >= 0)
 		close(s->pidfd);
+	vmmd_tenant_put(s->tenant);
 	free(s);
 }
 
@@ -1048,6 +1064,13 @@ vmmd_session_new(int fd, int pidfd, pid_t pid, uid_t uid, gid_t gid,
 	s->connected_usec = (uint64_t)tv.tv_sec * 1000000u + (uint64_t)tv.tv_usec;
 	s->pidfd = pidfd;
 	session_read_cgroup(pid, s->cgroup, sizeof(s->cgroup));
+	if ((s->tenant = vmmd_tenant_get(uid, s->cgroup)) == NULL) {
+		close(fd);
+		if (pidfd >= 0)
+			close(pidfd);
+		free(s);
+		return -1;
+	}
 	s->rd = vmm_frame_reader_new(VMM_FRAME_PEER_CLIENT);
 	s->oq = vmm_frame_outq_new(VMM_FRAME_PEER_CLIENT, vmmd_cfg.max_queue_bytes,
 	    VMMD_SESSION_MAX_QUEUED_FDS);
@@ -1088,6 +1111,7 @@ fail:
 	vmm_frame_outq_free(s->oq);
 	if (s->pidfd >= 0)
 		close(s->pidfd);
+	vmmd_tenant_put(s->tenant);
 	close(fd);
 	free(s);
 	return -1;

@@ -8,6 +8,7 @@
  *   session.c  one client connection: framing, the state machine, dispatch
  *   pool.c     the chunk pool: create, grant (fit / stitch / create), release,
  *              quarantine, scrub, idle return, OOM recovery
+ *   tenant.c   who may get back memory another holder released
  *   stats.c    counters and the admin replies
  *   notify.c   sd_notify: READY, STATUS, watchdog, STOPPING
  */
@@ -37,9 +38,20 @@ struct vmmd_session;
 #define VMMD_ADMIN_SESSIONS	4
 
 enum vmmd_scrub {
-	VMMD_SCRUB_CROSS_UID,	/* zero a chunk before a different uid gets it */
+	VMMD_SCRUB_CROSS_TENANT, /* zero a chunk before another tenant gets it */
 	VMMD_SCRUB_ALWAYS,
 	VMMD_SCRUB_NEVER,
+	VMMD_SCRUB_CROSS_UID,	/* the old name of CROSS_TENANT */
+};
+
+enum vmmd_tenant_kind {
+	VMMD_TENANT_UID,	/* a tenant is a uid */
+	VMMD_TENANT_UID_CGROUP,	/* a uid and a cgroup */
+};
+
+enum vmmd_cross_tenant {
+	VMMD_CROSS_RECREATE,	/* through the driver: destroy, create */
+	VMMD_CROSS_REUSE,	/* pooled chunks cross tenants (scrub applies) */
 };
 
 enum vmmd_quota_kind {
@@ -73,6 +85,8 @@ struct vmmd_config {
 	double		frag_ratio;
 	uint64_t	max_pieces;
 	int		scrub;			/* enum vmmd_scrub */
+	int		tenant;			/* enum vmmd_tenant_kind */
+	int		cross_tenant;		/* enum vmmd_cross_tenant */
 	uint64_t	idle_timeout_ms;
 	uint64_t	idle_floor;		/* idle bytes the pool may keep */
 	bool		swap_idle;		/* growth gives idle back */
@@ -124,7 +138,8 @@ uint64_t vmmd_quota_for(const struct vmmd_config *c, uid_t uid,
 	X(released_chunks, "chunks returned by Release")                     \
 	X(reclaimed_chunks, "chunks returned because the holder went away")  \
 	X(quarantined_chunks, "chunks held back until their process exits")  \
-	X(scrubs, "chunks zeroed before changing uid")                       \
+	X(scrubs, "chunks zeroed before changing tenant")                    \
+	X(tenant_swaps, "idle chunks of other tenants given back to the GPU for a grant") \
 	X(gpu_releases, "chunks given back to the GPU")                      \
 	X(gpu_release_bytes, "bytes given back to the GPU")                  \
 	X(oom_recoveries, "out-of-memory recovered by freeing idle chunks")  \
@@ -172,8 +187,9 @@ struct vmmd_chunk {
 	uint64_t			size;
 	enum vmmd_chunk_state		state;
 	struct vmmd_session		*holder;	/* LENT, QUARANTINED */
-	uid_t				last_uid;
-	bool				lent_before;
+	/* The tenant of its last holder (a reference); NULL if never lent.
+	 * It goes back only to that tenant (tenant.c). */
+	struct vmmd_tenant		*tenant;
 	/* Taken over by Adopt: others may still map it with fds vmmd never
 	 * saw, so it is never lent again; released, it goes to the GPU. */
 	bool				adopted;
@@ -264,6 +280,17 @@ void	vmmd_pool_idle_tick(void);
  * timeout, at least idle_floor. */
 uint64_t vmmd_pool_keep(void);
 
+/* ---- tenant.c ---------------------------------------------------------------- */
+
+struct vmmd_tenant;
+
+/* The tenant of (uid, cgroup) under the tenant setting, a new reference;
+ * NULL if out of memory. */
+struct vmmd_tenant *vmmd_tenant_get(uid_t uid, const char *cgroup);
+struct vmmd_tenant *vmmd_tenant_ref(struct vmmd_tenant *t);
+void	vmmd_tenant_put(struct vmmd_tenant *t);	/* NULL is fine */
+unsigned vmmd_tenant_count(void);
+
 /* ---- session.c --------------------------------------------------------------- */
 
 enum vmmd_session_state {
@@ -284,6 +311,7 @@ struct vmmd_session {
 	int			kind;		/* Vmm__ClientKind */
 	char			name[VMM_PROTO_MAX_NAME + 1];
 	char			cgroup[VMM_PROTO_MAX_QUOTA_KEY + 1];
+	struct vmmd_tenant	*tenant;	/* a reference */
 	uint64_t		connected_usec;
 	struct event		*ev_read, *ev_write, *ev_pid, *ev_timeout;
 	struct vmm_frame_reader	*rd;
@@ -318,9 +346,10 @@ int	vmmd_session_new(int fd, int pidfd, pid_t pid, uid_t uid, gid_t gid,
 void	vmmd_session_retry_pending(void);
 /* Asks app sessions other than except for their cached memory (target 0:
  * all they report cached), skipping those that asked for memory within the
- * last idle_ms (0: none skipped).  Returns how many were asked. */
+ * last idle_ms (0: none skipped) and, if same_tenant, those whose memory
+ * could not be lent to except as it is.  Returns how many were asked. */
 unsigned vmmd_session_recall(struct vmmd_session *except, uint64_t target,
-	    int reason, uint64_t idle_ms);
+	    int reason, uint64_t idle_ms, bool same_tenant);
 /* Sends Goodbye to every session (daemon shutting down) and closes them. */
 void	vmmd_session_shutdown_all(const char *why);
 unsigned vmmd_session_count_uid(uid_t uid);

@@ -2,10 +2,11 @@
  * vmmd leases across real processes: chunks of a SIGKILLed holder come back
  * at once (and the daemon's fds with them); a holder that hung up but still
  * lives keeps its chunks quarantined, lent to nobody else, until it dies;
- * memory freed by one process is the next one's, scrubbed when it changes
- * uid (and only then), and shows the old data when scrubbing is off — which
- * proves the test can tell; after trim --recall, what comes back goes to
- * the GPU.
+ * memory freed by one process is the next one's if it is of the same uid
+ * (tenant), and another uid gets new memory instead; with cross_tenant =
+ * reuse it is scrubbed when it changes uid (and only then), and shows the
+ * old data when scrubbing is off — which proves the test can tell; after
+ * trim --recall, what comes back goes to the GPU.
  *
  * The parent never initialises CUDA: the children do, after fork().
  */
@@ -332,11 +333,32 @@ hand_over(uid_t uid_a, uid_t uid_b, uint32_t seed, struct report *rb)
 	a.sizes[0] = b.sizes[0] = 2 * G;
 	run(child_writer, &a, &ra, NULL);
 	run(child_reader, &b, rb, NULL);
-	CHECK(rb->ids[0] == ra.ids[0]);
+	rb->n = rb->ids[0] == ra.ids[0];	/* the same chunk */
 	CHECK(rb->all_zero != rb->all_pattern);
 }
 
-/* scrub = cross-uid: zeros for another uid, the data for the same uid. */
+/* cross_tenant = recreate (the default): another uid never gets a chunk a
+ * uid released — it gets new memory, zeros without a scrub, and the idle
+ * chunk of the other tenant goes back to the GPU as the pool grows; the
+ * same uid gets its chunk back, data and all. */
+static void
+test_tenants(void)
+{
+	struct report rb;
+	uint64_t creates = tc_counter(adm, "creates");
+
+	hand_over(0, NOBODY, 31, &rb);
+	CHECK(rb.n == 0 && rb.all_zero);
+	CHECK(tc_counter(adm, "creates") == creates + 2);
+	CHECK(tc_counter(adm, "tenant_swaps") == 1);
+	CHECK(tc_counter(adm, "scrubs") == 0);
+	hand_over(NOBODY, NOBODY, 32, &rb);
+	CHECK(rb.n == 1 && rb.all_pattern);
+	CHECK(tc_counter(adm, "scrubs") == 0);
+}
+
+/* cross_tenant = reuse, scrub = cross-tenant: zeros for another uid, the
+ * data for the same uid. */
 static void
 test_scrub_cross_uid(void)
 {
@@ -346,25 +368,26 @@ test_scrub_cross_uid(void)
 	CHECK(tc_trim(adm, 0, false) >= 0);
 	scrubs = tc_counter(adm, "scrubs");
 	hand_over(0, NOBODY, 11, &rb);
-	CHECK(rb.all_zero);
+	CHECK(rb.n == 1 && rb.all_zero);
 	CHECK(tc_counter(adm, "scrubs") == scrubs + 1);
 	/* The chunk's last holder was NOBODY: root's writer gets it scrubbed;
 	 * root's reader then sees root's data, unscrubbed. */
 	hand_over(0, 0, 12, &rb);
-	CHECK(rb.all_pattern);
+	CHECK(rb.n == 1 && rb.all_pattern);
 	CHECK(tc_counter(adm, "scrubs") == scrubs + 2);
 }
 
-/* scrub = never: the next holder sees the data, whatever its uid. */
+/* cross_tenant = reuse, scrub = never: the next holder sees the data,
+ * whatever its uid. */
 static void
 test_scrub_never(void)
 {
 	struct report rb;
 
 	hand_over(0, 0, 21, &rb);
-	CHECK(rb.all_pattern);
+	CHECK(rb.n == 1 && rb.all_pattern);
 	hand_over(0, NOBODY, 22, &rb);
-	CHECK(rb.all_pattern);
+	CHECK(rb.n == 1 && rb.all_pattern);
 	CHECK(tc_counter(adm, "scrubs") == 0);
 }
 
@@ -415,15 +438,20 @@ main(void)
 
 	/* The pool keeps its idle chunks here (no swap for growth): the
 	 * tests count on them. */
-	d = start("a", "idle_timeout_ms = 0\nswap_idle = 0\nsocket_group = nogroup\n");
+	d = start("a", "idle_timeout_ms = 0\nswap_idle = 0\nsocket_group = nogroup\n"
+	    "cross_tenant = reuse\n");
 	test_sigkill(d);
 	test_quarantine();
 	test_scrub_cross_uid();
 	stop(d);
 
 	d = start("b", "idle_timeout_ms = 0\nsocket_group = nogroup\n"
-	    "scrub = never\n");
+	    "scrub = never\ncross_tenant = reuse\n");
 	test_scrub_never();
+	stop(d);
+
+	d = start("t", "idle_timeout_ms = 0\nsocket_group = nogroup\n");
+	test_tenants();
 	stop(d);
 
 	d = start("c", "idle_timeout_ms = 0\nswap_idle = 0\n"
