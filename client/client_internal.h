@@ -42,6 +42,7 @@ struct vmm_settings {
 	uint64_t	report_ms;	/* usage reported at most this often */
 	double		va_headroom;	/* VA left after large allocations */
 	uint64_t	connect_timeout_ms;
+	char		daemon_user[VMM_OPT_STRMAX];	/* may run vmmd */
 };
 
 /* The settings, read from the environment on first call.  An invalid value

@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <poll.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -230,6 +231,32 @@ conn_roundtrip(struct vmm_conn *c, Vmm__Envelope *env, uint64_t rid,
 	return conn_wait(c, rid, out);
 }
 
+/* Whether the listener at c->fd runs as a uid this process trusts with
+ * its memory: root, its own, or VMM_DAEMON_USER's.  err says why not. */
+static bool
+conn_peer_trusted(struct vmm_conn *c, char *err, size_t errlen)
+{
+	const struct vmm_settings *st = vmm_settings_get();
+	struct ucred cr;
+	socklen_t len = sizeof(cr);
+	struct passwd pw, *res = NULL;
+	char buf[1024];
+
+	if (getsockopt(c->fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) != 0) {
+		snprintf(err, errlen, "SO_PEERCRED: %s", strerror(errno));
+		return false;
+	}
+	if (cr.uid == 0 || cr.uid == geteuid() || cr.uid == getuid())
+		return true;
+	if (st->daemon_user[0] != '\0' && getpwnam_r(st->daemon_user, &pw, buf,
+	    sizeof(buf), &res) == 0 && res != NULL && pw.pw_uid == cr.uid)
+		return true;
+	snprintf(err, errlen, "the listener runs as uid %u, not root, this "
+	    "user or VMM_DAEMON_USER=%.32s: not speaking to it", (unsigned)cr.uid,
+	    st->daemon_user);
+	return false;
+}
+
 /* Connects and says Hello; adopts held memory after a reconnect. */
 static int
 conn_open(struct vmm_conn *c)
@@ -239,7 +266,7 @@ conn_open(struct vmm_conn *c)
 	Vmm__Hello h = VMM__HELLO__INIT;
 	const Vmm__Envelope *r;
 	struct vmm_frame_msg *m;
-	char name[VMM_PROTO_MAX_NAME + 1] = "", err[128];
+	char name[VMM_PROTO_MAX_NAME + 1] = "", err[192];
 	uint64_t now = vmm_now_ms(), old_instance;
 	bool resumed;
 	int rc;
@@ -251,6 +278,11 @@ conn_open(struct vmm_conn *c)
 		snprintf(err, sizeof(err), "%s", strerror(errno));
 		goto unreachable;
 	}
+	/* Nothing, not even Hello, goes to a listener we do not trust: after a
+	 * crash anyone able to bind the path could pose as vmmd and be sent
+	 * this process's memory (Adopt). */
+	if (!conn_peer_trusted(c, err, sizeof(err)))
+		goto unreachable;
 	if ((c->rd = vmm_frame_reader_new(VMM_FRAME_PEER_DAEMON)) == NULL) {
 		snprintf(err, sizeof(err), "out of memory");
 		goto unreachable;

@@ -46,6 +46,9 @@ const struct vmm_opt vmm_client_options[] = {
 	  "its size, so vmm_realloc can grow it in place" },
 	{ "VMM_CONNECT_TIMEOUT_MS", VMM_OPT_U64, "2000", 1, 600000, NULL,
 	  O(connect_timeout_ms), "how long a call to vmmd may take" },
+	{ "VMM_DAEMON_USER", VMM_OPT_STRING, "vmmd", 0, 0, NULL,
+	  O(daemon_user), "the user vmmd runs as: a listener of any uid but "
+	  "this user's, root's and the process's own is not spoken to" },
 };
 
 const size_t vmm_client_noptions =

@@ -14,21 +14,26 @@
  *                client resumes it on reconnect (same ids), never adopts.
  *   restart      a new vmmd instance: the client adopts what it maps,
  *                once.
+ *   impostor     vmmd dies and another user listens at its path: the
+ *                client says nothing to it (no Hello, no Adopt of its fds).
  */
 #include <cuda.h>
 
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "../common/check.h"
 #include "client_internal.h"
 #include "testclient.h"
+#include "unixsock.h"
 #include "vmm_client.h"
 
 #define MiB (1ull << 20)
@@ -240,6 +245,26 @@ grabber_child(void)
 	vmm_shutdown();
 }
 
+/* Holds memory with data; once vmmd is gone and something else listens,
+ * allocating must fail (nothing trusted to talk to) and the data stay. */
+static void
+impostor_victim(void)
+{
+	void *big, *more;
+	int rc;
+
+	ctx_init();
+	CHECK(vmm_malloc(&big, HELD_LARGE) == 0);
+	put_pattern(big, HELD_LARGE, 5);
+	say(to_parent[1], 'a');
+	CHECK(hear(to_child[0]) == 'g');
+	rc = vmm_malloc(&more, 8 * MiB);
+	fprintf(stderr, "allocation with an impostor listening: %s\n",
+	    vmm_strerror(rc));
+	CHECK(rc == VMM_ENODAEMON);
+	CHECK(has_pattern(big, HELD_LARGE, 5));
+}
+
 static pid_t
 spawn(void (*fn)(void))
 {
@@ -333,6 +358,118 @@ run_holder(const char *what)
 	tc_stop_daemon_ok(d);
 }
 
+/* ---- impostor ----------------------------------------------------------- */
+
+/*
+ * vmmd dies; another user (nobody) binds its socket path and answers like
+ * vmmd.  The client must not say a word to it — above all not send it the
+ * fds of what it maps (Adopt) — and must fail its call instead.
+ */
+#define NOBODY 65534
+
+/* Listens at path as nobody; reports frames and fds received. */
+static void
+impostor(const char *path, int ready, int report)
+{
+	Vmm__Envelope env = VMM__ENVELOPE__INIT;
+	Vmm__HelloReply r = VMM__HELLO_REPLY__INIT;
+	Vmm__Limits lim = VMM__LIMITS__INIT;
+	struct vmm_frame_reader *rd;
+	struct vmm_frame_msg *m;
+	uint8_t uuid[16] = { 0 };
+	unsigned got[3] = { 0, 0, 0 };	/* frames, fds, connections */
+	gid_t g = NOBODY;
+	int l, c, i;
+
+	tc_become(NOBODY, NOBODY, &g, 1);
+	CHECK((l = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) >= 0);
+	CHECK(vmm_unix_bind(l, path) == 0 && listen(l, 4) == 0);
+	say(ready, 'r');
+	{
+		struct pollfd p = { .fd = l, .events = POLLIN };
+
+		if (poll(&p, 1, 5000) != 1) {	/* nobody came */
+			CHECK(write(report, got, sizeof(got)) == sizeof(got));
+			return;
+		}
+	}
+	CHECK((c = accept(l, NULL, NULL)) >= 0);
+	got[2]++;
+	CHECK((rd = vmm_frame_reader_new(VMM_FRAME_PEER_CLIENT)) != NULL);
+	for (i = 0; i < 4 && tc_recv_raw(c, rd, &m, 3000) == 1; i++) {
+		const Vmm__Envelope *e = vmm_frame_msg_env(m);
+
+		got[0]++;
+		got[1] += (unsigned)vmm_frame_msg_nfds(m);
+		if (e->msg_case == VMM__ENVELOPE__MSG_HELLO) {
+			/* Answer as a new vmmd would. */
+			r.request_id = e->hello->request_id;
+			r.protocol_version = VMM_PROTOCOL_VERSION;
+			r.session_id = 1;
+			r.instance_id = 0xbad;
+			r.granularity = 2 * MiB;
+			r.device_uuid.data = uuid;
+			r.device_uuid.len = 16;
+			lim.max_chunks_per_grant = 16;
+			lim.max_frame = VMM_FRAME_MAX;
+			r.limits = &lim;
+			env.msg_case = VMM__ENVELOPE__MSG_HELLO_REPLY;
+			env.hello_reply = &r;
+			CHECK(vmm_frame_send(c, VMM_FRAME_PEER_CLIENT, &env, NULL,
+			    0, 1000) == 0);
+		}
+		vmm_frame_msg_free(m);
+	}
+	CHECK(write(report, got, sizeof(got)) == sizeof(got));
+}
+
+static void
+case_impostor(void)
+{
+	int ready[2], report[2], st;
+	char c, uuidname[256], path[1400];
+	unsigned got[3];
+	pid_t d, h, imp;
+	ssize_t n;
+
+	if (geteuid() != 0) {
+		printf("needs root (to be another user): skipped\n");
+		exit(77);
+	}
+	CHECK(pipe(to_child) == 0 && pipe(to_parent) == 0);
+	CHECK(pipe(ready) == 0 && pipe(report) == 0);
+	(void)chmod(sockdir, 0755);	/* from an earlier run */
+	d = tc_start_daemon(sockdir, "idle_timeout_ms = 0\n", NULL);
+	h = spawn(impostor_victim);
+	CHECK(hear(to_parent[0]) == 'a');
+	kill(d, SIGKILL);
+	CHECK(waitpid(d, &st, 0) == d);
+	/* The path is free for whoever may write the directory: the client
+	 * connects by the GPU's UUID, the name the index alias points to. */
+	CHECK(chmod(sockdir, 0777) == 0);
+	CHECK((n = readlink(sockpath, uuidname, sizeof(uuidname) - 1)) > 0);
+	uuidname[n] = '\0';
+	snprintf(path, sizeof(path), "%s/%s", sockdir, uuidname);
+	CHECK(unlink(path) == 0);
+	CHECK((imp = fork()) >= 0);
+	if (imp == 0) {
+		alarm(20);
+		impostor(path, ready[1], report[1]);
+		_exit(0);
+	}
+	close(ready[1]);
+	close(report[1]);
+	CHECK(read(ready[0], &c, 1) == 1);
+	say(to_child[1], 'g');
+	reap(h);
+	CHECK(read(report[0], got, sizeof(got)) == sizeof(got));
+	reap(imp);
+	fprintf(stderr, "the impostor got %u connections, %u frames and %u "
+	    "fds\n", got[2], got[0], got[1]);
+	CHECK(got[2] == 1 && got[0] == 0 && got[1] == 0);
+	CHECK(chmod(sockdir, 0755) == 0);
+}
+
 /* ---- main --------------------------------------------------------------- */
 
 int
@@ -347,6 +484,8 @@ main(int argc, char **argv)
 	setenv("VMM_SOCKET_DIR", sockdir, 1);
 	if (strcmp(argv[1], "quota_small") == 0)
 		case_quota_small();
+	else if (strcmp(argv[1], "impostor") == 0)
+		case_impostor();
 	else if (strcmp(argv[1], "stall") == 0 ||
 	    strcmp(argv[1], "dropped") == 0 ||
 	    strcmp(argv[1], "restart") == 0) {
