@@ -521,7 +521,7 @@ session_adopt(struct vmmd_session *s, struct vmm_frame_msg *m,
 		int fd = vmm_frame_msg_take_fd(m, i);
 		int rc = vmmd_pool_adopt(s, fd, a->sizes[i], &ids[i]);
 
-		close(fd);
+		vmmd_closer_close(fd);
 		if (rc != 0) {
 			/* What was adopted stays lent to s; the rest is not ours. */
 			session_error(s, a->request_id,
@@ -903,7 +903,7 @@ session_close(struct vmmd_session *s, const char *why)
 	vmm_frame_reader_free(s->rd);
 	s->oq = NULL;
 	s->rd = NULL;
-	close(s->fd);
+	vmmd_closer_close(s->fd);
 	s->fd = -1;
 	alive = s->chunks_held > 0 && session_process_alive(s);
 	vmmd_pool_session_closed(s, alive);
@@ -933,7 +933,7 @@ vmmd_session_new(int fd, int pidfd, pid_t pid, uid_t uid, gid_t gid,
 	uint64_t ms = vmmd_cfg.handshake_timeout_ms;
 
 	if ((s = calloc(1, sizeof(*s))) == NULL) {
-		close(fd);
+		vmmd_closer_close(fd);
 		return -1;
 	}
 	s->id = session_next_id++;
@@ -988,7 +988,7 @@ fail:
 	vmm_frame_outq_free(s->oq);
 	if (s->pidfd >= 0)
 		close(s->pidfd);
-	close(fd);
+	vmmd_closer_close(fd);
 	free(s);
 	return -1;
 }
