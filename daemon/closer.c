@@ -34,7 +34,6 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
-#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -177,7 +176,7 @@ enum closer_how {
  * never answer; statx() with AT_STATX_DONT_SYNC and fcntl() do not.
  */
 static enum closer_how
-closer_how(int fd)
+closer_classify(int fd)
 {
 	struct statx	stx;
 
@@ -201,7 +200,7 @@ vmmd_closer_close(int fd)
 
 	if (fd < 0)
 		return;
-	switch (closer_how(fd)) {
+	switch (closer_classify(fd)) {
 	case CLOSER_BADF:
 		return;		/* a queued number could be reused */
 	case CLOSER_NOW:
