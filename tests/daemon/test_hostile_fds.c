@@ -10,7 +10,7 @@
  * Then the trap is sprung (the listener resets the connection) and the
  * daemon's fd count must come back to its baseline.
  *
- * vmmd is stopped (SIGSTOP) while a case sets up, so that it holds the last
+ * vmmd is stopped (tc_freeze) while a case sets up, so that it holds the last
  * reference when it runs, whatever the scheduling: otherwise this test's
  * own close() could be the one that sleeps.
  */
@@ -295,10 +295,10 @@ run_case(enum how how)
 	trap_set(&t);
 	if (how == ADOPT_AFTER_HELLO)
 		s = tc_open(sockpath, "hostile", false);
-	CHECK(kill(daemon_pid, SIGSTOP) == 0);
+	tc_freeze(daemon_pid);
 	fd = deliver(how, &t, s, &sent);
 	trap_drop(&t, sent);
-	CHECK(kill(daemon_pid, SIGCONT) == 0);
+	tc_thaw(daemon_pid);
 	CHECK(sent);
 
 	end = vmm_now_ms() + WATCH_MS;
