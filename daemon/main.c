@@ -226,6 +226,12 @@ main(int argc, char **argv)
 		fprintf(stderr, "vmmd: cannot daemonize: %s\n", strerror(errno));
 		return 1;
 	}
+	/* Peers' fds and the sessions' sockets are closed off the loop. */
+	if (vmmd_closer_start() != 0) {
+		vmm_log_error("cannot start the fd closer: %s", strerror(errno));
+		return 1;
+	}
+	vmm_frame_set_fd_disposer(vmmd_closer_close);
 	ev_term = evsignal_new(vmmd_base, SIGTERM, on_signal, NULL);
 	ev_int = evsignal_new(vmmd_base, SIGINT, on_signal, NULL);
 	ev_idle = event_new(vmmd_base, -1, EV_PERSIST, on_idle_tick, NULL);
@@ -253,6 +259,7 @@ main(int argc, char **argv)
 	vmmd_notify_stopping();
 	vmmd_server_stop();
 	vmmd_session_shutdown_all("vmmd is shutting down");
+	vmmd_closer_stop();
 	vmmd_pool_shutdown();
 	event_free(ev_term);
 	event_free(ev_int);

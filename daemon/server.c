@@ -81,7 +81,7 @@ server_refuse(int fd, const char *why, Vmm__ErrorCode code)
 	env.msg_case = VMM__ENVELOPE__MSG_ERROR;
 	env.error = &e;
 	(void)vmm_frame_send(fd, VMM_FRAME_PEER_CLIENT, &env, NULL, 0, 0);
-	close(fd);
+	vmmd_closer_close(fd);
 	vmmd_stats.sessions_refused++;
 }
 
@@ -118,7 +118,7 @@ server_take(int fd)
 
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) != 0) {
 		vmm_log_error("SO_PEERCRED: %s", strerror(errno));
-		close(fd);
+		vmmd_closer_close(fd);
 		return 0;
 	}
 	len = sizeof(groups);

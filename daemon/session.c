@@ -625,7 +625,7 @@ session_adopt(struct vmmd_session *s, struct vmm_frame_msg *m,
 		int fd = vmm_frame_msg_take_fd(m, i);
 		enum vmmd_adopt rc = vmmd_pool_adopt(s, fd, a->sizes[i], &ids[i]);
 
-		close(fd);
+		vmmd_closer_close(fd);
 		if (rc != VMMD_ADOPT_OK) {
 			ids[i] = 0;
 			refused++;
@@ -1019,7 +1019,7 @@ session_close(struct vmmd_session *s, const char *why)
 	vmm_frame_reader_free(s->rd);
 	s->oq = NULL;
 	s->rd = NULL;
-	close(s->fd);
+	vmmd_closer_close(s->fd);
 	s->fd = -1;
 	alive = s->chunks_held > 0 && session_process_alive(s);
 	vmmd_pool_session_closed(s, alive);
@@ -1049,7 +1049,7 @@ vmmd_session_new(int fd, int pidfd, pid_t pid, uid_t uid, gid_t gid,
 	uint64_t ms = vmmd_cfg.handshake_timeout_ms;
 
 	if ((s = calloc(1, sizeof(*s))) == NULL) {
-		close(fd);
+		vmmd_closer_close(fd);
 		return -1;
 	}
 	s->id = session_next_id++;
@@ -1065,7 +1065,7 @@ vmmd_session_new(int fd, int pidfd, pid_t pid, uid_t uid, gid_t gid,
 	s->pidfd = pidfd;
 	session_read_cgroup(pid, s->cgroup, sizeof(s->cgroup));
 	if ((s->tenant = vmmd_tenant_get(uid, s->cgroup)) == NULL) {
-		close(fd);
+		vmmd_closer_close(fd);
 		if (pidfd >= 0)
 			close(pidfd);
 		free(s);
@@ -1112,7 +1112,7 @@ fail:
 	if (s->pidfd >= 0)
 		close(s->pidfd);
 	vmmd_tenant_put(s->tenant);
-	close(fd);
+	vmmd_closer_close(fd);
 	free(s);
 	return -1;
 }

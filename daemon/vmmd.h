@@ -11,6 +11,7 @@
  *   tenant.c   who may get back memory another holder released
  *   stats.c    counters and the admin replies
  *   notify.c   sd_notify: READY, STATUS, watchdog, STOPPING
+ *   closer.c   closing peers' fds and session sockets off the loop
  */
 #ifndef VMMD_H
 #define VMMD_H
@@ -156,7 +157,10 @@ uint64_t vmmd_quota_for(const struct vmmd_config *c, uid_t uid,
 	X(resumed_sessions, "sessions resumed by their process on reconnect") \
 	X(recalls, "Recall pushes sent to clients")                          \
 	X(recall_waits, "Acquires parked until recalled memory came back")   \
-	X(recall_successes, "parked Acquires granted after a recall")
+	X(recall_successes, "parked Acquires granted after a recall")       \
+	X(closer_queued, "fds handed to a closer thread")                    \
+	X(closer_threads, "closer threads started")                          \
+	X(closer_inline, "fds closed in the loop: no closer could take them")
 
 struct vmmd_counters {
 #define VMMD_COUNTER_FIELD(name, help) uint64_t name;
@@ -385,6 +389,17 @@ extern uint64_t			vmmd_instance;
 extern struct vmmd_config	vmmd_cfg;
 /* Asks the loop to finish (after a signal or a fatal error). */
 void		vmmd_exit(int code);
+
+/* ---- closer.c -------------------------------------------------------------- */
+
+/* Before any fd is disposed of, after daemonizing (threads start later, on
+ * demand): 0, or -1 with errno. */
+int	vmmd_closer_start(void);
+/* Closes fd, a peer's or a session's socket, without blocking the loop;
+ * loop thread only. */
+void	vmmd_closer_close(int fd);
+/* Lets the closer threads finish (waiting a second at most). */
+void	vmmd_closer_stop(void);
 
 /* ---- notify.c -------------------------------------------------------------- */
 

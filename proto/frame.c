@@ -32,10 +32,14 @@
 #define READ_FDSETS		4
 /* Fd-less frames gathered into one sendmsg(). */
 #define SEND_IOV		64
-/* Control buffer: the fds of one frame, plus room for SCM_CREDENTIALS in
- * case the socket has SO_PASSCRED set, so fds are never truncated by it. */
+/* Most fds one sendmsg() may attach (the kernel's SCM_MAX_FD). */
+#define SCM_FDS_MAX		253
+/* Control buffer: every fd one recvmsg() can bring, plus room for
+ * SCM_CREDENTIALS in case the socket has SO_PASSCRED set.  Fds that do not
+ * fit would be dropped by the kernel itself, inside recvmsg(): their last
+ * close would run in our thread, past the disposer (frame.h). */
 #define CTL_SPACE \
-	(CMSG_SPACE(sizeof(int) * VMM_FRAME_MAX_FDS) + \
+	(CMSG_SPACE(sizeof(int) * SCM_FDS_MAX) + \
 	CMSG_SPACE(sizeof(struct ucred)))
 
 #define FROM_CLIENT		(1u << VMM_FRAME_PEER_CLIENT)
@@ -97,6 +101,16 @@ struct vmm_frame_outq {
 	struct outq_frame	**tailp;
 };
 
+/* How fds that came from a peer are disposed of; NULL: close(). */
+static void	(*frame_disposer)(int);
+
+void
+vmm_frame_set_fd_disposer(void (*fn)(int))
+{
+	frame_disposer = fn;
+}
+
+/* Closes fds we were given by our caller, to send. */
 static void
 close_fds(int *fds, size_t n)
 {
@@ -105,6 +119,24 @@ close_fds(int *fds, size_t n)
 	for (i = 0; i < n; i++) {
 		if (fds[i] >= 0)
 			close(fds[i]);
+		fds[i] = -1;
+	}
+}
+
+/* Disposes of fds that came from a peer (or stand for such: _decode(),
+ * _feed()). */
+static void
+drop_fds(int *fds, size_t n)
+{
+	size_t	i;
+
+	for (i = 0; i < n; i++) {
+		if (fds[i] >= 0) {
+			if (frame_disposer != NULL)
+				frame_disposer(fds[i]);
+			else
+				close(fds[i]);
+		}
 		fds[i] = -1;
 	}
 }
@@ -522,15 +554,15 @@ vmm_frame_decode(const void *body, size_t len, enum vmm_frame_peer from,
 
 	*out = NULL;
 	if (nfds > VMM_FRAME_MAX_FDS) {
-		close_fds(fds, nfds);
+		drop_fds(fds, nfds);
 		return VMM_FRAME_ETOOMANYFDS;
 	}
 	if (len > VMM_FRAME_MAX) {
-		close_fds(fds, nfds);
+		drop_fds(fds, nfds);
 		return VMM_FRAME_ETOOBIG;
 	}
 	if ((m = calloc(1, sizeof(*m))) == NULL) {
-		close_fds(fds, nfds);
+		drop_fds(fds, nfds);
 		return -ENOMEM;
 	}
 	if (nfds != 0)
@@ -585,7 +617,7 @@ vmm_frame_msg_free(struct vmm_frame_msg *m)
 {
 	if (m == NULL)
 		return;
-	close_fds(m->fds, m->nfds);
+	drop_fds(m->fds, m->nfds);
 	if (m->env != NULL)
 		vmm__envelope__free_unpacked(m->env, &m->alloc);
 	free(m);
@@ -614,7 +646,7 @@ reader_drop_fds(struct vmm_frame_reader *r)
 	size_t	i;
 
 	for (i = 0; i < READ_FDSETS; i++) {
-		close_fds(r->sets[i].fds, r->sets[i].nfds);
+		drop_fds(r->sets[i].fds, r->sets[i].nfds);
 		r->sets[i].nfds = 0;
 	}
 }
@@ -629,7 +661,7 @@ vmm_frame_reader_free(struct vmm_frame_reader *r)
 	free(r);
 }
 
-/* Record a fault: every later call returns it; held fds are closed. */
+/* Record a fault: every later call returns it; held fds are disposed of. */
 static int
 reader_fail(struct vmm_frame_reader *r, int err)
 {
@@ -690,7 +722,7 @@ reader_absorb(struct vmm_frame_reader *r, size_t n, int *fds, size_t nfds)
 	while (r->walk + VMM_FRAME_HDR <= b) {
 		flen = get_le32(r->buf + (r->walk - r->base));
 		if (flen > VMM_FRAME_MAX) {
-			close_fds(fds, nfds);
+			drop_fds(fds, nfds);
 			return reader_fail(r, VMM_FRAME_ETOOBIG);
 		}
 		next = r->walk + VMM_FRAME_HDR + flen;
@@ -704,7 +736,7 @@ reader_absorb(struct vmm_frame_reader *r, size_t n, int *fds, size_t nfds)
 		return (ssize_t)n;
 
 	if (last == UINT64_MAX) {
-		close_fds(fds, nfds);		/* fds in mid-frame */
+		drop_fds(fds, nfds);		/* fds in mid-frame */
 		return reader_fail(r, VMM_FRAME_EINVALID);
 	}
 	for (i = 0; i < READ_FDSETS; i++) {
@@ -712,12 +744,12 @@ reader_absorb(struct vmm_frame_reader *r, size_t n, int *fds, size_t nfds)
 			if (slot == READ_FDSETS)
 				slot = i;
 		} else if (r->sets[i].start == last) {
-			close_fds(fds, nfds);	/* a second batch */
+			drop_fds(fds, nfds);	/* a second batch */
 			return reader_fail(r, VMM_FRAME_EINVALID);
 		}
 	}
 	if (slot == READ_FDSETS) {
-		close_fds(fds, nfds);
+		drop_fds(fds, nfds);
 		return reader_fail(r, -ENOBUFS);
 	}
 	r->sets[slot].start = last;
@@ -747,7 +779,7 @@ vmm_frame_reader_read(struct vmm_frame_reader *r, int sock)
 	struct msghdr	 mh;
 	struct iovec	 iov;
 	struct cmsghdr	*c;
-	int		 fds[VMM_FRAME_MAX_FDS], fd, rc;
+	int		 fds[SCM_FDS_MAX], fd, rc;
 	size_t		 nfds = 0, i, k;
 	bool		 toomany = false;
 	ssize_t		 n;
@@ -779,20 +811,21 @@ vmm_frame_reader_read(struct vmm_frame_reader *r, int sock)
 		k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
 		for (i = 0; i < k; i++) {
 			memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(fd));
-			if (nfds < VMM_FRAME_MAX_FDS)
+			if (nfds < SCM_FDS_MAX)
 				fds[nfds++] = fd;
 			else {
-				close(fd);
+				drop_fds(&fd, 1);
 				toomany = true;
 			}
 		}
 	}
-	if (toomany || (mh.msg_flags & MSG_CTRUNC)) {
-		close_fds(fds, nfds);
+	if (toomany || nfds > VMM_FRAME_MAX_FDS ||
+	    (mh.msg_flags & MSG_CTRUNC)) {
+		drop_fds(fds, nfds);
 		return reader_fail(r, VMM_FRAME_ETOOMANYFDS);
 	}
 	if (n == 0) {
-		close_fds(fds, nfds);
+		drop_fds(fds, nfds);
 		if (!reader_at_boundary(r))
 			return reader_fail(r, VMM_FRAME_ETRUNCATED);
 		return 0;
@@ -809,17 +842,17 @@ vmm_frame_reader_feed(struct vmm_frame_reader *r, const void *buf, size_t len,
 	ssize_t		 n;
 
 	if (r->err != 0) {
-		close_fds(fds, nfds);
+		drop_fds(fds, nfds);
 		return r->err;
 	}
 	if (nfds > VMM_FRAME_MAX_FDS) {
-		close_fds(fds, nfds);
+		drop_fds(fds, nfds);
 		return reader_fail(r, VMM_FRAME_ETOOMANYFDS);
 	}
 	if (len == 0) {
 		if (nfds == 0)
 			return 0;
-		close_fds(fds, nfds);	/* a socket cannot deliver that */
+		drop_fds(fds, nfds);	/* a socket cannot deliver that */
 		return reader_fail(r, VMM_FRAME_EINVALID);
 	}
 
@@ -836,13 +869,13 @@ vmm_frame_reader_feed(struct vmm_frame_reader *r, const void *buf, size_t len,
 		if (nfds == 0)
 			return -ENOBUFS;
 		/* The fds are lost: the stream is broken. */
-		close_fds(fds, nfds);
+		drop_fds(fds, nfds);
 		return reader_fail(r, -ENOBUFS);
 	}
 	need = r->len + len > READ_MIN ? r->len + len : READ_MIN;
 	if (r->cap < need) {
 		if ((p = realloc(r->buf, need)) == NULL) {
-			close_fds(fds, nfds);
+			drop_fds(fds, nfds);
 			return nfds == 0 ? -ENOMEM : reader_fail(r, -ENOMEM);
 		}
 		r->buf = p;

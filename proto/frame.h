@@ -12,9 +12,13 @@
  *
  * Ownership: every function that takes an fd array takes the fds, whatever
  * it returns: they are sent and closed, handed over in a vmm_frame_msg, or
- * closed.  Every fd that arrives and is not taken with vmm_frame_msg_take_fd()
- * is closed.  Nothing here prints; errors are negative errno values, those
- * below naming protocol faults.  Objects are not thread-safe.
+ * closed.  Every fd that arrives (or is given to _decode() or _feed()) and is
+ * not taken with vmm_frame_msg_take_fd() is disposed of: closed, or handed
+ * to the disposer set with vmm_frame_set_fd_disposer().  Even the fds of a
+ * frame that may carry none are received first and disposed of that way,
+ * never left for the kernel to drop.  Nothing here prints; errors are
+ * negative errno values, those below naming protocol faults.  Objects are
+ * not thread-safe.
  */
 #ifndef VMM_FRAME_H
 #define VMM_FRAME_H
@@ -90,9 +94,19 @@ struct vmm_frame_msg;		/* one decoded frame and its fds */
 struct vmm_frame_reader;	/* incremental receiver for one socket */
 struct vmm_frame_outq;		/* pending output for one socket */
 
+/*
+ * How fds that came from a peer are disposed of: close() by default.  The
+ * last close of a peer's file may sleep (a lingering socket, a FUSE flush),
+ * so a server's event loop hands them to something that cannot (vmmd: its
+ * closer).  fn must take the fd in every case.  Call once, before any other
+ * function here; NULL restores close().
+ */
+void	 vmm_frame_set_fd_disposer(void (*fn)(int fd));
+
 /* --- messages ----------------------------------------------------------- */
 
-/* Decode one frame body sent by `from`; 0 and *out, or a fault (fds closed). */
+/* Decode one frame body sent by `from`; 0 and *out, or a fault (fds
+ * disposed of). */
 int	 vmm_frame_decode(const void *body, size_t len,
 	     enum vmm_frame_peer from, int *fds, size_t nfds,
 	     struct vmm_frame_msg **out);
@@ -115,14 +129,14 @@ const Vmm__Envelope *vmm_frame_msg_env(const struct vmm_frame_msg *m);
 size_t	 vmm_frame_msg_nfds(const struct vmm_frame_msg *m);
 /* Take fd i (CLOEXEC) for the caller to own; -1 if out of range or taken. */
 int	 vmm_frame_msg_take_fd(struct vmm_frame_msg *m, size_t i);
-/* Free the message and close every fd not taken.  NULL is fine. */
+/* Free the message and dispose of every fd not taken.  NULL is fine. */
 void	 vmm_frame_msg_free(struct vmm_frame_msg *m);
 
 /* --- receiving ---------------------------------------------------------- */
 
 /* A reader for what `from` sends; NULL (errno set) on failure. */
 struct vmm_frame_reader *vmm_frame_reader_new(enum vmm_frame_peer from);
-/* Free the reader, closing every fd it still holds.  NULL is fine. */
+/* Free the reader, disposing of every fd it still holds.  NULL is fine. */
 void	 vmm_frame_reader_free(struct vmm_frame_reader *r);
 /* One non-blocking recvmsg(): bytes read (> 0), 0 on EOF between frames,
  * -EAGAIN, -ENOBUFS (call _next() until it returns 0 first), or an error. */

@@ -691,10 +691,10 @@ test_fairness(void)
 	raw_open(&other);
 	raw_hello(&other);
 	f0 = tc_counter(adm, "failures");
-	CHECK(kill(daemon_pid, SIGSTOP) == 0);
+	tc_freeze(daemon_pid);
 	raw_send(&busy, batch, len * 512);
 	raw_send(&other, req, rlen);
-	CHECK(kill(daemon_pid, SIGCONT) == 0);
+	tc_thaw(daemon_pid);
 	m = raw_expect(&other, VMM__ENVELOPE__MSG_STATS_REPLY);
 	e = vmm_frame_msg_env(m);
 	for (i = 0; i < e->stats_reply->n_counters; i++)

@@ -3,6 +3,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <poll.h>
 #include <signal.h>
@@ -576,6 +577,46 @@ tc_wait_eof(int fd, int timeout_ms)
 		if (n == 0 || (n < 0 && errno == ECONNRESET))
 			return 0;
 	}
+}
+
+/* The state letter of pid in /proc (R, S, T...), or 0. */
+static char
+tc_proc_state(pid_t pid)
+{
+	char path[64], buf[512], *p;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	/* "pid (comm) S ...": comm may hold anything, even ")". */
+	if ((p = strrchr(buf, ')')) == NULL || p[1] != ' ')
+		return 0;
+	return p[2];
+}
+
+void
+tc_freeze(pid_t pid)
+{
+	uint64_t end = vmm_now_ms() + 5000;
+
+	CHECK(kill(pid, SIGSTOP) == 0);
+	while (tc_proc_state(pid) != 'T') {
+		CHECK(vmm_now_ms() < end);
+		tc_sleep_ms(1);
+	}
+}
+
+void
+tc_thaw(pid_t pid)
+{
+	CHECK(kill(pid, SIGCONT) == 0);
 }
 
 void

@@ -114,6 +114,11 @@ int	tc_recv_raw(int fd, struct vmm_frame_reader *rd,
 /* Reads and discards until EOF: 0, or -1 if the socket stays open past
  * timeout_ms. */
 int	tc_wait_eof(int fd, int timeout_ms);
+/* SIGSTOP pid and wait until it is stopped (kill() returns before a
+ * running process has stopped); fails the test after 5 s. */
+void	tc_freeze(pid_t pid);
+/* SIGCONT pid. */
+void	tc_thaw(pid_t pid);
 /* Leaves root for uid/gid with these supplementary groups (child only). */
 void	tc_become(uid_t uid, gid_t gid, const gid_t *groups, size_t ngroups);
 /* Forks a child that runs fn(arg, ctl) and _exits with its result; ctl is a

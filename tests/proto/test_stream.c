@@ -27,13 +27,13 @@ raw_send(int sock, const void *buf, size_t len, const int *fds, size_t nfds)
 {
 	union {
 		struct cmsghdr	hdr;
-		char		buf[CMSG_SPACE(sizeof(int) * 80)];
+		char		buf[CMSG_SPACE(sizeof(int) * 253)];
 	}		 ctl;
 	struct msghdr	 mh;
 	struct iovec	 iov;
 	struct cmsghdr	*c;
 
-	CHECK(nfds <= 80);
+	CHECK(nfds <= 253);
 	memset(&mh, 0, sizeof(mh));
 	memset(&ctl, 0, sizeof(ctl));
 	iov.iov_base = (void *)(uintptr_t)buf;
@@ -411,9 +411,10 @@ bad_fds_case(enum vmm_frame_peer from, const unsigned char *frame,
 {
 	struct vmm_frame_reader	*r;
 	struct vmm_frame_msg	*m = NULL;
-	int			 sv[2], fds[80], rc;
+	int			 sv[2], fds[253], rc;
 	ssize_t			 n;
 
+	CHECK(nfds <= 253);
 	t_socketpair(sv);
 	t_nullfds(fds, nfds);
 	raw_send(sv[0], frame, len, fds, nfds);
@@ -482,6 +483,86 @@ test_bad_fds(void)
 	vmm_frame_reader_free(r);
 	close(sv[0]);
 	close(sv[1]);
+	CHECK(t_count_fds() == base);
+}
+
+/* A disposer that counts what it is given, then closes it. */
+static size_t	disposed;
+
+static void
+count_disposer(int fd)
+{
+	disposed++;
+	CHECK(close(fd) == 0);
+}
+
+/* With a disposer set, every fd a peer sent and nobody took reaches it —
+ * all 253 one sendmsg() can carry, none dropped by the kernel — and fds
+ * this side sends do not. */
+static void
+test_disposer(void)
+{
+	static unsigned char	 grant[256], hello[256];
+	struct vmm_frame_reader	*r;
+	struct vmm_frame_outq	*q;
+	struct t_sample		 s;
+	size_t			 glen, hlen;
+	int			 base = t_count_fds(), sv[2], fds[3];
+
+	t_sample(3, &s);
+	glen = t_frame(&s.env, grant);
+	t_sample(0, &s);
+	hlen = t_frame(&s.env, hello);
+	vmm_frame_set_fd_disposer(count_disposer);
+
+	disposed = 0;
+	CHECK(bad_fds_case(VMM_FRAME_PEER_CLIENT, hello, hlen, 1) ==
+	    VMM_FRAME_EFDCOUNT);
+	CHECK(disposed == 1);
+	disposed = 0;
+	CHECK(bad_fds_case(VMM_FRAME_PEER_DAEMON, grant, glen, 80) ==
+	    VMM_FRAME_ETOOMANYFDS);
+	CHECK(disposed == 80);
+	disposed = 0;
+	CHECK(bad_fds_case(VMM_FRAME_PEER_DAEMON, grant, glen, 253) ==
+	    VMM_FRAME_ETOOMANYFDS);
+	CHECK(disposed == 253);
+	disposed = 0;
+	CHECK(bad_fds_case(VMM_FRAME_PEER_DAEMON, grant, glen, 3) == 0);
+	CHECK(disposed == 3);	/* the message was freed, nothing taken */
+
+	/* A frame cut short by a hang-up, and a reader freed holding fds. */
+	disposed = 0;
+	t_socketpair(sv);
+	CHECK((r = vmm_frame_reader_new(VMM_FRAME_PEER_DAEMON)) != NULL);
+	t_nullfds(fds, 3);
+	raw_send(sv[0], grant, 10, fds, 3);
+	close(fds[0]);
+	close(fds[1]);
+	close(fds[2]);
+	close(sv[0]);
+	CHECK(vmm_frame_reader_read(r, sv[1]) == 10);
+	CHECK(vmm_frame_reader_read(r, sv[1]) == VMM_FRAME_ETRUNCATED);
+	CHECK(disposed == 3);
+	vmm_frame_reader_free(r);
+	close(sv[1]);
+	disposed = 0;
+	CHECK((r = vmm_frame_reader_new(VMM_FRAME_PEER_DAEMON)) != NULL);
+	t_nullfds(fds, 3);
+	CHECK(vmm_frame_reader_feed(r, grant, 10, fds, 3) == 0);
+	vmm_frame_reader_free(r);
+	CHECK(disposed == 3);
+
+	/* Our own fds, queued to send and dropped: closed, not disposed. */
+	disposed = 0;
+	t_sample(3, &s);
+	CHECK((q = vmm_frame_outq_new(VMM_FRAME_PEER_CLIENT, 0, 0)) != NULL);
+	t_nullfds(fds, 3);
+	CHECK(vmm_frame_outq_push(q, &s.env, fds, 3) == 0);
+	vmm_frame_outq_free(q);
+	CHECK(disposed == 0);
+
+	vmm_frame_set_fd_disposer(NULL);
 	CHECK(t_count_fds() == base);
 }
 
@@ -678,6 +759,7 @@ main(void)
 	test_bytewise_socket();
 	test_fds_cross_process();
 	test_bad_fds();
+	test_disposer();
 	test_bad_bytes();
 	test_outq_limits();
 	CHECK(t_count_fds() == base);
