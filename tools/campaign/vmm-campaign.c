@@ -1322,12 +1322,14 @@ static void
 phase_sigkill(const struct camp_size *z)
 {
 	pid_t pids[64];
-	int ctls[64], i, k, done = 0, killed = 0;
-	uint64_t lost, t0 = vmm_now_ms();
+	int ctls[64], i, k, done = 0, killed = 0, mapped = 0;
+	uint64_t lost, t0 = vmm_now_ms(), lent_max = 0;
 	Vmm__PoolStats pool;
+	struct tc *adm;
 	char b;
 
 	memset(&pool, 0, sizeof(pool));
+	adm = cp_open(CAMP_NAME "-admin", true);
 	while (done < z->killed) {
 		int w = z->wave < z->killed - done ? z->wave : z->killed - done;
 
@@ -1335,14 +1337,19 @@ phase_sigkill(const struct camp_size *z)
 			w = 64;
 		for (i = 0; i < w; i++)
 			pids[i] = kid_spawn(killee_main, NULL, &ctls[i]);
-		for (i = 0; i < w; i++) {
-			/* Half of them mid-grant (any time), half mapped. */
-			if (i % 2 == 0)
-				tc_sleep_ms((int)rnd_below(15));
-			else
-				ctl_recv(ctls[i], &b, 1, CAMP_IO_MS);
+		/* Half of them at any moment of their start-up and grant... */
+		for (i = 0; i < w; i += 2) {
+			tc_sleep_ms((int)rnd_below(10));
 			kill(pids[i], SIGKILL);
 		}
+		/* ... half once they have mapped and written their chunks. */
+		for (i = 1; i < w; i += 2)
+			if (ctl_recv(ctls[i], &b, 1, CAMP_IO_MS) == 1)
+				mapped++;
+		if (cp_pool(adm, &pool) == 0 && pool.lent_bytes > lent_max)
+			lent_max = pool.lent_bytes;
+		for (i = 1; i < w; i += 2)
+			kill(pids[i], SIGKILL);
 		for (i = 0; i < w; i++) {
 			k = kid_reap(pids[i]);
 			close(ctls[i]);
@@ -1353,16 +1360,18 @@ phase_sigkill(const struct camp_size *z)
 		}
 		done += w;
 	}
+	tc_close(adm);
 	lost = settle(0, &pool);
 	fig.clients_killed += (uint64_t)killed;
 	fig.faults_injected += (uint64_t)killed;
 	if (cp_ordinary() == 0)
 		fig.faults_survived += (uint64_t)killed;
 	fig.bytes_lost += lost;
-	printf("phase sigkill: clients_killed=%d lent_after=%" PRIu64
+	printf("phase sigkill: clients_killed=%d mapped_when_killed=%d "
+	    "lent_at_kill_max=%" PRIu64 " lent_after=%" PRIu64
 	    " quarantined_after=%" PRIu64 " bytes_lost=%" PRIu64
-	    " seconds=%.1f\n", killed, (uint64_t)pool.lent_bytes,
-	    (uint64_t)pool.quarantined_bytes, lost,
+	    " seconds=%.1f\n", killed, mapped, lent_max,
+	    (uint64_t)pool.lent_bytes, (uint64_t)pool.quarantined_bytes, lost,
 	    (double)(vmm_now_ms() - t0) / 1000.0);
 }
 
