@@ -1192,7 +1192,7 @@ phase_hostile_fds(const struct camp_size *z)
 	/* Long enough for every linger to run out, bounded. */
 	end = t0 + 200 + (uint64_t)z->linger_socks * (uint64_t)z->linger_s *
 	    1000 + 1500;
-	while (vmm_now_ms() < end && !atomic_load(&p.stop) && atomic_load(&p.failures) == 0)
+	while (vmm_now_ms() < end && atomic_load(&p.failures) == 0)
 		tc_sleep_ms(20);
 	atomic_store(&p.stop, 1);
 	pthread_join(p.thr, NULL);
@@ -1209,7 +1209,8 @@ phase_hostile_fds(const struct camp_size *z)
 	    " probe_rtts=%" PRIu64 " probe_failures=%" PRIu64
 	    " baseline_max_ms=%.1f loop_stall_max_ms=%.1f served_after=%s\n",
 	    sent, npeers, z->linger_s, p.rtts,
-	    (uint64_t)atomic_load(&p.failures), p.base_ms, p.max_ms, ok ? "yes" : "no");
+	    (uint64_t)atomic_load(&p.failures), p.base_ms, p.max_ms,
+	    ok ? "yes" : "no");
 }
 
 /* ---- phase: slow loris --------------------------------------------------- */
@@ -1944,7 +1945,8 @@ static void
 phase_soak(int seconds, int procs)
 {
 	uint64_t t0 = vmm_now_ms(), end = t0 + (uint64_t)seconds * 1000,
-	    next = t0 + 10000, kills = 0;
+	    next = t0 + 10000, kills = 0, shim_cycles = 0, shim_corrupt = 0;
+	bool shim = access(g_app, X_OK) == 0 && access(g_preload, R_OK) == 0;
 	Vmm__PoolStats pool;
 	struct tc *adm;
 	int i, tick = 0;
@@ -1981,6 +1983,20 @@ phase_soak(int seconds, int procs)
 		if (vmm_now_ms() >= next || vmm_now_ms() >= end) {
 			next += 10000;
 			phase_bad_inputs(CAMP_BATCH, false);
+			if (shim) {
+				/* two ordinary apps through the shim, 2 s */
+				uint64_t c = 0, k = 0, e = 0;
+				int f = 0, st = 0;
+
+				shim_round(2, 2000, "2000", false, &c, &k, &e, &f,
+				    &st);
+				shim_cycles += c;
+				shim_corrupt += k;
+				fig.load_cycles += c;
+				fig.load_errors += e + (uint64_t)f;
+				fig.corruptions += k;
+				fig.chunks_lent_twice += k;
+			}
 			memset(&pool, 0, sizeof(pool));
 			if ((adm = cp_open(CAMP_NAME "-admin", true)) != NULL) {
 				cp_pool(adm, &pool);
@@ -1991,12 +2007,14 @@ phase_soak(int seconds, int procs)
 			printf("soak t=%" PRIu64 "s procs=%d cycles=%" PRIu64
 			    " corruptions=%" PRIu64 " inode_overlaps=%" PRIu64
 			    " kills=%" PRIu64 " bad_inputs=%" PRIu64
+			    " shim_cycles=%" PRIu64 " shim_corrupt=%" PRIu64
 			    " lent=%" PRIu64 " physical=%" PRIu64
 			    " daemon=%s\n", (vmm_now_ms() - t0) / 1000, procs,
 			    fig.load_cycles + atomic_load(&sh->cycles),
 			    fig.corruptions + atomic_load(&sh->corruptions),
 			    fig.inode_overlaps + atomic_load(&sh->overlaps),
-			    kills, fig.bad_inputs_tried,
+			    kills, fig.bad_inputs_tried, shim_cycles,
+			    shim_corrupt,
 			    (uint64_t)pool.lent_bytes,
 			    (uint64_t)pool.physical_bytes,
 			    daemon_alive() ? "up" : "DOWN");
