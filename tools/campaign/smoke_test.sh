@@ -17,7 +17,7 @@ for f in bad_inputs_tried foreign_fds_sent faults_injected faults_survived \
   n=$(grep -cE "^$f: [0-9A-Z./]+\$" <<<"$out")
   [[ $n -eq 1 ]] || fail "figure '$f' printed $n times"
 done
-for p in bad_inputs slow_loris sigkill integrity shim adopt_attacks daemon_restart hostile_fds; do
+for p in bad_inputs slow_loris sigkill integrity daemon_restart shim adopt_attacks hostile_fds; do
   grep -q "^phase $p: " <<<"$out" || fail "no line for phase $p"
 done
 # Every phase did something.
