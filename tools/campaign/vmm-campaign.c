@@ -42,6 +42,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <grp.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <poll.h>
@@ -2093,6 +2094,7 @@ find_build_dir(char *out, size_t len)
 static int
 camp_setup(void)
 {
+	struct group *gr;
 	FILE *f;
 
 	snprintf(g_dir, sizeof(g_dir), "/tmp/vmm-campaign-XXXXXX");
@@ -2112,6 +2114,9 @@ camp_setup(void)
 	 * lent), a short handshake timeout (so slow-loris is measured). */
 	fprintf(f, "idle_timeout_ms = 0\nhandshake_timeout_ms = %d\n",
 	    CAMP_HANDSHAKE_MS);
+	/* Not root: our group may read the pool figures. */
+	if (geteuid() != 0 && (gr = getgrgid(getegid())) != NULL)
+		fprintf(f, "admin_group = %s\n", gr->gr_name);
 	fclose(f);
 	setenv("CUEMU_INSTANCE", g_instance, 1);
 	setenv("CUEMU_MEM_MB", getenv("VMM_CAMPAIGN_MEM_MB") ?
