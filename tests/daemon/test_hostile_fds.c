@@ -193,14 +193,18 @@ raw_wait_closed(int fd)
 	CHECK(tc_wait_eof(fd, 10000) == 0);
 }
 
-/* The Error vmmd answers an Adopt it cannot import with. */
+/* vmmd's answer to an Adopt of what is no chunk: the id 0, refused. */
 static void
 adopt_refused(struct tc *s)
 {
 	struct vmm_frame_msg *m = NULL;
+	const Vmm__Envelope *e;
 
 	CHECK(vmm_frame_recv(s->rd, s->fd, &m, 10000) == 1);
-	CHECK(vmm_frame_msg_env(m)->msg_case == VMM__ENVELOPE__MSG_ERROR);
+	e = vmm_frame_msg_env(m);
+	CHECK(e->msg_case == VMM__ENVELOPE__MSG_ADOPT_REPLY);
+	CHECK(e->adopt_reply->n_chunk_ids == 1 &&
+	    e->adopt_reply->chunk_ids[0] == 0);
 	vmm_frame_msg_free(m);
 }
 
