@@ -1467,8 +1467,9 @@ phase_integrity(const char *label, int procs, int ms, bool settle_after)
 
 /* ---- phase: Adopt attacks (one child, several sessions) ------------------ */
 
-/* Sends Adopt of dups of fds (sizes each); the number of ids in an
- * AdoptReply (into ids), -code on an Error, or -1000 on no reply. */
+/* Sends Adopt of dups of fds (sizes each); the number of chunks adopted
+ * (non-zero ids in the AdoptReply, all ids into ids; 0 is a refusal),
+ * -code on an Error, or -1000 on no reply. */
 static int
 adopt(struct tc *c, const int *fds, const uint64_t *sizes, size_t n,
     uint64_t *ids)
@@ -1491,9 +1492,10 @@ adopt(struct tc *c, const int *fds, const uint64_t *sizes, size_t n,
 		return -1000;
 	r = vmm_frame_msg_env(m);
 	if (r->msg_case == VMM__ENVELOPE__MSG_ADOPT_REPLY) {
+		rc = 0;
 		for (i = 0; i < r->adopt_reply->n_chunk_ids && i < n; i++)
-			ids[i] = r->adopt_reply->chunk_ids[i];
-		rc = (int)r->adopt_reply->n_chunk_ids;
+			if ((ids[i] = r->adopt_reply->chunk_ids[i]) != 0)
+				rc++;
 	} else if (r->msg_case == VMM__ENVELOPE__MSG_ERROR)
 		rc = -(int)r->error->code;
 	else
