@@ -355,6 +355,12 @@ bg_main(void *arg)
 				vmm_small_flush_idle();
 				vmm_small_trim(rid);
 			}
+			/* Done: vmmd stops waiting for this process (the
+			 * Releases went first, on the same connection). */
+			if (target != 0) {
+				usage_fill(&u);
+				vmm_conn_report(c, &u, rid);
+			}
 		}
 		/* Large allocations cached for idle_ms without reuse go back to
 		 * vmmd even while the process is busy; the rest (empty
@@ -392,7 +398,7 @@ bg_main(void *arg)
 					if ((__atomic_load_n(&client_devices,
 					    __ATOMIC_RELAXED) & (1ull << dev)) &&
 					    (c = vmm_conn_get(dev)) != NULL)
-						vmm_conn_report(c, &u);
+						vmm_conn_report(c, &u, 0);
 				}
 				last = u;
 			}

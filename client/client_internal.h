@@ -87,8 +87,9 @@ int	vmm_conn_acquire(struct vmm_conn *c, uint64_t bytes, unsigned flags,
  * for vmmd's answer; 0 once sent, or VMM_ENODAEMON. */
 int	vmm_conn_release(struct vmm_conn *c, const uint64_t *ids, size_t n,
 	    uint64_t recall_id);
-/* Sends the usage figures. */
-int	vmm_conn_report(struct vmm_conn *c, const struct vmm_usage *u);
+/* Sends the usage figures; recall_id: the Recall they close (0: none). */
+int	vmm_conn_report(struct vmm_conn *c, const struct vmm_usage *u,
+	    uint64_t recall_id);
 uint64_t vmm_conn_granularity(struct vmm_conn *c);
 uint64_t vmm_conn_device_total(struct vmm_conn *c);
 uint64_t vmm_conn_quota(struct vmm_conn *c);

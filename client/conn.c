@@ -530,7 +530,8 @@ vmm_conn_release(struct vmm_conn *c, const uint64_t *ids, size_t n,
 }
 
 int
-vmm_conn_report(struct vmm_conn *c, const struct vmm_usage *u)
+vmm_conn_report(struct vmm_conn *c, const struct vmm_usage *u,
+    uint64_t recall_id)
 {
 	Vmm__Envelope env = VMM__ENVELOPE__INIT;
 	Vmm__Report rep = VMM__REPORT__INIT;
@@ -549,6 +550,7 @@ vmm_conn_report(struct vmm_conn *c, const struct vmm_usage *u)
 	rep.alloc_count = u->allocs;
 	rep.free_count = u->frees;
 	rep.reserved_va_bytes = u->reserved_va_bytes;
+	rep.recall_id = recall_id;
 	env.msg_case = VMM__ENVELOPE__MSG_REPORT;
 	env.report = &rep;
 	if ((rc = conn_roundtrip(c, &env, rep.request_id, NULL, 0, &m)) == 0) {

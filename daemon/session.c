@@ -24,6 +24,10 @@
 
 #include "log.h"
 
+/* How long a client that left a Recall unanswered is neither asked again
+ * nor counted on to give memory back. */
+#define VMMD_RECALL_SHUN_MS 30000
+
 /* Frames handled per wake-up before yielding to other clients. */
 #define VMMD_SESSION_BUDGET 32
 /* File descriptors a session's output queue may hold unsent. */
@@ -32,6 +36,7 @@
 struct vmmd_session_list	vmmd_sessions = TAILQ_HEAD_INITIALIZER(vmmd_sessions);
 unsigned			vmmd_nsessions;
 static uint64_t			session_next_id = 1;
+static uint64_t			session_round;	/* of recalls, see pend */
 
 
 static void	session_close(struct vmmd_session *s, const char *why);
@@ -409,9 +414,24 @@ session_busy(const struct vmmd_session *o, uint64_t now, uint64_t idle_ms)
 static bool	session_shares_memory(const struct vmmd_session *,
 		    const struct vmmd_session *);
 
+/* Whether o may be asked for memory (and counted on to give some): it
+ * has not left a Recall unanswered lately.  An overdue Recall shuns it. */
+static bool
+session_recallable(struct vmmd_session *o, uint64_t now)
+{
+	if (o->recall_out != 0 && now >= o->recall_due_ms) {
+		vmm_log_info("RECALL_UNANSWERED Session=%" PRIu64 " Pid=%d",
+		    o->id, (int)o->pid);
+		o->recall_out = 0;
+		o->recall_shun_until_ms = now + VMMD_RECALL_SHUN_MS;
+		vmmd_stats.recalls_unanswered++;
+	}
+	return now >= o->recall_shun_until_ms;
+}
+
 unsigned
 vmmd_session_recall(struct vmmd_session *except, uint64_t target, int reason,
-    uint64_t idle_ms, bool same_tenant)
+    uint64_t idle_ms, bool same_tenant, uint64_t round, uint64_t answer_ms)
 {
 	static uint64_t recall_id;
 	struct vmmd_session *o;
@@ -427,10 +447,20 @@ vmmd_session_recall(struct vmmd_session *except, uint64_t target, int reason,
 		    o->kind != VMM__CLIENT_KIND__CLIENT_KIND_APP ||
 		    o->rep_cached == 0 || o->chunks_held == 0 ||
 		    session_busy(o, now, idle_ms) ||
-		    (same_tenant && !session_shares_memory(o, except)))
+		    (same_tenant && !session_shares_memory(o, except)) ||
+		    !session_recallable(o, now))
 			continue;
-		want = target != 0 && target < o->rep_cached ? target :
-		    o->rep_cached;
+		/* Still working on an earlier Recall: not asked twice. */
+		if (o->recall_out != 0) {
+			if (round != 0 && o->recall_round == round)
+				n++;
+			continue;
+		}
+		/* What vmmd can verify: no more than it lent this client. */
+		want = o->rep_cached < o->bytes_held ? o->rep_cached :
+		    o->bytes_held;
+		if (target != 0 && target < want)
+			want = target;
 		r.recall_id = ++recall_id;
 		r.target_bytes = want;
 		r.reason = (Vmm__RecallReason)reason;
@@ -440,10 +470,28 @@ vmmd_session_recall(struct vmmd_session *except, uint64_t target, int reason,
 		    o->id, (int)o->pid, want);
 		vmmd_stats.recalls++;
 		/* A client that does not read is dropped by session_send. */
-		if (session_send(o, &env, NULL, 0) == 0)
+		if (session_send(o, &env, NULL, 0) == 0) {
+			o->recall_out = r.recall_id;
+			o->recall_round = round;
+			o->recall_due_ms = now + (answer_ms != 0 ? answer_ms :
+			    1000);
 			n++;
+		}
 	}
 	return n;
+}
+
+/* Whether a session still owes an answer to a Recall of round. */
+static bool
+session_round_open(uint64_t round, uint64_t now)
+{
+	struct vmmd_session *o;
+
+	TAILQ_FOREACH(o, &vmmd_sessions, link)
+		if (o->state == VMMD_SESSION_READY && o->recall_out != 0 &&
+		    o->recall_round == round && now < o->recall_due_ms)
+			return true;
+	return false;
 }
 
 /* Whether memory o gives back can be lent to s as it is (same tenant, or
@@ -461,14 +509,15 @@ session_shares_memory(const struct vmmd_session *o,
 static uint64_t
 session_cached_elsewhere(const struct vmmd_session *s, uint64_t now)
 {
-	const struct vmmd_session *o;
+	struct vmmd_session *o;
 	uint64_t sum = 0;
 
 	TAILQ_FOREACH(o, &vmmd_sessions, link)
 		if (o != s && o->state == VMMD_SESSION_READY &&
 		    o->kind == VMM__CLIENT_KIND__CLIENT_KIND_APP &&
 		    session_shares_memory(o, s) &&
-		    !session_busy(o, now, vmmd_cfg.recall_idle_ms))
+		    !session_busy(o, now, vmmd_cfg.recall_idle_ms) &&
+		    session_recallable(o, now))
 			sum += o->rep_cached < o->bytes_held ? o->rep_cached :
 			    o->bytes_held;
 	return sum;
@@ -500,9 +549,13 @@ session_acquire(struct vmmd_session *s, const Vmm__Acquire *a)
 	 * it in their caches.  Ask them (out of memory, busy or not), park
 	 * this request, and answer when memory comes back or the recall times
 	 * out. */
+	/* Waiting to reuse rather than grow is worth a short wait only: a
+	 * client answers a Recall in a few milliseconds. */
+	if (reuse_first && ms > 100)
+		ms = 100;
 	if (vmmd_session_recall(s, a->bytes,
 	    VMM__RECALL_REASON__RECALL_REASON_PRESSURE, rc == 1 ?
-	    vmmd_cfg.recall_idle_ms : 0, rc == 1) == 0 ||
+	    vmmd_cfg.recall_idle_ms : 0, rc == 1, ++session_round, ms) == 0 ||
 	    (s->ev_pend == NULL &&
 	    (s->ev_pend = evtimer_new(vmmd_base, session_on_pend, s)) == NULL)) {
 		session_grant(s, a->request_id, a->bytes, a->flags, a->min_piece,
@@ -515,11 +568,8 @@ session_acquire(struct vmmd_session *s, const Vmm__Acquire *a)
 	s->pend.flags = a->flags;
 	s->pend.min_piece = a->min_piece;
 	s->pend.reuse = reuse_first;
+	s->pend.round = session_round;
 	vmmd_stats.recall_waits++;
-	/* Waiting to reuse rather than grow is worth a short wait only: a
-	 * client answers a Recall in a few milliseconds. */
-	if (reuse_first && ms > 100)
-		ms = 100;
 	tv.tv_sec = (time_t)(ms / 1000);
 	tv.tv_usec = (suseconds_t)(ms % 1000) * 1000;
 	event_add(s->ev_pend, &tv);
@@ -549,6 +599,15 @@ vmmd_session_retry_pending(void)
 			uint64_t before = vmmd_stats.create_bytes;
 
 			vmmd_pool_totals(&t);
+			/* Everyone asked has answered: waiting longer brings
+			 * nothing; the last try (create, or out of memory). */
+			if (!session_round_open(s->pend.round, vmm_now_ms())) {
+				session_pend_clear(s);
+				session_grant(s, s->pend.rid, s->pend.bytes,
+				    s->pend.flags, s->pend.min_piece, false,
+				    false);
+				continue;
+			}
 			/* Waiting for lack of memory: any memory back may do,
 			 * with the pool's out-of-memory recovery. */
 			if (t.idle < s->pend.bytes && s->pend.reuse)
@@ -699,6 +758,11 @@ session_report(struct vmmd_session *s, const Vmm__Report *r)
 	s->rep_cached = r->cached_bytes;
 	s->rep_peak = r->peak_bytes;
 	session_ack(s, r->request_id);
+	if (r->recall_id != 0 && r->recall_id == s->recall_out) {
+		/* It gave back what it could: waiters need not wait on it. */
+		s->recall_out = 0;
+		vmmd_session_retry_pending();
+	}
 }
 
 /* Fills one SessionStats from a session. */
@@ -737,7 +801,7 @@ session_trim(struct vmmd_session *s, const Vmm__TrimRequest *t)
 		    vmmd_cfg.recall_timeout_ms : 1000, t->target_bytes == 0 ? 0 :
 		    t->target_bytes - rep.bytes_released);
 		vmmd_session_recall(NULL, 0, VMM__RECALL_REASON__RECALL_REASON_TRIM,
-		    0, false);
+		    0, false, 0, vmmd_cfg.recall_timeout_ms);
 	}
 	vmm_log_info("TRIM Session=%" PRIu64 " Released=%" PRIu64, s->id,
 	    rep.bytes_released);

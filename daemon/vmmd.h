@@ -158,6 +158,7 @@ uint64_t vmmd_quota_for(const struct vmmd_config *c, uid_t uid,
 	X(recalls, "Recall pushes sent to clients")                          \
 	X(recall_waits, "Acquires parked until recalled memory came back")   \
 	X(recall_successes, "parked Acquires granted after a recall")       \
+	X(recalls_unanswered, "Recalls not closed in time (client shunned a while)")       \
 	X(closer_queued, "fds handed to a closer thread")                    \
 	X(closer_threads, "closer threads started")                          \
 	X(closer_inline, "fds closed in the loop: no closer could take them")
@@ -328,9 +329,17 @@ struct vmmd_session {
 	struct {
 		bool		active;
 		uint64_t	rid, bytes, min_piece, deadline_ms;
+		uint64_t	round;	/* the recalls it waits for */
 		unsigned	flags;
 		bool		reuse;	/* parked to reuse, not for lack */
 	}			pend;
+	/* The last Recall sent to this session and not yet closed by a
+	 * Report (0: none), the park it serves and when it is overdue.  A
+	 * session that lets one go overdue is not asked again (nor counted
+	 * on) until recall_shun_until_ms: a stopped or lying client delays
+	 * others once, not every time. */
+	uint64_t		recall_out, recall_round, recall_due_ms;
+	uint64_t		recall_shun_until_ms;
 	struct event		*ev_pend;
 	TAILQ_ENTRY(vmmd_session) link;
 };
@@ -351,9 +360,13 @@ void	vmmd_session_retry_pending(void);
 /* Asks app sessions other than except for their cached memory (target 0:
  * all they report cached), skipping those that asked for memory within the
  * last idle_ms (0: none skipped) and, if same_tenant, those whose memory
- * could not be lent to except as it is.  Returns how many were asked. */
+ * could not be lent to except as it is.  round names the parked request
+ * the recalls serve (0: none); a session that has not closed its Recall
+ * within answer_ms is shunned for a while.  Returns how many were asked,
+ * or still owe an answer to a Recall of the same round. */
 unsigned vmmd_session_recall(struct vmmd_session *except, uint64_t target,
-	    int reason, uint64_t idle_ms, bool same_tenant);
+	    int reason, uint64_t idle_ms, bool same_tenant, uint64_t round,
+	    uint64_t answer_ms);
 /* Sends Goodbye to every session (daemon shutting down) and closes them. */
 void	vmmd_session_shutdown_all(const char *why);
 unsigned vmmd_session_count_uid(uid_t uid);
