@@ -420,11 +420,13 @@ static bool
 session_recallable(struct vmmd_session *o, uint64_t now)
 {
 	if (o->recall_out != 0 && now >= o->recall_due_ms) {
-		vmm_log_info("RECALL_UNANSWERED Session=%" PRIu64 " Pid=%d",
-		    o->id, (int)o->pid);
 		o->recall_out = 0;
-		o->recall_shun_until_ms = now + VMMD_RECALL_SHUN_MS;
-		vmmd_stats.recalls_unanswered++;
+		if (!o->recall_heard) {
+			vmm_log_info("RECALL_UNANSWERED Session=%" PRIu64
+			    " Pid=%d", o->id, (int)o->pid);
+			o->recall_shun_until_ms = now + VMMD_RECALL_SHUN_MS;
+			vmmd_stats.recalls_unanswered++;
+		}
 	}
 	return now >= o->recall_shun_until_ms;
 }
@@ -450,8 +452,9 @@ vmmd_session_recall(struct vmmd_session *except, uint64_t target, int reason,
 		    (same_tenant && !session_shares_memory(o, except)) ||
 		    !session_recallable(o, now))
 			continue;
-		/* Still working on an earlier Recall: not asked twice. */
-		if (o->recall_out != 0) {
+		/* Still working on an earlier Recall (no word from it yet): not
+		 * asked twice. */
+		if (o->recall_out != 0 && !o->recall_heard) {
 			if (round != 0 && o->recall_round == round)
 				n++;
 			continue;
@@ -472,6 +475,7 @@ vmmd_session_recall(struct vmmd_session *except, uint64_t target, int reason,
 		/* A client that does not read is dropped by session_send. */
 		if (session_send(o, &env, NULL, 0) == 0) {
 			o->recall_out = r.recall_id;
+			o->recall_heard = false;
 			o->recall_round = round;
 			o->recall_due_ms = now + (answer_ms != 0 ? answer_ms :
 			    1000);
@@ -654,6 +658,8 @@ session_release(struct vmmd_session *s, const Vmm__Release *r)
 		bytes += ch->size;
 		vmmd_pool_release(ch);
 	}
+	if (r->recall_id != 0 && r->recall_id == s->recall_out)
+		s->recall_heard = true;	/* answering; a Report closes it */
 	vmmd_stats.releases++;
 	vmmd_stats.released_chunks += r->n_chunk_ids;
 	vmm_log_info("RELEASE Session=%" PRIu64 " Pid=%d Size=%" PRIu64

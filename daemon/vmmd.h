@@ -340,6 +340,7 @@ struct vmmd_session {
 	 * others once, not every time. */
 	uint64_t		recall_out, recall_round, recall_due_ms;
 	uint64_t		recall_shun_until_ms;
+	bool			recall_heard;	/* a Release answered it */
 	struct event		*ev_pend;
 	TAILQ_ENTRY(vmmd_session) link;
 };
