@@ -108,31 +108,50 @@ vmm_current_device(void)
 
 /* ---- mapping ------------------------------------------------------------------- */
 
+static const char *
+client_cu_name(CUresult r)
+{
+	const char *s = NULL;
+
+	if (cuGetErrorName(r, &s) != CUDA_SUCCESS || s == NULL)
+		return "unknown CUDA error";
+	return s;
+}
+
 void
 vmm_unmap_range(CUdeviceptr va, uint64_t size)
 {
 	CUresult r;
 
 	if (size != 0 && (r = cuMemUnmap(va, size)) != CUDA_SUCCESS)
-		vmm_log_error("cuMemUnmap(0x%llx, %llu): error %d",
-		    (unsigned long long)va, (unsigned long long)size, (int)r);
+		vmm_log_error("cuMemUnmap(0x%llx, %llu): %s",
+		    (unsigned long long)va, (unsigned long long)size,
+		    client_cu_name(r));
 }
 
-int
-vmm_set_access_rw(int dev, CUdeviceptr va, uint64_t size)
+/* Read-write access for device dev to [va, va+size). */
+static CUresult
+client_access_rw(int dev, CUdeviceptr va, uint64_t size)
 {
 	CUmemAccessDesc acc = { 0 };
 
 	acc.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
 	acc.location.id = dev;
 	acc.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
-	return cuMemSetAccess(va, size, &acc, 1) == CUDA_SUCCESS ? 0 : VMM_ECUDA;
+	return cuMemSetAccess(va, size, &acc, 1);
+}
+
+int
+vmm_set_access_rw(int dev, CUdeviceptr va, uint64_t size)
+{
+	return client_access_rw(dev, va, size) == CUDA_SUCCESS ? 0 : VMM_ECUDA;
 }
 
 int
 vmm_map_chunks(int dev, CUdeviceptr va, struct vmm_grant_chunk *g, size_t n)
 {
 	CUmemGenericAllocationHandle h;
+	const char *what = "cuMemImportFromShareableHandle";
 	uint64_t off = 0;
 	size_t i;
 	CUresult r = CUDA_SUCCESS;
@@ -147,14 +166,19 @@ vmm_map_chunks(int dev, CUdeviceptr va, struct vmm_grant_chunk *g, size_t n)
 		r = cuMemMap(va + off, g[i].size, 0, h, 0);
 		/* The mapping keeps the memory: the handle can go now. */
 		cuMemRelease(h);
-		if (r != CUDA_SUCCESS)
+		if (r != CUDA_SUCCESS) {
+			what = "cuMemMap";
 			break;
+		}
 		off += g[i].size;
 	}
-	if (r == CUDA_SUCCESS && vmm_set_access_rw(dev, va, off) == 0)
-		return 0;
-	vmm_log_error("mapping %zu granted chunks at 0x%llx: CUDA error %d", n,
-	    (unsigned long long)va, (int)r);
+	if (r == CUDA_SUCCESS) {
+		if ((r = client_access_rw(dev, va, off)) == CUDA_SUCCESS)
+			return 0;
+		what = "cuMemSetAccess";
+	}
+	vmm_log_error("mapping %zu granted chunks at 0x%llx: %s: %s", n,
+	    (unsigned long long)va, what, client_cu_name(r));
 	for (; i < n; i++)
 		if (g[i].fd >= 0) {
 			close(g[i].fd);

@@ -669,22 +669,37 @@ pool_pick_stitch(const struct vmmd_session *s, uint64_t want,
 	return n;
 }
 
-/* Describes who holds the pool's memory, for an out-of-memory error. */
+/* Describes the pool for an out-of-memory error to s: totals and what s
+ * holds; who else holds what only if s is an admin (pids and sizes of
+ * other users' processes are theirs). */
 static void
-pool_oom_message(uint64_t want, char *msg, size_t msglen)
+pool_oom_message(const struct vmmd_session *s, uint64_t want, char *msg,
+    size_t msglen)
 {
-	struct vmmd_session *s;
 	size_t off;
-	int shown = 0;
 
 	off = (size_t)snprintf(msg, msglen, "GPU out of memory for %" PRIu64
 	    " MiB: pool %" PRIu64 " MiB (lent %" PRIu64 ", idle %" PRIu64
-	    ", quarantined %" PRIu64 ")", want >> 20, pool_t.physical >> 20,
-	    pool_t.lent >> 20, pool_t.idle >> 20, pool_t.quarantined >> 20);
+	    ", quarantined %" PRIu64 "), this client holds %" PRIu64 " MiB",
+	    want >> 20, pool_t.physical >> 20, pool_t.lent >> 20,
+	    pool_t.idle >> 20, pool_t.quarantined >> 20, s->bytes_held >> 20);
+	if (s->admin && off < msglen)
+		vmmd_pool_holders(msg + off, msglen - off);
+}
+
+void
+vmmd_pool_holders(char *buf, size_t len)
+{
+	struct vmmd_session *s;
+	size_t off = 0;
+	int shown = 0;
+
+	if (len > 0)
+		buf[0] = '\0';
 	TAILQ_FOREACH(s, &vmmd_sessions, link) {
-		if (s->bytes_held == 0 || off >= msglen || shown == 4)
+		if (s->bytes_held == 0 || off >= len || shown == 4)
 			continue;
-		off += (size_t)snprintf(msg + off, msglen - off,
+		off += (size_t)snprintf(buf + off, len - off,
 		    "%s pid %d %" PRIu64 " MiB", shown ? "," : "; holders:",
 		    (int)s->pid, s->bytes_held >> 20);
 		shown++;
@@ -814,7 +829,7 @@ vmmd_pool_grant(struct vmmd_session *s, uint64_t bytes, unsigned flags,
 			pool_unpick(out, n);
 			if (r == CUDA_ERROR_OUT_OF_MEMORY) {
 				*code = VMM__ERROR_CODE__ERROR_CODE_OUT_OF_MEMORY;
-				pool_oom_message(want, msg, msglen);
+				pool_oom_message(s, want, msg, msglen);
 			} else {
 				*code = VMM__ERROR_CODE__ERROR_CODE_INTERNAL;
 				snprintf(msg, msglen, "cuMemCreate: %s",

@@ -339,9 +339,13 @@ session_grant(struct vmmd_session *s, uint64_t rid, uint64_t bytes,
 		if (code == VMM__ERROR_CODE__ERROR_CODE_OUT_OF_MEMORY) {
 			if (may_wait)
 				return 2;
+			char holders[160];
+
 			vmmd_stats.oom_failures++;
+			vmmd_pool_holders(holders, sizeof(holders));
 			vmm_log_error("grant of %" PRIu64 " bytes to pid %d failed: "
-			    "%s", bytes, (int)s->pid, msg);
+			    "%s%s", bytes, (int)s->pid, msg, s->admin ? "" :
+			    holders);
 		}
 		session_error(s, rid, (Vmm__ErrorCode)code, msg);
 		return 0;

@@ -241,6 +241,9 @@ int	vmmd_pool_grant(struct vmmd_session *s, uint64_t bytes, unsigned flags,
 	    char *msg, size_t msglen);
 /* Exports a chunk as a new POSIX fd for one grant; -1 on failure. */
 int	vmmd_pool_export(struct vmmd_chunk *ch);
+/* "; holders: pid P N MiB, ..." (the first four sessions that hold
+ * memory), for logs and admins. */
+void	vmmd_pool_holders(char *buf, size_t len);
 enum vmmd_adopt {
 	VMMD_ADOPT_OK,
 	VMMD_ADOPT_DUPLICATE,	/* memory vmmd already tracks */

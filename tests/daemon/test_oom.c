@@ -25,8 +25,33 @@ static struct tc	*adm;
 static pid_t
 start(const char *sub)
 {
-	return tc_start_in(sub, "idle_timeout_ms = 0\n", sockpath,
-	    sizeof(sockpath), &adm);
+	/* nogroup: a child of another uid may connect. */
+	return tc_start_in(sub, "idle_timeout_ms = 0\nsocket_group = nogroup\n",
+	    sockpath, sizeof(sockpath), &adm);
+}
+
+/* As nobody (no admin): an out-of-memory error tells the pool's totals and
+ * this client's share, never other processes' pids or sizes. */
+static int
+child_stranger(void *arg, int ctl)
+{
+	const pid_t *hog = arg;
+	struct tc_chunk ch[4];
+	char msg[512], pid[32];
+	gid_t g = 65534;
+	struct tc *c;
+
+	tc_become(65534, 65534, &g, 1);
+	c = tc_open(sockpath, "stranger", false);
+	CHECK(tc_acquire_ex(c, 2 * MiB, 0, 0, ch, 4, msg, sizeof(msg)) ==
+	    -VMM__ERROR_CODE__ERROR_CODE_OUT_OF_MEMORY);
+	fprintf(stderr, "OOM error to a non-admin: %s\n", msg);
+	snprintf(pid, sizeof(pid), "pid %d", (int)*hog);
+	CHECK(strstr(msg, pid) == NULL && strstr(msg, "holders") == NULL);
+	CHECK(strstr(msg, "this client holds 0 MiB") != NULL);
+	tc_ctl_send(ctl, "k", 1);
+	tc_close(c);
+	return 0;
 }
 
 static void
@@ -119,6 +144,15 @@ test_recover_and_fail(void)
 	CHECK(strstr(msg, want) != NULL);
 	snprintf(want, sizeof(want), "pid %d ", (int)getpid());
 	CHECK(strstr(msg, want) != NULL);
+	{
+		pid_t st;
+		char k;
+
+		st = tc_spawn(child_stranger, &hog, &ctl);
+		tc_ctl_recv(ctl, &k, 1, 10000);
+		close(ctl);
+		CHECK(tc_wait_child(st, 0) == 0);
+	}
 	tc_pool(adm, &ps);
 	check_consistent(&ps);
 	CHECK(ps.lent_bytes == 64 * MiB);
