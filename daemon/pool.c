@@ -240,7 +240,7 @@ vmmd_pool_init(const struct vmmd_config *c, char *err, size_t errlen)
 }
 
 uint64_t
-vmmd_pool_granularity(void)
+vmmd_pool_chunk_unit(void)
 {
 	return pool_unit;
 }
@@ -579,7 +579,7 @@ fail:
 }
 
 static bool
-pool_needs_scrub(const struct vmmd_chunk *ch, const struct vmmd_session *s)
+pool_needs_scrub(const struct vmmd_chunk *ch, const struct vmmd_holder *h)
 {
 	if (ch->tenant == NULL)
 		return false;
@@ -589,16 +589,16 @@ pool_needs_scrub(const struct vmmd_chunk *ch, const struct vmmd_session *s)
 	case VMMD_SCRUB_NEVER:
 		return false;
 	default:
-		return ch->tenant != s->tenant;
+		return ch->tenant != h->tenant;
 	}
 }
 
 /* Whether a pooled chunk may be lent to s: never lent, or last held by
  * s's tenant, unless cross_tenant = reuse (tenant.c says why). */
 static bool
-pool_usable(const struct vmmd_chunk *ch, const struct vmmd_session *s)
+pool_usable(const struct vmmd_chunk *ch, const struct vmmd_holder *h)
 {
-	return ch->tenant == NULL || ch->tenant == s->tenant ||
+	return ch->tenant == NULL || ch->tenant == h->tenant ||
 	    vmmd_cfg.cross_tenant == VMMD_CROSS_REUSE;
 }
 
@@ -611,7 +611,7 @@ pool_usable(const struct vmmd_chunk *ch, const struct vmmd_session *s)
  * every size ever used.  The price is more cuMemCreate calls when sizes
  * keep changing. */
 static void
-pool_swap_idle(const struct vmmd_session *s, uint64_t bytes, uint64_t below,
+pool_swap_idle(const struct vmmd_holder *h, uint64_t bytes, uint64_t below,
     uint64_t above)
 {
 	while (bytes > 0) {
@@ -621,7 +621,7 @@ pool_swap_idle(const struct vmmd_session *s, uint64_t bytes, uint64_t below,
 		 * too big to fit, or another tenant's. */
 		TAILQ_FOREACH(ch, &pool_free, link) {
 			if (ch->size >= below && ch->size <= above &&
-			    pool_usable(ch, s))
+			    pool_usable(ch, h))
 				continue;
 			if (old == NULL || ch->idle_since_ms < old->idle_since_ms)
 				old = ch;
@@ -630,7 +630,7 @@ pool_swap_idle(const struct vmmd_session *s, uint64_t bytes, uint64_t below,
 			break;
 		pool_free_take(old);
 		bytes = old->size >= bytes ? 0 : bytes - old->size;
-		if (!pool_usable(old, s))
+		if (!pool_usable(old, h))
 			vmmd_stats.tenant_swaps++;
 		pool_destroy(old);
 	}
@@ -647,7 +647,7 @@ pool_unpick(struct vmmd_chunk **v, size_t n)
 /* Picks free chunks no smaller than min_piece (and each no larger than what
  * is still wanted), largest first, up to max; returns how many. */
 static size_t
-pool_pick_stitch(const struct vmmd_session *s, uint64_t want,
+pool_pick_stitch(const struct vmmd_holder *h, uint64_t want,
     uint64_t min_piece, struct vmmd_chunk **v, size_t max, uint64_t *got)
 {
 	struct vmmd_chunk *ch, *prev;
@@ -658,7 +658,7 @@ pool_pick_stitch(const struct vmmd_session *s, uint64_t want,
 	    ch = prev) {
 		prev = TAILQ_PREV(ch, vmmd_chunk_list, link);
 		if (ch->size > want - *got || ch->size < min_piece ||
-		    !pool_usable(ch, s))
+		    !pool_usable(ch, h))
 			continue;
 		pool_free_take(ch);
 		v[n++] = ch;
@@ -669,70 +669,49 @@ pool_pick_stitch(const struct vmmd_session *s, uint64_t want,
 	return n;
 }
 
-/* Describes the pool for an out-of-memory error to s: totals and what s
- * holds; who else holds what only if s is an admin (pids and sizes of
- * other users' processes are theirs). */
+/* Describes the pool for an out-of-memory error (the session adds who
+ * holds what, as far as the asker may know). */
 static void
-pool_oom_message(const struct vmmd_session *s, uint64_t want, char *msg,
-    size_t msglen)
+pool_oom_message(uint64_t want, char *msg, size_t msglen)
 {
-	size_t off;
-
-	off = (size_t)snprintf(msg, msglen, "GPU out of memory for %" PRIu64
-	    " MiB: pool %" PRIu64 " MiB (lent %" PRIu64 ", idle %" PRIu64
-	    ", quarantined %" PRIu64 "), this client holds %" PRIu64 " MiB",
-	    want >> 20, pool_t.physical >> 20, pool_t.lent >> 20,
-	    pool_t.idle >> 20, pool_t.quarantined >> 20, s->bytes_held >> 20);
-	if (s->admin && off < msglen)
-		vmmd_pool_holders(msg + off, msglen - off);
+	snprintf(msg, msglen, "GPU out of memory for %" PRIu64 " MiB: pool %"
+	    PRIu64 " MiB (lent %" PRIu64 ", idle %" PRIu64 ", quarantined %"
+	    PRIu64 ")", want >> 20, pool_t.physical >> 20, pool_t.lent >> 20,
+	    pool_t.idle >> 20, pool_t.quarantined >> 20);
 }
 
-void
-vmmd_pool_holders(char *buf, size_t len)
-{
-	struct vmmd_session *s;
-	size_t off = 0;
-	int shown = 0;
-
-	if (len > 0)
-		buf[0] = '\0';
-	TAILQ_FOREACH(s, &vmmd_sessions, link) {
-		if (s->bytes_held == 0 || off >= len || shown == 4)
-			continue;
-		off += (size_t)snprintf(buf + off, len - off,
-		    "%s pid %d %" PRIu64 " MiB", shown ? "," : "; holders:",
-		    (int)s->pid, s->bytes_held >> 20);
-		shown++;
-	}
-}
-
-/* Enters a chunk (off every list) in s's ledger as lent to it. */
+/* Enters a chunk (off every list) in h's ledger as lent to it. */
 static void
-pool_lend(struct vmmd_chunk *ch, struct vmmd_session *s)
+pool_lend(struct vmmd_chunk *ch, struct vmmd_holder *h)
 {
 	ch->state = VMMD_CHUNK_LENT;
-	ch->holder = s;
-	if (ch->tenant != s->tenant) {
+	ch->holder = h;
+	if (ch->tenant != h->tenant) {
 		vmmd_tenant_put(ch->tenant);
-		ch->tenant = vmmd_tenant_ref(s->tenant);
+		ch->tenant = vmmd_tenant_ref(h->tenant);
 	}
-	TAILQ_INSERT_TAIL(&s->held, ch, link);
-	s->chunks_held++;
-	s->bytes_held += ch->size;
-	if (s->bytes_held > s->peak_held)
-		s->peak_held = s->bytes_held;
+	TAILQ_INSERT_TAIL(&h->held, ch, link);
+	h->chunks++;
+	h->bytes += ch->size;
+	if (h->bytes > h->peak)
+		h->peak = h->bytes;
 	pool_t.lent += ch->size;
 	pool_t.chunks_lent++;
 }
 
+uint64_t
+vmmd_pool_round(uint64_t bytes)
+{
+	return (bytes + pool_unit - 1) / pool_unit * pool_unit;
+}
+
 int
-vmmd_pool_grant(struct vmmd_session *s, uint64_t bytes, unsigned flags,
+vmmd_pool_grant(struct vmmd_holder *h, uint64_t bytes, unsigned flags,
     uint64_t min_piece_req, struct vmmd_chunk **out, size_t max, int *code,
     char *msg, size_t msglen)
 {
 	struct vmmd_chunk *ch, *made = NULL;
 	uint64_t want, got = 0, slack, min_piece = 0;
-	char why[192];
 	size_t n = 0, i;
 	CUresult r;
 
@@ -744,19 +723,12 @@ vmmd_pool_grant(struct vmmd_session *s, uint64_t bytes, unsigned flags,
 		    "%" PRIu64, bytes, pool_total);
 		return -1;
 	}
-	want = (bytes + pool_unit - 1) / pool_unit * pool_unit;
-	if (want > vmmd_session_quota_room(s, why, sizeof(why))) {
-		*code = VMM__ERROR_CODE__ERROR_CODE_QUOTA;
-		snprintf(msg, msglen, "over quota: %s, asking %" PRIu64 " MiB",
-		    why, want >> 20);
-		vmmd_stats.quota_failures++;
-		return -1;
-	}
+	want = vmmd_pool_round(bytes);
 
 	/* 1. One free chunk that fits. */
 	slack = want / 16 / pool_unit * pool_unit;
 	TAILQ_FOREACH(ch, &pool_free, link) {
-		if (ch->size < want || !pool_usable(ch, s))
+		if (ch->size < want || !pool_usable(ch, h))
 			continue;
 		if (ch->size <= want + slack) {
 			pool_free_take(ch);
@@ -783,7 +755,7 @@ vmmd_pool_grant(struct vmmd_session *s, uint64_t bytes, unsigned flags,
 			f = want;
 		if (f > min_piece)
 			min_piece = (f + pool_unit - 1) / pool_unit * pool_unit;
-		n = pool_pick_stitch(s, want, min_piece, out, max, &got);
+		n = pool_pick_stitch(h, want, min_piece, out, max, &got);
 		/* All pieces used and still short: make room for the chunk
 		 * that will be created for the rest. */
 		if (got < want && n == max) {
@@ -797,9 +769,7 @@ vmmd_pool_grant(struct vmmd_session *s, uint64_t bytes, unsigned flags,
 		/* The caller would rather wait for memory other clients give
 		 * back than grow the pool. */
 		pool_unpick(out, n);
-		*code = VMMD_GRANT_WOULD_CREATE;
-		snprintf(msg, msglen, "needs new memory");
-		return -1;
+		return VMMD_POOL_WOULD_CREATE;
 	}
 	if (got < want) {
 		r = pool_create(want - got, &made);
@@ -815,7 +785,7 @@ vmmd_pool_grant(struct vmmd_session *s, uint64_t bytes, unsigned flags,
 			uint64_t more;
 			size_t k;
 
-			k = pool_pick_stitch(s, want - got, pool_unit, out + n,
+			k = pool_pick_stitch(h, want - got, pool_unit, out + n,
 			    max - n - 1, &more);
 			if (k > 0) {
 				n += k;
@@ -829,7 +799,7 @@ vmmd_pool_grant(struct vmmd_session *s, uint64_t bytes, unsigned flags,
 			pool_unpick(out, n);
 			if (r == CUDA_ERROR_OUT_OF_MEMORY) {
 				*code = VMM__ERROR_CODE__ERROR_CODE_OUT_OF_MEMORY;
-				pool_oom_message(s, want, msg, msglen);
+				pool_oom_message(want, msg, msglen);
 			} else {
 				*code = VMM__ERROR_CODE__ERROR_CODE_INTERNAL;
 				snprintf(msg, msglen, "cuMemCreate: %s",
@@ -843,7 +813,7 @@ vmmd_pool_grant(struct vmmd_session *s, uint64_t bytes, unsigned flags,
 			 * to stitch or too big to fit): give as much of them
 			 * back, oldest first, so growth is swapped, not added. */
 			if (vmmd_cfg.swap_idle)
-				pool_swap_idle(s, made->size, min_piece,
+				pool_swap_idle(h, made->size, min_piece,
 				    want + slack);
 		}
 	}
@@ -852,7 +822,7 @@ vmmd_pool_grant(struct vmmd_session *s, uint64_t bytes, unsigned flags,
 
 	/* Scrub what changes hands across uids, then lend. */
 	for (i = 0; i < n; i++) {
-		if (pool_needs_scrub(out[i], s) && pool_scrub(out[i]) != 0) {
+		if (pool_needs_scrub(out[i], h) && pool_scrub(out[i]) != 0) {
 			pool_unpick(out, n);
 			*code = VMM__ERROR_CODE__ERROR_CODE_INTERNAL;
 			snprintf(msg, msglen, "could not scrub a chunk");
@@ -860,7 +830,7 @@ vmmd_pool_grant(struct vmmd_session *s, uint64_t bytes, unsigned flags,
 		}
 	}
 	for (i = 0; i < n; i++)
-		pool_lend(out[i], s);
+		pool_lend(out[i], h);
 	vmmd_stats.grants++;
 	vmmd_stats.grant_chunks += n;
 	vmmd_stats.grant_bytes += want;
@@ -872,11 +842,11 @@ vmmd_pool_grant(struct vmmd_session *s, uint64_t bytes, unsigned flags,
 static void
 pool_detach(struct vmmd_chunk *ch)
 {
-	struct vmmd_session *s = ch->holder;
+	struct vmmd_holder *h = ch->holder;
 
-	TAILQ_REMOVE(&s->held, ch, link);
-	s->chunks_held--;
-	s->bytes_held -= ch->size;
+	TAILQ_REMOVE(&h->held, ch, link);
+	h->chunks--;
+	h->bytes -= ch->size;
 	if (ch->state == VMMD_CHUNK_QUARANTINED)
 		pool_t.quarantined -= ch->size;
 	else
@@ -896,14 +866,14 @@ vmmd_pool_ungrant(struct vmmd_chunk **chunks, size_t n)
 }
 
 struct vmmd_chunk *
-vmmd_pool_held(struct vmmd_session *s, uint64_t id)
+vmmd_pool_held(struct vmmd_holder *h, uint64_t id)
 {
 	struct vmmd_chunk *ch;
 
 	for (ch = *pool_bucket(id); ch != NULL; ch = ch->hnext)
 		if (ch->id == id)
 			break;
-	if (ch == NULL || ch->state != VMMD_CHUNK_LENT || ch->holder != s)
+	if (ch == NULL || ch->state != VMMD_CHUNK_LENT || ch->holder != h)
 		return NULL;
 	return ch;
 }
@@ -938,11 +908,11 @@ vmmd_pool_release(struct vmmd_chunk *ch)
 }
 
 void
-vmmd_pool_session_closed(struct vmmd_session *s, bool process_alive)
+vmmd_pool_holder_closed(struct vmmd_holder *h, bool process_alive)
 {
 	struct vmmd_chunk *ch, *next;
 
-	for (ch = TAILQ_FIRST(&s->held); ch != NULL; ch = next) {
+	for (ch = TAILQ_FIRST(&h->held); ch != NULL; ch = next) {
 		next = TAILQ_NEXT(ch, link);
 		if (ch->state != VMMD_CHUNK_LENT)
 			continue;
@@ -959,18 +929,18 @@ vmmd_pool_session_closed(struct vmmd_session *s, bool process_alive)
 }
 
 void
-vmmd_pool_process_gone(struct vmmd_session *s)
+vmmd_pool_holder_gone(struct vmmd_holder *h)
 {
 	struct vmmd_chunk *ch;
 
-	while ((ch = TAILQ_FIRST(&s->held)) != NULL) {
+	while ((ch = TAILQ_FIRST(&h->held)) != NULL) {
 		vmmd_pool_release(ch);
 		vmmd_stats.reclaimed_chunks++;
 	}
 }
 
 void
-vmmd_pool_transfer(struct vmmd_session *from, struct vmmd_session *to)
+vmmd_pool_transfer(struct vmmd_holder *from, struct vmmd_holder *to)
 {
 	struct vmmd_chunk *ch;
 
@@ -981,7 +951,7 @@ vmmd_pool_transfer(struct vmmd_session *from, struct vmmd_session *to)
 }
 
 enum vmmd_adopt
-vmmd_pool_adopt(struct vmmd_session *s, int fd, uint64_t size, uint64_t *id)
+vmmd_pool_adopt(struct vmmd_holder *who, int fd, uint64_t size, uint64_t *id)
 {
 	CUmemGenericAllocationHandle h;
 	CUmemAllocationProp prop;
@@ -1005,8 +975,7 @@ vmmd_pool_adopt(struct vmmd_session *s, int fd, uint64_t size, uint64_t *id)
 		return VMMD_ADOPT_DUPLICATE;
 	if ((r = cuMemImportFromShareableHandle(&h, (void *)(uintptr_t)fd,
 	    CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR)) != CUDA_SUCCESS) {
-		vmm_log_error("adopt from pid %d: import: %s", (int)s->pid,
-		    pool_cu_name(r));
+		vmm_log_error("adopt: import: %s", pool_cu_name(r));
 		return VMMD_ADOPT_FOREIGN;
 	}
 	/* Another GPU's memory, or a size that is not the chunk's: refuse.
@@ -1032,10 +1001,9 @@ vmmd_pool_adopt(struct vmmd_session *s, int fd, uint64_t size, uint64_t *id)
 		pool_key_add(ch, &st);
 	pool_t.physical += size;
 	pool_t.chunks++;
-	pool_lend(ch, s);
+	pool_lend(ch, who);
 	vmmd_stats.adopted_chunks++;
-	vmm_log_info("ADOPT Chunk=%" PRIu64 " Size=%" PRIu64 " Pid=%d", ch->id,
-	    size, (int)s->pid);
+	vmm_log_info("ADOPT Chunk=%" PRIu64 " Size=%" PRIu64, ch->id, size);
 	*id = ch->id;
 	return VMMD_ADOPT_OK;
 fail:

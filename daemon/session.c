@@ -117,12 +117,12 @@ vmmd_session_quota_room(const struct vmmd_session *s, char *why,
 		return UINT64_MAX;
 	TAILQ_FOREACH(o, &vmmd_sessions, link) {
 		if (q[0] != 0 && o->uid == s->uid)
-			used[0] += o->bytes_held;
+			used[0] += o->h.bytes;
 		if (q[1] != 0 && strcmp(o->cgroup, s->cgroup) == 0)
-			used[1] += o->bytes_held;
+			used[1] += o->h.bytes;
 		if (q[2] != 0 && o->state != VMMD_SESSION_NEW &&
 		    strcmp(o->name, s->name) == 0)
-			used[2] += o->bytes_held;
+			used[2] += o->h.bytes;
 	}
 	for (k = 0; k < 3; k++) {
 		uint64_t left = q[k] > used[k] ? q[k] - used[k] : 0;
@@ -254,8 +254,8 @@ session_resume(struct vmmd_session *s, uint64_t old_id)
 	if (o == NULL || o->state != VMMD_SESSION_CLOSED)
 		return false;
 	vmm_log_info("RESUME Session=%" PRIu64 " Old=%" PRIu64 " Pid=%d Chunks=%"
-	    PRIu64, s->id, o->id, (int)s->pid, o->chunks_held);
-	vmmd_pool_transfer(o, s);
+	    PRIu64, s->id, o->id, (int)s->pid, o->h.chunks);
+	vmmd_pool_transfer(&o->h, &s->h);
 	vmmd_stats.resumed_sessions++;
 	session_free(o);
 	return true;
@@ -306,7 +306,7 @@ session_hello(struct vmmd_session *s, const Vmm__Hello *h)
 	rep.protocol_version = VMM_PROTOCOL_VERSION;
 	rep.session_id = s->id;
 	rep.instance_id = vmmd_instance;
-	rep.granularity = vmmd_pool_granularity();
+	rep.granularity = vmmd_pool_chunk_unit();
 	rep.device_uuid.data = (uint8_t *)vmmd_pool_device_uuid();
 	rep.device_uuid.len = 16;
 	rep.limits = &lim;
@@ -315,10 +315,15 @@ session_hello(struct vmmd_session *s, const Vmm__Hello *h)
 	session_send(s, &env, NULL, 0);
 }
 
-/* Grants (or fails) one Acquire.  Returns 1 if it could not be served
- * without new memory (no_create), 2 if it could not for lack of memory and
- * may wait for a recall (may_wait); else 0, the request answered. */
-static int
+/* What session_grant did with an Acquire. */
+enum session_grant_outcome {
+	GRANT_ANSWERED,		/* granted, or refused with an Error reply */
+	GRANT_WOULD_CREATE,	/* no_create, and the pool would have to grow */
+	GRANT_SHORT,		/* out of memory and may_wait: park, recall */
+};
+
+/* Grants (or refuses) one Acquire: the quotas, then the pool. */
+static enum session_grant_outcome
 session_grant(struct vmmd_session *s, uint64_t rid, uint64_t bytes,
     unsigned flags, uint64_t min_piece, bool may_wait, bool no_create)
 {
@@ -327,28 +332,40 @@ session_grant(struct vmmd_session *s, uint64_t rid, uint64_t bytes,
 	Vmm__Envelope env = VMM__ENVELOPE__INIT;
 	Vmm__Grant g = VMM__GRANT__INIT;
 	int fds[VMM_PROTO_MAX_CHUNKS];
-	char msg[VMM_PROTO_MAX_MESSAGE];
+	char msg[VMM_PROTO_MAX_MESSAGE], why[192], holders[160];
 	int n, i, code;
-	uint64_t total = 0;
+	uint64_t total = 0, want = vmmd_pool_round(bytes);
+	size_t off;
 
-	n = vmmd_pool_grant(s, bytes, flags | (no_create ? VMMD_GRANT_NO_CREATE :
-	    0), min_piece, chunks, VMM_PROTO_MAX_CHUNKS, &code, msg, sizeof(msg));
-	if (n < 0 && code == VMMD_GRANT_WOULD_CREATE)
-		return 1;
+	if (bytes != 0 && want > vmmd_session_quota_room(s, why, sizeof(why))) {
+		snprintf(msg, sizeof(msg), "over quota: %s, asking %" PRIu64
+		    " MiB", why, want >> 20);
+		vmmd_stats.quota_failures++;
+		session_error(s, rid, VMM__ERROR_CODE__ERROR_CODE_QUOTA, msg);
+		return GRANT_ANSWERED;
+	}
+	n = vmmd_pool_grant(&s->h, bytes, flags | (no_create ?
+	    VMMD_GRANT_NO_CREATE : 0), min_piece, chunks, VMM_PROTO_MAX_CHUNKS,
+	    &code, msg, sizeof(msg));
+	if (n == VMMD_POOL_WOULD_CREATE)
+		return GRANT_WOULD_CREATE;
 	if (n < 0) {
 		if (code == VMM__ERROR_CODE__ERROR_CODE_OUT_OF_MEMORY) {
 			if (may_wait)
-				return 2;
-			char holders[160];
-
+				return GRANT_SHORT;
 			vmmd_stats.oom_failures++;
-			vmmd_pool_holders(holders, sizeof(holders));
+			vmmd_session_holders(holders, sizeof(holders));
 			vmm_log_error("grant of %" PRIu64 " bytes to pid %d failed: "
-			    "%s%s", bytes, (int)s->pid, msg, s->admin ? "" :
-			    holders);
+			    "%s%s", bytes, (int)s->pid, msg, holders);
+			/* Who else holds what is for admins to see: pids and
+			 * sizes of other users' processes are theirs. */
+			off = strlen(msg);
+			snprintf(msg + off, sizeof(msg) - off, ", this client "
+			    "holds %" PRIu64 " MiB%s", s->h.bytes >> 20, s->admin ?
+			    holders : "");
 		}
 		session_error(s, rid, (Vmm__ErrorCode)code, msg);
-		return 0;
+		return GRANT_ANSWERED;
 	}
 	for (i = 0; i < n; i++) {
 		if ((fds[i] = vmmd_pool_export(chunks[i])) < 0) {
@@ -357,7 +374,7 @@ session_grant(struct vmmd_session *s, uint64_t rid, uint64_t bytes,
 			vmmd_pool_ungrant(chunks, (size_t)n);
 			session_error(s, rid, VMM__ERROR_CODE__ERROR_CODE_INTERNAL,
 			    "could not export a chunk");
-			return 0;
+			return GRANT_ANSWERED;
 		}
 		vmm__chunk__init(&wire[i]);
 		wire[i].id = chunks[i]->id;
@@ -378,10 +395,29 @@ session_grant(struct vmmd_session *s, uint64_t rid, uint64_t bytes,
 		vmmd_pool_ungrant(chunks, (size_t)n);
 		vmmd_stats.slow_peer_drops++;
 		session_close(s, "client does not read its replies");
-		return 0;
+		return GRANT_ANSWERED;
 	}
 	session_flush(s);
-	return 0;
+	return GRANT_ANSWERED;
+}
+
+void
+vmmd_session_holders(char *buf, size_t len)
+{
+	const struct vmmd_session *o;
+	size_t off = 0;
+	int shown = 0;
+
+	if (len > 0)
+		buf[0] = '\0';
+	TAILQ_FOREACH(o, &vmmd_sessions, link) {
+		if (o->h.bytes == 0 || off >= len || shown == 4)
+			continue;
+		off += (size_t)snprintf(buf + off, len - off,
+		    "%s pid %d %" PRIu64 " MiB", shown ? "," : "; holders:",
+		    (int)o->pid, o->h.bytes >> 20);
+		shown++;
+	}
 }
 
 static void
@@ -451,7 +487,7 @@ vmmd_session_recall(struct vmmd_session *except, uint64_t target, int reason,
 
 		if (o == except || o->state != VMMD_SESSION_READY ||
 		    o->kind != VMM__CLIENT_KIND__CLIENT_KIND_APP ||
-		    o->rep_cached == 0 || o->chunks_held == 0 ||
+		    o->rep_cached == 0 || o->h.chunks == 0 ||
 		    session_busy(o, now, idle_ms) ||
 		    (same_tenant && !session_shares_memory(o, except)) ||
 		    !session_recallable(o, now))
@@ -464,8 +500,8 @@ vmmd_session_recall(struct vmmd_session *except, uint64_t target, int reason,
 			continue;
 		}
 		/* What vmmd can verify: no more than it lent this client. */
-		want = o->rep_cached < o->bytes_held ? o->rep_cached :
-		    o->bytes_held;
+		want = o->rep_cached < o->h.bytes ? o->rep_cached :
+		    o->h.bytes;
 		if (target != 0 && target < want)
 			want = target;
 		r.recall_id = ++recall_id;
@@ -508,7 +544,7 @@ static bool
 session_shares_memory(const struct vmmd_session *o,
     const struct vmmd_session *s)
 {
-	return o->tenant == s->tenant ||
+	return o->h.tenant == s->h.tenant ||
 	    vmmd_cfg.cross_tenant == VMMD_CROSS_REUSE;
 }
 
@@ -526,8 +562,8 @@ session_cached_elsewhere(const struct vmmd_session *s, uint64_t now)
 		    session_shares_memory(o, s) &&
 		    !session_busy(o, now, vmmd_cfg.recall_idle_ms) &&
 		    session_recallable(o, now))
-			sum += o->rep_cached < o->bytes_held ? o->rep_cached :
-			    o->bytes_held;
+			sum += o->rep_cached < o->h.bytes ? o->rep_cached :
+			    o->h.bytes;
 	return sum;
 }
 
@@ -536,8 +572,8 @@ session_acquire(struct vmmd_session *s, const Vmm__Acquire *a)
 {
 	struct timeval tv;
 	uint64_t ms = vmmd_cfg.recall_timeout_ms, now = vmm_now_ms();
+	enum session_grant_outcome rc;
 	bool reuse_first;
-	int rc;
 
 	if (s->pend.active) {
 		session_error(s, a->request_id, VMM__ERROR_CODE__ERROR_CODE_BUSY,
@@ -551,7 +587,7 @@ session_acquire(struct vmmd_session *s, const Vmm__Acquire *a)
 	reuse_first = ms != 0 && session_cached_elsewhere(s, now) >= a->bytes;
 	rc = session_grant(s, a->request_id, a->bytes, a->flags, a->min_piece,
 	    ms != 0, reuse_first);
-	if (rc == 0)
+	if (rc == GRANT_ANSWERED)
 		return;
 	/* New memory needed (reuse_first) or none to be had: others may hold
 	 * it in their caches.  Ask them (out of memory, busy or not), park
@@ -562,8 +598,9 @@ session_acquire(struct vmmd_session *s, const Vmm__Acquire *a)
 	if (reuse_first && ms > 100)
 		ms = 100;
 	if (vmmd_session_recall(s, a->bytes,
-	    VMM__RECALL_REASON__RECALL_REASON_PRESSURE, rc == 1 ?
-	    vmmd_cfg.recall_idle_ms : 0, rc == 1, ++session_round, ms) == 0 ||
+	    VMM__RECALL_REASON__RECALL_REASON_PRESSURE,
+	    rc == GRANT_WOULD_CREATE ? vmmd_cfg.recall_idle_ms : 0,
+	    rc == GRANT_WOULD_CREATE, ++session_round, ms) == 0 ||
 	    (s->ev_pend == NULL &&
 	    (s->ev_pend = evtimer_new(vmmd_base, session_on_pend, s)) == NULL)) {
 		session_grant(s, a->request_id, a->bytes, a->flags, a->min_piece,
@@ -594,7 +631,7 @@ vmmd_session_retry_pending(void)
 			continue;
 		/* Without growing the pool: the recall is what we wait for. */
 		if (session_grant(s, s->pend.rid, s->pend.bytes, s->pend.flags,
-		    s->pend.min_piece, true, true) == 0) {
+		    s->pend.min_piece, true, true) == GRANT_ANSWERED) {
 			session_pend_clear(s);
 			vmmd_stats.recall_successes++;
 			continue;
@@ -621,7 +658,8 @@ vmmd_session_retry_pending(void)
 			if (t.idle < s->pend.bytes && s->pend.reuse)
 				continue;
 			if (session_grant(s, s->pend.rid, s->pend.bytes,
-			    s->pend.flags, s->pend.min_piece, true, false) == 0) {
+			    s->pend.flags, s->pend.min_piece, true, false) ==
+			    GRANT_ANSWERED) {
 				session_pend_clear(s);
 				vmmd_stats.recall_successes++;
 				if (vmmd_stats.create_bytes > before)
@@ -648,7 +686,7 @@ session_release(struct vmmd_session *s, const Vmm__Release *r)
 
 		for (j = 0; j < i && !dup; j++)
 			dup = r->chunk_ids[j] == r->chunk_ids[i];
-		if (dup || vmmd_pool_held(s, r->chunk_ids[i]) == NULL) {
+		if (dup || vmmd_pool_held(&s->h, r->chunk_ids[i]) == NULL) {
 			snprintf(msg, sizeof(msg), "chunk %" PRIu64 " is not held by "
 			    "this session%s", r->chunk_ids[i], dup ?
 			    " (listed twice)" : "");
@@ -658,7 +696,7 @@ session_release(struct vmmd_session *s, const Vmm__Release *r)
 		}
 	}
 	for (i = 0; i < r->n_chunk_ids; i++) {
-		ch = vmmd_pool_held(s, r->chunk_ids[i]);
+		ch = vmmd_pool_held(&s->h, r->chunk_ids[i]);
 		bytes += ch->size;
 		vmmd_pool_release(ch);
 	}
@@ -692,7 +730,7 @@ session_adopt(struct vmmd_session *s, struct vmm_frame_msg *m,
 
 	for (i = 0; i < a->n_sizes; i++) {
 		int fd = vmm_frame_msg_take_fd(m, i);
-		enum vmmd_adopt rc = vmmd_pool_adopt(s, fd, a->sizes[i], &ids[i]);
+		enum vmmd_adopt rc = vmmd_pool_adopt(&s->h, fd, a->sizes[i], &ids[i]);
 
 		vmmd_closer_close(fd);
 		if (rc != VMMD_ADOPT_OK) {
@@ -743,7 +781,7 @@ session_meminfo(struct vmmd_session *s, uint64_t rid)
 	rep.request_id = rid;
 	rep.free_bytes = avail;
 	rep.total_bytes = quota != 0 ? quota : vmmd_pool_device_total();
-	rep.held_bytes = s->bytes_held;
+	rep.held_bytes = s->h.bytes;
 	env.msg_case = VMM__ENVELOPE__MSG_MEM_INFO_REPLY;
 	env.mem_info_reply = &rep;
 	session_send(s, &env, NULL, 0);
@@ -786,11 +824,11 @@ vmmd_session_stats(const struct vmmd_session *s, Vmm__SessionStats *o)
 	o->gid = (uint32_t)s->gid;
 	o->name = (char *)s->name;
 	o->kind = (Vmm__ClientKind)s->kind;
-	o->chunks_held = s->chunks_held;
-	o->bytes_held = s->bytes_held;
+	o->chunks_held = s->h.chunks;
+	o->bytes_held = s->h.bytes;
 	o->reported_in_use = s->rep_in_use;
 	o->reported_cached = s->rep_cached;
-	o->reported_peak = s->rep_peak > s->peak_held ? s->rep_peak : s->peak_held;
+	o->reported_peak = s->rep_peak > s->h.peak ? s->rep_peak : s->h.peak;
 	o->quota_bytes = vmmd_session_quota(s);
 	o->connected_usec = s->connected_usec;
 }
@@ -1020,7 +1058,7 @@ session_destroy(struct vmmd_session *s)
 		event_free(s->ev_pid);
 	if (s->pidfd >= 0)
 		close(s->pidfd);
-	vmmd_tenant_put(s->tenant);
+	vmmd_tenant_put(s->h.tenant);
 	free(s);
 }
 
@@ -1064,8 +1102,8 @@ session_on_pid(evutil_socket_t fd, short what, void *arg)
 	if (s->state != VMMD_SESSION_CLOSED)
 		return;	/* the socket lives on in another process */
 	vmm_log_info("GONE Session=%" PRIu64 " Pid=%d Chunks=%" PRIu64, s->id,
-	    (int)s->pid, s->chunks_held);
-	vmmd_pool_process_gone(s);
+	    (int)s->pid, s->h.chunks);
+	vmmd_pool_holder_gone(&s->h);
 	session_free(s);
 	vmmd_session_retry_pending();
 	vmmd_notify_status();
@@ -1095,14 +1133,14 @@ session_close(struct vmmd_session *s, const char *why)
 	s->rd = NULL;
 	vmmd_closer_close(s->fd);
 	s->fd = -1;
-	alive = s->chunks_held > 0 && session_process_alive(s);
-	vmmd_pool_session_closed(s, alive);
+	alive = s->h.chunks > 0 && session_process_alive(s);
+	vmmd_pool_holder_closed(&s->h, alive);
 	if (!alive)
 		vmmd_session_retry_pending();
 	if (alive)
 		vmm_log_info("QUARANTINE Session=%" PRIu64 " Pid=%d Chunks=%" PRIu64
-		    " Size=%" PRIu64, s->id, (int)s->pid, s->chunks_held,
-		    s->bytes_held);
+		    " Size=%" PRIu64, s->id, (int)s->pid, s->h.chunks,
+		    s->h.bytes);
 	else
 		session_free(s);
 	vmmd_notify_status();
@@ -1133,12 +1171,12 @@ vmmd_session_new(int fd, int pidfd, pid_t pid, uid_t uid, gid_t gid,
 	s->gid = gid;
 	s->admin = admin;
 	s->state = VMMD_SESSION_NEW;
-	TAILQ_INIT(&s->held);
+	TAILQ_INIT(&s->h.held);
 	gettimeofday(&tv, NULL);
 	s->connected_usec = (uint64_t)tv.tv_sec * 1000000u + (uint64_t)tv.tv_usec;
 	s->pidfd = pidfd;
 	session_read_cgroup(pid, s->cgroup, sizeof(s->cgroup));
-	if ((s->tenant = vmmd_tenant_get(uid, s->cgroup)) == NULL) {
+	if ((s->h.tenant = vmmd_tenant_get(uid, s->cgroup)) == NULL) {
 		vmmd_closer_close(fd);
 		if (pidfd >= 0)
 			close(pidfd);
@@ -1185,7 +1223,7 @@ fail:
 	vmm_frame_outq_free(s->oq);
 	if (s->pidfd >= 0)
 		close(s->pidfd);
-	vmmd_tenant_put(s->tenant);
+	vmmd_tenant_put(s->h.tenant);
 	vmmd_closer_close(fd);
 	free(s);
 	return -1;
@@ -1213,7 +1251,7 @@ vmmd_session_shutdown_all(const char *why)
 	}
 	/* What is left is quarantined: the pool goes away with the daemon. */
 	while ((s = TAILQ_FIRST(&vmmd_sessions)) != NULL) {
-		vmmd_pool_process_gone(s);
+		vmmd_pool_holder_gone(&s->h);
 		session_free(s);
 	}
 	session_on_reap(-1, 0, NULL);

@@ -60,7 +60,7 @@ vmmd_stats_reply(struct vmmd_session *s, uint64_t rid, uint32_t offset,
 	ps.chunks_lent = t.chunks_lent;
 	ps.device_total_bytes = vmmd_pool_device_total();
 	ps.device_free_bytes = vmmd_pool_device_free();
-	ps.granularity = vmmd_pool_granularity();
+	ps.granularity = vmmd_pool_chunk_unit();
 #define VMMD_COUNTER_WIRE(cname, help)                                   \
 	vmm__counter__init(&ctr[k]);                                     \
 	ctr[k].name = (char *)#cname;                                    \

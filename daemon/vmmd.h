@@ -186,12 +186,14 @@ enum vmmd_chunk_state {
 
 struct vmmd_session;
 
+struct vmmd_holder;
+
 struct vmmd_chunk {
 	uint64_t			id;
 	CUmemGenericAllocationHandle	handle;
 	uint64_t			size;
 	enum vmmd_chunk_state		state;
-	struct vmmd_session		*holder;	/* LENT, QUARANTINED */
+	struct vmmd_holder		*holder;	/* LENT, QUARANTINED */
 	/* The tenant of its last holder (a reference); NULL if never lent.
 	 * It goes back only to that tenant (tenant.c). */
 	struct vmmd_tenant		*tenant;
@@ -211,6 +213,15 @@ struct vmmd_chunk {
 
 TAILQ_HEAD(vmmd_chunk_list, vmmd_chunk);
 
+/* The pool's ledger of one holder (a session): what it is lent, and the
+ * tenant that may get back what it releases.  The pool reads and writes
+ * this, never the session around it. */
+struct vmmd_holder {
+	struct vmmd_chunk_list	held;
+	uint64_t		chunks, bytes, peak;
+	struct vmmd_tenant	*tenant;	/* a reference */
+};
+
 struct vmmd_pool_totals {
 	uint64_t	physical, lent, idle, quarantined;
 	uint64_t	chunks, chunks_lent;
@@ -220,30 +231,35 @@ struct vmmd_pool_totals {
  * not. */
 int	vmmd_pool_init(const struct vmmd_config *c, char *err, size_t errlen);
 void	vmmd_pool_shutdown(void);
-uint64_t vmmd_pool_granularity(void);
+/* Chunk sizes are multiples of this: the granularity × chunk_multiple. */
+uint64_t vmmd_pool_chunk_unit(void);
+/* bytes rounded up to the chunk unit: what a grant of bytes lends. */
+uint64_t vmmd_pool_round(uint64_t bytes);
 uint64_t vmmd_pool_device_total(void);
 uint64_t vmmd_pool_device_free(void);
 int	vmmd_pool_device_ordinal(void);
 const unsigned char *vmmd_pool_device_uuid(void);	/* 16 bytes */
 void	vmmd_pool_totals(struct vmmd_pool_totals *t);
 
-/* Internal grant flag (not on the wire): fail with VMMD_GRANT_WOULD_CREATE
+/* Internal grant flag (not on the wire): return VMMD_POOL_WOULD_CREATE
  * instead of creating memory. */
 #define VMMD_GRANT_NO_CREATE		(1u << 31)
-#define VMMD_GRANT_WOULD_CREATE		1000
 
-/* Grants at least bytes to s: up to max chunks into out, lent to s.
+/* vmmd_pool_grant's failures. */
+enum {
+	VMMD_POOL_FAILED = -1,		/* *code and msg say why */
+	VMMD_POOL_WOULD_CREATE = -2,	/* VMMD_GRANT_NO_CREATE and short */
+};
+
+/* Grants at least bytes to h: up to max chunks into out, lent to h.
  * min_piece: smallest free chunk worth stitching (0: frag_ratio × bytes).
- * Returns the number of chunks, or -1 with *code (a Vmm__ErrorCode) and
- * msg. */
-int	vmmd_pool_grant(struct vmmd_session *s, uint64_t bytes, unsigned flags,
+ * Quotas are the caller's.  Returns the number of chunks, or one of the
+ * VMMD_POOL_* failures. */
+int	vmmd_pool_grant(struct vmmd_holder *h, uint64_t bytes, unsigned flags,
 	    uint64_t min_piece, struct vmmd_chunk **out, size_t max, int *code,
 	    char *msg, size_t msglen);
 /* Exports a chunk as a new POSIX fd for one grant; -1 on failure. */
 int	vmmd_pool_export(struct vmmd_chunk *ch);
-/* "; holders: pid P N MiB, ..." (the first four sessions that hold
- * memory), for logs and admins. */
-void	vmmd_pool_holders(char *buf, size_t len);
 enum vmmd_adopt {
 	VMMD_ADOPT_OK,
 	VMMD_ADOPT_DUPLICATE,	/* memory vmmd already tracks */
@@ -252,8 +268,8 @@ enum vmmd_adopt {
 };
 
 /* Takes a chunk a client still maps from a previous daemon (fd not taken)
- * as lent to s, with a new id, unless vmmd already tracks that memory. */
-enum vmmd_adopt vmmd_pool_adopt(struct vmmd_session *s, int fd, uint64_t size,
+ * as lent to who, with a new id, unless vmmd already tracks that memory. */
+enum vmmd_adopt vmmd_pool_adopt(struct vmmd_holder *who, int fd, uint64_t size,
 	    uint64_t *id);
 /* Whether an exported fd's kernel object (st_dev, st_ino) names its
  * allocation on this driver (probed at start): then Adopt recognises
@@ -261,11 +277,11 @@ enum vmmd_adopt vmmd_pool_adopt(struct vmmd_session *s, int fd, uint64_t size,
 bool	vmmd_pool_fd_identity(void);
 /* Moves every chunk of from (a closed session of the same process) to to,
  * ids unchanged: a session resumed after a reconnect. */
-void	vmmd_pool_transfer(struct vmmd_session *from, struct vmmd_session *to);
+void	vmmd_pool_transfer(struct vmmd_holder *from, struct vmmd_holder *to);
 /* Undoes a grant whose reply could not be sent: the chunks go back. */
 void	vmmd_pool_ungrant(struct vmmd_chunk **chunks, size_t n);
-/* The chunk with this id if s holds it. */
-struct vmmd_chunk *vmmd_pool_held(struct vmmd_session *s, uint64_t id);
+/* The chunk with this id if h holds it. */
+struct vmmd_chunk *vmmd_pool_held(struct vmmd_holder *h, uint64_t id);
 /* Returns a chunk its holder released, or whose holder is gone, to the
  * pool; to the GPU instead during a drain. */
 void	vmmd_pool_release(struct vmmd_chunk *ch);
@@ -273,11 +289,11 @@ void	vmmd_pool_release(struct vmmd_chunk *ch);
  * until bytes are given back (0: no limit) — after a trim that recalled
  * the clients' caches. */
 void	vmmd_pool_drain(uint64_t ms, uint64_t bytes);
-/* s's socket closed: its chunks come back, or are quarantined while its
- * process lives (process_alive). */
-void	vmmd_pool_session_closed(struct vmmd_session *s, bool process_alive);
-/* s's process is gone: its quarantined chunks come back. */
-void	vmmd_pool_process_gone(struct vmmd_session *s);
+/* h's connection closed: its chunks come back, or are quarantined while
+ * its process lives (process_alive). */
+void	vmmd_pool_holder_closed(struct vmmd_holder *h, bool process_alive);
+/* h's process is gone: its quarantined chunks come back. */
+void	vmmd_pool_holder_gone(struct vmmd_holder *h);
 /* Gives idle chunks back to the GPU until target bytes are released (0 = all
  * idle beyond keep).  Returns bytes released. */
 uint64_t vmmd_pool_trim(uint64_t target, uint64_t keep);
@@ -319,13 +335,11 @@ struct vmmd_session {
 	int			kind;		/* Vmm__ClientKind */
 	char			name[VMM_PROTO_MAX_NAME + 1];
 	char			cgroup[VMM_PROTO_MAX_QUOTA_KEY + 1];
-	struct vmmd_tenant	*tenant;	/* a reference */
 	uint64_t		connected_usec;
 	struct event		*ev_read, *ev_write, *ev_pid, *ev_timeout;
 	struct vmm_frame_reader	*rd;
 	struct vmm_frame_outq	*oq;
-	struct vmmd_chunk_list	held;
-	uint64_t		chunks_held, bytes_held, peak_held;
+	struct vmmd_holder	h;		/* the pool's ledger of it */
 	uint64_t		rep_in_use, rep_cached, rep_peak;
 	uint64_t		last_acquire_ms;	/* vmm_now_ms() */
 	/* An Acquire parked while other clients give back their caches. */
@@ -384,6 +398,9 @@ uint64_t vmmd_session_quota_room(const struct vmmd_session *s, char *why,
 	    size_t whylen);
 /* Queues a message without fds for s; -1 if s had to be closed. */
 int	vmmd_session_send(struct vmmd_session *s, const Vmm__Envelope *env);
+/* "; holders: pid P N MiB, ..." (the first four sessions that hold
+ * memory), for logs and admins. */
+void	vmmd_session_holders(char *buf, size_t len);
 /* Fills one SessionStats (pointing into s) for the admin replies. */
 void	vmmd_session_stats(const struct vmmd_session *s, Vmm__SessionStats *o);
 
