@@ -705,137 +705,175 @@ vmmd_pool_round(uint64_t bytes)
 	return (bytes + pool_unit - 1) / pool_unit * pool_unit;
 }
 
+/* A grant being built: chunks taken off the free list or created. */
+struct pool_pick {
+	struct vmmd_chunk	**v;
+	size_t			n, max;
+	uint64_t		want, got;
+};
+
+/* 1. One free chunk that fits: the smallest no smaller than asked and at
+ * most slack larger. */
+static void
+pool_fit(const struct vmmd_holder *h, struct pool_pick *p, uint64_t slack)
+{
+	struct vmmd_chunk *ch;
+
+	TAILQ_FOREACH(ch, &pool_free, link) {
+		if (ch->size < p->want || !pool_usable(ch, h))
+			continue;
+		if (ch->size <= p->want + slack) {
+			pool_free_take(ch);
+			p->v[p->n++] = ch;
+			p->got = ch->size;
+			vmmd_stats.fits++;
+		}
+		break;
+	}
+}
+
+/* 2. Stitched from free chunks worth mapping: no smaller than the
+ * client's smallest piece or, unless it waives it, frag_ratio × the
+ * request.  Returns the smallest piece it allowed. */
+static uint64_t
+pool_stitch(const struct vmmd_holder *h, struct pool_pick *p, unsigned flags,
+    uint64_t min_piece_req)
+{
+	uint64_t f = 0, min_piece = pool_unit;
+
+	if (min_piece_req != 0)
+		f = min_piece_req;
+	else if (!(flags & VMM__ACQUIRE_FLAG__ACQUIRE_FLAG_IGNORE_FRAG_RATIO))
+		f = (uint64_t)(vmmd_cfg.frag_ratio * (double)p->want);
+	if (f > p->want)
+		f = p->want;
+	if (f > min_piece)
+		min_piece = vmmd_pool_round(f);
+	p->n = pool_pick_stitch(h, p->want, min_piece, p->v, p->max, &p->got);
+	/* All pieces used and still short: make room for the chunk that will
+	 * be created for the rest. */
+	if (p->got < p->want && p->n == p->max) {
+		pool_free_insert(p->v[--p->n]);
+		p->got -= p->v[p->n]->size;
+	}
+	return min_piece;
+}
+
+/* 3. Creates what is still missing, recovering from out-of-memory: idle
+ * chunks go back to the GPU, then (stitching allowed) any fragment will
+ * do.  Growth swaps out idle chunks this request could not use (outside
+ * [below, above], or another tenant's). */
+static CUresult
+pool_create_rest(const struct vmmd_holder *h, struct pool_pick *p,
+    unsigned flags, uint64_t below, uint64_t above)
+{
+	struct vmmd_chunk *made = NULL;
+	CUresult r;
+
+	r = pool_create(p->want - p->got, &made);
+	if (r == CUDA_ERROR_OUT_OF_MEMORY &&
+	    vmmd_pool_trim(p->want - p->got, 0) > 0) {
+		vmmd_stats.oom_recoveries++;
+		r = pool_create(p->want - p->got, &made);
+	}
+	if (r == CUDA_ERROR_OUT_OF_MEMORY &&
+	    (flags & VMM__ACQUIRE_FLAG__ACQUIRE_FLAG_ALLOW_STITCH) &&
+	    !TAILQ_EMPTY(&pool_free)) {
+		uint64_t more;
+		size_t k;
+
+		k = pool_pick_stitch(h, p->want - p->got, pool_unit,
+		    p->v + p->n, p->max - p->n - 1, &more);
+		if (k > 0) {
+			p->n += k;
+			p->got += more;
+			vmmd_stats.oom_recoveries++;
+			r = p->got == p->want ? CUDA_SUCCESS :
+			    pool_create(p->want - p->got, &made);
+		}
+	}
+	if (r != CUDA_SUCCESS || made == NULL)
+		return r;
+	p->v[p->n++] = made;
+	p->got += made->size;
+	/* The pool grew while idle chunks sit unused: give as much of them
+	 * back, oldest first, so growth is swapped, not added. */
+	if (vmmd_cfg.swap_idle)
+		pool_swap_idle(h, made->size, below, above);
+	return CUDA_SUCCESS;
+}
+
+/* 4. Scrubs what must be, then lends every picked chunk to h. */
+static int
+pool_lend_all(struct vmmd_holder *h, struct pool_pick *p, int *code,
+    char *msg, size_t msglen)
+{
+	size_t i;
+
+	for (i = 0; i < p->n; i++) {
+		if (pool_needs_scrub(p->v[i], h) && pool_scrub(p->v[i]) != 0) {
+			pool_unpick(p->v, p->n);
+			*code = VMM__ERROR_CODE__ERROR_CODE_INTERNAL;
+			snprintf(msg, msglen, "could not scrub a chunk");
+			return VMMD_POOL_FAILED;
+		}
+	}
+	for (i = 0; i < p->n; i++)
+		pool_lend(p->v[i], h);
+	if (p->n > 1)
+		vmmd_stats.stitches++;
+	vmmd_stats.grants++;
+	vmmd_stats.grant_chunks += p->n;
+	vmmd_stats.grant_bytes += p->want;
+	pool_rate_add(p->want);
+	return (int)p->n;
+}
+
 int
 vmmd_pool_grant(struct vmmd_holder *h, uint64_t bytes, unsigned flags,
     uint64_t min_piece_req, struct vmmd_chunk **out, size_t max, int *code,
     char *msg, size_t msglen)
 {
-	struct vmmd_chunk *ch, *made = NULL;
-	uint64_t want, got = 0, slack, min_piece = 0;
-	size_t n = 0, i;
+	struct pool_pick p = { .v = out };
+	uint64_t slack, min_piece = 0;
 	CUresult r;
 
-	if (max > vmmd_cfg.max_pieces)
-		max = vmmd_cfg.max_pieces;
-	if (bytes == 0 || bytes > pool_total || max == 0) {
+	p.max = max < vmmd_cfg.max_pieces ? max : vmmd_cfg.max_pieces;
+	if (bytes == 0 || bytes > pool_total || p.max == 0) {
 		*code = VMM__ERROR_CODE__ERROR_CODE_INVALID;
 		snprintf(msg, msglen, "cannot grant %" PRIu64 " bytes: the GPU has "
 		    "%" PRIu64, bytes, pool_total);
-		return -1;
+		return VMMD_POOL_FAILED;
 	}
-	want = vmmd_pool_round(bytes);
+	p.want = vmmd_pool_round(bytes);
+	slack = p.want / 16 / pool_unit * pool_unit;
 
-	/* 1. One free chunk that fits. */
-	slack = want / 16 / pool_unit * pool_unit;
-	TAILQ_FOREACH(ch, &pool_free, link) {
-		if (ch->size < want || !pool_usable(ch, h))
-			continue;
-		if (ch->size <= want + slack) {
-			pool_free_take(ch);
-			out[n++] = ch;
-			got = ch->size;
-			vmmd_stats.fits++;
-		}
-		break;
-	}
-
-	/* 2. Stitch from fragments worth mapping. */
-	if (n == 0 && (flags & VMM__ACQUIRE_FLAG__ACQUIRE_FLAG_ALLOW_STITCH) &&
-	    max > 1) {
-		uint64_t f = 0;
-
-		min_piece = pool_unit;
-		/* The client's own smallest piece always applies; our
-		 * frag_ratio unless the client waives it. */
-		if (min_piece_req != 0)
-			f = min_piece_req;
-		else if (!(flags & VMM__ACQUIRE_FLAG__ACQUIRE_FLAG_IGNORE_FRAG_RATIO))
-			f = (uint64_t)(vmmd_cfg.frag_ratio * (double)want);
-		if (f > want)
-			f = want;
-		if (f > min_piece)
-			min_piece = (f + pool_unit - 1) / pool_unit * pool_unit;
-		n = pool_pick_stitch(h, want, min_piece, out, max, &got);
-		/* All pieces used and still short: make room for the chunk
-		 * that will be created for the rest. */
-		if (got < want && n == max) {
-			pool_free_insert(out[--n]);
-			got -= out[n]->size;
-		}
-	}
-
-	/* 3. Create the remainder, recovering from out-of-memory. */
-	if (got < want && (flags & VMMD_GRANT_NO_CREATE)) {
+	pool_fit(h, &p, slack);
+	if (p.n == 0 && (flags & VMM__ACQUIRE_FLAG__ACQUIRE_FLAG_ALLOW_STITCH) &&
+	    p.max > 1)
+		min_piece = pool_stitch(h, &p, flags, min_piece_req);
+	if (p.got < p.want) {
 		/* The caller would rather wait for memory other clients give
 		 * back than grow the pool. */
-		pool_unpick(out, n);
-		return VMMD_POOL_WOULD_CREATE;
-	}
-	if (got < want) {
-		r = pool_create(want - got, &made);
-		if (r == CUDA_ERROR_OUT_OF_MEMORY &&
-		    vmmd_pool_trim(want - got, 0) > 0) {
-			vmmd_stats.oom_recoveries++;
-			r = pool_create(want - got, &made);
+		if (flags & VMMD_GRANT_NO_CREATE) {
+			pool_unpick(p.v, p.n);
+			return VMMD_POOL_WOULD_CREATE;
 		}
-		if (r == CUDA_ERROR_OUT_OF_MEMORY &&
-		    (flags & VMM__ACQUIRE_FLAG__ACQUIRE_FLAG_ALLOW_STITCH) &&
-		    !TAILQ_EMPTY(&pool_free)) {
-			/* Any fragment will do now. */
-			uint64_t more;
-			size_t k;
-
-			k = pool_pick_stitch(h, want - got, pool_unit, out + n,
-			    max - n - 1, &more);
-			if (k > 0) {
-				n += k;
-				got += more;
-				vmmd_stats.oom_recoveries++;
-				r = got == want ? CUDA_SUCCESS :
-				    pool_create(want - got, &made);
-			}
-		}
+		r = pool_create_rest(h, &p, flags, min_piece, p.want + slack);
 		if (r != CUDA_SUCCESS) {
-			pool_unpick(out, n);
+			pool_unpick(p.v, p.n);
 			if (r == CUDA_ERROR_OUT_OF_MEMORY) {
 				*code = VMM__ERROR_CODE__ERROR_CODE_OUT_OF_MEMORY;
-				pool_oom_message(want, msg, msglen);
+				pool_oom_message(p.want, msg, msglen);
 			} else {
 				*code = VMM__ERROR_CODE__ERROR_CODE_INTERNAL;
 				snprintf(msg, msglen, "cuMemCreate: %s",
 				    pool_cu_name(r));
 			}
-			return -1;
-		}
-		if (made != NULL) {
-			out[n++] = made;
-			/* The pool grew while idle chunks sit unused (too small
-			 * to stitch or too big to fit): give as much of them
-			 * back, oldest first, so growth is swapped, not added. */
-			if (vmmd_cfg.swap_idle)
-				pool_swap_idle(h, made->size, min_piece,
-				    want + slack);
+			return VMMD_POOL_FAILED;
 		}
 	}
-	if (n > 1)
-		vmmd_stats.stitches++;
-
-	/* Scrub what changes hands across uids, then lend. */
-	for (i = 0; i < n; i++) {
-		if (pool_needs_scrub(out[i], h) && pool_scrub(out[i]) != 0) {
-			pool_unpick(out, n);
-			*code = VMM__ERROR_CODE__ERROR_CODE_INTERNAL;
-			snprintf(msg, msglen, "could not scrub a chunk");
-			return -1;
-		}
-	}
-	for (i = 0; i < n; i++)
-		pool_lend(out[i], h);
-	vmmd_stats.grants++;
-	vmmd_stats.grant_chunks += n;
-	vmmd_stats.grant_bytes += want;
-	pool_rate_add(want);
-	return (int)n;
+	return pool_lend_all(h, &p, code, msg, msglen);
 }
 
 /* Detaches a chunk from its holder's ledger. */
