@@ -501,7 +501,7 @@ vmm_large_free(void *p)
 {
 	const struct vmm_settings *st = vmm_settings_get();
 	struct large *l;
-	uint64_t over;
+	uint64_t over, mapped;
 
 	pthread_rwlock_wrlock(&large_lock);
 	if ((l = large_find((CUdeviceptr)(uintptr_t)p, true)) == NULL) {
@@ -517,10 +517,12 @@ vmm_large_free(void *p)
 	vmm_stat_add(VMM_STAT_FREES, 1);
 	vmm_log_info("FREE Ptr=0x%llx Size=%llu", (unsigned long long)l->base,
 	    (unsigned long long)l->size);
+	/* Once unlocked, l is the cache's: the helper may trim and free it. */
+	mapped = l->mapped;
 	pthread_rwlock_unlock(&large_lock);
 	if (over > 0)
 		vmm_large_trim(over, 0, 0);
-	else if (l->mapped >= (16u << 20))
+	else if (mapped >= (16u << 20))
 		vmm_report_soon();	/* recallable for other processes */
 	return 0;
 }
