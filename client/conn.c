@@ -63,7 +63,8 @@ conn_down(struct vmm_conn *c)
 {
 	if (c->fd >= 0)
 		close(c->fd);
-	c->fd = -1;
+	/* The helper polls the fd without the lock (vmm_conn_fd). */
+	__atomic_store_n(&c->fd, -1, __ATOMIC_RELAXED);
 	vmm_frame_reader_free(c->rd);
 	c->rd = NULL;
 	/* Their replies died with the stream; what vmmd had granted for them
@@ -273,7 +274,8 @@ conn_open(struct vmm_conn *c)
 
 	if (now < c->next_try_ms)
 		return VMM_ENODAEMON;
-	c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	__atomic_store_n(&c->fd, socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0),
+	    __ATOMIC_RELAXED);
 	if (c->fd < 0 || vmm_unix_connect(c->fd, c->path) != 0) {
 		snprintf(err, sizeof(err), "%s", strerror(errno));
 		goto unreachable;
@@ -678,7 +680,9 @@ vmm_conn_quota(struct vmm_conn *c)
 int
 vmm_conn_fd(struct vmm_conn *c)
 {
-	return c->fd;
+	/* Unlocked: a hint for the helper's poll(), which tolerates a stale
+	 * value (the locked calls look again). */
+	return __atomic_load_n(&c->fd, __ATOMIC_RELAXED);
 }
 
 /* Makes sure c is connected; 0 or VMM_ENODAEMON. */
