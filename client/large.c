@@ -185,8 +185,9 @@ large_giveback(struct vmm_conn *c, struct vmm_grant_chunk *g, size_t n)
 }
 
 /* Asks vmmd for bytes, stitched from pieces no smaller than frag_ratio of
- * them.  Out-of-memory is retried by the caller (vmm_malloc), which holds no
- * allocator lock then. */
+ * them; a ratio of 0 (or one that rounds to no piece at all) waives vmmd's
+ * own frag_ratio too, so pieces of any size will do.  Out-of-memory is
+ * retried by the caller (vmm_malloc), which holds no allocator lock then. */
 static int
 large_acquire(struct vmm_conn *c, uint64_t bytes, struct vmm_grant_chunk *g)
 {
@@ -194,10 +195,12 @@ large_acquire(struct vmm_conn *c, uint64_t bytes, struct vmm_grant_chunk *g)
 	uint64_t gran = vmm_conn_granularity(c);
 	uint64_t min_piece = round_up((uint64_t)(st->frag_ratio * (double)bytes),
 	    gran);
+	unsigned flags = VMM__ACQUIRE_FLAG__ACQUIRE_FLAG_ALLOW_STITCH;
 
-	return vmm_conn_acquire(c, bytes,
-	    VMM__ACQUIRE_FLAG__ACQUIRE_FLAG_ALLOW_STITCH, min_piece, g,
-	    LARGE_MAX_GRANT);
+	/* min_piece 0 alone would mean "the daemon's choice". */
+	if (min_piece == 0)
+		flags |= VMM__ACQUIRE_FLAG__ACQUIRE_FLAG_IGNORE_FRAG_RATIO;
+	return vmm_conn_acquire(c, bytes, flags, min_piece, g, LARGE_MAX_GRANT);
 }
 
 /* Puts picked cache entries back (a local stitch that failed). */
