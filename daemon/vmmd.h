@@ -24,6 +24,7 @@
 #include <sys/types.h>
 
 #include "clock.h"
+#include "figures.h"
 #include "frame.h"
 #include "opt.h"
 
@@ -125,47 +126,11 @@ uint64_t vmmd_quota_for(const struct vmmd_config *c, uid_t uid,
 
 /* ---- stats.c -------------------------------------------------------------- */
 
-#define VMMD_COUNTERS(X)                                                     \
-	X(sessions_accepted, "connections accepted")                         \
-	X(sessions_refused, "connections refused at a limit")                \
-	X(grants, "Acquire requests granted")                                \
-	X(grant_chunks, "chunks lent")                                       \
-	X(grant_bytes, "bytes lent")                                         \
-	X(fits, "grants served by one pooled chunk")                         \
-	X(stitches, "grants stitched from several pooled chunks")            \
-	X(creates, "chunks created with cuMemCreate")                        \
-	X(create_bytes, "bytes created with cuMemCreate")                    \
-	X(releases, "Release requests")                                      \
-	X(released_chunks, "chunks returned by Release")                     \
-	X(reclaimed_chunks, "chunks returned because the holder went away")  \
-	X(quarantined_chunks, "chunks held back until their process exits")  \
-	X(scrubs, "chunks zeroed before changing tenant")                    \
-	X(tenant_swaps, "idle chunks of other tenants given back to the GPU for a grant") \
-	X(gpu_releases, "chunks given back to the GPU")                      \
-	X(gpu_release_bytes, "bytes given back to the GPU")                  \
-	X(oom_recoveries, "out-of-memory recovered by freeing idle chunks")  \
-	X(failures, "requests answered with an error")                       \
-	X(oom_failures, "Acquire failed: out of memory")                     \
-	X(quota_failures, "Acquire failed: over quota")                      \
-	X(bad_peers, "sessions closed for a protocol fault")                 \
-	X(slow_peer_drops, "sessions closed for not reading")                \
-	X(permission_denied, "admin requests refused")                       \
-	X(accept_pauses, "accept paused for lack of fds")                    \
-	X(trims, "trim requests")                                            \
-	X(adopted_chunks, "chunks taken over from a previous daemon")       \
-	X(adopt_refused, "chunks to adopt refused (tracked already, foreign)") \
-	X(resumed_sessions, "sessions resumed by their process on reconnect") \
-	X(recalls, "Recall pushes sent to clients")                          \
-	X(recall_waits, "Acquires parked until recalled memory came back")   \
-	X(recall_successes, "parked Acquires granted after a recall")       \
-	X(recalls_unanswered, "Recalls not closed in time (client shunned a while)")       \
-	X(closer_queued, "fds handed to a closer thread")                    \
-	X(closer_threads, "closer threads started")                          \
-	X(closer_inline, "fds closed in the loop: no closer could take them")
-
+/* The counters are declared with the pool figures, once, in
+ * proto/figures.h (VMM_COUNTERS); vmmd_stats.<name>++ counts one. */
 struct vmmd_counters {
 #define VMMD_COUNTER_FIELD(name, help) uint64_t name;
-	VMMD_COUNTERS(VMMD_COUNTER_FIELD)
+	VMM_COUNTERS(VMMD_COUNTER_FIELD)
 #undef VMMD_COUNTER_FIELD
 };
 
