@@ -5,8 +5,15 @@
  * VMM_CACHE_MAX) and is reused whole for a request of about its size; the
  * cache goes back to vmmd when idle, when asked, or when it is full.
  *
- * Entries live in an array sorted by base under a rwlock.  No lock is held
- * while talking to vmmd or the driver's slow calls.
+ * Entries live in an array sorted by base under a rwlock, large_lock.
+ * Allocation, free, resize and trim hold it only to look up and change
+ * entries, never while waiting for vmmd nor around mapping, access or
+ * synchronizing calls.  One exception: after a daemon restart, Adopt
+ * (client.c, vmm_client_adopt) walks the chunks with vmm_large_each_chunk,
+ * which holds large_lock for writing while its callback exports each chunk
+ * and sends Adopt batches to vmmd, waiting for every reply; conn.c holds
+ * the connection's lock around all of it.  So the lock order is connection,
+ * then large_lock, and nothing may call into conn.c with large_lock held.
  */
 #include "client_internal.h"
 
