@@ -164,7 +164,7 @@ struct vmmd_chunk {
 	 * saw, so it is never lent again; released, it goes to the GPU. */
 	bool				adopted;
 	/* The kernel object behind its exported fds (st_dev, st_ino), once
-	 * known, where that names the allocation (vmmd_pool_fd_identity). */
+	 * known, where that names the allocation (pool.c, pool_identity). */
 	bool				keyed;
 	dev_t				key_dev;
 	ino_t				key_ino;
@@ -220,10 +220,6 @@ enum vmmd_adopt {
  * as lent to s, with a new id, unless vmmd already tracks that memory. */
 enum vmmd_adopt vmmd_pool_adopt(struct vmmd_session *s, int fd, uint64_t size,
 	    uint64_t *id);
-/* Whether an exported fd's kernel object (st_dev, st_ino) names its
- * allocation on this driver (probed at start): then Adopt recognises
- * memory vmmd already tracks. */
-bool	vmmd_pool_fd_identity(void);
 /* Moves every chunk of from (a closed session of the same process) to to,
  * ids unchanged: a session resumed after a reconnect. */
 void	vmmd_pool_transfer(struct vmmd_session *from, struct vmmd_session *to);
@@ -262,7 +258,6 @@ struct vmmd_tenant;
 struct vmmd_tenant *vmmd_tenant_get(uid_t uid, const char *cgroup);
 struct vmmd_tenant *vmmd_tenant_ref(struct vmmd_tenant *t);
 void	vmmd_tenant_put(struct vmmd_tenant *t);	/* NULL is fine */
-unsigned vmmd_tenant_count(void);
 
 /* ---- session.c --------------------------------------------------------------- */
 
