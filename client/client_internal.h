@@ -91,8 +91,6 @@ int	vmm_conn_release(struct vmm_conn *c, const uint64_t *ids, size_t n,
 int	vmm_conn_report(struct vmm_conn *c, const struct vmm_usage *u,
 	    uint64_t recall_id);
 uint64_t vmm_conn_granularity(struct vmm_conn *c);
-uint64_t vmm_conn_device_total(struct vmm_conn *c);
-uint64_t vmm_conn_quota(struct vmm_conn *c);
 int	vmm_conn_fd(struct vmm_conn *c);
 /* Reads pushes (Recall, Goodbye) that arrived; returns a recall target in
  * bytes (0: none) and its id. */
@@ -174,9 +172,10 @@ int	vmm_small_alloc(int dev, size_t size, void **out);
 int	vmm_small_free(void *p);
 bool	vmm_small_owns(const void *p);
 int	vmm_small_range(const void *p, void **base, size_t *size);
-size_t	vmm_small_size(const void *p);
 /* Returns the calling thread's cached blocks to their segments (other
- * threads' caches are theirs: at most 1 MiB per size class each). */
+ * threads' caches are theirs: per size class at most 4 MiB and 128 blocks,
+ * SMALL_BIN_BYTES and SMALL_BIN_MAX in small.c; freed blocks spill back
+ * once a thread holds 32 MiB, SMALL_TC_BYTES). */
 void	vmm_small_flush_mine(void);
 /* Returns the cached blocks of every thread not using its cache right now
  * (idle return, from the helper thread). */

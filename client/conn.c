@@ -42,7 +42,7 @@ struct vmm_conn {
 	int			fd;		/* -1: not connected */
 	struct vmm_frame_reader	*rd;
 	uint64_t		next_rid;
-	uint64_t		gran, device_total, quota;
+	uint64_t		gran;
 	uint64_t		session, instance;	/* of the last HelloReply */
 	char			path[PATH_MAX];
 	uint64_t		next_try_ms;
@@ -327,8 +327,6 @@ conn_open(struct vmm_conn *c)
 	c->gran = r->hello_reply->granularity;
 	c->session = r->hello_reply->session_id;
 	c->instance = r->hello_reply->instance_id;
-	c->quota = r->hello_reply->limits->quota_bytes;
-	c->device_total = r->hello_reply->limits->device_total_bytes;
 	vmm_frame_msg_free(m);
 	vmm_log_debug("connected to vmmd at %s, session %llu%s", c->path,
 	    (unsigned long long)c->session, resumed ? " (resumed)" : "");
@@ -663,18 +661,6 @@ uint64_t
 vmm_conn_granularity(struct vmm_conn *c)
 {
 	return c->gran;
-}
-
-uint64_t
-vmm_conn_device_total(struct vmm_conn *c)
-{
-	return c->device_total;
-}
-
-uint64_t
-vmm_conn_quota(struct vmm_conn *c)
-{
-	return c->quota;
 }
 
 int

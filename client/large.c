@@ -5,8 +5,15 @@
  * VMM_CACHE_MAX) and is reused whole for a request of about its size; the
  * cache goes back to vmmd when idle, when asked, or when it is full.
  *
- * Entries live in an array sorted by base under a rwlock.  No lock is held
- * while talking to vmmd or the driver's slow calls.
+ * Entries live in an array sorted by base under a rwlock, large_lock.
+ * Allocation, free, resize and trim hold it only to look up and change
+ * entries, never while waiting for vmmd nor around mapping, access or
+ * synchronizing calls.  One exception: after a daemon restart, Adopt
+ * (client.c, vmm_client_adopt) walks the chunks with vmm_large_each_chunk,
+ * which holds large_lock for writing while its callback exports each chunk
+ * and sends Adopt batches to vmmd, waiting for every reply; conn.c holds
+ * the connection's lock around all of it.  So the lock order is connection,
+ * then large_lock, and nothing may call into conn.c with large_lock held.
  */
 #include "client_internal.h"
 
@@ -185,8 +192,9 @@ large_giveback(struct vmm_conn *c, struct vmm_grant_chunk *g, size_t n)
 }
 
 /* Asks vmmd for bytes, stitched from pieces no smaller than frag_ratio of
- * them.  Out-of-memory is retried by the caller (vmm_malloc), which holds no
- * allocator lock then. */
+ * them; a ratio of 0 (or one that rounds to no piece at all) waives vmmd's
+ * own frag_ratio too, so pieces of any size will do.  Out-of-memory is
+ * retried by the caller (vmm_malloc), which holds no allocator lock then. */
 static int
 large_acquire(struct vmm_conn *c, uint64_t bytes, struct vmm_grant_chunk *g)
 {
@@ -194,10 +202,12 @@ large_acquire(struct vmm_conn *c, uint64_t bytes, struct vmm_grant_chunk *g)
 	uint64_t gran = vmm_conn_granularity(c);
 	uint64_t min_piece = round_up((uint64_t)(st->frag_ratio * (double)bytes),
 	    gran);
+	unsigned flags = VMM__ACQUIRE_FLAG__ACQUIRE_FLAG_ALLOW_STITCH;
 
-	return vmm_conn_acquire(c, bytes,
-	    VMM__ACQUIRE_FLAG__ACQUIRE_FLAG_ALLOW_STITCH, min_piece, g,
-	    LARGE_MAX_GRANT);
+	/* min_piece 0 alone would mean "the daemon's choice". */
+	if (min_piece == 0)
+		flags |= VMM__ACQUIRE_FLAG__ACQUIRE_FLAG_IGNORE_FRAG_RATIO;
+	return vmm_conn_acquire(c, bytes, flags, min_piece, g, LARGE_MAX_GRANT);
 }
 
 /* Puts picked cache entries back (a local stitch that failed). */

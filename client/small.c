@@ -743,14 +743,6 @@ vmm_small_range(const void *ptr, void **base, size_t *size)
 	return 0;
 }
 
-size_t
-vmm_small_size(const void *ptr)
-{
-	struct seg *s = reg_lookup((CUdeviceptr)(uintptr_t)ptr);
-
-	return s != NULL ? s->block : 0;
-}
-
 void
 vmm_small_flush_idle(void)
 {

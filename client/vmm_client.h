@@ -3,8 +3,12 @@
  *
  * Programs that link libvmm_client.so call these directly; unmodified CUDA
  * programs get the same through LD_PRELOAD (the shim maps cudaMalloc,
- * cuMemAlloc and friends onto them).  Every function is thread-safe, returns
- * 0 or a negative VMM_E* code, and never exits the process.
+ * cuMemAlloc and friends onto them).  Every function is thread-safe and
+ * returns 0 or a negative VMM_E* code.  The library ends the process in one
+ * case only: when it first reads its settings (vmm_init, or the first call
+ * that needs them), an invalid VMM_* variable, or a VMM_LOG_FILE it cannot
+ * open, is reported on stderr in one line naming it, and the process exits
+ * with status 1.
  *
  * Device memory comes from the device of the calling thread's current CUDA
  * context (as cudaMalloc's does); the caller must have one.

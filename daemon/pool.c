@@ -391,12 +391,6 @@ out:
 		cuMemRelease(h[--nh]);
 }
 
-bool
-vmmd_pool_fd_identity(void)
-{
-	return pool_identity;
-}
-
 static void
 pool_free_insert(struct vmmd_chunk *ch)
 {

@@ -1,7 +1,7 @@
 /*
- * Counters (declared once, in VMMD_COUNTERS) and the admin replies that show
- * them: StatsReply and ClientsReply, with sessions paged so a reply always
- * fits in one frame.
+ * Pool figures and counters (declared once, in proto/figures.h) and the
+ * admin replies that show them: StatsReply and ClientsReply, with sessions
+ * paged so a reply always fits in one frame.
  */
 #include "vmmd.h"
 
@@ -10,8 +10,30 @@
 struct vmmd_counters vmmd_stats;
 
 
-#define VMMD_NCOUNTERS (0 VMMD_COUNTERS(VMMD_COUNT_ONE))
 #define VMMD_COUNT_ONE(name, help) + 1
+#define VMMD_NCOUNTERS (0 VMM_COUNTERS(VMMD_COUNT_ONE))
+_Static_assert(VMMD_NCOUNTERS <= VMM_PROTO_MAX_COUNTERS,
+    "more counters than a StatsReply may carry");
+
+/* Every figure of proto/figures.h, as of now. */
+static void
+pool_figures(struct vmm_pool_figures *f)
+{
+	struct vmmd_pool_totals t;
+
+	vmmd_pool_totals(&t);
+	*f = (struct vmm_pool_figures){
+		.physical_bytes = t.physical,
+		.lent_bytes = t.lent,
+		.idle_bytes = t.idle,
+		.quarantined_bytes = t.quarantined,
+		.chunks = t.chunks,
+		.chunks_lent = t.chunks_lent,
+		.device_total_bytes = vmmd_pool_device_total(),
+		.device_free_bytes = vmmd_pool_device_free(),
+		.granularity = vmmd_pool_chunk_unit(),
+	};
+}
 
 /* Answers a StatsRequest (full) or a ClientsRequest with the sessions from
  * offset on. */
@@ -27,7 +49,7 @@ vmmd_stats_reply(struct vmmd_session *s, uint64_t rid, uint32_t offset,
 	Vmm__StatsReply sr = VMM__STATS_REPLY__INIT;
 	Vmm__ClientsReply cr = VMM__CLIENTS_REPLY__INIT;
 	Vmm__PoolStats ps = VMM__POOL_STATS__INIT;
-	struct vmmd_pool_totals t;
+	struct vmm_pool_figures f;
 	struct vmmd_session *it;
 	uint32_t total = 0;
 	size_t n = 0, k = 0;
@@ -51,23 +73,17 @@ vmmd_stats_reply(struct vmmd_session *s, uint64_t rid, uint32_t offset,
 		env.clients_reply = &cr;
 		return vmmd_session_send(s, &env);
 	}
-	vmmd_pool_totals(&t);
-	ps.physical_bytes = t.physical;
-	ps.lent_bytes = t.lent;
-	ps.idle_bytes = t.idle;
-	ps.quarantined_bytes = t.quarantined;
-	ps.chunks = t.chunks;
-	ps.chunks_lent = t.chunks_lent;
-	ps.device_total_bytes = vmmd_pool_device_total();
-	ps.device_free_bytes = vmmd_pool_device_free();
-	ps.granularity = vmmd_pool_chunk_unit();
+	pool_figures(&f);
+#define VMMD_FIGURE_WIRE(name, label, unit, help) ps.name = f.name;
+	VMM_POOL_FIGURES(VMMD_FIGURE_WIRE)
+#undef VMMD_FIGURE_WIRE
 #define VMMD_COUNTER_WIRE(cname, help)                                   \
 	vmm__counter__init(&ctr[k]);                                     \
 	ctr[k].name = (char *)#cname;                                    \
 	ctr[k].value = vmmd_stats.cname;                                 \
 	ctrp[k] = &ctr[k];                                               \
 	k++;
-	VMMD_COUNTERS(VMMD_COUNTER_WIRE)
+	VMM_COUNTERS(VMMD_COUNTER_WIRE)
 #undef VMMD_COUNTER_WIRE
 	sr.request_id = rid;
 	sr.pool = &ps;

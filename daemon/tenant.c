@@ -68,14 +68,3 @@ vmmd_tenant_put(struct vmmd_tenant *t)
 	free(t->cgroup);
 	free(t);
 }
-
-unsigned
-vmmd_tenant_count(void)
-{
-	const struct vmmd_tenant *t;
-	unsigned n = 0;
-
-	for (t = tenants; t != NULL; t = t->next)
-		n++;
-	return n;
-}

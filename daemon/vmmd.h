@@ -24,6 +24,7 @@
 #include <sys/types.h>
 
 #include "clock.h"
+#include "figures.h"
 #include "frame.h"
 #include "opt.h"
 
@@ -125,47 +126,11 @@ uint64_t vmmd_quota_for(const struct vmmd_config *c, uid_t uid,
 
 /* ---- stats.c -------------------------------------------------------------- */
 
-#define VMMD_COUNTERS(X)                                                     \
-	X(sessions_accepted, "connections accepted")                         \
-	X(sessions_refused, "connections refused at a limit")                \
-	X(grants, "Acquire requests granted")                                \
-	X(grant_chunks, "chunks lent")                                       \
-	X(grant_bytes, "bytes lent")                                         \
-	X(fits, "grants served by one pooled chunk")                         \
-	X(stitches, "grants stitched from several pooled chunks")            \
-	X(creates, "chunks created with cuMemCreate")                        \
-	X(create_bytes, "bytes created with cuMemCreate")                    \
-	X(releases, "Release requests")                                      \
-	X(released_chunks, "chunks returned by Release")                     \
-	X(reclaimed_chunks, "chunks returned because the holder went away")  \
-	X(quarantined_chunks, "chunks held back until their process exits")  \
-	X(scrubs, "chunks zeroed before changing tenant")                    \
-	X(tenant_swaps, "idle chunks of other tenants given back to the GPU for a grant") \
-	X(gpu_releases, "chunks given back to the GPU")                      \
-	X(gpu_release_bytes, "bytes given back to the GPU")                  \
-	X(oom_recoveries, "out-of-memory recovered by freeing idle chunks")  \
-	X(failures, "requests answered with an error")                       \
-	X(oom_failures, "Acquire failed: out of memory")                     \
-	X(quota_failures, "Acquire failed: over quota")                      \
-	X(bad_peers, "sessions closed for a protocol fault")                 \
-	X(slow_peer_drops, "sessions closed for not reading")                \
-	X(permission_denied, "admin requests refused")                       \
-	X(accept_pauses, "accept paused for lack of fds")                    \
-	X(trims, "trim requests")                                            \
-	X(adopted_chunks, "chunks taken over from a previous daemon")       \
-	X(adopt_refused, "chunks to adopt refused (tracked already, foreign)") \
-	X(resumed_sessions, "sessions resumed by their process on reconnect") \
-	X(recalls, "Recall pushes sent to clients")                          \
-	X(recall_waits, "Acquires parked until recalled memory came back")   \
-	X(recall_successes, "parked Acquires granted after a recall")       \
-	X(recalls_unanswered, "Recalls not closed in time (client shunned a while)")       \
-	X(closer_queued, "fds handed to a closer thread")                    \
-	X(closer_threads, "closer threads started")                          \
-	X(closer_inline, "fds closed in the loop: no closer could take them")
-
+/* The counters are declared with the pool figures, once, in
+ * proto/figures.h (VMM_COUNTERS); vmmd_stats.<name>++ counts one. */
 struct vmmd_counters {
 #define VMMD_COUNTER_FIELD(name, help) uint64_t name;
-	VMMD_COUNTERS(VMMD_COUNTER_FIELD)
+	VMM_COUNTERS(VMMD_COUNTER_FIELD)
 #undef VMMD_COUNTER_FIELD
 };
 
@@ -201,7 +166,7 @@ struct vmmd_chunk {
 	 * saw, so it is never lent again; released, it goes to the GPU. */
 	bool				adopted;
 	/* The kernel object behind its exported fds (st_dev, st_ino), once
-	 * known, where that names the allocation (vmmd_pool_fd_identity). */
+	 * known, where that names the allocation (pool.c, pool_identity). */
 	bool				keyed;
 	dev_t				key_dev;
 	ino_t				key_ino;
@@ -271,10 +236,6 @@ enum vmmd_adopt {
  * as lent to who, with a new id, unless vmmd already tracks that memory. */
 enum vmmd_adopt vmmd_pool_adopt(struct vmmd_holder *who, int fd, uint64_t size,
 	    uint64_t *id);
-/* Whether an exported fd's kernel object (st_dev, st_ino) names its
- * allocation on this driver (probed at start): then Adopt recognises
- * memory vmmd already tracks. */
-bool	vmmd_pool_fd_identity(void);
 /* Moves every chunk of from (a closed session of the same process) to to,
  * ids unchanged: a session resumed after a reconnect. */
 void	vmmd_pool_transfer(struct vmmd_holder *from, struct vmmd_holder *to);
@@ -313,7 +274,6 @@ struct vmmd_tenant;
 struct vmmd_tenant *vmmd_tenant_get(uid_t uid, const char *cgroup);
 struct vmmd_tenant *vmmd_tenant_ref(struct vmmd_tenant *t);
 void	vmmd_tenant_put(struct vmmd_tenant *t);	/* NULL is fine */
-unsigned vmmd_tenant_count(void);
 
 /* ---- session.c --------------------------------------------------------------- */
 

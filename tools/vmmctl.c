@@ -42,6 +42,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "figures.h"
 #include "frame.h"
 #include "opt.h"
 #include "unixsock.h"
@@ -97,6 +98,7 @@ struct cmd {
 	int		(*fn)(struct ctl *, int, char **);
 	const char	*args;		/* synopsis of the arguments */
 	const char	*help;
+	void		(*more_help)(FILE *);	/* for "help CMD", "CMD --help" */
 };
 
 /* Sessions gathered page by page; the pointers live in the pages. */
@@ -113,46 +115,56 @@ static int	cmd_trim(struct ctl *, int, char **);
 static int	cmd_quota_set(struct ctl *, int, char **);
 static int	cmd_quota_clear(struct ctl *, int, char **);
 static int	cmd_help(struct ctl *, int, char **);
+static void	stats_help(FILE *);
 
 static const struct cmd cmds[] = {
 	{ "stats", 0, 1, false, cmd_stats, "[--json]",
-	  "pool totals, counters and every session" },
+	  "pool totals, counters and every session", stats_help },
 	{ "clients", 0, 1, false, cmd_clients, "[--json]",
-	  "the session table only" },
+	  "the session table only", NULL },
 	{ "trim", 0, 3, false, cmd_trim, "[--recall] [--target SIZE]",
 	  "give idle pool memory back to the GPU (all of it by default;\n"
 	  "--recall also asks clients for their caches, which then go to\n"
-	  "the GPU too, up to SIZE in all)" },
+	  "the GPU too, up to SIZE in all)", NULL },
 	{ "quota set", 3, 3, false, cmd_quota_set, "uid|name|cgroup KEY SIZE",
 	  "limit what a uid, client name or cgroup may hold (SIZE: 512M,\n"
-	  "4G, ...; 0 removes the quota)" },
+	  "4G, ...; 0 removes the quota)", NULL },
 	{ "quota clear", 2, 2, false, cmd_quota_clear, "uid|name|cgroup KEY",
-	  "remove a quota" },
+	  "remove a quota", NULL },
 	{ "help", 0, 2, true, cmd_help, "[COMMAND]",
-	  "this text, or one command's" },
+	  "this text, or one command's", NULL },
 };
 
-/* Pool figures, in the order shown; keys are the PoolStats field names. */
+/* Pool figures (proto/figures.h), in the order shown; keys are the
+ * PoolStats field names. */
 struct pool_row {
 	const char	*key;
 	const char	*label;
 	bool		 size;		/* bytes: humanized */
 	size_t		 off;
+	const char	*help;
 };
 
-#define POOL_ROW(f, label, size) \
-	{ #f, label, size, offsetof(Vmm__PoolStats, f) }
+#define POOL_ROW(f, label, unit, help) \
+	{ #f, label, (unit) == VMM_FIGURE_BYTES, offsetof(Vmm__PoolStats, f), \
+	  help },
 static const struct pool_row pool_rows[] = {
-	POOL_ROW(physical_bytes, "physical", true),
-	POOL_ROW(lent_bytes, "lent", true),
-	POOL_ROW(idle_bytes, "idle", true),
-	POOL_ROW(quarantined_bytes, "quarantined", true),
-	POOL_ROW(chunks, "chunks", false),
-	POOL_ROW(chunks_lent, "chunks lent", false),
-	POOL_ROW(device_total_bytes, "device total", true),
-	POOL_ROW(device_free_bytes, "device free", true),
-	POOL_ROW(granularity, "granularity", true),
+	VMM_POOL_FIGURES(POOL_ROW)
 };
+#undef POOL_ROW
+
+/* The daemon's counters (proto/figures.h), for their help; the table and
+ * JSON show the counters the daemon sends, by name. */
+struct counter_doc {
+	const char	*name;
+	const char	*help;
+};
+
+#define COUNTER_DOC(name, help) { #name, help },
+static const struct counter_doc counter_docs[] = {
+	VMM_COUNTERS(COUNTER_DOC)
+};
+#undef COUNTER_DOC
 
 enum col_type {
 	COL_U64,
@@ -1214,6 +1226,44 @@ cmd_usage(FILE *f, const struct cmd *c)
 	}
 }
 
+/* What stats shows: every pool figure and counter, with its meaning. */
+static void
+stats_help(FILE *f)
+{
+	size_t	i;
+	int	kw = 0, lw = 0, w;
+
+	for (i = 0; i < nitems(pool_rows); i++) {
+		if ((w = (int)strlen(pool_rows[i].key)) > kw)
+			kw = w;
+		if ((w = (int)strlen(pool_rows[i].label)) > lw)
+			lw = w;
+	}
+	for (i = 0; i < nitems(counter_docs); i++) {
+		if ((w = (int)strlen(counter_docs[i].name)) > kw)
+			kw = w;
+	}
+	fprintf(f, "\nPool figures (JSON key under \"pool\", table row, "
+	    "meaning):\n");
+	for (i = 0; i < nitems(pool_rows); i++)
+		fprintf(f, "  %-*s  %-*s  %s\n", kw, pool_rows[i].key, lw,
+		    pool_rows[i].label, pool_rows[i].help);
+	fprintf(f, "\nCounters, since vmmd started (name in the table and "
+	    "under \"counters\"):\n");
+	for (i = 0; i < nitems(counter_docs); i++)
+		fprintf(f, "  %-*s  %s\n", kw, counter_docs[i].name,
+		    counter_docs[i].help);
+}
+
+/* One command's synopsis and help, and what more it has to say. */
+static void
+cmd_usage_full(FILE *f, const struct cmd *c)
+{
+	cmd_usage(f, c);
+	if (c->more_help != NULL)
+		c->more_help(f);
+}
+
 static void
 usage(FILE *f)
 {
@@ -1272,7 +1322,7 @@ cmd_help(struct ctl *c, int argc, char **argv)
 	}
 	for (i = 0; i < nitems(cmds); i++) {
 		if (cmd_prefix(cmds[i].name, argc, argv)) {
-			cmd_usage(stdout, &cmds[i]);
+			cmd_usage_full(stdout, &cmds[i]);
 			found = true;
 		}
 	}
@@ -1374,6 +1424,11 @@ main(int argc, char **argv)
 	}
 	c.cmd = cmd;
 	nargs = argc - words;
+	/* "CMD --help": as "help CMD". */
+	if (nargs == 1 && strcmp(argv[words], "--help") == 0) {
+		cmd_usage_full(stdout, cmd);
+		return fflush(stdout) == 0 ? 0 : CTL_EXIT_USAGE;
+	}
 	if (nargs < cmd->min_args || nargs > cmd->max_args)
 		return usage_err(cmd);
 	if (!cmd->local && (rc = resolve_socket(&c, sock, device, dir)) != 0)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every setting is documented: each client VMM_* variable in README.md's
 # table, each vmmd setting (from `vmmd --dump-config`) in the commented
-# example config, and the example parses.
+# example config, and the example parses; every top-level folder is in
+# README.md's layout table.
 set -euo pipefail
 src=$VMM_SOURCE_DIR
 vmmd=$VMM_BUILD_DIR/daemon/vmmd
@@ -21,4 +22,12 @@ sed -n 's/^#\([a-z_.]*[a-z0-9/.]* = .*\)$/\1/p' "$src/systemd/vmmd.conf.example"
   grep -v '^device = ' > "$tmp"
 "$vmmd" --config "$tmp" --dump-config > /dev/null || { echo "the example does not parse"; fail=1; }
 "$vmmd" --help | grep -q "quota.uid" || { echo "vmmd --help lacks quotas"; fail=1; }
+# Every top-level folder of the repository is in README.md's layout table.
+if dirs=$(git -C "$src" ls-files 2>/dev/null | grep / | cut -d/ -f1 | sort -u) &&
+   [[ -n $dirs ]]; then
+  for d in $dirs; do
+    grep -q "^| .*\`$d/\`" "$src/README.md" ||
+      { echo "README.md's layout table lacks $d/"; fail=1; }
+  done
+fi
 exit $fail

@@ -24,6 +24,10 @@
  *   badpage        stats/clients claim more sessions than they ever send
  *   dupcounter     stats with the same counter twice
  *   goodbye        Goodbye SHUTDOWN to every admin request
+ *   all            as ok, but stats sends every PoolStats field vmm.proto
+ *                  has (found through its descriptor, not proto/figures.h)
+ *                  and every counter of proto/figures.h, each with its own
+ *                  value, and logs "figure pool|counter NAME VALUE" for each
  */
 #include <sys/socket.h>
 
@@ -36,6 +40,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "figures.h"
 #include "frame.h"
 #include "unixsock.h"
 
@@ -72,6 +77,9 @@ static const struct {
 };
 
 #define NCOUNTERS	(sizeof(counters) / sizeof(counters[0]))
+
+#define FAKE_COUNT_ONE(name, help) + 1
+#define NALL_COUNTERS	(0 VMM_COUNTERS(FAKE_COUNT_ONE))
 
 static int
 is(const char *s)
@@ -162,6 +170,47 @@ hello_reply(int fd, const Vmm__Hello *h)
 	send_env(fd, &env);
 }
 
+/*
+ * Scenario "all": every uint64 field of PoolStats, as the wire schema has
+ * them, set to 1, 2, 3, ... and every counter to 1001, 1002, ...; logged
+ * once (log is false for later pages).
+ */
+static void
+all_figures(Vmm__PoolStats *pool, Vmm__Counter *c, Vmm__Counter **cp,
+    size_t *nc, int log)
+{
+	static const char *const cnames[] = {
+#define FAKE_COUNTER_NAME(name, help) #name,
+		VMM_COUNTERS(FAKE_COUNTER_NAME)
+#undef FAKE_COUNTER_NAME
+	};
+	const ProtobufCMessageDescriptor *d = &vmm__pool_stats__descriptor;
+	unsigned i;
+
+	for (i = 0; i < d->n_fields; i++) {
+		const ProtobufCFieldDescriptor *f = &d->fields[i];
+
+		if (f->type != PROTOBUF_C_TYPE_UINT64 ||
+		    f->label != PROTOBUF_C_LABEL_NONE) {
+			if (log)
+				logline("figure pool %s unsupported", f->name);
+			continue;
+		}
+		*(uint64_t *)(void *)((char *)pool + f->offset) = i + 1;
+		if (log)
+			logline("figure pool %s %u", f->name, i + 1);
+	}
+	for (i = 0; i < NALL_COUNTERS; i++) {
+		vmm__counter__init(&c[i]);
+		c[i].name = (char *)cnames[i];
+		c[i].value = 1001 + i;
+		cp[i] = &c[i];
+		if (log)
+			logline("figure counter %s %u", cnames[i], 1001 + i);
+	}
+	*nc = NALL_COUNTERS;
+}
+
 /* One page of sessions from offset, as StatsReply or ClientsReply. */
 static void
 sessions_reply(int fd, uint64_t id, uint32_t off, int stats)
@@ -170,7 +219,8 @@ sessions_reply(int fd, uint64_t id, uint32_t off, int stats)
 	Vmm__StatsReply		sr = VMM__STATS_REPLY__INIT;
 	Vmm__ClientsReply	cr = VMM__CLIENTS_REPLY__INIT;
 	Vmm__PoolStats		pool = VMM__POOL_STATS__INIT;
-	Vmm__Counter		c[NCOUNTERS + 1], *cp[NCOUNTERS + 1];
+	Vmm__Counter		c[NCOUNTERS + 1 + NALL_COUNTERS];
+	Vmm__Counter		*cp[NCOUNTERS + 1 + NALL_COUNTERS];
 	Vmm__SessionStats	s[FAKE_PAGE], *sp[FAKE_PAGE];
 	size_t			i, n = 0, nc;
 
@@ -203,6 +253,10 @@ sessions_reply(int fd, uint64_t id, uint32_t off, int stats)
 		send_env(fd, &env);
 		return;
 	}
+	if (is("all")) {
+		all_figures(&pool, c, cp, &nc, off == 0);
+		goto send;
+	}
 	pool.physical_bytes = 3 * GiB / 2;
 	pool.lent_bytes = GiB;
 	pool.idle_bytes = 512 * MiB;
@@ -224,6 +278,7 @@ sessions_reply(int fd, uint64_t id, uint32_t off, int stats)
 		cp[nc] = &c[nc];
 		nc++;
 	}
+send:
 	sr.request_id = id;
 	sr.pool = &pool;
 	sr.counters = cp;

@@ -2,14 +2,16 @@
 # vmmctl against fake_vmmd (canned replies; see fake_vmmd.c): one case per
 # ctest test.
 #
-#   vmmctl_test.sh CASE VMMCTL FAKE_VMMD
+#   vmmctl_test.sh CASE VMMCTL FAKE_VMMD [VMMD]
 #
-# Cases: stats json paging errors usage socket trim_quota.
+# Cases: stats json paging errors usage socket trim_quota figures; daemon
+# runs vmmctl against the real VMMD (on the emulator) instead.
 set -u
 
 CASE=$1
 VMMCTL=$2
 FAKE=$3
+VMMD=${4:-}
 T=${VMM_TEST_TMPDIR:?VMM_TEST_TMPDIR must be set}
 rm -rf "$T"
 mkdir -p "$T"
@@ -370,8 +372,102 @@ case_trim_quota() {
 	[ ! -s "$OUT" ] || fail "quota clear printed: $(cat "$OUT")"
 }
 
+# figures_check LOG HELP JSON TABLE: the figures listed in LOG ("figure
+# pool|counter NAME VALUE" lines; from the real daemon's JSON if LOG is -)
+# each have a help line, and appear with their value in JSON and TABLE; and
+# every figure the help lists is sent.
+figures_check() {
+	python3 - "$@" <<'EOF' || fail "figures: help, JSON and table disagree (see above)"
+import json, re, sys
+logf, helpf, jsonf, tablef = sys.argv[1:]
+d = json.load(open(jsonf, encoding='utf-8'))
+if logf == '-':
+    pool = {k: v for k, v in d['pool'].items() if k != 'device_uuid'}
+    counters = dict(d['counters'])
+else:
+    pool, counters = {}, {}
+    for line in open(logf, encoding='utf-8'):
+        m = re.match(r'figure (pool|counter) (\S+) (\S+)$', line.rstrip('\n'))
+        if m:
+            assert m[3] != 'unsupported', 'PoolStats.%s is not a uint64' % m[2]
+            (pool if m[1] == 'pool' else counters)[m[2]] = int(m[3])
+assert pool and counters, (pool, counters)
+
+# Help: one section per kind, one "  NAME  meaning" line per figure.
+text = open(helpf, encoding='utf-8').read()
+sections = text.split('\n\n')
+def listed(head):
+    sec = [x for x in sections if x.startswith(head)]
+    assert len(sec) == 1, (head, text)
+    return [l.split()[0] for l in sec[0].splitlines()[1:]
+            if re.match(r'  \S+  +\S', l)]
+hpool, hcounters = listed('Pool figures'), listed('Counters')
+assert sorted(hpool) == sorted(pool), ('pool: help', hpool, 'sent', sorted(pool))
+assert sorted(hcounters) == sorted(counters), ('counters: help', hcounters,
+                                               'sent', sorted(counters))
+
+# JSON: every figure sent, with its value.
+assert {k: v for k, v in d['pool'].items() if k != 'device_uuid'} == pool, d['pool']
+assert d['counters'] == counters, d['counters']
+
+# Table: one pool row per figure, one counter row per counter.
+lines = open(tablef, encoding='utf-8').read().splitlines()
+p, c = lines.index('pool'), lines.index('counters')
+s = next(i for i, l in enumerate(lines) if l.startswith('sessions ('))
+rows = [l for l in lines[p + 1:c] if l.strip()]
+assert len(rows) == len(pool), rows
+if logf != '-':
+    # Values 1, 2, 3...: bytes show as "N B", counts as "N".
+    got = sorted(int(re.search(r'(\d+)( B)?$', r)[1]) for r in rows)
+    assert got == sorted(pool.values()), (got, pool)
+crows = dict((l.split()[0], int(l.split()[1])) for l in lines[c + 1:s] if l.strip())
+# The real daemon counts between the two runs: names only, then.
+assert (crows == counters if logf != '-' else
+        sorted(crows) == sorted(counters)), (crows, counters)
+EOF
+}
+
+case_figures() {
+	run 0 help stats || return
+	cp "$OUT" "$T/help"
+	run 0 stats --help || return
+	cmp -s "$OUT" "$T/help" || fail "stats --help differs from help stats"
+	run 0 help || return
+	grep -q 'physical_bytes' "$OUT" && fail "help lists figures: $(cat "$OUT")"
+	fake all
+	run 0 --socket-dir "$D" stats --json || return
+	cp "$OUT" "$T/json"
+	fake all
+	run 0 --socket-dir "$D" stats || return
+	cp "$OUT" "$T/table"
+	no_controls "$T/table"
+	figures_check "$LOG" "$T/help" "$T/json" "$T/table"
+}
+
+# The real daemon sends exactly the figures vmmctl documents.
+case_daemon() {
+	local pid i
+	[ -x "$VMMD" ] || { fail "no vmmd binary '$VMMD'"; return; }
+	: >"$D/vmmd.conf"
+	"$VMMD" --foreground --socket-dir "$D" --config "$D/vmmd.conf" \
+	    >"$T/vmmd.log" 2>&1 &
+	pid=$!
+	for i in $(seq 100); do
+		[ -S "$D/gpu0.sock" ] && break
+		sleep 0.05
+	done
+	run 0 help stats && cp "$OUT" "$T/help"
+	run 0 --socket-dir "$D" stats --json && cp "$OUT" "$T/json"
+	run 0 --socket-dir "$D" stats && cp "$OUT" "$T/table"
+	kill "$pid"
+	wait "$pid" || fail "vmmd exited $?: $(cat "$T/vmmd.log")"
+	[ -s "$T/json" ] && [ -s "$T/table" ] || return
+	figures_check - "$T/help" "$T/json" "$T/table"
+}
+
 case "$CASE" in
-stats | json | paging | errors | usage | socket | trim_quota) "case_$CASE" ;;
+stats | json | paging | errors | usage | socket | trim_quota | figures | daemon)
+	"case_$CASE" ;;
 *)
 	echo "unknown case $CASE" >&2
 	exit 2

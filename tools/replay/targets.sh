@@ -2,14 +2,21 @@
 # The target measurements of issue 5 ("Targets"), each with the command that
 # produced it, on the emulator.  A benchmark: it reports, it asserts nothing
 # (the exit status is 0 unless a run could not be started at all).
-#   tools/replay/targets.sh [BUILD_DIR]        (default: build)
+#   tools/replay/targets.sh [--traces DIR] [BUILD_DIR]     (default: build)
+# --traces: where the recorded RMM CSV traces are (default ../shared/traces,
+# beside the repository); without them those rows are left out, with a note.
 # Takes about a minute.  Every run's files are kept under $TARGETS_KEEP if
 # set (one directory per run), else deleted.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+TR=$here/../../../shared/traces
+if [[ ${1:-} == --traces ]]; then
+  [[ $# -ge 2 ]] || { echo "targets.sh: --traces needs a directory" >&2; exit 1; }
+  TR=$2
+  shift 2
+fi
 B=$(cd "${1:-$here/../../build}" && pwd)
 RUNSH=$here/run.sh
-TR=/work/shared/traces
 W=$(mktemp -d /tmp/vmm-targets.XXXXXX)
 trap 'rm -rf "$W"' EXIT
 KEEP=${TARGETS_KEEP:-$W/keep}
@@ -48,6 +55,8 @@ if [[ -f $TR/medium_ctx128_train_tensor.csv ]]; then
   row "(also) real PyTorch trace, all allocs" \
       "$(get real-all ratio) ($(mib "$(get real-all peak_physical_bytes)") / $(mib "$(get real-all peak_requested_bytes)"))" \
       "run.sh $TR/medium_ctx128_train_tensor.csv"
+else
+  echo "  no $TR/medium_ctx128_train_tensor.csv: the real-trace rows are left out (--traces DIR)" >&2
 fi
 run kv "$here/kv-cache.trace"
 row "(also) kv-cache.trace: physical/requested, REMAP, COPY" \

@@ -4,9 +4,10 @@
  * vmmd, and report what it cost (issue 5, "A replay tool and workloads").
  *
  * The trace is plain text (alloc/free/realloc/sleep, tools/replay/FORMAT.md)
- * or RMM's logging CSV (/work/shared/traces), told apart by the header.  The
- * whole file is parsed and checked before any CUDA call, every line, and the
- * ids are resolved to slots then, so replaying is a walk over an array.
+ * or RMM's logging CSV (the recorded traces in ../shared/traces, beside the
+ * repository), told apart by the header.  The whole file is parsed and
+ * checked before any CUDA call, every line, and the ids are resolved to
+ * slots then, so replaying is a walk over an array.
  *
  * Every allocation gets a small pattern written into its first 64 bytes
  * with cudaMemcpy (so the memory is really mapped and touched), checked

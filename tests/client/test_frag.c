@@ -1,0 +1,90 @@
+/*
+ * VMM_FRAG_RATIO as the client sends it (issue 9 item 6).  vmmd's pool
+ * holds only small idle fragments (2 MiB, released by another session of
+ * the same uid); the library then asks for 16 MiB.
+ *
+ *   test_client_frag zero      VMM_FRAG_RATIO=0 ("pieces of any size"): the
+ *                              grant is stitched from the fragments, nothing
+ *                              is created
+ *   test_client_frag default   the default 0.25: 2 MiB is below 4 MiB, the
+ *                              fragments are skipped and memory is created
+ *
+ * The figures are vmmd's counters stitches and creates, read through an
+ * admin session.
+ */
+#include <cuda.h>
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "../common/check.h"
+#include "testclient.h"
+#include "vmm_client.h"
+
+#define MiB		(1ull << 20)
+#define NFRAG		8
+#define FRAG_SIZE	(2 * MiB)
+#define WANT		(NFRAG * FRAG_SIZE)
+
+int
+main(int argc, char **argv)
+{
+	const char *tmp = getenv("VMM_TEST_TMPDIR");
+	char sockdir[1024], sockpath[1100];
+	struct tc_chunk ch[NFRAG];
+	uint64_t ids[NFRAG], stitches, creates;
+	struct tc *adm, *app;
+	CUcontext ctx;
+	bool zero;
+	void *p;
+	size_t i;
+	pid_t d;
+
+	CHECK(argc == 2 && (strcmp(argv[1], "zero") == 0 ||
+	    strcmp(argv[1], "default") == 0));
+	zero = strcmp(argv[1], "zero") == 0;
+	CHECK(tmp != NULL);
+	snprintf(sockdir, sizeof(sockdir), "%s/sock", tmp);
+	tc_socket_path(sockdir, sockpath, sizeof(sockpath));
+	/* Idle chunks stay in the pool for the whole test. */
+	d = tc_start_daemon(sockdir, "idle_timeout_ms = 0\n", NULL);
+	setenv("VMM_SOCKET_DIR", sockdir, 1);
+	adm = tc_open(sockpath, "admin", true);
+
+	/* Fragments: NFRAG separate 2 MiB chunks, lent then released. */
+	app = tc_open(sockpath, "fragments", false);
+	CHECK(app->granularity == FRAG_SIZE);
+	for (i = 0; i < NFRAG; i++) {
+		CHECK(tc_acquire(app, FRAG_SIZE, 0, &ch[i], 1) == 1);
+		CHECK(ch[i].size == FRAG_SIZE);
+		ids[i] = ch[i].id;
+	}
+	tc_close_chunks(ch, NFRAG);
+	CHECK(tc_release(app, ids, NFRAG) == 0);
+	tc_close(app);
+	stitches = tc_counter(adm, "stitches");
+	creates = tc_counter(adm, "creates");
+
+	CHECK_OK(cuInit(0));
+	CHECK_OK(cuDevicePrimaryCtxRetain(&ctx, 0));
+	CHECK_OK(cuCtxSetCurrent(ctx));
+	CHECK(vmm_malloc(&p, WANT) == 0);
+	if (zero) {
+		CHECK(tc_counter(adm, "stitches") == stitches + 1);
+		CHECK(tc_counter(adm, "creates") == creates);
+	} else {
+		CHECK(tc_counter(adm, "stitches") == stitches);
+		CHECK(tc_counter(adm, "creates") > creates);
+	}
+	CHECK(vmm_free(p) == 0);
+	CHECK(vmm_flush() == 0);
+
+	tc_close(adm);
+	vmm_shutdown();
+	CHECK(WIFEXITED(tc_stop_daemon(d)));
+	printf("client_frag %s: ok\n", argv[1]);
+	return 0;
+}
