@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "session.h"
 #include "unixsock.h"
 
 #define VMMD_ACCEPT_BUDGET 64
@@ -186,17 +187,6 @@ server_on_accept(evutil_socket_t lfd, short what, void *arg)
 			vmm_log_error("accept: %s", strerror(errno));
 		return;
 	}
-}
-
-/* "gpu-0123abcd-....sock" for the device's UUID. */
-static void
-server_uuid_name(char *out, size_t len)
-{
-	const unsigned char *u = vmmd_pool_device_uuid();
-
-	snprintf(out, len, "gpu-%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-"
-	    "%02x%02x%02x%02x%02x%02x.sock", u[0], u[1], u[2], u[3], u[4], u[5],
-	    u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13], u[14], u[15]);
 }
 
 /*
@@ -478,9 +468,14 @@ vmmd_server_start(const struct vmmd_config *c, char *err, size_t errlen)
 
 	if (server_resolve_groups(c, &gid, err, errlen) != 0)
 		return -1;
-	server_uuid_name(uuid_name, sizeof(uuid_name));
-	snprintf(index_name, sizeof(index_name), "gpu%d.sock",
-	    vmmd_pool_device_ordinal());
+	/* Names as clients look for them (proto/session.h). */
+	if (vmm_sess_sockname_uuid(uuid_name, sizeof(uuid_name),
+	    vmmd_pool_device_uuid()) != 0 ||
+	    vmm_sess_sockname_index(index_name, sizeof(index_name),
+	    (unsigned)vmmd_pool_device_ordinal()) != 0) {
+		snprintf(err, errlen, "socket names do not fit");
+		return -1;
+	}
 	n = sd_listen_fds(1);
 	if (n < 0 || n > 1) {
 		snprintf(err, errlen, "socket activation: expected one socket, got "

@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <stddef.h>
 #include <poll.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -41,10 +42,6 @@
 #define CTL_SPACE \
 	(CMSG_SPACE(sizeof(int) * SCM_FDS_MAX) + \
 	CMSG_SPACE(sizeof(struct ucred)))
-
-#define FROM_CLIENT		(1u << VMM_FRAME_PEER_CLIENT)
-#define FROM_DAEMON		(1u << VMM_FRAME_PEER_DAEMON)
-#define FROM_ANY		(FROM_CLIENT | FROM_DAEMON)
 
 struct vmm_frame_msg {
 	Vmm__Envelope		*env;
@@ -231,13 +228,37 @@ sessions_ok(Vmm__SessionStats *const *v, size_t n, uint32_t total)
 }
 
 static bool
+hello_ok(const Vmm__Hello *m)
+{
+	return str_ok(m->client_name, VMM_PROTO_MAX_NAME, false) &&
+	    uuid_ok(&m->device_uuid, false) && kind_ok(m->kind);
+}
+
+static bool
+hello_reply_ok(const Vmm__HelloReply *m)
+{
+	return m->session_id != 0 && m->instance_id != 0 &&
+	    m->granularity != 0 && uuid_ok(&m->device_uuid, true) &&
+	    m->limits != NULL && m->limits->max_chunks_per_grant != 0 &&
+	    m->limits->max_chunks_per_grant <= VMM_PROTO_MAX_CHUNKS &&
+	    m->limits->max_frame != 0;
+}
+
+static bool
+acquire_ok(const Vmm__Acquire *m)
+{
+	return m->bytes != 0 && (m->flags &
+	    ~(uint32_t)(VMM__ACQUIRE_FLAG__ACQUIRE_FLAG_ALLOW_STITCH |
+	    VMM__ACQUIRE_FLAG__ACQUIRE_FLAG_IGNORE_FRAG_RATIO)) == 0;
+}
+
+static bool
 grant_ok(const Vmm__Grant *m)
 {
 	uint64_t	total = 0;
 	size_t		i;
 
-	if (m->request_id == 0 || m->n_chunks == 0 ||
-	    m->n_chunks > VMM_PROTO_MAX_CHUNKS)
+	if (m->n_chunks == 0 || m->n_chunks > VMM_PROTO_MAX_CHUNKS)
 		return false;
 	for (i = 0; i < m->n_chunks; i++) {
 		const Vmm__Chunk *c = m->chunks[i];
@@ -255,8 +276,7 @@ adopt_ok(const Vmm__Adopt *m)
 {
 	size_t	i;
 
-	if (m->request_id == 0 || m->n_sizes == 0 ||
-	    m->n_sizes > VMM_PROTO_MAX_CHUNKS)
+	if (m->n_sizes == 0 || m->n_sizes > VMM_PROTO_MAX_CHUNKS)
 		return false;
 	for (i = 0; i < m->n_sizes; i++)
 		if (m->sizes[i] == 0)
@@ -268,7 +288,7 @@ static bool
 adopt_reply_ok(const Vmm__AdoptReply *m)
 {
 	/* An id of 0 names a chunk the daemon refused. */
-	return m->request_id != 0 && m->n_chunk_ids <= VMM_PROTO_MAX_CHUNKS;
+	return m->n_chunk_ids <= VMM_PROTO_MAX_CHUNKS;
 }
 
 static bool
@@ -276,8 +296,7 @@ release_ok(const Vmm__Release *m)
 {
 	size_t	i;
 
-	if (m->request_id == 0 || m->n_chunk_ids == 0 ||
-	    m->n_chunk_ids > VMM_PROTO_MAX_RELEASE_IDS)
+	if (m->n_chunk_ids == 0 || m->n_chunk_ids > VMM_PROTO_MAX_RELEASE_IDS)
 		return false;
 	for (i = 0; i < m->n_chunk_ids; i++) {
 		if (m->chunk_ids[i] == 0)
@@ -291,8 +310,7 @@ stats_reply_ok(const Vmm__StatsReply *m)
 {
 	size_t	i;
 
-	if (m->request_id == 0 || m->pool == NULL ||
-	    m->n_counters > VMM_PROTO_MAX_COUNTERS)
+	if (m->pool == NULL || m->n_counters > VMM_PROTO_MAX_COUNTERS)
 		return false;
 	for (i = 0; i < m->n_counters; i++) {
 		if (m->counters[i] == NULL || !str_ok(m->counters[i]->name,
@@ -302,137 +320,133 @@ stats_reply_ok(const Vmm__StatsReply *m)
 	return sessions_ok(m->sessions, m->n_sessions, m->sessions_total);
 }
 
-/* Whether a message's fields are in range; *from gets who may send it. */
 static bool
-body_ok(const Vmm__Envelope *e, unsigned *from)
+clients_reply_ok(const Vmm__ClientsReply *m)
 {
-	*from = 0;
-	switch (e->msg_case) {
-	case VMM__ENVELOPE__MSG_HELLO:
-		*from = FROM_CLIENT;
-		return e->hello != NULL && e->hello->request_id != 0 &&
-		    str_ok(e->hello->client_name, VMM_PROTO_MAX_NAME, false) &&
-		    uuid_ok(&e->hello->device_uuid, false) &&
-		    kind_ok(e->hello->kind);
-	case VMM__ENVELOPE__MSG_HELLO_REPLY:
-		*from = FROM_DAEMON;
-		return e->hello_reply != NULL &&
-		    e->hello_reply->request_id != 0 &&
-		    e->hello_reply->session_id != 0 &&
-		    e->hello_reply->instance_id != 0 &&
-		    e->hello_reply->granularity != 0 &&
-		    uuid_ok(&e->hello_reply->device_uuid, true) &&
-		    e->hello_reply->limits != NULL &&
-		    e->hello_reply->limits->max_chunks_per_grant != 0 &&
-		    e->hello_reply->limits->max_chunks_per_grant <=
-		    VMM_PROTO_MAX_CHUNKS &&
-		    e->hello_reply->limits->max_frame != 0;
-	case VMM__ENVELOPE__MSG_ACQUIRE:
-		*from = FROM_CLIENT;
-		return e->acquire != NULL && e->acquire->request_id != 0 &&
-		    e->acquire->bytes != 0 &&
-		    (e->acquire->flags &
-		    ~(uint32_t)(VMM__ACQUIRE_FLAG__ACQUIRE_FLAG_ALLOW_STITCH |
-		    VMM__ACQUIRE_FLAG__ACQUIRE_FLAG_IGNORE_FRAG_RATIO)) == 0;
-	case VMM__ENVELOPE__MSG_GRANT:
-		*from = FROM_DAEMON;
-		return e->grant != NULL && grant_ok(e->grant);
-	case VMM__ENVELOPE__MSG_RELEASE:
-		*from = FROM_CLIENT;
-		return e->release != NULL && release_ok(e->release);
-	case VMM__ENVELOPE__MSG_ADOPT:
-		*from = FROM_CLIENT;
-		return e->adopt != NULL && adopt_ok(e->adopt);
-	case VMM__ENVELOPE__MSG_ADOPT_REPLY:
-		*from = FROM_DAEMON;
-		return e->adopt_reply != NULL &&
-		    adopt_reply_ok(e->adopt_reply);
-	case VMM__ENVELOPE__MSG_MEM_INFO_REQUEST:
-		*from = FROM_CLIENT;
-		return e->mem_info_request != NULL &&
-		    e->mem_info_request->request_id != 0;
-	case VMM__ENVELOPE__MSG_MEM_INFO_REPLY:
-		*from = FROM_DAEMON;
-		return e->mem_info_reply != NULL &&
-		    e->mem_info_reply->request_id != 0;
-	case VMM__ENVELOPE__MSG_RELEASE_REPLY:
-		*from = FROM_DAEMON;
-		return e->release_reply != NULL &&
-		    e->release_reply->request_id != 0;
-	case VMM__ENVELOPE__MSG_REPORT:
-		*from = FROM_CLIENT;
-		return e->report != NULL && e->report->request_id != 0;
-	case VMM__ENVELOPE__MSG_ACK:
-		*from = FROM_DAEMON;
-		return e->ack != NULL && e->ack->request_id != 0;
-	case VMM__ENVELOPE__MSG_STATS_REQUEST:
-		*from = FROM_CLIENT;
-		return e->stats_request != NULL &&
-		    e->stats_request->request_id != 0;
-	case VMM__ENVELOPE__MSG_STATS_REPLY:
-		*from = FROM_DAEMON;
-		return e->stats_reply != NULL && stats_reply_ok(e->stats_reply);
-	case VMM__ENVELOPE__MSG_CLIENTS_REQUEST:
-		*from = FROM_CLIENT;
-		return e->clients_request != NULL &&
-		    e->clients_request->request_id != 0;
-	case VMM__ENVELOPE__MSG_CLIENTS_REPLY:
-		*from = FROM_DAEMON;
-		return e->clients_reply != NULL &&
-		    e->clients_reply->request_id != 0 &&
-		    sessions_ok(e->clients_reply->sessions,
-		    e->clients_reply->n_sessions,
-		    e->clients_reply->sessions_total);
-	case VMM__ENVELOPE__MSG_TRIM_REQUEST:
-		*from = FROM_CLIENT;
-		return e->trim_request != NULL &&
-		    e->trim_request->request_id != 0;
-	case VMM__ENVELOPE__MSG_TRIM_REPLY:
-		*from = FROM_DAEMON;
-		return e->trim_reply != NULL && e->trim_reply->request_id != 0;
-	case VMM__ENVELOPE__MSG_SET_QUOTA:
-		*from = FROM_CLIENT;
-		return e->set_quota != NULL && e->set_quota->request_id != 0 &&
-		    (e->set_quota->kind == VMM__QUOTA_KIND__QUOTA_KIND_UID ||
-		    e->set_quota->kind == VMM__QUOTA_KIND__QUOTA_KIND_NAME ||
-		    e->set_quota->kind == VMM__QUOTA_KIND__QUOTA_KIND_CGROUP) &&
-		    str_ok(e->set_quota->key, VMM_PROTO_MAX_QUOTA_KEY, true);
-	case VMM__ENVELOPE__MSG_RECALL:
-		*from = FROM_DAEMON;
-		return e->recall != NULL && e->recall->recall_id != 0 &&
-		    e->recall->target_bytes != 0 &&
-		    e->recall->reason >=
-		    VMM__RECALL_REASON__RECALL_REASON_PRESSURE &&
-		    e->recall->reason <=
-		    VMM__RECALL_REASON__RECALL_REASON_QUOTA;
-	case VMM__ENVELOPE__MSG_GOODBYE:
-		*from = FROM_ANY;
-		return e->goodbye != NULL &&
-		    e->goodbye->reason >=
-		    VMM__GOODBYE_REASON__GOODBYE_REASON_CLIENT_EXIT &&
-		    e->goodbye->reason <=
-		    VMM__GOODBYE_REASON__GOODBYE_REASON_RESTART &&
-		    str_ok(e->goodbye->message, VMM_PROTO_MAX_MESSAGE, false);
-	case VMM__ENVELOPE__MSG_ERROR:
-		*from = FROM_ANY;
-		return e->error != NULL &&
-		    e->error->code >= VMM__ERROR_CODE__ERROR_CODE_BAD_MESSAGE &&
-		    e->error->code <= VMM__ERROR_CODE__ERROR_CODE_DUPLICATE &&
-		    str_ok(e->error->message, VMM_PROTO_MAX_MESSAGE, false);
-	case VMM__ENVELOPE__MSG__NOT_SET:
-	default:
-		return false;
-	}
+	return sessions_ok(m->sessions, m->n_sessions, m->sessions_total);
+}
+
+static bool
+set_quota_ok(const Vmm__SetQuota *m)
+{
+	return (m->kind == VMM__QUOTA_KIND__QUOTA_KIND_UID ||
+	    m->kind == VMM__QUOTA_KIND__QUOTA_KIND_NAME ||
+	    m->kind == VMM__QUOTA_KIND__QUOTA_KIND_CGROUP) &&
+	    str_ok(m->key, VMM_PROTO_MAX_QUOTA_KEY, true);
+}
+
+static bool
+recall_ok(const Vmm__Recall *m)
+{
+	return m->target_bytes != 0 &&
+	    m->reason >= VMM__RECALL_REASON__RECALL_REASON_PRESSURE &&
+	    m->reason <= VMM__RECALL_REASON__RECALL_REASON_QUOTA;
+}
+
+static bool
+goodbye_ok(const Vmm__Goodbye *m)
+{
+	return m->reason >= VMM__GOODBYE_REASON__GOODBYE_REASON_CLIENT_EXIT &&
+	    m->reason <= VMM__GOODBYE_REASON__GOODBYE_REASON_RESTART &&
+	    str_ok(m->message, VMM_PROTO_MAX_MESSAGE, false);
+}
+
+static bool
+error_ok(const Vmm__Error *m)
+{
+	return m->code >= VMM__ERROR_CODE__ERROR_CODE_BAD_MESSAGE &&
+	    m->code <= VMM__ERROR_CODE__ERROR_CODE_DUPLICATE &&
+	    str_ok(m->message, VMM_PROTO_MAX_MESSAGE, false);
+}
+
+/* A type with no field to check beyond its request id. */
+#define no_check(m)	((void)(m), true)
+
+/* --- the message table (rows: VMM_FRAME_MESSAGES in frame.h) -------------- */
+
+/* The table's column values, spelled out.  A row naming a member not
+ * listed here does not compile: add it. */
+#define FROM_CLIENT		VMM_FRAME_FROM_CLIENT
+#define FROM_DAEMON		VMM_FRAME_FROM_DAEMON
+#define FROM_ANY		VMM_FRAME_FROM_ANY
+#define OFFSET_NONE(T)		SIZE_MAX
+#define OFFSET_request_id(T)	offsetof(T, request_id)
+#define OFFSET_recall_id(T)	offsetof(T, recall_id)
+#define OFFSET_n_chunks(T)	offsetof(T, n_chunks)
+#define OFFSET_n_sizes(T)	offsetof(T, n_sizes)
+/* A row's reply column names a CASE, or NONE: not a request. */
+#define VMM__ENVELOPE__MSG_NONE	VMM__ENVELOPE__MSG__NOT_SET
+
+/* Each row's check, typed, behind one signature. */
+#define CHECK_FN(field, CASE, Type, from, rid, fds, reply, check)	\
+static bool								\
+checked_##field(const void *msg)						\
+{									\
+	return check((const Type *)msg);				\
+}
+VMM_FRAME_MESSAGES(CHECK_FN)
+#undef CHECK_FN
+
+/* (Parameters are named apart from the members they fill.) */
+#define TYPE_ROW(field, CASE, Type, from_, rid_, fds_, reply_, check_) \
+	[VMM__ENVELOPE__MSG_##CASE] = {					\
+		.name = #field,						\
+		.msg_case = VMM__ENVELOPE__MSG_##CASE,			\
+		.from = FROM_##from_,					\
+		.rid_offset = OFFSET_##rid_(Type),			\
+		.fds_offset = OFFSET_##fds_(Type),			\
+		.reply = VMM__ENVELOPE__MSG_##reply_,			\
+		.check = checked_##field					\
+	},
+
+static const struct vmm_frame_type frame_types[] = {
+	VMM_FRAME_MESSAGES(TYPE_ROW)
+};
+#undef TYPE_ROW
+
+const struct vmm_frame_type *
+vmm_frame_type(Vmm__Envelope__MsgCase c)
+{
+	if ((size_t)c >= sizeof(frame_types) / sizeof(frame_types[0]) ||
+	    frame_types[c].name == NULL)
+		return NULL;
+	return &frame_types[c];
+}
+
+/* The message an envelope carries: its members are all pointers to
+ * structs, in one union, so any of them reads it. */
+static const void *
+env_msg(const Vmm__Envelope *e)
+{
+	return e->hello;
+}
+
+/* The table's row for env, if env carries a message; NULL otherwise. */
+static const struct vmm_frame_type *
+env_type(const Vmm__Envelope *e)
+{
+	const struct vmm_frame_type	*t;
+
+	if (e == NULL || (t = vmm_frame_type(e->msg_case)) == NULL ||
+	    env_msg(e) == NULL)
+		return NULL;
+	return t;
 }
 
 int
 vmm_frame_validate(const Vmm__Envelope *env, enum vmm_frame_peer from,
     size_t nfds)
 {
-	unsigned	senders;
+	const struct vmm_frame_type	*t;
 
-	if (env == NULL || !peer_valid(from) || !body_ok(env, &senders) ||
-	    (senders & (1u << from)) == 0)
+	if (!peer_valid(from) || (t = env_type(env)) == NULL ||
+	    (t->from & (1u << from)) == 0)
+		return VMM_FRAME_EINVALID;
+	/* A notice (either way) may concern no request. */
+	if (t->rid_offset != SIZE_MAX && t->from != VMM_FRAME_FROM_ANY &&
+	    vmm_frame_request_id(env) == 0)
+		return VMM_FRAME_EINVALID;
+	if (!t->check(env_msg(env)))
 		return VMM_FRAME_EINVALID;
 	if (nfds != vmm_frame_expected_fds(env))
 		return VMM_FRAME_EFDCOUNT;
@@ -442,81 +456,49 @@ vmm_frame_validate(const Vmm__Envelope *env, enum vmm_frame_peer from,
 size_t
 vmm_frame_expected_fds(const Vmm__Envelope *env)
 {
-	if (env != NULL && env->msg_case == VMM__ENVELOPE__MSG_GRANT &&
-	    env->grant != NULL)
-		return env->grant->n_chunks;
-	if (env != NULL && env->msg_case == VMM__ENVELOPE__MSG_ADOPT &&
-	    env->adopt != NULL)
-		return env->adopt->n_sizes;
-	return 0;
+	const struct vmm_frame_type	*t;
+	size_t				 n;
+
+	if ((t = env_type(env)) == NULL || t->fds_offset == SIZE_MAX)
+		return 0;
+	memcpy(&n, (const char *)env_msg(env) + t->fds_offset, sizeof(n));
+	return n;
 }
 
 uint64_t
-vmm_frame_request_id(const Vmm__Envelope *e)
+vmm_frame_request_id(const Vmm__Envelope *env)
 {
-	/* The members are all pointers in one union: any of them says NULL. */
-	if (e == NULL || e->hello == NULL)
+	const struct vmm_frame_type	*t;
+	uint64_t			 id;
+
+	if ((t = env_type(env)) == NULL || t->rid_offset == SIZE_MAX)
 		return 0;
-	switch (e->msg_case) {
-	case VMM__ENVELOPE__MSG_HELLO:
-		return e->hello->request_id;
-	case VMM__ENVELOPE__MSG_HELLO_REPLY:
-		return e->hello_reply->request_id;
-	case VMM__ENVELOPE__MSG_ACQUIRE:
-		return e->acquire->request_id;
-	case VMM__ENVELOPE__MSG_GRANT:
-		return e->grant->request_id;
-	case VMM__ENVELOPE__MSG_RELEASE:
-		return e->release->request_id;
-	case VMM__ENVELOPE__MSG_RELEASE_REPLY:
-		return e->release_reply->request_id;
-	case VMM__ENVELOPE__MSG_REPORT:
-		return e->report->request_id;
-	case VMM__ENVELOPE__MSG_ACK:
-		return e->ack->request_id;
-	case VMM__ENVELOPE__MSG_ADOPT:
-		return e->adopt->request_id;
-	case VMM__ENVELOPE__MSG_ADOPT_REPLY:
-		return e->adopt_reply->request_id;
-	case VMM__ENVELOPE__MSG_MEM_INFO_REQUEST:
-		return e->mem_info_request->request_id;
-	case VMM__ENVELOPE__MSG_MEM_INFO_REPLY:
-		return e->mem_info_reply->request_id;
-	case VMM__ENVELOPE__MSG_STATS_REQUEST:
-		return e->stats_request->request_id;
-	case VMM__ENVELOPE__MSG_STATS_REPLY:
-		return e->stats_reply->request_id;
-	case VMM__ENVELOPE__MSG_CLIENTS_REQUEST:
-		return e->clients_request->request_id;
-	case VMM__ENVELOPE__MSG_CLIENTS_REPLY:
-		return e->clients_reply->request_id;
-	case VMM__ENVELOPE__MSG_TRIM_REQUEST:
-		return e->trim_request->request_id;
-	case VMM__ENVELOPE__MSG_TRIM_REPLY:
-		return e->trim_reply->request_id;
-	case VMM__ENVELOPE__MSG_SET_QUOTA:
-		return e->set_quota->request_id;
-	case VMM__ENVELOPE__MSG_RECALL:
-		return e->recall->recall_id;
-	case VMM__ENVELOPE__MSG_ERROR:
-		return e->error->request_id;
-	case VMM__ENVELOPE__MSG_GOODBYE:
-	case VMM__ENVELOPE__MSG__NOT_SET:
-	default:
-		return 0;
-	}
+	memcpy(&id, (const char *)env_msg(env) + t->rid_offset, sizeof(id));
+	return id;
+}
+
+int
+vmm_frame_set_request_id(Vmm__Envelope *env, uint64_t id)
+{
+	const struct vmm_frame_type	*t;
+
+	if ((t = env_type(env)) == NULL || t->rid_offset == SIZE_MAX)
+		return -1;
+	/* The message is the caller's, reached through env: not const. */
+	memcpy((char *)(uintptr_t)env_msg(env) + t->rid_offset, &id,
+	    sizeof(id));
+	return 0;
 }
 
 const char *
 vmm_frame_type_name(const Vmm__Envelope *env)
 {
-	const ProtobufCFieldDescriptor	*f;
+	const struct vmm_frame_type	*t;
 
 	if (env == NULL || env->msg_case == VMM__ENVELOPE__MSG__NOT_SET)
 		return "none";
-	f = protobuf_c_message_descriptor_get_field(&vmm__envelope__descriptor,
-	    (unsigned)env->msg_case);
-	return f != NULL ? f->name : "unknown";
+	t = vmm_frame_type(env->msg_case);
+	return t != NULL ? t->name : "unknown";
 }
 
 const char *

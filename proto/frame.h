@@ -24,6 +24,7 @@
 #define VMM_FRAME_H
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -84,6 +85,107 @@ enum vmm_frame_peer {
 	VMM_FRAME_PEER_DAEMON = 2	/* vmmd */
 };
 
+/* Who may send a message: a set of peers. */
+#define VMM_FRAME_FROM_CLIENT	(1u << VMM_FRAME_PEER_CLIENT)
+#define VMM_FRAME_FROM_DAEMON	(1u << VMM_FRAME_PEER_DAEMON)
+#define VMM_FRAME_FROM_ANY	(VMM_FRAME_FROM_CLIENT | VMM_FRAME_FROM_DAEMON)
+
+/*
+ * Every message type, once: X(field, CASE, Type, from, rid, fds, reply,
+ * check).  This list is the only place that knows them; frame.c builds its
+ * table from it (names, direction, request ids, fd counts, range checks)
+ * and the envelope builders below come from it.  A new message is one row
+ * here, its check in frame.c, and its handler.
+ *
+ *  field	the Envelope member, also the type's name in logs
+ *  CASE	its VMM__ENVELOPE__MSG_ suffix
+ *  Type	its protobuf-c struct
+ *  from	who may send it: CLIENT, DAEMON or ANY (a notice)
+ *  rid		the member holding its request id (or Recall's recall_id),
+ *		or NONE.  It must be non-zero, except in a notice, which may
+ *		concern no request.
+ *  fds		the repeated count whose value is the number of fds the
+ *		frame carries (one per element, in order), or NONE
+ *  reply	for a request, the CASE of its answer (an Error may answer
+ *		any request instead); NONE for anything else
+ *  check	frame.c's range check of the fields, or no_check
+ */
+#define VMM_FRAME_MESSAGES(X)						\
+	X(hello, HELLO, Vmm__Hello,					\
+	    CLIENT, request_id, NONE, HELLO_REPLY, hello_ok)		\
+	X(hello_reply, HELLO_REPLY, Vmm__HelloReply,			\
+	    DAEMON, request_id, NONE, NONE, hello_reply_ok)		\
+	X(acquire, ACQUIRE, Vmm__Acquire,				\
+	    CLIENT, request_id, NONE, GRANT, acquire_ok)		\
+	X(grant, GRANT, Vmm__Grant,					\
+	    DAEMON, request_id, n_chunks, NONE, grant_ok)		\
+	X(release, RELEASE, Vmm__Release,				\
+	    CLIENT, request_id, NONE, RELEASE_REPLY, release_ok)	\
+	X(release_reply, RELEASE_REPLY, Vmm__ReleaseReply,		\
+	    DAEMON, request_id, NONE, NONE, no_check)			\
+	X(report, REPORT, Vmm__Report,					\
+	    CLIENT, request_id, NONE, ACK, no_check)			\
+	X(ack, ACK, Vmm__Ack,						\
+	    DAEMON, request_id, NONE, NONE, no_check)			\
+	X(adopt, ADOPT, Vmm__Adopt,					\
+	    CLIENT, request_id, n_sizes, ADOPT_REPLY, adopt_ok)		\
+	X(adopt_reply, ADOPT_REPLY, Vmm__AdoptReply,			\
+	    DAEMON, request_id, NONE, NONE, adopt_reply_ok)		\
+	X(mem_info_request, MEM_INFO_REQUEST, Vmm__MemInfoRequest,	\
+	    CLIENT, request_id, NONE, MEM_INFO_REPLY, no_check)		\
+	X(mem_info_reply, MEM_INFO_REPLY, Vmm__MemInfoReply,		\
+	    DAEMON, request_id, NONE, NONE, no_check)			\
+	X(stats_request, STATS_REQUEST, Vmm__StatsRequest,		\
+	    CLIENT, request_id, NONE, STATS_REPLY, no_check)		\
+	X(stats_reply, STATS_REPLY, Vmm__StatsReply,			\
+	    DAEMON, request_id, NONE, NONE, stats_reply_ok)		\
+	X(clients_request, CLIENTS_REQUEST, Vmm__ClientsRequest,	\
+	    CLIENT, request_id, NONE, CLIENTS_REPLY, no_check)		\
+	X(clients_reply, CLIENTS_REPLY, Vmm__ClientsReply,		\
+	    DAEMON, request_id, NONE, NONE, clients_reply_ok)		\
+	X(trim_request, TRIM_REQUEST, Vmm__TrimRequest,			\
+	    CLIENT, request_id, NONE, TRIM_REPLY, no_check)		\
+	X(trim_reply, TRIM_REPLY, Vmm__TrimReply,			\
+	    DAEMON, request_id, NONE, NONE, no_check)			\
+	X(set_quota, SET_QUOTA, Vmm__SetQuota,				\
+	    CLIENT, request_id, NONE, ACK, set_quota_ok)		\
+	X(recall, RECALL, Vmm__Recall,					\
+	    DAEMON, recall_id, NONE, NONE, recall_ok)			\
+	X(goodbye, GOODBYE, Vmm__Goodbye,				\
+	    ANY, NONE, NONE, NONE, goodbye_ok)				\
+	X(error, ERROR, Vmm__Error,					\
+	    ANY, request_id, NONE, NONE, error_ok)
+
+/* A message type as the table describes it (see VMM_FRAME_MESSAGES). */
+struct vmm_frame_type {
+	const char		*name;		/* "hello", "grant", ... */
+	Vmm__Envelope__MsgCase	 msg_case;
+	unsigned		 from;		/* VMM_FRAME_FROM_* */
+	size_t			 rid_offset;	/* uint64_t; or SIZE_MAX */
+	size_t			 fds_offset;	/* size_t count; or SIZE_MAX */
+	Vmm__Envelope__MsgCase	 reply;		/* _NOT_SET: not a request */
+	bool			(*check)(const void *msg);
+};
+
+/*
+ * Envelope builders, one per type: vmm_frame_env_<field>(msg) is an
+ * Envelope that carries msg, e.g.
+ *	Vmm__Envelope env = vmm_frame_env_acquire(&acquire);
+ */
+#define VMM_FRAME_ENV_BUILDER(field, CASE, Type, from, rid, fds, reply,	\
+	    check)							\
+static inline Vmm__Envelope						\
+vmm_frame_env_##field(Type *msg)					\
+{									\
+	Vmm__Envelope	env = VMM__ENVELOPE__INIT;			\
+									\
+	env.msg_case = VMM__ENVELOPE__MSG_##CASE;			\
+	env.field = msg;						\
+	return env;							\
+}
+VMM_FRAME_MESSAGES(VMM_FRAME_ENV_BUILDER)
+#undef VMM_FRAME_ENV_BUILDER
+
 /* vmm_frame_outq_flush() results other than errors. */
 enum vmm_frame_flush {
 	VMM_FRAME_DONE = 0,		/* queue empty */
@@ -113,11 +215,15 @@ int	 vmm_frame_decode(const void *body, size_t len,
 /* Check a message as sent by `from` with nfds fds: 0 or a fault. */
 int	 vmm_frame_validate(const Vmm__Envelope *env,
 	     enum vmm_frame_peer from, size_t nfds);
+/* The table's row for a message type; NULL for none (or _NOT_SET). */
+const struct vmm_frame_type *vmm_frame_type(Vmm__Envelope__MsgCase c);
 /* How many fds the message must carry (Grant: one per chunk; Adopt: one
  * per size; others: 0). */
 size_t	 vmm_frame_expected_fds(const Vmm__Envelope *env);
 /* The request id a message carries or echoes (Recall: its recall id), or 0. */
 uint64_t vmm_frame_request_id(const Vmm__Envelope *env);
+/* Set the request id of a message that has one: 0, or -1 if it has none. */
+int	 vmm_frame_set_request_id(Vmm__Envelope *env, uint64_t id);
 /* The message type's field name ("hello", "grant", ...), for logs. */
 const char *vmm_frame_type_name(const Vmm__Envelope *env);
 /* A description of any value these functions return below zero. */

@@ -51,7 +51,7 @@
 #include <unistd.h>
 
 #include "frame.h"
-#include "unixsock.h"
+#include "session.h"
 
 #define BENCH_NAME		"bench_grant"
 #define BENCH_DEF_ITERATIONS	10000
@@ -116,11 +116,10 @@ struct rate_shared {
 };
 
 struct bench_client {
-	int			 fd;
-	struct vmm_frame_reader	*rd;
-	uint64_t		 rid;
+	struct vmm_sess		*s;
 	uint64_t		 granularity;
 	uint64_t		 unread_release;	/* its rid, or 0 */
+	const char		*stray;		/* a frame not expected */
 };
 
 static void	bench_warn(const char *fmt, ...)
@@ -480,110 +479,82 @@ raw_run(uint64_t *samples, long n, long warm)
 	return rc;
 }
 
-/* ---- a minimal vmmd client (proto/frame.h blocking helpers) ------------------ */
+/* ---- a minimal vmmd client (proto/session.h) ------------------------------- */
 
-/* Sends a request and waits for its reply of type want; 0 and *out, or -1. */
-static int
-bc_call(struct bench_client *c, const Vmm__Envelope *env,
-    Vmm__Envelope__MsgCase want, uint64_t rid, struct vmm_frame_msg **out)
+/* A frame that is not a call's reply: only the reply to a Release nobody
+ * waited for is expected (it comes before the next call's). */
+static void
+bc_push(struct vmm_frame_msg *m, void *arg)
 {
-	const Vmm__Envelope *r;
-	struct vmm_frame_msg *m = NULL;
-	int rc;
+	struct bench_client *c = arg;
+	const Vmm__Envelope *r = vmm_frame_msg_env(m);
 
-	rc = vmm_frame_send(c->fd, VMM_FRAME_PEER_DAEMON, env, NULL, 0,
-	    BENCH_IO_TIMEOUT_MS);
-	if (rc != 0) {
-		bench_warn("send %s: %s", vmm_frame_type_name(env),
-		    vmm_frame_strerror(rc));
-		return -1;
-	}
-again:
-	rc = vmm_frame_recv(c->rd, c->fd, &m, BENCH_IO_TIMEOUT_MS);
-	if (rc != 1) {
-		bench_warn("reply to %s: %s", vmm_frame_type_name(env),
-		    rc == 0 ? "vmmd closed the connection" :
-		    vmm_frame_strerror(rc));
-		return -1;
-	}
-	r = vmm_frame_msg_env(m);
-	/* The reply to a Release nobody waited for comes first. */
 	if (c->unread_release != 0 &&
 	    r->msg_case == VMM__ENVELOPE__MSG_RELEASE_REPLY &&
 	    r->release_reply->request_id == c->unread_release &&
-	    r->release_reply->released_chunks == 1) {
+	    r->release_reply->released_chunks == 1)
 		c->unread_release = 0;
-		vmm_frame_msg_free(m);
-		goto again;
-	}
-	if (r->msg_case == VMM__ENVELOPE__MSG_ERROR)
-		bench_warn("%s: vmmd error %d: %s", vmm_frame_type_name(env),
-		    (int)r->error->code, r->error->message);
-	else if (r->msg_case != want)
-		bench_warn("%s: unexpected reply %s", vmm_frame_type_name(env),
-		    vmm_frame_type_name(r));
-	else if (vmm_frame_request_id(r) != rid)
-		bench_warn("%s: reply for request %" PRIu64 ", not %" PRIu64,
-		    vmm_frame_type_name(env), vmm_frame_request_id(r), rid);
-	else {
-		*out = m;
+	else if (c->stray == NULL)
+		c->stray = vmm_frame_type_name(r);
+}
+
+/* Sends a request and waits for its reply; 0 and *out, or -1. */
+static int
+bc_call(struct bench_client *c, Vmm__Envelope *env, struct vmm_frame_msg **out)
+{
+	const struct vmm_sess_error *e;
+	int rc;
+
+	rc = vmm_sess_call(c->s, env, NULL, 0, BENCH_IO_TIMEOUT_MS, out);
+	if (rc == 0 && c->stray == NULL)
 		return 0;
-	}
-	vmm_frame_msg_free(m);
+	e = vmm_sess_error(c->s);
+	if (rc == 0) {
+		bench_warn("%s: unexpected %s first", vmm_frame_type_name(env),
+		    c->stray);
+		vmm_frame_msg_free(*out);
+		*out = NULL;
+	} else if (rc == VMM_SESS_EREFUSED)
+		bench_warn("%s: vmmd error %d: %s", vmm_frame_type_name(env),
+		    (int)e->code, e->message);
+	else if (rc == VMM_SESS_EMISMATCH)
+		bench_warn("%s: unexpected reply %s", vmm_frame_type_name(env),
+		    e->got);
+	else
+		bench_warn("%s: %s", vmm_frame_type_name(env),
+		    vmm_sess_strerror(rc));
 	return -1;
 }
 
 static void
 bc_close(struct bench_client *c)
 {
-	if (c->fd >= 0)
-		close(c->fd);
-	vmm_frame_reader_free(c->rd);
-	c->fd = -1;
-	c->rd = NULL;
+	vmm_sess_close(c->s);
+	c->s = NULL;
 }
 
 /* Connects and says Hello as an app (or admin); 0 or -1. */
 static int
 bc_open(struct bench_client *c, const char *path, bool admin)
 {
-	Vmm__Envelope env = VMM__ENVELOPE__INIT;
 	Vmm__Hello h = VMM__HELLO__INIT;
-	struct vmm_frame_msg *m;
+	int rc;
 
 	memset(c, 0, sizeof(*c));
-	c->rid = 1;
-	if ((c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
-	    vmm_unix_connect(c->fd, path) != 0) {
-		bench_warn("connect %s: %s", path, strerror(errno));
-		bc_close(c);
+	if ((rc = vmm_sess_connect(&c->s, path, BENCH_IO_TIMEOUT_MS)) != 0) {
+		bench_warn("connect %s: %s", path, strerror(-rc));
 		return -1;
 	}
-	if ((c->rd = vmm_frame_reader_new(VMM_FRAME_PEER_DAEMON)) == NULL) {
-		bench_warn("out of memory");
-		bc_close(c);
-		return -1;
-	}
-	h.request_id = c->rid++;
-	h.protocol_version = VMM_PROTOCOL_VERSION;
+	vmm_sess_set_push_handler(c->s, bc_push, c);
 	h.client_name = (char *)BENCH_NAME;
-	h.pid = (uint32_t)getpid();
 	h.kind = admin ? VMM__CLIENT_KIND__CLIENT_KIND_ADMIN :
 	    VMM__CLIENT_KIND__CLIENT_KIND_APP;
-	env.msg_case = VMM__ENVELOPE__MSG_HELLO;
-	env.hello = &h;
-	if (bc_call(c, &env, VMM__ENVELOPE__MSG_HELLO_REPLY, h.request_id,
-	    &m) != 0) {
+	if ((rc = vmm_sess_hello(c->s, &h, BENCH_IO_TIMEOUT_MS)) != 0) {
+		bench_warn("hello: %s", vmm_sess_strerror(rc));
 		bc_close(c);
 		return -1;
 	}
-	c->granularity = vmm_frame_msg_env(m)->hello_reply->granularity;
-	vmm_frame_msg_free(m);
-	if (c->granularity == 0) {
-		bench_warn("vmmd announced a zero granularity");
-		bc_close(c);
-		return -1;
-	}
+	c->granularity = vmm_sess_hello_reply(c->s)->granularity;
 	return 0;
 }
 
@@ -593,19 +564,17 @@ bc_open(struct bench_client *c, const char *path, bool admin)
 static int
 bc_pair(struct bench_client *c, bool wait)
 {
-	Vmm__Envelope env = VMM__ENVELOPE__INIT, renv = VMM__ENVELOPE__INIT;
 	Vmm__Acquire a = VMM__ACQUIRE__INIT;
 	Vmm__Release rel = VMM__RELEASE__INIT;
+	Vmm__Envelope env = vmm_frame_env_acquire(&a);
+	Vmm__Envelope renv = vmm_frame_env_release(&rel);
 	const Vmm__Grant *g;
 	struct vmm_frame_msg *m;
 	uint64_t id;
-	int fd;
+	int fd, rc;
 
-	a.request_id = c->rid++;
 	a.bytes = c->granularity;
-	env.msg_case = VMM__ENVELOPE__MSG_ACQUIRE;
-	env.acquire = &a;
-	if (bc_call(c, &env, VMM__ENVELOPE__MSG_GRANT, a.request_id, &m) != 0)
+	if (bc_call(c, &env, &m) != 0)
 		return -1;
 	g = vmm_frame_msg_env(m)->grant;
 	if (g->n_chunks != 1 || vmm_frame_msg_nfds(m) != 1 ||
@@ -619,22 +588,16 @@ bc_pair(struct bench_client *c, bool wait)
 	close(fd);
 	vmm_frame_msg_free(m);
 
-	rel.request_id = c->rid++;
 	rel.n_chunk_ids = 1;
 	rel.chunk_ids = &id;
-	renv.msg_case = VMM__ENVELOPE__MSG_RELEASE;
-	renv.release = &rel;
 	if (!wait) {
-		int rc = vmm_frame_send(c->fd, VMM_FRAME_PEER_DAEMON, &renv,
-		    NULL, 0, BENCH_IO_TIMEOUT_MS);
-
+		rc = vmm_sess_send(c->s, &renv, NULL, 0, BENCH_IO_TIMEOUT_MS);
 		if (rc != 0)
-			bench_warn("send release: %s", vmm_frame_strerror(rc));
+			bench_warn("send release: %s", vmm_sess_strerror(rc));
 		c->unread_release = rel.request_id;
 		return rc == 0 ? 0 : -1;
 	}
-	if (bc_call(c, &renv, VMM__ENVELOPE__MSG_RELEASE_REPLY, rel.request_id,
-	    &m) != 0)
+	if (bc_call(c, &renv, &m) != 0)
 		return -1;
 	if (vmm_frame_msg_env(m)->release_reply->released_chunks != 1) {
 		bench_warn("release of chunk %" PRIu64 " released %u chunks", id,
@@ -652,8 +615,8 @@ static int
 bc_counters(const char *path, const char *const *names, uint64_t *values,
     size_t n)
 {
-	Vmm__Envelope env = VMM__ENVELOPE__INIT;
 	Vmm__StatsRequest sr = VMM__STATS_REQUEST__INIT;
+	Vmm__Envelope env = vmm_frame_env_stats_request(&sr);
 	const Vmm__StatsReply *r;
 	struct bench_client c;
 	struct vmm_frame_msg *m;
@@ -663,11 +626,7 @@ bc_counters(const char *path, const char *const *names, uint64_t *values,
 		values[i] = UINT64_MAX;
 	if (bc_open(&c, path, true) != 0)
 		return -1;
-	sr.request_id = c.rid++;
-	env.msg_case = VMM__ENVELOPE__MSG_STATS_REQUEST;
-	env.stats_request = &sr;
-	if (bc_call(&c, &env, VMM__ENVELOPE__MSG_STATS_REPLY, sr.request_id,
-	    &m) != 0) {
+	if (bc_call(&c, &env, &m) != 0) {
 		bc_close(&c);
 		return -1;
 	}
@@ -920,7 +879,6 @@ record_daemon_files(void)
 static int
 daemon_start(const char *vmmd, const char *cudalib, char *sock, size_t len)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	const char *ldp = getenv("LD_LIBRARY_PATH");
 	char ld[PATH_MAX * 2];
 	pid_t pid;
@@ -939,7 +897,10 @@ daemon_start(const char *vmmd, const char *cudalib, char *sock, size_t len)
 	for (i = 0; i < BENCH_SHM_DEVICES; i++)
 		snprintf(b_shm[i], sizeof(b_shm[i]), "/dev/shm/cuemu-%s-d%d",
 		    b_instance, i);
-	snprintf(sock, len, "%s/gpu0.sock", b_dir);
+	if (vmm_sess_path_index(sock, len, b_dir, 0) != 0) {
+		bench_warn("%s: socket path too long", b_dir);
+		return -1;
+	}
 	if (write_config() != 0) {
 		bench_warn("%s: %s", b_conf, strerror(errno));
 		return -1;
@@ -974,16 +935,12 @@ daemon_start(const char *vmmd, const char *cudalib, char *sock, size_t len)
 		_exit(127);
 	}
 
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock);
 	for (waited = 0; waited < BENCH_START_TIMEOUT_MS; waited += 10) {
-		if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
-			break;
-		if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+		if ((fd = vmm_sess_dial(sock, BENCH_IO_TIMEOUT_MS)) >= 0) {
 			close(fd);
 			record_daemon_files();
 			return 0;
 		}
-		close(fd);
 		if (waitpid(pid, &st, WNOHANG) == pid) {
 			b_daemon = -1;
 			bench_warn("vmmd exited during start-up (status %d)",

@@ -22,8 +22,6 @@
  * names, counter names, error messages) are escaped for the terminal, and
  * for JSON.
  */
-#include <sys/socket.h>
-#include <sys/time.h>
 
 #include <ctype.h>
 #include <errno.h>
@@ -37,7 +35,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -45,7 +42,7 @@
 #include "figures.h"
 #include "frame.h"
 #include "opt.h"
-#include "unixsock.h"
+#include "session.h"
 
 #ifndef VMMCTL_VERSION
 #define VMMCTL_VERSION		"unknown"
@@ -61,14 +58,12 @@ enum {
 };
 
 #define CTL_NAME		"vmmctl"
-#define CTL_SOCKET_DIR		"/run/vmmd"	/* as the daemon's */
 #define CTL_TIMEOUT_MS		5000		/* per exchange */
 #define CTL_TIMEOUT_MAX_MS	3600000
 /* Sessions gathered over all pages: far above what a daemon can serve, low
  * enough that a daemon inflating sessions_total cannot keep us paging. */
 #define CTL_MAX_SESSIONS	65536
 #define CTL_GOODBYE_MS		100		/* best effort, when leaving */
-#define UUID_STRLEN		36		/* 8-4-4-4-12 */
 /* Escaped peer strings: at most 4 output bytes per input byte. */
 #define ESC_LEN(n)		(4 * (n) + 1)
 #define CELL_LEN		32		/* one formatted table cell */
@@ -82,10 +77,7 @@ struct ctl {
 	const struct cmd	*cmd;		/* the command being run */
 	char			 path[PATH_MAX];
 	int			 timeout_ms;
-	int			 sock;		/* -1 until connected */
-	struct vmm_frame_reader	*rd;
-	struct vmm_frame_msg	*hello;		/* HelloReply, once open */
-	uint64_t		 next_id;	/* request ids: 1, 2, ... */
+	struct vmm_sess		*s;		/* NULL until connected */
 };
 
 /* One command.  Arguments are the words after the name; the arity check
@@ -366,39 +358,6 @@ all_digits(const char *s)
 	return true;
 }
 
-/* A GPU UUID in canonical form (lowercase 8-4-4-4-12) from 32 hex digits,
- * any case, dashes optional at those boundaries, "GPU-" prefix optional. */
-static int
-parse_uuid(const char *s, char out[UUID_STRLEN + 1])
-{
-	size_t	n = 0, o = 0;
-	bool	dash = false;
-
-	if (strncasecmp(s, "GPU-", 4) == 0)
-		s += 4;
-	for (; *s != '\0'; s++) {
-		bool boundary = n == 8 || n == 12 || n == 16 || n == 20;
-
-		if (*s == '-') {
-			if (!boundary || dash)
-				return -1;
-			dash = true;
-			continue;
-		}
-		if (!isxdigit((unsigned char)*s) || n == 32)
-			return -1;
-		if (boundary)
-			out[o++] = '-';
-		out[o++] = (char)tolower((unsigned char)*s);
-		n++;
-		dash = false;
-	}
-	if (n != 32 || dash)
-		return -1;
-	out[o] = '\0';
-	return 0;
-}
-
 /*
  * The socket to use: --socket as given; else <dir>/gpu<N>.sock for a device
  * index or <dir>/gpu-<uuid>.sock for a UUID (default device 0), dir from
@@ -408,10 +367,9 @@ static int
 resolve_socket(struct ctl *c, const char *sock, const char *device,
     const char *dir)
 {
-	char		 uuid[UUID_STRLEN + 1];
+	uint8_t		 uuid[VMM_PROTO_UUID_LEN];
 	unsigned long	 idx;
-	size_t		 dlen;
-	int		 n;
+	int		 rc;
 
 	if (sock != NULL) {
 		if (*sock == '\0' || strlen(sock) >= sizeof(c->path))
@@ -424,10 +382,7 @@ resolve_socket(struct ctl *c, const char *sock, const char *device,
 	if (dir == NULL || *dir == '\0')
 		dir = getenv("VMM_SOCKET_DIR");
 	if (dir == NULL || *dir == '\0')
-		dir = CTL_SOCKET_DIR;
-	dlen = strlen(dir);
-	while (dlen > 1 && dir[dlen - 1] == '/')
-		dlen--;
+		dir = VMM_SESS_SOCKET_DIR;
 	if (device == NULL)
 		device = "0";
 
@@ -437,19 +392,17 @@ resolve_socket(struct ctl *c, const char *sock, const char *device,
 		if (errno != 0 || idx > UINT32_MAX)
 			return ctl_err(CTL_EXIT_USAGE,
 			    "device index '%s' out of range", device);
-		n = snprintf(c->path, sizeof(c->path), "%.*s/gpu%lu.sock",
-		    (int)dlen, dir, idx);
-	} else if (parse_uuid(device, uuid) == 0)
-		n = snprintf(c->path, sizeof(c->path), "%.*s/gpu-%s.sock",
-		    (int)dlen, dir, uuid);
+		rc = vmm_sess_path_index(c->path, sizeof(c->path), dir,
+		    (unsigned)idx);
+	} else if (vmm_sess_parse_uuid(device, uuid) == 0)
+		rc = vmm_sess_path_uuid(c->path, sizeof(c->path), dir, uuid);
 	else
 		return ctl_err(CTL_EXIT_USAGE, "bad device '%s': expected an "
 		    "index or a GPU UUID (GPU-xxxxxxxx-xxxx-xxxx-xxxx-"
 		    "xxxxxxxxxxxx)", device);
-	if (n < 0 || (size_t)n >= sizeof(c->path))
-		return ctl_err(CTL_EXIT_USAGE, "socket path under '%.*s' "
-		    "longer than %zu bytes", (int)dlen, dir,
-		    sizeof(c->path) - 1);
+	if (rc != 0)
+		return ctl_err(CTL_EXIT_USAGE, "socket path under '%s' "
+		    "longer than %zu bytes", dir, sizeof(c->path) - 1);
 	return 0;
 }
 
@@ -459,22 +412,11 @@ resolve_socket(struct ctl *c, const char *sock, const char *device,
 static int
 ctl_connect(struct ctl *c)
 {
-	struct timeval		tv;
-	int			fd, err;
+	int	rc;
 
-	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1)
-		return ctl_err(CTL_EXIT_USAGE, "socket: %s", strerror(errno));
-	/* A Unix-domain connect() waits for backlog room up to SO_SNDTIMEO. */
-	tv.tv_sec = c->timeout_ms / 1000;
-	tv.tv_usec = (c->timeout_ms % 1000) * 1000;
-	(void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	if (vmm_unix_connect(fd, c->path) == 0) {
-		c->sock = fd;
+	if ((rc = vmm_sess_connect(&c->s, c->path, c->timeout_ms)) == 0)
 		return 0;
-	}
-	err = errno;
-	close(fd);
-	switch (err) {
+	switch (-rc) {
 	case EACCES:
 	case EPERM:
 		return ctl_err(CTL_EXIT_PERMISSION, "permission denied: cannot "
@@ -483,10 +425,12 @@ ctl_connect(struct ctl *c)
 	case ETIMEDOUT:
 		return ctl_err(CTL_EXIT_PROTOCOL, "timeout: %s did not accept "
 		    "the connection within %d ms", c->path, c->timeout_ms);
+	case ENOMEM:
+		return ctl_err(CTL_EXIT_USAGE, "out of memory");
 	default:
 		/* ENOENT, ENOTDIR, ECONNREFUSED, or not a stream socket. */
 		return ctl_err(CTL_EXIT_NOT_RUNNING, "daemon not running: "
-		    "cannot connect to %s: %s", c->path, strerror(err));
+		    "cannot connect to %s: %s", c->path, strerror(-rc));
 	}
 }
 
@@ -511,20 +455,13 @@ io_err(const struct ctl *c, int rc, bool sending)
 /* An Error reply, as an exit status: PERMISSION 3; faults the daemon found
  * in our messages 4; anything else is a refusal, 5. */
 static int
-error_reply(const struct ctl *c, const Vmm__Error *e)
+error_reply(const struct ctl *c, const struct vmm_sess_error *e)
 {
-	const ProtobufCEnumValue	*v;
-	char				 code[32];
-	char				 msg[ESC_LEN(VMM_PROTO_MAX_MESSAGE)];
-	const char			*sep;
-	size_t				 i;
+	char		 code[32];
+	char		 msg[ESC_LEN(VMM_PROTO_MAX_MESSAGE)];
+	const char	*sep;
 
-	v = protobuf_c_enum_descriptor_get_value(&vmm__error_code__descriptor,
-	    (int)e->code);
-	snprintf(code, sizeof(code), "%s", v != NULL &&
-	    strncmp(v->name, "ERROR_CODE_", 11) == 0 ? v->name + 11 : "?");
-	for (i = 0; code[i] != '\0'; i++)
-		code[i] = (char)tolower((unsigned char)code[i]);
+	vmm_sess_error_name(e->code, code, sizeof(code));
 	text_escape(msg, sizeof(msg), e->message);
 	sep = msg[0] != '\0' ? ": " : "";
 
@@ -543,63 +480,57 @@ error_reply(const struct ctl *c, const Vmm__Error *e)
 	}
 }
 
+/* Pushes: an admin session holds nothing a Recall could ask back. */
+static void
+ignore_push(struct vmm_frame_msg *m, void *arg)
+{
+	(void)m;
+	(void)arg;
+}
+
+/* A failed wait for the reply to req, as an exit status with the reason
+ * printed. */
+static int
+ctl_status(struct ctl *c, int rc, const Vmm__Envelope *req)
+{
+	const struct vmm_sess_error	*e = vmm_sess_error(c->s);
+	char				 msg[ESC_LEN(VMM_PROTO_MAX_MESSAGE)];
+
+	switch (rc) {
+	case VMM_SESS_EGOODBYE:
+		text_escape(msg, sizeof(msg), e->message);
+		return ctl_err(CTL_EXIT_NOT_RUNNING, "daemon not running: %s "
+		    "is shutting down%s%s", c->path, msg[0] != '\0' ? ": " : "",
+		    msg);
+	case VMM_SESS_EREFUSED:
+		return error_reply(c, e);
+	case VMM_SESS_EMISMATCH:
+		return ctl_err(CTL_EXIT_PROTOCOL, "protocol error: "
+		    "unexpected %s (request id %" PRIu64 ") from %s in answer "
+		    "to %s", e->got, e->request_id, c->path,
+		    vmm_frame_type_name(req));
+	default:
+		return io_err(c, rc, false);
+	}
+}
+
 /*
- * Send one request and wait, within the timeout, for its reply of type
- * `want`: 0 and *out, or an exit status with the reason printed.  Recalls
- * are pushes, not replies, and an admin session holds nothing to give back:
- * they are skipped.
+ * Send one request and wait, within the timeout, for its reply: 0 and
+ * *out, or an exit status with the reason printed.
  */
 static int
-ctl_call(struct ctl *c, const Vmm__Envelope *req, uint64_t id,
-    Vmm__Envelope__MsgCase want, struct vmm_frame_msg **out)
+ctl_call(struct ctl *c, Vmm__Envelope *req, struct vmm_frame_msg **out)
 {
-	const Vmm__Envelope	*e;
-	struct vmm_frame_msg	*m;
-	char			 msg[ESC_LEN(VMM_PROTO_MAX_MESSAGE)];
-	int64_t			 deadline, left;
-	int			 rc, status;
+	int64_t	deadline, left;
+	int	rc;
 
 	*out = NULL;
 	deadline = (int64_t)vmm_now_ms() + c->timeout_ms;
-	rc = vmm_frame_send(c->sock, VMM_FRAME_PEER_DAEMON, req, NULL, 0,
-	    c->timeout_ms);
-	if (rc < 0)
+	if ((rc = vmm_sess_send(c->s, req, NULL, 0, c->timeout_ms)) < 0)
 		return io_err(c, rc, true);
-	for (;;) {
-		left = deadline - (int64_t)vmm_now_ms();
-		rc = vmm_frame_recv(c->rd, c->sock, &m,
-		    left > 0 ? (int)left : 0);
-		if (rc == 0)
-			return ctl_err(CTL_EXIT_PROTOCOL, "protocol error: %s "
-			    "closed the connection", c->path);
-		if (rc < 0)
-			return io_err(c, rc, false);
-		e = vmm_frame_msg_env(m);
-		if (e->msg_case != VMM__ENVELOPE__MSG_RECALL)
-			break;
-		vmm_frame_msg_free(m);
-	}
-
-	if (e->msg_case == VMM__ENVELOPE__MSG_GOODBYE) {
-		text_escape(msg, sizeof(msg), e->goodbye->message);
-		status = ctl_err(CTL_EXIT_NOT_RUNNING, "daemon not running: %s "
-		    "is shutting down%s%s", c->path, msg[0] != '\0' ? ": " : "",
-		    msg);
-	} else if (e->msg_case == VMM__ENVELOPE__MSG_ERROR &&
-	    (e->error->request_id == id || e->error->request_id == 0))
-		status = error_reply(c, e->error);
-	else if (e->msg_case != want || vmm_frame_request_id(e) != id)
-		status = ctl_err(CTL_EXIT_PROTOCOL, "protocol error: "
-		    "unexpected %s (request id %" PRIu64 ") from %s in answer "
-		    "to %s",
-		    vmm_frame_type_name(e), vmm_frame_request_id(e), c->path,
-		    vmm_frame_type_name(req));
-	else {
-		*out = m;
-		return 0;
-	}
-	vmm_frame_msg_free(m);
-	return status;
+	left = deadline - (int64_t)vmm_now_ms();
+	rc = vmm_sess_wait(c->s, req, left > 0 ? (int)left : 0, out);
+	return rc == 0 ? 0 : ctl_status(c, rc, req);
 }
 
 /* Connect and shake hands: Hello as an ADMIN client, a HelloReply of our
@@ -607,54 +538,33 @@ ctl_call(struct ctl *c, const Vmm__Envelope *req, uint64_t id,
 static int
 ctl_open(struct ctl *c)
 {
-	Vmm__Envelope		 env = VMM__ENVELOPE__INIT;
-	Vmm__Hello		 hello = VMM__HELLO__INIT;
-	const Vmm__HelloReply	*r;
-	int			 rc;
+	Vmm__Hello	hello = VMM__HELLO__INIT;
+	Vmm__Envelope	env = vmm_frame_env_hello(&hello);
+	int		rc;
 
 	if ((rc = ctl_connect(c)) != 0)
 		return rc;
-	if ((c->rd = vmm_frame_reader_new(VMM_FRAME_PEER_DAEMON)) == NULL)
-		return ctl_err(CTL_EXIT_USAGE, "out of memory");
-	hello.request_id = c->next_id++;
-	hello.protocol_version = VMM_PROTOCOL_VERSION;
+	vmm_sess_set_push_handler(c->s, ignore_push, NULL);
 	hello.client_name = (char *)CTL_NAME;
-	hello.pid = (uint32_t)getpid();
 	hello.kind = VMM__CLIENT_KIND__CLIENT_KIND_ADMIN;
-	env.msg_case = VMM__ENVELOPE__MSG_HELLO;
-	env.hello = &hello;
-	if ((rc = ctl_call(c, &env, hello.request_id,
-	    VMM__ENVELOPE__MSG_HELLO_REPLY, &c->hello)) != 0)
-		return rc;
-	r = vmm_frame_msg_env(c->hello)->hello_reply;
-	if (r->protocol_version != VMM_PROTOCOL_VERSION)
+	rc = vmm_sess_hello(c->s, &hello, c->timeout_ms);
+	if (rc == VMM_SESS_EVERSION)
 		return ctl_err(CTL_EXIT_PROTOCOL, "protocol error: %s speaks "
 		    "protocol version %" PRIu32 ", " CTL_NAME " speaks %d",
-		    c->path, r->protocol_version, VMM_PROTOCOL_VERSION);
-	return 0;
+		    c->path, vmm_sess_hello_reply(c->s)->protocol_version,
+		    VMM_PROTOCOL_VERSION);
+	return rc == 0 ? 0 : ctl_status(c, rc, &env);
 }
 
 /* Say goodbye if the session is open (best effort), and free everything. */
 static void
 ctl_close(struct ctl *c)
 {
-	Vmm__Envelope	env = VMM__ENVELOPE__INIT;
-	Vmm__Goodbye	bye = VMM__GOODBYE__INIT;
-
-	if (c->hello != NULL) {
-		bye.reason = VMM__GOODBYE_REASON__GOODBYE_REASON_CLIENT_EXIT;
-		env.msg_case = VMM__ENVELOPE__MSG_GOODBYE;
-		env.goodbye = &bye;
-		(void)vmm_frame_send(c->sock, VMM_FRAME_PEER_DAEMON, &env,
-		    NULL, 0, CTL_GOODBYE_MS);
-	}
-	vmm_frame_msg_free(c->hello);
-	c->hello = NULL;
-	vmm_frame_reader_free(c->rd);
-	c->rd = NULL;
-	if (c->sock != -1)
-		close(c->sock);
-	c->sock = -1;
+	if (c->s != NULL && vmm_sess_hello_reply(c->s) != NULL)
+		vmm_sess_goodbye(c->s, CTL_GOODBYE_MS);
+	else
+		vmm_sess_close(c->s);
+	c->s = NULL;
 }
 
 static int
@@ -690,31 +600,24 @@ fetch_sessions(struct ctl *c, bool stats, struct sessions *s)
 	struct vmm_frame_msg		*m, **pages;
 	const Vmm__SessionStats		**nv;
 	const Vmm__Envelope		*e;
-	uint64_t			 off = 0, id;
+	uint64_t			 off = 0;
 	uint32_t			 total;
 	size_t				 n, i, k;
 	int				 rc;
 
 	for (;;) {
-		Vmm__Envelope		env = VMM__ENVELOPE__INIT;
 		Vmm__StatsRequest	sreq = VMM__STATS_REQUEST__INIT;
 		Vmm__ClientsRequest	creq = VMM__CLIENTS_REQUEST__INIT;
+		Vmm__Envelope		env;
 
-		id = c->next_id++;
 		if (stats) {
-			sreq.request_id = id;
 			sreq.session_offset = (uint32_t)off;
-			env.msg_case = VMM__ENVELOPE__MSG_STATS_REQUEST;
-			env.stats_request = &sreq;
+			env = vmm_frame_env_stats_request(&sreq);
 		} else {
-			creq.request_id = id;
 			creq.session_offset = (uint32_t)off;
-			env.msg_case = VMM__ENVELOPE__MSG_CLIENTS_REQUEST;
-			env.clients_request = &creq;
+			env = vmm_frame_env_clients_request(&creq);
 		}
-		if ((rc = ctl_call(c, &env, id, stats ?
-		    VMM__ENVELOPE__MSG_STATS_REPLY :
-		    VMM__ENVELOPE__MSG_CLIENTS_REPLY, &m)) != 0)
+		if ((rc = ctl_call(c, &env, &m)) != 0)
 			return rc;
 		pages = realloc(s->pages, (s->npages + 1) * sizeof(*pages));
 		if (pages == NULL) {
@@ -915,20 +818,12 @@ print_sessions_json(FILE *f, const struct sessions *s)
 
 /* The device UUID of the HelloReply, as the daemon names its socket. */
 static void
-device_uuid(const struct ctl *c, char out[UUID_STRLEN + 5])
+device_uuid(const struct ctl *c, char out[VMM_SESS_UUID_STRLEN + 5])
 {
-	const ProtobufCBinaryData	*u;
-	size_t				 i, o;
-
-	u = &vmm_frame_msg_env(c->hello)->hello_reply->device_uuid;
-	o = (size_t)snprintf(out, UUID_STRLEN + 5, "GPU-");
-	for (i = 0; i < u->len && i < VMM_PROTO_UUID_LEN; i++) {
-		if (i == 4 || i == 6 || i == 8 || i == 10)
-			out[o++] = '-';
-		o += (size_t)snprintf(out + o, UUID_STRLEN + 5 - o, "%02x",
-		    u->data[i]);
-	}
-	out[o] = '\0';
+	/* frame.c let through no HelloReply without its 16 bytes. */
+	memcpy(out, "GPU-", 4);
+	vmm_sess_format_uuid(out + 4,
+	    vmm_sess_hello_reply(c->s)->device_uuid.data);
 }
 
 /* --- commands ------------------------------------------------------------- */
@@ -948,7 +843,7 @@ cmd_stats(struct ctl *c, int argc, char **argv)
 {
 	struct sessions		 s = { 0 };
 	const Vmm__StatsReply	*r;
-	char			 buf[CELL_LEN], uuid[UUID_STRLEN + 5];
+	char			 buf[CELL_LEN], uuid[VMM_SESS_UUID_STRLEN + 5];
 	char			 name[ESC_LEN(VMM_PROTO_MAX_COUNTER_NAME)];
 	int			 json, rc, lw, vw, w;
 	size_t			 i, j;
@@ -1064,8 +959,8 @@ parse_size_arg(const char *s, uint64_t *out)
 static int
 cmd_trim(struct ctl *c, int argc, char **argv)
 {
-	Vmm__Envelope		 env = VMM__ENVELOPE__INIT;
 	Vmm__TrimRequest	 req = VMM__TRIM_REQUEST__INIT;
+	Vmm__Envelope		 env = vmm_frame_env_trim_request(&req);
 	struct vmm_frame_msg	*m;
 	uint64_t		 released;
 	char			 buf[CELL_LEN];
@@ -1083,11 +978,7 @@ cmd_trim(struct ctl *c, int argc, char **argv)
 	}
 	if ((rc = ctl_open(c)) != 0)
 		return rc;
-	req.request_id = c->next_id++;
-	env.msg_case = VMM__ENVELOPE__MSG_TRIM_REQUEST;
-	env.trim_request = &req;
-	if ((rc = ctl_call(c, &env, req.request_id,
-	    VMM__ENVELOPE__MSG_TRIM_REPLY, &m)) != 0)
+	if ((rc = ctl_call(c, &env, &m)) != 0)
 		return rc;
 	released = vmm_frame_msg_env(m)->trim_reply->bytes_released;
 	vmm_frame_msg_free(m);
@@ -1100,8 +991,8 @@ cmd_trim(struct ctl *c, int argc, char **argv)
 static int
 set_quota(struct ctl *c, char **argv, uint64_t bytes)
 {
-	Vmm__Envelope		 env = VMM__ENVELOPE__INIT;
 	Vmm__SetQuota		 req = VMM__SET_QUOTA__INIT;
+	Vmm__Envelope		 env = vmm_frame_env_set_quota(&req);
 	struct vmm_frame_msg	*m;
 	const char		*key = argv[1];
 	int			 rc;
@@ -1128,13 +1019,9 @@ set_quota(struct ctl *c, char **argv, uint64_t bytes)
 
 	if ((rc = ctl_open(c)) != 0)
 		return rc;
-	req.request_id = c->next_id++;
 	req.key = (char *)key;
 	req.bytes = bytes;
-	env.msg_case = VMM__ENVELOPE__MSG_SET_QUOTA;
-	env.set_quota = &req;
-	if ((rc = ctl_call(c, &env, req.request_id, VMM__ENVELOPE__MSG_ACK,
-	    &m)) != 0)
+	if ((rc = ctl_call(c, &env, &m)) != 0)
 		return rc;
 	vmm_frame_msg_free(m);
 	return 0;
@@ -1285,7 +1172,7 @@ usage(FILE *f)
 	    "--device)\n"
 	    "      --socket-dir DIR  socket directory (default "
 	    "$VMM_SOCKET_DIR,\n"
-	    "                        else " CTL_SOCKET_DIR ")\n"
+	    "                        else " VMM_SESS_SOCKET_DIR ")\n"
 	    "  -t, --timeout MS      wait at most MS ms for each answer "
 	    "(default %d)\n"
 	    "  -h, --help            this text\n"
@@ -1362,7 +1249,7 @@ main(int argc, char **argv)
 		{ NULL,		0,			NULL, 0 }
 	};
 	struct ctl		 c = {
-		.timeout_ms = CTL_TIMEOUT_MS, .sock = -1, .next_id = 1
+		.timeout_ms = CTL_TIMEOUT_MS
 	};
 	const struct cmd	*cmd;
 	const char		*sock = NULL, *device = NULL, *dir = NULL;

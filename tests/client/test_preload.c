@@ -529,7 +529,7 @@ sc_trim(void)
 		Vmm__TrimRequest tr = VMM__TRIM_REQUEST__INIT;
 		struct vmm_frame_msg *m;
 
-		tr.request_id = adm->next_rid++;
+		tr.request_id = tc_rid(adm);
 		tr.recall_clients = true;
 		env.msg_case = VMM__ENVELOPE__MSG_TRIM_REQUEST;
 		env.trim_request = &tr;

@@ -66,25 +66,25 @@ admin_requests(struct tc *c, bool admin)
 	Vmm__TrimRequest tr = VMM__TRIM_REQUEST__INIT;
 	Vmm__SetQuota sq = VMM__SET_QUOTA__INIT;
 
-	st.request_id = c->next_rid++;
+	st.request_id = tc_rid(c);
 	env.msg_case = VMM__ENVELOPE__MSG_STATS_REQUEST;
 	env.stats_request = &st;
 	CHECK(ask(c, &env, st.request_id) == (admin ?
 	    VMM__ENVELOPE__MSG_STATS_REPLY : denied));
 
-	cl.request_id = c->next_rid++;
+	cl.request_id = tc_rid(c);
 	env.msg_case = VMM__ENVELOPE__MSG_CLIENTS_REQUEST;
 	env.clients_request = &cl;
 	CHECK(ask(c, &env, cl.request_id) == (admin ?
 	    VMM__ENVELOPE__MSG_CLIENTS_REPLY : denied));
 
-	tr.request_id = c->next_rid++;
+	tr.request_id = tc_rid(c);
 	env.msg_case = VMM__ENVELOPE__MSG_TRIM_REQUEST;
 	env.trim_request = &tr;
 	CHECK(ask(c, &env, tr.request_id) == (admin ?
 	    VMM__ENVELOPE__MSG_TRIM_REPLY : denied));
 
-	sq.request_id = c->next_rid++;
+	sq.request_id = tc_rid(c);
 	sq.kind = VMM__QUOTA_KIND__QUOTA_KIND_UID;
 	sq.key = (char *)"65534";
 	sq.bytes = 0;
@@ -116,7 +116,7 @@ child_peer(void *arg, int ctl)
 		bool seen = false;
 		size_t i;
 
-		cl.request_id = c->next_rid++;
+		cl.request_id = tc_rid(c);
 		env.msg_case = VMM__ENVELOPE__MSG_CLIENTS_REQUEST;
 		env.clients_request = &cl;
 		CHECK((m = tc_call(c, &env, NULL, 0)) != NULL);
@@ -299,7 +299,7 @@ test_quota(void)
 
 	c = tc_open(sockpath, "capped", false);
 	g = c->granularity;
-	sq.request_id = adm->next_rid++;
+	sq.request_id = tc_rid(adm);
 	sq.kind = VMM__QUOTA_KIND__QUOTA_KIND_NAME;
 	sq.key = (char *)"capped";
 	sq.bytes = g;
@@ -309,7 +309,7 @@ test_quota(void)
 	CHECK(tc_acquire(c, 2 * g, 0, ch, 1) == -VMM__ERROR_CODE__ERROR_CODE_QUOTA);
 	CHECK(tc_acquire(c, g, 0, &ch[0], 1) == 1);
 	CHECK(tc_acquire(c, g, 0, &ch[1], 1) == -VMM__ERROR_CODE__ERROR_CODE_QUOTA);
-	sq.request_id = adm->next_rid++;
+	sq.request_id = tc_rid(adm);
 	sq.bytes = 0;
 	CHECK(ask(adm, &env, sq.request_id) == VMM__ENVELOPE__MSG_ACK);
 	CHECK(tc_acquire(c, g, 0, &ch[1], 1) == 1);

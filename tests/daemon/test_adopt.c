@@ -50,7 +50,7 @@ adopt(struct tc *c, const int *fds, const uint64_t *sizes, size_t n,
 
 	for (i = 0; i < n; i++)
 		CHECK((dups[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 0)) >= 0);
-	a.request_id = c->next_rid++;
+	a.request_id = tc_rid(c);
 	a.n_sizes = n;
 	a.sizes = (uint64_t *)sizes;
 	env.msg_case = VMM__ENVELOPE__MSG_ADOPT;

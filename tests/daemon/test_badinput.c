@@ -876,7 +876,7 @@ test_paging(void)
 		struct vmm_frame_msg *m;
 		const Vmm__StatsReply *rep;
 
-		sr.request_id = adm->next_rid++;
+		sr.request_id = tc_rid(adm);
 		sr.session_offset = off;
 		env.msg_case = VMM__ENVELOPE__MSG_STATS_REQUEST;
 		env.stats_request = &sr;

@@ -227,19 +227,19 @@ main(int argc, char **argv)
 		CHECK(tc_acquire(q, 2 * gran, 0, ch, 4) == 1);
 		close(ch[0].fd);
 		rid = tc_release_nowait(q, &ch[0].id, 1);
-		acq.request_id = q->next_rid++;
+		acq.request_id = tc_rid(q);
 		acq.bytes = 2 * gran;
 		env.msg_case = VMM__ENVELOPE__MSG_ACQUIRE;
 		env.acquire = &acq;
 		CHECK(vmm_frame_send(q->fd, VMM_FRAME_PEER_DAEMON, &env, NULL, 0,
 		    5000) == 0);
-		CHECK(vmm_frame_recv(q->rd, q->fd, &m, 5000) == 1);
+		CHECK(tc_recv(q, &m, 5000) == 1);
 		r = vmm_frame_msg_env(m);
 		CHECK(r->msg_case == VMM__ENVELOPE__MSG_RELEASE_REPLY);
 		CHECK(r->release_reply->request_id == rid);
 		CHECK(r->release_reply->released_chunks == 1);
 		vmm_frame_msg_free(m);
-		CHECK(vmm_frame_recv(q->rd, q->fd, &m, 5000) == 1);
+		CHECK(tc_recv(q, &m, 5000) == 1);
 		r = vmm_frame_msg_env(m);
 		CHECK(r->msg_case == VMM__ENVELOPE__MSG_GRANT);
 		CHECK(r->grant->request_id == acq.request_id);

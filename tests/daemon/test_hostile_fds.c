@@ -127,12 +127,12 @@ probe_call(bool *late)
 	uint64_t t0 = vmm_now_ms();
 	int rc;
 
-	r.request_id = probe->next_rid++;
+	r.request_id = tc_rid(probe);
 	env.msg_case = VMM__ENVELOPE__MSG_MEM_INFO_REQUEST;
 	env.mem_info_request = &r;
 	CHECK(vmm_frame_send(probe->fd, VMM_FRAME_PEER_DAEMON, &env, NULL, 0,
 	    CALL_MAX_MS) == 0);
-	rc = vmm_frame_recv(probe->rd, probe->fd, &m, CALL_MAX_MS);
+	rc = tc_recv(probe, &m, CALL_MAX_MS);
 	if (rc == -ETIMEDOUT) {
 		*late = true;
 		return CALL_MAX_MS + 1;
@@ -150,7 +150,7 @@ probe_resync(void)
 {
 	struct vmm_frame_msg *m = NULL;
 
-	CHECK(vmm_frame_recv(probe->rd, probe->fd, &m, 10000) == 1);
+	CHECK(tc_recv(probe, &m, 10000) == 1);
 	CHECK(vmm_frame_msg_env(m)->msg_case ==
 	    VMM__ENVELOPE__MSG_MEM_INFO_REPLY);
 	vmm_frame_msg_free(m);
@@ -200,7 +200,7 @@ adopt_refused(struct tc *s)
 	struct vmm_frame_msg *m = NULL;
 	const Vmm__Envelope *e;
 
-	CHECK(vmm_frame_recv(s->rd, s->fd, &m, 10000) == 1);
+	CHECK(tc_recv(s, &m, 10000) == 1);
 	e = vmm_frame_msg_env(m);
 	CHECK(e->msg_case == VMM__ENVELOPE__MSG_ADOPT_REPLY);
 	CHECK(e->adopt_reply->n_chunk_ids == 1 &&

@@ -91,7 +91,7 @@ main(void)
 		Vmm__TrimRequest tr = VMM__TRIM_REQUEST__INIT;
 		struct vmm_frame_msg *m;
 
-		tr.request_id = adm->next_rid++;
+		tr.request_id = tc_rid(adm);
 		env.msg_case = VMM__ENVELOPE__MSG_TRIM_REQUEST;
 		env.trim_request = &tr;
 		CHECK((m = tc_call(adm, &env, NULL, 0)) != NULL);

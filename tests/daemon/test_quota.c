@@ -47,7 +47,7 @@ meminfo(struct tc *c, uint64_t *f, uint64_t *t)
 	const Vmm__Envelope *e;
 	struct vmm_frame_msg *m;
 
-	r.request_id = c->next_rid++;
+	r.request_id = tc_rid(c);
 	env.msg_case = VMM__ENVELOPE__MSG_MEM_INFO_REQUEST;
 	env.mem_info_request = &r;
 	CHECK((m = tc_call(c, &env, NULL, 0)) != NULL);
@@ -64,7 +64,7 @@ set_quota(struct tc *adm, Vmm__QuotaKind kind, const char *key, uint64_t bytes)
 	Vmm__Envelope env = VMM__ENVELOPE__INIT;
 	Vmm__SetQuota q = VMM__SET_QUOTA__INIT;
 
-	q.request_id = adm->next_rid++;
+	q.request_id = tc_rid(adm);
 	q.kind = kind;
 	q.key = (char *)key;
 	q.bytes = bytes;

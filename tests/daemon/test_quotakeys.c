@@ -108,7 +108,7 @@ mem_total(struct tc *c)
 	struct vmm_frame_msg *m;
 	uint64_t t;
 
-	r.request_id = c->next_rid++;
+	r.request_id = tc_rid(c);
 	env.msg_case = VMM__ENVELOPE__MSG_MEM_INFO_REQUEST;
 	env.mem_info_request = &r;
 	m = tc_call_expect(c, &env, VMM__ENVELOPE__MSG_MEM_INFO_REPLY);
@@ -128,7 +128,7 @@ set_quota(struct tc *adm, Vmm__QuotaKind kind, const char *key,
 	struct vmm_frame_msg *m;
 	int code = 0;
 
-	q.request_id = adm->next_rid++;
+	q.request_id = tc_rid(adm);
 	q.kind = kind;
 	q.key = (char *)key;
 	q.bytes = bytes;

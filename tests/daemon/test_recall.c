@@ -28,7 +28,7 @@ report_cached(struct tc *c, uint64_t cached)
 	Vmm__Envelope env = VMM__ENVELOPE__INIT;
 	Vmm__Report rep = VMM__REPORT__INIT;
 
-	rep.request_id = c->next_rid++;
+	rep.request_id = tc_rid(c);
 	rep.cached_bytes = cached;
 	env.msg_case = VMM__ENVELOPE__MSG_REPORT;
 	env.report = &rep;
@@ -51,7 +51,7 @@ acquire_send(struct tc *c, uint64_t bytes)
 	Vmm__Envelope env = VMM__ENVELOPE__INIT;
 	Vmm__Acquire a = VMM__ACQUIRE__INIT;
 
-	a.request_id = c->next_rid++;
+	a.request_id = tc_rid(c);
 	a.bytes = bytes;
 	env.msg_case = VMM__ENVELOPE__MSG_ACQUIRE;
 	env.acquire = &a;
@@ -68,7 +68,7 @@ expect_recall(struct tc *c, uint64_t min_target)
 	const Vmm__Envelope *r;
 	uint64_t id;
 
-	CHECK(vmm_frame_recv(c->rd, c->fd, &m, 5000) == 1);
+	CHECK(tc_recv(c, &m, 5000) == 1);
 	r = vmm_frame_msg_env(m);
 	CHECK(r->msg_case == VMM__ENVELOPE__MSG_RECALL);
 	CHECK(r->recall->reason == VMM__RECALL_REASON__RECALL_REASON_PRESSURE);
@@ -86,7 +86,7 @@ give_back(struct tc *c, uint64_t *ids, size_t n, uint64_t recall_id)
 	Vmm__Envelope env = VMM__ENVELOPE__INIT;
 	Vmm__Release rel = VMM__RELEASE__INIT;
 
-	rel.request_id = c->next_rid++;
+	rel.request_id = tc_rid(c);
 	rel.n_chunk_ids = n;
 	rel.chunk_ids = ids;
 	rel.recall_id = recall_id;
@@ -104,7 +104,7 @@ expect_grant(struct tc *c, uint64_t rid)
 	const Vmm__Envelope *r;
 	uint64_t id;
 
-	CHECK(vmm_frame_recv(c->rd, c->fd, &m, 5000) == 1);
+	CHECK(tc_recv(c, &m, 5000) == 1);
 	r = vmm_frame_msg_env(m);
 	CHECK(r->msg_case == VMM__ENVELOPE__MSG_GRANT);
 	CHECK(r->grant->request_id == rid && r->grant->n_chunks >= 1);

@@ -21,13 +21,13 @@
 
 /* The next frame is Goodbye(SHUTDOWN), then the connection ends. */
 static void
-expect_goodbye(int fd, struct vmm_frame_reader *rd)
+expect_goodbye(struct vmm_sess *s)
 {
 	struct vmm_frame_msg *m = NULL;
 	const Vmm__Envelope *e;
 	int rc;
 
-	rc = tc_recv_raw(fd, rd, &m, 5000);
+	rc = vmm_sess_recv(s, &m, 5000);
 	if (rc != 1)
 		fprintf(stderr, "goodbye: %s\n", rc == 0 ? "EOF" :
 		    vmm_frame_strerror(rc));
@@ -36,7 +36,7 @@ expect_goodbye(int fd, struct vmm_frame_reader *rd)
 	CHECK(e->msg_case == VMM__ENVELOPE__MSG_GOODBYE);
 	CHECK(e->goodbye->reason == VMM__GOODBYE_REASON__GOODBYE_REASON_SHUTDOWN);
 	vmm_frame_msg_free(m);
-	rc = tc_recv_raw(fd, rd, &m, 5000);
+	rc = vmm_sess_recv(s, &m, 5000);
 	CHECK(rc == 0 || rc == -ECONNRESET);
 }
 
@@ -45,13 +45,13 @@ main(void)
 {
 	const char *tmp = getenv("VMM_TEST_TMPDIR");
 	char dir[1024], sock[1100], uuidsock[1400], target[256];
-	struct vmm_frame_reader *rd;
+	struct vmm_sess *raw;
 	struct tc_chunk ch, q;
 	struct tc *a, *b, *c;
 	struct stat st;
 	ssize_t n;
 	pid_t d;
-	int st_code, raw;
+	int st_code;
 
 	CHECK(tmp != NULL);
 	snprintf(dir, sizeof(dir), "%s/sock", tmp);
@@ -72,14 +72,13 @@ main(void)
 	c = tc_open(sock, "quarantined", false);
 	CHECK(tc_acquire(c, c->granularity, 0, &q, 1) == 1);
 	tc_close(c);
-	CHECK((raw = tc_connect_raw(sock)) >= 0);
-	CHECK((rd = vmm_frame_reader_new(VMM_FRAME_PEER_DAEMON)) != NULL);
+	CHECK(vmm_sess_connect(&raw, sock, 5000) == 0);	/* no Hello */
 	tc_sleep_ms(100);
 
 	CHECK(kill(d, SIGTERM) == 0);
-	expect_goodbye(a->fd, a->rd);
-	expect_goodbye(b->fd, b->rd);
-	expect_goodbye(raw, rd);
+	expect_goodbye(a->s);
+	expect_goodbye(b->s);
+	expect_goodbye(raw);
 	CHECK(waitpid(d, &st_code, 0) == d);
 	if (!WIFEXITED(st_code) || WEXITSTATUS(st_code) != 0)
 		fprintf(stderr, "vmmd status 0x%x\n", st_code);
@@ -91,8 +90,7 @@ main(void)
 
 	close(ch.fd);
 	close(q.fd);
-	close(raw);
-	vmm_frame_reader_free(rd);
+	vmm_sess_close(raw);
 	tc_close(a);
 	tc_close(b);
 	return 0;

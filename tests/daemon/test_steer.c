@@ -27,7 +27,7 @@ report(struct tc *c, uint64_t cached, uint64_t recall_id)
 	Vmm__Envelope env = VMM__ENVELOPE__INIT;
 	Vmm__Report r = VMM__REPORT__INIT;
 
-	r.request_id = c->next_rid++;
+	r.request_id = tc_rid(c);
 	r.cached_bytes = cached;
 	r.recall_id = recall_id;
 	env.msg_case = VMM__ENVELOPE__MSG_REPORT;
@@ -83,7 +83,7 @@ main(void)
 	CHECK(ms >= RECALL_MS - 50);
 	CHECK(tc_counter(adm, "recalls") == 1);
 	/* vmmd asked for what it lent, not for what was claimed. */
-	CHECK(tc_recv_raw(liar->fd, liar->rd, &m, 1000) == 1);
+	CHECK(tc_recv(liar, &m, 1000) == 1);
 	CHECK(vmm_frame_msg_env(m)->msg_case == VMM__ENVELOPE__MSG_RECALL);
 	target = vmm_frame_msg_env(m)->recall->target_bytes;
 	vmm_frame_msg_free(m);
@@ -110,7 +110,7 @@ main(void)
 		uint64_t t0;
 		int k;
 
-		a.request_id = asker->next_rid++;
+		a.request_id = tc_rid(asker);
 		a.bytes = 32 * MiB;
 		a.flags = VMM__ACQUIRE_FLAG__ACQUIRE_FLAG_ALLOW_STITCH;
 		env.msg_case = VMM__ENVELOPE__MSG_ACQUIRE;
@@ -118,12 +118,12 @@ main(void)
 		len = tc_pack(&env, buf, sizeof(buf));
 		t0 = vmm_now_ms();
 		CHECK(tc_send_raw(asker->fd, buf, len, NULL, 0) == 0);
-		CHECK(tc_recv_raw(honest->fd, honest->rd, &m, 1000) == 1);
+		CHECK(tc_recv(honest, &m, 1000) == 1);
 		CHECK(vmm_frame_msg_env(m)->msg_case == VMM__ENVELOPE__MSG_RECALL);
 		recall_id = vmm_frame_msg_env(m)->recall->recall_id;
 		vmm_frame_msg_free(m);
 		report(honest, 8 * MiB, recall_id);
-		CHECK((k = tc_recv_raw(asker->fd, asker->rd, &m, 5000)) == 1);
+		CHECK((k = tc_recv(asker, &m, 5000)) == 1);
 		ms = vmm_now_ms() - t0;
 		fprintf(stderr, "answered recall: %s after %llu ms\n",
 		    vmm_frame_type_name(vmm_frame_msg_env(m)),

@@ -20,14 +20,13 @@
 #include <unistd.h>
 
 #include "../common/check.h"
-#include "unixsock.h"
 
 #define TC_TIMEOUT_MS 10000
 
 void
 tc_socket_path(const char *dir, char *out, size_t len)
 {
-	snprintf(out, len, "%s/gpu0.sock", dir);
+	CHECK(vmm_sess_path_index(out, len, dir, 0) == 0);
 }
 
 int
@@ -35,16 +34,23 @@ tc_connect_raw(const char *path)
 {
 	int fd;
 
-	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
-		return -1;
-	if (vmm_unix_connect(fd, path) != 0) {
-		int e = errno;
-
-		close(fd);
-		errno = e;
+	if ((fd = vmm_sess_dial(path, TC_TIMEOUT_MS)) < 0) {
+		errno = -fd;
 		return -1;
 	}
 	return fd;
+}
+
+uint64_t
+tc_rid(struct tc *c)
+{
+	return vmm_sess_next_id(c->s);
+}
+
+int
+tc_recv(struct tc *c, struct vmm_frame_msg **out, int timeout_ms)
+{
+	return vmm_sess_recv(c->s, out, timeout_ms);
 }
 
 struct vmm_frame_msg *
@@ -53,16 +59,14 @@ tc_call(struct tc *c, Vmm__Envelope *env, int *fds, size_t nfds)
 	struct vmm_frame_msg *m = NULL;
 	int rc;
 
-	rc = vmm_frame_send(c->fd, VMM_FRAME_PEER_DAEMON, env, fds, nfds,
-	    TC_TIMEOUT_MS);
-	if (rc != 0) {
-		fprintf(stderr, "tc_call: send: %s\n", vmm_frame_strerror(rc));
+	if ((rc = vmm_sess_send(c->s, env, fds, nfds, TC_TIMEOUT_MS)) != 0) {
+		fprintf(stderr, "tc_call: send: %s\n", vmm_sess_strerror(rc));
 		return NULL;
 	}
-	rc = vmm_frame_recv(c->rd, c->fd, &m, TC_TIMEOUT_MS);
+	rc = vmm_sess_recv(c->s, &m, TC_TIMEOUT_MS);
 	if (rc != 1)
 		fprintf(stderr, "tc_call: receive: %s\n", rc == 0 ? "EOF" :
-		    vmm_frame_strerror(rc));
+		    vmm_sess_strerror(rc));
 	return rc == 1 ? m : NULL;
 }
 
@@ -80,39 +84,55 @@ tc_call_expect(struct tc *c, Vmm__Envelope *env, Vmm__Envelope__MsgCase want)
 	return m;
 }
 
+/* A typed request: 0 and *out, or -code for an Error reply (its message
+ * to msg if not NULL); fails the test on anything else. */
+static int
+tc_request(struct tc *c, Vmm__Envelope *env, struct vmm_frame_msg **out,
+    char *msg, size_t msglen)
+{
+	const struct vmm_sess_error *err;
+	int rc;
+
+	rc = vmm_sess_call(c->s, env, NULL, 0, TC_TIMEOUT_MS, out);
+	if (rc == VMM_SESS_EREFUSED) {
+		err = vmm_sess_error(c->s);
+		CHECK(err->request_id == vmm_frame_request_id(env) ||
+		    err->request_id == 0);
+		if (msg != NULL)
+			snprintf(msg, msglen, "%s", err->message);
+		return -(int)err->code;
+	}
+	if (rc != 0)
+		fprintf(stderr, "%s: %s\n", vmm_frame_type_name(env),
+		    vmm_sess_strerror(rc));
+	CHECK(rc == 0);
+	return 0;
+}
+
 struct tc *
 tc_open(const char *path, const char *name, bool admin)
 {
-	Vmm__Envelope env = VMM__ENVELOPE__INIT;
 	Vmm__Hello h = VMM__HELLO__INIT;
-	const Vmm__Envelope *r;
-	struct vmm_frame_msg *m;
+	const Vmm__HelloReply *r;
 	struct tc *c;
+	int rc;
 
 	CHECK((c = calloc(1, sizeof(*c))) != NULL);
-	c->fd = tc_connect_raw(path);
-	if (c->fd < 0)
-		fprintf(stderr, "connect %s: %s\n", path, strerror(errno));
-	CHECK(c->fd >= 0);
-	CHECK((c->rd = vmm_frame_reader_new(VMM_FRAME_PEER_DAEMON)) != NULL);
-	c->next_rid = 1;
-	h.request_id = c->next_rid++;
-	h.protocol_version = VMM_PROTOCOL_VERSION;
+	if ((rc = vmm_sess_connect(&c->s, path, TC_TIMEOUT_MS)) != 0)
+		fprintf(stderr, "connect %s: %s\n", path, strerror(-rc));
+	CHECK(rc == 0);
+	c->fd = vmm_sess_fd(c->s);
 	h.client_name = (char *)name;
-	h.pid = (uint32_t)getpid();
 	h.kind = admin ? VMM__CLIENT_KIND__CLIENT_KIND_ADMIN :
 	    VMM__CLIENT_KIND__CLIENT_KIND_APP;
-	env.msg_case = VMM__ENVELOPE__MSG_HELLO;
-	env.hello = &h;
-	CHECK((m = tc_call(c, &env, NULL, 0)) != NULL);
-	r = vmm_frame_msg_env(m);
-	CHECK(r->msg_case == VMM__ENVELOPE__MSG_HELLO_REPLY);
-	CHECK(r->hello_reply->request_id == h.request_id);
-	c->session_id = r->hello_reply->session_id;
-	c->granularity = r->hello_reply->granularity;
-	c->max_chunks = r->hello_reply->limits->max_chunks_per_grant;
+	if ((rc = vmm_sess_hello(c->s, &h, TC_TIMEOUT_MS)) != 0)
+		fprintf(stderr, "hello %s: %s\n", path, vmm_sess_strerror(rc));
+	CHECK(rc == 0);
+	r = vmm_sess_hello_reply(c->s);
+	c->session_id = r->session_id;
+	c->granularity = r->granularity;
+	c->max_chunks = r->limits->max_chunks_per_grant;
 	CHECK(c->granularity > 0);
-	vmm_frame_msg_free(m);
 	return c;
 }
 
@@ -121,8 +141,7 @@ tc_close(struct tc *c)
 {
 	if (c == NULL)
 		return;
-	close(c->fd);
-	vmm_frame_reader_free(c->rd);
+	vmm_sess_close(c->s);
 	free(c);
 }
 
@@ -136,42 +155,29 @@ tc_acquire(struct tc *c, uint64_t bytes, unsigned flags, struct tc_chunk *out,
 int
 tc_release(struct tc *c, const uint64_t *ids, size_t n)
 {
-	Vmm__Envelope env = VMM__ENVELOPE__INIT;
 	Vmm__Release rel = VMM__RELEASE__INIT;
-	const Vmm__Envelope *r;
+	Vmm__Envelope env = vmm_frame_env_release(&rel);
 	struct vmm_frame_msg *m;
-	int rc = 0;
+	int rc;
 
-	rel.request_id = c->next_rid++;
 	rel.n_chunk_ids = n;
 	rel.chunk_ids = (uint64_t *)ids;
-	env.msg_case = VMM__ENVELOPE__MSG_RELEASE;
-	env.release = &rel;
-	CHECK((m = tc_call(c, &env, NULL, 0)) != NULL);
-	r = vmm_frame_msg_env(m);
-	if (r->msg_case == VMM__ENVELOPE__MSG_ERROR)
-		rc = -(int)r->error->code;
-	else {
-		CHECK(r->msg_case == VMM__ENVELOPE__MSG_RELEASE_REPLY);
-		CHECK(r->release_reply->released_chunks == n);
-	}
+	if ((rc = tc_request(c, &env, &m, NULL, 0)) != 0)
+		return rc;
+	CHECK(vmm_frame_msg_env(m)->release_reply->released_chunks == n);
 	vmm_frame_msg_free(m);
-	return rc;
+	return 0;
 }
 
 uint64_t
 tc_release_nowait(struct tc *c, const uint64_t *ids, size_t n)
 {
-	Vmm__Envelope env = VMM__ENVELOPE__INIT;
 	Vmm__Release rel = VMM__RELEASE__INIT;
+	Vmm__Envelope env = vmm_frame_env_release(&rel);
 
-	rel.request_id = c->next_rid++;
 	rel.n_chunk_ids = n;
 	rel.chunk_ids = (uint64_t *)ids;
-	env.msg_case = VMM__ENVELOPE__MSG_RELEASE;
-	env.release = &rel;
-	CHECK(vmm_frame_send(c->fd, VMM_FRAME_PEER_DAEMON, &env, NULL, 0,
-	    TC_TIMEOUT_MS) == 0);
+	CHECK(vmm_sess_send(c->s, &env, NULL, 0, TC_TIMEOUT_MS) == 0);
 	return rel.request_id;
 }
 
@@ -179,34 +185,26 @@ int
 tc_stats(struct tc *c, Vmm__PoolStats *pool, const char *counter,
     uint64_t *value)
 {
-	Vmm__Envelope env = VMM__ENVELOPE__INIT;
 	Vmm__StatsRequest sr = VMM__STATS_REQUEST__INIT;
-	const Vmm__Envelope *r;
+	Vmm__Envelope env = vmm_frame_env_stats_request(&sr);
+	const Vmm__StatsReply *r;
 	struct vmm_frame_msg *m;
 	size_t i;
-	int rc = 0;
+	int rc;
 
-	sr.request_id = c->next_rid++;
-	env.msg_case = VMM__ENVELOPE__MSG_STATS_REQUEST;
-	env.stats_request = &sr;
-	CHECK((m = tc_call(c, &env, NULL, 0)) != NULL);
-	r = vmm_frame_msg_env(m);
-	if (r->msg_case == VMM__ENVELOPE__MSG_ERROR) {
-		rc = -(int)r->error->code;
-		vmm_frame_msg_free(m);
+	if ((rc = tc_request(c, &env, &m, NULL, 0)) != 0)
 		return rc;
-	}
-	CHECK(r->msg_case == VMM__ENVELOPE__MSG_STATS_REPLY);
+	r = vmm_frame_msg_env(m)->stats_reply;
 	if (pool != NULL) {
-		*pool = *r->stats_reply->pool;
+		*pool = *r->pool;
 		pool->base.unknown_fields = NULL;
 		pool->base.n_unknown_fields = 0;
 	}
 	if (counter != NULL) {
 		rc = -1;
-		for (i = 0; i < r->stats_reply->n_counters; i++) {
-			if (strcmp(r->stats_reply->counters[i]->name, counter) == 0) {
-				*value = r->stats_reply->counters[i]->value;
+		for (i = 0; i < r->n_counters; i++) {
+			if (strcmp(r->counters[i]->name, counter) == 0) {
+				*value = r->counters[i]->value;
 				rc = 0;
 			}
 		}
@@ -341,41 +339,28 @@ int
 tc_acquire_ex(struct tc *c, uint64_t bytes, unsigned flags, uint64_t min_piece,
     struct tc_chunk *out, size_t max, char *msg, size_t msglen)
 {
-	Vmm__Envelope env = VMM__ENVELOPE__INIT;
 	Vmm__Acquire a = VMM__ACQUIRE__INIT;
-	const Vmm__Envelope *r;
+	Vmm__Envelope env = vmm_frame_env_acquire(&a);
+	const Vmm__Grant *g;
 	struct vmm_frame_msg *m;
 	size_t i;
 	int n;
 
-	a.request_id = c->next_rid++;
 	a.bytes = bytes;
 	a.flags = flags;
 	a.min_piece = min_piece;
-	env.msg_case = VMM__ENVELOPE__MSG_ACQUIRE;
-	env.acquire = &a;
-	CHECK((m = tc_call(c, &env, NULL, 0)) != NULL);
-	r = vmm_frame_msg_env(m);
-	if (r->msg_case == VMM__ENVELOPE__MSG_ERROR) {
-		n = -(int)r->error->code;
-		CHECK(r->error->request_id == a.request_id);
-		if (msg != NULL)
-			snprintf(msg, msglen, "%s", r->error->message ?
-			    r->error->message : "");
-		vmm_frame_msg_free(m);
+	if ((n = tc_request(c, &env, &m, msg, msglen)) != 0)
 		return n;
-	}
-	CHECK(r->msg_case == VMM__ENVELOPE__MSG_GRANT);
-	CHECK(r->grant->request_id == a.request_id);
-	CHECK(r->grant->n_chunks <= max);
-	CHECK(vmm_frame_msg_nfds(m) == r->grant->n_chunks);
-	for (i = 0; i < r->grant->n_chunks; i++) {
-		out[i].id = r->grant->chunks[i]->id;
-		out[i].size = r->grant->chunks[i]->size;
+	g = vmm_frame_msg_env(m)->grant;
+	CHECK(g->n_chunks <= max);
+	CHECK(vmm_frame_msg_nfds(m) == g->n_chunks);
+	for (i = 0; i < g->n_chunks; i++) {
+		out[i].id = g->chunks[i]->id;
+		out[i].size = g->chunks[i]->size;
 		out[i].fd = vmm_frame_msg_take_fd(m, i);
 		CHECK(out[i].fd >= 0);
 	}
-	n = (int)r->grant->n_chunks;
+	n = (int)g->n_chunks;
 	vmm_frame_msg_free(m);
 	return n;
 }
@@ -413,47 +398,31 @@ tc_counter(struct tc *c, const char *name)
 int64_t
 tc_trim(struct tc *c, uint64_t target, bool recall)
 {
-	Vmm__Envelope env = VMM__ENVELOPE__INIT;
 	Vmm__TrimRequest tr = VMM__TRIM_REQUEST__INIT;
-	const Vmm__Envelope *r;
+	Vmm__Envelope env = vmm_frame_env_trim_request(&tr);
 	struct vmm_frame_msg *m;
-	int64_t rc;
+	int64_t n;
+	int rc;
 
-	tr.request_id = c->next_rid++;
 	tr.target_bytes = target;
 	tr.recall_clients = recall;
-	env.msg_case = VMM__ENVELOPE__MSG_TRIM_REQUEST;
-	env.trim_request = &tr;
-	CHECK((m = tc_call(c, &env, NULL, 0)) != NULL);
-	r = vmm_frame_msg_env(m);
-	if (r->msg_case == VMM__ENVELOPE__MSG_ERROR) {
-		CHECK(r->error->request_id == tr.request_id);
-		rc = -(int64_t)r->error->code;
-	} else {
-		CHECK(r->msg_case == VMM__ENVELOPE__MSG_TRIM_REPLY);
-		CHECK(r->trim_reply->request_id == tr.request_id);
-		rc = (int64_t)r->trim_reply->bytes_released;
-	}
+	if ((rc = tc_request(c, &env, &m, NULL, 0)) != 0)
+		return rc;
+	n = (int64_t)vmm_frame_msg_env(m)->trim_reply->bytes_released;
 	vmm_frame_msg_free(m);
-	return rc;
+	return n;
 }
 
 uint32_t
 tc_sessions(struct tc *c)
 {
-	Vmm__Envelope env = VMM__ENVELOPE__INIT;
 	Vmm__ClientsRequest cr = VMM__CLIENTS_REQUEST__INIT;
-	const Vmm__Envelope *r;
+	Vmm__Envelope env = vmm_frame_env_clients_request(&cr);
 	struct vmm_frame_msg *m;
 	uint32_t n;
 
-	cr.request_id = c->next_rid++;
-	env.msg_case = VMM__ENVELOPE__MSG_CLIENTS_REQUEST;
-	env.clients_request = &cr;
-	CHECK((m = tc_call(c, &env, NULL, 0)) != NULL);
-	r = vmm_frame_msg_env(m);
-	CHECK(r->msg_case == VMM__ENVELOPE__MSG_CLIENTS_REPLY);
-	n = r->clients_reply->sessions_total;
+	CHECK(tc_request(c, &env, &m, NULL, 0) == 0);
+	n = vmm_frame_msg_env(m)->clients_reply->sessions_total;
 	vmm_frame_msg_free(m);
 	return n;
 }

@@ -16,11 +16,11 @@
 
 #include "clock.h"
 #include "frame.h"
+#include "session.h"
 
 struct tc {
-	int			fd;
-	struct vmm_frame_reader	*rd;
-	uint64_t		next_rid;
+	struct vmm_sess		*s;
+	int			fd;		/* the session's, for raw frames */
 	uint64_t		session_id;
 	uint64_t		granularity;
 	uint32_t		max_chunks;	/* Limits.max_chunks_per_grant */
@@ -39,8 +39,14 @@ int	tc_connect_raw(const char *path);
 /* Connects and says Hello as an app (or admin); fails the test on error. */
 struct tc *tc_open(const char *path, const char *name, bool admin);
 void	tc_close(struct tc *c);
-/* Sends a message (fds taken) and waits for the reply; returns it (caller
- * frees with vmm_frame_msg_free) or NULL on EOF/timeout. */
+/* A fresh request id for a message built by hand. */
+uint64_t tc_rid(struct tc *c);
+/* The next frame from the daemon (pushes queued while a typed helper
+ * waited come first): 1 and *out, 0 on EOF, or a negative error. */
+int	tc_recv(struct tc *c, struct vmm_frame_msg **out, int timeout_ms);
+/* Sends a message (fds taken; a request id of 0 gets a fresh one) and
+ * returns the next frame, whatever it is (caller frees with
+ * vmm_frame_msg_free), or NULL on EOF/timeout. */
 struct vmm_frame_msg *tc_call(struct tc *c, Vmm__Envelope *env, int *fds,
 	    size_t nfds);
 /* tc_call that fails the test unless the reply is of type want. */

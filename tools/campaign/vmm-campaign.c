@@ -426,58 +426,37 @@ camp_on_signal(int sig)
 static struct tc *
 cp_open(const char *name, bool admin)
 {
-	Vmm__Envelope env = VMM__ENVELOPE__INIT;
 	Vmm__Hello h = VMM__HELLO__INIT;
-	const Vmm__Envelope *r;
-	struct vmm_frame_msg *m;
+	const Vmm__HelloReply *r;
 	struct tc *c;
 
 	if ((c = calloc(1, sizeof(*c))) == NULL)
 		return NULL;
-	if ((c->fd = tc_connect_raw(g_sock)) < 0 ||
-	    (c->rd = vmm_frame_reader_new(VMM_FRAME_PEER_DAEMON)) == NULL)
+	if (vmm_sess_connect(&c->s, g_sock, CAMP_IO_MS) != 0)
 		goto fail;
-	c->next_rid = 1;
-	h.request_id = c->next_rid++;
-	h.protocol_version = VMM_PROTOCOL_VERSION;
+	c->fd = vmm_sess_fd(c->s);
 	h.client_name = (char *)name;
-	h.pid = (uint32_t)getpid();
 	h.kind = admin ? VMM__CLIENT_KIND__CLIENT_KIND_ADMIN :
 	    VMM__CLIENT_KIND__CLIENT_KIND_APP;
-	env.msg_case = VMM__ENVELOPE__MSG_HELLO;
-	env.hello = &h;
-	if ((m = tc_call(c, &env, NULL, 0)) == NULL)
+	if (vmm_sess_hello(c->s, &h, CAMP_IO_MS) != 0)
 		goto fail;
-	r = vmm_frame_msg_env(m);
-	if (r->msg_case != VMM__ENVELOPE__MSG_HELLO_REPLY) {
-		vmm_frame_msg_free(m);
-		goto fail;
-	}
-	c->session_id = r->hello_reply->session_id;
-	c->granularity = r->hello_reply->granularity;
-	vmm_frame_msg_free(m);
+	r = vmm_sess_hello_reply(c->s);
+	c->session_id = r->session_id;
+	c->granularity = r->granularity;
 	return c;
 fail:
-	if (c->fd >= 0)
-		close(c->fd);
-	vmm_frame_reader_free(c->rd);
-	free(c);
+	tc_close(c);
 	return NULL;
 }
 
-/* A request whose reply must be of type want; 0 or -1. */
+/* A request answered by its reply (not an Error); 0 or -1. */
 static int
-cp_call(struct tc *c, Vmm__Envelope *env, Vmm__Envelope__MsgCase want,
-    struct vmm_frame_msg **out)
+cp_call(struct tc *c, Vmm__Envelope *env, struct vmm_frame_msg **out)
 {
 	struct vmm_frame_msg *m;
 
-	if ((m = tc_call(c, env, NULL, 0)) == NULL)
+	if (vmm_sess_call(c->s, env, NULL, 0, CAMP_IO_MS, &m) != 0)
 		return -1;
-	if (vmm_frame_msg_env(m)->msg_case != want) {
-		vmm_frame_msg_free(m);
-		return -1;
-	}
 	if (out != NULL)
 		*out = m;
 	else
@@ -489,16 +468,13 @@ cp_call(struct tc *c, Vmm__Envelope *env, Vmm__Envelope__MsgCase want,
 static int
 cp_pool(struct tc *adm, Vmm__PoolStats *pool)
 {
-	Vmm__Envelope env = VMM__ENVELOPE__INIT;
 	Vmm__StatsRequest sr = VMM__STATS_REQUEST__INIT;
+	Vmm__Envelope env = vmm_frame_env_stats_request(&sr);
 	struct vmm_frame_msg *m;
 
 	if (adm == NULL)
 		return -1;
-	sr.request_id = adm->next_rid++;
-	env.msg_case = VMM__ENVELOPE__MSG_STATS_REQUEST;
-	env.stats_request = &sr;
-	if (cp_call(adm, &env, VMM__ENVELOPE__MSG_STATS_REPLY, &m) != 0)
+	if (cp_call(adm, &env, &m) != 0)
 		return -1;
 	*pool = *vmm_frame_msg_env(m)->stats_reply->pool;
 	pool->base.unknown_fields = NULL;
@@ -511,13 +487,10 @@ cp_pool(struct tc *adm, Vmm__PoolStats *pool)
 static int
 cp_trim(struct tc *adm)
 {
-	Vmm__Envelope env = VMM__ENVELOPE__INIT;
 	Vmm__TrimRequest tr = VMM__TRIM_REQUEST__INIT;
+	Vmm__Envelope env = vmm_frame_env_trim_request(&tr);
 
-	tr.request_id = adm->next_rid++;
-	env.msg_case = VMM__ENVELOPE__MSG_TRIM_REQUEST;
-	env.trim_request = &tr;
-	return cp_call(adm, &env, VMM__ENVELOPE__MSG_TRIM_REPLY, NULL);
+	return cp_call(adm, &env, NULL);
 }
 
 /* An ordinary session: Hello, Acquire one granule, Release it; 0 or -1.
@@ -525,9 +498,9 @@ cp_trim(struct tc *adm)
 static int
 cp_ordinary(void)
 {
-	Vmm__Envelope env = VMM__ENVELOPE__INIT;
 	Vmm__Acquire a = VMM__ACQUIRE__INIT;
 	Vmm__Release rel = VMM__RELEASE__INIT;
+	Vmm__Envelope env;
 	struct vmm_frame_msg *m;
 	const Vmm__Grant *g;
 	uint64_t id;
@@ -536,21 +509,17 @@ cp_ordinary(void)
 
 	if (!daemon_alive() || (c = cp_open(CAMP_NAME "-ordinary", false)) == NULL)
 		return -1;
-	a.request_id = c->next_rid++;
 	a.bytes = c->granularity;
-	env.msg_case = VMM__ENVELOPE__MSG_ACQUIRE;
-	env.acquire = &a;
-	if (cp_call(c, &env, VMM__ENVELOPE__MSG_GRANT, &m) != 0)
+	env = vmm_frame_env_acquire(&a);
+	if (cp_call(c, &env, &m) != 0)
 		goto out;
 	g = vmm_frame_msg_env(m)->grant;
 	id = g->n_chunks > 0 ? g->chunks[0]->id : 0;
 	vmm_frame_msg_free(m);
-	rel.request_id = c->next_rid++;
 	rel.n_chunk_ids = 1;
 	rel.chunk_ids = &id;
-	env.msg_case = VMM__ENVELOPE__MSG_RELEASE;
-	env.release = &rel;
-	rc = cp_call(c, &env, VMM__ENVELOPE__MSG_RELEASE_REPLY, NULL);
+	env = vmm_frame_env_release(&rel);
+	rc = cp_call(c, &env, NULL);
 out:
 	tc_close(c);
 	return rc;
@@ -1071,7 +1040,7 @@ struct probe {
 static void *
 probe_main(void *arg)
 {
-	Vmm__Envelope env = VMM__ENVELOPE__INIT;
+	Vmm__Envelope env;
 	Vmm__MemInfoRequest mr = VMM__MEM_INFO_REQUEST__INIT;
 	struct probe *p = arg;
 	struct timespec t0, t1;
@@ -1083,12 +1052,10 @@ probe_main(void *arg)
 		return NULL;
 	}
 	while (!atomic_load(&p->stop)) {
-		mr.request_id = c->next_rid++;
-		env.msg_case = VMM__ENVELOPE__MSG_MEM_INFO_REQUEST;
-		env.mem_info_request = &mr;
+		mr.request_id = 0;	/* a fresh one each time */
+		env = vmm_frame_env_mem_info_request(&mr);
 		clock_gettime(CLOCK_MONOTONIC, &t0);
-		if (cp_call(c, &env, VMM__ENVELOPE__MSG_MEM_INFO_REPLY,
-		    NULL) != 0) {
+		if (cp_call(c, &env, NULL) != 0) {
 			p->failures++;
 			break;
 		}
@@ -1474,32 +1441,26 @@ static int
 adopt(struct tc *c, const int *fds, const uint64_t *sizes, size_t n,
     uint64_t *ids)
 {
-	Vmm__Envelope env = VMM__ENVELOPE__INIT;
 	Vmm__Adopt a = VMM__ADOPT__INIT;
-	const Vmm__Envelope *r;
+	Vmm__Envelope env = vmm_frame_env_adopt(&a);
+	const Vmm__AdoptReply *r;
 	struct vmm_frame_msg *m;
 	int d[VMM_PROTO_MAX_CHUNKS], rc;
 	size_t i;
 
 	for (i = 0; i < n; i++)
 		CHECK((d[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 0)) >= 0);
-	a.request_id = c->next_rid++;
 	a.n_sizes = n;
 	a.sizes = (uint64_t *)sizes;
-	env.msg_case = VMM__ENVELOPE__MSG_ADOPT;
-	env.adopt = &a;
-	if ((m = tc_call(c, &env, d, n)) == NULL)
+	rc = vmm_sess_call(c->s, &env, d, n, CAMP_IO_MS, &m);
+	if (rc == VMM_SESS_EREFUSED)
+		return -(int)vmm_sess_error(c->s)->code;
+	if (rc != 0)
 		return -1000;
-	r = vmm_frame_msg_env(m);
-	if (r->msg_case == VMM__ENVELOPE__MSG_ADOPT_REPLY) {
-		rc = 0;
-		for (i = 0; i < r->adopt_reply->n_chunk_ids && i < n; i++)
-			if ((ids[i] = r->adopt_reply->chunk_ids[i]) != 0)
-				rc++;
-	} else if (r->msg_case == VMM__ENVELOPE__MSG_ERROR)
-		rc = -(int)r->error->code;
-	else
-		rc = -1000;
+	r = vmm_frame_msg_env(m)->adopt_reply;
+	for (i = 0; i < r->n_chunk_ids && i < n; i++)
+		if ((ids[i] = r->chunk_ids[i]) != 0)
+			rc++;
 	vmm_frame_msg_free(m);
 	return rc;
 }

@@ -31,7 +31,7 @@
 #include <unistd.h>
 
 #include "frame.h"
-#include "unixsock.h"
+#include "session.h"
 
 #define SM_NAME		"vmm-sample"
 #define SM_TIMEOUT_MS	5000
@@ -47,9 +47,7 @@ struct sm_sample {
 };
 
 struct sm {
-	int			fd;
-	struct vmm_frame_reader	*rd;
-	uint64_t		rid;
+	struct vmm_sess	*s;
 };
 
 static volatile sig_atomic_t sm_stop;
@@ -74,62 +72,48 @@ unix_ms(void)
 static struct vmm_frame_msg *
 sm_call(struct sm *s, Vmm__Envelope *env)
 {
-	struct vmm_frame_msg *m = NULL;
+	struct vmm_frame_msg *m;
 	int rc;
 
-	if ((rc = vmm_frame_send(s->fd, VMM_FRAME_PEER_DAEMON, env, NULL, 0,
-	    SM_TIMEOUT_MS)) != 0) {
-		fprintf(stderr, SM_NAME ": send: %s\n", vmm_frame_strerror(rc));
-		return NULL;
-	}
-	if ((rc = vmm_frame_recv(s->rd, s->fd, &m, SM_TIMEOUT_MS)) != 1) {
-		fprintf(stderr, SM_NAME ": receive: %s\n", rc == 0 ?
-		    "vmmd closed the connection" : vmm_frame_strerror(rc));
-		return NULL;
-	}
-	return m;
+	rc = vmm_sess_call(s->s, env, NULL, 0, SM_TIMEOUT_MS, &m);
+	if (rc == VMM_SESS_EREFUSED)
+		fprintf(stderr, SM_NAME ": vmmd refused %s (error %d)\n",
+		    vmm_frame_type_name(env), (int)vmm_sess_error(s->s)->code);
+	else if (rc != 0)
+		fprintf(stderr, SM_NAME ": %s: %s\n", vmm_frame_type_name(env),
+		    vmm_sess_strerror(rc));
+	return rc == 0 ? m : NULL;
 }
+
+static void	sm_close(struct sm *);
 
 /* Connects to vmmd's socket and says Hello as an admin client. */
 static int
 sm_open(struct sm *s, const char *path)
 {
-	Vmm__Envelope env = VMM__ENVELOPE__INIT;
 	Vmm__Hello h = VMM__HELLO__INIT;
-	struct vmm_frame_msg *m;
-	int ok;
+	int rc;
 
-	if ((s->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
-	    vmm_unix_connect(s->fd, path) != 0) {
-		fprintf(stderr, SM_NAME ": %s: %s\n", path, strerror(errno));
+	if ((rc = vmm_sess_connect(&s->s, path, SM_TIMEOUT_MS)) != 0) {
+		fprintf(stderr, SM_NAME ": %s: %s\n", path, strerror(-rc));
 		return -1;
 	}
-	if ((s->rd = vmm_frame_reader_new(VMM_FRAME_PEER_DAEMON)) == NULL)
-		return -1;
-	h.request_id = ++s->rid;
-	h.protocol_version = VMM_PROTOCOL_VERSION;
 	h.client_name = (char *)SM_NAME;
-	h.pid = (uint32_t)getpid();
 	h.kind = VMM__CLIENT_KIND__CLIENT_KIND_ADMIN;
-	env.msg_case = VMM__ENVELOPE__MSG_HELLO;
-	env.hello = &h;
-	if ((m = sm_call(s, &env)) == NULL)
+	if ((rc = vmm_sess_hello(s->s, &h, SM_TIMEOUT_MS)) != 0) {
+		fprintf(stderr, SM_NAME ": vmmd refused the handshake: %s\n",
+		    vmm_sess_strerror(rc));
+		sm_close(s);
 		return -1;
-	ok = vmm_frame_msg_env(m)->msg_case == VMM__ENVELOPE__MSG_HELLO_REPLY;
-	vmm_frame_msg_free(m);
-	if (!ok)
-		fprintf(stderr, SM_NAME ": vmmd refused the handshake\n");
-	return ok ? 0 : -1;
+	}
+	return 0;
 }
 
 static void
 sm_close(struct sm *s)
 {
-	if (s->fd >= 0)
-		close(s->fd);
-	vmm_frame_reader_free(s->rd);
-	s->fd = -1;
-	s->rd = NULL;
+	vmm_sess_close(s->s);
+	s->s = NULL;
 }
 
 /* One StatsRequest round, every page of sessions: fills the pool figures
@@ -137,27 +121,18 @@ sm_close(struct sm *s)
 static int
 sm_stats(struct sm *s, struct sm_sample *out)
 {
-	Vmm__Envelope env = VMM__ENVELOPE__INIT;
 	Vmm__StatsRequest sr = VMM__STATS_REQUEST__INIT;
+	Vmm__Envelope env = vmm_frame_env_stats_request(&sr);
 	const Vmm__StatsReply *r;
 	struct vmm_frame_msg *m;
 	uint32_t off = 0, total, page;
 	size_t i;
 
 	for (page = 0; page < SM_MAX_PAGES; page++) {
-		sr.request_id = ++s->rid;
+		sr.request_id = 0;	/* a fresh one */
 		sr.session_offset = off;
-		env.msg_case = VMM__ENVELOPE__MSG_STATS_REQUEST;
-		env.stats_request = &sr;
 		if ((m = sm_call(s, &env)) == NULL)
 			return -1;
-		if (vmm_frame_msg_env(m)->msg_case !=
-		    VMM__ENVELOPE__MSG_STATS_REPLY) {
-			fprintf(stderr, SM_NAME ": unexpected %s reply to "
-			    "stats\n", vmm_frame_type_name(vmm_frame_msg_env(m)));
-			vmm_frame_msg_free(m);
-			return -1;
-		}
 		r = vmm_frame_msg_env(m)->stats_reply;
 		if (page == 0 && r->pool != NULL) {
 			out->physical = r->pool->physical_bytes;
@@ -191,27 +166,22 @@ sm_stats(struct sm *s, struct sm_sample *out)
 static void
 sm_counters(struct sm *s)
 {
-	Vmm__Envelope env = VMM__ENVELOPE__INIT;
 	Vmm__StatsRequest sr = VMM__STATS_REQUEST__INIT;
+	Vmm__Envelope env = vmm_frame_env_stats_request(&sr);
 	const Vmm__StatsReply *r;
 	struct vmm_frame_msg *m;
 	size_t i;
 
-	sr.request_id = ++s->rid;
-	env.msg_case = VMM__ENVELOPE__MSG_STATS_REQUEST;
-	env.stats_request = &sr;
 	if ((m = sm_call(s, &env)) == NULL)
 		return;
-	if (vmm_frame_msg_env(m)->msg_case == VMM__ENVELOPE__MSG_STATS_REPLY) {
-		r = vmm_frame_msg_env(m)->stats_reply;
-		for (i = 0; i < r->n_counters; i++) {
-			const char *n = r->counters[i]->name;
+	r = vmm_frame_msg_env(m)->stats_reply;
+	for (i = 0; i < r->n_counters; i++) {
+		const char *n = r->counters[i]->name;
 
-			if (n[0] != '\0' && n[strspn(n,
-			    "abcdefghijklmnopqrstuvwxyz0123456789_")] == '\0')
-				printf("counter_%s %" PRIu64 "\n", n,
-				    r->counters[i]->value);
-		}
+		if (n[0] != '\0' && n[strspn(n,
+		    "abcdefghijklmnopqrstuvwxyz0123456789_")] == '\0')
+			printf("counter_%s %" PRIu64 "\n", n,
+			    r->counters[i]->value);
 	}
 	vmm_frame_msg_free(m);
 }
@@ -270,7 +240,7 @@ main(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
-	struct sm s = { .fd = -1 };
+	struct sm s = { NULL };
 	struct sm_sample mx = { 0 };
 	struct sigaction sa;
 	const char *sock = NULL, *csv = NULL;
@@ -387,7 +357,7 @@ main(int argc, char **argv)
 		printf("max_sum_reported_cached_bytes %" PRIu64 "\n", mx.cached);
 		printf("max_sessions %" PRIu32 "\n", mx.sessions);
 		printf("reconnects %" PRIu64 "\n", reconnects);
-		if (s.fd >= 0)
+		if (s.s != NULL)
 			sm_counters(&s);
 	}
 	if (device)
