@@ -1,12 +1,21 @@
 /*
  * libvmm_client internals: one header, a section per file.
  *
- *   settings.c  the VMM_* environment table, read once
- *   conn.c      the connection to vmmd: handshake, calls, pushes, reconnect
- *   va.c        virtual address reservations and a coalescing range allocator
+ *   client.c    the public API (vmm_client.h), out-of-memory retry, fork
+ *   helper.c    the helper thread: recalls, idle return, usage reports
+ *   adopt.c     Adopt toward a new daemon instance (conn.c's hook)
  *   large.c     chunk-backed allocations: map back to back, cache, resize
  *   small.c     sub-allocation by size class with per-thread caches
- *   client.c    the public API, the allocation registry, lazy sync, fork
+ *   va.c        virtual address reservations and a coalescing range allocator
+ *   conn.c      the connection to vmmd: handshake, calls, pushes, reconnect
+ *   core.c      counters, lazy sync tickets, mapping, waking the helper
+ *   settings.c  the VMM_* environment table, read once
+ *
+ * Calls go down that list, never up: client.c and helper.c call the
+ * allocators, which call va.c, conn.c and core.c; adopt.c calls the
+ * allocators and conn.c, and conn.c reaches it only through the hook
+ * client.c registers (tests/arch checks that no two files call each other
+ * both ways).
  *
  * The shim (shim/) sees only the "for the shim" section.
  */
@@ -87,6 +96,8 @@ int	vmm_conn_acquire(struct vmm_conn *c, uint64_t bytes, unsigned flags,
  * for vmmd's answer; 0 once sent, or VMM_ENODAEMON. */
 int	vmm_conn_release(struct vmm_conn *c, const uint64_t *ids, size_t n,
 	    uint64_t recall_id);
+/* Makes sure c is connected; 0 or VMM_ENODAEMON. */
+int	vmm_conn_ensure(struct vmm_conn *c);
 /* Sends the usage figures; recall_id: the Recall they close (0: none). */
 int	vmm_conn_report(struct vmm_conn *c, const struct vmm_usage *u,
 	    uint64_t recall_id);
@@ -95,6 +106,13 @@ int	vmm_conn_fd(struct vmm_conn *c);
 /* Reads pushes (Recall, Goodbye) that arrived; returns a recall target in
  * bytes (0: none) and its id. */
 uint64_t vmm_conn_poll(struct vmm_conn *c, uint64_t *recall_id);
+/* Sends one Adopt batch (fds taken), connection locked; fills ids (0 for a
+ * chunk vmmd refused). */
+int	vmm_conn_adopt_locked(struct vmm_conn *c, const uint64_t *sizes,
+	    int *fds, size_t n, uint64_t *ids);
+/* Registers what a reconnect toward a new daemon instance runs, connection
+ * locked (client.c: vmm_adopt_all). */
+void	vmm_conn_on_new_daemon(int (*fn)(struct vmm_conn *c, int dev));
 /* Forgets every connection without a word to vmmd (fork child). */
 void	vmm_conn_forget_all(void);
 /* Waits until vmmd has handled everything sent on every open connection
@@ -120,7 +138,7 @@ bool	vmm_va_contains(CUdeviceptr addr);
 /* Drops all VA bookkeeping (fork child). */
 void	vmm_va_forget_all(void);
 
-/* ---- client.c -------------------------------------------------------------- */
+/* ---- core.c ---------------------------------------------------------------- */
 
 /* Lazy synchronization: a free records vmm_sync_ticket(); memory freed with
  * ticket t may be reused or unmapped once vmm_sync_covers(t). */
@@ -130,13 +148,9 @@ bool	vmm_sync_covers(uint64_t ticket);
 int	vmm_sync_for(uint64_t ticket);
 /* The device of the calling thread's current context, or VMM_ENOCTX. */
 int	vmm_current_device(void);
-/* Wakes the helper thread (a Recall arrived). */
-void	vmm_bg_wake(void);
-/* Asks the helper to report usage now (the cache grew a lot): vmmd then
- * knows this memory can be recalled for others. */
-void	vmm_report_soon(void);
 /* Process-wide counters (atomics). */
 void	vmm_stat_add(int which, int64_t delta);
+int64_t	vmm_stat_get(int which);
 enum {
 	VMM_STAT_IN_USE, VMM_STAT_MAPPED, VMM_STAT_CACHED, VMM_STAT_ALLOCS,
 	VMM_STAT_FREES, VMM_STAT_DAEMON_CALLS, VMM_STAT_SYNCS, VMM_STAT_N
@@ -150,6 +164,38 @@ int	vmm_map_chunks(int dev, CUdeviceptr va, struct vmm_grant_chunk *g,
 int	vmm_set_access_rw(int dev, CUdeviceptr va, uint64_t size);
 /* Unmaps [va, va+size) (whole mappings). */
 void	vmm_unmap_range(CUdeviceptr va, uint64_t size);
+/* The helper's wake-up pipe: created by the helper (its read end, or -1),
+ * written by vmm_wake() (a Recall arrived). */
+int	vmm_wake_open(void);
+void	vmm_wake(void);
+/* Asks the helper to report usage now (the cache grew a lot): vmmd then
+ * knows this memory can be recalled for others.  vmm_report_due() takes
+ * the request. */
+void	vmm_report_soon(void);
+bool	vmm_report_due(void);
+/* Resets counters and the pipe (fork child). */
+void	vmm_core_forget(void);
+
+/* ---- helper.c -------------------------------------------------------------- */
+
+/* Starts the helper thread when device dev is first used. */
+void	vmm_helper_touch(int dev);
+/* This process's usage figures (peak as sampled by reports and queries). */
+void	vmm_usage_fill(struct vmm_usage *u);
+void	vmm_helper_forget(void);	/* fork child */
+
+/* ---- adopt.c --------------------------------------------------------------- */
+
+/* One chunk this process maps, and its id at vmmd (0: none). */
+struct vmm_mapped_chunk {
+	CUdeviceptr	va;
+	uint64_t	size;
+	uint64_t	id;
+};
+
+/* Tells the new vmmd instance behind c what this process maps of device
+ * dev, connection locked; ids updated.  0 or a VMM_E* code. */
+int	vmm_adopt_all(struct vmm_conn *c, int dev);
 
 /* ---- large.c ---------------------------------------------------------------- */
 
@@ -163,6 +209,11 @@ int	vmm_large_range(const void *p, void **base, size_t *size);
  * Returns bytes given back. */
 uint64_t vmm_large_trim(uint64_t target, uint64_t older_ms,
 	    uint64_t recall_id);
+/* Copies the chunks of dev that large allocations map, up to max; returns
+ * how many there are (call again with more room if that is more). */
+size_t	vmm_large_chunks(int dev, struct vmm_mapped_chunk *out, size_t max);
+/* Sets the ids of those chunks still mapped where they were. */
+void	vmm_large_set_ids(int dev, const struct vmm_mapped_chunk *v, size_t n);
 void	vmm_large_forget_all(void);
 
 /* ---- small.c ---------------------------------------------------------------- */
@@ -182,6 +233,14 @@ void	vmm_small_flush_mine(void);
 void	vmm_small_flush_idle(void);
 /* Returns empty segments' chunks to vmmd; bytes given back. */
 uint64_t vmm_small_trim(uint64_t recall_id);
+/* Largest size sub-allocated (VMM_SMALL_MAX as in effect). */
+uint64_t vmm_small_max(void);
+/* In-use bytes, counts and free bytes of the small allocator. */
+void	vmm_small_usage(int64_t *in_use, uint64_t *allocs, uint64_t *frees,
+	    uint64_t *free_bytes);
+/* As vmm_large_chunks / vmm_large_set_ids, for segments. */
+size_t	vmm_small_chunks(int dev, struct vmm_mapped_chunk *out, size_t max);
+void	vmm_small_set_ids(int dev, const struct vmm_mapped_chunk *v, size_t n);
 void	vmm_small_forget_all(void);
 
 

@@ -55,8 +55,14 @@ struct vmm_conn {
 static pthread_mutex_t	conns_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct vmm_conn	*conns[VMM_MAX_DEVICES];
 
-/* Adopt held chunks after a reconnect; implemented in client.c. */
-int	vmm_client_adopt(struct vmm_conn *c, int dev);
+/* What a reconnect toward a new daemon instance runs (Adopt). */
+static int		(*conn_new_daemon)(struct vmm_conn *, int);
+
+void
+vmm_conn_on_new_daemon(int (*fn)(struct vmm_conn *c, int dev))
+{
+	conn_new_daemon = fn;
+}
 
 static void
 conn_down(struct vmm_conn *c)
@@ -143,7 +149,7 @@ conn_push(struct vmm_conn *c, const Vmm__Envelope *env)
 		c->recall_id = env->recall->recall_id;
 		vmm_log_debug("vmmd asks for %llu bytes back",
 		    (unsigned long long)env->recall->target_bytes);
-		vmm_bg_wake();	/* answered by the helper, not the caller */
+		vmm_wake();	/* answered by the helper, not the caller */
 		return true;
 	case VMM__ENVELOPE__MSG_GOODBYE:
 		vmm_log_debug("vmmd says goodbye (reason %d)",
@@ -334,7 +340,7 @@ conn_open(struct vmm_conn *c)
 	 * one that did still tracks it (resumed, or reclaimed with our old
 	 * session), and a second record would let it lend the memory twice. */
 	if (c->ever_up && c->instance != old_instance &&
-	    vmm_client_adopt(c, c->dev) != 0)
+	    conn_new_daemon != NULL && conn_new_daemon(c, c->dev) != 0)
 		vmm_log_error("vmmd restarted: could not tell it what this "
 		    "process holds");
 	c->ever_up = true;
@@ -588,10 +594,6 @@ vmm_conn_meminfo(struct vmm_conn *c, uint64_t *free_bytes, uint64_t *total)
 	return rc;
 }
 
-/* Sends one Adopt batch (fds taken) and returns the new ids in ids. */
-int	vmm_conn_adopt_locked(struct vmm_conn *c, const uint64_t *sizes,
-	    int *fds, size_t n, uint64_t *ids);
-
 int
 vmm_conn_adopt_locked(struct vmm_conn *c, const uint64_t *sizes, int *fds,
     size_t n, uint64_t *ids)
@@ -670,9 +672,6 @@ vmm_conn_fd(struct vmm_conn *c)
 	 * value (the locked calls look again). */
 	return __atomic_load_n(&c->fd, __ATOMIC_RELAXED);
 }
-
-/* Makes sure c is connected; 0 or VMM_ENODAEMON. */
-int	vmm_conn_ensure(struct vmm_conn *c);
 
 int
 vmm_conn_ensure(struct vmm_conn *c)

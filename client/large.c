@@ -6,14 +6,11 @@
  * cache goes back to vmmd when idle, when asked, or when it is full.
  *
  * Entries live in an array sorted by base under a rwlock, large_lock.
- * Allocation, free, resize and trim hold it only to look up and change
- * entries, never while waiting for vmmd nor around mapping, access or
- * synchronizing calls.  One exception: after a daemon restart, Adopt
- * (client.c, vmm_client_adopt) walks the chunks with vmm_large_each_chunk,
- * which holds large_lock for writing while its callback exports each chunk
- * and sends Adopt batches to vmmd, waiting for every reply; conn.c holds
- * the connection's lock around all of it.  So the lock order is connection,
- * then large_lock, and nothing may call into conn.c with large_lock held.
+ * It is held only to look up and change entries, never while waiting for
+ * vmmd nor around mapping, access or synchronizing calls: Adopt (adopt.c)
+ * copies the chunk list (vmm_large_chunks), talks to vmmd without the lock,
+ * and writes the new ids back (vmm_large_set_ids).  Nothing calls into
+ * conn.c with large_lock held.
  */
 #include "client_internal.h"
 
@@ -383,8 +380,6 @@ vmm_large_alloc(int dev, size_t size, void **out)
 	if ((c = vmm_conn_get(dev)) == NULL)
 		return VMM_ENODAEMON;
 	if ((gran = vmm_conn_granularity(c)) == 0) {
-		extern int vmm_conn_ensure(struct vmm_conn *);
-
 		if ((rc = vmm_conn_ensure(c)) != 0)
 			return rc;
 		gran = vmm_conn_granularity(c);
@@ -714,26 +709,64 @@ vmm_large_realloc(void **pp, size_t size)
 	return 0;
 }
 
-/* Visits every chunk of dev this process maps (for Adopt); lock taken. */
-void	vmm_large_each_chunk(int dev, void (*fn)(void *arg, CUdeviceptr va,
-	    uint64_t size, uint64_t *id), void *arg);
+size_t
+vmm_large_chunks(int dev, struct vmm_mapped_chunk *out, size_t max)
+{
+	size_t i, n = 0;
+	uint32_t k;
+
+	pthread_rwlock_rdlock(&large_lock);
+	for (i = 0; i < large_n; i++) {
+		const struct large *l = large_v[i];
+		uint64_t off = 0;
+
+		if (l->dev != dev)
+			continue;
+		for (k = 0; k < l->nchunks; k++, n++) {
+			if (n < max) {
+				out[n].va = l->base + off;
+				out[n].size = l->chunks[k].size;
+				out[n].id = l->chunks[k].id;
+			}
+			off += l->chunks[k].size;
+		}
+	}
+	pthread_rwlock_unlock(&large_lock);
+	return n;
+}
+
+/* The entry, live or cached, whose mapped range holds addr; lock held. */
+static struct large *
+large_holding(CUdeviceptr addr)
+{
+	size_t i = large_index(addr + 1);
+	struct large *l;
+
+	if (i == 0)
+		return NULL;
+	l = large_v[i - 1];
+	return addr - l->base < l->mapped ? l : NULL;
+}
 
 void
-vmm_large_each_chunk(int dev, void (*fn)(void *arg, CUdeviceptr va,
-    uint64_t size, uint64_t *id), void *arg)
+vmm_large_set_ids(int dev, const struct vmm_mapped_chunk *v, size_t n)
 {
 	size_t i;
 	uint32_t k;
 
 	pthread_rwlock_wrlock(&large_lock);
-	for (i = 0; i < large_n; i++) {
-		struct large *l = large_v[i];
+	for (i = 0; i < n; i++) {
+		struct large *l = large_holding(v[i].va);
 		uint64_t off = 0;
 
-		if (l->dev != dev)
-			continue;
+		if (l == NULL || l->dev != dev)
+			continue;	/* freed and unmapped meanwhile */
 		for (k = 0; k < l->nchunks; k++) {
-			fn(arg, l->base + off, l->chunks[k].size, &l->chunks[k].id);
+			if (l->base + off == v[i].va &&
+			    l->chunks[k].size == v[i].size) {
+				l->chunks[k].id = v[i].id;
+				break;
+			}
 			off += l->chunks[k].size;
 		}
 	}

@@ -188,7 +188,6 @@ small_init(void)
 }
 
 /* Largest size served here (0: none). */
-uint64_t	vmm_small_max(void);
 
 uint64_t
 vmm_small_max(void)
@@ -818,8 +817,6 @@ vmm_small_trim(uint64_t recall_id)
 }
 
 /* Bytes in use by small blocks and the counters of every thread. */
-void	vmm_small_usage(int64_t *in_use, uint64_t *allocs, uint64_t *frees,
-	    uint64_t *free_bytes);
 
 void
 vmm_small_usage(int64_t *in_use, uint64_t *allocs, uint64_t *frees,
@@ -852,14 +849,10 @@ vmm_small_usage(int64_t *in_use, uint64_t *allocs, uint64_t *frees,
 }
 
 /* Visits every segment chunk of dev (for Adopt); registry lock taken. */
-void	vmm_small_each_chunk(int dev, void (*fn)(void *arg, CUdeviceptr va,
-	    uint64_t size, uint64_t *id), void *arg);
-
-void
-vmm_small_each_chunk(int dev, void (*fn)(void *arg, CUdeviceptr va,
-    uint64_t size, uint64_t *id), void *arg)
+size_t
+vmm_small_chunks(int dev, struct vmm_mapped_chunk *out, size_t max)
 {
-	size_t i;
+	size_t i, n = 0;
 
 	pthread_mutex_lock(&small_reg_lock);
 	for (i = 0; i < SMALL_REG_SIZE; i++) {
@@ -868,8 +861,28 @@ vmm_small_each_chunk(int dev, void (*fn)(void *arg, CUdeviceptr va,
 		if (s == NULL || s == SMALL_TOMBSTONE || s->base == 0 ||
 		    s->dev != dev)
 			continue;
-		fn(arg, s->base, small_seg, &s->chunk_id);
+		if (n < max) {
+			out[n].va = s->base;
+			out[n].size = small_seg;
+			out[n].id = s->chunk_id;
+		}
+		n++;
 	}
+	pthread_mutex_unlock(&small_reg_lock);
+	return n;
+}
+
+void
+vmm_small_set_ids(int dev, const struct vmm_mapped_chunk *v, size_t n)
+{
+	struct seg *s;
+	size_t i;
+
+	pthread_mutex_lock(&small_reg_lock);
+	for (i = 0; i < n; i++)
+		if ((s = reg_lookup(v[i].va)) != NULL && s->base == v[i].va &&
+		    s->dev == dev)
+			s->chunk_id = v[i].id;
 	pthread_mutex_unlock(&small_reg_lock);
 }
 

@@ -813,25 +813,6 @@ session_report(struct vmmd_session *s, const Vmm__Report *r)
 	}
 }
 
-/* Fills one SessionStats from a session. */
-void
-vmmd_session_stats(const struct vmmd_session *s, Vmm__SessionStats *o)
-{
-	vmm__session_stats__init(o);
-	o->session_id = s->id;
-	o->pid = (uint32_t)s->pid;
-	o->uid = (uint32_t)s->uid;
-	o->gid = (uint32_t)s->gid;
-	o->name = (char *)s->name;
-	o->kind = (Vmm__ClientKind)s->kind;
-	o->chunks_held = s->h.chunks;
-	o->bytes_held = s->h.bytes;
-	o->reported_in_use = s->rep_in_use;
-	o->reported_cached = s->rep_cached;
-	o->reported_peak = s->rep_peak > s->h.peak ? s->rep_peak : s->h.peak;
-	o->quota_bytes = vmmd_session_quota(s);
-	o->connected_usec = s->connected_usec;
-}
 
 static void
 session_trim(struct vmmd_session *s, const Vmm__TrimRequest *t)
@@ -931,11 +912,11 @@ session_dispatch(struct vmmd_session *s, struct vmm_frame_msg *m)
 			break;
 		}
 		if (env->msg_case == VMM__ENVELOPE__MSG_STATS_REQUEST)
-			vmmd_stats_reply(s, rid, env->stats_request->session_offset,
-			    true);
+			session_send(s, vmmd_stats_reply(rid,
+			    env->stats_request->session_offset, true), NULL, 0);
 		else if (env->msg_case == VMM__ENVELOPE__MSG_CLIENTS_REQUEST)
-			vmmd_stats_reply(s, rid,
-			    env->clients_request->session_offset, false);
+			session_send(s, vmmd_stats_reply(rid,
+			    env->clients_request->session_offset, false), NULL, 0);
 		else if (env->msg_case == VMM__ENVELOPE__MSG_TRIM_REQUEST)
 			session_trim(s, env->trim_request);
 		else

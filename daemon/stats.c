@@ -35,44 +35,66 @@ pool_figures(struct vmm_pool_figures *f)
 	};
 }
 
-/* Answers a StatsRequest (full) or a ClientsRequest with the sessions from
- * offset on. */
-int
-vmmd_stats_reply(struct vmmd_session *s, uint64_t rid, uint32_t offset,
-    bool full)
+/* One SessionStats from a session (strings point into it). */
+static void
+stats_session(const struct vmmd_session *s, Vmm__SessionStats *o)
+{
+	vmm__session_stats__init(o);
+	o->session_id = s->id;
+	o->pid = (uint32_t)s->pid;
+	o->uid = (uint32_t)s->uid;
+	o->gid = (uint32_t)s->gid;
+	o->name = (char *)s->name;
+	o->kind = (Vmm__ClientKind)s->kind;
+	o->chunks_held = s->h.chunks;
+	o->bytes_held = s->h.bytes;
+	o->reported_in_use = s->rep_in_use;
+	o->reported_cached = s->rep_cached;
+	o->reported_peak = s->rep_peak > s->h.peak ? s->rep_peak : s->h.peak;
+	o->quota_bytes = vmmd_quota_for(&vmmd_cfg, s->uid, s->name,
+	    s->cgroup[0] != '\0' ? s->cgroup : NULL);
+	o->connected_usec = s->connected_usec;
+}
+
+const Vmm__Envelope *
+vmmd_stats_reply(uint64_t rid, uint32_t offset, bool full)
 {
 	static Vmm__SessionStats st[VMM_PROTO_MAX_SESSIONS];
 	static Vmm__SessionStats *stp[VMM_PROTO_MAX_SESSIONS];
 	static Vmm__Counter ctr[VMMD_NCOUNTERS];
 	static Vmm__Counter *ctrp[VMMD_NCOUNTERS];
-	Vmm__Envelope env = VMM__ENVELOPE__INIT;
-	Vmm__StatsReply sr = VMM__STATS_REPLY__INIT;
-	Vmm__ClientsReply cr = VMM__CLIENTS_REPLY__INIT;
-	Vmm__PoolStats ps = VMM__POOL_STATS__INIT;
+	static Vmm__Envelope env;
+	static Vmm__StatsReply sr;
+	static Vmm__ClientsReply cr;
+	static Vmm__PoolStats ps;
 	struct vmm_pool_figures f;
 	struct vmmd_session *it;
 	uint32_t total = 0;
 	size_t n = 0, k = 0;
 
+	vmm__envelope__init(&env);
 	TAILQ_FOREACH(it, &vmmd_sessions, link) {
 		/* Not identified yet (no Hello): nothing to show. */
 		if (it->state == VMMD_SESSION_NEW)
 			continue;
 		if (total++ < offset || n == VMM_PROTO_MAX_SESSIONS)
 			continue;
-		vmmd_session_stats(it, &st[n]);
+		stats_session(it, &st[n]);
 		stp[n] = &st[n];
 		n++;
 	}
 	if (!full) {
+		vmm__clients_reply__init(&cr);
 		cr.request_id = rid;
 		cr.n_sessions = n;
 		cr.sessions = stp;
 		cr.sessions_total = total;
 		env.msg_case = VMM__ENVELOPE__MSG_CLIENTS_REPLY;
 		env.clients_reply = &cr;
-		return vmmd_session_send(s, &env);
+		return &env;
 	}
+	vmm__stats_reply__init(&sr);
+	vmm__pool_stats__init(&ps);
 	pool_figures(&f);
 #define VMMD_FIGURE_WIRE(name, label, unit, help) ps.name = f.name;
 	VMM_POOL_FIGURES(VMMD_FIGURE_WIRE)
@@ -94,5 +116,5 @@ vmmd_stats_reply(struct vmmd_session *s, uint64_t rid, uint32_t offset,
 	sr.sessions_total = total;
 	env.msg_case = VMM__ENVELOPE__MSG_STATS_REPLY;
 	env.stats_reply = &sr;
-	return vmmd_session_send(s, &env);
+	return &env;
 }

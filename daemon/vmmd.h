@@ -136,9 +136,9 @@ struct vmmd_counters {
 
 extern struct vmmd_counters vmmd_stats;
 
-/* Answers a StatsRequest (full) or a ClientsRequest (sessions only) with
- * the sessions from offset on. */
-int	vmmd_stats_reply(struct vmmd_session *s, uint64_t rid, uint32_t offset,
+/* The reply to a StatsRequest (full) or a ClientsRequest (sessions only),
+ * with the sessions from offset on; valid until the next call. */
+const Vmm__Envelope *vmmd_stats_reply(uint64_t rid, uint32_t offset,
 	    bool full);
 
 /* ---- pool.c ----------------------------------------------------------------- */
@@ -361,8 +361,6 @@ int	vmmd_session_send(struct vmmd_session *s, const Vmm__Envelope *env);
 /* "; holders: pid P N MiB, ..." (the first four sessions that hold
  * memory), for logs and admins. */
 void	vmmd_session_holders(char *buf, size_t len);
-/* Fills one SessionStats (pointing into s) for the admin replies. */
-void	vmmd_session_stats(const struct vmmd_session *s, Vmm__SessionStats *o);
 
 /* ---- server.c ----------------------------------------------------------------- */
 

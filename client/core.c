@@ -1,0 +1,206 @@
+/*
+ * The core under the allocators: the process's counters, lazy
+ * synchronization tickets, mapping granted chunks, and the wake-up of the
+ * helper thread.  It calls the driver and nothing else of the library, so
+ * every other file may call it.
+ */
+#include "client_internal.h"
+
+#include <fcntl.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+
+static int64_t		core_stats[VMM_STAT_N];
+static uint64_t		sync_begin, sync_done;	/* tickets, see vmm_sync_* */
+static int		core_pipe[2] = { -1, -1 };	/* wakes the helper */
+static int		core_report_due;
+
+/* ---- counters ------------------------------------------------------------ */
+
+void
+vmm_stat_add(int which, int64_t delta)
+{
+	__atomic_add_fetch(&core_stats[which], delta, __ATOMIC_RELAXED);
+}
+
+int64_t
+vmm_stat_get(int which)
+{
+	return __atomic_load_n(&core_stats[which], __ATOMIC_RELAXED);
+}
+
+/* ---- lazy synchronization --------------------------------------------------- */
+
+/*
+ * A free takes ticket t = sync_begin.  A synchronization takes ticket
+ * s = sync_begin++ before cuCtxSynchronize and, once it returned, raises
+ * sync_done to s + 1.  A sync that started after the free has s >= t, so
+ * sync_done > t means the freed memory is idle.
+ */
+uint64_t
+vmm_sync_ticket(void)
+{
+	return __atomic_load_n(&sync_begin, __ATOMIC_ACQUIRE);
+}
+
+bool
+vmm_sync_covers(uint64_t ticket)
+{
+	return __atomic_load_n(&sync_done, __ATOMIC_ACQUIRE) > ticket;
+}
+
+int
+vmm_sync_for(uint64_t ticket)
+{
+	uint64_t s, cur;
+
+	if (vmm_sync_covers(ticket))
+		return 0;
+	s = __atomic_fetch_add(&sync_begin, 1, __ATOMIC_ACQ_REL);
+	if (cuCtxSynchronize() != CUDA_SUCCESS)
+		return VMM_ECUDA;
+	vmm_stat_add(VMM_STAT_SYNCS, 1);
+	cur = __atomic_load_n(&sync_done, __ATOMIC_ACQUIRE);
+	while (cur < s + 1 && !__atomic_compare_exchange_n(&sync_done, &cur,
+	    s + 1, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+		;
+	return 0;
+}
+
+int
+vmm_current_device(void)
+{
+	CUdevice d;
+
+	if (cuCtxGetDevice(&d) != CUDA_SUCCESS || d < 0 || d >= VMM_MAX_DEVICES)
+		return VMM_ENOCTX;
+	return (int)d;
+}
+
+/* ---- mapping ------------------------------------------------------------------- */
+
+static const char *
+core_cu_name(CUresult r)
+{
+	const char *s = NULL;
+
+	if (cuGetErrorName(r, &s) != CUDA_SUCCESS || s == NULL)
+		return "unknown CUDA error";
+	return s;
+}
+
+void
+vmm_unmap_range(CUdeviceptr va, uint64_t size)
+{
+	CUresult r;
+
+	if (size != 0 && (r = cuMemUnmap(va, size)) != CUDA_SUCCESS)
+		vmm_log_error("cuMemUnmap(0x%llx, %llu): %s",
+		    (unsigned long long)va, (unsigned long long)size,
+		    core_cu_name(r));
+}
+
+/* Read-write access for device dev to [va, va+size). */
+static CUresult
+core_access_rw(int dev, CUdeviceptr va, uint64_t size)
+{
+	CUmemAccessDesc acc = { 0 };
+
+	acc.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+	acc.location.id = dev;
+	acc.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
+	return cuMemSetAccess(va, size, &acc, 1);
+}
+
+int
+vmm_set_access_rw(int dev, CUdeviceptr va, uint64_t size)
+{
+	return core_access_rw(dev, va, size) == CUDA_SUCCESS ? 0 : VMM_ECUDA;
+}
+
+int
+vmm_map_chunks(int dev, CUdeviceptr va, struct vmm_grant_chunk *g, size_t n)
+{
+	CUmemGenericAllocationHandle h;
+	const char *what = "cuMemImportFromShareableHandle";
+	uint64_t off = 0;
+	size_t i;
+	CUresult r = CUDA_SUCCESS;
+
+	for (i = 0; i < n; i++) {
+		r = cuMemImportFromShareableHandle(&h, (void *)(uintptr_t)g[i].fd,
+		    CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR);
+		close(g[i].fd);
+		g[i].fd = -1;
+		if (r != CUDA_SUCCESS)
+			break;
+		r = cuMemMap(va + off, g[i].size, 0, h, 0);
+		/* The mapping keeps the memory: the handle can go now. */
+		cuMemRelease(h);
+		if (r != CUDA_SUCCESS) {
+			what = "cuMemMap";
+			break;
+		}
+		off += g[i].size;
+	}
+	if (r == CUDA_SUCCESS) {
+		if ((r = core_access_rw(dev, va, off)) == CUDA_SUCCESS)
+			return 0;
+		what = "cuMemSetAccess";
+	}
+	vmm_log_error("mapping %zu granted chunks at 0x%llx: %s: %s", n,
+	    (unsigned long long)va, what, core_cu_name(r));
+	for (; i < n; i++)
+		if (g[i].fd >= 0) {
+			close(g[i].fd);
+			g[i].fd = -1;
+		}
+	vmm_unmap_range(va, off);
+	return VMM_ECUDA;
+}
+
+/* ---- waking the helper ---------------------------------------------------- */
+
+int
+vmm_wake_open(void)
+{
+	if (core_pipe[0] < 0 && pipe2(core_pipe, O_CLOEXEC | O_NONBLOCK) != 0)
+		return -1;
+	return core_pipe[0];
+}
+
+void
+vmm_wake(void)
+{
+	int fd = __atomic_load_n(&core_pipe[1], __ATOMIC_ACQUIRE);
+
+	if (fd >= 0)
+		(void)!write(fd, "r", 1);	/* full pipe: already woken */
+}
+
+void
+vmm_report_soon(void)
+{
+	if (!__atomic_exchange_n(&core_report_due, 1, __ATOMIC_RELAXED))
+		vmm_wake();
+}
+
+bool
+vmm_report_due(void)
+{
+	return __atomic_exchange_n(&core_report_due, 0, __ATOMIC_RELAXED);
+}
+
+void
+vmm_core_forget(void)
+{
+	if (core_pipe[0] >= 0) {
+		close(core_pipe[0]);
+		close(core_pipe[1]);
+	}
+	core_pipe[0] = core_pipe[1] = -1;
+	core_report_due = 0;
+	memset(core_stats, 0, sizeof(core_stats));
+}
