@@ -23,11 +23,11 @@
 /* Adopts v[0..n) in batches; their ids are set (0: not adopted).  Returns
  * 0 or the last error. */
 static int
-adopt_list(struct vmm_conn *c, struct vmm_mapped_chunk *v, size_t n)
+adopt_list(struct vmmc_conn *c, struct vmmc_mapped_chunk *v, size_t n)
 {
 	CUmemGenericAllocationHandle h;
 	uint64_t sizes[ADOPT_BATCH], ids[ADOPT_BATCH];
-	struct vmm_mapped_chunk *which[ADOPT_BATCH];
+	struct vmmc_mapped_chunk *which[ADOPT_BATCH];
 	int fds[ADOPT_BATCH], rc = 0, r;
 	size_t i = 0, k, j;
 
@@ -56,7 +56,7 @@ adopt_list(struct vmm_conn *c, struct vmm_mapped_chunk *v, size_t n)
 		if (k == 0)
 			continue;
 		/* The fds are taken, sent or not. */
-		if ((r = vmm_conn_adopt_locked(c, sizes, fds, k, ids)) != 0) {
+		if ((r = vmmc_conn_adopt_locked(c, sizes, fds, k, ids)) != 0) {
 			rc = r;
 			continue;
 		}
@@ -69,11 +69,11 @@ adopt_list(struct vmm_conn *c, struct vmm_mapped_chunk *v, size_t n)
 /* Copies the chunk list of one allocator (sized by a first count; it may
  * grow in between, so counted again), adopts it, writes the ids back. */
 static int
-adopt_from(struct vmm_conn *c, int dev,
-    size_t (*list)(int, struct vmm_mapped_chunk *, size_t),
-    void (*set_ids)(int, const struct vmm_mapped_chunk *, size_t))
+adopt_from(struct vmmc_conn *c, int dev,
+    size_t (*list)(int, struct vmmc_mapped_chunk *, size_t),
+    void (*set_ids)(int, const struct vmmc_mapped_chunk *, size_t))
 {
-	struct vmm_mapped_chunk *v = NULL, *nv;
+	struct vmmc_mapped_chunk *v = NULL, *nv;
 	size_t cap = 0, n;
 	int rc;
 
@@ -92,11 +92,11 @@ adopt_from(struct vmm_conn *c, int dev,
 }
 
 int
-vmm_adopt_all(struct vmm_conn *c, int dev)
+vmmc_adopt_all(struct vmmc_conn *c, int dev)
 {
 	int rc, rs;
 
-	rc = adopt_from(c, dev, vmm_large_chunks, vmm_large_set_ids);
-	rs = adopt_from(c, dev, vmm_small_chunks, vmm_small_set_ids);
+	rc = adopt_from(c, dev, vmmc_large_chunks, vmmc_large_set_ids);
+	rs = adopt_from(c, dev, vmmc_small_chunks, vmmc_small_set_ids);
 	return rc != 0 ? rc : rs;
 }

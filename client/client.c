@@ -32,20 +32,20 @@ static void		client_setup(void);
 static void
 client_atfork_child(void)
 {
-	vmm_conn_forget_all();
-	vmm_large_forget_all();
-	vmm_small_forget_all();
-	vmm_va_forget_all();
-	vmm_helper_forget();
-	vmm_core_forget();
+	vmmc_conn_forget_all();
+	vmmc_large_forget_all();
+	vmmc_small_forget_all();
+	vmmc_va_forget_all();
+	vmmc_helper_forget();
+	vmmc_core_forget();
 }
 
 static void
 client_setup(void)
 {
-	vmm_settings_get();
+	vmmc_settings_get();
 	/* Only a new daemon instance is told what we map (conn.c). */
-	vmm_conn_on_new_daemon(vmm_adopt_all);
+	vmmc_conn_on_new_daemon(vmmc_adopt_all);
 	pthread_atfork(NULL, NULL, client_atfork_child);
 	__atomic_store_n(&client_ready, 1, __ATOMIC_RELEASE);
 }
@@ -63,15 +63,15 @@ void
 vmm_shutdown(void)
 {
 	vmm_flush();
-	vmm_conn_close_all();
+	vmmc_conn_close_all();
 }
 
 static int
 client_alloc(int dev, size_t size, void **dptr)
 {
-	if (size <= vmm_small_max())
-		return vmm_small_alloc(dev, size, dptr);
-	return vmm_large_alloc(dev, size, dptr);
+	if (size <= vmmc_small_max())
+		return vmmc_small_alloc(dev, size, dptr);
+	return vmmc_large_alloc(dev, size, dptr);
 }
 
 /* Gives everything this process caches back to vmmd (the calling thread's
@@ -80,23 +80,23 @@ client_alloc(int dev, size_t size, void **dptr)
 static uint64_t
 client_give_back(void)
 {
-	vmm_small_flush_mine();
-	return vmm_large_trim(0, 0, 0) + vmm_small_trim(0);
+	vmmc_small_flush_mine();
+	return vmmc_large_trim(0, 0, 0) + vmmc_small_trim(0);
 }
 
 int
 vmm_malloc(void **dptr, size_t size)
 {
-	const struct vmm_settings *st;
+	const struct vmmc_settings *st;
 	int dev, rc;
 
 	CLIENT_INIT();
-	st = vmm_settings_get();
+	st = vmmc_settings_get();
 	if (dptr == NULL || size == 0)
 		return VMM_EINVAL;
-	if (st->mode != VMM_MODE_VMM)
+	if (st->mode != VMMC_MODE_VMM)
 		return VMM_ENOSYS;
-	if ((dev = vmm_current_device()) < 0)
+	if ((dev = vmmc_current_device()) < 0)
 		return dev;
 	rc = client_alloc(dev, size, dptr);
 	/* Out of memory or over quota: this process's own cached memory goes
@@ -105,7 +105,7 @@ vmm_malloc(void **dptr, size_t size)
 	if ((rc == VMM_ENOMEM || rc == VMM_EQUOTA) && client_give_back() > 0)
 		rc = client_alloc(dev, size, dptr);
 	if (rc == 0)
-		vmm_helper_touch(dev);
+		vmmc_helper_touch(dev);
 	else if (rc == VMM_ENODAEMON && st->require_daemon)
 		rc = VMM_ENOMEM;
 	return rc;
@@ -118,22 +118,22 @@ vmm_free(void *dptr)
 
 	if (dptr == NULL)
 		return 0;
-	rc = vmm_small_free(dptr);
+	rc = vmmc_small_free(dptr);
 	if (rc == VMM_ENOTOURS)
-		rc = vmm_large_free(dptr);
+		rc = vmmc_large_free(dptr);
 	return rc;
 }
 
 bool
-vmm_client_owns(const void *p)
+vmmc_owns(const void *p)
 {
-	return p != NULL && (vmm_small_owns(p) || vmm_large_owns(p));
+	return p != NULL && (vmmc_small_owns(p) || vmmc_large_owns(p));
 }
 
 bool
-vmm_client_in_va(const void *p)
+vmmc_in_va(const void *p)
 {
-	return vmm_va_contains((CUdeviceptr)(uintptr_t)p);
+	return vmmc_va_contains((CUdeviceptr)(uintptr_t)p);
 }
 
 int
@@ -147,11 +147,11 @@ vmm_realloc(void **dptr, size_t size)
 		return VMM_EINVAL;
 	if (*dptr == NULL)
 		return vmm_malloc(dptr, size);
-	if (vmm_large_owns(*dptr) && size > vmm_small_max()) {
-		rc = vmm_large_realloc(dptr, size);
+	if (vmmc_large_owns(*dptr) && size > vmmc_small_max()) {
+		rc = vmmc_large_realloc(dptr, size);
 		if ((rc == VMM_ENOMEM || rc == VMM_EQUOTA) &&
 		    client_give_back() > 0)
-			rc = vmm_large_realloc(dptr, size);
+			rc = vmmc_large_realloc(dptr, size);
 		return rc;
 	}
 	/* Sub-allocated on either side: a new block and a copy. */
@@ -179,28 +179,28 @@ vmm_get_range(const void *ptr, void **base, size_t *size)
 {
 	if (ptr == NULL || base == NULL || size == NULL)
 		return VMM_EINVAL;
-	if (vmm_small_range(ptr, base, size) == 0)
+	if (vmmc_small_range(ptr, base, size) == 0)
 		return 0;
-	return vmm_large_range(ptr, base, size);
+	return vmmc_large_range(ptr, base, size);
 }
 
 int
 vmm_mem_get_info(size_t *free_bytes, size_t *total_bytes)
 {
-	struct vmm_conn *c;
+	struct vmmc_conn *c;
 	uint64_t f, t;
 	int dev, rc;
 
 	CLIENT_INIT();
 	if (free_bytes == NULL || total_bytes == NULL)
 		return VMM_EINVAL;
-	if (vmm_settings_get()->mode != VMM_MODE_VMM)
+	if (vmmc_settings_get()->mode != VMMC_MODE_VMM)
 		return VMM_ENOSYS;
-	if ((dev = vmm_current_device()) < 0)
+	if ((dev = vmmc_current_device()) < 0)
 		return dev;
-	if ((c = vmm_conn_get(dev)) == NULL)
+	if ((c = vmmc_conn_get(dev)) == NULL)
 		return VMM_ENODAEMON;
-	if ((rc = vmm_conn_meminfo(c, &f, &t)) != 0)
+	if ((rc = vmmc_conn_meminfo(c, &f, &t)) != 0)
 		return rc;
 	*free_bytes = (size_t)f;
 	*total_bytes = (size_t)t;
@@ -212,7 +212,7 @@ vmm_get_usage(struct vmm_usage *u)
 {
 	if (u == NULL)
 		return VMM_EINVAL;
-	vmm_usage_fill(u);
+	vmmc_usage_fill(u);
 	return 0;
 }
 
@@ -220,7 +220,7 @@ int
 vmm_flush(void)
 {
 	client_give_back();
-	vmm_conn_sync_all();
+	vmmc_conn_sync_all();
 	return 0;
 }
 

@@ -36,7 +36,7 @@
  * daemon is not answering at all and the connection is dropped. */
 #define CONN_MAX_ABANDONED 64
 
-struct vmm_conn {
+struct vmmc_conn {
 	pthread_mutex_t		lock;
 	int			dev;
 	int			fd;		/* -1: not connected */
@@ -53,23 +53,23 @@ struct vmm_conn {
 };
 
 static pthread_mutex_t	conns_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct vmm_conn	*conns[VMM_MAX_DEVICES];
+static struct vmmc_conn	*conns[VMMC_MAX_DEVICES];
 
 /* What a reconnect toward a new daemon instance runs (Adopt). */
-static int		(*conn_new_daemon)(struct vmm_conn *, int);
+static int		(*conn_new_daemon)(struct vmmc_conn *, int);
 
 void
-vmm_conn_on_new_daemon(int (*fn)(struct vmm_conn *c, int dev))
+vmmc_conn_on_new_daemon(int (*fn)(struct vmmc_conn *c, int dev))
 {
 	conn_new_daemon = fn;
 }
 
 static void
-conn_down(struct vmm_conn *c)
+conn_down(struct vmmc_conn *c)
 {
 	if (c->fd >= 0)
 		close(c->fd);
-	/* The helper polls the fd without the lock (vmm_conn_fd). */
+	/* The helper polls the fd without the lock (vmmc_conn_fd). */
 	__atomic_store_n(&c->fd, -1, __ATOMIC_RELAXED);
 	vmm_frame_reader_free(c->rd);
 	c->rd = NULL;
@@ -82,7 +82,7 @@ conn_down(struct vmm_conn *c)
 /* Remembers that nobody waits for rid's reply any more; false if too many
  * are outstanding already. */
 static bool
-conn_abandon(struct vmm_conn *c, uint64_t rid)
+conn_abandon(struct vmmc_conn *c, uint64_t rid)
 {
 	unsigned i;
 
@@ -97,7 +97,7 @@ conn_abandon(struct vmm_conn *c, uint64_t rid)
 
 /* Whether rid was abandoned; forgets it. */
 static bool
-conn_was_abandoned(struct vmm_conn *c, uint64_t rid)
+conn_was_abandoned(struct vmmc_conn *c, uint64_t rid)
 {
 	unsigned i;
 
@@ -112,14 +112,14 @@ conn_was_abandoned(struct vmm_conn *c, uint64_t rid)
 	return false;
 }
 
-static int	conn_send_release(struct vmm_conn *c, const uint64_t *ids,
+static int	conn_send_release(struct vmmc_conn *c, const uint64_t *ids,
 		    size_t n, uint64_t recall_id);
 
 /* The reply to an abandoned request: whatever it lent this process goes
  * straight back (a Grant's chunks, adopted chunks, which vmmd then gives
  * to the GPU while this process keeps its mapping). */
 static void
-conn_late(struct vmm_conn *c, struct vmm_frame_msg *m)
+conn_late(struct vmmc_conn *c, struct vmm_frame_msg *m)
 {
 	const Vmm__Envelope *env = vmm_frame_msg_env(m);
 	uint64_t ids[VMM_PROTO_MAX_CHUNKS];
@@ -141,7 +141,7 @@ conn_late(struct vmm_conn *c, struct vmm_frame_msg *m)
 
 /* Remembers a push; returns true if it was one. */
 static bool
-conn_push(struct vmm_conn *c, const Vmm__Envelope *env)
+conn_push(struct vmmc_conn *c, const Vmm__Envelope *env)
 {
 	switch (env->msg_case) {
 	case VMM__ENVELOPE__MSG_RECALL:
@@ -149,7 +149,7 @@ conn_push(struct vmm_conn *c, const Vmm__Envelope *env)
 		c->recall_id = env->recall->recall_id;
 		vmm_log_debug("vmmd asks for %llu bytes back",
 		    (unsigned long long)env->recall->target_bytes);
-		vmm_wake();	/* answered by the helper, not the caller */
+		vmmc_wake();	/* answered by the helper, not the caller */
 		return true;
 	case VMM__ENVELOPE__MSG_GOODBYE:
 		vmm_log_debug("vmmd says goodbye (reason %d)",
@@ -171,9 +171,9 @@ conn_push(struct vmm_conn *c, const Vmm__Envelope *env)
 /* Waits for the reply to rid: 0 and *out, or a VMM_E* code (connection
  * dropped on EOF or a protocol fault). */
 static int
-conn_wait(struct vmm_conn *c, uint64_t rid, struct vmm_frame_msg **out)
+conn_wait(struct vmmc_conn *c, uint64_t rid, struct vmm_frame_msg **out)
 {
-	int timeout = (int)vmm_settings_get()->connect_timeout_ms;
+	int timeout = (int)vmmc_settings_get()->connect_timeout_ms;
 	const Vmm__Envelope *env;
 	struct vmm_frame_msg *m;
 	int rc;
@@ -222,10 +222,10 @@ conn_wait(struct vmm_conn *c, uint64_t rid, struct vmm_frame_msg **out)
 
 /* Sends env and waits for its reply, on an open connection. */
 static int
-conn_roundtrip(struct vmm_conn *c, Vmm__Envelope *env, uint64_t rid,
+conn_roundtrip(struct vmmc_conn *c, Vmm__Envelope *env, uint64_t rid,
     int *fds, size_t nfds, struct vmm_frame_msg **out)
 {
-	int timeout = (int)vmm_settings_get()->connect_timeout_ms;
+	int timeout = (int)vmmc_settings_get()->connect_timeout_ms;
 	int rc;
 
 	rc = vmm_frame_send(c->fd, VMM_FRAME_PEER_DAEMON, env, fds, nfds, timeout);
@@ -234,16 +234,16 @@ conn_roundtrip(struct vmm_conn *c, Vmm__Envelope *env, uint64_t rid,
 		conn_down(c);
 		return VMM_ENODAEMON;
 	}
-	vmm_stat_add(VMM_STAT_DAEMON_CALLS, 1);
+	vmmc_stat_add(VMMC_STAT_DAEMON_CALLS, 1);
 	return conn_wait(c, rid, out);
 }
 
 /* Whether the listener at c->fd runs as a uid this process trusts with
  * its memory: root, its own, or VMM_DAEMON_USER's.  err says why not. */
 static bool
-conn_peer_trusted(struct vmm_conn *c, char *err, size_t errlen)
+conn_peer_trusted(struct vmmc_conn *c, char *err, size_t errlen)
 {
-	const struct vmm_settings *st = vmm_settings_get();
+	const struct vmmc_settings *st = vmmc_settings_get();
 	struct ucred cr;
 	socklen_t len = sizeof(cr);
 	struct passwd pw, *res = NULL;
@@ -266,9 +266,9 @@ conn_peer_trusted(struct vmm_conn *c, char *err, size_t errlen)
 
 /* Connects and says Hello; adopts held memory after a reconnect. */
 static int
-conn_open(struct vmm_conn *c)
+conn_open(struct vmmc_conn *c)
 {
-	const struct vmm_settings *st = vmm_settings_get();
+	const struct vmmc_settings *st = vmmc_settings_get();
 	Vmm__Envelope env = VMM__ENVELOPE__INIT;
 	Vmm__Hello h = VMM__HELLO__INIT;
 	const Vmm__Envelope *r;
@@ -360,16 +360,16 @@ unreachable:
 	return VMM_ENODAEMON;
 }
 
-struct vmm_conn *
-vmm_conn_get(int dev)
+struct vmmc_conn *
+vmmc_conn_get(int dev)
 {
-	const struct vmm_settings *st = vmm_settings_get();
-	struct vmm_conn *c;
+	const struct vmmc_settings *st = vmmc_settings_get();
+	struct vmmc_conn *c;
 	CUdevice cudev;
 	CUuuid u;
 	const unsigned char *b;
 
-	if (dev < 0 || dev >= VMM_MAX_DEVICES)
+	if (dev < 0 || dev >= VMMC_MAX_DEVICES)
 		return NULL;
 	pthread_mutex_lock(&conns_lock);
 	if ((c = conns[dev]) == NULL) {
@@ -399,7 +399,7 @@ vmm_conn_get(int dev)
 
 /* Runs one request: connects if needed, retries once after a reconnect. */
 static int
-conn_call(struct vmm_conn *c, Vmm__Envelope *env, uint64_t rid, int *fds,
+conn_call(struct vmmc_conn *c, Vmm__Envelope *env, uint64_t rid, int *fds,
     size_t nfds, struct vmm_frame_msg **out)
 {
 	int rc, attempt;
@@ -438,8 +438,8 @@ conn_error(const Vmm__Envelope *r)
 }
 
 int
-vmm_conn_acquire(struct vmm_conn *c, uint64_t bytes, unsigned flags,
-    uint64_t min_piece, struct vmm_grant_chunk *out, size_t max)
+vmmc_conn_acquire(struct vmmc_conn *c, uint64_t bytes, unsigned flags,
+    uint64_t min_piece, struct vmmc_grant_chunk *out, size_t max)
 {
 	Vmm__Envelope env = VMM__ENVELOPE__INIT;
 	Vmm__Acquire a = VMM__ACQUIRE__INIT;
@@ -480,10 +480,10 @@ vmm_conn_acquire(struct vmm_conn *c, uint64_t bytes, unsigned flags,
 /* Sends Releases for ids (0s skipped: chunks vmmd refused to adopt), on
  * an open connection, lock held; 0 or VMM_ENODAEMON. */
 static int
-conn_send_release(struct vmm_conn *c, const uint64_t *ids, size_t n,
+conn_send_release(struct vmmc_conn *c, const uint64_t *ids, size_t n,
     uint64_t recall_id)
 {
-	int timeout = (int)vmm_settings_get()->connect_timeout_ms;
+	int timeout = (int)vmmc_settings_get()->connect_timeout_ms;
 	Vmm__Envelope env = VMM__ENVELOPE__INIT;
 	Vmm__Release rel = VMM__RELEASE__INIT;
 	uint64_t batch[VMM_PROTO_MAX_RELEASE_IDS];
@@ -517,7 +517,7 @@ conn_send_release(struct vmm_conn *c, const uint64_t *ids, size_t n,
 }
 
 int
-vmm_conn_release(struct vmm_conn *c, const uint64_t *ids, size_t n,
+vmmc_conn_release(struct vmmc_conn *c, const uint64_t *ids, size_t n,
     uint64_t recall_id)
 {
 	int rc;
@@ -536,7 +536,7 @@ vmm_conn_release(struct vmm_conn *c, const uint64_t *ids, size_t n,
 }
 
 int
-vmm_conn_report(struct vmm_conn *c, const struct vmm_usage *u,
+vmmc_conn_report(struct vmmc_conn *c, const struct vmm_usage *u,
     uint64_t recall_id)
 {
 	Vmm__Envelope env = VMM__ENVELOPE__INIT;
@@ -569,7 +569,7 @@ vmm_conn_report(struct vmm_conn *c, const struct vmm_usage *u,
 }
 
 int
-vmm_conn_meminfo(struct vmm_conn *c, uint64_t *free_bytes, uint64_t *total)
+vmmc_conn_meminfo(struct vmmc_conn *c, uint64_t *free_bytes, uint64_t *total)
 {
 	Vmm__Envelope env = VMM__ENVELOPE__INIT;
 	Vmm__MemInfoRequest req = VMM__MEM_INFO_REQUEST__INIT;
@@ -595,7 +595,7 @@ vmm_conn_meminfo(struct vmm_conn *c, uint64_t *free_bytes, uint64_t *total)
 }
 
 int
-vmm_conn_adopt_locked(struct vmm_conn *c, const uint64_t *sizes, int *fds,
+vmmc_conn_adopt_locked(struct vmmc_conn *c, const uint64_t *sizes, int *fds,
     size_t n, uint64_t *ids)
 {
 	Vmm__Envelope env = VMM__ENVELOPE__INIT;
@@ -625,7 +625,7 @@ vmm_conn_adopt_locked(struct vmm_conn *c, const uint64_t *sizes, int *fds,
 }
 
 uint64_t
-vmm_conn_poll(struct vmm_conn *c, uint64_t *recall_id)
+vmmc_conn_poll(struct vmmc_conn *c, uint64_t *recall_id)
 {
 	struct vmm_frame_msg *m;
 	uint64_t target;
@@ -660,13 +660,13 @@ vmm_conn_poll(struct vmm_conn *c, uint64_t *recall_id)
 }
 
 uint64_t
-vmm_conn_granularity(struct vmm_conn *c)
+vmmc_conn_granularity(struct vmmc_conn *c)
 {
 	return c->gran;
 }
 
 int
-vmm_conn_fd(struct vmm_conn *c)
+vmmc_conn_fd(struct vmmc_conn *c)
 {
 	/* Unlocked: a hint for the helper's poll(), which tolerates a stale
 	 * value (the locked calls look again). */
@@ -674,7 +674,7 @@ vmm_conn_fd(struct vmm_conn *c)
 }
 
 int
-vmm_conn_ensure(struct vmm_conn *c)
+vmmc_conn_ensure(struct vmmc_conn *c)
 {
 	int rc = 0;
 
@@ -686,17 +686,17 @@ vmm_conn_ensure(struct vmm_conn *c)
 }
 
 /* A fork child's copies of the parent's connections: kept, not freed. */
-static struct vmm_conn	*conn_orphans[VMM_MAX_DEVICES] __attribute__((used));
+static struct vmmc_conn	*conn_orphans[VMMC_MAX_DEVICES] __attribute__((used));
 
 void
-vmm_conn_forget_all(void)
+vmmc_conn_forget_all(void)
 {
 	int i;
 
 	/* The child must never speak on the parent's sockets: close our copy
 	 * of the fds without a word, and forget the rest. */
 	pthread_mutex_init(&conns_lock, NULL);
-	for (i = 0; i < VMM_MAX_DEVICES; i++) {
+	for (i = 0; i < VMMC_MAX_DEVICES; i++) {
 		if (conns[i] == NULL)
 			continue;
 		if (conns[i]->fd >= 0)
@@ -707,15 +707,15 @@ vmm_conn_forget_all(void)
 }
 
 void
-vmm_conn_sync_all(void)
+vmmc_conn_sync_all(void)
 {
 	Vmm__Envelope env = VMM__ENVELOPE__INIT;
 	Vmm__MemInfoRequest req = VMM__MEM_INFO_REQUEST__INIT;
 	struct vmm_frame_msg *m;
-	struct vmm_conn *c;
+	struct vmmc_conn *c;
 	int i;
 
-	for (i = 0; i < VMM_MAX_DEVICES; i++) {
+	for (i = 0; i < VMMC_MAX_DEVICES; i++) {
 		pthread_mutex_lock(&conns_lock);
 		c = conns[i];
 		pthread_mutex_unlock(&conns_lock);
@@ -737,12 +737,12 @@ vmm_conn_sync_all(void)
 }
 
 void
-vmm_conn_close_all(void)
+vmmc_conn_close_all(void)
 {
 	int i;
 
 	pthread_mutex_lock(&conns_lock);
-	for (i = 0; i < VMM_MAX_DEVICES; i++) {
+	for (i = 0; i < VMMC_MAX_DEVICES; i++) {
 		if (conns[i] == NULL)
 			continue;
 		pthread_mutex_lock(&conns[i]->lock);

@@ -12,21 +12,21 @@
 
 #include "log.h"
 
-static int64_t		core_stats[VMM_STAT_N];
-static uint64_t		sync_begin, sync_done;	/* tickets, see vmm_sync_* */
+static int64_t		core_stats[VMMC_STAT_N];
+static uint64_t		sync_begin, sync_done;	/* tickets, see vmmc_sync_* */
 static int		core_pipe[2] = { -1, -1 };	/* wakes the helper */
 static int		core_report_due;
 
 /* ---- counters ------------------------------------------------------------ */
 
 void
-vmm_stat_add(int which, int64_t delta)
+vmmc_stat_add(int which, int64_t delta)
 {
 	__atomic_add_fetch(&core_stats[which], delta, __ATOMIC_RELAXED);
 }
 
 int64_t
-vmm_stat_get(int which)
+vmmc_stat_get(int which)
 {
 	return __atomic_load_n(&core_stats[which], __ATOMIC_RELAXED);
 }
@@ -40,28 +40,28 @@ vmm_stat_get(int which)
  * sync_done > t means the freed memory is idle.
  */
 uint64_t
-vmm_sync_ticket(void)
+vmmc_sync_ticket(void)
 {
 	return __atomic_load_n(&sync_begin, __ATOMIC_ACQUIRE);
 }
 
 bool
-vmm_sync_covers(uint64_t ticket)
+vmmc_sync_covers(uint64_t ticket)
 {
 	return __atomic_load_n(&sync_done, __ATOMIC_ACQUIRE) > ticket;
 }
 
 int
-vmm_sync_for(uint64_t ticket)
+vmmc_sync_for(uint64_t ticket)
 {
 	uint64_t s, cur;
 
-	if (vmm_sync_covers(ticket))
+	if (vmmc_sync_covers(ticket))
 		return 0;
 	s = __atomic_fetch_add(&sync_begin, 1, __ATOMIC_ACQ_REL);
 	if (cuCtxSynchronize() != CUDA_SUCCESS)
 		return VMM_ECUDA;
-	vmm_stat_add(VMM_STAT_SYNCS, 1);
+	vmmc_stat_add(VMMC_STAT_SYNCS, 1);
 	cur = __atomic_load_n(&sync_done, __ATOMIC_ACQUIRE);
 	while (cur < s + 1 && !__atomic_compare_exchange_n(&sync_done, &cur,
 	    s + 1, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
@@ -70,11 +70,11 @@ vmm_sync_for(uint64_t ticket)
 }
 
 int
-vmm_current_device(void)
+vmmc_current_device(void)
 {
 	CUdevice d;
 
-	if (cuCtxGetDevice(&d) != CUDA_SUCCESS || d < 0 || d >= VMM_MAX_DEVICES)
+	if (cuCtxGetDevice(&d) != CUDA_SUCCESS || d < 0 || d >= VMMC_MAX_DEVICES)
 		return VMM_ENOCTX;
 	return (int)d;
 }
@@ -92,7 +92,7 @@ core_cu_name(CUresult r)
 }
 
 void
-vmm_unmap_range(CUdeviceptr va, uint64_t size)
+vmmc_unmap_range(CUdeviceptr va, uint64_t size)
 {
 	CUresult r;
 
@@ -115,13 +115,13 @@ core_access_rw(int dev, CUdeviceptr va, uint64_t size)
 }
 
 int
-vmm_set_access_rw(int dev, CUdeviceptr va, uint64_t size)
+vmmc_set_access_rw(int dev, CUdeviceptr va, uint64_t size)
 {
 	return core_access_rw(dev, va, size) == CUDA_SUCCESS ? 0 : VMM_ECUDA;
 }
 
 int
-vmm_map_chunks(int dev, CUdeviceptr va, struct vmm_grant_chunk *g, size_t n)
+vmmc_map_chunks(int dev, CUdeviceptr va, struct vmmc_grant_chunk *g, size_t n)
 {
 	CUmemGenericAllocationHandle h;
 	const char *what = "cuMemImportFromShareableHandle";
@@ -157,14 +157,14 @@ vmm_map_chunks(int dev, CUdeviceptr va, struct vmm_grant_chunk *g, size_t n)
 			close(g[i].fd);
 			g[i].fd = -1;
 		}
-	vmm_unmap_range(va, off);
+	vmmc_unmap_range(va, off);
 	return VMM_ECUDA;
 }
 
 /* ---- waking the helper ---------------------------------------------------- */
 
 int
-vmm_wake_open(void)
+vmmc_wake_open(void)
 {
 	if (core_pipe[0] < 0 && pipe2(core_pipe, O_CLOEXEC | O_NONBLOCK) != 0)
 		return -1;
@@ -172,7 +172,7 @@ vmm_wake_open(void)
 }
 
 void
-vmm_wake(void)
+vmmc_wake(void)
 {
 	int fd = __atomic_load_n(&core_pipe[1], __ATOMIC_ACQUIRE);
 
@@ -181,20 +181,20 @@ vmm_wake(void)
 }
 
 void
-vmm_report_soon(void)
+vmmc_report_soon(void)
 {
 	if (!__atomic_exchange_n(&core_report_due, 1, __ATOMIC_RELAXED))
-		vmm_wake();
+		vmmc_wake();
 }
 
 bool
-vmm_report_due(void)
+vmmc_report_due(void)
 {
 	return __atomic_exchange_n(&core_report_due, 0, __ATOMIC_RELAXED);
 }
 
 void
-vmm_core_forget(void)
+vmmc_core_forget(void)
 {
 	if (core_pipe[0] >= 0) {
 		close(core_pipe[0]);

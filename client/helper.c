@@ -3,7 +3,7 @@
  * it answers vmmd's Recalls (gives back cached memory, then closes the
  * Recall with a Report), returns memory idle for VMM_IDLE_MS, and reports
  * the process's usage figures.  It works with each device's primary
- * context, which it retains for its life.  vmm_wake() (core.c) wakes it.
+ * context, which it retains for its life.  vmmc_wake() (core.c) wakes it.
  */
 #include "client_internal.h"
 
@@ -20,22 +20,22 @@ static uint64_t		helper_devices;		/* bit per device used */
 static uint64_t		helper_peak;
 
 void
-vmm_usage_fill(struct vmm_usage *u)
+vmmc_usage_fill(struct vmm_usage *u)
 {
 	int64_t small_in_use;
 	uint64_t sa, sf, sfree;
 
 	memset(u, 0, sizeof(*u));
-	vmm_small_usage(&small_in_use, &sa, &sf, &sfree);
-	u->in_use_bytes = (uint64_t)(vmm_stat_get(VMM_STAT_IN_USE) +
+	vmmc_small_usage(&small_in_use, &sa, &sf, &sfree);
+	u->in_use_bytes = (uint64_t)(vmmc_stat_get(VMMC_STAT_IN_USE) +
 	    (small_in_use > 0 ? small_in_use : 0));
-	u->mapped_bytes = (uint64_t)vmm_stat_get(VMM_STAT_MAPPED);
-	u->cached_bytes = (uint64_t)vmm_stat_get(VMM_STAT_CACHED) + sfree;
-	u->allocs = (uint64_t)vmm_stat_get(VMM_STAT_ALLOCS) + sa;
-	u->frees = (uint64_t)vmm_stat_get(VMM_STAT_FREES) + sf;
-	u->daemon_calls = (uint64_t)vmm_stat_get(VMM_STAT_DAEMON_CALLS);
-	u->syncs = (uint64_t)vmm_stat_get(VMM_STAT_SYNCS);
-	u->reserved_va_bytes = vmm_va_reserved();
+	u->mapped_bytes = (uint64_t)vmmc_stat_get(VMMC_STAT_MAPPED);
+	u->cached_bytes = (uint64_t)vmmc_stat_get(VMMC_STAT_CACHED) + sfree;
+	u->allocs = (uint64_t)vmmc_stat_get(VMMC_STAT_ALLOCS) + sa;
+	u->frees = (uint64_t)vmmc_stat_get(VMMC_STAT_FREES) + sf;
+	u->daemon_calls = (uint64_t)vmmc_stat_get(VMMC_STAT_DAEMON_CALLS);
+	u->syncs = (uint64_t)vmmc_stat_get(VMMC_STAT_SYNCS);
+	u->reserved_va_bytes = vmmc_va_reserved();
 	/* Peak as sampled here (reports, usage queries): several threads. */
 	{
 		uint64_t cur = __atomic_load_n(&helper_peak, __ATOMIC_RELAXED);
@@ -53,7 +53,7 @@ vmm_usage_fill(struct vmm_usage *u)
 static int
 bg_context(int dev)
 {
-	static CUcontext ctxs[VMM_MAX_DEVICES];
+	static CUcontext ctxs[VMMC_MAX_DEVICES];
 	CUdevice d;
 
 	if (ctxs[dev] == NULL && (cuDeviceGet(&d, dev) != CUDA_SUCCESS ||
@@ -67,7 +67,7 @@ bg_context(int dev)
 static void *
 bg_main(void *arg)
 {
-	const struct vmm_settings *st = vmm_settings_get();
+	const struct vmmc_settings *st = vmmc_settings_get();
 	int wake = (int)(intptr_t)arg;
 	struct vmm_usage last = { 0 }, u;
 	uint64_t last_report = 0, tick, ops = 0, last_active = vmm_now_ms();
@@ -77,19 +77,19 @@ bg_main(void *arg)
 	if (st->idle_ms != 0 && st->idle_ms / 2 < tick)
 		tick = st->idle_ms / 2 ? st->idle_ms / 2 : 1;
 	for (;;) {
-		struct pollfd pf[VMM_MAX_DEVICES + 1];
-		int np = 0, devs[VMM_MAX_DEVICES];
+		struct pollfd pf[VMMC_MAX_DEVICES + 1];
+		int np = 0, devs[VMMC_MAX_DEVICES];
 		uint64_t now;
 		char drain[64];
 
-		for (dev = 0; dev < VMM_MAX_DEVICES; dev++) {
-			struct vmm_conn *c;
+		for (dev = 0; dev < VMMC_MAX_DEVICES; dev++) {
+			struct vmmc_conn *c;
 
 			if (!(__atomic_load_n(&helper_devices, __ATOMIC_RELAXED) &
-			    (1ull << dev)) || (c = vmm_conn_get(dev)) == NULL ||
-			    vmm_conn_fd(c) < 0)
+			    (1ull << dev)) || (c = vmmc_conn_get(dev)) == NULL ||
+			    vmmc_conn_fd(c) < 0)
 				continue;
-			pf[np].fd = vmm_conn_fd(c);
+			pf[np].fd = vmmc_conn_fd(c);
 			pf[np].events = POLLIN;
 			devs[np++] = dev;
 		}
@@ -105,61 +105,61 @@ bg_main(void *arg)
 		 * have read a Recall while waiting for its own reply. */
 		for (int i = 0; i < np; i++) {
 			uint64_t rid = 0, target;
-			struct vmm_conn *c = vmm_conn_get(devs[i]);
+			struct vmmc_conn *c = vmmc_conn_get(devs[i]);
 
 			if (c == NULL)
 				continue;
-			target = vmm_conn_poll(c, &rid);
+			target = vmmc_conn_poll(c, &rid);
 			if (target != 0 && bg_context(devs[i]) == 0) {
 				vmm_log_debug("recall of %llu bytes",
 				    (unsigned long long)target);
-				vmm_large_trim(target, 0, rid);
-				vmm_small_flush_idle();
-				vmm_small_trim(rid);
+				vmmc_large_trim(target, 0, rid);
+				vmmc_small_flush_idle();
+				vmmc_small_trim(rid);
 			}
 			/* Done: vmmd stops waiting for this process (the
 			 * Releases went first, on the same connection). */
 			if (target != 0) {
-				vmm_usage_fill(&u);
-				vmm_conn_report(c, &u, rid);
+				vmmc_usage_fill(&u);
+				vmmc_conn_report(c, &u, rid);
 			}
 		}
 		/* Large allocations cached for idle_ms without reuse go back to
 		 * vmmd even while the process is busy; the rest (empty
 		 * segments) when it is idle (no allocation or free since). */
 		if (st->idle_ms != 0)
-			for (dev = 0; dev < VMM_MAX_DEVICES; dev++)
+			for (dev = 0; dev < VMMC_MAX_DEVICES; dev++)
 				if ((__atomic_load_n(&helper_devices,
 				    __ATOMIC_RELAXED) & (1ull << dev)) &&
 				    bg_context(dev) == 0)
-					vmm_large_trim(0, st->idle_ms, 0);
-		vmm_usage_fill(&u);
+					vmmc_large_trim(0, st->idle_ms, 0);
+		vmmc_usage_fill(&u);
 		if (u.allocs + u.frees != ops) {
 			ops = u.allocs + u.frees;
 			last_active = now;
 		}
 		if (st->idle_ms != 0 && now - last_active >= st->idle_ms) {
-			for (dev = 0; dev < VMM_MAX_DEVICES; dev++) {
+			for (dev = 0; dev < VMMC_MAX_DEVICES; dev++) {
 				if ((__atomic_load_n(&helper_devices,
 				    __ATOMIC_RELAXED) & (1ull << dev)) &&
 				    bg_context(dev) == 0) {
-					vmm_large_trim(0, st->idle_ms, 0);
-					vmm_small_flush_idle();
-					vmm_small_trim(0);
+					vmmc_large_trim(0, st->idle_ms, 0);
+					vmmc_small_flush_idle();
+					vmmc_small_trim(0);
 				}
 			}
 		}
 		if (now - last_report >= st->report_ms ||
-		    (vmm_report_due() && now - last_report >= 10)) {
-			vmm_usage_fill(&u);
+		    (vmmc_report_due() && now - last_report >= 10)) {
+			vmmc_usage_fill(&u);
 			if (memcmp(&u, &last, sizeof(u)) != 0) {
-				for (dev = 0; dev < VMM_MAX_DEVICES; dev++) {
-					struct vmm_conn *c;
+				for (dev = 0; dev < VMMC_MAX_DEVICES; dev++) {
+					struct vmmc_conn *c;
 
 					if ((__atomic_load_n(&helper_devices,
 					    __ATOMIC_RELAXED) & (1ull << dev)) &&
-					    (c = vmm_conn_get(dev)) != NULL)
-						vmm_conn_report(c, &u, 0);
+					    (c = vmmc_conn_get(dev)) != NULL)
+						vmmc_conn_report(c, &u, 0);
 				}
 				last = u;
 			}
@@ -177,7 +177,7 @@ bg_start(void)
 	int wake;
 
 	pthread_mutex_lock(&helper_lock);
-	if (!helper_running && (wake = vmm_wake_open()) >= 0) {
+	if (!helper_running && (wake = vmmc_wake_open()) >= 0) {
 		pthread_attr_init(&attr);
 		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 		if (pthread_create(&t, &attr, bg_main,
@@ -192,7 +192,7 @@ bg_start(void)
  * timestamped here: the helper sees it in the allocation counters, which
  * keeps the fast path free of clocks and shared writes. */
 void
-vmm_helper_touch(int dev)
+vmmc_helper_touch(int dev)
 {
 	uint64_t bit = 1ull << dev;
 
@@ -204,7 +204,7 @@ vmm_helper_touch(int dev)
 }
 
 void
-vmm_helper_forget(void)
+vmmc_helper_forget(void)
 {
 	pthread_mutex_init(&helper_lock, NULL);
 	helper_running = false;

@@ -8,8 +8,8 @@
  * Entries live in an array sorted by base under a rwlock, large_lock.
  * It is held only to look up and change entries, never while waiting for
  * vmmd nor around mapping, access or synchronizing calls: Adopt (adopt.c)
- * copies the chunk list (vmm_large_chunks), talks to vmmd without the lock,
- * and writes the new ids back (vmm_large_set_ids).  Nothing calls into
+ * copies the chunk list (vmmc_large_chunks), talks to vmmd without the lock,
+ * and writes the new ids back (vmmc_large_set_ids).  Nothing calls into
  * conn.c with large_lock held.
  */
 #include "client_internal.h"
@@ -132,7 +132,7 @@ cache_unlink(struct large *l)
 		cache_tail = l->cprev;
 	l->cnext = l->cprev = NULL;
 	__atomic_sub_fetch(&cache_bytes, l->mapped, __ATOMIC_RELAXED);
-	vmm_stat_add(VMM_STAT_CACHED, -(int64_t)l->mapped);
+	vmmc_stat_add(VMMC_STAT_CACHED, -(int64_t)l->mapped);
 }
 
 /* Puts l at the head of the cache (most recently freed). */
@@ -147,11 +147,11 @@ cache_push(struct large *l)
 		cache_tail = l;
 	cache_head = l;
 	__atomic_add_fetch(&cache_bytes, l->mapped, __ATOMIC_RELAXED);
-	vmm_stat_add(VMM_STAT_CACHED, (int64_t)l->mapped);
+	vmmc_stat_add(VMMC_STAT_CACHED, (int64_t)l->mapped);
 }
 
 static int
-large_add_chunks(struct large *l, const struct vmm_grant_chunk *g, size_t n)
+large_add_chunks(struct large *l, const struct vmmc_grant_chunk *g, size_t n)
 {
 	size_t i;
 
@@ -175,7 +175,7 @@ large_add_chunks(struct large *l, const struct vmm_grant_chunk *g, size_t n)
 
 /* Gives granted chunks back unused (a failure after the grant). */
 static void
-large_giveback(struct vmm_conn *c, struct vmm_grant_chunk *g, size_t n)
+large_giveback(struct vmmc_conn *c, struct vmmc_grant_chunk *g, size_t n)
 {
 	uint64_t ids[LARGE_MAX_GRANT];
 	size_t i;
@@ -185,7 +185,7 @@ large_giveback(struct vmm_conn *c, struct vmm_grant_chunk *g, size_t n)
 		if (g[i].fd >= 0)
 			close(g[i].fd);
 	}
-	vmm_conn_release(c, ids, n, 0);
+	vmmc_conn_release(c, ids, n, 0);
 }
 
 /* Asks vmmd for bytes, stitched from pieces no smaller than frag_ratio of
@@ -193,10 +193,10 @@ large_giveback(struct vmm_conn *c, struct vmm_grant_chunk *g, size_t n)
  * own frag_ratio too, so pieces of any size will do.  Out-of-memory is
  * retried by the caller (vmm_malloc), which holds no allocator lock then. */
 static int
-large_acquire(struct vmm_conn *c, uint64_t bytes, struct vmm_grant_chunk *g)
+large_acquire(struct vmmc_conn *c, uint64_t bytes, struct vmmc_grant_chunk *g)
 {
-	const struct vmm_settings *st = vmm_settings_get();
-	uint64_t gran = vmm_conn_granularity(c);
+	const struct vmmc_settings *st = vmmc_settings_get();
+	uint64_t gran = vmmc_conn_granularity(c);
 	uint64_t min_piece = round_up((uint64_t)(st->frag_ratio * (double)bytes),
 	    gran);
 	unsigned flags = VMM__ACQUIRE_FLAG__ACQUIRE_FLAG_ALLOW_STITCH;
@@ -204,7 +204,7 @@ large_acquire(struct vmm_conn *c, uint64_t bytes, struct vmm_grant_chunk *g)
 	/* min_piece 0 alone would mean "the daemon's choice". */
 	if (min_piece == 0)
 		flags |= VMM__ACQUIRE_FLAG__ACQUIRE_FLAG_IGNORE_FRAG_RATIO;
-	return vmm_conn_acquire(c, bytes, flags, min_piece, g, LARGE_MAX_GRANT);
+	return vmmc_conn_acquire(c, bytes, flags, min_piece, g, LARGE_MAX_GRANT);
 }
 
 /* Puts picked cache entries back (a local stitch that failed). */
@@ -242,7 +242,7 @@ large_remap_at(const struct large *l, CUdeviceptr va)
 	return off;
 fail:
 	if (off > 0)
-		vmm_unmap_range(va, off);
+		vmmc_unmap_range(va, off);
 	return 0;
 }
 
@@ -255,12 +255,12 @@ fail:
  * or a VMM_E* code.
  */
 static int
-large_stitch_local(int dev, struct vmm_conn *c, size_t size, uint64_t need,
+large_stitch_local(int dev, struct vmmc_conn *c, size_t size, uint64_t need,
     uint64_t gran, void **out)
 {
-	const struct vmm_settings *st = vmm_settings_get();
+	const struct vmmc_settings *st = vmmc_settings_get();
 	struct large *pick[LARGE_MAX_GRANT], *l, *nl = NULL;
-	struct vmm_grant_chunk g[LARGE_MAX_GRANT];
+	struct vmmc_grant_chunk g[LARGE_MAX_GRANT];
 	uint64_t min_piece, got = 0, ticket = 0, off = 0, total;
 	size_t npick = 0, i;
 	int n = 0, rc = VMM_ENOMEM;
@@ -301,11 +301,11 @@ large_stitch_local(int dev, struct vmm_conn *c, size_t size, uint64_t need,
 	nl->size = size;
 	nl->va_size = round_up(total + (uint64_t)(st->va_headroom *
 	    (double)total), gran);
-	if ((rc = vmm_va_alloc(dev, nl->va_size, gran, &nl->base)) != 0)
+	if ((rc = vmmc_va_alloc(dev, nl->va_size, gran, &nl->base)) != 0)
 		goto fail;
 	/* The cached memory may still be in use by work issued before its
 	 * free: not before that is done. */
-	vmm_sync_for(ticket);
+	vmmc_sync_for(ticket);
 	for (i = 0; i < npick; i++) {
 		uint64_t m = large_remap_at(pick[i], nl->base + off);
 
@@ -313,13 +313,13 @@ large_stitch_local(int dev, struct vmm_conn *c, size_t size, uint64_t need,
 			goto fail_unmap;
 		off += m;
 	}
-	if (vmm_set_access_rw(dev, nl->base, off) != 0 ||
-	    (n > 0 && vmm_map_chunks(dev, nl->base + off, g, (size_t)n) != 0))
+	if (vmmc_set_access_rw(dev, nl->base, off) != 0 ||
+	    (n > 0 && vmmc_map_chunks(dev, nl->base + off, g, (size_t)n) != 0))
 		goto fail_unmap;
 	/* Committed: the picked entries' chunks now belong to nl. */
 	pthread_rwlock_wrlock(&large_lock);
 	for (i = 0; i < npick; i++) {
-		struct vmm_grant_chunk one;
+		struct vmmc_grant_chunk one;
 		uint32_t k;
 
 		for (k = 0; k < pick[i]->nchunks; k++) {
@@ -335,16 +335,16 @@ large_stitch_local(int dev, struct vmm_conn *c, size_t size, uint64_t need,
 	rc = large_insert(nl);
 	pthread_rwlock_unlock(&large_lock);
 	for (i = 0; i < npick; i++) {
-		vmm_unmap_range(pick[i]->base, pick[i]->mapped);
-		vmm_va_free(dev, pick[i]->base, pick[i]->va_size);
+		vmmc_unmap_range(pick[i]->base, pick[i]->mapped);
+		vmmc_va_free(dev, pick[i]->base, pick[i]->va_size);
 		free(pick[i]->chunks);
 		free(pick[i]);
 	}
 	if (rc != 0)
 		vmm_log_error("allocation table full");
-	vmm_stat_add(VMM_STAT_IN_USE, (int64_t)size);
-	vmm_stat_add(VMM_STAT_MAPPED, (int64_t)(total - got));
-	vmm_stat_add(VMM_STAT_ALLOCS, 1);
+	vmmc_stat_add(VMMC_STAT_IN_USE, (int64_t)size);
+	vmmc_stat_add(VMMC_STAT_MAPPED, (int64_t)(total - got));
+	vmmc_stat_add(VMMC_STAT_ALLOCS, 1);
 	vmm_log_info("ALLOC Ptr=0x%llx Size=%zu PA=%llu Chunks=%u Stitched=%zu",
 	    (unsigned long long)nl->base, size, (unsigned long long)nl->mapped,
 	    nl->nchunks, npick);
@@ -353,8 +353,8 @@ large_stitch_local(int dev, struct vmm_conn *c, size_t size, uint64_t need,
 
 fail_unmap:
 	if (off > 0)
-		vmm_unmap_range(nl->base, off);
-	vmm_va_free(dev, nl->base, nl->va_size);
+		vmmc_unmap_range(nl->base, off);
+	vmmc_va_free(dev, nl->base, nl->va_size);
 	rc = VMM_ECUDA;
 fail:
 	if (n > 0)
@@ -368,21 +368,21 @@ fail:
 }
 
 int
-vmm_large_alloc(int dev, size_t size, void **out)
+vmmc_large_alloc(int dev, size_t size, void **out)
 {
-	const struct vmm_settings *st = vmm_settings_get();
-	struct vmm_grant_chunk g[LARGE_MAX_GRANT];
-	struct vmm_conn *c;
+	const struct vmmc_settings *st = vmmc_settings_get();
+	struct vmmc_grant_chunk g[LARGE_MAX_GRANT];
+	struct vmmc_conn *c;
 	struct large *l, *best = NULL;
 	uint64_t gran, need, ticket;
 	int n, rc;
 
-	if ((c = vmm_conn_get(dev)) == NULL)
+	if ((c = vmmc_conn_get(dev)) == NULL)
 		return VMM_ENODAEMON;
-	if ((gran = vmm_conn_granularity(c)) == 0) {
-		if ((rc = vmm_conn_ensure(c)) != 0)
+	if ((gran = vmmc_conn_granularity(c)) == 0) {
+		if ((rc = vmmc_conn_ensure(c)) != 0)
 			return rc;
-		gran = vmm_conn_granularity(c);
+		gran = vmmc_conn_granularity(c);
 	}
 	need = round_up(size, gran);
 
@@ -400,10 +400,10 @@ vmm_large_alloc(int dev, size_t size, void **out)
 		best->size = size;
 		ticket = best->ticket;
 		pthread_rwlock_unlock(&large_lock);
-		vmm_sync_for(ticket);
+		vmmc_sync_for(ticket);
 		*out = (void *)(uintptr_t)best->base;
-		vmm_stat_add(VMM_STAT_IN_USE, (int64_t)size);
-		vmm_stat_add(VMM_STAT_ALLOCS, 1);
+		vmmc_stat_add(VMMC_STAT_IN_USE, (int64_t)size);
+		vmmc_stat_add(VMMC_STAT_ALLOCS, 1);
 		vmm_log_info("ALLOC Ptr=0x%llx Size=%zu PA=%llu Chunks=%u Cached=1",
 		    (unsigned long long)best->base, size,
 		    (unsigned long long)best->mapped, best->nchunks);
@@ -420,7 +420,7 @@ vmm_large_alloc(int dev, size_t size, void **out)
 	 * (or lends them to another process) rather than creating more memory
 	 * while ours sits unused. */
 	if (__atomic_load_n(&cache_bytes, __ATOMIC_RELAXED) > 0)
-		vmm_large_trim(need, 0, 0);
+		vmmc_large_trim(need, 0, 0);
 
 	/* 4. Chunks from vmmd, mapped back to back. */
 	if ((n = large_acquire(c, need, g)) < 0)
@@ -434,24 +434,24 @@ vmm_large_alloc(int dev, size_t size, void **out)
 	l->size = size;
 	l->va_size = round_up(l->mapped + (uint64_t)(st->va_headroom *
 	    (double)l->mapped), gran);
-	if ((rc = vmm_va_alloc(dev, l->va_size, gran, &l->base)) != 0)
+	if ((rc = vmmc_va_alloc(dev, l->va_size, gran, &l->base)) != 0)
 		goto fail;
-	if ((rc = vmm_map_chunks(dev, l->base, g, (size_t)n)) != 0) {
-		vmm_va_free(dev, l->base, l->va_size);
+	if ((rc = vmmc_map_chunks(dev, l->base, g, (size_t)n)) != 0) {
+		vmmc_va_free(dev, l->base, l->va_size);
 		goto fail;
 	}
 	pthread_rwlock_wrlock(&large_lock);
 	rc = large_insert(l);
 	pthread_rwlock_unlock(&large_lock);
 	if (rc != 0) {
-		vmm_unmap_range(l->base, l->mapped);
-		vmm_va_free(dev, l->base, l->va_size);
+		vmmc_unmap_range(l->base, l->mapped);
+		vmmc_va_free(dev, l->base, l->va_size);
 		rc = VMM_ENOMEM;
 		goto fail_released;
 	}
-	vmm_stat_add(VMM_STAT_IN_USE, (int64_t)size);
-	vmm_stat_add(VMM_STAT_MAPPED, (int64_t)l->mapped);
-	vmm_stat_add(VMM_STAT_ALLOCS, 1);
+	vmmc_stat_add(VMMC_STAT_IN_USE, (int64_t)size);
+	vmmc_stat_add(VMMC_STAT_MAPPED, (int64_t)l->mapped);
+	vmmc_stat_add(VMMC_STAT_ALLOCS, 1);
 	vmm_log_info("ALLOC Ptr=0x%llx Size=%zu PA=%llu Chunks=%d",
 	    (unsigned long long)l->base, size, (unsigned long long)l->mapped, n);
 	*out = (void *)(uintptr_t)l->base;
@@ -471,7 +471,7 @@ fail_released:
 
 		for (i = 0; i < l->nchunks; i++)
 			ids[i] = l->chunks[i].id;
-		vmm_conn_release(c, ids, l->nchunks, 0);
+		vmmc_conn_release(c, ids, l->nchunks, 0);
 	}
 	free(l->chunks);
 	free(l);
@@ -482,17 +482,17 @@ fail_released:
 static void
 large_destroy(struct large *l, uint64_t recall_id)
 {
-	struct vmm_conn *c = vmm_conn_get(l->dev);
+	struct vmmc_conn *c = vmmc_conn_get(l->dev);
 	uint64_t *ids = calloc(l->nchunks ? l->nchunks : 1, sizeof(*ids));
 	uint32_t i;
 
-	vmm_unmap_range(l->base, l->mapped);
-	vmm_va_free(l->dev, l->base, l->va_size);
-	vmm_stat_add(VMM_STAT_MAPPED, -(int64_t)l->mapped);
+	vmmc_unmap_range(l->base, l->mapped);
+	vmmc_va_free(l->dev, l->base, l->va_size);
+	vmmc_stat_add(VMMC_STAT_MAPPED, -(int64_t)l->mapped);
 	if (ids != NULL && c != NULL) {
 		for (i = 0; i < l->nchunks; i++)
 			ids[i] = l->chunks[i].id;
-		vmm_conn_release(c, ids, l->nchunks, recall_id);
+		vmmc_conn_release(c, ids, l->nchunks, recall_id);
 	}
 	vmm_log_debug("UNMAP Ptr=0x%llx Size=%llu", (unsigned long long)l->base,
 	    (unsigned long long)l->mapped);
@@ -502,9 +502,9 @@ large_destroy(struct large *l, uint64_t recall_id)
 }
 
 int
-vmm_large_free(void *p)
+vmmc_large_free(void *p)
 {
-	const struct vmm_settings *st = vmm_settings_get();
+	const struct vmmc_settings *st = vmmc_settings_get();
 	struct large *l;
 	uint64_t over, mapped;
 
@@ -514,26 +514,26 @@ vmm_large_free(void *p)
 		return VMM_ENOTOURS;
 	}
 	l->cached = true;
-	l->ticket = vmm_sync_ticket();
+	l->ticket = vmmc_sync_ticket();
 	l->freed_ms = vmm_now_ms();
 	cache_push(l);
 	over = cache_bytes > st->cache_max ? cache_bytes - st->cache_max : 0;
-	vmm_stat_add(VMM_STAT_IN_USE, -(int64_t)l->size);
-	vmm_stat_add(VMM_STAT_FREES, 1);
+	vmmc_stat_add(VMMC_STAT_IN_USE, -(int64_t)l->size);
+	vmmc_stat_add(VMMC_STAT_FREES, 1);
 	vmm_log_info("FREE Ptr=0x%llx Size=%llu", (unsigned long long)l->base,
 	    (unsigned long long)l->size);
 	/* Once unlocked, l is the cache's: the helper may trim and free it. */
 	mapped = l->mapped;
 	pthread_rwlock_unlock(&large_lock);
 	if (over > 0)
-		vmm_large_trim(over, 0, 0);
+		vmmc_large_trim(over, 0, 0);
 	else if (mapped >= (16u << 20))
-		vmm_report_soon();	/* recallable for other processes */
+		vmmc_report_soon();	/* recallable for other processes */
 	return 0;
 }
 
 uint64_t
-vmm_large_trim(uint64_t target, uint64_t older_ms, uint64_t recall_id)
+vmmc_large_trim(uint64_t target, uint64_t older_ms, uint64_t recall_id)
 {
 	uint64_t done = 0, now = vmm_now_ms();
 	struct large *l;
@@ -550,7 +550,7 @@ vmm_large_trim(uint64_t target, uint64_t older_ms, uint64_t recall_id)
 		large_remove(l);
 		pthread_rwlock_unlock(&large_lock);
 		/* Not before work issued ahead of the free is done. */
-		vmm_sync_for(l->ticket);
+		vmmc_sync_for(l->ticket);
 		done += l->mapped;
 		large_destroy(l, recall_id);
 	}
@@ -558,7 +558,7 @@ vmm_large_trim(uint64_t target, uint64_t older_ms, uint64_t recall_id)
 }
 
 bool
-vmm_large_owns(const void *p)
+vmmc_large_owns(const void *p)
 {
 	bool r;
 
@@ -569,7 +569,7 @@ vmm_large_owns(const void *p)
 }
 
 int
-vmm_large_range(const void *p, void **base, size_t *size)
+vmmc_large_range(const void *p, void **base, size_t *size)
 {
 	struct large *l;
 	int rc = VMM_ENOTOURS;
@@ -590,8 +590,8 @@ large_remap(struct large *l, CUdeviceptr new_base)
 {
 	if (large_remap_at(l, new_base) == 0)
 		return VMM_ECUDA;
-	if (vmm_set_access_rw(l->dev, new_base, l->mapped) != 0) {
-		vmm_unmap_range(new_base, l->mapped);
+	if (vmmc_set_access_rw(l->dev, new_base, l->mapped) != 0) {
+		vmmc_unmap_range(new_base, l->mapped);
 		return VMM_ECUDA;
 	}
 	return 0;
@@ -601,7 +601,7 @@ large_remap(struct large *l, CUdeviceptr new_base)
 static void
 large_shrink(struct large *l, uint64_t need)
 {
-	struct vmm_conn *c = vmm_conn_get(l->dev);
+	struct vmmc_conn *c = vmmc_conn_get(l->dev);
 	uint64_t keep = 0, *ids;
 	uint32_t k = 0, i;
 
@@ -610,26 +610,26 @@ large_shrink(struct large *l, uint64_t need)
 	if (k == l->nchunks)
 		return;
 	/* The tail may be in use by work issued before the call. */
-	vmm_sync_for(vmm_sync_ticket());
-	vmm_unmap_range(l->base + keep, l->mapped - keep);
+	vmmc_sync_for(vmmc_sync_ticket());
+	vmmc_unmap_range(l->base + keep, l->mapped - keep);
 	if ((ids = calloc(l->nchunks - k, sizeof(*ids))) != NULL && c != NULL) {
 		for (i = k; i < l->nchunks; i++)
 			ids[i - k] = l->chunks[i].id;
-		vmm_conn_release(c, ids, l->nchunks - k, 0);
+		vmmc_conn_release(c, ids, l->nchunks - k, 0);
 	}
 	free(ids);
-	vmm_stat_add(VMM_STAT_MAPPED, -(int64_t)(l->mapped - keep));
+	vmmc_stat_add(VMMC_STAT_MAPPED, -(int64_t)(l->mapped - keep));
 	l->mapped = keep;
 	l->nchunks = k;
 }
 
 int
-vmm_large_realloc(void **pp, size_t size)
+vmmc_large_realloc(void **pp, size_t size)
 {
-	const struct vmm_settings *st = vmm_settings_get();
-	struct vmm_grant_chunk g[LARGE_MAX_GRANT];
+	const struct vmmc_settings *st = vmmc_settings_get();
+	struct vmmc_grant_chunk g[LARGE_MAX_GRANT];
 	CUdeviceptr old, nb;
-	struct vmm_conn *c;
+	struct vmmc_conn *c;
 	struct large *l;
 	uint64_t gran, need, extra, nva;
 	size_t oldsize;
@@ -640,16 +640,16 @@ vmm_large_realloc(void **pp, size_t size)
 	pthread_rwlock_unlock(&large_lock);
 	if (l == NULL)
 		return VMM_ENOTOURS;
-	if ((c = vmm_conn_get(l->dev)) == NULL)
+	if ((c = vmmc_conn_get(l->dev)) == NULL)
 		return VMM_ENODAEMON;
-	gran = vmm_conn_granularity(c);
+	gran = vmmc_conn_granularity(c);
 	need = round_up(size, gran);
 	old = l->base;
 	oldsize = l->size;
 	if (need <= l->mapped) {
 		large_shrink(l, need);
 		l->size = size;
-		vmm_stat_add(VMM_STAT_IN_USE, (int64_t)size - (int64_t)oldsize);
+		vmmc_stat_add(VMMC_STAT_IN_USE, (int64_t)size - (int64_t)oldsize);
 		vmm_log_info("REMAP Ptr=0x%llx Size=%zu Src=0x%llx",
 		    (unsigned long long)l->base, size, (unsigned long long)old);
 		return 0;
@@ -660,10 +660,10 @@ vmm_large_realloc(void **pp, size_t size)
 	/* Grow in place: within our VA, or by taking the VA right after. */
 	nva = round_up(need + (uint64_t)(st->va_headroom * (double)need), gran);
 	if (need <= l->va_size ||
-	    vmm_va_take(l->dev, l->base + l->va_size, nva - l->va_size) == 0) {
+	    vmmc_va_take(l->dev, l->base + l->va_size, nva - l->va_size) == 0) {
 		if (need > l->va_size)
 			l->va_size = nva;
-		if ((rc = vmm_map_chunks(l->dev, l->base + l->mapped, g,
+		if ((rc = vmmc_map_chunks(l->dev, l->base + l->mapped, g,
 		    (size_t)n)) != 0) {
 			large_giveback(c, g, (size_t)n);
 			return rc;
@@ -672,26 +672,26 @@ vmm_large_realloc(void **pp, size_t size)
 		nb = l->base;
 	} else {
 		/* Move: the same chunks into a new range, the new ones after. */
-		if ((rc = vmm_va_alloc(l->dev, nva, gran, &nb)) != 0) {
+		if ((rc = vmmc_va_alloc(l->dev, nva, gran, &nb)) != 0) {
 			large_giveback(c, g, (size_t)n);
 			return rc;
 		}
 		if ((rc = large_remap(l, nb)) != 0) {
-			vmm_va_free(l->dev, nb, nva);
+			vmmc_va_free(l->dev, nb, nva);
 			large_giveback(c, g, (size_t)n);
 			return rc;
 		}
-		if ((rc = vmm_map_chunks(l->dev, nb + l->mapped, g,
+		if ((rc = vmmc_map_chunks(l->dev, nb + l->mapped, g,
 		    (size_t)n)) != 0) {
-			vmm_unmap_range(nb, l->mapped);
-			vmm_va_free(l->dev, nb, nva);
+			vmmc_unmap_range(nb, l->mapped);
+			vmmc_va_free(l->dev, nb, nva);
 			large_giveback(c, g, (size_t)n);
 			return rc;
 		}
 		/* Work issued on the old address must finish first. */
-		vmm_sync_for(vmm_sync_ticket());
-		vmm_unmap_range(l->base, l->mapped);
-		vmm_va_free(l->dev, l->base, l->va_size);
+		vmmc_sync_for(vmmc_sync_ticket());
+		vmmc_unmap_range(l->base, l->mapped);
+		vmmc_va_free(l->dev, l->base, l->va_size);
 		pthread_rwlock_wrlock(&large_lock);
 		large_remove(l);
 		l->base = nb;
@@ -700,8 +700,8 @@ vmm_large_realloc(void **pp, size_t size)
 		large_insert(l);
 		pthread_rwlock_unlock(&large_lock);
 	}
-	vmm_stat_add(VMM_STAT_MAPPED, (int64_t)extra);
-	vmm_stat_add(VMM_STAT_IN_USE, (int64_t)size - (int64_t)oldsize);
+	vmmc_stat_add(VMMC_STAT_MAPPED, (int64_t)extra);
+	vmmc_stat_add(VMMC_STAT_IN_USE, (int64_t)size - (int64_t)oldsize);
 	l->size = size;
 	vmm_log_info("REMAP Ptr=0x%llx Size=%zu Src=0x%llx",
 	    (unsigned long long)nb, size, (unsigned long long)old);
@@ -710,7 +710,7 @@ vmm_large_realloc(void **pp, size_t size)
 }
 
 size_t
-vmm_large_chunks(int dev, struct vmm_mapped_chunk *out, size_t max)
+vmmc_large_chunks(int dev, struct vmmc_mapped_chunk *out, size_t max)
 {
 	size_t i, n = 0;
 	uint32_t k;
@@ -749,7 +749,7 @@ large_holding(CUdeviceptr addr)
 }
 
 void
-vmm_large_set_ids(int dev, const struct vmm_mapped_chunk *v, size_t n)
+vmmc_large_set_ids(int dev, const struct vmmc_mapped_chunk *v, size_t n)
 {
 	size_t i;
 	uint32_t k;
@@ -778,7 +778,7 @@ vmm_large_set_ids(int dev, const struct vmm_mapped_chunk *v, size_t n)
 static struct large	**large_orphan __attribute__((used));
 
 void
-vmm_large_forget_all(void)
+vmmc_large_forget_all(void)
 {
 	large_orphan = large_v;
 	pthread_rwlock_init(&large_lock, NULL);

@@ -12,9 +12,9 @@
 
 #include "log.h"
 
-#define O(f) offsetof(struct vmm_settings, f)
+#define O(f) offsetof(struct vmmc_settings, f)
 
-const struct vmm_opt vmm_client_options[] = {
+const struct vmm_opt vmmc_options[] = {
 	{ "VMM_MODE", VMM_OPT_ENUM, "VMM", 0, 0, "VMM|MONITOR", O(mode),
 	  "VMM: allocate from vmmd; MONITOR: call CUDA's allocator, log only" },
 	{ "VMM_RESERVE_SIZE_MB", VMM_OPT_U64, "0", 0, 16777216, NULL,
@@ -51,10 +51,10 @@ const struct vmm_opt vmm_client_options[] = {
 	  "this user's, root's and the process's own is not spoken to" },
 };
 
-const size_t vmm_client_noptions =
-    sizeof(vmm_client_options) / sizeof(vmm_client_options[0]);
+const size_t vmmc_noptions =
+    sizeof(vmmc_options) / sizeof(vmmc_options[0]);
 
-static struct vmm_settings	settings;
+static struct vmmc_settings	settings;
 static pthread_once_t		settings_once = PTHREAD_ONCE_INIT;
 static int			settings_ready;
 
@@ -63,9 +63,9 @@ settings_load(void)
 {
 	char err[512];
 
-	if (vmm_opt_defaults(vmm_client_options, vmm_client_noptions, &settings,
+	if (vmm_opt_defaults(vmmc_options, vmmc_noptions, &settings,
 	    err, sizeof(err)) != 0 ||
-	    vmm_opt_from_env(vmm_client_options, vmm_client_noptions, &settings,
+	    vmm_opt_from_env(vmmc_options, vmmc_noptions, &settings,
 	    err, sizeof(err)) != 0) {
 		fprintf(stderr, "libvmm_client: %s\n", err);
 		exit(1);
@@ -79,11 +79,17 @@ settings_load(void)
 	__atomic_store_n(&settings_ready, 1, __ATOMIC_RELEASE);
 }
 
-const struct vmm_settings *
-vmm_settings_get(void)
+const struct vmmc_settings *
+vmmc_settings_get(void)
 {
 	if (__builtin_expect(!__atomic_load_n(&settings_ready, __ATOMIC_ACQUIRE),
 	    0))
 		pthread_once(&settings_once, settings_load);
 	return &settings;
+}
+
+enum vmmc_mode
+vmmc_mode(void)
+{
+	return (enum vmmc_mode)vmmc_settings_get()->mode;
 }

@@ -98,7 +98,7 @@ static uint64_t		small_max_eff;		/* 0 until configured */
 static pthread_once_t	small_once = PTHREAD_ONCE_INIT;
 static int		small_ready;
 
-static struct cls	small_cls[VMM_MAX_DEVICES][SMALL_NCLS];
+static struct cls	small_cls[VMMC_MAX_DEVICES][SMALL_NCLS];
 static struct seg	*small_reg[SMALL_REG_SIZE];
 static pthread_mutex_t	small_reg_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct seg	*small_spare;		/* recycled records */
@@ -116,7 +116,7 @@ static pthread_key_t	small_key;
 	__atomic_store_n(&(field), __atomic_load_n(&(field), __ATOMIC_RELAXED) \
 	    + (v), __ATOMIC_RELAXED)
 
-static __thread struct tcache *small_tc[VMM_MAX_DEVICES]
+static __thread struct tcache *small_tc[VMMC_MAX_DEVICES]
     __attribute__((tls_model("initial-exec")));
 
 /* ---- classes ----------------------------------------------------------------- */
@@ -146,11 +146,11 @@ small_setup(void)
 {
 	pthread_mutexattr_init(&small_lockattr);
 	pthread_mutexattr_settype(&small_lockattr, PTHREAD_MUTEX_ADAPTIVE_NP);
-	const struct vmm_settings *st = vmm_settings_get();
+	const struct vmmc_settings *st = vmmc_settings_get();
 	uint32_t i, d;
 	uint64_t max;
 
-	for (d = 0; d < VMM_MAX_DEVICES; d++)
+	for (d = 0; d < VMMC_MAX_DEVICES; d++)
 		for (i = 0; i < SMALL_NCLS; i++)
 			pthread_mutex_init(&small_cls[d][i].lock, &small_lockattr);
 	pthread_key_create(&small_key, small_thread_exit);
@@ -190,7 +190,7 @@ small_init(void)
 /* Largest size served here (0: none). */
 
 uint64_t
-vmm_small_max(void)
+vmmc_small_max(void)
 {
 	small_init();
 	return small_max_eff;
@@ -381,7 +381,7 @@ small_thread_exit(void *arg)
 	int d;
 
 	(void)arg;
-	for (d = 0; d < VMM_MAX_DEVICES; d++) {
+	for (d = 0; d < VMMC_MAX_DEVICES; d++) {
 		struct tcache *tc = small_tc[d];
 
 		if (tc == NULL || tc->gen != small_gen)
@@ -451,18 +451,18 @@ seg_recycle(struct seg *s)
 static int
 seg_new(int dev, uint32_t c, struct seg **out)
 {
-	struct vmm_grant_chunk g[4];
-	struct vmm_conn *conn;
+	struct vmmc_grant_chunk g[4];
+	struct vmmc_conn *conn;
 	struct seg *s;
 	CUdeviceptr va;
 	uint32_t i, nb = small_seg / small_size[c];
 	int n, rc;
 
-	if ((conn = vmm_conn_get(dev)) == NULL)
+	if ((conn = vmmc_conn_get(dev)) == NULL)
 		return VMM_ENODAEMON;
 	/* Out-of-memory is retried by vmm_malloc, without the thread cache's
 	 * lock that our caller holds. */
-	n = vmm_conn_acquire(conn, small_seg, 0, 0, g, 4);
+	n = vmmc_conn_acquire(conn, small_seg, 0, 0, g, 4);
 	if (n < 0)
 		return n;
 	if (n != 1 || g[0].size != small_seg) {
@@ -473,17 +473,17 @@ seg_new(int dev, uint32_t c, struct seg **out)
 			ids[i] = g[i].id;
 			close(g[i].fd);
 		}
-		vmm_conn_release(conn, ids, (size_t)n, 0);
+		vmmc_conn_release(conn, ids, (size_t)n, 0);
 		return VMM_EPROTO;
 	}
 	if ((s = seg_record(nb)) == NULL) {
 		rc = VMM_ENOMEM;
 		goto fail;
 	}
-	if ((rc = vmm_va_alloc(dev, small_seg, small_seg, &va)) != 0)
+	if ((rc = vmmc_va_alloc(dev, small_seg, small_seg, &va)) != 0)
 		goto fail_rec;
-	if ((rc = vmm_map_chunks(dev, va, g, 1)) != 0) {
-		vmm_va_free(dev, va, small_seg);
+	if ((rc = vmmc_map_chunks(dev, va, g, 1)) != 0) {
+		vmmc_va_free(dev, va, small_seg);
 		goto fail_rec;
 	}
 	s->dev = dev;
@@ -501,12 +501,12 @@ seg_new(int dev, uint32_t c, struct seg **out)
 	s->nfree = nb;
 	__atomic_store_n(&s->base, va, __ATOMIC_RELEASE);
 	if (reg_insert(s) != 0) {
-		vmm_unmap_range(va, small_seg);
-		vmm_va_free(dev, va, small_seg);
+		vmmc_unmap_range(va, small_seg);
+		vmmc_va_free(dev, va, small_seg);
 		rc = VMM_ENOMEM;
 		goto fail_rec;
 	}
-	vmm_stat_add(VMM_STAT_MAPPED, small_seg);
+	vmmc_stat_add(VMMC_STAT_MAPPED, small_seg);
 	vmm_log_debug("SEGMENT Ptr=0x%llx Class=%u Block=%u",
 	    (unsigned long long)va, c, s->block);
 	*out = s;
@@ -517,7 +517,7 @@ fail_rec:
 fail:
 	if (g[0].fd >= 0)
 		close(g[0].fd);
-	vmm_conn_release(conn, &g[0].id, 1, 0);
+	vmmc_conn_release(conn, &g[0].id, 1, 0);
 	return rc;
 }
 
@@ -546,7 +546,7 @@ steal_once(struct tcache *tc, uint32_t c)
 		return -1;
 	b->nclean = got;
 	tc->held += (uint64_t)got * small_size[c];
-	vmm_sync_for(ticket);
+	vmmc_sync_for(ticket);
 	return 0;
 }
 
@@ -562,7 +562,7 @@ refill(struct tcache *tc, uint32_t c)
 	struct seg *s;
 	int rc;
 
-	if (b->ndirty > 0 && vmm_sync_covers(b->ticket))
+	if (b->ndirty > 0 && vmmc_sync_covers(b->ticket))
 		goto swap;
 	pthread_mutex_lock(&k->lock);
 	while (got < want) {
@@ -598,12 +598,12 @@ refill(struct tcache *tc, uint32_t c)
 	if (got > 0) {
 		b->nclean = got;
 		tc->held += (uint64_t)got * small_size[c];
-		if (!vmm_sync_covers(ticket))
-			vmm_sync_for(ticket);
+		if (!vmmc_sync_covers(ticket))
+			vmmc_sync_for(ticket);
 		return 0;
 	}
 	if (b->ndirty > 0) {
-		vmm_sync_for(b->ticket);
+		vmmc_sync_for(b->ticket);
 		goto swap;
 	}
 	if ((rc = seg_new(tc->dev, c, &s)) != 0) {
@@ -633,7 +633,7 @@ swap:
 }
 
 int
-vmm_small_alloc(int dev, size_t size, void **out)
+vmmc_small_alloc(int dev, size_t size, void **out)
 {
 	struct tcache *tc;
 	struct bin *b;
@@ -670,7 +670,7 @@ vmm_small_alloc(int dev, size_t size, void **out)
 }
 
 int
-vmm_small_free(void *ptr)
+vmmc_small_free(void *ptr)
 {
 	CUdeviceptr p = (CUdeviceptr)(uintptr_t)ptr;
 	struct tcache *tc;
@@ -690,7 +690,7 @@ vmm_small_free(void *ptr)
 		return VMM_ENOTOURS;	/* not allocated: a double free */
 	if ((tc = tc_get(s->dev)) == NULL) {
 		spill(s->dev, s->cls, &(struct blk){ s, idx }, 1,
-		    vmm_sync_ticket());
+		    vmmc_sync_ticket());
 		return 0;
 	}
 	b = &tc->bins[s->cls];
@@ -703,7 +703,7 @@ vmm_small_free(void *ptr)
 	}
 	b->dirty[b->ndirty++] = (struct blk){ s, idx };
 	tc->held += s->block;
-	b->ticket = vmm_sync_ticket();
+	b->ticket = vmmc_sync_ticket();
 	tc_unlock(tc);
 	TC_ADD(tc->in_use, -(int64_t)s->block);
 	TC_ADD(tc->frees, 1);
@@ -714,7 +714,7 @@ vmm_small_free(void *ptr)
 }
 
 bool
-vmm_small_owns(const void *ptr)
+vmmc_small_owns(const void *ptr)
 {
 	CUdeviceptr p = (CUdeviceptr)(uintptr_t)ptr;
 	struct seg *s;
@@ -726,7 +726,7 @@ vmm_small_owns(const void *ptr)
 }
 
 int
-vmm_small_range(const void *ptr, void **base, size_t *size)
+vmmc_small_range(const void *ptr, void **base, size_t *size)
 {
 	CUdeviceptr p = (CUdeviceptr)(uintptr_t)ptr;
 	struct seg *s;
@@ -743,7 +743,7 @@ vmm_small_range(const void *ptr, void **base, size_t *size)
 }
 
 void
-vmm_small_flush_idle(void)
+vmmc_small_flush_idle(void)
 {
 	struct tcache *tc;
 
@@ -759,11 +759,11 @@ vmm_small_flush_idle(void)
 }
 
 void
-vmm_small_flush_mine(void)
+vmmc_small_flush_mine(void)
 {
 	int d;
 
-	for (d = 0; d < VMM_MAX_DEVICES; d++)
+	for (d = 0; d < VMMC_MAX_DEVICES; d++)
 		if (small_tc[d] != NULL && small_tc[d]->gen == small_gen) {
 			tc_lock(small_tc[d]);
 			tc_flush(small_tc[d]);
@@ -772,7 +772,7 @@ vmm_small_flush_mine(void)
 }
 
 uint64_t
-vmm_small_trim(uint64_t recall_id)
+vmmc_small_trim(uint64_t recall_id)
 {
 	struct seg *empty = NULL, *s, **pp;
 	uint64_t done = 0;
@@ -780,7 +780,7 @@ vmm_small_trim(uint64_t recall_id)
 
 	if (small_ncls == 0)
 		return 0;
-	for (d = 0; d < VMM_MAX_DEVICES; d++) {
+	for (d = 0; d < VMMC_MAX_DEVICES; d++) {
 		for (c = 0; c < small_ncls; c++) {
 			struct cls *k = &small_cls[d][c];
 
@@ -799,17 +799,17 @@ vmm_small_trim(uint64_t recall_id)
 		}
 	}
 	while ((s = empty) != NULL) {
-		struct vmm_conn *conn = vmm_conn_get(s->dev);
+		struct vmmc_conn *conn = vmmc_conn_get(s->dev);
 		CUdeviceptr base = s->base;
 
 		empty = s->next;
-		vmm_sync_for(s->ticket);
+		vmmc_sync_for(s->ticket);
 		reg_remove(s);
-		vmm_unmap_range(base, small_seg);
-		vmm_va_free(s->dev, base, small_seg);
+		vmmc_unmap_range(base, small_seg);
+		vmmc_va_free(s->dev, base, small_seg);
 		if (conn != NULL)
-			vmm_conn_release(conn, &s->chunk_id, 1, recall_id);
-		vmm_stat_add(VMM_STAT_MAPPED, -(int64_t)small_seg);
+			vmmc_conn_release(conn, &s->chunk_id, 1, recall_id);
+		vmmc_stat_add(VMMC_STAT_MAPPED, -(int64_t)small_seg);
 		done += small_seg;
 		seg_recycle(s);
 	}
@@ -819,7 +819,7 @@ vmm_small_trim(uint64_t recall_id)
 /* Bytes in use by small blocks and the counters of every thread. */
 
 void
-vmm_small_usage(int64_t *in_use, uint64_t *allocs, uint64_t *frees,
+vmmc_small_usage(int64_t *in_use, uint64_t *allocs, uint64_t *frees,
     uint64_t *free_bytes)
 {
 	struct tcache *tc;
@@ -837,7 +837,7 @@ vmm_small_usage(int64_t *in_use, uint64_t *allocs, uint64_t *frees,
 		*frees += __atomic_load_n(&tc->frees, __ATOMIC_RELAXED);
 	}
 	pthread_mutex_unlock(&small_tc_lock);
-	for (d = 0; d < VMM_MAX_DEVICES; d++) {
+	for (d = 0; d < VMMC_MAX_DEVICES; d++) {
 		for (c = 0; c < small_ncls; c++) {
 			pthread_mutex_lock(&small_cls[d][c].lock);
 			for (s = small_cls[d][c].partial; s != NULL; s = s->next)
@@ -850,7 +850,7 @@ vmm_small_usage(int64_t *in_use, uint64_t *allocs, uint64_t *frees,
 
 /* Visits every segment chunk of dev (for Adopt); registry lock taken. */
 size_t
-vmm_small_chunks(int dev, struct vmm_mapped_chunk *out, size_t max)
+vmmc_small_chunks(int dev, struct vmmc_mapped_chunk *out, size_t max)
 {
 	size_t i, n = 0;
 
@@ -873,7 +873,7 @@ vmm_small_chunks(int dev, struct vmm_mapped_chunk *out, size_t max)
 }
 
 void
-vmm_small_set_ids(int dev, const struct vmm_mapped_chunk *v, size_t n)
+vmmc_small_set_ids(int dev, const struct vmmc_mapped_chunk *v, size_t n)
 {
 	struct seg *s;
 	size_t i;
@@ -887,7 +887,7 @@ vmm_small_set_ids(int dev, const struct vmm_mapped_chunk *v, size_t n)
 }
 
 void
-vmm_small_forget_all(void)
+vmmc_small_forget_all(void)
 {
 	uint32_t d, c;
 
@@ -900,7 +900,7 @@ vmm_small_forget_all(void)
 	small_tcs = NULL;
 	small_dead_in_use = 0;
 	small_dead_allocs = small_dead_frees = 0;
-	for (d = 0; d < VMM_MAX_DEVICES; d++)
+	for (d = 0; d < VMMC_MAX_DEVICES; d++)
 		for (c = 0; c < SMALL_NCLS; c++) {
 			pthread_mutex_init(&small_cls[d][c].lock, small_ready ?
 			    &small_lockattr : NULL);

@@ -26,7 +26,7 @@ struct va_dev {
 	uint32_t	nresv, capresv;
 };
 
-static struct va_dev	va_devs[VMM_MAX_DEVICES] = {
+static struct va_dev	va_devs[VMMC_MAX_DEVICES] = {
 #define VA_INIT { .lock = PTHREAD_MUTEX_INITIALIZER }
 	VA_INIT, VA_INIT, VA_INIT, VA_INIT, VA_INIT, VA_INIT, VA_INIT, VA_INIT,
 	VA_INIT, VA_INIT, VA_INIT, VA_INIT, VA_INIT, VA_INIT, VA_INIT, VA_INIT,
@@ -122,7 +122,7 @@ va_resv_of(const struct va_dev *d, CUdeviceptr addr)
 static int
 va_grow(struct va_dev *d, int dev, uint64_t size, uint64_t align)
 {
-	const struct vmm_settings *st = vmm_settings_get();
+	const struct vmmc_settings *st = vmmc_settings_get();
 	uint64_t want = st->reserve_mb << 20;
 	CUdeviceptr base;
 	size_t total = 0;
@@ -170,7 +170,7 @@ va_grow(struct va_dev *d, int dev, uint64_t size, uint64_t align)
 }
 
 int
-vmm_va_alloc(int dev, uint64_t size, uint64_t align, CUdeviceptr *out)
+vmmc_va_alloc(int dev, uint64_t size, uint64_t align, CUdeviceptr *out)
 {
 	struct va_dev *d = &va_devs[dev];
 	int tries, rc;
@@ -207,7 +207,7 @@ vmm_va_alloc(int dev, uint64_t size, uint64_t align, CUdeviceptr *out)
 }
 
 void
-vmm_va_free(int dev, CUdeviceptr base, uint64_t size)
+vmmc_va_free(int dev, CUdeviceptr base, uint64_t size)
 {
 	struct va_dev *d = &va_devs[dev];
 	uint32_t resv;
@@ -219,7 +219,7 @@ vmm_va_free(int dev, CUdeviceptr base, uint64_t size)
 }
 
 int
-vmm_va_take(int dev, CUdeviceptr base, uint64_t size)
+vmmc_va_take(int dev, CUdeviceptr base, uint64_t size)
 {
 	struct va_dev *d = &va_devs[dev];
 	size_t i;
@@ -247,12 +247,12 @@ vmm_va_take(int dev, CUdeviceptr base, uint64_t size)
 }
 
 bool
-vmm_va_contains(CUdeviceptr addr)
+vmmc_va_contains(CUdeviceptr addr)
 {
 	bool r = false;
 	int d;
 
-	for (d = 0; d < VMM_MAX_DEVICES && !r; d++) {
+	for (d = 0; d < VMMC_MAX_DEVICES && !r; d++) {
 		struct va_dev *v = &va_devs[d];
 
 		if (__atomic_load_n(&v->nresv, __ATOMIC_RELAXED) == 0)
@@ -265,17 +265,17 @@ vmm_va_contains(CUdeviceptr addr)
 }
 
 uint64_t
-vmm_va_reserved(void)
+vmmc_va_reserved(void)
 {
 	return __atomic_load_n(&va_reserved_total, __ATOMIC_RELAXED);
 }
 
 void
-vmm_va_forget_all(void)
+vmmc_va_forget_all(void)
 {
 	int i;
 
-	for (i = 0; i < VMM_MAX_DEVICES; i++) {
+	for (i = 0; i < VMMC_MAX_DEVICES; i++) {
 		pthread_mutex_init(&va_devs[i].lock, NULL);
 		free(va_devs[i].free);
 		free(va_devs[i].resv_base);

@@ -20,7 +20,7 @@
 
 #include <stdint.h>
 
-#include "client_internal.h"
+#include "vmmc_shim.h"
 #include "log.h"
 
 /* cuMemAllocPitch's pitch: the row width rounded up to this many bytes. */
@@ -107,7 +107,7 @@ shim_enter(struct shim_call *c)
 	if (shim_depth > 0)
 		return false;
 	shim_depth++;
-	c->vmm = vmm_settings_get()->mode != VMM_MODE_MONITOR;
+	c->vmm = vmmc_mode() != VMMC_MODE_MONITOR;
 	c->orig = !c->vmm;
 	c->log = !c->vmm && shim_monitor_on();
 	return true;
@@ -129,7 +129,7 @@ shim_vptr(CUdeviceptr p)
 static bool
 shim_ours(const struct shim_call *c, CUdeviceptr ptr)
 {
-	return c->vmm && ptr != 0 && vmm_client_owns(shim_vptr(ptr));
+	return c->vmm && ptr != 0 && vmmc_owns(shim_vptr(ptr));
 }
 
 /* Allocates from the client; *orig is set instead when the original must
@@ -402,7 +402,7 @@ cuMemGetAddressRange_v2(CUdeviceptr *pbase, size_t *psize, CUdeviceptr dptr)
 		if (psize != NULL)
 			*psize = size;
 		r = CUDA_SUCCESS;
-	} else if (c.vmm && dptr != 0 && vmm_client_in_va(shim_vptr(dptr))) {
+	} else if (c.vmm && dptr != 0 && vmmc_in_va(shim_vptr(dptr))) {
 		/* Ours but not allocated (freed, kept in the cache): no
 		 * allocation holds it, as after a real cudaFree. */
 		r = CUDA_ERROR_NOT_FOUND;

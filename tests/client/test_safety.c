@@ -188,7 +188,7 @@ holder_child(void)
 	 * asks us to break our connection as vmmd dropping it would. */
 	cmd = hear(to_child[0]);
 	if (cmd == 'x')
-		CHECK(shutdown(vmm_conn_fd(vmm_conn_get(0)), SHUT_RDWR) == 0);
+		CHECK(shutdown(vmmc_conn_fd(vmmc_conn_get(0)), SHUT_RDWR) == 0);
 	if (cmd == 's') {
 		/* vmmd stopped: the call fails in about the timeout, as out of
 		 * memory to the application, and so does the next one. */

@@ -1,0 +1,26 @@
+/*
+ * What the shim (shim/) needs of the client library beyond its public API
+ * (vmm_client.h): the mode, and whether a pointer is the library's.
+ */
+#ifndef VMMC_SHIM_H
+#define VMMC_SHIM_H
+
+#include <stdbool.h>
+
+#include "vmm_client.h"
+
+enum vmmc_mode {
+	VMMC_MODE_VMM = 0,	/* allocate from vmmd */
+	VMMC_MODE_MONITOR = 1,	/* pass through to CUDA, log ALLOC/FREE only */
+};
+
+/* VMM_MODE as read from the environment (the first call reads every
+ * VMM_* setting; an invalid one ends the process with a message). */
+enum vmmc_mode vmmc_mode(void);
+/* Whether ptr is the start of a live allocation of this library (what
+ * vmm_free accepts); lock-free for sub-allocated blocks. */
+bool	vmmc_owns(const void *ptr);
+/* Whether ptr lies in address space this library reserved (live or not). */
+bool	vmmc_in_va(const void *ptr);
+
+#endif
