@@ -1,9 +1,10 @@
 /*
  * The connection to vmmd, one per device, found by the device's UUID under
- * VMM_SOCKET_DIR.  Opened lazily, used under its mutex with one request in
- * flight; pushes (Recall, Goodbye) that arrive while waiting for a reply are
- * remembered for the caller.  While vmmd cannot be reached, connecting is
- * retried at most once a second.
+ * VMM_SOCKET_DIR, spoken through proto/session.  Opened lazily, used under
+ * its mutex with one request in flight; frames that are not the awaited
+ * reply (Recall, Goodbye, late replies, the replies to Releases nobody
+ * waits for) go to conn_on_push.  While vmmd cannot be reached, connecting
+ * is retried at most once a second.
  *
  * One chunk, one record.  A reply that does not come within
  * VMM_CONNECT_TIMEOUT_MS fails the call (VMM_ETIMEDOUT) but the connection
@@ -12,26 +13,28 @@
  * dropped only when vmmd closed it or the stream broke; the next call then
  * reconnects and asks to resume the old session (same daemon instance: its
  * chunks move over, ids unchanged) and adopts what this process maps only
- * from a daemon of another instance, i.e. one that really lost the session.
+ * toward a daemon of another instance, i.e. one that really lost the
+ * session.  Nothing, not even Hello, goes to a listener whose uid is not
+ * trusted (conn_peer_trusted).
  */
 #include "client_internal.h"
 
 #include <errno.h>
 #include <limits.h>
-#include <poll.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include "frame.h"
 #include "log.h"
-#include "unixsock.h"
+#include "session.h"
 
 #define CONN_RETRY_MS 1000
+/* conn_roundtrip: the call got an Error reply (vmm_sess_error has it). */
+#define VMMC_EREFUSED	(-1000)
 /* Requests whose reply timed out and may still come; past this many the
  * daemon is not answering at all and the connection is dropped. */
 #define CONN_MAX_ABANDONED 64
@@ -39,14 +42,17 @@
 struct vmmc_conn {
 	pthread_mutex_t		lock;
 	int			dev;
-	int			fd;		/* -1: not connected */
-	struct vmm_frame_reader	*rd;
-	uint64_t		next_rid;
+	struct vmm_sess		*sess;		/* NULL: not connected */
+	int			fd;		/* its socket, for the helper */
 	uint64_t		gran;
 	uint64_t		session, instance;	/* of the last HelloReply */
 	char			path[PATH_MAX];
 	uint64_t		next_try_ms;
 	bool			ever_up, warned, stalled;
+	/* The stream is done for (Goodbye, a failed send from the push
+	 * handler): dropped once the session call in progress returns, as
+	 * the session may not be freed from inside its own handler. */
+	bool			broken;
 	uint64_t		recall_target, recall_id;
 	uint64_t		abandoned[CONN_MAX_ABANDONED];	/* 0: free */
 	unsigned		nabandoned;
@@ -64,15 +70,20 @@ vmmc_conn_on_new_daemon(int (*fn)(struct vmmc_conn *c, int dev))
 	conn_new_daemon = fn;
 }
 
+static int
+conn_timeout(void)
+{
+	return (int)vmmc_settings_get()->connect_timeout_ms;
+}
+
 static void
 conn_down(struct vmmc_conn *c)
 {
-	if (c->fd >= 0)
-		close(c->fd);
+	vmm_sess_close(c->sess);
+	c->sess = NULL;
+	c->broken = false;
 	/* The helper polls the fd without the lock (vmmc_conn_fd). */
 	__atomic_store_n(&c->fd, -1, __ATOMIC_RELAXED);
-	vmm_frame_reader_free(c->rd);
-	c->rd = NULL;
 	/* Their replies died with the stream; what vmmd had granted for them
 	 * is in the old session, resumed or reclaimed with it. */
 	memset(c->abandoned, 0, sizeof(c->abandoned));
@@ -119,9 +130,8 @@ static int	conn_send_release(struct vmmc_conn *c, const uint64_t *ids,
  * straight back (a Grant's chunks, adopted chunks, which vmmd then gives
  * to the GPU while this process keeps its mapping). */
 static void
-conn_late(struct vmmc_conn *c, struct vmm_frame_msg *m)
+conn_late(struct vmmc_conn *c, const Vmm__Envelope *env)
 {
-	const Vmm__Envelope *env = vmm_frame_msg_env(m);
 	uint64_t ids[VMM_PROTO_MAX_CHUNKS];
 	size_t i, n = 0;
 
@@ -139,10 +149,13 @@ conn_late(struct vmmc_conn *c, struct vmm_frame_msg *m)
 		conn_send_release(c, ids, n, 0);
 }
 
-/* Remembers a push; returns true if it was one. */
-static bool
-conn_push(struct vmmc_conn *c, const Vmm__Envelope *env)
+/* Every frame that is not the reply a call waits for; connection locked. */
+static void
+conn_on_push(struct vmm_frame_msg *m, void *arg)
 {
+	struct vmmc_conn *c = arg;
+	const Vmm__Envelope *env = vmm_frame_msg_env(m);
+
 	switch (env->msg_case) {
 	case VMM__ENVELOPE__MSG_RECALL:
 		c->recall_target += env->recall->target_bytes;
@@ -150,98 +163,87 @@ conn_push(struct vmmc_conn *c, const Vmm__Envelope *env)
 		vmm_log_debug("vmmd asks for %llu bytes back",
 		    (unsigned long long)env->recall->target_bytes);
 		vmmc_wake();	/* answered by the helper, not the caller */
-		return true;
+		return;
 	case VMM__ENVELOPE__MSG_GOODBYE:
 		vmm_log_debug("vmmd says goodbye (reason %d)",
 		    (int)env->goodbye->reason);
-		conn_down(c);
 		c->next_try_ms = 0;
-		return true;
-	case VMM__ENVELOPE__MSG_ERROR:
+		c->broken = true;
+		return;
+	case VMM__ENVELOPE__MSG_ERROR: {
 		/* The answer to a request nobody waits for: a Release. */
+		char esc[4 * VMM_PROTO_MAX_MESSAGE + 1];
+
+		vmm_log_escape(esc, sizeof(esc), env->error->message,
+		    strlen(env->error->message));
 		vmm_log_error("vmmd refused request %llu: %s",
-		    (unsigned long long)env->error->request_id,
-		    env->error->message);
-		return true;
+		    (unsigned long long)env->error->request_id, esc);
+		return;
+	}
 	default:
-		return false;
+		if (conn_was_abandoned(c, vmm_frame_request_id(env)))
+			conn_late(c, env);
+		/* Else a Release's reply: nothing waits for it. */
+		return;
 	}
 }
 
-/* Waits for the reply to rid: 0 and *out, or a VMM_E* code (connection
- * dropped on EOF or a protocol fault). */
+/* Sends env (fds taken) and waits for its reply, on an open connection:
+ * 0 and *out, or a VMMC code.  A timed-out wait keeps the connection and
+ * abandons the request; anything else wrong with the stream drops it. */
 static int
-conn_wait(struct vmmc_conn *c, uint64_t rid, struct vmm_frame_msg **out)
+conn_roundtrip(struct vmmc_conn *c, Vmm__Envelope *env, int *fds,
+    size_t nfds, struct vmm_frame_msg **out)
 {
-	int timeout = (int)vmmc_settings_get()->connect_timeout_ms;
-	const Vmm__Envelope *env;
-	struct vmm_frame_msg *m;
-	int rc;
+	int timeout = conn_timeout(), rc;
 
-	for (;;) {
-		if (c->fd < 0)
-			return VMM_ENODAEMON;
-		rc = vmm_frame_recv(c->rd, c->fd, &m, timeout);
-		if (rc == -ETIMEDOUT) {
-			/* vmmd is slow, not gone: it still counts this
-			 * session, so the connection stays. */
-			if (!c->stalled)
-				vmm_log_error("vmmd did not answer within %d ms "
-				    "(VMM_CONNECT_TIMEOUT_MS); failing the call",
-				    timeout);
-			c->stalled = true;
-			if (!conn_abandon(c, rid)) {
-				vmm_log_error("vmmd has not answered %d requests: "
-				    "reconnecting", CONN_MAX_ABANDONED);
-				conn_down(c);
-			}
-			return VMM_ETIMEDOUT;
-		}
-		if (rc != 1) {
-			vmm_log_debug("vmmd connection: %s", rc == 0 ? "closed" :
-			    vmm_frame_strerror(rc));
-			conn_down(c);
-			return rc == 0 || rc == -ECONNRESET ? VMM_ENODAEMON :
-			    VMM_EPROTO;
-		}
-		env = vmm_frame_msg_env(m);
-		if (vmm_frame_request_id(env) == rid &&
-		    env->msg_case != VMM__ENVELOPE__MSG_RECALL) {
-			c->stalled = false;
-			*out = m;
-			return 0;
-		}
-		if (env->msg_case != VMM__ENVELOPE__MSG_RECALL &&
-		    conn_was_abandoned(c, vmm_frame_request_id(env)))
-			conn_late(c, m);
-		else
-			conn_push(c, env);
-		vmm_frame_msg_free(m);
-	}
-}
-
-/* Sends env and waits for its reply, on an open connection. */
-static int
-conn_roundtrip(struct vmmc_conn *c, Vmm__Envelope *env, uint64_t rid,
-    int *fds, size_t nfds, struct vmm_frame_msg **out)
-{
-	int timeout = (int)vmmc_settings_get()->connect_timeout_ms;
-	int rc;
-
-	rc = vmm_frame_send(c->fd, VMM_FRAME_PEER_DAEMON, env, fds, nfds, timeout);
-	if (rc != 0) {
-		vmm_log_debug("vmmd send: %s", vmm_frame_strerror(rc));
+	if ((rc = vmm_sess_send(c->sess, env, fds, nfds, timeout)) != 0) {
+		/* A frame may be half sent: the stream is unusable. */
+		vmm_log_debug("vmmd send: %s", vmm_sess_strerror(rc));
 		conn_down(c);
 		return VMM_ENODAEMON;
 	}
 	vmmc_stat_add(VMMC_STAT_DAEMON_CALLS, 1);
-	return conn_wait(c, rid, out);
+	rc = vmm_sess_wait(c->sess, env, timeout, out);
+	if (c->broken) {
+		if (rc == 0)
+			vmm_frame_msg_free(*out);
+		*out = NULL;
+		conn_down(c);
+		return VMM_ENODAEMON;
+	}
+	switch (rc) {
+	case 0:
+		c->stalled = false;
+		return 0;
+	case VMM_SESS_EREFUSED:
+		c->stalled = false;
+		return VMMC_EREFUSED;
+	case -ETIMEDOUT:
+		/* vmmd is slow, not gone: it still counts this session, so
+		 * the connection stays. */
+		if (!c->stalled)
+			vmm_log_error("vmmd did not answer within %d ms "
+			    "(VMM_CONNECT_TIMEOUT_MS); failing the call", timeout);
+		c->stalled = true;
+		if (!conn_abandon(c, vmm_frame_request_id(env))) {
+			vmm_log_error("vmmd has not answered %d requests: "
+			    "reconnecting", CONN_MAX_ABANDONED);
+			conn_down(c);
+		}
+		return VMM_ETIMEDOUT;
+	default:
+		vmm_log_debug("vmmd connection: %s", vmm_sess_strerror(rc));
+		conn_down(c);
+		return rc == VMM_SESS_ECLOSED || rc == VMM_SESS_EGOODBYE ||
+		    rc == -ECONNRESET || rc == -EPIPE ? VMM_ENODAEMON : VMM_EPROTO;
+	}
 }
 
-/* Whether the listener at c->fd runs as a uid this process trusts with
- * its memory: root, its own, or VMM_DAEMON_USER's.  err says why not. */
+/* Whether the listener on fd runs as a uid this process trusts with its
+ * memory: root, its own, or VMM_DAEMON_USER's.  err says why not. */
 static bool
-conn_peer_trusted(struct vmmc_conn *c, char *err, size_t errlen)
+conn_peer_trusted(int fd, char *err, size_t errlen)
 {
 	const struct vmmc_settings *st = vmmc_settings_get();
 	struct ucred cr;
@@ -249,7 +251,7 @@ conn_peer_trusted(struct vmmc_conn *c, char *err, size_t errlen)
 	struct passwd pw, *res = NULL;
 	char buf[1024];
 
-	if (getsockopt(c->fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) != 0) {
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) != 0) {
 		snprintf(err, errlen, "SO_PEERCRED: %s", strerror(errno));
 		return false;
 	}
@@ -264,76 +266,62 @@ conn_peer_trusted(struct vmmc_conn *c, char *err, size_t errlen)
 	return false;
 }
 
-/* Connects and says Hello; adopts held memory after a reconnect. */
+/* Connects and says Hello (resuming the old session); adopts held memory
+ * toward a new daemon instance. */
 static int
 conn_open(struct vmmc_conn *c)
 {
 	const struct vmmc_settings *st = vmmc_settings_get();
-	Vmm__Envelope env = VMM__ENVELOPE__INIT;
+	const Vmm__HelloReply *hr;
 	Vmm__Hello h = VMM__HELLO__INIT;
-	const Vmm__Envelope *r;
-	struct vmm_frame_msg *m;
 	char name[VMM_PROTO_MAX_NAME + 1] = "", err[192];
 	uint64_t now = vmm_now_ms(), old_instance;
 	bool resumed;
+	FILE *f;
 	int rc;
 
 	if (now < c->next_try_ms)
 		return VMM_ENODAEMON;
-	__atomic_store_n(&c->fd, socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0),
-	    __ATOMIC_RELAXED);
-	if (c->fd < 0 || vmm_unix_connect(c->fd, c->path) != 0) {
-		snprintf(err, sizeof(err), "%s", strerror(errno));
+	if ((rc = vmm_sess_connect(&c->sess, c->path, conn_timeout())) != 0) {
+		c->sess = NULL;
+		snprintf(err, sizeof(err), "%s", vmm_sess_strerror(rc));
 		goto unreachable;
 	}
 	/* Nothing, not even Hello, goes to a listener we do not trust: after a
 	 * crash anyone able to bind the path could pose as vmmd and be sent
 	 * this process's memory (Adopt). */
-	if (!conn_peer_trusted(c, err, sizeof(err)))
+	if (!conn_peer_trusted(vmm_sess_fd(c->sess), err, sizeof(err)))
 		goto unreachable;
-	if ((c->rd = vmm_frame_reader_new(VMM_FRAME_PEER_DAEMON)) == NULL) {
-		snprintf(err, sizeof(err), "out of memory");
-		goto unreachable;
+	vmm_sess_set_push_handler(c->sess, conn_on_push, c);
+	__atomic_store_n(&c->fd, vmm_sess_fd(c->sess), __ATOMIC_RELAXED);
+	if ((f = fopen("/proc/self/comm", "re")) != NULL) {
+		if (fgets(name, sizeof(name), f) != NULL)
+			name[strcspn(name, "\n")] = '\0';
+		fclose(f);
 	}
-	{
-		FILE *f = fopen("/proc/self/comm", "re");
-
-		if (f != NULL) {
-			if (fgets(name, sizeof(name), f) != NULL)
-				name[strcspn(name, "\n")] = '\0';
-			fclose(f);
-		}
-	}
-	h.request_id = c->next_rid++;
-	h.protocol_version = VMM_PROTOCOL_VERSION;
 	h.client_name = name;
-	h.pid = (uint32_t)getpid();
 	h.kind = VMM__CLIENT_KIND__CLIENT_KIND_APP;
 	if (c->ever_up) {
 		h.resume_session = c->session;
 		h.resume_instance = c->instance;
 	}
-	env.msg_case = VMM__ENVELOPE__MSG_HELLO;
-	env.hello = &h;
-	if ((rc = conn_roundtrip(c, &env, h.request_id, NULL, 0, &m)) != 0) {
-		/* No session can hold anything before its HelloReply: this
-		 * connection may go. */
-		snprintf(err, sizeof(err), "no answer to Hello");
+	/* No session can hold anything before its HelloReply: a failed Hello
+	 * lets this connection go. */
+	if ((rc = vmm_sess_hello(c->sess, &h, conn_timeout())) != 0) {
+		if (rc == VMM_SESS_EREFUSED)
+			snprintf(err, sizeof(err), "refused: %.150s",
+			    vmm_sess_error(c->sess)->message);
+		else
+			snprintf(err, sizeof(err), "Hello: %s",
+			    vmm_sess_strerror(rc));
 		goto unreachable;
 	}
-	r = vmm_frame_msg_env(m);
-	if (r->msg_case != VMM__ENVELOPE__MSG_HELLO_REPLY) {
-		snprintf(err, sizeof(err), "refused: %s", r->msg_case ==
-		    VMM__ENVELOPE__MSG_ERROR ? r->error->message : "bad reply");
-		vmm_frame_msg_free(m);
-		goto unreachable;
-	}
+	hr = vmm_sess_hello_reply(c->sess);
 	old_instance = c->instance;
-	resumed = r->hello_reply->resumed;
-	c->gran = r->hello_reply->granularity;
-	c->session = r->hello_reply->session_id;
-	c->instance = r->hello_reply->instance_id;
-	vmm_frame_msg_free(m);
+	resumed = hr->resumed;
+	c->gran = hr->granularity;
+	c->session = hr->session_id;
+	c->instance = hr->instance_id;
 	vmm_log_debug("connected to vmmd at %s, session %llu%s", c->path,
 	    (unsigned long long)c->session, resumed ? " (resumed)" : "");
 	/* Only a daemon that never lent us anything is told what we map: the
@@ -367,7 +355,7 @@ vmmc_conn_get(int dev)
 	struct vmmc_conn *c;
 	CUdevice cudev;
 	CUuuid u;
-	const unsigned char *b;
+	int rc;
 
 	if (dev < 0 || dev >= VMMC_MAX_DEVICES)
 		return NULL;
@@ -379,18 +367,13 @@ vmmc_conn_get(int dev)
 			pthread_mutex_unlock(&conns_lock);
 			return NULL;
 		}
-		b = (const unsigned char *)u.bytes;
 		pthread_mutex_init(&c->lock, NULL);
 		c->dev = dev;
 		c->fd = -1;
-		c->next_rid = 1;
-		if ((size_t)snprintf(c->path, sizeof(c->path), "%s/gpu-%02x%02x%02x"
-		    "%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x.sock",
-		    st->socket_dir, b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7],
-		    b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]) >=
-		    sizeof(c->path))
-			vmm_log_error("VMM_SOCKET_DIR=\"%s\" is too long for a socket "
-			    "path", st->socket_dir);
+		if ((rc = vmm_sess_path_uuid(c->path, sizeof(c->path),
+		    st->socket_dir, (const uint8_t *)u.bytes)) != 0)
+			vmm_log_error("VMM_SOCKET_DIR=\"%s\": %s", st->socket_dir,
+			    vmm_sess_strerror(rc));
 		conns[dev] = c;
 	}
 	pthread_mutex_unlock(&conns_lock);
@@ -399,93 +382,98 @@ vmmc_conn_get(int dev)
 
 /* Runs one request: connects if needed, retries once after a reconnect. */
 static int
-conn_call(struct vmmc_conn *c, Vmm__Envelope *env, uint64_t rid, int *fds,
-    size_t nfds, struct vmm_frame_msg **out)
+conn_call(struct vmmc_conn *c, Vmm__Envelope *env, int *fds, size_t nfds,
+    struct vmm_frame_msg **out)
 {
 	int rc, attempt;
 
 	for (attempt = 0; attempt < 2; attempt++) {
-		if (c->fd < 0 && (rc = conn_open(c)) != 0)
+		if (c->sess == NULL && (rc = conn_open(c)) != 0)
 			break;
-		rc = conn_roundtrip(c, env, rid, fds, nfds, out);
+		rc = conn_roundtrip(c, env, fds, nfds, out);
 		if (rc != VMM_ENODAEMON || fds != NULL)
 			return rc;
+		vmm_frame_set_request_id(env, 0);	/* a new one next time */
 	}
-	/* The fds were sent or closed by the frame module already. */
+	/* The fds were sent or closed by the session already. */
 	return VMM_ENODAEMON;
 }
 
-/* Turns an Error reply into a VMM_E* code. */
+/* The VMM_E* code for the Error vmmd answered the last call with. */
 static int
-conn_error(const Vmm__Envelope *r)
+conn_refused(struct vmmc_conn *c)
 {
-	if (r->msg_case != VMM__ENVELOPE__MSG_ERROR)
-		return VMM_EPROTO;
-	switch (r->error->code) {
+	const struct vmm_sess_error *e = vmm_sess_error(c->sess);
+	char esc[4 * VMM_PROTO_MAX_MESSAGE + 1];
+
+	if (e->code == VMM__ERROR_CODE__ERROR_CODE_INVALID ||
+	    e->code == VMM__ERROR_CODE__ERROR_CODE_LIMIT)
+		return VMM_EINVAL;
+	vmm_log_escape(esc, sizeof(esc), e->message, strlen(e->message));
+	vmm_log_error("vmmd: %s", esc);
+	switch (e->code) {
 	case VMM__ERROR_CODE__ERROR_CODE_OUT_OF_MEMORY:
-		vmm_log_error("vmmd: %s", r->error->message);
 		return VMM_ENOMEM;
 	case VMM__ERROR_CODE__ERROR_CODE_QUOTA:
-		vmm_log_error("vmmd: %s", r->error->message);
 		return VMM_EQUOTA;
-	case VMM__ERROR_CODE__ERROR_CODE_INVALID:
-	case VMM__ERROR_CODE__ERROR_CODE_LIMIT:
-		return VMM_EINVAL;
 	default:
-		vmm_log_error("vmmd: %s", r->error->message);
 		return VMM_EPROTO;
 	}
+}
+
+/* conn_call, with an Error reply turned into its VMM_E* code. */
+static int
+conn_request(struct vmmc_conn *c, Vmm__Envelope *env, int *fds, size_t nfds,
+    struct vmm_frame_msg **out)
+{
+	int rc = conn_call(c, env, fds, nfds, out);
+
+	return rc == VMMC_EREFUSED ? conn_refused(c) : rc;
 }
 
 int
 vmmc_conn_acquire(struct vmmc_conn *c, uint64_t bytes, unsigned flags,
     uint64_t min_piece, struct vmmc_grant_chunk *out, size_t max)
 {
-	Vmm__Envelope env = VMM__ENVELOPE__INIT;
 	Vmm__Acquire a = VMM__ACQUIRE__INIT;
-	const Vmm__Envelope *r;
+	Vmm__Envelope env = vmm_frame_env_acquire(&a);
+	const Vmm__Grant *g;
 	struct vmm_frame_msg *m;
 	size_t i;
 	int rc;
 
-	pthread_mutex_lock(&c->lock);
-	a.request_id = c->next_rid++;
 	a.bytes = bytes;
 	a.flags = flags;
 	a.min_piece = min_piece;
-	env.msg_case = VMM__ENVELOPE__MSG_ACQUIRE;
-	env.acquire = &a;
-	if ((rc = conn_call(c, &env, a.request_id, NULL, 0, &m)) != 0) {
-		pthread_mutex_unlock(&c->lock);
-		return rc;
-	}
-	r = vmm_frame_msg_env(m);
-	if (r->msg_case != VMM__ENVELOPE__MSG_GRANT) {
-		rc = conn_error(r);
-	} else if (r->grant->n_chunks > max) {
-		rc = VMM_EPROTO;
-	} else {
-		for (i = 0; i < r->grant->n_chunks; i++) {
-			out[i].id = r->grant->chunks[i]->id;
-			out[i].size = r->grant->chunks[i]->size;
-			out[i].fd = vmm_frame_msg_take_fd(m, i);
+	pthread_mutex_lock(&c->lock);
+	if ((rc = conn_request(c, &env, NULL, 0, &m)) == 0) {
+		g = vmm_frame_msg_env(m)->grant;
+		if (g->n_chunks > max)
+			rc = VMM_EPROTO;
+		else {
+			for (i = 0; i < g->n_chunks; i++) {
+				out[i].id = g->chunks[i]->id;
+				out[i].size = g->chunks[i]->size;
+				out[i].fd = vmm_frame_msg_take_fd(m, i);
+			}
+			rc = (int)g->n_chunks;
 		}
-		rc = (int)r->grant->n_chunks;
+		vmm_frame_msg_free(m);
 	}
-	vmm_frame_msg_free(m);
 	pthread_mutex_unlock(&c->lock);
 	return rc;
 }
 
 /* Sends Releases for ids (0s skipped: chunks vmmd refused to adopt), on
- * an open connection, lock held; 0 or VMM_ENODAEMON. */
+ * an open connection, lock held; 0 or VMM_ENODAEMON.  Nothing waits for
+ * the answer: vmmd handles a session's frames in order, so the next
+ * request sees the chunks released; the reply reaches conn_on_push. */
 static int
 conn_send_release(struct vmmc_conn *c, const uint64_t *ids, size_t n,
     uint64_t recall_id)
 {
-	int timeout = (int)vmmc_settings_get()->connect_timeout_ms;
-	Vmm__Envelope env = VMM__ENVELOPE__INIT;
 	Vmm__Release rel = VMM__RELEASE__INIT;
+	Vmm__Envelope env = vmm_frame_env_release(&rel);
 	uint64_t batch[VMM_PROTO_MAX_RELEASE_IDS];
 	size_t off = 0, k;
 	int rc;
@@ -496,20 +484,16 @@ conn_send_release(struct vmmc_conn *c, const uint64_t *ids, size_t n,
 				batch[k++] = ids[off];
 		if (k == 0)
 			break;
-		if (c->fd < 0)
+		if (c->sess == NULL)
 			return VMM_ENODAEMON;
-		vmm__release__init(&rel);
-		rel.request_id = c->next_rid++;
+		rel.request_id = 0;
 		rel.n_chunk_ids = k;
 		rel.chunk_ids = batch;
 		rel.recall_id = recall_id;
-		env.msg_case = VMM__ENVELOPE__MSG_RELEASE;
-		env.release = &rel;
-		rc = vmm_frame_send(c->fd, VMM_FRAME_PEER_DAEMON, &env, NULL, 0,
-		    timeout);
+		rc = vmm_sess_send(c->sess, &env, NULL, 0, conn_timeout());
 		if (rc != 0) {
-			vmm_log_debug("vmmd send: %s", vmm_frame_strerror(rc));
-			conn_down(c);
+			vmm_log_debug("vmmd send: %s", vmm_sess_strerror(rc));
+			c->broken = true;	/* maybe inside the handler */
 			return VMM_ENODAEMON;
 		}
 	}
@@ -524,13 +508,11 @@ vmmc_conn_release(struct vmmc_conn *c, const uint64_t *ids, size_t n,
 
 	/* A reconnect in between resumes the same session (ids unchanged) or,
 	 * toward a new daemon, adopts under new ids: callers pass ids read
-	 * under the connection's current records.  Nothing waits for the
-	 * answer: vmmd handles a session's frames in order, so the next
-	 * request on this connection sees the chunks released, and the reply
-	 * is read (an Error logged) while waiting for a later one or by the
-	 * helper's poll. */
+	 * under the connection's current records. */
 	pthread_mutex_lock(&c->lock);
 	rc = conn_send_release(c, ids, n, recall_id);
+	if (c->broken)
+		conn_down(c);
 	pthread_mutex_unlock(&c->lock);
 	return rc;
 }
@@ -539,17 +521,11 @@ int
 vmmc_conn_report(struct vmmc_conn *c, const struct vmm_usage *u,
     uint64_t recall_id)
 {
-	Vmm__Envelope env = VMM__ENVELOPE__INIT;
 	Vmm__Report rep = VMM__REPORT__INIT;
+	Vmm__Envelope env = vmm_frame_env_report(&rep);
 	struct vmm_frame_msg *m;
 	int rc;
 
-	pthread_mutex_lock(&c->lock);
-	if (c->fd < 0) {
-		pthread_mutex_unlock(&c->lock);
-		return VMM_ENODAEMON;
-	}
-	rep.request_id = c->next_rid++;
 	rep.in_use_bytes = u->in_use_bytes;
 	rep.cached_bytes = u->cached_bytes;
 	rep.peak_bytes = u->peak_in_use_bytes;
@@ -557,13 +533,13 @@ vmmc_conn_report(struct vmmc_conn *c, const struct vmm_usage *u,
 	rep.free_count = u->frees;
 	rep.reserved_va_bytes = u->reserved_va_bytes;
 	rep.recall_id = recall_id;
-	env.msg_case = VMM__ENVELOPE__MSG_REPORT;
-	env.report = &rep;
-	if ((rc = conn_roundtrip(c, &env, rep.request_id, NULL, 0, &m)) == 0) {
-		if (vmm_frame_msg_env(m)->msg_case != VMM__ENVELOPE__MSG_ACK)
-			rc = conn_error(vmm_frame_msg_env(m));
+	pthread_mutex_lock(&c->lock);
+	if (c->sess == NULL)
+		rc = VMM_ENODAEMON;
+	else if ((rc = conn_roundtrip(c, &env, NULL, 0, &m)) == 0)
 		vmm_frame_msg_free(m);
-	}
+	else if (rc == VMMC_EREFUSED)
+		rc = conn_refused(c);
 	pthread_mutex_unlock(&c->lock);
 	return rc;
 }
@@ -571,23 +547,15 @@ vmmc_conn_report(struct vmmc_conn *c, const struct vmm_usage *u,
 int
 vmmc_conn_meminfo(struct vmmc_conn *c, uint64_t *free_bytes, uint64_t *total)
 {
-	Vmm__Envelope env = VMM__ENVELOPE__INIT;
 	Vmm__MemInfoRequest req = VMM__MEM_INFO_REQUEST__INIT;
-	const Vmm__Envelope *r;
+	Vmm__Envelope env = vmm_frame_env_mem_info_request(&req);
 	struct vmm_frame_msg *m;
 	int rc;
 
 	pthread_mutex_lock(&c->lock);
-	req.request_id = c->next_rid++;
-	env.msg_case = VMM__ENVELOPE__MSG_MEM_INFO_REQUEST;
-	env.mem_info_request = &req;
-	if ((rc = conn_call(c, &env, req.request_id, NULL, 0, &m)) == 0) {
-		r = vmm_frame_msg_env(m);
-		if (r->msg_case == VMM__ENVELOPE__MSG_MEM_INFO_REPLY) {
-			*free_bytes = r->mem_info_reply->free_bytes;
-			*total = r->mem_info_reply->total_bytes;
-		} else
-			rc = conn_error(r);
+	if ((rc = conn_request(c, &env, NULL, 0, &m)) == 0) {
+		*free_bytes = vmm_frame_msg_env(m)->mem_info_reply->free_bytes;
+		*total = vmm_frame_msg_env(m)->mem_info_reply->total_bytes;
 		vmm_frame_msg_free(m);
 	}
 	pthread_mutex_unlock(&c->lock);
@@ -598,28 +566,23 @@ int
 vmmc_conn_adopt_locked(struct vmmc_conn *c, const uint64_t *sizes, int *fds,
     size_t n, uint64_t *ids)
 {
-	Vmm__Envelope env = VMM__ENVELOPE__INIT;
 	Vmm__Adopt a = VMM__ADOPT__INIT;
-	const Vmm__Envelope *r;
+	Vmm__Envelope env = vmm_frame_env_adopt(&a);
+	const Vmm__AdoptReply *r;
 	struct vmm_frame_msg *m;
 	size_t i;
 	int rc;
 
-	a.request_id = c->next_rid++;
 	a.n_sizes = n;
 	a.sizes = (uint64_t *)sizes;
-	env.msg_case = VMM__ENVELOPE__MSG_ADOPT;
-	env.adopt = &a;
-	if ((rc = conn_roundtrip(c, &env, a.request_id, fds, n, &m)) != 0)
-		return rc;
-	r = vmm_frame_msg_env(m);
-	if (r->msg_case != VMM__ENVELOPE__MSG_ADOPT_REPLY ||
-	    r->adopt_reply->n_chunk_ids != n)
-		rc = r->msg_case == VMM__ENVELOPE__MSG_ERROR ? conn_error(r) :
-		    VMM_EPROTO;
+	if ((rc = conn_roundtrip(c, &env, fds, n, &m)) != 0)
+		return rc == VMMC_EREFUSED ? conn_refused(c) : rc;
+	r = vmm_frame_msg_env(m)->adopt_reply;
+	if (r->n_chunk_ids != n)
+		rc = VMM_EPROTO;
 	else
 		for (i = 0; i < n; i++)
-			ids[i] = r->adopt_reply->chunk_ids[i];
+			ids[i] = r->chunk_ids[i];
 	vmm_frame_msg_free(m);
 	return rc;
 }
@@ -627,30 +590,16 @@ vmmc_conn_adopt_locked(struct vmmc_conn *c, const uint64_t *sizes, int *fds,
 uint64_t
 vmmc_conn_poll(struct vmmc_conn *c, uint64_t *recall_id)
 {
-	struct vmm_frame_msg *m;
 	uint64_t target;
-	ssize_t n;
+	int rc;
 
 	if (pthread_mutex_trylock(&c->lock) != 0)
 		return 0;
-	while (c->fd >= 0) {
-		n = vmm_frame_reader_read(c->rd, c->fd);
-		if (n == 0 || (n < 0 && n != -EAGAIN && n != -ENOBUFS)) {
-			conn_down(c);
-			break;
-		}
-		while (c->rd != NULL && vmm_frame_reader_next(c->rd, &m) == 1) {
-			const Vmm__Envelope *env = vmm_frame_msg_env(m);
-
-			if (env->msg_case != VMM__ENVELOPE__MSG_RECALL &&
-			    conn_was_abandoned(c, vmm_frame_request_id(env)))
-				conn_late(c, m);
-			else
-				conn_push(c, env);
-			vmm_frame_msg_free(m);
-		}
-		if (n == -EAGAIN)
-			break;
+	if (c->sess != NULL && ((rc = vmm_sess_poll(c->sess)) != 0 ||
+	    c->broken)) {
+		vmm_log_debug("vmmd connection: %s", rc != 0 ?
+		    vmm_sess_strerror(rc) : "goodbye");
+		conn_down(c);
 	}
 	target = c->recall_target;
 	*recall_id = c->recall_id;
@@ -679,7 +628,7 @@ vmmc_conn_ensure(struct vmmc_conn *c)
 	int rc = 0;
 
 	pthread_mutex_lock(&c->lock);
-	if (c->fd < 0)
+	if (c->sess == NULL)
 		rc = conn_open(c);
 	pthread_mutex_unlock(&c->lock);
 	return rc;
@@ -694,14 +643,15 @@ vmmc_conn_forget_all(void)
 	int i;
 
 	/* The child must never speak on the parent's sockets: close our copy
-	 * of the fds without a word, and forget the rest. */
+	 * of the fds without a word, and forget the rest (another thread may
+	 * have been using them at fork time). */
 	pthread_mutex_init(&conns_lock, NULL);
 	for (i = 0; i < VMMC_MAX_DEVICES; i++) {
 		if (conns[i] == NULL)
 			continue;
 		if (conns[i]->fd >= 0)
 			close(conns[i]->fd);
-		conn_orphans[i] = conns[i];	/* may be mid-use */
+		conn_orphans[i] = conns[i];
 		conns[i] = NULL;
 	}
 }
@@ -709,8 +659,8 @@ vmmc_conn_forget_all(void)
 void
 vmmc_conn_sync_all(void)
 {
-	Vmm__Envelope env = VMM__ENVELOPE__INIT;
 	Vmm__MemInfoRequest req = VMM__MEM_INFO_REQUEST__INIT;
+	Vmm__Envelope env = vmm_frame_env_mem_info_request(&req);
 	struct vmm_frame_msg *m;
 	struct vmmc_conn *c;
 	int i;
@@ -724,14 +674,10 @@ vmmc_conn_sync_all(void)
 		pthread_mutex_lock(&c->lock);
 		/* Only an open connection has anything in flight; any request
 		 * will do, its answer comes after theirs. */
-		if (c->fd >= 0) {
-			req.request_id = c->next_rid++;
-			env.msg_case = VMM__ENVELOPE__MSG_MEM_INFO_REQUEST;
-			env.mem_info_request = &req;
-			if (conn_roundtrip(c, &env, req.request_id, NULL, 0,
-			    &m) == 0)
-				vmm_frame_msg_free(m);
-		}
+		req.request_id = 0;
+		if (c->sess != NULL &&
+		    conn_roundtrip(c, &env, NULL, 0, &m) == 0)
+			vmm_frame_msg_free(m);
 		pthread_mutex_unlock(&c->lock);
 	}
 }
