@@ -210,6 +210,7 @@ main(int argc, char **argv)
 			fprintf(stderr, "vmmd: getrandom: %s\n", strerror(errno));
 			return 1;
 		}
+	vmmd_dispatch_init();
 	if (vmmd_pool_init(&vmmd_cfg, err, sizeof(err)) != 0) {
 		fprintf(stderr, "vmmd: %s\n", err);
 		return 1;

@@ -5,7 +5,9 @@
  *   main.c     command line, start-up, the event loop, signals
  *   config.c   the settings table, config file, quotas
  *   server.c   the listening socket, accept, limits, socket activation
- *   session.c  one client connection: framing, the state machine, dispatch
+ *   session.c  one client connection: framing, the state machine, replies
+ *   dispatch.c what each request does: one switch, one handler per type
+ *   policy.c   grants, recalls and parked requests (the out-of-memory policy)
  *   pool.c     the chunk pool: create, grant (fit / stitch / create), release,
  *              quarantine, scrub, idle return, OOM recovery
  *   tenant.c   who may get back memory another holder released
@@ -333,18 +335,6 @@ int	vmmd_session_pidfd(pid_t pid);
  * is gone); returns -1 (both closed) on failure. */
 int	vmmd_session_new(int fd, int pidfd, pid_t pid, uid_t uid, gid_t gid,
 	    bool admin);
-/* Grants parked Acquires that now fit (after memory came back). */
-void	vmmd_session_retry_pending(void);
-/* Asks app sessions other than except for their cached memory (target 0:
- * all they report cached), skipping those that asked for memory within the
- * last idle_ms (0: none skipped) and, if same_tenant, those whose memory
- * could not be lent to except as it is.  round names the parked request
- * the recalls serve (0: none); a session that has not closed its Recall
- * within answer_ms is shunned for a while.  Returns how many were asked,
- * or still owe an answer to a Recall of the same round. */
-unsigned vmmd_session_recall(struct vmmd_session *except, uint64_t target,
-	    int reason, uint64_t idle_ms, bool same_tenant, uint64_t round,
-	    uint64_t answer_ms);
 /* Sends Goodbye to every session (daemon shutting down) and closes them. */
 void	vmmd_session_shutdown_all(const char *why);
 unsigned vmmd_session_count_uid(uid_t uid);
@@ -358,9 +348,51 @@ uint64_t vmmd_session_quota_room(const struct vmmd_session *s, char *why,
 	    size_t whylen);
 /* Queues a message without fds for s; -1 if s had to be closed. */
 int	vmmd_session_send(struct vmmd_session *s, const Vmm__Envelope *env);
+/* Queues a message with fds (taken) and starts sending; -1 if the queue
+ * would not take it (s is left open: the caller undoes, then closes). */
+int	vmmd_session_queue(struct vmmd_session *s, const Vmm__Envelope *env,
+	    int *fds, size_t nfds);
+/* Answers request rid with an Error (counted); -1 if s had to be closed. */
+int	vmmd_session_error(struct vmmd_session *s, uint64_t rid,
+	    Vmm__ErrorCode code, const char *msg);
+/* A protocol fault: the Error (best effort), then hang up. */
+void	vmmd_session_fatal(struct vmmd_session *s, uint64_t rid,
+	    Vmm__ErrorCode code, const char *msg);
+/* Closes s's socket; its chunks come back or are quarantined. */
+void	vmmd_session_close(struct vmmd_session *s, const char *why);
+/* s takes over the chunks of session old_id if that was a session of the
+ * same live process (same pid and uid); whether it did. */
+bool	vmmd_session_resume(struct vmmd_session *s, uint64_t old_id);
+/* Ends s's parked Acquire (its timer too). */
+void	vmmd_session_pend_clear(struct vmmd_session *s);
+/* What reading a frame and memory coming back call (dispatch.c's). */
+void	vmmd_session_set_handlers(void (*dispatch)(struct vmmd_session *,
+	    struct vmm_frame_msg *), void (*memory_back)(void));
 /* "; holders: pid P N MiB, ..." (the first four sessions that hold
  * memory), for logs and admins. */
 void	vmmd_session_holders(char *buf, size_t len);
+
+/* ---- dispatch.c ---------------------------------------------------------------- */
+
+/* Registers the request handlers with session.c. */
+void	vmmd_dispatch_init(void);
+
+/* ---- policy.c ------------------------------------------------------------------ */
+
+/* Grants s's Acquire, or parks it while others are recalled, or refuses. */
+void	vmmd_policy_acquire(struct vmmd_session *s, const Vmm__Acquire *a);
+/* Grants parked Acquires that now fit (after memory came back). */
+void	vmmd_policy_retry(void);
+/* Asks app sessions other than except for their cached memory (target 0:
+ * all they report cached), skipping those that asked for memory within the
+ * last idle_ms (0: none skipped) and, if same_tenant, those whose memory
+ * could not be lent to except as it is.  round names the parked request
+ * the recalls serve (0: none); a session that has not closed its Recall
+ * within answer_ms is shunned for a while.  Returns how many were asked,
+ * or still owe an answer to a Recall of the same round. */
+unsigned vmmd_policy_recall(struct vmmd_session *except, uint64_t target,
+	    int reason, uint64_t idle_ms, bool same_tenant, uint64_t round,
+	    uint64_t answer_ms);
 
 /* ---- server.c ----------------------------------------------------------------- */
 

@@ -1,0 +1,347 @@
+/*
+ * What a client's requests do, one handler per message type behind one
+ * switch (dispatch), called by session.c for each frame a session reads.
+ * The frame module has already checked every field range, the direction
+ * and the fd count; here each handler checks what needs the daemon's state
+ * (the session's stage, admin rights, ids it holds) and answers.
+ *
+ * Calls session.c (replies), policy.c (Acquire, recalls), pool.c, stats.c
+ * and config.c; nothing calls back in but through the hooks it registers
+ * with session.c (vmmd_dispatch_init).
+ */
+#include "vmmd.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+
+
+static void
+session_hello(struct vmmd_session *s, const Vmm__Hello *h)
+{
+	Vmm__Envelope env = VMM__ENVELOPE__INIT;
+	Vmm__HelloReply rep = VMM__HELLO_REPLY__INIT;
+	Vmm__Limits lim = VMM__LIMITS__INIT;
+	char msg[128], esc[4 * VMM_PROTO_MAX_NAME + 1];
+
+	if (s->state != VMMD_SESSION_NEW) {
+		vmmd_session_fatal(s, h->request_id, VMM__ERROR_CODE__ERROR_CODE_BAD_STATE,
+		    "Hello sent twice");
+		return;
+	}
+	if (h->protocol_version != VMM_PROTOCOL_VERSION) {
+		snprintf(msg, sizeof(msg), "protocol version %u not supported; "
+		    "vmmd %s speaks version %d", h->protocol_version,
+		    VMMD_VERSION, VMM_PROTOCOL_VERSION);
+		vmmd_session_fatal(s, h->request_id,
+		    VMM__ERROR_CODE__ERROR_CODE_VERSION_MISMATCH, msg);
+		return;
+	}
+	if (h->device_uuid.len == 16 &&
+	    memcmp(h->device_uuid.data, vmmd_pool_device_uuid(), 16) != 0) {
+		vmmd_session_fatal(s, h->request_id, VMM__ERROR_CODE__ERROR_CODE_NO_DEVICE,
+		    "this socket serves another GPU");
+		return;
+	}
+	snprintf(s->name, sizeof(s->name), "%s", h->client_name);
+	s->kind = h->kind;
+	s->state = VMMD_SESSION_READY;
+	event_del(s->ev_timeout);
+	if (h->resume_session != 0 && h->resume_instance == vmmd_instance)
+		rep.resumed = vmmd_session_resume(s, h->resume_session);
+	vmm_log_escape(esc, sizeof(esc), s->name, strlen(s->name));
+	vmm_log_info("HELLO Session=%" PRIu64 " Pid=%d Uid=%u Name=%s", s->id,
+	    (int)s->pid, (unsigned)s->uid, esc);
+
+	lim.max_chunks_per_grant = (uint32_t)vmmd_cfg.max_pieces;
+	lim.max_frame = VMM_FRAME_MAX;
+	lim.quota_bytes = vmmd_session_quota(s);
+	lim.device_total_bytes = vmmd_pool_device_total();
+	rep.request_id = h->request_id;
+	rep.protocol_version = VMM_PROTOCOL_VERSION;
+	rep.session_id = s->id;
+	rep.instance_id = vmmd_instance;
+	rep.granularity = vmmd_pool_chunk_unit();
+	rep.device_uuid.data = (uint8_t *)vmmd_pool_device_uuid();
+	rep.device_uuid.len = 16;
+	rep.limits = &lim;
+	env.msg_case = VMM__ENVELOPE__MSG_HELLO_REPLY;
+	env.hello_reply = &rep;
+	vmmd_session_send(s, &env);
+}
+
+static void
+session_release(struct vmmd_session *s, const Vmm__Release *r)
+{
+	Vmm__Envelope env = VMM__ENVELOPE__INIT;
+	Vmm__ReleaseReply rep = VMM__RELEASE_REPLY__INIT;
+	struct vmmd_chunk *ch;
+	uint64_t bytes = 0;
+	char msg[96];
+	size_t i, j;
+
+	/* All or nothing: check every id (and duplicates) first. */
+	for (i = 0; i < r->n_chunk_ids; i++) {
+		bool dup = false;
+
+		for (j = 0; j < i && !dup; j++)
+			dup = r->chunk_ids[j] == r->chunk_ids[i];
+		if (dup || vmmd_pool_held(&s->h, r->chunk_ids[i]) == NULL) {
+			snprintf(msg, sizeof(msg), "chunk %" PRIu64 " is not held by "
+			    "this session%s", r->chunk_ids[i], dup ?
+			    " (listed twice)" : "");
+			vmmd_session_error(s, r->request_id,
+			    VMM__ERROR_CODE__ERROR_CODE_UNKNOWN_CHUNK, msg);
+			return;
+		}
+	}
+	for (i = 0; i < r->n_chunk_ids; i++) {
+		ch = vmmd_pool_held(&s->h, r->chunk_ids[i]);
+		bytes += ch->size;
+		vmmd_pool_release(ch);
+	}
+	if (r->recall_id != 0 && r->recall_id == s->recall_out)
+		s->recall_heard = true;	/* answering; a Report closes it */
+	vmmd_stats.releases++;
+	vmmd_stats.released_chunks += r->n_chunk_ids;
+	vmm_log_info("RELEASE Session=%" PRIu64 " Pid=%d Size=%" PRIu64
+	    " Chunks=%zu", s->id, (int)s->pid, bytes, r->n_chunk_ids);
+	rep.request_id = r->request_id;
+	rep.released_chunks = (uint32_t)r->n_chunk_ids;
+	rep.released_bytes = bytes;
+	env.msg_case = VMM__ENVELOPE__MSG_RELEASE_REPLY;
+	env.release_reply = &rep;
+	if (vmmd_session_send(s, &env) == 0 && s->rep_cached >= bytes)
+		s->rep_cached -= bytes;	/* until its next Report */
+	vmmd_policy_retry();
+}
+
+/* Takes over what a client maps from a previous daemon, chunk by chunk:
+ * an id for each one adopted, 0 for each refused (memory vmmd already
+ * tracks, or not a chunk of this GPU). */
+static void
+session_adopt(struct vmmd_session *s, struct vmm_frame_msg *m,
+    const Vmm__Adopt *a)
+{
+	Vmm__Envelope env = VMM__ENVELOPE__INIT;
+	Vmm__AdoptReply rep = VMM__ADOPT_REPLY__INIT;
+	uint64_t ids[VMM_PROTO_MAX_CHUNKS];
+	size_t i, refused = 0;
+
+	for (i = 0; i < a->n_sizes; i++) {
+		int fd = vmm_frame_msg_take_fd(m, i);
+		enum vmmd_adopt rc = vmmd_pool_adopt(&s->h, fd, a->sizes[i], &ids[i]);
+
+		vmmd_closer_close(fd);
+		if (rc != VMMD_ADOPT_OK) {
+			ids[i] = 0;
+			refused++;
+			vmmd_stats.adopt_refused++;
+			vmm_log_info("ADOPT_REFUSED Session=%" PRIu64 " Pid=%d "
+			    "Size=%" PRIu64 " Why=%s", s->id, (int)s->pid,
+			    a->sizes[i], rc == VMMD_ADOPT_DUPLICATE ? "tracked" :
+			    rc == VMMD_ADOPT_UNKNOWN ? "unknown" : "foreign");
+		}
+	}
+	rep.request_id = a->request_id;
+	rep.n_chunk_ids = a->n_sizes;
+	rep.chunk_ids = ids;
+	env.msg_case = VMM__ENVELOPE__MSG_ADOPT_REPLY;
+	env.adopt_reply = &rep;
+	vmmd_session_send(s, &env);
+	if (refused < a->n_sizes)
+		vmmd_notify_status();
+}
+
+/* The client's view: what it may still get (quota, pool limit, what the
+ * GPU has free plus the idle pool) and its total (quota or the GPU). */
+static void
+session_meminfo(struct vmmd_session *s, uint64_t rid)
+{
+	Vmm__Envelope env = VMM__ENVELOPE__INIT;
+	Vmm__MemInfoReply rep = VMM__MEM_INFO_REPLY__INIT;
+	struct vmmd_pool_totals t;
+	uint64_t quota = vmmd_session_quota(s), avail;
+
+	vmmd_pool_totals(&t);
+	avail = vmmd_pool_device_free() + t.idle;
+	if (vmmd_cfg.pool_max != 0) {
+		uint64_t room = vmmd_cfg.pool_max > t.physical ?
+		    vmmd_cfg.pool_max - t.physical + t.idle : t.idle;
+
+		if (room < avail)
+			avail = room;
+	}
+	if (quota != 0) {
+		uint64_t left = vmmd_session_quota_room(s, NULL, 0);
+
+		if (left < avail)
+			avail = left;
+	}
+	rep.request_id = rid;
+	rep.free_bytes = avail;
+	rep.total_bytes = quota != 0 ? quota : vmmd_pool_device_total();
+	rep.held_bytes = s->h.bytes;
+	env.msg_case = VMM__ENVELOPE__MSG_MEM_INFO_REPLY;
+	env.mem_info_reply = &rep;
+	vmmd_session_send(s, &env);
+}
+
+static void
+session_ack(struct vmmd_session *s, uint64_t rid)
+{
+	Vmm__Envelope env = VMM__ENVELOPE__INIT;
+	Vmm__Ack ack = VMM__ACK__INIT;
+
+	ack.request_id = rid;
+	env.msg_case = VMM__ENVELOPE__MSG_ACK;
+	env.ack = &ack;
+	vmmd_session_send(s, &env);
+}
+
+static void
+session_report(struct vmmd_session *s, const Vmm__Report *r)
+{
+	s->rep_in_use = r->in_use_bytes;
+	s->rep_cached = r->cached_bytes;
+	s->rep_peak = r->peak_bytes;
+	session_ack(s, r->request_id);
+	if (r->recall_id != 0 && r->recall_id == s->recall_out) {
+		/* It gave back what it could: waiters need not wait on it. */
+		s->recall_out = 0;
+		vmmd_policy_retry();
+	}
+}
+
+
+static void
+session_trim(struct vmmd_session *s, const Vmm__TrimRequest *t)
+{
+	Vmm__Envelope env = VMM__ENVELOPE__INIT;
+	Vmm__TrimReply rep = VMM__TRIM_REPLY__INIT;
+
+	vmmd_stats.trims++;
+	rep.request_id = t->request_id;
+	rep.bytes_released = vmmd_pool_trim(t->target_bytes, 0);
+	if (t->recall_clients && (t->target_bytes == 0 ||
+	    rep.bytes_released < t->target_bytes)) {
+		/* What the clients give back goes to the GPU too. */
+		vmmd_pool_drain(vmmd_cfg.recall_timeout_ms ?
+		    vmmd_cfg.recall_timeout_ms : 1000, t->target_bytes == 0 ? 0 :
+		    t->target_bytes - rep.bytes_released);
+		vmmd_policy_recall(NULL, 0, VMM__RECALL_REASON__RECALL_REASON_TRIM,
+		    0, false, 0, vmmd_cfg.recall_timeout_ms);
+	}
+	vmm_log_info("TRIM Session=%" PRIu64 " Released=%" PRIu64, s->id,
+	    rep.bytes_released);
+	env.msg_case = VMM__ENVELOPE__MSG_TRIM_REPLY;
+	env.trim_reply = &rep;
+	vmmd_session_send(s, &env);
+}
+
+static void
+session_set_quota(struct vmmd_session *s, const Vmm__SetQuota *q)
+{
+	char msg[96];
+	uid_t uid;
+
+	if (q->kind == VMM__QUOTA_KIND__QUOTA_KIND_UID &&
+	    vmmd_quota_uid(q->key, &uid) != 0) {
+		snprintf(msg, sizeof(msg), "bad quota key: a uid is 0 to %u in "
+		    "decimal digits", VMMD_QUOTA_UID_MAX);
+		vmmd_session_error(s, q->request_id, VMM__ERROR_CODE__ERROR_CODE_INVALID,
+		    msg);
+		return;
+	}
+	if (vmmd_quota_set(&vmmd_cfg, (enum vmmd_quota_kind)q->kind, q->key,
+	    q->bytes) != 0) {
+		if (errno == ENOMEM)
+			vmmd_session_error(s, q->request_id,
+			    VMM__ERROR_CODE__ERROR_CODE_INTERNAL, "out of memory");
+		else
+			vmmd_session_error(s, q->request_id,
+			    VMM__ERROR_CODE__ERROR_CODE_INVALID, "bad quota key: "
+			    "empty or too long");
+		return;
+	}
+	session_ack(s, q->request_id);
+}
+
+/* The one dispatch switch.  The frame module has already checked every
+ * field range, the direction and the fd count. */
+static void
+dispatch(struct vmmd_session *s, struct vmm_frame_msg *m)
+{
+	const Vmm__Envelope *env = vmm_frame_msg_env(m);
+	uint64_t rid = vmm_frame_request_id(env);
+
+	vmm_log_debug("session %" PRIu64 ": %s", s->id, vmm_frame_type_name(env));
+	if (s->state == VMMD_SESSION_NEW &&
+	    env->msg_case != VMM__ENVELOPE__MSG_HELLO) {
+		vmmd_session_fatal(s, rid, VMM__ERROR_CODE__ERROR_CODE_BAD_STATE,
+		    "the session must start with Hello");
+		return;
+	}
+	switch (env->msg_case) {
+	case VMM__ENVELOPE__MSG_HELLO:
+		session_hello(s, env->hello);
+		break;
+	case VMM__ENVELOPE__MSG_ACQUIRE:
+		vmmd_policy_acquire(s, env->acquire);
+		break;
+	case VMM__ENVELOPE__MSG_RELEASE:
+		session_release(s, env->release);
+		break;
+	case VMM__ENVELOPE__MSG_REPORT:
+		session_report(s, env->report);
+		break;
+	case VMM__ENVELOPE__MSG_ADOPT:
+		session_adopt(s, m, env->adopt);
+		break;
+	case VMM__ENVELOPE__MSG_MEM_INFO_REQUEST:
+		session_meminfo(s, rid);
+		break;
+	case VMM__ENVELOPE__MSG_STATS_REQUEST:
+	case VMM__ENVELOPE__MSG_CLIENTS_REQUEST:
+	case VMM__ENVELOPE__MSG_TRIM_REQUEST:
+	case VMM__ENVELOPE__MSG_SET_QUOTA:
+		if (!s->admin) {
+			vmmd_stats.permission_denied++;
+			vmmd_session_error(s, rid, VMM__ERROR_CODE__ERROR_CODE_PERMISSION,
+			    "admin requests need root or the admin group");
+			break;
+		}
+		if (env->msg_case == VMM__ENVELOPE__MSG_STATS_REQUEST)
+			vmmd_session_send(s, vmmd_stats_reply(rid,
+			    env->stats_request->session_offset, true));
+		else if (env->msg_case == VMM__ENVELOPE__MSG_CLIENTS_REQUEST)
+			vmmd_session_send(s, vmmd_stats_reply(rid,
+			    env->clients_request->session_offset, false));
+		else if (env->msg_case == VMM__ENVELOPE__MSG_TRIM_REQUEST)
+			session_trim(s, env->trim_request);
+		else
+			session_set_quota(s, env->set_quota);
+		break;
+	case VMM__ENVELOPE__MSG_GOODBYE:
+		vmmd_session_close(s, "client said goodbye");
+		break;
+	case VMM__ENVELOPE__MSG_ERROR:
+		vmm_log_debug("session %" PRIu64 ": client reported error %d",
+		    s->id, (int)env->error->code);
+		break;
+	default:
+		/* Daemon-bound types only: the frame module rejects the rest. */
+		vmmd_session_fatal(s, rid, VMM__ERROR_CODE__ERROR_CODE_BAD_MESSAGE,
+		    "unexpected message");
+		break;
+	}
+}
+
+void
+vmmd_dispatch_init(void)
+{
+	vmmd_session_set_handlers(dispatch, vmmd_policy_retry);
+}

@@ -1,0 +1,356 @@
+/*
+ * The grant policy: who gets memory, who is asked to give some back, and
+ * how long a request waits.  An Acquire is checked against the quotas and
+ * granted from the pool (pool.c: fit, stitch, create); when the pool would
+ * have to grow while other clients of the same tenant cache enough, or
+ * when memory is short, those clients are recalled and the request parked
+ * until memory comes back, everyone asked has answered, or the recall
+ * times out.  A client that leaves a Recall unanswered is shunned for a
+ * while (VMMD_RECALL_SHUN_MS), and what vmmd counts on getting back is at
+ * most what it lent.
+ *
+ * Calls session.c (replies, closing) and pool.c; dispatch.c and the
+ * session's memory-back hook call in.
+ */
+#include "vmmd.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+
+/* How long a client that left a Recall unanswered is neither asked again
+ * nor counted on to give memory back. */
+#define VMMD_RECALL_SHUN_MS 30000
+
+static uint64_t		policy_round;	/* of recalls, see pend */
+
+/* What policy_grant did with an Acquire. */
+enum policy_grant_outcome {
+	GRANT_ANSWERED,		/* granted, or refused with an Error reply */
+	GRANT_WOULD_CREATE,	/* no_create, and the pool would have to grow */
+	GRANT_SHORT,		/* out of memory and may_wait: park, recall */
+};
+
+/* Grants (or refuses) one Acquire: the quotas, then the pool. */
+static enum policy_grant_outcome
+policy_grant(struct vmmd_session *s, uint64_t rid, uint64_t bytes,
+    unsigned flags, uint64_t min_piece, bool may_wait, bool no_create)
+{
+	struct vmmd_chunk *chunks[VMM_PROTO_MAX_CHUNKS];
+	Vmm__Chunk wire[VMM_PROTO_MAX_CHUNKS], *wirep[VMM_PROTO_MAX_CHUNKS];
+	Vmm__Envelope env = VMM__ENVELOPE__INIT;
+	Vmm__Grant g = VMM__GRANT__INIT;
+	int fds[VMM_PROTO_MAX_CHUNKS];
+	char msg[VMM_PROTO_MAX_MESSAGE], why[192], holders[160];
+	int n, i, code;
+	uint64_t total = 0, want = vmmd_pool_round(bytes);
+	size_t off;
+
+	if (bytes != 0 && want > vmmd_session_quota_room(s, why, sizeof(why))) {
+		snprintf(msg, sizeof(msg), "over quota: %s, asking %" PRIu64
+		    " MiB", why, want >> 20);
+		vmmd_stats.quota_failures++;
+		vmmd_session_error(s, rid, VMM__ERROR_CODE__ERROR_CODE_QUOTA, msg);
+		return GRANT_ANSWERED;
+	}
+	n = vmmd_pool_grant(&s->h, bytes, flags | (no_create ?
+	    VMMD_GRANT_NO_CREATE : 0), min_piece, chunks, VMM_PROTO_MAX_CHUNKS,
+	    &code, msg, sizeof(msg));
+	if (n == VMMD_POOL_WOULD_CREATE)
+		return GRANT_WOULD_CREATE;
+	if (n < 0) {
+		if (code == VMM__ERROR_CODE__ERROR_CODE_OUT_OF_MEMORY) {
+			if (may_wait)
+				return GRANT_SHORT;
+			vmmd_stats.oom_failures++;
+			vmmd_session_holders(holders, sizeof(holders));
+			vmm_log_error("grant of %" PRIu64 " bytes to pid %d failed: "
+			    "%s%s", bytes, (int)s->pid, msg, holders);
+			/* Who else holds what is for admins to see: pids and
+			 * sizes of other users' processes are theirs. */
+			off = strlen(msg);
+			snprintf(msg + off, sizeof(msg) - off, ", this client "
+			    "holds %" PRIu64 " MiB%s", s->h.bytes >> 20, s->admin ?
+			    holders : "");
+		}
+		vmmd_session_error(s, rid, (Vmm__ErrorCode)code, msg);
+		return GRANT_ANSWERED;
+	}
+	for (i = 0; i < n; i++) {
+		if ((fds[i] = vmmd_pool_export(chunks[i])) < 0) {
+			while (i > 0)
+				close(fds[--i]);
+			vmmd_pool_ungrant(chunks, (size_t)n);
+			vmmd_session_error(s, rid, VMM__ERROR_CODE__ERROR_CODE_INTERNAL,
+			    "could not export a chunk");
+			return GRANT_ANSWERED;
+		}
+		vmm__chunk__init(&wire[i]);
+		wire[i].id = chunks[i]->id;
+		wire[i].size = chunks[i]->size;
+		wirep[i] = &wire[i];
+		total += chunks[i]->size;
+	}
+	g.request_id = rid;
+	g.n_chunks = (size_t)n;
+	g.chunks = wirep;
+	env.msg_case = VMM__ENVELOPE__MSG_GRANT;
+	env.grant = &g;
+	vmm_log_info("GRANT Session=%" PRIu64 " Pid=%d Size=%" PRIu64
+	    " Chunks=%d FirstChunk=%" PRIu64, s->id, (int)s->pid, total, n,
+	    chunks[0]->id);
+	if (vmmd_session_queue(s, &env, fds, (size_t)n) != 0) {
+		/* The fds are closed by the queue; the client never saw them:
+		 * the chunks go back before the session closes. */
+		vmmd_pool_ungrant(chunks, (size_t)n);
+		vmmd_stats.slow_peer_drops++;
+		vmmd_session_close(s, "client does not read its replies");
+	}
+	return GRANT_ANSWERED;
+}
+
+
+/* The recall timed out: one last try, then out of memory. */
+static void
+policy_on_pend(evutil_socket_t fd, short what, void *arg)
+{
+	struct vmmd_session *s = arg;
+
+	(void)fd;
+	(void)what;
+	if (!s->pend.active || s->state != VMMD_SESSION_READY)
+		return;
+	vmmd_session_pend_clear(s);
+	policy_grant(s, s->pend.rid, s->pend.bytes, s->pend.flags,
+	    s->pend.min_piece, false, false);
+}
+
+/* Whether o asked for memory within the last idle_ms. */
+static bool
+policy_busy(const struct vmmd_session *o, uint64_t now, uint64_t idle_ms)
+{
+	return idle_ms != 0 && o->last_acquire_ms != 0 &&
+	    now - o->last_acquire_ms < idle_ms;
+}
+
+static bool	policy_shares_memory(const struct vmmd_session *,
+		    const struct vmmd_session *);
+
+/* Whether o may be asked for memory (and counted on to give some): it
+ * has not left a Recall unanswered lately.  An overdue Recall shuns it. */
+static bool
+policy_recallable(struct vmmd_session *o, uint64_t now)
+{
+	if (o->recall_out != 0 && now >= o->recall_due_ms) {
+		o->recall_out = 0;
+		if (!o->recall_heard) {
+			vmm_log_info("RECALL_UNANSWERED Session=%" PRIu64
+			    " Pid=%d", o->id, (int)o->pid);
+			o->recall_shun_until_ms = now + VMMD_RECALL_SHUN_MS;
+			vmmd_stats.recalls_unanswered++;
+		}
+	}
+	return now >= o->recall_shun_until_ms;
+}
+
+unsigned
+vmmd_policy_recall(struct vmmd_session *except, uint64_t target, int reason,
+    uint64_t idle_ms, bool same_tenant, uint64_t round, uint64_t answer_ms)
+{
+	static uint64_t recall_id;
+	struct vmmd_session *o;
+	uint64_t now = vmm_now_ms();
+	unsigned n = 0;
+
+	TAILQ_FOREACH(o, &vmmd_sessions, link) {
+		Vmm__Envelope env = VMM__ENVELOPE__INIT;
+		Vmm__Recall r = VMM__RECALL__INIT;
+		uint64_t want;
+
+		if (o == except || o->state != VMMD_SESSION_READY ||
+		    o->kind != VMM__CLIENT_KIND__CLIENT_KIND_APP ||
+		    o->rep_cached == 0 || o->h.chunks == 0 ||
+		    policy_busy(o, now, idle_ms) ||
+		    (same_tenant && !policy_shares_memory(o, except)) ||
+		    !policy_recallable(o, now))
+			continue;
+		/* Still working on an earlier Recall (no word from it yet): not
+		 * asked twice. */
+		if (o->recall_out != 0 && !o->recall_heard) {
+			if (round != 0 && o->recall_round == round)
+				n++;
+			continue;
+		}
+		/* What vmmd can verify: no more than it lent this client. */
+		want = o->rep_cached < o->h.bytes ? o->rep_cached :
+		    o->h.bytes;
+		if (target != 0 && target < want)
+			want = target;
+		r.recall_id = ++recall_id;
+		r.target_bytes = want;
+		r.reason = (Vmm__RecallReason)reason;
+		env.msg_case = VMM__ENVELOPE__MSG_RECALL;
+		env.recall = &r;
+		vmm_log_info("RECALL Session=%" PRIu64 " Pid=%d Size=%" PRIu64,
+		    o->id, (int)o->pid, want);
+		vmmd_stats.recalls++;
+		/* A client that does not read is dropped by vmmd_session_send. */
+		if (vmmd_session_send(o, &env) == 0) {
+			o->recall_out = r.recall_id;
+			o->recall_heard = false;
+			o->recall_round = round;
+			o->recall_due_ms = now + (answer_ms != 0 ? answer_ms :
+			    1000);
+			n++;
+		}
+	}
+	return n;
+}
+
+/* Whether a session still owes an answer to a Recall of round. */
+static bool
+policy_round_open(uint64_t round, uint64_t now)
+{
+	struct vmmd_session *o;
+
+	TAILQ_FOREACH(o, &vmmd_sessions, link)
+		if (o->state == VMMD_SESSION_READY && o->recall_out != 0 &&
+		    o->recall_round == round && now < o->recall_due_ms)
+			return true;
+	return false;
+}
+
+/* Whether memory o gives back can be lent to s as it is (same tenant, or
+ * cross_tenant = reuse).  Otherwise it only makes room on the GPU. */
+static bool
+policy_shares_memory(const struct vmmd_session *o,
+    const struct vmmd_session *s)
+{
+	return o->h.tenant == s->h.tenant ||
+	    vmmd_cfg.cross_tenant == VMMD_CROSS_REUSE;
+}
+
+/* Bytes other app sessions of s's tenant, not busy, report holding cached
+ * (freed, not in use): what a recall could give s to reuse. */
+static uint64_t
+policy_cached_elsewhere(const struct vmmd_session *s, uint64_t now)
+{
+	struct vmmd_session *o;
+	uint64_t sum = 0;
+
+	TAILQ_FOREACH(o, &vmmd_sessions, link)
+		if (o != s && o->state == VMMD_SESSION_READY &&
+		    o->kind == VMM__CLIENT_KIND__CLIENT_KIND_APP &&
+		    policy_shares_memory(o, s) &&
+		    !policy_busy(o, now, vmmd_cfg.recall_idle_ms) &&
+		    policy_recallable(o, now))
+			sum += o->rep_cached < o->h.bytes ? o->rep_cached :
+			    o->h.bytes;
+	return sum;
+}
+
+void
+vmmd_policy_acquire(struct vmmd_session *s, const Vmm__Acquire *a)
+{
+	struct timeval tv;
+	uint64_t ms = vmmd_cfg.recall_timeout_ms, now = vmm_now_ms();
+	enum policy_grant_outcome rc;
+	bool reuse_first;
+
+	if (s->pend.active) {
+		vmmd_session_error(s, a->request_id, VMM__ERROR_CODE__ERROR_CODE_BUSY,
+		    "an Acquire of this session is already waiting");
+		return;
+	}
+	s->last_acquire_ms = now;
+	/* Memory other processes freed is reused before the pool grows: if
+	 * those not busy hold enough in their caches, recall it rather than
+	 * create.  A busy one would soon ask for it back. */
+	reuse_first = ms != 0 && policy_cached_elsewhere(s, now) >= a->bytes;
+	rc = policy_grant(s, a->request_id, a->bytes, a->flags, a->min_piece,
+	    ms != 0, reuse_first);
+	if (rc == GRANT_ANSWERED)
+		return;
+	/* New memory needed (reuse_first) or none to be had: others may hold
+	 * it in their caches.  Ask them (out of memory, busy or not), park
+	 * this request, and answer when memory comes back or the recall times
+	 * out. */
+	/* Waiting to reuse rather than grow is worth a short wait only: a
+	 * client answers a Recall in a few milliseconds. */
+	if (reuse_first && ms > 100)
+		ms = 100;
+	if (vmmd_policy_recall(s, a->bytes,
+	    VMM__RECALL_REASON__RECALL_REASON_PRESSURE,
+	    rc == GRANT_WOULD_CREATE ? vmmd_cfg.recall_idle_ms : 0,
+	    rc == GRANT_WOULD_CREATE, ++policy_round, ms) == 0 ||
+	    (s->ev_pend == NULL &&
+	    (s->ev_pend = evtimer_new(vmmd_base, policy_on_pend, s)) == NULL)) {
+		policy_grant(s, a->request_id, a->bytes, a->flags, a->min_piece,
+		    false, false);
+		return;
+	}
+	s->pend.active = true;
+	s->pend.rid = a->request_id;
+	s->pend.bytes = a->bytes;
+	s->pend.flags = a->flags;
+	s->pend.min_piece = a->min_piece;
+	s->pend.reuse = reuse_first;
+	s->pend.round = policy_round;
+	vmmd_stats.recall_waits++;
+	tv.tv_sec = (time_t)(ms / 1000);
+	tv.tv_usec = (suseconds_t)(ms % 1000) * 1000;
+	event_add(s->ev_pend, &tv);
+}
+
+void
+vmmd_policy_retry(void)
+{
+	struct vmmd_session *s, *next;
+
+	for (s = TAILQ_FIRST(&vmmd_sessions); s != NULL; s = next) {
+		next = TAILQ_NEXT(s, link);
+		if (!s->pend.active || s->state != VMMD_SESSION_READY)
+			continue;
+		/* Without growing the pool: the recall is what we wait for. */
+		if (policy_grant(s, s->pend.rid, s->pend.bytes, s->pend.flags,
+		    s->pend.min_piece, true, true) == GRANT_ANSWERED) {
+			vmmd_session_pend_clear(s);
+			vmmd_stats.recall_successes++;
+			continue;
+		}
+		/* Memory came back but does not fit the request (sizes): create
+		 * what is missing and give as much unusable idle memory back
+		 * to the GPU, so the pool does not grow. */
+		{
+			struct vmmd_pool_totals t;
+			uint64_t before = vmmd_stats.create_bytes;
+
+			vmmd_pool_totals(&t);
+			/* Everyone asked has answered: waiting longer brings
+			 * nothing; the last try (create, or out of memory). */
+			if (!policy_round_open(s->pend.round, vmm_now_ms())) {
+				vmmd_session_pend_clear(s);
+				policy_grant(s, s->pend.rid, s->pend.bytes,
+				    s->pend.flags, s->pend.min_piece, false,
+				    false);
+				continue;
+			}
+			/* Waiting for lack of memory: any memory back may do,
+			 * with the pool's out-of-memory recovery. */
+			if (t.idle < s->pend.bytes && s->pend.reuse)
+				continue;
+			if (policy_grant(s, s->pend.rid, s->pend.bytes,
+			    s->pend.flags, s->pend.min_piece, true, false) ==
+			    GRANT_ANSWERED) {
+				vmmd_session_pend_clear(s);
+				vmmd_stats.recall_successes++;
+				if (vmmd_stats.create_bytes > before)
+					vmmd_pool_trim(vmmd_stats.create_bytes -
+					    before, 0);
+			}
+		}
+	}
+}
