@@ -14,6 +14,13 @@
  *   stats.c    counters and the admin replies
  *   notify.c   sd_notify: READY, STATUS, watchdog, STOPPING
  *   closer.c   closing peers' fds and session sockets off the loop
+ *
+ * Calls go one way (tests/arch checks that no two files call each other):
+ * main.c and server.c start sessions; dispatch.c calls policy.c, session.c,
+ * pool.c and stats.c; policy.c calls session.c and pool.c; session.c calls
+ * pool.c and reaches dispatch.c and policy.c only through the two hooks
+ * dispatch.c registers (vmmd_session_set_handlers).  pool.c, tenant.c,
+ * config.c and closer.c call no other file of vmmd but each other's leaves.
  */
 #ifndef VMMD_H
 #define VMMD_H
