@@ -22,7 +22,7 @@
 static void
 session_hello(struct vmmd_session *s, const Vmm__Hello *h)
 {
-	Vmm__Envelope env = VMM__ENVELOPE__INIT;
+	Vmm__Envelope env;
 	Vmm__HelloReply rep = VMM__HELLO_REPLY__INIT;
 	Vmm__Limits lim = VMM__LIMITS__INIT;
 	char msg[128], esc[4 * VMM_PROTO_MAX_NAME + 1];
@@ -68,15 +68,14 @@ session_hello(struct vmmd_session *s, const Vmm__Hello *h)
 	rep.device_uuid.data = (uint8_t *)vmmd_pool_device_uuid();
 	rep.device_uuid.len = 16;
 	rep.limits = &lim;
-	env.msg_case = VMM__ENVELOPE__MSG_HELLO_REPLY;
-	env.hello_reply = &rep;
+	env = vmm_frame_env_hello_reply(&rep);
 	vmmd_session_send(s, &env);
 }
 
 static void
 session_release(struct vmmd_session *s, const Vmm__Release *r)
 {
-	Vmm__Envelope env = VMM__ENVELOPE__INIT;
+	Vmm__Envelope env;
 	Vmm__ReleaseReply rep = VMM__RELEASE_REPLY__INIT;
 	struct vmmd_chunk *ch;
 	uint64_t bytes = 0;
@@ -112,8 +111,7 @@ session_release(struct vmmd_session *s, const Vmm__Release *r)
 	rep.request_id = r->request_id;
 	rep.released_chunks = (uint32_t)r->n_chunk_ids;
 	rep.released_bytes = bytes;
-	env.msg_case = VMM__ENVELOPE__MSG_RELEASE_REPLY;
-	env.release_reply = &rep;
+	env = vmm_frame_env_release_reply(&rep);
 	if (vmmd_session_send(s, &env) == 0 && s->rep_cached >= bytes)
 		s->rep_cached -= bytes;	/* until its next Report */
 	vmmd_policy_retry();
@@ -126,7 +124,7 @@ static void
 session_adopt(struct vmmd_session *s, struct vmm_frame_msg *m,
     const Vmm__Adopt *a)
 {
-	Vmm__Envelope env = VMM__ENVELOPE__INIT;
+	Vmm__Envelope env;
 	Vmm__AdoptReply rep = VMM__ADOPT_REPLY__INIT;
 	uint64_t ids[VMM_PROTO_MAX_CHUNKS];
 	size_t i, refused = 0;
@@ -149,8 +147,7 @@ session_adopt(struct vmmd_session *s, struct vmm_frame_msg *m,
 	rep.request_id = a->request_id;
 	rep.n_chunk_ids = a->n_sizes;
 	rep.chunk_ids = ids;
-	env.msg_case = VMM__ENVELOPE__MSG_ADOPT_REPLY;
-	env.adopt_reply = &rep;
+	env = vmm_frame_env_adopt_reply(&rep);
 	vmmd_session_send(s, &env);
 	if (refused < a->n_sizes)
 		vmmd_notify_status();
@@ -161,7 +158,7 @@ session_adopt(struct vmmd_session *s, struct vmm_frame_msg *m,
 static void
 session_meminfo(struct vmmd_session *s, uint64_t rid)
 {
-	Vmm__Envelope env = VMM__ENVELOPE__INIT;
+	Vmm__Envelope env;
 	Vmm__MemInfoReply rep = VMM__MEM_INFO_REPLY__INIT;
 	struct vmmd_pool_totals t;
 	uint64_t quota = vmmd_session_quota(s), avail;
@@ -185,20 +182,18 @@ session_meminfo(struct vmmd_session *s, uint64_t rid)
 	rep.free_bytes = avail;
 	rep.total_bytes = quota != 0 ? quota : vmmd_pool_device_total();
 	rep.held_bytes = s->h.bytes;
-	env.msg_case = VMM__ENVELOPE__MSG_MEM_INFO_REPLY;
-	env.mem_info_reply = &rep;
+	env = vmm_frame_env_mem_info_reply(&rep);
 	vmmd_session_send(s, &env);
 }
 
 static void
 session_ack(struct vmmd_session *s, uint64_t rid)
 {
-	Vmm__Envelope env = VMM__ENVELOPE__INIT;
+	Vmm__Envelope env;
 	Vmm__Ack ack = VMM__ACK__INIT;
 
 	ack.request_id = rid;
-	env.msg_case = VMM__ENVELOPE__MSG_ACK;
-	env.ack = &ack;
+	env = vmm_frame_env_ack(&ack);
 	vmmd_session_send(s, &env);
 }
 
@@ -220,7 +215,7 @@ session_report(struct vmmd_session *s, const Vmm__Report *r)
 static void
 session_trim(struct vmmd_session *s, const Vmm__TrimRequest *t)
 {
-	Vmm__Envelope env = VMM__ENVELOPE__INIT;
+	Vmm__Envelope env;
 	Vmm__TrimReply rep = VMM__TRIM_REPLY__INIT;
 
 	vmmd_stats.trims++;
@@ -237,8 +232,7 @@ session_trim(struct vmmd_session *s, const Vmm__TrimRequest *t)
 	}
 	vmm_log_info("TRIM Session=%" PRIu64 " Released=%" PRIu64, s->id,
 	    rep.bytes_released);
-	env.msg_case = VMM__ENVELOPE__MSG_TRIM_REPLY;
-	env.trim_reply = &rep;
+	env = vmm_frame_env_trim_reply(&rep);
 	vmmd_session_send(s, &env);
 }
 

@@ -41,7 +41,7 @@ policy_grant(struct vmmd_session *s, uint64_t rid, uint64_t bytes,
 {
 	struct vmmd_chunk *chunks[VMM_PROTO_MAX_CHUNKS];
 	Vmm__Chunk wire[VMM_PROTO_MAX_CHUNKS], *wirep[VMM_PROTO_MAX_CHUNKS];
-	Vmm__Envelope env = VMM__ENVELOPE__INIT;
+	Vmm__Envelope env;
 	Vmm__Grant g = VMM__GRANT__INIT;
 	int fds[VMM_PROTO_MAX_CHUNKS];
 	char msg[VMM_PROTO_MAX_MESSAGE], why[192], holders[160];
@@ -97,8 +97,7 @@ policy_grant(struct vmmd_session *s, uint64_t rid, uint64_t bytes,
 	g.request_id = rid;
 	g.n_chunks = (size_t)n;
 	g.chunks = wirep;
-	env.msg_case = VMM__ENVELOPE__MSG_GRANT;
-	env.grant = &g;
+	env = vmm_frame_env_grant(&g);
 	vmm_log_info("GRANT Session=%" PRIu64 " Pid=%d Size=%" PRIu64
 	    " Chunks=%d FirstChunk=%" PRIu64, s->id, (int)s->pid, total, n,
 	    chunks[0]->id);
@@ -166,7 +165,7 @@ vmmd_policy_recall(struct vmmd_session *except, uint64_t target, int reason,
 	unsigned n = 0;
 
 	TAILQ_FOREACH(o, &vmmd_sessions, link) {
-		Vmm__Envelope env = VMM__ENVELOPE__INIT;
+		Vmm__Envelope env;
 		Vmm__Recall r = VMM__RECALL__INIT;
 		uint64_t want;
 
@@ -192,8 +191,7 @@ vmmd_policy_recall(struct vmmd_session *except, uint64_t target, int reason,
 		r.recall_id = ++recall_id;
 		r.target_bytes = want;
 		r.reason = (Vmm__RecallReason)reason;
-		env.msg_case = VMM__ENVELOPE__MSG_RECALL;
-		env.recall = &r;
+		env = vmm_frame_env_recall(&r);
 		vmm_log_info("RECALL Session=%" PRIu64 " Pid=%d Size=%" PRIu64,
 		    o->id, (int)o->pid, want);
 		vmmd_stats.recalls++;

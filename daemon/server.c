@@ -74,13 +74,12 @@ vmmd_server_is_admin(uid_t uid, gid_t gid, const gid_t *groups, int ngroups)
 static void
 server_refuse(int fd, const char *why, Vmm__ErrorCode code)
 {
-	Vmm__Envelope env = VMM__ENVELOPE__INIT;
+	Vmm__Envelope env;
 	Vmm__Error e = VMM__ERROR__INIT;
 
 	e.code = code;
 	e.message = (char *)why;
-	env.msg_case = VMM__ENVELOPE__MSG_ERROR;
-	env.error = &e;
+	env = vmm_frame_env_error(&e);
 	(void)vmm_frame_send(fd, VMM_FRAME_PEER_CLIENT, &env, NULL, 0, 0);
 	vmmd_closer_close(fd);
 	vmmd_stats.sessions_refused++;

@@ -210,7 +210,7 @@ int
 vmmd_session_error(struct vmmd_session *s, uint64_t rid, Vmm__ErrorCode code,
     const char *msg)
 {
-	Vmm__Envelope env = VMM__ENVELOPE__INIT;
+	Vmm__Envelope env;
 	Vmm__Error err = VMM__ERROR__INIT;
 	char buf[VMM_PROTO_MAX_MESSAGE + 1];
 
@@ -218,8 +218,7 @@ vmmd_session_error(struct vmmd_session *s, uint64_t rid, Vmm__ErrorCode code,
 	err.request_id = rid;
 	err.code = code;
 	err.message = buf;
-	env.msg_case = VMM__ENVELOPE__MSG_ERROR;
-	env.error = &err;
+	env = vmm_frame_env_error(&err);
 	vmmd_stats.failures++;
 	vmm_log_debug("session %" PRIu64 ": error %d: %s", s->id, (int)code, buf);
 	return session_send(s, &env, NULL, 0);
@@ -590,13 +589,12 @@ vmmd_session_shutdown_all(const char *why)
 	for (s = TAILQ_FIRST(&vmmd_sessions); s != NULL; s = next) {
 		next = TAILQ_NEXT(s, link);
 		if (s->state != VMMD_SESSION_CLOSED) {
-			Vmm__Envelope env = VMM__ENVELOPE__INIT;
+			Vmm__Envelope env;
 			Vmm__Goodbye bye = VMM__GOODBYE__INIT;
 
 			bye.reason = VMM__GOODBYE_REASON__GOODBYE_REASON_SHUTDOWN;
 			bye.message = (char *)why;
-			env.msg_case = VMM__ENVELOPE__MSG_GOODBYE;
-			env.goodbye = &bye;
+			env = vmm_frame_env_goodbye(&bye);
 			if (vmm_frame_outq_push(s->oq, &env, NULL, 0) == 0)
 				vmm_frame_outq_flush(s->oq, s->fd);
 			vmmd_session_close(s, why);

@@ -72,7 +72,6 @@ vmmd_stats_reply(uint64_t rid, uint32_t offset, bool full)
 	uint32_t total = 0;
 	size_t n = 0, k = 0;
 
-	vmm__envelope__init(&env);
 	TAILQ_FOREACH(it, &vmmd_sessions, link) {
 		/* Not identified yet (no Hello): nothing to show. */
 		if (it->state == VMMD_SESSION_NEW)
@@ -89,8 +88,7 @@ vmmd_stats_reply(uint64_t rid, uint32_t offset, bool full)
 		cr.n_sessions = n;
 		cr.sessions = stp;
 		cr.sessions_total = total;
-		env.msg_case = VMM__ENVELOPE__MSG_CLIENTS_REPLY;
-		env.clients_reply = &cr;
+		env = vmm_frame_env_clients_reply(&cr);
 		return &env;
 	}
 	vmm__stats_reply__init(&sr);
@@ -114,7 +112,6 @@ vmmd_stats_reply(uint64_t rid, uint32_t offset, bool full)
 	sr.n_sessions = n;
 	sr.sessions = stp;
 	sr.sessions_total = total;
-	env.msg_case = VMM__ENVELOPE__MSG_STATS_REPLY;
-	env.stats_reply = &sr;
+	env = vmm_frame_env_stats_reply(&sr);
 	return &env;
 }

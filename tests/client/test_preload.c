@@ -525,14 +525,13 @@ sc_trim(void)
 	adm = tc_open(sockpath, "admin", true);
 	CHECK(tc_stats(adm, &ps, NULL, NULL) == 0 && ps.physical_bytes > 0);
 	{
-		Vmm__Envelope env = VMM__ENVELOPE__INIT;
+		Vmm__Envelope env;
 		Vmm__TrimRequest tr = VMM__TRIM_REQUEST__INIT;
 		struct vmm_frame_msg *m;
 
 		tr.request_id = tc_rid(adm);
 		tr.recall_clients = true;
-		env.msg_case = VMM__ENVELOPE__MSG_TRIM_REQUEST;
-		env.trim_request = &tr;
+		env = vmm_frame_env_trim_request(&tr);
 		CHECK((m = tc_call(adm, &env, NULL, 0)) != NULL);
 		vmm_frame_msg_free(m);
 	}

@@ -371,7 +371,7 @@ run_holder(const char *what)
 static void
 impostor(const char *path, int ready, int report)
 {
-	Vmm__Envelope env = VMM__ENVELOPE__INIT;
+	Vmm__Envelope env;
 	Vmm__HelloReply r = VMM__HELLO_REPLY__INIT;
 	Vmm__Limits lim = VMM__LIMITS__INIT;
 	struct vmm_frame_reader *rd;
@@ -413,8 +413,7 @@ impostor(const char *path, int ready, int report)
 			lim.max_chunks_per_grant = 16;
 			lim.max_frame = VMM_FRAME_MAX;
 			r.limits = &lim;
-			env.msg_case = VMM__ENVELOPE__MSG_HELLO_REPLY;
-			env.hello_reply = &r;
+			env = vmm_frame_env_hello_reply(&r);
 			CHECK(vmm_frame_send(c, VMM_FRAME_PEER_CLIENT, &env, NULL,
 			    0, 1000) == 0);
 		}

@@ -60,27 +60,24 @@ static void
 admin_requests(struct tc *c, bool admin)
 {
 	const int denied = -VMM__ERROR_CODE__ERROR_CODE_PERMISSION;
-	Vmm__Envelope env = VMM__ENVELOPE__INIT;
+	Vmm__Envelope env;
 	Vmm__StatsRequest st = VMM__STATS_REQUEST__INIT;
 	Vmm__ClientsRequest cl = VMM__CLIENTS_REQUEST__INIT;
 	Vmm__TrimRequest tr = VMM__TRIM_REQUEST__INIT;
 	Vmm__SetQuota sq = VMM__SET_QUOTA__INIT;
 
 	st.request_id = tc_rid(c);
-	env.msg_case = VMM__ENVELOPE__MSG_STATS_REQUEST;
-	env.stats_request = &st;
+	env = vmm_frame_env_stats_request(&st);
 	CHECK(ask(c, &env, st.request_id) == (admin ?
 	    VMM__ENVELOPE__MSG_STATS_REPLY : denied));
 
 	cl.request_id = tc_rid(c);
-	env.msg_case = VMM__ENVELOPE__MSG_CLIENTS_REQUEST;
-	env.clients_request = &cl;
+	env = vmm_frame_env_clients_request(&cl);
 	CHECK(ask(c, &env, cl.request_id) == (admin ?
 	    VMM__ENVELOPE__MSG_CLIENTS_REPLY : denied));
 
 	tr.request_id = tc_rid(c);
-	env.msg_case = VMM__ENVELOPE__MSG_TRIM_REQUEST;
-	env.trim_request = &tr;
+	env = vmm_frame_env_trim_request(&tr);
 	CHECK(ask(c, &env, tr.request_id) == (admin ?
 	    VMM__ENVELOPE__MSG_TRIM_REPLY : denied));
 
@@ -88,8 +85,7 @@ admin_requests(struct tc *c, bool admin)
 	sq.kind = VMM__QUOTA_KIND__QUOTA_KIND_UID;
 	sq.key = (char *)"65534";
 	sq.bytes = 0;
-	env.msg_case = VMM__ENVELOPE__MSG_SET_QUOTA;
-	env.set_quota = &sq;
+	env = vmm_frame_env_set_quota(&sq);
 	CHECK(ask(c, &env, sq.request_id) == (admin ?
 	    VMM__ENVELOPE__MSG_ACK : denied));
 }
@@ -109,7 +105,7 @@ child_peer(void *arg, int ctl)
 	admin_requests(c, w->expect_admin);
 	if (w->expect_admin) {
 		/* Its own session, as SO_PEERCRED saw it. */
-		Vmm__Envelope env = VMM__ENVELOPE__INIT;
+		Vmm__Envelope env;
 		Vmm__ClientsRequest cl = VMM__CLIENTS_REQUEST__INIT;
 		const Vmm__Envelope *r;
 		struct vmm_frame_msg *m;
@@ -117,8 +113,7 @@ child_peer(void *arg, int ctl)
 		size_t i;
 
 		cl.request_id = tc_rid(c);
-		env.msg_case = VMM__ENVELOPE__MSG_CLIENTS_REQUEST;
-		env.clients_request = &cl;
+		env = vmm_frame_env_clients_request(&cl);
 		CHECK((m = tc_call(c, &env, NULL, 0)) != NULL);
 		r = vmm_frame_msg_env(m);
 		CHECK(r->msg_case == VMM__ENVELOPE__MSG_CLIENTS_REPLY);
@@ -291,7 +286,7 @@ test_reserve(void)
 static void
 test_quota(void)
 {
-	Vmm__Envelope env = VMM__ENVELOPE__INIT;
+	Vmm__Envelope env;
 	Vmm__SetQuota sq = VMM__SET_QUOTA__INIT;
 	struct tc_chunk ch[2];
 	struct tc *c;
@@ -303,8 +298,7 @@ test_quota(void)
 	sq.kind = VMM__QUOTA_KIND__QUOTA_KIND_NAME;
 	sq.key = (char *)"capped";
 	sq.bytes = g;
-	env.msg_case = VMM__ENVELOPE__MSG_SET_QUOTA;
-	env.set_quota = &sq;
+	env = vmm_frame_env_set_quota(&sq);
 	CHECK(ask(adm, &env, sq.request_id) == VMM__ENVELOPE__MSG_ACK);
 	CHECK(tc_acquire(c, 2 * g, 0, ch, 1) == -VMM__ERROR_CODE__ERROR_CODE_QUOTA);
 	CHECK(tc_acquire(c, g, 0, &ch[0], 1) == 1);

@@ -41,7 +41,7 @@ static void
 adopt(struct tc *c, const int *fds, const uint64_t *sizes, size_t n,
     uint64_t *ids)
 {
-	Vmm__Envelope env = VMM__ENVELOPE__INIT;
+	Vmm__Envelope env;
 	Vmm__Adopt a = VMM__ADOPT__INIT;
 	const Vmm__AdoptReply *r;
 	struct vmm_frame_msg *m;
@@ -53,8 +53,7 @@ adopt(struct tc *c, const int *fds, const uint64_t *sizes, size_t n,
 	a.request_id = tc_rid(c);
 	a.n_sizes = n;
 	a.sizes = (uint64_t *)sizes;
-	env.msg_case = VMM__ENVELOPE__MSG_ADOPT;
-	env.adopt = &a;
+	env = vmm_frame_env_adopt(&a);
 	CHECK((m = tc_call(c, &env, dups, n)) != NULL);
 	CHECK(vmm_frame_msg_env(m)->msg_case == VMM__ENVELOPE__MSG_ADOPT_REPLY);
 	r = vmm_frame_msg_env(m)->adopt_reply;

@@ -218,7 +218,7 @@ main(int argc, char **argv)
 	 * wait for its releases. */
 	{
 		struct tc *q = tc_open(sockpath, "app-pipelined", false);
-		Vmm__Envelope env = VMM__ENVELOPE__INIT;
+		Vmm__Envelope env;
 		Vmm__Acquire acq = VMM__ACQUIRE__INIT;
 		struct vmm_frame_msg *m;
 		const Vmm__Envelope *r;
@@ -229,8 +229,7 @@ main(int argc, char **argv)
 		rid = tc_release_nowait(q, &ch[0].id, 1);
 		acq.request_id = tc_rid(q);
 		acq.bytes = 2 * gran;
-		env.msg_case = VMM__ENVELOPE__MSG_ACQUIRE;
-		env.acquire = &acq;
+		env = vmm_frame_env_acquire(&acq);
 		CHECK(vmm_frame_send(q->fd, VMM_FRAME_PEER_DAEMON, &env, NULL, 0,
 		    5000) == 0);
 		CHECK(tc_recv(q, &m, 5000) == 1);

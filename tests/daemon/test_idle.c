@@ -87,13 +87,12 @@ main(void)
 	close(ch[0].fd);
 	CHECK(tc_release(a, &ch[0].id, 1) == 0);
 	{
-		Vmm__Envelope env = VMM__ENVELOPE__INIT;
+		Vmm__Envelope env;
 		Vmm__TrimRequest tr = VMM__TRIM_REQUEST__INIT;
 		struct vmm_frame_msg *m;
 
 		tr.request_id = tc_rid(adm);
-		env.msg_case = VMM__ENVELOPE__MSG_TRIM_REQUEST;
-		env.trim_request = &tr;
+		env = vmm_frame_env_trim_request(&tr);
 		CHECK((m = tc_call(adm, &env, NULL, 0)) != NULL);
 		CHECK(vmm_frame_msg_env(m)->msg_case ==
 		    VMM__ENVELOPE__MSG_TRIM_REPLY);

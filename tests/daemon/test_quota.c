@@ -42,14 +42,13 @@ own_cgroup(void)
 static void
 meminfo(struct tc *c, uint64_t *f, uint64_t *t)
 {
-	Vmm__Envelope env = VMM__ENVELOPE__INIT;
+	Vmm__Envelope env;
 	Vmm__MemInfoRequest r = VMM__MEM_INFO_REQUEST__INIT;
 	const Vmm__Envelope *e;
 	struct vmm_frame_msg *m;
 
 	r.request_id = tc_rid(c);
-	env.msg_case = VMM__ENVELOPE__MSG_MEM_INFO_REQUEST;
-	env.mem_info_request = &r;
+	env = vmm_frame_env_mem_info_request(&r);
 	CHECK((m = tc_call(c, &env, NULL, 0)) != NULL);
 	e = vmm_frame_msg_env(m);
 	CHECK(e->msg_case == VMM__ENVELOPE__MSG_MEM_INFO_REPLY);
@@ -61,15 +60,14 @@ meminfo(struct tc *c, uint64_t *f, uint64_t *t)
 static void
 set_quota(struct tc *adm, Vmm__QuotaKind kind, const char *key, uint64_t bytes)
 {
-	Vmm__Envelope env = VMM__ENVELOPE__INIT;
+	Vmm__Envelope env;
 	Vmm__SetQuota q = VMM__SET_QUOTA__INIT;
 
 	q.request_id = tc_rid(adm);
 	q.kind = kind;
 	q.key = (char *)key;
 	q.bytes = bytes;
-	env.msg_case = VMM__ENVELOPE__MSG_SET_QUOTA;
-	env.set_quota = &q;
+	env = vmm_frame_env_set_quota(&q);
 	vmm_frame_msg_free(tc_call_expect(adm, &env, VMM__ENVELOPE__MSG_ACK));
 }
 

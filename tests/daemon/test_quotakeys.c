@@ -103,14 +103,13 @@ test_config_keys(void)
 static uint64_t
 mem_total(struct tc *c)
 {
-	Vmm__Envelope env = VMM__ENVELOPE__INIT;
+	Vmm__Envelope env;
 	Vmm__MemInfoRequest r = VMM__MEM_INFO_REQUEST__INIT;
 	struct vmm_frame_msg *m;
 	uint64_t t;
 
 	r.request_id = tc_rid(c);
-	env.msg_case = VMM__ENVELOPE__MSG_MEM_INFO_REQUEST;
-	env.mem_info_request = &r;
+	env = vmm_frame_env_mem_info_request(&r);
 	m = tc_call_expect(c, &env, VMM__ENVELOPE__MSG_MEM_INFO_REPLY);
 	t = vmm_frame_msg_env(m)->mem_info_reply->total_bytes;
 	vmm_frame_msg_free(m);
@@ -122,7 +121,7 @@ static int
 set_quota(struct tc *adm, Vmm__QuotaKind kind, const char *key,
     uint64_t bytes)
 {
-	Vmm__Envelope env = VMM__ENVELOPE__INIT;
+	Vmm__Envelope env;
 	Vmm__SetQuota q = VMM__SET_QUOTA__INIT;
 	const Vmm__Envelope *r;
 	struct vmm_frame_msg *m;
@@ -132,8 +131,7 @@ set_quota(struct tc *adm, Vmm__QuotaKind kind, const char *key,
 	q.kind = kind;
 	q.key = (char *)key;
 	q.bytes = bytes;
-	env.msg_case = VMM__ENVELOPE__MSG_SET_QUOTA;
-	env.set_quota = &q;
+	env = vmm_frame_env_set_quota(&q);
 	CHECK((m = tc_call(adm, &env, NULL, 0)) != NULL);
 	r = vmm_frame_msg_env(m);
 	if (r->msg_case == VMM__ENVELOPE__MSG_ERROR) {

@@ -25,13 +25,12 @@ static struct tc	*adm;
 static void
 report_cached(struct tc *c, uint64_t cached)
 {
-	Vmm__Envelope env = VMM__ENVELOPE__INIT;
+	Vmm__Envelope env;
 	Vmm__Report rep = VMM__REPORT__INIT;
 
 	rep.request_id = tc_rid(c);
 	rep.cached_bytes = cached;
-	env.msg_case = VMM__ENVELOPE__MSG_REPORT;
-	env.report = &rep;
+	env = vmm_frame_env_report(&rep);
 	vmm_frame_msg_free(tc_call_expect(c, &env, VMM__ENVELOPE__MSG_ACK));
 }
 
@@ -48,13 +47,12 @@ readable(struct tc *c, int ms)
 static uint64_t
 acquire_send(struct tc *c, uint64_t bytes)
 {
-	Vmm__Envelope env = VMM__ENVELOPE__INIT;
+	Vmm__Envelope env;
 	Vmm__Acquire a = VMM__ACQUIRE__INIT;
 
 	a.request_id = tc_rid(c);
 	a.bytes = bytes;
-	env.msg_case = VMM__ENVELOPE__MSG_ACQUIRE;
-	env.acquire = &a;
+	env = vmm_frame_env_acquire(&a);
 	CHECK(vmm_frame_send(c->fd, VMM_FRAME_PEER_DAEMON, &env, NULL, 0,
 	    5000) == 0);
 	return a.request_id;
@@ -83,15 +81,14 @@ expect_recall(struct tc *c, uint64_t min_target)
 static void
 give_back(struct tc *c, uint64_t *ids, size_t n, uint64_t recall_id)
 {
-	Vmm__Envelope env = VMM__ENVELOPE__INIT;
+	Vmm__Envelope env;
 	Vmm__Release rel = VMM__RELEASE__INIT;
 
 	rel.request_id = tc_rid(c);
 	rel.n_chunk_ids = n;
 	rel.chunk_ids = ids;
 	rel.recall_id = recall_id;
-	env.msg_case = VMM__ENVELOPE__MSG_RELEASE;
-	env.release = &rel;
+	env = vmm_frame_env_release(&rel);
 	vmm_frame_msg_free(tc_call_expect(c, &env,
 	    VMM__ENVELOPE__MSG_RELEASE_REPLY));
 }

@@ -24,14 +24,13 @@
 static void
 report(struct tc *c, uint64_t cached, uint64_t recall_id)
 {
-	Vmm__Envelope env = VMM__ENVELOPE__INIT;
+	Vmm__Envelope env;
 	Vmm__Report r = VMM__REPORT__INIT;
 
 	r.request_id = tc_rid(c);
 	r.cached_bytes = cached;
 	r.recall_id = recall_id;
-	env.msg_case = VMM__ENVELOPE__MSG_REPORT;
-	env.report = &r;
+	env = vmm_frame_env_report(&r);
 	vmm_frame_msg_free(tc_call_expect(c, &env, VMM__ENVELOPE__MSG_ACK));
 }
 
@@ -105,7 +104,7 @@ main(void)
 	    VMM__ACQUIRE_FLAG__ACQUIRE_FLAG_ALLOW_STITCH, hc, 8)) > 0);
 	report(honest, 8 * MiB, 0);
 	{
-		Vmm__Envelope env = VMM__ENVELOPE__INIT;
+		Vmm__Envelope env;
 		Vmm__Acquire a = VMM__ACQUIRE__INIT;
 		uint64_t t0;
 		int k;
@@ -113,8 +112,7 @@ main(void)
 		a.request_id = tc_rid(asker);
 		a.bytes = 32 * MiB;
 		a.flags = VMM__ACQUIRE_FLAG__ACQUIRE_FLAG_ALLOW_STITCH;
-		env.msg_case = VMM__ENVELOPE__MSG_ACQUIRE;
-		env.acquire = &a;
+		env = vmm_frame_env_acquire(&a);
 		len = tc_pack(&env, buf, sizeof(buf));
 		t0 = vmm_now_ms();
 		CHECK(tc_send_raw(asker->fd, buf, len, NULL, 0) == 0);

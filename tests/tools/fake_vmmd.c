@@ -115,14 +115,13 @@ send_env(int fd, Vmm__Envelope *env)
 static void
 send_error(int fd, uint64_t id, Vmm__ErrorCode code, const char *msg)
 {
-	Vmm__Envelope	env = VMM__ENVELOPE__INIT;
+	Vmm__Envelope	env;
 	Vmm__Error	err = VMM__ERROR__INIT;
 
 	err.request_id = id;
 	err.code = code;
 	err.message = (char *)msg;
-	env.msg_case = VMM__ENVELOPE__MSG_ERROR;
-	env.error = &err;
+	env = vmm_frame_env_error(&err);
 	send_env(fd, &env);
 }
 
@@ -132,7 +131,7 @@ hello_reply(int fd, const Vmm__Hello *h)
 	static uint8_t		uuid[VMM_PROTO_UUID_LEN] = {
 		1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16
 	};
-	Vmm__Envelope		env = VMM__ENVELOPE__INIT;
+	Vmm__Envelope		env;
 	Vmm__HelloReply		r = VMM__HELLO_REPLY__INIT;
 	Vmm__Limits		lim = VMM__LIMITS__INIT;
 	struct ucred		cred;
@@ -165,8 +164,7 @@ hello_reply(int fd, const Vmm__Hello *h)
 	lim.max_frame = VMM_FRAME_MAX;
 	lim.device_total_bytes = 80 * GiB;
 	r.limits = &lim;
-	env.msg_case = VMM__ENVELOPE__MSG_HELLO_REPLY;
-	env.hello_reply = &r;
+	env = vmm_frame_env_hello_reply(&r);
 	send_env(fd, &env);
 }
 
@@ -215,7 +213,7 @@ all_figures(Vmm__PoolStats *pool, Vmm__Counter *c, Vmm__Counter **cp,
 static void
 sessions_reply(int fd, uint64_t id, uint32_t off, int stats)
 {
-	Vmm__Envelope		env = VMM__ENVELOPE__INIT;
+	Vmm__Envelope		env;
 	Vmm__StatsReply		sr = VMM__STATS_REPLY__INIT;
 	Vmm__ClientsReply	cr = VMM__CLIENTS_REPLY__INIT;
 	Vmm__PoolStats		pool = VMM__POOL_STATS__INIT;
@@ -248,8 +246,7 @@ sessions_reply(int fd, uint64_t id, uint32_t off, int stats)
 		cr.sessions = sp;
 		cr.n_sessions = n;
 		cr.sessions_total = FAKE_NSESS;
-		env.msg_case = VMM__ENVELOPE__MSG_CLIENTS_REPLY;
-		env.clients_reply = &cr;
+		env = vmm_frame_env_clients_reply(&cr);
 		send_env(fd, &env);
 		return;
 	}
@@ -286,8 +283,7 @@ send:
 	sr.sessions = sp;
 	sr.n_sessions = n;
 	sr.sessions_total = FAKE_NSESS;
-	env.msg_case = VMM__ENVELOPE__MSG_STATS_REPLY;
-	env.stats_reply = &sr;
+	env = vmm_frame_env_stats_reply(&sr);
 	send_env(fd, &env);
 }
 
@@ -295,7 +291,7 @@ send:
 static int
 admin(int fd, const Vmm__Envelope *e)
 {
-	Vmm__Envelope	 env = VMM__ENVELOPE__INIT;
+	Vmm__Envelope	 env;
 	Vmm__Ack	 ack = VMM__ACK__INIT;
 	Vmm__TrimReply	 tr = VMM__TRIM_REPLY__INIT;
 	Vmm__Goodbye	 bye = VMM__GOODBYE__INIT;
@@ -339,15 +335,13 @@ admin(int fd, const Vmm__Envelope *e)
 	if (is("goodbye")) {
 		bye.reason = VMM__GOODBYE_REASON__GOODBYE_REASON_SHUTDOWN;
 		bye.message = (char *)"stopping";
-		env.msg_case = VMM__ENVELOPE__MSG_GOODBYE;
-		env.goodbye = &bye;
+		env = vmm_frame_env_goodbye(&bye);
 		send_env(fd, &env);
 		return 1;
 	}
 	if (is("wrong") || e->msg_case == VMM__ENVELOPE__MSG_SET_QUOTA) {
 		ack.request_id = id;
-		env.msg_case = VMM__ENVELOPE__MSG_ACK;
-		env.ack = &ack;
+		env = vmm_frame_env_ack(&ack);
 		send_env(fd, &env);
 		return 1;
 	}
@@ -362,8 +356,7 @@ admin(int fd, const Vmm__Envelope *e)
 		tr.request_id = id;
 		tr.bytes_released = e->trim_request->target_bytes != 0 ?
 		    e->trim_request->target_bytes : 768 * MiB;
-		env.msg_case = VMM__ENVELOPE__MSG_TRIM_REPLY;
-		env.trim_reply = &tr;
+		env = vmm_frame_env_trim_reply(&tr);
 		send_env(fd, &env);
 		break;
 	}
