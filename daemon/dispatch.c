@@ -308,9 +308,13 @@ dispatch(struct vmmd_session *s, struct vmm_frame_msg *m)
 			    "admin requests need root or the admin group");
 			break;
 		}
-		if (env->msg_case == VMM__ENVELOPE__MSG_STATS_REQUEST)
+		if (env->msg_case == VMM__ENVELOPE__MSG_STATS_REQUEST) {
 			vmmd_session_send(s, vmmd_stats_reply(rid,
 			    env->stats_request->session_offset, true));
+			/* The reply has the marks up to now. */
+			if (env->stats_request->reset_marks)
+				vmmd_pool_reset_marks();
+		}
 		else if (env->msg_case == VMM__ENVELOPE__MSG_CLIENTS_REQUEST)
 			vmmd_session_send(s, vmmd_stats_reply(rid,
 			    env->clients_request->session_offset, false));

@@ -78,6 +78,7 @@ on_idle_tick(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	(void)arg;
 	vmmd_pool_idle_tick();
+	vmmd_pool_refresh_free();
 }
 
 /* Raises the fd limit: every lent chunk passes through an fd. */

@@ -236,6 +236,7 @@ vmmd_pool_init(const struct vmmd_config *c, char *err, size_t errlen)
 	pool_total = total;
 	memcpy(pool_uuid, u.bytes, 16);
 	pool_probe_fds();
+	vmmd_pool_refresh_free();
 	return 0;
 }
 
@@ -251,23 +252,54 @@ vmmd_pool_device_total(void)
 	return pool_total;
 }
 
-/* What the GPU has free, asked at most every 100 ms: stats and MemInfo
- * requests must not cost a driver query each. */
+/*
+ * What the GPU has free, from vmmd's own accounting: the driver's figure,
+ * asked off the request path (vmmd_pool_refresh_free, from the idle tick
+ * and at start), moved by every create and destroy of vmmd's own in
+ * between.  A stats or MemInfo request never calls the driver: in the
+ * emulator that call scans /proc, tens of ms with thousands of chunks.
+ */
 static uint64_t pool_free_cached, pool_free_when;
 
-uint64_t
-vmmd_pool_device_free(void)
+void
+vmmd_pool_refresh_free(void)
 {
 	uint64_t now = vmm_now_ms();
 	size_t f = 0, t = 0;
 
-	if (pool_free_when != 0 && now - pool_free_when < 100)
-		return pool_free_cached;
-	if (cuMemGetInfo(&f, &t) != CUDA_SUCCESS)
-		return pool_free_cached;
-	pool_free_cached = f;
+	if (pool_free_when != 0 && now - pool_free_when < 1000)
+		return;
 	pool_free_when = now;
+	if (cuMemGetInfo(&f, &t) == CUDA_SUCCESS)
+		pool_free_cached = f;
+}
+
+uint64_t
+vmmd_pool_device_free(void)
+{
 	return pool_free_cached;
+}
+
+/* The pool grew or shrank by delta bytes: the free figure follows, and the
+ * high-water marks. */
+static void
+pool_physical_add(int64_t delta)
+{
+	pool_t.physical += (uint64_t)delta;
+	if (delta > 0)
+		pool_free_cached = pool_free_cached > (uint64_t)delta ?
+		    pool_free_cached - (uint64_t)delta : 0;
+	else
+		pool_free_cached += (uint64_t)-delta;
+	if (pool_t.physical > pool_t.peak_physical)
+		pool_t.peak_physical = pool_t.physical;
+}
+
+void
+vmmd_pool_reset_marks(void)
+{
+	pool_t.peak_physical = pool_t.physical;
+	pool_t.peak_lent = pool_t.lent;
 }
 
 int
@@ -440,9 +472,8 @@ pool_create(uint64_t size, struct vmmd_chunk **out)
 	b = pool_bucket(ch->id);
 	ch->hnext = *b;
 	*b = ch;
-	pool_t.physical += size;
+	pool_physical_add((int64_t)size);
 	pool_t.chunks++;
-	pool_free_when = 0;	/* our own change: ask the driver again */
 	vmmd_stats.creates++;
 	vmmd_stats.create_bytes += size;
 	vmm_log_info("CREATE Chunk=%" PRIu64 " Size=%" PRIu64, ch->id, size);
@@ -465,9 +496,8 @@ pool_destroy(struct vmmd_chunk *ch)
 	if ((r = cuMemRelease(ch->handle)) != CUDA_SUCCESS)
 		vmm_log_error("cuMemRelease of chunk %" PRIu64 ": %s", ch->id,
 		    pool_cu_name(r));
-	pool_t.physical -= ch->size;
+	pool_physical_add(-(int64_t)ch->size);
 	pool_t.chunks--;
-	pool_free_when = 0;
 	vmmd_stats.gpu_releases++;
 	vmmd_stats.gpu_release_bytes += ch->size;
 	vmm_log_info("DESTROY Chunk=%" PRIu64 " Size=%" PRIu64, ch->id, ch->size);
@@ -691,6 +721,8 @@ pool_lend(struct vmmd_chunk *ch, struct vmmd_holder *h)
 		h->peak = h->bytes;
 	pool_t.lent += ch->size;
 	pool_t.chunks_lent++;
+	if (pool_t.lent > pool_t.peak_lent)
+		pool_t.peak_lent = pool_t.lent;
 }
 
 uint64_t
@@ -1031,7 +1063,10 @@ vmmd_pool_adopt(struct vmmd_holder *who, int fd, uint64_t size, uint64_t *id)
 	*b = ch;
 	if (pool_identity)
 		pool_key_add(ch, &st);
+	/* Not created by vmmd: the driver's free figure already left it out. */
 	pool_t.physical += size;
+	if (pool_t.physical > pool_t.peak_physical)
+		pool_t.peak_physical = pool_t.physical;
 	pool_t.chunks++;
 	pool_lend(ch, who);
 	vmmd_stats.adopted_chunks++;

@@ -32,6 +32,8 @@ pool_figures(struct vmm_pool_figures *f)
 		.device_total_bytes = vmmd_pool_device_total(),
 		.device_free_bytes = vmmd_pool_device_free(),
 		.granularity = vmmd_pool_chunk_unit(),
+		.peak_physical_bytes = t.peak_physical,
+		.peak_lent_bytes = t.peak_lent,
 	};
 }
 

@@ -199,6 +199,8 @@ struct vmmd_holder {
 struct vmmd_pool_totals {
 	uint64_t	physical, lent, idle, quarantined;
 	uint64_t	chunks, chunks_lent;
+	/* High-water marks, exact, since start or vmmd_pool_reset_marks. */
+	uint64_t	peak_physical, peak_lent;
 };
 
 /* Initialises CUDA for the configured device and the pool.  err says why
@@ -210,7 +212,12 @@ uint64_t vmmd_pool_chunk_unit(void);
 /* bytes rounded up to the chunk unit: what a grant of bytes lends. */
 uint64_t vmmd_pool_round(uint64_t bytes);
 uint64_t vmmd_pool_device_total(void);
+/* What the GPU has free (vmmd's own accounting; never a driver call). */
 uint64_t vmmd_pool_device_free(void);
+/* Asks the driver for its free figure (off the request path). */
+void	vmmd_pool_refresh_free(void);
+/* The high-water marks restart from the current values. */
+void	vmmd_pool_reset_marks(void);
 int	vmmd_pool_device_ordinal(void);
 const unsigned char *vmmd_pool_device_uuid(void);	/* 16 bytes */
 void	vmmd_pool_totals(struct vmmd_pool_totals *t);

@@ -42,9 +42,17 @@ enum vmm_figure_unit {
 	X(device_total_bytes, "device total", VMM_FIGURE_BYTES,              \
 	    "the GPU's memory")                                              \
 	X(device_free_bytes, "device free", VMM_FIGURE_BYTES,                \
-	    "the GPU's free memory, as the driver reports it, at most 100 ms old") \
+	    "the GPU's free memory: the driver's figure, refreshed off the "  \
+	    "request path about once a second, kept current with vmmd's own " \
+	    "creates and destroys")                                          \
 	X(granularity, "granularity", VMM_FIGURE_BYTES,                      \
-	    "the chunk unit, in bytes: every chunk's size is a multiple of it")
+	    "the chunk unit, in bytes: every chunk's size is a multiple of it") \
+	X(peak_physical_bytes, "peak physical", VMM_FIGURE_BYTES,            \
+	    "the most physical memory the pool held at any moment, exact, "  \
+	    "since start or 'vmmctl stats --reset-marks'")                   \
+	X(peak_lent_bytes, "peak lent", VMM_FIGURE_BYTES,                    \
+	    "the most memory lent at any moment, exact, since start or "     \
+	    "'vmmctl stats --reset-marks'")
 
 /* The pool figures as one struct, for whoever computes or keeps them. */
 struct vmm_pool_figures {

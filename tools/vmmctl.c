@@ -110,8 +110,9 @@ static int	cmd_help(struct ctl *, int, char **);
 static void	stats_help(FILE *);
 
 static const struct cmd cmds[] = {
-	{ "stats", 0, 1, false, cmd_stats, "[--json]",
-	  "pool totals, counters and every session", stats_help },
+	{ "stats", 0, 2, false, cmd_stats, "[--json] [--reset-marks]",
+	  "pool totals, counters and every session; --reset-marks: the\n"
+	  "high-water marks (peak ...) restart after this report", stats_help },
 	{ "clients", 0, 1, false, cmd_clients, "[--json]",
 	  "the session table only", NULL },
 	{ "trim", 0, 3, false, cmd_trim, "[--recall] [--target SIZE]",
@@ -594,7 +595,7 @@ sessions_free(struct sessions *s)
  * shift the offsets: the result is sorted by id and duplicates dropped.
  */
 static int
-fetch_sessions(struct ctl *c, bool stats, struct sessions *s)
+fetch_sessions(struct ctl *c, bool stats, bool reset_marks, struct sessions *s)
 {
 	Vmm__SessionStats *const	*v;
 	struct vmm_frame_msg		*m, **pages;
@@ -612,6 +613,8 @@ fetch_sessions(struct ctl *c, bool stats, struct sessions *s)
 
 		if (stats) {
 			sreq.session_offset = (uint32_t)off;
+			/* The first page has the marks; then they restart. */
+			sreq.reset_marks = reset_marks && off == 0;
 			env = vmm_frame_env_stats_request(&sreq);
 		} else {
 			creq.session_offset = (uint32_t)off;
@@ -845,12 +848,19 @@ cmd_stats(struct ctl *c, int argc, char **argv)
 	const Vmm__StatsReply	*r;
 	char			 buf[CELL_LEN], uuid[VMM_SESS_UUID_STRLEN + 5];
 	char			 name[ESC_LEN(VMM_PROTO_MAX_COUNTER_NAME)];
-	int			 json, rc, lw, vw, w;
+	int			 json = 0, reset = 0, rc, lw, vw, w, a;
 	size_t			 i, j;
 
-	if ((json = json_flag(argc, argv)) < 0)
-		return usage_err(c->cmd);
-	if ((rc = ctl_open(c)) != 0 || (rc = fetch_sessions(c, true, &s)) != 0)
+	for (a = 0; a < argc; a++) {
+		if (strcmp(argv[a], "--json") == 0 && !json)
+			json = 1;
+		else if (strcmp(argv[a], "--reset-marks") == 0 && !reset)
+			reset = 1;
+		else
+			return usage_err(c->cmd);
+	}
+	if ((rc = ctl_open(c)) != 0 ||
+	    (rc = fetch_sessions(c, true, reset, &s)) != 0)
 		goto out;
 	/* Pool and counters as of the first page. */
 	r = vmm_frame_msg_env(s.pages[0])->stats_reply;
@@ -933,7 +943,8 @@ cmd_clients(struct ctl *c, int argc, char **argv)
 
 	if ((json = json_flag(argc, argv)) < 0)
 		return usage_err(c->cmd);
-	if ((rc = ctl_open(c)) != 0 || (rc = fetch_sessions(c, false, &s)) != 0)
+	if ((rc = ctl_open(c)) != 0 ||
+	    (rc = fetch_sessions(c, false, false, &s)) != 0)
 		goto out;
 	if (json) {
 		fputs("{\"sessions\":", stdout);

@@ -263,6 +263,8 @@ sessions_reply(int fd, uint64_t id, uint32_t off, int stats)
 	pool.device_total_bytes = 80 * GiB;
 	pool.device_free_bytes = 60 * GiB + 123456789;
 	pool.granularity = 2 * MiB;
+	pool.peak_physical_bytes = 2 * GiB;
+	pool.peak_lent_bytes = 3 * GiB / 2;
 	nc = NCOUNTERS;
 	for (i = 0; i < nc; i++) {
 		vmm__counter__init(&c[i]);
@@ -299,8 +301,9 @@ admin(int fd, const Vmm__Envelope *e)
 
 	switch (e->msg_case) {
 	case VMM__ENVELOPE__MSG_STATS_REQUEST:
-		logline("stats offset=%" PRIu32,
-		    e->stats_request->session_offset);
+		logline("stats offset=%" PRIu32 "%s",
+		    e->stats_request->session_offset,
+		    e->stats_request->reset_marks ? " reset" : "");
 		break;
 	case VMM__ENVELOPE__MSG_CLIENTS_REQUEST:
 		logline("clients offset=%" PRIu32,

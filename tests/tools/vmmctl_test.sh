@@ -104,15 +104,17 @@ case_stats() {
 	has "$OUT" \
 	    '^device GPU-01020304-0506-0708-090a-0b0c0d0e0f10$' \
 	    '^pool$' \
-	    '^  physical       1\.5 GiB$' \
-	    '^  lent             1 GiB$' \
-	    '^  idle           512 MiB$' \
-	    '^  quarantined        0 B$' \
-	    '^  chunks              12$' \
-	    '^  chunks lent          8$' \
-	    '^  device total    80 GiB$' \
-	    '^  device free   60\.1 GiB$' \
-	    '^  granularity      2 MiB$' \
+	    '^  physical        1\.5 GiB$' \
+	    '^  lent              1 GiB$' \
+	    '^  idle            512 MiB$' \
+	    '^  quarantined         0 B$' \
+	    '^  chunks               12$' \
+	    '^  chunks lent           8$' \
+	    '^  device total     80 GiB$' \
+	    '^  device free    60\.1 GiB$' \
+	    '^  granularity       2 MiB$' \
+	    '^  peak physical     2 GiB$' \
+	    '^  peak lent       1\.5 GiB$' \
 	    '^counters$' \
 	    '^  grants          42$' \
 	    '^  oom_recoveries   1$' \
@@ -128,6 +130,11 @@ case_stats() {
 	[ "$(grep -c '^stats offset=' "$LOG")" -eq 3 ] ||
 	    fail "expected 3 stats pages: $(cat "$LOG")"
 	has "$LOG" '^stats offset=0$' '^stats offset=2$' '^stats offset=4$'
+	# --reset-marks: asked on the first page only (it has the marks).
+	fake ok
+	run 0 --socket-dir "$D" stats --reset-marks --json || return
+	has "$LOG" '^stats offset=0 reset$' '^stats offset=2$' '^stats offset=4$'
+	run 1 --socket-dir "$D" stats --reset-marks --reset-marks
 	wait_log '^goodbye reason=1$'
 }
 
@@ -143,7 +150,8 @@ assert d['pool'] == {
     'physical_bytes': 3 << 29, 'lent_bytes': 1 << 30, 'idle_bytes': 512 << 20,
     'quarantined_bytes': 0, 'chunks': 12, 'chunks_lent': 8,
     'device_total_bytes': 80 << 30, 'device_free_bytes': (60 << 30) + 123456789,
-    'granularity': 2 << 20}, d['pool']
+    'granularity': 2 << 20, 'peak_physical_bytes': 2 << 30,
+    'peak_lent_bytes': 3 << 29}, d['pool']
 assert d['counters'] == {'grants': 42, 'releases': 40, 'creates': 12,
                          'stitches': 3, 'oom_recoveries': 1, 'failures': 0}
 s = d['sessions']
@@ -296,7 +304,7 @@ case_usage() {
 	run 1 help frobnicate
 
 	run 0 --help
-	has "$OUT" '^usage: vmmctl ' '^  stats \[--json\]$' '^  quota set uid\|name\|cgroup KEY SIZE$' \
+	has "$OUT" '^usage: vmmctl ' '^  stats \[--json\] \[--reset-marks\]$' '^  quota set uid\|name\|cgroup KEY SIZE$' \
 	    '^  0  success$' '^  1  usage error' '^  2  daemon not running' \
 	    '^  3  permission denied' '^  4  protocol error' '^  5  the daemon refused'
 	run 0 help

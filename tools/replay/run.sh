@@ -3,11 +3,15 @@
 # (issue 5, "A replay tool and workloads").
 #
 # Broker mode (default): starts vmmd in the foreground (temporary socket dir,
-# its own CUEMU_INSTANCE, --log-level INFO to a file), samples its pool stats
-# every few ms with vmm-sample, runs vmm-replay (N processes) under
-# LD_PRELOAD=libvmm_client.so with VMM_LOG_LEVEL=INFO, then prints peak
-# requested, peak physical, their ratio, round trips, latencies and the
-# count of each log action.  Native mode (-N): no vmmd, no preload: the
+# its own CUEMU_INSTANCE, --log-level INFO to a file), resets its high-water
+# marks, runs vmm-replay (N processes) under LD_PRELOAD=libvmm_client.so
+# with VMM_LOG_LEVEL=INFO, then prints peak requested, vmmd's exact peak
+# physical and peak lent (high-water marks kept at every change, read with
+# `vmmctl stats --json`), their ratio, bytes created and given back, round
+# trips, latencies and the count of each log action.  A ratio below 1.000
+# is impossible and fails the tool (exit 3).  vmm-sample still records the
+# pool every few ms for a time series (samples.csv, -k), but no peak figure
+# comes from it.  Native mode (-N): no vmmd, no preload: the
 # emulator's own allocator, whose device usage is sampled with cuMemGetInfo
 # from a process of the same emulated machine.
 #
@@ -103,13 +107,17 @@ start_sampler() {
 
 sock=$RUN/gpu0.sock
 if [[ $native -eq 0 ]]; then
-  { [[ -n "$conf" ]] && cat "$conf"; for l in "${conf_lines[@]+"${conf_lines[@]}"}"; do echo "$l"; done; } \
+  { [[ -n "$conf" ]] && cat "$conf"; for l in "${conf_lines[@]+"${conf_lines[@]}"}"; do echo "$l"; done
+    # vmmctl stats is an admin request: root, or the runner's group.
+    [[ $(id -u) -eq 0 ]] || echo "admin_group = $(id -gn)"; } \
     > "$RUN/vmmd.conf" || true
   "$B/daemon/vmmd" --foreground --socket-dir "$RUN" --config "$RUN/vmmd.conf" \
     --log-level INFO --log-file "$RUN/vmmd.log" 2> "$RUN/vmmd.stderr" &
   vmmd_pid=$!
   for _ in $(seq 200); do [[ -S "$sock" ]] && break; sleep 0.025; done
   [[ -S "$sock" ]] || { echo "run.sh: vmmd did not start:" >&2; cat "$RUN/vmmd.stderr" >&2; exit 1; }
+  "$B/tools/vmmctl" -S "$sock" stats --reset-marks > /dev/null ||
+    { echo "run.sh: vmmctl stats --reset-marks failed" >&2; exit 1; }
   start_sampler samp_pid samples --socket "$sock"
   [[ $devsample -eq 1 ]] && start_sampler dev_pid device --device --interval-ms 10
   renv=(LD_PRELOAD="${VMM_REPLAY_PRELOAD:-$B/shim/libvmm_client.so}" VMM_LOG_LEVEL=INFO
@@ -152,13 +160,20 @@ done
 peak_req=$(get peak_requested_bytes "$R")
 if [[ $native -eq 0 ]]; then
   S=$RUN/samples.out
-  phys=$(get max_physical_bytes "$S")
+  # Exact figures: vmmd's high-water marks and counters since the reset.
+  "$B/tools/vmmctl" -S "$sock" stats --json > "$RUN/stats.json" ||
+    { echo "run.sh: vmmctl stats failed" >&2; exit 1; }
+  J=$RUN/stats.json
+  jget() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d[sys.argv[2]].get(sys.argv[3], 0))' "$J" "$1" "$2"; }
+  phys=$(jget pool peak_physical_bytes)
+  out peak_physical_bytes "$phys"
+  out peak_lent_bytes "$(jget pool peak_lent_bytes)"
+  out bytes_created "$(jget counters create_bytes)"
+  out bytes_given_back "$(jget counters gpu_release_bytes)"
   out samples "$(get samples "$S")"
   out sampler_reconnects "$(get reconnects "$S")"
-  out peak_concurrent_demand_reported "$(get max_sum_reported_in_use_bytes "$S")"
-  out peak_physical_bytes "$phys"
-  out peak_lent_bytes "$(get max_lent_bytes "$S")"
-  out peak_idle_pool_bytes "$(get max_idle_pool_bytes "$S")"
+  out sampled_peak_concurrent_demand_reported "$(get max_sum_reported_in_use_bytes "$S")"
+  out sampled_peak_idle_pool_bytes "$(get max_idle_pool_bytes "$S")"
   [[ $devsample -eq 1 ]] && out peak_device_used_bytes "$(get max_device_used_bytes "$RUN/device.out")"
   out peak_mapped_bytes_clients "$(get peak_mapped_bytes "$R")"
   out daemon_round_trips "$(get daemon_round_trips "$R")"
@@ -170,7 +185,14 @@ else
   out samples "$(get samples "$RUN/device.out")"
   out peak_device_used_bytes "$phys"
 fi
-out ratio "$(awk -v p="${phys:-0}" -v r="${peak_req:-0}" 'BEGIN { if (r > 0) printf "%.3f", p / r; else print "-" }')"
+ratio=$(awk -v p="${phys:-0}" -v r="${peak_req:-0}" 'BEGIN { if (r > 0) printf "%.3f", p / r; else print "-" }')
+out ratio "$ratio"
+# Physical memory below what was requested is impossible: a broken figure.
+if [[ $rc -eq 0 && $native -eq 0 && $ratio != - ]] &&
+   awk -v x="$ratio" 'BEGIN { exit !(x < 1.0) }'; then
+  echo "run.sh: impossible ratio $ratio (peak physical $phys < peak requested $peak_req)" >&2
+  rc=3
+fi
 if [[ $native -eq 0 ]]; then
   for a in ALLOC FREE REMAP COPY; do
     out "client_log_$a" "$(cat "$RUN"/client.log-* 2>/dev/null | grep -c "\] $a " || true)"
