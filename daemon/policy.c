@@ -27,6 +27,8 @@
 
 static uint64_t		policy_round;	/* of recalls, see pend */
 
+static void	policy_round_overdue(uint64_t);
+
 /* What policy_grant did with an Acquire. */
 enum policy_grant_outcome {
 	GRANT_ANSWERED,		/* granted, or refused with an Error reply */
@@ -123,6 +125,9 @@ policy_on_pend(evutil_socket_t fd, short what, void *arg)
 	if (!s->pend.active || s->state != VMMD_SESSION_READY)
 		return;
 	vmmd_session_pend_clear(s);
+	/* The wait is over: whoever was asked for its sake and did not
+	 * answer is overdue now, whatever the clocks' rounding says. */
+	policy_round_overdue(s->pend.round);
 	policy_grant(s, s->pend.rid, s->pend.bytes, s->pend.flags,
 	    s->pend.min_piece, false, false);
 }
@@ -137,6 +142,19 @@ policy_busy(const struct vmmd_session *o, uint64_t now, uint64_t idle_ms)
 
 static bool	policy_shares_memory(const struct vmmd_session *,
 		    const struct vmmd_session *);
+
+/* Every Recall of round still unanswered becomes due now. */
+static void
+policy_round_overdue(uint64_t round)
+{
+	struct vmmd_session *o;
+	uint64_t now = vmm_now_ms();
+
+	TAILQ_FOREACH(o, &vmmd_sessions, link)
+		if (o->recall_out != 0 && o->recall_round == round &&
+		    o->recall_due_ms > now)
+			o->recall_due_ms = now;
+}
 
 /* Whether o may be asked for memory (and counted on to give some): it
  * has not left a Recall unanswered lately.  An overdue Recall shuns it. */
