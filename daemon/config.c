@@ -61,9 +61,11 @@ const struct vmm_opt vmmd_options[] = {
 	  O(idle_timeout_ms), "give idle pooled chunks back to the GPU after "
 	  "this long; 0: never" },
 	{ "swap_idle", VMM_OPT_BOOL, "1", 0, 1, NULL, O(swap_idle),
-	  "when the pool must create memory, give back as much of the idle "
-	  "chunks that request could not use (too small to stitch, too big to "
-	  "fit), oldest first" },
+	  "when the pool must create memory while memory is short (the GPU's "
+	  "free memory under 1/8 of it, or the pool within 1/8 of pool_max), "
+	  "give back as much of the idle chunks that request could not use "
+	  "(too small to stitch, too big to fit, another tenant's), oldest "
+	  "first; when memory is not short they stay for reuse" },
 	{ "idle_floor", VMM_OPT_SIZE, "0", 0, 1e15, NULL, O(idle_floor),
 	  "idle bytes the pool keeps however long they are idle; above it the "
 	  "pool keeps what was granted within the last idle_timeout_ms" },

@@ -295,6 +295,16 @@ pool_physical_add(int64_t delta)
 		pool_t.peak_physical = pool_t.physical;
 }
 
+/* Whether memory is short: the GPU's free memory under an eighth of the
+ * device, or the pool within an eighth of pool_max. */
+static bool
+pool_short(void)
+{
+	return pool_free_cached < pool_total / 8 ||
+	    (vmmd_cfg.pool_max != 0 &&
+	    pool_t.physical > vmmd_cfg.pool_max - vmmd_cfg.pool_max / 8);
+}
+
 void
 vmmd_pool_reset_marks(void)
 {
@@ -822,9 +832,11 @@ pool_create_rest(const struct vmmd_holder *h, struct pool_pick *p,
 		return r;
 	p->v[p->n++] = made;
 	p->got += made->size;
-	/* The pool grew while idle chunks sit unused: give as much of them
-	 * back, oldest first, so growth is swapped, not added. */
-	if (vmmd_cfg.swap_idle)
+	/* The pool grew while idle chunks sit unused: when memory is short,
+	 * give as much of them back, oldest first, so growth is swapped, not
+	 * added.  Otherwise they stay for reuse: destroying and creating
+	 * memory costs more than keeping it until the idle timer. */
+	if (vmmd_cfg.swap_idle && pool_short())
 		pool_swap_idle(h, made->size, below, above);
 	return CUDA_SUCCESS;
 }

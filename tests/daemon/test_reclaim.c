@@ -339,8 +339,9 @@ hand_over(uid_t uid_a, uid_t uid_b, uint32_t seed, struct report *rb)
 
 /* cross_tenant = recreate (the default): another uid never gets a chunk a
  * uid released — it gets new memory, zeros without a scrub, and the idle
- * chunk of the other tenant goes back to the GPU as the pool grows; the
- * same uid gets its chunk back, data and all. */
+ * chunk of the other tenant stays pooled (memory is not short here; under
+ * pressure swap_idle gives it back, see test_stitch); the same uid gets
+ * its chunk back, data and all. */
 static void
 test_tenants(void)
 {
@@ -350,7 +351,7 @@ test_tenants(void)
 	hand_over(0, NOBODY, 31, &rb);
 	CHECK(rb.n == 0 && rb.all_zero);
 	CHECK(tc_counter(adm, "creates") == creates + 2);
-	CHECK(tc_counter(adm, "tenant_swaps") == 1);
+	CHECK(tc_counter(adm, "tenant_swaps") == 0);
 	CHECK(tc_counter(adm, "scrubs") == 0);
 	hand_over(NOBODY, NOBODY, 32, &rb);
 	CHECK(rb.n == 1 && rb.all_pattern);

@@ -361,11 +361,13 @@ test_policy(void)
 	return bad;
 }
 
-/* swap_idle (the default): when the pool must create memory, idle chunks
- * that request could not use (here the fragments too small to stitch) go
- * back to the GPU, so the pool does not grow by them. */
+/* swap_idle (the default): when the pool must create memory and memory is
+ * short (here pool_max, 14 units of 2 MiB, is near), idle chunks that request could not use
+ * (here the fragments too small to stitch) go back to the GPU, so the pool
+ * does not grow by them; when memory is not short (no pool_max, a 16 GiB
+ * device) they stay pooled for reuse. */
 static void
-test_swap(void)
+test_swap(bool short_of_memory)
 {
 	struct tc_chunk freed[4], held[4], ch[MAXCH];
 	uint64_t sizes[8] = { 2, 2, 2, 2, 1, 1, 1, 1 };
@@ -375,7 +377,8 @@ test_swap(void)
 	pid_t d;
 	int n, i;
 
-	start("swap", "idle_timeout_ms = 0\n", &d);
+	start(short_of_memory ? "swap" : "calm", short_of_memory ?
+	    "idle_timeout_ms = 0\npool_max = 28M\n" : "idle_timeout_ms = 0\n", &d);
 	for (i = 0; i < 8; i++)
 		sizes[i] *= G;
 	a = tc_open(sockpath, "stitcher", false);
@@ -386,8 +389,13 @@ test_swap(void)
 	n = grant(a, 6 * G, STITCH, 0, ch);
 	CHECK(n == 3);
 	tc_pool(adm, &ps);
-	CHECK(ps.idle_bytes == 0 && ps.physical_bytes == 12 * G);
-	CHECK(tc_counter(adm, "gpu_releases") == rel + 2);
+	if (short_of_memory) {
+		CHECK(ps.idle_bytes == 0 && ps.physical_bytes == 12 * G);
+		CHECK(tc_counter(adm, "gpu_releases") == rel + 2);
+	} else {
+		CHECK(ps.idle_bytes == 2 * G && ps.physical_bytes == 14 * G);
+		CHECK(tc_counter(adm, "gpu_releases") == rel);
+	}
 	give_back(a, ch, n);
 	give_back(a, held, 4);
 	tc_close(a);
@@ -403,6 +411,7 @@ main(int argc, char **argv)
 	}
 	test_default_ratio();
 	test_ratio_half_cap3();
-	test_swap();
+	test_swap(true);
+	test_swap(false);
 	return 0;
 }
