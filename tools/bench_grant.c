@@ -14,6 +14,9 @@
  *  (c) rate:  Acquire+Release pairs per second with 1, 4 and 16 client
  *             processes, one session each, for a fixed duration.
  *
+ * (a), (b) and (b') alternate, BENCH_ROUND of each in turn, so the ratio
+ * compares the same moments of the machine's load.
+ *
  * p50/p99 of (a) and (b), the ratio b/a (issue target: p50 <= 2.0) and the
  * rates go to stdout (a table, or --json); progress goes to stderr.
  *
@@ -63,6 +66,7 @@
 #define BENCH_IO_TIMEOUT_MS	10000		/* any one reply */
 #define BENCH_START_TIMEOUT_MS	10000		/* vmmd until its socket accepts */
 #define BENCH_STOP_TIMEOUT_MS	5000		/* vmmd after SIGTERM */
+#define BENCH_ROUND		100		/* of each kind, in turn */
 #define BENCH_RAW_REQ		16		/* bytes, about an Acquire frame */
 #define BENCH_RAW_REPLY		32		/* bytes, about a Grant frame */
 #define BENCH_RAW_MEMFD		(2u << 20)	/* one emulated granule */
@@ -430,53 +434,80 @@ raw_server(int sock)
 	}
 }
 
-/* Phase (a): warm then n timed round trips into samples; 0 or -1. */
-static int
-raw_run(uint64_t *samples, long n, long warm)
-{
-	char req[BENCH_RAW_REQ] = "acquire", rep[BENCH_RAW_REPLY];
-	struct timeval tv = { BENCH_IO_TIMEOUT_MS / 1000, 0 };
-	uint64_t t0;
-	long i;
-	pid_t pid;
-	int sv[2], fd, rc = 0;
+/* The client end of (a): a socket to a forked raw_server. */
+struct raw_peer {
+	int	sock;
+	pid_t	pid;
+};
 
+/* Starts the server of (a); 0 or -1. */
+static int
+raw_open(struct raw_peer *r)
+{
+	struct timeval tv = { BENCH_IO_TIMEOUT_MS / 1000, 0 };
+	int sv[2];
+
+	r->sock = -1;
+	r->pid = -1;
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
 		bench_warn("socketpair: %s", strerror(errno));
 		return -1;
 	}
-	if ((pid = bench_fork(false)) < 0) {
+	if ((r->pid = bench_fork(false)) < 0) {
 		bench_warn("fork: %s", strerror(errno));
 		close(sv[0]);
 		close(sv[1]);
 		return -1;
 	}
-	if (pid == 0) {
+	if (r->pid == 0) {
 		close(sv[0]);
 		raw_server(sv[1]);
 	}
 	close(sv[1]);
 	setsockopt(sv[0], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	for (i = -warm; i < n; i++) {
-		t0 = now_ns();
-		if (send(sv[0], req, sizeof(req), MSG_NOSIGNAL) !=
-		    (ssize_t)sizeof(req) ||
-		    (fd = recv_with_fd(sv[0], rep, sizeof(rep))) < 0) {
-			bench_warn("raw round trip %ld failed: %s", i,
-			    strerror(errno));
-			rc = -1;
-			break;
-		}
-		close(fd);
-		if (i >= 0)
-			samples[i] = now_ns() - t0;
-	}
-	close(sv[0]);
-	if (bench_reap(pid) != 0 && rc == 0) {
+	r->sock = sv[0];
+	return 0;
+}
+
+/* Stops the server of (a); 0, or -1 if it failed. */
+static int
+raw_close(struct raw_peer *r)
+{
+	int rc = 0;
+
+	if (r->sock >= 0)
+		close(r->sock);
+	if (r->pid > 0 && bench_reap(r->pid) != 0) {
 		bench_warn("raw server failed");
 		rc = -1;
 	}
+	r->sock = -1;
+	r->pid = -1;
 	return rc;
+}
+
+/* n raw round trips, timed into samples unless it is NULL; 0 or -1. */
+static int
+raw_trips(struct raw_peer *r, uint64_t *samples, long n)
+{
+	char req[BENCH_RAW_REQ] = "acquire", rep[BENCH_RAW_REPLY];
+	uint64_t t0;
+	long i;
+	int fd;
+
+	for (i = 0; i < n; i++) {
+		t0 = now_ns();
+		if (send(r->sock, req, sizeof(req), MSG_NOSIGNAL) !=
+		    (ssize_t)sizeof(req) ||
+		    (fd = recv_with_fd(r->sock, rep, sizeof(rep))) < 0) {
+			bench_warn("raw round trip failed: %s", strerror(errno));
+			return -1;
+		}
+		close(fd);
+		if (samples != NULL)
+			samples[i] = now_ns() - t0;
+	}
+	return 0;
 }
 
 /* ---- a minimal vmmd client (proto/session.h) ------------------------------- */
@@ -642,27 +673,61 @@ bc_counters(const char *path, const char *const *names, uint64_t *values,
 
 /* ---- (b) grant latency ------------------------------------------------------- */
 
-/* Phase (b): warm (the first grant creates the chunk) then n timed pairs. */
+/* n Acquire+Release pairs, timed into samples unless it is NULL. */
 static int
-grant_run(const char *sock, uint64_t *samples, long n, long warm, bool wait)
+grant_pairs(struct bench_client *c, uint64_t *samples, long n, bool wait)
 {
-	struct bench_client c;
 	uint64_t t0;
 	long i;
-	int rc = 0;
 
-	if (bc_open(&c, sock, false) != 0)
-		return -1;
-	for (i = -warm; i < n; i++) {
+	for (i = 0; i < n; i++) {
 		t0 = now_ns();
-		if (bc_pair(&c, wait) != 0) {
-			rc = -1;
-			break;
-		}
-		if (i >= 0)
+		if (bc_pair(c, wait) != 0)
+			return -1;
+		if (samples != NULL)
 			samples[i] = now_ns() - t0;
 	}
+	return 0;
+}
+
+/*
+ * Phases (a), (b) and (b') alternating: BENCH_ROUND raw round trips, then
+ * as many grant pairs, then as many awaiting the Release, in turn until n
+ * of each, so that the ratio compares moments of the same machine load
+ * (timed apart, it swung from 1.08 to 4.45 between runs).  Each is warmed
+ * first (the first grant creates the chunk).
+ */
+static int
+alternate_run(const char *sock, uint64_t *a, uint64_t *b, uint64_t *bw,
+    long n, long warm)
+{
+	struct raw_peer r;
+	struct bench_client c;
+	long done, k;
+	int rc = -1;
+
+	if (raw_open(&r) != 0)
+		return -1;
+	if (bc_open(&c, sock, false) != 0) {
+		raw_close(&r);
+		return -1;
+	}
+	if (raw_trips(&r, NULL, warm) != 0 ||
+	    grant_pairs(&c, NULL, warm, false) != 0 ||
+	    grant_pairs(&c, NULL, warm, true) != 0)
+		goto out;
+	for (done = 0; done < n; done += k) {
+		k = n - done < BENCH_ROUND ? n - done : BENCH_ROUND;
+		if (raw_trips(&r, a + done, k) != 0 ||
+		    grant_pairs(&c, b + done, k, false) != 0 ||
+		    grant_pairs(&c, bw + done, k, true) != 0)
+			goto out;
+	}
+	rc = 0;
+out:
 	bc_close(&c);
+	if (raw_close(&r) != 0)
+		rc = -1;
 	return rc;
 }
 
@@ -1155,7 +1220,7 @@ main(int argc, char **argv)
 		return 1;
 	}
 	warm = o.iterations / 10 > 100 ? o.iterations / 10 : 100;
-	samples = calloc((size_t)o.iterations, sizeof(*samples));
+	samples = calloc(3 * (size_t)o.iterations, sizeof(*samples));
 	sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE,
 	    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (samples == NULL || sh == MAP_FAILED) {
@@ -1166,27 +1231,21 @@ main(int argc, char **argv)
 	signal(SIGTERM, bench_on_signal);
 	signal(SIGHUP, bench_on_signal);
 
-	fprintf(stderr, BENCH_NAME ": (a) raw fd round trip, %ld + %ld warm-up\n",
-	    o.iterations, warm);
-	if (raw_run(samples, o.iterations, warm) != 0)
-		goto out;
-	a = summarize(samples, (size_t)o.iterations);
-
 	fprintf(stderr, BENCH_NAME ": starting %s\n", vmmd);
 	if (daemon_start(vmmd, cudalib, sock, sizeof(sock)) != 0)
 		goto out;
 	fprintf(stderr, BENCH_NAME ": vmmd pid %d on %s, CUEMU_INSTANCE=%s\n",
 	    (int)b_daemon, sock, b_instance);
-	fprintf(stderr, BENCH_NAME ": (b) acquire + release via vmmd, %ld + "
-	    "%ld warm-up\n", o.iterations, warm);
-	if (grant_run(sock, samples, o.iterations, warm, false) != 0)
+	fprintf(stderr, BENCH_NAME ": (a) raw fd round trip, (b) acquire + "
+	    "release via vmmd, (b') the same waiting for each release's reply: "
+	    "%ld of each, %d at a time in turn, after %ld warm-up\n",
+	    o.iterations, BENCH_ROUND, warm);
+	if (alternate_run(sock, samples, samples + o.iterations,
+	    samples + 2 * o.iterations, o.iterations, warm) != 0)
 		goto out;
-	b = summarize(samples, (size_t)o.iterations);
-	fprintf(stderr, BENCH_NAME ": (b) again, waiting for each release's "
-	    "reply\n");
-	if (grant_run(sock, samples, o.iterations, warm, true) != 0)
-		goto out;
-	bw = summarize(samples, (size_t)o.iterations);
+	a = summarize(samples, (size_t)o.iterations);
+	b = summarize(samples + o.iterations, (size_t)o.iterations);
+	bw = summarize(samples + 2 * o.iterations, (size_t)o.iterations);
 
 	for (i = 0; i < BENCH_NRATES; i++) {
 		fprintf(stderr, BENCH_NAME ": (c) grant rate, %d client%s, "
