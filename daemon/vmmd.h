@@ -180,7 +180,8 @@ struct vmmd_chunk {
 	dev_t				key_dev;
 	ino_t				key_ino;
 	uint64_t			idle_since_ms;
-	TAILQ_ENTRY(vmmd_chunk)		link;	/* free list or holder's list */
+	TAILQ_ENTRY(vmmd_chunk)		link;	/* free bin or holder's list */
+	TAILQ_ENTRY(vmmd_chunk)		alink;	/* free chunks by age (FREE) */
 	struct vmmd_chunk		*hnext;	/* id hash chain */
 	struct vmmd_chunk		*knext;	/* key hash chain */
 };
