@@ -24,7 +24,8 @@
 
 #include "log.h"
 
-#define VMMD_HASH_BUCKETS 4096
+#define VMMD_HASH_BUCKETS 4096		/* the key hash */
+#define POOL_HASH_MIN_BITS 12		/* the id hash starts at 4096 */
 
 static CUdevice				pool_dev;
 static CUcontext			pool_ctx;
@@ -34,7 +35,12 @@ static uint64_t				pool_unit;	/* chunk size unit */
 static uint64_t				pool_total;	/* device memory */
 static unsigned char			pool_uuid[16];
 static uint64_t				pool_next_id = 1;
-static struct vmmd_chunk		*pool_hash[VMMD_HASH_BUCKETS];
+/* Every chunk by id: pool_nhash buckets (a power of two, doubled when the
+ * chunks outnumber them, so a chain stays about one long), pool_hbits its
+ * log2. */
+static struct vmmd_chunk		**pool_hash;
+static size_t				pool_nhash, pool_hcount;
+static unsigned				pool_hbits;
 /*
  * Free chunks, indexed by size: bin i holds the chunks of i units, newest
  * first, and bit i of pool_map says it is not empty (pool_sum has a bit
@@ -71,6 +77,7 @@ static struct vmmd_chunk		*pool_keys[VMMD_HASH_BUCKETS];
 
 static void	pool_probe_fds(void);
 static int	pool_bins_init(void);
+static int	pool_hash_resize(unsigned);
 static void	pool_bins_free(void);
 
 /*
@@ -250,8 +257,9 @@ vmmd_pool_init(const struct vmmd_config *c, char *err, size_t errlen)
 	pool_gran = gran;
 	pool_unit = gran * c->chunk_multiple;
 	pool_total = total;
-	if (pool_bins_init() != 0) {
-		snprintf(err, errlen, "out of memory for the free list");
+	if (pool_bins_init() != 0 ||
+	    (pool_hash == NULL && pool_hash_resize(POOL_HASH_MIN_BITS) != 0)) {
+		snprintf(err, errlen, "out of memory for the chunk tables");
 		return -1;
 	}
 	memcpy(pool_uuid, u.bytes, 16);
@@ -313,7 +321,60 @@ vmmd_pool_totals(struct vmmd_pool_totals *t)
 static struct vmmd_chunk **
 pool_bucket(uint64_t id)
 {
-	return &pool_hash[(id * 0x9e3779b97f4a7c15ull) >> 52];
+	return &pool_hash[(id * 0x9e3779b97f4a7c15ull) >> (64 - pool_hbits)];
+}
+
+/* Makes the id hash 2^bits buckets, moving every chunk; 0 or -1 (the
+ * old table is kept). */
+static int
+pool_hash_resize(unsigned bits)
+{
+	struct vmmd_chunk **old = pool_hash, *ch, *next, **b;
+	size_t oldn = pool_nhash, i;
+
+	if ((pool_hash = calloc((size_t)1 << bits, sizeof(*pool_hash))) == NULL) {
+		pool_hash = old;
+		return -1;
+	}
+	pool_nhash = (size_t)1 << bits;
+	pool_hbits = bits;
+	for (i = 0; i < oldn; i++) {
+		for (ch = old[i]; ch != NULL; ch = next) {
+			next = ch->hnext;
+			b = pool_bucket(ch->id);
+			ch->hnext = *b;
+			*b = ch;
+		}
+	}
+	free(old);
+	return 0;
+}
+
+/* Enters a new chunk in the id hash (made by vmmd_pool_init), growing it
+ * past one chunk a bucket (without memory to grow, chains get longer:
+ * still correct). */
+static void
+pool_hash_add(struct vmmd_chunk *ch)
+{
+	struct vmmd_chunk **b;
+
+	if (pool_hcount >= pool_nhash)
+		(void)pool_hash_resize(pool_hbits + 1);
+	b = pool_bucket(ch->id);
+	ch->hnext = *b;
+	*b = ch;
+	pool_hcount++;
+}
+
+static void
+pool_hash_remove(struct vmmd_chunk *ch)
+{
+	struct vmmd_chunk **pp;
+
+	for (pp = pool_bucket(ch->id); *pp != ch; pp = &(*pp)->hnext)
+		;
+	*pp = ch->hnext;
+	pool_hcount--;
 }
 
 static struct vmmd_chunk **
@@ -606,7 +667,7 @@ static CUresult
 pool_create(uint64_t size, struct vmmd_chunk **out)
 {
 	CUmemGenericAllocationHandle h;
-	struct vmmd_chunk *ch, **b;
+	struct vmmd_chunk *ch;
 	CUresult r;
 
 	if (vmmd_cfg.pool_max != 0 && pool_t.physical + size > vmmd_cfg.pool_max)
@@ -620,9 +681,7 @@ pool_create(uint64_t size, struct vmmd_chunk **out)
 	ch->id = pool_next_id++;
 	ch->handle = h;
 	ch->size = size;
-	b = pool_bucket(ch->id);
-	ch->hnext = *b;
-	*b = ch;
+	pool_hash_add(ch);
 	pool_t.physical += size;
 	pool_t.chunks++;
 	pool_free_when = 0;	/* our own change: ask the driver again */
@@ -637,12 +696,9 @@ pool_create(uint64_t size, struct vmmd_chunk **out)
 static void
 pool_destroy(struct vmmd_chunk *ch)
 {
-	struct vmmd_chunk **pp;
 	CUresult r;
 
-	for (pp = pool_bucket(ch->id); *pp != ch; pp = &(*pp)->hnext)
-		;
-	*pp = ch->hnext;
+	pool_hash_remove(ch);
 	pool_key_remove(ch);
 	vmmd_tenant_put(ch->tenant);
 	if ((r = cuMemRelease(ch->handle)) != CUDA_SUCCESS)
@@ -703,16 +759,19 @@ vmmd_pool_shutdown(void)
 	struct vmmd_chunk *ch, *next;
 	size_t i;
 
-	for (i = 0; i < VMMD_HASH_BUCKETS; i++) {
+	for (i = 0; i < pool_nhash; i++) {
 		for (ch = pool_hash[i]; ch != NULL; ch = next) {
 			next = ch->hnext;
 			cuMemRelease(ch->handle);
 			vmmd_tenant_put(ch->tenant);
 			free(ch);
 		}
-		pool_hash[i] = NULL;
-		pool_keys[i] = NULL;
 	}
+	free(pool_hash);
+	pool_hash = NULL;
+	pool_nhash = pool_hcount = 0;
+	pool_hbits = 0;
+	memset(pool_keys, 0, sizeof(pool_keys));
 	pool_bins_free();
 	memset(&pool_t, 0, sizeof(pool_t));
 	pool_drain_left = 0;
@@ -1184,7 +1243,7 @@ vmmd_pool_adopt(struct vmmd_holder *who, int fd, uint64_t size, uint64_t *id)
 {
 	CUmemGenericAllocationHandle h;
 	CUmemAllocationProp prop;
-	struct vmmd_chunk *ch, **b;
+	struct vmmd_chunk *ch;
 	struct stat st;
 	CUdeviceptr va;
 	CUresult r;
@@ -1223,9 +1282,7 @@ vmmd_pool_adopt(struct vmmd_holder *who, int fd, uint64_t size, uint64_t *id)
 	ch->handle = h;
 	ch->size = size;
 	ch->adopted = true;
-	b = pool_bucket(ch->id);
-	ch->hnext = *b;
-	*b = ch;
+	pool_hash_add(ch);
 	if (pool_identity)
 		pool_key_add(ch, &st);
 	pool_t.physical += size;

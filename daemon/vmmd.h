@@ -174,6 +174,9 @@ struct vmmd_chunk {
 	/* Taken over by Adopt: others may still map it with fds vmmd never
 	 * saw, so it is never lent again; released, it goes to the GPU. */
 	bool				adopted;
+	/* Named by the Release being checked (dispatch.c): a second mention
+	 * is a duplicate.  Set only within one session_release call. */
+	bool				releasing;
 	/* The kernel object behind its exported fds (st_dev, st_ino), once
 	 * known, where that names the allocation (pool.c, pool_identity). */
 	bool				keyed;
