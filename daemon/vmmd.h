@@ -333,11 +333,15 @@ struct vmmd_session {
 	bool			recall_heard;	/* a Release answered it */
 	struct event		*ev_pend;
 	TAILQ_ENTRY(vmmd_session) link;
+	/* On vmmd_parked iff pend.active (policy.c parks, pend_clear ends). */
+	TAILQ_ENTRY(vmmd_session) plink;
 };
 
 TAILQ_HEAD(vmmd_session_list, vmmd_session);
 
 extern struct vmmd_session_list	vmmd_sessions;
+/* The sessions with a parked Acquire, in vmmd_sessions' order (policy.c). */
+extern struct vmmd_session_list	vmmd_parked;
 extern unsigned			vmmd_nsessions;	/* not CLOSED */
 
 /* A pidfd for the peer (-1 with errno; ESRCH: already gone). */
