@@ -75,32 +75,37 @@ session_hello(struct vmmd_session *s, const Vmm__Hello *h)
 static void
 session_release(struct vmmd_session *s, const Vmm__Release *r)
 {
+	static struct vmmd_chunk *chs[VMM_PROTO_MAX_RELEASE_IDS];
 	Vmm__Envelope env;
 	Vmm__ReleaseReply rep = VMM__RELEASE_REPLY__INIT;
-	struct vmmd_chunk *ch;
 	uint64_t bytes = 0;
 	char msg[96];
-	size_t i, j;
+	size_t i, n = r->n_chunk_ids;
 
-	/* All or nothing: check every id (and duplicates) first. */
-	for (i = 0; i < r->n_chunk_ids; i++) {
-		bool dup = false;
+	/* All or nothing: check every id first.  Each chunk found is marked
+	 * (and remembered): a second mention is a duplicate, in one lookup
+	 * per id.  The frame decoder caps n at VMM_PROTO_MAX_RELEASE_IDS. */
+	for (i = 0; i < n; i++) {
+		struct vmmd_chunk *ch = vmmd_pool_held(&s->h, r->chunk_ids[i]);
+		bool dup = ch != NULL && ch->releasing;
 
-		for (j = 0; j < i && !dup; j++)
-			dup = r->chunk_ids[j] == r->chunk_ids[i];
-		if (dup || vmmd_pool_held(&s->h, r->chunk_ids[i]) == NULL) {
+		if (ch == NULL || dup) {
 			snprintf(msg, sizeof(msg), "chunk %" PRIu64 " is not held by "
 			    "this session%s", r->chunk_ids[i], dup ?
 			    " (listed twice)" : "");
+			while (i > 0)
+				chs[--i]->releasing = false;
 			vmmd_session_error(s, r->request_id,
 			    VMM__ERROR_CODE__ERROR_CODE_UNKNOWN_CHUNK, msg);
 			return;
 		}
+		ch->releasing = true;
+		chs[i] = ch;
 	}
-	for (i = 0; i < r->n_chunk_ids; i++) {
-		ch = vmmd_pool_held(&s->h, r->chunk_ids[i]);
-		bytes += ch->size;
-		vmmd_pool_release(ch);
+	for (i = 0; i < n; i++) {
+		chs[i]->releasing = false;
+		bytes += chs[i]->size;
+		vmmd_pool_release(chs[i]);
 	}
 	if (r->recall_id != 0 && r->recall_id == s->recall_out)
 		s->recall_heard = true;	/* answering; a Report closes it */

@@ -29,6 +29,25 @@ static uint64_t		policy_round;	/* of recalls, see pend */
 
 static void	policy_round_overdue(uint64_t);
 
+struct vmmd_session_list	vmmd_parked = TAILQ_HEAD_INITIALIZER(vmmd_parked);
+
+/* Parks s's Acquire: on vmmd_parked in session id order (the order of
+ * vmmd_sessions, in which parked requests were always retried). */
+static void
+policy_park(struct vmmd_session *s)
+{
+	struct vmmd_session *o;
+
+	s->pend.active = true;
+	TAILQ_FOREACH_REVERSE(o, &vmmd_parked, vmmd_session_list, plink)
+		if (o->id < s->id)
+			break;
+	if (o == NULL)
+		TAILQ_INSERT_HEAD(&vmmd_parked, s, plink);
+	else
+		TAILQ_INSERT_AFTER(&vmmd_parked, o, s, plink);
+}
+
 /* What policy_grant did with an Acquire. */
 enum policy_grant_outcome {
 	GRANT_ANSWERED,		/* granted, or refused with an Error reply */
@@ -308,26 +327,50 @@ vmmd_policy_acquire(struct vmmd_session *s, const Vmm__Acquire *a)
 		    false, false);
 		return;
 	}
-	s->pend.active = true;
 	s->pend.rid = a->request_id;
 	s->pend.bytes = a->bytes;
 	s->pend.flags = a->flags;
 	s->pend.min_piece = a->min_piece;
 	s->pend.reuse = reuse_first;
 	s->pend.round = policy_round;
+	policy_park(s);
 	vmmd_stats.recall_waits++;
 	tv.tv_sec = (time_t)(ms / 1000);
 	tv.tv_usec = (suseconds_t)(ms % 1000) * 1000;
 	event_add(s->ev_pend, &tv);
 }
 
+static void	policy_retry_pass(void);
+
 void
 vmmd_policy_retry(void)
 {
+	static bool running, again;
+
+	/* A grant below may close its session, whose chunks coming back call
+	 * this again: that call only asks for one more pass, so the walk
+	 * below sees no park end but its own session's. */
+	if (running) {
+		again = true;
+		return;
+	}
+	running = true;
+	do {
+		again = false;
+		policy_retry_pass();
+	} while (again);
+	running = false;
+}
+
+/* One try of every parked Acquire.  Only parked sessions are walked: a
+ * Release costs the same with 1 or 1,000 sessions connected. */
+static void
+policy_retry_pass(void)
+{
 	struct vmmd_session *s, *next;
 
-	for (s = TAILQ_FIRST(&vmmd_sessions); s != NULL; s = next) {
-		next = TAILQ_NEXT(s, link);
+	for (s = TAILQ_FIRST(&vmmd_parked); s != NULL; s = next) {
+		next = TAILQ_NEXT(s, plink);
 		if (!s->pend.active || s->state != VMMD_SESSION_READY)
 			continue;
 		/* Without growing the pool: the recall is what we wait for. */

@@ -24,7 +24,8 @@
 
 #include "log.h"
 
-#define VMMD_HASH_BUCKETS 4096
+#define VMMD_HASH_BUCKETS 4096		/* the key hash */
+#define POOL_HASH_MIN_BITS 12		/* the id hash starts at 4096 */
 
 static CUdevice				pool_dev;
 static CUcontext			pool_ctx;
@@ -34,9 +35,28 @@ static uint64_t				pool_unit;	/* chunk size unit */
 static uint64_t				pool_total;	/* device memory */
 static unsigned char			pool_uuid[16];
 static uint64_t				pool_next_id = 1;
-static struct vmmd_chunk		*pool_hash[VMMD_HASH_BUCKETS];
-/* Free chunks, ascending by size. */
-static struct vmmd_chunk_list		pool_free = TAILQ_HEAD_INITIALIZER(pool_free);
+/* Every chunk by id: pool_nhash buckets (a power of two, doubled when the
+ * chunks outnumber them, so a chain stays about one long), pool_hbits its
+ * log2. */
+static struct vmmd_chunk		**pool_hash;
+static size_t				pool_nhash, pool_hcount;
+static unsigned				pool_hbits;
+/*
+ * Free chunks, indexed by size: bin i holds the chunks of i units, newest
+ * first, and bit i of pool_map says it is not empty (pool_sum has a bit
+ * per word of pool_map), so the smallest bin >= n or the largest <= n is
+ * found in a few word scans, whatever the number of idle chunks.  pool_age
+ * holds the same chunks oldest first.  A chunk is in a bin (and in
+ * pool_age) iff it is FREE: pool_free_insert and pool_free_take are the
+ * only ways in and out, so it cannot be free and lent at once.
+ */
+static struct vmmd_chunk_list		*pool_bin;
+static size_t				pool_nbins;
+static uint64_t				*pool_map, *pool_sum;
+static size_t				pool_nmap, pool_nsum;
+static struct vmmd_chunk_list		pool_age = TAILQ_HEAD_INITIALIZER(pool_age);
+static uint64_t				pool_nfree;
+#define POOL_NO_BIN			SIZE_MAX
 static struct vmmd_pool_totals		pool_t;
 /* A drain (vmmd_pool_drain): until pool_drain_until_ms, released chunks go
  * to the GPU while pool_drain_left bytes remain. */
@@ -56,6 +76,9 @@ static dev_t				pool_kind_dev, pool_kind_rdev;
 static struct vmmd_chunk		*pool_keys[VMMD_HASH_BUCKETS];
 
 static void	pool_probe_fds(void);
+static int	pool_bins_init(void);
+static int	pool_hash_resize(unsigned);
+static void	pool_bins_free(void);
 
 /*
  * Recent demand, for adaptive idle return: bytes granted per 250 ms slot
@@ -234,6 +257,11 @@ vmmd_pool_init(const struct vmmd_config *c, char *err, size_t errlen)
 	pool_gran = gran;
 	pool_unit = gran * c->chunk_multiple;
 	pool_total = total;
+	if (pool_bins_init() != 0 ||
+	    (pool_hash == NULL && pool_hash_resize(POOL_HASH_MIN_BITS) != 0)) {
+		snprintf(err, errlen, "out of memory for the chunk tables");
+		return -1;
+	}
 	memcpy(pool_uuid, u.bytes, 16);
 	pool_probe_fds();
 	vmmd_pool_refresh_free();
@@ -335,7 +363,60 @@ vmmd_pool_totals(struct vmmd_pool_totals *t)
 static struct vmmd_chunk **
 pool_bucket(uint64_t id)
 {
-	return &pool_hash[(id * 0x9e3779b97f4a7c15ull) >> 52];
+	return &pool_hash[(id * 0x9e3779b97f4a7c15ull) >> (64 - pool_hbits)];
+}
+
+/* Makes the id hash 2^bits buckets, moving every chunk; 0 or -1 (the
+ * old table is kept). */
+static int
+pool_hash_resize(unsigned bits)
+{
+	struct vmmd_chunk **old = pool_hash, *ch, *next, **b;
+	size_t oldn = pool_nhash, i;
+
+	if ((pool_hash = calloc((size_t)1 << bits, sizeof(*pool_hash))) == NULL) {
+		pool_hash = old;
+		return -1;
+	}
+	pool_nhash = (size_t)1 << bits;
+	pool_hbits = bits;
+	for (i = 0; i < oldn; i++) {
+		for (ch = old[i]; ch != NULL; ch = next) {
+			next = ch->hnext;
+			b = pool_bucket(ch->id);
+			ch->hnext = *b;
+			*b = ch;
+		}
+	}
+	free(old);
+	return 0;
+}
+
+/* Enters a new chunk in the id hash (made by vmmd_pool_init), growing it
+ * past one chunk a bucket (without memory to grow, chains get longer:
+ * still correct). */
+static void
+pool_hash_add(struct vmmd_chunk *ch)
+{
+	struct vmmd_chunk **b;
+
+	if (pool_hcount >= pool_nhash)
+		(void)pool_hash_resize(pool_hbits + 1);
+	b = pool_bucket(ch->id);
+	ch->hnext = *b;
+	*b = ch;
+	pool_hcount++;
+}
+
+static void
+pool_hash_remove(struct vmmd_chunk *ch)
+{
+	struct vmmd_chunk **pp;
+
+	for (pp = pool_bucket(ch->id); *pp != ch; pp = &(*pp)->hnext)
+		;
+	*pp = ch->hnext;
+	pool_hcount--;
 }
 
 static struct vmmd_chunk **
@@ -433,22 +514,157 @@ out:
 		cuMemRelease(h[--nh]);
 }
 
+/* ---- the free list: size bins ------------------------------------------ */
+
+/* Sizes the bins for chunks up to the device's memory; 0 or -1. */
+static int
+pool_bins_init(void)
+{
+	size_t i;
+
+	if (pool_bin != NULL)
+		return 0;
+	pool_nbins = (size_t)(pool_total / pool_unit) + 2;
+	pool_nmap = (pool_nbins + 63) / 64;
+	pool_nsum = (pool_nmap + 63) / 64;
+	pool_bin = calloc(pool_nbins, sizeof(*pool_bin));
+	pool_map = calloc(pool_nmap, sizeof(*pool_map));
+	pool_sum = calloc(pool_nsum, sizeof(*pool_sum));
+	if (pool_bin == NULL || pool_map == NULL || pool_sum == NULL) {
+		pool_bins_free();
+		return -1;
+	}
+	for (i = 0; i < pool_nbins; i++)
+		TAILQ_INIT(&pool_bin[i]);
+	return 0;
+}
+
+static void
+pool_bins_free(void)
+{
+	free(pool_bin);
+	free(pool_map);
+	free(pool_sum);
+	pool_bin = NULL;
+	pool_map = pool_sum = NULL;
+	pool_nbins = pool_nmap = pool_nsum = 0;
+	TAILQ_INIT(&pool_age);
+	pool_nfree = 0;
+}
+
+/* The bin of a chunk of size bytes.  No chunk is larger than the device;
+ * the last bin would take one anyway (bins above it stay in order). */
+static size_t
+pool_bin_of(uint64_t size)
+{
+	uint64_t i = size / pool_unit;
+
+	return i < pool_nbins ? (size_t)i : pool_nbins - 1;
+}
+
+static void
+pool_bin_mark(size_t i, bool full)
+{
+	size_t w = i / 64;
+
+	if (full) {
+		pool_map[w] |= 1ull << (i % 64);
+		pool_sum[w / 64] |= 1ull << (w % 64);
+	} else {
+		pool_map[w] &= ~(1ull << (i % 64));
+		if (pool_map[w] == 0)
+			pool_sum[w / 64] &= ~(1ull << (w % 64));
+	}
+}
+
+/* The first word of pool_map at or after w with a bit set, or pool_nmap. */
+static size_t
+pool_map_next(size_t w)
+{
+	size_t s = w / 64;
+	uint64_t m;
+
+	if (w >= pool_nmap)
+		return pool_nmap;
+	m = pool_sum[s] & (~0ull << (w % 64));
+	while (m == 0) {
+		if (++s >= pool_nsum)
+			return pool_nmap;
+		m = pool_sum[s];
+	}
+	return s * 64 + (size_t)__builtin_ctzll(m);
+}
+
+/* The last word of pool_map at or before w with a bit set, or POOL_NO_BIN. */
+static size_t
+pool_map_prev(size_t w)
+{
+	size_t s = w / 64;
+	uint64_t m;
+
+	m = pool_sum[s] & (~0ull >> (63 - w % 64));
+	while (m == 0) {
+		if (s-- == 0)
+			return POOL_NO_BIN;
+		m = pool_sum[s];
+	}
+	return s * 64 + 63 - (size_t)__builtin_clzll(m);
+}
+
+/* The smallest non-empty bin >= i, or POOL_NO_BIN. */
+static size_t
+pool_bin_next(size_t i)
+{
+	size_t w;
+	uint64_t m;
+
+	if (i >= pool_nbins)
+		return POOL_NO_BIN;
+	w = i / 64;
+	m = pool_map[w] & (~0ull << (i % 64));
+	if (m == 0) {
+		if ((w = pool_map_next(w + 1)) >= pool_nmap)
+			return POOL_NO_BIN;
+		m = pool_map[w];
+	}
+	return w * 64 + (size_t)__builtin_ctzll(m);
+}
+
+/* The largest non-empty bin <= i, or POOL_NO_BIN. */
+static size_t
+pool_bin_prev(size_t i)
+{
+	size_t w;
+	uint64_t m;
+
+	if (i == POOL_NO_BIN || pool_nbins == 0)
+		return POOL_NO_BIN;
+	if (i >= pool_nbins)
+		i = pool_nbins - 1;
+	w = i / 64;
+	m = pool_map[w] & (~0ull >> (63 - i % 64));
+	if (m == 0) {
+		if (w == 0 || (w = pool_map_prev(w - 1)) == POOL_NO_BIN)
+			return POOL_NO_BIN;
+		m = pool_map[w];
+	}
+	return w * 64 + 63 - (size_t)__builtin_clzll(m);
+}
+
+/* Puts a chunk (off every list) on the free list, newest of its size. */
 static void
 pool_free_insert(struct vmmd_chunk *ch)
 {
-	struct vmmd_chunk *it;
+	size_t i = pool_bin_of(ch->size);
 
 	ch->state = VMMD_CHUNK_FREE;
 	ch->holder = NULL;
 	ch->idle_since_ms = vmm_now_ms();
-	TAILQ_FOREACH(it, &pool_free, link) {
-		if (it->size >= ch->size) {
-			TAILQ_INSERT_BEFORE(it, ch, link);
-			goto out;
-		}
-	}
-	TAILQ_INSERT_TAIL(&pool_free, ch, link);
-out:
+	if (TAILQ_EMPTY(&pool_bin[i]))
+		pool_bin_mark(i, true);
+	TAILQ_INSERT_HEAD(&pool_bin[i], ch, link);
+	TAILQ_INSERT_TAIL(&pool_age, ch, alink);
+	pool_nfree++;
 	pool_t.idle += ch->size;
 }
 
@@ -456,8 +672,36 @@ out:
 static void
 pool_free_take(struct vmmd_chunk *ch)
 {
-	TAILQ_REMOVE(&pool_free, ch, link);
+	size_t i = pool_bin_of(ch->size);
+
+	TAILQ_REMOVE(&pool_bin[i], ch, link);
+	if (TAILQ_EMPTY(&pool_bin[i]))
+		pool_bin_mark(i, false);
+	TAILQ_REMOVE(&pool_age, ch, alink);
+	pool_nfree--;
 	pool_t.idle -= ch->size;
+}
+
+/* The next free chunk in descending size order (each size oldest first),
+ * from ch, or the first one if ch is NULL; NULL after the last. */
+static struct vmmd_chunk *
+pool_free_prev(struct vmmd_chunk *ch)
+{
+	size_t i;
+
+	if (ch != NULL) {
+		struct vmmd_chunk *p = TAILQ_PREV(ch, vmmd_chunk_list, link);
+
+		if (p != NULL)
+			return p;
+		i = pool_bin_of(ch->size);
+		if (i == 0)
+			return NULL;
+		i = pool_bin_prev(i - 1);
+	} else
+		i = pool_bin_prev(pool_nbins - 1);
+	return i == POOL_NO_BIN ? NULL : TAILQ_LAST(&pool_bin[i],
+	    vmmd_chunk_list);
 }
 
 /* Creates a chunk of size bytes; returns the CUresult. */
@@ -465,7 +709,7 @@ static CUresult
 pool_create(uint64_t size, struct vmmd_chunk **out)
 {
 	CUmemGenericAllocationHandle h;
-	struct vmmd_chunk *ch, **b;
+	struct vmmd_chunk *ch;
 	CUresult r;
 
 	if (vmmd_cfg.pool_max != 0 && pool_t.physical + size > vmmd_cfg.pool_max)
@@ -479,9 +723,7 @@ pool_create(uint64_t size, struct vmmd_chunk **out)
 	ch->id = pool_next_id++;
 	ch->handle = h;
 	ch->size = size;
-	b = pool_bucket(ch->id);
-	ch->hnext = *b;
-	*b = ch;
+	pool_hash_add(ch);
 	pool_physical_add((int64_t)size);
 	pool_t.chunks++;
 	vmmd_stats.creates++;
@@ -495,18 +737,18 @@ pool_create(uint64_t size, struct vmmd_chunk **out)
 static void
 pool_destroy(struct vmmd_chunk *ch)
 {
-	struct vmmd_chunk **pp;
 	CUresult r;
 
-	for (pp = pool_bucket(ch->id); *pp != ch; pp = &(*pp)->hnext)
-		;
-	*pp = ch->hnext;
+	pool_hash_remove(ch);
 	pool_key_remove(ch);
 	vmmd_tenant_put(ch->tenant);
 	if ((r = cuMemRelease(ch->handle)) != CUDA_SUCCESS)
 		vmm_log_error("cuMemRelease of chunk %" PRIu64 ": %s", ch->id,
 		    pool_cu_name(r));
-	pool_physical_add(-(int64_t)ch->size);
+	if (ch->adopted)
+		pool_t.physical -= ch->size;	/* others may still map it */
+	else
+		pool_physical_add(-(int64_t)ch->size);
 	pool_t.chunks--;
 	vmmd_stats.gpu_releases++;
 	vmmd_stats.gpu_release_bytes += ch->size;
@@ -521,8 +763,8 @@ vmmd_pool_trim(uint64_t target, uint64_t keep)
 	uint64_t released = 0;
 
 	/* Largest first: fewest calls for the most memory. */
-	for (ch = TAILQ_LAST(&pool_free, vmmd_chunk_list); ch != NULL; ch = prev) {
-		prev = TAILQ_PREV(ch, vmmd_chunk_list, link);
+	for (ch = pool_free_prev(NULL); ch != NULL; ch = prev) {
+		prev = pool_free_prev(ch);
 		if (target != 0 && released >= target)
 			break;
 		if (pool_t.idle - ch->size < keep && target == 0)
@@ -544,8 +786,8 @@ vmmd_pool_idle_tick(void)
 	if (timeout == 0)
 		return;
 	keep = vmmd_pool_keep();
-	for (ch = TAILQ_LAST(&pool_free, vmmd_chunk_list); ch != NULL; ch = prev) {
-		prev = TAILQ_PREV(ch, vmmd_chunk_list, link);
+	for (ch = pool_free_prev(NULL); ch != NULL; ch = prev) {
+		prev = pool_free_prev(ch);
 		if (now - ch->idle_since_ms < timeout ||
 		    pool_t.idle - ch->size < keep)
 			continue;
@@ -560,17 +802,20 @@ vmmd_pool_shutdown(void)
 	struct vmmd_chunk *ch, *next;
 	size_t i;
 
-	for (i = 0; i < VMMD_HASH_BUCKETS; i++) {
+	for (i = 0; i < pool_nhash; i++) {
 		for (ch = pool_hash[i]; ch != NULL; ch = next) {
 			next = ch->hnext;
 			cuMemRelease(ch->handle);
 			vmmd_tenant_put(ch->tenant);
 			free(ch);
 		}
-		pool_hash[i] = NULL;
-		pool_keys[i] = NULL;
 	}
-	TAILQ_INIT(&pool_free);
+	free(pool_hash);
+	pool_hash = NULL;
+	pool_nhash = pool_hcount = 0;
+	pool_hbits = 0;
+	memset(pool_keys, 0, sizeof(pool_keys));
+	pool_bins_free();
 	memset(&pool_t, 0, sizeof(pool_t));
 	pool_drain_left = 0;
 	if (pool_ctx != NULL)
@@ -648,25 +893,20 @@ static void
 pool_swap_idle(const struct vmmd_holder *h, uint64_t bytes, uint64_t below,
     uint64_t above)
 {
-	while (bytes > 0) {
-		struct vmmd_chunk *ch, *old = NULL;
+	struct vmmd_chunk *ch, *next;
 
-		/* Only chunks this request could not use: too small to stitch,
-		 * too big to fit, or another tenant's. */
-		TAILQ_FOREACH(ch, &pool_free, link) {
-			if (ch->size >= below && ch->size <= above &&
-			    pool_usable(ch, h))
-				continue;
-			if (old == NULL || ch->idle_since_ms < old->idle_since_ms)
-				old = ch;
-		}
-		if (old == NULL)
-			break;
-		pool_free_take(old);
-		bytes = old->size >= bytes ? 0 : bytes - old->size;
-		if (!pool_usable(old, h))
+	/* One pass over the free chunks, oldest first: only those this
+	 * request could not use (too small to stitch, too big to fit, or
+	 * another tenant's). */
+	for (ch = TAILQ_FIRST(&pool_age); ch != NULL && bytes > 0; ch = next) {
+		next = TAILQ_NEXT(ch, alink);
+		if (ch->size >= below && ch->size <= above && pool_usable(ch, h))
+			continue;
+		pool_free_take(ch);
+		bytes = ch->size >= bytes ? 0 : bytes - ch->size;
+		if (!pool_usable(ch, h))
 			vmmd_stats.tenant_swaps++;
-		pool_destroy(old);
+		pool_destroy(ch);
 	}
 }
 
@@ -685,14 +925,25 @@ pool_pick_stitch(const struct vmmd_holder *h, uint64_t want,
     uint64_t min_piece, struct vmmd_chunk **v, size_t max, uint64_t *got)
 {
 	struct vmmd_chunk *ch, *prev;
-	size_t n = 0;
+	size_t n = 0, i;
 
 	*got = 0;
-	for (ch = TAILQ_LAST(&pool_free, vmmd_chunk_list); ch != NULL && n < max;
-	    ch = prev) {
-		prev = TAILQ_PREV(ch, vmmd_chunk_list, link);
-		if (ch->size > want - *got || ch->size < min_piece ||
-		    !pool_usable(ch, h))
+	/* From the largest bin no larger than what is still missing: the
+	 * bins above it hold nothing this request could take. */
+	i = pool_bin_prev(pool_bin_of(want));
+	ch = i == POOL_NO_BIN ? NULL : TAILQ_LAST(&pool_bin[i], vmmd_chunk_list);
+	for (; ch != NULL && n < max; ch = prev) {
+		prev = pool_free_prev(ch);
+		if (ch->size < min_piece)
+			break;		/* all the rest are smaller */
+		if (ch->size > want - *got) {
+			/* Skip to the largest bin that still fits. */
+			i = pool_bin_prev(pool_bin_of(want - *got));
+			prev = i == POOL_NO_BIN ? NULL :
+			    TAILQ_LAST(&pool_bin[i], vmmd_chunk_list);
+			continue;
+		}
+		if (!pool_usable(ch, h))
 			continue;
 		pool_free_take(ch);
 		v[n++] = ch;
@@ -754,17 +1005,25 @@ static void
 pool_fit(const struct vmmd_holder *h, struct pool_pick *p, uint64_t slack)
 {
 	struct vmmd_chunk *ch;
+	size_t i;
 
-	TAILQ_FOREACH(ch, &pool_free, link) {
-		if (ch->size < p->want || !pool_usable(ch, h))
-			continue;
-		if (ch->size <= p->want + slack) {
-			pool_free_take(ch);
-			p->v[p->n++] = ch;
-			p->got = ch->size;
-			vmmd_stats.fits++;
+	/* Bins from want up: the first usable chunk is the smallest; if it
+	 * is more than slack larger, nothing fits. */
+	for (i = pool_bin_next(pool_bin_of(p->want)); i != POOL_NO_BIN;
+	    i = pool_bin_next(i + 1)) {
+		TAILQ_FOREACH(ch, &pool_bin[i], link) {
+			if (ch->size < p->want || !pool_usable(ch, h))
+				continue;
+			if (ch->size <= p->want + slack) {
+				pool_free_take(ch);
+				p->v[p->n++] = ch;
+				p->got = ch->size;
+				vmmd_stats.fits++;
+			}
+			return;
 		}
-		break;
+		if ((uint64_t)i * pool_unit > p->want + slack)
+			return;
 	}
 }
 
@@ -814,7 +1073,7 @@ pool_create_rest(const struct vmmd_holder *h, struct pool_pick *p,
 	}
 	if (r == CUDA_ERROR_OUT_OF_MEMORY &&
 	    (flags & VMM__ACQUIRE_FLAG__ACQUIRE_FLAG_ALLOW_STITCH) &&
-	    !TAILQ_EMPTY(&pool_free)) {
+	    pool_nfree > 0) {
 		uint64_t more;
 		size_t k;
 
@@ -1031,7 +1290,7 @@ vmmd_pool_adopt(struct vmmd_holder *who, int fd, uint64_t size, uint64_t *id)
 {
 	CUmemGenericAllocationHandle h;
 	CUmemAllocationProp prop;
-	struct vmmd_chunk *ch, **b;
+	struct vmmd_chunk *ch;
 	struct stat st;
 	CUdeviceptr va;
 	CUresult r;
@@ -1070,9 +1329,7 @@ vmmd_pool_adopt(struct vmmd_holder *who, int fd, uint64_t size, uint64_t *id)
 	ch->handle = h;
 	ch->size = size;
 	ch->adopted = true;
-	b = pool_bucket(ch->id);
-	ch->hnext = *b;
-	*b = ch;
+	pool_hash_add(ch);
 	if (pool_identity)
 		pool_key_add(ch, &st);
 	/* Not created by vmmd: the driver's free figure already left it out. */

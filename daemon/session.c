@@ -293,6 +293,8 @@ vmmd_session_holders(char *buf, size_t len)
 void
 vmmd_session_pend_clear(struct vmmd_session *s)
 {
+	if (s->pend.active)
+		TAILQ_REMOVE(&vmmd_parked, s, plink);
 	s->pend.active = false;
 	if (s->ev_pend != NULL)
 		event_del(s->ev_pend);

@@ -174,13 +174,17 @@ struct vmmd_chunk {
 	/* Taken over by Adopt: others may still map it with fds vmmd never
 	 * saw, so it is never lent again; released, it goes to the GPU. */
 	bool				adopted;
+	/* Named by the Release being checked (dispatch.c): a second mention
+	 * is a duplicate.  Set only within one session_release call. */
+	bool				releasing;
 	/* The kernel object behind its exported fds (st_dev, st_ino), once
 	 * known, where that names the allocation (pool.c, pool_identity). */
 	bool				keyed;
 	dev_t				key_dev;
 	ino_t				key_ino;
 	uint64_t			idle_since_ms;
-	TAILQ_ENTRY(vmmd_chunk)		link;	/* free list or holder's list */
+	TAILQ_ENTRY(vmmd_chunk)		link;	/* free bin or holder's list */
+	TAILQ_ENTRY(vmmd_chunk)		alink;	/* free chunks by age (FREE) */
 	struct vmmd_chunk		*hnext;	/* id hash chain */
 	struct vmmd_chunk		*knext;	/* key hash chain */
 };
@@ -336,11 +340,15 @@ struct vmmd_session {
 	bool			recall_heard;	/* a Release answered it */
 	struct event		*ev_pend;
 	TAILQ_ENTRY(vmmd_session) link;
+	/* On vmmd_parked iff pend.active (policy.c parks, pend_clear ends). */
+	TAILQ_ENTRY(vmmd_session) plink;
 };
 
 TAILQ_HEAD(vmmd_session_list, vmmd_session);
 
 extern struct vmmd_session_list	vmmd_sessions;
+/* The sessions with a parked Acquire, in vmmd_sessions' order (policy.c). */
+extern struct vmmd_session_list	vmmd_parked;
 extern unsigned			vmmd_nsessions;	/* not CLOSED */
 
 /* A pidfd for the peer (-1 with errno; ESRCH: already gone). */

@@ -14,6 +14,9 @@
  *  (c) rate:  Acquire+Release pairs per second with 1, 4 and 16 client
  *             processes, one session each, for a fixed duration.
  *
+ * (a), (b) and (b') alternate, BENCH_ROUND of each in turn, so the ratio
+ * compares the same moments of the machine's load.
+ *
  * p50/p99 of (a) and (b), the ratio b/a (issue target: p50 <= 2.0) and the
  * rates go to stdout (a table, or --json); progress goes to stderr.
  *
@@ -63,6 +66,13 @@
 #define BENCH_IO_TIMEOUT_MS	10000		/* any one reply */
 #define BENCH_START_TIMEOUT_MS	10000		/* vmmd until its socket accepts */
 #define BENCH_STOP_TIMEOUT_MS	5000		/* vmmd after SIGTERM */
+#define BENCH_SCALE_MAX		8		/* --scale stages */
+#define BENCH_SCALE_CLIENTS	1000		/* the crowd of --scale */
+#define BENCH_SCALE_SIZES	8		/* idle chunks are 1..8 granules */
+#define BENCH_SCALE_BIG		16		/* the measured grant, granules */
+#define BENCH_SCALE_MAX_IDLE	1000000
+#define BENCH_SCALE_MEM_MB	"1048576"	/* the emulated device: 1 TiB */
+#define BENCH_ROUND		100		/* of each kind, in turn */
 #define BENCH_RAW_REQ		16		/* bytes, about an Acquire frame */
 #define BENCH_RAW_REPLY		32		/* bytes, about a Grant frame */
 #define BENCH_RAW_MEMFD		(2u << 20)	/* one emulated granule */
@@ -93,6 +103,8 @@ struct bench_opts {
 	double		duration;
 	const char	*vmmd;
 	bool		json;
+	long		scale[BENCH_SCALE_MAX];	/* --scale: idle chunk counts */
+	size_t		nscale;
 };
 
 struct bench_pct {
@@ -119,6 +131,7 @@ struct bench_client {
 	struct vmm_sess		*s;
 	uint64_t		 granularity;
 	uint64_t		 unread_release;	/* its rid, or 0 */
+	uint64_t		 pair_bytes;	/* bc_pair's Acquire; 0: a granule */
 	const char		*stray;		/* a frame not expected */
 };
 
@@ -430,53 +443,80 @@ raw_server(int sock)
 	}
 }
 
-/* Phase (a): warm then n timed round trips into samples; 0 or -1. */
-static int
-raw_run(uint64_t *samples, long n, long warm)
-{
-	char req[BENCH_RAW_REQ] = "acquire", rep[BENCH_RAW_REPLY];
-	struct timeval tv = { BENCH_IO_TIMEOUT_MS / 1000, 0 };
-	uint64_t t0;
-	long i;
-	pid_t pid;
-	int sv[2], fd, rc = 0;
+/* The client end of (a): a socket to a forked raw_server. */
+struct raw_peer {
+	int	sock;
+	pid_t	pid;
+};
 
+/* Starts the server of (a); 0 or -1. */
+static int
+raw_open(struct raw_peer *r)
+{
+	struct timeval tv = { BENCH_IO_TIMEOUT_MS / 1000, 0 };
+	int sv[2];
+
+	r->sock = -1;
+	r->pid = -1;
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
 		bench_warn("socketpair: %s", strerror(errno));
 		return -1;
 	}
-	if ((pid = bench_fork(false)) < 0) {
+	if ((r->pid = bench_fork(false)) < 0) {
 		bench_warn("fork: %s", strerror(errno));
 		close(sv[0]);
 		close(sv[1]);
 		return -1;
 	}
-	if (pid == 0) {
+	if (r->pid == 0) {
 		close(sv[0]);
 		raw_server(sv[1]);
 	}
 	close(sv[1]);
 	setsockopt(sv[0], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	for (i = -warm; i < n; i++) {
-		t0 = now_ns();
-		if (send(sv[0], req, sizeof(req), MSG_NOSIGNAL) !=
-		    (ssize_t)sizeof(req) ||
-		    (fd = recv_with_fd(sv[0], rep, sizeof(rep))) < 0) {
-			bench_warn("raw round trip %ld failed: %s", i,
-			    strerror(errno));
-			rc = -1;
-			break;
-		}
-		close(fd);
-		if (i >= 0)
-			samples[i] = now_ns() - t0;
-	}
-	close(sv[0]);
-	if (bench_reap(pid) != 0 && rc == 0) {
+	r->sock = sv[0];
+	return 0;
+}
+
+/* Stops the server of (a); 0, or -1 if it failed. */
+static int
+raw_close(struct raw_peer *r)
+{
+	int rc = 0;
+
+	if (r->sock >= 0)
+		close(r->sock);
+	if (r->pid > 0 && bench_reap(r->pid) != 0) {
 		bench_warn("raw server failed");
 		rc = -1;
 	}
+	r->sock = -1;
+	r->pid = -1;
 	return rc;
+}
+
+/* n raw round trips, timed into samples unless it is NULL; 0 or -1. */
+static int
+raw_trips(struct raw_peer *r, uint64_t *samples, long n)
+{
+	char req[BENCH_RAW_REQ] = "acquire", rep[BENCH_RAW_REPLY];
+	uint64_t t0;
+	long i;
+	int fd;
+
+	for (i = 0; i < n; i++) {
+		t0 = now_ns();
+		if (send(r->sock, req, sizeof(req), MSG_NOSIGNAL) !=
+		    (ssize_t)sizeof(req) ||
+		    (fd = recv_with_fd(r->sock, rep, sizeof(rep))) < 0) {
+			bench_warn("raw round trip failed: %s", strerror(errno));
+			return -1;
+		}
+		close(fd);
+		if (samples != NULL)
+			samples[i] = now_ns() - t0;
+	}
+	return 0;
 }
 
 /* ---- a minimal vmmd client (proto/session.h) ------------------------------- */
@@ -573,7 +613,7 @@ bc_pair(struct bench_client *c, bool wait)
 	uint64_t id;
 	int fd, rc;
 
-	a.bytes = c->granularity;
+	a.bytes = c->pair_bytes != 0 ? c->pair_bytes : c->granularity;
 	if (bc_call(c, &env, &m) != 0)
 		return -1;
 	g = vmm_frame_msg_env(m)->grant;
@@ -642,27 +682,61 @@ bc_counters(const char *path, const char *const *names, uint64_t *values,
 
 /* ---- (b) grant latency ------------------------------------------------------- */
 
-/* Phase (b): warm (the first grant creates the chunk) then n timed pairs. */
+/* n Acquire+Release pairs, timed into samples unless it is NULL. */
 static int
-grant_run(const char *sock, uint64_t *samples, long n, long warm, bool wait)
+grant_pairs(struct bench_client *c, uint64_t *samples, long n, bool wait)
 {
-	struct bench_client c;
 	uint64_t t0;
 	long i;
-	int rc = 0;
 
-	if (bc_open(&c, sock, false) != 0)
-		return -1;
-	for (i = -warm; i < n; i++) {
+	for (i = 0; i < n; i++) {
 		t0 = now_ns();
-		if (bc_pair(&c, wait) != 0) {
-			rc = -1;
-			break;
-		}
-		if (i >= 0)
+		if (bc_pair(c, wait) != 0)
+			return -1;
+		if (samples != NULL)
 			samples[i] = now_ns() - t0;
 	}
+	return 0;
+}
+
+/*
+ * Phases (a), (b) and (b') alternating: BENCH_ROUND raw round trips, then
+ * as many grant pairs, then as many awaiting the Release, in turn until n
+ * of each, so that the ratio compares moments of the same machine load
+ * (timed apart, it swung from 1.08 to 4.45 between runs).  Each is warmed
+ * first (the first grant creates the chunk).
+ */
+static int
+alternate_run(const char *sock, uint64_t *a, uint64_t *b, uint64_t *bw,
+    long n, long warm)
+{
+	struct raw_peer r;
+	struct bench_client c;
+	long done, k;
+	int rc = -1;
+
+	if (raw_open(&r) != 0)
+		return -1;
+	if (bc_open(&c, sock, false) != 0) {
+		raw_close(&r);
+		return -1;
+	}
+	if (raw_trips(&r, NULL, warm) != 0 ||
+	    grant_pairs(&c, NULL, warm, false) != 0 ||
+	    grant_pairs(&c, NULL, warm, true) != 0)
+		goto out;
+	for (done = 0; done < n; done += k) {
+		k = n - done < BENCH_ROUND ? n - done : BENCH_ROUND;
+		if (raw_trips(&r, a + done, k) != 0 ||
+		    grant_pairs(&c, b + done, k, false) != 0 ||
+		    grant_pairs(&c, bw + done, k, true) != 0)
+			goto out;
+	}
+	rc = 0;
+out:
 	bc_close(&c);
+	if (raw_close(&r) != 0)
+		rc = -1;
 	return rc;
 }
 
@@ -825,7 +899,11 @@ write_config(void)
 	if ((f = fopen(b_conf, "wx")) == NULL)
 		return -1;
 	fprintf(f, "# " BENCH_NAME ": released chunks stay pooled\n"
-	    "idle_timeout_ms = 0\n");
+	    "idle_timeout_ms = 0\n"
+	    "# --scale connects %d sessions\n"
+	    "max_sessions = %d\n"
+	    "max_sessions_per_uid = %d\n", BENCH_SCALE_CLIENTS,
+	    2 * BENCH_SCALE_CLIENTS, 2 * BENCH_SCALE_CLIENTS);
 	if (gr != NULL && gr->gr_name != NULL)
 		fprintf(f, "admin_group = %s\n", gr->gr_name);
 	return fclose(f);
@@ -957,6 +1035,179 @@ daemon_start(const char *vmmd, const char *cudalib, char *sock, size_t len)
 	return -1;
 }
 
+/* ---- --scale: grant cost against pool size and sessions ---------------------- */
+
+/* vmmd's CPU time so far (user + system), in microseconds; 0 if unknown. */
+static uint64_t
+daemon_cpu_us(void)
+{
+	char path[64], buf[1024], *p;
+	unsigned long ut, st;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)b_daemon);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	/* Fields after the command name (which may hold spaces): state is
+	 * the 3rd, utime the 14th, stime the 15th. */
+	if ((p = strrchr(buf, ')')) == NULL ||
+	    sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
+	    &ut, &st) != 2)
+		return 0;
+	return (uint64_t)(ut + st) * 1000000 / (uint64_t)sysconf(_SC_CLK_TCK);
+}
+
+/* Releases ids[0..n) in frames of VMM_PROTO_MAX_CHUNKS, awaiting each. */
+static int
+scale_release(struct bench_client *c, uint64_t *ids, size_t n)
+{
+	Vmm__Release rel = VMM__RELEASE__INIT;
+	Vmm__Envelope env = vmm_frame_env_release(&rel);
+	struct vmm_frame_msg *m;
+	size_t off, k;
+
+	for (off = 0; off < n; off += k) {
+		k = n - off < VMM_PROTO_MAX_CHUNKS ? n - off :
+		    VMM_PROTO_MAX_CHUNKS;
+		rel.n_chunk_ids = k;
+		rel.chunk_ids = ids + off;
+		if (bc_call(c, &env, &m) != 0)
+			return -1;
+		vmm_frame_msg_free(m);
+	}
+	return 0;
+}
+
+/*
+ * Makes the pool hold n idle chunks of 1..BENCH_SCALE_SIZES granules, in
+ * turn: the filler acquires n chunks of those sizes (reusing those a
+ * smaller stage left idle, sizes being exact fits) and releases them all.
+ */
+static int
+scale_fill(struct bench_client *c, long n)
+{
+	Vmm__Acquire a = VMM__ACQUIRE__INIT;
+	Vmm__Envelope env = vmm_frame_env_acquire(&a);
+	struct vmm_frame_msg *m;
+	const Vmm__Grant *g;
+	uint64_t *ids;
+	size_t i, got = 0;
+	long k;
+	int rc = -1, fd;
+
+	if ((ids = calloc((size_t)n * VMM_PROTO_MAX_CHUNKS, sizeof(*ids)))
+	    == NULL)
+		return -1;
+	for (k = 0; k < n; k++) {
+		a.bytes = c->granularity * (uint64_t)(k % BENCH_SCALE_SIZES + 1);
+		if (bc_call(c, &env, &m) != 0)
+			goto out;
+		g = vmm_frame_msg_env(m)->grant;
+		for (i = 0; i < g->n_chunks; i++) {
+			ids[got++] = g->chunks[i]->id;
+			if ((fd = vmm_frame_msg_take_fd(m, i)) >= 0)
+				close(fd);
+		}
+		vmm_frame_msg_free(m);
+	}
+	rc = scale_release(c, ids, got);
+out:
+	free(ids);
+	return rc;
+}
+
+/* One --scale measurement: pairs of one BENCH_SCALE_BIG grant (a pool
+ * hit) for o->duration seconds; vmmd CPU and wall time per pair. */
+static int
+scale_measure(const struct bench_opts *o, struct bench_client *c,
+    long idle, int clients, uint64_t *samples, long max)
+{
+	struct bench_pct w;
+	uint64_t cpu0, cpu1, t0, end, t;
+	long n;
+
+	if (grant_pairs(c, NULL, 100, true) != 0)
+		return -1;
+	cpu0 = daemon_cpu_us();
+	t0 = now_ns();
+	end = t0 + (uint64_t)(o->duration * 1e9);
+	for (n = 0; n < max; n++) {
+		t = now_ns();
+		if (t >= end)
+			break;
+		if (bc_pair(c, true) != 0)
+			return -1;
+		samples[n] = now_ns() - t;
+	}
+	cpu1 = daemon_cpu_us();
+	if (n == 0)
+		return -1;
+	w = summarize(samples, (size_t)n);
+	printf("%-12ld %8d %8ld %14.1f %10.1f %10.1f\n", idle, clients, n,
+	    (double)(cpu1 - cpu0) / (double)n, w.p50_us, w.p99_us);
+	fflush(stdout);
+	return 0;
+}
+
+/*
+ * --scale: for each stage, the pool holds that many idle chunks of mixed
+ * sizes, then pooled grant+release pairs (BENCH_SCALE_BIG granules, which
+ * the largest idle chunk serves) are timed with one session connected, and
+ * again with BENCH_SCALE_CLIENTS idle sessions besides.
+ */
+static int
+scale_run(const struct bench_opts *o, const char *sock)
+{
+	struct bench_client filler, meas, *crowd = NULL;
+	uint64_t *samples = NULL;
+	long max = 1000000;
+	size_t st;
+	int i, ncrowd = 0, rc = -1;
+
+	if (bc_open(&filler, sock, false) != 0)
+		return -1;
+	if (bc_open(&meas, sock, false) != 0) {
+		bc_close(&filler);
+		return -1;
+	}
+	meas.pair_bytes = meas.granularity * BENCH_SCALE_BIG;
+	if ((samples = calloc((size_t)max, sizeof(*samples))) == NULL ||
+	    (crowd = calloc(BENCH_SCALE_CLIENTS, sizeof(*crowd))) == NULL)
+		goto out;
+	printf("%-12s %8s %8s %14s %10s %10s\n", "idle chunks", "clients",
+	    "pairs", "vmmd CPU us", "p50 us", "p99 us");
+	for (st = 0; st < o->nscale; st++) {
+		fprintf(stderr, BENCH_NAME ": --scale: %ld idle chunks\n",
+		    o->scale[st]);
+		if (scale_fill(&filler, o->scale[st]) != 0 ||
+		    scale_measure(o, &meas, o->scale[st], 1, samples, max) != 0)
+			goto out;
+		for (; ncrowd < BENCH_SCALE_CLIENTS - 1; ncrowd++)
+			if (bc_open(&crowd[ncrowd], sock, false) != 0)
+				goto out;
+		if (scale_measure(o, &meas, o->scale[st], BENCH_SCALE_CLIENTS,
+		    samples, max) != 0)
+			goto out;
+		while (ncrowd > 0)
+			bc_close(&crowd[--ncrowd]);
+	}
+	rc = 0;
+out:
+	for (i = 0; i < ncrowd; i++)
+		bc_close(&crowd[i]);
+	bc_close(&meas);
+	bc_close(&filler);
+	free(crowd);
+	free(samples);
+	return rc;
+}
+
 /* ---- output ------------------------------------------------------------------ */
 
 static void
@@ -1031,14 +1282,19 @@ usage(FILE *f)
 {
 	fprintf(f,
 	    "usage: " BENCH_NAME " [--iterations N] [--duration S] [--vmmd PATH]\n"
-	    "                   [--keep-daemon-log] [--json]\n"
+	    "                   [--keep-daemon-log] [--json] [--scale N,...]\n"
 	    "  --iterations N     timed round trips for (a) and (b) (default %d)\n"
 	    "  --duration S       seconds per rate run in (c) (default %.1f)\n"
 	    "  --vmmd PATH        the daemon (default: <build>/daemon/vmmd, <build>\n"
 	    "                     from $VMM_BUILD_DIR or this binary's location)\n"
 	    "  --keep-daemon-log  keep vmmd's log (its path is printed)\n"
-	    "  --json             results as JSON instead of a table\n",
-	    BENCH_DEF_ITERATIONS, BENCH_DEF_DURATION);
+	    "  --json             results as JSON instead of a table\n"
+	    "  --scale N,...      instead: vmmd CPU and wall time per pooled grant +\n"
+	    "                     release with N idle chunks of mixed sizes pooled\n"
+	    "                     and 1 or %d sessions connected, for --duration\n"
+	    "                     each (every emulated chunk is an fd in vmmd, so\n"
+	    "                     N is bounded by its RLIMIT_NOFILE)\n",
+	    BENCH_DEF_ITERATIONS, BENCH_DEF_DURATION, BENCH_SCALE_CLIENTS);
 }
 
 /* Strict number parsing: the whole string, within [min, max]. */
@@ -1053,6 +1309,27 @@ parse_num(const char *s, double min, double max, double *out)
 	    *out > max ? -1 : 0;
 }
 
+/* Parses --scale's list of idle chunk counts; 0 or -1. */
+static int
+parse_scale(const char *arg, struct bench_opts *o)
+{
+	char buf[256], *tok, *save = NULL;
+	double v;
+
+	if (snprintf(buf, sizeof(buf), "%s", arg) >= (int)sizeof(buf))
+		return -1;
+	o->nscale = 0;
+	for (tok = strtok_r(buf, ",", &save); tok != NULL;
+	    tok = strtok_r(NULL, ",", &save)) {
+		if (o->nscale == BENCH_SCALE_MAX ||
+		    parse_num(tok, 1, BENCH_SCALE_MAX_IDLE, &v) != 0 ||
+		    v != (double)(long)v)
+			return -1;
+		o->scale[o->nscale++] = (long)v;
+	}
+	return o->nscale > 0 ? 0 : -1;
+}
+
 static int
 parse_args(int argc, char **argv, struct bench_opts *o)
 {
@@ -1062,6 +1339,7 @@ parse_args(int argc, char **argv, struct bench_opts *o)
 		{ "vmmd", required_argument, NULL, 'v' },
 		{ "keep-daemon-log", no_argument, NULL, 'k' },
 		{ "json", no_argument, NULL, 'j' },
+		{ "scale", required_argument, NULL, 's' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
@@ -1098,6 +1376,14 @@ parse_args(int argc, char **argv, struct bench_opts *o)
 			break;
 		case 'j':
 			o->json = true;
+			break;
+		case 's':
+			if (parse_scale(optarg, o) != 0) {
+				bench_warn("--scale \"%s\": expected up to %d "
+				    "counts in 1..%d, comma-separated", optarg,
+				    BENCH_SCALE_MAX, BENCH_SCALE_MAX_IDLE);
+				return -1;
+			}
 			break;
 		case 'h':
 			usage(stdout);
@@ -1155,7 +1441,7 @@ main(int argc, char **argv)
 		return 1;
 	}
 	warm = o.iterations / 10 > 100 ? o.iterations / 10 : 100;
-	samples = calloc((size_t)o.iterations, sizeof(*samples));
+	samples = calloc(3 * (size_t)o.iterations, sizeof(*samples));
 	sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE,
 	    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (samples == NULL || sh == MAP_FAILED) {
@@ -1166,27 +1452,28 @@ main(int argc, char **argv)
 	signal(SIGTERM, bench_on_signal);
 	signal(SIGHUP, bench_on_signal);
 
-	fprintf(stderr, BENCH_NAME ": (a) raw fd round trip, %ld + %ld warm-up\n",
-	    o.iterations, warm);
-	if (raw_run(samples, o.iterations, warm) != 0)
-		goto out;
-	a = summarize(samples, (size_t)o.iterations);
-
+	/* Room for many idle chunks: memfds are not touched. */
+	if (o.nscale > 0)
+		setenv("CUEMU_MEM_MB", BENCH_SCALE_MEM_MB, 1);
 	fprintf(stderr, BENCH_NAME ": starting %s\n", vmmd);
 	if (daemon_start(vmmd, cudalib, sock, sizeof(sock)) != 0)
 		goto out;
 	fprintf(stderr, BENCH_NAME ": vmmd pid %d on %s, CUEMU_INSTANCE=%s\n",
 	    (int)b_daemon, sock, b_instance);
-	fprintf(stderr, BENCH_NAME ": (b) acquire + release via vmmd, %ld + "
-	    "%ld warm-up\n", o.iterations, warm);
-	if (grant_run(sock, samples, o.iterations, warm, false) != 0)
+	if (o.nscale > 0) {
+		rc = scale_run(&o, sock) == 0 ? 0 : 1;
 		goto out;
-	b = summarize(samples, (size_t)o.iterations);
-	fprintf(stderr, BENCH_NAME ": (b) again, waiting for each release's "
-	    "reply\n");
-	if (grant_run(sock, samples, o.iterations, warm, true) != 0)
+	}
+	fprintf(stderr, BENCH_NAME ": (a) raw fd round trip, (b) acquire + "
+	    "release via vmmd, (b') the same waiting for each release's reply: "
+	    "%ld of each, %d at a time in turn, after %ld warm-up\n",
+	    o.iterations, BENCH_ROUND, warm);
+	if (alternate_run(sock, samples, samples + o.iterations,
+	    samples + 2 * o.iterations, o.iterations, warm) != 0)
 		goto out;
-	bw = summarize(samples, (size_t)o.iterations);
+	a = summarize(samples, (size_t)o.iterations);
+	b = summarize(samples + o.iterations, (size_t)o.iterations);
+	bw = summarize(samples + 2 * o.iterations, (size_t)o.iterations);
 
 	for (i = 0; i < BENCH_NRATES; i++) {
 		fprintf(stderr, BENCH_NAME ": (c) grant rate, %d client%s, "
