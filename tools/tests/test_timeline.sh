@@ -2,8 +2,10 @@
 # vmm-timeline on the hand-written sample.log (every action, a REMAP chain, a
 # COPY, unfreed allocations, daemon lines, one malformed line, midnight):
 # exact --summary figures, a valid PNG of the requested size, exit codes;
-# two merged logs; then on logs the suite produces: a KV-cache replay through
-# the shim and vmmd, whose REMAPs it must see.
+# two merged logs; vmmd's log beside two clients' (exact physical / in-use
+# figures); then on logs the suite produces: a KV-cache replay through the
+# shim and vmmd, whose REMAPs it must see and whose physical peak and bytes
+# created must equal vmmd's own counters.
 set -u
 src=$VMM_SOURCE_DIR
 TL=$src/tools/vmm-timeline
@@ -66,6 +68,20 @@ alloc_over_live: 0
 peak_bytes: 27394048
 peak_time: 2.700
 duration: 4.900
+daemon_files: 1
+client_files: 1
+physical_peak_bytes: 27262976
+physical_peak_time: 2.690
+physical_end_bytes: 25165824
+inuse_peak_bytes: 27394048
+peak_ratio: 0.995
+chunks_created: 6
+chunks_adopted: 0
+chunks_destroyed: 1
+bytes_created: 27262976
+bytes_adopted: 0
+bytes_destroyed: 2097152
+unmatched_destroy: 0
 EOF
 diff -u "$T/want" "$T/summary" >&2 || fail "sample: summary differs"
 grep -q 'sample.log:31: ALLOC without Size=' "$T/err" ||
@@ -116,6 +132,42 @@ size=$(png_size "$T/merged.png") || fail "merged: not a PNG"
 rc=$?
 [ $rc -eq 2 ] || fail "--strict on a non-log line: exit $rc, want 2"
 
+# 5b. vmmd's log beside two clients' (pool.log, named like neither and given
+# between them: recognised by its events): physical bytes from CREATE/ADOPT/
+# DESTROY as an exact step function, with one DESTROY of a chunk created
+# before the log began (so 2 MiB were there from the start); in use summed
+# over both processes, through a REMAP that grows and a COPY.
+"$TL" -o "$T/pool.png" --summary "$src/tools/tests/pool-101.log" \
+    "$src/tools/tests/pool.log" "$src/tools/tests/pool-202.log" \
+    >"$T/summary" 2>"$T/err"
+rc=$?
+[ $rc -eq 0 ] || fail "pool: exit $rc: $(cat "$T/err")"
+for kv in 'files: 3' 'malformed: 0' 'allocations: 4' 'unfreed: 1' \
+    'daemon_files: 1' 'client_files: 2' \
+    'peak_bytes: 30932992' 'peak_time: 0.800' 'inuse_peak_bytes: 30932992' \
+    'physical_peak_bytes: 33554432' 'physical_peak_time: 0.690' \
+    'physical_end_bytes: 14680064' 'peak_ratio: 1.085' \
+    'chunks_created: 5' 'chunks_adopted: 1' 'chunks_destroyed: 4' \
+    'bytes_created: 18874368' 'bytes_adopted: 16777216' \
+    'bytes_destroyed: 23068672' 'unmatched_destroy: 1' 'duration: 1.300'; do
+	grep -qx "$kv" "$T/summary" || fail "pool: no '$kv' in: $(tr '\n' ' ' <"$T/summary")"
+done
+png_size "$T/pool.png" >/dev/null || fail "pool: not a PNG"
+# vmmd's log alone: no allocations, but the pool is still drawn and summed.
+"$TL" -o "$T/pool-alone.png" --summary "$src/tools/tests/pool.log" \
+    >"$T/summary" 2>"$T/err"
+rc=$?
+[ $rc -eq 0 ] || fail "pool alone: exit $rc: $(cat "$T/err")"
+for kv in 'daemon_files: 1' 'client_files: 0' 'peak_bytes: 0' \
+    'physical_peak_bytes: 33554432' 'peak_ratio: -'; do
+	grep -qx "$kv" "$T/summary" || fail "pool alone: no '$kv'"
+done
+# A CREATE without Size= cannot be summed: malformed, an error under --strict.
+printf '[10:00:00.000] [INF] CREATE Chunk=1\n' >"$T/bad-create.log"
+"$TL" --strict -o "$T/strict.png" "$T/bad-create.log" >/dev/null 2>&1
+rc=$?
+[ $rc -eq 2 ] || fail "--strict on CREATE without Size=: exit $rc, want 2"
+
 # 6. An empty log still gives a (blank) timeline.
 : >"$T/empty.log"
 "$TL" -o "$T/empty.png" --summary "$T/empty.log" >"$T/summary" 2>"$T/err"
@@ -141,4 +193,20 @@ malformed=$(sed -n 's/^malformed: //p' <<<"$out")
 [[ ${allocs:-0} -gt 10 && ${remaps:-0} -gt 0 && ${malformed:-1} -eq 0 ]] ||
   fail "suite log: ALLOC=$allocs REMAP=$remaps malformed=$malformed"
 [[ -s "$tmp/kv.png" ]] || fail "no PNG for the suite log"
-echo "timeline ok: sample and a replay log ($allocs ALLOC, $remaps REMAP)"
+# The same replay with vmmd's log: the physical figures read from its chunk
+# events equal vmmd's own exact counters (run.sh reads them from `vmmctl
+# stats`), and the summed in-use peak equals the replay's peak requested.
+[[ -s "$tmp/run/vmmd.log" ]] || fail "no vmmd log kept"
+out=$("$tl" --summary -o "$tmp/kv-pool.png" "$tmp/run/vmmd.log" "${logs[@]}" 2>/dev/null)
+get() { sed -n "s/^$1:\{0,1\} *//p" <<<"$2" | head -1; }
+for pair in physical_peak_bytes:peak_physical_bytes bytes_created:bytes_created \
+    inuse_peak_bytes:peak_requested_bytes; do
+	mine=$(get "${pair%%:*}" "$out")
+	vmmd=$(get "${pair#*:}" "$(cat "$tmp/run.out")")
+	[[ -n "$vmmd" && "$mine" == "$vmmd" ]] ||
+	  fail "replay: ${pair%%:*} $mine, run.sh's ${pair#*:} '$vmmd'"
+done
+[[ $(get daemon_files "$out") == 1 && $(get chunks_created "$out") -gt 0 &&
+   $(get malformed "$out") == 0 ]] || fail "replay with vmmd.log: $out"
+echo "timeline ok: sample, pool logs and a replay log ($allocs ALLOC," \
+  "$remaps REMAP, physical peak $(get physical_peak_bytes "$out") as vmmd's)"
