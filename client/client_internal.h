@@ -88,6 +88,9 @@ int	vmmc_conn_release(struct vmmc_conn *c, const uint64_t *ids, size_t n,
 	    uint64_t recall_id);
 /* Makes sure c is connected; 0 or VMM_ENODAEMON. */
 int	vmmc_conn_ensure(struct vmmc_conn *c);
+/* Reconnects c if it was up and got lost (not closed by vmm_shutdown, not
+ * in use right now): resumes the session, or adopts toward a new vmmd. */
+void	vmmc_conn_revive(struct vmmc_conn *c);
 /* Sends the usage figures; recall_id: the Recall they close (0: none). */
 int	vmmc_conn_report(struct vmmc_conn *c, const struct vmm_usage *u,
 	    uint64_t recall_id);

@@ -53,6 +53,9 @@ struct vmmc_conn {
 	 * handler): dropped once the session call in progress returns, as
 	 * the session may not be freed from inside its own handler. */
 	bool			broken;
+	/* Closed on purpose (vmm_shutdown): not revived by the helper until
+	 * a call asks for vmmd again. */
+	bool			closed;
 	uint64_t		recall_target, recall_id;
 	uint64_t		abandoned[CONN_MAX_ABANDONED];	/* 0: free */
 	unsigned		nabandoned;
@@ -319,7 +322,8 @@ conn_open(struct vmmc_conn *c)
 	hr = vmm_sess_hello_reply(c->sess);
 	old_instance = c->instance;
 	resumed = hr->resumed;
-	c->gran = hr->granularity;
+	/* Read without the lock by the allocators (vmmc_conn_granularity). */
+	__atomic_store_n(&c->gran, hr->granularity, __ATOMIC_RELAXED);
 	c->session = hr->session_id;
 	c->instance = hr->instance_id;
 	vmm_log_debug("connected to vmmd at %s, session %llu%s", c->path,
@@ -387,6 +391,7 @@ conn_call(struct vmmc_conn *c, Vmm__Envelope *env, int *fds, size_t nfds,
 {
 	int rc, attempt;
 
+	c->closed = false;
 	for (attempt = 0; attempt < 2; attempt++) {
 		if (c->sess == NULL && (rc = conn_open(c)) != 0)
 			break;
@@ -611,7 +616,7 @@ vmmc_conn_poll(struct vmmc_conn *c, uint64_t *recall_id)
 uint64_t
 vmmc_conn_granularity(struct vmmc_conn *c)
 {
-	return c->gran;
+	return __atomic_load_n(&c->gran, __ATOMIC_RELAXED);
 }
 
 int
@@ -628,10 +633,29 @@ vmmc_conn_ensure(struct vmmc_conn *c)
 	int rc = 0;
 
 	pthread_mutex_lock(&c->lock);
+	c->closed = false;
 	if (c->sess == NULL)
 		rc = conn_open(c);
 	pthread_mutex_unlock(&c->lock);
 	return rc;
+}
+
+void
+vmmc_conn_revive(struct vmmc_conn *c)
+{
+	/* A busy connection is not lost. */
+	if (pthread_mutex_trylock(&c->lock) != 0)
+		return;
+	if (c->sess == NULL && c->ever_up && !c->closed) {
+		uint64_t next = c->next_try_ms;
+
+		/* The helper's own attempts are paced by its tick: a failed
+		 * one must not make the process's next call wait out the
+		 * retry delay (vmmd may be back by then). */
+		if (conn_open(c) != 0)
+			c->next_try_ms = next;
+	}
+	pthread_mutex_unlock(&c->lock);
 }
 
 /* A fork child's copies of the parent's connections: kept, not freed. */
@@ -693,6 +717,7 @@ vmmc_conn_close_all(void)
 			continue;
 		pthread_mutex_lock(&conns[i]->lock);
 		conn_down(conns[i]);
+		conns[i]->closed = true;
 		pthread_mutex_unlock(&conns[i]->lock);
 	}
 	pthread_mutex_unlock(&conns_lock);

@@ -86,8 +86,16 @@ bg_main(void *arg)
 			struct vmmc_conn *c;
 
 			if (!(__atomic_load_n(&helper_devices, __ATOMIC_RELAXED) &
-			    (1ull << dev)) || (c = vmmc_conn_get(dev)) == NULL ||
-			    vmmc_conn_fd(c) < 0)
+			    (1ull << dev)) || (c = vmmc_conn_get(dev)) == NULL)
+				continue;
+			/* Lost (vmmd restarted, or dropped us): reconnect now,
+			 * not at this process's next allocation, so that even
+			 * an idle process is counted again (stats, quotas,
+			 * out-of-memory decisions) within about a second.
+			 * conn.c paces the attempts and resumes or adopts. */
+			if (vmmc_conn_fd(c) < 0 && bg_context(dev) == 0)
+				vmmc_conn_revive(c);
+			if (vmmc_conn_fd(c) < 0)
 				continue;
 			pf[np].fd = vmmc_conn_fd(c);
 			pf[np].events = POLLIN;

@@ -14,6 +14,8 @@
  *                client resumes it on reconnect (same ids), never adopts.
  *   restart      a new vmmd instance: the client adopts what it maps,
  *                once.
+ *   restart_idle the same while the client calls nothing: its helper
+ *                thread reconnects and adopts within about a second.
  *   impostor     vmmd dies and another user listens at its path: the
  *                client says nothing to it (no Hello, no Adopt of its fds).
  */
@@ -312,10 +314,28 @@ run_holder(const char *what)
 		say(to_child[1], 'c');
 	} else if (strcmp(what, "dropped") == 0) {
 		say(to_child[1], 'x');
-	} else if (strcmp(what, "restart") == 0) {
+	} else if (strcmp(what, "restart") == 0 ||
+	    strcmp(what, "restart_idle") == 0) {
 		kill(d, SIGKILL);
 		CHECK(waitpid(d, &st, 0) == d);
 		d = tc_start_daemon(sockdir, conf, NULL);
+		if (strcmp(what, "restart_idle") == 0) {
+			/* The holder calls nothing: its helper thread must
+			 * reconnect and adopt by itself, within a second or
+			 * so (the connection attempts are a second apart). */
+			struct tc *probe = tc_open(sockpath, "probe", true);
+			uint64_t t0 = vmm_now_ms();
+
+			while (tc_counter(probe, "adopted_chunks") == 0 &&
+			    vmm_now_ms() - t0 < 5000)
+				tc_sleep_ms(20);
+			fprintf(stderr, "idle holder adopted its chunks %llu ms "
+			    "after the restart\n",
+			    (unsigned long long)(vmm_now_ms() - t0));
+			CHECK(tc_counter(probe, "adopted_chunks") > 0);
+			CHECK(vmm_now_ms() - t0 < 2500);
+			tc_close(probe);
+		}
 		say(to_child[1], 'g');
 	} else
 		CHECK(!"unknown holder case");
@@ -333,7 +353,7 @@ run_holder(const char *what)
 	 * quarantines nothing (no second, dead session holds it). */
 	CHECK(ps.lent_bytes == mapped);
 	CHECK(ps.quarantined_bytes == 0);
-	if (strcmp(what, "restart") == 0)
+	if (strncmp(what, "restart", 7) == 0)
 		CHECK(tc_counter(adm, "adopted_chunks") > 0);
 	else
 		CHECK(tc_counter(adm, "adopted_chunks") == 0);
@@ -487,7 +507,8 @@ main(int argc, char **argv)
 		case_impostor();
 	else if (strcmp(argv[1], "stall") == 0 ||
 	    strcmp(argv[1], "dropped") == 0 ||
-	    strcmp(argv[1], "restart") == 0) {
+	    strcmp(argv[1], "restart") == 0 ||
+	    strcmp(argv[1], "restart_idle") == 0) {
 		setenv("VMM_CONNECT_TIMEOUT_MS", "300", 1);
 		run_holder(argv[1]);
 	}
