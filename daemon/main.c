@@ -162,7 +162,11 @@ main(int argc, char **argv)
 		case 'h': usage(stdout); return 0;
 		case 'V': printf("vmmd %s (protocol %d)\n", VMMD_VERSION,
 		    VMM_PROTOCOL_VERSION); return 0;
-		default: usage(stderr); return 1;
+		default:
+			/* getopt said what was wrong; one more line, not the
+			 * whole help. */
+			fprintf(stderr, "see 'vmmd --help'\n");
+			return 1;
 		}
 	}
 	if (optind != argc) {
