@@ -4,8 +4,8 @@
 # Every test runs against tests/cuemu (an emulated libcuda.so.1 first on
 # LD_LIBRARY_PATH) unless VMM_REAL_GPU=ON, in which case the system's driver is
 # used and EMULATOR_ONLY tests (fault injection, capacity) are skipped.  Each
-# test gets its own emulated machine (CUEMU_INSTANCE), so tests run in parallel
-# without sharing device memory.
+# test gets its own emulated machine (CUEMU_INSTANCE, named by the test and the
+# build tree), so tests run in parallel without sharing device memory.
 function(vmm_add_test)
   cmake_parse_arguments(T "EMULATOR_ONLY" "NAME;TIMEOUT" "COMMAND;LABELS;ENV" ${ARGN})
   if(VMM_REAL_GPU AND T_EMULATOR_ONLY)
@@ -13,7 +13,11 @@ function(vmm_add_test)
   endif()
   add_test(NAME ${T_NAME} COMMAND ${T_COMMAND})
   file(MAKE_DIRECTORY "${CMAKE_BINARY_DIR}/testtmp/${T_NAME}")
-  set(env "CUEMU_INSTANCE=vmmtest-${T_NAME}" "VMM_TEST_TMPDIR=${CMAKE_BINARY_DIR}/testtmp/${T_NAME}"
+  # The instance names the build tree too, so two build trees (a sanitizer
+  # build, a second worktree) can run the same test at the same time.
+  string(MD5 tree "${CMAKE_BINARY_DIR}")
+  string(SUBSTRING "${tree}" 0 6 tree)
+  set(env "CUEMU_INSTANCE=vmmtest-${tree}-${T_NAME}" "VMM_TEST_TMPDIR=${CMAKE_BINARY_DIR}/testtmp/${T_NAME}"
           "VMM_BUILD_DIR=${CMAKE_BINARY_DIR}" "VMM_SOURCE_DIR=${CMAKE_SOURCE_DIR}")
   if(NOT VMM_REAL_GPU)
     list(APPEND env "LD_LIBRARY_PATH=${CUEMU_LIB_DIR}")
