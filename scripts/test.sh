@@ -7,8 +7,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc)
 
-# Emulator state of earlier runs (one small file per test instance).
-rm -f /dev/shm/cuemu-vmmtest-* 2>/dev/null || true
+# Emulator state of earlier runs of this tree (one small file per test
+# instance, named by the build tree as cmake/VmmTest.cmake does).
+for b in build build-asan build-tsan; do
+  tree=$(printf '%s' "$PWD/$b" | md5sum | cut -c1-6)
+  rm -f /dev/shm/cuemu-vmmtest-"$tree"-* 2>/dev/null || true
+done
 
 scripts/setup.sh build
 echo "== tests (build/)"
