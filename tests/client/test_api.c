@@ -78,6 +78,9 @@ main(void)
 	d = tc_start_daemon(sockdir, "idle_timeout_ms = 0\n", NULL);
 	snprintf(env, sizeof(env), "%s", sockdir);
 	setenv("VMM_SOCKET_DIR", env, 1);
+	/* The cache checks below must not race the idle give-back on a loaded
+	 * machine: cached memory stays until a flush or a recall. */
+	setenv("VMM_IDLE_MS", "0", 1);
 
 	CHECK_OK(cuInit(0));
 	CHECK_OK(cuDevicePrimaryCtxRetain(&ctx, 0));
