@@ -33,6 +33,8 @@
 #               which must not exist yet
 #
 # Output: "key value" lines (sizes in bytes, times in µs or unix ms).
+# VMM_REPLAY_REAL_GPU=1 uses the system's driver instead of the emulator
+# (scripts/gpu-check.sh on a GPU).
 # VMM_REPLAY_PRELOAD overrides what LD_PRELOAD holds (sanitizer builds put
 # their runtime first).
 # Reports are sent every 10 ms (VMM_REPORT_MS=10) so the sum of the
@@ -76,7 +78,9 @@ done
 RUN=$(mktemp -d /tmp/vmm-replay.XXXXXX)
 inst=replay-$$-$RANDOM
 export CUEMU_INSTANCE=$inst CUEMU_MEM_MB=$mem VMM_SOCKET_DIR=$RUN
-export LD_LIBRARY_PATH=$B/tests/cuemu/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+if [[ -z "${VMM_REPLAY_REAL_GPU:-}" ]]; then
+  export LD_LIBRARY_PATH=$B/tests/cuemu/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+fi
 unset LD_PRELOAD
 vmmd_pid='' samp_pid='' dev_pid='' trim_pid=''
 stop() {  # pid: SIGTERM and reap, if it is ours and alive
