@@ -34,6 +34,9 @@ const struct vmm_opt vmmd_options[] = {
 	  O(log_level), "ERROR: failures only; INFO: chunk events; DEBUG: all" },
 	{ "log_file", VMM_OPT_STRING, "", 0, 0, NULL, O(log_file),
 	  "log to this file instead of stderr (a trailing '-' appends the pid)" },
+	{ "metrics_listen", VMM_OPT_STRING, "", 0, 0, NULL, O(metrics_listen),
+	  "serve Prometheus metrics at http://ADDRESS:PORT/metrics (e.g. "
+	  "127.0.0.1:9477 or [::1]:9477); empty: off" },
 	{ "pool_max", VMM_OPT_SIZE, "0", 0, 1e15, NULL, O(pool_max),
 	  "most physical memory the pool may hold, lent or idle; 0: the GPU's" },
 	{ "chunk_multiple", VMM_OPT_U64, "1", 1, 1024, NULL, O(chunk_multiple),

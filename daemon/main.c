@@ -224,6 +224,11 @@ main(int argc, char **argv)
 		fprintf(stderr, "vmmd: event_base_new failed\n");
 		return 1;
 	}
+	/* Before the socket exists: a bad address leaves nothing behind. */
+	if (vmmd_metrics_start(vmmd_cfg.metrics_listen, err, sizeof(err)) != 0) {
+		fprintf(stderr, "vmmd: %s\n", err);
+		return 1;
+	}
 	if (vmmd_server_start(&vmmd_cfg, err, sizeof(err)) != 0) {
 		fprintf(stderr, "vmmd: %s\n", err);
 		return 1;
@@ -263,6 +268,7 @@ main(int argc, char **argv)
 	event_base_dispatch(vmmd_base);
 
 	vmmd_notify_stopping();
+	vmmd_metrics_stop();
 	vmmd_server_stop();
 	vmmd_session_shutdown_all("vmmd is shutting down");
 	vmmd_closer_stop();

@@ -5,7 +5,11 @@
  */
 #include "vmmd.h"
 
+#include <errno.h>
+
 #include <stdlib.h>
+
+#include "metrics.h"
 
 struct vmmd_counters vmmd_stats;
 
@@ -56,6 +60,7 @@ stats_session(const struct vmmd_session *s, Vmm__SessionStats *o)
 	o->quota_bytes = vmmd_quota_for(&vmmd_cfg, s->uid, s->name,
 	    s->cgroup[0] != '\0' ? s->cgroup : NULL);
 	o->connected_usec = s->connected_usec;
+	o->cgroup = (char *)s->cgroup;
 }
 
 const Vmm__Envelope *
@@ -114,6 +119,42 @@ vmmd_stats_reply(uint64_t rid, uint32_t offset, bool full)
 	sr.n_sessions = n;
 	sr.sessions = stp;
 	sr.sessions_total = total;
+	sr.device_uuid.data = (uint8_t *)vmmd_pool_device_uuid();
+	sr.device_uuid.len = 16;
+	sr.daemon_version = (char *)VMMD_VERSION;
 	env = vmm_frame_env_stats_reply(&sr);
 	return &env;
+}
+
+int
+vmmd_stats_metrics(FILE *f)
+{
+	const Vmm__StatsReply *r = vmmd_stats_reply(0, 0, true)->stats_reply;
+	const Vmm__SessionStats **v;
+	Vmm__SessionStats *all;
+	struct vmmd_session *it;
+	size_t n = 0, i = 0;
+	int rc;
+
+	TAILQ_FOREACH(it, &vmmd_sessions, link)
+		n++;
+	all = calloc(n ? n : 1, sizeof(*all));
+	v = calloc(n ? n : 1, sizeof(*v));
+	if (all == NULL || v == NULL) {
+		free(all);
+		free(v);
+		errno = ENOMEM;
+		return -1;
+	}
+	TAILQ_FOREACH(it, &vmmd_sessions, link) {
+		if (it->state == VMMD_SESSION_NEW)
+			continue;
+		stats_session(it, &all[i]);
+		v[i] = &all[i];
+		i++;
+	}
+	rc = vmm_metrics_write(f, r, v, i);
+	free(all);
+	free(v);
+	return rc;
 }

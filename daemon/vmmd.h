@@ -13,6 +13,7 @@
  *   tenant.c   who may get back memory another holder released
  *   stats.c    counters and the admin replies
  *   notify.c   sd_notify: READY, STATUS, watchdog, STOPPING
+ *   metrics.c  the optional HTTP /metrics endpoint (calls stats.c)
  *   closer.c   closing peers' fds and session sockets off the loop
  *
  * Calls go one way (tests/arch checks that no two files call each other):
@@ -29,6 +30,7 @@
 #include <event2/event.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/queue.h>
 #include <sys/types.h>
 
@@ -91,6 +93,7 @@ struct vmmd_config {
 	char		admin_group[VMM_OPT_STRMAX];
 	int		log_level;
 	char		log_file[VMM_OPT_STRMAX];
+	char		metrics_listen[VMM_OPT_STRMAX];	/* "" = off */
 	uint64_t	pool_max;		/* bytes; 0 = the device */
 	uint64_t	chunk_multiple;		/* chunk sizes: granularity × this */
 	double		frag_ratio;
@@ -149,6 +152,19 @@ extern struct vmmd_counters vmmd_stats;
  * with the sessions from offset on; valid until the next call. */
 const Vmm__Envelope *vmmd_stats_reply(uint64_t rid, uint32_t offset,
 	    bool full);
+/* The Prometheus exposition of the stats and every session to f
+ * (proto/metrics.h).  0, or -1 with errno set. */
+int	vmmd_stats_metrics(FILE *f);
+
+/* ---- metrics.c ------------------------------------------------------------- */
+
+/* Serve GET /metrics on listen ("ADDRESS:PORT"; "" = off) on vmmd_base.
+ * 0, or -1 with err set. */
+int	vmmd_metrics_start(const char *listen, char *err, size_t errlen);
+void	vmmd_metrics_stop(void);
+/* Splits "127.0.0.1:9477" or "[::1]:9477"; -1 if s is not one. */
+int	vmmd_metrics_parse(const char *s, char *host, size_t hostlen,
+	    uint16_t *port);
 
 /* ---- pool.c ----------------------------------------------------------------- */
 

@@ -41,6 +41,7 @@
 #include "clock.h"
 #include "figures.h"
 #include "frame.h"
+#include "metrics.h"
 #include "opt.h"
 #include "session.h"
 
@@ -103,6 +104,7 @@ struct sessions {
 
 static int	cmd_stats(struct ctl *, int, char **);
 static int	cmd_clients(struct ctl *, int, char **);
+static int	cmd_metrics(struct ctl *, int, char **);
 static int	cmd_trim(struct ctl *, int, char **);
 static int	cmd_quota_set(struct ctl *, int, char **);
 static int	cmd_quota_clear(struct ctl *, int, char **);
@@ -115,6 +117,9 @@ static const struct cmd cmds[] = {
 	  "high-water marks (peak ...) restart after this report", stats_help },
 	{ "clients", 0, 1, false, cmd_clients, "[--json]",
 	  "the session table only", NULL },
+	{ "metrics", 0, 0, false, cmd_metrics, "",
+	  "the stats in Prometheus text format (for node_exporter's\n"
+	  "textfile collector; vmmd serves the same on metrics_listen)", NULL },
 	{ "trim", 0, 3, false, cmd_trim, "[--recall] [--target SIZE]",
 	  "give idle pool memory back to the GPU (all of it by default;\n"
 	  "--recall also asks clients for their caches, which then go to\n"
@@ -814,6 +819,9 @@ print_sessions_json(FILE *f, const struct sessions *s)
 				fprintf(f, "%" PRIu64,
 				    sess_value(s->v[i], col));
 		}
+		/* Which container: the cgroup v2 path ("" if unknown). */
+		fputs(",\"cgroup\":", f);
+		json_str(f, s->v[i]->cgroup != NULL ? s->v[i]->cgroup : "");
 		fputc('}', f);
 	}
 	fputc(']', f);
@@ -841,6 +849,28 @@ json_flag(int argc, char **argv)
 }
 
 /* Pool, counters and sessions, as a table or as one JSON object. */
+/* A daemon that sends a counter twice is broken: refuse its figures. */
+static int
+check_counters(struct ctl *c, const Vmm__StatsReply *r)
+{
+	char	name[ESC_LEN(VMM_PROTO_MAX_COUNTER_NAME)];
+	size_t	i, j;
+
+	for (i = 0; i < r->n_counters; i++) {
+		for (j = 0; j < i; j++) {
+			if (strcmp(r->counters[i]->name,
+			    r->counters[j]->name) == 0) {
+				text_escape(name, sizeof(name),
+				    r->counters[i]->name);
+				return ctl_err(CTL_EXIT_PROTOCOL, "protocol "
+				    "error: %s sent counter '%s' twice",
+				    c->path, name);
+			}
+		}
+	}
+	return 0;
+}
+
 static int
 cmd_stats(struct ctl *c, int argc, char **argv)
 {
@@ -849,7 +879,7 @@ cmd_stats(struct ctl *c, int argc, char **argv)
 	char			 buf[CELL_LEN], uuid[VMM_SESS_UUID_STRLEN + 5];
 	char			 name[ESC_LEN(VMM_PROTO_MAX_COUNTER_NAME)];
 	int			 json = 0, reset = 0, rc, lw, vw, w, a;
-	size_t			 i, j;
+	size_t			 i;
 
 	for (a = 0; a < argc; a++) {
 		if (strcmp(argv[a], "--json") == 0 && !json)
@@ -864,19 +894,8 @@ cmd_stats(struct ctl *c, int argc, char **argv)
 		goto out;
 	/* Pool and counters as of the first page. */
 	r = vmm_frame_msg_env(s.pages[0])->stats_reply;
-	for (i = 0; i < r->n_counters; i++) {
-		for (j = 0; j < i; j++) {
-			if (strcmp(r->counters[i]->name,
-			    r->counters[j]->name) == 0) {
-				text_escape(name, sizeof(name),
-				    r->counters[i]->name);
-				rc = ctl_err(CTL_EXIT_PROTOCOL, "protocol "
-				    "error: %s sent counter '%s' twice",
-				    c->path, name);
-				goto out;
-			}
-		}
-	}
+	if ((rc = check_counters(c, r)) != 0)
+		goto out;
 	device_uuid(c, uuid);
 
 	if (json) {
@@ -929,6 +948,32 @@ cmd_stats(struct ctl *c, int argc, char **argv)
 
 	printf("\nsessions (%zu)\n", s.n);
 	print_sessions(stdout, &s, "  ");
+out:
+	sessions_free(&s);
+	return rc;
+}
+
+/* Prometheus text exposition of the stats (proto/metrics.h), for
+ * node_exporter's textfile collector. */
+static int
+cmd_metrics(struct ctl *c, int argc, char **argv)
+{
+	struct sessions		 s = { 0 };
+	const Vmm__StatsReply	*r;
+	int			 rc;
+
+	(void)argv;
+	if (argc != 0)
+		return usage_err(c->cmd);
+	if ((rc = ctl_open(c)) != 0 ||
+	    (rc = fetch_sessions(c, true, false, &s)) != 0)
+		goto out;
+	r = vmm_frame_msg_env(s.pages[0])->stats_reply;
+	if ((rc = check_counters(c, r)) != 0)
+		goto out;
+	if (vmm_metrics_write(stdout, r, s.v, s.n) != 0)
+		rc = ctl_err(CTL_EXIT_USAGE, "writing the metrics: %s",
+		    strerror(errno));
 out:
 	sessions_free(&s);
 	return rc;
