@@ -36,6 +36,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include "clock.h"
@@ -105,6 +109,7 @@ struct sessions {
 static int	cmd_stats(struct ctl *, int, char **);
 static int	cmd_clients(struct ctl *, int, char **);
 static int	cmd_metrics(struct ctl *, int, char **);
+static int	cmd_top(struct ctl *, int, char **);
 static int	cmd_trim(struct ctl *, int, char **);
 static int	cmd_quota_set(struct ctl *, int, char **);
 static int	cmd_quota_clear(struct ctl *, int, char **);
@@ -117,6 +122,10 @@ static const struct cmd cmds[] = {
 	  "high-water marks (peak ...) restart after this report", stats_help },
 	{ "clients", 0, 1, false, cmd_clients, "[--json]",
 	  "the session table only", NULL },
+	{ "top", 0, 4, false, cmd_top, "[--interval MS] [--iterations N]",
+	  "a live view of the pool and the clients, sorted by memory held,\n"
+	  "refreshed every MS ms (default 1000); q quits; --iterations:\n"
+	  "stop after N refreshes", NULL },
 	{ "metrics", 0, 0, false, cmd_metrics, "",
 	  "the stats in Prometheus text format (for node_exporter's\n"
 	  "textfile collector; vmmd serves the same on metrics_listen)", NULL },
@@ -976,6 +985,172 @@ cmd_metrics(struct ctl *c, int argc, char **argv)
 		    strerror(errno));
 out:
 	sessions_free(&s);
+	return rc;
+}
+
+
+/* --- top ------------------------------------------------------------------ */
+
+static volatile sig_atomic_t	top_stop;
+
+static void
+top_on_signal(int sig)
+{
+	(void)sig;
+	top_stop = 1;
+}
+
+/* Most memory held first; then by session id, so rows do not jump. */
+static int
+top_cmp(const void *a, const void *b)
+{
+	const Vmm__SessionStats *const	*x = a, *const *y = b;
+
+	if ((*x)->bytes_held != (*y)->bytes_held)
+		return (*x)->bytes_held > (*y)->bytes_held ? -1 : 1;
+	return sess_cmp(a, b);
+}
+
+/* One screen: the pool in two lines, then as many clients as fit. */
+static void
+top_draw(const struct ctl *c, const Vmm__StatsReply *r, struct sessions *s,
+    int interval_ms, bool tty)
+{
+	char		 h[6][CELL_LEN], uuid[VMM_SESS_UUID_STRLEN + 5];
+	char		 name[ESC_LEN(VMM_PROTO_MAX_NAME)];
+	struct winsize	 ws;
+	size_t		 i, rows = 24, apps = 0, shown = 0;
+	const Vmm__PoolStats *p = r->pool;
+
+	if (tty && ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_row > 6)
+		rows = ws.ws_row;
+	qsort(s->v, s->n, sizeof(*s->v), top_cmp);
+	for (i = 0; i < s->n; i++)
+		apps += s->v[i]->kind == VMM__CLIENT_KIND__CLIENT_KIND_APP;
+	device_uuid(c, uuid);
+	humanize(p->physical_bytes, h[0], CELL_LEN);
+	humanize(p->lent_bytes, h[1], CELL_LEN);
+	humanize(p->idle_bytes, h[2], CELL_LEN);
+	humanize(p->device_free_bytes, h[3], CELL_LEN);
+	humanize(p->device_total_bytes, h[4], CELL_LEN);
+	humanize(p->peak_physical_bytes, h[5], CELL_LEN);
+	if (tty)
+		fputs("\033[H\033[2J", stdout);
+	printf("vmmd %s   every %.1f s, q quits\n", uuid, interval_ms / 1000.0);
+	printf("pool %s: lent %s, idle %s, peak %s; %" PRIu64 " chunks; "
+	    "device free %s of %s; %zu clients\n\n", h[0], h[1], h[2], h[5],
+	    p->chunks, h[3], h[4], apps);
+	printf("%8s %6s %-16s %10s %10s %10s %10s  %s\n", "PID", "UID", "NAME",
+	    "HELD", "IN USE", "CACHED", "QUOTA", "CGROUP");
+	for (i = 0; i < s->n && shown + 5 < rows; i++) {
+		const Vmm__SessionStats *v = s->v[i];
+		char held[CELL_LEN], use[CELL_LEN], cached[CELL_LEN], q[CELL_LEN];
+		char cg[ESC_LEN(64)];
+
+		if (v->kind != VMM__CLIENT_KIND__CLIENT_KIND_APP)
+			continue;
+		text_escape(name, sizeof(name), v->name);
+		text_escape(cg, sizeof(cg), v->cgroup);
+		humanize(v->bytes_held, held, CELL_LEN);
+		humanize(v->reported_in_use, use, CELL_LEN);
+		humanize(v->reported_cached, cached, CELL_LEN);
+		if (v->quota_bytes != 0)
+			humanize(v->quota_bytes, q, CELL_LEN);
+		else
+			snprintf(q, sizeof(q), "-");
+		printf("%8" PRIu32 " %6" PRIu32 " %-16.16s %10s %10s %10s %10s  %s\n",
+		    v->pid, v->uid, name, held, use, cached, q, cg);
+		shown++;
+	}
+	fflush(stdout);
+}
+
+/* Wait up to ms for a key; true if it asks to quit.  *in becomes -1 once
+ * standard input ends (a pipe, /dev/null): then only time passes. */
+static bool
+top_wait(int *in, int ms)
+{
+	struct pollfd	pfd = { .fd = *in, .events = POLLIN };
+	char		buf[64];
+	ssize_t		n;
+
+	if (poll(&pfd, *in >= 0 ? 1 : 0, ms) <= 0)
+		return false;
+	if ((n = read(*in, buf, sizeof(buf))) <= 0) {
+		if (n == 0 || (errno != EINTR && errno != EAGAIN))
+			*in = -1;
+		return false;
+	}
+	return memchr(buf, 'q', (size_t)n) != NULL ||
+	    memchr(buf, 'Q', (size_t)n) != NULL;
+}
+
+static int
+cmd_top(struct ctl *c, int argc, char **argv)
+{
+	struct sigaction	 sa;
+	struct termios		 saved, raw;
+	uint64_t		 interval = 1000, iterations = 0, frames = 0;
+	bool			 tty = isatty(STDOUT_FILENO), raw_on = false;
+	int			 a, rc, in = STDIN_FILENO;
+
+	for (a = 0; a < argc; a++) {
+		const char	*v = a + 1 < argc ? argv[a + 1] : NULL;
+		char		*end;
+		uint64_t	 x;
+
+		if (v == NULL || *v < '0' || *v > '9')
+			return usage_err(c->cmd);
+		errno = 0;
+		x = strtoull(v, &end, 10);
+		if (errno != 0 || *end != '\0')
+			return usage_err(c->cmd);
+		if (strcmp(argv[a], "--interval") == 0 && x >= 100 && x <= 60000)
+			interval = x;
+		else if (strcmp(argv[a], "--iterations") == 0 && x >= 1 &&
+		    x <= 1000000)
+			iterations = x;
+		else
+			return ctl_err(CTL_EXIT_USAGE, "usage: " CTL_NAME " top "
+			    "[--interval MS (100-60000)] [--iterations N (1-1000000)]");
+		a++;
+	}
+	if ((rc = ctl_open(c)) != 0)
+		return rc;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = top_on_signal;	/* no SA_RESTART: poll returns */
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	if (isatty(in) && tcgetattr(in, &saved) == 0) {
+		raw = saved;
+		raw.c_lflag &= ~(tcflag_t)(ICANON | ECHO);
+		raw.c_cc[VMIN] = 1;
+		raw.c_cc[VTIME] = 0;
+		raw_on = tcsetattr(in, TCSANOW, &raw) == 0;
+	}
+	if (tty)
+		fputs("\033[?25l", stdout);	/* no cursor while drawing */
+	while (!top_stop) {
+		struct sessions s = { 0 };
+
+		if ((rc = fetch_sessions(c, true, false, &s)) != 0) {
+			sessions_free(&s);
+			break;
+		}
+		top_draw(c, vmm_frame_msg_env(s.pages[0])->stats_reply, &s,
+		    (int)interval, tty);
+		sessions_free(&s);
+		if (iterations != 0 && ++frames >= iterations)
+			break;
+		if (top_wait(&in, (int)interval))
+			break;
+	}
+	if (tty)
+		fputs("\033[?25h", stdout);
+	fflush(stdout);
+	if (raw_on)
+		tcsetattr(STDIN_FILENO, TCSANOW, &saved);
 	return rc;
 }
 

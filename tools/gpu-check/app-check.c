@@ -5,7 +5,7 @@
  * the memory for HOLD_MS (so the script can see it in `vmmctl stats`), frees
  * it and prints one line "app-check: ok <n> blocks".
  *
- *   app-check [HOLD_MS]
+ *   app-check [HOLD_MS [COPIES]]     (COPIES 1-8: the set allocated that often)
  *
  * Built with -DAPP_CHECK_DRIVER it uses cuMemAlloc/cuMemFree and the driver's
  * copies, otherwise cudaMalloc/cudaFree.  Exit 0 on success, 1 on any error.
@@ -119,37 +119,44 @@ main(int argc, char **argv)
 {
 	unsigned char *in = malloc(sizes[NBLOCKS - 1]), *out = malloc(sizes[NBLOCKS - 1]);
 	long hold_ms = argc > 1 ? strtol(argv[1], NULL, 10) : 0;
-	void *p[NBLOCKS];
-	size_t i;
+	long copies = argc > 2 ? strtol(argv[2], NULL, 10) : 1;
+	void *p[8 * NBLOCKS];
+	size_t i, n;
 
-	if (in == NULL || out == NULL || hold_ms < 0 || hold_ms > 600000)
+	if (in == NULL || out == NULL || hold_ms < 0 || hold_ms > 600000 ||
+	    copies < 1 || copies > 8)
 		return fail("arguments or host memory", 0);
+	n = (size_t)copies * NBLOCKS;
 	if (dev_init() != 0)
 		return 1;
-	for (i = 0; i < NBLOCKS; i++) {
-		if (dev_alloc(&p[i], sizes[i]) != 0)
+	for (i = 0; i < n; i++) {
+		if (dev_alloc(&p[i], sizes[i % NBLOCKS]) != 0)
 			return 1;
-		pattern(in, sizes[i], i);
-		if (to_dev(p[i], in, sizes[i]) != 0)
+		pattern(in, sizes[i % NBLOCKS], i);
+		if (to_dev(p[i], in, sizes[i % NBLOCKS]) != 0)
 			return 1;
 	}
 	/* Every block still holds its own data: nothing overlaps. */
-	for (i = 0; i < NBLOCKS; i++) {
-		pattern(in, sizes[i], i);
-		if (to_host(out, p[i], sizes[i]) != 0)
+	for (i = 0; i < n; i++) {
+		pattern(in, sizes[i % NBLOCKS], i);
+		if (to_host(out, p[i], sizes[i % NBLOCKS]) != 0)
 			return 1;
-		if (memcmp(in, out, sizes[i]) != 0)
+		if (memcmp(in, out, sizes[i % NBLOCKS]) != 0)
 			return fail("data check", (int)i);
+	}
+	if (hold_ms > 0) {
+		printf("app-check: holding %zu blocks\n", n);
+		fflush(stdout);
 	}
 	if (hold_ms > 0) {
 		struct timespec ts = { hold_ms / 1000, (hold_ms % 1000) * 1000000L };
 
 		nanosleep(&ts, NULL);
 	}
-	for (i = 0; i < NBLOCKS; i++)
+	for (i = 0; i < n; i++)
 		if (dev_free(p[i]) != 0)
 			return 1;
-	printf("app-check: ok %zu blocks\n", (size_t)NBLOCKS);
+	printf("app-check: ok %zu blocks\n", n);
 	free(in);
 	free(out);
 	return 0;
