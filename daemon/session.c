@@ -75,28 +75,6 @@ session_process_alive(const struct vmmd_session *s)
 	return poll(&p, 1, 0) == 0;
 }
 
-/* Reads the cgroup v2 path of pid ("0::/path" in /proc/<pid>/cgroup). */
-static void
-session_read_cgroup(pid_t pid, char *out, size_t outlen)
-{
-	char path[64], line[1024];
-	FILE *f;
-
-	out[0] = '\0';
-	snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)pid);
-	if ((f = fopen(path, "re")) == NULL)
-		return;
-	while (fgets(line, sizeof(line), f) != NULL) {
-		if (strncmp(line, "0::", 3) == 0) {
-			line[strcspn(line, "\n")] = '\0';
-			if ((size_t)snprintf(out, outlen, "%s", line + 3) >= outlen)
-				out[0] = '\0';	/* too long to be a quota key */
-			break;
-		}
-	}
-	fclose(f);
-}
-
 uint64_t
 vmmd_session_quota(const struct vmmd_session *s)
 {
@@ -529,7 +507,8 @@ vmmd_session_new(int fd, int pidfd, pid_t pid, uid_t uid, gid_t gid,
 	gettimeofday(&tv, NULL);
 	s->connected_usec = (uint64_t)tv.tv_sec * 1000000u + (uint64_t)tv.tv_usec;
 	s->pidfd = pidfd;
-	session_read_cgroup(pid, s->cgroup, sizeof(s->cgroup));
+	vmmd_cgroup_of(pid, s->cgroup, sizeof(s->cgroup));
+	vmmd_container_id(s->cgroup, s->container, sizeof(s->container));
 	if ((s->h.tenant = vmmd_tenant_get(uid, s->cgroup)) == NULL) {
 		vmmd_closer_close(fd);
 		if (pidfd >= 0)

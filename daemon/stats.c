@@ -61,6 +61,7 @@ stats_session(const struct vmmd_session *s, Vmm__SessionStats *o)
 	    s->cgroup[0] != '\0' ? s->cgroup : NULL);
 	o->connected_usec = s->connected_usec;
 	o->cgroup = (char *)s->cgroup;
+	o->container_id = (char *)s->container;
 }
 
 const Vmm__Envelope *

@@ -13,6 +13,7 @@
  *   tenant.c   who may get back memory another holder released
  *   stats.c    counters and the admin replies
  *   notify.c   sd_notify: READY, STATUS, watchdog, STOPPING
+ *   cgroup.c   which cgroup and container a client is in
  *   metrics.c  the optional HTTP /metrics endpoint (calls stats.c)
  *   closer.c   closing peers' fds and session sockets off the loop
  *
@@ -301,6 +302,18 @@ void	vmmd_pool_idle_tick(void);
  * timeout, at least idle_floor. */
 uint64_t vmmd_pool_keep(void);
 
+/* ---- cgroup.c ---------------------------------------------------------------- */
+
+/* The cgroup naming pid (its v2 path; on a hybrid host whose v2 paths are
+ * all "/", its name=systemd, memory or pids path), or "" if unreadable or
+ * longer than outlen - 1. */
+void	vmmd_cgroup_of(pid_t pid, char *out, size_t outlen);
+/* The same from the text of a /proc/<pid>/cgroup file. */
+void	vmmd_cgroup_parse(const char *text, char *out, size_t outlen);
+/* The container id in a cgroup path (64 hex digits, bare or as
+ * <runtime>-<id>.scope), or "". */
+void	vmmd_container_id(const char *cgroup, char *out, size_t outlen);
+
 /* ---- tenant.c ---------------------------------------------------------------- */
 
 struct vmmd_tenant;
@@ -331,6 +344,7 @@ struct vmmd_session {
 	int			kind;		/* Vmm__ClientKind */
 	char			name[VMM_PROTO_MAX_NAME + 1];
 	char			cgroup[VMM_PROTO_MAX_QUOTA_KEY + 1];
+	char			container[65];	/* id read from cgroup, or "" */
 	uint64_t		connected_usec;
 	struct event		*ev_read, *ev_write, *ev_pid, *ev_timeout;
 	struct vmm_frame_reader	*rd;

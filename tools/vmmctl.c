@@ -831,6 +831,8 @@ print_sessions_json(FILE *f, const struct sessions *s)
 		/* Which container: the cgroup v2 path ("" if unknown). */
 		fputs(",\"cgroup\":", f);
 		json_str(f, s->v[i]->cgroup != NULL ? s->v[i]->cgroup : "");
+		fputs(",\"container_id\":", f);
+		json_str(f, s->v[i]->container_id != NULL ? s->v[i]->container_id : "");
 		fputc('}', f);
 	}
 	fputc(']', f);

@@ -15,28 +15,17 @@
 
 #define MiB (1ull << 20)
 
-/* This process's cgroup v2 path, or NULL (v1 only: the test skips). */
+void	vmmd_cgroup_of(pid_t pid, char *out, size_t outlen);
+
+/* This process's cgroup as vmmd names it (daemon/cgroup.c, linked in),
+ * or NULL if it has none (the test skips). */
 static char *
 own_cgroup(void)
 {
 	static char path[512];
-	char line[600];
-	FILE *f = fopen("/proc/self/cgroup", "r");
 
-	if (f == NULL)
-		return NULL;
-	while (fgets(line, sizeof(line), f) != NULL) {
-		if (strncmp(line, "0::", 3) == 0) {
-			line[strcspn(line, "\n")] = '\0';
-			if ((size_t)snprintf(path, sizeof(path), "%s", line + 3) >=
-			    sizeof(path))
-				break;
-			fclose(f);
-			return path;
-		}
-	}
-	fclose(f);
-	return NULL;
+	vmmd_cgroup_of(getpid(), path, sizeof(path));
+	return path[0] != '\0' ? path : NULL;
 }
 
 static void

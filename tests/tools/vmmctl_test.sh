@@ -157,7 +157,7 @@ assert d['counters'] == {'grants': 42, 'releases': 40, 'creates': 12,
 s = d['sessions']
 keys = ['session_id', 'pid', 'uid', 'gid', 'kind', 'chunks_held', 'bytes_held',
         'reported_in_use', 'reported_cached', 'reported_peak', 'quota_bytes',
-        'connected_usec', 'name', 'cgroup']
+        'connected_usec', 'name', 'cgroup', 'container_id']
 assert all(list(x) == keys for x in s), [list(x) for x in s]
 assert [x['session_id'] for x in s] == [100, 101, 102, 103, 104]
 assert [x['name'] for x in s] == ['python3', 'train "x" \\ y',
