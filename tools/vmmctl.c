@@ -83,6 +83,7 @@ struct ctl {
 	char			 path[PATH_MAX];
 	int			 timeout_ms;
 	struct vmm_sess		*s;		/* NULL until connected */
+	const char		*socket_dir;	/* --socket-dir, $VMM_SOCKET_DIR or the default */
 };
 
 /* One command.  Arguments are the words after the name; the arity check
@@ -110,6 +111,7 @@ static int	cmd_stats(struct ctl *, int, char **);
 static int	cmd_clients(struct ctl *, int, char **);
 static int	cmd_metrics(struct ctl *, int, char **);
 static int	cmd_top(struct ctl *, int, char **);
+static int	cmd_cdi(struct ctl *, int, char **);
 static int	cmd_trim(struct ctl *, int, char **);
 static int	cmd_quota_set(struct ctl *, int, char **);
 static int	cmd_quota_clear(struct ctl *, int, char **);
@@ -126,6 +128,11 @@ static const struct cmd cmds[] = {
 	  "a live view of the pool and the clients, sorted by memory held,\n"
 	  "refreshed every MS ms (default 1000); q quits; --iterations:\n"
 	  "stop after N refreshes", NULL },
+	{ "cdi", 0, 2, true, cmd_cdi, "[--library PATH]",
+	  "a CDI spec (kind vmmd.io/gpu, device \"all\") that gives a\n"
+	  "container vmmd's socket directory, the library and LD_PRELOAD:\n"
+	  "save it as /etc/cdi/vmmd.json, then e.g. podman run --device\n"
+	  "vmmd.io/gpu=all (PATH default: the installed library)", NULL },
 	{ "metrics", 0, 0, false, cmd_metrics, "",
 	  "the stats in Prometheus text format (for node_exporter's\n"
 	  "textfile collector; vmmd serves the same on metrics_listen)", NULL },
@@ -991,6 +998,49 @@ out:
 }
 
 
+/* --- cdi ------------------------------------------------------------------- */
+
+/* Where the library is mounted inside a container. */
+#define CDI_LIBRARY	"/usr/lib/vmmd/libvmm_client.so"
+
+static int
+cmd_cdi(struct ctl *c, int argc, char **argv)
+{
+	const char	*lib = VMMCTL_LIBRARY, *dir = c->socket_dir;
+
+	if (argc == 2 && strcmp(argv[0], "--library") == 0)
+		lib = argv[1];
+	else if (argc != 0)
+		return usage_err(c->cmd);
+	if (lib[0] != '/' || dir[0] != '/')
+		return ctl_err(CTL_EXIT_USAGE, "the library (%s) and the socket "
+		    "directory (%s) must be absolute paths", lib, dir);
+	printf("{\n  \"cdiVersion\": \"0.6.0\",\n  \"kind\": \"vmmd.io/gpu\",\n"
+	    "  \"devices\": [\n    {\n      \"name\": \"all\",\n"
+	    "      \"containerEdits\": {\n        \"env\": [\n          ");
+	json_str(stdout, "LD_PRELOAD=" CDI_LIBRARY);
+	fputs(",\n          ", stdout);
+	{
+		char env[PATH_MAX + 32];
+
+		snprintf(env, sizeof(env), "VMM_SOCKET_DIR=%s", dir);
+		json_str(stdout, env);
+	}
+	fputs("\n        ],\n        \"mounts\": [\n          {\n"
+	    "            \"hostPath\": ", stdout);
+	json_str(stdout, dir);
+	fputs(",\n            \"containerPath\": ", stdout);
+	json_str(stdout, dir);
+	fputs(",\n            \"options\": [\"rbind\", \"rw\", \"nosuid\", "
+	    "\"nodev\", \"noexec\"]\n          },\n          {\n"
+	    "            \"hostPath\": ", stdout);
+	json_str(stdout, lib);
+	fputs(",\n            \"containerPath\": \"" CDI_LIBRARY "\",\n"
+	    "            \"options\": [\"bind\", \"ro\", \"nosuid\", \"nodev\"]\n"
+	    "          }\n        ]\n      }\n    }\n  ]\n}\n", stdout);
+	return 0;
+}
+
 /* --- top ------------------------------------------------------------------ */
 
 static volatile sig_atomic_t	top_stop;
@@ -1543,6 +1593,9 @@ main(int argc, char **argv)
 		    CTL_NAME " --help)", argv[0]);
 	}
 	c.cmd = cmd;
+	c.socket_dir = dir != NULL ? dir : getenv("VMM_SOCKET_DIR") != NULL &&
+	    getenv("VMM_SOCKET_DIR")[0] != '\0' ? getenv("VMM_SOCKET_DIR") :
+	    VMM_SESS_SOCKET_DIR;
 	nargs = argc - words;
 	/* "CMD --help": as "help CMD". */
 	if (nargs == 1 && strcmp(argv[words], "--help") == 0) {

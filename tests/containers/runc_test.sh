@@ -7,7 +7,10 @@
 #   - `vmmctl clients --json` shows it with the container's cgroup and the
 #     container id read from it, and its host pid (not 1);
 #   - killing the container returns every chunk;
-#   - a quota on the container's cgroup limits it.
+#   - a quota on the container's cgroup limits it;
+#   - `vmmctl cdi` is a valid CDI spec, and a container given nothing of
+#     vmmd but that spec's edits (applied as a CDI-aware runtime does:
+#     runc has no CDI of its own) allocates through vmmd.
 #   runc_test.sh VMMD VMMCTL APP PRELOAD_LIB CUEMU_LIB_DIR
 # Skips (77) unless root with runc installed (scripts/setup.sh installs it).
 # runc, not crun: crun refuses our machines' hybrid cgroup-v1 hierarchy;
@@ -136,4 +139,37 @@ d = json.load(sys.stdin)
 assert d["counters"]["quota_failures"] >= 1, d["counters"]
 assert d["pool"]["lent_bytes"] == 0, d["pool"]
 '
-echo "runc: ok (container seen, killed container returned its chunks, cgroup quota held)"
+# 4. CDI: the spec vmmctl writes is valid, and is all a container needs.
+"$vmmctl" --socket-dir "$T/sock" cdi --library "$lib" > "$T/vmmd-cdi.json"
+python3 "$(dirname "$0")/cdi_check.py" "$T/vmmd-cdi.json"
+"$vmmctl" quota clear cgroup "$cgB"
+cgC=/vmmtest-$$/libpod-c$(printf '%s' "$hex" | cut -c2-).scope
+bundle c "$cgC" 0 1
+python3 - "$T/c/config.json" "$T/vmmd-cdi.json" <<'PY'
+import json, sys
+cfg_path, spec_path = sys.argv[1:]
+c = json.load(open(cfg_path))
+spec = json.load(open(spec_path))
+dev = [d for d in spec["devices"] if d["name"] == "all"][0]["containerEdits"]
+# Nothing of vmmd is left but what the CDI device brings.
+c["process"]["env"] = [e for e in c["process"]["env"]
+                       if not e.startswith(("LD_PRELOAD=", "VMM_SOCKET_DIR="))]
+c["mounts"] = [m for m in c["mounts"] if m["destination"] != "/run/vmmd"]
+# Apply the edits as a CDI-aware runtime would.
+c["process"]["env"] += dev.get("env", []) + spec.get("containerEdits", {}).get("env", [])
+for m in dev.get("mounts", []) + spec.get("containerEdits", {}).get("mounts", []):
+    c["mounts"].append({"destination": m["containerPath"], "type": "bind",
+                        "source": m["hostPath"], "options": m.get("options", [])})
+json.dump(c, open(cfg_path, "w"), indent=1)
+PY
+mkdir -p "$R/usr/lib/vmmd" "$R$T/sock"
+touch "$R/usr/lib/vmmd/libvmm_client.so"
+rm -f "$R/vmm/lib/libvmm_client.so"
+ids+=(vmmtest-c-$$)
+grants0=$("$vmmctl" stats --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["counters"]["grants"])')
+runc run --bundle "$T/c" "vmmtest-c-$$" > "$T/out/c.log" 2>&1 ||
+  { echo "the CDI container failed:"; cat "$T/out/c.log"; exit 1; }
+grep -q 'app-check: ok' "$T/out/c.log"
+grants=$("$vmmctl" stats --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["counters"]["grants"])')
+[[ $grants -gt $grants0 ]] || { echo "the CDI container did not allocate through vmmd"; exit 1; }
+echo "runc: ok (container seen, killed container returned its chunks, cgroup quota held, CDI spec valid and sufficient)"
