@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PACKAGES=(cmake make gcc pkg-config libevent-dev libprotobuf-c-dev protobuf-c-compiler
-          libsystemd-dev systemd python3 python3-matplotlib libmimalloc-dev prometheus tmux runc)
+          libsystemd-dev systemd python3 python3-matplotlib libmimalloc-dev prometheus tmux runc
+          python3-yaml)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
