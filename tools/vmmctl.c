@@ -781,7 +781,14 @@ print_sessions(FILE *f, const struct sessions *s, const char *indent)
 	for (j = 0; j < nitems(sess_cols); j++) {
 		width[j] = sess_cols[j].head != NULL ?
 		    (int)strlen(sess_cols[j].head) : 0;
-		if (sess_cols[j].head == NULL || sess_cols[j].type == COL_NAME)
+		if (sess_cols[j].head == NULL)
+			continue;
+		for (i = 0; i < s->n && sess_cols[j].type == COL_NAME; i++) {
+			text_escape(name, sizeof(name), s->v[i]->name);
+			if ((w = (int)strlen(name)) > width[j])
+				width[j] = w;
+		}
+		if (sess_cols[j].type == COL_NAME)
 			continue;
 		for (i = 0; i < s->n; i++) {
 			sess_cell(s->v[i], &sess_cols[j], cell, sizeof(cell));
@@ -801,8 +808,9 @@ print_sessions(FILE *f, const struct sessions *s, const char *indent)
 				if (i > 0)
 					text_escape(name, sizeof(name),
 					    s->v[i - 1]->name);
-				fprintf(f, "%s%s", sep, i == 0 ? col->head :
-				    name);
+				fprintf(f, "%s%-*s", sep, width[j], i == 0 ?
+				    col->head : name);
+				sep = "  ";
 				continue;
 			}
 			if (i > 0)
@@ -810,6 +818,20 @@ print_sessions(FILE *f, const struct sessions *s, const char *indent)
 			fprintf(f, col->type == COL_KIND ? "%s%-*s" : "%s%*s",
 			    sep, width[j], i == 0 ? col->head : cell);
 			sep = "  ";
+		}
+		/* Which container: its id where one was read, else the cgroup. */
+		if (i == 0) {
+			fputs("  CONTAINER", f);
+		} else {
+			const Vmm__SessionStats *v = s->v[i - 1];
+			const char *c = v->container_id != NULL &&
+			    v->container_id[0] != '\0' ? v->container_id :
+			    v->cgroup != NULL && v->cgroup[0] != '\0' ?
+			    v->cgroup : "-";
+			char cg[ESC_LEN(64)];
+
+			text_escape(cg, sizeof(cg), c);
+			fprintf(f, "  %.*s", c == v->container_id ? 12 : 64, cg);
 		}
 		fputc('\n', f);
 	}

@@ -108,6 +108,7 @@ assert s["container_id"] == sys.argv[3], s
 assert s["kind"] == "app" and s["bytes_held"] > 0, s
 assert s["pid"] > 1, s          # the host's pid for it, not the container's 1
 PY
+"$vmmctl" clients | grep -q "  ${hex:0:12}$" || { echo "vmmctl clients shows no container id:"; "$vmmctl" clients; exit 1; }
 lent=$("$vmmctl" stats --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["pool"]["lent_bytes"])')
 [[ $lent -gt 0 ]] || { echo "nothing lent to the container"; exit 1; }
 

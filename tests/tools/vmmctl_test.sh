@@ -119,12 +119,12 @@ case_stats() {
 	    '^  grants          42$' \
 	    '^  oom_recoveries   1$' \
 	    '^sessions \(5\)$' \
-	    '^   ID   PID   UID  KIND   CHUNKS   HELD   IN-USE  CACHED    PEAK  QUOTA  NAME$' \
-	    '^  100  4000  1000  app         0    0 B      0 B   512 B     0 B      -  python3$' \
-	    '^  101  4001  1000  app         1  2 MiB  1\.5 MiB   512 B   3 GiB  4 GiB  train "x" \\\\ y$' \
-	    '^  102  4002  1000  app         2  4 MiB  2\.5 MiB   512 B   6 GiB      -  tab\\x09here\\x0anewline$' \
-	    '^  103  4003  1000  app         3  6 MiB  3\.5 MiB   512 B   9 GiB      -  café$' \
-	    '^  104  4004  1000  admin       4  8 MiB  4\.5 MiB   512 B  12 GiB      -  bad\\xff\\xfe$'
+	    '^   ID   PID   UID  KIND   CHUNKS   HELD   IN-USE  CACHED    PEAK  QUOTA  NAME  *CONTAINER$' \
+	    '^  100  4000  1000  app         0    0 B      0 B   512 B     0 B      -  python3  *-$' \
+	    '^  101  4001  1000  app         1  2 MiB  1\.5 MiB   512 B   3 GiB  4 GiB  train "x" \\\\ y  *-$' \
+	    '^  102  4002  1000  app         2  4 MiB  2\.5 MiB   512 B   6 GiB      -  tab\\x09here\\x0anewline  -$' \
+	    '^  103  4003  1000  app         3  6 MiB  3\.5 MiB   512 B   9 GiB      -  café  *-$' \
+	    '^  104  4004  1000  admin       4  8 MiB  4\.5 MiB   512 B  12 GiB      -  bad\\xff\\xfe  *-$'
 	no_controls "$OUT"
 	has "$LOG" '^hello version=2 kind=2 name=vmmctl pid=peer uuid_len=0$'
 	[ "$(grep -c '^stats offset=' "$LOG")" -eq 3 ] ||
