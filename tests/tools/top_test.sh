@@ -28,23 +28,24 @@ done
 
 "$vmmd" --foreground --socket-dir "$T/sock" &
 pids+=($!)
-for _ in $(seq 100); do "$vmmctl" stats > /dev/null 2>&1 && break; sleep 0.05; done
+for _ in $(seq 200); do "$vmmctl" stats > /dev/null 2>&1 && break; sleep 0.05; done
 # Two clients: the one that connects first holds a third of what the
 # second holds, so sorting by memory held puts the second first.
 cp "$app" "$T/first-app"
 cp "$app" "$T/second-app"
 LD_PRELOAD=$preload VMM_REPORT_MS=50 "$T/first-app" 60000 1 > "$T/first.out" &
 pids+=($!)
-for _ in $(seq 100); do grep -q holding "$T/first.out" && break; sleep 0.05; done
+for _ in $(seq 300); do grep -q holding "$T/first.out" && break; sleep 0.1; done
 LD_PRELOAD=$preload VMM_REPORT_MS=50 "$T/second-app" 60000 3 > "$T/second.out" &
 pids+=($!)
-for _ in $(seq 100); do grep -q holding "$T/second.out" && break; sleep 0.05; done
-grep -q holding "$T/first.out" && grep -q holding "$T/second.out"
+for _ in $(seq 300); do grep -q holding "$T/second.out" && break; sleep 0.1; done
+grep -q holding "$T/first.out" && grep -q holding "$T/second.out" ||
+  { echo "the clients did not get their memory:"; cat "$T/first.out" "$T/second.out"; exit 1; }
 
 tmux -L "$sock" new-session -d -x 120 -y 20 \
   "env VMM_SOCKET_DIR='$T/sock' '$vmmctl' top --interval 200; echo TOP-EXITED \$?; sleep 30"
 seen=
-for _ in $(seq 50); do
+for _ in $(seq 150); do
   sleep 0.1
   screen=$(tmux -L "$sock" capture-pane -p)
   if grep -q '^pool ' <<<"$screen" && grep -q 'first-app' <<<"$screen" &&
@@ -59,7 +60,7 @@ order=$(grep -oE 'first-app|second-app' <<<"$screen" | tr '\n' ' ')
 # It refreshes: kill one client and watch it disappear.
 kill "${pids[2]}"
 gone=
-for _ in $(seq 50); do
+for _ in $(seq 150); do
   sleep 0.1
   screen=$(tmux -L "$sock" capture-pane -p)
   if ! grep -q 'second-app' <<<"$screen" && grep -q 'first-app' <<<"$screen"; then gone=1; break; fi
@@ -68,7 +69,7 @@ done
 # q quits at once, with status 0, and echo is back on the terminal.
 tmux -L "$sock" send-keys q
 quit=
-for _ in $(seq 30); do
+for _ in $(seq 100); do
   sleep 0.1
   screen=$(tmux -L "$sock" capture-pane -p)
   grep -q 'TOP-EXITED 0' <<<"$screen" && { quit=1; break; }
