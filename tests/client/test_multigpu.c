@@ -19,6 +19,9 @@
  *   peer_none  VMM_PEER_ACCESS=none: enabling changes nothing
  *   peer_all   VMM_PEER_ACCESS=all: device 1 may copy device 0's memory
  *              without enabling anything
+ *   peer_race  threads map new memory on device 0 while peer access is
+ *              switched on, or off: then every live allocation is device
+ *              1's to copy, or none is
  *
  * Copies from a context of the other device stand for a kernel there: the
  * emulator refuses them unless that device was granted access.
@@ -27,6 +30,7 @@
 #include <cuda_runtime_api.h>
 
 #include <dlfcn.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -321,6 +325,65 @@ drv_disable(void)
 	CHECK_OK(dis(ctx[0]));
 }
 
+#define RACE_THREADS	4
+#define RACE_KEEP	32
+
+static void	*race_p[RACE_THREADS][RACE_KEEP];
+
+/* Makes RACE_KEEP allocations on device 0, all new mappings (the test runs
+ * with VMM_CACHE_MAX=0), and keeps them. */
+static void *
+race_worker(void *arg)
+{
+	unsigned id = (unsigned)(uintptr_t)arg, k = id * 7919 + 1;
+	size_t n;
+	int j;
+
+	CKRT(cudaSetDevice(0));
+	for (j = 0; j < RACE_KEEP; j++) {
+		k = k * 1103515245u + 12345u;
+		n = (k >> 8) % 4 != 0 ? (2 + (k >> 16) % 3) * MiB :
+		    (size_t)256 << ((k >> 12) % 12);
+		CKRT(cudaMalloc(&race_p[id][j], n));
+	}
+	return NULL;
+}
+
+/* Each round switches peer access (device 1 to device 0) while threads map
+ * new memory on device 0; then every live allocation must follow it. */
+static void
+sc_peer_race(void)
+{
+	pthread_t t[RACE_THREADS];
+	int round, on, j;
+	uintptr_t i;
+
+	start_daemons();
+	contexts();
+	for (round = 0; round < 16; round++) {
+		on = round % 2 == 0;
+		for (i = 0; i < RACE_THREADS; i++)
+			CHECK(pthread_create(&t[i], NULL, race_worker,
+			    (void *)i) == 0);
+		tc_sleep_ms(1 + round % 3);
+		CKRT(cudaSetDevice(1));
+		if (on)
+			CKRT(cudaDeviceEnablePeerAccess(0, 0));
+		else
+			CKRT(cudaDeviceDisablePeerAccess(0));
+		for (i = 0; i < RACE_THREADS; i++)
+			CHECK(pthread_join(t[i], NULL) == 0);
+		for (i = 0; i < RACE_THREADS; i++)
+			for (j = 0; j < RACE_KEEP; j++) {
+				CHECK(copy_from(1, race_p[i][j], 256,
+				    (unsigned)j) == on);
+				CHECK(copy_from(0, race_p[i][j], 256, 1));
+				CKRT(cudaFree(race_p[i][j]));
+				race_p[i][j] = NULL;
+			}
+	}
+}
+
 int
 main(int argc, char **argv)
 {
@@ -344,6 +407,8 @@ main(int argc, char **argv)
 		peer_common(rt_enable, rt_disable, 0);
 	else if (strcmp(sc, "peer_all") == 0)
 		peer_common(rt_enable, rt_disable, 2);
+	else if (strcmp(sc, "peer_race") == 0)
+		sc_peer_race();
 	else
 		CHECK(!"unknown scenario");
 	for (i = 0; i < 2; i++)
