@@ -250,7 +250,9 @@ cuemu_lookup(CUdeviceptr addr, struct cuemu_range *out)
 
 /* Whether device dev may access region r with prot: VMM mappings by the
  * flags cuMemSetAccess gave dev; classic allocations from their own device,
- * or from a device whose context enabled peer access to it. */
+ * or from a device whose context enabled peer access to it; stream-ordered
+ * ones from their own device only (a pool's access is cuMemPoolSetAccess's,
+ * which is not emulated; peer access does not cover it). */
 static bool
 cuemu_region_access(const struct cuemu_region *r, int dev, int prot)
 {
@@ -258,6 +260,8 @@ cuemu_region_access(const struct cuemu_region *r, int dev, int prot)
 
 	if (!cuemu_device_valid(dev))
 		return false;
+	if (r->kind == CUEMU_KIND_ASYNC)
+		return dev == r->device;
 	if (r->kind != CUEMU_KIND_VMM)
 		return dev == r->device || cuemu_peer_enabled(dev, r->device);
 	granted = r->access[dev] == CU_MEM_ACCESS_FLAGS_PROT_READWRITE ?

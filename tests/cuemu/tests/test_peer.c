@@ -116,6 +116,18 @@ test_classic_peer(void)
 	CHECK(can_copy(c1, d0));
 	/* Unidirectional. */
 	CHECK(!can_copy(c0, d1));
+	/* A stream-ordered allocation's access is its pool's: peer access
+	 * does not cover it (cuMemPoolSetAccess is not emulated). */
+	if (ct_is_emulator()) {
+		CUdeviceptr da;
+
+		CHECK_OK(cuCtxSetCurrent(c0));
+		CHECK_OK(cuMemAllocAsync(&da, 4096, NULL));
+		CHECK(can_copy(c0, da));
+		CHECK(!can_copy(c1, da));
+		CHECK_OK(cuCtxSetCurrent(c0));
+		CHECK_OK(cuMemFreeAsync(da, NULL));
+	}
 
 	/* Device to device across devices, from either side's view. */
 	CHECK_OK(cuCtxSetCurrent(c1));
