@@ -13,9 +13,10 @@
  *   peer       cudaDeviceEnablePeerAccess: device 1's context may copy
  *              device 0's pooled memory, mapped before and after; not
  *              before, nor after cudaDeviceDisablePeerAccess
- *   peer_drv   the same through the driver: cuCtxEnablePeerAccess called
- *              directly and found through cuGetProcAddress (a static
- *              runtime's path)
+ *   peer_drv   the same through the driver: cuCtxEnablePeerAccess found
+ *              with dlsym on libcuda's handle, cuCtxDisablePeerAccess
+ *              through cuGetProcAddress (a static runtime's path)
+ *   peer_link  the same, both called as linked symbols
  *   peer_none  VMM_PEER_ACCESS=none: enabling changes nothing
  *   peer_all   VMM_PEER_ACCESS=all: device 1 may copy device 0's memory
  *              without enabling anything
@@ -300,10 +301,35 @@ rt_disable(void)
 
 /* From device 1's context, called directly (the shim's export). */
 static void
-drv_enable(void)
+link_enable(void)
 {
 	CHECK_OK(cuCtxSetCurrent(ctx[1]));
 	CHECK_OK(cuCtxEnablePeerAccess(ctx[0], 0));
+}
+
+static void
+link_disable(void)
+{
+	CHECK_OK(cuCtxSetCurrent(ctx[1]));
+	CHECK_OK(cuCtxDisablePeerAccess(ctx[0]));
+}
+
+/* Through dlsym on a handle of libcuda.so.1 (a loader's path): the
+ * pointer must be the shim's. */
+static void
+drv_enable(void)
+{
+	void *lib = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+	CUresult (*en)(CUcontext, unsigned int);
+	Dl_info di;
+
+	CHECK(lib != NULL);
+	en = (CUresult (*)(CUcontext, unsigned int))dlsym(lib,
+	    "cuCtxEnablePeerAccess");
+	CHECK(en != NULL && dladdr((void *)en, &di) != 0 &&
+	    di.dli_fname != NULL && strstr(di.dli_fname, "libvmm_client"));
+	CHECK_OK(cuCtxSetCurrent(ctx[1]));
+	CHECK_OK(en(ctx[0], 0));
 }
 
 /* Through the pointer cuGetProcAddress_v2 of a dlopen'd driver gives. */
@@ -403,6 +429,8 @@ main(int argc, char **argv)
 		peer_common(rt_enable, rt_disable, 1);
 	else if (strcmp(sc, "peer_drv") == 0)
 		peer_common(drv_enable, drv_disable, 1);
+	else if (strcmp(sc, "peer_link") == 0)
+		peer_common(link_enable, link_disable, 1);
 	else if (strcmp(sc, "peer_none") == 0)
 		peer_common(rt_enable, rt_disable, 0);
 	else if (strcmp(sc, "peer_all") == 0)
