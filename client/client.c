@@ -38,6 +38,7 @@ client_atfork_child(void)
 	vmmc_va_forget_all();
 	vmmc_helper_forget();
 	vmmc_core_forget();
+	vmmc_access_forget_all();
 }
 
 static void
@@ -87,17 +88,30 @@ client_give_back(void)
 int
 vmm_malloc(void **dptr, size_t size)
 {
-	const struct vmmc_settings *st;
-	int dev, rc;
+	int dev;
 
 	CLIENT_INIT();
-	st = vmmc_settings_get();
 	if (dptr == NULL || size == 0)
 		return VMM_EINVAL;
-	if (st->mode != VMMC_MODE_VMM)
+	if (vmmc_settings_get()->mode != VMMC_MODE_VMM)
 		return VMM_ENOSYS;
 	if ((dev = vmmc_current_device()) < 0)
 		return dev;
+	return vmmc_malloc_dev(dev, dptr, size);
+}
+
+int
+vmmc_malloc_dev(int dev, void **dptr, size_t size)
+{
+	const struct vmmc_settings *st;
+	int rc;
+
+	CLIENT_INIT();
+	st = vmmc_settings_get();
+	if (dptr == NULL || size == 0 || dev < 0 || dev >= VMMC_MAX_DEVICES)
+		return VMM_EINVAL;
+	if (st->mode != VMMC_MODE_VMM)
+		return VMM_ENOSYS;
 	rc = client_alloc(dev, size, dptr);
 	/* Out of memory or over quota: this process's own cached memory goes
 	 * back to vmmd first, then one more try.  Here, above the allocators,

@@ -9,6 +9,7 @@
  *   va.c        virtual address reservations and a coalescing range allocator
  *   conn.c      the connection to vmmd: handshake, calls, pushes, reconnect
  *   core.c      counters, lazy sync tickets, mapping, waking the helper
+ *   access.c    which devices may access each device's mappings (peers)
  *   settings.c  the VMM_* environment table, read once
  *
  * Calls go down that list, never up: client.c and helper.c call the
@@ -50,6 +51,14 @@ struct vmmc_settings {
 	double		va_headroom;	/* VA left after large allocations */
 	uint64_t	connect_timeout_ms;
 	char		daemon_user[VMM_OPT_STRMAX];	/* may run vmmd */
+	int		peer_access;	/* enum vmmc_peer */
+};
+
+/* VMM_PEER_ACCESS: which devices get access to a device's mappings. */
+enum vmmc_peer {
+	VMMC_PEER_AUTO = 0,	/* those the program enabled peer access for */
+	VMMC_PEER_ALL = 1,	/* every device that can access it */
+	VMMC_PEER_NONE = 2,	/* its own device only */
 };
 
 /* The settings, read from the environment on first call.  An invalid value
@@ -168,6 +177,17 @@ void	vmmc_report_soon(void);
 bool	vmmc_report_due(void);
 /* Resets counters and the pipe (fork child). */
 void	vmmc_core_forget(void);
+
+/* ---- access.c -------------------------------------------------------------- */
+
+/* Gives [va, va+size) (whole mappings of device dev) read-write access for
+ * dev and its peers, and records the range so later peer changes reach it.
+ * Returns cuMemSetAccess's result. */
+CUresult vmmc_access_grant(int dev, CUdeviceptr va, uint64_t size);
+/* Forgets [va, va+size) (it is being unmapped). */
+void	vmmc_access_forget(CUdeviceptr va, uint64_t size);
+/* Drops the records and peers (fork child). */
+void	vmmc_access_forget_all(void);
 
 /* ---- helper.c -------------------------------------------------------------- */
 

@@ -96,22 +96,19 @@ vmmc_unmap_range(CUdeviceptr va, uint64_t size)
 {
 	CUresult r;
 
+	if (size != 0)
+		vmmc_access_forget(va, size);
 	if (size != 0 && (r = cuMemUnmap(va, size)) != CUDA_SUCCESS)
 		vmm_log_error("cuMemUnmap(0x%llx, %llu): %s",
 		    (unsigned long long)va, (unsigned long long)size,
 		    core_cu_name(r));
 }
 
-/* Read-write access for device dev to [va, va+size). */
+/* Read-write access for device dev and its peers to [va, va+size). */
 static CUresult
 core_access_rw(int dev, CUdeviceptr va, uint64_t size)
 {
-	CUmemAccessDesc acc = { 0 };
-
-	acc.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
-	acc.location.id = dev;
-	acc.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
-	return cuMemSetAccess(va, size, &acc, 1);
+	return vmmc_access_grant(dev, va, size);
 }
 
 int

@@ -50,6 +50,10 @@ const struct vmm_opt vmmc_options[] = {
 	{ "VMM_DAEMON_USER", VMM_OPT_STRING, "vmmd", 0, 0, NULL,
 	  O(daemon_user), "the user vmmd runs as: a listener of any uid but "
 	  "this user's, root's and the process's own is not spoken to" },
+	{ "VMM_PEER_ACCESS", VMM_OPT_ENUM, "auto", 0, 0, "auto|all|none",
+	  O(peer_access), "which other devices may access a device's memory: "
+	  "auto: those the program enabled peer access for; all: every device "
+	  "that can; none: no other device" },
 };
 
 const size_t vmmc_noptions =

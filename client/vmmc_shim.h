@@ -22,5 +22,12 @@ enum vmmc_mode vmmc_mode(void);
 bool	vmmc_owns(const void *ptr);
 /* Whether ptr lies in address space this library reserved (live or not). */
 bool	vmmc_in_va(const void *ptr);
+/* vmm_malloc on device dev: the runtime's current device, which a lazily
+ * binding runtime may not have made the driver's current context yet. */
+int	vmmc_malloc_dev(int dev, void **dptr, size_t size);
+/* The program enabled (on) or disabled peer access from device accessor's
+ * context to device owner's: owner's mappings, existing and later, are made
+ * accessible to accessor, or no longer (as VMM_PEER_ACCESS allows). */
+void	vmmc_peer_access(int accessor, int owner, bool on);
 
 #endif

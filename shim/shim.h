@@ -56,6 +56,8 @@
 	X(cuMemGetAddressRange_v2, SHIM_DRV)				\
 	X(cuGetProcAddress, SHIM_DRV)					\
 	X(cuGetProcAddress_v2, SHIM_DRV)				\
+	X(cuCtxEnablePeerAccess, SHIM_DRV)				\
+	X(cuCtxDisablePeerAccess, SHIM_DRV)				\
 	X(cudaMalloc, SHIM_RT)						\
 	X(cudaFree, SHIM_RT)						\
 	X(cudaMallocAsync, SHIM_RT)					\
@@ -63,12 +65,18 @@
 	X(cudaFreeAsync, SHIM_RT)					\
 	X(cudaFreeAsync_ptsz, SHIM_RT)					\
 	X(cudaMallocPitch, SHIM_RT)					\
-	X(cudaMemGetInfo, SHIM_RT)
+	X(cudaMemGetInfo, SHIM_RT)					\
+	X(cudaDeviceEnablePeerAccess, SHIM_RT)				\
+	X(cudaDeviceDisablePeerAccess, SHIM_RT)
 
 /* Driver functions the hooks call without hooking them. */
 #define SHIM_CALLS(X)							\
 	X(cuCtxGetCurrent, SHIM_DRV)					\
-	X(cuStreamIsCapturing, SHIM_DRV)
+	X(cuCtxSetCurrent, SHIM_DRV)					\
+	X(cuCtxGetDevice, SHIM_DRV)					\
+	X(cuCtxGetDevice_v2, SHIM_DRV)					\
+	X(cuStreamIsCapturing, SHIM_DRV)				\
+	X(cudaGetDevice, SHIM_RT)
 
 /* Index of every symbol in the real table: the hooks first. */
 enum shim_sym {

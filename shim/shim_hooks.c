@@ -11,6 +11,15 @@
  * being captured (they must become graph nodes).
  * MONITOR mode: the originals, with one ALLOC/FREE log line each.
  *
+ * Devices: a driver allocation goes on the current context's device; a
+ * runtime allocation on the runtime's current device (cudaGetDevice), which
+ * a lazily binding runtime (CUDA 11) has not made the driver's current
+ * context yet after cudaSetDevice: the hook then lets the runtime bind it
+ * (cudaFree(NULL)), as the original cudaMalloc would have.  Peer access the
+ * program enables or disables (driver or runtime call) is passed on to the
+ * client, which makes our mappings follow it: peer access itself never
+ * covers VMM mappings.
+ *
  * Every hook runs under the per-thread guard: a hook entered while another
  * runs on the thread (the client calling the driver, the runtime calling the
  * driver functions it got from our cuGetProcAddress) calls the original, so
@@ -452,40 +461,74 @@ cuGetProcAddress(const char *symbol, void **pfn, int cudaVersion,
 
 /* ---- runtime ------------------------------------------------------------ */
 
-/* Makes sure this thread has a current context, as the runtime would
- * before allocating: if none, cudaFree(NULL), the documented idiom that
- * initialises the runtime and its primary context (the runtime records
- * its error if that fails). */
-static cudaError_t
-shim_rt_context(void)
+/* The device of the calling thread's current context, or -1 if none. */
+static int
+shim_ctx_device(void)
 {
 	shim_pfn_cuCtxGetCurrent get = SHIM_REAL(cuCtxGetCurrent);
-	shim_pfn_cudaFree rtfree;
+	shim_pfn_cuCtxGetDevice dev = SHIM_REAL(cuCtxGetDevice);
 	CUcontext ctx = NULL;
+	CUdevice d = -1;
 
-	if (get != NULL && get(&ctx) == CUDA_SUCCESS && ctx != NULL)
-		return cudaSuccess;
-	rtfree = SHIM_REAL(cudaFree);
-	return SHIM_RTC(rtfree, NULL);
+	if (get == NULL || dev == NULL || get(&ctx) != CUDA_SUCCESS ||
+	    ctx == NULL || dev(&d) != CUDA_SUCCESS)
+		return -1;
+	return (int)d;
 }
 
-/* VMM-mode runtime allocation of size bytes; *orig set when the original
- * must serve the call instead.  The client finds the current context
- * itself: only when there is none is the runtime's initialised (as the
- * runtime would on its first call), then the client asked again, so the
- * common case costs one context query, not two. */
+/* The runtime's current device (what cudaSetDevice chose), or -1 if the
+ * runtime cannot say. */
+static int
+shim_rt_device(void)
+{
+	shim_pfn_cudaGetDevice get = SHIM_REAL(cudaGetDevice);
+	int d = -1;
+
+	if (get == NULL || get(&d) != cudaSuccess)
+		return -1;
+	return d;
+}
+
+/* Makes sure this thread's current context is the runtime's device's, as
+ * the runtime would before allocating: if there is no context, or another
+ * device's (a lazily binding runtime after cudaSetDevice), cudaFree(NULL),
+ * the documented idiom that initialises the runtime and binds its context
+ * (the runtime records its error if that fails).  *devp: the runtime's
+ * device, else the current context's, else -1. */
+static cudaError_t
+shim_rt_context(int *devp)
+{
+	int rt = shim_rt_device(), cur = shim_ctx_device();
+	shim_pfn_cudaFree rtfree;
+	cudaError_t r;
+
+	if (cur < 0 || (rt >= 0 && cur != rt)) {
+		rtfree = SHIM_REAL(cudaFree);
+		if ((r = SHIM_RTC(rtfree, NULL)) != cudaSuccess)
+			return r;
+		if (rt < 0)
+			cur = shim_ctx_device();
+	}
+	*devp = rt >= 0 ? rt : cur;
+	return cudaSuccess;
+}
+
+/* VMM-mode runtime allocation of size bytes on the runtime's device;
+ * *orig set when the original must serve the call instead. */
 static cudaError_t
 shim_rt_alloc(void **devPtr, size_t size, bool *orig)
 {
 	cudaError_t r;
 	void *p = NULL;
-	int err;
+	int dev, err;
 
-	if ((err = vmm_malloc(&p, size)) == VMM_ENOCTX) {
-		if ((r = shim_rt_context()) != cudaSuccess)
-			return r;
-		err = shim_alloc(&p, size, orig);
-	} else if (err == VMM_ENODAEMON)
+	if ((r = shim_rt_context(&dev)) != cudaSuccess)
+		return r;
+	if (dev < 0)
+		err = VMM_ENOCTX;
+	else
+		err = vmmc_malloc_dev(dev, &p, size);
+	if (err == VMM_ENODAEMON || err == VMM_ENOCTX)
 		*orig = true;
 	if (err == VMM_OK)
 		*devPtr = p;
@@ -650,19 +693,116 @@ cudaMemGetInfo(size_t *freep, size_t *totalp)
 	shim_pfn_cudaMemGetInfo real = SHIM_REAL(cudaMemGetInfo);
 	cudaError_t r = cudaSuccess;
 	struct shim_call c;
-	int err;
+	int dev, err;
 
 	if (!shim_enter(&c))
 		return SHIM_RTC(real, freep, totalp);
 	if (c.vmm && (freep == NULL || totalp == NULL))
 		c.orig = true;
-	else if (c.vmm && (r = shim_rt_context()) == cudaSuccess) {
+	else if (c.vmm && (r = shim_rt_context(&dev)) == cudaSuccess) {
 		err = vmm_mem_get_info(freep, totalp);
 		c.orig = err == VMM_ENODAEMON || err == VMM_ENOCTX;
 		r = shim_rt_error(err);
 	}
 	if (c.orig)
 		r = SHIM_RTC(real, freep, totalp);
+	shim_leave();
+	return r;
+}
+
+/* ---- peer access --------------------------------------------------------- */
+
+/* The device of context ctx, or -1: asked directly where the driver can
+ * (CUDA 13), else by making ctx current for a moment. */
+static int
+shim_ctx_device_of(CUcontext ctx)
+{
+	shim_pfn_cuCtxGetDevice_v2 get2 = SHIM_REAL(cuCtxGetDevice_v2);
+	shim_pfn_cuCtxGetCurrent cur = SHIM_REAL(cuCtxGetCurrent);
+	shim_pfn_cuCtxSetCurrent set = SHIM_REAL(cuCtxSetCurrent);
+	CUcontext old = NULL;
+	CUdevice d = -1;
+	int r;
+
+	if (ctx == NULL)
+		return -1;
+	if (get2 != NULL)
+		return get2(&d, ctx) == CUDA_SUCCESS ? (int)d : -1;
+	if (cur == NULL || set == NULL || cur(&old) != CUDA_SUCCESS ||
+	    set(ctx) != CUDA_SUCCESS)
+		return -1;
+	r = shim_ctx_device();
+	set(old);
+	return r;
+}
+
+SHIM_EXPORT CUresult CUDAAPI
+cuCtxEnablePeerAccess(CUcontext peerContext, unsigned int Flags)
+{
+	shim_pfn_cuCtxEnablePeerAccess real = SHIM_REAL(cuCtxEnablePeerAccess);
+	struct shim_call c;
+	CUresult r;
+
+	if (!shim_enter(&c))
+		return SHIM_CU(real, peerContext, Flags);
+	r = SHIM_CU(real, peerContext, Flags);
+	if (c.vmm && r == CUDA_SUCCESS)
+		vmmc_peer_access(shim_ctx_device(),
+		    shim_ctx_device_of(peerContext), true);
+	shim_leave();
+	return r;
+}
+
+SHIM_EXPORT CUresult CUDAAPI
+cuCtxDisablePeerAccess(CUcontext peerContext)
+{
+	shim_pfn_cuCtxDisablePeerAccess real =
+	    SHIM_REAL(cuCtxDisablePeerAccess);
+	struct shim_call c;
+	CUresult r;
+
+	if (!shim_enter(&c))
+		return SHIM_CU(real, peerContext);
+	r = SHIM_CU(real, peerContext);
+	if (c.vmm && r == CUDA_SUCCESS)
+		vmmc_peer_access(shim_ctx_device(),
+		    shim_ctx_device_of(peerContext), false);
+	shim_leave();
+	return r;
+}
+
+/* From the runtime's current device to peerDevice.  The runtime reaches the
+ * driver's call through our cuGetProcAddress: guarded, it passes through. */
+SHIM_EXPORT cudaError_t CUDARTAPI
+cudaDeviceEnablePeerAccess(int peerDevice, unsigned int flags)
+{
+	shim_pfn_cudaDeviceEnablePeerAccess real =
+	    SHIM_REAL(cudaDeviceEnablePeerAccess);
+	struct shim_call c;
+	cudaError_t r;
+
+	if (!shim_enter(&c))
+		return SHIM_RTC(real, peerDevice, flags);
+	r = SHIM_RTC(real, peerDevice, flags);
+	if (c.vmm && r == cudaSuccess)
+		vmmc_peer_access(shim_rt_device(), peerDevice, true);
+	shim_leave();
+	return r;
+}
+
+SHIM_EXPORT cudaError_t CUDARTAPI
+cudaDeviceDisablePeerAccess(int peerDevice)
+{
+	shim_pfn_cudaDeviceDisablePeerAccess real =
+	    SHIM_REAL(cudaDeviceDisablePeerAccess);
+	struct shim_call c;
+	cudaError_t r;
+
+	if (!shim_enter(&c))
+		return SHIM_RTC(real, peerDevice);
+	r = SHIM_RTC(real, peerDevice);
+	if (c.vmm && r == cudaSuccess)
+		vmmc_peer_access(shim_rt_device(), peerDevice, false);
 	shim_leave();
 	return r;
 }

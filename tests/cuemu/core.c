@@ -594,6 +594,15 @@ cuemu_current_device(void)
 	return c == NULL ? -1 : __atomic_load_n(&c->device, __ATOMIC_RELAXED);
 }
 
+int
+cuemu_ctx_device(CUcontext ctx)
+{
+	if (ctx == NULL || !cuemu_ctx_known(ctx) ||
+	    __atomic_load_n(&ctx->retains, __ATOMIC_ACQUIRE) == 0)
+		return -1;
+	return __atomic_load_n(&ctx->device, __ATOMIC_RELAXED);
+}
+
 CUEMU_EXPORT CUresult CUDAAPI
 cuDevicePrimaryCtxRetain(CUcontext *pctx, CUdevice dev)
 {
@@ -618,7 +627,10 @@ cuDevicePrimaryCtxRelease_v2(CUdevice dev)
 		return cuemu_ret(CUDA_ERROR_INVALID_DEVICE);
 	if (cuemu_primary[dev].retains == 0)
 		return cuemu_ret(CUDA_ERROR_INVALID_CONTEXT);
-	__atomic_sub_fetch(&cuemu_primary[dev].retains, 1, __ATOMIC_RELEASE);
+	/* The last release destroys the context, and its peer access. */
+	if (__atomic_sub_fetch(&cuemu_primary[dev].retains, 1,
+	    __ATOMIC_RELEASE) == 0)
+		cuemu_peer_forget(dev);
 	return cuemu_ret(CUDA_SUCCESS);
 }
 

@@ -27,11 +27,23 @@
  *   call (after validating the copy kind and initialising).
  * - cudaErrorNotReady is a status, not an error: it is not recorded as the
  *   thread's last error.
+ * - CUEMU_RUNTIME_LAZY_BIND=1 makes cudaSetDevice bind lazily, as the CUDA
+ *   11 runtime did: it records the device, and the driver's current context
+ *   changes only at the thread's next call that needs a context.  Until
+ *   then cudaGetDevice answers the new device while the driver's current
+ *   context is still the old one (or none).  Any other value than 0 or 1:
+ *   initialisation fails (cudaErrorInitializationError) after one line on
+ *   stderr.
+ * - cudaDeviceEnablePeerAccess/DisablePeerAccess act from the current
+ *   device's primary context on the peer device's (retained on first use).
  */
 #include <dlfcn.h>
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include <cuda.h>
 #include <cudaTypedefs.h>
@@ -84,7 +96,10 @@
 	X(cuEventCreate,		PFN_cuEventCreate_v2000)	\
 	X(cuEventRecord,		PFN_cuEventRecord_v2000)	\
 	X(cuEventSynchronize,		PFN_cuEventSynchronize_v2000)	\
-	X(cuEventDestroy,		PFN_cuEventDestroy_v4000)
+	X(cuEventDestroy,		PFN_cuEventDestroy_v4000)	\
+	X(cuDeviceCanAccessPeer,	PFN_cuDeviceCanAccessPeer_v4000) \
+	X(cuCtxEnablePeerAccess,	PFN_cuCtxEnablePeerAccess_v4000) \
+	X(cuCtxDisablePeerAccess,	PFN_cuCtxDisablePeerAccess_v4000)
 
 /* Members are fn_<base name>: token pasting keeps cuda.h's
  * "#define cuMemAlloc cuMemAlloc_v2" from renaming them.  NULL: unresolved. */
@@ -296,6 +311,10 @@ static CUcontext	rt_primary[RT_MAX_DEVICES];
 
 static _Thread_local int		rt_tl_device;
 static _Thread_local cudaError_t	rt_tl_last_error;
+/* Lazy binding (CUEMU_RUNTIME_LAZY_BIND=1): cudaSetDevice left the binding
+ * of rt_tl_device's context to the thread's next call needing one. */
+static int				rt_lazy_bind;
+static _Thread_local int		rt_tl_bind_pending;
 
 /* Maps a driver result to the runtime error the real runtime returns. */
 static cudaError_t
@@ -371,10 +390,29 @@ rt_load(void)
 	rt_loaded = 1;
 }
 
+/* Reads CUEMU_RUNTIME_LAZY_BIND: 0 or 1; -1 (after one line) otherwise. */
+static int
+rt_lazy_setting(void)
+{
+	const char *s = getenv("CUEMU_RUNTIME_LAZY_BIND");
+
+	if (s == NULL || strcmp(s, "0") == 0)
+		return 0;
+	if (strcmp(s, "1") == 0)
+		return 1;
+	fprintf(stderr, "cuemu cudart: CUEMU_RUNTIME_LAZY_BIND=\"%s\": "
+	    "expected 0 or 1\n", s);
+	return -1;
+}
+
 /* Initialises the driver (run once, after rt_load). */
 static void
 rt_cuinit(void)
 {
+	if ((rt_lazy_bind = rt_lazy_setting()) < 0) {
+		rt_init_err = cudaErrorInitializationError;
+		return;
+	}
 	rt_init_err = RT_CALL(cuInit, 0);
 }
 
@@ -457,6 +495,12 @@ rt_context(void)
 
 	if ((err = rt_init()) != cudaSuccess)
 		return err;
+	if (rt_tl_bind_pending) {
+		if ((err = rt_bind(rt_tl_device)) != cudaSuccess)
+			return err;
+		rt_tl_bind_pending = 0;
+		return cudaSuccess;
+	}
 	if ((err = RT_CALL(cuCtxGetCurrent, &cur)) != cudaSuccess)
 		return err;
 	if (cur != NULL)
@@ -542,7 +586,8 @@ cudaGetDeviceCount(int *count)
 }
 
 /* Selects the calling thread's device and makes its primary context
- * current, as the runtime does since CUDA 12. */
+ * current, as the runtime does since CUDA 12; with lazy binding only
+ * records it, as the CUDA 11 runtime did. */
 cudaError_t CUDARTAPI
 cudaSetDevice(int device)
 {
@@ -552,9 +597,15 @@ cudaSetDevice(int device)
 		return rt_ret(err);
 	if ((err = rt_check_device(device)) != cudaSuccess)
 		return rt_ret(err);
+	if (rt_lazy_bind) {
+		rt_tl_device = device;
+		rt_tl_bind_pending = 1;
+		return cudaSuccess;
+	}
 	if ((err = rt_bind(device)) != cudaSuccess)
 		return rt_ret(err);
 	rt_tl_device = device;
+	rt_tl_bind_pending = 0;
 	return cudaSuccess;
 }
 
@@ -595,6 +646,60 @@ cudaDeviceSynchronize(void)
 	if ((err = rt_context()) != cudaSuccess)
 		return rt_ret(err);
 	return rt_ret(RT_CALL(cuCtxSynchronize, NULL));
+}
+
+/* ---- peer access -------------------------------------------------------- */
+
+cudaError_t CUDARTAPI
+cudaDeviceCanAccessPeer(int *canAccessPeer, int device, int peerDevice)
+{
+	cudaError_t err;
+
+	if (canAccessPeer == NULL)
+		return rt_ret(cudaErrorInvalidValue);
+	if ((err = rt_init()) != cudaSuccess)
+		return rt_ret(err);
+	if ((err = rt_check_device(device)) != cudaSuccess ||
+	    (err = rt_check_device(peerDevice)) != cudaSuccess)
+		return rt_ret(err);
+	return rt_ret(RT_CALL(cuDeviceCanAccessPeer, canAccessPeer, device,
+	    peerDevice));
+}
+
+/* From the current device's context to peerDevice's primary context. */
+cudaError_t CUDARTAPI
+cudaDeviceEnablePeerAccess(int peerDevice, unsigned int flags)
+{
+	CUcontext peer;
+	cudaError_t err;
+
+	if ((err = rt_context()) != cudaSuccess)
+		return rt_ret(err);
+	if ((err = rt_check_device(peerDevice)) != cudaSuccess)
+		return rt_ret(err);
+	if ((err = rt_primary_ctx(peerDevice, &peer)) != cudaSuccess)
+		return rt_ret(err);
+	err = RT_CALL(cuCtxEnablePeerAccess, peer, flags);
+	/* The runtime reports an impossible peer as an invalid device. */
+	if (err == cudaErrorPeerAccessUnsupported || (err ==
+	    cudaErrorDeviceUninitialized && peerDevice == rt_tl_device))
+		err = cudaErrorInvalidDevice;
+	return rt_ret(err);
+}
+
+cudaError_t CUDARTAPI
+cudaDeviceDisablePeerAccess(int peerDevice)
+{
+	CUcontext peer;
+	cudaError_t err;
+
+	if ((err = rt_context()) != cudaSuccess)
+		return rt_ret(err);
+	if ((err = rt_check_device(peerDevice)) != cudaSuccess)
+		return rt_ret(err);
+	if ((err = rt_primary_ctx(peerDevice, &peer)) != cudaSuccess)
+		return rt_ret(err);
+	return rt_ret(RT_CALL(cuCtxDisablePeerAccess, peer));
 }
 
 /* ---- memory ------------------------------------------------------------- */

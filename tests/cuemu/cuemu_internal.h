@@ -66,6 +66,8 @@ bool		cuemu_device_valid(int ordinal);
 CUcontext	cuemu_current_ctx(void);
 /* The device of the current context, or -1 (no valid context). */
 int		cuemu_current_device(void);
+/* The device of ctx if it is a live (retained) context, else -1. */
+int		cuemu_ctx_device(CUcontext ctx);
 
 #define CUEMU_ENTER(name)                                                \
 	do {                                                             \
@@ -120,14 +122,23 @@ struct cuemu_range {
 /* Finds the mapping or allocation holding addr; lock held. */
 bool		cuemu_lookup(CUdeviceptr addr, struct cuemu_range *out);
 /* Checks [addr, addr+len) is covered, contiguously, by mappings or one
- * allocation granting at least prot; lock held. */
-bool		cuemu_range_ok(CUdeviceptr addr, size_t len, int prot);
+ * allocation granting device dev at least prot; lock held. */
+bool		cuemu_range_ok(CUdeviceptr addr, size_t len, int prot, int dev);
 /* Registers a classic allocation (the fd is kept); lock held. */
 int		cuemu_alloc_add(CUdeviceptr base, size_t size, int dev, int fd,
 		    enum cuemu_kind kind);
 /* Removes a classic allocation starting at base; returns its fd, or -1. */
 int		cuemu_alloc_remove(CUdeviceptr base, size_t *sizep,
 		    enum cuemu_kind *kindp);
+
+/* ---- peer.c: peer access between contexts ----------------------------------- */
+
+/* Whether the context of device accessor enabled peer access to device
+ * owner's context (cuCtxEnablePeerAccess); lock held. */
+bool		cuemu_peer_enabled(int accessor, int owner);
+/* Forgets peer access to and from dev (its primary context was released
+ * for the last time); lock held. */
+void		cuemu_peer_forget(int dev);
 
 /* ---- mem.c: streams and events, for validation -------------------------- */
 

@@ -462,9 +462,12 @@ cuemu_copy(const char *name, CUdeviceptr dst, bool dst_dev, CUdeviceptr src,
 		return cuemu_ret(CUDA_SUCCESS);
 	if (dst == 0 || src == 0)
 		return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
-	if (dst_dev && !cuemu_range_ok(dst, len, PROT_WRITE))
+	/* The issuing device (the stream's) must have access to each side. */
+	if (async)
+		dev = cuemu_stream_device(stream, dev);
+	if (dst_dev && !cuemu_range_ok(dst, len, PROT_WRITE, dev))
 		return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
-	if (src_dev && !cuemu_range_ok(src, len, PROT_READ))
+	if (src_dev && !cuemu_range_ok(src, len, PROT_READ, dev))
 		return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
 	memmove((void *)(uintptr_t)dst, (const void *)(uintptr_t)src, len);
 	return cuemu_ret(CUDA_SUCCESS);
@@ -610,7 +613,9 @@ cuemu_memset(const char *name, CUdeviceptr dst, unsigned char uc, size_t n,
 		return cuemu_ret(CUDA_ERROR_INVALID_HANDLE);
 	if (n == 0)
 		return cuemu_ret(CUDA_SUCCESS);
-	if (!cuemu_range_ok(dst, n, PROT_WRITE))
+	if (async)
+		dev = cuemu_stream_device(stream, dev);
+	if (!cuemu_range_ok(dst, n, PROT_WRITE, dev))
 		return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
 	memset((void *)(uintptr_t)dst, uc, n);
 	return cuemu_ret(CUDA_SUCCESS);

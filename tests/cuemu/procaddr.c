@@ -33,6 +33,10 @@ enum { CUEMU_LEGACY, CUEMU_PTDS };
 	X("cuCtxGetDevice", 2000, cuCtxGetDevice, CUEMU_LEGACY)               \
 	X("cuCtxGetDevice", 13000, cuCtxGetDevice_v2, CUEMU_LEGACY)           \
 	X("cuCtxSynchronize", 2000, cuCtxSynchronize, CUEMU_LEGACY)           \
+	X("cuDeviceCanAccessPeer", 4000, cuDeviceCanAccessPeer, CUEMU_LEGACY) \
+	X("cuCtxEnablePeerAccess", 4000, cuCtxEnablePeerAccess, CUEMU_LEGACY) \
+	X("cuCtxDisablePeerAccess", 4000, cuCtxDisablePeerAccess,             \
+	    CUEMU_LEGACY)                                                     \
 	X("cuCtxSynchronize", 13000, cuCtxSynchronize_v2, CUEMU_LEGACY)       \
 	X("cuGetErrorName", 6000, cuGetErrorName, CUEMU_LEGACY)               \
 	X("cuGetErrorString", 6000, cuGetErrorString, CUEMU_LEGACY)           \

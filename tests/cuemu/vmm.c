@@ -39,9 +39,10 @@ struct cuemu_region {
 	size_t			size;
 	enum cuemu_kind		kind;
 	int			device;
-	int			prot;
+	int			prot;	/* host view: union of access[] */
 	uint32_t		slot;	/* VMM: handle slot */
-	uint8_t			peer[CUEMU_MAX_DEVICES]; /* VMM: peers' flags */
+	/* VMM: CUmemAccess_flags granted to each device (cuMemSetAccess). */
+	uint8_t			access[CUEMU_MAX_DEVICES];
 	int			fd;	/* classic: the memfd */
 };
 
@@ -247,8 +248,30 @@ cuemu_lookup(CUdeviceptr addr, struct cuemu_range *out)
 	return true;
 }
 
+/* Whether device dev may access region r with prot: VMM mappings by the
+ * flags cuMemSetAccess gave dev; classic allocations from their own device,
+ * or from a device whose context enabled peer access to it; stream-ordered
+ * ones from their own device only (a pool's access is cuMemPoolSetAccess's,
+ * which is not emulated; peer access does not cover it). */
+static bool
+cuemu_region_access(const struct cuemu_region *r, int dev, int prot)
+{
+	int granted;
+
+	if (!cuemu_device_valid(dev))
+		return false;
+	if (r->kind == CUEMU_KIND_ASYNC)
+		return dev == r->device;
+	if (r->kind != CUEMU_KIND_VMM)
+		return dev == r->device || cuemu_peer_enabled(dev, r->device);
+	granted = r->access[dev] == CU_MEM_ACCESS_FLAGS_PROT_READWRITE ?
+	    PROT_READ | PROT_WRITE :
+	    r->access[dev] == CU_MEM_ACCESS_FLAGS_PROT_READ ? PROT_READ : 0;
+	return (granted & prot) == prot;
+}
+
 bool
-cuemu_range_ok(CUdeviceptr addr, size_t len, int prot)
+cuemu_range_ok(CUdeviceptr addr, size_t len, int prot, int dev)
 {
 	CUdeviceptr end = addr + len;
 	struct cuemu_region *r;
@@ -257,7 +280,8 @@ cuemu_range_ok(CUdeviceptr addr, size_t len, int prot)
 		return false;
 	while (addr < end) {
 		if ((r = cuemu_region_at(addr)) == NULL ||
-		    (r->prot & prot) != prot)
+		    (r->prot & prot) != prot ||
+		    !cuemu_region_access(r, dev, prot))
 			return false;
 		/* Classic allocations are separate objects: no spanning. */
 		if (r->kind != CUEMU_KIND_VMM && r->base + r->size < end)
@@ -572,25 +596,21 @@ cuMemSetAccess(CUdeviceptr ptr, size_t size, const CUmemAccessDesc *desc,
 	cuemu_charge(CUEMU_COST_SETACCESS, size / cuemu_cfg.granularity);
 	for (a = ptr; a < end;) {
 		struct cuemu_region *r = cuemu_region_at(a);
+		int prot = PROT_NONE, d;
 
-		for (i = 0; i < count; i++) {
-			int prot;
-
-			if (desc[i].location.id != r->device) {
-				/* Peers: recorded for cuMemGetAccess; the host
-				 * view stands for the owning device only. */
-				r->peer[desc[i].location.id] =
-				    (uint8_t)desc[i].flags;
-				continue;
-			}
-			prot = desc[i].flags == CU_MEM_ACCESS_FLAGS_PROT_READWRITE ?
+		for (i = 0; i < count; i++)
+			r->access[desc[i].location.id] = (uint8_t)desc[i].flags;
+		/* One host view stands for every device: it grants what any
+		 * device was granted; copies check the issuing device's own
+		 * flags (cuemu_range_ok). */
+		for (d = 0; d < CUEMU_MAX_DEVICES; d++)
+			prot |= r->access[d] == CU_MEM_ACCESS_FLAGS_PROT_READWRITE ?
 			    PROT_READ | PROT_WRITE :
-			    desc[i].flags == CU_MEM_ACCESS_FLAGS_PROT_READ ?
+			    r->access[d] == CU_MEM_ACCESS_FLAGS_PROT_READ ?
 			    PROT_READ : PROT_NONE;
-			if (mprotect((void *)(uintptr_t)r->base, r->size, prot) != 0)
-				return cuemu_ret(CUDA_ERROR_OUT_OF_MEMORY);
-			r->prot = prot;
-		}
+		if (mprotect((void *)(uintptr_t)r->base, r->size, prot) != 0)
+			return cuemu_ret(CUDA_ERROR_OUT_OF_MEMORY);
+		r->prot = prot;
 		a += r->size;
 	}
 	return cuemu_ret(CUDA_SUCCESS);
@@ -610,14 +630,7 @@ cuMemGetAccess(unsigned long long *flags, const CUmemLocation *location,
 		return cuemu_ret(CUDA_ERROR_INVALID_DEVICE);
 	if ((r = cuemu_region_at(ptr)) == NULL || r->kind != CUEMU_KIND_VMM)
 		return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
-	if (location->id != r->device)
-		*flags = r->peer[location->id];
-	else if (r->prot == (PROT_READ | PROT_WRITE))
-		*flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
-	else if (r->prot == PROT_READ)
-		*flags = CU_MEM_ACCESS_FLAGS_PROT_READ;
-	else
-		*flags = CU_MEM_ACCESS_FLAGS_PROT_NONE;
+	*flags = r->access[location->id];
 	return cuemu_ret(CUDA_SUCCESS);
 }
 

@@ -13,7 +13,8 @@ if echo "$dyn" | grep 'NEEDED' | grep -q 'libcuda\.'; then
 	fail "links libcuda directly"
 fi
 
-want="cudaDeviceGetAttribute cudaDeviceSynchronize cudaDriverGetVersion
+want="cudaDeviceCanAccessPeer cudaDeviceDisablePeerAccess
+cudaDeviceEnablePeerAccess cudaDeviceGetAttribute cudaDeviceSynchronize cudaDriverGetVersion
 cudaEventCreate cudaEventDestroy cudaEventRecord cudaEventSynchronize cudaFree
 cudaFreeAsync cudaGetDevice cudaGetDeviceCount cudaGetErrorName
 cudaGetErrorString cudaGetLastError cudaMalloc cudaMallocAsync cudaMallocPitch
