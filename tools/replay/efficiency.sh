@@ -49,16 +49,21 @@ if path.endswith(".csv"):
         elif a in ("free", "deallocate") and p in live:
             cur -= live.pop(p)
 else:
+    mult = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    def size(tok):
+        tok = tok.upper().replace("IB", "").replace("B", "")
+        num = tok.rstrip("KMGT")
+        return int(num) * mult[tok[len(num):]]
     for line in open(path):
-        f = line.split()
-        if not f or f[0].startswith("#"):
+        f = line.split("#", 1)[0].split()
+        if not f:
             continue
-        if f[0] == "a" and len(f) >= 3:
-            live[f[1]] = int(f[2]); cur += int(f[2]); peak = max(peak, cur)
-        elif f[0] == "f" and len(f) >= 2 and f[1] in live:
+        if f[0] == "alloc":
+            live[f[1]] = size(f[2]); cur += live[f[1]]; peak = max(peak, cur)
+        elif f[0] == "free" and f[1] in live:
             cur -= live.pop(f[1])
-        elif f[0] == "r" and len(f) >= 3 and f[1] in live:
-            cur += int(f[2]) - live[f[1]]; live[f[1]] = int(f[2]); peak = max(peak, cur)
+        elif f[0] == "realloc" and f[1] in live:
+            cur += size(f[2]) - live[f[1]]; live[f[1]] = size(f[2]); peak = max(peak, cur)
 print(peak)
 PY
 }
