@@ -5,9 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# dpkg-dev (dpkg-shlibdeps) and mandoc: the Debian package and man page tests.
 PACKAGES=(cmake make gcc pkg-config libevent-dev libprotobuf-c-dev protobuf-c-compiler
           libsystemd-dev systemd python3 python3-matplotlib libmimalloc-dev prometheus tmux runc
-          python3-yaml)
+          python3-yaml dpkg-dev mandoc)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

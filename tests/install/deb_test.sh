@@ -9,13 +9,13 @@
 #  - `systemd-analyze verify --root` on the installed units;
 #  - remove masks vmmd.service, purge leaves no unit state behind;
 #  - lintian, when installed, is run and reported (not a failure).
-# Exit 77 (skip) without dpkg-deb or cpack.
+# Exit 77 (skip) without dpkg-deb, dpkg-shlibdeps (dpkg-dev) or cpack.
 set -u -o pipefail
 
 build=${VMM_BUILD_DIR:?}
 tmp=${VMM_TEST_TMPDIR:?}
 fail() { echo "FAIL: $*"; exit 1; }
-for t in dpkg-deb dpkg cpack; do
+for t in dpkg-deb dpkg dpkg-shlibdeps cpack; do
   command -v "$t" >/dev/null || { echo "SKIP: $t not installed"; exit 77; }
 done
 
