@@ -55,8 +55,9 @@ for b in "${bins[@]}"; do
   done
 done
 echo "Depends covers every NEEDED library of ${#bins[@]} binaries"
-for s in postinst prerm postrm; do
-  dpkg-deb --ctrl-tarfile "$deb" | tar -t | grep -qx "./$s" || fail "no $s in the package"
+ctrl=$(dpkg-deb --ctrl-tarfile "$deb" | tar -t) || fail "cannot list the control archive"
+for s in postinst prerm postrm triggers; do
+  grep -qx "./$s" <<<"$ctrl" || fail "no $s in the package"
 done
 
 # --- install into a throwaway root ----------------------------------------
@@ -68,15 +69,15 @@ dpkgr() {
        --force-depends --force-unsafe-io "$@"
 }
 dpkgr -i "$deb" > "$tmp/dpkg-i.log" 2>&1 || { cat "$tmp/dpkg-i.log"; fail "dpkg -i"; }
-dpkg --root="$root" -s vmmd | grep -q '^Status: install ok installed' ||
+grep -q '^Status: install ok installed' <<<"$(dpkg --root="$root" -s vmmd)" ||
   fail "vmmd not installed in the root"
 for f in /usr/sbin/vmmd /usr/bin/vmmctl /usr/libexec/vmmd/vmmd-gpus /usr/include/vmm_client.h \
          /lib/systemd/system/vmmd.service /lib/systemd/system/vmmd@.service \
          /lib/systemd/system/vmmd@.socket /usr/lib/sysusers.d/vmmd.conf \
-         /usr/lib/tmpfiles.d/vmmd.conf /usr/share/man/man8/vmmd.8; do
+         /usr/lib/tmpfiles.d/vmmd.conf /usr/share/man/man8/vmmd.8.gz; do
   [[ -e $root$f ]] || fail "$f not installed"
 done
-dpkg --root="$root" -L vmmd | grep -q '^/usr/local' && fail "the package installs under /usr/local"
+grep -q '^/usr/local' <<<"$(dpkg --root="$root" -L vmmd)" && fail "the package installs under /usr/local"
 # sysusers made the vmmd user and its group.
 pw=$(grep '^vmmd:' "$root/etc/passwd") || fail "no vmmd user in the root's /etc/passwd"
 gid=$(cut -d: -f4 <<<"$pw")
@@ -89,7 +90,7 @@ if command -v deb-systemd-helper >/dev/null; then
     fail "vmmd.service not enabled: $(ls -l "$root/etc/systemd/system" 2>&1)"
   [[ -e $root/var/lib/systemd/deb-systemd-helper-enabled/vmmd.service.dsh-also ]] ||
     fail "no deb-systemd-helper state for vmmd.service"
-  ls "$root/etc/systemd/system/multi-user.target.wants" | grep -q 'vmmd@' &&
+  grep -q 'vmmd@' <<<"$(ls "$root/etc/systemd/system/multi-user.target.wants")" &&
     fail "a vmmd@ template was enabled"
   echo "enabled: multi-user.target.wants/vmmd.service"
 else
@@ -100,9 +101,7 @@ fi
 # The root gets the host's own units (targets, sockets) as a real system has
 # them from the systemd package, so the dependencies resolve; ours are the
 # package's.
-for f in /lib/systemd/system/*; do
-  [[ -e $root/lib/systemd/system/$(basename "$f") ]] || cp -a "$f" "$root/lib/systemd/system/"
-done
+cp -an /lib/systemd/system/. "$root/lib/systemd/system/" || fail "cannot copy the host's units"
 out=$(SYSTEMD_LOG_LEVEL=info systemd-analyze verify --root="$root" --man=no --generators=no \
         vmmd.service vmmd@.service vmmd@.socket vmmd@0.service \
         vmmd@GPU-0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0.service 2>&1)

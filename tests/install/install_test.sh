@@ -46,10 +46,10 @@ expected=(
   "$VMM_INST_TMPFILESDIR/vmmd.conf"
   "$VMM_INST_SYSUSERSDIR/vmmd.conf"
   "$P/$VMM_INST_DOCDIR/examples/vmmd.conf.example"
-  "$P/$VMM_INST_MANDIR/man3/libvmm_client.3"
-  "$P/$VMM_INST_MANDIR/man5/vmmd.conf.5"
-  "$P/$VMM_INST_MANDIR/man8/vmmctl.8"
-  "$P/$VMM_INST_MANDIR/man8/vmmd.8"
+  "$P/$VMM_INST_MANDIR/man3/libvmm_client.3.gz"
+  "$P/$VMM_INST_MANDIR/man5/vmmd.conf.5.gz"
+  "$P/$VMM_INST_MANDIR/man8/vmmctl.8.gz"
+  "$P/$VMM_INST_MANDIR/man8/vmmd.8.gz"
 )
 printf '%s\n' "${expected[@]}" | sed 's|//*|/|g' | sort > "$tmp/expected.txt"
 (cd "$dest" && find . \( -type f -o -type l \) | sed 's|^\.||' | sort) > "$tmp/got.txt"
@@ -71,6 +71,12 @@ done
   fail "libvmm_client.so does not lead to libvmm_client.so.$ver"
 soname=$(objdump -p "$dest$lib/libvmm_client.so.$ver" | awk '$1 == "SONAME" {print $2}')
 [[ $soname == "libvmm_client.so.${ver%%.*}" ]] || fail "soname is '$soname'"
+
+# The man pages are the sources, compressed.
+for m in man3/libvmm_client.3 man5/vmmd.conf.5 man8/vmmctl.8 man8/vmmd.8; do
+  cmp -s <(gzip -dc "$dest$P/$VMM_INST_MANDIR/$m.gz") "$VMM_SOURCE_DIR/man/${m#*/}" ||
+    fail "installed $m.gz is not man/${m#*/}"
+done
 
 # The units and the .pc name the prefix installed to.
 grep -qx "ExecStart=$P/$VMM_INST_SBINDIR/vmmd --device %i --foreground" \
@@ -109,7 +115,7 @@ run_app() {
     { printf '%s\n' "$out"; fail "$1 did not run"; }
   printf '%s\n' "$out"
   grep -q '^vmm_strerror: .*memory' <<<"$out" || fail "$1 printed '$out'"
-  objdump -p "$1" | grep -q "NEEDED *libvmm_client.so.${ver%%.*}\$" ||
+  grep -q "NEEDED *libvmm_client.so.${ver%%.*}\$" <<<"$(objdump -p "$1")" ||
     fail "$1 does not need libvmm_client.so.${ver%%.*}"
 }
 
@@ -117,7 +123,7 @@ run_app() {
 pc=$(PKG_CONFIG_PATH="$dest$lib/pkgconfig" PKG_CONFIG_SYSROOT_DIR="$dest" \
      pkg-config --cflags --libs vmm_client) || fail "pkg-config does not find vmm_client"
 echo "pkg-config: $pc"
-PKG_CONFIG_PATH="$dest$lib/pkgconfig" pkg-config --modversion vmm_client | grep -qx "$ver" ||
+[[ $(PKG_CONFIG_PATH="$dest$lib/pkgconfig" pkg-config --modversion vmm_client) == "$ver" ]] ||
   fail "pkg-config --modversion is not $ver"
 # shellcheck disable=SC2086
 cc "${cflags[@]}" -o "$tmp/pc/app" "$tmp/pc/app.c" $pc "${rpl[@]}" || fail "cc with pkg-config"

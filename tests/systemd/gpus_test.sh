@@ -92,7 +92,7 @@ for args in "--bogus" "--exec" "--units extra"; do
 done
 
 # No driver at all (only where this machine has none): the loader refuses.
-if ! ldconfig -p | grep -q 'libcuda\.so\.1 '; then
+if ! grep -q 'libcuda\.so\.1 ' <<<"$(ldconfig -p)"; then
   env -u LD_LIBRARY_PATH "$gpus" >/dev/null 2>&1
   rc=$?
   (( rc != 0 )) || fail "vmmd-gpus without libcuda.so.1 exited 0"
