@@ -46,6 +46,7 @@ expected=(
   "$VMM_INST_TMPFILESDIR/vmmd.conf"
   "$VMM_INST_SYSUSERSDIR/vmmd.conf"
   "$P/$VMM_INST_DOCDIR/examples/vmmd.conf.example"
+  "$P/$VMM_INST_DOCDIR/examples/vmmd-metrics.conf"
   "$P/$VMM_INST_MANDIR/man3/libvmm_client.3.gz"
   "$P/$VMM_INST_MANDIR/man5/vmmd.conf.5.gz"
   "$P/$VMM_INST_MANDIR/man8/vmmctl.8.gz"
