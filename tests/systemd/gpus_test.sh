@@ -8,7 +8,8 @@
 #    (--device %i): vmmd --device <UUID i> makes gpu<i>.sock and
 #    gpu-<uuid>.sock, so instance i is GPU i;
 #  - a driver failure (CUEMU_FAIL on cuDeviceGetUuid) exits 2 and runs
-#    nothing; usage errors exit 1; no driver at all fails to start (127).
+#    nothing; no GPU (cuInit: CUDA_ERROR_NO_DEVICE) exits 0 and runs nothing;
+#    usage errors exit 1; no driver at all fails to start (127).
 # Usage: gpus_test.sh <vmmd-gpus> <vmmd>
 set -u -o pipefail
 
@@ -82,6 +83,16 @@ rc=$?
 grep -q 'vmmd-gpus: GPU 1: CUDA_ERROR_UNKNOWN' <<<"$err" || fail "message: '$err'"
 [[ -e $tmp/args ]] && fail "--exec ran the command although the driver failed"
 echo "driver failure: exit 2, '$err'"
+
+# No GPU (cuInit says CUDA_ERROR_NO_DEVICE): nothing listed, nothing started,
+# and vmmd.service still succeeds (a node without GPUs has nothing to serve).
+rm -f "$tmp/args"
+out=$(CUEMU_FAIL=cuInit:1:CUDA_ERROR_NO_DEVICE "$gpus") || fail "no GPU: exit $?, want 0"
+[[ -z $out ]] || fail "no GPU, yet vmmd-gpus listed '$out'"
+err=$(CUEMU_FAIL=cuInit:1:CUDA_ERROR_NO_DEVICE PATH="$tmp/bin:$PATH" \
+      "$gpus" --exec systemctl start 2>&1) || fail "no GPU: --exec exit $?, want 0"
+[[ -e $tmp/args ]] && fail "no GPU, yet --exec ran the command"
+grep -q 'no GPU found' <<<"$err" || fail "no GPU: message '$err'"
 
 # Usage errors.
 for args in "--bogus" "--exec" "--units extra"; do
