@@ -27,7 +27,8 @@
 #include "session.h"
 
 #define GPUS_MAX	64	/* far more than one node holds */
-#define NAME_LEN	(sizeof("vmmd@GPU-.service") + VMM_SESS_UUID_STRLEN)
+#define NAME_LEN	(sizeof("GPU-") + VMM_SESS_UUID_STRLEN)
+#define UNIT_LEN	(sizeof("vmmd@.service") - 1 + NAME_LEN)
 
 static void
 usage(FILE *f)
@@ -88,7 +89,7 @@ int
 main(int argc, char **argv)
 {
 	static char	 names[GPUS_MAX][NAME_LEN];
-	char		 units[GPUS_MAX][NAME_LEN];
+	static char	 units[GPUS_MAX][UNIT_LEN];
 	char		**args;
 	int		 n, i, as_units = 0, exec_at = 0;
 
@@ -108,7 +109,8 @@ main(int argc, char **argv)
 	if ((n = gpus_list(names, GPUS_MAX)) < 0)
 		return 2;
 	for (i = 0; i < n; i++)
-		snprintf(units[i], NAME_LEN, "vmmd@%s.service", names[i]);
+		snprintf(units[i], UNIT_LEN, "vmmd@%.*s.service",
+		    (int)(NAME_LEN - 1), names[i]);
 
 	if (exec_at == 0) {
 		for (i = 0; i < n; i++)
