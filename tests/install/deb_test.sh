@@ -41,10 +41,12 @@ grep -q 'systemd | systemd-standalone-sysusers | systemd-sysusers' <<<"$depends"
 rm -rf "$tmp/x" && dpkg-deb -x "$deb" "$tmp/x" || fail "dpkg-deb -x"
 bins=("$tmp"/x/usr/sbin/vmmd "$tmp"/x/usr/bin/vmmctl "$tmp"/x/usr/libexec/vmmd/vmmd-gpus
       "$tmp"/x/usr/lib*/libvmm_client.so.[0-9]*.*)
+declare -A checked=()
 for b in "${bins[@]}"; do
   [[ -f $b ]] || fail "missing in the package: ${b#"$tmp/x"}"
   for needed in $(objdump -p "$b" | awk '$1 == "NEEDED" {print $2}'); do
-    [[ $needed == libcuda.so.1 ]] && continue
+    [[ $needed == libcuda.so.1 || -n ${checked[$needed]:-} ]] && continue
+    checked[$needed]=1
     path=$(ldconfig -p | awk -v n="$needed" '$1 == n {print $NF; exit}')
     [[ -n $path ]] || fail "${b#"$tmp/x"} needs $needed, which this machine lacks"
     pkg=$(dpkg -S "$(readlink -f "$path")" 2>/dev/null | head -1 | cut -d: -f1) ||
@@ -125,7 +127,8 @@ left=$(find "$root/etc/systemd" "$root/var/lib/systemd" -name 'vmmd*' 2>/dev/nul
 # --- lintian, if there ------------------------------------------------------
 if command -v lintian >/dev/null; then
   echo "lintian (reported, not checked):"
-  lintian --no-tag-display-limit "$deb" 2>&1 | sed 's/^/  /' | head -40
+  timeout 60 lintian --tag-display-limit 0 "$deb" 2>&1 | grep -v '^running with root' |
+    sed 's/^/  /' | head -40
 else
   echo "note: lintian not installed"
 fi
