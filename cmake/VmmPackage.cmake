@@ -24,8 +24,8 @@ install(FILES "${PROJECT_BINARY_DIR}/cmake/vmm_clientConfig.cmake"
 # --- the Debian package ------------------------------------------------------
 # One binary package, vmmd: daemon, vmmctl, the library (with its header,
 # pkg-config and CMake files: programs that link the API are few, a -dev
-# split is not worth it yet), units, man pages.  Installed under /usr whatever
-# the tree was configured for (units and .pc are configured at install time).
+# split is not worth it yet), units, man pages, under /usr: the tree must be
+# configured for /usr (the default), as vmmctl compiles in the library's path.
 # Depends: computed by cmake/debian/shlibdeps.cmake from the built binaries
 # (dpkg-shlibdeps), without libcuda: the driver comes from NVIDIA's packages,
 # Debian's non-free ones or the container runtime, under different names.
@@ -68,6 +68,9 @@ set(VMM_DEB_BINARIES "$<TARGET_FILE:vmmd>" "$<TARGET_FILE:vmmctl>"
 file(GENERATE OUTPUT "${PROJECT_BINARY_DIR}/cmake/deb-binaries.txt"
      CONTENT "$<JOIN:${VMM_DEB_BINARIES},\n>\n")
 set(CPACK_VMM_CUDA_LIB_DIR "${CUEMU_LIB_DIR}")
+# Some paths are compiled in (vmmctl cdi names the library), so the package
+# is built only from a tree configured for /usr (the default).
+set(CPACK_VMM_CONFIGURED_PREFIX "${CMAKE_INSTALL_PREFIX}")
 set(CPACK_VMM_BINARY_LIST "${PROJECT_BINARY_DIR}/cmake/deb-binaries.txt")
 set(CPACK_PROJECT_CONFIG_FILE "${PROJECT_SOURCE_DIR}/cmake/debian/shlibdeps.cmake")
 include(CPack)

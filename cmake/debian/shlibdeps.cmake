@@ -1,4 +1,5 @@
-# CPACK_PROJECT_CONFIG_FILE of the Debian package: sets Depends from the
+# CPACK_PROJECT_CONFIG_FILE of the Debian package: refuses a tree configured
+# for another prefix than /usr; sets Depends from the
 # built binaries' shared libraries with dpkg-shlibdeps (the same tool
 # dh_shlibdeps runs), minus libcuda.so.1: the CUDA driver is not a Debian
 # dependency (NVIDIA's packages, Debian's non-free ones and container runtimes
@@ -6,6 +7,11 @@
 # systemd-sysusers, as dh_installsysusers adds it.
 if(NOT CPACK_GENERATOR STREQUAL "DEB")
   return()
+endif()
+if(NOT CPACK_VMM_CONFIGURED_PREFIX STREQUAL "/usr")
+  message(FATAL_ERROR "the Debian package needs a tree configured for /usr "
+          "(this one: ${CPACK_VMM_CONFIGURED_PREFIX}): paths such as the library's "
+          "in vmmctl cdi are compiled in.  Configure with -DCMAKE_INSTALL_PREFIX=/usr.")
 endif()
 find_program(VMM_DPKG_SHLIBDEPS dpkg-shlibdeps)
 if(NOT VMM_DPKG_SHLIBDEPS)

@@ -1,11 +1,13 @@
 #!/bin/bash
 # The Debian package built from this tree (cpack, cmake/VmmPackage.cmake):
+#  - built only from a tree configured for /usr (skip otherwise);
 #  - control: Depends names the package of every shared library the binaries
 #    need (dpkg-shlibdeps), never the CUDA driver, plus sysusers;
 #  - installed with dpkg into a throwaway root (--root, maintainer scripts run
 #    chrootless with DPKG_ROOT): files under /usr, the vmmd user and group
 #    created by sysusers, vmmd.service enabled the Debian way
 #    (deb-systemd-helper: multi-user.target.wants), the vmmd@ templates not;
+#  - vmmctl cdi from the root names the library where the package put it;
 #  - `systemd-analyze verify --root` on the installed units;
 #  - remove masks vmmd.service, purge leaves no unit state behind;
 #  - lintian, when installed, is run and reported (not a failure).
@@ -18,6 +20,11 @@ fail() { echo "FAIL: $*"; exit 1; }
 for t in dpkg-deb dpkg dpkg-shlibdeps cpack; do
   command -v "$t" >/dev/null || { echo "SKIP: $t not installed"; exit 77; }
 done
+# The package is built from trees configured for /usr (the default) only.
+if [[ ${VMM_INST_PREFIX:?} != /usr ]]; then
+  echo "SKIP: this tree is configured for $VMM_INST_PREFIX, the package needs /usr"
+  exit 77
+fi
 
 rm -rf "$tmp/pkg" "$tmp/root" && mkdir -p "$tmp/pkg" || fail "mkdir"
 cpack -G DEB -B "$tmp/pkg" --config "$build/CPackConfig.cmake" > "$tmp/cpack.log" 2>&1 ||
@@ -39,8 +46,9 @@ grep -q 'systemd | systemd-standalone-sysusers | systemd-sysusers' <<<"$depends"
 # Every library the binaries need, but libcuda.so.1, comes from a package
 # that Depends names.
 rm -rf "$tmp/x" && dpkg-deb -x "$deb" "$tmp/x" || fail "dpkg-deb -x"
+libdir=/usr/${VMM_INST_LIBDIR:?}
 bins=("$tmp"/x/usr/sbin/vmmd "$tmp"/x/usr/bin/vmmctl "$tmp"/x/usr/libexec/vmmd/vmmd-gpus
-      "$tmp"/x/usr/lib*/libvmm_client.so.[0-9]*.*)
+      "$tmp/x$libdir"/libvmm_client.so.[0-9]*.*)
 declare -A checked=()
 for b in "${bins[@]}"; do
   [[ -f $b ]] || fail "missing in the package: ${b#"$tmp/x"}"
@@ -80,6 +88,11 @@ for f in /usr/sbin/vmmd /usr/bin/vmmctl /usr/libexec/vmmd/vmmd-gpus /usr/include
   [[ -e $root$f ]] || fail "$f not installed"
 done
 grep -q '^/usr/local' <<<"$(dpkg --root="$root" -L vmmd)" && fail "the package installs under /usr/local"
+# vmmctl cdi, run from the root, names the library the package installed.
+cdi=$("$root/usr/bin/vmmctl" --socket-dir /run/vmmd cdi) || fail "vmmctl cdi"
+lib=$(grep -o '"hostPath": *"[^"]*libvmm_client[^"]*"' <<<"$cdi" | sed 's/.*"\([^"]*\)"$/\1/')
+[[ -n $lib && -e $root$lib ]] || fail "vmmctl cdi names the library '$lib', which the package lacks"
+echo "vmmctl cdi: library $lib"
 # sysusers made the vmmd user and its group.
 pw=$(grep '^vmmd:' "$root/etc/passwd") || fail "no vmmd user in the root's /etc/passwd"
 gid=$(cut -d: -f4 <<<"$pw")
