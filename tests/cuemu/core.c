@@ -275,6 +275,10 @@ cuemu_config_load(void)
 		    "a100\n", s);
 		return -1;
 	}
+	v = 2000;
+	if (cuemu_env_u64("CUEMU_ASYNC_DELAY_US", 0, 10000000, &v) != 0)
+		return -1;
+	c.async_delay_ns = v * 1000u;
 	cuemu_cfg = c;
 	return 0;
 
@@ -341,6 +345,12 @@ cuemu_check(const char *name)
 	    !__atomic_load_n(&cuemu_initialized, __ATOMIC_ACQUIRE))
 		return CUDA_ERROR_NOT_INITIALIZED;
 	return CUDA_SUCCESS;
+}
+
+pthread_mutex_t *
+cuemu_mutex(void)
+{
+	return &cuemu_lock;
 }
 
 void
@@ -681,19 +691,27 @@ cuCtxGetDevice(CUdevice *device)
 	return CUDA_SUCCESS;
 }
 
-/* Everything completes when issued: synchronizing only validates, reading
- * this thread's state, without the emulator lock (as cheap as a real idle
- * GPU's, and no lock contention the real driver would not have). */
+/* Waits for the current context's work only (cuda.h: "Blocks until the
+ * current context has completed all preceding requested tasks").  With
+ * nothing pending it reads this thread's state and one counter, without the
+ * emulator lock, as cheap as a real idle GPU's. */
 CUEMU_EXPORT CUresult CUDAAPI
 cuCtxSynchronize(void)
 {
 	CUresult r;
+	int dev;
 
 	if ((r = cuemu_check("cuCtxSynchronize")) != CUDA_SUCCESS)
 		return r;
-	if (cuemu_current_ctx() == NULL)
+	if ((dev = cuemu_current_device()) < 0)
 		return CUDA_ERROR_INVALID_CONTEXT;
 	cuemu_charge(CUEMU_COST_CALL, 1);
+	cuemu_counter_add(CUEMU_COUNTER_CTX_SYNCS);
+	if (cuemu_q_device_idle(dev))
+		return CUDA_SUCCESS;
+	pthread_mutex_lock(&cuemu_lock);
+	cuemu_q_sync_device(dev);
+	pthread_mutex_unlock(&cuemu_lock);
 	return CUDA_SUCCESS;
 }
 
@@ -748,6 +766,8 @@ cuCtxSynchronize_v2(CUcontext ctx)
 		ctx = cuemu_current_ctx();
 	if (ctx == NULL || !cuemu_ctx_known(ctx) || ctx->retains == 0)
 		return cuemu_ret(CUDA_ERROR_INVALID_CONTEXT);
+	cuemu_counter_add(CUEMU_COUNTER_CTX_SYNCS);
+	cuemu_q_sync_device(ctx->device);
 	return cuemu_ret(CUDA_SUCCESS);
 }
 

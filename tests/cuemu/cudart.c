@@ -96,6 +96,8 @@
 	X(cuEventCreate,		PFN_cuEventCreate_v2000)	\
 	X(cuEventRecord,		PFN_cuEventRecord_v2000)	\
 	X(cuEventSynchronize,		PFN_cuEventSynchronize_v2000)	\
+	X(cuEventQuery,			PFN_cuEventQuery_v2000)		\
+	X(cuStreamWaitEvent,		PFN_cuStreamWaitEvent_v3020)	\
 	X(cuEventDestroy,		PFN_cuEventDestroy_v4000)	\
 	X(cuDeviceCanAccessPeer,	PFN_cuDeviceCanAccessPeer_v4000) \
 	X(cuCtxEnablePeerAccess,	PFN_cuCtxEnablePeerAccess_v4000) \
@@ -724,7 +726,10 @@ cudaMalloc(void **devPtr, size_t size)
 	return cudaSuccess;
 }
 
-/* cudaFree(NULL) is the classic way to initialise the runtime. */
+/* cudaFree(NULL) is the classic way to initialise the runtime.  Like the
+ * real one, cudaFree synchronizes the device before it frees ("Managing
+ * memory allocations using cudaMalloc and cudaFree causes GPU to
+ * synchronize across all executing CUDA streams"). */
 cudaError_t CUDARTAPI
 cudaFree(void *devPtr)
 {
@@ -734,6 +739,8 @@ cudaFree(void *devPtr)
 		return rt_ret(err);
 	if (devPtr == NULL)
 		return cudaSuccess;
+	if ((err = RT_CALL(cuCtxSynchronize, NULL)) != cudaSuccess)
+		return rt_ret(err);
 	return rt_ret(RT_CALL(cuMemFree, rt_dptr(devPtr)));
 }
 
@@ -1002,6 +1009,26 @@ cudaEventSynchronize(cudaEvent_t event)
 	if ((err = rt_context()) != cudaSuccess)
 		return rt_ret(err);
 	return rt_ret(RT_CALL(cuEventSynchronize, event));
+}
+
+cudaError_t CUDARTAPI
+cudaEventQuery(cudaEvent_t event)
+{
+	cudaError_t err;
+
+	if ((err = rt_context()) != cudaSuccess)
+		return rt_ret(err);
+	return rt_ret(RT_CALL(cuEventQuery, event));
+}
+
+cudaError_t CUDARTAPI
+cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned int flags)
+{
+	cudaError_t err;
+
+	if ((err = rt_context()) != cudaSuccess)
+		return rt_ret(err);
+	return rt_ret(RT_CALL(cuStreamWaitEvent, stream, event, flags));
 }
 
 cudaError_t CUDARTAPI

@@ -36,6 +36,7 @@ struct cuemu_config {
 	uint64_t	granularity;
 	uint64_t	oom_above;	/* 0: off */
 	bool		latency;
+	uint64_t	async_delay_ns;	/* queued work runs at the latest then */
 };
 
 extern struct cuemu_config cuemu_cfg;
@@ -59,6 +60,8 @@ void		cuemu_leave(void);
 /* As cuemu_enter, without taking the lock: for calls that read only the
  * calling thread's state. */
 CUresult	cuemu_check(const char *name);
+/* The emulator lock itself, for condition waits (queue.c). */
+pthread_mutex_t *cuemu_mutex(void);
 /* Charges the latency profile's cost for an operation touching n units. */
 void		cuemu_charge(enum cuemu_cost cost, size_t units);
 bool		cuemu_device_valid(int ordinal);
@@ -140,8 +143,64 @@ bool		cuemu_peer_enabled(int accessor, int owner);
  * for the last time); lock held. */
 void		cuemu_peer_forget(int dev);
 
-/* ---- mem.c: streams and events, for validation -------------------------- */
+/* ---- mem.c: streams and events, classic memory, copies ------------------- */
 
 bool		cuemu_stream_valid(CUstream s);
+/* Frees the classic allocation at dptr; lock held. */
+CUresult	cuemu_classic_free(CUdeviceptr dptr);
+
+/* ---- queue.c: work that runs later, one worker thread per device ------------ */
+
+/* A stream's queue (the legacy and per-thread default streams have one
+ * per device, resp. per thread and device).  All calls: lock held. */
+struct cuemu_q;
+
+enum cuemu_counter {
+	CUEMU_COUNTER_CTX_SYNCS,
+	CUEMU_COUNTER_STREAM_SYNCS,
+	CUEMU_COUNTER_EVENT_SYNCS,
+	CUEMU_COUNTER_FAULTS,
+	CUEMU_COUNTER_BUSY_RELEASES,
+	CUEMU_COUNTER_LAUNCHES,
+	CUEMU_COUNTER_N
+};
+
+void		cuemu_counter_add(enum cuemu_counter c);
+/* The emulator-only exports (cuemu.h documents them). */
+CUEMU_EXPORT CUresult cuemuLaunchWrite(CUdeviceptr dst, unsigned int pattern,
+		    size_t bytes, unsigned int delay_us, CUstream hStream);
+CUEMU_EXPORT CUresult cuemuLaunchWrite_ptsz(CUdeviceptr dst,
+		    unsigned int pattern, size_t bytes, unsigned int delay_us,
+		    CUstream hStream);
+CUEMU_EXPORT int cuemuGetCounter(const char *name, unsigned long long *value);
+struct cuemu_q	*cuemu_q_create(int dev, bool blocking);
+void		cuemu_q_destroy(struct cuemu_q *q);
+struct cuemu_q	*cuemu_q_legacy(int dev);
+struct cuemu_q	*cuemu_q_per_thread(int dev);
+int		cuemu_q_device(const struct cuemu_q *q);
+/* Position of q's last op; whether q has completed up to seq. */
+uint64_t	cuemu_q_tail(const struct cuemu_q *q);
+bool		cuemu_q_done(const struct cuemu_q *q, uint64_t seq);
+/* Issue work: a copy (host sources are staged now), a memset, the emulated
+ * kernel, a stream-ordered free, an event's mark (its position in *seq),
+ * a wait for another queue's position. */
+CUresult	cuemu_q_copy(struct cuemu_q *q, CUdeviceptr dst, bool dst_dev,
+		    CUdeviceptr src, bool src_dev, size_t len);
+CUresult	cuemu_q_memset(struct cuemu_q *q, CUdeviceptr dst,
+		    unsigned char uc, size_t n);
+CUresult	cuemu_q_write(struct cuemu_q *q, CUdeviceptr dst,
+		    uint32_t pattern, size_t bytes, unsigned delay_us);
+CUresult	cuemu_q_free(struct cuemu_q *q, CUdeviceptr dptr, size_t len);
+CUresult	cuemu_q_mark(struct cuemu_q *q, uint64_t *seq);
+CUresult	cuemu_q_wait(struct cuemu_q *q, struct cuemu_q *wq,
+		    uint64_t wseq);
+/* Waits (dropping the lock meanwhile) until q completed up to seq. */
+void		cuemu_q_sync(struct cuemu_q *q, uint64_t seq);
+/* Waits until every queue of device dev is empty. */
+void		cuemu_q_sync_device(int dev);
+/* Whether device dev has no work pending (no lock needed). */
+bool		cuemu_q_device_idle(int dev);
+/* Counts a busy release if pending work touches [addr, addr+len). */
+void		cuemu_q_note_release(CUdeviceptr addr, size_t len);
 
 #endif

@@ -1,7 +1,7 @@
 /*
  * cuemu classic memory and data movement: cuMemAlloc and friends, copies and
- * memsets (host memcpy after checking every byte is device memory the caller
- * may touch), streams and events (immediate, but validated), pointer queries.
+ * memsets (checked at issue, then queued: queue.c runs them later), streams
+ * and events over queue.c's queues, the emulated kernel, pointer queries.
  */
 #include "cuemu_internal.h"
 
@@ -30,6 +30,7 @@ struct CUstream_st {
 	uint32_t		magic;
 	unsigned		flags;
 	int			device;	/* of the context that created it */
+	struct cuemu_q		*q;	/* its work (queue.c) */
 	struct CUstream_st	*next;
 };
 
@@ -38,6 +39,8 @@ struct CUevent_st {
 	unsigned		flags;
 	int			device;	/* of the context that created it */
 	bool			recorded;
+	struct cuemu_q		*q;	/* where and at which position */
+	uint64_t		seq;
 	struct CUevent_st	*next;
 };
 
@@ -68,6 +71,19 @@ cuemu_stream_device(CUstream s, int dev)
 	return s->device;
 }
 
+/* The queue of a valid stream: NULL is the legacy default stream, or the
+ * per-thread one for the _ptds/_ptsz entry points; dev: the current
+ * context's device.  NULL when out of memory. */
+static struct cuemu_q *
+cuemu_stream_q(CUstream s, int dev, bool ptds)
+{
+	if (s == CU_STREAM_PER_THREAD || (s == NULL && ptds))
+		return cuemu_q_per_thread(dev);
+	if (s == NULL || s == CU_STREAM_LEGACY)
+		return cuemu_q_legacy(dev);
+	return s->q;
+}
+
 static struct CUevent_st *
 cuemu_event_find(CUevent e)
 {
@@ -91,6 +107,11 @@ cuStreamCreate(CUstream *phStream, unsigned int Flags)
 		return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
 	if ((s = calloc(1, sizeof(*s))) == NULL)
 		return cuemu_ret(CUDA_ERROR_OUT_OF_MEMORY);
+	if ((s->q = cuemu_q_create(dev,
+	    !(Flags & CU_STREAM_NON_BLOCKING))) == NULL) {
+		free(s);
+		return cuemu_ret(CUDA_ERROR_OUT_OF_MEMORY);
+	}
 	s->magic = CUEMU_STREAM_MAGIC;
 	s->flags = Flags;
 	s->device = dev;
@@ -114,6 +135,7 @@ cuStreamDestroy_v2(CUstream hStream)
 
 			*pp = s->next;
 			s->magic = 0;
+			cuemu_q_destroy(s->q);
 			free(s);
 			return cuemu_ret(CUDA_SUCCESS);
 		}
@@ -128,40 +150,47 @@ cuStreamDestroy(CUstream hStream)
 }
 
 static CUresult
-cuemu_stream_sync(const char *name, CUstream hStream, bool query)
+cuemu_stream_sync(const char *name, CUstream hStream, bool query, bool ptds)
 {
+	struct cuemu_q *q;
 	int dev;
 
 	CUEMU_ENTER(name);
 	CUEMU_NEED_CTX(dev);
 	if (!cuemu_stream_valid(hStream))
 		return cuemu_ret(CUDA_ERROR_INVALID_HANDLE);
-	(void)query;	/* every operation completed when it was issued */
+	if ((q = cuemu_stream_q(hStream, dev, ptds)) == NULL)
+		return cuemu_ret(CUDA_ERROR_OUT_OF_MEMORY);
+	if (query)
+		return cuemu_ret(cuemu_q_done(q, cuemu_q_tail(q)) ?
+		    CUDA_SUCCESS : CUDA_ERROR_NOT_READY);
+	cuemu_counter_add(CUEMU_COUNTER_STREAM_SYNCS);
+	cuemu_q_sync(q, cuemu_q_tail(q));
 	return cuemu_ret(CUDA_SUCCESS);
 }
 
 CUEMU_EXPORT CUresult CUDAAPI
 cuStreamSynchronize(CUstream hStream)
 {
-	return cuemu_stream_sync("cuStreamSynchronize", hStream, false);
+	return cuemu_stream_sync("cuStreamSynchronize", hStream, false, false);
 }
 
 CUEMU_EXPORT CUresult CUDAAPI
 cuStreamSynchronize_ptsz(CUstream hStream)
 {
-	return cuemu_stream_sync("cuStreamSynchronize", hStream, false);
+	return cuemu_stream_sync("cuStreamSynchronize", hStream, false, true);
 }
 
 CUEMU_EXPORT CUresult CUDAAPI
 cuStreamQuery(CUstream hStream)
 {
-	return cuemu_stream_sync("cuStreamQuery", hStream, true);
+	return cuemu_stream_sync("cuStreamQuery", hStream, true, false);
 }
 
 CUEMU_EXPORT CUresult CUDAAPI
 cuStreamQuery_ptsz(CUstream hStream)
 {
-	return cuemu_stream_sync("cuStreamQuery", hStream, true);
+	return cuemu_stream_sync("cuStreamQuery", hStream, true, true);
 }
 
 CUEMU_EXPORT CUresult CUDAAPI
@@ -216,10 +245,14 @@ cuEventDestroy(CUevent hEvent)
 	return cuEventDestroy_v2(hEvent);
 }
 
+/* The event completes once the stream's work issued so far completed. */
 static CUresult
-cuemu_event_record(CUevent hEvent, CUstream hStream)
+cuemu_event_record(CUevent hEvent, CUstream hStream, bool ptds)
 {
 	struct CUevent_st *e;
+	struct cuemu_q *q;
+	uint64_t seq;
+	CUresult r;
 	int dev;
 
 	CUEMU_ENTER("cuEventRecord");
@@ -231,41 +264,129 @@ cuemu_event_record(CUevent hEvent, CUstream hStream)
 	 * streams are the current context's. */
 	if (e->device != cuemu_stream_device(hStream, dev))
 		return cuemu_ret(CUDA_ERROR_INVALID_HANDLE);
+	if ((q = cuemu_stream_q(hStream, dev, ptds)) == NULL)
+		return cuemu_ret(CUDA_ERROR_OUT_OF_MEMORY);
+	if ((r = cuemu_q_mark(q, &seq)) != CUDA_SUCCESS)
+		return cuemu_ret(r);
 	e->recorded = true;
+	e->q = q;
+	e->seq = seq;
 	return cuemu_ret(CUDA_SUCCESS);
 }
 
 CUEMU_EXPORT CUresult CUDAAPI
 cuEventRecord(CUevent hEvent, CUstream hStream)
 {
-	return cuemu_event_record(hEvent, hStream);
+	return cuemu_event_record(hEvent, hStream, false);
 }
 
 CUEMU_EXPORT CUresult CUDAAPI
 cuEventRecord_ptsz(CUevent hEvent, CUstream hStream)
 {
-	return cuemu_event_record(hEvent, hStream);
+	return cuemu_event_record(hEvent, hStream, true);
 }
 
+/* An event never recorded counts as complete (cuda.h). */
 CUEMU_EXPORT CUresult CUDAAPI
 cuEventSynchronize(CUevent hEvent)
 {
+	struct CUevent_st *e;
 	int dev;
 
 	CUEMU_ENTER("cuEventSynchronize");
 	CUEMU_NEED_CTX(dev);
-	if (cuemu_event_find(hEvent) == NULL)
+	if ((e = cuemu_event_find(hEvent)) == NULL)
 		return cuemu_ret(CUDA_ERROR_INVALID_HANDLE);
+	cuemu_counter_add(CUEMU_COUNTER_EVENT_SYNCS);
+	if (e->recorded)
+		cuemu_q_sync(e->q, e->seq);
 	return cuemu_ret(CUDA_SUCCESS);
 }
 
 CUEMU_EXPORT CUresult CUDAAPI
 cuEventQuery(CUevent hEvent)
 {
+	struct CUevent_st *e;
+
 	CUEMU_ENTER("cuEventQuery");
-	if (cuemu_event_find(hEvent) == NULL)
+	if ((e = cuemu_event_find(hEvent)) == NULL)
 		return cuemu_ret(CUDA_ERROR_INVALID_HANDLE);
+	if (e->recorded && !cuemu_q_done(e->q, e->seq))
+		return cuemu_ret(CUDA_ERROR_NOT_READY);
 	return cuemu_ret(CUDA_SUCCESS);
+}
+
+/* Work later issued on the stream waits until the event completed. */
+static CUresult
+cuemu_stream_wait_event(CUstream hStream, CUevent hEvent, unsigned Flags,
+    bool ptds)
+{
+	struct CUevent_st *e;
+	struct cuemu_q *q;
+	int dev;
+
+	CUEMU_ENTER("cuStreamWaitEvent");
+	CUEMU_NEED_CTX(dev);
+	if ((Flags & ~(unsigned)CU_EVENT_WAIT_EXTERNAL) != 0)
+		return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
+	if ((e = cuemu_event_find(hEvent)) == NULL ||
+	    !cuemu_stream_valid(hStream))
+		return cuemu_ret(CUDA_ERROR_INVALID_HANDLE);
+	if ((q = cuemu_stream_q(hStream, dev, ptds)) == NULL)
+		return cuemu_ret(CUDA_ERROR_OUT_OF_MEMORY);
+	if (!e->recorded)
+		return cuemu_ret(CUDA_SUCCESS);
+	return cuemu_ret(cuemu_q_wait(q, e->q, e->seq));
+}
+
+CUEMU_EXPORT CUresult CUDAAPI
+cuStreamWaitEvent(CUstream hStream, CUevent hEvent, unsigned int Flags)
+{
+	return cuemu_stream_wait_event(hStream, hEvent, Flags, false);
+}
+
+CUEMU_EXPORT CUresult CUDAAPI
+cuStreamWaitEvent_ptsz(CUstream hStream, CUevent hEvent, unsigned int Flags)
+{
+	return cuemu_stream_wait_event(hStream, hEvent, Flags, true);
+}
+
+/* The emulated kernel (cuemu.h): writes pattern (little-endian, repeated)
+ * over [dst, dst+bytes) on hStream, ending delay_us after the stream
+ * reached it.  Like a kernel launch, addresses are checked only when it
+ * runs. */
+static CUresult
+cuemu_launch_write(CUdeviceptr dst, unsigned int pattern, size_t bytes,
+    unsigned int delay_us, CUstream hStream, bool ptds)
+{
+	struct cuemu_q *q;
+	int dev;
+
+	CUEMU_ENTER("cuemuLaunchWrite");
+	CUEMU_NEED_CTX(dev);
+	if (!cuemu_stream_valid(hStream))
+		return cuemu_ret(CUDA_ERROR_INVALID_HANDLE);
+	if (cuemu_stream_device(hStream, dev) != dev)
+		return cuemu_ret(CUDA_ERROR_INVALID_HANDLE);
+	if (dst == 0 || bytes == 0 || delay_us > 10000000u)
+		return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
+	if ((q = cuemu_stream_q(hStream, dev, ptds)) == NULL)
+		return cuemu_ret(CUDA_ERROR_OUT_OF_MEMORY);
+	return cuemu_ret(cuemu_q_write(q, dst, pattern, bytes, delay_us));
+}
+
+CUEMU_EXPORT CUresult CUDAAPI
+cuemuLaunchWrite(CUdeviceptr dst, unsigned int pattern, size_t bytes,
+    unsigned int delay_us, CUstream hStream)
+{
+	return cuemu_launch_write(dst, pattern, bytes, delay_us, hStream, false);
+}
+
+CUEMU_EXPORT CUresult CUDAAPI
+cuemuLaunchWrite_ptsz(CUdeviceptr dst, unsigned int pattern, size_t bytes,
+    unsigned int delay_us, CUstream hStream)
+{
+	return cuemu_launch_write(dst, pattern, bytes, delay_us, hStream, true);
 }
 
 /* ---- classic allocation -------------------------------------------------------- */
@@ -299,9 +420,8 @@ cuemu_alloc(int dev, size_t size, enum cuemu_kind kind, CUdeviceptr *out)
 	return CUDA_SUCCESS;
 }
 
-/* Frees the classic allocation at dptr; lock held. */
-static CUresult
-cuemu_free(CUdeviceptr dptr)
+CUresult
+cuemu_classic_free(CUdeviceptr dptr)
 {
 	enum cuemu_kind kind;
 	size_t size;
@@ -356,9 +476,14 @@ cuMemFree_v2(CUdeviceptr dptr)
 {
 	int dev;
 
+	struct cuemu_range rg;
+
 	CUEMU_ENTER("cuMemFree");
 	CUEMU_NEED_CTX(dev);
-	return cuemu_ret(cuemu_free(dptr));
+	/* Pending work on it: a GPU would fault (observable, see queue.c). */
+	if (cuemu_lookup(dptr, &rg) && rg.base == dptr && rg.kind != CUEMU_KIND_VMM)
+		cuemu_q_note_release(rg.base, rg.size);
+	return cuemu_ret(cuemu_classic_free(dptr));
 }
 
 static CUresult
@@ -385,28 +510,36 @@ cuMemAllocAsync_ptsz(CUdeviceptr *dptr, size_t bytesize, CUstream hStream)
 	return cuemu_alloc_async(dptr, bytesize, hStream);
 }
 
+/* The memory goes when the stream reaches the free, not before. */
 static CUresult
-cuemu_free_async(CUdeviceptr dptr, CUstream hStream)
+cuemu_free_async(CUdeviceptr dptr, CUstream hStream, bool ptds)
 {
+	struct cuemu_range rg;
+	struct cuemu_q *q;
 	int dev;
 
 	CUEMU_ENTER("cuMemFreeAsync");
 	CUEMU_NEED_CTX(dev);
 	if (!cuemu_stream_valid(hStream))
 		return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
-	return cuemu_ret(cuemu_free(dptr));
+	if (!cuemu_lookup(dptr, &rg) || rg.base != dptr ||
+	    rg.kind == CUEMU_KIND_VMM)
+		return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
+	if ((q = cuemu_stream_q(hStream, dev, ptds)) == NULL)
+		return cuemu_ret(CUDA_ERROR_OUT_OF_MEMORY);
+	return cuemu_ret(cuemu_q_free(q, dptr, rg.size));
 }
 
 CUEMU_EXPORT CUresult CUDAAPI
 cuMemFreeAsync(CUdeviceptr dptr, CUstream hStream)
 {
-	return cuemu_free_async(dptr, hStream);
+	return cuemu_free_async(dptr, hStream, false);
 }
 
 CUEMU_EXPORT CUresult CUDAAPI
 cuMemFreeAsync_ptsz(CUdeviceptr dptr, CUstream hStream)
 {
-	return cuemu_free_async(dptr, hStream);
+	return cuemu_free_async(dptr, hStream, true);
 }
 
 CUEMU_EXPORT CUresult CUDAAPI
@@ -446,12 +579,23 @@ cuMemGetAddressRange_v2(CUdeviceptr *pbase, size_t *psize, CUdeviceptr dptr)
 
 /* ---- copies and memsets ------------------------------------------------------ */
 
-/* Copies len bytes after checking each side; dst_dev/src_dev say which side is
- * device memory (for cuMemcpy, decided by lookup). */
+/* Copies len bytes after checking each side (at issue, as the driver's
+ * argument checks; and again when it runs); dst_dev/src_dev say which side
+ * is device memory (for cuMemcpy, decided by lookup).  When the call
+ * returns, by cuda.h's "API synchronization behavior":
+ *   - host to host: done (fully synchronous);
+ *   - device to host: done, after the stream's earlier work;
+ *   - host to device: the source is staged, the write still pending;
+ *   - device to device: pending (no host-side synchronization).
+ * Non-async calls use the legacy default stream, or the per-thread one for
+ * the _ptds entry points. */
 static CUresult
 cuemu_copy(const char *name, CUdeviceptr dst, bool dst_dev, CUdeviceptr src,
-    bool src_dev, size_t len, CUstream stream, bool async)
+    bool src_dev, size_t len, CUstream stream, bool async, bool ptds)
 {
+	struct cuemu_q *q;
+	uint64_t seq;
+	CUresult r;
 	int dev;
 
 	CUEMU_ENTER(name);
@@ -469,49 +613,67 @@ cuemu_copy(const char *name, CUdeviceptr dst, bool dst_dev, CUdeviceptr src,
 		return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
 	if (src_dev && !cuemu_range_ok(src, len, PROT_READ, dev))
 		return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
-	memmove((void *)(uintptr_t)dst, (const void *)(uintptr_t)src, len);
+	if (!dst_dev && !src_dev) {
+		memmove((void *)(uintptr_t)dst, (const void *)(uintptr_t)src,
+		    len);
+		return cuemu_ret(CUDA_SUCCESS);
+	}
+	if ((q = cuemu_stream_q(async ? stream : NULL, dev, ptds)) == NULL)
+		return cuemu_ret(CUDA_ERROR_OUT_OF_MEMORY);
+	if ((r = cuemu_q_copy(q, dst, dst_dev, src, src_dev, len)) !=
+	    CUDA_SUCCESS)
+		return cuemu_ret(r);
+	if (!async && !dst_dev) {
+		seq = cuemu_q_tail(q);
+		cuemu_q_sync(q, seq);
+	}
 	return cuemu_ret(CUDA_SUCCESS);
 }
+
+#define CUEMU_H(p) ((CUdeviceptr)(uintptr_t)(p))
 
 CUEMU_EXPORT CUresult CUDAAPI
 cuMemcpyHtoD_v2(CUdeviceptr dstDevice, const void *srcHost, size_t ByteCount)
 {
-	return cuemu_copy("cuMemcpyHtoD", dstDevice, true,
-	    (CUdeviceptr)(uintptr_t)srcHost, false, ByteCount, NULL, false);
+	return cuemu_copy("cuMemcpyHtoD", dstDevice, true, CUEMU_H(srcHost),
+	    false, ByteCount, NULL, false, false);
 }
 
 CUEMU_EXPORT CUresult CUDAAPI
 cuMemcpyHtoD_v2_ptds(CUdeviceptr dstDevice, const void *srcHost,
     size_t ByteCount)
 {
-	return cuMemcpyHtoD_v2(dstDevice, srcHost, ByteCount);
+	return cuemu_copy("cuMemcpyHtoD", dstDevice, true, CUEMU_H(srcHost),
+	    false, ByteCount, NULL, false, true);
 }
 
 CUEMU_EXPORT CUresult CUDAAPI
 cuMemcpyDtoH_v2(void *dstHost, CUdeviceptr srcDevice, size_t ByteCount)
 {
-	return cuemu_copy("cuMemcpyDtoH", (CUdeviceptr)(uintptr_t)dstHost, false,
-	    srcDevice, true, ByteCount, NULL, false);
+	return cuemu_copy("cuMemcpyDtoH", CUEMU_H(dstHost), false, srcDevice,
+	    true, ByteCount, NULL, false, false);
 }
 
 CUEMU_EXPORT CUresult CUDAAPI
 cuMemcpyDtoH_v2_ptds(void *dstHost, CUdeviceptr srcDevice, size_t ByteCount)
 {
-	return cuMemcpyDtoH_v2(dstHost, srcDevice, ByteCount);
+	return cuemu_copy("cuMemcpyDtoH", CUEMU_H(dstHost), false, srcDevice,
+	    true, ByteCount, NULL, false, true);
 }
 
 CUEMU_EXPORT CUresult CUDAAPI
 cuMemcpyDtoD_v2(CUdeviceptr dstDevice, CUdeviceptr srcDevice, size_t ByteCount)
 {
 	return cuemu_copy("cuMemcpyDtoD", dstDevice, true, srcDevice, true,
-	    ByteCount, NULL, false);
+	    ByteCount, NULL, false, false);
 }
 
 CUEMU_EXPORT CUresult CUDAAPI
 cuMemcpyDtoD_v2_ptds(CUdeviceptr dstDevice, CUdeviceptr srcDevice,
     size_t ByteCount)
 {
-	return cuMemcpyDtoD_v2(dstDevice, srcDevice, ByteCount);
+	return cuemu_copy("cuMemcpyDtoD", dstDevice, true, srcDevice, true,
+	    ByteCount, NULL, false, true);
 }
 
 /* Unified addressing: a pointer inside device memory is device memory. */
@@ -532,13 +694,14 @@ CUEMU_EXPORT CUresult CUDAAPI
 cuMemcpy(CUdeviceptr dst, CUdeviceptr src, size_t ByteCount)
 {
 	return cuemu_copy("cuMemcpy", dst, cuemu_is_device(dst), src,
-	    cuemu_is_device(src), ByteCount, NULL, false);
+	    cuemu_is_device(src), ByteCount, NULL, false, false);
 }
 
 CUEMU_EXPORT CUresult CUDAAPI
 cuMemcpy_ptds(CUdeviceptr dst, CUdeviceptr src, size_t ByteCount)
 {
-	return cuMemcpy(dst, src, ByteCount);
+	return cuemu_copy("cuMemcpy", dst, cuemu_is_device(dst), src,
+	    cuemu_is_device(src), ByteCount, NULL, false, true);
 }
 
 CUEMU_EXPORT CUresult CUDAAPI
@@ -546,29 +709,31 @@ cuMemcpyHtoDAsync_v2(CUdeviceptr dstDevice, const void *srcHost,
     size_t ByteCount, CUstream hStream)
 {
 	return cuemu_copy("cuMemcpyHtoDAsync", dstDevice, true,
-	    (CUdeviceptr)(uintptr_t)srcHost, false, ByteCount, hStream, true);
+	    CUEMU_H(srcHost), false, ByteCount, hStream, true, false);
 }
 
 CUEMU_EXPORT CUresult CUDAAPI
 cuMemcpyHtoDAsync_v2_ptsz(CUdeviceptr dstDevice, const void *srcHost,
     size_t ByteCount, CUstream hStream)
 {
-	return cuMemcpyHtoDAsync_v2(dstDevice, srcHost, ByteCount, hStream);
+	return cuemu_copy("cuMemcpyHtoDAsync", dstDevice, true,
+	    CUEMU_H(srcHost), false, ByteCount, hStream, true, true);
 }
 
 CUEMU_EXPORT CUresult CUDAAPI
 cuMemcpyDtoHAsync_v2(void *dstHost, CUdeviceptr srcDevice, size_t ByteCount,
     CUstream hStream)
 {
-	return cuemu_copy("cuMemcpyDtoHAsync", (CUdeviceptr)(uintptr_t)dstHost,
-	    false, srcDevice, true, ByteCount, hStream, true);
+	return cuemu_copy("cuMemcpyDtoHAsync", CUEMU_H(dstHost), false,
+	    srcDevice, true, ByteCount, hStream, true, false);
 }
 
 CUEMU_EXPORT CUresult CUDAAPI
 cuMemcpyDtoHAsync_v2_ptsz(void *dstHost, CUdeviceptr srcDevice,
     size_t ByteCount, CUstream hStream)
 {
-	return cuMemcpyDtoHAsync_v2(dstHost, srcDevice, ByteCount, hStream);
+	return cuemu_copy("cuMemcpyDtoHAsync", CUEMU_H(dstHost), false,
+	    srcDevice, true, ByteCount, hStream, true, true);
 }
 
 CUEMU_EXPORT CUresult CUDAAPI
@@ -576,14 +741,15 @@ cuMemcpyDtoDAsync_v2(CUdeviceptr dstDevice, CUdeviceptr srcDevice,
     size_t ByteCount, CUstream hStream)
 {
 	return cuemu_copy("cuMemcpyDtoDAsync", dstDevice, true, srcDevice, true,
-	    ByteCount, hStream, true);
+	    ByteCount, hStream, true, false);
 }
 
 CUEMU_EXPORT CUresult CUDAAPI
 cuMemcpyDtoDAsync_v2_ptsz(CUdeviceptr dstDevice, CUdeviceptr srcDevice,
     size_t ByteCount, CUstream hStream)
 {
-	return cuMemcpyDtoDAsync_v2(dstDevice, srcDevice, ByteCount, hStream);
+	return cuemu_copy("cuMemcpyDtoDAsync", dstDevice, true, srcDevice, true,
+	    ByteCount, hStream, true, true);
 }
 
 CUEMU_EXPORT CUresult CUDAAPI
@@ -591,20 +757,24 @@ cuMemcpyAsync(CUdeviceptr dst, CUdeviceptr src, size_t ByteCount,
     CUstream hStream)
 {
 	return cuemu_copy("cuMemcpyAsync", dst, cuemu_is_device(dst), src,
-	    cuemu_is_device(src), ByteCount, hStream, true);
+	    cuemu_is_device(src), ByteCount, hStream, true, false);
 }
 
 CUEMU_EXPORT CUresult CUDAAPI
 cuMemcpyAsync_ptsz(CUdeviceptr dst, CUdeviceptr src, size_t ByteCount,
     CUstream hStream)
 {
-	return cuMemcpyAsync(dst, src, ByteCount, hStream);
+	return cuemu_copy("cuMemcpyAsync", dst, cuemu_is_device(dst), src,
+	    cuemu_is_device(src), ByteCount, hStream, true, true);
 }
 
+/* Memsets of device memory are asynchronous to the host, the non-async ones
+ * included (cuda.h, "API synchronization behavior"). */
 static CUresult
 cuemu_memset(const char *name, CUdeviceptr dst, unsigned char uc, size_t n,
-    CUstream stream, bool async)
+    CUstream stream, bool async, bool ptds)
 {
+	struct cuemu_q *q;
 	int dev;
 
 	CUEMU_ENTER(name);
@@ -617,34 +787,37 @@ cuemu_memset(const char *name, CUdeviceptr dst, unsigned char uc, size_t n,
 		dev = cuemu_stream_device(stream, dev);
 	if (!cuemu_range_ok(dst, n, PROT_WRITE, dev))
 		return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
-	memset((void *)(uintptr_t)dst, uc, n);
-	return cuemu_ret(CUDA_SUCCESS);
+	if ((q = cuemu_stream_q(async ? stream : NULL, dev, ptds)) == NULL)
+		return cuemu_ret(CUDA_ERROR_OUT_OF_MEMORY);
+	return cuemu_ret(cuemu_q_memset(q, dst, uc, n));
 }
 
 CUEMU_EXPORT CUresult CUDAAPI
 cuMemsetD8_v2(CUdeviceptr dstDevice, unsigned char uc, size_t N)
 {
-	return cuemu_memset("cuMemsetD8", dstDevice, uc, N, NULL, false);
+	return cuemu_memset("cuMemsetD8", dstDevice, uc, N, NULL, false, false);
 }
 
 CUEMU_EXPORT CUresult CUDAAPI
 cuMemsetD8_v2_ptds(CUdeviceptr dstDevice, unsigned char uc, size_t N)
 {
-	return cuMemsetD8_v2(dstDevice, uc, N);
+	return cuemu_memset("cuMemsetD8", dstDevice, uc, N, NULL, false, true);
 }
 
 CUEMU_EXPORT CUresult CUDAAPI
 cuMemsetD8Async(CUdeviceptr dstDevice, unsigned char uc, size_t N,
     CUstream hStream)
 {
-	return cuemu_memset("cuMemsetD8Async", dstDevice, uc, N, hStream, true);
+	return cuemu_memset("cuMemsetD8Async", dstDevice, uc, N, hStream, true,
+	    false);
 }
 
 CUEMU_EXPORT CUresult CUDAAPI
 cuMemsetD8Async_ptsz(CUdeviceptr dstDevice, unsigned char uc, size_t N,
     CUstream hStream)
 {
-	return cuMemsetD8Async(dstDevice, uc, N, hStream);
+	return cuemu_memset("cuMemsetD8Async", dstDevice, uc, N, hStream, true,
+	    true);
 }
 
 /* ---- pointer attributes ------------------------------------------------------ */

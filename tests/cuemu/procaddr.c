@@ -102,6 +102,8 @@ enum { CUEMU_LEGACY, CUEMU_PTDS };
 	X("cuEventRecord", 2000, cuEventRecord, CUEMU_LEGACY)                 \
 	X("cuEventRecord", 7000, cuEventRecord_ptsz, CUEMU_PTDS)              \
 	X("cuEventSynchronize", 2000, cuEventSynchronize, CUEMU_LEGACY)       \
+	X("cuStreamWaitEvent", 3020, cuStreamWaitEvent, CUEMU_LEGACY)         \
+	X("cuStreamWaitEvent", 7000, cuStreamWaitEvent_ptsz, CUEMU_PTDS)      \
 	X("cuEventQuery", 2000, cuEventQuery, CUEMU_LEGACY)                   \
 	X("cuPointerGetAttribute", 4000, cuPointerGetAttribute, CUEMU_LEGACY) \
 	X("cuPointerGetAttributes", 7000, cuPointerGetAttributes, CUEMU_LEGACY)

@@ -555,6 +555,8 @@ cuMemUnmap(CUdeviceptr ptr, size_t size)
 	CUEMU_ENTER("cuMemUnmap");
 	if (!cuemu_whole_mappings(ptr, size))
 		return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
+	/* Pending work on it: a GPU would fault (observable, see queue.c). */
+	cuemu_q_note_release(ptr, size);
 	cuemu_charge(CUEMU_COST_UNMAP, size / cuemu_cfg.granularity);
 	while (ptr < end) {
 		struct cuemu_region *r = cuemu_region_at(ptr);

@@ -15,13 +15,14 @@ fi
 
 want="cudaDeviceCanAccessPeer cudaDeviceDisablePeerAccess
 cudaDeviceEnablePeerAccess cudaDeviceGetAttribute cudaDeviceSynchronize cudaDriverGetVersion
-cudaEventCreate cudaEventDestroy cudaEventRecord cudaEventSynchronize cudaFree
+cudaEventCreate cudaEventDestroy cudaEventQuery cudaEventRecord
+cudaEventSynchronize cudaFree
 cudaFreeAsync cudaGetDevice cudaGetDeviceCount cudaGetErrorName
 cudaGetErrorString cudaGetLastError cudaMalloc cudaMallocAsync cudaMallocPitch
 cudaMemGetInfo cudaMemcpy cudaMemcpyAsync cudaMemset cudaPeekAtLastError
 cudaPointerGetAttributes cudaRuntimeGetVersion cudaSetDevice cudaStreamCreate
 cudaStreamCreateWithFlags cudaStreamDestroy cudaStreamQuery
-cudaStreamSynchronize"
+cudaStreamSynchronize cudaStreamWaitEvent"
 want=$(printf '%s\n' $want | LC_ALL=C sort)
 have=$(nm -D --defined-only "$lib" | awk '$2 ~ /^[TtWwDdBbRrVvi]$/ { sub(/@.*/, "", $3); print $3 }' |
     grep -v -e '^_init$' -e '^_fini$' -e '^__bss_start$' -e '^_edata$' -e '^_end$' |

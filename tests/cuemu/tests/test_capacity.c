@@ -100,6 +100,8 @@ role_export(void)
 	va = ct_map_new(0, 32 * MiB, &h);
 	ct_fill(b, 32 * MiB, 31);
 	CHECK_OK(cuMemcpyHtoD(va, b, 32 * MiB));
+	/* May still be in flight (cuda.h): the importer reads it next. */
+	CHECK_OK(cuCtxSynchronize());
 	CHECK_OK(cuMemExportToShareableHandle(&fd, h, FD_TYPE, 0));
 	ct_send_fd(0, fd);
 	ct_write(1, "R", 1);

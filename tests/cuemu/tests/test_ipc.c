@@ -46,6 +46,10 @@ device_fill(CUdeviceptr va, size_t n, unsigned seed)
 	CHECK(b != NULL);
 	ct_fill(b, n, seed);
 	CHECK_OK(cuMemcpyHtoD(va, b, n));
+	/* The copy may still be in flight when cuMemcpyHtoD returns (cuda.h,
+	 * "API synchronization behavior"): another process sees it once the
+	 * context is synchronized. */
+	CHECK_OK(cuCtxSynchronize());
 	free(b);
 }
 
