@@ -39,6 +39,7 @@ client_atfork_child(void)
 	vmmc_helper_forget();
 	vmmc_core_forget();
 	vmmc_access_forget_all();
+	vmmc_sync_forget();
 }
 
 static void

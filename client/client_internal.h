@@ -8,7 +8,8 @@
  *   small.c     sub-allocation by size class with per-thread caches
  *   va.c        virtual address reservations and a coalescing range allocator
  *   conn.c      the connection to vmmd: handshake, calls, pushes, reconnect
- *   core.c      counters, lazy sync tickets, mapping, waking the helper
+ *   sync.c      lazy synchronization per device and context (tickets)
+ *   core.c      counters, mapping, waking the helper
  *   access.c    which devices may access each device's mappings (peers)
  *   settings.c  the VMM_* environment table, read once
  *
@@ -140,14 +141,22 @@ bool	vmmc_va_contains(CUdeviceptr addr);
 /* Drops all VA bookkeeping (fork child). */
 void	vmmc_va_forget_all(void);
 
+/* ---- sync.c ---------------------------------------------------------------- */
+
+/* Lazy synchronization (design at the top of sync.c).  A free of memory of
+ * device dev records vmmc_sync_ticket(dev); memory freed with ticket t may
+ * be reused, unmapped or given back once vmmc_sync_covers(dev, t). */
+uint64_t vmmc_sync_ticket(int dev);
+bool	vmmc_sync_covers(int dev, uint64_t ticket);
+/* Synchronizes the contexts of dev unless ticket is covered: 0 once it is,
+ * VMM_ECUDA if a synchronization failed (the memory is still busy). */
+int	vmmc_sync_for(int dev, uint64_t ticket);
+/* Waits for the work issued on dev so far (from any of its contexts). */
+int	vmmc_sync_now(int dev);
+void	vmmc_sync_forget(void);	/* fork child */
+
 /* ---- core.c ---------------------------------------------------------------- */
 
-/* Lazy synchronization: a free records vmmc_sync_ticket(); memory freed with
- * ticket t may be reused or unmapped once vmmc_sync_covers(t). */
-uint64_t vmmc_sync_ticket(void);
-bool	vmmc_sync_covers(uint64_t ticket);
-/* Synchronizes the current context unless ticket is already covered. */
-int	vmmc_sync_for(uint64_t ticket);
 /* The device of the calling thread's current context, or VMM_ENOCTX. */
 int	vmmc_current_device(void);
 /* Process-wide counters (atomics). */

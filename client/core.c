@@ -1,7 +1,6 @@
 /*
- * The core under the allocators: the process's counters, lazy
- * synchronization tickets, mapping granted chunks, and the wake-up of the
- * helper thread.  It calls the driver and nothing else of the library, so
+ * The core under the allocators: the process's counters, mapping granted
+ * chunks, and the wake-up of the helper thread.  It calls the driver and nothing else of the library, so
  * every other file may call it.
  */
 #include "client_internal.h"
@@ -13,7 +12,6 @@
 #include "log.h"
 
 static int64_t		core_stats[VMMC_STAT_N];
-static uint64_t		sync_begin, sync_done;	/* tickets, see vmmc_sync_* */
 static int		core_pipe[2] = { -1, -1 };	/* wakes the helper */
 static int		core_report_due;
 
@@ -31,43 +29,7 @@ vmmc_stat_get(int which)
 	return __atomic_load_n(&core_stats[which], __ATOMIC_RELAXED);
 }
 
-/* ---- lazy synchronization --------------------------------------------------- */
-
-/*
- * A free takes ticket t = sync_begin.  A synchronization takes ticket
- * s = sync_begin++ before cuCtxSynchronize and, once it returned, raises
- * sync_done to s + 1.  A sync that started after the free has s >= t, so
- * sync_done > t means the freed memory is idle.
- */
-uint64_t
-vmmc_sync_ticket(void)
-{
-	return __atomic_load_n(&sync_begin, __ATOMIC_ACQUIRE);
-}
-
-bool
-vmmc_sync_covers(uint64_t ticket)
-{
-	return __atomic_load_n(&sync_done, __ATOMIC_ACQUIRE) > ticket;
-}
-
-int
-vmmc_sync_for(uint64_t ticket)
-{
-	uint64_t s, cur;
-
-	if (vmmc_sync_covers(ticket))
-		return 0;
-	s = __atomic_fetch_add(&sync_begin, 1, __ATOMIC_ACQ_REL);
-	if (cuCtxSynchronize() != CUDA_SUCCESS)
-		return VMM_ECUDA;
-	vmmc_stat_add(VMMC_STAT_SYNCS, 1);
-	cur = __atomic_load_n(&sync_done, __ATOMIC_ACQUIRE);
-	while (cur < s + 1 && !__atomic_compare_exchange_n(&sync_done, &cur,
-	    s + 1, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
-		;
-	return 0;
-}
+/* ---- devices ------------------------------------------------------------- */
 
 int
 vmmc_current_device(void)

@@ -304,8 +304,13 @@ large_stitch_local(int dev, struct vmmc_conn *c, size_t size, uint64_t need,
 	if ((rc = vmmc_va_alloc(dev, nl->va_size, gran, &nl->base)) != 0)
 		goto fail;
 	/* The cached memory may still be in use by work issued before its
-	 * free: not before that is done. */
-	vmmc_sync_for(ticket);
+	 * free: not before that is done.  A failed sync: still busy, the
+	 * picked entries go back to the cache and new chunks serve. */
+	if (vmmc_sync_for(dev, ticket) != 0) {
+		vmmc_va_free(dev, nl->base, nl->va_size);
+		rc = 1;
+		goto fail;
+	}
 	for (i = 0; i < npick; i++) {
 		uint64_t m = large_remap_at(pick[i], nl->base + off);
 
@@ -400,7 +405,15 @@ vmmc_large_alloc(int dev, size_t size, void **out)
 		best->size = size;
 		ticket = best->ticket;
 		pthread_rwlock_unlock(&large_lock);
-		vmmc_sync_for(ticket);
+		if (vmmc_sync_for(dev, ticket) != 0) {
+			/* Still busy: back to the cache, new chunks serve. */
+			pthread_rwlock_wrlock(&large_lock);
+			best->cached = true;
+			cache_push(best);
+			pthread_rwlock_unlock(&large_lock);
+			best = NULL;
+			goto fresh;
+		}
 		*out = (void *)(uintptr_t)best->base;
 		vmmc_stat_add(VMMC_STAT_IN_USE, (int64_t)size);
 		vmmc_stat_add(VMMC_STAT_ALLOCS, 1);
@@ -411,6 +424,7 @@ vmmc_large_alloc(int dev, size_t size, void **out)
 	}
 	pthread_rwlock_unlock(&large_lock);
 
+fresh:
 	/* 2. Stitched from our own cached chunks (and vmmd for the rest). */
 	if ((rc = large_stitch_local(dev, c, size, need, gran, out)) <= 0)
 		return rc;
@@ -514,7 +528,7 @@ vmmc_large_free(void *p)
 		return VMM_ENOTOURS;
 	}
 	l->cached = true;
-	l->ticket = vmmc_sync_ticket();
+	l->ticket = vmmc_sync_ticket(l->dev);
 	l->freed_ms = vmm_now_ms();
 	cache_push(l);
 	over = cache_bytes > st->cache_max ? cache_bytes - st->cache_max : 0;
@@ -546,11 +560,21 @@ vmmc_large_trim(uint64_t target, uint64_t older_ms, uint64_t recall_id)
 			pthread_rwlock_unlock(&large_lock);
 			break;
 		}
+		/* Not before work issued ahead of the free is done (the
+		 * contexts of l's device, not the caller's): a failed sync
+		 * leaves it cached, mapped and ours. */
+		if (!vmmc_sync_covers(l->dev, l->ticket)) {
+			uint64_t t = l->ticket;
+			int dev = l->dev;
+
+			pthread_rwlock_unlock(&large_lock);
+			if (vmmc_sync_for(dev, t) != 0)
+				break;
+			continue;	/* look again: the cache may have moved */
+		}
 		cache_unlink(l);
 		large_remove(l);
 		pthread_rwlock_unlock(&large_lock);
-		/* Not before work issued ahead of the free is done. */
-		vmmc_sync_for(l->ticket);
 		done += l->mapped;
 		large_destroy(l, recall_id);
 	}
@@ -609,8 +633,10 @@ large_shrink(struct large *l, uint64_t need)
 		keep += l->chunks[k++].size;
 	if (k == l->nchunks)
 		return;
-	/* The tail may be in use by work issued before the call. */
-	vmmc_sync_for(vmmc_sync_ticket());
+	/* The tail may be in use by work issued before the call; still
+	 * busy: keep it mapped (the allocation just stays larger). */
+	if (vmmc_sync_now(l->dev) != 0)
+		return;
 	vmmc_unmap_range(l->base + keep, l->mapped - keep);
 	if ((ids = calloc(l->nchunks - k, sizeof(*ids))) != NULL && c != NULL) {
 		for (i = k; i < l->nchunks; i++)
@@ -688,8 +714,19 @@ vmmc_large_realloc(void **pp, size_t size)
 			large_giveback(c, g, (size_t)n);
 			return rc;
 		}
-		/* Work issued on the old address must finish first. */
-		vmmc_sync_for(vmmc_sync_ticket());
+		/* Work issued on the old address must finish first; still
+		 * busy: undo the move, the old allocation stays as it was. */
+		if (vmmc_sync_now(l->dev) != 0) {
+			uint64_t got = 0;
+			int i;
+
+			for (i = 0; i < n; i++)
+				got += g[i].size;
+			vmmc_unmap_range(nb, l->mapped + got);
+			vmmc_va_free(l->dev, nb, nva);
+			large_giveback(c, g, (size_t)n);
+			return VMM_ECUDA;
+		}
 		vmmc_unmap_range(l->base, l->mapped);
 		vmmc_va_free(l->dev, l->base, l->va_size);
 		pthread_rwlock_wrlock(&large_lock);

@@ -7,7 +7,7 @@
  * (safe to hand out) and a stack of dirty ones (freed since, possibly still
  * used by GPU work issued before the free).  Dirty blocks become clean when
  * a synchronization that started after their last free has completed
- * (client.c's tickets); a thread syncs at most once per refill.  Stacks
+ * (sync.c's tickets, per device); a thread syncs at most once per refill.  Stacks
  * spill to and refill from the class's segments under the class lock, in
  * batches; partly used segments are preferred to new ones, and empty
  * segments go back to vmmd on trim.
@@ -544,9 +544,13 @@ steal_once(struct tcache *tc, uint32_t c)
 	pthread_mutex_unlock(&k->lock);
 	if (got == 0)
 		return -1;
+	/* Still busy (a failed sync): the blocks go back. */
+	if (vmmc_sync_for(tc->dev, ticket) != 0) {
+		spill(tc->dev, c, b->clean, got, ticket);
+		return -1;
+	}
 	b->nclean = got;
 	tc->held += (uint64_t)got * small_size[c];
-	vmmc_sync_for(ticket);
 	return 0;
 }
 
@@ -562,7 +566,7 @@ refill(struct tcache *tc, uint32_t c)
 	struct seg *s;
 	int rc;
 
-	if (b->ndirty > 0 && vmmc_sync_covers(b->ticket))
+	if (b->ndirty > 0 && vmmc_sync_covers(tc->dev, b->ticket))
 		goto swap;
 	pthread_mutex_lock(&k->lock);
 	while (got < want) {
@@ -596,14 +600,14 @@ refill(struct tcache *tc, uint32_t c)
 	}
 	pthread_mutex_unlock(&k->lock);
 	if (got > 0) {
-		b->nclean = got;
-		tc->held += (uint64_t)got * small_size[c];
-		if (!vmmc_sync_covers(ticket))
-			vmmc_sync_for(ticket);
-		return 0;
-	}
-	if (b->ndirty > 0) {
-		vmmc_sync_for(b->ticket);
+		if (vmmc_sync_for(tc->dev, ticket) == 0) {
+			b->nclean = got;
+			tc->held += (uint64_t)got * small_size[c];
+			return 0;
+		}
+		/* Still busy (a failed sync): back, and a new segment. */
+		spill(tc->dev, c, b->clean, got, ticket);
+	} else if (b->ndirty > 0 && vmmc_sync_for(tc->dev, b->ticket) == 0) {
 		goto swap;
 	}
 	if ((rc = seg_new(tc->dev, c, &s)) != 0) {
@@ -690,7 +694,7 @@ vmmc_small_free(void *ptr)
 		return VMM_ENOTOURS;	/* not allocated: a double free */
 	if ((tc = tc_get(s->dev)) == NULL) {
 		spill(s->dev, s->cls, &(struct blk){ s, idx }, 1,
-		    vmmc_sync_ticket());
+		    vmmc_sync_ticket(s->dev));
 		return 0;
 	}
 	b = &tc->bins[s->cls];
@@ -703,7 +707,7 @@ vmmc_small_free(void *ptr)
 	}
 	b->dirty[b->ndirty++] = (struct blk){ s, idx };
 	tc->held += s->block;
-	b->ticket = vmmc_sync_ticket();
+	b->ticket = vmmc_sync_ticket(s->dev);
 	tc_unlock(tc);
 	TC_ADD(tc->in_use, -(int64_t)s->block);
 	TC_ADD(tc->frees, 1);
@@ -803,7 +807,17 @@ vmmc_small_trim(uint64_t recall_id)
 		CUdeviceptr base = s->base;
 
 		empty = s->next;
-		vmmc_sync_for(s->ticket);
+		/* Still busy (a failed sync): it stays, listed again. */
+		if (vmmc_sync_for(s->dev, s->ticket) != 0) {
+			struct cls *k = &small_cls[s->dev][s->cls];
+
+			pthread_mutex_lock(&k->lock);
+			s->next = k->partial;
+			k->partial = s;
+			s->listed = true;
+			pthread_mutex_unlock(&k->lock);
+			continue;
+		}
 		reg_remove(s);
 		vmmc_unmap_range(base, small_seg);
 		vmmc_va_free(s->dev, base, small_seg);

@@ -1,0 +1,273 @@
+/*
+ * Lazy synchronization against work that is still running: unmodified
+ * driver-API programs under LD_PRELOAD=libvmm_client.so, real vmmd
+ * instances, and the emulator's delayed kernel (tests/cuemu/cuemu.h).  The
+ * kernel runs on a non-blocking stream, so nothing but the library's own
+ * synchronization orders it before a reuse.  One scenario per argument:
+ *
+ *   twoctx    CUEMU_DEVICES=2: a kernel on device 0 writes buffer A, A is
+ *             freed; device 1's context frees, reuses and so synchronizes;
+ *             back on device 0, B reuses A's memory and is written.  The
+ *             sync of device 1 must not count for device 0: B keeps its
+ *             data, nothing busy was unmapped.
+ *   failsync  cuCtxSynchronize fails (CUEMU_FAIL): freed memory with a
+ *             kernel still writing it is neither reused for B nor unmapped
+ *             by vmm_flush (a failed sync is "still busy", never "idle").
+ *   helper    CUEMU_DEVICES=2, VMM_IDLE_MS: the helper thread gives back
+ *             device 1's idle cache while device 1's kernel still writes it;
+ *             it must synchronize device 1's context first, not whatever
+ *             context it made current (device 0's comes first).  Nothing
+ *             busy is unmapped, and the chunks still go back.
+ *
+ * The emulator counts an unmap or free of memory that queued work still
+ * touches ("busy_releases") and a queued write that finds its memory gone
+ * ("faults"): both must stay 0.
+ */
+#include <cuda.h>
+
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../common/check.h"
+#include "../cuemu/cuemu.h"
+#include "session.h"
+#include "testclient.h"
+#include "vmm_client.h"
+
+#define MiB (1ull << 20)
+#define SIZE (8 * MiB)
+#define KERNEL_US 300000u
+#define PAT 0xdeadbeefu
+
+static char	sockdir[1024], sockpath[1100];
+static pid_t	daemons[2];
+
+static void
+sleep_ms(int ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+	nanosleep(&ts, NULL);
+}
+
+/* The socket of the daemon for device index. */
+static void
+path_of(int index, char *out, size_t len)
+{
+	CHECK(vmm_sess_path_index(out, len, sockdir, index) == 0);
+}
+
+/* vmmd for devices 0..n-1 (tc_start_daemon waits for device 0's socket
+ * only).  The daemons must not inherit this test's fault injection. */
+static void
+start_daemons(int n)
+{
+	static const char *dev1[] = { "--device", "1", NULL };
+	char path[1100];
+	int i, fd;
+
+	unsetenv("CUEMU_FAIL");
+	for (i = 0; i < n; i++)
+		daemons[i] = tc_start_daemon(sockdir, "idle_timeout_ms = 0\n",
+		    i == 0 ? NULL : dev1);
+	if (n < 2)
+		return;
+	path_of(1, path, sizeof(path));
+	for (i = 0; i < 500 && (fd = tc_connect_raw(path)) < 0; i++)
+		sleep_ms(10);
+	CHECK(fd >= 0);
+	close(fd);
+}
+
+static CUcontext
+ctx_of(int ordinal)
+{
+	CUcontext c;
+	CUdevice d;
+
+	CHECK_OK(cuDeviceGet(&d, ordinal));
+	CHECK_OK(cuDevicePrimaryCtxRetain(&c, d));
+	return c;
+}
+
+static void
+put(CUdeviceptr d, size_t n, unsigned seed)
+{
+	unsigned char *b = malloc(n);
+	size_t i;
+
+	CHECK(b != NULL);
+	for (i = 0; i < n; i++)
+		b[i] = (unsigned char)(seed + i * 7);
+	CHECK_OK(cuMemcpyHtoD(d, b, n));
+	free(b);
+}
+
+/* Whether d holds put()'s data for seed (reads with cuMemcpyDtoH, which
+ * waits for the legacy stream only, not for the non-blocking one). */
+static int
+holds(CUdeviceptr d, size_t n, unsigned seed)
+{
+	unsigned char *b = malloc(n);
+	size_t i;
+	int ok = 1;
+
+	CHECK(b != NULL);
+	CHECK_OK(cuMemcpyDtoH(b, d, n));
+	for (i = 0; i < n; i++)
+		if (b[i] != (unsigned char)(seed + i * 7))
+			ok = 0;
+	free(b);
+	return ok;
+}
+
+static void
+expect_clean(void)
+{
+	unsigned long long busy = cuemu_counter("busy_releases");
+	unsigned long long faults = cuemu_counter("faults");
+
+	if (busy != 0 || faults != 0)
+		fprintf(stderr, "busy_releases %llu, faults %llu\n", busy,
+		    faults);
+	CHECK(busy == 0 && faults == 0);
+}
+
+static void
+sc_twoctx(void)
+{
+	CUcontext c0, c1;
+	CUdeviceptr a, b, x;
+	CUstream s;
+
+	start_daemons(2);
+	c0 = ctx_of(0);
+	c1 = ctx_of(1);
+	CHECK_OK(cuCtxSetCurrent(c0));
+	CHECK_OK(cuStreamCreate(&s, CU_STREAM_NON_BLOCKING));
+	CHECK_OK(cuMemAlloc(&a, SIZE));
+	CHECK_OK(cuemu_launch_write(a, PAT, SIZE, KERNEL_US, s));
+	CHECK_OK(cuMemFree(a));
+	/* Device 1: a free, then a reuse that synchronizes device 1. */
+	CHECK_OK(cuCtxSetCurrent(c1));
+	CHECK_OK(cuMemAlloc(&x, SIZE));
+	CHECK_OK(cuMemFree(x));
+	CHECK_OK(cuMemAlloc(&x, SIZE));
+	/* Device 0 again: B gets A's memory, once A's kernel is done. */
+	CHECK_OK(cuCtxSetCurrent(c0));
+	CHECK_OK(cuMemAlloc(&b, SIZE));
+	CHECK(b == a);	/* reused, so the test means something */
+	put(b, SIZE, 3);
+	CHECK_OK(cuStreamSynchronize(s));
+	CHECK(holds(b, SIZE, 3));	/* the kernel did not write over it */
+	CHECK_OK(cuMemFree(b));
+	CHECK_OK(cuCtxSetCurrent(c1));
+	CHECK_OK(cuMemFree(x));
+	CHECK_OK(cuCtxSetCurrent(c0));
+	CHECK_OK(cuStreamDestroy(s));
+	expect_clean();
+}
+
+static void
+sc_failsync(void)
+{
+	int (*flush)(void) = (int (*)(void))dlsym(RTLD_DEFAULT, "vmm_flush");
+	CUdeviceptr a, b;
+	CUstream s;
+
+	CHECK(flush != NULL);
+	start_daemons(1);
+	CHECK_OK(cuCtxSetCurrent(ctx_of(0)));
+	CHECK_OK(cuStreamCreate(&s, CU_STREAM_NON_BLOCKING));
+	CHECK_OK(cuMemAlloc(&a, SIZE));
+	CHECK_OK(cuemu_launch_write(a, PAT, SIZE, KERNEL_US, s));
+	CHECK_OK(cuMemFree(a));
+	/* Giving the cache back needs a sync, which fails: A stays mapped. */
+	(void)flush();
+	CHECK(cuemu_counter("busy_releases") == 0);
+	/* Reuse needs one too: A is still busy, B is other memory. */
+	CHECK_OK(cuMemAlloc(&b, SIZE));
+	CHECK(b != a);
+	put(b, SIZE, 5);
+	CHECK_CU(cuStreamQuery(s), CUDA_ERROR_NOT_READY);
+	CHECK_OK(cuStreamSynchronize(s));
+	CHECK(holds(b, SIZE, 5));
+	expect_clean();
+	CHECK_OK(cuMemFree(b));
+	CHECK_OK(cuStreamDestroy(s));
+}
+
+static uint64_t
+lent(const char *path)
+{
+	struct tc *adm = tc_open(path, "admin", true);
+	Vmm__PoolStats ps;
+
+	CHECK(tc_stats(adm, &ps, NULL, NULL) == 0);
+	tc_close(adm);
+	return ps.lent_bytes;
+}
+
+static void
+sc_helper(void)
+{
+	CUdeviceptr a0, a1;
+	CUcontext c0, c1;
+	char path1[1100];
+	CUstream s;
+	int i;
+
+	start_daemons(2);
+	path_of(1, path1, sizeof(path1));
+	c0 = ctx_of(0);
+	c1 = ctx_of(1);
+	/* Device 0 in use too, so the helper visits its context first. */
+	CHECK_OK(cuCtxSetCurrent(c0));
+	CHECK_OK(cuMemAlloc(&a0, SIZE));
+	CHECK_OK(cuCtxSetCurrent(c1));
+	CHECK_OK(cuStreamCreate(&s, CU_STREAM_NON_BLOCKING));
+	CHECK_OK(cuMemAlloc(&a1, SIZE));
+	CHECK(lent(path1) >= SIZE);
+	CHECK_OK(cuemu_launch_write(a1, PAT, SIZE, KERNEL_US, s));
+	CHECK_OK(cuMemFree(a1));
+	/* VMM_IDLE_MS=50: the helper gives a1 back, after the kernel. */
+	for (i = 0; i < 200 && lent(path1) != 0; i++)
+		sleep_ms(10);
+	CHECK(lent(path1) == 0);
+	expect_clean();
+	CHECK_OK(cuStreamQuery(s));	/* given back only after the kernel */
+	CHECK_OK(cuStreamDestroy(s));
+	CHECK_OK(cuCtxSetCurrent(c0));
+	CHECK_OK(cuMemFree(a0));
+}
+
+int
+main(int argc, char **argv)
+{
+	const char *dir = getenv("VMM_SOCKET_DIR");
+	int i;
+
+	CHECK(argc == 2 && dir != NULL);
+	snprintf(sockdir, sizeof(sockdir), "%s", dir);
+	tc_socket_path(sockdir, sockpath, sizeof(sockpath));
+	CHECK(cuemu_available());
+	/* Also parses CUEMU_FAIL in this process, before the daemons start. */
+	CHECK_OK(cuInit(0));
+	if (strcmp(argv[1], "twoctx") == 0)
+		sc_twoctx();
+	else if (strcmp(argv[1], "failsync") == 0)
+		sc_failsync();
+	else if (strcmp(argv[1], "helper") == 0)
+		sc_helper();
+	else
+		CHECK(!"unknown scenario");
+	for (i = 0; i < 2; i++)
+		if (daemons[i] > 0)
+			CHECK(WIFEXITED(tc_stop_daemon(daemons[i])));
+	return 0;
+}
