@@ -40,6 +40,7 @@ client_atfork_child(void)
 	vmmc_core_forget();
 	vmmc_access_forget_all();
 	vmmc_sync_forget();
+	vmmc_stream_forget();
 }
 
 static void
@@ -76,43 +77,25 @@ client_alloc(int dev, size_t size, void **dptr)
 	return vmmc_large_alloc(dev, size, dptr);
 }
 
-/* Gives everything this process caches back to vmmd (the calling thread's
- * small blocks, cached large allocations, empty segments); bytes returned.
- * No allocator lock may be held by the caller. */
+/* Gives everything this process caches back to vmmd (stream-ordered frees
+ * whose event completed, the calling thread's small blocks, cached large
+ * allocations, empty segments); bytes returned.  No allocator lock may be
+ * held by the caller. */
 static uint64_t
 client_give_back(void)
 {
+	vmmc_stream_reap(-1);
 	vmmc_small_flush_mine();
 	return vmmc_large_trim(0, 0, 0) + vmmc_small_trim(0);
 }
 
-int
-vmm_malloc(void **dptr, size_t size)
+/* Allocates on dev, with the out-of-memory retry. */
+static int
+client_alloc_retry(int dev, size_t size, void **dptr)
 {
-	int dev;
-
-	CLIENT_INIT();
-	if (dptr == NULL || size == 0)
-		return VMM_EINVAL;
-	if (vmmc_settings_get()->mode != VMMC_MODE_VMM)
-		return VMM_ENOSYS;
-	if ((dev = vmmc_current_device()) < 0)
-		return dev;
-	return vmmc_malloc_dev(dev, dptr, size);
-}
-
-int
-vmmc_malloc_dev(int dev, void **dptr, size_t size)
-{
-	const struct vmmc_settings *st;
+	const struct vmmc_settings *st = vmmc_settings_get();
 	int rc;
 
-	CLIENT_INIT();
-	st = vmmc_settings_get();
-	if (dptr == NULL || size == 0 || dev < 0 || dev >= VMMC_MAX_DEVICES)
-		return VMM_EINVAL;
-	if (st->mode != VMMC_MODE_VMM)
-		return VMM_ENOSYS;
 	rc = client_alloc(dev, size, dptr);
 	/* Out of memory or over quota: this process's own cached memory goes
 	 * back to vmmd first, then one more try.  Here, above the allocators,
@@ -127,12 +110,87 @@ vmmc_malloc_dev(int dev, void **dptr, size_t size)
 }
 
 int
+vmm_malloc(void **dptr, size_t size)
+{
+	const struct vmmc_settings *st;
+	int dev;
+
+	CLIENT_INIT();
+	st = vmmc_settings_get();
+	if (dptr == NULL || size == 0)
+		return VMM_EINVAL;
+	if (st->mode != VMMC_MODE_VMM)
+		return VMM_ENOSYS;
+	if ((dev = vmmc_current_device()) < 0)
+		return dev;
+	return client_alloc_retry(dev, size, dptr);
+}
+
+int
+vmmc_malloc_dev(int dev, void **dptr, size_t size)
+{
+	CLIENT_INIT();
+	if (dptr == NULL || size == 0 || dev < 0 || dev >= VMMC_MAX_DEVICES)
+		return VMM_EINVAL;
+	if (vmmc_settings_get()->mode != VMMC_MODE_VMM)
+		return VMM_ENOSYS;
+	return client_alloc_retry(dev, size, dptr);
+}
+
+/* Stream-ordered (stream.c): on the stream's device, reusing memory freed
+ * on a stream through an event, never a device-wide synchronization. */
+int
+vmmc_malloc_async(void **dptr, size_t size, CUstream s)
+{
+	CUcontext ctx;
+	int dev;
+
+	CLIENT_INIT();
+	if (dptr == NULL || size == 0)
+		return VMM_EINVAL;
+	if (vmmc_settings_get()->mode != VMMC_MODE_VMM)
+		return VMM_ENOSYS;
+	/* A stream the driver refuses: the original reports it. */
+	if ((dev = vmmc_stream_device(s, &ctx)) < 0)
+		return VMM_ENOCTX;
+	if (vmmc_stream_take(dev, size, s, ctx, dptr) == 0)
+		return 0;
+	vmmc_stream_reap(dev);
+	return client_alloc_retry(dev, size, dptr);
+}
+
+int
+vmmc_free_async(void *dptr, CUstream s)
+{
+	void *base;
+	size_t size;
+	CUcontext ctx;
+	int dev;
+
+	if (dptr == NULL)
+		return 0;
+	if (vmmc_small_range(dptr, &base, &size) != 0 &&
+	    vmmc_large_range(dptr, &base, &size) != 0)
+		return VMM_ENOTOURS;
+	if (base != dptr)
+		return VMM_ENOTOURS;
+	if (vmmc_stream_parked(dptr))
+		return VMM_EINVAL;	/* freed twice */
+	if ((dev = vmmc_stream_device(s, &ctx)) < 0)
+		return VMM_ECUDA;
+	return vmmc_stream_park(dptr, size, s, ctx);
+}
+
+int
 vmm_free(void *dptr)
 {
 	int rc;
 
 	if (dptr == NULL)
 		return 0;
+	/* Freed on a stream already: a double free. */
+	if (vmmc_stream_parked(dptr))
+		return VMM_EINVAL;
 	rc = vmmc_small_free(dptr);
 	if (rc == VMM_ENOTOURS)
 		rc = vmmc_large_free(dptr);

@@ -8,6 +8,7 @@
  *   small.c     sub-allocation by size class with per-thread caches
  *   va.c        virtual address reservations and a coalescing range allocator
  *   conn.c      the connection to vmmd: handshake, calls, pushes, reconnect
+ *   stream.c    stream-ordered frees parked with an event, reused in order
  *   sync.c      lazy synchronization per device and context (tickets)
  *   core.c      counters, mapping, waking the helper
  *   access.c    which devices may access each device's mappings (peers)
@@ -141,6 +142,24 @@ bool	vmmc_va_contains(CUdeviceptr addr);
 /* Drops all VA bookkeeping (fork child). */
 void	vmmc_va_forget_all(void);
 
+/* ---- stream.c -------------------------------------------------------------- */
+
+/* The device of stream s (its context in *ctxp), or VMM_ECUDA. */
+int	vmmc_stream_device(CUstream s, CUcontext *ctxp);
+/* Parks the allocation at p (size bytes) freed on stream s (of context
+ * ctx): an event is recorded there; 0 or a VMM_E* code. */
+int	vmmc_stream_park(void *p, size_t size, CUstream s, CUcontext ctx);
+/* Takes a parked allocation of exactly size bytes on dev for stream s (of
+ * context ctx), made to wait for its free on the GPU: 0 with *out, or 1. */
+int	vmmc_stream_take(int dev, size_t size, CUstream s, CUcontext ctx,
+	    void **out);
+/* Whether p is parked (freed on a stream, not yet reused). */
+bool	vmmc_stream_parked(const void *p);
+/* Frees parked allocations of dev (-1: all) whose event completed into the
+ * allocators as idle; bytes. */
+uint64_t vmmc_stream_reap(int dev);
+void	vmmc_stream_forget(void);	/* fork child */
+
 /* ---- sync.c ---------------------------------------------------------------- */
 
 /* Lazy synchronization (design at the top of sync.c).  A free of memory of
@@ -223,6 +242,8 @@ int	vmmc_adopt_all(struct vmmc_conn *c, int dev);
 
 int	vmmc_large_alloc(int dev, size_t size, void **out);
 int	vmmc_large_free(void *p);
+/* As vmmc_large_free, for memory no GPU work can touch any more. */
+int	vmmc_large_free_idle(void *p);
 int	vmmc_large_realloc(void **p, size_t size);
 bool	vmmc_large_owns(const void *p);
 int	vmmc_large_range(const void *p, void **base, size_t *size);
@@ -243,6 +264,8 @@ void	vmmc_large_forget_all(void);
 int	vmmc_small_alloc(int dev, size_t size, void **out);
 /* VMM_ENOTOURS if p is not a small block. */
 int	vmmc_small_free(void *p);
+/* As vmmc_small_free, for a block no GPU work can touch any more. */
+int	vmmc_small_free_idle(void *p);
 bool	vmmc_small_owns(const void *p);
 int	vmmc_small_range(const void *p, void **base, size_t *size);
 /* Returns the calling thread's cached blocks to their segments (other

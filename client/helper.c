@@ -132,6 +132,9 @@ bg_main(void *arg)
 				vmmc_conn_report(c, &u, rid);
 			}
 		}
+		/* Stream-ordered frees whose event completed become idle cache
+		 * (no synchronization: the event says so). */
+		vmmc_stream_reap(-1);
 		/* Large allocations cached for idle_ms without reuse go back to
 		 * vmmd even while the process is busy; the rest (empty
 		 * segments) when it is idle (no allocation or free since). */

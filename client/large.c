@@ -515,8 +515,23 @@ large_destroy(struct large *l, uint64_t recall_id)
 	free(l);
 }
 
+static int large_free(void *p, bool idle);
+
 int
 vmmc_large_free(void *p)
+{
+	return large_free(p, false);
+}
+
+int
+vmmc_large_free_idle(void *p)
+{
+	return large_free(p, true);
+}
+
+/* idle: no GPU work can touch it any more (ticket 0 needs no sync). */
+static int
+large_free(void *p, bool idle)
 {
 	const struct vmmc_settings *st = vmmc_settings_get();
 	struct large *l;
@@ -528,7 +543,7 @@ vmmc_large_free(void *p)
 		return VMM_ENOTOURS;
 	}
 	l->cached = true;
-	l->ticket = vmmc_sync_ticket(l->dev);
+	l->ticket = idle ? 0 : vmmc_sync_ticket(l->dev);
 	l->freed_ms = vmm_now_ms();
 	cache_push(l);
 	over = cache_bytes > st->cache_max ? cache_bytes - st->cache_max : 0;

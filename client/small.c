@@ -673,8 +673,24 @@ vmmc_small_alloc(int dev, size_t size, void **out)
 	return 0;
 }
 
+static int small_free(void *ptr, bool idle);
+
 int
 vmmc_small_free(void *ptr)
+{
+	return small_free(ptr, false);
+}
+
+int
+vmmc_small_free_idle(void *ptr)
+{
+	return small_free(ptr, true);
+}
+
+/* idle: no GPU work can touch the block any more: straight to the clean
+ * stack (or, full, to its segment without a ticket). */
+static int
+small_free(void *ptr, bool idle)
 {
 	CUdeviceptr p = (CUdeviceptr)(uintptr_t)ptr;
 	struct tcache *tc;
@@ -694,11 +710,24 @@ vmmc_small_free(void *ptr)
 		return VMM_ENOTOURS;	/* not allocated: a double free */
 	if ((tc = tc_get(s->dev)) == NULL) {
 		spill(s->dev, s->cls, &(struct blk){ s, idx }, 1,
-		    vmmc_sync_ticket(s->dev));
+		    idle ? 0 : vmmc_sync_ticket(s->dev));
 		return 0;
 	}
 	b = &tc->bins[s->cls];
 	tc_lock(tc);
+	if (idle) {
+		if (b->nclean < small_cap[s->cls] &&
+		    tc->held + s->block <= SMALL_TC_BYTES) {
+			b->clean[b->nclean++] = (struct blk){ s, idx };
+			tc->held += s->block;
+		} else {
+			spill(s->dev, s->cls, &(struct blk){ s, idx }, 1, 0);
+		}
+		tc_unlock(tc);
+		TC_ADD(tc->in_use, -(int64_t)s->block);
+		TC_ADD(tc->frees, 1);
+		return 0;
+	}
 	if (b->ndirty == small_cap[s->cls] ||
 	    (tc->held + s->block > SMALL_TC_BYTES && b->ndirty > 0)) {
 		spill(s->dev, s->cls, b->dirty, b->ndirty, b->ticket);

@@ -6,19 +6,21 @@
  * cudaFree guarantees that by synchronizing the device; we synchronize
  * lazily, once for a batch, and only the contexts that matter:
  *
- *   - Tickets are per device.  A free of memory of device d takes ticket
- *     t = begin[d] (vmmc_sync_ticket) and, before that, records the context
- *     the work may have been issued in: the calling thread's current context
- *     if it is one of d's, else d's primary context.  Each device keeps the
- *     small set of such contexts (usually just the primary one).
- *   - A synchronization of d takes s = begin[d]++, then synchronizes every
- *     context in d's set (making each current for the call and restoring
- *     the caller's afterwards, so the helper thread and application
- *     threads alike sync the right contexts, whatever is current on them),
- *     and only if all of them succeeded raises done[d] to s + 1.  A free
- *     with ticket t is covered once done[d] > t: the set was read after the
- *     free had recorded its context (the ticket is read after the record,
- *     begin[d] is incremented before the set is read).
+ *   - Tickets are per device.  A free of memory of device d first records
+ *     the context the work may have been issued in (the calling thread's
+ *     current context if it is one of d's, else d's primary context; each
+ *     device keeps the small set of them, usually just the primary one),
+ *     then takes ticket t = begin[d] + 1 (vmmc_sync_ticket).
+ *   - A synchronization of d takes s = begin[d]++, then reads d's set and
+ *     synchronizes every context in it (making each current for the call
+ *     and restoring the caller's afterwards, so the helper thread and
+ *     application threads alike sync the right contexts, whatever is
+ *     current on them), and only if all of them succeeded raises done[d]
+ *     to s + 1.  A free with ticket t is covered once done[d] >= t: only a
+ *     sync begun after the free (s >= t - 1) does that, and such a sync read
+ *     the set after the free recorded its context.  Ticket 0 (memory known
+ *     to be idle: a stream-ordered free whose event completed) is always
+ *     covered.
  *   - A synchronization that fails means "still busy", never "idle": done
  *     stays, vmmc_sync_for returns VMM_ECUDA, and every caller keeps the
  *     memory out of reuse, mapped and unreturned.  A context that no longer
@@ -30,7 +32,7 @@
  * All synchronizing driver calls of the library go through sync_context(),
  * the one place to consult when a synchronizing call is not allowed (an
  * active stream capture).  Stream-ordered frees do not come here: they are
- * reused through events on their stream (see the stream-ordered section).
+ * reused through events on their stream (stream.c).
  */
 #include "client_internal.h"
 
@@ -61,6 +63,7 @@ sync_init(void)
 	for (i = 0; i < VMMC_MAX_DEVICES; i++)
 		pthread_mutex_init(&sync_devs[i].lock, NULL);
 }
+
 
 static bool
 sync_has(struct sync_dev *d, CUcontext ctx)
@@ -205,13 +208,14 @@ vmmc_sync_ticket(int dev)
 		if (cuCtxGetCurrent(&cur) == CUDA_SUCCESS && cur != NULL)
 			(void)sync_context(cur);
 	}
-	return __atomic_load_n(&d->begin, __ATOMIC_SEQ_CST);
+	return __atomic_load_n(&d->begin, __ATOMIC_SEQ_CST) + 1;
 }
 
+/* Ticket 0 (memory known to be idle) is always covered. */
 bool
 vmmc_sync_covers(int dev, uint64_t ticket)
 {
-	return __atomic_load_n(&sync_devs[dev].done, __ATOMIC_ACQUIRE) > ticket;
+	return __atomic_load_n(&sync_devs[dev].done, __ATOMIC_ACQUIRE) >= ticket;
 }
 
 int

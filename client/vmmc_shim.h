@@ -6,6 +6,9 @@
 #define VMMC_SHIM_H
 
 #include <stdbool.h>
+#include <stddef.h>
+
+#include <cuda.h>
 
 #include "vmm_client.h"
 
@@ -29,5 +32,12 @@ int	vmmc_malloc_dev(int dev, void **dptr, size_t size);
  * context to device owner's: owner's mappings, existing and later, are made
  * accessible to accessor, or no longer (as VMM_PEER_ACCESS allows). */
 void	vmmc_peer_access(int accessor, int owner, bool on);
+/* Stream-ordered allocation and free (cudaMallocAsync, cudaFreeAsync and
+ * the driver's): on stream s's device; memory freed on a stream is reused
+ * once ordered after that free (an event), never through a device-wide
+ * synchronization.  VMM_ENOCTX: the driver refused s (use the original);
+ * VMM_ENOTOURS: not this library's pointer. */
+int	vmmc_malloc_async(void **dptr, size_t size, CUstream s);
+int	vmmc_free_async(void *dptr, CUstream s);
 
 #endif

@@ -156,6 +156,14 @@ shim_alloc(void **p, size_t size, bool *orig)
 	return err;
 }
 
+/* The stream a call names: on the per-thread-stream ABI, NULL is the
+ * per-thread default stream. */
+static CUstream
+shim_stream(CUstream hStream, bool per_thread)
+{
+	return hStream == NULL && per_thread ? CU_STREAM_PER_THREAD : hStream;
+}
+
 /* Whether hStream is being captured into a graph (unknown: no).  On the
  * per-thread-stream ABI the NULL stream is the per-thread one. */
 static bool
@@ -301,9 +309,12 @@ shim_cu_alloc_async(shim_pfn_cuMemAllocAsync real, CUdeviceptr *dptr,
 	    shim_capturing(hStream, per_thread)))
 		c.orig = true;
 	else if (c.vmm) {
-		/* Ready at once, so ready for the stream too. */
-		err = shim_alloc(&p, bytesize, &c.orig);
-		if (err == VMM_OK)
+		/* On the stream's device, ordered after the free it reuses. */
+		err = vmmc_malloc_async(&p, bytesize,
+		    shim_stream(hStream, per_thread));
+		if (err == VMM_ENODAEMON || err == VMM_ENOCTX)
+			c.orig = true;
+		else if (err == VMM_OK)
 			*dptr = (CUdeviceptr)(uintptr_t)p;
 		r = shim_cu_error(err);
 	}
@@ -330,10 +341,10 @@ cuMemAllocAsync_ptsz(CUdeviceptr *dptr, size_t bytesize, CUstream hStream)
 	    bytesize, hStream, true);
 }
 
-/* cuMemFreeAsync and its per-thread-stream twin.  Our memory is given back
- * at once: the client does not reuse it before a context synchronize that
- * starts after this free, so work queued before it is safe.  A capture
- * cannot record a free of our memory: refused rather than done too early. */
+/* cuMemFreeAsync and its per-thread-stream twin.  Our memory is parked
+ * with an event recorded on the stream (client/stream.c) and reused only in
+ * order after it.  A capture cannot record a free of our memory: refused
+ * rather than done too early. */
 static CUresult
 shim_cu_free_async(shim_pfn_cuMemFreeAsync real, CUdeviceptr dptr,
     CUstream hStream, bool per_thread)
@@ -346,7 +357,8 @@ shim_cu_free_async(shim_pfn_cuMemFreeAsync real, CUdeviceptr dptr,
 	if (shim_ours(&c, dptr))
 		r = shim_capturing(hStream, per_thread) ?
 		    CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED :
-		    shim_cu_error(vmm_free(shim_vptr(dptr)));
+		    shim_cu_error(vmmc_free_async(shim_vptr(dptr),
+		    shim_stream(hStream, per_thread)));
 	else
 		SHIM_MONITOR_FREE(c, dptr, r, SHIM_CU(real, dptr, hStream));
 	shim_leave();
@@ -535,6 +547,25 @@ shim_rt_alloc(void **devPtr, size_t size, bool *orig)
 	return shim_rt_error(err);
 }
 
+/* Stream-ordered: on stream s's device (client/stream.c), once the
+ * runtime's context is bound (the NULL stream is that context's). */
+static cudaError_t
+shim_rt_alloc_on(void **devPtr, size_t size, CUstream s, bool *orig)
+{
+	cudaError_t r;
+	void *p = NULL;
+	int dev, err;
+
+	if ((r = shim_rt_context(&dev)) != cudaSuccess)
+		return r;
+	err = vmmc_malloc_async(&p, size, s);
+	if (err == VMM_ENODAEMON || err == VMM_ENOCTX)
+		*orig = true;
+	if (err == VMM_OK)
+		*devPtr = p;
+	return shim_rt_error(err);
+}
+
 SHIM_EXPORT cudaError_t CUDARTAPI
 cudaMalloc(void **devPtr, size_t size)
 {
@@ -595,7 +626,8 @@ shim_rt_alloc_async(shim_pfn_cudaMallocAsync real, void **devPtr,
 	    shim_capturing(hStream, per_thread)))
 		c.orig = true;
 	else if (c.vmm)
-		r = shim_rt_alloc(devPtr, size, &c.orig);
+		r = shim_rt_alloc_on(devPtr, size,
+		    shim_stream((CUstream)hStream, per_thread), &c.orig);
 	if (c.orig) {
 		r = SHIM_RTC(real, devPtr, size, hStream);
 		if (c.log && r == cudaSuccess && *devPtr != NULL)
@@ -634,7 +666,8 @@ shim_rt_free_async(shim_pfn_cudaFreeAsync real, void *devPtr,
 	if (shim_ours(&c, d))
 		r = shim_capturing(hStream, per_thread) ?
 		    cudaErrorStreamCaptureUnsupported :
-		    shim_rt_error(vmm_free(devPtr));
+		    shim_rt_error(vmmc_free_async(devPtr,
+		    shim_stream((CUstream)hStream, per_thread)));
 	else if (d == 0)
 		r = SHIM_RTC(real, devPtr, hStream);
 	else

@@ -19,11 +19,22 @@
  *             context it made current (device 0's comes first).  Nothing
  *             busy is unmapped, and the chunks still go back.
  *
+ *   ordered   stream-ordered allocation (driver and runtime entry points)
+ *             on one stream: each free is reused at once by the next
+ *             allocation on the stream, data intact, and the library never
+ *             calls cuCtxSynchronize (counted by the emulator).
+ *   cross     freed on stream 1 while a kernel there still writes it,
+ *             allocated on stream 2: reused only ordered after the free
+ *             (stream 2 waits for its event), no synchronization either.
+ *   streamdev CUEMU_DEVICES=2: cuMemAllocAsync on a stream of device 1
+ *             while device 0's context is current gives device 1 memory.
+ *
  * The emulator counts an unmap or free of memory that queued work still
  * touches ("busy_releases") and a queued write that finds its memory gone
  * ("faults"): both must stay 0.
  */
 #include <cuda.h>
+#include <cuda_runtime_api.h>
 
 #include <dlfcn.h>
 #include <stdio.h>
@@ -246,6 +257,117 @@ sc_helper(void)
 	CHECK_OK(cuMemFree(a0));
 }
 
+static void
+sc_ordered(void)
+{
+	enum { N = 24 };
+	unsigned char host[N][256];
+	CUdeviceptr p[N];
+	CUstream s;
+	int i, j;
+
+	start_daemons(1);
+	CHECK_OK(cuCtxSetCurrent(ctx_of(0)));
+	CHECK_OK(cuStreamCreate(&s, CU_STREAM_NON_BLOCKING));
+	for (i = 0; i < N; i++) {
+		if (i % 2 == 0) {
+			CHECK_OK(cuMemAllocAsync(&p[i], SIZE, s));
+		} else {
+			void *v;
+
+			CHECK(cudaMallocAsync(&v, SIZE, (cudaStream_t)s) ==
+			    cudaSuccess);
+			p[i] = (CUdeviceptr)(uintptr_t)v;
+		}
+		CHECK_OK(cuemu_launch_write(p[i], 0x01010101u * (unsigned)i,
+		    SIZE, 2000, s));
+		CHECK_OK(cuMemcpyDtoHAsync(host[i], p[i] + SIZE - 256, 256, s));
+		if (i % 2 == 0)
+			CHECK_OK(cuMemFreeAsync(p[i], s));
+		else
+			CHECK(cudaFreeAsync((void *)(uintptr_t)p[i],
+			    (cudaStream_t)s) == cudaSuccess);
+		/* The same stream reuses at once: no waiting on the host. */
+		CHECK(p[i] == p[0]);
+	}
+	CHECK_OK(cuStreamSynchronize(s));
+	for (i = 0; i < N; i++)
+		for (j = 0; j < 256; j++)
+			CHECK(host[i][j] == (unsigned char)i);
+	CHECK(cuemu_counter("ctx_syncs") == 0);
+	expect_clean();
+	CHECK_OK(cuStreamDestroy(s));
+}
+
+static void
+sc_cross(void)
+{
+	unsigned char *in = malloc(SIZE);
+	CUdeviceptr p, q;
+	CUstream s1, s2;
+	size_t i;
+
+	CHECK(in != NULL);
+	for (i = 0; i < SIZE; i++)
+		in[i] = (unsigned char)(i * 11 + 1);
+	start_daemons(1);
+	CHECK_OK(cuCtxSetCurrent(ctx_of(0)));
+	CHECK_OK(cuStreamCreate(&s1, CU_STREAM_NON_BLOCKING));
+	CHECK_OK(cuStreamCreate(&s2, CU_STREAM_NON_BLOCKING));
+	CHECK_OK(cuMemAllocAsync(&p, SIZE, s1));
+	CHECK_OK(cuemu_launch_write(p, PAT, SIZE, KERNEL_US, s1));
+	CHECK_OK(cuMemFreeAsync(p, s1));
+	CHECK_OK(cuMemAllocAsync(&q, SIZE, s2));
+	CHECK(q == p);	/* reused, after a stream wait */
+	CHECK_OK(cuMemcpyHtoDAsync(q, in, SIZE, s2));
+	CHECK_OK(cuStreamSynchronize(s2));
+	CHECK_OK(cuStreamSynchronize(s1));	/* the kernel is done too */
+	{
+		unsigned char *out = malloc(SIZE);
+
+		CHECK(out != NULL);
+		CHECK_OK(cuMemcpyDtoH(out, q, SIZE));
+		CHECK(memcmp(out, in, SIZE) == 0);	/* the kernel came first */
+		free(out);
+	}
+	CHECK(cuemu_counter("ctx_syncs") == 0);
+	expect_clean();
+	CHECK_OK(cuMemFreeAsync(q, s2));
+	CHECK_OK(cuStreamSynchronize(s2));
+	CHECK_OK(cuStreamDestroy(s1));
+	CHECK_OK(cuStreamDestroy(s2));
+	free(in);
+}
+
+static void
+sc_streamdev(void)
+{
+	CUcontext c0, c1;
+	CUdeviceptr p;
+	char path1[1100];
+	CUstream s;
+	int ord = -1;
+
+	start_daemons(2);
+	path_of(1, path1, sizeof(path1));
+	c0 = ctx_of(0);
+	c1 = ctx_of(1);
+	CHECK_OK(cuCtxSetCurrent(c1));
+	CHECK_OK(cuStreamCreate(&s, CU_STREAM_NON_BLOCKING));
+	CHECK_OK(cuCtxSetCurrent(c0));
+	CHECK_OK(cuMemAllocAsync(&p, SIZE, s));
+	CHECK_OK(cuPointerGetAttribute(&ord, CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL,
+	    p));
+	CHECK(ord == 1);
+	CHECK(lent(path1) >= SIZE);
+	CHECK_OK(cuMemFreeAsync(p, s));
+	CHECK_OK(cuCtxSetCurrent(c1));
+	CHECK_OK(cuStreamSynchronize(s));
+	CHECK_OK(cuStreamDestroy(s));
+	CHECK_OK(cuCtxSetCurrent(c0));
+	expect_clean();
+}
+
 int
 main(int argc, char **argv)
 {
@@ -264,6 +386,12 @@ main(int argc, char **argv)
 		sc_failsync();
 	else if (strcmp(argv[1], "helper") == 0)
 		sc_helper();
+	else if (strcmp(argv[1], "ordered") == 0)
+		sc_ordered();
+	else if (strcmp(argv[1], "cross") == 0)
+		sc_cross();
+	else if (strcmp(argv[1], "streamdev") == 0)
+		sc_streamdev();
 	else
 		CHECK(!"unknown scenario");
 	for (i = 0; i < 2; i++)

@@ -613,6 +613,12 @@ cuemu_ctx_device(CUcontext ctx)
 	return __atomic_load_n(&ctx->device, __ATOMIC_RELAXED);
 }
 
+CUcontext
+cuemu_primary_ctx(int dev)
+{
+	return &cuemu_primary[dev];
+}
+
 CUEMU_EXPORT CUresult CUDAAPI
 cuDevicePrimaryCtxRetain(CUcontext *pctx, CUdevice dev)
 {

@@ -71,6 +71,8 @@ CUcontext	cuemu_current_ctx(void);
 int		cuemu_current_device(void);
 /* The device of ctx if it is a live (retained) context, else -1. */
 int		cuemu_ctx_device(CUcontext ctx);
+/* Device dev's primary context (streams of dev belong to it). */
+CUcontext	cuemu_primary_ctx(int dev);
 
 #define CUEMU_ENTER(name)                                                \
 	do {                                                             \

@@ -316,6 +316,34 @@ cuEventQuery(CUevent hEvent)
 	return cuemu_ret(CUDA_SUCCESS);
 }
 
+/* The context of a stream; the default streams are the current one's. */
+static CUresult
+cuemu_stream_get_ctx(CUstream hStream, CUcontext *pctx)
+{
+	int dev;
+
+	CUEMU_ENTER("cuStreamGetCtx");
+	CUEMU_NEED_CTX(dev);
+	if (pctx == NULL)
+		return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
+	if (!cuemu_stream_valid(hStream))
+		return cuemu_ret(CUDA_ERROR_INVALID_HANDLE);
+	*pctx = cuemu_primary_ctx(cuemu_stream_device(hStream, dev));
+	return cuemu_ret(CUDA_SUCCESS);
+}
+
+CUEMU_EXPORT CUresult CUDAAPI
+cuStreamGetCtx(CUstream hStream, CUcontext *pctx)
+{
+	return cuemu_stream_get_ctx(hStream, pctx);
+}
+
+CUEMU_EXPORT CUresult CUDAAPI
+cuStreamGetCtx_ptsz(CUstream hStream, CUcontext *pctx)
+{
+	return cuemu_stream_get_ctx(hStream, pctx);
+}
+
 /* Work later issued on the stream waits until the event completed. */
 static CUresult
 cuemu_stream_wait_event(CUstream hStream, CUevent hEvent, unsigned Flags,
@@ -495,7 +523,10 @@ cuemu_alloc_async(CUdeviceptr *dptr, size_t bytesize, CUstream hStream)
 	CUEMU_NEED_CTX(dev);
 	if (dptr == NULL || !cuemu_stream_valid(hStream))
 		return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
-	return cuemu_ret(cuemu_alloc(dev, bytesize, CUEMU_KIND_ASYNC, dptr));
+	/* "The allocation comes from the memory pool current to the stream's
+	 * device." */
+	return cuemu_ret(cuemu_alloc(cuemu_stream_device(hStream, dev),
+	    bytesize, CUEMU_KIND_ASYNC, dptr));
 }
 
 CUEMU_EXPORT CUresult CUDAAPI

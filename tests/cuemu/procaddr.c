@@ -103,6 +103,8 @@ enum { CUEMU_LEGACY, CUEMU_PTDS };
 	X("cuEventRecord", 7000, cuEventRecord_ptsz, CUEMU_PTDS)              \
 	X("cuEventSynchronize", 2000, cuEventSynchronize, CUEMU_LEGACY)       \
 	X("cuStreamWaitEvent", 3020, cuStreamWaitEvent, CUEMU_LEGACY)         \
+	X("cuStreamGetCtx", 9020, cuStreamGetCtx, CUEMU_LEGACY)               \
+	X("cuStreamGetCtx", 9020, cuStreamGetCtx_ptsz, CUEMU_PTDS)            \
 	X("cuStreamWaitEvent", 7000, cuStreamWaitEvent_ptsz, CUEMU_PTDS)      \
 	X("cuEventQuery", 2000, cuEventQuery, CUEMU_LEGACY)                   \
 	X("cuPointerGetAttribute", 4000, cuPointerGetAttribute, CUEMU_LEGACY) \
