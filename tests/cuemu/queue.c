@@ -612,6 +612,9 @@ cuemu_q_sync_device(int dev)
 	struct cuemu_q *q;
 	bool again = true;
 
+	/* Everything issued so far runs as soon as it can, all at once. */
+	for (q = queue_devs[dev].queues; q != NULL; q = q->next)
+		queue_urge(q, q->tail_seq);
 	while (again) {
 		again = false;
 		for (q = queue_devs[dev].queues; q != NULL; q = q->next) {

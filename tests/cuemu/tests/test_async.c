@@ -5,7 +5,7 @@
  * work; the legacy, blocking, non-blocking and per-thread streams order work
  * as cuda.h's "stream synchronization behavior" says.  Emulator only (the
  * kernel and the counters are cuemu's); run with CUEMU_DEVICES=2 and
- * CUEMU_ASYNC_DELAY_US=20000.
+ * CUEMU_ASYNC_DELAY_US=200000 (long enough that "not yet" checks hold on a loaded machine).
  */
 #include "cuemu_test.h"
 
@@ -14,7 +14,7 @@
 #include "../cuemu.h"
 
 #define PAT 0xa5a5a5a5u
-#define KERNEL_US 60000u	/* a "long" kernel: 60 ms */
+#define KERNEL_US 150000u	/* a "long" kernel: 150 ms */
 
 static size_t g;
 
@@ -95,7 +95,7 @@ test_timer(void)
 	CHECK_OK(cuStreamCreate(&s, CU_STREAM_NON_BLOCKING));
 	CHECK_OK(cuMemsetD8Async(va, 7, g, s));
 	CHECK_CU(cuStreamQuery(s), CUDA_ERROR_NOT_READY);
-	for (i = 0; i < 200 && cuStreamQuery(s) == CUDA_ERROR_NOT_READY; i++)
+	for (i = 0; i < 400 && cuStreamQuery(s) == CUDA_ERROR_NOT_READY; i++)
 		usleep(5000);
 	CHECK_OK(cuStreamQuery(s));
 	CHECK_OK(cuStreamDestroy(s));
@@ -133,6 +133,7 @@ test_late_write(void)
 	CHECK_OK(cuMemMap(va, g, 0, h2, 0));
 	CHECK_OK(cuMemSetAccess(va, g, &rw, 1));
 	CHECK_OK(cuMemsetD8(va, 0x3c, g));
+	CHECK_OK(cuStreamSynchronize(NULL));	/* before the kernel ends */
 	CHECK_OK(cuCtxSynchronize());
 	CHECK(holds_byte(va, g, 0xa5));	/* overwritten by the late kernel */
 	CHECK(counter("faults") == faults);
