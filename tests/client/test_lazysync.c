@@ -289,6 +289,8 @@ sc_ordered(void)
 		/* The same stream reuses at once: no waiting on the host. */
 		CHECK(p[i] == p[0]);
 	}
+	/* Freed on the stream already: freeing it again is refused. */
+	CHECK(cuMemFree(p[N - 1]) != CUDA_SUCCESS);
 	CHECK_OK(cuStreamSynchronize(s));
 	for (i = 0; i < N; i++)
 		for (j = 0; j < 256; j++)

@@ -249,6 +249,30 @@ test_stream_order(void)
 	ct_unmap_free(va, g, h);
 }
 
+/* Synchronous calls as cuda.h's "API synchronization behavior" says:
+ * cuMemcpyHtoD and cuMemsetD8 may return with their write still pending,
+ * cuMemcpyDtoH returns once its copy (after earlier work) is done. */
+static void
+test_sync_calls(void)
+{
+	CUmemGenericAllocationHandle h;
+	CUdeviceptr va = ct_map_new(0, g, &h);
+	unsigned char in[4096], out[4096];
+
+	memset(in, 0x6e, sizeof(in));
+	CHECK_OK(cuCtxSynchronize());
+	CHECK_OK(cuMemcpyHtoD(va, in, sizeof(in)));
+	memset(in, 0, sizeof(in));	/* staged: the copy keeps 0x6e */
+	CHECK_CU(cuStreamQuery(NULL), CUDA_ERROR_NOT_READY);
+	CHECK_OK(cuMemcpyDtoH(out, va, sizeof(out)));
+	CHECK(out[0] == 0x6e && out[sizeof(out) - 1] == 0x6e);
+	CHECK_OK(cuMemsetD8(va, 0x71, 64));
+	CHECK_CU(cuStreamQuery(NULL), CUDA_ERROR_NOT_READY);
+	CHECK(holds_byte(va, 64, 0x71));
+	CHECK_OK(cuStreamQuery(NULL));
+	ct_unmap_free(va, g, h);
+}
+
 struct ptds_arg {
 	CUcontext	ctx;
 	CUresult	query;
@@ -307,6 +331,7 @@ main(void)
 	test_free();
 	test_contexts(c0, c1);
 	test_stream_order();
+	test_sync_calls();
 	test_per_thread(c0);
 	CHECK(counter("launches") > 0);
 	CHECK(cuemu_sym("cuemuGetCounter") != NULL);
