@@ -7,10 +7,10 @@
  * lazily, once for a batch, and only the contexts that matter:
  *
  *   - Tickets are per device.  A free of memory of device d first records
- *     the context the work may have been issued in (the calling thread's
- *     current context if it is one of d's, else d's primary context; each
- *     device keeps the small set of them, usually just the primary one),
- *     then takes ticket t = begin[d] + 1 (vmmc_sync_ticket).
+ *     the contexts the work may have been issued in (the calling thread's
+ *     current context, and d's primary context if that one is not d's;
+ *     each device keeps the small set of them, usually just the primary
+ *     one), then takes ticket t = begin[d] + 1 (vmmc_sync_ticket).
  *   - A synchronization of d takes s = begin[d]++, then reads d's set and
  *     synchronizes every context in it (making each current for the call
  *     and restoring the caller's afterwards, so the helper thread and
@@ -180,18 +180,19 @@ sync_record(int dev)
 	if (cur != NULL && cur == sync_tls_ctx && sync_tls_dev == dev &&
 	    sync_has(d, cur))
 		return true;	/* recorded before */
-	rec = NULL;
-	if (cur != NULL && cuCtxGetDevice(&cd) == CUDA_SUCCESS && cd == dev)
-		rec = cur;
-	if (rec == NULL && (rec = sync_primary(dev)) == NULL)
+	/* The freeing thread's context, whatever its device (with peer
+	 * access its work may touch dev's memory); if it is not one of dev's
+	 * (or there is none), dev's primary context too. */
+	if (cur != NULL && !sync_has(d, cur) && !sync_add(d, cur))
 		return false;
-	if (!sync_has(d, rec) && !sync_add(d, rec))
-		return false;
-	if (rec == cur) {
+	if (cur != NULL && cuCtxGetDevice(&cd) == CUDA_SUCCESS && cd == dev) {
 		sync_tls_ctx = cur;
 		sync_tls_dev = dev;
+		return true;
 	}
-	return true;
+	if ((rec = sync_primary(dev)) == NULL)
+		return false;
+	return sync_has(d, rec) || sync_add(d, rec);
 }
 
 uint64_t
