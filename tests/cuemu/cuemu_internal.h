@@ -33,7 +33,9 @@ struct cuemu_config {
 	char		instance[CUEMU_INSTANCE_MAX + 1];
 	int		devices;
 	uint64_t	mem_bytes;	/* capacity of each device */
-	uint64_t	granularity;
+	uint64_t	granularity;	/* minimum */
+	uint64_t	rec_granularity; /* recommended: a multiple of it */
+	bool		procaddr_internal; /* cuGetProcAddress: trampolines */
 	uint64_t	oom_above;	/* 0: off */
 	bool		latency;
 };
@@ -128,6 +130,12 @@ int		cuemu_alloc_add(CUdeviceptr base, size_t size, int dev, int fd,
 /* Removes a classic allocation starting at base; returns its fd, or -1. */
 int		cuemu_alloc_remove(CUdeviceptr base, size_t *sizep,
 		    enum cuemu_kind *kindp);
+
+/* ---- procaddr.c: cuGetProcAddress ---------------------------------------- */
+
+/* CUEMU_PROCADDR_INTERNAL (read once, also before cuInit): 0 or 1 into *on;
+ * -1 (after one line on stderr) if invalid. */
+int		cuemu_procaddr_setting(bool *on);
 
 /* ---- mem.c: streams and events, for validation -------------------------- */
 
