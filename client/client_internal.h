@@ -119,7 +119,9 @@ int	vmmc_conn_meminfo(struct vmmc_conn *c, uint64_t *free_bytes,
 
 /* ---- va.c ---------------------------------------------------------------------- */
 
-/* Reserves size bytes of device VA aligned to align (a power of two). */
+/* Reserves size bytes of device VA aligned to align: a power of two, or a
+ * chunk unit (granularity x chunk_multiple), which is reduced to its largest
+ * power-of-two divisor (a multiple of the granularity). */
 int	vmmc_va_alloc(int dev, uint64_t size, uint64_t align, CUdeviceptr *out);
 /* Returns a range to the free list. */
 void	vmmc_va_free(int dev, CUdeviceptr base, uint64_t size);
@@ -211,6 +213,8 @@ void	vmmc_large_forget_all(void);
 
 /* ---- small.c ---------------------------------------------------------------- */
 
+/* VMM_ENOTOURS if size is not served here: above VMM_SMALL_MAX, or more
+ * than half of device dev's chunk unit (a segment). */
 int	vmmc_small_alloc(int dev, size_t size, void **out);
 /* VMM_ENOTOURS if p is not a small block. */
 int	vmmc_small_free(void *p);
