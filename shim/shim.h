@@ -102,8 +102,11 @@ void	*shim_real(enum shim_sym i) SHIM_HIDDEN;
 /* Typed shorthand: the real <name>, or NULL. */
 #define SHIM_REAL(name)	((shim_pfn_##name)shim_real(SHIM_##name))
 
-/* If fn is the real address of a hooked driver ABI symbol, our hook for that
- * same symbol; otherwise fn unchanged. */
+/* If fn is the real address of a hooked driver ABI symbol, or what the
+ * driver's cuGetProcAddress answers for exactly that ABI (an internal entry
+ * point may differ from the exported symbol), our hook for that same
+ * symbol; otherwise fn unchanged.  Called from the cuGetProcAddress hooks
+ * only (the first call asks the driver for each hooked ABI once). */
 void	*shim_map_driver(void *fn) SHIM_HIDDEN;
 
 /* ---- shim_hooks.c ---------------------------------------------------------- */
