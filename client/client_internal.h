@@ -219,6 +219,8 @@ int	vmmc_small_alloc(int dev, size_t size, void **out);
 /* VMM_ENOTOURS if p is not a small block. */
 int	vmmc_small_free(void *p);
 bool	vmmc_small_owns(const void *p);
+/* The block holding p: its base and the size allocated (not the class's
+ * rounded size); VMM_ENOTOURS past that size. */
 int	vmmc_small_range(const void *p, void **base, size_t *size);
 /* Returns the calling thread's cached blocks to their segments (other
  * threads' caches are theirs: per size class at most 4 MiB and 128 blocks,

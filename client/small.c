@@ -4,7 +4,11 @@
  * chunk of vmmd's unit (granularity x chunk_multiple, learned at the
  * handshake; never a fixed size), its VA aligned to the unit rounded up to a
  * power of two, so a pointer finds its segment by masking with one of the
- * few alignments in use.
+ * few alignments in use.  Every block is SMALL_ALIGN (512 B) aligned:
+ * cudaMalloc promises 256 B, and a texture object on linear memory needs
+ * cudaDeviceProp::textureAlignment (512 B), so any pointer handed out can
+ * back one; classes whose size is not a multiple of it are not used.  Each
+ * block remembers the size asked for, which is what pointer queries report.
  *
  * Fast path, no lock: each thread keeps per class a stack of clean blocks
  * (safe to hand out) and a stack of dirty ones (freed since, possibly still
@@ -29,7 +33,8 @@
 #include "frame.h"
 #include "log.h"
 
-#define SMALL_MIN		256u		/* CUDA's minimum alignment */
+#define SMALL_MIN		256u		/* the smallest class size */
+#define SMALL_ALIGN		512u		/* every block's alignment */
 #define SMALL_NCLS		64	/* classes up to 32 MiB */
 #define SMALL_BIN_BYTES		(4u << 20)	/* per-thread bytes per class */
 /* All of a thread's bins together: what one thread may keep from others
@@ -53,6 +58,7 @@ struct seg {
 	uint64_t	chunk_id;
 	uint64_t	*allocated;	/* one bit per block, atomic */
 	uint32_t	*free_idx;	/* blocks held here (class lock) */
+	uint32_t	*asked;		/* per block: the size allocated */
 	uint32_t	nfree;
 	uint64_t	ticket;		/* latest free among them */
 	struct seg	*next;		/* class list of segments with free blocks */
@@ -99,6 +105,9 @@ struct tcache {
 static uint64_t		small_aligns;
 static uint32_t		small_ncls;
 static uint32_t		small_size[SMALL_NCLS];
+/* The class used for a size's class: the next one whose size is a multiple
+ * of SMALL_ALIGN. */
+static uint8_t		small_use[SMALL_NCLS];
 static uint32_t		small_cap[SMALL_NCLS];	/* bin capacity */
 static uint32_t		small_batch[SMALL_NCLS]; /* blocks per refill */
 static uint64_t		small_max_eff;		/* 0 until configured */
@@ -185,7 +194,13 @@ small_setup(void)
 			small_batch[i] = 1;
 	}
 	small_ncls = i;
+	/* Aligned classes only: the largest one bounds what is served. */
+	while (i > 0 && small_size[i - 1] % SMALL_ALIGN != 0)
+		i--;
 	small_max_eff = i > 0 ? small_size[i - 1] : 0;
+	for (d = small_ncls; d-- > 0;)
+		small_use[d] = small_size[d] % SMALL_ALIGN == 0 ||
+		    d + 1 >= small_ncls ? (uint8_t)d : small_use[d + 1];
 	__atomic_store_n(&small_ready, 1, __ATOMIC_RELEASE);
 }
 
@@ -453,15 +468,19 @@ seg_record(uint32_t nblocks)
 		return NULL;
 	free(s->allocated);
 	free(s->free_idx);
+	free(s->asked);
 	s->allocated = aligned_alloc(64, ((nblocks + 63) / 64) * 64);
 	if (s->allocated != NULL)
 		memset(s->allocated, 0, ((nblocks + 63) / 64) * 64);
 	s->free_idx = calloc(nblocks, sizeof(uint32_t));
-	if (s->allocated == NULL || s->free_idx == NULL) {
+	s->asked = calloc(nblocks, sizeof(uint32_t));
+	if (s->allocated == NULL || s->free_idx == NULL || s->asked == NULL) {
 		free(s->allocated);
 		free(s->free_idx);
+		free(s->asked);
 		s->allocated = NULL;
 		s->free_idx = NULL;
+		s->asked = NULL;
 		seg_recycle(s);		/* the record itself is kept */
 		return NULL;
 	}
@@ -505,7 +524,7 @@ seg_new(int dev, uint32_t c, struct seg **out)
 			return rc;
 		unit = vmmc_conn_granularity(conn);
 	}
-	/* A block count must fit the bitmap index. */
+	/* A block count must fit the bitmap index and the asked sizes. */
 	if (unit == 0 || unit / 2 < small_size[c] ||
 	    unit / small_size[c] > UINT32_MAX)
 		return VMM_ENOTOURS;
@@ -702,7 +721,7 @@ vmmc_small_alloc(int dev, size_t size, void **out)
 	small_init();
 	if (size > small_max_eff)
 		return VMM_ENOTOURS;
-	c = small_class(size);
+	c = small_use[small_class(size)];
 	if ((tc = tc_get(dev)) == NULL)
 		return VMM_ENOMEM;
 	b = &tc->bins[c];
@@ -715,6 +734,7 @@ vmmc_small_alloc(int dev, size_t size, void **out)
 	tc->held -= small_size[c];
 	tc_unlock(tc);
 	p = k.s->base + (CUdeviceptr)k.idx * k.s->block;
+	__atomic_store_n(&k.s->asked[k.idx], (uint32_t)size, __ATOMIC_RELAXED);
 	__atomic_fetch_or(&k.s->allocated[BITW(k.idx)], 1ull << (k.idx % 64),
 	    __ATOMIC_RELAXED);
 	TC_ADD(tc->in_use, (int64_t)small_size[c]);
@@ -787,15 +807,20 @@ vmmc_small_range(const void *ptr, void **base, size_t *size)
 {
 	CUdeviceptr p = (CUdeviceptr)(uintptr_t)ptr;
 	struct seg *s;
-	uint32_t idx;
+	uint32_t idx, asked;
 
 	if (small_max_eff == 0 || (s = reg_lookup(p)) == NULL)
 		return VMM_ENOTOURS;
 	idx = (uint32_t)((p - s->base) / s->block);
 	if (!blk_allocated(s, idx))
 		return VMM_ENOTOURS;
+	/* The allocation is the size asked for; the rest of the block (its
+	 * class's rounding) belongs to no allocation. */
+	asked = __atomic_load_n(&s->asked[idx], __ATOMIC_RELAXED);
+	if (p - (s->base + (CUdeviceptr)idx * s->block) >= asked)
+		return VMM_ENOTOURS;
 	*base = (void *)(uintptr_t)(s->base + (CUdeviceptr)idx * s->block);
-	*size = s->block;
+	*size = asked;
 	return 0;
 }
 

@@ -253,6 +253,9 @@ static const struct shim_abi {
 	{ SHIM_cuMemFreeAsync, "cuMemFreeAsync", 11020, SHIM_LEG },
 	{ SHIM_cuMemFreeAsync_ptsz, "cuMemFreeAsync", 11020, SHIM_PTDS },
 	{ SHIM_cuMemGetAddressRange_v2, "cuMemGetAddressRange", 3020, SHIM_LEG },
+	{ SHIM_cuPointerGetAttribute, "cuPointerGetAttribute", 4000, SHIM_LEG },
+	{ SHIM_cuPointerGetAttributes, "cuPointerGetAttributes", 7000,
+	    SHIM_LEG },
 	{ SHIM_cuGetProcAddress, "cuGetProcAddress", 11030, SHIM_LEG },
 	{ SHIM_cuGetProcAddress_v2, "cuGetProcAddress", 12000, SHIM_LEG },
 #undef SHIM_LEG
