@@ -70,8 +70,12 @@ vmm_shutdown(void)
 static int
 client_alloc(int dev, size_t size, void **dptr)
 {
-	if (size <= vmmc_small_max())
-		return vmmc_small_alloc(dev, size, dptr);
+	int rc;
+
+	/* VMM_ENOTOURS: too big for a segment of this device's unit. */
+	if (size <= vmmc_small_max() &&
+	    (rc = vmmc_small_alloc(dev, size, dptr)) != VMM_ENOTOURS)
+		return rc;
 	return vmmc_large_alloc(dev, size, dptr);
 }
 

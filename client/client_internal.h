@@ -128,7 +128,9 @@ int	vmmc_conn_meminfo(struct vmmc_conn *c, uint64_t *free_bytes,
 
 /* ---- va.c ---------------------------------------------------------------------- */
 
-/* Reserves size bytes of device VA aligned to align (a power of two). */
+/* Reserves size bytes of device VA aligned to align: a power of two, or a
+ * chunk unit (granularity x chunk_multiple), which is reduced to its largest
+ * power-of-two divisor (a multiple of the granularity). */
 int	vmmc_va_alloc(int dev, uint64_t size, uint64_t align, CUdeviceptr *out);
 /* Returns a range to the free list. */
 void	vmmc_va_free(int dev, CUdeviceptr base, uint64_t size);
@@ -231,10 +233,14 @@ void	vmmc_large_forget_all(void);
 
 /* ---- small.c ---------------------------------------------------------------- */
 
+/* VMM_ENOTOURS if size is not served here: above VMM_SMALL_MAX, or more
+ * than half of device dev's chunk unit (a segment). */
 int	vmmc_small_alloc(int dev, size_t size, void **out);
 /* VMM_ENOTOURS if p is not a small block. */
 int	vmmc_small_free(void *p);
 bool	vmmc_small_owns(const void *p);
+/* The block holding p: its base and the size allocated (not the class's
+ * rounded size); VMM_ENOTOURS past that size. */
 int	vmmc_small_range(const void *p, void **base, size_t *size);
 /* Returns the calling thread's cached blocks to their segments (other
  * threads' caches are theirs: per size class at most 4 MiB and 128 blocks,

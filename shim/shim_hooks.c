@@ -811,5 +811,5 @@ cudaDeviceDisablePeerAccess(int peerDevice)
 #define SHIM_ALIAS_DEF(name, fam)					\
 	extern __typeof__(name) shim_hook_##name			\
 	    __attribute__((alias(#name)));
-SHIM_HOOKS(SHIM_ALIAS_DEF)
+SHIM_HOOKS_MAIN(SHIM_ALIAS_DEF)
 #undef SHIM_ALIAS_DEF

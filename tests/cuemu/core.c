@@ -261,6 +261,20 @@ cuemu_config_load(void)
 		return -1;
 	}
 	c.granularity = v << 10;
+	/* The recommended granularity: a power-of-two multiple of the
+	 * minimum (real GPUs may recommend more than they require). */
+	v = c.granularity >> 10;
+	if (cuemu_env_u64("CUEMU_REC_GRANULARITY_KB", 4, 1048576, &v) != 0)
+		return -1;
+	if ((v & (v - 1)) != 0 || (v << 10) < c.granularity) {
+		fprintf(stderr, "cuemu: CUEMU_REC_GRANULARITY_KB=%" PRIu64
+		    ": expected a power of two in [%" PRIu64 ", 1048576] (at "
+		    "least CUEMU_GRANULARITY_KB)\n", v, c.granularity >> 10);
+		return -1;
+	}
+	c.rec_granularity = v << 10;
+	if (cuemu_procaddr_setting(&c.procaddr_internal) != 0)
+		return -1;
 	v = 0;
 	if (cuemu_env_u64("CUEMU_OOM_ABOVE_MB", 1, 1048576, &v) != 0)
 		return -1;

@@ -33,7 +33,9 @@ struct cuemu_config {
 	char		instance[CUEMU_INSTANCE_MAX + 1];
 	int		devices;
 	uint64_t	mem_bytes;	/* capacity of each device */
-	uint64_t	granularity;
+	uint64_t	granularity;	/* minimum */
+	uint64_t	rec_granularity; /* recommended: a multiple of it */
+	bool		procaddr_internal; /* cuGetProcAddress: trampolines */
 	uint64_t	oom_above;	/* 0: off */
 	bool		latency;
 };
@@ -139,6 +141,12 @@ bool		cuemu_peer_enabled(int accessor, int owner);
 /* Forgets peer access to and from dev (its primary context was released
  * for the last time); lock held. */
 void		cuemu_peer_forget(int dev);
+
+/* ---- procaddr.c: cuGetProcAddress ---------------------------------------- */
+
+/* CUEMU_PROCADDR_INTERNAL (read once, also before cuInit): 0 or 1 into *on;
+ * -1 (after one line on stderr) if invalid. */
+int		cuemu_procaddr_setting(bool *on);
 
 /* ---- mem.c: streams and events, for validation -------------------------- */
 

@@ -355,7 +355,8 @@ cuMemGetAllocationGranularity(size_t *granularity, const CUmemAllocationProp *pr
 		return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
 	if ((r = cuemu_prop_check(prop, false)) != CUDA_SUCCESS)
 		return cuemu_ret(r);
-	*granularity = cuemu_cfg.granularity;
+	*granularity = option == CU_MEM_ALLOC_GRANULARITY_RECOMMENDED ?
+	    cuemu_cfg.rec_granularity : cuemu_cfg.granularity;
 	return cuemu_ret(CUDA_SUCCESS);
 }
 
@@ -503,9 +504,13 @@ cuMemMap(CUdeviceptr ptr, size_t size, size_t offset,
 	void *p;
 
 	CUEMU_ENTER("cuMemMap");
+	/* cuda.h: ptr, size and offset multiples of the minimum granularity,
+	 * offset + size within the handle (a part of it may be mapped), and
+	 * offset "currently must be zero". */
 	if (flags != 0 || offset != 0 || size == 0 ||
 	    ptr % cuemu_cfg.granularity != 0 ||
-	    (h = cuemu_handle_get(handle, &slot)) == NULL || size != h->size)
+	    size % cuemu_cfg.granularity != 0 ||
+	    (h = cuemu_handle_get(handle, &slot)) == NULL || size > h->size)
 		return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
 	if (cuemu_resv_containing(ptr, size) == NULL ||
 	    cuemu_region_overlaps(ptr, size))

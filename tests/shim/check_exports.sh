@@ -11,7 +11,8 @@ fail() { echo "check_exports: $*" >&2; exit 1; }
 
 hooks="cuMemAlloc_v2 cuMemFree_v2 cuMemAllocPitch_v2 cuMemGetInfo_v2
 cuMemAllocAsync cuMemAllocAsync_ptsz cuMemFreeAsync cuMemFreeAsync_ptsz
-cuMemGetAddressRange_v2 cuGetProcAddress cuGetProcAddress_v2
+cuMemGetAddressRange_v2 cuPointerGetAttribute cuPointerGetAttributes
+cuGetProcAddress cuGetProcAddress_v2
 cuCtxEnablePeerAccess cuCtxDisablePeerAccess
 cudaMalloc cudaFree cudaMallocAsync cudaMallocAsync_ptsz cudaFreeAsync
 cudaFreeAsync_ptsz cudaMallocPitch cudaMemGetInfo cudaDeviceEnablePeerAccess
