@@ -367,6 +367,7 @@ cuMemCreate(CUmemGenericAllocationHandle *handle, size_t size,
 	int fd;
 
 	CUEMU_ENTER("cuMemCreate");
+	CUEMU_CAPTURE_UNSAFE();
 	if (handle == NULL || prop == NULL || flags != 0 || size == 0 ||
 	    size % cuemu_cfg.granularity != 0)
 		return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
@@ -391,6 +392,7 @@ cuMemRelease(CUmemGenericAllocationHandle handle)
 	uint32_t slot;
 
 	CUEMU_ENTER("cuMemRelease");
+	CUEMU_CAPTURE_UNSAFE();
 	/* Undefined behaviour on a real GPU; an error here. */
 	if ((h = cuemu_handle_get(handle, &slot)) == NULL)
 		return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
@@ -503,6 +505,7 @@ cuMemMap(CUdeviceptr ptr, size_t size, size_t offset,
 	void *p;
 
 	CUEMU_ENTER("cuMemMap");
+	CUEMU_CAPTURE_UNSAFE();
 	if (flags != 0 || offset != 0 || size == 0 ||
 	    ptr % cuemu_cfg.granularity != 0 ||
 	    (h = cuemu_handle_get(handle, &slot)) == NULL || size != h->size)
@@ -553,6 +556,7 @@ cuMemUnmap(CUdeviceptr ptr, size_t size)
 	CUdeviceptr end = ptr + size;
 
 	CUEMU_ENTER("cuMemUnmap");
+	CUEMU_CAPTURE_UNSAFE();
 	if (!cuemu_whole_mappings(ptr, size))
 		return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
 	cuemu_charge(CUEMU_COST_UNMAP, size / cuemu_cfg.granularity);
@@ -579,6 +583,7 @@ cuMemSetAccess(CUdeviceptr ptr, size_t size, const CUmemAccessDesc *desc,
 	size_t i;
 
 	CUEMU_ENTER("cuMemSetAccess");
+	CUEMU_CAPTURE_UNSAFE();
 	if (desc == NULL || count == 0 || count > CUEMU_MAX_DEVICES)
 		return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
 	if (!cuemu_whole_mappings(ptr, size))
