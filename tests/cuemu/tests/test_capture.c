@@ -14,6 +14,7 @@
 #include <stdbool.h>
 
 static int emu;
+static CUcontext ctx_main;
 
 /* The capture status of s. */
 static CUstreamCaptureStatus
@@ -379,6 +380,80 @@ test_vmm_unsafe(void)
 	CHECK_OK(cuStreamDestroy(s));
 }
 
+/* The per-thread default stream, through the _ptsz entry points (where
+ * NULL names it): each thread has its own. */
+static void *
+ptsz_other(void *arg)
+{
+	CUresult (*is)(CUstream, CUstreamCaptureStatus *) =
+	    (CUresult (*)(CUstream, CUstreamCaptureStatus *))arg;
+	CUstreamCaptureStatus st = CU_STREAM_CAPTURE_STATUS_ACTIVE;
+
+	CHECK_OK(cuCtxSetCurrent(ctx_main));
+	CHECK_OK(is(NULL, &st));
+	CHECK(st == CU_STREAM_CAPTURE_STATUS_NONE);
+	return NULL;
+}
+
+static void
+test_ptsz(void)
+{
+	CUresult (*begin)(CUstream, CUstreamCaptureMode);
+	CUresult (*end)(CUstream, CUgraph *);
+	CUresult (*is)(CUstream, CUstreamCaptureStatus *);
+	CUresult (*memset_async)(CUdeviceptr, unsigned char, size_t, CUstream);
+	CUresult (*sync)(CUstream);
+	const cuuint64_t pt = CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM;
+	CUstreamCaptureStatus st;
+	unsigned char b[256];
+	CUdeviceptr d;
+	pthread_t t;
+	CUgraph g;
+
+	CHECK_OK(cuGetProcAddress("cuStreamBeginCapture", (void **)&begin, 13000,
+	    pt, NULL));
+	CHECK_OK(cuGetProcAddress("cuStreamEndCapture", (void **)&end, 13000, pt,
+	    NULL));
+	CHECK_OK(cuGetProcAddress("cuStreamIsCapturing", (void **)&is, 13000, pt,
+	    NULL));
+	CHECK_OK(cuGetProcAddress("cuMemsetD8Async", (void **)&memset_async,
+	    13000, pt, NULL));
+	CHECK_OK(cuGetProcAddress("cuStreamSynchronize", (void **)&sync, 13000,
+	    pt, NULL));
+	CHECK(begin && end && is && memset_async && sync);
+	CHECK_OK(cuMemAlloc(&d, sizeof(b)));
+	CHECK_OK(cuMemsetD8(d, 0, sizeof(b)));
+	CHECK_OK(begin(NULL, CU_STREAM_CAPTURE_MODE_RELAXED));
+	CHECK_OK(is(NULL, &st));
+	CHECK(st == CU_STREAM_CAPTURE_STATUS_ACTIVE);
+	CHECK(status(CU_STREAM_PER_THREAD) == CU_STREAM_CAPTURE_STATUS_ACTIVE);
+	/* It blocks the legacy stream like any blocking stream. */
+	CHECK_CU(cuStreamIsCapturing(CU_STREAM_LEGACY, &st),
+	    CUDA_ERROR_STREAM_CAPTURE_IMPLICIT);
+	/* Another thread's per-thread stream is another stream. */
+	CHECK(pthread_create(&t, NULL, ptsz_other, (void *)is) == 0);
+	CHECK(pthread_join(t, NULL) == 0);
+	CHECK_OK(memset_async(d, 0x5a, sizeof(b), NULL));
+	CHECK_OK(end(NULL, &g));
+	CHECK(g != NULL);
+	{
+		CUgraphExec x;
+
+		CHECK_OK(cuGraphInstantiate(&x, g, 0));
+		CHECK_OK(cuGraphLaunch(x, NULL));
+		CHECK_OK(cuCtxSynchronize());
+		CHECK_OK(cuGraphExecDestroy(x));
+	}
+	CHECK_OK(cuMemcpyDtoH(b, d, sizeof(b)));
+	CHECK(b[0] == 0x5a && b[sizeof(b) - 1] == 0x5a);
+	/* Synchronizing it while it captures conflicts. */
+	CHECK_OK(begin(NULL, CU_STREAM_CAPTURE_MODE_RELAXED));
+	CHECK_CU(sync(NULL), CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED);
+	CHECK_CU(end(NULL, &g), CUDA_ERROR_STREAM_CAPTURE_INVALIDATED);
+	CHECK(g == NULL);
+	CHECK_OK(cuMemFree(d));
+}
+
 /* The ABI versions cuGetProcAddress hands out (cudaTypedefs.h). */
 static void
 test_procaddr(void)
@@ -437,12 +512,14 @@ main(void)
 {
 	CUcontext ctx = ct_init_ctx(0);
 
+	ctx_main = ctx;
 	emu = ct_is_emulator();
 	test_record();
 	test_sync();
 	test_legacy();
 	test_modes_local();
 	test_modes_threads(ctx);
+	test_ptsz();
 	if (emu) {
 		test_vmm_unsafe();
 		test_procaddr();
