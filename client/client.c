@@ -32,6 +32,7 @@ static void		client_setup(void);
 static void
 client_atfork_child(void)
 {
+	vmmc_capture_forget();
 	vmmc_conn_forget_all();
 	vmmc_large_forget_all();
 	vmmc_small_forget_all();
@@ -89,6 +90,48 @@ client_give_back(void)
 	return vmmc_large_trim(0, 0, 0) + vmmc_small_trim(0);
 }
 
+/* The frees deferred while a stream captured, once none does (capture.c).
+ * Each is done as the application's free would have been then: the ticket
+ * it takes is later than the free, so no less safe. */
+static void
+client_deferred_frees(void)
+{
+	void **v;
+	size_t n, i;
+
+	if ((n = vmmc_capture_take_deferred(&v)) == 0)
+		return;
+	for (i = 0; i < n; i++)
+		if (vmmc_small_free(v[i]) == VMM_ENOTOURS)
+			vmmc_large_free(v[i]);
+	free(v);
+}
+
+void
+vmmc_capture_ended(const void *stream)
+{
+	vmmc_capture_end(stream);
+	client_deferred_frees();
+}
+
+/* A free while a stream captures: recorded only, if p is a live allocation
+ * of ours (no synchronization, no driver call). */
+static int
+client_free_captured(void *p)
+{
+	int rc;
+
+	if (!vmmc_small_owns(p) && !vmmc_large_owns(p))
+		return VMM_ENOTOURS;
+	if ((rc = vmmc_capture_defer(p)) == 1)
+		return 0;
+	if (rc == -1)
+		return VMM_ENOTOURS;	/* a second free */
+	if (rc == -2)
+		return VMM_ENOMEM;
+	return 1;	/* the capture ended meanwhile: free it now */
+}
+
 int
 vmm_malloc(void **dptr, size_t size)
 {
@@ -111,6 +154,7 @@ vmmc_malloc_dev(int dev, void **dptr, size_t size)
 	int rc;
 
 	CLIENT_INIT();
+	client_deferred_frees();
 	st = vmmc_settings_get();
 	if (dptr == NULL || size == 0 || dev < 0 || dev >= VMMC_MAX_DEVICES)
 		return VMM_EINVAL;
@@ -136,6 +180,9 @@ vmm_free(void *dptr)
 
 	if (dptr == NULL)
 		return 0;
+	if (vmmc_capture_active() && (rc = client_free_captured(dptr)) <= 0)
+		return rc;
+	client_deferred_frees();
 	rc = vmmc_small_free(dptr);
 	if (rc == VMM_ENOTOURS)
 		rc = vmmc_large_free(dptr);

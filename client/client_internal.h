@@ -10,6 +10,7 @@
  *   conn.c      the connection to vmmd: handshake, calls, pushes, reconnect
  *   core.c      counters, lazy sync tickets, mapping, waking the helper
  *   access.c    which devices may access each device's mappings (peers)
+ *   capture.c   stream captures in progress, frees deferred meanwhile
  *   settings.c  the VMM_* environment table, read once
  *
  * Calls go down that list, never up: client.c and helper.c call the
@@ -141,6 +142,23 @@ uint64_t vmmc_va_reserved(void);
 bool	vmmc_va_contains(CUdeviceptr addr);
 /* Drops all VA bookkeeping (fork child). */
 void	vmmc_va_forget_all(void);
+
+/* ---- capture.c --------------------------------------------------------------- */
+
+/* The stream captures in progress (the shim reports begins and ends; see
+ * vmmc_shim.h) and the frees deferred meanwhile.  While
+ * vmmc_capture_active(), nothing may synchronize: the allocators reuse only
+ * memory whose ticket vmmc_sync_covers() and otherwise take new chunks, and
+ * the trims leave the rest cached. */
+/* Records p as freed while a capture is in progress: 1; 0 if none is (free
+ * it now); -1 if p is recorded already (a second free); -2 no memory. */
+int	vmmc_capture_defer(void *p);
+/* Forgets a capture that ended (vmmc_capture_ended in client.c calls it). */
+void	vmmc_capture_end(const void *stream);
+/* Once no capture is in progress: the deferred pointers (the caller frees
+ * them and the array), and how many; 0 and NULL otherwise. */
+size_t	vmmc_capture_take_deferred(void ***out);
+void	vmmc_capture_forget(void);	/* fork child */
 
 /* ---- core.c ---------------------------------------------------------------- */
 

@@ -48,6 +48,10 @@
 #define BITW(idx)		(((idx) / 64) * 8)
 #define SMALL_REG_SIZE		(1u << 16)	/* registry slots */
 #define SMALL_TOMBSTONE		((struct seg *)(uintptr_t)1)
+/* Whether blocks freed with ticket t may be reused or unmapped now: always
+ * (after a sync) unless a stream capture is in progress, when only a sync
+ * that already happened counts (capture.c). */
+#define SMALL_IDLE_NOW(t)	(!vmmc_capture_active() || vmmc_sync_covers(t))
 
 struct seg {
 	CUdeviceptr	base;		/* 0: recycled */
@@ -609,7 +613,7 @@ steal_once(struct tcache *tc, uint32_t c)
 	struct seg *s;
 
 	pthread_mutex_lock(&k->lock);
-	if ((s = k->partial) != NULL) {
+	if ((s = k->partial) != NULL && SMALL_IDLE_NOW(s->ticket)) {
 		got = seg_take(s, b->clean, small_batch[c]);
 		ticket = s->ticket;
 		if (s->nfree == 0) {
@@ -651,6 +655,8 @@ refill(struct tcache *tc, uint32_t c)
 			const void *o = __atomic_load_n(&(*pp)->owner,
 			    __ATOMIC_RELAXED);
 
+			if (!SMALL_IDLE_NOW((*pp)->ticket))
+				continue;
 			if (o == tc) {
 				pick = pp;
 				break;
@@ -678,7 +684,7 @@ refill(struct tcache *tc, uint32_t c)
 			vmmc_sync_for(ticket);
 		return 0;
 	}
-	if (b->ndirty > 0) {
+	if (b->ndirty > 0 && SMALL_IDLE_NOW(b->ticket)) {
 		vmmc_sync_for(b->ticket);
 		goto swap;
 	}
@@ -868,7 +874,8 @@ vmmc_small_trim(uint64_t recall_id)
 
 			pthread_mutex_lock(&k->lock);
 			for (pp = &k->partial; (s = *pp) != NULL;) {
-				if (s->nfree != s->nblocks) {
+				if (s->nfree != s->nblocks ||
+				    !SMALL_IDLE_NOW(s->ticket)) {
 					pp = &s->next;
 					continue;
 				}

@@ -30,4 +30,20 @@ int	vmmc_malloc_dev(int dev, void **dptr, size_t size);
  * accessible to accessor, or no longer (as VMM_PEER_ACCESS allows). */
 void	vmmc_peer_access(int accessor, int owner, bool on);
 
+/*
+ * Stream capture (capture.c).  The shim reports each capture that began
+ * (stream: the handle, the per-thread default stream as
+ * CU_STREAM_PER_THREAD; mode: its CUstreamCaptureMode) and each that ended
+ * (vmmc_capture_ended: then the frees deferred meanwhile are done once none
+ * is left).  While any is in progress the library makes no synchronizing
+ * call and defers frees.
+ */
+void	vmmc_capture_begin(const void *stream, int mode);
+void	vmmc_capture_ended(const void *stream);
+bool	vmmc_capture_active(void);
+/* Whether "potentially unsafe" calls (cudaMalloc, cudaFree, ...) are
+ * prohibited on this thread, whose own mode is thread_mode (as
+ * cuThreadExchangeStreamCaptureMode documents the three modes). */
+bool	vmmc_capture_forbids(int thread_mode);
+
 #endif

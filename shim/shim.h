@@ -72,7 +72,17 @@
 	X(cudaMallocPitch, SHIM_RT)					\
 	X(cudaMemGetInfo, SHIM_RT)					\
 	X(cudaDeviceEnablePeerAccess, SHIM_RT)				\
-	X(cudaDeviceDisablePeerAccess, SHIM_RT)
+	X(cudaDeviceDisablePeerAccess, SHIM_RT)				\
+	X(cuStreamBeginCapture, SHIM_DRV)				\
+	X(cuStreamBeginCapture_ptsz, SHIM_DRV)				\
+	X(cuStreamBeginCapture_v2, SHIM_DRV)				\
+	X(cuStreamBeginCapture_v2_ptsz, SHIM_DRV)			\
+	X(cuStreamEndCapture, SHIM_DRV)					\
+	X(cuStreamEndCapture_ptsz, SHIM_DRV)				\
+	X(cudaStreamBeginCapture, SHIM_RT)				\
+	X(cudaStreamBeginCapture_ptsz, SHIM_RT)				\
+	X(cudaStreamEndCapture, SHIM_RT)				\
+	X(cudaStreamEndCapture_ptsz, SHIM_RT)
 
 /* Defined in shim_pointer.c. */
 #define SHIM_HOOKS_POINTER(X)						\
@@ -86,7 +96,8 @@
 	X(cuCtxGetDevice, SHIM_DRV)					\
 	X(cuCtxGetDevice_v2, SHIM_DRV)					\
 	X(cuStreamIsCapturing, SHIM_DRV)				\
-	X(cudaGetDevice, SHIM_RT)
+	X(cudaGetDevice, SHIM_RT)					\
+	X(cuThreadExchangeStreamCaptureMode, SHIM_DRV)
 
 /* Index of every symbol in the real table: the hooks first. */
 enum shim_sym {

@@ -708,7 +708,7 @@ cuCtxSynchronize(void)
 	if (cuemu_current_ctx() == NULL)
 		return CUDA_ERROR_INVALID_CONTEXT;
 	cuemu_charge(CUEMU_COST_CALL, 1);
-	return CUDA_SUCCESS;
+	return cuemu_capture_ctx_sync_unlocked(cuemu_current_device());
 }
 
 /* ---- errors ----------------------------------------------------------------- */
@@ -762,7 +762,7 @@ cuCtxSynchronize_v2(CUcontext ctx)
 		ctx = cuemu_current_ctx();
 	if (ctx == NULL || !cuemu_ctx_known(ctx) || ctx->retains == 0)
 		return cuemu_ret(CUDA_ERROR_INVALID_CONTEXT);
-	return cuemu_ret(CUDA_SUCCESS);
+	return cuemu_ret(cuemu_capture_ctx_sync(ctx->device));
 }
 
 CUEMU_EXPORT CUresult CUDAAPI

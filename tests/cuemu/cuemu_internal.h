@@ -151,5 +151,55 @@ int		cuemu_procaddr_setting(bool *on);
 /* ---- mem.c: streams and events, for validation -------------------------- */
 
 bool		cuemu_stream_valid(CUstream s);
+/* Device and flags of a valid stream (dev and 0 for the default streams). */
+void		cuemu_stream_props(CUstream s, int dev, int *devp,
+		    unsigned *flagsp);
+
+/* ---- capture.c: stream capture and graphs ------------------------------- */
+
+/* One operation issued to a stream, as a graph records it. */
+struct cuemu_op {
+	enum {
+		CUEMU_OP_COPY,
+		CUEMU_OP_MEMSET,
+		CUEMU_OP_EVENT,
+		CUEMU_OP_UNSUPPORTED,	/* cannot be captured here */
+	}		kind;
+	CUdeviceptr	dst, src;
+	bool		dst_dev, src_dev;	/* which side is device memory */
+	size_t		len;
+	unsigned char	value;
+	CUevent		event;
+};
+
+/* What the _ptsz entry points mean by stream s (NULL: the per-thread one). */
+CUstream	cuemu_ptsz(CUstream s);
+/* The hooks, lock held.  Before async work op on stream s (device dev of the
+ * current context): an error to return, or CUDA_SUCCESS with *captured set
+ * if it was recorded into s's capture (else the caller executes it). */
+CUresult	cuemu_capture_issue(CUstream s, int dev, const struct cuemu_op *op,
+		    bool *captured);
+/* Before synchronizing or querying stream s (NULL: the legacy stream, as a
+ * synchronous copy or memset uses it). */
+CUresult	cuemu_capture_wait(CUstream s, int dev);
+/* Before synchronizing device dev's context (the unlocked form takes the
+ * lock only while a capture exists). */
+CUresult	cuemu_capture_ctx_sync(int dev);
+CUresult	cuemu_capture_ctx_sync_unlocked(int dev);
+/* Before a potentially unsafe call (allocation, free, mapping changes);
+ * CUEMU_CAPTURE_UNSAFE() leaves with its error, lock held. */
+CUresult	cuemu_capture_unsafe(void);
+#define CUEMU_CAPTURE_UNSAFE()                                           \
+	do {                                                             \
+		CUresult unsafe_r_ = cuemu_capture_unsafe();             \
+		if (unsafe_r_ != CUDA_SUCCESS)                           \
+			return cuemu_ret(unsafe_r_);                     \
+	} while (0)
+/* Events: recorded into stream s, waited for or queried, destroyed. */
+CUresult	cuemu_capture_event_record(CUevent e, CUstream s, int dev);
+CUresult	cuemu_capture_event_wait(CUevent e);
+void		cuemu_capture_event_gone(CUevent e);
+/* Before destroying stream s. */
+CUresult	cuemu_capture_stream_gone(CUstream s);
 
 #endif

@@ -68,6 +68,14 @@ cuemu_stream_device(CUstream s, int dev)
 	return s->device;
 }
 
+void
+cuemu_stream_props(CUstream s, int dev, int *devp, unsigned *flagsp)
+{
+	*devp = cuemu_stream_device(s, dev);
+	*flagsp = s == NULL || s == CU_STREAM_LEGACY ||
+	    s == CU_STREAM_PER_THREAD ? 0 : s->flags;
+}
+
 static struct CUevent_st *
 cuemu_event_find(CUevent e)
 {
@@ -111,7 +119,10 @@ cuStreamDestroy_v2(CUstream hStream)
 	for (pp = &cuemu_streams; *pp != NULL; pp = &(*pp)->next) {
 		if (*pp == hStream) {
 			struct CUstream_st *s = *pp;
+			CUresult r;
 
+			if ((r = cuemu_capture_stream_gone(s)) != CUDA_SUCCESS)
+				return cuemu_ret(r);
 			*pp = s->next;
 			s->magic = 0;
 			free(s);
@@ -137,7 +148,7 @@ cuemu_stream_sync(const char *name, CUstream hStream, bool query)
 	if (!cuemu_stream_valid(hStream))
 		return cuemu_ret(CUDA_ERROR_INVALID_HANDLE);
 	(void)query;	/* every operation completed when it was issued */
-	return cuemu_ret(CUDA_SUCCESS);
+	return cuemu_ret(cuemu_capture_wait(hStream, dev));
 }
 
 CUEMU_EXPORT CUresult CUDAAPI
@@ -149,7 +160,8 @@ cuStreamSynchronize(CUstream hStream)
 CUEMU_EXPORT CUresult CUDAAPI
 cuStreamSynchronize_ptsz(CUstream hStream)
 {
-	return cuemu_stream_sync("cuStreamSynchronize", hStream, false);
+	return cuemu_stream_sync("cuStreamSynchronize", cuemu_ptsz(hStream),
+	    false);
 }
 
 CUEMU_EXPORT CUresult CUDAAPI
@@ -161,7 +173,7 @@ cuStreamQuery(CUstream hStream)
 CUEMU_EXPORT CUresult CUDAAPI
 cuStreamQuery_ptsz(CUstream hStream)
 {
-	return cuemu_stream_sync("cuStreamQuery", hStream, true);
+	return cuemu_stream_sync("cuStreamQuery", cuemu_ptsz(hStream), true);
 }
 
 CUEMU_EXPORT CUresult CUDAAPI
@@ -201,6 +213,7 @@ cuEventDestroy_v2(CUevent hEvent)
 		if (*pp == hEvent) {
 			struct CUevent_st *e = *pp;
 
+			cuemu_capture_event_gone(e);
 			*pp = e->next;
 			e->magic = 0;
 			free(e);
@@ -232,7 +245,7 @@ cuemu_event_record(CUevent hEvent, CUstream hStream)
 	if (e->device != cuemu_stream_device(hStream, dev))
 		return cuemu_ret(CUDA_ERROR_INVALID_HANDLE);
 	e->recorded = true;
-	return cuemu_ret(CUDA_SUCCESS);
+	return cuemu_ret(cuemu_capture_event_record(e, hStream, dev));
 }
 
 CUEMU_EXPORT CUresult CUDAAPI
@@ -244,7 +257,7 @@ cuEventRecord(CUevent hEvent, CUstream hStream)
 CUEMU_EXPORT CUresult CUDAAPI
 cuEventRecord_ptsz(CUevent hEvent, CUstream hStream)
 {
-	return cuemu_event_record(hEvent, hStream);
+	return cuemu_event_record(hEvent, cuemu_ptsz(hStream));
 }
 
 CUEMU_EXPORT CUresult CUDAAPI
@@ -256,7 +269,7 @@ cuEventSynchronize(CUevent hEvent)
 	CUEMU_NEED_CTX(dev);
 	if (cuemu_event_find(hEvent) == NULL)
 		return cuemu_ret(CUDA_ERROR_INVALID_HANDLE);
-	return cuemu_ret(CUDA_SUCCESS);
+	return cuemu_ret(cuemu_capture_event_wait(hEvent));
 }
 
 CUEMU_EXPORT CUresult CUDAAPI
@@ -265,7 +278,7 @@ cuEventQuery(CUevent hEvent)
 	CUEMU_ENTER("cuEventQuery");
 	if (cuemu_event_find(hEvent) == NULL)
 		return cuemu_ret(CUDA_ERROR_INVALID_HANDLE);
-	return cuemu_ret(CUDA_SUCCESS);
+	return cuemu_ret(cuemu_capture_event_wait(hEvent));
 }
 
 /* ---- classic allocation -------------------------------------------------------- */
@@ -322,6 +335,7 @@ cuMemAlloc_v2(CUdeviceptr *dptr, size_t bytesize)
 
 	CUEMU_ENTER("cuMemAlloc");
 	CUEMU_NEED_CTX(dev);
+	CUEMU_CAPTURE_UNSAFE();
 	if (dptr == NULL)
 		return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
 	return cuemu_ret(cuemu_alloc(dev, bytesize, CUEMU_KIND_ALLOC, dptr));
@@ -337,6 +351,7 @@ cuMemAllocPitch_v2(CUdeviceptr *dptr, size_t *pPitch, size_t WidthInBytes,
 
 	CUEMU_ENTER("cuMemAllocPitch");
 	CUEMU_NEED_CTX(dev);
+	CUEMU_CAPTURE_UNSAFE();
 	if (dptr == NULL || pPitch == NULL || WidthInBytes == 0 || Height == 0 ||
 	    (ElementSizeBytes != 4 && ElementSizeBytes != 8 &&
 	    ElementSizeBytes != 16) || WidthInBytes > SIZE_MAX / 2)
@@ -358,6 +373,7 @@ cuMemFree_v2(CUdeviceptr dptr)
 
 	CUEMU_ENTER("cuMemFree");
 	CUEMU_NEED_CTX(dev);
+	CUEMU_CAPTURE_UNSAFE();
 	return cuemu_ret(cuemu_free(dptr));
 }
 
@@ -366,10 +382,17 @@ cuemu_alloc_async(CUdeviceptr *dptr, size_t bytesize, CUstream hStream)
 {
 	int dev;
 
+	const struct cuemu_op op = { .kind = CUEMU_OP_UNSUPPORTED };
+	bool captured;
+	CUresult r;
+
 	CUEMU_ENTER("cuMemAllocAsync");
 	CUEMU_NEED_CTX(dev);
 	if (dptr == NULL || !cuemu_stream_valid(hStream))
 		return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
+	if ((r = cuemu_capture_issue(hStream, dev, &op, &captured)) !=
+	    CUDA_SUCCESS)
+		return cuemu_ret(r);
 	return cuemu_ret(cuemu_alloc(dev, bytesize, CUEMU_KIND_ASYNC, dptr));
 }
 
@@ -382,7 +405,7 @@ cuMemAllocAsync(CUdeviceptr *dptr, size_t bytesize, CUstream hStream)
 CUEMU_EXPORT CUresult CUDAAPI
 cuMemAllocAsync_ptsz(CUdeviceptr *dptr, size_t bytesize, CUstream hStream)
 {
-	return cuemu_alloc_async(dptr, bytesize, hStream);
+	return cuemu_alloc_async(dptr, bytesize, cuemu_ptsz(hStream));
 }
 
 static CUresult
@@ -390,10 +413,17 @@ cuemu_free_async(CUdeviceptr dptr, CUstream hStream)
 {
 	int dev;
 
+	const struct cuemu_op op = { .kind = CUEMU_OP_UNSUPPORTED };
+	bool captured;
+	CUresult r;
+
 	CUEMU_ENTER("cuMemFreeAsync");
 	CUEMU_NEED_CTX(dev);
 	if (!cuemu_stream_valid(hStream))
 		return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
+	if ((r = cuemu_capture_issue(hStream, dev, &op, &captured)) !=
+	    CUDA_SUCCESS)
+		return cuemu_ret(r);
 	return cuemu_ret(cuemu_free(dptr));
 }
 
@@ -406,7 +436,7 @@ cuMemFreeAsync(CUdeviceptr dptr, CUstream hStream)
 CUEMU_EXPORT CUresult CUDAAPI
 cuMemFreeAsync_ptsz(CUdeviceptr dptr, CUstream hStream)
 {
-	return cuemu_free_async(dptr, hStream);
+	return cuemu_free_async(dptr, cuemu_ptsz(hStream));
 }
 
 CUEMU_EXPORT CUresult CUDAAPI
@@ -469,6 +499,18 @@ cuemu_copy(const char *name, CUdeviceptr dst, bool dst_dev, CUdeviceptr src,
 		return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
 	if (src_dev && !cuemu_range_ok(src, len, PROT_READ, dev))
 		return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
+	{
+		const struct cuemu_op op = { .kind = CUEMU_OP_COPY, .dst = dst,
+		    .src = src, .dst_dev = dst_dev, .src_dev = src_dev,
+		    .len = len };
+		bool captured = false;
+		CUresult r = async ?
+		    cuemu_capture_issue(stream, dev, &op, &captured) :
+		    cuemu_capture_wait(NULL, dev);
+
+		if (r != CUDA_SUCCESS || captured)
+			return cuemu_ret(r);
+	}
 	memmove((void *)(uintptr_t)dst, (const void *)(uintptr_t)src, len);
 	return cuemu_ret(CUDA_SUCCESS);
 }
@@ -553,7 +595,8 @@ CUEMU_EXPORT CUresult CUDAAPI
 cuMemcpyHtoDAsync_v2_ptsz(CUdeviceptr dstDevice, const void *srcHost,
     size_t ByteCount, CUstream hStream)
 {
-	return cuMemcpyHtoDAsync_v2(dstDevice, srcHost, ByteCount, hStream);
+	return cuMemcpyHtoDAsync_v2(dstDevice, srcHost, ByteCount,
+	    cuemu_ptsz(hStream));
 }
 
 CUEMU_EXPORT CUresult CUDAAPI
@@ -568,7 +611,8 @@ CUEMU_EXPORT CUresult CUDAAPI
 cuMemcpyDtoHAsync_v2_ptsz(void *dstHost, CUdeviceptr srcDevice,
     size_t ByteCount, CUstream hStream)
 {
-	return cuMemcpyDtoHAsync_v2(dstHost, srcDevice, ByteCount, hStream);
+	return cuMemcpyDtoHAsync_v2(dstHost, srcDevice, ByteCount,
+	    cuemu_ptsz(hStream));
 }
 
 CUEMU_EXPORT CUresult CUDAAPI
@@ -583,7 +627,8 @@ CUEMU_EXPORT CUresult CUDAAPI
 cuMemcpyDtoDAsync_v2_ptsz(CUdeviceptr dstDevice, CUdeviceptr srcDevice,
     size_t ByteCount, CUstream hStream)
 {
-	return cuMemcpyDtoDAsync_v2(dstDevice, srcDevice, ByteCount, hStream);
+	return cuMemcpyDtoDAsync_v2(dstDevice, srcDevice, ByteCount,
+	    cuemu_ptsz(hStream));
 }
 
 CUEMU_EXPORT CUresult CUDAAPI
@@ -598,7 +643,7 @@ CUEMU_EXPORT CUresult CUDAAPI
 cuMemcpyAsync_ptsz(CUdeviceptr dst, CUdeviceptr src, size_t ByteCount,
     CUstream hStream)
 {
-	return cuMemcpyAsync(dst, src, ByteCount, hStream);
+	return cuMemcpyAsync(dst, src, ByteCount, cuemu_ptsz(hStream));
 }
 
 static CUresult
@@ -617,6 +662,17 @@ cuemu_memset(const char *name, CUdeviceptr dst, unsigned char uc, size_t n,
 		dev = cuemu_stream_device(stream, dev);
 	if (!cuemu_range_ok(dst, n, PROT_WRITE, dev))
 		return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
+	{
+		const struct cuemu_op op = { .kind = CUEMU_OP_MEMSET, .dst = dst,
+		    .dst_dev = true, .len = n, .value = uc };
+		bool captured = false;
+		CUresult r = async ?
+		    cuemu_capture_issue(stream, dev, &op, &captured) :
+		    cuemu_capture_wait(NULL, dev);
+
+		if (r != CUDA_SUCCESS || captured)
+			return cuemu_ret(r);
+	}
 	memset((void *)(uintptr_t)dst, uc, n);
 	return cuemu_ret(CUDA_SUCCESS);
 }
@@ -644,7 +700,7 @@ CUEMU_EXPORT CUresult CUDAAPI
 cuMemsetD8Async_ptsz(CUdeviceptr dstDevice, unsigned char uc, size_t N,
     CUstream hStream)
 {
-	return cuMemsetD8Async(dstDevice, uc, N, hStream);
+	return cuMemsetD8Async(dstDevice, uc, N, cuemu_ptsz(hStream));
 }
 
 /* ---- pointer attributes ------------------------------------------------------ */

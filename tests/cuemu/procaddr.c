@@ -106,7 +106,38 @@ enum { CUEMU_LEGACY, CUEMU_PTDS };
 	X("cuEventSynchronize", 2000, cuEventSynchronize, CUEMU_LEGACY)       \
 	X("cuEventQuery", 2000, cuEventQuery, CUEMU_LEGACY)                   \
 	X("cuPointerGetAttribute", 4000, cuPointerGetAttribute, CUEMU_LEGACY) \
-	X("cuPointerGetAttributes", 7000, cuPointerGetAttributes, CUEMU_LEGACY)
+	X("cuPointerGetAttributes", 7000, cuPointerGetAttributes, CUEMU_LEGACY)\
+	X("cuStreamBeginCapture", 10000, cuStreamBeginCapture, CUEMU_LEGACY)  \
+	X("cuStreamBeginCapture", 10000, cuStreamBeginCapture_ptsz,           \
+	    CUEMU_PTDS)                                                       \
+	X("cuStreamBeginCapture", 10010, cuStreamBeginCapture_v2,             \
+	    CUEMU_LEGACY)                                                     \
+	X("cuStreamBeginCapture", 10010, cuStreamBeginCapture_v2_ptsz,        \
+	    CUEMU_PTDS)                                                       \
+	X("cuStreamEndCapture", 10000, cuStreamEndCapture, CUEMU_LEGACY)      \
+	X("cuStreamEndCapture", 10000, cuStreamEndCapture_ptsz, CUEMU_PTDS)   \
+	X("cuStreamIsCapturing", 10000, cuStreamIsCapturing, CUEMU_LEGACY)    \
+	X("cuStreamIsCapturing", 10000, cuStreamIsCapturing_ptsz, CUEMU_PTDS) \
+	X("cuStreamGetCaptureInfo", 10010, cuStreamGetCaptureInfo,            \
+	    CUEMU_LEGACY)                                                     \
+	X("cuStreamGetCaptureInfo", 10010, cuStreamGetCaptureInfo_ptsz,       \
+	    CUEMU_PTDS)                                                       \
+	X("cuStreamGetCaptureInfo", 11030, cuStreamGetCaptureInfo_v2,         \
+	    CUEMU_LEGACY)                                                     \
+	X("cuStreamGetCaptureInfo", 11030, cuStreamGetCaptureInfo_v2_ptsz,    \
+	    CUEMU_PTDS)                                                       \
+	X("cuStreamGetCaptureInfo", 12030, cuStreamGetCaptureInfo_v3,         \
+	    CUEMU_LEGACY)                                                     \
+	X("cuStreamGetCaptureInfo", 12030, cuStreamGetCaptureInfo_v3_ptsz,    \
+	    CUEMU_PTDS)                                                       \
+	X("cuThreadExchangeStreamCaptureMode", 10010,                         \
+	    cuThreadExchangeStreamCaptureMode, CUEMU_LEGACY)                  \
+	X("cuGraphDestroy", 10000, cuGraphDestroy, CUEMU_LEGACY)              \
+	X("cuGraphInstantiateWithFlags", 11040, cuGraphInstantiateWithFlags,  \
+	    CUEMU_LEGACY)                                                     \
+	X("cuGraphExecDestroy", 10000, cuGraphExecDestroy, CUEMU_LEGACY)      \
+	X("cuGraphLaunch", 10000, cuGraphLaunch, CUEMU_LEGACY)                \
+	X("cuGraphLaunch", 10000, cuGraphLaunch_ptsz, CUEMU_PTDS)
 
 /* The per-thread-stream variants are not declared by cuda.h in every
  * configuration; declare them here with the signatures of cudaTypedefs.h. */

@@ -368,6 +368,7 @@ cuMemCreate(CUmemGenericAllocationHandle *handle, size_t size,
 	int fd;
 
 	CUEMU_ENTER("cuMemCreate");
+	CUEMU_CAPTURE_UNSAFE();
 	if (handle == NULL || prop == NULL || flags != 0 || size == 0 ||
 	    size % cuemu_cfg.granularity != 0)
 		return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
@@ -392,6 +393,7 @@ cuMemRelease(CUmemGenericAllocationHandle handle)
 	uint32_t slot;
 
 	CUEMU_ENTER("cuMemRelease");
+	CUEMU_CAPTURE_UNSAFE();
 	/* Undefined behaviour on a real GPU; an error here. */
 	if ((h = cuemu_handle_get(handle, &slot)) == NULL)
 		return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
@@ -504,6 +506,7 @@ cuMemMap(CUdeviceptr ptr, size_t size, size_t offset,
 	void *p;
 
 	CUEMU_ENTER("cuMemMap");
+	CUEMU_CAPTURE_UNSAFE();
 	/* cuda.h: ptr, size and offset multiples of the minimum granularity,
 	 * offset + size within the handle (a part of it may be mapped), and
 	 * offset "currently must be zero". */
@@ -558,6 +561,7 @@ cuMemUnmap(CUdeviceptr ptr, size_t size)
 	CUdeviceptr end = ptr + size;
 
 	CUEMU_ENTER("cuMemUnmap");
+	CUEMU_CAPTURE_UNSAFE();
 	if (!cuemu_whole_mappings(ptr, size))
 		return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
 	cuemu_charge(CUEMU_COST_UNMAP, size / cuemu_cfg.granularity);
@@ -584,6 +588,7 @@ cuMemSetAccess(CUdeviceptr ptr, size_t size, const CUmemAccessDesc *desc,
 	size_t i;
 
 	CUEMU_ENTER("cuMemSetAccess");
+	CUEMU_CAPTURE_UNSAFE();
 	if (desc == NULL || count == 0 || count > CUEMU_MAX_DEVICES)
 		return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
 	if (!cuemu_whole_mappings(ptr, size))

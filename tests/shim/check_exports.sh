@@ -16,7 +16,11 @@ cuGetProcAddress cuGetProcAddress_v2
 cuCtxEnablePeerAccess cuCtxDisablePeerAccess
 cudaMalloc cudaFree cudaMallocAsync cudaMallocAsync_ptsz cudaFreeAsync
 cudaFreeAsync_ptsz cudaMallocPitch cudaMemGetInfo cudaDeviceEnablePeerAccess
-cudaDeviceDisablePeerAccess dlsym"
+cudaDeviceDisablePeerAccess dlsym
+cuStreamBeginCapture cuStreamBeginCapture_ptsz cuStreamBeginCapture_v2
+cuStreamBeginCapture_v2_ptsz cuStreamEndCapture cuStreamEndCapture_ptsz
+cudaStreamBeginCapture cudaStreamBeginCapture_ptsz cudaStreamEndCapture
+cudaStreamEndCapture_ptsz"
 api=$(grep '^VMM_API' "$header" | sed -n 's/.*[[:space:]*]\(vmm_[a-z_0-9]*\)(.*/\1/p')
 [ -n "$api" ] || fail "no VMM_API functions found in $header"
 
