@@ -43,7 +43,8 @@ usage(FILE *f)
 	fprintf(f,
 	    "usage: vmmd [options]\n"
 	    "Lend one GPU's memory to the processes on this machine.\n\n"
-	    "  -d, --device N|UUID    GPU to serve (default 0)\n"
+	    "  -d, --device N|UUID    GPU to serve (default 0); UUID: GPU-... "
+	    "or MIG-...\n"
 	    "  -s, --socket-dir DIR   socket directory (default /run/vmmd; env "
 	    "VMM_SOCKET_DIR)\n"
 	    "  -c, --config FILE      settings file (default %s if it exists)\n"

@@ -28,7 +28,19 @@
 #define POOL_HASH_MIN_BITS 12		/* the id hash starts at 4096 */
 
 static CUdevice				pool_dev;
-static CUcontext			pool_ctx;
+/*
+ * vmmd holds no CUDA context while it serves.  A context held by the daemon
+ * would make every client's context creation fail under
+ * CU_COMPUTEMODE_EXCLUSIVE_PROCESS, count against MPS client limits, and
+ * block MIG reconfiguration and GPU reset.  The VMM calls vmmd lives on
+ * (cuMemCreate, cuMemRelease, export, import, reserve, map) need none (their
+ * cuda.h comments list no CUDA_ERROR_INVALID_CONTEXT).  The two things that
+ * do — the driver's free-memory figure and the scrub's memset — take the
+ * primary context for the call and let it go (pool_ctx_enter/leave); in a
+ * compute mode other than DEFAULT vmmd never takes one after start, so it
+ * cannot race a client for the device.
+ */
+static bool				pool_ctx_shared;	/* DEFAULT mode */
 static CUmemAllocationProp		pool_prop;
 static uint64_t				pool_gran;	/* driver granularity */
 static uint64_t				pool_unit;	/* chunk size unit */
@@ -78,6 +90,9 @@ static struct vmmd_chunk		*pool_keys[VMMD_HASH_BUCKETS];
 static void	pool_probe_fds(void);
 static int	pool_bins_init(void);
 static int	pool_hash_resize(unsigned);
+static int	pool_driver_free(uint64_t *);
+/* The GPU's free memory as vmmd last knew it, and when it asked. */
+static uint64_t	pool_free_cached, pool_free_when;
 static void	pool_bins_free(void);
 
 /*
@@ -140,13 +155,15 @@ pool_cu_name(CUresult r)
 	return s;
 }
 
-/* Parses a UUID: 32 hex digits, dashes anywhere, optional "GPU-" prefix. */
+/* Parses a UUID: 32 hex digits, dashes anywhere, optional "GPU-" prefix,
+ * or "MIG-" for a MIG instance (what nvidia-smi -L prints and
+ * CUDA_VISIBLE_DEVICES takes; cuDeviceGetUuid names the instance). */
 static int
 pool_parse_uuid(const char *s, unsigned char out[16])
 {
 	int n = 0;
 
-	if (strncasecmp(s, "GPU-", 4) == 0)
+	if (strncasecmp(s, "GPU-", 4) == 0 || strncasecmp(s, "MIG-", 4) == 0)
 		s += 4;
 	for (; *s != '\0'; s++) {
 		int v;
@@ -196,8 +213,9 @@ pool_find_device(const char *spec, CUdevice *dev, char *err, size_t errlen)
 		return cuDeviceGet(dev, (int)ord) == CUDA_SUCCESS ? 0 : -1;
 	}
 	if (pool_parse_uuid(spec, want) != 0) {
-		snprintf(err, errlen, "device \"%.64s\": expected an ordinal or a "
-		    "GPU UUID", spec);
+		snprintf(err, errlen, "device \"%.64s\": expected an ordinal, a "
+		    "GPU UUID or a MIG UUID (MIG-xxxxxxxx-xxxx-xxxx-xxxx-"
+		    "xxxxxxxxxxxx)", spec);
 		return -1;
 	}
 	for (i = 0; i < count; i++) {
@@ -215,7 +233,7 @@ pool_find_device(const char *spec, CUdevice *dev, char *err, size_t errlen)
 int
 vmmd_pool_init(const struct vmmd_config *c, char *err, size_t errlen)
 {
-	int vmm = 0, posix = 0;
+	int vmm = 0, posix = 0, mode = 0, rdma = 0;
 	size_t gran, total;
 	CUuuid u;
 	CUresult r;
@@ -237,16 +255,25 @@ vmmd_pool_init(const struct vmmd_config *c, char *err, size_t errlen)
 		    "management with POSIX file descriptor handles", c->device);
 		return -1;
 	}
-	if ((r = cuDevicePrimaryCtxRetain(&pool_ctx, pool_dev)) != CUDA_SUCCESS ||
-	    (r = cuCtxSetCurrent(pool_ctx)) != CUDA_SUCCESS) {
-		snprintf(err, errlen, "primary context: %s", pool_cu_name(r));
-		return -1;
-	}
+	/* A device in EXCLUSIVE_PROCESS mode belongs to whichever process
+	 * holds a context: never vmmd after start. */
+	if (cuDeviceGetAttribute(&mode, CU_DEVICE_ATTRIBUTE_COMPUTE_MODE,
+	    pool_dev) != CUDA_SUCCESS)
+		mode = CU_COMPUTEMODE_DEFAULT;
+	pool_ctx_shared = mode == CU_COMPUTEMODE_DEFAULT;
+	if (cuDeviceGetAttribute(&rdma,
+	    CU_DEVICE_ATTRIBUTE_GPU_DIRECT_RDMA_WITH_CUDA_VMM_SUPPORTED,
+	    pool_dev) != CUDA_SUCCESS)
+		rdma = 0;
 	memset(&pool_prop, 0, sizeof(pool_prop));
 	pool_prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
 	pool_prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
 	pool_prop.location.id = pool_dev;
 	pool_prop.requestedHandleTypes = CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR;
+	/* So RDMA NICs (and dma-buf exporters) can register pooled memory;
+	 * only where the device says it may (cuda.h: "must be set only if
+	 * the device supports it"). */
+	pool_prop.allocFlags.gpuDirectRDMACapable = rdma ? 1 : 0;
 	if ((r = cuMemGetAllocationGranularity(&gran, &pool_prop,
 	    CU_MEM_ALLOC_GRANULARITY_RECOMMENDED)) != CUDA_SUCCESS ||
 	    (r = cuDeviceTotalMem(&total, pool_dev)) != CUDA_SUCCESS ||
@@ -264,8 +291,58 @@ vmmd_pool_init(const struct vmmd_config *c, char *err, size_t errlen)
 	}
 	memcpy(pool_uuid, u.bytes, 16);
 	pool_probe_fds();
-	vmmd_pool_refresh_free();
+	/* The driver's figure once at start; in an exclusive mode, where vmmd
+	 * takes no context, all of the device is taken as free. */
+	pool_free_cached = pool_total;
+	if (pool_ctx_shared)
+		pool_driver_free(&pool_free_cached);
+	pool_free_when = vmm_now_ms();
 	return 0;
+}
+
+/* Makes the device's primary context current for a call that needs one;
+ * 0, or -1 (DEVICE_UNAVAILABLE under an exclusive mode, say). */
+static int
+pool_ctx_enter(void)
+{
+	CUcontext ctx;
+	CUresult r;
+
+	if ((r = cuDevicePrimaryCtxRetain(&ctx, pool_dev)) != CUDA_SUCCESS) {
+		vmm_log_debug("primary context: %s", pool_cu_name(r));
+		return -1;
+	}
+	if ((r = cuCtxSetCurrent(ctx)) != CUDA_SUCCESS) {
+		vmm_log_debug("primary context: %s", pool_cu_name(r));
+		cuDevicePrimaryCtxRelease(pool_dev);
+		return -1;
+	}
+	return 0;
+}
+
+/* Lets the context of pool_ctx_enter go: vmmd holds none again. */
+static void
+pool_ctx_leave(void)
+{
+	(void)cuCtxSetCurrent(NULL);
+	(void)cuDevicePrimaryCtxRelease(pool_dev);
+}
+
+/* The driver's free-memory figure, under a context taken for the call. */
+static int
+pool_driver_free(uint64_t *out)
+{
+	size_t f = 0, t = 0;
+	int rc = -1;
+
+	if (pool_ctx_enter() != 0)
+		return -1;
+	if (cuMemGetInfo(&f, &t) == CUDA_SUCCESS) {
+		*out = f;
+		rc = 0;
+	}
+	pool_ctx_leave();
+	return rc;
 }
 
 uint64_t
@@ -284,22 +361,23 @@ vmmd_pool_device_total(void)
  * What the GPU has free, from vmmd's own accounting: the driver's figure,
  * asked off the request path (vmmd_pool_refresh_free, from the idle tick
  * and at start), moved by every create and destroy of vmmd's own in
- * between.  A stats or MemInfo request never calls the driver: in the
- * emulator that call scans /proc, tens of ms with thousands of chunks.
+ * between.  A stats or MemInfo request never calls the driver.  Asking
+ * needs a context, which vmmd takes for the call only (pool_ctx_enter), at
+ * most every POOL_FREE_REFRESH_MS, and never in an exclusive compute mode,
+ * where the figure follows vmmd's own creates and destroys alone.
  */
-static uint64_t pool_free_cached, pool_free_when;
+#define POOL_FREE_REFRESH_MS	5000
 
 void
 vmmd_pool_refresh_free(void)
 {
 	uint64_t now = vmm_now_ms();
-	size_t f = 0, t = 0;
 
-	if (pool_free_when != 0 && now - pool_free_when < 1000)
+	if (!pool_ctx_shared ||
+	    (pool_free_when != 0 && now - pool_free_when < POOL_FREE_REFRESH_MS))
 		return;
 	pool_free_when = now;
-	if (cuMemGetInfo(&f, &t) == CUDA_SUCCESS)
-		pool_free_cached = f;
+	(void)pool_driver_free(&pool_free_cached);
 }
 
 uint64_t
@@ -818,9 +896,6 @@ vmmd_pool_shutdown(void)
 	pool_bins_free();
 	memset(&pool_t, 0, sizeof(pool_t));
 	pool_drain_left = 0;
-	if (pool_ctx != NULL)
-		cuDevicePrimaryCtxRelease(pool_dev);
-	pool_ctx = NULL;
 }
 
 /* ---- scrub ------------------------------------------------------------------- */
@@ -841,10 +916,19 @@ pool_scrub(struct vmmd_chunk *ch)
 	acc.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
 	acc.location.id = pool_dev;
 	acc.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
-	if ((r = cuMemSetAccess(va, ch->size, &acc, 1)) == CUDA_SUCCESS &&
-	    (r = cuMemsetD8(va, 0, ch->size)) == CUDA_SUCCESS &&
-	    (r = cuCtxSynchronize()) == CUDA_SUCCESS)
-		rc = 0;
+	/* The memset and its sync need a context: taken for the scrub only,
+	 * and never in an exclusive mode (the chunk then is not reused
+	 * across tenants: the caller fails the grant cleanly). */
+	if ((r = cuMemSetAccess(va, ch->size, &acc, 1)) == CUDA_SUCCESS) {
+		if (!pool_ctx_shared || pool_ctx_enter() != 0)
+			r = CUDA_ERROR_DEVICE_UNAVAILABLE;
+		else {
+			if ((r = cuMemsetD8(va, 0, ch->size)) == CUDA_SUCCESS &&
+			    (r = cuCtxSynchronize()) == CUDA_SUCCESS)
+				rc = 0;
+			pool_ctx_leave();
+		}
+	}
 	cuMemUnmap(va, ch->size);
 fail_free:
 	cuMemAddressFree(va, ch->size);
