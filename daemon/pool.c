@@ -91,6 +91,37 @@ static void	pool_probe_fds(void);
 static int	pool_bins_init(void);
 static int	pool_hash_resize(unsigned);
 static int	pool_driver_free(uint64_t *);
+
+/*
+ * Slow driver calls go to the worker thread (worker.c): a create of at
+ * least POOL_ASYNC_MIN for a grant, and the release of a chunk that large.
+ * Smaller ones cost a few hundred microseconds and stay in the loop.
+ */
+#define POOL_ASYNC_MIN		((uint64_t)32 << 20)
+
+/*
+ * A grant waiting for its create on the worker.  Its picked chunks (v) were
+ * taken off the free lists and are not lent: neither free nor lent, no one
+ * else can be given them, and they go back (pool_unpick) if the grant
+ * fails or its holder goes first (then h is NULL and cb is never called).
+ * The created handle becomes a chunk only in pool_created, on the loop.
+ */
+struct pool_pending {
+	struct vmmd_job		job;		/* first: the job is the pending */
+	struct vmmd_holder	*h;		/* NULL: cancelled */
+	struct vmmd_chunk	*v[VMM_PROTO_MAX_CHUNKS];
+	size_t			n, max;
+	uint64_t		want, got, below, above;
+	unsigned		flags;
+	vmmd_pool_granted_fn	*cb;
+	void			*arg;
+	TAILQ_ENTRY(pool_pending) link;
+};
+static TAILQ_HEAD(, pool_pending) pool_pendings =
+    TAILQ_HEAD_INITIALIZER(pool_pendings);
+/* Bytes being created on the worker: pool_max counts them already.  And
+ * releases queued there whose completion has not come back yet. */
+static uint64_t	pool_creating, pool_releasing;
 /* The GPU's free memory as vmmd last knew it, and when it asked. */
 static uint64_t	pool_free_cached, pool_free_when;
 static void	pool_bins_free(void);
@@ -782,6 +813,17 @@ pool_free_prev(struct vmmd_chunk *ch)
 	    vmmd_chunk_list);
 }
 
+/* Whether the pool may grow by size (pool_max, creates in flight too). */
+static bool
+pool_may_grow(uint64_t size)
+{
+	return vmmd_cfg.pool_max == 0 ||
+	    pool_t.physical + pool_creating + size <= vmmd_cfg.pool_max;
+}
+
+static struct vmmd_chunk *pool_chunk_new(CUmemGenericAllocationHandle h,
+    uint64_t size);
+
 /* Creates a chunk of size bytes; returns the CUresult. */
 static CUresult
 pool_create(uint64_t size, struct vmmd_chunk **out)
@@ -790,13 +832,26 @@ pool_create(uint64_t size, struct vmmd_chunk **out)
 	struct vmmd_chunk *ch;
 	CUresult r;
 
-	if (vmmd_cfg.pool_max != 0 && pool_t.physical + size > vmmd_cfg.pool_max)
+	if (!pool_may_grow(size))
 		return CUDA_ERROR_OUT_OF_MEMORY;
 	if ((r = cuMemCreate(&h, size, &pool_prop, 0)) != CUDA_SUCCESS)
 		return r;
+	if ((ch = pool_chunk_new(h, size)) == NULL)
+		return CUDA_ERROR_OUT_OF_MEMORY;
+	*out = ch;
+	return CUDA_SUCCESS;
+}
+
+/* Makes a chunk of a handle just created (loop thread); NULL (the handle
+ * released) if out of memory. */
+static struct vmmd_chunk *
+pool_chunk_new(CUmemGenericAllocationHandle h, uint64_t size)
+{
+	struct vmmd_chunk *ch;
+
 	if ((ch = calloc(1, sizeof(*ch))) == NULL) {
 		cuMemRelease(h);
-		return CUDA_ERROR_OUT_OF_MEMORY;
+		return NULL;
 	}
 	ch->id = pool_next_id++;
 	ch->handle = h;
@@ -807,20 +862,42 @@ pool_create(uint64_t size, struct vmmd_chunk **out)
 	vmmd_stats.creates++;
 	vmmd_stats.create_bytes += size;
 	vmm_log_info("CREATE Chunk=%" PRIu64 " Size=%" PRIu64, ch->id, size);
-	*out = ch;
-	return CUDA_SUCCESS;
+	return ch;
+}
+
+/* A release done on the worker. */
+static void
+pool_released(struct vmmd_job *j)
+{
+	pool_releasing--;
+	if (j->result != CUDA_SUCCESS)
+		vmm_log_error("cuMemRelease of a %" PRIu64 "-byte chunk: %s",
+		    j->size, pool_cu_name(j->result));
+	free(j);
 }
 
 /* Gives a chunk (off every list) back to the GPU. */
 static void
 pool_destroy(struct vmmd_chunk *ch)
 {
+	struct vmmd_job *j;
 	CUresult r;
 
 	pool_hash_remove(ch);
 	pool_key_remove(ch);
 	vmmd_tenant_put(ch->tenant);
-	if ((r = cuMemRelease(ch->handle)) != CUDA_SUCCESS)
+	/* Off every list already: the worker only calls the driver.  A create
+	 * queued later runs after it; a create in the loop that finds memory
+	 * short drains the worker first (pool_create_rest). */
+	if (ch->size >= POOL_ASYNC_MIN && vmmd_worker_running() &&
+	    (j = calloc(1, sizeof(*j))) != NULL) {
+		j->op = VMMD_JOB_RELEASE;
+		j->handle = ch->handle;
+		j->size = ch->size;
+		j->done = pool_released;
+		pool_releasing++;
+		vmmd_worker_submit(j);
+	} else if ((r = cuMemRelease(ch->handle)) != CUDA_SUCCESS)
 		vmm_log_error("cuMemRelease of chunk %" PRIu64 ": %s", ch->id,
 		    pool_cu_name(r));
 	if (ch->adopted)
@@ -880,6 +957,9 @@ vmmd_pool_shutdown(void)
 	struct vmmd_chunk *ch, *next;
 	size_t i;
 
+	/* Every holder is closed by now: creates still on the worker end in
+	 * the pool, to be released below with the rest. */
+	vmmd_worker_stop();
 	for (i = 0; i < pool_nhash; i++) {
 		for (ch = pool_hash[i]; ch != NULL; ch = next) {
 			next = ch->hnext;
@@ -1150,8 +1230,11 @@ pool_create_rest(const struct vmmd_holder *h, struct pool_pick *p,
 	CUresult r;
 
 	r = pool_create(p->want - p->got, &made);
+	/* Releases queued on the worker (the trim's, earlier ones) must have
+	 * reached the driver before the retry counts on their memory. */
 	if (r == CUDA_ERROR_OUT_OF_MEMORY &&
-	    vmmd_pool_trim(p->want - p->got, 0) > 0) {
+	    (vmmd_pool_trim(p->want - p->got, 0) > 0 || pool_releasing > 0)) {
+		vmmd_worker_drain();
 		vmmd_stats.oom_recoveries++;
 		r = pool_create(p->want - p->got, &made);
 	}
@@ -1210,10 +1293,128 @@ pool_lend_all(struct vmmd_holder *h, struct pool_pick *p, int *code,
 	return (int)p->n;
 }
 
+/* The end of a grant whose create (if any) is done: a failure's code and
+ * message, or the chunks lent. */
+static int
+pool_grant_finish(struct vmmd_holder *h, struct pool_pick *p, CUresult r,
+    int *code, char *msg, size_t msglen)
+{
+	if (r != CUDA_SUCCESS) {
+		pool_unpick(p->v, p->n);
+		if (r == CUDA_ERROR_OUT_OF_MEMORY) {
+			*code = VMM__ERROR_CODE__ERROR_CODE_OUT_OF_MEMORY;
+			pool_oom_message(p->want, msg, msglen);
+		} else {
+			*code = VMM__ERROR_CODE__ERROR_CODE_INTERNAL;
+			snprintf(msg, msglen, "cuMemCreate: %s", pool_cu_name(r));
+		}
+		return VMMD_POOL_FAILED;
+	}
+	return pool_lend_all(h, p, code, msg, msglen);
+}
+
+/* A create for a waiting grant is back from the worker (loop thread). */
+static void
+pool_created(struct vmmd_job *j)
+{
+	struct pool_pending *pp = (struct pool_pending *)(void *)j;
+	struct pool_pick p = { .v = pp->v, .n = pp->n, .max = pp->max,
+	    .want = pp->want, .got = pp->got };
+	struct vmmd_chunk *made = NULL;
+	char msg[VMM_PROTO_MAX_MESSAGE];
+	CUresult r = j->result;
+	int n, code = 0;
+
+	TAILQ_REMOVE(&pool_pendings, pp, link);
+	pool_creating -= j->size;
+	if (r == CUDA_SUCCESS && (made = pool_chunk_new(j->handle, j->size)) ==
+	    NULL)
+		r = CUDA_ERROR_OUT_OF_MEMORY;
+	if (pp->h == NULL) {
+		/* Its holder went while it was created: fresh memory, idle. */
+		if (made != NULL)
+			pool_free_insert(made);
+		free(pp);
+		return;
+	}
+	if (made != NULL) {
+		p.v[p.n++] = made;
+		p.got += made->size;
+		if (vmmd_cfg.swap_idle && pool_short())
+			pool_swap_idle(pp->h, made->size, pp->below, pp->above);
+	} else if (r == CUDA_ERROR_OUT_OF_MEMORY) {
+		/* The recovery (give idle chunks back, stitch fragments) runs
+		 * here, as it would have in the loop. */
+		r = pool_create_rest(pp->h, &p, pp->flags, pp->below, pp->above);
+	}
+	msg[0] = '\0';
+	n = pool_grant_finish(pp->h, &p, r, &code, msg, sizeof(msg));
+	pp->cb(pp->arg, n, p.v, code, msg);
+	free(pp);
+}
+
+/* Holder h is closed or gone: its waiting grants end here, their picked
+ * chunks back in the pool; the creates still finish (pool_created). */
+static void
+pool_pending_cancel(const struct vmmd_holder *h)
+{
+	struct pool_pending *pp;
+
+	TAILQ_FOREACH(pp, &pool_pendings, link) {
+		if (pp->h != h)
+			continue;
+		pool_unpick(pp->v, pp->n);
+		pp->n = 0;
+		pp->h = NULL;
+	}
+}
+
+/* Hands the create of what p still wants to the worker; 0, or -1 (then
+ * the caller creates in the loop). */
+static int
+pool_create_async(struct vmmd_holder *h, struct pool_pick *p, unsigned flags,
+    uint64_t below, uint64_t above, vmmd_pool_granted_fn *cb, void *arg)
+{
+	uint64_t size = p->want - p->got;
+	struct pool_pending *pp;
+
+	if (cb == NULL || size < POOL_ASYNC_MIN || !vmmd_worker_running() ||
+	    !pool_may_grow(size) || (pp = calloc(1, sizeof(*pp))) == NULL)
+		return -1;
+	pp->job.op = VMMD_JOB_CREATE;
+	pp->job.size = size;
+	pp->job.prop = pool_prop;
+	pp->job.done = pool_created;
+	pp->h = h;
+	memcpy(pp->v, p->v, p->n * sizeof(*p->v));
+	pp->n = p->n;
+	pp->max = p->max;
+	pp->want = p->want;
+	pp->got = p->got;
+	pp->below = below;
+	pp->above = above;
+	pp->flags = flags;
+	pp->cb = cb;
+	pp->arg = arg;
+	pool_creating += size;
+	TAILQ_INSERT_TAIL(&pool_pendings, pp, link);
+	vmmd_worker_submit(&pp->job);
+	return 0;
+}
+
 int
 vmmd_pool_grant(struct vmmd_holder *h, uint64_t bytes, unsigned flags,
     uint64_t min_piece_req, struct vmmd_chunk **out, size_t max, int *code,
     char *msg, size_t msglen)
+{
+	return vmmd_pool_grant_async(h, bytes, flags, min_piece_req, out, max,
+	    code, msg, msglen, NULL, NULL);
+}
+
+int
+vmmd_pool_grant_async(struct vmmd_holder *h, uint64_t bytes, unsigned flags,
+    uint64_t min_piece_req, struct vmmd_chunk **out, size_t max, int *code,
+    char *msg, size_t msglen, vmmd_pool_granted_fn *cb, void *arg)
 {
 	struct pool_pick p = { .v = out };
 	uint64_t slack, min_piece = 0;
@@ -1240,19 +1441,14 @@ vmmd_pool_grant(struct vmmd_holder *h, uint64_t bytes, unsigned flags,
 			pool_unpick(p.v, p.n);
 			return VMMD_POOL_WOULD_CREATE;
 		}
+		/* A large create runs on the worker; the grant ends in
+		 * pool_created, from the loop. */
+		if (pool_create_async(h, &p, flags, min_piece, p.want + slack,
+		    cb, arg) == 0)
+			return VMMD_POOL_CREATING;
 		r = pool_create_rest(h, &p, flags, min_piece, p.want + slack);
-		if (r != CUDA_SUCCESS) {
-			pool_unpick(p.v, p.n);
-			if (r == CUDA_ERROR_OUT_OF_MEMORY) {
-				*code = VMM__ERROR_CODE__ERROR_CODE_OUT_OF_MEMORY;
-				pool_oom_message(p.want, msg, msglen);
-			} else {
-				*code = VMM__ERROR_CODE__ERROR_CODE_INTERNAL;
-				snprintf(msg, msglen, "cuMemCreate: %s",
-				    pool_cu_name(r));
-			}
-			return VMMD_POOL_FAILED;
-		}
+		if (r != CUDA_SUCCESS)
+			return pool_grant_finish(h, &p, r, code, msg, msglen);
 	}
 	return pool_lend_all(h, &p, code, msg, msglen);
 }
@@ -1331,6 +1527,7 @@ vmmd_pool_holder_closed(struct vmmd_holder *h, bool process_alive)
 {
 	struct vmmd_chunk *ch, *next;
 
+	pool_pending_cancel(h);
 	for (ch = TAILQ_FIRST(&h->held); ch != NULL; ch = next) {
 		next = TAILQ_NEXT(ch, link);
 		if (ch->state != VMMD_CHUNK_LENT)
@@ -1352,6 +1549,7 @@ vmmd_pool_holder_gone(struct vmmd_holder *h)
 {
 	struct vmmd_chunk *ch;
 
+	pool_pending_cancel(h);
 	while ((ch = TAILQ_FIRST(&h->held)) != NULL) {
 		vmmd_pool_release(ch);
 		vmmd_stats.reclaimed_chunks++;

@@ -7,8 +7,17 @@
  *              (an importer sees the flag), so RDMA and dma-buf work on them.
  *   mig        CUEMU_MIG=1: "vmmd -d MIG-<uuid>" serves that instance, and
  *              clients find it by the UUID cuDeviceGetUuid gives them.
+ *   worker     CUEMU_LATENCY=a100: while one client's 4 GiB create runs
+ *              (about 400 ms of driver time), another client's pooled grant
+ *              is answered — before the big one (in order of events, not a
+ *              time limit: on one thread the big grant would come first);
+ *              the big grant then arrives whole; a client that hangs up
+ *              during its create leaves the new chunk idle in the pool
+ *              (lent to no one), and the next such request gets it without
+ *              a create.
  */
 #include <cuda.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -129,6 +138,97 @@ test_mig(void)
 	tc_stop_daemon_ok(d);
 }
 
+/* Sends an Acquire of bytes without waiting for the answer. */
+static void
+acquire_nowait(struct tc *c, uint64_t bytes)
+{
+	Vmm__Acquire a = VMM__ACQUIRE__INIT;
+	Vmm__Envelope env = vmm_frame_env_acquire(&a);
+
+	a.bytes = bytes;
+	CHECK(vmm_sess_send(c->s, &env, NULL, 0, T_MS) == 0);
+}
+
+/* The next frame of c, which must be a Grant of want bytes (fds closed);
+ * returns the number of chunks. */
+static size_t
+expect_grant(struct tc *c, uint64_t want, int timeout_ms)
+{
+	struct vmm_frame_msg *m = NULL;
+	const Vmm__Envelope *e;
+	uint64_t total = 0;
+	size_t i, n;
+
+	CHECK(tc_recv(c, &m, timeout_ms) == 1);
+	e = vmm_frame_msg_env(m);
+	CHECK(e->msg_case == VMM__ENVELOPE__MSG_GRANT);
+	n = e->grant->n_chunks;
+	for (i = 0; i < n; i++) {
+		total += e->grant->chunks[i]->size;
+		close(vmm_frame_msg_take_fd(m, i));
+	}
+	CHECK(total >= want);
+	vmm_frame_msg_free(m);
+	return n;
+}
+
+#define BIG ((uint64_t)4 << 30)
+
+static void
+test_worker(void)
+{
+	struct tc *a, *b, *adm;
+	struct vmm_frame_msg *m = NULL;
+	struct tc_chunk ch;
+	char sock[1100];
+	uint64_t creates;
+	pid_t d;
+
+	CHECK_OK(cuInit(0));
+	d = tc_start_in("worker", "idle_timeout_ms = 600000\n", sock,
+	    sizeof(sock), &adm);
+	a = tc_open(sock, "big", false);
+	b = tc_open(sock, "small", false);
+	/* One unit pooled for b. */
+	CHECK(tc_acquire(b, b->granularity, 0, &ch, 1) == 1);
+	tc_close_chunks(&ch, 1);
+	CHECK(tc_release(b, &ch.id, 1) == 0);
+
+	/* a's create is under way; b's pooled grant comes back first. */
+	acquire_nowait(a, BIG);
+	tc_sleep_ms(30);
+	CHECK(tc_acquire(b, b->granularity, 0, &ch, 1) == 1);
+	CHECK(tc_recv(a, &m, 0) == -ETIMEDOUT);
+	tc_close_chunks(&ch, 1);
+	CHECK(tc_release(b, &ch.id, 1) == 0);
+	(void)expect_grant(a, BIG, 30000);
+
+	/* A client that leaves during its create: the chunk is made, lent to
+	 * no one, idle in the pool; the next 4 GiB request takes it. */
+	tc_close(a);
+	a = tc_open(sock, "leaver", false);
+	acquire_nowait(a, BIG);
+	tc_sleep_ms(30);
+	tc_close(a);
+	for (creates = 0; creates < 1500; creates++) {
+		Vmm__PoolStats pool;
+
+		tc_pool(adm, &pool);
+		if (pool.idle_bytes >= BIG)
+			break;
+		tc_sleep_ms(20);
+	}
+	CHECK(creates < 1500);
+	creates = tc_counter(adm, "creates");
+	a = tc_open(sock, "taker", false);
+	acquire_nowait(a, BIG);
+	(void)expect_grant(a, BIG, 30000);
+	CHECK(tc_counter(adm, "creates") == creates);
+	tc_close(a);
+	tc_close(b);
+	tc_stop_with(d, adm);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -140,6 +240,8 @@ main(int argc, char **argv)
 		test_rdma();
 	else if (strcmp(argv[1], "mig") == 0)
 		test_mig();
+	else if (strcmp(argv[1], "worker") == 0)
+		test_worker();
 	else
 		return 2;
 	return 0;
