@@ -1224,12 +1224,15 @@ pool_stitch(const struct vmmd_holder *h, struct pool_pick *p, unsigned flags,
  * [below, above], or another tenant's). */
 static CUresult
 pool_create_rest(const struct vmmd_holder *h, struct pool_pick *p,
-    unsigned flags, uint64_t below, uint64_t above)
+    unsigned flags, uint64_t below, uint64_t above, bool failed_once)
 {
 	struct vmmd_chunk *made = NULL;
 	CUresult r;
 
-	r = pool_create(p->want - p->got, &made);
+	/* failed_once: the create just failed for lack of memory (on the
+	 * worker); go straight to the recovery. */
+	r = failed_once ? CUDA_ERROR_OUT_OF_MEMORY :
+	    pool_create(p->want - p->got, &made);
 	/* Releases queued on the worker (the trim's, earlier ones) must have
 	 * reached the driver before the retry counts on their memory. */
 	if (r == CUDA_ERROR_OUT_OF_MEMORY &&
@@ -1345,7 +1348,8 @@ pool_created(struct vmmd_job *j)
 	} else if (r == CUDA_ERROR_OUT_OF_MEMORY) {
 		/* The recovery (give idle chunks back, stitch fragments) runs
 		 * here, as it would have in the loop. */
-		r = pool_create_rest(pp->h, &p, pp->flags, pp->below, pp->above);
+		r = pool_create_rest(pp->h, &p, pp->flags, pp->below, pp->above,
+		    true);
 	}
 	msg[0] = '\0';
 	n = pool_grant_finish(pp->h, &p, r, &code, msg, sizeof(msg));
@@ -1378,8 +1382,11 @@ pool_create_async(struct vmmd_holder *h, struct pool_pick *p, unsigned flags,
 	uint64_t size = p->want - p->got;
 	struct pool_pending *pp;
 
+	/* Where the GPU looks short, the create is likely to fail and the
+	 * recovery (trim, stitch) belongs in the loop at once. */
 	if (cb == NULL || size < POOL_ASYNC_MIN || !vmmd_worker_running() ||
-	    !pool_may_grow(size) || (pp = calloc(1, sizeof(*pp))) == NULL)
+	    !pool_may_grow(size) || size > pool_free_cached ||
+	    (pp = calloc(1, sizeof(*pp))) == NULL)
 		return -1;
 	pp->job.op = VMMD_JOB_CREATE;
 	pp->job.size = size;
@@ -1446,7 +1453,8 @@ vmmd_pool_grant_async(struct vmmd_holder *h, uint64_t bytes, unsigned flags,
 		if (pool_create_async(h, &p, flags, min_piece, p.want + slack,
 		    cb, arg) == 0)
 			return VMMD_POOL_CREATING;
-		r = pool_create_rest(h, &p, flags, min_piece, p.want + slack);
+		r = pool_create_rest(h, &p, flags, min_piece, p.want + slack,
+		    false);
 		if (r != CUDA_SUCCESS)
 			return pool_grant_finish(h, &p, r, code, msg, msglen);
 	}
