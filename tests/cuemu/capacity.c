@@ -17,25 +17,30 @@
  *   suspect   bytes of shared chunks (see below) whose last emulator
  *             reference is gone: dead unless a raw exported fd keeps them.
  *   a table   inode -> number of emulator handles (create, import), in all
- *             processes, of each chunk that was ever exported.
+ *             processes, of each chunk that was ever exported;
+ *   procs     the processes that opened the books since the last scan.
  *
  * A chunk never exported lives only in its creating process (its fds are
  * close-on-exec and never leave), so when that process closes its last fd
  * and mapping the memory is gone: charged drops at once, exactly.  The
  * first export marks the memfd shared (its mode becomes 0600, visible to
- * every process holding it) and enters it in the table; imports add to its
- * count and each handle's end takes one off; at zero its bytes become
- * suspect.  A process killed with handles open never takes its count off,
- * so its chunks stay charged: stricter, until the next scan.
+ * every process holding it) and enters it in the table; imports add to the
+ * importer's count and each handle's end takes one off; when no handle is
+ * left anywhere its bytes become suspect (a raw exported fd may still hold
+ * them).
  *
  * cuMemCreate admits a create while charged + size fits; only when it would
  * not is charged replaced by an exact scan (which also clears suspect and
- * drops the table entries of inodes no longer alive).  So a create never
+ * drops the table entries, and holders, that are gone).  So a create never
  * fails while the device has room and never succeeds when it has not.
- * cuMemGetInfo answers charged - suspect without a scan: exact, except
- * that it counts memory kept only by a killed process (until a scan:
- * stricter) and counts as free a chunk kept alive only by a raw exported
- * fd that no handle refers to any more (looser, documented in README.md).
+ * cuMemGetInfo answers charged in O(1), and scans first only if a chunk is
+ * suspect or a registered process is gone (it may have died holding
+ * handles): a scan once per such event, never per call.  It is exact after
+ * such a scan; memory kept only by a raw fd that a process closes later is
+ * counted until the next scan (stricter).
+ *
+ * Any path that hands a memfd to another process must call
+ * cuemu_capacity_export first.
  */
 #include "cuemu_internal.h"
 
@@ -100,29 +105,26 @@ static struct cuemu_shared	*cuemu_shared[CUEMU_MAX_DEVICES];
 
 /*
  * Whether this is the only live process of the instance on dev: each
- * process holds a shared flock on a second file while it has the state
- * mapped.  The first (the exclusive lock succeeds) cannot trust books left
- * by processes that are gone (a SIGKILL mid-run, an earlier run), so it
- * replaces them with a scan — once per process start, never per call.
- * Returns the fd to keep, or -1.
+ * process holds a shared open-file-description lock on one byte past the
+ * state (fcntl locks are apart from the flock that guards the state) while
+ * it has the state open; the kernel drops it when the process dies.  The
+ * first (the exclusive lock succeeds) cannot trust books left by processes
+ * that are gone (a SIGKILL mid-run, an earlier run), so it replaces them
+ * with a scan — once per process start, never per call.  0 or -1.
  */
 static int
-cuemu_shared_live(int dev, bool *alone)
+cuemu_shared_live(int fd, bool *alone)
 {
-	char path[128];
-	int fd;
+	struct flock fl;
 
-	snprintf(path, sizeof(path), "/dev/shm/cuemu-%s-d%d.live",
-	    cuemu_cfg.instance, dev);
-	if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666)) < 0)
-		return -1;
-	(void)fchmod(fd, 0666);
-	*alone = flock(fd, LOCK_EX | LOCK_NB) == 0;
-	if (flock(fd, LOCK_SH) != 0) {
-		close(fd);
-		return -1;
-	}
-	return fd;
+	memset(&fl, 0, sizeof(fl));
+	fl.l_type = F_WRLCK;
+	fl.l_whence = SEEK_SET;
+	fl.l_start = (off_t)sizeof(struct cuemu_shared);
+	fl.l_len = 1;
+	*alone = fcntl(fd, F_OFD_SETLK, &fl) == 0;
+	fl.l_type = F_RDLCK;
+	return fcntl(fd, F_OFD_SETLKW, &fl) == 0 ? 0 : -1;
 }
 
 /* Opens (creating if needed) the shared state of device dev; lock held. */
@@ -132,7 +134,7 @@ cuemu_shared_open(int dev)
 	char path[128];
 	struct cuemu_shared *sh;
 	bool alone = false;
-	int fd, live;
+	int fd;
 
 	if (cuemu_shared[dev] != NULL)
 		return cuemu_shared[dev];
@@ -152,7 +154,7 @@ cuemu_shared_open(int dev)
 		close(fd);
 		return NULL;
 	}
-	if ((live = cuemu_shared_live(dev, &alone)) < 0) {
+	if (cuemu_shared_live(fd, &alone) != 0) {
 		munmap(sh, sizeof(*sh));
 		close(fd);
 		return NULL;
