@@ -20,7 +20,8 @@
 
 const struct vmm_opt vmmd_options[] = {
 	{ "device", VMM_OPT_STRING, "0", 0, 0, NULL, O(device),
-	  "GPU to serve: an ordinal or a UUID" },
+	  "GPU to serve: an ordinal, a GPU UUID (GPU-...) or a MIG instance's "
+	  "UUID (MIG-...)" },
 	{ "socket_dir", VMM_OPT_STRING, "/run/vmmd", 0, 0, NULL, O(socket_dir),
 	  "directory of the sockets gpu-<UUID>.sock and gpu<N>.sock; created "
 	  "0755 if missing, else it must be a real directory (not a symlink) "

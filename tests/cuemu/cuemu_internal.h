@@ -29,6 +29,14 @@
 
 /* ---- core.c: settings, init, lock, faults, latency ---------------------- */
 
+/* Latency profiles (CUEMU_LATENCY). */
+enum cuemu_profile {
+	CUEMU_PROFILE_OFF,
+	CUEMU_PROFILE_A100,
+	CUEMU_PROFILE_H100,
+	CUEMU_PROFILES
+};
+
 struct cuemu_config {
 	char		instance[CUEMU_INSTANCE_MAX + 1];
 	int		devices;
@@ -37,7 +45,10 @@ struct cuemu_config {
 	uint64_t	rec_granularity; /* recommended: a multiple of it */
 	bool		procaddr_internal; /* cuGetProcAddress: trampolines */
 	uint64_t	oom_above;	/* 0: off */
-	bool		latency;
+	enum cuemu_profile profile;
+	bool		exclusive;	/* CU_COMPUTEMODE_EXCLUSIVE_PROCESS */
+	bool		rdma;		/* GPUDirect RDMA with VMM supported */
+	bool		mig;		/* devices are MIG instances */
 };
 
 extern struct cuemu_config cuemu_cfg;
@@ -51,7 +62,11 @@ enum cuemu_cost {
 	CUEMU_COST_UNMAP,
 	CUEMU_COST_RESERVE,
 	CUEMU_COST_RELEASE,
+	CUEMU_COST_EXPORT,
+	CUEMU_COST_IMPORT,
+	CUEMU_COST_MEMINFO,
 	CUEMU_COST_CALL,
+	CUEMU_COST_N
 };
 
 /* Checks init state and faults, then locks.  On a non-zero return the lock
@@ -61,7 +76,8 @@ void		cuemu_leave(void);
 /* As cuemu_enter, without taking the lock: for calls that read only the
  * calling thread's state. */
 CUresult	cuemu_check(const char *name);
-/* Charges the latency profile's cost for an operation touching n units. */
+/* Charges the latency profile's cost for an operation touching n units:
+ * paid (busy-waiting) when the call leaves the lock, or at once without it. */
 void		cuemu_charge(enum cuemu_cost cost, size_t units);
 bool		cuemu_device_valid(int ordinal);
 /* The context current on this thread, or NULL if none or not active. */
@@ -88,15 +104,34 @@ cuemu_ret(CUresult r)
 
 /* ---- capacity.c: device memory shared by every process of an instance --- */
 
+/* In handle_types of a memfd's name: the memory is GPUDirect RDMA capable. */
+#define CUEMU_TYPES_RDMA 0x100u
 /* Creates a memfd of size bytes charged to device dev, or returns
  * CUDA_ERROR_OUT_OF_MEMORY.  handle_types is recorded in the memfd's name so
  * an importer learns it.  Returns the fd in *fdp. */
 CUresult	cuemu_capacity_create(int dev, uint64_t size, unsigned handle_types,
 		    int *fdp);
-/* Exact bytes in use on device dev across all processes. */
+/* Bytes in use on device dev across all processes, from the shared books:
+ * no scan (see capacity.c for how exact it is). */
 uint64_t	cuemu_capacity_used(int dev);
+/* Exact scans of /proc made so far for device dev (by any process). */
+uint64_t	cuemu_capacity_scans(int dev);
+/* Before a memfd leaves the process (export): marks it shared, so its end is
+ * no longer taken as certain when this process closes it.  Any path that
+ * hands a memfd to another process must call this first.  0 or -1. */
+int		cuemu_capacity_export(int fd);
+/* A handle of this process now holds fd, imported from another. */
+void		cuemu_capacity_import(int fd);
+/* Closes a memfd of ours that a handle or allocation held (after its last
+ * mapping in this process is gone), and updates the books. */
+void		cuemu_capacity_close(int fd);
 /* Capacity of device dev, as fixed for the instance. */
 uint64_t	cuemu_capacity_total(int dev);
+/* CUEMU_COMPUTE_MODE=exclusive_process: this process's first context on
+ * dev claims the device for the instance; -1 while another live process
+ * holds a context there.  Unclaim when the last context goes. */
+int		cuemu_machine_ctx_claim(int dev);
+void		cuemu_machine_ctx_unclaim(int dev);
 /* Parses a cuemu memfd name of this instance: returns 0 and fills the out
  * parameters, or -1 if fd is not cuemu device memory of this instance. */
 int		cuemu_capacity_identify(int fd, int *dev, uint64_t *size,

@@ -300,12 +300,12 @@ cuemu_alloc(int dev, size_t size, enum cuemu_kind kind, CUdeviceptr *out)
 		return r;
 	p = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (p == MAP_FAILED) {
-		close(fd);
+		cuemu_capacity_close(fd);
 		return CUDA_ERROR_OUT_OF_MEMORY;
 	}
 	if (cuemu_alloc_add((CUdeviceptr)(uintptr_t)p, size, dev, fd, kind) != 0) {
 		munmap(p, span);
-		close(fd);
+		cuemu_capacity_close(fd);
 		return CUDA_ERROR_OUT_OF_MEMORY;
 	}
 	*out = (CUdeviceptr)(uintptr_t)p;
@@ -324,7 +324,7 @@ cuemu_free(CUdeviceptr dptr)
 		return CUDA_ERROR_INVALID_VALUE;
 	munmap((void *)(uintptr_t)dptr,
 	    (size + CUEMU_PAGE - 1) & ~(size_t)(CUEMU_PAGE - 1));
-	close(fd);
+	cuemu_capacity_close(fd);
 	return CUDA_SUCCESS;
 }
 
@@ -449,6 +449,7 @@ cuMemGetInfo_v2(size_t *free_bytes, size_t *total)
 	CUEMU_NEED_CTX(dev);
 	if (free_bytes == NULL || total == NULL)
 		return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
+	cuemu_charge(CUEMU_COST_MEMINFO, 1);
 	used = cuemu_capacity_used(dev);
 	cap = cuemu_capacity_total(dev);
 	*total = cap;

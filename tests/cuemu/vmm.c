@@ -134,7 +134,7 @@ cuemu_handle_maybe_free(uint32_t slot)
 
 	if (h == NULL || h->user_refs != 0 || h->maps != 0)
 		return;
-	close(h->fd);
+	cuemu_capacity_close(h->fd);
 	free(h);
 	cuemu_slots[slot] = NULL;
 }
@@ -336,7 +336,9 @@ cuemu_prop_check(const CUmemAllocationProp *prop, bool device_error)
 	/* Windows-only; "in all other cases ... required to be zero". */
 	if (prop->win32HandleMetaData != NULL)
 		return CUDA_ERROR_INVALID_VALUE;
-	if (prop->allocFlags.gpuDirectRDMACapable ||
+	/* Only where CU_DEVICE_ATTRIBUTE_GPU_DIRECT_RDMA_WITH_CUDA_VMM_SUPPORTED
+	 * says so (CUEMU_RDMA=1). */
+	if ((prop->allocFlags.gpuDirectRDMACapable && !cuemu_cfg.rdma) ||
 	    prop->allocFlags.compressionType != 0)
 		return CUDA_ERROR_NOT_SUPPORTED;
 	return CUDA_SUCCESS;
@@ -375,12 +377,14 @@ cuMemCreate(CUmemGenericAllocationHandle *handle, size_t size,
 	if ((r = cuemu_prop_check(prop, true)) != CUDA_SUCCESS)
 		return cuemu_ret(r);
 	cuemu_charge(CUEMU_COST_CREATE, size / cuemu_cfg.granularity);
+	/* The memfd's name carries what an importer learns of the memory. */
 	r = cuemu_capacity_create(prop->location.id, size,
-	    prop->requestedHandleTypes, &fd);
+	    prop->requestedHandleTypes |
+	    (prop->allocFlags.gpuDirectRDMACapable ? CUEMU_TYPES_RDMA : 0), &fd);
 	if (r != CUDA_SUCCESS)
 		return cuemu_ret(r);
 	if (cuemu_handle_new(fd, size, prop->location.id, prop, handle) != 0) {
-		close(fd);
+		cuemu_capacity_close(fd);
 		return cuemu_ret(CUDA_ERROR_OUT_OF_MEMORY);
 	}
 	return cuemu_ret(CUDA_SUCCESS);
@@ -679,6 +683,10 @@ cuMemExportToShareableHandle(void *shareableHandle,
 		return cuemu_ret(CUDA_ERROR_NOT_SUPPORTED);
 	if ((h->prop.requestedHandleTypes & handleType) == 0)
 		return cuemu_ret(CUDA_ERROR_NOT_PERMITTED);
+	cuemu_charge(CUEMU_COST_EXPORT, 1);
+	/* The memory may now outlive this process's handles. */
+	if (cuemu_capacity_export(h->fd) != 0)
+		return cuemu_ret(CUDA_ERROR_OPERATING_SYSTEM);
 	/* A new fd each call, as the driver does; the caller owns it. */
 	if ((fd = fcntl(h->fd, F_DUPFD_CLOEXEC, 0)) < 0)
 		return cuemu_ret(CUDA_ERROR_OUT_OF_MEMORY);
@@ -706,6 +714,7 @@ cuMemImportFromShareableHandle(CUmemGenericAllocationHandle *handle,
 		return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
 	if (!cuemu_device_valid(dev))
 		return cuemu_ret(CUDA_ERROR_NOT_SUPPORTED);
+	cuemu_charge(CUEMU_COST_IMPORT, 1);
 	/* Import does not take ownership: keep our own reference. */
 	if ((dup_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0)
 		return cuemu_ret(CUDA_ERROR_OUT_OF_MEMORY);
@@ -713,10 +722,13 @@ cuMemImportFromShareableHandle(CUmemGenericAllocationHandle *handle,
 	prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
 	prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
 	prop.location.id = dev;
-	prop.requestedHandleTypes = (CUmemAllocationHandleType)types;
+	prop.requestedHandleTypes = (CUmemAllocationHandleType)(types &
+	    ~CUEMU_TYPES_RDMA);
+	prop.allocFlags.gpuDirectRDMACapable = (types & CUEMU_TYPES_RDMA) != 0;
 	if (cuemu_handle_new(dup_fd, size, dev, &prop, handle) != 0) {
-		close(dup_fd);
+		close(dup_fd);	/* counted nowhere yet */
 		return cuemu_ret(CUDA_ERROR_OUT_OF_MEMORY);
 	}
+	cuemu_capacity_import(dup_fd);
 	return cuemu_ret(CUDA_SUCCESS);
 }
