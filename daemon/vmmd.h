@@ -111,6 +111,7 @@ struct vmmd_config {
 	uint64_t	handshake_timeout_ms;
 	uint64_t	recall_idle_ms;		/* reuse-first recalls: idle peers */
 	uint64_t	recall_timeout_ms;	/* how long a parked Acquire waits */
+	uint64_t	recall_backoff_ms;	/* no wait after a fruitless one */
 	struct vmmd_quotas quotas;
 };
 
