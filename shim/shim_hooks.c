@@ -6,9 +6,11 @@
  * gets every call the client cannot serve: degenerate arguments (so the
  * answer is the native one: cudaMalloc(&p, 0) gives NULL and cudaSuccess,
  * cuMemAlloc(&p, 0) CUDA_ERROR_INVALID_VALUE, ...), no daemon (VMM_ENODAEMON:
- * the client decided to fall back), no context on a driver call (the driver
- * then says which error), stream-ordered allocations while the stream is
- * being captured (they must become graph nodes).
+ * the client decided to fall back), an unexpected driver error or fd
+ * exhaustion in the broker path (vmmc_fallback: VMM_FALLBACK=on), no
+ * context on a driver call (the driver then says which error),
+ * stream-ordered allocations while the stream is being captured (they must
+ * become graph nodes).
  * MONITOR mode: the originals, with one ALLOC/FREE log line each.
  *
  * Devices: a driver allocation goes on the current context's device; a
@@ -61,7 +63,8 @@ _Thread_local int shim_depth __attribute__((tls_model("initial-exec")));
 	X(VMM_ENOTOURS, CUDA_ERROR_INVALID_VALUE, cudaErrorInvalidValue) \
 	X(VMM_ECUDA, CUDA_ERROR_UNKNOWN, cudaErrorUnknown)		\
 	X(VMM_EPROTO, CUDA_ERROR_UNKNOWN, cudaErrorUnknown)		\
-	X(VMM_ENOSYS, CUDA_ERROR_NOT_SUPPORTED, cudaErrorNotSupported)
+	X(VMM_ENOSYS, CUDA_ERROR_NOT_SUPPORTED, cudaErrorNotSupported)	\
+	X(VMM_EMFILE, CUDA_ERROR_OUT_OF_MEMORY, cudaErrorMemoryAllocation)
 
 static const struct shim_error {
 	int		vmm;
@@ -151,7 +154,7 @@ shim_alloc(void **p, size_t size, bool *orig)
 
 	*p = NULL;
 	err = vmm_malloc(p, size);
-	if (err == VMM_ENODAEMON || err == VMM_ENOCTX)
+	if (err == VMM_ENODAEMON || err == VMM_ENOCTX || vmmc_fallback(err))
 		*orig = true;
 	return err;
 }
@@ -528,7 +531,7 @@ shim_rt_alloc(void **devPtr, size_t size, bool *orig)
 		err = VMM_ENOCTX;
 	else
 		err = vmmc_malloc_dev(dev, &p, size);
-	if (err == VMM_ENODAEMON || err == VMM_ENOCTX)
+	if (err == VMM_ENODAEMON || err == VMM_ENOCTX || vmmc_fallback(err))
 		*orig = true;
 	if (err == VMM_OK)
 		*devPtr = p;
