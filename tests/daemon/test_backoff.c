@@ -18,8 +18,8 @@
 #include "testclient.h"
 
 #define MiB		(1024ull * 1024)
-#define ANSWER_MS	400	/* how late A answers a Recall */
-#define BACKOFF_MS	3000
+#define ANSWER_MS	1000	/* how late A answers a Recall */
+#define BACKOFF_MS	4000
 
 static char		sockpath[1100];
 static struct tc	*adm;
