@@ -15,8 +15,10 @@
 #include "log.h"
 
 static int64_t		core_stats[VMMC_STAT_N];
-/* This thread logged the failure of its broker call and what follows. */
-static _Thread_local bool	core_said;
+/* This thread logged the failure of its broker call and what follows.
+ * Initial-exec, as all of the library's TLS: no lazy dynamic TLS block in
+ * a preloaded library (sanitizers' leak scan trips on those). */
+static _Thread_local bool	core_said __attribute__((tls_model("initial-exec")));
 static uint64_t		sync_begin, sync_done;	/* tickets, see vmmc_sync_* */
 static int		core_pipe[2] = { -1, -1 };	/* wakes the helper */
 static int		core_report_due;
