@@ -275,9 +275,8 @@ sc_tenants(void)
 static int
 ns_holder(void *arg, int ctl)
 {
-	struct holder_msg msg;
+	int go[2], st;
 	pid_t p;
-	int st;
 
 	(void)arg;
 	if (unshare(CLONE_NEWPID) != 0) {
@@ -285,16 +284,21 @@ ns_holder(void *arg, int ctl)
 		tc_ctl_send(ctl, &p, sizeof(p));
 		return 0;
 	}
+	CHECK(pipe(go) == 0);
 	CHECK((p = fork()) >= 0);
 	if (p == 0) {
 		struct holder hold = { false };
+		char b;
 
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		CHECK(getpid() == 1);
+		/* Its message after ours on the shared ctl socket. */
+		close(go[1]);
+		CHECK(read(go[0], &b, 1) == 1);
 		_exit(holder(&hold, ctl));
 	}
 	tc_ctl_send(ctl, &p, sizeof(p));
-	(void)msg;
+	CHECK(write(go[1], "g", 1) == 1);
 	CHECK(waitpid(p, &st, 0) == p);
 	return 0;
 }
