@@ -156,6 +156,7 @@ vmmc_malloc_dev(int dev, void **dptr, size_t size)
 	CLIENT_INIT();
 	client_deferred_frees();
 	st = vmmc_settings_get();
+	(void)vmmc_failure_said();	/* a note of an earlier call */
 	if (dptr == NULL || size == 0 || dev < 0 || dev >= VMMC_MAX_DEVICES)
 		return VMM_EINVAL;
 	if (st->mode != VMMC_MODE_VMM)
@@ -187,6 +188,27 @@ vmm_free(void *dptr)
 	if (rc == VMM_ENOTOURS)
 		rc = vmmc_large_free(dptr);
 	return rc;
+}
+
+bool
+vmmc_fallback(int err)
+{
+	static int warned;
+	bool said = vmmc_failure_said();
+
+	if ((err != VMM_ECUDA && err != VMM_EMFILE) ||
+	    vmmc_settings_get()->fallback != VMMC_FALLBACK_ON)
+		return false;
+	/* The failure's own ERROR line said it (vmmc_failure_tail); a failure
+	 * logged without that ending is said here, once per process. */
+	if (!said && !__atomic_exchange_n(&warned, 1, __ATOMIC_RELAXED))
+		vmm_log_error("the broker path failed (%s): CUDA's own "
+		    "allocator serves such allocations (VMM_FALLBACK=on)",
+		    vmm_strerror(err));
+	else
+		vmm_log_debug("broker path failed (%s): CUDA's own allocator",
+		    vmm_strerror(err));
+	return true;
 }
 
 bool
@@ -304,6 +326,7 @@ vmm_strerror(int err)
 	case VMM_EPROTO: return "unexpected answer from vmmd";
 	case VMM_ENOSYS: return "not available in this mode";
 	case VMM_ETIMEDOUT: return "vmmd did not answer in time";
+	case VMM_EMFILE: return "out of file descriptors (RLIMIT_NOFILE)";
 	default: return "unknown error";
 	}
 }

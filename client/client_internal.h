@@ -53,6 +53,7 @@ struct vmmc_settings {
 	uint64_t	connect_timeout_ms;
 	char		daemon_user[VMM_OPT_STRMAX];	/* may run vmmd */
 	int		peer_access;	/* enum vmmc_peer */
+	int		fallback;	/* enum vmmc_fallback */
 };
 
 /* VMM_PEER_ACCESS: which devices get access to a device's mappings. */
@@ -60,6 +61,13 @@ enum vmmc_peer {
 	VMMC_PEER_AUTO = 0,	/* those the program enabled peer access for */
 	VMMC_PEER_ALL = 1,	/* every device that can access it */
 	VMMC_PEER_NONE = 2,	/* its own device only */
+};
+
+/* VMM_FALLBACK: what an unexpected driver error or fd exhaustion in the
+ * broker path does to the allocation (vmmc_fallback). */
+enum vmmc_fallback {
+	VMMC_FALLBACK_ON = 0,	/* CUDA's own allocator serves it */
+	VMMC_FALLBACK_FAIL = 1,	/* it fails with the error */
 };
 
 /* The settings, read from the environment on first call.  An invalid value
@@ -168,6 +176,12 @@ uint64_t vmmc_sync_ticket(void);
 bool	vmmc_sync_covers(uint64_t ticket);
 /* Synchronizes the current context unless ticket is already covered. */
 int	vmmc_sync_for(uint64_t ticket);
+/* An unexpected failure in the broker path is said in one ERROR line that
+ * ends with what follows for the allocation: vmmc_failure_tail() is that
+ * ending (VMM_FALLBACK), and notes that this thread said it;
+ * vmmc_failure_said() tells (and forgets) whether it did. */
+const char *vmmc_failure_tail(void);
+bool	vmmc_failure_said(void);
 /* The device of the calling thread's current context, or VMM_ENOCTX. */
 int	vmmc_current_device(void);
 /* Process-wide counters (atomics). */
@@ -178,10 +192,13 @@ enum {
 	VMMC_STAT_FREES, VMMC_STAT_DAEMON_CALLS, VMMC_STAT_SYNCS, VMMC_STAT_N
 };
 /* Maps granted chunks back to back at va (imports, closes the fds, one
- * cuMemSetAccess).  On failure nothing stays mapped; the chunks are still
- * the caller's to release. */
+ * cuMemSetAccess).  On failure nothing stays mapped, every fd is closed and
+ * the chunks are still the caller's to release: VMM_ENOMEM (the driver was
+ * out of memory), VMM_EMFILE (out of fds) or VMM_ECUDA. */
 int	vmmc_map_chunks(int dev, CUdeviceptr va, struct vmmc_grant_chunk *g,
 	    size_t n);
+/* Closes the fds of a grant still open (-1 after). */
+void	vmmc_close_grant(struct vmmc_grant_chunk *g, size_t n);
 /* Grants device dev read-write access to [va, va+size) (whole mappings). */
 int	vmmc_set_access_rw(int dev, CUdeviceptr va, uint64_t size);
 /* Unmaps [va, va+size) (whole mappings). */

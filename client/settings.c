@@ -49,6 +49,10 @@ const struct vmm_opt vmmc_options[] = {
 	  "its size, so vmm_realloc can grow it in place" },
 	{ "VMM_CONNECT_TIMEOUT_MS", VMM_OPT_U64, "2000", 1, 600000, NULL,
 	  O(connect_timeout_ms), "how long a call to vmmd may take" },
+	{ "VMM_FALLBACK", VMM_OPT_ENUM, "on", 0, 0, "on|fail", O(fallback),
+	  "on: an unexpected CUDA driver error or fd exhaustion in the broker "
+	  "path falls back to CUDA's own allocator (one ERROR line); fail: "
+	  "the allocation fails with that error" },
 	{ "VMM_DAEMON_USER", VMM_OPT_STRING, "vmmd", 0, 0, NULL,
 	  O(daemon_user), "the user vmmd runs as: a listener of any uid but "
 	  "this user's, root's and the process's own is not spoken to" },

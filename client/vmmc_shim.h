@@ -20,6 +20,11 @@ enum vmmc_mode vmmc_mode(void);
 /* Whether ptr is the start of a live allocation of this library (what
  * vmm_free accepts); lock-free for sub-allocated blocks. */
 bool	vmmc_owns(const void *ptr);
+/* Whether an allocation that failed with err (an unexpected driver error,
+ * VMM_ECUDA, or fd exhaustion, VMM_EMFILE) goes to CUDA's own allocator
+ * instead (VMM_FALLBACK=on); says so once.  vmmd unreachable and no
+ * context are the shim's own cases. */
+bool	vmmc_fallback(int err);
 /* Whether ptr lies in address space this library reserved (live or not). */
 bool	vmmc_in_va(const void *ptr);
 /* vmm_malloc on device dev: the runtime's current device, which a lazily

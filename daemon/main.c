@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cudrv.h"
 #include "log.h"
 
 #define VMMD_DEFAULT_CONFIG "/etc/vmmd/vmmd.conf"
@@ -217,6 +218,13 @@ main(int argc, char **argv)
 			return 1;
 		}
 	vmmd_dispatch_init();
+	/* The driver is loaded here, not by the dynamic loader (cudrv.h):
+	 * --help and --version above work without it. */
+	if (!vmm_cudrv_load()) {
+		fprintf(stderr, "vmmd: cannot load the CUDA driver: %s\n",
+		    vmm_cudrv_error());
+		return 1;
+	}
 	if (vmmd_pool_init(&vmmd_cfg, err, sizeof(err)) != 0) {
 		fprintf(stderr, "vmmd: %s\n", err);
 		return 1;

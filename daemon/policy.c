@@ -26,6 +26,9 @@
 #define VMMD_RECALL_SHUN_MS 30000
 
 static uint64_t		policy_round;	/* of recalls, see pend */
+/* Until then, a request that finds memory short fails at once: the last
+ * recall wait ended out of memory (recall_backoff_ms). */
+static uint64_t		policy_backoff_until_ms;
 
 static void	policy_round_overdue(uint64_t);
 
@@ -54,6 +57,7 @@ enum policy_grant_outcome {
 	GRANT_WOULD_CREATE,	/* no_create, and the pool would have to grow */
 	GRANT_SHORT,		/* out of memory and may_wait: park, recall */
 	GRANT_CREATING,		/* a create on the worker: policy_created ends it */
+	GRANT_OOM,		/* out of memory, !may_wait: refused (answered) */
 };
 
 static enum policy_grant_outcome policy_answer(struct vmmd_session *,
@@ -134,6 +138,8 @@ policy_answer(struct vmmd_session *s, uint64_t rid, uint64_t bytes, int n,
 			snprintf(msg + off, msglen - off, ", this client "
 			    "holds %" PRIu64 " MiB%s", s->h.bytes >> 20, s->admin ?
 			    holders : "");
+			vmmd_session_error(s, rid, (Vmm__ErrorCode)code, msg);
+			return GRANT_OOM;
 		}
 		vmmd_session_error(s, rid, (Vmm__ErrorCode)code, msg);
 		return GRANT_ANSWERED;
@@ -194,6 +200,22 @@ policy_created(void *arg, int n, struct vmmd_chunk **out, int code,
 		    rc);
 }
 
+/* The last try of a parked request, whose wait is over: out of memory
+ * still, the recall freed nothing that helps, and the next requests that
+ * find memory short fail at once for recall_backoff_ms. */
+static void
+policy_last_try(struct vmmd_session *s)
+{
+	if (policy_grant(s, s->pend.rid, s->pend.bytes, s->pend.flags,
+	    s->pend.min_piece, false, false, false) == GRANT_OOM &&
+	    vmmd_cfg.recall_backoff_ms != 0) {
+		policy_backoff_until_ms = vmm_now_ms() +
+		    vmmd_cfg.recall_backoff_ms;
+		vmm_log_debug("recall freed nothing: no recall wait for %"
+		    PRIu64 " ms", vmmd_cfg.recall_backoff_ms);
+	}
+}
+
 /* The recall timed out: one last try, then out of memory. */
 static void
 policy_on_pend(evutil_socket_t fd, short what, void *arg)
@@ -208,8 +230,7 @@ policy_on_pend(evutil_socket_t fd, short what, void *arg)
 	/* The wait is over: whoever was asked for its sake and did not
 	 * answer is overdue now, whatever the clocks' rounding says. */
 	policy_round_overdue(s->pend.round);
-	policy_grant(s, s->pend.rid, s->pend.bytes, s->pend.flags,
-	    s->pend.min_piece, false, false, false);
+	policy_last_try(s);
 }
 
 /* Whether o asked for memory within the last idle_ms. */
@@ -364,10 +385,15 @@ vmmd_policy_acquire(struct vmmd_session *s, const Vmm__Acquire *a)
 	/* Memory other processes freed is reused before the pool grows: if
 	 * those not busy hold enough in their caches, recall it rather than
 	 * create.  A busy one would soon ask for it back. */
+	/* While the last recall wait ended out of memory (recall_backoff_ms),
+	 * no request waits for one: memory that is there (pooled, or created)
+	 * is granted as ever, the rest fails at once. */
+	if (now < policy_backoff_until_ms)
+		ms = 0;
 	reuse_first = ms != 0 && policy_cached_elsewhere(s, now) >= a->bytes;
 	rc = policy_grant(s, a->request_id, a->bytes, a->flags, a->min_piece,
 	    ms != 0, reuse_first, true);
-	if (rc == GRANT_ANSWERED || rc == GRANT_CREATING)
+	if (rc == GRANT_ANSWERED || rc == GRANT_CREATING || rc == GRANT_OOM)
 		return;
 	policy_wait(s, a->request_id, a->bytes, a->flags, a->min_piece,
 	    reuse_first, rc);
@@ -466,9 +492,7 @@ policy_retry_pass(void)
 			 * nothing; the last try (create, or out of memory). */
 			if (!policy_round_open(s->pend.round, vmm_now_ms())) {
 				vmmd_session_pend_clear(s);
-				policy_grant(s, s->pend.rid, s->pend.bytes,
-				    s->pend.flags, s->pend.min_piece, false,
-				    false, false);
+				policy_last_try(s);
 				continue;
 			}
 			/* Waiting for lack of memory: any memory back may do,

@@ -114,6 +114,7 @@ struct vmmd_config {
 	uint64_t	handshake_timeout_ms;
 	uint64_t	recall_idle_ms;		/* reuse-first recalls: idle peers */
 	uint64_t	recall_timeout_ms;	/* how long a parked Acquire waits */
+	uint64_t	recall_backoff_ms;	/* no wait after a fruitless one */
 	struct vmmd_quotas quotas;
 };
 
@@ -408,8 +409,11 @@ extern struct vmmd_session_list	vmmd_sessions;
 extern struct vmmd_session_list	vmmd_parked;
 extern unsigned			vmmd_nsessions;	/* not CLOSED */
 
-/* A pidfd for the peer (-1 with errno; ESRCH: already gone). */
-int	vmmd_session_pidfd(pid_t pid);
+/* A pidfd for the peer process of socket sock, whose SO_PEERCRED pid is
+ * pid (0: not visible in vmmd's pid namespace): SO_PEERPIDFD where the
+ * kernel has it (Linux 6.5), else pidfd_open(pid).  -1 with errno (ESRCH:
+ * already gone; a pid of 0 on a kernel without SO_PEERPIDFD: ENOTSUP). */
+int	vmmd_session_pidfd(int sock, pid_t pid);
 /* Takes over an accepted socket and the peer's pidfd (or -1 if the process
  * is gone); returns -1 (both closed) on failure. */
 int	vmmd_session_new(int fd, int pidfd, pid_t pid, uid_t uid, gid_t gid,

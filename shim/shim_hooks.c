@@ -6,11 +6,13 @@
  * gets every call the client cannot serve: degenerate arguments (so the
  * answer is the native one: cudaMalloc(&p, 0) gives NULL and cudaSuccess,
  * cuMemAlloc(&p, 0) CUDA_ERROR_INVALID_VALUE, ...), no daemon (VMM_ENODAEMON:
- * the client decided to fall back), no context on a driver call (the driver
- * then says which error), stream-ordered allocations while the stream is
- * being captured (they must become graph nodes), and allocations a stream
- * capture prohibits on this thread (the driver refuses them and invalidates
- * the capture, as without us).
+ * the client decided to fall back), an unexpected driver error or fd
+ * exhaustion in the broker path (vmmc_fallback: VMM_FALLBACK=on), no
+ * context on a driver call (the driver then says which error),
+ * stream-ordered allocations while the stream is being captured (they must
+ * become graph nodes), and allocations a stream capture prohibits on this
+ * thread (the driver refuses them and invalidates the capture, as without
+ * us).
  * Stream capture: the begin and end hooks tell the client which captures are
  * in progress; meanwhile it makes no synchronizing call and defers frees
  * (client/capture.c).  A free of our memory a capture prohibits is refused
@@ -67,7 +69,8 @@ _Thread_local int shim_depth __attribute__((tls_model("initial-exec")));
 	X(VMM_ENOTOURS, CUDA_ERROR_INVALID_VALUE, cudaErrorInvalidValue) \
 	X(VMM_ECUDA, CUDA_ERROR_UNKNOWN, cudaErrorUnknown)		\
 	X(VMM_EPROTO, CUDA_ERROR_UNKNOWN, cudaErrorUnknown)		\
-	X(VMM_ENOSYS, CUDA_ERROR_NOT_SUPPORTED, cudaErrorNotSupported)
+	X(VMM_ENOSYS, CUDA_ERROR_NOT_SUPPORTED, cudaErrorNotSupported)	\
+	X(VMM_EMFILE, CUDA_ERROR_OUT_OF_MEMORY, cudaErrorMemoryAllocation)
 
 static const struct shim_error {
 	int		vmm;
@@ -157,7 +160,7 @@ shim_alloc(void **p, size_t size, bool *orig)
 
 	*p = NULL;
 	err = vmm_malloc(p, size);
-	if (err == VMM_ENODAEMON || err == VMM_ENOCTX)
+	if (err == VMM_ENODAEMON || err == VMM_ENOCTX || vmmc_fallback(err))
 		*orig = true;
 	return err;
 }
@@ -557,7 +560,7 @@ shim_rt_alloc(void **devPtr, size_t size, bool *orig)
 		err = VMM_ENOCTX;
 	else
 		err = vmmc_malloc_dev(dev, &p, size);
-	if (err == VMM_ENODAEMON || err == VMM_ENOCTX)
+	if (err == VMM_ENODAEMON || err == VMM_ENOCTX || vmmc_fallback(err))
 		*orig = true;
 	if (err == VMM_OK)
 		*devPtr = p;

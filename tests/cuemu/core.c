@@ -668,7 +668,11 @@ struct CUctx_st {
 };
 
 static struct CUctx_st		cuemu_primary[CUEMU_MAX_DEVICES];
-static __thread CUcontext	cuemu_tls_ctx;
+/* Initial-exec: static TLS even when the library is dlopen'ed (the runtime
+ * and libvmm_client.so load the driver lazily).  A dynamic TLS block here
+ * trips the leak checker of sanitizer builds (GCC 12's LeakSanitizer reads
+ * a bogus DTLS range for a thread that touched it and crashes at exit). */
+static __thread CUcontext	cuemu_tls_ctx __attribute__((tls_model("initial-exec")));
 
 static bool
 cuemu_ctx_known(CUcontext ctx)
