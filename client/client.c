@@ -32,6 +32,7 @@ static void		client_setup(void);
 static void
 client_atfork_child(void)
 {
+	vmmc_capture_forget();
 	vmmc_conn_forget_all();
 	vmmc_large_forget_all();
 	vmmc_small_forget_all();
@@ -72,8 +73,12 @@ vmm_shutdown(void)
 static int
 client_alloc(int dev, size_t size, void **dptr)
 {
-	if (size <= vmmc_small_max())
-		return vmmc_small_alloc(dev, size, dptr);
+	int rc;
+
+	/* VMM_ENOTOURS: too big for a segment of this device's unit. */
+	if (size <= vmmc_small_max() &&
+	    (rc = vmmc_small_alloc(dev, size, dptr)) != VMM_ENOTOURS)
+		return rc;
 	return vmmc_large_alloc(dev, size, dptr);
 }
 
@@ -87,6 +92,48 @@ client_give_back(void)
 	vmmc_stream_reap(-1);
 	vmmc_small_flush_mine();
 	return vmmc_large_trim(0, 0, 0) + vmmc_small_trim(0);
+}
+
+/* The frees deferred while a stream captured, once none does (capture.c).
+ * Each is done as the application's free would have been then: the ticket
+ * it takes is later than the free, so no less safe. */
+static void
+client_deferred_frees(void)
+{
+	void **v;
+	size_t n, i;
+
+	if ((n = vmmc_capture_take_deferred(&v)) == 0)
+		return;
+	for (i = 0; i < n; i++)
+		if (vmmc_small_free(v[i]) == VMM_ENOTOURS)
+			vmmc_large_free(v[i]);
+	free(v);
+}
+
+void
+vmmc_capture_ended(const void *stream)
+{
+	vmmc_capture_end(stream);
+	client_deferred_frees();
+}
+
+/* A free while a stream captures: recorded only, if p is a live allocation
+ * of ours (no synchronization, no driver call). */
+static int
+client_free_captured(void *p)
+{
+	int rc;
+
+	if (!vmmc_small_owns(p) && !vmmc_large_owns(p))
+		return VMM_ENOTOURS;
+	if ((rc = vmmc_capture_defer(p)) == 1)
+		return 0;
+	if (rc == -1)
+		return VMM_ENOTOURS;	/* a second free */
+	if (rc == -2)
+		return VMM_ENOMEM;
+	return 1;	/* the capture ended meanwhile: free it now */
 }
 
 /* Allocates on dev, with the out-of-memory retry. */
@@ -112,24 +159,24 @@ client_alloc_retry(int dev, size_t size, void **dptr)
 int
 vmm_malloc(void **dptr, size_t size)
 {
-	const struct vmmc_settings *st;
 	int dev;
 
 	CLIENT_INIT();
-	st = vmmc_settings_get();
 	if (dptr == NULL || size == 0)
 		return VMM_EINVAL;
-	if (st->mode != VMMC_MODE_VMM)
+	if (vmmc_settings_get()->mode != VMMC_MODE_VMM)
 		return VMM_ENOSYS;
 	if ((dev = vmmc_current_device()) < 0)
 		return dev;
-	return client_alloc_retry(dev, size, dptr);
+	return vmmc_malloc_dev(dev, dptr, size);
 }
 
 int
 vmmc_malloc_dev(int dev, void **dptr, size_t size)
 {
 	CLIENT_INIT();
+	client_deferred_frees();
+	(void)vmmc_failure_said();	/* a note of an earlier call */
 	if (dptr == NULL || size == 0 || dev < 0 || dev >= VMMC_MAX_DEVICES)
 		return VMM_EINVAL;
 	if (vmmc_settings_get()->mode != VMMC_MODE_VMM)
@@ -146,6 +193,8 @@ vmmc_malloc_async(void **dptr, size_t size, CUstream s)
 	int dev;
 
 	CLIENT_INIT();
+	client_deferred_frees();
+	(void)vmmc_failure_said();	/* a note of an earlier call */
 	if (dptr == NULL || size == 0)
 		return VMM_EINVAL;
 	if (vmmc_settings_get()->mode != VMMC_MODE_VMM)
@@ -191,10 +240,34 @@ vmm_free(void *dptr)
 	/* Freed on a stream already: a double free. */
 	if (vmmc_stream_parked(dptr))
 		return VMM_EINVAL;
+	if (vmmc_capture_active() && (rc = client_free_captured(dptr)) <= 0)
+		return rc;
+	client_deferred_frees();
 	rc = vmmc_small_free(dptr);
 	if (rc == VMM_ENOTOURS)
 		rc = vmmc_large_free(dptr);
 	return rc;
+}
+
+bool
+vmmc_fallback(int err)
+{
+	static int warned;
+	bool said = vmmc_failure_said();
+
+	if ((err != VMM_ECUDA && err != VMM_EMFILE) ||
+	    vmmc_settings_get()->fallback != VMMC_FALLBACK_ON)
+		return false;
+	/* The failure's own ERROR line said it (vmmc_failure_tail); a failure
+	 * logged without that ending is said here, once per process. */
+	if (!said && !__atomic_exchange_n(&warned, 1, __ATOMIC_RELAXED))
+		vmm_log_error("the broker path failed (%s): CUDA's own "
+		    "allocator serves such allocations (VMM_FALLBACK=on)",
+		    vmm_strerror(err));
+	else
+		vmm_log_debug("broker path failed (%s): CUDA's own allocator",
+		    vmm_strerror(err));
+	return true;
 }
 
 bool
@@ -312,6 +385,7 @@ vmm_strerror(int err)
 	case VMM_EPROTO: return "unexpected answer from vmmd";
 	case VMM_ENOSYS: return "not available in this mode";
 	case VMM_ETIMEDOUT: return "vmmd did not answer in time";
+	case VMM_EMFILE: return "out of file descriptors (RLIMIT_NOFILE)";
 	default: return "unknown error";
 	}
 }

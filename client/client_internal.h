@@ -12,6 +12,7 @@
  *   sync.c      lazy synchronization per device and context (tickets)
  *   core.c      counters, mapping, waking the helper
  *   access.c    which devices may access each device's mappings (peers)
+ *   capture.c   stream captures in progress, frees deferred meanwhile
  *   settings.c  the VMM_* environment table, read once
  *
  * Calls go down that list, never up: client.c and helper.c call the
@@ -54,6 +55,7 @@ struct vmmc_settings {
 	uint64_t	connect_timeout_ms;
 	char		daemon_user[VMM_OPT_STRMAX];	/* may run vmmd */
 	int		peer_access;	/* enum vmmc_peer */
+	int		fallback;	/* enum vmmc_fallback */
 };
 
 /* VMM_PEER_ACCESS: which devices get access to a device's mappings. */
@@ -61,6 +63,13 @@ enum vmmc_peer {
 	VMMC_PEER_AUTO = 0,	/* those the program enabled peer access for */
 	VMMC_PEER_ALL = 1,	/* every device that can access it */
 	VMMC_PEER_NONE = 2,	/* its own device only */
+};
+
+/* VMM_FALLBACK: what an unexpected driver error or fd exhaustion in the
+ * broker path does to the allocation (vmmc_fallback). */
+enum vmmc_fallback {
+	VMMC_FALLBACK_ON = 0,	/* CUDA's own allocator serves it */
+	VMMC_FALLBACK_FAIL = 1,	/* it fails with the error */
 };
 
 /* The settings, read from the environment on first call.  An invalid value
@@ -130,7 +139,9 @@ int	vmmc_conn_meminfo(struct vmmc_conn *c, uint64_t *free_bytes,
 
 /* ---- va.c ---------------------------------------------------------------------- */
 
-/* Reserves size bytes of device VA aligned to align (a power of two). */
+/* Reserves size bytes of device VA aligned to align: a power of two, or a
+ * chunk unit (granularity x chunk_multiple), which is reduced to its largest
+ * power-of-two divisor (a multiple of the granularity). */
 int	vmmc_va_alloc(int dev, uint64_t size, uint64_t align, CUdeviceptr *out);
 /* Returns a range to the free list. */
 void	vmmc_va_free(int dev, CUdeviceptr base, uint64_t size);
@@ -174,8 +185,32 @@ int	vmmc_sync_for(int dev, uint64_t ticket);
 int	vmmc_sync_now(int dev);
 void	vmmc_sync_forget(void);	/* fork child */
 
+/* ---- capture.c --------------------------------------------------------------- */
+
+/* The stream captures in progress (the shim reports begins and ends; see
+ * vmmc_shim.h) and the frees deferred meanwhile.  While
+ * vmmc_capture_active(), nothing may synchronize: the allocators reuse only
+ * memory whose ticket vmmc_sync_covers() and otherwise take new chunks, and
+ * the trims leave the rest cached (sync.c makes no synchronizing call
+ * meanwhile: vmmc_sync_for() answers "still busy"). */
+/* Records p as freed while a capture is in progress: 1; 0 if none is (free
+ * it now); -1 if p is recorded already (a second free); -2 no memory. */
+int	vmmc_capture_defer(void *p);
+/* Forgets a capture that ended (vmmc_capture_ended in client.c calls it). */
+void	vmmc_capture_end(const void *stream);
+/* Once no capture is in progress: the deferred pointers (the caller frees
+ * them and the array), and how many; 0 and NULL otherwise. */
+size_t	vmmc_capture_take_deferred(void ***out);
+void	vmmc_capture_forget(void);	/* fork child */
+
 /* ---- core.c ---------------------------------------------------------------- */
 
+/* An unexpected failure in the broker path is said in one ERROR line that
+ * ends with what follows for the allocation: vmmc_failure_tail() is that
+ * ending (VMM_FALLBACK), and notes that this thread said it;
+ * vmmc_failure_said() tells (and forgets) whether it did. */
+const char *vmmc_failure_tail(void);
+bool	vmmc_failure_said(void);
 /* The device of the calling thread's current context, or VMM_ENOCTX. */
 int	vmmc_current_device(void);
 /* Process-wide counters (atomics). */
@@ -186,10 +221,13 @@ enum {
 	VMMC_STAT_FREES, VMMC_STAT_DAEMON_CALLS, VMMC_STAT_SYNCS, VMMC_STAT_N
 };
 /* Maps granted chunks back to back at va (imports, closes the fds, one
- * cuMemSetAccess).  On failure nothing stays mapped; the chunks are still
- * the caller's to release. */
+ * cuMemSetAccess).  On failure nothing stays mapped, every fd is closed and
+ * the chunks are still the caller's to release: VMM_ENOMEM (the driver was
+ * out of memory), VMM_EMFILE (out of fds) or VMM_ECUDA. */
 int	vmmc_map_chunks(int dev, CUdeviceptr va, struct vmmc_grant_chunk *g,
 	    size_t n);
+/* Closes the fds of a grant still open (-1 after). */
+void	vmmc_close_grant(struct vmmc_grant_chunk *g, size_t n);
 /* Grants device dev read-write access to [va, va+size) (whole mappings). */
 int	vmmc_set_access_rw(int dev, CUdeviceptr va, uint64_t size);
 /* Unmaps [va, va+size) (whole mappings). */
@@ -261,12 +299,16 @@ void	vmmc_large_forget_all(void);
 
 /* ---- small.c ---------------------------------------------------------------- */
 
+/* VMM_ENOTOURS if size is not served here: above VMM_SMALL_MAX, or more
+ * than half of device dev's chunk unit (a segment). */
 int	vmmc_small_alloc(int dev, size_t size, void **out);
 /* VMM_ENOTOURS if p is not a small block. */
 int	vmmc_small_free(void *p);
 /* As vmmc_small_free, for a block no GPU work can touch any more. */
 int	vmmc_small_free_idle(void *p);
 bool	vmmc_small_owns(const void *p);
+/* The block holding p: its base and the size allocated (not the class's
+ * rounded size); VMM_ENOTOURS past that size. */
 int	vmmc_small_range(const void *p, void **base, size_t *size);
 /* Returns the calling thread's cached blocks to their segments (other
  * threads' caches are theirs: per size class at most 4 MiB and 128 blocks,

@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -436,6 +437,41 @@ conn_request(struct vmmc_conn *c, Vmm__Envelope *env, int *fds, size_t nfds,
 	return rc == VMMC_EREFUSED ? conn_refused(c) : rc;
 }
 
+/*
+ * A Grant whose fds did not all arrive: this process is out of fds (the
+ * kernel dropped the rest, MSG_CTRUNC).  Every chunk of it goes straight
+ * back, so that vmmd does not keep them lent (or quarantined) for the life
+ * of the process; connection locked.  Nothing of the grant was mapped.
+ */
+static int
+conn_fds_lost(struct vmmc_conn *c, struct vmm_frame_msg *m)
+{
+	const Vmm__Grant *g = vmm_frame_msg_env(m)->grant;
+	uint64_t ids[VMM_PROTO_MAX_CHUNKS];
+	struct rlimit rl;
+	size_t i;
+	int fd;
+
+	/* Closed before the Release: nothing of these chunks stays here. */
+	for (i = 0; i < vmm_frame_msg_nfds(m); i++)
+		if ((fd = vmm_frame_msg_take_fd(m, i)) >= 0)
+			close(fd);
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		rl.rlim_cur = 0;
+	for (i = 0; i < g->n_chunks && i < VMM_PROTO_MAX_CHUNKS; i++)
+		ids[i] = g->chunks[i]->id;
+	vmm_log_error("vmmd granted %zu chunks but %zu of their file "
+	    "descriptors did not arrive: this process is out of file "
+	    "descriptors (RLIMIT_NOFILE %llu); the chunks go back to vmmd%s",
+	    (size_t)g->n_chunks, vmm_frame_msg_fds_lost(m),
+	    (unsigned long long)rl.rlim_cur, vmmc_failure_tail());
+	conn_send_release(c, ids, i, 0);
+	if (c->broken)
+		conn_down(c);
+	return VMM_EMFILE;
+}
+
 int
 vmmc_conn_acquire(struct vmmc_conn *c, uint64_t bytes, unsigned flags,
     uint64_t min_piece, struct vmmc_grant_chunk *out, size_t max)
@@ -453,7 +489,9 @@ vmmc_conn_acquire(struct vmmc_conn *c, uint64_t bytes, unsigned flags,
 	pthread_mutex_lock(&c->lock);
 	if ((rc = conn_request(c, &env, NULL, 0, &m)) == 0) {
 		g = vmm_frame_msg_env(m)->grant;
-		if (g->n_chunks > max)
+		if (vmm_frame_msg_fds_lost(m) > 0)
+			rc = conn_fds_lost(c, m);
+		else if (g->n_chunks > max)
 			rc = VMM_EPROTO;
 		else {
 			for (i = 0; i < g->n_chunks; i++) {

@@ -1,17 +1,23 @@
 /*
  * The core under the allocators: the process's counters, mapping granted
- * chunks, and the wake-up of the helper thread.  It calls the driver and nothing else of the library, so
- * every other file may call it.
+ * chunks, and the wake-up of the helper thread.  It calls the driver and
+ * nothing else of the library, so every other file may call it.
  */
 #include "client_internal.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "log.h"
 
 static int64_t		core_stats[VMMC_STAT_N];
+/* This thread logged the failure of its broker call and what follows.
+ * Initial-exec, as all of the library's TLS: no lazy dynamic TLS block in
+ * a preloaded library (sanitizers' leak scan trips on those). */
+static _Thread_local bool	core_said __attribute__((tls_model("initial-exec")));
 static int		core_pipe[2] = { -1, -1 };	/* wakes the helper */
 static int		core_report_due;
 
@@ -41,7 +47,51 @@ vmmc_current_device(void)
 	return (int)d;
 }
 
+/* ---- saying what a failure does ------------------------------------------- */
+
+const char *
+vmmc_failure_tail(void)
+{
+	core_said = true;
+	return vmmc_settings_get()->fallback == VMMC_FALLBACK_ON ?
+	    "; CUDA's own allocator serves the allocation (VMM_FALLBACK=on)" :
+	    "; the allocation fails (VMM_FALLBACK=fail)";
+}
+
+bool
+vmmc_failure_said(void)
+{
+	bool said = core_said;
+
+	core_said = false;
+	return said;
+}
+
 /* ---- mapping ------------------------------------------------------------------- */
+
+/* The soft RLIMIT_NOFILE, for messages. */
+static unsigned long long
+core_nofile(void)
+{
+	struct rlimit rl;
+
+	return getrlimit(RLIMIT_NOFILE, &rl) == 0 ?
+	    (unsigned long long)rl.rlim_cur : 0;
+}
+
+/* Whether the process is out of fds (a driver call that needs one fails
+ * for that): no fd can be had next to fd. */
+static bool
+core_out_of_fds(int fd)
+{
+	int t = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+
+	if (t >= 0) {
+		close(t);
+		return false;
+	}
+	return errno == EMFILE || errno == ENFILE;
+}
 
 static const char *
 core_cu_name(CUresult r)
@@ -91,6 +141,15 @@ vmmc_map_chunks(int dev, CUdeviceptr va, struct vmmc_grant_chunk *g, size_t n)
 	for (i = 0; i < n; i++) {
 		r = cuMemImportFromShareableHandle(&h, (void *)(uintptr_t)g[i].fd,
 		    CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR);
+		if (r != CUDA_SUCCESS && core_out_of_fds(g[i].fd)) {
+			vmm_log_error("importing a granted chunk: %s: this "
+			    "process is out of file descriptors (RLIMIT_NOFILE "
+			    "%llu); the chunks go back to vmmd%s",
+			    core_cu_name(r), core_nofile(), vmmc_failure_tail());
+			vmmc_close_grant(g, n);
+			vmmc_unmap_range(va, off);
+			return VMM_EMFILE;
+		}
 		close(g[i].fd);
 		g[i].fd = -1;
 		if (r != CUDA_SUCCESS)
@@ -109,15 +168,28 @@ vmmc_map_chunks(int dev, CUdeviceptr va, struct vmmc_grant_chunk *g, size_t n)
 			return 0;
 		what = "cuMemSetAccess";
 	}
-	vmm_log_error("mapping %zu granted chunks at 0x%llx: %s: %s", n,
-	    (unsigned long long)va, what, core_cu_name(r));
-	for (; i < n; i++)
+	vmm_log_error("mapping %zu granted chunks at 0x%llx: %s: %s; the chunks "
+	    "go back to vmmd%s", n, (unsigned long long)va, what,
+	    core_cu_name(r), r == CUDA_ERROR_OUT_OF_MEMORY ? "" :
+	    vmmc_failure_tail());
+	vmmc_close_grant(g, n);
+	vmmc_unmap_range(va, off);
+	/* Out of memory is the allocation's own error (retried after this
+	 * process gives its cache back); anything else is unexpected
+	 * (vmmc_fallback). */
+	return r == CUDA_ERROR_OUT_OF_MEMORY ? VMM_ENOMEM : VMM_ECUDA;
+}
+
+void
+vmmc_close_grant(struct vmmc_grant_chunk *g, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
 		if (g[i].fd >= 0) {
 			close(g[i].fd);
 			g[i].fd = -1;
 		}
-	vmmc_unmap_range(va, off);
-	return VMM_ECUDA;
 }
 
 /* ---- waking the helper ---------------------------------------------------- */

@@ -73,6 +73,16 @@ bg_main(void *arg)
 	uint64_t last_report = 0, tick, ops = 0, last_active = vmm_now_ms();
 	int dev;
 
+	/* What this thread does (unmapping memory known idle, mapping and
+	 * giving back chunks) never touches work a stream capture records:
+	 * it is not held to the restrictions a capture in GLOBAL mode puts on
+	 * other threads (cuThreadExchangeStreamCaptureMode).  It still never
+	 * synchronizes while a capture is in progress (capture.c). */
+	{
+		CUstreamCaptureMode relaxed = CU_STREAM_CAPTURE_MODE_RELAXED;
+
+		(void)cuThreadExchangeStreamCaptureMode(&relaxed);
+	}
 	tick = st->report_ms;
 	if (st->idle_ms != 0 && st->idle_ms / 2 < tick)
 		tick = st->idle_ms / 2 ? st->idle_ms / 2 : 1;

@@ -22,6 +22,11 @@
 #include "log.h"
 
 #define LARGE_MAX_GRANT 64
+/* Whether cached entry l may be reused or unmapped now: always (after a
+ * sync, vmmc_sync_for) unless a stream capture is in progress, when only a
+ * sync that already happened counts (capture.c). */
+#define LARGE_IDLE_NOW(l)						\
+	(!vmmc_capture_active() || vmmc_sync_covers((l)->dev, (l)->ticket))
 
 struct large_chunk {
 	uint64_t	id;
@@ -274,7 +279,7 @@ large_stitch_local(int dev, struct vmmc_conn *c, size_t size, uint64_t need,
 
 		for (l = cache_head; l != NULL; l = l->cnext)
 			if (l->dev == dev && l->mapped >= min_piece &&
-			    l->mapped <= need - got &&
+			    l->mapped <= need - got && LARGE_IDLE_NOW(l) &&
 			    (best == NULL || l->mapped > best->mapped))
 				best = l;
 		if (best == NULL)
@@ -394,7 +399,8 @@ vmmc_large_alloc(int dev, size_t size, void **out)
 	/* 1. A cached allocation of about this size. */
 	pthread_rwlock_wrlock(&large_lock);
 	for (l = cache_head; l != NULL; l = l->cnext) {
-		if (l->dev != dev || l->mapped < need || l->mapped > need + need / 8)
+		if (l->dev != dev || l->mapped < need ||
+		    l->mapped > need + need / 8 || !LARGE_IDLE_NOW(l))
 			continue;
 		if (best == NULL || l->mapped < best->mapped)
 			best = l;
@@ -570,8 +576,9 @@ vmmc_large_trim(uint64_t target, uint64_t older_ms, uint64_t recall_id)
 	for (;;) {
 		pthread_rwlock_wrlock(&large_lock);
 		l = cache_tail;
+		/* The oldest first: if it is not known idle, none is. */
 		if (l == NULL || (target != 0 && done >= target) ||
-		    now - l->freed_ms < older_ms) {
+		    now - l->freed_ms < older_ms || !LARGE_IDLE_NOW(l)) {
 			pthread_rwlock_unlock(&large_lock);
 			break;
 		}

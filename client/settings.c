@@ -33,9 +33,11 @@ const struct vmm_opt vmmc_options[] = {
 	{ "VMM_REQUIRE_DAEMON", VMM_OPT_BOOL, "0", 0, 1, NULL,
 	  O(require_daemon), "1: fail allocations when vmmd is unreachable "
 	  "instead of falling back to CUDA's allocator" },
-	{ "VMM_SMALL_MAX", VMM_OPT_SIZE, "1M", 0, 1048576, NULL, O(small_max),
-	  "largest size sub-allocated from shared 2 MiB segments, at most 1M "
-	  "(half a segment; rounded down to a size class); 0: none" },
+	{ "VMM_SMALL_MAX", VMM_OPT_SIZE, "1M", 0, 33554432, NULL, O(small_max),
+	  "largest size sub-allocated from shared segments (one chunk of "
+	  "vmmd's unit each), at most 32M; rounded down to a size class; "
+	  "sizes above half the unit are served as large allocations; "
+	  "0: none" },
 	{ "VMM_CACHE_MAX", VMM_OPT_SIZE, "1G", 0, 1e15, NULL, O(cache_max),
 	  "most freed memory kept mapped in the process for reuse" },
 	{ "VMM_IDLE_MS", VMM_OPT_U64, "1000", 0, 86400000, NULL, O(idle_ms),
@@ -47,6 +49,10 @@ const struct vmm_opt vmmc_options[] = {
 	  "its size, so vmm_realloc can grow it in place" },
 	{ "VMM_CONNECT_TIMEOUT_MS", VMM_OPT_U64, "2000", 1, 600000, NULL,
 	  O(connect_timeout_ms), "how long a call to vmmd may take" },
+	{ "VMM_FALLBACK", VMM_OPT_ENUM, "on", 0, 0, "on|fail", O(fallback),
+	  "on: an unexpected CUDA driver error or fd exhaustion in the broker "
+	  "path falls back to CUDA's own allocator (one ERROR line); fail: "
+	  "the allocation fails with that error" },
 	{ "VMM_DAEMON_USER", VMM_OPT_STRING, "vmmd", 0, 0, NULL,
 	  O(daemon_user), "the user vmmd runs as: a listener of any uid but "
 	  "this user's, root's and the process's own is not spoken to" },

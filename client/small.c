@@ -1,7 +1,14 @@
 /*
  * Small allocations (up to VMM_SMALL_MAX, at most half a segment): blocks of
- * a size class carved from segments, one vmmd chunk each, aligned to the
- * segment size so a pointer finds its segment by masking.
+ * a size class carved from segments, one vmmd chunk each.  A segment is one
+ * chunk of vmmd's unit (granularity x chunk_multiple, learned at the
+ * handshake; never a fixed size), its VA aligned to the unit rounded up to a
+ * power of two, so a pointer finds its segment by masking with one of the
+ * few alignments in use.  Every block is SMALL_ALIGN (512 B) aligned:
+ * cudaMalloc promises 256 B, and a texture object on linear memory needs
+ * cudaDeviceProp::textureAlignment (512 B), so any pointer handed out can
+ * back one; classes whose size is not a multiple of it are not used.  Each
+ * block remembers the size asked for, which is what pointer queries report.
  *
  * Fast path, no lock: each thread keeps per class a stack of clean blocks
  * (safe to hand out) and a stack of dirty ones (freed since, possibly still
@@ -26,8 +33,9 @@
 #include "frame.h"
 #include "log.h"
 
-#define SMALL_MIN		256u		/* CUDA's minimum alignment */
-#define SMALL_NCLS		64
+#define SMALL_MIN		256u		/* the smallest class size */
+#define SMALL_ALIGN		512u		/* every block's alignment */
+#define SMALL_NCLS		64	/* classes up to 32 MiB */
 #define SMALL_BIN_BYTES		(4u << 20)	/* per-thread bytes per class */
 /* All of a thread's bins together: what one thread may keep from others
  * (and from vmmd's idle return) at most. */
@@ -40,14 +48,22 @@
 #define BITW(idx)		(((idx) / 64) * 8)
 #define SMALL_REG_SIZE		(1u << 16)	/* registry slots */
 #define SMALL_TOMBSTONE		((struct seg *)(uintptr_t)1)
+/* Whether blocks freed with ticket t may be reused or unmapped now: always
+ * (after a sync) unless a stream capture is in progress, when only a sync
+ * that already happened counts (capture.c). */
+#define SMALL_IDLE_NOW(dev, t)						\
+	(!vmmc_capture_active() || vmmc_sync_covers((dev), (t)))
 
 struct seg {
 	CUdeviceptr	base;		/* 0: recycled */
+	uint64_t	size;		/* the chunk: vmmd's unit when made */
+	uint64_t	align;		/* VA alignment: size rounded up to 2^k */
 	int		dev;
 	uint32_t	cls, block, nblocks;
 	uint64_t	chunk_id;
 	uint64_t	*allocated;	/* one bit per block, atomic */
 	uint32_t	*free_idx;	/* blocks held here (class lock) */
+	uint32_t	*asked;		/* per block: the size allocated */
 	uint32_t	nfree;
 	uint64_t	ticket;		/* latest free among them */
 	struct seg	*next;		/* class list of segments with free blocks */
@@ -89,9 +105,14 @@ struct tcache {
 	struct tcache	*next;
 };
 
-static uint32_t		small_seg = 2u << 20;	/* segment size */
+/* The segment alignments in use: bit k set for 2^k (set before a segment
+ * of that alignment is registered, never cleared). */
+static uint64_t		small_aligns;
 static uint32_t		small_ncls;
 static uint32_t		small_size[SMALL_NCLS];
+/* The class used for a size's class: the next one whose size is a multiple
+ * of SMALL_ALIGN. */
+static uint8_t		small_use[SMALL_NCLS];
 static uint32_t		small_cap[SMALL_NCLS];	/* bin capacity */
 static uint32_t		small_batch[SMALL_NCLS]; /* blocks per refill */
 static uint64_t		small_max_eff;		/* 0 until configured */
@@ -154,7 +175,9 @@ small_setup(void)
 		for (i = 0; i < SMALL_NCLS; i++)
 			pthread_mutex_init(&small_cls[d][i].lock, &small_lockattr);
 	pthread_key_create(&small_key, small_thread_exit);
-	max = st->small_max < small_seg / 2 ? st->small_max : small_seg / 2;
+	/* Each device's unit bounds it further (half a segment), when its
+	 * first segment of a class is made: see seg_new. */
+	max = st->small_max;
 	for (i = 0; i < SMALL_NCLS; i++) {
 		uint64_t sz = i < 4 ? (uint64_t)(i + 1) * 256 :
 		    (1ull << (10 + (i - 4) / 4)) / 4 * (4 + (i - 4) % 4 + 1);
@@ -176,7 +199,13 @@ small_setup(void)
 			small_batch[i] = 1;
 	}
 	small_ncls = i;
+	/* Aligned classes only: the largest one bounds what is served. */
+	while (i > 0 && small_size[i - 1] % SMALL_ALIGN != 0)
+		i--;
 	small_max_eff = i > 0 ? small_size[i - 1] : 0;
+	for (d = small_ncls; d-- > 0;)
+		small_use[d] = small_size[d] % SMALL_ALIGN == 0 ||
+		    d + 1 >= small_ncls ? (uint8_t)d : small_use[d + 1];
 	__atomic_store_n(&small_ready, 1, __ATOMIC_RELEASE);
 }
 
@@ -187,7 +216,8 @@ small_init(void)
 		pthread_once(&small_once, small_setup);
 }
 
-/* Largest size served here (0: none). */
+/* Largest size served here (0: none); a device whose unit is less than
+ * twice a class's size serves that class as large allocations. */
 
 uint64_t
 vmmc_small_max(void)
@@ -201,14 +231,15 @@ vmmc_small_max(void)
 static size_t
 reg_hash(CUdeviceptr base)
 {
-	return (size_t)(((base / small_seg) * 0x9e3779b97f4a7c15ull) >> 48) &
+	/* Segment bases are at least page aligned. */
+	return (size_t)(((base >> 12) * 0x9e3779b97f4a7c15ull) >> 48) &
 	    (SMALL_REG_SIZE - 1);
 }
 
+/* The segment registered at exactly base, or NULL. */
 static struct seg *
-reg_lookup(CUdeviceptr p)
+reg_find(CUdeviceptr base)
 {
-	CUdeviceptr base = p & ~(CUdeviceptr)(small_seg - 1);
 	size_t i = reg_hash(base), n;
 
 	for (n = 0; n < SMALL_REG_SIZE; n++, i = (i + 1) & (SMALL_REG_SIZE - 1)) {
@@ -218,6 +249,25 @@ reg_lookup(CUdeviceptr p)
 			return NULL;
 		if (s != SMALL_TOMBSTONE &&
 		    __atomic_load_n(&s->base, __ATOMIC_ACQUIRE) == base)
+			return s;
+	}
+	return NULL;
+}
+
+/* The segment holding p: its base is p masked by one of the alignments in
+ * use (one probe while every segment has the same unit). */
+static struct seg *
+reg_lookup(CUdeviceptr p)
+{
+	uint64_t bits = __atomic_load_n(&small_aligns, __ATOMIC_ACQUIRE);
+	struct seg *s;
+
+	while (bits != 0) {
+		unsigned k = (unsigned)__builtin_ctzll(bits);
+		CUdeviceptr base = p & ~(((CUdeviceptr)1 << k) - 1);
+
+		bits &= bits - 1;
+		if ((s = reg_find(base)) != NULL && p - base < s->size)
 			return s;
 	}
 	return NULL;
@@ -423,15 +473,19 @@ seg_record(uint32_t nblocks)
 		return NULL;
 	free(s->allocated);
 	free(s->free_idx);
+	free(s->asked);
 	s->allocated = aligned_alloc(64, ((nblocks + 63) / 64) * 64);
 	if (s->allocated != NULL)
 		memset(s->allocated, 0, ((nblocks + 63) / 64) * 64);
 	s->free_idx = calloc(nblocks, sizeof(uint32_t));
-	if (s->allocated == NULL || s->free_idx == NULL) {
+	s->asked = calloc(nblocks, sizeof(uint32_t));
+	if (s->allocated == NULL || s->free_idx == NULL || s->asked == NULL) {
 		free(s->allocated);
 		free(s->free_idx);
+		free(s->asked);
 		s->allocated = NULL;
 		s->free_idx = NULL;
+		s->asked = NULL;
 		seg_recycle(s);		/* the record itself is kept */
 		return NULL;
 	}
@@ -447,7 +501,16 @@ seg_recycle(struct seg *s)
 	pthread_mutex_unlock(&small_reg_lock);
 }
 
-/* A new segment of class c from vmmd; its blocks are all free (clean). */
+/* The smallest power of two >= v (v > 0). */
+static uint64_t
+pow2_up(uint64_t v)
+{
+	return v <= 1 ? 1 : 1ull << (64 - __builtin_clzll(v - 1));
+}
+
+/* A new segment of class c from vmmd: one chunk of vmmd's unit, its blocks
+ * all free (clean).  VMM_ENOTOURS if the unit is less than two blocks of
+ * the class (the caller serves the size as a large allocation). */
 static int
 seg_new(int dev, uint32_t c, struct seg **out)
 {
@@ -455,18 +518,31 @@ seg_new(int dev, uint32_t c, struct seg **out)
 	struct vmmc_conn *conn;
 	struct seg *s;
 	CUdeviceptr va;
-	uint32_t i, nb = small_seg / small_size[c];
+	uint64_t unit, align;
+	uint32_t i, nb;
 	int n, rc;
 
 	if ((conn = vmmc_conn_get(dev)) == NULL)
 		return VMM_ENODAEMON;
+	if ((unit = vmmc_conn_granularity(conn)) == 0) {
+		if ((rc = vmmc_conn_ensure(conn)) != 0)
+			return rc;
+		unit = vmmc_conn_granularity(conn);
+	}
+	/* A block count must fit the bitmap index and the asked sizes. */
+	if (unit == 0 || unit / 2 < small_size[c] ||
+	    unit / small_size[c] > UINT32_MAX)
+		return VMM_ENOTOURS;
+	nb = (uint32_t)(unit / small_size[c]);
+	align = pow2_up(unit);
 	/* Out-of-memory is retried by vmm_malloc, without the thread cache's
 	 * lock that our caller holds. */
-	n = vmmc_conn_acquire(conn, small_seg, 0, 0, g, 4);
+	n = vmmc_conn_acquire(conn, unit, 0, 0, g, 4);
 	if (n < 0)
 		return n;
-	if (n != 1 || g[0].size != small_seg) {
-		/* The pool had a bigger chunk for us: not a segment. */
+	if (n != 1 || g[0].size != unit) {
+		/* The pool had a bigger chunk for us (or the unit changed with
+		 * a new vmmd): not a segment. */
 		uint64_t ids[4];
 
 		for (i = 0; i < (uint32_t)n; i++) {
@@ -480,13 +556,15 @@ seg_new(int dev, uint32_t c, struct seg **out)
 		rc = VMM_ENOMEM;
 		goto fail;
 	}
-	if ((rc = vmmc_va_alloc(dev, small_seg, small_seg, &va)) != 0)
+	if ((rc = vmmc_va_alloc(dev, unit, align, &va)) != 0)
 		goto fail_rec;
 	if ((rc = vmmc_map_chunks(dev, va, g, 1)) != 0) {
-		vmmc_va_free(dev, va, small_seg);
+		vmmc_va_free(dev, va, unit);
 		goto fail_rec;
 	}
 	s->dev = dev;
+	s->size = unit;
+	s->align = align;
 	s->cls = c;
 	s->block = small_size[c];
 	s->nblocks = nb;
@@ -499,16 +577,19 @@ seg_new(int dev, uint32_t c, struct seg **out)
 	for (i = 0; i < nb; i++)
 		s->free_idx[i] = nb - 1 - i;
 	s->nfree = nb;
+	/* Lookups must probe this alignment before they can meet s. */
+	__atomic_fetch_or(&small_aligns, 1ull << __builtin_ctzll(align),
+	    __ATOMIC_RELEASE);
 	__atomic_store_n(&s->base, va, __ATOMIC_RELEASE);
 	if (reg_insert(s) != 0) {
-		vmmc_unmap_range(va, small_seg);
-		vmmc_va_free(dev, va, small_seg);
+		vmmc_unmap_range(va, unit);
+		vmmc_va_free(dev, va, unit);
 		rc = VMM_ENOMEM;
 		goto fail_rec;
 	}
-	vmmc_stat_add(VMMC_STAT_MAPPED, small_seg);
-	vmm_log_debug("SEGMENT Ptr=0x%llx Class=%u Block=%u",
-	    (unsigned long long)va, c, s->block);
+	vmmc_stat_add(VMMC_STAT_MAPPED, (int64_t)unit);
+	vmm_log_debug("SEGMENT Ptr=0x%llx Size=%llu Class=%u Block=%u",
+	    (unsigned long long)va, (unsigned long long)unit, c, s->block);
 	*out = s;
 	return 0;
 
@@ -533,7 +614,7 @@ steal_once(struct tcache *tc, uint32_t c)
 	struct seg *s;
 
 	pthread_mutex_lock(&k->lock);
-	if ((s = k->partial) != NULL) {
+	if ((s = k->partial) != NULL && SMALL_IDLE_NOW(tc->dev, s->ticket)) {
 		got = seg_take(s, b->clean, small_batch[c]);
 		ticket = s->ticket;
 		if (s->nfree == 0) {
@@ -579,6 +660,8 @@ refill(struct tcache *tc, uint32_t c)
 			const void *o = __atomic_load_n(&(*pp)->owner,
 			    __ATOMIC_RELAXED);
 
+			if (!SMALL_IDLE_NOW(tc->dev, (*pp)->ticket))
+				continue;
 			if (o == tc) {
 				pick = pp;
 				break;
@@ -607,7 +690,8 @@ refill(struct tcache *tc, uint32_t c)
 		}
 		/* Still busy (a failed sync): back, and a new segment. */
 		spill(tc->dev, c, b->clean, got, ticket);
-	} else if (b->ndirty > 0 && vmmc_sync_for(tc->dev, b->ticket) == 0) {
+	} else if (b->ndirty > 0 && SMALL_IDLE_NOW(tc->dev, b->ticket) &&
+	    vmmc_sync_for(tc->dev, b->ticket) == 0) {
 		goto swap;
 	}
 	if ((rc = seg_new(tc->dev, c, &s)) != 0) {
@@ -648,8 +732,8 @@ vmmc_small_alloc(int dev, size_t size, void **out)
 
 	small_init();
 	if (size > small_max_eff)
-		return VMM_EINVAL;
-	c = small_class(size);
+		return VMM_ENOTOURS;
+	c = small_use[small_class(size)];
 	if ((tc = tc_get(dev)) == NULL)
 		return VMM_ENOMEM;
 	b = &tc->bins[c];
@@ -662,6 +746,7 @@ vmmc_small_alloc(int dev, size_t size, void **out)
 	tc->held -= small_size[c];
 	tc_unlock(tc);
 	p = k.s->base + (CUdeviceptr)k.idx * k.s->block;
+	__atomic_store_n(&k.s->asked[k.idx], (uint32_t)size, __ATOMIC_RELAXED);
 	__atomic_fetch_or(&k.s->allocated[BITW(k.idx)], 1ull << (k.idx % 64),
 	    __ATOMIC_RELAXED);
 	TC_ADD(tc->in_use, (int64_t)small_size[c]);
@@ -763,15 +848,20 @@ vmmc_small_range(const void *ptr, void **base, size_t *size)
 {
 	CUdeviceptr p = (CUdeviceptr)(uintptr_t)ptr;
 	struct seg *s;
-	uint32_t idx;
+	uint32_t idx, asked;
 
 	if (small_max_eff == 0 || (s = reg_lookup(p)) == NULL)
 		return VMM_ENOTOURS;
 	idx = (uint32_t)((p - s->base) / s->block);
 	if (!blk_allocated(s, idx))
 		return VMM_ENOTOURS;
+	/* The allocation is the size asked for; the rest of the block (its
+	 * class's rounding) belongs to no allocation. */
+	asked = __atomic_load_n(&s->asked[idx], __ATOMIC_RELAXED);
+	if (p - (s->base + (CUdeviceptr)idx * s->block) >= asked)
+		return VMM_ENOTOURS;
 	*base = (void *)(uintptr_t)(s->base + (CUdeviceptr)idx * s->block);
-	*size = s->block;
+	*size = asked;
 	return 0;
 }
 
@@ -819,7 +909,8 @@ vmmc_small_trim(uint64_t recall_id)
 
 			pthread_mutex_lock(&k->lock);
 			for (pp = &k->partial; (s = *pp) != NULL;) {
-				if (s->nfree != s->nblocks) {
+				if (s->nfree != s->nblocks ||
+				    !SMALL_IDLE_NOW(d, s->ticket)) {
 					pp = &s->next;
 					continue;
 				}
@@ -848,12 +939,12 @@ vmmc_small_trim(uint64_t recall_id)
 			continue;
 		}
 		reg_remove(s);
-		vmmc_unmap_range(base, small_seg);
-		vmmc_va_free(s->dev, base, small_seg);
+		vmmc_unmap_range(base, s->size);
+		vmmc_va_free(s->dev, base, s->size);
 		if (conn != NULL)
 			vmmc_conn_release(conn, &s->chunk_id, 1, recall_id);
-		vmmc_stat_add(VMMC_STAT_MAPPED, -(int64_t)small_seg);
-		done += small_seg;
+		vmmc_stat_add(VMMC_STAT_MAPPED, -(int64_t)s->size);
+		done += s->size;
 		seg_recycle(s);
 	}
 	return done;
@@ -906,7 +997,7 @@ vmmc_small_chunks(int dev, struct vmmc_mapped_chunk *out, size_t max)
 			continue;
 		if (n < max) {
 			out[n].va = s->base;
-			out[n].size = small_seg;
+			out[n].size = s->size;
 			out[n].id = s->chunk_id;
 		}
 		n++;

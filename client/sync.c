@@ -30,9 +30,14 @@
  *     and a sync some thread made of its own context covers nothing here.
  *
  * All synchronizing driver calls of the library go through sync_context(),
- * the one place to consult when a synchronizing call is not allowed (an
- * active stream capture).  Stream-ordered frees do not come here: they are
- * reused through events on their stream (stream.c).
+ * the one place that consults whether a synchronizing call is allowed:
+ * while a stream capture is in progress (vmmc_capture_active) it makes none
+ * and answers "still busy", so vmmc_sync_for fails and every caller keeps
+ * the memory out of reuse; the allocators meanwhile reuse only memory whose
+ * ticket is covered already (LARGE_IDLE_NOW, SMALL_IDLE_NOW) and frees are
+ * deferred until no capture is left (capture.c, client.c).  Stream-ordered
+ * frees do not come here: they are reused through events on their stream
+ * (stream.c).
  */
 #include "client_internal.h"
 
@@ -52,8 +57,10 @@ static struct sync_dev	sync_devs[VMMC_MAX_DEVICES];
 static pthread_once_t	sync_once = PTHREAD_ONCE_INIT;
 static bool		sync_failed_logged;
 /* The context the calling thread was last seen in, and its device. */
-static __thread CUcontext	sync_tls_ctx;
-static __thread int		sync_tls_dev = -1;
+static __thread CUcontext	sync_tls_ctx
+    __attribute__((tls_model("initial-exec")));
+static __thread int		sync_tls_dev
+    __attribute__((tls_model("initial-exec"))) = -1;
 
 static void
 sync_init(void)
@@ -133,7 +140,12 @@ sync_primary(int dev)
 
 /*
  * Synchronizes ctx from the calling thread, whatever is current on it.
- * 0: done; 1: ctx is gone (no work left); -1: failed (still busy).
+ * 0: done; 1: ctx is gone (no work left); -1: failed or not allowed now
+ * (still busy).  While a stream capture is in progress (capture.c) no
+ * synchronizing call is made at all: the driver would refuse it and
+ * invalidate the capture.  The memory then counts as still busy, exactly as
+ * after a failed sync: it stays cached, mapped and ours until a sync made
+ * once no capture is left covers its ticket.
  */
 static int
 sync_context(CUcontext ctx)
@@ -141,6 +153,8 @@ sync_context(CUcontext ctx)
 	CUcontext cur = NULL;
 	CUresult r;
 
+	if (vmmc_capture_active())
+		return -1;
 	if (cuCtxGetCurrent(&cur) != CUDA_SUCCESS)
 		return -1;
 	if (cur != ctx) {

@@ -137,7 +137,10 @@ va_grow(struct va_dev *d, int dev, uint64_t size, uint64_t align)
 			want = 4ull << 30;
 	}
 	if (want < size + align)
-		want = (size + align + (2ull << 20) - 1) & ~((2ull << 20) - 1);
+		want = size + align;
+	/* A whole number of alignments: align is a power of two at least the
+	 * driver's granularity (never an assumed 2 MiB). */
+	want = (want + align - 1) & ~(align - 1);
 	if (d->nresv == d->capresv) {
 		uint32_t n = d->capresv ? d->capresv * 2 : 4;
 		CUdeviceptr *nb = realloc(d->resv_base, n * sizeof(*nb));
@@ -176,8 +179,10 @@ vmmc_va_alloc(int dev, uint64_t size, uint64_t align, CUdeviceptr *out)
 	int tries, rc;
 	size_t i;
 
-	if (size == 0 || (align & (align - 1)) != 0)
+	if (size == 0 || align == 0)
 		return VMM_EINVAL;
+	/* A chunk unit of 3 x 2 MiB gives 2 MiB: granularity aligned. */
+	align &= ~align + 1;
 	pthread_mutex_lock(&d->lock);
 	for (tries = 0; tries < 2; tries++) {
 		for (i = 0; i < d->nfree; i++) {

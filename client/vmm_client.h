@@ -47,6 +47,9 @@ enum vmm_error {
 	VMM_ENOSYS = -9,	/* not available in this mode */
 	VMM_ETIMEDOUT = -10,	/* vmmd did not answer in time (it may be
 				   stalled; the connection is kept) */
+	VMM_EMFILE = -11,	/* out of file descriptors (RLIMIT_NOFILE):
+				   granted chunks could not be received or
+				   imported, and were given back */
 };
 
 /* This process's figures, as also reported to vmmd. */

@@ -23,6 +23,11 @@ enum vmmc_mode vmmc_mode(void);
 /* Whether ptr is the start of a live allocation of this library (what
  * vmm_free accepts); lock-free for sub-allocated blocks. */
 bool	vmmc_owns(const void *ptr);
+/* Whether an allocation that failed with err (an unexpected driver error,
+ * VMM_ECUDA, or fd exhaustion, VMM_EMFILE) goes to CUDA's own allocator
+ * instead (VMM_FALLBACK=on); says so once.  vmmd unreachable and no
+ * context are the shim's own cases. */
+bool	vmmc_fallback(int err);
 /* Whether ptr lies in address space this library reserved (live or not). */
 bool	vmmc_in_va(const void *ptr);
 /* vmm_malloc on device dev: the runtime's current device, which a lazily
@@ -39,5 +44,21 @@ void	vmmc_peer_access(int accessor, int owner, bool on);
  * VMM_ENOTOURS: not this library's pointer. */
 int	vmmc_malloc_async(void **dptr, size_t size, CUstream s);
 int	vmmc_free_async(void *dptr, CUstream s);
+
+/*
+ * Stream capture (capture.c).  The shim reports each capture that began
+ * (stream: the handle, the per-thread default stream as
+ * CU_STREAM_PER_THREAD; mode: its CUstreamCaptureMode) and each that ended
+ * (vmmc_capture_ended: then the frees deferred meanwhile are done once none
+ * is left).  While any is in progress the library makes no synchronizing
+ * call and defers frees.
+ */
+void	vmmc_capture_begin(const void *stream, int mode);
+void	vmmc_capture_ended(const void *stream);
+bool	vmmc_capture_active(void);
+/* Whether "potentially unsafe" calls (cudaMalloc, cudaFree, ...) are
+ * prohibited on this thread, whose own mode is thread_mode (as
+ * cuThreadExchangeStreamCaptureMode documents the three modes). */
+bool	vmmc_capture_forbids(int thread_mode);
 
 #endif

@@ -20,7 +20,8 @@
 
 const struct vmm_opt vmmd_options[] = {
 	{ "device", VMM_OPT_STRING, "0", 0, 0, NULL, O(device),
-	  "GPU to serve: an ordinal or a UUID" },
+	  "GPU to serve: an ordinal, a GPU UUID (GPU-...) or a MIG instance's "
+	  "UUID (MIG-...)" },
 	{ "socket_dir", VMM_OPT_STRING, "/run/vmmd", 0, 0, NULL, O(socket_dir),
 	  "directory of the sockets gpu-<UUID>.sock and gpu<N>.sock; created "
 	  "0755 if missing, else it must be a real directory (not a symlink) "
@@ -93,6 +94,10 @@ const struct vmm_opt vmmd_options[] = {
 	  O(recall_timeout_ms), "out of memory: how long a request waits for "
 	  "other clients to give back their caches (0: do not ask them); "
 	  "after trim --recall, how long what they give back goes to the GPU" },
+	{ "recall_backoff_ms", VMM_OPT_U64, "1000", 0, 600000, NULL,
+	  O(recall_backoff_ms), "after a request waited for a recall and still "
+	  "failed out of memory, requests that find memory short fail at once "
+	  "for this long instead of waiting again (0: always wait)" },
 };
 
 const size_t vmmd_noptions = sizeof(vmmd_options) / sizeof(vmmd_options[0]);

@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cudrv.h"
 #include "log.h"
 
 #define VMMD_DEFAULT_CONFIG "/etc/vmmd/vmmd.conf"
@@ -43,7 +44,8 @@ usage(FILE *f)
 	fprintf(f,
 	    "usage: vmmd [options]\n"
 	    "Lend one GPU's memory to the processes on this machine.\n\n"
-	    "  -d, --device N|UUID    GPU to serve (default 0)\n"
+	    "  -d, --device N|UUID    GPU to serve (default 0); UUID: GPU-... "
+	    "or MIG-...\n"
 	    "  -s, --socket-dir DIR   socket directory (default /run/vmmd; env "
 	    "VMM_SOCKET_DIR)\n"
 	    "  -c, --config FILE      settings file (default %s if it exists)\n"
@@ -216,6 +218,13 @@ main(int argc, char **argv)
 			return 1;
 		}
 	vmmd_dispatch_init();
+	/* The driver is loaded here, not by the dynamic loader (cudrv.h):
+	 * --help and --version above work without it. */
+	if (!vmm_cudrv_load()) {
+		fprintf(stderr, "vmmd: cannot load the CUDA driver: %s\n",
+		    vmm_cudrv_error());
+		return 1;
+	}
 	if (vmmd_pool_init(&vmmd_cfg, err, sizeof(err)) != 0) {
 		fprintf(stderr, "vmmd: %s\n", err);
 		return 1;
@@ -243,6 +252,11 @@ main(int argc, char **argv)
 		return 1;
 	}
 	vmm_frame_set_fd_disposer(vmmd_closer_close);
+	/* Large creates and releases run off the loop; without the thread
+	 * they run in it, slower for others but correct. */
+	if (vmmd_worker_start() != 0)
+		vmm_log_error("cannot start the worker thread: large creates "
+		    "will stall other clients' grants");
 	ev_term = evsignal_new(vmmd_base, SIGTERM, on_signal, NULL);
 	ev_int = evsignal_new(vmmd_base, SIGINT, on_signal, NULL);
 	ev_idle = event_new(vmmd_base, -1, EV_PERSIST, on_idle_tick, NULL);

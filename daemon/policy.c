@@ -26,6 +26,9 @@
 #define VMMD_RECALL_SHUN_MS 30000
 
 static uint64_t		policy_round;	/* of recalls, see pend */
+/* Until then, a request that finds memory short fails at once: the last
+ * recall wait ended out of memory (recall_backoff_ms). */
+static uint64_t		policy_backoff_until_ms;
 
 static void	policy_round_overdue(uint64_t);
 
@@ -53,22 +56,28 @@ enum policy_grant_outcome {
 	GRANT_ANSWERED,		/* granted, or refused with an Error reply */
 	GRANT_WOULD_CREATE,	/* no_create, and the pool would have to grow */
 	GRANT_SHORT,		/* out of memory and may_wait: park, recall */
+	GRANT_CREATING,		/* a create on the worker: policy_created ends it */
+	GRANT_OOM,		/* out of memory, !may_wait: refused (answered) */
 };
 
-/* Grants (or refuses) one Acquire: the quotas, then the pool. */
+static enum policy_grant_outcome policy_answer(struct vmmd_session *,
+    uint64_t, uint64_t, int, struct vmmd_chunk **, int, char *, size_t,
+    bool);
+static vmmd_pool_granted_fn policy_created;
+
+/* Grants (or refuses) one Acquire: the quotas, then the pool.  With async,
+ * a large create runs on the worker thread and the answer comes from
+ * policy_created: other clients' grants go on meanwhile. */
 static enum policy_grant_outcome
 policy_grant(struct vmmd_session *s, uint64_t rid, uint64_t bytes,
-    unsigned flags, uint64_t min_piece, bool may_wait, bool no_create)
+    unsigned flags, uint64_t min_piece, bool may_wait, bool no_create,
+    bool async)
 {
 	struct vmmd_chunk *chunks[VMM_PROTO_MAX_CHUNKS];
-	Vmm__Chunk wire[VMM_PROTO_MAX_CHUNKS], *wirep[VMM_PROTO_MAX_CHUNKS];
-	Vmm__Envelope env;
-	Vmm__Grant g = VMM__GRANT__INIT;
-	int fds[VMM_PROTO_MAX_CHUNKS];
-	char msg[VMM_PROTO_MAX_MESSAGE], why[192], holders[160];
-	int n, i, code;
-	uint64_t total = 0, want = vmmd_pool_round(bytes);
-	size_t off;
+	char msg[VMM_PROTO_MAX_MESSAGE], why[192];
+	int n, code;
+	uint64_t want = vmmd_pool_round(bytes);
+	unsigned f = flags | (no_create ? VMMD_GRANT_NO_CREATE : 0);
 
 	if (bytes != 0 && want > vmmd_session_quota_room(s, why, sizeof(why))) {
 		snprintf(msg, sizeof(msg), "over quota: %s, asking %" PRIu64
@@ -77,9 +86,42 @@ policy_grant(struct vmmd_session *s, uint64_t rid, uint64_t bytes,
 		vmmd_session_error(s, rid, VMM__ERROR_CODE__ERROR_CODE_QUOTA, msg);
 		return GRANT_ANSWERED;
 	}
-	n = vmmd_pool_grant(&s->h, bytes, flags | (no_create ?
-	    VMMD_GRANT_NO_CREATE : 0), min_piece, chunks, VMM_PROTO_MAX_CHUNKS,
-	    &code, msg, sizeof(msg));
+	if (async)
+		n = vmmd_pool_grant_async(&s->h, bytes, f, min_piece, chunks,
+		    VMM_PROTO_MAX_CHUNKS, &code, msg, sizeof(msg),
+		    policy_created, s);
+	else
+		n = vmmd_pool_grant(&s->h, bytes, f, min_piece, chunks,
+		    VMM_PROTO_MAX_CHUNKS, &code, msg, sizeof(msg));
+	if (n == VMMD_POOL_CREATING) {
+		s->creating.active = true;
+		s->creating.rid = rid;
+		s->creating.bytes = bytes;
+		s->creating.flags = flags;
+		s->creating.min_piece = min_piece;
+		s->creating.may_wait = may_wait;
+		s->creating.reuse = no_create;
+		return GRANT_CREATING;
+	}
+	return policy_answer(s, rid, bytes, n, chunks, code, msg, sizeof(msg),
+	    may_wait);
+}
+
+/* Answers an Acquire the pool granted (n chunks) or refused (n < 0). */
+static enum policy_grant_outcome
+policy_answer(struct vmmd_session *s, uint64_t rid, uint64_t bytes, int n,
+    struct vmmd_chunk **chunks, int code, char *msg, size_t msglen,
+    bool may_wait)
+{
+	Vmm__Chunk wire[VMM_PROTO_MAX_CHUNKS], *wirep[VMM_PROTO_MAX_CHUNKS];
+	Vmm__Envelope env;
+	Vmm__Grant g = VMM__GRANT__INIT;
+	int fds[VMM_PROTO_MAX_CHUNKS];
+	char holders[160];
+	uint64_t total = 0;
+	size_t off;
+	int i;
+
 	if (n == VMMD_POOL_WOULD_CREATE)
 		return GRANT_WOULD_CREATE;
 	if (n < 0) {
@@ -93,9 +135,11 @@ policy_grant(struct vmmd_session *s, uint64_t rid, uint64_t bytes,
 			/* Who else holds what is for admins to see: pids and
 			 * sizes of other users' processes are theirs. */
 			off = strlen(msg);
-			snprintf(msg + off, sizeof(msg) - off, ", this client "
+			snprintf(msg + off, msglen - off, ", this client "
 			    "holds %" PRIu64 " MiB%s", s->h.bytes >> 20, s->admin ?
 			    holders : "");
+			vmmd_session_error(s, rid, (Vmm__ErrorCode)code, msg);
+			return GRANT_OOM;
 		}
 		vmmd_session_error(s, rid, (Vmm__ErrorCode)code, msg);
 		return GRANT_ANSWERED;
@@ -132,6 +176,45 @@ policy_grant(struct vmmd_session *s, uint64_t rid, uint64_t bytes,
 	return GRANT_ANSWERED;
 }
 
+static void	policy_wait(struct vmmd_session *, uint64_t, uint64_t, unsigned,
+		    uint64_t, bool, enum policy_grant_outcome);
+
+/* The create a grant waited for is done (from the loop): answer, or, out of
+ * memory, wait for memory as a first try would have.  The pool never calls
+ * this for a session that closed meanwhile. */
+static void
+policy_created(void *arg, int n, struct vmmd_chunk **out, int code,
+    const char *why)
+{
+	struct vmmd_session *s = arg;
+	char msg[VMM_PROTO_MAX_MESSAGE];
+	enum policy_grant_outcome rc;
+
+	s->creating.active = false;
+	snprintf(msg, sizeof(msg), "%s", why);
+	rc = policy_answer(s, s->creating.rid, s->creating.bytes, n, out, code,
+	    msg, sizeof(msg), s->creating.may_wait);
+	if (rc == GRANT_SHORT)
+		policy_wait(s, s->creating.rid, s->creating.bytes,
+		    s->creating.flags, s->creating.min_piece, s->creating.reuse,
+		    rc);
+}
+
+/* The last try of a parked request, whose wait is over: out of memory
+ * still, the recall freed nothing that helps, and the next requests that
+ * find memory short fail at once for recall_backoff_ms. */
+static void
+policy_last_try(struct vmmd_session *s)
+{
+	if (policy_grant(s, s->pend.rid, s->pend.bytes, s->pend.flags,
+	    s->pend.min_piece, false, false, false) == GRANT_OOM &&
+	    vmmd_cfg.recall_backoff_ms != 0) {
+		policy_backoff_until_ms = vmm_now_ms() +
+		    vmmd_cfg.recall_backoff_ms;
+		vmm_log_debug("recall freed nothing: no recall wait for %"
+		    PRIu64 " ms", vmmd_cfg.recall_backoff_ms);
+	}
+}
 
 /* The recall timed out: one last try, then out of memory. */
 static void
@@ -147,8 +230,7 @@ policy_on_pend(evutil_socket_t fd, short what, void *arg)
 	/* The wait is over: whoever was asked for its sake and did not
 	 * answer is overdue now, whatever the clocks' rounding says. */
 	policy_round_overdue(s->pend.round);
-	policy_grant(s, s->pend.rid, s->pend.bytes, s->pend.flags,
-	    s->pend.min_piece, false, false);
+	policy_last_try(s);
 }
 
 /* Whether o asked for memory within the last idle_ms. */
@@ -290,12 +372,11 @@ policy_cached_elsewhere(const struct vmmd_session *s, uint64_t now)
 void
 vmmd_policy_acquire(struct vmmd_session *s, const Vmm__Acquire *a)
 {
-	struct timeval tv;
 	uint64_t ms = vmmd_cfg.recall_timeout_ms, now = vmm_now_ms();
 	enum policy_grant_outcome rc;
 	bool reuse_first;
 
-	if (s->pend.active) {
+	if (s->pend.active || s->creating.active) {
 		vmmd_session_error(s, a->request_id, VMM__ERROR_CODE__ERROR_CODE_BUSY,
 		    "an Acquire of this session is already waiting");
 		return;
@@ -304,11 +385,30 @@ vmmd_policy_acquire(struct vmmd_session *s, const Vmm__Acquire *a)
 	/* Memory other processes freed is reused before the pool grows: if
 	 * those not busy hold enough in their caches, recall it rather than
 	 * create.  A busy one would soon ask for it back. */
+	/* While the last recall wait ended out of memory (recall_backoff_ms),
+	 * no request waits for one: memory that is there (pooled, or created)
+	 * is granted as ever, the rest fails at once. */
+	if (now < policy_backoff_until_ms)
+		ms = 0;
 	reuse_first = ms != 0 && policy_cached_elsewhere(s, now) >= a->bytes;
 	rc = policy_grant(s, a->request_id, a->bytes, a->flags, a->min_piece,
-	    ms != 0, reuse_first);
-	if (rc == GRANT_ANSWERED)
+	    ms != 0, reuse_first, true);
+	if (rc == GRANT_ANSWERED || rc == GRANT_CREATING || rc == GRANT_OOM)
 		return;
+	policy_wait(s, a->request_id, a->bytes, a->flags, a->min_piece,
+	    reuse_first, rc);
+}
+
+/* The first try of an Acquire found no memory (GRANT_SHORT) or would have
+ * grown the pool while others cache enough (GRANT_WOULD_CREATE). */
+static void
+policy_wait(struct vmmd_session *s, uint64_t rid, uint64_t bytes,
+    unsigned flags, uint64_t min_piece, bool reuse_first,
+    enum policy_grant_outcome rc)
+{
+	struct timeval tv;
+	uint64_t ms = vmmd_cfg.recall_timeout_ms;
+
 	/* New memory needed (reuse_first) or none to be had: others may hold
 	 * it in their caches.  Ask them (out of memory, busy or not), park
 	 * this request, and answer when memory comes back or the recall times
@@ -317,20 +417,20 @@ vmmd_policy_acquire(struct vmmd_session *s, const Vmm__Acquire *a)
 	 * client answers a Recall in a few milliseconds. */
 	if (reuse_first && ms > 100)
 		ms = 100;
-	if (vmmd_policy_recall(s, a->bytes,
+	if (vmmd_policy_recall(s, bytes,
 	    VMM__RECALL_REASON__RECALL_REASON_PRESSURE,
 	    rc == GRANT_WOULD_CREATE ? vmmd_cfg.recall_idle_ms : 0,
 	    rc == GRANT_WOULD_CREATE, ++policy_round, ms) == 0 ||
 	    (s->ev_pend == NULL &&
 	    (s->ev_pend = evtimer_new(vmmd_base, policy_on_pend, s)) == NULL)) {
-		policy_grant(s, a->request_id, a->bytes, a->flags, a->min_piece,
-		    false, false);
+		policy_grant(s, rid, bytes, flags, min_piece, false, false,
+		    false);
 		return;
 	}
-	s->pend.rid = a->request_id;
-	s->pend.bytes = a->bytes;
-	s->pend.flags = a->flags;
-	s->pend.min_piece = a->min_piece;
+	s->pend.rid = rid;
+	s->pend.bytes = bytes;
+	s->pend.flags = flags;
+	s->pend.min_piece = min_piece;
 	s->pend.reuse = reuse_first;
 	s->pend.round = policy_round;
 	policy_park(s);
@@ -375,7 +475,7 @@ policy_retry_pass(void)
 			continue;
 		/* Without growing the pool: the recall is what we wait for. */
 		if (policy_grant(s, s->pend.rid, s->pend.bytes, s->pend.flags,
-		    s->pend.min_piece, true, true) == GRANT_ANSWERED) {
+		    s->pend.min_piece, true, true, false) == GRANT_ANSWERED) {
 			vmmd_session_pend_clear(s);
 			vmmd_stats.recall_successes++;
 			continue;
@@ -392,9 +492,7 @@ policy_retry_pass(void)
 			 * nothing; the last try (create, or out of memory). */
 			if (!policy_round_open(s->pend.round, vmm_now_ms())) {
 				vmmd_session_pend_clear(s);
-				policy_grant(s, s->pend.rid, s->pend.bytes,
-				    s->pend.flags, s->pend.min_piece, false,
-				    false);
+				policy_last_try(s);
 				continue;
 			}
 			/* Waiting for lack of memory: any memory back may do,
@@ -402,8 +500,8 @@ policy_retry_pass(void)
 			if (t.idle < s->pend.bytes && s->pend.reuse)
 				continue;
 			if (policy_grant(s, s->pend.rid, s->pend.bytes,
-			    s->pend.flags, s->pend.min_piece, true, false) ==
-			    GRANT_ANSWERED) {
+			    s->pend.flags, s->pend.min_piece, true, false,
+			    false) == GRANT_ANSWERED) {
 				vmmd_session_pend_clear(s);
 				vmmd_stats.recall_successes++;
 				if (vmmd_stats.create_bytes > before)

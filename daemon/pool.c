@@ -28,7 +28,19 @@
 #define POOL_HASH_MIN_BITS 12		/* the id hash starts at 4096 */
 
 static CUdevice				pool_dev;
-static CUcontext			pool_ctx;
+/*
+ * vmmd holds no CUDA context while it serves.  A context held by the daemon
+ * would make every client's context creation fail under
+ * CU_COMPUTEMODE_EXCLUSIVE_PROCESS, count against MPS client limits, and
+ * block MIG reconfiguration and GPU reset.  The VMM calls vmmd lives on
+ * (cuMemCreate, cuMemRelease, export, import, reserve, map) need none (their
+ * cuda.h comments list no CUDA_ERROR_INVALID_CONTEXT).  The two things that
+ * do — the driver's free-memory figure and the scrub's memset — take the
+ * primary context for the call and let it go (pool_ctx_enter/leave); in a
+ * compute mode other than DEFAULT vmmd never takes one after start, so it
+ * cannot race a client for the device.
+ */
+static bool				pool_ctx_shared;	/* DEFAULT mode */
 static CUmemAllocationProp		pool_prop;
 static uint64_t				pool_gran;	/* driver granularity */
 static uint64_t				pool_unit;	/* chunk size unit */
@@ -78,6 +90,40 @@ static struct vmmd_chunk		*pool_keys[VMMD_HASH_BUCKETS];
 static void	pool_probe_fds(void);
 static int	pool_bins_init(void);
 static int	pool_hash_resize(unsigned);
+static int	pool_driver_free(uint64_t *);
+
+/*
+ * Slow driver calls go to the worker thread (worker.c): a create of at
+ * least POOL_ASYNC_MIN for a grant, and the release of a chunk that large.
+ * Smaller ones cost a few hundred microseconds and stay in the loop.
+ */
+#define POOL_ASYNC_MIN		((uint64_t)32 << 20)
+
+/*
+ * A grant waiting for its create on the worker.  Its picked chunks (v) were
+ * taken off the free lists and are not lent: neither free nor lent, no one
+ * else can be given them, and they go back (pool_unpick) if the grant
+ * fails or its holder goes first (then h is NULL and cb is never called).
+ * The created handle becomes a chunk only in pool_created, on the loop.
+ */
+struct pool_pending {
+	struct vmmd_job		job;		/* first: the job is the pending */
+	struct vmmd_holder	*h;		/* NULL: cancelled */
+	struct vmmd_chunk	*v[VMM_PROTO_MAX_CHUNKS];
+	size_t			n, max;
+	uint64_t		want, got, below, above;
+	unsigned		flags;
+	vmmd_pool_granted_fn	*cb;
+	void			*arg;
+	TAILQ_ENTRY(pool_pending) link;
+};
+static TAILQ_HEAD(, pool_pending) pool_pendings =
+    TAILQ_HEAD_INITIALIZER(pool_pendings);
+/* Bytes being created on the worker: pool_max counts them already.  And
+ * releases queued there whose completion has not come back yet. */
+static uint64_t	pool_creating, pool_releasing;
+/* The GPU's free memory as vmmd last knew it, and when it asked. */
+static uint64_t	pool_free_cached, pool_free_when;
 static void	pool_bins_free(void);
 
 /*
@@ -140,13 +186,15 @@ pool_cu_name(CUresult r)
 	return s;
 }
 
-/* Parses a UUID: 32 hex digits, dashes anywhere, optional "GPU-" prefix. */
+/* Parses a UUID: 32 hex digits, dashes anywhere, optional "GPU-" prefix,
+ * or "MIG-" for a MIG instance (what nvidia-smi -L prints and
+ * CUDA_VISIBLE_DEVICES takes; cuDeviceGetUuid names the instance). */
 static int
 pool_parse_uuid(const char *s, unsigned char out[16])
 {
 	int n = 0;
 
-	if (strncasecmp(s, "GPU-", 4) == 0)
+	if (strncasecmp(s, "GPU-", 4) == 0 || strncasecmp(s, "MIG-", 4) == 0)
 		s += 4;
 	for (; *s != '\0'; s++) {
 		int v;
@@ -196,8 +244,9 @@ pool_find_device(const char *spec, CUdevice *dev, char *err, size_t errlen)
 		return cuDeviceGet(dev, (int)ord) == CUDA_SUCCESS ? 0 : -1;
 	}
 	if (pool_parse_uuid(spec, want) != 0) {
-		snprintf(err, errlen, "device \"%.64s\": expected an ordinal or a "
-		    "GPU UUID", spec);
+		snprintf(err, errlen, "device \"%.64s\": expected an ordinal, a "
+		    "GPU UUID or a MIG UUID (MIG-xxxxxxxx-xxxx-xxxx-xxxx-"
+		    "xxxxxxxxxxxx)", spec);
 		return -1;
 	}
 	for (i = 0; i < count; i++) {
@@ -215,7 +264,7 @@ pool_find_device(const char *spec, CUdevice *dev, char *err, size_t errlen)
 int
 vmmd_pool_init(const struct vmmd_config *c, char *err, size_t errlen)
 {
-	int vmm = 0, posix = 0;
+	int vmm = 0, posix = 0, mode = 0, rdma = 0;
 	size_t gran, total;
 	CUuuid u;
 	CUresult r;
@@ -237,16 +286,25 @@ vmmd_pool_init(const struct vmmd_config *c, char *err, size_t errlen)
 		    "management with POSIX file descriptor handles", c->device);
 		return -1;
 	}
-	if ((r = cuDevicePrimaryCtxRetain(&pool_ctx, pool_dev)) != CUDA_SUCCESS ||
-	    (r = cuCtxSetCurrent(pool_ctx)) != CUDA_SUCCESS) {
-		snprintf(err, errlen, "primary context: %s", pool_cu_name(r));
-		return -1;
-	}
+	/* A device in EXCLUSIVE_PROCESS mode belongs to whichever process
+	 * holds a context: never vmmd after start. */
+	if (cuDeviceGetAttribute(&mode, CU_DEVICE_ATTRIBUTE_COMPUTE_MODE,
+	    pool_dev) != CUDA_SUCCESS)
+		mode = CU_COMPUTEMODE_DEFAULT;
+	pool_ctx_shared = mode == CU_COMPUTEMODE_DEFAULT;
+	if (cuDeviceGetAttribute(&rdma,
+	    CU_DEVICE_ATTRIBUTE_GPU_DIRECT_RDMA_WITH_CUDA_VMM_SUPPORTED,
+	    pool_dev) != CUDA_SUCCESS)
+		rdma = 0;
 	memset(&pool_prop, 0, sizeof(pool_prop));
 	pool_prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
 	pool_prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
 	pool_prop.location.id = pool_dev;
 	pool_prop.requestedHandleTypes = CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR;
+	/* So RDMA NICs (and dma-buf exporters) can register pooled memory;
+	 * only where the device says it may (cuda.h: "must be set only if
+	 * the device supports it"). */
+	pool_prop.allocFlags.gpuDirectRDMACapable = rdma ? 1 : 0;
 	if ((r = cuMemGetAllocationGranularity(&gran, &pool_prop,
 	    CU_MEM_ALLOC_GRANULARITY_RECOMMENDED)) != CUDA_SUCCESS ||
 	    (r = cuDeviceTotalMem(&total, pool_dev)) != CUDA_SUCCESS ||
@@ -264,8 +322,58 @@ vmmd_pool_init(const struct vmmd_config *c, char *err, size_t errlen)
 	}
 	memcpy(pool_uuid, u.bytes, 16);
 	pool_probe_fds();
-	vmmd_pool_refresh_free();
+	/* The driver's figure once at start; in an exclusive mode, where vmmd
+	 * takes no context, all of the device is taken as free. */
+	pool_free_cached = pool_total;
+	if (pool_ctx_shared)
+		pool_driver_free(&pool_free_cached);
+	pool_free_when = vmm_now_ms();
 	return 0;
+}
+
+/* Makes the device's primary context current for a call that needs one;
+ * 0, or -1 (DEVICE_UNAVAILABLE under an exclusive mode, say). */
+static int
+pool_ctx_enter(void)
+{
+	CUcontext ctx;
+	CUresult r;
+
+	if ((r = cuDevicePrimaryCtxRetain(&ctx, pool_dev)) != CUDA_SUCCESS) {
+		vmm_log_debug("primary context: %s", pool_cu_name(r));
+		return -1;
+	}
+	if ((r = cuCtxSetCurrent(ctx)) != CUDA_SUCCESS) {
+		vmm_log_debug("primary context: %s", pool_cu_name(r));
+		cuDevicePrimaryCtxRelease(pool_dev);
+		return -1;
+	}
+	return 0;
+}
+
+/* Lets the context of pool_ctx_enter go: vmmd holds none again. */
+static void
+pool_ctx_leave(void)
+{
+	(void)cuCtxSetCurrent(NULL);
+	(void)cuDevicePrimaryCtxRelease(pool_dev);
+}
+
+/* The driver's free-memory figure, under a context taken for the call. */
+static int
+pool_driver_free(uint64_t *out)
+{
+	size_t f = 0, t = 0;
+	int rc = -1;
+
+	if (pool_ctx_enter() != 0)
+		return -1;
+	if (cuMemGetInfo(&f, &t) == CUDA_SUCCESS) {
+		*out = f;
+		rc = 0;
+	}
+	pool_ctx_leave();
+	return rc;
 }
 
 uint64_t
@@ -284,22 +392,23 @@ vmmd_pool_device_total(void)
  * What the GPU has free, from vmmd's own accounting: the driver's figure,
  * asked off the request path (vmmd_pool_refresh_free, from the idle tick
  * and at start), moved by every create and destroy of vmmd's own in
- * between.  A stats or MemInfo request never calls the driver: in the
- * emulator that call scans /proc, tens of ms with thousands of chunks.
+ * between.  A stats or MemInfo request never calls the driver.  Asking
+ * needs a context, which vmmd takes for the call only (pool_ctx_enter), at
+ * most every POOL_FREE_REFRESH_MS, and never in an exclusive compute mode,
+ * where the figure follows vmmd's own creates and destroys alone.
  */
-static uint64_t pool_free_cached, pool_free_when;
+#define POOL_FREE_REFRESH_MS	5000
 
 void
 vmmd_pool_refresh_free(void)
 {
 	uint64_t now = vmm_now_ms();
-	size_t f = 0, t = 0;
 
-	if (pool_free_when != 0 && now - pool_free_when < 1000)
+	if (!pool_ctx_shared ||
+	    (pool_free_when != 0 && now - pool_free_when < POOL_FREE_REFRESH_MS))
 		return;
 	pool_free_when = now;
-	if (cuMemGetInfo(&f, &t) == CUDA_SUCCESS)
-		pool_free_cached = f;
+	(void)pool_driver_free(&pool_free_cached);
 }
 
 uint64_t
@@ -704,6 +813,17 @@ pool_free_prev(struct vmmd_chunk *ch)
 	    vmmd_chunk_list);
 }
 
+/* Whether the pool may grow by size (pool_max, creates in flight too). */
+static bool
+pool_may_grow(uint64_t size)
+{
+	return vmmd_cfg.pool_max == 0 ||
+	    pool_t.physical + pool_creating + size <= vmmd_cfg.pool_max;
+}
+
+static struct vmmd_chunk *pool_chunk_new(CUmemGenericAllocationHandle h,
+    uint64_t size);
+
 /* Creates a chunk of size bytes; returns the CUresult. */
 static CUresult
 pool_create(uint64_t size, struct vmmd_chunk **out)
@@ -712,13 +832,26 @@ pool_create(uint64_t size, struct vmmd_chunk **out)
 	struct vmmd_chunk *ch;
 	CUresult r;
 
-	if (vmmd_cfg.pool_max != 0 && pool_t.physical + size > vmmd_cfg.pool_max)
+	if (!pool_may_grow(size))
 		return CUDA_ERROR_OUT_OF_MEMORY;
 	if ((r = cuMemCreate(&h, size, &pool_prop, 0)) != CUDA_SUCCESS)
 		return r;
+	if ((ch = pool_chunk_new(h, size)) == NULL)
+		return CUDA_ERROR_OUT_OF_MEMORY;
+	*out = ch;
+	return CUDA_SUCCESS;
+}
+
+/* Makes a chunk of a handle just created (loop thread); NULL (the handle
+ * released) if out of memory. */
+static struct vmmd_chunk *
+pool_chunk_new(CUmemGenericAllocationHandle h, uint64_t size)
+{
+	struct vmmd_chunk *ch;
+
 	if ((ch = calloc(1, sizeof(*ch))) == NULL) {
 		cuMemRelease(h);
-		return CUDA_ERROR_OUT_OF_MEMORY;
+		return NULL;
 	}
 	ch->id = pool_next_id++;
 	ch->handle = h;
@@ -729,20 +862,42 @@ pool_create(uint64_t size, struct vmmd_chunk **out)
 	vmmd_stats.creates++;
 	vmmd_stats.create_bytes += size;
 	vmm_log_info("CREATE Chunk=%" PRIu64 " Size=%" PRIu64, ch->id, size);
-	*out = ch;
-	return CUDA_SUCCESS;
+	return ch;
+}
+
+/* A release done on the worker. */
+static void
+pool_released(struct vmmd_job *j)
+{
+	pool_releasing--;
+	if (j->result != CUDA_SUCCESS)
+		vmm_log_error("cuMemRelease of a %" PRIu64 "-byte chunk: %s",
+		    j->size, pool_cu_name(j->result));
+	free(j);
 }
 
 /* Gives a chunk (off every list) back to the GPU. */
 static void
 pool_destroy(struct vmmd_chunk *ch)
 {
+	struct vmmd_job *j;
 	CUresult r;
 
 	pool_hash_remove(ch);
 	pool_key_remove(ch);
 	vmmd_tenant_put(ch->tenant);
-	if ((r = cuMemRelease(ch->handle)) != CUDA_SUCCESS)
+	/* Off every list already: the worker only calls the driver.  A create
+	 * queued later runs after it; a create in the loop that finds memory
+	 * short drains the worker first (pool_create_rest). */
+	if (ch->size >= POOL_ASYNC_MIN && vmmd_worker_running() &&
+	    (j = calloc(1, sizeof(*j))) != NULL) {
+		j->op = VMMD_JOB_RELEASE;
+		j->handle = ch->handle;
+		j->size = ch->size;
+		j->done = pool_released;
+		pool_releasing++;
+		vmmd_worker_submit(j);
+	} else if ((r = cuMemRelease(ch->handle)) != CUDA_SUCCESS)
 		vmm_log_error("cuMemRelease of chunk %" PRIu64 ": %s", ch->id,
 		    pool_cu_name(r));
 	if (ch->adopted)
@@ -802,6 +957,9 @@ vmmd_pool_shutdown(void)
 	struct vmmd_chunk *ch, *next;
 	size_t i;
 
+	/* Every holder is closed by now: creates still on the worker end in
+	 * the pool, to be released below with the rest. */
+	vmmd_worker_stop();
 	for (i = 0; i < pool_nhash; i++) {
 		for (ch = pool_hash[i]; ch != NULL; ch = next) {
 			next = ch->hnext;
@@ -818,9 +976,6 @@ vmmd_pool_shutdown(void)
 	pool_bins_free();
 	memset(&pool_t, 0, sizeof(pool_t));
 	pool_drain_left = 0;
-	if (pool_ctx != NULL)
-		cuDevicePrimaryCtxRelease(pool_dev);
-	pool_ctx = NULL;
 }
 
 /* ---- scrub ------------------------------------------------------------------- */
@@ -841,10 +996,19 @@ pool_scrub(struct vmmd_chunk *ch)
 	acc.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
 	acc.location.id = pool_dev;
 	acc.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
-	if ((r = cuMemSetAccess(va, ch->size, &acc, 1)) == CUDA_SUCCESS &&
-	    (r = cuMemsetD8(va, 0, ch->size)) == CUDA_SUCCESS &&
-	    (r = cuCtxSynchronize()) == CUDA_SUCCESS)
-		rc = 0;
+	/* The memset and its sync need a context: taken for the scrub only,
+	 * and never in an exclusive mode (the chunk then is not reused
+	 * across tenants: the caller fails the grant cleanly). */
+	if ((r = cuMemSetAccess(va, ch->size, &acc, 1)) == CUDA_SUCCESS) {
+		if (!pool_ctx_shared || pool_ctx_enter() != 0)
+			r = CUDA_ERROR_DEVICE_UNAVAILABLE;
+		else {
+			if ((r = cuMemsetD8(va, 0, ch->size)) == CUDA_SUCCESS &&
+			    (r = cuCtxSynchronize()) == CUDA_SUCCESS)
+				rc = 0;
+			pool_ctx_leave();
+		}
+	}
 	cuMemUnmap(va, ch->size);
 fail_free:
 	cuMemAddressFree(va, ch->size);
@@ -1060,14 +1224,20 @@ pool_stitch(const struct vmmd_holder *h, struct pool_pick *p, unsigned flags,
  * [below, above], or another tenant's). */
 static CUresult
 pool_create_rest(const struct vmmd_holder *h, struct pool_pick *p,
-    unsigned flags, uint64_t below, uint64_t above)
+    unsigned flags, uint64_t below, uint64_t above, bool failed_once)
 {
 	struct vmmd_chunk *made = NULL;
 	CUresult r;
 
-	r = pool_create(p->want - p->got, &made);
+	/* failed_once: the create just failed for lack of memory (on the
+	 * worker); go straight to the recovery. */
+	r = failed_once ? CUDA_ERROR_OUT_OF_MEMORY :
+	    pool_create(p->want - p->got, &made);
+	/* Releases queued on the worker (the trim's, earlier ones) must have
+	 * reached the driver before the retry counts on their memory. */
 	if (r == CUDA_ERROR_OUT_OF_MEMORY &&
-	    vmmd_pool_trim(p->want - p->got, 0) > 0) {
+	    (vmmd_pool_trim(p->want - p->got, 0) > 0 || pool_releasing > 0)) {
+		vmmd_worker_drain();
 		vmmd_stats.oom_recoveries++;
 		r = pool_create(p->want - p->got, &made);
 	}
@@ -1126,10 +1296,132 @@ pool_lend_all(struct vmmd_holder *h, struct pool_pick *p, int *code,
 	return (int)p->n;
 }
 
+/* The end of a grant whose create (if any) is done: a failure's code and
+ * message, or the chunks lent. */
+static int
+pool_grant_finish(struct vmmd_holder *h, struct pool_pick *p, CUresult r,
+    int *code, char *msg, size_t msglen)
+{
+	if (r != CUDA_SUCCESS) {
+		pool_unpick(p->v, p->n);
+		if (r == CUDA_ERROR_OUT_OF_MEMORY) {
+			*code = VMM__ERROR_CODE__ERROR_CODE_OUT_OF_MEMORY;
+			pool_oom_message(p->want, msg, msglen);
+		} else {
+			*code = VMM__ERROR_CODE__ERROR_CODE_INTERNAL;
+			snprintf(msg, msglen, "cuMemCreate: %s", pool_cu_name(r));
+		}
+		return VMMD_POOL_FAILED;
+	}
+	return pool_lend_all(h, p, code, msg, msglen);
+}
+
+/* A create for a waiting grant is back from the worker (loop thread). */
+static void
+pool_created(struct vmmd_job *j)
+{
+	struct pool_pending *pp = (struct pool_pending *)(void *)j;
+	struct pool_pick p = { .v = pp->v, .n = pp->n, .max = pp->max,
+	    .want = pp->want, .got = pp->got };
+	struct vmmd_chunk *made = NULL;
+	char msg[VMM_PROTO_MAX_MESSAGE];
+	CUresult r = j->result;
+	int n, code = 0;
+
+	TAILQ_REMOVE(&pool_pendings, pp, link);
+	pool_creating -= j->size;
+	if (r == CUDA_SUCCESS && (made = pool_chunk_new(j->handle, j->size)) ==
+	    NULL)
+		r = CUDA_ERROR_OUT_OF_MEMORY;
+	if (pp->h == NULL) {
+		/* Its holder went while it was created: fresh memory, idle. */
+		if (made != NULL)
+			pool_free_insert(made);
+		free(pp);
+		return;
+	}
+	if (made != NULL) {
+		p.v[p.n++] = made;
+		p.got += made->size;
+		if (vmmd_cfg.swap_idle && pool_short())
+			pool_swap_idle(pp->h, made->size, pp->below, pp->above);
+	} else if (r == CUDA_ERROR_OUT_OF_MEMORY) {
+		/* The recovery (give idle chunks back, stitch fragments) runs
+		 * here, as it would have in the loop. */
+		r = pool_create_rest(pp->h, &p, pp->flags, pp->below, pp->above,
+		    true);
+	}
+	msg[0] = '\0';
+	n = pool_grant_finish(pp->h, &p, r, &code, msg, sizeof(msg));
+	pp->cb(pp->arg, n, p.v, code, msg);
+	free(pp);
+}
+
+/* Holder h is closed or gone: its waiting grants end here, their picked
+ * chunks back in the pool; the creates still finish (pool_created). */
+static void
+pool_pending_cancel(const struct vmmd_holder *h)
+{
+	struct pool_pending *pp;
+
+	TAILQ_FOREACH(pp, &pool_pendings, link) {
+		if (pp->h != h)
+			continue;
+		pool_unpick(pp->v, pp->n);
+		pp->n = 0;
+		pp->h = NULL;
+	}
+}
+
+/* Hands the create of what p still wants to the worker; 0, or -1 (then
+ * the caller creates in the loop). */
+static int
+pool_create_async(struct vmmd_holder *h, struct pool_pick *p, unsigned flags,
+    uint64_t below, uint64_t above, vmmd_pool_granted_fn *cb, void *arg)
+{
+	uint64_t size = p->want - p->got;
+	struct pool_pending *pp;
+
+	/* Where the GPU looks short, the create is likely to fail and the
+	 * recovery (trim, stitch) belongs in the loop at once. */
+	if (cb == NULL || size < POOL_ASYNC_MIN || !vmmd_worker_running() ||
+	    !pool_may_grow(size) || size > pool_free_cached ||
+	    (pp = calloc(1, sizeof(*pp))) == NULL)
+		return -1;
+	pp->job.op = VMMD_JOB_CREATE;
+	pp->job.size = size;
+	pp->job.prop = pool_prop;
+	pp->job.done = pool_created;
+	pp->h = h;
+	memcpy(pp->v, p->v, p->n * sizeof(*p->v));
+	pp->n = p->n;
+	pp->max = p->max;
+	pp->want = p->want;
+	pp->got = p->got;
+	pp->below = below;
+	pp->above = above;
+	pp->flags = flags;
+	pp->cb = cb;
+	pp->arg = arg;
+	pool_creating += size;
+	TAILQ_INSERT_TAIL(&pool_pendings, pp, link);
+	vmmd_worker_submit(&pp->job);
+	return 0;
+}
+
 int
 vmmd_pool_grant(struct vmmd_holder *h, uint64_t bytes, unsigned flags,
     uint64_t min_piece_req, struct vmmd_chunk **out, size_t max, int *code,
     char *msg, size_t msglen)
+{
+	return vmmd_pool_grant_async(h, bytes, flags, min_piece_req, out, max,
+	    code, msg, msglen, NULL, NULL);
+}
+
+int
+vmmd_pool_grant_async(struct vmmd_holder *h, uint64_t bytes, unsigned flags,
+    uint64_t min_piece_req, struct vmmd_chunk **out, size_t max, int *code,
+    char *msg, size_t msglen, vmmd_pool_granted_fn *cb, void *arg)
 {
 	struct pool_pick p = { .v = out };
 	uint64_t slack, min_piece = 0;
@@ -1156,19 +1448,15 @@ vmmd_pool_grant(struct vmmd_holder *h, uint64_t bytes, unsigned flags,
 			pool_unpick(p.v, p.n);
 			return VMMD_POOL_WOULD_CREATE;
 		}
-		r = pool_create_rest(h, &p, flags, min_piece, p.want + slack);
-		if (r != CUDA_SUCCESS) {
-			pool_unpick(p.v, p.n);
-			if (r == CUDA_ERROR_OUT_OF_MEMORY) {
-				*code = VMM__ERROR_CODE__ERROR_CODE_OUT_OF_MEMORY;
-				pool_oom_message(p.want, msg, msglen);
-			} else {
-				*code = VMM__ERROR_CODE__ERROR_CODE_INTERNAL;
-				snprintf(msg, msglen, "cuMemCreate: %s",
-				    pool_cu_name(r));
-			}
-			return VMMD_POOL_FAILED;
-		}
+		/* A large create runs on the worker; the grant ends in
+		 * pool_created, from the loop. */
+		if (pool_create_async(h, &p, flags, min_piece, p.want + slack,
+		    cb, arg) == 0)
+			return VMMD_POOL_CREATING;
+		r = pool_create_rest(h, &p, flags, min_piece, p.want + slack,
+		    false);
+		if (r != CUDA_SUCCESS)
+			return pool_grant_finish(h, &p, r, code, msg, msglen);
 	}
 	return pool_lend_all(h, &p, code, msg, msglen);
 }
@@ -1247,6 +1535,7 @@ vmmd_pool_holder_closed(struct vmmd_holder *h, bool process_alive)
 {
 	struct vmmd_chunk *ch, *next;
 
+	pool_pending_cancel(h);
 	for (ch = TAILQ_FIRST(&h->held); ch != NULL; ch = next) {
 		next = TAILQ_NEXT(ch, link);
 		if (ch->state != VMMD_CHUNK_LENT)
@@ -1268,6 +1557,7 @@ vmmd_pool_holder_gone(struct vmmd_holder *h)
 {
 	struct vmmd_chunk *ch;
 
+	pool_pending_cancel(h);
 	while ((ch = TAILQ_FIRST(&h->held)) != NULL) {
 		vmmd_pool_release(ch);
 		vmmd_stats.reclaimed_chunks++;

@@ -143,12 +143,20 @@ server_take(int fd)
 	}
 	/* A session needs a second fd, the peer's pidfd: out of fds, say so
 	 * and stop accepting for a while rather than drop the backlog. */
-	if ((pidfd = vmmd_session_pidfd(cr.pid)) < 0 && errno != ESRCH) {
+	if ((pidfd = vmmd_session_pidfd(fd, cr.pid)) < 0 && errno != ESRCH) {
 		if (errno == EMFILE || errno == ENFILE) {
 			server_refuse(fd, "vmmd is out of file descriptors; retry",
 			    VMM__ERROR_CODE__ERROR_CODE_BUSY);
 			server_pause();
 			return -1;
+		} else if (cr.pid == 0) {
+			/* Lent memory must come back when its holder is gone,
+			 * and only then: with neither a pid nor a pidfd vmmd
+			 * could not tell. */
+			server_refuse(fd, "vmmd cannot watch this process (its "
+			    "pid is not visible in vmmd's pid namespace, and "
+			    "this kernel has no SO_PEERPIDFD)",
+			    VMM__ERROR_CODE__ERROR_CODE_PERMISSION);
 		} else {
 			vmm_log_error("pidfd_open(%d): %s", (int)cr.pid,
 			    strerror(errno));

@@ -20,11 +20,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
 #include <unistd.h>
 
 #include "log.h"
+
+/* The peer's pidfd (Linux 6.5; older headers lack the name). */
+#ifndef SO_PEERPIDFD
+#define SO_PEERPIDFD 77
+#endif
 
 /* Frames handled per wake-up before yielding to other clients. */
 #define VMMD_SESSION_BUDGET 32
@@ -228,8 +234,12 @@ vmmd_session_resume(struct vmmd_session *s, uint64_t old_id)
 	TAILQ_FOREACH(o, &vmmd_sessions, link)
 		if (o->id == old_id)
 			break;
-	if (o == NULL || o == s || o->pid != s->pid || o->uid != s->uid ||
-	    !session_process_alive(o))
+	/* A pid of 0 (a process in another pid namespace) names no process:
+	 * two such sessions may be two processes, so none is resumed; its
+	 * old session stays quarantined until its own pidfd says the process
+	 * is gone, and memory it held is never lent while it may be mapped. */
+	if (o == NULL || o == s || s->pid <= 0 || o->pid != s->pid ||
+	    o->uid != s->uid || !session_process_alive(o))
 		return false;
 	if (o->state != VMMD_SESSION_CLOSED)
 		vmmd_session_close(o, "resumed by a new connection of its process");
@@ -479,8 +489,26 @@ vmmd_session_close(struct vmmd_session *s, const char *why)
 }
 
 int
-vmmd_session_pidfd(pid_t pid)
+vmmd_session_pidfd(int sock, pid_t pid)
 {
+	socklen_t len = sizeof(int);
+	int pidfd = -1;
+
+	/* The connection's own peer: no race with the pid being reused, and
+	 * it names a process vmmd cannot see by pid (another pid namespace,
+	 * where SO_PEERCRED says 0). */
+	if (getsockopt(sock, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &len) == 0 &&
+	    len == sizeof(int) && pidfd >= 0)
+		return pidfd;
+	if (errno == EMFILE || errno == ENFILE)
+		return -1;
+	if (errno != ENOPROTOOPT && errno != EINVAL && errno != ESRCH &&
+	    errno != EOPNOTSUPP)
+		vmm_log_debug("SO_PEERPIDFD: %s", strerror(errno));
+	if (pid <= 0) {
+		errno = ENOTSUP;
+		return -1;
+	}
 	return session_pidfd_open(pid);
 }
 
@@ -491,6 +519,7 @@ vmmd_session_new(int fd, int pidfd, pid_t pid, uid_t uid, gid_t gid,
 	struct vmmd_session *s;
 	struct timeval tv;
 	uint64_t ms = vmmd_cfg.handshake_timeout_ms;
+	char tkey[32];
 
 	if ((s = calloc(1, sizeof(*s))) == NULL) {
 		vmmd_closer_close(fd);
@@ -509,7 +538,13 @@ vmmd_session_new(int fd, int pidfd, pid_t pid, uid_t uid, gid_t gid,
 	s->pidfd = pidfd;
 	vmmd_cgroup_of(pid, s->cgroup, sizeof(s->cgroup));
 	vmmd_container_id(s->cgroup, s->container, sizeof(s->container));
-	if ((s->h.tenant = vmmd_tenant_get(uid, s->cgroup)) == NULL) {
+	/* A process outside vmmd's pid namespace has no cgroup vmmd can read:
+	 * under tenant = uid+cgroup it is a tenant of its own (a key no cgroup
+	 * path can be), never one with every other such process of its uid. */
+	if (pid <= 0)
+		snprintf(tkey, sizeof(tkey), "session:%" PRIu64, s->id);
+	if ((s->h.tenant = vmmd_tenant_get(uid, pid <= 0 ? tkey :
+	    s->cgroup)) == NULL) {
 		vmmd_closer_close(fd);
 		if (pidfd >= 0)
 			close(pidfd);

@@ -16,13 +16,16 @@
  *   cgroup.c   which cgroup and container a client is in
  *   metrics.c  the optional HTTP /metrics endpoint (calls stats.c)
  *   closer.c   closing peers' fds and session sockets off the loop
+ *   worker.c   the slow driver calls (large creates and releases) off the loop
  *
  * Calls go one way (tests/arch checks that no two files call each other):
  * main.c and server.c start sessions; dispatch.c calls policy.c, session.c,
  * pool.c and stats.c; policy.c calls session.c and pool.c; session.c calls
  * pool.c and reaches dispatch.c and policy.c only through the two hooks
  * dispatch.c registers (vmmd_session_set_handlers).  pool.c, tenant.c,
- * config.c and closer.c call no other file of vmmd but each other's leaves.
+ * config.c and closer.c call no other file of vmmd but each other's leaves;
+ * pool.c hands slow driver calls to worker.c, which calls nothing back but
+ * the completion function pointer of each job.
  */
 #ifndef VMMD_H
 #define VMMD_H
@@ -111,6 +114,7 @@ struct vmmd_config {
 	uint64_t	handshake_timeout_ms;
 	uint64_t	recall_idle_ms;		/* reuse-first recalls: idle peers */
 	uint64_t	recall_timeout_ms;	/* how long a parked Acquire waits */
+	uint64_t	recall_backoff_ms;	/* no wait after a fruitless one */
 	struct vmmd_quotas quotas;
 };
 
@@ -251,7 +255,13 @@ void	vmmd_pool_totals(struct vmmd_pool_totals *t);
 enum {
 	VMMD_POOL_FAILED = -1,		/* *code and msg say why */
 	VMMD_POOL_WOULD_CREATE = -2,	/* VMMD_GRANT_NO_CREATE and short */
+	VMMD_POOL_CREATING = -3,	/* vmmd_pool_grant_async: cb later */
 };
+
+/* The end of a grant that had to wait for a create on the worker: n and
+ * out as vmmd_pool_grant's return and out; code and msg when n < 0. */
+typedef void	vmmd_pool_granted_fn(void *arg, int n, struct vmmd_chunk **out,
+		    int code, const char *msg);
 
 /* Grants at least bytes to h: up to max chunks into out, lent to h.
  * min_piece: smallest free chunk worth stitching (0: frag_ratio × bytes).
@@ -260,6 +270,16 @@ enum {
 int	vmmd_pool_grant(struct vmmd_holder *h, uint64_t bytes, unsigned flags,
 	    uint64_t min_piece, struct vmmd_chunk **out, size_t max, int *code,
 	    char *msg, size_t msglen);
+/* vmmd_pool_grant, except that a large create runs on the worker thread:
+ * then it returns VMMD_POOL_CREATING and calls cb(arg, ...) from the loop
+ * once the grant is done or failed — unless h's holder is closed or gone
+ * first (vmmd_pool_holder_closed/_gone), and then never.  The chunks
+ * picked for it meanwhile are neither free nor lent: no one else gets
+ * them. */
+int	vmmd_pool_grant_async(struct vmmd_holder *h, uint64_t bytes,
+	    unsigned flags, uint64_t min_piece, struct vmmd_chunk **out,
+	    size_t max, int *code, char *msg, size_t msglen,
+	    vmmd_pool_granted_fn *cb, void *arg);
 /* Exports a chunk as a new POSIX fd for one grant; -1 on failure. */
 int	vmmd_pool_export(struct vmmd_chunk *ch);
 enum vmmd_adopt {
@@ -360,6 +380,14 @@ struct vmmd_session {
 		unsigned	flags;
 		bool		reuse;	/* parked to reuse, not for lack */
 	}			pend;
+	/* An Acquire waiting for its create on the worker thread (policy.c;
+	 * the pool drops it if the session closes first). */
+	struct {
+		bool		active;
+		uint64_t	rid, bytes, min_piece;
+		unsigned	flags;
+		bool		may_wait, reuse;
+	}			creating;
 	/* The last Recall sent to this session and not yet closed by a
 	 * Report (0: none), the park it serves and when it is overdue.  A
 	 * session that lets one go overdue is not asked again (nor counted
@@ -381,8 +409,11 @@ extern struct vmmd_session_list	vmmd_sessions;
 extern struct vmmd_session_list	vmmd_parked;
 extern unsigned			vmmd_nsessions;	/* not CLOSED */
 
-/* A pidfd for the peer (-1 with errno; ESRCH: already gone). */
-int	vmmd_session_pidfd(pid_t pid);
+/* A pidfd for the peer process of socket sock, whose SO_PEERCRED pid is
+ * pid (0: not visible in vmmd's pid namespace): SO_PEERPIDFD where the
+ * kernel has it (Linux 6.5), else pidfd_open(pid).  -1 with errno (ESRCH:
+ * already gone; a pid of 0 on a kernel without SO_PEERPIDFD: ENOTSUP). */
+int	vmmd_session_pidfd(int sock, pid_t pid);
 /* Takes over an accepted socket and the peer's pidfd (or -1 if the process
  * is gone); returns -1 (both closed) on failure. */
 int	vmmd_session_new(int fd, int pidfd, pid_t pid, uid_t uid, gid_t gid,
@@ -476,6 +507,37 @@ int	vmmd_closer_start(void);
 void	vmmd_closer_close(int fd);
 /* Lets the closer threads finish (waiting a second at most). */
 void	vmmd_closer_stop(void);
+
+/* ---- worker.c -------------------------------------------------------------- */
+
+enum vmmd_job_op {
+	VMMD_JOB_CREATE,	/* cuMemCreate(size, prop) into handle */
+	VMMD_JOB_RELEASE,	/* cuMemRelease(handle) */
+};
+
+/* One slow driver call.  The worker fills handle (create) and result;
+ * done(job) then runs on the loop and owns the job. */
+struct vmmd_job {
+	enum vmmd_job_op		op;
+	uint64_t			size;
+	CUmemAllocationProp		prop;
+	CUmemGenericAllocationHandle	handle;
+	CUresult			result;
+	void				(*done)(struct vmmd_job *);
+	TAILQ_ENTRY(vmmd_job)		link;
+};
+
+/* Starts the worker thread (after the event base exists): 0 or -1.  Without
+ * it every call runs in the loop, as before. */
+int	vmmd_worker_start(void);
+bool	vmmd_worker_running(void);
+/* Queues a job; loop thread only. */
+void	vmmd_worker_submit(struct vmmd_job *j);
+/* Waits until every queued job has run (its completion still comes later,
+ * from the loop). */
+void	vmmd_worker_drain(void);
+/* Runs what is queued, the completions too, and ends the thread. */
+void	vmmd_worker_stop(void);
 
 /* ---- notify.c -------------------------------------------------------------- */
 

@@ -49,14 +49,22 @@ struct vmm_frame_msg {
 	size_t			 used;	/* charged to the budget */
 	size_t			 nfds;
 	int			 fds[VMM_FRAME_MAX_FDS]; /* -1 once taken */
+	size_t			 lost;	/* of nfds, never arrived (-1) */
 };
 
 /* Fds that arrived for the frame starting at stream offset `start`. */
 struct fdset {
 	uint64_t		 start;
-	size_t			 nfds;		/* 0: slot free */
+	size_t			 nfds;		/* 0 and !lost: slot free */
 	int			 fds[VMM_FRAME_MAX_FDS];
+	/* The kernel dropped fds of this batch (MSG_CTRUNC: the receiver
+	 * was out of fds); only a reader of the daemon's frames keeps such
+	 * a batch, see vmm_frame_reader_read. */
+	bool			 lost;
 };
+
+/* Whether a reader's fd slot holds a batch. */
+#define FDSET_USED(s)	((s)->nfds != 0 || (s)->lost)
 
 /*
  * buf[head..len) holds unconsumed stream bytes; head is always a frame start.
@@ -526,12 +534,15 @@ vmm_frame_strerror(int err)
 	}
 }
 
-int
-vmm_frame_decode(const void *body, size_t len, enum vmm_frame_peer from,
-    int *fds, size_t nfds, struct vmm_frame_msg **out)
+/* vmm_frame_decode; lost: fds of this frame were dropped on the way, the
+ * message then carries -1 for each fd it declares beyond those given. */
+static int
+frame_decode(const void *body, size_t len, enum vmm_frame_peer from,
+    int *fds, size_t nfds, bool lost, struct vmm_frame_msg **out)
 {
 	static const uint8_t	 empty[1];
 	struct vmm_frame_msg	*m;
+	size_t			 want;
 	int			 rc;
 
 	*out = NULL;
@@ -560,7 +571,12 @@ vmm_frame_decode(const void *body, size_t len, enum vmm_frame_peer from,
 		rc = VMM_FRAME_EDECODE;
 		goto fail;
 	}
-	if ((rc = vmm_frame_validate(m->env, from, nfds)) < 0)
+	if (lost && (want = vmm_frame_expected_fds(m->env)) > nfds &&
+	    want <= VMM_FRAME_MAX_FDS) {
+		for (; m->nfds < want; m->nfds++, m->lost++)
+			m->fds[m->nfds] = -1;
+	}
+	if ((rc = vmm_frame_validate(m->env, from, m->nfds)) < 0)
 		goto fail;
 	*out = m;
 	return 0;
@@ -568,6 +584,13 @@ vmm_frame_decode(const void *body, size_t len, enum vmm_frame_peer from,
 fail:
 	vmm_frame_msg_free(m);
 	return rc;
+}
+
+int
+vmm_frame_decode(const void *body, size_t len, enum vmm_frame_peer from,
+    int *fds, size_t nfds, struct vmm_frame_msg **out)
+{
+	return frame_decode(body, len, from, fds, nfds, false, out);
 }
 
 const Vmm__Envelope *
@@ -580,6 +603,12 @@ size_t
 vmm_frame_msg_nfds(const struct vmm_frame_msg *m)
 {
 	return m->nfds;
+}
+
+size_t
+vmm_frame_msg_fds_lost(const struct vmm_frame_msg *m)
+{
+	return m->lost;
 }
 
 int
@@ -630,6 +659,7 @@ reader_drop_fds(struct vmm_frame_reader *r)
 	for (i = 0; i < READ_FDSETS; i++) {
 		drop_fds(r->sets[i].fds, r->sets[i].nfds);
 		r->sets[i].nfds = 0;
+		r->sets[i].lost = false;
 	}
 }
 
@@ -679,7 +709,7 @@ reader_make_room(struct vmm_frame_reader *r)
 	if (r->len == r->cap)
 		return -ENOBUFS;
 	for (i = 0; i < READ_FDSETS; i++) {
-		if (r->sets[i].nfds == 0)
+		if (!FDSET_USED(&r->sets[i]))
 			return 0;
 	}
 	return -ENOBUFS;
@@ -689,9 +719,12 @@ reader_make_room(struct vmm_frame_reader *r)
  * Account for n new bytes at buf[len] and the fds that came with them: check
  * each new length prefix against the cap, and pin the fds to the last frame
  * that starts within the new bytes (see frame.h for why that is exact).
+ * lost: the kernel dropped some of those fds (they are pinned all the same,
+ * as a batch that lacks some).
  */
 static ssize_t
-reader_absorb(struct vmm_frame_reader *r, size_t n, int *fds, size_t nfds)
+reader_absorb(struct vmm_frame_reader *r, size_t n, int *fds, size_t nfds,
+    bool lost)
 {
 	uint64_t	a = r->base + r->len, b, next, last = UINT64_MAX;
 	size_t		i, slot = READ_FDSETS;
@@ -714,7 +747,7 @@ reader_absorb(struct vmm_frame_reader *r, size_t n, int *fds, size_t nfds)
 		if (next >= a)
 			last = next;
 	}
-	if (nfds == 0)
+	if (nfds == 0 && !lost)
 		return (ssize_t)n;
 
 	if (last == UINT64_MAX) {
@@ -722,7 +755,7 @@ reader_absorb(struct vmm_frame_reader *r, size_t n, int *fds, size_t nfds)
 		return reader_fail(r, VMM_FRAME_EINVALID);
 	}
 	for (i = 0; i < READ_FDSETS; i++) {
-		if (r->sets[i].nfds == 0) {
+		if (!FDSET_USED(&r->sets[i])) {
 			if (slot == READ_FDSETS)
 				slot = i;
 		} else if (r->sets[i].start == last) {
@@ -736,6 +769,7 @@ reader_absorb(struct vmm_frame_reader *r, size_t n, int *fds, size_t nfds)
 	}
 	r->sets[slot].start = last;
 	r->sets[slot].nfds = nfds;
+	r->sets[slot].lost = lost;
 	memcpy(r->sets[slot].fds, fds, nfds * sizeof(*fds));
 	return (ssize_t)n;
 }
@@ -763,7 +797,7 @@ vmm_frame_reader_read(struct vmm_frame_reader *r, int sock)
 	struct cmsghdr	*c;
 	int		 fds[SCM_FDS_MAX], fd, rc;
 	size_t		 nfds = 0, i, k;
-	bool		 toomany = false;
+	bool		 toomany = false, lost;
 	ssize_t		 n;
 
 	if (r->err != 0)
@@ -801,8 +835,16 @@ vmm_frame_reader_read(struct vmm_frame_reader *r, int sock)
 			}
 		}
 	}
+	/*
+	 * MSG_CTRUNC: the kernel could not give us every fd (out of fds, as
+	 * the control buffer holds all one sendmsg may carry).  The bytes are
+	 * intact.  A reader of the daemon's frames (a client) keeps them, so
+	 * the message still says which chunks it lent and the client can give
+	 * them back (vmm_frame_msg_fds_lost); vmmd itself drops such a peer.
+	 */
+	lost = (mh.msg_flags & MSG_CTRUNC) != 0;
 	if (toomany || nfds > VMM_FRAME_MAX_FDS ||
-	    (mh.msg_flags & MSG_CTRUNC)) {
+	    (lost && r->from != VMM_FRAME_PEER_DAEMON)) {
 		drop_fds(fds, nfds);
 		return reader_fail(r, VMM_FRAME_ETOOMANYFDS);
 	}
@@ -812,7 +854,7 @@ vmm_frame_reader_read(struct vmm_frame_reader *r, int sock)
 			return reader_fail(r, VMM_FRAME_ETRUNCATED);
 		return 0;
 	}
-	return reader_absorb(r, (size_t)n, fds, nfds);
+	return reader_absorb(r, (size_t)n, fds, nfds, lost);
 }
 
 int
@@ -845,7 +887,7 @@ vmm_frame_reader_feed(struct vmm_frame_reader *r, const void *buf, size_t len,
 		r->len -= r->head;
 		r->head = 0;
 	}
-	for (i = 0; i < READ_FDSETS && r->sets[i].nfds != 0; i++)
+	for (i = 0; i < READ_FDSETS && FDSET_USED(&r->sets[i]); i++)
 		;
 	if (len > FEED_MAX - r->len || (nfds > 0 && i == READ_FDSETS)) {
 		if (nfds == 0)
@@ -864,7 +906,7 @@ vmm_frame_reader_feed(struct vmm_frame_reader *r, const void *buf, size_t len,
 		r->cap = need;
 	}
 	memcpy(r->buf + r->len, buf, len);
-	n = reader_absorb(r, len, fds, nfds);
+	n = reader_absorb(r, len, fds, nfds, false);
 	return n < 0 ? (int)n : 0;
 }
 
@@ -875,6 +917,7 @@ vmm_frame_reader_next(struct vmm_frame_reader *r, struct vmm_frame_msg **out)
 	size_t		 nfds = 0, avail, i;
 	uint64_t	 start;
 	uint32_t	 flen;
+	bool		 lost = false;
 	int		 rc;
 
 	*out = NULL;
@@ -891,15 +934,17 @@ vmm_frame_reader_next(struct vmm_frame_reader *r, struct vmm_frame_msg **out)
 
 	start = r->base + r->head;
 	for (i = 0; i < READ_FDSETS; i++) {
-		if (r->sets[i].nfds != 0 && r->sets[i].start == start) {
+		if (FDSET_USED(&r->sets[i]) && r->sets[i].start == start) {
 			nfds = r->sets[i].nfds;
+			lost = r->sets[i].lost;
 			memcpy(fds, r->sets[i].fds, nfds * sizeof(*fds));
 			r->sets[i].nfds = 0;
+			r->sets[i].lost = false;
 			break;
 		}
 	}
-	rc = vmm_frame_decode(r->buf + r->head + VMM_FRAME_HDR, flen, r->from,
-	    fds, nfds, out);
+	rc = frame_decode(r->buf + r->head + VMM_FRAME_HDR, flen, r->from,
+	    fds, nfds, lost, out);
 
 	r->head += VMM_FRAME_HDR + flen;
 	if (r->walk < r->base + r->head)

@@ -233,6 +233,11 @@ const char *vmm_frame_strerror(int err);
 const Vmm__Envelope *vmm_frame_msg_env(const struct vmm_frame_msg *m);
 /* Number of fds that came with the frame (taken ones included). */
 size_t	 vmm_frame_msg_nfds(const struct vmm_frame_msg *m);
+/* How many of the message's fds never arrived (the receiver was out of
+ * fds: MSG_CTRUNC); they read as -1.  Only a reader of the daemon's frames
+ * delivers such a message (the client must give the chunks back); any
+ * other reader fails the stream. */
+size_t	 vmm_frame_msg_fds_lost(const struct vmm_frame_msg *m);
 /* Take fd i (CLOEXEC) for the caller to own; -1 if out of range or taken. */
 int	 vmm_frame_msg_take_fd(struct vmm_frame_msg *m, size_t i);
 /* Free the message and dispose of every fd not taken.  NULL is fine. */

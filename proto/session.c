@@ -61,7 +61,7 @@ vmm_sess_parse_uuid(const char *s, uint8_t uuid[VMM_PROTO_UUID_LEN])
 	bool	dash = false, boundary;
 	int	v;
 
-	if (strncasecmp(s, "GPU-", 4) == 0)
+	if (strncasecmp(s, "GPU-", 4) == 0 || strncasecmp(s, "MIG-", 4) == 0)
 		s += 4;
 	for (; *s != '\0'; s++) {
 		boundary = n == 8 || n == 12 || n == 16 || n == 20;

@@ -77,7 +77,8 @@ int	 vmm_sess_path_uuid(char *buf, size_t len, const char *dir,
 int	 vmm_sess_path_index(char *buf, size_t len, const char *dir,
 	     unsigned index);
 /* A GPU UUID from 32 hex digits, any case, dashes optional at the 8-4-4-4-12
- * boundaries, "GPU-" prefix optional: 0, or -EINVAL. */
+ * boundaries, "GPU-" (or, for a MIG instance, "MIG-") prefix optional: 0,
+ * or -EINVAL. */
 int	 vmm_sess_parse_uuid(const char *s, uint8_t uuid[VMM_PROTO_UUID_LEN]);
 /* uuid as 8-4-4-4-12 lowercase hex into out (VMM_SESS_UUID_STRLEN + 1). */
 void	 vmm_sess_format_uuid(char *out,

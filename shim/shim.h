@@ -4,6 +4,8 @@
  *   shim_sym.c      the hook list made tables: real symbols (resolved once),
  *                   hook <-> real maps, the dlsym interposer
  *   shim_hooks.c    the hooked driver and runtime functions
+ *   shim_pointer.c  pointer attributes: an allocation's range, not the
+ *                   reservation's
  *   shim_monitor.c  MONITOR mode: the pointer -> size table and its log lines
  *
  * cuda.h and cuda_runtime_api.h are included with __CUDA_API_VERSION_INTERNAL
@@ -44,7 +46,10 @@
  * Adding a hook: add it here and define it in shim_hooks.c; the export test
  * (tests/shim/check_exports.sh) lists it too.
  */
-#define SHIM_HOOKS(X)							\
+#define SHIM_HOOKS(X)	SHIM_HOOKS_MAIN(X) SHIM_HOOKS_POINTER(X)
+
+/* Defined in shim_hooks.c. */
+#define SHIM_HOOKS_MAIN(X)						\
 	X(cuMemAlloc_v2, SHIM_DRV)					\
 	X(cuMemFree_v2, SHIM_DRV)					\
 	X(cuMemAllocPitch_v2, SHIM_DRV)					\
@@ -67,7 +72,22 @@
 	X(cudaMallocPitch, SHIM_RT)					\
 	X(cudaMemGetInfo, SHIM_RT)					\
 	X(cudaDeviceEnablePeerAccess, SHIM_RT)				\
-	X(cudaDeviceDisablePeerAccess, SHIM_RT)
+	X(cudaDeviceDisablePeerAccess, SHIM_RT)				\
+	X(cuStreamBeginCapture, SHIM_DRV)				\
+	X(cuStreamBeginCapture_ptsz, SHIM_DRV)				\
+	X(cuStreamBeginCapture_v2, SHIM_DRV)				\
+	X(cuStreamBeginCapture_v2_ptsz, SHIM_DRV)			\
+	X(cuStreamEndCapture, SHIM_DRV)					\
+	X(cuStreamEndCapture_ptsz, SHIM_DRV)				\
+	X(cudaStreamBeginCapture, SHIM_RT)				\
+	X(cudaStreamBeginCapture_ptsz, SHIM_RT)				\
+	X(cudaStreamEndCapture, SHIM_RT)				\
+	X(cudaStreamEndCapture_ptsz, SHIM_RT)
+
+/* Defined in shim_pointer.c. */
+#define SHIM_HOOKS_POINTER(X)						\
+	X(cuPointerGetAttribute, SHIM_DRV)				\
+	X(cuPointerGetAttributes, SHIM_DRV)
 
 /* Driver functions the hooks call without hooking them. */
 #define SHIM_CALLS(X)							\
@@ -76,7 +96,8 @@
 	X(cuCtxGetDevice, SHIM_DRV)					\
 	X(cuCtxGetDevice_v2, SHIM_DRV)					\
 	X(cuStreamIsCapturing, SHIM_DRV)				\
-	X(cudaGetDevice, SHIM_RT)
+	X(cudaGetDevice, SHIM_RT)					\
+	X(cuThreadExchangeStreamCaptureMode, SHIM_DRV)
 
 /* Index of every symbol in the real table: the hooks first. */
 enum shim_sym {
@@ -110,8 +131,11 @@ void	*shim_real(enum shim_sym i) SHIM_HIDDEN;
 /* Typed shorthand: the real <name>, or NULL. */
 #define SHIM_REAL(name)	((shim_pfn_##name)shim_real(SHIM_##name))
 
-/* If fn is the real address of a hooked driver ABI symbol, our hook for that
- * same symbol; otherwise fn unchanged. */
+/* If fn is the real address of a hooked driver ABI symbol, or what the
+ * driver's cuGetProcAddress answers for exactly that ABI (an internal entry
+ * point may differ from the exported symbol), our hook for that same
+ * symbol; otherwise fn unchanged.  Called from the cuGetProcAddress hooks
+ * only (the first call asks the driver for each hooked ABI once). */
 void	*shim_map_driver(void *fn) SHIM_HIDDEN;
 
 /* ---- shim_hooks.c ---------------------------------------------------------- */

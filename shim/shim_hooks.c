@@ -6,9 +6,17 @@
  * gets every call the client cannot serve: degenerate arguments (so the
  * answer is the native one: cudaMalloc(&p, 0) gives NULL and cudaSuccess,
  * cuMemAlloc(&p, 0) CUDA_ERROR_INVALID_VALUE, ...), no daemon (VMM_ENODAEMON:
- * the client decided to fall back), no context on a driver call (the driver
- * then says which error), stream-ordered allocations while the stream is
- * being captured (they must become graph nodes).
+ * the client decided to fall back), an unexpected driver error or fd
+ * exhaustion in the broker path (vmmc_fallback: VMM_FALLBACK=on), no
+ * context on a driver call (the driver then says which error),
+ * stream-ordered allocations while the stream is being captured (they must
+ * become graph nodes), and allocations a stream capture prohibits on this
+ * thread (the driver refuses them and invalidates the capture, as without
+ * us).
+ * Stream capture: the begin and end hooks tell the client which captures are
+ * in progress; meanwhile it makes no synchronizing call and defers frees
+ * (client/capture.c).  A free of our memory a capture prohibits is refused
+ * with the driver's error, CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED.
  * MONITOR mode: the originals, with one ALLOC/FREE log line each.
  *
  * Devices: a driver allocation goes on the current context's device; a
@@ -61,7 +69,8 @@ _Thread_local int shim_depth __attribute__((tls_model("initial-exec")));
 	X(VMM_ENOTOURS, CUDA_ERROR_INVALID_VALUE, cudaErrorInvalidValue) \
 	X(VMM_ECUDA, CUDA_ERROR_UNKNOWN, cudaErrorUnknown)		\
 	X(VMM_EPROTO, CUDA_ERROR_UNKNOWN, cudaErrorUnknown)		\
-	X(VMM_ENOSYS, CUDA_ERROR_NOT_SUPPORTED, cudaErrorNotSupported)
+	X(VMM_ENOSYS, CUDA_ERROR_NOT_SUPPORTED, cudaErrorNotSupported)	\
+	X(VMM_EMFILE, CUDA_ERROR_OUT_OF_MEMORY, cudaErrorMemoryAllocation)
 
 static const struct shim_error {
 	int		vmm;
@@ -151,7 +160,7 @@ shim_alloc(void **p, size_t size, bool *orig)
 
 	*p = NULL;
 	err = vmm_malloc(p, size);
-	if (err == VMM_ENODAEMON || err == VMM_ENOCTX)
+	if (err == VMM_ENODAEMON || err == VMM_ENOCTX || vmmc_fallback(err))
 		*orig = true;
 	return err;
 }
@@ -179,6 +188,26 @@ shim_capturing(CUstream hStream, bool per_thread)
 	if (is(hStream, &st) != CUDA_SUCCESS)
 		return false;
 	return st != CU_STREAM_CAPTURE_STATUS_NONE;
+}
+
+/* Whether a "potentially unsafe" call (cudaMalloc, cudaFree, ...) is
+ * prohibited on this thread by a capture in progress: by the modes of the
+ * captures and this thread's own, read from the driver (exchanged and put
+ * back).  Unknown: as the default, GLOBAL. */
+static bool
+shim_capture_forbidden(void)
+{
+	shim_pfn_cuThreadExchangeStreamCaptureMode ex;
+	CUstreamCaptureMode m = CU_STREAM_CAPTURE_MODE_RELAXED, back;
+
+	if (!vmmc_capture_active())
+		return false;
+	ex = SHIM_REAL(cuThreadExchangeStreamCaptureMode);
+	if (ex == NULL || ex(&m) != CUDA_SUCCESS)
+		return vmmc_capture_forbids(CU_STREAM_CAPTURE_MODE_GLOBAL);
+	back = m;
+	(void)ex(&back);
+	return vmmc_capture_forbids((int)m);
 }
 
 /* The pitch for WidthInBytes, as the driver computes it; 0 if the
@@ -221,7 +250,7 @@ cuMemAlloc_v2(CUdeviceptr *dptr, size_t bytesize)
 
 	if (!shim_enter(&c))
 		return SHIM_CU(real, dptr, bytesize);
-	if (c.vmm && (dptr == NULL || bytesize == 0))
+	if (c.vmm && (dptr == NULL || bytesize == 0 || shim_capture_forbidden()))
 		c.orig = true;
 	else if (c.vmm) {
 		err = shim_alloc(&p, bytesize, &c.orig);
@@ -253,7 +282,8 @@ cuMemAllocPitch_v2(CUdeviceptr *dptr, size_t *pPitch, size_t WidthInBytes,
 		return SHIM_CU(real, dptr, pPitch, WidthInBytes, Height,
 		    ElementSizeBytes);
 	pitch = shim_pitch(WidthInBytes, Height, ElementSizeBytes);
-	if (c.vmm && (dptr == NULL || pPitch == NULL || pitch == 0))
+	if (c.vmm && (dptr == NULL || pPitch == NULL || pitch == 0 ||
+	    shim_capture_forbidden()))
 		c.orig = true;
 	else if (c.vmm) {
 		err = shim_alloc(&p, pitch * Height, &c.orig);
@@ -284,7 +314,9 @@ cuMemFree_v2(CUdeviceptr dptr)
 	if (!shim_enter(&c))
 		return SHIM_CU(real, dptr);
 	/* One lookup: vmm_free says whether the pointer is ours. */
-	if (c.vmm && dptr != 0 &&
+	if (shim_ours(&c, dptr) && shim_capture_forbidden())
+		r = CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
+	else if (c.vmm && dptr != 0 &&
 	    (rc = vmm_free(shim_vptr(dptr))) != VMM_ENOTOURS)
 		r = shim_cu_error(rc);
 	else
@@ -306,7 +338,7 @@ shim_cu_alloc_async(shim_pfn_cuMemAllocAsync real, CUdeviceptr *dptr,
 	if (!shim_enter(&c))
 		return SHIM_CU(real, dptr, bytesize, hStream);
 	if (c.vmm && (dptr == NULL || bytesize == 0 ||
-	    shim_capturing(hStream, per_thread)))
+	    shim_capturing(hStream, per_thread) || shim_capture_forbidden()))
 		c.orig = true;
 	else if (c.vmm) {
 		/* On the stream's device, ordered after the free it reuses. */
@@ -540,7 +572,7 @@ shim_rt_alloc(void **devPtr, size_t size, bool *orig)
 		err = VMM_ENOCTX;
 	else
 		err = vmmc_malloc_dev(dev, &p, size);
-	if (err == VMM_ENODAEMON || err == VMM_ENOCTX)
+	if (err == VMM_ENODAEMON || err == VMM_ENOCTX || vmmc_fallback(err))
 		*orig = true;
 	if (err == VMM_OK)
 		*devPtr = p;
@@ -575,7 +607,7 @@ cudaMalloc(void **devPtr, size_t size)
 
 	if (!shim_enter(&c))
 		return SHIM_RTC(real, devPtr, size);
-	if (c.vmm && (devPtr == NULL || size == 0))
+	if (c.vmm && (devPtr == NULL || size == 0 || shim_capture_forbidden()))
 		c.orig = true;
 	else if (c.vmm)
 		r = shim_rt_alloc(devPtr, size, &c.orig);
@@ -602,7 +634,9 @@ cudaFree(void *devPtr)
 	if (!shim_enter(&c))
 		return SHIM_RTC(real, devPtr);
 	/* One lookup: vmm_free says whether the pointer is ours. */
-	if (c.vmm && d != 0 && (rc = vmm_free(devPtr)) != VMM_ENOTOURS)
+	if (shim_ours(&c, d) && shim_capture_forbidden())
+		r = cudaErrorStreamCaptureUnsupported;
+	else if (c.vmm && d != 0 && (rc = vmm_free(devPtr)) != VMM_ENOTOURS)
 		r = shim_rt_error(rc);
 	else if (d == 0)
 		r = SHIM_RTC(real, devPtr);
@@ -623,7 +657,7 @@ shim_rt_alloc_async(shim_pfn_cudaMallocAsync real, void **devPtr,
 	if (!shim_enter(&c))
 		return SHIM_RTC(real, devPtr, size, hStream);
 	if (c.vmm && (devPtr == NULL || size == 0 ||
-	    shim_capturing(hStream, per_thread)))
+	    shim_capturing(hStream, per_thread) || shim_capture_forbidden()))
 		c.orig = true;
 	else if (c.vmm)
 		r = shim_rt_alloc_on(devPtr, size,
@@ -703,7 +737,8 @@ cudaMallocPitch(void **devPtr, size_t *pitch, size_t width, size_t height)
 	if (!shim_enter(&c))
 		return SHIM_RTC(real, devPtr, pitch, width, height);
 	p = shim_pitch(width, height, 16);
-	if (c.vmm && (devPtr == NULL || pitch == NULL || p == 0))
+	if (c.vmm && (devPtr == NULL || pitch == NULL || p == 0 ||
+	    shim_capture_forbidden()))
 		c.orig = true;
 	else if (c.vmm) {
 		r = shim_rt_alloc(devPtr, p * height, &c.orig);
@@ -840,9 +875,195 @@ cudaDeviceDisablePeerAccess(int peerDevice)
 	return r;
 }
 
+/* ---- stream capture ------------------------------------------------------ */
+
+/* The stream a capture call names, as the client keys it: NULL is the
+ * per-thread default stream for the _ptsz forms (for the others the legacy
+ * stream, which cannot be captured). */
+static const void *
+shim_capture_key(CUstream s, bool per_thread)
+{
+	return s == NULL && per_thread ? (const void *)CU_STREAM_PER_THREAD : s;
+}
+
+/* Before a begin: the capture counts from now (a synchronization that
+ * starts meanwhile would be refused by the driver and invalidate it); taken
+ * back if the driver refuses the begin. */
+static void
+shim_capture_before(const struct shim_call *c, CUstream s, bool per_thread,
+    int mode)
+{
+	if (c->vmm)
+		vmmc_capture_begin(shim_capture_key(s, per_thread), mode);
+}
+
+static void
+shim_capture_after_begin(const struct shim_call *c, CUstream s,
+    bool per_thread, bool ok)
+{
+	if (c->vmm && !ok)
+		vmmc_capture_ended(shim_capture_key(s, per_thread));
+}
+
+/* After an end that returned ok (success) or invalid (an invalidated
+ * capture, ended too): either ends it; another error may not have (wrong
+ * thread), so the driver is asked whether the stream still captures. */
+static void
+shim_capture_after_end(const struct shim_call *c, CUstream s,
+    bool per_thread, bool ok, bool invalid)
+{
+	if (c->vmm && (ok || invalid || !shim_capturing(s, per_thread)))
+		vmmc_capture_ended(shim_capture_key(s, per_thread));
+}
+
+/* cuStreamBeginCapture: the CUDA 10.0 ABI (mode GLOBAL), _v2, _ptsz. */
+static CUresult
+shim_cu_begin(void *real, int abi, CUstream s, CUstreamCaptureMode mode,
+    bool per_thread)
+{
+	struct shim_call c;
+	CUresult r;
+	bool entered = shim_enter(&c);
+
+	if (entered)
+		shim_capture_before(&c, s, per_thread, (int)mode);
+	if (real == NULL)
+		r = CUDA_ERROR_NOT_FOUND;
+	else if (abi == 1)
+		r = ((shim_pfn_cuStreamBeginCapture)real)(s);
+	else
+		r = ((shim_pfn_cuStreamBeginCapture_v2)real)(s, mode);
+	if (entered) {
+		shim_capture_after_begin(&c, s, per_thread, r == CUDA_SUCCESS);
+		shim_leave();
+	}
+	return r;
+}
+
+SHIM_EXPORT CUresult CUDAAPI
+cuStreamBeginCapture(CUstream hStream)
+{
+	return shim_cu_begin((void *)SHIM_REAL(cuStreamBeginCapture), 1, hStream,
+	    CU_STREAM_CAPTURE_MODE_GLOBAL, false);
+}
+
+SHIM_EXPORT CUresult CUDAAPI
+cuStreamBeginCapture_ptsz(CUstream hStream)
+{
+	return shim_cu_begin((void *)SHIM_REAL(cuStreamBeginCapture_ptsz), 1,
+	    hStream, CU_STREAM_CAPTURE_MODE_GLOBAL, true);
+}
+
+SHIM_EXPORT CUresult CUDAAPI
+cuStreamBeginCapture_v2(CUstream hStream, CUstreamCaptureMode mode)
+{
+	return shim_cu_begin((void *)SHIM_REAL(cuStreamBeginCapture_v2), 2,
+	    hStream, mode, false);
+}
+
+SHIM_EXPORT CUresult CUDAAPI
+cuStreamBeginCapture_v2_ptsz(CUstream hStream, CUstreamCaptureMode mode)
+{
+	return shim_cu_begin((void *)SHIM_REAL(cuStreamBeginCapture_v2_ptsz), 2,
+	    hStream, mode, true);
+}
+
+static CUresult
+shim_cu_end(shim_pfn_cuStreamEndCapture real, CUstream s, CUgraph *g,
+    bool per_thread)
+{
+	struct shim_call c;
+	CUresult r;
+
+	if (!shim_enter(&c))
+		return SHIM_CU(real, s, g);
+	r = SHIM_CU(real, s, g);
+	shim_capture_after_end(&c, s, per_thread, r == CUDA_SUCCESS,
+	    r == CUDA_ERROR_STREAM_CAPTURE_INVALIDATED);
+	shim_leave();
+	return r;
+}
+
+SHIM_EXPORT CUresult CUDAAPI
+cuStreamEndCapture(CUstream hStream, CUgraph *phGraph)
+{
+	return shim_cu_end(SHIM_REAL(cuStreamEndCapture), hStream, phGraph,
+	    false);
+}
+
+SHIM_EXPORT CUresult CUDAAPI
+cuStreamEndCapture_ptsz(CUstream hStream, CUgraph *phGraph)
+{
+	return shim_cu_end(SHIM_REAL(cuStreamEndCapture_ptsz), hStream, phGraph,
+	    true);
+}
+
+/* The runtime's, for a runtime that does not reach the driver's through
+ * cuGetProcAddress (the driver hooks then see nested calls only). */
+static cudaError_t
+shim_rt_begin(shim_pfn_cudaStreamBeginCapture real, cudaStream_t s,
+    enum cudaStreamCaptureMode mode, bool per_thread)
+{
+	struct shim_call c;
+	cudaError_t r;
+
+	if (!shim_enter(&c))
+		return SHIM_RTC(real, s, mode);
+	shim_capture_before(&c, s, per_thread, (int)mode);
+	r = SHIM_RTC(real, s, mode);
+	shim_capture_after_begin(&c, s, per_thread, r == cudaSuccess);
+	shim_leave();
+	return r;
+}
+
+SHIM_EXPORT cudaError_t CUDARTAPI
+cudaStreamBeginCapture(cudaStream_t stream, enum cudaStreamCaptureMode mode)
+{
+	return shim_rt_begin(SHIM_REAL(cudaStreamBeginCapture), stream, mode,
+	    false);
+}
+
+SHIM_EXPORT cudaError_t CUDARTAPI
+cudaStreamBeginCapture_ptsz(cudaStream_t stream,
+    enum cudaStreamCaptureMode mode)
+{
+	return shim_rt_begin(SHIM_REAL(cudaStreamBeginCapture_ptsz), stream,
+	    mode, true);
+}
+
+static cudaError_t
+shim_rt_end(shim_pfn_cudaStreamEndCapture real, cudaStream_t s,
+    cudaGraph_t *g, bool per_thread)
+{
+	struct shim_call c;
+	cudaError_t r;
+
+	if (!shim_enter(&c))
+		return SHIM_RTC(real, s, g);
+	r = SHIM_RTC(real, s, g);
+	shim_capture_after_end(&c, s, per_thread, r == cudaSuccess,
+	    r == cudaErrorStreamCaptureInvalidated);
+	shim_leave();
+	return r;
+}
+
+SHIM_EXPORT cudaError_t CUDARTAPI
+cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t *pGraph)
+{
+	return shim_rt_end(SHIM_REAL(cudaStreamEndCapture), stream, pGraph,
+	    false);
+}
+
+SHIM_EXPORT cudaError_t CUDARTAPI
+cudaStreamEndCapture_ptsz(cudaStream_t stream, cudaGraph_t *pGraph)
+{
+	return shim_rt_end(SHIM_REAL(cudaStreamEndCapture_ptsz), stream,
+	    pGraph, true);
+}
+
 /* The hidden aliases the maps hand out (see shim.h). */
 #define SHIM_ALIAS_DEF(name, fam)					\
 	extern __typeof__(name) shim_hook_##name			\
 	    __attribute__((alias(#name)));
-SHIM_HOOKS(SHIM_ALIAS_DEF)
+SHIM_HOOKS_MAIN(SHIM_ALIAS_DEF)
 #undef SHIM_ALIAS_DEF

@@ -228,6 +228,71 @@ shim_real(enum shim_sym i)
 	return fn == SHIM_MISSING ? NULL : fn;
 }
 
+/*
+ * The driver's own entry points.  cuGetProcAddress need not answer with
+ * the address dlsym shows for a symbol (a driver may hand out internal
+ * entry points and export thin wrappers), so the hooked ABI symbols are
+ * also recognised by what the driver answers for them: each is asked for
+ * once, by its base name at the CUDA version that introduced that ABI
+ * (cudaTypedefs.h's PFN_<name>_v<version>), which names exactly it.
+ */
+static const struct shim_abi {
+	enum shim_sym	sym;
+	const char	*base;
+	int		version;
+	cuuint64_t	flags;
+} shim_abis[] = {
+#define SHIM_LEG	CU_GET_PROC_ADDRESS_LEGACY_STREAM
+#define SHIM_PTDS	CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM
+	{ SHIM_cuMemAlloc_v2, "cuMemAlloc", 3020, SHIM_LEG },
+	{ SHIM_cuMemFree_v2, "cuMemFree", 3020, SHIM_LEG },
+	{ SHIM_cuMemAllocPitch_v2, "cuMemAllocPitch", 3020, SHIM_LEG },
+	{ SHIM_cuMemGetInfo_v2, "cuMemGetInfo", 3020, SHIM_LEG },
+	{ SHIM_cuMemAllocAsync, "cuMemAllocAsync", 11020, SHIM_LEG },
+	{ SHIM_cuMemAllocAsync_ptsz, "cuMemAllocAsync", 11020, SHIM_PTDS },
+	{ SHIM_cuMemFreeAsync, "cuMemFreeAsync", 11020, SHIM_LEG },
+	{ SHIM_cuMemFreeAsync_ptsz, "cuMemFreeAsync", 11020, SHIM_PTDS },
+	{ SHIM_cuMemGetAddressRange_v2, "cuMemGetAddressRange", 3020, SHIM_LEG },
+	{ SHIM_cuPointerGetAttribute, "cuPointerGetAttribute", 4000, SHIM_LEG },
+	{ SHIM_cuPointerGetAttributes, "cuPointerGetAttributes", 7000,
+	    SHIM_LEG },
+	{ SHIM_cuGetProcAddress, "cuGetProcAddress", 11030, SHIM_LEG },
+	{ SHIM_cuGetProcAddress_v2, "cuGetProcAddress", 12000, SHIM_LEG },
+#undef SHIM_LEG
+#undef SHIM_PTDS
+};
+
+/* What the driver's cuGetProcAddress answers for hook i (NULL: nothing,
+ * or the same as dlsym); filled once. */
+static void		*shim_entries[SHIM_NHOOKS];
+static pthread_once_t	 shim_entries_once = PTHREAD_ONCE_INIT;
+
+static void
+shim_entries_learn(void)
+{
+	shim_pfn_cuGetProcAddress_v2 gpa2 = SHIM_REAL(cuGetProcAddress_v2);
+	shim_pfn_cuGetProcAddress gpa = SHIM_REAL(cuGetProcAddress);
+	size_t i;
+
+	for (i = 0; i < sizeof(shim_abis) / sizeof(shim_abis[0]); i++) {
+		const struct shim_abi *a = &shim_abis[i];
+		CUdriverProcAddressQueryResult st;
+		void *fn = NULL;
+		CUresult r;
+
+		if (gpa2 != NULL)
+			r = gpa2(a->base, &fn, a->version, a->flags, &st);
+		else if (gpa != NULL)
+			r = gpa(a->base, &fn, a->version, a->flags);
+		else
+			return;
+		/* Never one of our own hooks (another interposer's answer
+		 * may be); nothing is recorded for a miss. */
+		if (r == CUDA_SUCCESS && fn != NULL && fn != shim_hooks[a->sym])
+			shim_entries[a->sym] = fn;
+	}
+}
+
 void *
 shim_map_driver(void *fn)
 {
@@ -235,9 +300,11 @@ shim_map_driver(void *fn)
 
 	if (fn == NULL)
 		return NULL;
+	pthread_once(&shim_entries_once, shim_entries_learn);
 	for (i = 0; i < SHIM_NHOOKS; i++) {
 		if (shim_syms[i].fam == SHIM_DRV &&
-		    fn == shim_real((enum shim_sym)i))
+		    (fn == shim_real((enum shim_sym)i) ||
+		    fn == shim_entries[i]))
 			return shim_hooks[i];
 	}
 	return fn;

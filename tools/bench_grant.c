@@ -20,6 +20,13 @@
  * p50/p99 of (a) and (b), the ratio b/a (issue target: p50 <= 2.0) and the
  * rates go to stdout (a table, or --json); progress goes to stderr.
  *
+ * --busy measures instead what slow driver work in vmmd does to others
+ * (issue 10 B.7): the p50/p99 of a pooled grant+release pair with vmmd
+ * otherwise idle, then while another client makes vmmd create 1 GiB chunks
+ * over and over (acquire 4 x 1 GiB, release them, an admin trim destroys
+ * them, again), with the emulator's a100 latency profile (a 1 GiB create
+ * costs about 100 ms there).  Target: busy p99 within 2x of idle.
+ *
  * The benchmark starts its own vmmd in the foreground: a temp socket dir
  * under /tmp, its own CUEMU_INSTANCE, idle_timeout_ms = 0 so released
  * chunks stay pooled, and the emulator first on the daemon's
@@ -78,6 +85,10 @@
 #define BENCH_RAW_MEMFD		(2u << 20)	/* one emulated granule */
 #define BENCH_MAX_PATHS		8		/* files vmmd makes in the dir */
 #define BENCH_SHM_DEVICES	16		/* cuemu's CUEMU_DEVICES maximum */
+#define BENCH_BUSY_BIG		((uint64_t)1 << 30)	/* --busy creates */
+#define BENCH_BUSY_HELD		4		/* big chunks per cycle */
+#define BENCH_BUSY_MEM_MB	"65536"		/* the emulated device */
+#define BENCH_BUSY_MAX		1000000		/* samples per phase */
 
 static const int bench_rate_procs[] = { 1, 4, BENCH_RATE_MAXPROCS };
 #define BENCH_NRATES	(sizeof(bench_rate_procs) / sizeof(bench_rate_procs[0]))
@@ -105,6 +116,7 @@ struct bench_opts {
 	bool		json;
 	long		scale[BENCH_SCALE_MAX];	/* --scale: idle chunk counts */
 	size_t		nscale;
+	bool		busy;		/* --busy */
 };
 
 struct bench_pct {
@@ -1283,6 +1295,7 @@ usage(FILE *f)
 	fprintf(f,
 	    "usage: " BENCH_NAME " [--iterations N] [--duration S] [--vmmd PATH]\n"
 	    "                   [--keep-daemon-log] [--json] [--scale N,...]\n"
+	    "                   [--busy]\n"
 	    "  --iterations N     timed round trips for (a) and (b) (default %d)\n"
 	    "  --duration S       seconds per rate run in (c) (default %.1f)\n"
 	    "  --vmmd PATH        the daemon (default: <build>/daemon/vmmd, <build>\n"
@@ -1293,7 +1306,10 @@ usage(FILE *f)
 	    "                     release with N idle chunks of mixed sizes pooled\n"
 	    "                     and 1 or %d sessions connected, for --duration\n"
 	    "                     each (every emulated chunk is an fd in vmmd, so\n"
-	    "                     N is bounded by its RLIMIT_NOFILE)\n",
+	    "                     N is bounded by its RLIMIT_NOFILE)\n"
+	    "  --busy             instead: pooled grant p50/p99 with vmmd idle, then\n"
+	    "                     while another client makes it create 1 GiB chunks\n"
+	    "                     (a100 latency profile), --duration each\n",
 	    BENCH_DEF_ITERATIONS, BENCH_DEF_DURATION, BENCH_SCALE_CLIENTS);
 }
 
@@ -1330,6 +1346,122 @@ parse_scale(const char *arg, struct bench_opts *o)
 	return o->nscale > 0 ? 0 : -1;
 }
 
+/* ---- --busy: pooled grants while vmmd creates big chunks -------------------- */
+
+/* The busy client: cycles of BENCH_BUSY_HELD creates of 1 GiB, their
+ * release, and a trim that destroys them, until killed. */
+static void __attribute__((noreturn))
+busy_creator(const char *sock)
+{
+	Vmm__Acquire a = VMM__ACQUIRE__INIT;
+	Vmm__Envelope env = vmm_frame_env_acquire(&a);
+	Vmm__TrimRequest tr = VMM__TRIM_REQUEST__INIT;
+	Vmm__Envelope tenv = vmm_frame_env_trim_request(&tr);
+	struct bench_client c, adm;
+	uint64_t ids[BENCH_BUSY_HELD * VMM_PROTO_MAX_CHUNKS];
+	struct vmm_frame_msg *m;
+	const Vmm__Grant *g;
+	size_t i, n;
+	int k;
+
+	if (bc_open(&c, sock, false) != 0 || bc_open(&adm, sock, true) != 0)
+		_exit(1);
+	a.bytes = BENCH_BUSY_BIG;
+	for (;;) {
+		for (k = 0, n = 0; k < BENCH_BUSY_HELD; k++) {
+			if (bc_call(&c, &env, &m) != 0)
+				_exit(1);
+			g = vmm_frame_msg_env(m)->grant;
+			for (i = 0; i < g->n_chunks && n < sizeof(ids) /
+			    sizeof(ids[0]); i++) {
+				ids[n++] = g->chunks[i]->id;
+				close(vmm_frame_msg_take_fd(m, i));
+			}
+			vmm_frame_msg_free(m);
+		}
+		if (scale_release(&c, ids, n) != 0 ||
+		    bc_call(&adm, &tenv, &m) != 0)
+			_exit(1);
+		vmm_frame_msg_free(m);
+	}
+}
+
+/* Pooled grant pairs for duration seconds (at most max): the samples. */
+static size_t
+busy_pairs(struct bench_client *c, uint64_t *s, size_t max, double duration)
+{
+	uint64_t end = now_ns() + (uint64_t)(duration * 1e9), t0;
+	size_t n = 0;
+
+	while (n < max && (t0 = now_ns()) < end) {
+		if (bc_pair(c, false) != 0)
+			return 0;
+		s[n++] = now_ns() - t0;
+	}
+	return n;
+}
+
+static int
+busy_run(const struct bench_opts *o, const char *sock)
+{
+	static const char *const names[] = { "creates", "gpu_releases" };
+	struct bench_client c;
+	struct bench_pct idle, busy;
+	uint64_t *s, before[2], after[2];
+	size_t ni, nb;
+	pid_t pid;
+	int rc = -1;
+
+	if ((s = calloc(2 * BENCH_BUSY_MAX, sizeof(*s))) == NULL)
+		return -1;
+	if (bc_open(&c, sock, false) != 0)
+		goto out;
+	/* Warm: the one granule is created now and pooled after. */
+	if (grant_pairs(&c, NULL, 100, true) != 0)
+		goto out_close;
+	fprintf(stderr, BENCH_NAME ": --busy: pooled grants, vmmd idle, %.2f s\n",
+	    o->duration);
+	if ((ni = busy_pairs(&c, s, BENCH_BUSY_MAX, o->duration)) == 0)
+		goto out_close;
+	if ((pid = bench_fork(false)) < 0)
+		goto out_close;
+	if (pid == 0)
+		busy_creator(sock);
+	/* Let the first create start. */
+	sleep_ms(50);
+	(void)bc_counters(sock, names, before, 2);
+	fprintf(stderr, BENCH_NAME ": --busy: pooled grants while another "
+	    "client has 1 GiB chunks created, %.2f s\n", o->duration);
+	nb = busy_pairs(&c, s + BENCH_BUSY_MAX, BENCH_BUSY_MAX, o->duration);
+	(void)bc_counters(sock, names, after, 2);
+	kill(pid, SIGKILL);
+	(void)bench_reap(pid);
+	if (nb == 0)
+		goto out_close;
+	idle = summarize(s, ni);
+	busy = summarize(s + BENCH_BUSY_MAX, nb);
+	printf("%-34s %10s %10s %10s\n", "pooled grant + release (us)", "p50",
+	    "p99", "pairs");
+	printf("%-34s %10.1f %10.1f %10zu\n", "vmmd otherwise idle", idle.p50_us,
+	    idle.p99_us, ni);
+	printf("%-34s %10.1f %10.1f %10zu\n", "another client creating 1 GiB",
+	    busy.p50_us, busy.p99_us, nb);
+	printf("%-34s %10.2f %10.2f   (target p99 <= 2.00: %s)\n",
+	    "ratio busy/idle", busy.p50_us / idle.p50_us,
+	    busy.p99_us / idle.p99_us,
+	    busy.p99_us <= 2.0 * idle.p99_us ? "met" : "NOT met");
+	if (before[0] != UINT64_MAX && after[0] != UINT64_MAX)
+		printf("meanwhile vmmd created %" PRIu64 " and destroyed %"
+		    PRIu64 " chunks (a100 profile)\n", after[0] - before[0],
+		    after[1] - before[1]);
+	rc = 0;
+out_close:
+	bc_close(&c);
+out:
+	free(s);
+	return rc;
+}
+
 static int
 parse_args(int argc, char **argv, struct bench_opts *o)
 {
@@ -1340,6 +1472,7 @@ parse_args(int argc, char **argv, struct bench_opts *o)
 		{ "keep-daemon-log", no_argument, NULL, 'k' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "scale", required_argument, NULL, 's' },
+		{ "busy", no_argument, NULL, 'b' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
@@ -1384,6 +1517,9 @@ parse_args(int argc, char **argv, struct bench_opts *o)
 				    BENCH_SCALE_MAX, BENCH_SCALE_MAX_IDLE);
 				return -1;
 			}
+			break;
+		case 'b':
+			o->busy = true;
 			break;
 		case 'h':
 			usage(stdout);
@@ -1455,6 +1591,11 @@ main(int argc, char **argv)
 	/* Room for many idle chunks: memfds are not touched. */
 	if (o.nscale > 0)
 		setenv("CUEMU_MEM_MB", BENCH_SCALE_MEM_MB, 1);
+	/* Driver costs as on an A100, so a big create takes its time. */
+	if (o.busy) {
+		setenv("CUEMU_MEM_MB", BENCH_BUSY_MEM_MB, 1);
+		setenv("CUEMU_LATENCY", "a100", 1);
+	}
 	fprintf(stderr, BENCH_NAME ": starting %s\n", vmmd);
 	if (daemon_start(vmmd, cudalib, sock, sizeof(sock)) != 0)
 		goto out;
@@ -1462,6 +1603,10 @@ main(int argc, char **argv)
 	    (int)b_daemon, sock, b_instance);
 	if (o.nscale > 0) {
 		rc = scale_run(&o, sock) == 0 ? 0 : 1;
+		goto out;
+	}
+	if (o.busy) {
+		rc = busy_run(&o, sock) == 0 ? 0 : 1;
 		goto out;
 	}
 	fprintf(stderr, BENCH_NAME ": (a) raw fd round trip, (b) acquire + "

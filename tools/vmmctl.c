@@ -420,8 +420,8 @@ resolve_socket(struct ctl *c, const char *sock, const char *device,
 		rc = vmm_sess_path_uuid(c->path, sizeof(c->path), dir, uuid);
 	else
 		return ctl_err(CTL_EXIT_USAGE, "bad device '%s': expected an "
-		    "index or a GPU UUID (GPU-xxxxxxxx-xxxx-xxxx-xxxx-"
-		    "xxxxxxxxxxxx)", device);
+		    "index, a GPU UUID (GPU-xxxxxxxx-xxxx-xxxx-xxxx-"
+		    "xxxxxxxxxxxx) or a MIG UUID (MIG-...)", device);
 	if (rc != 0)
 		return ctl_err(CTL_EXIT_USAGE, "socket path under '%s' "
 		    "longer than %zu bytes", dir, sizeof(c->path) - 1);
@@ -1472,7 +1472,8 @@ usage(FILE *f)
 	    "DIR/gpuN.sock\n"
 	    "                        or DIR/gpu-UUID.sock; UUID: 32 hex "
 	    "digits, dashes\n"
-	    "                        and a \"GPU-\" prefix optional\n"
+	    "                        and a \"GPU-\" (or \"MIG-\") prefix "
+	    "optional\n"
 	    "  -S, --socket PATH     the daemon's socket (overrides "
 	    "--device)\n"
 	    "      --socket-dir DIR  socket directory (default "

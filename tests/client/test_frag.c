@@ -1,13 +1,15 @@
 /*
  * VMM_FRAG_RATIO as the client sends it (issue 9 item 6).  vmmd's pool
- * holds only small idle fragments (2 MiB, released by another session of
- * the same uid); the library then asks for 16 MiB.
+ * holds only small idle fragments (one chunk unit each, 2 MiB by default,
+ * released by another session of the same uid); the library then asks for
+ * 8 units.
  *
  *   test_client_frag zero      VMM_FRAG_RATIO=0 ("pieces of any size"): the
  *                              grant is stitched from the fragments, nothing
  *                              is created
- *   test_client_frag default   the default 0.25: 2 MiB is below 4 MiB, the
- *                              fragments are skipped and memory is created
+ *   test_client_frag default   the default 0.25: one unit is below 2 units,
+ *                              the fragments are skipped and memory is
+ *                              created
  *
  * The figures are vmmd's counters stitches and creates, read through an
  * admin session.
@@ -26,8 +28,6 @@
 
 #define MiB		(1ull << 20)
 #define NFRAG		8
-#define FRAG_SIZE	(2 * MiB)
-#define WANT		(NFRAG * FRAG_SIZE)
 
 int
 main(int argc, char **argv)
@@ -35,7 +35,7 @@ main(int argc, char **argv)
 	const char *tmp = getenv("VMM_TEST_TMPDIR");
 	char sockdir[1024], sockpath[1100];
 	struct tc_chunk ch[NFRAG];
-	uint64_t ids[NFRAG], stitches, creates;
+	uint64_t ids[NFRAG], stitches, creates, frag_size;
 	struct tc *adm, *app;
 	CUcontext ctx;
 	bool zero;
@@ -54,12 +54,14 @@ main(int argc, char **argv)
 	setenv("VMM_SOCKET_DIR", sockdir, 1);
 	adm = tc_open(sockpath, "admin", true);
 
-	/* Fragments: NFRAG separate 2 MiB chunks, lent then released. */
+	/* Fragments: NFRAG separate chunks of vmmd's unit, lent then
+	 * released. */
 	app = tc_open(sockpath, "fragments", false);
-	CHECK(app->granularity == FRAG_SIZE);
+	frag_size = app->granularity;
+	CHECK(frag_size >= 2 * MiB);
 	for (i = 0; i < NFRAG; i++) {
-		CHECK(tc_acquire(app, FRAG_SIZE, 0, &ch[i], 1) == 1);
-		CHECK(ch[i].size == FRAG_SIZE);
+		CHECK(tc_acquire(app, frag_size, 0, &ch[i], 1) == 1);
+		CHECK(ch[i].size == frag_size);
 		ids[i] = ch[i].id;
 	}
 	tc_close_chunks(ch, NFRAG);
@@ -71,7 +73,7 @@ main(int argc, char **argv)
 	CHECK_OK(cuInit(0));
 	CHECK_OK(cuDevicePrimaryCtxRetain(&ctx, 0));
 	CHECK_OK(cuCtxSetCurrent(ctx));
-	CHECK(vmm_malloc(&p, WANT) == 0);
+	CHECK(vmm_malloc(&p, NFRAG * frag_size) == 0);
 	if (zero) {
 		CHECK(tc_counter(adm, "stitches") == stitches + 1);
 		CHECK(tc_counter(adm, "creates") == creates);

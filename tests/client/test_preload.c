@@ -396,8 +396,10 @@ sc_share(void)
 	CHECK(write(ba[1], "1", 1) == 1);
 	CHECK(read(ab[0], &c, 1) == 1);
 	expect(p, 8 * MiB, 5);		/* A's write did not land */
-	/* A is killed: its 6 MiB come back. */
+	/* A is killed: its 6 MiB (rounded up to vmmd's unit) come back. */
 	{
+		uint64_t held = (6 * MiB + adm->granularity - 1) /
+		    adm->granularity * adm->granularity;
 		Vmm__PoolStats ps0, ps1;
 		int i;
 
@@ -406,11 +408,11 @@ sc_share(void)
 		CHECK(waitpid(a, &st, 0) == a);
 		for (i = 0; i < 100; i++) {
 			CHECK(tc_stats(adm, &ps1, NULL, NULL) == 0);
-			if (ps1.lent_bytes + 6 * MiB == ps0.lent_bytes)
+			if (ps1.lent_bytes + held == ps0.lent_bytes)
 				break;
 			sleep_ms(20);
 		}
-		CHECK(ps1.lent_bytes + 6 * MiB == ps0.lent_bytes);
+		CHECK(ps1.lent_bytes + held == ps0.lent_bytes);
 		CHECK(ps1.quarantined_bytes == 0);
 	}
 	tc_close(adm);

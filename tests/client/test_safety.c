@@ -109,6 +109,9 @@ bounded(void (*fn)(void), int secs)
 
 /* ---- quota_small -------------------------------------------------------- */
 
+/* vmmd's unit (2 MiB by default; more in the test variants). */
+static uint64_t	quota_unit;
+
 static void
 quota_small_child(void)
 {
@@ -116,8 +119,8 @@ quota_small_child(void)
 	int rc;
 
 	ctx_init();
-	CHECK(vmm_malloc(&big, 4 * MiB) == 0);
-	/* A small block needs a 2 MiB segment: over the 4 MiB quota. */
+	CHECK(vmm_malloc(&big, 2 * quota_unit) == 0);
+	/* A small block needs a segment (one unit): over the 2-unit quota. */
 	rc = vmm_malloc(&small, 1000);
 	fprintf(stderr, "small allocation over quota: %s\n", vmm_strerror(rc));
 	CHECK(rc == VMM_EQUOTA);
@@ -137,7 +140,9 @@ case_quota_small(void)
 	char conf[128];
 	pid_t d;
 
-	snprintf(conf, sizeof(conf), "quota.uid.%u = 4M\n", (unsigned)getuid());
+	quota_unit = tc_probe_unit();
+	snprintf(conf, sizeof(conf), "quota.uid.%u = %lluK\n",
+	    (unsigned)getuid(), (unsigned long long)(2 * quota_unit >> 10));
 	d = tc_start_daemon(sockdir, conf, NULL);
 	bounded(quota_small_child, 20);
 	tc_stop_daemon_ok(d);

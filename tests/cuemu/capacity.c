@@ -8,12 +8,39 @@
  * in use is in /proc: every memfd of ours that some process still has open
  * (/proc/<pid>/fd) or mapped (/proc/<pid>/maps), counted once per inode.
  *
- * Scanning /proc on every cuMemCreate would be slow, so a small shared file
- * per device (/dev/shm/cuemu-<instance>-d<dev>) keeps an upper bound of the
- * usage under an flock: creates add to it, and only when a create would pass
- * the capacity is the bound replaced by an exact scan.  An allocation can
- * therefore never fail while the device really has room, and never succeed
- * when it has not.
+ * That scan costs tens of ms with thousands of chunks, so no call pays for
+ * it on its common path.  A small shared file per device
+ * (/dev/shm/cuemu-<instance>-d<dev>), under an flock, holds:
+ *
+ *   charged   an upper bound of the bytes alive: creates add; a death the
+ *             emulator can prove subtracts; an exact scan replaces it.
+ *   suspect   bytes of shared chunks (see below) whose last emulator
+ *             reference is gone: dead unless a raw exported fd keeps them.
+ *   a table   inode -> number of emulator handles (create, import), in all
+ *             processes, of each chunk that was ever exported;
+ *   procs     the processes that opened the books since the last scan.
+ *
+ * A chunk never exported lives only in its creating process (its fds are
+ * close-on-exec and never leave), so when that process closes its last fd
+ * and mapping the memory is gone: charged drops at once, exactly.  The
+ * first export marks the memfd shared (its mode becomes 0600, visible to
+ * every process holding it) and enters it in the table; imports add to the
+ * importer's count and each handle's end takes one off; when no handle is
+ * left anywhere its bytes become suspect (a raw exported fd may still hold
+ * them).
+ *
+ * cuMemCreate admits a create while charged + size fits; only when it would
+ * not is charged replaced by an exact scan (which also clears suspect and
+ * drops the table entries, and holders, that are gone).  So a create never
+ * fails while the device has room and never succeeds when it has not.
+ * cuMemGetInfo answers charged in O(1), and scans first only if a chunk is
+ * suspect or a registered process is gone (it may have died holding
+ * handles): a scan once per such event, never per call.  It is exact after
+ * such a scan; memory kept only by a raw fd that a process closes later is
+ * counted until the next scan (stricter).
+ *
+ * Any path that hands a memfd to another process must call
+ * cuemu_capacity_export first.
  */
 #include "cuemu_internal.h"
 
@@ -22,6 +49,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,21 +58,74 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define CUEMU_SHARED_MAGIC 0x63756d656d763031ull	/* "cumemv01" */
+#define CUEMU_SHARED_MAGIC 0x63756d656d763032ull	/* "cumemv02" */
+/* Shared chunks tracked per device; beyond that, stricter (never freed
+ * until a scan).  A power of two: the table is open addressing. */
+#define CUEMU_SHARED_SLOTS 32768u
+/* Processes of an instance registered per device. */
+#define CUEMU_PROCS_MAX 1024
+/* The mode of a memfd once exported (memfd_create makes it 0777). */
+#define CUEMU_SHARED_MODE 0600
+
+/* Emulator handles of one shared chunk, per process holding any. */
+#define CUEMU_SLOT_PIDS 4
+struct cuemu_shared_slot {
+	uint64_t	ino;		/* 0: empty */
+	int32_t		pid[CUEMU_SLOT_PIDS];
+	uint32_t	cnt[CUEMU_SLOT_PIDS];	/* 0: pid unused */
+	uint32_t	unsure;		/* more holders than fit: a scan decides */
+	uint32_t	pad;
+};
 
 struct cuemu_shared {
 	uint64_t	magic;
 	uint64_t	capacity;
 	uint64_t	charged;	/* upper bound of bytes in use */
+	uint64_t	suspect;	/* of charged: shared, no handle left */
 	uint64_t	scans;
+	uint64_t	nslots;		/* slots in use */
+	int64_t		ctx_pid;	/* exclusive mode: the context's owner */
+	/* The processes that opened this state since the last scan: one that
+	 * is gone may have died holding handles. */
+	uint32_t	nprocs;
+	uint32_t	procs_full;	/* some did not fit: scan each time */
+	int32_t		procs[CUEMU_PROCS_MAX];
+	struct cuemu_shared_slot slot[CUEMU_SHARED_SLOTS];
 };
 
 /* Per device: the shared state file, mapped, opened on first use. */
-static uint64_t	cuemu_scan(int dev);
+struct cuemu_seen;
+static uint64_t	cuemu_scan(int dev, struct cuemu_seen *keep);
+static void	cuemu_table_clear(struct cuemu_shared *sh);
+static void	cuemu_rescan(struct cuemu_shared *sh, int dev);
 
 static int			cuemu_shared_fd[CUEMU_MAX_DEVICES] = { -1, -1, -1,
     -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1 };
 static struct cuemu_shared	*cuemu_shared[CUEMU_MAX_DEVICES];
+
+/*
+ * Whether this is the only live process of the instance on dev: each
+ * process holds a shared open-file-description lock on one byte past the
+ * state (fcntl locks are apart from the flock that guards the state) while
+ * it has the state open; the kernel drops it when the process dies.  The
+ * first (the exclusive lock succeeds) cannot trust books left by processes
+ * that are gone (a SIGKILL mid-run, an earlier run), so it replaces them
+ * with a scan — once per process start, never per call.  0 or -1.
+ */
+static int
+cuemu_shared_live(int fd, bool *alone)
+{
+	struct flock fl;
+
+	memset(&fl, 0, sizeof(fl));
+	fl.l_type = F_WRLCK;
+	fl.l_whence = SEEK_SET;
+	fl.l_start = (off_t)sizeof(struct cuemu_shared);
+	fl.l_len = 1;
+	*alone = fcntl(fd, F_OFD_SETLK, &fl) == 0;
+	fl.l_type = F_RDLCK;
+	return fcntl(fd, F_OFD_SETLKW, &fl) == 0 ? 0 : -1;
+}
 
 /* Opens (creating if needed) the shared state of device dev; lock held. */
 static struct cuemu_shared *
@@ -52,6 +133,7 @@ cuemu_shared_open(int dev)
 {
 	char path[128];
 	struct cuemu_shared *sh;
+	bool alone = false;
 	int fd;
 
 	if (cuemu_shared[dev] != NULL)
@@ -72,14 +154,27 @@ cuemu_shared_open(int dev)
 		close(fd);
 		return NULL;
 	}
+	if (cuemu_shared_live(fd, &alone) != 0) {
+		munmap(sh, sizeof(*sh));
+		close(fd);
+		return NULL;
+	}
 	/* A new instance, or one whose processes left no memory behind (a
 	 * file from an earlier run): this process's capacity applies. */
 	if (sh->magic != CUEMU_SHARED_MAGIC ||
-	    (sh->capacity != cuemu_cfg.mem_bytes && cuemu_scan(dev) == 0)) {
+	    (sh->capacity != cuemu_cfg.mem_bytes && cuemu_scan(dev, NULL) == 0)) {
 		sh->magic = CUEMU_SHARED_MAGIC;
 		sh->capacity = cuemu_cfg.mem_bytes;
 		sh->charged = 0;
-	}
+		sh->suspect = 0;
+		sh->ctx_pid = 0;
+		cuemu_table_clear(sh);
+	} else if (alone && (sh->charged != 0 || sh->nslots != 0))
+		cuemu_rescan(sh, dev);
+	if (sh->nprocs < CUEMU_PROCS_MAX)
+		sh->procs[sh->nprocs++] = (int32_t)getpid();
+	else
+		sh->procs_full = 1;
 	flock(fd, LOCK_UN);
 	cuemu_shared_fd[dev] = fd;
 	cuemu_shared[dev] = sh;
@@ -210,9 +305,10 @@ cuemu_scan_maps(const char *pid, int dev, struct cuemu_seen *seen)
 	fclose(f);
 }
 
-/* Exact bytes of device dev alive in any process. */
+/* Exact bytes of device dev alive in any process; with keep, also the
+ * inodes seen (the caller frees keep->ino and keep->size). */
 static uint64_t
-cuemu_scan(int dev)
+cuemu_scan(int dev, struct cuemu_seen *keep)
 {
 	struct cuemu_seen seen = { 0 };
 	struct dirent *de;
@@ -231,9 +327,191 @@ cuemu_scan(int dev)
 	closedir(d);
 	for (i = 0; i < seen.n; i++)
 		total += seen.size[i];
+	if (keep != NULL) {
+		*keep = seen;
+		return total;
+	}
 	free(seen.ino);
 	free(seen.size);
 	return total;
+}
+
+/* ---- the table of shared chunks (lock held) ------------------------------- */
+
+static void
+cuemu_table_clear(struct cuemu_shared *sh)
+{
+	memset(sh->slot, 0, sizeof(sh->slot));
+	sh->nslots = 0;
+}
+
+static uint32_t
+cuemu_table_home(uint64_t ino)
+{
+	return (uint32_t)((ino * 0x9e3779b97f4a7c15ull) >> 48) &
+	    (CUEMU_SHARED_SLOTS - 1);
+}
+
+/* The slot of ino, or NULL. */
+static struct cuemu_shared_slot *
+cuemu_table_find(struct cuemu_shared *sh, uint64_t ino)
+{
+	uint32_t i = cuemu_table_home(ino);
+
+	while (sh->slot[i].ino != 0) {
+		if (sh->slot[i].ino == ino)
+			return &sh->slot[i];
+		i = (i + 1) & (CUEMU_SHARED_SLOTS - 1);
+	}
+	return NULL;
+}
+
+/* Enters ino; -1 if the table is (nearly) full. */
+static struct cuemu_shared_slot *
+cuemu_table_insert(struct cuemu_shared *sh, uint64_t ino)
+{
+	uint32_t i = cuemu_table_home(ino);
+
+	/* Keep a quarter empty so probes stay short. */
+	if (sh->nslots >= CUEMU_SHARED_SLOTS / 4 * 3)
+		return NULL;
+	while (sh->slot[i].ino != 0)
+		i = (i + 1) & (CUEMU_SHARED_SLOTS - 1);
+	memset(&sh->slot[i], 0, sizeof(sh->slot[i]));
+	sh->slot[i].ino = ino;
+	sh->nslots++;
+	return &sh->slot[i];
+}
+
+/* Adds d (+1 or -1) to pid's handles of a slot; returns the handles left
+ * in all processes, or -1 if the slot cannot say (a scan must). */
+static int
+cuemu_slot_add(struct cuemu_shared_slot *s, int32_t pid, int d)
+{
+	int i, k = -1, total = 0;
+
+	for (i = 0; i < CUEMU_SLOT_PIDS; i++) {
+		if (s->cnt[i] != 0 && s->pid[i] == pid)
+			k = i;
+		else if (s->cnt[i] == 0 && k < 0 && d > 0)
+			k = i;
+	}
+	if (k < 0 || (d < 0 && s->cnt[k] == 0) || s->unsure) {
+		s->unsure = 1;
+		return -1;
+	}
+	s->pid[k] = pid;
+	s->cnt[k] = (uint32_t)((int)s->cnt[k] + d);
+	for (i = 0; i < CUEMU_SLOT_PIDS; i++)
+		total += (int)s->cnt[i];
+	return total;
+}
+
+/* Removes a slot, shifting later members of its cluster back (linear
+ * probing without tombstones). */
+static void
+cuemu_table_delete(struct cuemu_shared *sh, struct cuemu_shared_slot *s)
+{
+	uint32_t hole = (uint32_t)(s - sh->slot), i = hole, home;
+
+	for (;;) {
+		i = (i + 1) & (CUEMU_SHARED_SLOTS - 1);
+		if (sh->slot[i].ino == 0)
+			break;
+		home = cuemu_table_home(sh->slot[i].ino);
+		/* Move i into the hole unless its home lies in (hole, i]. */
+		if (((i - home) & (CUEMU_SHARED_SLOTS - 1)) >=
+		    ((i - hole) & (CUEMU_SHARED_SLOTS - 1))) {
+			sh->slot[hole] = sh->slot[i];
+			hole = i;
+		}
+	}
+	memset(&sh->slot[hole], 0, sizeof(sh->slot[hole]));
+	sh->nslots--;
+}
+
+/* Forgets the registered processes that are gone (a scan has just counted
+ * what they left behind). */
+static void
+cuemu_procs_prune(struct cuemu_shared *sh)
+{
+	uint32_t i, n = 0;
+
+	for (i = 0; i < sh->nprocs && i < CUEMU_PROCS_MAX; i++)
+		if (kill(sh->procs[i], 0) == 0 || errno == EPERM)
+			sh->procs[n++] = sh->procs[i];
+	sh->nprocs = n;
+	sh->procs_full = 0;
+}
+
+/* Whether a registered process is gone (or some were never registered):
+ * its handles' ends were never booked. */
+static bool
+cuemu_procs_lost(const struct cuemu_shared *sh)
+{
+	uint32_t i;
+
+	if (sh->procs_full)
+		return true;
+	for (i = 0; i < sh->nprocs && i < CUEMU_PROCS_MAX; i++)
+		if (kill(sh->procs[i], 0) != 0 && errno != EPERM)
+			return true;
+	return false;
+}
+
+static int
+cuemu_ino_cmp(const void *a, const void *b)
+{
+	ino_t x = *(const ino_t *)a, y = *(const ino_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Forgets the holders of a slot that are gone; returns the handles left
+ * (-1: unsure). */
+static int
+cuemu_slot_prune(struct cuemu_shared_slot *s)
+{
+	int i, total = 0;
+
+	for (i = 0; i < CUEMU_SLOT_PIDS; i++) {
+		if (s->cnt[i] != 0 && kill(s->pid[i], 0) != 0 && errno != EPERM)
+			s->cnt[i] = 0;
+		total += (int)s->cnt[i];
+	}
+	return s->unsure ? -1 : total;
+}
+
+/* Replaces charged by an exact scan: suspects are resolved and the table
+ * forgets the inodes that are gone. */
+static void
+cuemu_rescan(struct cuemu_shared *sh, int dev)
+{
+	struct cuemu_seen seen = { 0 };
+	uint32_t i;
+
+	sh->charged = cuemu_scan(dev, &seen);
+	sh->suspect = 0;
+	sh->scans++;
+	cuemu_procs_prune(sh);
+	if (seen.n > 0)
+		qsort(seen.ino, seen.n, sizeof(*seen.ino), cuemu_ino_cmp);
+	for (i = 0; i < CUEMU_SHARED_SLOTS; ) {
+		ino_t ino = (ino_t)sh->slot[i].ino;
+
+		if (ino != 0 && (seen.n == 0 || bsearch(&ino, seen.ino, seen.n,
+		    sizeof(*seen.ino), cuemu_ino_cmp) == NULL ||
+		    cuemu_slot_prune(&sh->slot[i]) == 0)) {
+			/* Gone, or alive with no handle left (a raw fd: the
+			 * scan counted it, and nobody will book its end).
+			 * The delete may shift another entry into i. */
+			cuemu_table_delete(sh, &sh->slot[i]);
+			continue;
+		}
+		i++;
+	}
+	free(seen.ino);
+	free(seen.size);
 }
 
 static uint64_t
@@ -258,10 +536,8 @@ cuemu_capacity_create(int dev, uint64_t size, unsigned handle_types, int *fdp)
 	lfd = cuemu_shared_fd[dev];
 	if (flock(lfd, LOCK_EX) != 0)
 		return CUDA_ERROR_OPERATING_SYSTEM;
-	if (sh->charged + size > cuemu_limit(sh) || sh->charged + size < size) {
-		sh->charged = cuemu_scan(dev);
-		sh->scans++;
-	}
+	if (sh->charged + size > cuemu_limit(sh) || sh->charged + size < size)
+		cuemu_rescan(sh, dev);
 	if (sh->charged + size > cuemu_limit(sh) || sh->charged + size < size) {
 		flock(lfd, LOCK_UN);
 		return CUDA_ERROR_OUT_OF_MEMORY;
@@ -289,14 +565,119 @@ cuemu_capacity_used(int dev)
 	int lfd;
 
 	if ((sh = cuemu_shared_open(dev)) == NULL)
-		return cuemu_scan(dev);
+		return cuemu_cfg.mem_bytes;	/* nothing known: all used */
 	lfd = cuemu_shared_fd[dev];
 	flock(lfd, LOCK_EX);
-	used = cuemu_scan(dev);
-	sh->charged = used;
-	sh->scans++;
+	/* The books are exact unless a shared chunk lost its last handle (a
+	 * raw exported fd may keep it) or a process died with handles open:
+	 * only then, once per such event, a scan. */
+	if (sh->suspect != 0 || cuemu_procs_lost(sh))
+		cuemu_rescan(sh, dev);
+	used = sh->charged;
 	flock(lfd, LOCK_UN);
 	return used;
+}
+
+uint64_t
+cuemu_capacity_scans(int dev)
+{
+	struct cuemu_shared *sh = cuemu_shared_open(dev);
+
+	return sh != NULL ? __atomic_load_n(&sh->scans, __ATOMIC_RELAXED) : 0;
+}
+
+/* The device, size and inode of a memfd of ours; -1 if it is not one. */
+static int
+cuemu_fd_info(int fd, int *dev, uint64_t *size, struct stat *st)
+{
+	unsigned types;
+
+	if (cuemu_capacity_identify(fd, dev, size, &types) != 0 ||
+	    fstat(fd, st) != 0)
+		return -1;
+	return 0;
+}
+
+int
+cuemu_capacity_export(int fd)
+{
+	struct cuemu_shared_slot *slot;
+	struct cuemu_shared *sh;
+	struct stat st;
+	uint64_t size;
+	int dev, lfd, rc = 0;
+
+	if (cuemu_fd_info(fd, &dev, &size, &st) != 0 ||
+	    (sh = cuemu_shared_open(dev)) == NULL)
+		return -1;
+	if ((st.st_mode & 07777) == CUEMU_SHARED_MODE)
+		return 0;	/* exported before: counted in the table */
+	lfd = cuemu_shared_fd[dev];
+	flock(lfd, LOCK_EX);
+	/* Never exported: this process's one handle is its only reference.
+	 * If the table is full the chunk is not entered, and its end is never
+	 * subtracted before a scan (stricter). */
+	if (fchmod(fd, CUEMU_SHARED_MODE) != 0)
+		rc = -1;
+	else if ((slot = cuemu_table_insert(sh, (uint64_t)st.st_ino)) != NULL)
+		(void)cuemu_slot_add(slot, (int32_t)getpid(), 1);
+	flock(lfd, LOCK_UN);
+	return rc;
+}
+
+void
+cuemu_capacity_import(int fd)
+{
+	struct cuemu_shared_slot *slot;
+	struct cuemu_shared *sh;
+	struct stat st;
+	uint64_t size;
+	int dev, lfd;
+
+	if (cuemu_fd_info(fd, &dev, &size, &st) != 0 ||
+	    (sh = cuemu_shared_open(dev)) == NULL)
+		return;
+	lfd = cuemu_shared_fd[dev];
+	flock(lfd, LOCK_EX);
+	/* Not in the table (it was full): its end is found by a scan. */
+	if ((slot = cuemu_table_find(sh, (uint64_t)st.st_ino)) != NULL)
+		(void)cuemu_slot_add(slot, (int32_t)getpid(), 1);
+	flock(lfd, LOCK_UN);
+}
+
+void
+cuemu_capacity_close(int fd)
+{
+	struct cuemu_shared_slot *slot;
+	struct cuemu_shared *sh;
+	struct stat st;
+	uint64_t size;
+	int dev, lfd;
+
+	if (cuemu_fd_info(fd, &dev, &size, &st) != 0 ||
+	    (sh = cuemu_shared_open(dev)) == NULL) {
+		close(fd);
+		return;
+	}
+	/* Closed before the books change: charged never falls below what the
+	 * kernel still holds. */
+	close(fd);
+	lfd = cuemu_shared_fd[dev];
+	flock(lfd, LOCK_EX);
+	if ((st.st_mode & 07777) != CUEMU_SHARED_MODE) {
+		/* Never left this process: gone now, exactly (the caller has
+		 * unmapped it). */
+		sh->charged -= size < sh->charged ? size : sh->charged;
+	} else if ((slot = cuemu_table_find(sh, (uint64_t)st.st_ino)) == NULL) {
+		/* Not tracked (the table was full): a scan will tell. */
+		sh->suspect += size;
+	} else if (cuemu_slot_add(slot, (int32_t)getpid(), -1) <= 0) {
+		/* No handle left anywhere (or unsure): dead unless a raw
+		 * exported fd keeps it, which only a scan can see. */
+		cuemu_table_delete(sh, slot);
+		sh->suspect += size;
+	}
+	flock(lfd, LOCK_UN);
 }
 
 uint64_t
@@ -305,6 +686,63 @@ cuemu_capacity_total(int dev)
 	struct cuemu_shared *sh = cuemu_shared_open(dev);
 
 	return sh != NULL ? sh->capacity : cuemu_cfg.mem_bytes;
+}
+
+/* Whether process pid still runs (a zombie holds no GPU context). */
+static bool
+cuemu_pid_alive(pid_t pid)
+{
+	char path[64], buf[256], *p;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return false;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	/* "pid (comm) S ...": the state follows the last ')'. */
+	if ((p = strrchr(buf, ')')) == NULL || p[1] != ' ')
+		return true;
+	return p[2] != 'Z' && p[2] != 'X';
+}
+
+int
+cuemu_machine_ctx_claim(int dev)
+{
+	struct cuemu_shared *sh;
+	pid_t self = getpid();
+	int lfd, rc = 0;
+
+	if ((sh = cuemu_shared_open(dev)) == NULL)
+		return -1;
+	lfd = cuemu_shared_fd[dev];
+	flock(lfd, LOCK_EX);
+	if (sh->ctx_pid != 0 && sh->ctx_pid != self &&
+	    cuemu_pid_alive((pid_t)sh->ctx_pid))
+		rc = -1;
+	else
+		sh->ctx_pid = self;
+	flock(lfd, LOCK_UN);
+	return rc;
+}
+
+void
+cuemu_machine_ctx_unclaim(int dev)
+{
+	struct cuemu_shared *sh;
+	int lfd;
+
+	if ((sh = cuemu_shared_open(dev)) == NULL)
+		return;
+	lfd = cuemu_shared_fd[dev];
+	flock(lfd, LOCK_EX);
+	if (sh->ctx_pid == getpid())
+		sh->ctx_pid = 0;
+	flock(lfd, LOCK_UN);
 }
 
 int

@@ -156,22 +156,58 @@ cuemu_fault_check(const char *name)
 /* ---- latency profile ---------------------------------------------------- */
 
 /*
- * Published per-call costs for 2 MiB chunks on an A100 (kvcached's
+ * Per-call costs, scaled by the number of granules a call touches.
+ *
+ * a100: published for 2 MiB chunks on an A100 (kvcached's
  * benchmarks/bench_vmm): cuMemCreate 193 us, cuMemMap 1.5 us, cuMemSetAccess
- * 36 us, cuMemUnmap 26 us, cuMemAddressReserve (8 GiB) 19 us.  Costs scale
- * with the number of granules touched.  Release and other calls: our
- * estimates (documented in README.md).
+ * 36 us, cuMemUnmap 26 us, cuMemAddressReserve (8 GiB) 19 us.  Our estimates
+ * (no published figure found): cuMemRelease 20 us, export 10 us, import 15 us
+ * (each a driver ioctl and an fd, like cuMemMap plus an fd), cuMemGetInfo
+ * 10 us, any other call 1 us.
+ *
+ * h100: no published per-call VMM figures for Hopper were found, so every
+ * figure is an estimate: the A100 ones scaled by 0.8 (a newer host driver
+ * path, the same kind of ioctls; creates still zero and map whole pages).
+ * Documented in README.md.
  */
-static const uint32_t cuemu_cost_ns[] = {
-	[CUEMU_COST_NONE] = 0,
-	[CUEMU_COST_CREATE] = 193000,
-	[CUEMU_COST_MAP] = 1500,
-	[CUEMU_COST_SETACCESS] = 36000,
-	[CUEMU_COST_UNMAP] = 26000,
-	[CUEMU_COST_RESERVE] = 19000,
-	[CUEMU_COST_RELEASE] = 20000,
-	[CUEMU_COST_CALL] = 1000,
+static const uint32_t cuemu_cost_ns[CUEMU_PROFILES][CUEMU_COST_N] = {
+	[CUEMU_PROFILE_A100] = {
+		[CUEMU_COST_CREATE] = 193000,
+		[CUEMU_COST_MAP] = 1500,
+		[CUEMU_COST_SETACCESS] = 36000,
+		[CUEMU_COST_UNMAP] = 26000,
+		[CUEMU_COST_RESERVE] = 19000,
+		[CUEMU_COST_RELEASE] = 20000,
+		[CUEMU_COST_EXPORT] = 10000,
+		[CUEMU_COST_IMPORT] = 15000,
+		[CUEMU_COST_MEMINFO] = 10000,
+		[CUEMU_COST_CALL] = 1000,
+	},
+	[CUEMU_PROFILE_H100] = {
+		[CUEMU_COST_CREATE] = 154000,
+		[CUEMU_COST_MAP] = 1200,
+		[CUEMU_COST_SETACCESS] = 29000,
+		[CUEMU_COST_UNMAP] = 21000,
+		[CUEMU_COST_RESERVE] = 15000,
+		[CUEMU_COST_RELEASE] = 16000,
+		[CUEMU_COST_EXPORT] = 8000,
+		[CUEMU_COST_IMPORT] = 12000,
+		[CUEMU_COST_MEMINFO] = 8000,
+		[CUEMU_COST_CALL] = 800,
+	},
 };
+
+static const char *const cuemu_profile_names[CUEMU_PROFILES] = {
+	[CUEMU_PROFILE_OFF] = "off",
+	[CUEMU_PROFILE_A100] = "a100",
+	[CUEMU_PROFILE_H100] = "h100",
+};
+
+/* A call's cost is paid after it leaves the emulator lock (cuemu_leave), so
+ * a thread that waits out a long create does not hold up another thread's
+ * calls: the driver does not serialise a create with an export either. */
+static __thread bool		cuemu_tls_locked;
+static __thread uint64_t	cuemu_tls_owed_ns;
 
 static uint64_t
 cuemu_now_ns(void)
@@ -182,19 +218,30 @@ cuemu_now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-void
-cuemu_charge(enum cuemu_cost cost, size_t units)
+static void
+cuemu_spin(uint64_t ns)
 {
-	uint64_t until;
+	uint64_t until = cuemu_now_ns() + ns;
 
-	if (!cuemu_cfg.latency || cost == CUEMU_COST_NONE)
-		return;
-	if (units == 0)
-		units = 1;
-	until = cuemu_now_ns() + (uint64_t)cuemu_cost_ns[cost] * units;
 	/* Busy-wait: sleeping is far too coarse for microsecond costs. */
 	while (cuemu_now_ns() < until)
 		;
+}
+
+void
+cuemu_charge(enum cuemu_cost cost, size_t units)
+{
+	uint64_t ns;
+
+	if (cuemu_cfg.profile == CUEMU_PROFILE_OFF || cost == CUEMU_COST_NONE)
+		return;
+	if (units == 0)
+		units = 1;
+	ns = (uint64_t)cuemu_cost_ns[cuemu_cfg.profile][cost] * units;
+	if (cuemu_tls_locked)
+		cuemu_tls_owed_ns += ns;
+	else
+		cuemu_spin(ns);
 }
 
 /* ---- settings ------------------------------------------------------------ */
@@ -261,20 +308,52 @@ cuemu_config_load(void)
 		return -1;
 	}
 	c.granularity = v << 10;
+	/* The recommended granularity: a power-of-two multiple of the
+	 * minimum (real GPUs may recommend more than they require). */
+	v = c.granularity >> 10;
+	if (cuemu_env_u64("CUEMU_REC_GRANULARITY_KB", 4, 1048576, &v) != 0)
+		return -1;
+	if ((v & (v - 1)) != 0 || (v << 10) < c.granularity) {
+		fprintf(stderr, "cuemu: CUEMU_REC_GRANULARITY_KB=%" PRIu64
+		    ": expected a power of two in [%" PRIu64 ", 1048576] (at "
+		    "least CUEMU_GRANULARITY_KB)\n", v, c.granularity >> 10);
+		return -1;
+	}
+	c.rec_granularity = v << 10;
+	if (cuemu_procaddr_setting(&c.procaddr_internal) != 0)
+		return -1;
 	v = 0;
 	if (cuemu_env_u64("CUEMU_OOM_ABOVE_MB", 1, 1048576, &v) != 0)
 		return -1;
 	c.oom_above = v << 20;
 	s = getenv("CUEMU_LATENCY");
-	if (s == NULL || strcmp(s, "off") == 0)
-		c.latency = false;
-	else if (strcmp(s, "a100") == 0)
-		c.latency = true;
-	else {
-		fprintf(stderr, "cuemu: CUEMU_LATENCY=\"%s\": expected off or "
-		    "a100\n", s);
+	c.profile = CUEMU_PROFILES;
+	for (i = 0; i < (size_t)CUEMU_PROFILES; i++)
+		if (strcmp(s != NULL ? s : "off", cuemu_profile_names[i]) == 0)
+			c.profile = (enum cuemu_profile)i;
+	if (c.profile == CUEMU_PROFILES) {
+		fprintf(stderr, "cuemu: CUEMU_LATENCY=\"%s\": expected off, a100 "
+		    "or h100\n", s);
 		return -1;
 	}
+	s = getenv("CUEMU_COMPUTE_MODE");
+	if (s == NULL || strcmp(s, "default") == 0)
+		c.exclusive = false;
+	else if (strcmp(s, "exclusive_process") == 0)
+		c.exclusive = true;
+	else {
+		fprintf(stderr, "cuemu: CUEMU_COMPUTE_MODE=\"%s\": expected "
+		    "default or exclusive_process\n", s);
+		return -1;
+	}
+	v = 0;
+	if (cuemu_env_u64("CUEMU_RDMA", 0, 1, &v) != 0)
+		return -1;
+	c.rdma = v != 0;
+	v = 0;
+	if (cuemu_env_u64("CUEMU_MIG", 0, 1, &v) != 0)
+		return -1;
+	c.mig = v != 0;
 	v = 2000;
 	if (cuemu_env_u64("CUEMU_ASYNC_DELAY_US", 0, 10000000, &v) != 0)
 		return -1;
@@ -330,6 +409,7 @@ cuemu_enter(const char *name, bool need_init)
 		pthread_mutex_unlock(&cuemu_lock);
 		return CUDA_ERROR_NOT_INITIALIZED;
 	}
+	cuemu_tls_locked = true;
 	return CUDA_SUCCESS;
 }
 
@@ -356,7 +436,13 @@ cuemu_mutex(void)
 void
 cuemu_leave(void)
 {
+	uint64_t owed = cuemu_tls_owed_ns;
+
+	cuemu_tls_locked = false;
+	cuemu_tls_owed_ns = 0;
 	pthread_mutex_unlock(&cuemu_lock);
+	if (owed != 0)
+		cuemu_spin(owed);
 }
 
 CUEMU_EXPORT CUresult CUDAAPI
@@ -445,14 +531,18 @@ cuemu_fnv(const void *p, size_t n, uint64_t h)
 	return h;
 }
 
+/* The UUID of device dev; with mig, of the MIG instance it stands for
+ * (CUEMU_MIG=1), else of the GPU. */
 static void
-cuemu_uuid(CUdevice dev, CUuuid *uuid)
+cuemu_uuid(CUdevice dev, bool mig, CUuuid *uuid)
 {
 	uint64_t h1, h2;
 
 	h1 = cuemu_fnv(cuemu_cfg.instance, strlen(cuemu_cfg.instance),
 	    14695981039346656037ull);
 	h1 = cuemu_fnv(&dev, sizeof(dev), h1);
+	if (mig)
+		h1 = cuemu_fnv("mig", 3, h1);
 	h2 = cuemu_fnv(&h1, sizeof(h1), h1 ^ 0x9e3779b97f4a7c15ull);
 	memcpy(uuid->bytes, &h1, 8);
 	memcpy(uuid->bytes + 8, &h2, 8);
@@ -467,15 +557,22 @@ cuDeviceGetUuid_v2(CUuuid *uuid, CUdevice dev)
 		return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
 	if (!cuemu_device_valid(dev))
 		return cuemu_ret(CUDA_ERROR_INVALID_DEVICE);
-	cuemu_uuid(dev, uuid);
+	cuemu_uuid(dev, cuemu_cfg.mig, uuid);
 	return cuemu_ret(CUDA_SUCCESS);
 }
 
-/* The v1 ABI answers the same here (v2 differs only for MIG instances). */
+/* The v1 ABI: on a MIG instance it answers with the GPU's UUID, as the
+ * driver's did before _v2 (which names the instance). */
 CUEMU_EXPORT CUresult CUDAAPI
 cuDeviceGetUuid(CUuuid *uuid, CUdevice dev)
 {
-	return cuDeviceGetUuid_v2(uuid, dev);
+	CUEMU_ENTER("cuDeviceGetUuid");
+	if (uuid == NULL)
+		return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
+	if (!cuemu_device_valid(dev))
+		return cuemu_ret(CUDA_ERROR_INVALID_DEVICE);
+	cuemu_uuid(dev, false, uuid);
+	return cuemu_ret(CUDA_SUCCESS);
 }
 
 CUEMU_EXPORT CUresult CUDAAPI
@@ -534,7 +631,14 @@ cuemu_attribute(CUdevice_attribute attrib, int *out)
 	case CU_DEVICE_ATTRIBUTE_PCI_DOMAIN_ID:
 		*out = 0;
 		return 0;
+	case CU_DEVICE_ATTRIBUTE_COMPUTE_MODE:
+		*out = cuemu_cfg.exclusive ? CU_COMPUTEMODE_EXCLUSIVE_PROCESS :
+		    CU_COMPUTEMODE_DEFAULT;
+		return 0;
 	case CU_DEVICE_ATTRIBUTE_GPU_DIRECT_RDMA_WITH_CUDA_VMM_SUPPORTED:
+	case CU_DEVICE_ATTRIBUTE_GPU_DIRECT_RDMA_SUPPORTED:
+		*out = cuemu_cfg.rdma;
+		return 0;
 	case CU_DEVICE_ATTRIBUTE_HANDLE_TYPE_FABRIC_SUPPORTED:
 	case CU_DEVICE_ATTRIBUTE_HANDLE_TYPE_WIN32_HANDLE_SUPPORTED:
 	case CU_DEVICE_ATTRIBUTE_HANDLE_TYPE_WIN32_KMT_HANDLE_SUPPORTED:
@@ -574,7 +678,11 @@ struct CUctx_st {
 };
 
 static struct CUctx_st		cuemu_primary[CUEMU_MAX_DEVICES];
-static __thread CUcontext	cuemu_tls_ctx;
+/* Initial-exec: static TLS even when the library is dlopen'ed (the runtime
+ * and libvmm_client.so load the driver lazily).  A dynamic TLS block here
+ * trips the leak checker of sanitizer builds (GCC 12's LeakSanitizer reads
+ * a bogus DTLS range for a thread that touched it and crashes at exit). */
+static __thread CUcontext	cuemu_tls_ctx __attribute__((tls_model("initial-exec")));
 
 static bool
 cuemu_ctx_known(CUcontext ctx)
@@ -627,6 +735,12 @@ cuDevicePrimaryCtxRetain(CUcontext *pctx, CUdevice dev)
 		return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
 	if (!cuemu_device_valid(dev))
 		return cuemu_ret(CUDA_ERROR_INVALID_DEVICE);
+	/* EXCLUSIVE_PROCESS: "only one context used by a single process can
+	 * be present on this device at a time" (cuda.h CUcomputemode); a
+	 * second process gets CUDA_ERROR_DEVICE_UNAVAILABLE. */
+	if (cuemu_cfg.exclusive && cuemu_primary[dev].retains == 0 &&
+	    cuemu_machine_ctx_claim(dev) != 0)
+		return cuemu_ret(CUDA_ERROR_DEVICE_UNAVAILABLE);
 	__atomic_store_n(&cuemu_primary[dev].device, dev, __ATOMIC_RELAXED);
 	__atomic_store_n(&cuemu_primary[dev].magic, CUEMU_CTX_MAGIC,
 	    __ATOMIC_RELEASE);
@@ -643,10 +757,14 @@ cuDevicePrimaryCtxRelease_v2(CUdevice dev)
 		return cuemu_ret(CUDA_ERROR_INVALID_DEVICE);
 	if (cuemu_primary[dev].retains == 0)
 		return cuemu_ret(CUDA_ERROR_INVALID_CONTEXT);
-	/* The last release destroys the context, and its peer access. */
+	/* The last release destroys the context, and its peer access; in
+	 * exclusive mode it frees the device for other processes. */
 	if (__atomic_sub_fetch(&cuemu_primary[dev].retains, 1,
-	    __ATOMIC_RELEASE) == 0)
+	    __ATOMIC_RELEASE) == 0) {
 		cuemu_peer_forget(dev);
+		if (cuemu_cfg.exclusive)
+			cuemu_machine_ctx_unclaim(dev);
+	}
 	return cuemu_ret(CUDA_SUCCESS);
 }
 
@@ -712,6 +830,10 @@ cuCtxSynchronize(void)
 	if ((dev = cuemu_current_device()) < 0)
 		return CUDA_ERROR_INVALID_CONTEXT;
 	cuemu_charge(CUEMU_COST_CALL, 1);
+	/* A capture of this device's streams is invalidated and the call
+	 * refused: nothing is waited for. */
+	if ((r = cuemu_capture_ctx_sync_unlocked(dev)) != CUDA_SUCCESS)
+		return r;
 	cuemu_counter_add(CUEMU_COUNTER_CTX_SYNCS);
 	if (cuemu_q_device_idle(dev))
 		return CUDA_SUCCESS;
@@ -772,6 +894,12 @@ cuCtxSynchronize_v2(CUcontext ctx)
 		ctx = cuemu_current_ctx();
 	if (ctx == NULL || !cuemu_ctx_known(ctx) || ctx->retains == 0)
 		return cuemu_ret(CUDA_ERROR_INVALID_CONTEXT);
+	{
+		CUresult r = cuemu_capture_ctx_sync(ctx->device);
+
+		if (r != CUDA_SUCCESS)
+			return cuemu_ret(r);
+	}
 	cuemu_counter_add(CUEMU_COUNTER_CTX_SYNCS);
 	cuemu_q_sync_device(ctx->device);
 	return cuemu_ret(CUDA_SUCCESS);

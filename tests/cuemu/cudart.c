@@ -101,7 +101,17 @@
 	X(cuEventDestroy,		PFN_cuEventDestroy_v4000)	\
 	X(cuDeviceCanAccessPeer,	PFN_cuDeviceCanAccessPeer_v4000) \
 	X(cuCtxEnablePeerAccess,	PFN_cuCtxEnablePeerAccess_v4000) \
-	X(cuCtxDisablePeerAccess,	PFN_cuCtxDisablePeerAccess_v4000)
+	X(cuCtxDisablePeerAccess,	PFN_cuCtxDisablePeerAccess_v4000) \
+	X(cuStreamBeginCapture,		PFN_cuStreamBeginCapture_v10010) \
+	X(cuStreamEndCapture,		PFN_cuStreamEndCapture_v10000)	\
+	X(cuStreamIsCapturing,		PFN_cuStreamIsCapturing_v10000)	\
+	X(cuStreamGetCaptureInfo,	PFN_cuStreamGetCaptureInfo_v12030) \
+	X(cuThreadExchangeStreamCaptureMode,				\
+	    PFN_cuThreadExchangeStreamCaptureMode_v10010)		\
+	X(cuGraphInstantiateWithFlags,	PFN_cuGraphInstantiateWithFlags_v11040) \
+	X(cuGraphLaunch,		PFN_cuGraphLaunch_v10000)	\
+	X(cuGraphDestroy,		PFN_cuGraphDestroy_v10000)	\
+	X(cuGraphExecDestroy,		PFN_cuGraphExecDestroy_v10000)
 
 /* Members are fn_<base name>: token pasting keeps cuda.h's
  * "#define cuMemAlloc cuMemAlloc_v2" from renaming them.  NULL: unresolved. */
@@ -280,9 +290,27 @@ static struct {
 	X(cudaErrorStreamCaptureInvalidated,				\
 	    CUDA_ERROR_STREAM_CAPTURE_INVALIDATED,			\
 	    "operation failed due to a previous error during capture")	\
+	X(cudaErrorStreamCaptureMerge, CUDA_ERROR_STREAM_CAPTURE_MERGE,	\
+	    "operation would result in a merge of separate capture "	\
+	    "sequences")						\
+	X(cudaErrorStreamCaptureUnmatched,				\
+	    CUDA_ERROR_STREAM_CAPTURE_UNMATCHED,			\
+	    "capture was not ended in the same stream as it began")	\
+	X(cudaErrorStreamCaptureUnjoined, CUDA_ERROR_STREAM_CAPTURE_UNJOINED, \
+	    "capturing stream has unjoined work")			\
+	X(cudaErrorStreamCaptureIsolation,				\
+	    CUDA_ERROR_STREAM_CAPTURE_ISOLATION,			\
+	    "dependency created on uncaptured work in another stream")	\
+	X(cudaErrorStreamCaptureImplicit, CUDA_ERROR_STREAM_CAPTURE_IMPLICIT, \
+	    "operation would make the legacy stream depend on a capturing " \
+	    "blocking stream")						\
 	X(cudaErrorCapturedEvent, CUDA_ERROR_CAPTURED_EVENT,		\
 	    "operation not permitted on an event last recorded in a "	\
 	    "capturing stream")						\
+	X(cudaErrorStreamCaptureWrongThread,				\
+	    CUDA_ERROR_STREAM_CAPTURE_WRONG_THREAD,			\
+	    "attempt to terminate a thread-local capture sequence from "	\
+	    "another thread")						\
 	X(cudaErrorTimeout, CUDA_ERROR_TIMEOUT, "wait operation timed out") \
 	X(cudaErrorUnknown, CUDA_ERROR_UNKNOWN, "unknown error")
 
@@ -730,6 +758,8 @@ cudaMalloc(void **devPtr, size_t size)
  * real one, cudaFree synchronizes the device before it frees ("Managing
  * memory allocations using cudaMalloc and cudaFree causes GPU to
  * synchronize across all executing CUDA streams"). */
+static unsigned	rt_captures;	/* begun through this runtime, not ended */
+
 cudaError_t CUDARTAPI
 cudaFree(void *devPtr)
 {
@@ -739,7 +769,12 @@ cudaFree(void *devPtr)
 		return rt_ret(err);
 	if (devPtr == NULL)
 		return cudaSuccess;
-	if ((err = RT_CALL(cuCtxSynchronize, NULL)) != cudaSuccess)
+	/* While a capture begun through the runtime is in progress the free
+	 * does not wait for the device (that would invalidate the capture;
+	 * RELAXED mode allows cudaFree): the memory goes at once, and the
+	 * driver counts it if queued work still touches it. */
+	if (__atomic_load_n(&rt_captures, __ATOMIC_ACQUIRE) == 0 &&
+	    (err = RT_CALL(cuCtxSynchronize, NULL)) != cudaSuccess)
 		return rt_ret(err);
 	return rt_ret(RT_CALL(cuMemFree, rt_dptr(devPtr)));
 }
@@ -1039,4 +1074,139 @@ cudaEventDestroy(cudaEvent_t event)
 	if ((err = rt_context()) != cudaSuccess)
 		return rt_ret(err);
 	return rt_ret(RT_CALL(cuEventDestroy, event));
+}
+
+/* ---- stream capture and graphs ------------------------------------------ */
+
+/* The runtime's capture enums and graph handles are the driver's. */
+cudaError_t CUDARTAPI
+cudaStreamBeginCapture(cudaStream_t stream, enum cudaStreamCaptureMode mode)
+{
+	cudaError_t err;
+
+	if ((err = rt_context()) != cudaSuccess)
+		return rt_ret(err);
+	if ((err = RT_CALL(cuStreamBeginCapture, stream,
+	    (CUstreamCaptureMode)mode)) == cudaSuccess)
+		__atomic_add_fetch(&rt_captures, 1, __ATOMIC_ACQ_REL);
+	return rt_ret(err);
+}
+
+cudaError_t CUDARTAPI
+cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t *pGraph)
+{
+	cudaError_t err;
+
+	if ((err = rt_context()) != cudaSuccess)
+		return rt_ret(err);
+	err = RT_CALL(cuStreamEndCapture, stream, pGraph);
+	/* Ended, validly or not (an invalidated capture ends too). */
+	if ((err == cudaSuccess || err == cudaErrorStreamCaptureInvalidated) &&
+	    __atomic_load_n(&rt_captures, __ATOMIC_ACQUIRE) > 0)
+		__atomic_sub_fetch(&rt_captures, 1, __ATOMIC_ACQ_REL);
+	return rt_ret(err);
+}
+
+cudaError_t CUDARTAPI
+cudaStreamIsCapturing(cudaStream_t stream,
+    enum cudaStreamCaptureStatus *pCaptureStatus)
+{
+	CUstreamCaptureStatus st = CU_STREAM_CAPTURE_STATUS_NONE;
+	cudaError_t err;
+
+	if (pCaptureStatus == NULL)
+		return rt_ret(cudaErrorInvalidValue);
+	if ((err = rt_context()) != cudaSuccess)
+		return rt_ret(err);
+	if ((err = RT_CALL(cuStreamIsCapturing, stream, &st)) != cudaSuccess)
+		return rt_ret(err);
+	*pCaptureStatus = (enum cudaStreamCaptureStatus)st;
+	return cudaSuccess;
+}
+
+cudaError_t CUDARTAPI
+cudaStreamGetCaptureInfo(cudaStream_t stream,
+    enum cudaStreamCaptureStatus *captureStatus_out,
+    unsigned long long *id_out, cudaGraph_t *graph_out,
+    const cudaGraphNode_t **dependencies_out,
+    const cudaGraphEdgeData **edgeData_out, size_t *numDependencies_out)
+{
+	CUstreamCaptureStatus st = CU_STREAM_CAPTURE_STATUS_NONE;
+	cuuint64_t id = 0;
+	cudaError_t err;
+
+	if (captureStatus_out == NULL)
+		return rt_ret(cudaErrorInvalidValue);
+	if ((err = rt_context()) != cudaSuccess)
+		return rt_ret(err);
+	if ((err = RT_CALL(cuStreamGetCaptureInfo, stream, &st,
+	    id_out != NULL ? &id : NULL, graph_out, dependencies_out,
+	    (const CUgraphEdgeData **)edgeData_out, numDependencies_out)) !=
+	    cudaSuccess)
+		return rt_ret(err);
+	*captureStatus_out = (enum cudaStreamCaptureStatus)st;
+	if (id_out != NULL && st == CU_STREAM_CAPTURE_STATUS_ACTIVE)
+		*id_out = id;
+	return cudaSuccess;
+}
+
+/* The mode is the driver's, per thread. */
+cudaError_t CUDARTAPI
+cudaThreadExchangeStreamCaptureMode(enum cudaStreamCaptureMode *mode)
+{
+	CUstreamCaptureMode m;
+	cudaError_t err;
+
+	if (mode == NULL)
+		return rt_ret(cudaErrorInvalidValue);
+	if ((err = rt_init()) != cudaSuccess)
+		return rt_ret(err);
+	m = (CUstreamCaptureMode)*mode;
+	if ((err = RT_CALL(cuThreadExchangeStreamCaptureMode, &m)) !=
+	    cudaSuccess)
+		return rt_ret(err);
+	*mode = (enum cudaStreamCaptureMode)m;
+	return cudaSuccess;
+}
+
+cudaError_t CUDARTAPI
+cudaGraphInstantiate(cudaGraphExec_t *pGraphExec, cudaGraph_t graph,
+    unsigned long long flags)
+{
+	cudaError_t err;
+
+	if ((err = rt_context()) != cudaSuccess)
+		return rt_ret(err);
+	return rt_ret(RT_CALL(cuGraphInstantiateWithFlags, pGraphExec, graph,
+	    flags));
+}
+
+cudaError_t CUDARTAPI
+cudaGraphLaunch(cudaGraphExec_t graphExec, cudaStream_t stream)
+{
+	cudaError_t err;
+
+	if ((err = rt_context()) != cudaSuccess)
+		return rt_ret(err);
+	return rt_ret(RT_CALL(cuGraphLaunch, graphExec, stream));
+}
+
+cudaError_t CUDARTAPI
+cudaGraphExecDestroy(cudaGraphExec_t graphExec)
+{
+	cudaError_t err;
+
+	if ((err = rt_context()) != cudaSuccess)
+		return rt_ret(err);
+	return rt_ret(RT_CALL(cuGraphExecDestroy, graphExec));
+}
+
+cudaError_t CUDARTAPI
+cudaGraphDestroy(cudaGraph_t graph)
+{
+	cudaError_t err;
+
+	if ((err = rt_context()) != cudaSuccess)
+		return rt_ret(err);
+	return rt_ret(RT_CALL(cuGraphDestroy, graph));
 }

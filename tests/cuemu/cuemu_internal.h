@@ -29,13 +29,26 @@
 
 /* ---- core.c: settings, init, lock, faults, latency ---------------------- */
 
+/* Latency profiles (CUEMU_LATENCY). */
+enum cuemu_profile {
+	CUEMU_PROFILE_OFF,
+	CUEMU_PROFILE_A100,
+	CUEMU_PROFILE_H100,
+	CUEMU_PROFILES
+};
+
 struct cuemu_config {
 	char		instance[CUEMU_INSTANCE_MAX + 1];
 	int		devices;
 	uint64_t	mem_bytes;	/* capacity of each device */
-	uint64_t	granularity;
+	uint64_t	granularity;	/* minimum */
+	uint64_t	rec_granularity; /* recommended: a multiple of it */
+	bool		procaddr_internal; /* cuGetProcAddress: trampolines */
 	uint64_t	oom_above;	/* 0: off */
-	bool		latency;
+	enum cuemu_profile profile;
+	bool		exclusive;	/* CU_COMPUTEMODE_EXCLUSIVE_PROCESS */
+	bool		rdma;		/* GPUDirect RDMA with VMM supported */
+	bool		mig;		/* devices are MIG instances */
 	uint64_t	async_delay_ns;	/* queued work runs at the latest then */
 };
 
@@ -50,7 +63,11 @@ enum cuemu_cost {
 	CUEMU_COST_UNMAP,
 	CUEMU_COST_RESERVE,
 	CUEMU_COST_RELEASE,
+	CUEMU_COST_EXPORT,
+	CUEMU_COST_IMPORT,
+	CUEMU_COST_MEMINFO,
 	CUEMU_COST_CALL,
+	CUEMU_COST_N
 };
 
 /* Checks init state and faults, then locks.  On a non-zero return the lock
@@ -62,7 +79,8 @@ void		cuemu_leave(void);
 CUresult	cuemu_check(const char *name);
 /* The emulator lock itself, for condition waits (queue.c). */
 pthread_mutex_t *cuemu_mutex(void);
-/* Charges the latency profile's cost for an operation touching n units. */
+/* Charges the latency profile's cost for an operation touching n units:
+ * paid (busy-waiting) when the call leaves the lock, or at once without it. */
 void		cuemu_charge(enum cuemu_cost cost, size_t units);
 bool		cuemu_device_valid(int ordinal);
 /* The context current on this thread, or NULL if none or not active. */
@@ -91,15 +109,34 @@ cuemu_ret(CUresult r)
 
 /* ---- capacity.c: device memory shared by every process of an instance --- */
 
+/* In handle_types of a memfd's name: the memory is GPUDirect RDMA capable. */
+#define CUEMU_TYPES_RDMA 0x100u
 /* Creates a memfd of size bytes charged to device dev, or returns
  * CUDA_ERROR_OUT_OF_MEMORY.  handle_types is recorded in the memfd's name so
  * an importer learns it.  Returns the fd in *fdp. */
 CUresult	cuemu_capacity_create(int dev, uint64_t size, unsigned handle_types,
 		    int *fdp);
-/* Exact bytes in use on device dev across all processes. */
+/* Bytes in use on device dev across all processes, from the shared books:
+ * no scan (see capacity.c for how exact it is). */
 uint64_t	cuemu_capacity_used(int dev);
+/* Exact scans of /proc made so far for device dev (by any process). */
+uint64_t	cuemu_capacity_scans(int dev);
+/* Before a memfd leaves the process (export): marks it shared, so its end is
+ * no longer taken as certain when this process closes it.  Any path that
+ * hands a memfd to another process must call this first.  0 or -1. */
+int		cuemu_capacity_export(int fd);
+/* A handle of this process now holds fd, imported from another. */
+void		cuemu_capacity_import(int fd);
+/* Closes a memfd of ours that a handle or allocation held (after its last
+ * mapping in this process is gone), and updates the books. */
+void		cuemu_capacity_close(int fd);
 /* Capacity of device dev, as fixed for the instance. */
 uint64_t	cuemu_capacity_total(int dev);
+/* CUEMU_COMPUTE_MODE=exclusive_process: this process's first context on
+ * dev claims the device for the instance; -1 while another live process
+ * holds a context there.  Unclaim when the last context goes. */
+int		cuemu_machine_ctx_claim(int dev);
+void		cuemu_machine_ctx_unclaim(int dev);
 /* Parses a cuemu memfd name of this instance: returns 0 and fills the out
  * parameters, or -1 if fd is not cuemu device memory of this instance. */
 int		cuemu_capacity_identify(int fd, int *dev, uint64_t *size,
@@ -145,9 +182,18 @@ bool		cuemu_peer_enabled(int accessor, int owner);
  * for the last time); lock held. */
 void		cuemu_peer_forget(int dev);
 
+/* ---- procaddr.c: cuGetProcAddress ---------------------------------------- */
+
+/* CUEMU_PROCADDR_INTERNAL (read once, also before cuInit): 0 or 1 into *on;
+ * -1 (after one line on stderr) if invalid. */
+int		cuemu_procaddr_setting(bool *on);
+
 /* ---- mem.c: streams and events, classic memory, copies ------------------- */
 
 bool		cuemu_stream_valid(CUstream s);
+/* Device and flags of a valid stream (dev and 0 for the default streams). */
+void		cuemu_stream_props(CUstream s, int dev, int *devp,
+		    unsigned *flagsp);
 /* Frees the classic allocation at dptr; lock held. */
 CUresult	cuemu_classic_free(CUdeviceptr dptr);
 
@@ -204,5 +250,52 @@ void		cuemu_q_sync_device(int dev);
 bool		cuemu_q_device_idle(int dev);
 /* Counts a busy release if pending work touches [addr, addr+len). */
 void		cuemu_q_note_release(CUdeviceptr addr, size_t len);
+
+/* ---- capture.c: stream capture and graphs ------------------------------- */
+
+/* One operation issued to a stream, as a graph records it. */
+struct cuemu_op {
+	enum {
+		CUEMU_OP_COPY,
+		CUEMU_OP_MEMSET,
+		CUEMU_OP_EVENT,
+		CUEMU_OP_UNSUPPORTED,	/* cannot be captured here */
+	}		kind;
+	CUdeviceptr	dst, src;
+	bool		dst_dev, src_dev;	/* which side is device memory */
+	size_t		len;
+	unsigned char	value;
+	CUevent		event;
+};
+
+/* What the _ptsz entry points mean by stream s (NULL: the per-thread one). */
+CUstream	cuemu_ptsz(CUstream s);
+/* The hooks, lock held.  Before async work op on stream s (device dev of the
+ * current context): an error to return, or CUDA_SUCCESS with *captured set
+ * if it was recorded into s's capture (else the caller executes it). */
+CUresult	cuemu_capture_issue(CUstream s, int dev, const struct cuemu_op *op,
+		    bool *captured);
+/* Before synchronizing or querying stream s (NULL: the legacy stream, as a
+ * synchronous copy or memset uses it). */
+CUresult	cuemu_capture_wait(CUstream s, int dev);
+/* Before synchronizing device dev's context (the unlocked form takes the
+ * lock only while a capture exists). */
+CUresult	cuemu_capture_ctx_sync(int dev);
+CUresult	cuemu_capture_ctx_sync_unlocked(int dev);
+/* Before a potentially unsafe call (allocation, free, mapping changes);
+ * CUEMU_CAPTURE_UNSAFE() leaves with its error, lock held. */
+CUresult	cuemu_capture_unsafe(void);
+#define CUEMU_CAPTURE_UNSAFE()                                           \
+	do {                                                             \
+		CUresult unsafe_r_ = cuemu_capture_unsafe();             \
+		if (unsafe_r_ != CUDA_SUCCESS)                           \
+			return cuemu_ret(unsafe_r_);                     \
+	} while (0)
+/* Events: recorded into stream s, waited for or queried, destroyed. */
+CUresult	cuemu_capture_event_record(CUevent e, CUstream s, int dev);
+CUresult	cuemu_capture_event_wait(CUevent e);
+void		cuemu_capture_event_gone(CUevent e);
+/* Before destroying stream s. */
+CUresult	cuemu_capture_stream_gone(CUstream s);
 
 #endif

@@ -84,6 +84,14 @@ cuemu_stream_q(CUstream s, int dev, bool ptds)
 	return s->q;
 }
 
+void
+cuemu_stream_props(CUstream s, int dev, int *devp, unsigned *flagsp)
+{
+	*devp = cuemu_stream_device(s, dev);
+	*flagsp = s == NULL || s == CU_STREAM_LEGACY ||
+	    s == CU_STREAM_PER_THREAD ? 0 : s->flags;
+}
+
 static struct CUevent_st *
 cuemu_event_find(CUevent e)
 {
@@ -132,7 +140,10 @@ cuStreamDestroy_v2(CUstream hStream)
 	for (pp = &cuemu_streams; *pp != NULL; pp = &(*pp)->next) {
 		if (*pp == hStream) {
 			struct CUstream_st *s = *pp;
+			CUresult r;
 
+			if ((r = cuemu_capture_stream_gone(s)) != CUDA_SUCCESS)
+				return cuemu_ret(r);
 			*pp = s->next;
 			s->magic = 0;
 			cuemu_q_destroy(s->q);
@@ -153,12 +164,15 @@ static CUresult
 cuemu_stream_sync(const char *name, CUstream hStream, bool query, bool ptds)
 {
 	struct cuemu_q *q;
+	CUresult r;
 	int dev;
 
 	CUEMU_ENTER(name);
 	CUEMU_NEED_CTX(dev);
 	if (!cuemu_stream_valid(hStream))
 		return cuemu_ret(CUDA_ERROR_INVALID_HANDLE);
+	if ((r = cuemu_capture_wait(hStream, dev)) != CUDA_SUCCESS)
+		return cuemu_ret(r);
 	if ((q = cuemu_stream_q(hStream, dev, ptds)) == NULL)
 		return cuemu_ret(CUDA_ERROR_OUT_OF_MEMORY);
 	if (query)
@@ -178,7 +192,8 @@ cuStreamSynchronize(CUstream hStream)
 CUEMU_EXPORT CUresult CUDAAPI
 cuStreamSynchronize_ptsz(CUstream hStream)
 {
-	return cuemu_stream_sync("cuStreamSynchronize", hStream, false, true);
+	return cuemu_stream_sync("cuStreamSynchronize", cuemu_ptsz(hStream),
+	    false, true);
 }
 
 CUEMU_EXPORT CUresult CUDAAPI
@@ -190,7 +205,8 @@ cuStreamQuery(CUstream hStream)
 CUEMU_EXPORT CUresult CUDAAPI
 cuStreamQuery_ptsz(CUstream hStream)
 {
-	return cuemu_stream_sync("cuStreamQuery", hStream, true, true);
+	return cuemu_stream_sync("cuStreamQuery", cuemu_ptsz(hStream), true,
+	    true);
 }
 
 CUEMU_EXPORT CUresult CUDAAPI
@@ -230,6 +246,7 @@ cuEventDestroy_v2(CUevent hEvent)
 		if (*pp == hEvent) {
 			struct CUevent_st *e = *pp;
 
+			cuemu_capture_event_gone(e);
 			*pp = e->next;
 			e->magic = 0;
 			free(e);
@@ -264,6 +281,9 @@ cuemu_event_record(CUevent hEvent, CUstream hStream, bool ptds)
 	 * streams are the current context's. */
 	if (e->device != cuemu_stream_device(hStream, dev))
 		return cuemu_ret(CUDA_ERROR_INVALID_HANDLE);
+	/* Into a capture: recorded there (capture.c), its queries refused. */
+	if ((r = cuemu_capture_event_record(e, hStream, dev)) != CUDA_SUCCESS)
+		return cuemu_ret(r);
 	if ((q = cuemu_stream_q(hStream, dev, ptds)) == NULL)
 		return cuemu_ret(CUDA_ERROR_OUT_OF_MEMORY);
 	if ((r = cuemu_q_mark(q, &seq)) != CUDA_SUCCESS)
@@ -283,7 +303,7 @@ cuEventRecord(CUevent hEvent, CUstream hStream)
 CUEMU_EXPORT CUresult CUDAAPI
 cuEventRecord_ptsz(CUevent hEvent, CUstream hStream)
 {
-	return cuemu_event_record(hEvent, hStream, true);
+	return cuemu_event_record(hEvent, cuemu_ptsz(hStream), true);
 }
 
 /* An event never recorded counts as complete (cuda.h). */
@@ -291,12 +311,15 @@ CUEMU_EXPORT CUresult CUDAAPI
 cuEventSynchronize(CUevent hEvent)
 {
 	struct CUevent_st *e;
+	CUresult r;
 	int dev;
 
 	CUEMU_ENTER("cuEventSynchronize");
 	CUEMU_NEED_CTX(dev);
 	if ((e = cuemu_event_find(hEvent)) == NULL)
 		return cuemu_ret(CUDA_ERROR_INVALID_HANDLE);
+	if ((r = cuemu_capture_event_wait(hEvent)) != CUDA_SUCCESS)
+		return cuemu_ret(r);
 	cuemu_counter_add(CUEMU_COUNTER_EVENT_SYNCS);
 	if (e->recorded)
 		cuemu_q_sync(e->q, e->seq);
@@ -307,10 +330,13 @@ CUEMU_EXPORT CUresult CUDAAPI
 cuEventQuery(CUevent hEvent)
 {
 	struct CUevent_st *e;
+	CUresult r;
 
 	CUEMU_ENTER("cuEventQuery");
 	if ((e = cuemu_event_find(hEvent)) == NULL)
 		return cuemu_ret(CUDA_ERROR_INVALID_HANDLE);
+	if ((r = cuemu_capture_event_wait(hEvent)) != CUDA_SUCCESS)
+		return cuemu_ret(r);
 	if (e->recorded && !cuemu_q_done(e->q, e->seq))
 		return cuemu_ret(CUDA_ERROR_NOT_READY);
 	return cuemu_ret(CUDA_SUCCESS);
@@ -436,12 +462,12 @@ cuemu_alloc(int dev, size_t size, enum cuemu_kind kind, CUdeviceptr *out)
 		return r;
 	p = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (p == MAP_FAILED) {
-		close(fd);
+		cuemu_capacity_close(fd);
 		return CUDA_ERROR_OUT_OF_MEMORY;
 	}
 	if (cuemu_alloc_add((CUdeviceptr)(uintptr_t)p, size, dev, fd, kind) != 0) {
 		munmap(p, span);
-		close(fd);
+		cuemu_capacity_close(fd);
 		return CUDA_ERROR_OUT_OF_MEMORY;
 	}
 	*out = (CUdeviceptr)(uintptr_t)p;
@@ -459,7 +485,7 @@ cuemu_classic_free(CUdeviceptr dptr)
 		return CUDA_ERROR_INVALID_VALUE;
 	munmap((void *)(uintptr_t)dptr,
 	    (size + CUEMU_PAGE - 1) & ~(size_t)(CUEMU_PAGE - 1));
-	close(fd);
+	cuemu_capacity_close(fd);
 	return CUDA_SUCCESS;
 }
 
@@ -470,6 +496,7 @@ cuMemAlloc_v2(CUdeviceptr *dptr, size_t bytesize)
 
 	CUEMU_ENTER("cuMemAlloc");
 	CUEMU_NEED_CTX(dev);
+	CUEMU_CAPTURE_UNSAFE();
 	if (dptr == NULL)
 		return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
 	return cuemu_ret(cuemu_alloc(dev, bytesize, CUEMU_KIND_ALLOC, dptr));
@@ -485,6 +512,7 @@ cuMemAllocPitch_v2(CUdeviceptr *dptr, size_t *pPitch, size_t WidthInBytes,
 
 	CUEMU_ENTER("cuMemAllocPitch");
 	CUEMU_NEED_CTX(dev);
+	CUEMU_CAPTURE_UNSAFE();
 	if (dptr == NULL || pPitch == NULL || WidthInBytes == 0 || Height == 0 ||
 	    (ElementSizeBytes != 4 && ElementSizeBytes != 8 &&
 	    ElementSizeBytes != 16) || WidthInBytes > SIZE_MAX / 2)
@@ -508,6 +536,7 @@ cuMemFree_v2(CUdeviceptr dptr)
 
 	CUEMU_ENTER("cuMemFree");
 	CUEMU_NEED_CTX(dev);
+	CUEMU_CAPTURE_UNSAFE();
 	/* Pending work on it: a GPU would fault (observable, see queue.c). */
 	if (cuemu_lookup(dptr, &rg) && rg.base == dptr && rg.kind != CUEMU_KIND_VMM)
 		cuemu_q_note_release(rg.base, rg.size);
@@ -519,10 +548,17 @@ cuemu_alloc_async(CUdeviceptr *dptr, size_t bytesize, CUstream hStream)
 {
 	int dev;
 
+	const struct cuemu_op op = { .kind = CUEMU_OP_UNSUPPORTED };
+	bool captured;
+	CUresult r;
+
 	CUEMU_ENTER("cuMemAllocAsync");
 	CUEMU_NEED_CTX(dev);
 	if (dptr == NULL || !cuemu_stream_valid(hStream))
 		return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
+	if ((r = cuemu_capture_issue(hStream, dev, &op, &captured)) !=
+	    CUDA_SUCCESS)
+		return cuemu_ret(r);
 	/* "The allocation comes from the memory pool current to the stream's
 	 * device." */
 	return cuemu_ret(cuemu_alloc(cuemu_stream_device(hStream, dev),
@@ -538,7 +574,7 @@ cuMemAllocAsync(CUdeviceptr *dptr, size_t bytesize, CUstream hStream)
 CUEMU_EXPORT CUresult CUDAAPI
 cuMemAllocAsync_ptsz(CUdeviceptr *dptr, size_t bytesize, CUstream hStream)
 {
-	return cuemu_alloc_async(dptr, bytesize, hStream);
+	return cuemu_alloc_async(dptr, bytesize, cuemu_ptsz(hStream));
 }
 
 /* The memory goes when the stream reaches the free, not before. */
@@ -549,10 +585,17 @@ cuemu_free_async(CUdeviceptr dptr, CUstream hStream, bool ptds)
 	struct cuemu_q *q;
 	int dev;
 
+	const struct cuemu_op op = { .kind = CUEMU_OP_UNSUPPORTED };
+	bool captured;
+	CUresult r;
+
 	CUEMU_ENTER("cuMemFreeAsync");
 	CUEMU_NEED_CTX(dev);
 	if (!cuemu_stream_valid(hStream))
 		return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
+	if ((r = cuemu_capture_issue(hStream, dev, &op, &captured)) !=
+	    CUDA_SUCCESS)
+		return cuemu_ret(r);
 	if (!cuemu_lookup(dptr, &rg) || rg.base != dptr ||
 	    rg.kind == CUEMU_KIND_VMM)
 		return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
@@ -570,7 +613,7 @@ cuMemFreeAsync(CUdeviceptr dptr, CUstream hStream)
 CUEMU_EXPORT CUresult CUDAAPI
 cuMemFreeAsync_ptsz(CUdeviceptr dptr, CUstream hStream)
 {
-	return cuemu_free_async(dptr, hStream, true);
+	return cuemu_free_async(dptr, cuemu_ptsz(hStream), true);
 }
 
 CUEMU_EXPORT CUresult CUDAAPI
@@ -583,6 +626,7 @@ cuMemGetInfo_v2(size_t *free_bytes, size_t *total)
 	CUEMU_NEED_CTX(dev);
 	if (free_bytes == NULL || total == NULL)
 		return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
+	cuemu_charge(CUEMU_COST_MEMINFO, 1);
 	used = cuemu_capacity_used(dev);
 	cap = cuemu_capacity_total(dev);
 	*total = cap;
@@ -644,6 +688,17 @@ cuemu_copy(const char *name, CUdeviceptr dst, bool dst_dev, CUdeviceptr src,
 		return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
 	if (src_dev && !cuemu_range_ok(src, len, PROT_READ, dev))
 		return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
+	{
+		const struct cuemu_op op = { .kind = CUEMU_OP_COPY, .dst = dst,
+		    .src = src, .dst_dev = dst_dev, .src_dev = src_dev,
+		    .len = len };
+		bool captured = false;
+
+		r = async ? cuemu_capture_issue(stream, dev, &op, &captured) :
+		    cuemu_capture_wait(NULL, dev);
+		if (r != CUDA_SUCCESS || captured)
+			return cuemu_ret(r);
+	}
 	if (!dst_dev && !src_dev) {
 		memmove((void *)(uintptr_t)dst, (const void *)(uintptr_t)src,
 		    len);
@@ -748,7 +803,7 @@ cuMemcpyHtoDAsync_v2_ptsz(CUdeviceptr dstDevice, const void *srcHost,
     size_t ByteCount, CUstream hStream)
 {
 	return cuemu_copy("cuMemcpyHtoDAsync", dstDevice, true,
-	    CUEMU_H(srcHost), false, ByteCount, hStream, true, true);
+	    CUEMU_H(srcHost), false, ByteCount, cuemu_ptsz(hStream), true, true);
 }
 
 CUEMU_EXPORT CUresult CUDAAPI
@@ -764,7 +819,7 @@ cuMemcpyDtoHAsync_v2_ptsz(void *dstHost, CUdeviceptr srcDevice,
     size_t ByteCount, CUstream hStream)
 {
 	return cuemu_copy("cuMemcpyDtoHAsync", CUEMU_H(dstHost), false,
-	    srcDevice, true, ByteCount, hStream, true, true);
+	    srcDevice, true, ByteCount, cuemu_ptsz(hStream), true, true);
 }
 
 CUEMU_EXPORT CUresult CUDAAPI
@@ -780,7 +835,7 @@ cuMemcpyDtoDAsync_v2_ptsz(CUdeviceptr dstDevice, CUdeviceptr srcDevice,
     size_t ByteCount, CUstream hStream)
 {
 	return cuemu_copy("cuMemcpyDtoDAsync", dstDevice, true, srcDevice, true,
-	    ByteCount, hStream, true, true);
+	    ByteCount, cuemu_ptsz(hStream), true, true);
 }
 
 CUEMU_EXPORT CUresult CUDAAPI
@@ -796,7 +851,7 @@ cuMemcpyAsync_ptsz(CUdeviceptr dst, CUdeviceptr src, size_t ByteCount,
     CUstream hStream)
 {
 	return cuemu_copy("cuMemcpyAsync", dst, cuemu_is_device(dst), src,
-	    cuemu_is_device(src), ByteCount, hStream, true, true);
+	    cuemu_is_device(src), ByteCount, cuemu_ptsz(hStream), true, true);
 }
 
 /* Memsets of device memory are asynchronous to the host, the non-async ones
@@ -818,6 +873,17 @@ cuemu_memset(const char *name, CUdeviceptr dst, unsigned char uc, size_t n,
 		dev = cuemu_stream_device(stream, dev);
 	if (!cuemu_range_ok(dst, n, PROT_WRITE, dev))
 		return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
+	{
+		const struct cuemu_op op = { .kind = CUEMU_OP_MEMSET, .dst = dst,
+		    .dst_dev = true, .len = n, .value = uc };
+		bool captured = false;
+		CUresult r = async ?
+		    cuemu_capture_issue(stream, dev, &op, &captured) :
+		    cuemu_capture_wait(NULL, dev);
+
+		if (r != CUDA_SUCCESS || captured)
+			return cuemu_ret(r);
+	}
 	if ((q = cuemu_stream_q(async ? stream : NULL, dev, ptds)) == NULL)
 		return cuemu_ret(CUDA_ERROR_OUT_OF_MEMORY);
 	return cuemu_ret(cuemu_q_memset(q, dst, uc, n));
@@ -847,8 +913,8 @@ CUEMU_EXPORT CUresult CUDAAPI
 cuMemsetD8Async_ptsz(CUdeviceptr dstDevice, unsigned char uc, size_t N,
     CUstream hStream)
 {
-	return cuemu_memset("cuMemsetD8Async", dstDevice, uc, N, hStream, true,
-	    true);
+	return cuemu_memset("cuMemsetD8Async", dstDevice, uc, N,
+	    cuemu_ptsz(hStream), true, true);
 }
 
 /* ---- pointer attributes ------------------------------------------------------ */

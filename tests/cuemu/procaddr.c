@@ -7,6 +7,8 @@
  */
 #include "cuemu_internal.h"
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 enum { CUEMU_LEGACY, CUEMU_PTDS };
@@ -108,27 +110,128 @@ enum { CUEMU_LEGACY, CUEMU_PTDS };
 	X("cuStreamWaitEvent", 7000, cuStreamWaitEvent_ptsz, CUEMU_PTDS)      \
 	X("cuEventQuery", 2000, cuEventQuery, CUEMU_LEGACY)                   \
 	X("cuPointerGetAttribute", 4000, cuPointerGetAttribute, CUEMU_LEGACY) \
-	X("cuPointerGetAttributes", 7000, cuPointerGetAttributes, CUEMU_LEGACY)
+	X("cuPointerGetAttributes", 7000, cuPointerGetAttributes, CUEMU_LEGACY)\
+	X("cuStreamBeginCapture", 10000, cuStreamBeginCapture, CUEMU_LEGACY)  \
+	X("cuStreamBeginCapture", 10000, cuStreamBeginCapture_ptsz,           \
+	    CUEMU_PTDS)                                                       \
+	X("cuStreamBeginCapture", 10010, cuStreamBeginCapture_v2,             \
+	    CUEMU_LEGACY)                                                     \
+	X("cuStreamBeginCapture", 10010, cuStreamBeginCapture_v2_ptsz,        \
+	    CUEMU_PTDS)                                                       \
+	X("cuStreamEndCapture", 10000, cuStreamEndCapture, CUEMU_LEGACY)      \
+	X("cuStreamEndCapture", 10000, cuStreamEndCapture_ptsz, CUEMU_PTDS)   \
+	X("cuStreamIsCapturing", 10000, cuStreamIsCapturing, CUEMU_LEGACY)    \
+	X("cuStreamIsCapturing", 10000, cuStreamIsCapturing_ptsz, CUEMU_PTDS) \
+	X("cuStreamGetCaptureInfo", 10010, cuStreamGetCaptureInfo,            \
+	    CUEMU_LEGACY)                                                     \
+	X("cuStreamGetCaptureInfo", 10010, cuStreamGetCaptureInfo_ptsz,       \
+	    CUEMU_PTDS)                                                       \
+	X("cuStreamGetCaptureInfo", 11030, cuStreamGetCaptureInfo_v2,         \
+	    CUEMU_LEGACY)                                                     \
+	X("cuStreamGetCaptureInfo", 11030, cuStreamGetCaptureInfo_v2_ptsz,    \
+	    CUEMU_PTDS)                                                       \
+	X("cuStreamGetCaptureInfo", 12030, cuStreamGetCaptureInfo_v3,         \
+	    CUEMU_LEGACY)                                                     \
+	X("cuStreamGetCaptureInfo", 12030, cuStreamGetCaptureInfo_v3_ptsz,    \
+	    CUEMU_PTDS)                                                       \
+	X("cuThreadExchangeStreamCaptureMode", 10010,                         \
+	    cuThreadExchangeStreamCaptureMode, CUEMU_LEGACY)                  \
+	X("cuGraphDestroy", 10000, cuGraphDestroy, CUEMU_LEGACY)              \
+	X("cuGraphInstantiateWithFlags", 11040, cuGraphInstantiateWithFlags,  \
+	    CUEMU_LEGACY)                                                     \
+	X("cuGraphExecDestroy", 10000, cuGraphExecDestroy, CUEMU_LEGACY)      \
+	X("cuGraphLaunch", 10000, cuGraphLaunch, CUEMU_LEGACY)                \
+	X("cuGraphLaunch", 10000, cuGraphLaunch_ptsz, CUEMU_PTDS)
 
 /* The per-thread-stream variants are not declared by cuda.h in every
  * configuration; declare them here with the signatures of cudaTypedefs.h. */
 CUresult CUDAAPI cuMemAllocAsync_ptsz(CUdeviceptr *, size_t, CUstream);
 CUresult CUDAAPI cuMemFreeAsync_ptsz(CUdeviceptr, CUstream);
 
+/*
+ * Internal entry points (CUEMU_PROCADDR_INTERNAL=1): the real driver need
+ * not hand out the addresses dlsym shows (those may be thin exported
+ * wrappers), so a hook that recognises the driver's answer by comparing it
+ * with dlsym's is not enough.  Here each table entry gets a trampoline, a
+ * hidden jump to the function, and cuGetProcAddress answers with it.  The
+ * jump binds inside this library (linked -Bsymbolic-functions), never to a
+ * preloaded definition of the same name.
+ */
+#if defined(__x86_64__)
+#if defined(__CET__) && (__CET__ & 1)
+#define CUEMU_TRAMP_BODY(f)	"	endbr64\n	jmp	" #f "\n"
+#else
+#define CUEMU_TRAMP_BODY(f)	"	jmp	" #f "\n"
+#endif
+#elif defined(__aarch64__)
+#define CUEMU_TRAMP_BODY(f)	"	b	" #f "\n"
+#endif
+
+#ifdef CUEMU_TRAMP_BODY
+#define CUEMU_HAVE_TRAMPS 1
+#define CUEMU_TRAMP_ASM(n, v, f, k)					\
+	"	.globl	cuemu_tramp_" #f "\n"				\
+	"	.hidden	cuemu_tramp_" #f "\n"				\
+	"	.type	cuemu_tramp_" #f ", @function\n"		\
+	"	.p2align 4\n"						\
+	"cuemu_tramp_" #f ":\n"					\
+	CUEMU_TRAMP_BODY(f)						\
+	"	.size	cuemu_tramp_" #f ", .-cuemu_tramp_" #f "\n"
+__asm__("	.text\n" CUEMU_PROCS(CUEMU_TRAMP_ASM));
+#define CUEMU_TRAMP_DECL(n, v, f, k)					\
+	extern void cuemu_tramp_##f(void) __attribute__((visibility("hidden")));
+CUEMU_PROCS(CUEMU_TRAMP_DECL)
+#define CUEMU_TRAMP(f)	((void *)cuemu_tramp_##f)
+#else
+#define CUEMU_HAVE_TRAMPS 0
+#define CUEMU_TRAMP(f)	NULL
+#endif
+
 struct cuemu_proc {
 	const char	*name;
 	int		version;
 	void		*fn;
+	void		*tramp;	/* the internal entry point, or NULL */
 	int		kind;
 };
 
-#define CUEMU_PROC_ENTRY(n, v, f, k) { n, v, (void *)(f), k },
+#define CUEMU_PROC_ENTRY(n, v, f, k) { n, v, (void *)(f), CUEMU_TRAMP(f), k },
 static const struct cuemu_proc cuemu_procs[] = { CUEMU_PROCS(CUEMU_PROC_ENTRY) };
+
+static pthread_once_t	cuemu_procaddr_once = PTHREAD_ONCE_INIT;
+static int		cuemu_procaddr_mode;	/* 0, 1; -1: invalid */
+
+static void
+cuemu_procaddr_read(void)
+{
+	const char *s = getenv("CUEMU_PROCADDR_INTERNAL");
+
+	if (s == NULL || strcmp(s, "0") == 0)
+		cuemu_procaddr_mode = 0;
+	else if (strcmp(s, "1") == 0 && CUEMU_HAVE_TRAMPS)
+		cuemu_procaddr_mode = 1;
+	else {
+		cuemu_procaddr_mode = -1;
+		fprintf(stderr, "cuemu: CUEMU_PROCADDR_INTERNAL=\"%s\": expected "
+		    "0 or 1%s\n", s, CUEMU_HAVE_TRAMPS ? "" :
+		    " (1 needs x86_64 or aarch64)");
+	}
+}
+
+int
+cuemu_procaddr_setting(bool *on)
+{
+	pthread_once(&cuemu_procaddr_once, cuemu_procaddr_read);
+	if (cuemu_procaddr_mode < 0)
+		return -1;
+	*on = cuemu_procaddr_mode == 1;
+	return 0;
+}
 
 /* Finds the ABI for (symbol, version, per_thread); sets *status. */
 static void *
 cuemu_proc_find(const char *symbol, int version, bool per_thread,
-    CUdriverProcAddressQueryResult *status)
+    bool internal, CUdriverProcAddressQueryResult *status)
 {
 	const struct cuemu_proc *best = NULL, *best_pt = NULL;
 	bool known = false;
@@ -156,7 +259,7 @@ cuemu_proc_find(const char *symbol, int version, bool per_thread,
 		return NULL;
 	}
 	*status = CU_GET_PROC_ADDRESS_SUCCESS;
-	return best->fn;
+	return internal ? best->tramp : best->fn;
 }
 
 static CUresult
@@ -166,8 +269,12 @@ cuemu_get_proc(const char *symbol, void **pfn, int cudaVersion,
 	const cuuint64_t known = CU_GET_PROC_ADDRESS_LEGACY_STREAM |
 	    CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM;
 	CUdriverProcAddressQueryResult st;
+	bool internal;
 	CUresult r;
 
+	/* Read here too: the runtime asks before cuInit. */
+	if (cuemu_procaddr_setting(&internal) != 0)
+		return CUDA_ERROR_INVALID_VALUE;
 	/* The runtime looks up cuInit itself this way: no init needed. */
 	if ((r = cuemu_enter("cuGetProcAddress", false)) != CUDA_SUCCESS)
 		return r;
@@ -175,7 +282,8 @@ cuemu_get_proc(const char *symbol, void **pfn, int cudaVersion,
 	    cudaVersion <= 0 || cudaVersion > CUEMU_DRIVER_VERSION)
 		return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
 	*pfn = cuemu_proc_find(symbol, cudaVersion,
-	    (flags & CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM) != 0, &st);
+	    (flags & CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM) != 0,
+	    internal, &st);
 	if (symbolStatus != NULL)
 		*symbolStatus = st;
 	return cuemu_ret(CUDA_SUCCESS);

@@ -134,7 +134,7 @@ cuemu_handle_maybe_free(uint32_t slot)
 
 	if (h == NULL || h->user_refs != 0 || h->maps != 0)
 		return;
-	close(h->fd);
+	cuemu_capacity_close(h->fd);
 	free(h);
 	cuemu_slots[slot] = NULL;
 }
@@ -336,7 +336,9 @@ cuemu_prop_check(const CUmemAllocationProp *prop, bool device_error)
 	/* Windows-only; "in all other cases ... required to be zero". */
 	if (prop->win32HandleMetaData != NULL)
 		return CUDA_ERROR_INVALID_VALUE;
-	if (prop->allocFlags.gpuDirectRDMACapable ||
+	/* Only where CU_DEVICE_ATTRIBUTE_GPU_DIRECT_RDMA_WITH_CUDA_VMM_SUPPORTED
+	 * says so (CUEMU_RDMA=1). */
+	if ((prop->allocFlags.gpuDirectRDMACapable && !cuemu_cfg.rdma) ||
 	    prop->allocFlags.compressionType != 0)
 		return CUDA_ERROR_NOT_SUPPORTED;
 	return CUDA_SUCCESS;
@@ -355,7 +357,8 @@ cuMemGetAllocationGranularity(size_t *granularity, const CUmemAllocationProp *pr
 		return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
 	if ((r = cuemu_prop_check(prop, false)) != CUDA_SUCCESS)
 		return cuemu_ret(r);
-	*granularity = cuemu_cfg.granularity;
+	*granularity = option == CU_MEM_ALLOC_GRANULARITY_RECOMMENDED ?
+	    cuemu_cfg.rec_granularity : cuemu_cfg.granularity;
 	return cuemu_ret(CUDA_SUCCESS);
 }
 
@@ -367,18 +370,21 @@ cuMemCreate(CUmemGenericAllocationHandle *handle, size_t size,
 	int fd;
 
 	CUEMU_ENTER("cuMemCreate");
+	CUEMU_CAPTURE_UNSAFE();
 	if (handle == NULL || prop == NULL || flags != 0 || size == 0 ||
 	    size % cuemu_cfg.granularity != 0)
 		return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
 	if ((r = cuemu_prop_check(prop, true)) != CUDA_SUCCESS)
 		return cuemu_ret(r);
 	cuemu_charge(CUEMU_COST_CREATE, size / cuemu_cfg.granularity);
+	/* The memfd's name carries what an importer learns of the memory. */
 	r = cuemu_capacity_create(prop->location.id, size,
-	    prop->requestedHandleTypes, &fd);
+	    prop->requestedHandleTypes |
+	    (prop->allocFlags.gpuDirectRDMACapable ? CUEMU_TYPES_RDMA : 0), &fd);
 	if (r != CUDA_SUCCESS)
 		return cuemu_ret(r);
 	if (cuemu_handle_new(fd, size, prop->location.id, prop, handle) != 0) {
-		close(fd);
+		cuemu_capacity_close(fd);
 		return cuemu_ret(CUDA_ERROR_OUT_OF_MEMORY);
 	}
 	return cuemu_ret(CUDA_SUCCESS);
@@ -391,6 +397,7 @@ cuMemRelease(CUmemGenericAllocationHandle handle)
 	uint32_t slot;
 
 	CUEMU_ENTER("cuMemRelease");
+	CUEMU_CAPTURE_UNSAFE();
 	/* Undefined behaviour on a real GPU; an error here. */
 	if ((h = cuemu_handle_get(handle, &slot)) == NULL)
 		return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
@@ -503,9 +510,14 @@ cuMemMap(CUdeviceptr ptr, size_t size, size_t offset,
 	void *p;
 
 	CUEMU_ENTER("cuMemMap");
+	CUEMU_CAPTURE_UNSAFE();
+	/* cuda.h: ptr, size and offset multiples of the minimum granularity,
+	 * offset + size within the handle (a part of it may be mapped), and
+	 * offset "currently must be zero". */
 	if (flags != 0 || offset != 0 || size == 0 ||
 	    ptr % cuemu_cfg.granularity != 0 ||
-	    (h = cuemu_handle_get(handle, &slot)) == NULL || size != h->size)
+	    size % cuemu_cfg.granularity != 0 ||
+	    (h = cuemu_handle_get(handle, &slot)) == NULL || size > h->size)
 		return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
 	if (cuemu_resv_containing(ptr, size) == NULL ||
 	    cuemu_region_overlaps(ptr, size))
@@ -553,6 +565,7 @@ cuMemUnmap(CUdeviceptr ptr, size_t size)
 	CUdeviceptr end = ptr + size;
 
 	CUEMU_ENTER("cuMemUnmap");
+	CUEMU_CAPTURE_UNSAFE();
 	if (!cuemu_whole_mappings(ptr, size))
 		return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
 	/* Pending work on it: a GPU would fault (observable, see queue.c). */
@@ -581,6 +594,7 @@ cuMemSetAccess(CUdeviceptr ptr, size_t size, const CUmemAccessDesc *desc,
 	size_t i;
 
 	CUEMU_ENTER("cuMemSetAccess");
+	CUEMU_CAPTURE_UNSAFE();
 	if (desc == NULL || count == 0 || count > CUEMU_MAX_DEVICES)
 		return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
 	if (!cuemu_whole_mappings(ptr, size))
@@ -671,6 +685,10 @@ cuMemExportToShareableHandle(void *shareableHandle,
 		return cuemu_ret(CUDA_ERROR_NOT_SUPPORTED);
 	if ((h->prop.requestedHandleTypes & handleType) == 0)
 		return cuemu_ret(CUDA_ERROR_NOT_PERMITTED);
+	cuemu_charge(CUEMU_COST_EXPORT, 1);
+	/* The memory may now outlive this process's handles. */
+	if (cuemu_capacity_export(h->fd) != 0)
+		return cuemu_ret(CUDA_ERROR_OPERATING_SYSTEM);
 	/* A new fd each call, as the driver does; the caller owns it. */
 	if ((fd = fcntl(h->fd, F_DUPFD_CLOEXEC, 0)) < 0)
 		return cuemu_ret(CUDA_ERROR_OUT_OF_MEMORY);
@@ -698,6 +716,7 @@ cuMemImportFromShareableHandle(CUmemGenericAllocationHandle *handle,
 		return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
 	if (!cuemu_device_valid(dev))
 		return cuemu_ret(CUDA_ERROR_NOT_SUPPORTED);
+	cuemu_charge(CUEMU_COST_IMPORT, 1);
 	/* Import does not take ownership: keep our own reference. */
 	if ((dup_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0)
 		return cuemu_ret(CUDA_ERROR_OUT_OF_MEMORY);
@@ -705,10 +724,13 @@ cuMemImportFromShareableHandle(CUmemGenericAllocationHandle *handle,
 	prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
 	prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
 	prop.location.id = dev;
-	prop.requestedHandleTypes = (CUmemAllocationHandleType)types;
+	prop.requestedHandleTypes = (CUmemAllocationHandleType)(types &
+	    ~CUEMU_TYPES_RDMA);
+	prop.allocFlags.gpuDirectRDMACapable = (types & CUEMU_TYPES_RDMA) != 0;
 	if (cuemu_handle_new(dup_fd, size, dev, &prop, handle) != 0) {
-		close(dup_fd);
+		close(dup_fd);	/* counted nowhere yet */
 		return cuemu_ret(CUDA_ERROR_OUT_OF_MEMORY);
 	}
+	cuemu_capacity_import(dup_fd);
 	return cuemu_ret(CUDA_SUCCESS);
 }

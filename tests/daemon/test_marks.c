@@ -46,29 +46,29 @@ main(void)
 	CHECK(ps.peak_physical_bytes == 0 && ps.peak_lent_bytes == 0);
 	CHECK(ps.device_free_bytes == total);
 
-	/* 40 MiB for an instant, in four grants given straight back. */
+	/* 32 MiB for an instant, in four grants given straight back. */
 	for (i = 0; i < 4; i++)
-		CHECK(tc_acquire(a, 10 * MiB, 0, &ch[i], 1) == 1);
+		CHECK(tc_acquire(a, 8 * MiB, 0, &ch[i], 1) == 1);
 	tc_close_chunks(ch, 4);
 	for (i = 0; i < 4; i++)
 		CHECK(tc_release(a, &ch[i].id, 1) == 0);
 	stats(adm, false, &ps);
-	CHECK(ps.peak_lent_bytes == 40 * MiB);
-	CHECK(ps.peak_physical_bytes == 40 * MiB);
-	CHECK(ps.lent_bytes == 0 && ps.physical_bytes == 40 * MiB);
+	CHECK(ps.peak_lent_bytes == 32 * MiB);
+	CHECK(ps.peak_physical_bytes == 32 * MiB);
+	CHECK(ps.lent_bytes == 0 && ps.physical_bytes == 32 * MiB);
 	/* vmmd's own creates, at once. */
-	CHECK(ps.device_free_bytes == total - 40 * MiB);
+	CHECK(ps.device_free_bytes == total - 32 * MiB);
 
 	/* Reset: this reply still has the marks; then they restart. */
 	stats(adm, true, &ps);
-	CHECK(ps.peak_lent_bytes == 40 * MiB);
+	CHECK(ps.peak_lent_bytes == 32 * MiB);
 	stats(adm, false, &ps);
-	CHECK(ps.peak_lent_bytes == 0 && ps.peak_physical_bytes == 40 * MiB);
+	CHECK(ps.peak_lent_bytes == 0 && ps.peak_physical_bytes == 32 * MiB);
 
 	/* Given back to the GPU: the mark stays until the next reset. */
-	CHECK(tc_trim(adm, 0, false) == 40 * MiB);
+	CHECK(tc_trim(adm, 0, false) == 32 * MiB);
 	stats(adm, true, &ps);
-	CHECK(ps.physical_bytes == 0 && ps.peak_physical_bytes == 40 * MiB);
+	CHECK(ps.physical_bytes == 0 && ps.peak_physical_bytes == 32 * MiB);
 	CHECK(ps.device_free_bytes == total);
 	stats(adm, false, &ps);
 	CHECK(ps.peak_physical_bytes == 0);

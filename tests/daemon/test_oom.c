@@ -21,13 +21,20 @@
 
 static char		sockpath[1100];
 static struct tc	*adm;
+static uint64_t		G;	/* vmmd's unit: 2 MiB, or more in the variants */
 
 static pid_t
 start(const char *sub)
 {
+	pid_t d;
+
 	/* nogroup: a child of another uid may connect. */
-	return tc_start_in(sub, "idle_timeout_ms = 0\nsocket_group = nogroup\n",
+	d = tc_start_in(sub, "idle_timeout_ms = 0\nsocket_group = nogroup\n",
 	    sockpath, sizeof(sockpath), &adm);
+	/* The 16 MiB chunks below are whole units. */
+	G = adm->granularity;
+	CHECK(G >= 2 * MiB && (16 * MiB) % G == 0);
+	return d;
 }
 
 /* As nobody (no admin): an out-of-memory error tells the pool's totals and
@@ -43,7 +50,7 @@ child_stranger(void *arg, int ctl)
 
 	tc_become(65534, 65534, &g, 1);
 	c = tc_open(sockpath, "stranger", false);
-	CHECK(tc_acquire_ex(c, 2 * MiB, 0, 0, ch, 4, msg, sizeof(msg)) ==
+	CHECK(tc_acquire_ex(c, G, 0, 0, ch, 4, msg, sizeof(msg)) ==
 	    -VMM__ERROR_CODE__ERROR_CODE_OUT_OF_MEMORY);
 	fprintf(stderr, "OOM error to a non-admin: %s\n", msg);
 	snprintf(pid, sizeof(pid), "pid %d", (int)*hog);
@@ -99,7 +106,6 @@ test_recover_and_fail(void)
 	int ctl, n, i;
 
 	d = start("oom");
-	CHECK(adm->granularity == 2 * MiB);
 	/* Fill the GPU, then put everything back in the pool. */
 	for (i = 0; i < 4; i++)
 		CHECK(tc_acquire(adm, 16 * MiB, 0, &ch[i], 1) == 1);
@@ -135,7 +141,7 @@ test_recover_and_fail(void)
 	CHECK(ps.lent_bytes == 64 * MiB && ps.idle_bytes == 0);
 
 	fails = tc_counter(adm, "oom_failures");
-	n = tc_acquire_ex(adm, 2 * MiB, VMM__ACQUIRE_FLAG__ACQUIRE_FLAG_ALLOW_STITCH,
+	n = tc_acquire_ex(adm, G, VMM__ACQUIRE_FLAG__ACQUIRE_FLAG_ALLOW_STITCH,
 	    0, ch, 4, msg, sizeof(msg));
 	fprintf(stderr, "OOM error: %s\n", msg);
 	CHECK(n == -VMM__ERROR_CODE__ERROR_CODE_OUT_OF_MEMORY);
@@ -167,7 +173,7 @@ test_recover_and_fail(void)
 		tc_sleep_ms(10);
 	}
 	CHECK(ps.lent_bytes == 32 * MiB && ps.idle_bytes == 32 * MiB);
-	n = tc_acquire(adm, 2 * MiB, 0, ch, 4);
+	n = tc_acquire(adm, G, 0, ch, 4);
 	CHECK(n == 1);
 	tc_close_chunks(ch, 1);
 	CHECK(tc_release(adm, &ch[0].id, 1) == 0);
@@ -195,7 +201,7 @@ test_faults(void)
 	unsetenv("CUEMU_FAIL");
 
 	/* The first create fails: nothing is left behind. */
-	CHECK(tc_acquire_ex(adm, 2 * MiB, 0, 0, &ch, 1, msg, sizeof(msg)) ==
+	CHECK(tc_acquire_ex(adm, G, 0, 0, &ch, 1, msg, sizeof(msg)) ==
 	    -VMM__ERROR_CODE__ERROR_CODE_INTERNAL);
 	fprintf(stderr, "create fault: %s\n", msg);
 	tc_pool(adm, &ps);
@@ -206,18 +212,18 @@ test_faults(void)
 
 	/* The chunk is created but cannot be exported: it goes back to the
 	 * pool, lent to nobody. */
-	CHECK(tc_acquire_ex(adm, 2 * MiB, 0, 0, &ch, 1, msg, sizeof(msg)) ==
+	CHECK(tc_acquire_ex(adm, G, 0, 0, &ch, 1, msg, sizeof(msg)) ==
 	    -VMM__ERROR_CODE__ERROR_CODE_INTERNAL);
 	fprintf(stderr, "export fault: %s\n", msg);
 	tc_pool(adm, &ps);
 	check_consistent(&ps);
-	CHECK(ps.physical_bytes == 2 * MiB && ps.idle_bytes == 2 * MiB &&
+	CHECK(ps.physical_bytes == G && ps.idle_bytes == G &&
 	    ps.lent_bytes == 0 && ps.chunks == 1 && ps.chunks_lent == 0);
 
 	/* Then all is well again. */
-	CHECK(tc_acquire(adm, 2 * MiB, 0, &ch, 1) == 1);
+	CHECK(tc_acquire(adm, G, 0, &ch, 1) == 1);
 	tc_pool(adm, &ps);
-	CHECK(ps.physical_bytes == 2 * MiB && ps.lent_bytes == 2 * MiB &&
+	CHECK(ps.physical_bytes == G && ps.lent_bytes == G &&
 	    ps.chunks_lent == 1);
 	tc_close_chunks(&ch, 1);
 	CHECK(tc_release(adm, &ch.id, 1) == 0);

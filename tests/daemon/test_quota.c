@@ -13,7 +13,9 @@
 #include "../common/check.h"
 #include "testclient.h"
 
-#define MiB (1ull << 20)
+/* Sizes below are written for vmmd's default 2 MiB unit, in units of
+ * U = unit / 2, so they hold for any unit (the test variants'). */
+static uint64_t	U;
 
 void	vmmd_cgroup_of(pid_t pid, char *out, size_t outlen);
 
@@ -79,42 +81,43 @@ main(void)
 	}
 	snprintf(sockdir, sizeof(sockdir), "%s/sock", tmp);
 	tc_socket_path(sockdir, sockpath, sizeof(sockpath));
-	snprintf(conf, sizeof(conf), "idle_timeout_ms = 0\nquota.cgroup.%s = 6M\n",
-	    cg);
+	U = tc_probe_unit() / 2;
+	snprintf(conf, sizeof(conf), "idle_timeout_ms = 0\nquota.cgroup.%s = "
+	    "%lluK\n", cg, (unsigned long long)(6 * U >> 10));
 	d = tc_start_daemon(sockdir, conf, NULL);
 	adm = tc_open(sockpath, "admin", true);
 
 	/* Cgroup quota: 6 MiB for every process of this cgroup. */
 	a = tc_open(sockpath, "app-a", false);
 	g = a->granularity;
-	CHECK(g == 2 * MiB);
+	CHECK(g == 2 * U);
 	meminfo(a, &f, &t);
-	CHECK(t == 6 * MiB && f == 6 * MiB);
-	CHECK(tc_acquire(a, 8 * MiB, 0, ch, 8) ==
+	CHECK(t == 6 * U && f == 6 * U);
+	CHECK(tc_acquire(a, 8 * U, 0, ch, 8) ==
 	    -VMM__ERROR_CODE__ERROR_CODE_QUOTA);
-	CHECK((n = tc_acquire(a, 4 * MiB, 0, ch, 8)) == 1);
+	CHECK((n = tc_acquire(a, 4 * U, 0, ch, 8)) == 1);
 	close(ch[0].fd);
 	meminfo(a, &f, &t);
-	CHECK(t == 6 * MiB && f == 2 * MiB);
-	CHECK(tc_acquire(a, 4 * MiB, 0, ch + 1, 7) ==
+	CHECK(t == 6 * U && f == 2 * U);
+	CHECK(tc_acquire(a, 4 * U, 0, ch + 1, 7) ==
 	    -VMM__ERROR_CODE__ERROR_CODE_QUOTA);
 	CHECK(tc_counter(adm, "quota_failures") == 2);
 
 	/* A name quota set at run time, smaller still: the smallest wins. */
-	set_quota(adm, VMM__QUOTA_KIND__QUOTA_KIND_NAME, "app-b", 2 * MiB);
+	set_quota(adm, VMM__QUOTA_KIND__QUOTA_KIND_NAME, "app-b", 2 * U);
 	b = tc_open(sockpath, "app-b", false);
 	meminfo(b, &f, &t);
-	CHECK(t == 2 * MiB && f == 2 * MiB);
-	CHECK(tc_acquire(b, 4 * MiB, 0, ch + 2, 6) ==
+	CHECK(t == 2 * U && f == 2 * U);
+	CHECK(tc_acquire(b, 4 * U, 0, ch + 2, 6) ==
 	    -VMM__ERROR_CODE__ERROR_CODE_QUOTA);
 	/* Removed: the cgroup's applies again, and counts what a holds: a
 	 * second session of the cgroup does not get a second quota. */
 	set_quota(adm, VMM__QUOTA_KIND__QUOTA_KIND_NAME, "app-b", 0);
 	meminfo(b, &f, &t);
-	CHECK(t == 6 * MiB && f == 2 * MiB);
-	CHECK(tc_acquire(b, 4 * MiB, 0, ch + 2, 6) ==
+	CHECK(t == 6 * U && f == 2 * U);
+	CHECK(tc_acquire(b, 4 * U, 0, ch + 2, 6) ==
 	    -VMM__ERROR_CODE__ERROR_CODE_QUOTA);
-	CHECK((n = tc_acquire(b, 2 * MiB, 0, ch + 2, 6)) == 1);
+	CHECK((n = tc_acquire(b, 2 * U, 0, ch + 2, 6)) == 1);
 	close(ch[2].fd);
 	/* Given back: a closed session of a live process would keep its
 	 * chunks quarantined, and they count. */
@@ -133,21 +136,21 @@ main(void)
 		int i;
 
 		snprintf(uidkey, sizeof(uidkey), "%u", (unsigned)getuid());
-		set_quota(adm, VMM__QUOTA_KIND__QUOTA_KIND_UID, uidkey, 8 * MiB);
+		set_quota(adm, VMM__QUOTA_KIND__QUOTA_KIND_UID, uidkey, 8 * U);
 		for (i = 0; i < 6; i++) {
 			char name[16];
 
 			snprintf(name, sizeof(name), "app-%d", i);
 			s[i] = tc_open(sockpath, name, false);
-			if ((n = tc_acquire(s[i], 4 * MiB, 0, ch, 8)) > 0) {
+			if ((n = tc_acquire(s[i], 4 * U, 0, ch, 8)) > 0) {
 				granted += ch[0].size;
 				tc_close_chunks(ch, (size_t)n);
 			} else
 				CHECK(n == -VMM__ERROR_CODE__ERROR_CODE_QUOTA);
 		}
-		CHECK(granted == 8 * MiB);
+		CHECK(granted == 8 * U);
 		meminfo(s[5], &f, &t);
-		CHECK(t == 8 * MiB && f == 0);
+		CHECK(t == 8 * U && f == 0);
 		for (i = 0; i < 6; i++)
 			tc_close(s[i]);
 		set_quota(adm, VMM__QUOTA_KIND__QUOTA_KIND_UID, uidkey, 0);
@@ -155,12 +158,12 @@ main(void)
 
 	/* A name quota counts every session of that name (cooperative: a
 	 * client chooses its name). */
-	set_quota(adm, VMM__QUOTA_KIND__QUOTA_KIND_NAME, "twin", 4 * MiB);
+	set_quota(adm, VMM__QUOTA_KIND__QUOTA_KIND_NAME, "twin", 4 * U);
 	a = tc_open(sockpath, "twin", false);
 	b = tc_open(sockpath, "twin", false);
-	CHECK((n = tc_acquire(a, 4 * MiB, 0, ch, 8)) == 1);
+	CHECK((n = tc_acquire(a, 4 * U, 0, ch, 8)) == 1);
 	close(ch[0].fd);
-	CHECK(tc_acquire(b, 2 * MiB, 0, ch, 8) ==
+	CHECK(tc_acquire(b, 2 * U, 0, ch, 8) ==
 	    -VMM__ERROR_CODE__ERROR_CODE_QUOTA);
 	tc_close(a);
 	tc_close(b);

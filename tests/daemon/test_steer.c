@@ -62,8 +62,10 @@ main(void)
 	int n, nl, nh;
 	pid_t d;
 
+	/* No backoff (recall_backoff_ms, test_backoff.c): this is about
+	 * whom vmmd waits for, so every short request may wait. */
 	snprintf(conf, sizeof(conf), "idle_timeout_ms = 0\nrecall_idle_ms = 0\n"
-	    "recall_timeout_ms = %d\n", RECALL_MS);
+	    "recall_timeout_ms = %d\nrecall_backoff_ms = 0\n", RECALL_MS);
 	d = tc_start_in("sock", conf, sockpath, sizeof(sockpath), &adm);
 
 	/* The liar: 32 MiB, all of it claimed cached, and 100 MiB more

@@ -362,7 +362,7 @@ test_policy(void)
 }
 
 /* swap_idle (the default): when the pool must create memory and memory is
- * short (here pool_max, 14 units of 2 MiB, is near), idle chunks that request could not use
+ * short (here pool_max, 14 units, is near), idle chunks that request could not use
  * (here the fragments too small to stitch) go back to the GPU, so the pool
  * does not grow by them; when memory is not short (no pool_max, a 16 GiB
  * device) they stay pooled for reuse. */
@@ -376,9 +376,14 @@ test_swap(bool short_of_memory)
 	struct tc *a;
 	pid_t d;
 	int n, i;
+	char conf[128];
 
-	start(short_of_memory ? "swap" : "calm", short_of_memory ?
-	    "idle_timeout_ms = 0\npool_max = 28M\n" : "idle_timeout_ms = 0\n", &d);
+	/* G, vmmd's unit, is known from the earlier tests' daemons. */
+	CHECK(G >= (1u << 20));
+	snprintf(conf, sizeof(conf), "idle_timeout_ms = 0\npool_max = %lluM\n",
+	    (unsigned long long)(14 * G >> 20));
+	start(short_of_memory ? "swap" : "calm", short_of_memory ? conf :
+	    "idle_timeout_ms = 0\n", &d);
 	for (i = 0; i < 8; i++)
 		sizes[i] *= G;
 	a = tc_open(sockpath, "stitcher", false);

@@ -249,9 +249,15 @@ tc_start_daemon(const char *sockdir, const char *config_text,
 	{
 		FILE *f = fopen(conf, "w");
 
+		const char *extra = getenv("VMM_TEST_VMMD_CONF");
+
 		CHECK(f != NULL);
 		fputs(config_text ? config_text : "", f);
-		fclose(f);
+		/* The test variants' setting (cmake/VmmTest.cmake), after the
+		 * test's own so that a test setting the same key is noticed. */
+		if (extra != NULL && *extra != '\0')
+			fprintf(f, "\n%s\n", extra);
+		CHECK(fclose(f) == 0);
 	}
 	argv[n++] = vmmd;
 	argv[n++] = "--foreground";
@@ -303,6 +309,21 @@ tc_start_in(const char *sub, const char *conf, char *sockpath, size_t len,
 	if (adm != NULL)
 		*adm = tc_open(sockpath, "admin", true);
 	return d;
+}
+
+uint64_t
+tc_probe_unit(void)
+{
+	char sockpath[1100];
+	struct tc *adm;
+	uint64_t unit;
+	pid_t d;
+
+	d = tc_start_in("unit-probe", "", sockpath, sizeof(sockpath), &adm);
+	unit = adm->granularity;
+	tc_stop_with(d, adm);
+	CHECK(unit > 0);
+	return unit;
 }
 
 void

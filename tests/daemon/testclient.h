@@ -70,10 +70,16 @@ int	tc_count_fds(pid_t pid);
  * NULL, opens an admin session in *adm. */
 pid_t	tc_start_in(const char *sub, const char *conf, char *sockpath,
 	    size_t len, struct tc **adm);
+/* vmmd's chunk unit (granularity x chunk_multiple) as this test's vmmd
+ * will have it, learned from a daemon started and stopped for the purpose
+ * (for configs that must be written in units before the real start). */
+uint64_t tc_probe_unit(void);
 /* Closes adm (NULL is fine) and stops the daemon, which must exit 0. */
 void	tc_stop_with(pid_t pid, struct tc *adm);
 /* Starts vmmd in the foreground for device 0 with extra args (NULL-ended)
- * and waits until its socket accepts; returns its pid. */
+ * and waits until its socket accepts; returns its pid.  The config is
+ * config_text, then $VMM_TEST_VMMD_CONF if set (the test variants of
+ * cmake/VmmTest.cmake: "chunk_multiple = 2"). */
 pid_t	tc_start_daemon(const char *sockdir, const char *config_text,
 	    const char *const *extra_args);
 /* SIGTERM and wait; returns the exit status. */

@@ -156,6 +156,12 @@ test_names(void)
 	CHECK(vmm_sess_parse_uuid("0123abcd-4567-89ab-cdef-0123456789abc", v) ==
 	    -EINVAL);
 	CHECK(vmm_sess_parse_uuid("", v) == -EINVAL);
+	/* A MIG instance's UUID (nvidia-smi -L), what vmmctl --device takes;
+	 * the old "MIG-GPU-<uuid>/<gi>/<ci>" form is no UUID. */
+	CHECK(vmm_sess_parse_uuid("MIG-0123abcd-4567-89ab-cdef-0123456789ab",
+	    v) == 0 && memcmp(u, v, sizeof(u)) == 0);
+	CHECK(vmm_sess_parse_uuid("MIG-GPU-0123abcd-4567-89ab-cdef-"
+	    "0123456789ab/1/0", v) == -EINVAL);
 }
 
 /* A reply found by its id among a Recall carrying the same number, a

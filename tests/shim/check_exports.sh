@@ -11,11 +11,16 @@ fail() { echo "check_exports: $*" >&2; exit 1; }
 
 hooks="cuMemAlloc_v2 cuMemFree_v2 cuMemAllocPitch_v2 cuMemGetInfo_v2
 cuMemAllocAsync cuMemAllocAsync_ptsz cuMemFreeAsync cuMemFreeAsync_ptsz
-cuMemGetAddressRange_v2 cuGetProcAddress cuGetProcAddress_v2
+cuMemGetAddressRange_v2 cuPointerGetAttribute cuPointerGetAttributes
+cuGetProcAddress cuGetProcAddress_v2
 cuCtxEnablePeerAccess cuCtxDisablePeerAccess
 cudaMalloc cudaFree cudaMallocAsync cudaMallocAsync_ptsz cudaFreeAsync
 cudaFreeAsync_ptsz cudaMallocPitch cudaMemGetInfo cudaDeviceEnablePeerAccess
-cudaDeviceDisablePeerAccess dlsym"
+cudaDeviceDisablePeerAccess dlsym
+cuStreamBeginCapture cuStreamBeginCapture_ptsz cuStreamBeginCapture_v2
+cuStreamBeginCapture_v2_ptsz cuStreamEndCapture cuStreamEndCapture_ptsz
+cudaStreamBeginCapture cudaStreamBeginCapture_ptsz cudaStreamEndCapture
+cudaStreamEndCapture_ptsz"
 api=$(grep '^VMM_API' "$header" | sed -n 's/.*[[:space:]*]\(vmm_[a-z_0-9]*\)(.*/\1/p')
 [ -n "$api" ] || fail "no VMM_API functions found in $header"
 

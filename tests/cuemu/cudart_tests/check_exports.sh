@@ -22,7 +22,10 @@ cudaGetErrorString cudaGetLastError cudaMalloc cudaMallocAsync cudaMallocPitch
 cudaMemGetInfo cudaMemcpy cudaMemcpyAsync cudaMemset cudaPeekAtLastError
 cudaPointerGetAttributes cudaRuntimeGetVersion cudaSetDevice cudaStreamCreate
 cudaStreamCreateWithFlags cudaStreamDestroy cudaStreamQuery
-cudaStreamSynchronize cudaStreamWaitEvent"
+cudaStreamSynchronize cudaStreamWaitEvent cudaStreamBeginCapture
+cudaStreamEndCapture cudaStreamIsCapturing cudaStreamGetCaptureInfo
+cudaThreadExchangeStreamCaptureMode cudaGraphInstantiate cudaGraphLaunch
+cudaGraphExecDestroy cudaGraphDestroy"
 want=$(printf '%s\n' $want | LC_ALL=C sort)
 have=$(nm -D --defined-only "$lib" | awk '$2 ~ /^[TtWwDdBbRrVvi]$/ { sub(/@.*/, "", $3); print $3 }' |
     grep -v -e '^_init$' -e '^_fini$' -e '^__bss_start$' -e '^_edata$' -e '^_end$' |

@@ -100,6 +100,38 @@ static const struct api apis[] = {
 
 static void *lib;
 static int failures;
+/* CUEMU_PROCADDR_INTERNAL=1: the answers are internal entry points, not
+ * what dlsym shows; one per ABI symbol, the same at every query. */
+static int internal;
+
+#define NSEEN 256
+static struct {
+	const char	*sym;
+	void		*fn;
+} seen[NSEEN];
+static int nseen;
+
+/* Internal mode: fn must be the one entry point of sym, distinct from its
+ * exported address and from every other symbol's entry point. */
+static int
+internal_ok(const char *sym, void *fn, void *exported)
+{
+	int i;
+
+	if (fn == NULL || fn == exported)
+		return 0;
+	for (i = 0; i < nseen; i++) {
+		if (strcmp(seen[i].sym, sym) == 0)
+			return seen[i].fn == fn;
+		if (seen[i].fn == fn)
+			return 0;
+	}
+	CHECK(nseen < NSEEN);
+	seen[nseen].sym = sym;
+	seen[nseen].fn = fn;
+	nseen++;
+	return 1;
+}
 
 /* Look name up at version with flags; compare with the expected symbol.
  * must: the symbol has to exist (else an older ABI may be missing, but
@@ -122,6 +154,15 @@ expect_sym(const char *name, int ver, cuuint64_t flags, const char *sym,
 	if (want == NULL && must) {
 		fprintf(stderr, "%s (for %s @%d) is not exported\n", sym, name, ver);
 		failures++;
+	}
+	if (internal && want != NULL) {
+		if (!internal_ok(sym, fn, want)) {
+			fprintf(stderr, "cuGetProcAddress(%s, %d, flags %llu) = %p: "
+			    "not one internal entry point of %s (exported %p)\n",
+			    name, ver, (unsigned long long)flags, fn, sym, want);
+			failures++;
+		}
+		return;
 	}
 	if (fn != want && !(want == NULL && fn == NULL)) {
 		fprintf(stderr, "cuGetProcAddress(%s, %d, flags %llu) = %p, want "
@@ -211,7 +252,8 @@ test_misuse(void)
 	CHECK(fn == NULL);
 	fn = NULL;
 	CHECK_OK(cuGetProcAddress("cuMemCreate", &fn, 12000, 0, NULL));
-	CHECK(fn != NULL && fn == dlsym(lib, "cuMemCreate"));
+	CHECK(fn != NULL && (internal ? fn != dlsym(lib, "cuMemCreate") :
+	    fn == dlsym(lib, "cuMemCreate")));
 	/* Asked for an older CUDA than the function's (cuMemCreate: 10020). */
 	fn = (void *)&st;
 	CHECK_OK(cuGetProcAddress("cuMemCreate", &fn, 10000, 0, &st));
@@ -296,14 +338,17 @@ test_call_through(void)
 }
 
 int
-main(void)
+main(int argc, char **argv)
 {
+	internal = argc > 1 && strcmp(argv[1], "internal") == 0;
 	lib = dlopen("libcuda.so.1", RTLD_NOW);
 	CHECK(lib != NULL);
 	/* Entry points resolve before cuInit (the runtime finds cuInit so). */
 	test_table();
 	test_misuse();
-	test_old_entry_point();
+	if (!internal)
+		test_old_entry_point();
+	/* Internal entry points are callable functions of the right ABI. */
 	test_call_through();
 	if (failures > 0) {
 		fprintf(stderr, "%d cuGetProcAddress mismatches\n", failures);

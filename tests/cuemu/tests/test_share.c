@@ -172,7 +172,6 @@ main(void)
 	/* The import has the exporter's size and bytes. */
 	CHECK_OK(cuMemAddressReserve(&vi, 2 * size, 0, 0, 0));
 	CHECK_CU(cuMemMap(vi, 2 * size, 0, hi, 0), CUDA_ERROR_INVALID_VALUE);
-	CHECK_CU(cuMemMap(vi, g, 0, hi, 0), CUDA_ERROR_INVALID_VALUE);
 	CHECK_OK(cuMemAddressFree(vi, 2 * size));
 	vi = map_handle(hi, size);
 	memset(buf, 0, size);

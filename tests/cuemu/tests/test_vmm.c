@@ -1,6 +1,9 @@
 /* Virtual memory management: granularity, cuMemCreate/Release, address
- * reservations, cuMemMap/Unmap, access control, handle queries.
- * Usage: cuemu_test_vmm [expected-granularity-in-KiB] (default 2048). */
+ * reservations, cuMemMap/Unmap (whole and partial handles), access control,
+ * handle queries.
+ * Usage: cuemu_test_vmm [minimum-granularity-KiB [recommended-KiB]]
+ * (default 2048; the recommended one is then only checked to be a multiple
+ * of the minimum). */
 #include "cuemu_test.h"
 
 static int strict;
@@ -8,7 +11,7 @@ static size_t g;
 
 /* cuMemGetAllocationGranularity: value and misuse. */
 static void
-test_granularity(size_t expect)
+test_granularity(size_t expect, size_t expect_rec)
 {
 	CUmemAllocationProp p = ct_prop(0, 1), bad;
 	size_t min = 0, rec = 0;
@@ -19,6 +22,7 @@ test_granularity(size_t expect)
 	CHECK_OK(cuMemGetAllocationGranularity(&rec, &p,
 	    CU_MEM_ALLOC_GRANULARITY_RECOMMENDED));
 	CHECK(rec >= min && rec % min == 0);
+	CHECK(expect_rec == 0 || rec == expect_rec);
 
 	CHECK_CU(cuMemGetAllocationGranularity(NULL, &p,
 	    CU_MEM_ALLOC_GRANULARITY_MINIMUM), CUDA_ERROR_INVALID_VALUE);
@@ -190,7 +194,6 @@ test_map(void)
 
 	/* Misuse of cuMemMap. */
 	CHECK_CU(cuMemMap(res, g, g, h2, 0), CUDA_ERROR_INVALID_VALUE);
-	CHECK_CU(cuMemMap(res, g, 0, h2, 0), CUDA_ERROR_INVALID_VALUE);
 	CHECK_CU(cuMemMap(res, 2 * g, 0, h1, 0), CUDA_ERROR_INVALID_VALUE);
 	CHECK_CU(cuMemMap(res, g, 0, h1, 1), CUDA_ERROR_INVALID_VALUE);
 	CHECK_CU(cuMemMap(res + 4096, g, 0, h1, 0), CUDA_ERROR_INVALID_VALUE);
@@ -384,20 +387,100 @@ test_create_reserved_fields(void)
 	CHECK_CU(cuMemCreate(&h, g, &q, 0), CUDA_ERROR_INVALID_VALUE);
 }
 
+/* Writes n bytes of pattern seed at d. */
+static void
+put(CUdeviceptr d, size_t n, int seed)
+{
+	unsigned char *b = malloc(n);
+
+	CHECK(b != NULL);
+	ct_fill(b, n, seed);
+	CHECK_OK(cuMemcpyHtoD(d, b, n));
+	free(b);
+}
+
+/* Whether the n bytes at d hold pattern seed. */
+static int
+holds(CUdeviceptr d, size_t n, int seed)
+{
+	unsigned char *b = malloc(n);
+	int ok;
+
+	CHECK(b != NULL);
+	CHECK_OK(cuMemcpyDtoH(b, d, n));
+	ok = ct_check(b, n, seed);
+	free(b);
+	return ok;
+}
+
+/* cuMemMap of part of a handle: "offset + size must be less than the size
+ * of the memory allocation", ptr/size/offset multiples of the minimum
+ * granularity, offset "currently must be zero".  Two partial mappings of
+ * one handle show the same bytes; each unmaps and takes access on its own. */
+static void
+test_partial_map(void)
+{
+	CUmemAllocationProp p = ct_prop(0, 1);
+	CUmemAccessDesc rw = ct_rw(0);
+	CUmemGenericAllocationHandle h;
+	CUdeviceptr res;
+	unsigned long long fl;
+	CUmemLocation loc = { CU_MEM_LOCATION_TYPE_DEVICE, 0 };
+
+	CHECK_OK(cuMemCreate(&h, 4 * g, &p, 0));
+	CHECK_OK(cuMemAddressReserve(&res, 8 * g, 0, 0, 0));
+	/* Sizes: not a multiple of the granularity, larger than the handle. */
+	CHECK_CU(cuMemMap(res, g + 4096, 0, h, 0), CUDA_ERROR_INVALID_VALUE);
+	CHECK_CU(cuMemMap(res, 5 * g, 0, h, 0), CUDA_ERROR_INVALID_VALUE);
+	if (strict)	/* "currently must be zero" */
+		CHECK_CU(cuMemMap(res, g, g, h, 0), CUDA_ERROR_INVALID_VALUE);
+	/* The first granule at res, the first two at res + 4g. */
+	CHECK_OK(cuMemMap(res, g, 0, h, 0));
+	CHECK_OK(cuMemMap(res + 4 * g, 2 * g, 0, h, 0));
+	/* Access over each mapping on its own, and over part of both: only
+	 * whole mappings. */
+	CHECK_OK(cuMemSetAccess(res, g, &rw, 1));
+	CHECK_OK(cuMemGetAccess(&fl, &loc, res + 4 * g));
+	CHECK(fl == CU_MEM_ACCESS_FLAGS_PROT_NONE);
+	if (strict)
+		CHECK_CU(cuMemSetAccess(res + 4 * g, g, &rw, 1),
+		    CUDA_ERROR_INVALID_VALUE);
+	CHECK_OK(cuMemSetAccess(res + 4 * g, 2 * g, &rw, 1));
+	/* Both show the handle's first bytes. */
+	put(res, g, 21);
+	CHECK(holds(res + 4 * g, g, 21));
+	put(res + 5 * g, g, 22);
+	/* The handle may go: the mappings keep the memory. */
+	CHECK_OK(cuMemRelease(h));
+	CHECK(holds(res, g, 21) && holds(res + 5 * g, g, 22));
+	/* Not past a partial mapping's end; a sub-range is not a mapping. */
+	CHECK_CU(cuMemcpyDtoH(&fl, res + g - 4, sizeof(fl)),
+	    CUDA_ERROR_INVALID_VALUE);
+	if (strict)
+		CHECK_CU(cuMemUnmap(res + 4 * g, g), CUDA_ERROR_INVALID_VALUE);
+	CHECK_OK(cuMemUnmap(res, g));
+	CHECK(holds(res + 4 * g, g, 21));
+	CHECK_OK(cuMemUnmap(res + 4 * g, 2 * g));
+	CHECK_OK(cuMemAddressFree(res, 8 * g));
+}
+
 int
 main(int argc, char **argv)
 {
-	size_t expect = 2 * MiB;
+	size_t expect = 2 * MiB, expect_rec = 0;
 
 	if (argc > 1)
 		expect = (size_t)strtoul(argv[1], NULL, 10) * 1024;
+	if (argc > 2)
+		expect_rec = (size_t)strtoul(argv[2], NULL, 10) * 1024;
 	strict = ct_is_emulator();
 	ct_init_ctx(0);
-	test_granularity(expect);
+	test_granularity(expect, expect_rec);
 	g = ct_gran(0);
 	test_create();
 	test_reserve();
 	test_map();
+	test_partial_map();
 	test_create_reserved_fields();
 	return 0;
 }
