@@ -344,7 +344,8 @@ shim_cu_alloc_async(shim_pfn_cuMemAllocAsync real, CUdeviceptr *dptr,
 		/* On the stream's device, ordered after the free it reuses. */
 		err = vmmc_malloc_async(&p, bytesize,
 		    shim_stream(hStream, per_thread));
-		if (err == VMM_ENODAEMON || err == VMM_ENOCTX)
+		if (err == VMM_ENODAEMON || err == VMM_ENOCTX ||
+		    vmmc_fallback(err))
 			c.orig = true;
 		else if (err == VMM_OK)
 			*dptr = (CUdeviceptr)(uintptr_t)p;
@@ -591,7 +592,7 @@ shim_rt_alloc_on(void **devPtr, size_t size, CUstream s, bool *orig)
 	if ((r = shim_rt_context(&dev)) != cudaSuccess)
 		return r;
 	err = vmmc_malloc_async(&p, size, s);
-	if (err == VMM_ENODAEMON || err == VMM_ENOCTX)
+	if (err == VMM_ENODAEMON || err == VMM_ENOCTX || vmmc_fallback(err))
 		*orig = true;
 	if (err == VMM_OK)
 		*devPtr = p;
