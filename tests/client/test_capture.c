@@ -19,6 +19,12 @@
  *            seen there too
  *   small    the same for sub-allocated blocks: blocks freed since the last
  *            synchronization are not reused during the capture
+ *   realloc  vmm_realloc shrinking a large allocation during a relaxed
+ *            capture: whether its tail is still in use could only be known
+ *            by a synchronization, which the capture forbids, so the lazy
+ *            synchronization (client/sync.c) counts it as still busy: the
+ *            allocation stays as large as it was, the capture stays valid;
+ *            once the capture ended the same shrink synchronizes
  *   helper   the library's helper thread gives idle memory back during a
  *            global-mode capture without breaking it (VMM_IDLE_MS=300;
  *            skipped, exit 77, if it already had before the capture began)
@@ -49,6 +55,7 @@ static pid_t	daemon_pid;
 
 static int (*p_get_usage)(struct vmm_usage *);
 static int (*p_get_range)(const void *, void **, size_t *);
+static int (*p_realloc)(void **, size_t);
 
 static void
 pattern(unsigned char *b, size_t n, unsigned seed)
@@ -193,6 +200,59 @@ sc_relaxed(void)
 	CKRT(cudaFree(y));
 	CKRT(cudaStreamDestroy(s));
 	free(host);
+}
+
+/* ---- realloc ------------------------------------------------------------------ */
+
+static uint64_t
+mapped(void)
+{
+	struct vmm_usage u;
+
+	CHECK(p_get_usage(&u) == 0);
+	return u.mapped_bytes;
+}
+
+static void
+sc_realloc(void)
+{
+	cudaStream_t s;
+	cudaGraph_t gr;
+	uint64_t n0, m0;
+	void *p, *q;
+
+	CKRT(cudaSetDevice(0));
+	CKRT(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+	/* Grown by a realloc: several chunks, so a shrink has a tail to drop. */
+	CKRT(cudaMalloc(&p, 4 * MiB));
+	CHECK(ours(p));
+	put(p, 4 * MiB, 7);
+	CHECK(p_realloc(&p, 32 * MiB) == 0);
+	expect(p, 4 * MiB, 7);
+	m0 = mapped();
+	n0 = syncs();
+	CKRT(cudaStreamBeginCapture(s, cudaStreamCaptureModeRelaxed));
+	q = p;
+	CHECK(p_realloc(&q, 3 * MiB) == 0);
+	CHECK(q == p);
+	/* Still busy as far as anyone knows: nothing unmapped, and no
+	 * synchronizing call was made (the capture is still valid). */
+	CHECK(mapped() == m0);
+	CHECK(syncs() == n0);
+	CHECK(status(s) == cudaStreamCaptureStatusActive);
+	CKRT(cudaStreamEndCapture(s, &gr));
+	CHECK(gr != NULL);
+	CKRT(cudaGraphDestroy(gr));
+	expect(p, 3 * MiB, 7);
+	/* No capture now: the shrink synchronizes and gives the tail back. */
+	q = p;
+	CHECK(p_realloc(&q, 3 * MiB) == 0);
+	CHECK(q == p);
+	CHECK(syncs() > n0);
+	CHECK(mapped() < m0);
+	expect(p, 3 * MiB, 7);
+	CKRT(cudaFree(p));
+	CKRT(cudaStreamDestroy(s));
 }
 
 /* ---- global ------------------------------------------------------------------- */
@@ -429,7 +489,9 @@ main(int argc, char **argv)
 	    "vmm_get_usage");
 	p_get_range = (int (*)(const void *, void **, size_t *))dlsym(
 	    RTLD_DEFAULT, "vmm_get_range");
-	CHECK(p_get_usage != NULL && p_get_range != NULL);
+	p_realloc = (int (*)(void **, size_t))dlsym(RTLD_DEFAULT,
+	    "vmm_realloc");
+	CHECK(p_get_usage != NULL && p_get_range != NULL && p_realloc != NULL);
 	daemon_pid = tc_start_daemon(sockdir, "idle_timeout_ms = 0\n", NULL);
 	if (strcmp(argv[1], "relaxed") == 0)
 		sc_relaxed();
@@ -441,6 +503,8 @@ main(int argc, char **argv)
 		sc_small();
 	else if (strcmp(argv[1], "helper") == 0)
 		sc_helper();
+	else if (strcmp(argv[1], "realloc") == 0)
+		sc_realloc();
 	else
 		CHECK(!"unknown scenario");
 	CHECK(WIFEXITED(tc_stop_daemon(daemon_pid)));
