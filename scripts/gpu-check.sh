@@ -143,8 +143,10 @@ fi
 section "4. the hard scenarios"
 # Tests of the suite that stage them with real processes: lazy sync across
 # contexts and streams, SIGKILL of holders, vmmd killed and restarted, a
-# capture that grows its pool.  (Part 2 ran them too; here they are named.)
-scenarios='client_safety_restart$|client_safety_dropped$|client_safety_stall$|daemon_adopt_restart$|client_sync|client_capture|client_stream|daemon_recall'
+# capture that grows its pool, several GPUs and peer access, fallback, IPC
+# between processes and uids, pid namespaces, exclusive compute mode, a
+# container.  (Part 2 ran them too; here they are named, without variants.)
+scenarios='^(client_safety_restart|client_safety_dropped|client_safety_stall|daemon_adopt_restart|client_lazysync_[a-z]*|client_capture_[a-z]*|client_multigpu_[a-z_]*|client_fallback_[a-z]*|client_ipc_[a-z_]*|daemon_pidns_[a-z_]*|daemon_gpu_[a-z]*|daemon_recall|daemon_backoff|containers_runc)$'
 if ctest --test-dir "$B" -R "$scenarios" --timeout 300 > "$RUN/scen.txt" 2>&1; then
   pass "scenarios: $(grep -E 'tests passed' "$RUN/scen.txt")"
 else
