@@ -81,6 +81,12 @@ case "$(fact ipc.vmm_memory)" in
   "") say "  (no legacy IPC in this driver)" ;;
   *) pass "cuIpcGetMemHandle on VMM memory is refused: $(fact ipc.vmm_memory)" ;;
 esac
+case "$(fact capture.global.cuMemAlloc) / $(fact capture.relaxed.cuMemAlloc)" in
+  "call CUDA_SUCCESS"*) fail "cuMemAlloc during a global-mode capture is refused (CUDA-FACTS §4): it was allowed" ;;
+  *" / call CUDA_SUCCESS, capture valid") pass "cuMemAlloc is refused in a global capture and allowed in a relaxed one" ;;
+  " / ") say "  (no stream capture in this driver)" ;;
+  *) fail "cuMemAlloc during a relaxed capture: $(fact capture.relaxed.cuMemAlloc)" ;;
+esac
 [[ -z "$real" ]] && hardware "every figure and fact above: the emulator's, not a GPU's"
 
 # ---- (2) the test suite ------------------------------------------------------

@@ -4,7 +4,7 @@
 set -euo pipefail
 out=$("$1" --iterations 5)
 printf '%s\n' "$out"
-for key in driver.version granularity.minimum procaddr.matches_dlsym partial_map \
+for key in driver.version granularity.minimum procaddr.matches_dlsym partial_map partial_map.offset0 \
            reexport_imported export_survives_exporter range.cuMemGetAddressRange \
            range.pointer_attribute latency.cuMemCreate latency.cuMemGetInfo \
            latency.cuCtxSynchronize_idle sync.busy; do
