@@ -21,6 +21,8 @@
  *                  the exporter frees them
  *   uid            run as root: a child that setuid()s to nobody is refused
  *                  (cudaErrorInvalidResourceHandle); skipped (77) otherwise
+ *   group          the same with ipc_group = nogroup and both processes in
+ *                  it: the open works across uids, data checked both ways
  */
 #include <cuda.h>
 #include <cuda_runtime_api.h>
@@ -28,6 +30,7 @@
 #include <dlfcn.h>
 #include <grp.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -201,10 +204,12 @@ opened_by(pid_t pid)
 	return bytes;
 }
 
+static const char *daemon_conf = "idle_timeout_ms = 0\n";
+
 static void
 start_daemon(void)
 {
-	daemon_pid = tc_start_daemon(sockdir, "idle_timeout_ms = 0\n", NULL);
+	daemon_pid = tc_start_daemon(sockdir, daemon_conf, NULL);
 }
 
 /* ---- pipe ------------------------------------------------------------------ */
@@ -556,22 +561,33 @@ sc_kill_importer(void)
 
 /* ---- uid ------------------------------------------------------------------- */
 
+static bool	group_case;	/* both processes in ipc_group */
+
 static int
 uid_exporter(int s)
 {
+	const gid_t nogroup = NOBODY;
 	cudaIpcMemHandle_t h;
 	void *p;
 
+	/* Root, and in ipc_group too when the case wants it (vmmd reads the
+	 * groups when the library connects, at the first allocation). */
+	if (group_case)
+		CHECK(setgroups(1, &nogroup) == 0);
 	CKRT(cudaSetDevice(0));
 	CKRT(cudaMalloc(&p, KSIZE));
+	put(p, KSIZE, 11);
 	CKRT(cudaIpcGetMemHandle(&h, p));
 	xfer(s, &h, sizeof(h), 1);
 	hear(s, 'R');
+	if (group_case)
+		CHECK(holds(p, KSIZE, 12));
 	CKRT(cudaFree(p));
 	return 0;
 }
 
-/* Another uid: vmmd refuses, the call says which handle was bad. */
+/* Another uid: vmmd refuses, the call says which handle was bad; unless
+ * both are in ipc_group. */
 static int
 uid_importer(int s)
 {
@@ -584,9 +600,16 @@ uid_importer(int s)
 	    setuid(NOBODY) == 0);
 	xfer(s, &h, sizeof(h), 0);
 	CKRT(cudaSetDevice(0));
-	CHECK(cudaIpcOpenMemHandle(&p, h, LAZY) ==
-	    cudaErrorInvalidResourceHandle);
-	CHECK(p == NULL);
+	if (group_case) {
+		CKRT(cudaIpcOpenMemHandle(&p, h, LAZY));
+		CHECK(holds(p, KSIZE, 11));
+		put(p, KSIZE, 12);
+		CKRT(cudaIpcCloseMemHandle(p));
+	} else {
+		CHECK(cudaIpcOpenMemHandle(&p, h, LAZY) ==
+		    cudaErrorInvalidResourceHandle);
+		CHECK(p == NULL);
+	}
 	say(s, 'R');
 	return 0;
 }
@@ -594,7 +617,8 @@ uid_importer(int s)
 static void
 sc_uid(void)
 {
-	int sv[2];
+	Vmm__PoolStats ps;
+	int sv[2], i;
 	pid_t a, b;
 
 	if (geteuid() != 0) {
@@ -614,9 +638,22 @@ sc_uid(void)
 	{
 		struct tc *adm = tc_open(sockpath, "admin", true);
 
-		CHECK(tc_counter(adm, "ipc_refused") == 1);
+		CHECK(tc_counter(adm, "ipc_refused") == (group_case ? 0 : 1));
+		CHECK(tc_counter(adm, "ipc_opens") == (group_case ? 1 : 0));
 		tc_close(adm);
 	}
+	/* The exporter is gone: its chunk comes back to the pool, unless a
+	 * process of another tenant (uid) mapped it: then to the GPU, as it
+	 * may have kept an fd of it. */
+	for (i = 0; i < 500; i++) {
+		ps = pool();
+		if (ps.lent_bytes == 0 && ps.quarantined_bytes == 0)
+			break;
+		tc_sleep_ms(10);
+	}
+	CHECK(ps.lent_bytes == 0 && ps.ipc_held_bytes == 0);
+	CHECK(ps.idle_bytes == (group_case ? 0 : KSIZE));
+	CHECK(ps.physical_bytes == ps.idle_bytes);
 }
 
 int
@@ -637,6 +674,11 @@ main(int argc, char **argv)
 		sc_kill_importer();
 	else if (strcmp(argv[1], "uid") == 0)
 		sc_uid();
+	else if (strcmp(argv[1], "group") == 0) {
+		group_case = true;
+		daemon_conf = "idle_timeout_ms = 0\nipc_group = nogroup\n";
+		sc_uid();
+	}
 	else
 		CHECK(!"unknown scenario");
 	if (daemon_pid > 0)
