@@ -23,6 +23,8 @@
  *                  (cudaErrorInvalidResourceHandle); skipped (77) otherwise
  *   group          the same with ipc_group = nogroup and both processes in
  *                  it: the open works across uids, data checked both ways
+ *   native         no vmmd: both processes fall back to CUDA's allocator,
+ *                  and the driver's own handles pass through untouched
  */
 #include <cuda.h>
 #include <cuda_runtime_api.h>
@@ -656,6 +658,58 @@ sc_uid(void)
 	CHECK(ps.physical_bytes == ps.idle_bytes);
 }
 
+/* ---- native ---------------------------------------------------------------- */
+
+static int
+native_producer(int s)
+{
+	cudaIpcMemHandle_t h;
+	void *p;
+
+	CKRT(cudaSetDevice(0));
+	CKRT(cudaMalloc(&p, LARGE));	/* the fallback: cuMemAlloc memory */
+	put(p, LARGE, 13);
+	CKRT(cudaIpcGetMemHandle(&h, p));
+	CHECK(memcmp(h.reserved, "vmmdIPC1", 8) != 0);	/* the driver's */
+	xfer(s, &h, sizeof(h), 1);
+	hear(s, 'W');
+	CHECK(holds(p, LARGE, 14));
+	CKRT(cudaFree(p));
+	return 0;
+}
+
+static int
+native_consumer(int s)
+{
+	cudaIpcMemHandle_t h;
+	void *p;
+
+	xfer(s, &h, sizeof(h), 0);
+	CKRT(cudaSetDevice(0));
+	CKRT(cudaIpcOpenMemHandle(&p, h, LAZY));
+	CHECK(holds(p, LARGE, 13));
+	put(p, LARGE, 14);
+	CKRT(cudaIpcCloseMemHandle(p));
+	say(s, 'W');
+	return 0;
+}
+
+static void
+sc_native(void)
+{
+	int sv[2];
+	pid_t a, b;
+
+	/* No daemon started: the library falls back, once, in each. */
+	CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+	a = spawn(native_producer, sv[0], sv[1]);
+	b = spawn(native_consumer, sv[1], sv[0]);
+	close(sv[0]);
+	close(sv[1]);
+	reap_ok(a);
+	reap_ok(b);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -674,6 +728,8 @@ main(int argc, char **argv)
 		sc_kill_importer();
 	else if (strcmp(argv[1], "uid") == 0)
 		sc_uid();
+	else if (strcmp(argv[1], "native") == 0)
+		sc_native();
 	else if (strcmp(argv[1], "group") == 0) {
 		group_case = true;
 		daemon_conf = "idle_timeout_ms = 0\nipc_group = nogroup\n";
