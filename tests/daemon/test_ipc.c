@@ -7,7 +7,8 @@
  * fd per chunk and holds them: a Release by the exporter then parks them
  * (ipc_held_bytes) instead of pooling them, until IpcClose; IpcClose of an
  * unknown import is INVALID; a session's exports stop at
- * VMMD_IPC_MAX_EXPORTS (LIMIT, counted).
+ * VMMD_IPC_MAX_EXPORTS (LIMIT, counted).  Version 2 clients (before these
+ * messages) are still served; versions 1 and 4 are refused.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -130,6 +131,37 @@ importer(int s)
 	return 0;
 }
 
+/* Protocol version 3 added these messages; vmmd still serves version 2
+ * clients (answering in their version) and refuses others. */
+static void
+versions(void)
+{
+	static const uint32_t v[] = { 1, 2, 3, 4 };
+	size_t i;
+
+	for (i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+		Vmm__Hello h = VMM__HELLO__INIT;
+		struct vmm_sess *s;
+		int rc;
+
+		CHECK(vmm_sess_connect(&s, sockpath, 5000) == 0);
+		h.protocol_version = v[i];
+		h.client_name = "old";
+		h.kind = VMM__CLIENT_KIND__CLIENT_KIND_APP;
+		rc = vmm_sess_hello(s, &h, 5000);
+		if (v[i] == 2) {
+			/* Not this library's version, but served. */
+			CHECK(rc == VMM_SESS_EVERSION);
+			CHECK(vmm_sess_hello_reply(s)->protocol_version == 2);
+		} else if (v[i] == VMM_PROTOCOL_VERSION)
+			CHECK(rc == 0);
+		else
+			CHECK(rc == VMM_SESS_EREFUSED && vmm_sess_error(s)->code ==
+			    VMM__ERROR_CODE__ERROR_CODE_VERSION_MISMATCH);
+		vmm_sess_close(s);
+	}
+}
+
 int
 main(void)
 {
@@ -142,6 +174,7 @@ main(void)
 
 	pid = tc_start_in("daemon_ipc", "idle_timeout_ms = 0\n", sockpath,
 	    sizeof(sockpath), &adm);
+	versions();
 	a = tc_open(sockpath, "exporter", false);
 	for (i = 0; i < NCH; i++) {
 		CHECK(tc_acquire(a, a->granularity, 0, &g[i], 1) == 1);
