@@ -36,6 +36,7 @@ client_atfork_child(void)
 	vmmc_conn_forget_all();
 	vmmc_large_forget_all();
 	vmmc_small_forget_all();
+	vmmc_ipc_forget_all();
 	vmmc_va_forget_all();
 	vmmc_helper_forget();
 	vmmc_core_forget();
@@ -327,7 +328,9 @@ vmm_get_range(const void *ptr, void **base, size_t *size)
 		return VMM_EINVAL;
 	if (vmmc_small_range(ptr, base, size) == 0)
 		return 0;
-	return vmmc_large_range(ptr, base, size);
+	if (vmmc_large_range(ptr, base, size) == 0)
+		return 0;
+	return vmmc_ipc_range(ptr, base, size);
 }
 
 int

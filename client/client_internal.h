@@ -6,6 +6,7 @@
  *   adopt.c     Adopt toward a new daemon instance (conn.c's hook)
  *   large.c     chunk-backed allocations: map back to back, cache, resize
  *   small.c     sub-allocation by size class with per-thread caches
+ *   ipc.c       legacy CUDA IPC handles of our memory: export, open, close
  *   va.c        virtual address reservations and a coalescing range allocator
  *   conn.c      the connection to vmmd: handshake, calls, pushes, reconnect
  *   stream.c    stream-ordered frees parked with an event, reused in order
@@ -136,6 +137,18 @@ void	vmmc_conn_close_all(void);
 /* Device memory as vmmd sees it for this client (free, total). */
 int	vmmc_conn_meminfo(struct vmmc_conn *c, uint64_t *free_bytes,
 	    uint64_t *total);
+
+/* Legacy CUDA IPC (client/ipc.c): export chunks this process holds (an
+ * id and token for the handle); open an export (the chunks, as a grant,
+ * with the import's id; count or VMM_E*); close an import (waits for
+ * vmmd's answer, so the chunks are back when it returns).  A refused open
+ * is VMMC_EIPC_REFUSED, after one ERROR line with vmmd's reason. */
+int	vmmc_conn_ipc_export(struct vmmc_conn *c, const uint64_t *ids,
+	    size_t n, uint64_t *export_id, uint64_t *token);
+int	vmmc_conn_ipc_open(struct vmmc_conn *c, uint64_t export_id,
+	    uint64_t token, uint64_t *import_id, struct vmmc_grant_chunk *out,
+	    size_t max);
+int	vmmc_conn_ipc_close(struct vmmc_conn *c, uint64_t import_id);
 
 /* ---- va.c ---------------------------------------------------------------------- */
 
@@ -296,6 +309,12 @@ size_t	vmmc_large_chunks(int dev, struct vmmc_mapped_chunk *out, size_t max);
 /* Sets the ids of those chunks still mapped where they were. */
 void	vmmc_large_set_ids(int dev, const struct vmmc_mapped_chunk *v, size_t n);
 void	vmmc_large_forget_all(void);
+/* For a legacy IPC handle: the device, chunk ids (up to max, in mapping
+ * order) and requested size of the live allocation whose base is p.
+ * VMM_ENOTOURS if p is in none; VMM_EINVAL if p is inside one but not its
+ * base, or it has more than max chunks. */
+int	vmmc_large_ipc(const void *p, int *dev, uint64_t *ids, size_t max,
+	    size_t *n, uint64_t *size);
 
 /* ---- small.c ---------------------------------------------------------------- */
 
@@ -329,6 +348,17 @@ void	vmmc_small_usage(int64_t *in_use, uint64_t *allocs, uint64_t *frees,
 size_t	vmmc_small_chunks(int dev, struct vmmc_mapped_chunk *out, size_t max);
 void	vmmc_small_set_ids(int dev, const struct vmmc_mapped_chunk *v, size_t n);
 void	vmmc_small_forget_all(void);
+/* As vmmc_large_ipc for a small block: its segment's chunk, the block's
+ * offset in it and its size. */
+int	vmmc_small_ipc(const void *p, int *dev, uint64_t *chunk_id,
+	    uint64_t *off, uint64_t *size);
+
+/* ---- ipc.c ------------------------------------------------------------------ */
+
+/* The memory this process opened (an import) holding ptr: its base and
+ * size (the chunks mapped).  VMM_ENOTOURS if none. */
+int	vmmc_ipc_range(const void *ptr, void **base, size_t *size);
+void	vmmc_ipc_forget_all(void);	/* fork child */
 
 
 #endif

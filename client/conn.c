@@ -420,6 +420,8 @@ conn_refused(struct vmmc_conn *c)
 	switch (e->code) {
 	case VMM__ERROR_CODE__ERROR_CODE_OUT_OF_MEMORY:
 		return VMM_ENOMEM;
+	case VMM__ERROR_CODE__ERROR_CODE_IPC_REFUSED:
+		return VMMC_EIPC_REFUSED;
 	case VMM__ERROR_CODE__ERROR_CODE_QUOTA:
 		return VMM_EQUOTA;
 	default:
@@ -759,4 +761,76 @@ vmmc_conn_close_all(void)
 		pthread_mutex_unlock(&conns[i]->lock);
 	}
 	pthread_mutex_unlock(&conns_lock);
+}
+
+/* ---- legacy CUDA IPC (client/ipc.c) ------------------------------------- */
+
+int
+vmmc_conn_ipc_export(struct vmmc_conn *c, const uint64_t *ids, size_t n,
+    uint64_t *export_id, uint64_t *token)
+{
+	Vmm__IpcExport x = VMM__IPC_EXPORT__INIT;
+	Vmm__Envelope env = vmm_frame_env_ipc_export(&x);
+	struct vmm_frame_msg *m;
+	int rc;
+
+	x.n_chunk_ids = n;
+	x.chunk_ids = (uint64_t *)ids;
+	pthread_mutex_lock(&c->lock);
+	if ((rc = conn_request(c, &env, NULL, 0, &m)) == 0) {
+		*export_id = vmm_frame_msg_env(m)->ipc_export_reply->export_id;
+		*token = vmm_frame_msg_env(m)->ipc_export_reply->token;
+		vmm_frame_msg_free(m);
+	}
+	pthread_mutex_unlock(&c->lock);
+	return rc;
+}
+
+int
+vmmc_conn_ipc_open(struct vmmc_conn *c, uint64_t export_id, uint64_t token,
+    uint64_t *import_id, struct vmmc_grant_chunk *out, size_t max)
+{
+	Vmm__IpcOpen o = VMM__IPC_OPEN__INIT;
+	Vmm__Envelope env = vmm_frame_env_ipc_open(&o);
+	const Vmm__IpcGrant *g;
+	struct vmm_frame_msg *m;
+	size_t i;
+	int rc;
+
+	o.export_id = export_id;
+	o.token = token;
+	pthread_mutex_lock(&c->lock);
+	if ((rc = conn_request(c, &env, NULL, 0, &m)) == 0) {
+		g = vmm_frame_msg_env(m)->ipc_grant;
+		*import_id = g->import_id;
+		if (g->n_chunks > max)
+			rc = VMM_EPROTO;	/* the fds go with m */
+		else {
+			for (i = 0; i < g->n_chunks; i++) {
+				out[i].id = g->chunks[i]->id;
+				out[i].size = g->chunks[i]->size;
+				out[i].fd = vmm_frame_msg_take_fd(m, i);
+			}
+			rc = (int)g->n_chunks;
+		}
+		vmm_frame_msg_free(m);
+	}
+	pthread_mutex_unlock(&c->lock);
+	return rc;
+}
+
+int
+vmmc_conn_ipc_close(struct vmmc_conn *c, uint64_t import_id)
+{
+	Vmm__IpcClose x = VMM__IPC_CLOSE__INIT;
+	Vmm__Envelope env = vmm_frame_env_ipc_close(&x);
+	struct vmm_frame_msg *m;
+	int rc;
+
+	x.import_id = import_id;
+	pthread_mutex_lock(&c->lock);
+	if ((rc = conn_request(c, &env, NULL, 0, &m)) == 0)
+		vmm_frame_msg_free(m);
+	pthread_mutex_unlock(&c->lock);
+	return rc;
 }

@@ -846,3 +846,28 @@ vmmc_large_forget_all(void)
 	cache_head = cache_tail = NULL;
 	cache_bytes = 0;
 }
+
+int
+vmmc_large_ipc(const void *p, int *dev, uint64_t *ids, size_t max, size_t *n,
+    uint64_t *size)
+{
+	CUdeviceptr a = (CUdeviceptr)(uintptr_t)p;
+	struct large *l;
+	int rc = VMM_ENOTOURS;
+	uint32_t k;
+
+	pthread_rwlock_rdlock(&large_lock);
+	if ((l = large_find(a, false)) != NULL) {
+		rc = VMM_EINVAL;
+		if (l->base == a && l->nchunks <= max) {
+			for (k = 0; k < l->nchunks; k++)
+				ids[k] = l->chunks[k].id;
+			*n = l->nchunks;
+			*size = l->size;
+			*dev = l->dev;
+			rc = 0;
+		}
+	}
+	pthread_rwlock_unlock(&large_lock);
+	return rc;
+}

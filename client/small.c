@@ -1041,3 +1041,24 @@ vmmc_small_forget_all(void)
 			small_cls[d][c].partial = NULL;
 		}
 }
+
+int
+vmmc_small_ipc(const void *ptr, int *dev, uint64_t *chunk_id, uint64_t *off,
+    uint64_t *size)
+{
+	CUdeviceptr p = (CUdeviceptr)(uintptr_t)ptr;
+	struct seg *s;
+	uint32_t idx;
+
+	if (small_max_eff == 0 || (s = reg_lookup(p)) == NULL)
+		return VMM_ENOTOURS;
+	idx = (uint32_t)((p - s->base) / s->block);
+	if ((p - s->base) % s->block != 0 || idx >= s->nblocks ||
+	    !blk_allocated(s, idx))
+		return VMM_EINVAL;
+	*dev = s->dev;
+	*chunk_id = s->chunk_id;
+	*off = p - s->base;
+	*size = s->block;
+	return 0;
+}

@@ -61,4 +61,19 @@ bool	vmmc_capture_active(void);
  * cuThreadExchangeStreamCaptureMode documents the three modes). */
 bool	vmmc_capture_forbids(int thread_mode);
 
+/* Legacy CUDA IPC of this library's memory (client/ipc.c).  Beyond the
+ * VMM_E* codes: */
+#define VMMC_EIPC_REFUSED	(-100)	/* the handle names nothing we may open */
+#define VMMC_EIPC_SELF		(-101)	/* a handle of this very process */
+/* The 64-byte handle (CU_IPC_HANDLE_SIZE) of the allocation whose base is
+ * ptr; VMM_ENOTOURS if ptr is not this library's memory. */
+int	vmmc_ipc_get(const void *ptr, void *handle);
+/* Maps the memory a handle of ours names and returns its pointer (the same
+ * one, with one more reference, if this process has it open already);
+ * VMM_ENOTOURS if the handle is not one of this library's. */
+int	vmmc_ipc_open(const void *handle, void **ptr);
+/* Drops a reference taken by vmmc_ipc_open, unmapping at the last;
+ * VMM_ENOTOURS if ptr is not memory it opened. */
+int	vmmc_ipc_close(void *ptr);
+
 #endif

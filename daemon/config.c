@@ -31,6 +31,9 @@ const struct vmm_opt vmmd_options[] = {
 	{ "admin_group", VMM_OPT_STRING, "", 0, 0, NULL, O(admin_group),
 	  "group whose members may use stats, clients, trim and quota "
 	  "(root always may)" },
+	{ "ipc_group", VMM_OPT_STRING, "", 0, 0, NULL, O(ipc_group),
+	  "group whose members may open each other's CUDA IPC handles of pooled "
+	  "memory; empty: only the exporter's own uid may" },
 	{ "log_level", VMM_OPT_ENUM, "ERROR", 0, 0, "ERROR|INFO|DEBUG",
 	  O(log_level), "ERROR: failures only; INFO: chunk events; DEBUG: all" },
 	{ "log_file", VMM_OPT_STRING, "", 0, 0, NULL, O(log_file),

@@ -18,6 +18,7 @@
 
 #include "log.h"
 
+static void	session_ack(struct vmmd_session *s, uint64_t rid);
 
 static void
 session_hello(struct vmmd_session *s, const Vmm__Hello *h)
@@ -32,10 +33,12 @@ session_hello(struct vmmd_session *s, const Vmm__Hello *h)
 		    "Hello sent twice");
 		return;
 	}
-	if (h->protocol_version != VMM_PROTOCOL_VERSION) {
+	/* Version 2 clients are served: they never send what 3 added. */
+	if (h->protocol_version < VMM_PROTOCOL_VERSION_MIN ||
+	    h->protocol_version > VMM_PROTOCOL_VERSION) {
 		snprintf(msg, sizeof(msg), "protocol version %u not supported; "
-		    "vmmd %s speaks version %d", h->protocol_version,
-		    VMMD_VERSION, VMM_PROTOCOL_VERSION);
+		    "vmmd %s speaks versions %d to %d", h->protocol_version,
+		    VMMD_VERSION, VMM_PROTOCOL_VERSION_MIN, VMM_PROTOCOL_VERSION);
 		vmmd_session_fatal(s, h->request_id,
 		    VMM__ERROR_CODE__ERROR_CODE_VERSION_MISMATCH, msg);
 		return;
@@ -61,7 +64,7 @@ session_hello(struct vmmd_session *s, const Vmm__Hello *h)
 	lim.quota_bytes = vmmd_session_quota(s);
 	lim.device_total_bytes = vmmd_pool_device_total();
 	rep.request_id = h->request_id;
-	rep.protocol_version = VMM_PROTOCOL_VERSION;
+	rep.protocol_version = h->protocol_version;
 	rep.session_id = s->id;
 	rep.instance_id = vmmd_instance;
 	rep.granularity = vmmd_pool_chunk_unit();
@@ -156,6 +159,91 @@ session_adopt(struct vmmd_session *s, struct vmm_frame_msg *m,
 	vmmd_session_send(s, &env);
 	if (refused < a->n_sizes)
 		vmmd_notify_status();
+}
+
+/* ---- legacy CUDA IPC (ipc.c keeps the ledger) ------------------------- */
+
+static void
+session_ipc_export(struct vmmd_session *s, const Vmm__IpcExport *x)
+{
+	Vmm__Envelope env;
+	Vmm__IpcExportReply rep = VMM__IPC_EXPORT_REPLY__INIT;
+	char msg[128];
+	int code;
+
+	code = vmmd_ipc_export(s, x->chunk_ids, x->n_chunk_ids, &rep.export_id,
+	    &rep.token, msg, sizeof(msg));
+	if (code != 0) {
+		vmmd_session_error(s, x->request_id, (Vmm__ErrorCode)code, msg);
+		return;
+	}
+	rep.request_id = x->request_id;
+	env = vmm_frame_env_ipc_export_reply(&rep);
+	vmmd_session_send(s, &env);
+}
+
+/* Opens an export: the chunks go out as fds, like a Grant, and stay held
+ * by this session (ipc.c) until IpcClose or its process is gone. */
+static void
+session_ipc_open(struct vmmd_session *s, const Vmm__IpcOpen *o)
+{
+	struct vmmd_chunk *chs[VMM_PROTO_MAX_CHUNKS];
+	Vmm__Chunk cv[VMM_PROTO_MAX_CHUNKS], *cp[VMM_PROTO_MAX_CHUNKS];
+	Vmm__IpcGrant rep = VMM__IPC_GRANT__INIT;
+	int fds[VMM_PROTO_MAX_CHUNKS];
+	Vmm__Envelope env;
+	uint64_t import_id;
+	size_t n = 0, i;
+	char msg[128];
+	int code;
+
+	code = vmmd_ipc_open(s, o->export_id, o->token, chs, &n, &import_id,
+	    msg, sizeof(msg));
+	if (code != 0) {
+		vmmd_session_error(s, o->request_id, (Vmm__ErrorCode)code, msg);
+		return;
+	}
+	for (i = 0; i < n; i++) {
+		if ((fds[i] = vmmd_pool_export(chs[i])) < 0) {
+			while (i > 0)
+				close(fds[--i]);
+			vmmd_ipc_close(s, import_id);
+			vmmd_session_error(s, o->request_id,
+			    VMM__ERROR_CODE__ERROR_CODE_INTERNAL,
+			    "cannot export a chunk");
+			vmmd_policy_retry();
+			return;
+		}
+		vmm__chunk__init(&cv[i]);
+		cv[i].id = chs[i]->id;
+		cv[i].size = chs[i]->size;
+		cp[i] = &cv[i];
+	}
+	rep.request_id = o->request_id;
+	rep.import_id = import_id;
+	rep.n_chunks = n;
+	rep.chunks = cp;
+	env = vmm_frame_env_ipc_grant(&rep);
+	if (vmmd_session_queue(s, &env, fds, n) != 0) {
+		/* Not sent (fds closed): the holds go, then the peer. */
+		vmmd_ipc_close(s, import_id);
+		vmmd_stats.slow_peer_drops++;
+		vmmd_session_close(s, "client does not read its replies");
+		vmmd_policy_retry();
+	}
+}
+
+static void
+session_ipc_close(struct vmmd_session *s, const Vmm__IpcClose *c)
+{
+	if (vmmd_ipc_close(s, c->import_id) != 0) {
+		vmmd_session_error(s, c->request_id,
+		    VMM__ERROR_CODE__ERROR_CODE_INVALID,
+		    "no such IPC import in this session");
+		return;
+	}
+	session_ack(s, c->request_id);
+	vmmd_policy_retry();	/* chunks may have come back */
 }
 
 /* The client's view: what it may still get (quota, pool limit, what the
@@ -302,6 +390,15 @@ dispatch(struct vmmd_session *s, struct vmm_frame_msg *m)
 		break;
 	case VMM__ENVELOPE__MSG_MEM_INFO_REQUEST:
 		session_meminfo(s, rid);
+		break;
+	case VMM__ENVELOPE__MSG_IPC_EXPORT:
+		session_ipc_export(s, env->ipc_export);
+		break;
+	case VMM__ENVELOPE__MSG_IPC_OPEN:
+		session_ipc_open(s, env->ipc_open);
+		break;
+	case VMM__ENVELOPE__MSG_IPC_CLOSE:
+		session_ipc_close(s, env->ipc_close);
 		break;
 	case VMM__ENVELOPE__MSG_STATS_REQUEST:
 	case VMM__ENVELOPE__MSG_CLIENTS_REQUEST:

@@ -1508,14 +1508,16 @@ vmmd_pool_drain(uint64_t ms, uint64_t bytes)
 	pool_drain_left = bytes != 0 ? bytes : UINT64_MAX;
 }
 
-void
-vmmd_pool_release(struct vmmd_chunk *ch)
+/* A chunk no one holds any more (off every list): to the pool, or to the
+ * GPU. */
+static void
+pool_put(struct vmmd_chunk *ch)
 {
-	pool_detach(ch);
 	/* Adopted memory may still be mapped by whoever else kept an fd of
 	 * it (the previous daemon's other clients, a peer that kept one after
-	 * a Release): lending it again could give it a second holder. */
-	if (ch->adopted) {
+	 * a Release): lending it again could give it a second holder.  The
+	 * same for memory an importer of another tenant mapped (ipc.c). */
+	if (ch->adopted || ch->ipc_foreign) {
 		pool_destroy(ch);
 		return;
 	}
@@ -1528,6 +1530,42 @@ vmmd_pool_release(struct vmmd_chunk *ch)
 		return;
 	}
 	pool_free_insert(ch);
+}
+
+void
+vmmd_pool_release(struct vmmd_chunk *ch)
+{
+	pool_detach(ch);
+	/* Whatever was exported of it under this lease can no longer open. */
+	ch->lease++;
+	/* IPC importers still map it: not free, not lendable, until the last
+	 * one lets go (vmmd_pool_ipc_unhold). */
+	if (ch->ipc_holds > 0) {
+		ch->state = VMMD_CHUNK_IPC_HELD;
+		ch->holder = NULL;
+		pool_t.ipc_held += ch->size;
+		vmm_log_info("IPC_HELD Chunk=%" PRIu64 " Size=%" PRIu64
+		    " Importers=%u", ch->id, ch->size, ch->ipc_holds);
+		return;
+	}
+	pool_put(ch);
+}
+
+void
+vmmd_pool_ipc_hold(struct vmmd_chunk *ch, bool foreign)
+{
+	ch->ipc_holds++;
+	if (foreign)
+		ch->ipc_foreign = true;
+}
+
+void
+vmmd_pool_ipc_unhold(struct vmmd_chunk *ch)
+{
+	if (--ch->ipc_holds > 0 || ch->state != VMMD_CHUNK_IPC_HELD)
+		return;
+	pool_t.ipc_held -= ch->size;
+	pool_put(ch);
 }
 
 void

@@ -52,6 +52,23 @@ static char		server_name[NAME_MAX + 1];	/* in server_dirfd */
 static char		server_links[2][NAME_MAX + 1];
 static bool		server_have_admin_gid;
 static gid_t		server_admin_gid;
+static bool		server_have_ipc_gid;
+static gid_t		server_ipc_gid;
+
+bool
+vmmd_server_in_ipc_group(gid_t gid, const gid_t *groups, int ngroups)
+{
+	int i;
+
+	if (!server_have_ipc_gid)
+		return false;
+	if (gid == server_ipc_gid)
+		return true;
+	for (i = 0; i < ngroups; i++)
+		if (groups[i] == server_ipc_gid)
+			return true;
+	return false;
+}
 
 bool
 vmmd_server_is_admin(uid_t uid, gid_t gid, const gid_t *groups, int ngroups)
@@ -165,7 +182,8 @@ server_take(int fd)
 		}
 		return 0;
 	}
-	if (vmmd_session_new(fd, pidfd, cr.pid, cr.uid, cr.gid, admin) == 0)
+	if (vmmd_session_new(fd, pidfd, cr.pid, cr.uid, cr.gid, admin,
+	    vmmd_server_in_ipc_group(cr.gid, groups, ngroups)) == 0)
 		vmmd_notify_status();
 	return 0;
 }
@@ -342,6 +360,15 @@ server_resolve_groups(const struct vmmd_config *c, gid_t *sock_gid, char *err,
 		}
 		server_admin_gid = g->gr_gid;
 		server_have_admin_gid = true;
+	}
+	if (c->ipc_group[0] != '\0') {
+		if ((g = getgrnam(c->ipc_group)) == NULL) {
+			snprintf(err, errlen, "ipc_group \"%s\": no such group",
+			    c->ipc_group);
+			return -1;
+		}
+		server_ipc_gid = g->gr_gid;
+		server_have_ipc_gid = true;
 	}
 	return 0;
 }

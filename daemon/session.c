@@ -252,6 +252,7 @@ vmmd_session_resume(struct vmmd_session *s, uint64_t old_id)
 	vmm_log_info("RESUME Session=%" PRIu64 " Old=%" PRIu64 " Pid=%d Chunks=%"
 	    PRIu64, s->id, o->id, (int)s->pid, o->h.chunks);
 	vmmd_pool_transfer(&o->h, &s->h);
+	vmmd_ipc_transfer(o, s);
 	vmmd_stats.resumed_sessions++;
 	session_free(o);
 	return true;
@@ -446,6 +447,7 @@ session_on_pid(evutil_socket_t fd, short what, void *arg)
 	vmm_log_info("GONE Session=%" PRIu64 " Pid=%d Chunks=%" PRIu64, s->id,
 	    (int)s->pid, s->h.chunks);
 	vmmd_pool_holder_gone(&s->h);
+	vmmd_ipc_gone(s);
 	session_free(s);
 	session_memory_back();
 	vmmd_notify_status();
@@ -475,8 +477,11 @@ vmmd_session_close(struct vmmd_session *s, const char *why)
 	s->rd = NULL;
 	vmmd_closer_close(s->fd);
 	s->fd = -1;
-	alive = s->h.chunks > 0 && session_process_alive(s);
+	/* IPC imports, like chunks, may still be mapped by a live process. */
+	alive = (s->h.chunks > 0 || s->ipc.nimports > 0) &&
+	    session_process_alive(s);
 	vmmd_pool_holder_closed(&s->h, alive);
+	vmmd_ipc_closed(s, alive);
 	if (!alive)
 		session_memory_back();
 	if (alive)
@@ -514,7 +519,7 @@ vmmd_session_pidfd(int sock, pid_t pid)
 
 int
 vmmd_session_new(int fd, int pidfd, pid_t pid, uid_t uid, gid_t gid,
-    bool admin)
+    bool admin, bool ipc_member)
 {
 	struct vmmd_session *s;
 	struct timeval tv;
@@ -531,8 +536,10 @@ vmmd_session_new(int fd, int pidfd, pid_t pid, uid_t uid, gid_t gid,
 	s->uid = uid;
 	s->gid = gid;
 	s->admin = admin;
+	s->ipc_member = ipc_member;
 	s->state = VMMD_SESSION_NEW;
 	TAILQ_INIT(&s->h.held);
+	vmmd_ipc_init(s);
 	gettimeofday(&tv, NULL);
 	s->connected_usec = (uint64_t)tv.tv_sec * 1000000u + (uint64_t)tv.tv_usec;
 	s->pidfd = pidfd;
@@ -619,6 +626,7 @@ vmmd_session_shutdown_all(const char *why)
 	/* What is left is quarantined: the pool goes away with the daemon. */
 	while ((s = TAILQ_FIRST(&vmmd_sessions)) != NULL) {
 		vmmd_pool_holder_gone(&s->h);
+		vmmd_ipc_gone(s);
 		session_free(s);
 	}
 	session_on_reap(-1, 0, NULL);

@@ -38,6 +38,7 @@ pool_figures(struct vmm_pool_figures *f)
 		.granularity = vmmd_pool_chunk_unit(),
 		.peak_physical_bytes = t.peak_physical,
 		.peak_lent_bytes = t.peak_lent,
+		.ipc_held_bytes = t.ipc_held,
 	};
 }
 
@@ -62,6 +63,8 @@ stats_session(const struct vmmd_session *s, Vmm__SessionStats *o)
 	o->connected_usec = s->connected_usec;
 	o->cgroup = (char *)s->cgroup;
 	o->container_id = (char *)s->container;
+	o->ipc_opened = s->ipc.nimports;
+	o->ipc_opened_bytes = s->ipc.imported_bytes;
 }
 
 const Vmm__Envelope *

@@ -11,6 +11,7 @@
  *   pool.c     the chunk pool: create, grant (fit / stitch / create), release,
  *              quarantine, scrub, idle return, OOM recovery
  *   tenant.c   who may get back memory another holder released
+ *   ipc.c      legacy CUDA IPC: exports, imports and their holds on chunks
  *   stats.c    counters and the admin replies
  *   notify.c   sd_notify: READY, STATUS, watchdog, STOPPING
  *   cgroup.c   which cgroup and container a client is in
@@ -22,7 +23,8 @@
  * main.c and server.c start sessions; dispatch.c calls policy.c, session.c,
  * pool.c and stats.c; policy.c calls session.c and pool.c; session.c calls
  * pool.c and reaches dispatch.c and policy.c only through the two hooks
- * dispatch.c registers (vmmd_session_set_handlers).  pool.c, tenant.c,
+ * dispatch.c registers (vmmd_session_set_handlers); dispatch.c and
+ * session.c call ipc.c, which calls pool.c only.  pool.c, tenant.c,
  * config.c and closer.c call no other file of vmmd but each other's leaves;
  * pool.c hands slow driver calls to worker.c, which calls nothing back but
  * the completion function pointer of each job.
@@ -95,6 +97,7 @@ struct vmmd_config {
 	char		socket_dir[VMM_OPT_STRMAX];
 	char		socket_group[VMM_OPT_STRMAX];
 	char		admin_group[VMM_OPT_STRMAX];
+	char		ipc_group[VMM_OPT_STRMAX];
 	int		log_level;
 	char		log_file[VMM_OPT_STRMAX];
 	char		metrics_listen[VMM_OPT_STRMAX];	/* "" = off */
@@ -177,6 +180,9 @@ enum vmmd_chunk_state {
 	VMMD_CHUNK_FREE,
 	VMMD_CHUNK_LENT,
 	VMMD_CHUNK_QUARANTINED,	/* holder's socket closed, process alive */
+	/* Its holder gave it back, but IPC importers still map it (ipc_holds
+	 * > 0): neither free nor lent, it returns once the last one lets go. */
+	VMMD_CHUNK_IPC_HELD,
 };
 
 struct vmmd_session;
@@ -204,6 +210,13 @@ struct vmmd_chunk {
 	dev_t				key_dev;
 	ino_t				key_ino;
 	uint64_t			idle_since_ms;
+	/* Legacy IPC (ipc.c): importers that map it now; the lease, bumped
+	 * each time its holder gives it back, so an export made before
+	 * cannot be opened after; whether an importer of another tenant
+	 * ever mapped it (then it goes to the GPU when it comes back). */
+	unsigned			ipc_holds;
+	uint64_t			lease;
+	bool				ipc_foreign;
 	TAILQ_ENTRY(vmmd_chunk)		link;	/* free bin or holder's list */
 	TAILQ_ENTRY(vmmd_chunk)		alink;	/* free chunks by age (FREE) */
 	struct vmmd_chunk		*hnext;	/* id hash chain */
@@ -223,6 +236,7 @@ struct vmmd_holder {
 
 struct vmmd_pool_totals {
 	uint64_t	physical, lent, idle, quarantined;
+	uint64_t	ipc_held;	/* bytes in VMMD_CHUNK_IPC_HELD */
 	uint64_t	chunks, chunks_lent;
 	/* High-water marks, exact, since start or vmmd_pool_reset_marks. */
 	uint64_t	peak_physical, peak_lent;
@@ -307,6 +321,12 @@ void	vmmd_pool_release(struct vmmd_chunk *ch);
  * until bytes are given back (0: no limit) — after a trim that recalled
  * the clients' caches. */
 void	vmmd_pool_drain(uint64_t ms, uint64_t bytes);
+/* An IPC importer maps ch (foreign: of another tenant than its holder's):
+ * it may not go back to the pool until vmmd_pool_ipc_unhold. */
+void	vmmd_pool_ipc_hold(struct vmmd_chunk *ch, bool foreign);
+/* That importer let go; the last one returns a chunk its holder gave back
+ * (to the GPU if a foreign importer ever held it). */
+void	vmmd_pool_ipc_unhold(struct vmmd_chunk *ch);
 /* h's connection closed: its chunks come back, or are quarantined while
  * its process lives (process_alive). */
 void	vmmd_pool_holder_closed(struct vmmd_holder *h, bool process_alive);
@@ -334,6 +354,45 @@ void	vmmd_cgroup_parse(const char *text, char *out, size_t outlen);
  * <runtime>-<id>.scope), or "". */
 void	vmmd_container_id(const char *cgroup, char *out, size_t outlen);
 
+/* ---- ipc.c ------------------------------------------------------------------- */
+
+struct vmmd_ipc_export;
+struct vmmd_ipc_import;
+TAILQ_HEAD(vmmd_ipc_export_list, vmmd_ipc_export);
+TAILQ_HEAD(vmmd_ipc_import_list, vmmd_ipc_import);
+
+/* A session's side of legacy IPC (ipc.c reads and writes it). */
+struct vmmd_ipc_side {
+	struct vmmd_ipc_export_list	exports;
+	struct vmmd_ipc_import_list	imports;
+	uint64_t			nexports, nimports;
+	uint64_t			imported_bytes;	/* of the imports' chunks */
+};
+
+/* Exports and imports one session may have at once (each hit counted). */
+#define VMMD_IPC_MAX_EXPORTS	4096
+#define VMMD_IPC_MAX_IMPORTS	4096
+
+void	vmmd_ipc_init(struct vmmd_session *s);
+/* Exports chunks s holds (ids: what the peer sent, checked here).  0 and
+ * the export's id and token, or an ErrorCode with msg. */
+int	vmmd_ipc_export(struct vmmd_session *s, const uint64_t *ids, size_t n,
+	    uint64_t *id, uint64_t *token, char *msg, size_t msglen);
+/* Opens export id for s: its chunks into chs (VMM_PROTO_MAX_CHUNKS), each
+ * now held by s, and the import's id.  0, or an ErrorCode with msg. */
+int	vmmd_ipc_open(struct vmmd_session *s, uint64_t id, uint64_t token,
+	    struct vmmd_chunk **chs, size_t *n, uint64_t *import_id, char *msg,
+	    size_t msglen);
+/* Ends import id of s (its holds go): 0, or -1 if s has no such import. */
+int	vmmd_ipc_close(struct vmmd_session *s, uint64_t import_id);
+/* s's socket closed: its exports end; its imports end too unless its
+ * process lives (it may still map them: they go with vmmd_ipc_gone). */
+void	vmmd_ipc_closed(struct vmmd_session *s, bool process_alive);
+/* s's process is gone (or vmmd stops): everything of s ends. */
+void	vmmd_ipc_gone(struct vmmd_session *s);
+/* A session resumed: from's imports are to's now. */
+void	vmmd_ipc_transfer(struct vmmd_session *from, struct vmmd_session *to);
+
 /* ---- tenant.c ---------------------------------------------------------------- */
 
 struct vmmd_tenant;
@@ -360,6 +419,7 @@ struct vmmd_session {
 	uid_t			uid;
 	gid_t			gid;
 	bool			admin;
+	bool			ipc_member;	/* in ipc_group (server.c) */
 	enum vmmd_session_state	state;
 	int			kind;		/* Vmm__ClientKind */
 	char			name[VMM_PROTO_MAX_NAME + 1];
@@ -370,6 +430,7 @@ struct vmmd_session {
 	struct vmm_frame_reader	*rd;
 	struct vmm_frame_outq	*oq;
 	struct vmmd_holder	h;		/* the pool's ledger of it */
+	struct vmmd_ipc_side	ipc;		/* ipc.c's ledger of it */
 	uint64_t		rep_in_use, rep_cached, rep_peak;
 	uint64_t		last_acquire_ms;	/* vmm_now_ms() */
 	/* An Acquire parked while other clients give back their caches. */
@@ -417,7 +478,7 @@ int	vmmd_session_pidfd(int sock, pid_t pid);
 /* Takes over an accepted socket and the peer's pidfd (or -1 if the process
  * is gone); returns -1 (both closed) on failure. */
 int	vmmd_session_new(int fd, int pidfd, pid_t pid, uid_t uid, gid_t gid,
-	    bool admin);
+	    bool admin, bool ipc_member);
 /* Sends Goodbye to every session (daemon shutting down) and closes them. */
 void	vmmd_session_shutdown_all(const char *why);
 unsigned vmmd_session_count_uid(uid_t uid);
@@ -487,6 +548,8 @@ void	vmmd_server_stop(void);
 /* Whether peer (uid, gid, supplementary groups) may send admin requests. */
 bool	vmmd_server_is_admin(uid_t uid, gid_t gid, const gid_t *groups,
 	    int ngroups);
+/* Whether the peer is in ipc_group (false when none is set). */
+bool	vmmd_server_in_ipc_group(gid_t gid, const gid_t *groups, int ngroups);
 
 /* ---- main.c ---------------------------------------------------------------- */
 

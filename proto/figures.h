@@ -52,7 +52,10 @@ enum vmm_figure_unit {
 	    "since start or 'vmmctl stats --reset-marks'")                   \
 	X(peak_lent_bytes, "peak lent", VMM_FIGURE_BYTES,                    \
 	    "the most memory lent at any moment, exact, since start or "     \
-	    "'vmmctl stats --reset-marks'")
+	    "'vmmctl stats --reset-marks'")                                  \
+	X(ipc_held_bytes, "ipc held", VMM_FIGURE_BYTES,                      \
+	    "memory its holder gave back while CUDA IPC importers still map " \
+	    "it: not lendable until the last one closes it or exits")
 
 /* The pool figures as one struct, for whoever computes or keeps them. */
 struct vmm_pool_figures {
@@ -102,6 +105,11 @@ struct vmm_pool_figures {
 	X(recalls_unanswered, "Recalls not closed in time (client shunned a while)") \
 	X(closer_queued, "fds handed to a closer thread")                    \
 	X(closer_threads, "closer threads started")                          \
-	X(closer_inline, "fds closed in the loop: no closer could take them")
+	X(closer_inline, "fds closed in the loop: no closer could take them") \
+	X(ipc_exports, "CUDA IPC exports made (cuIpcGetMemHandle)")          \
+	X(ipc_opens, "CUDA IPC handles opened (cuIpcOpenMemHandle)")         \
+	X(ipc_closes, "CUDA IPC handles closed (cuIpcCloseMemHandle)")       \
+	X(ipc_refused, "CUDA IPC opens refused (gone, wrong token, other uid)") \
+	X(ipc_limits, "CUDA IPC exports or opens refused at a session's limit")
 
 #endif

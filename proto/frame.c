@@ -280,6 +280,50 @@ grant_ok(const Vmm__Grant *m)
 }
 
 static bool
+ipc_export_ok(const Vmm__IpcExport *m)
+{
+	size_t	i;
+
+	if (m->n_chunk_ids == 0 || m->n_chunk_ids > VMM_PROTO_MAX_CHUNKS)
+		return false;
+	for (i = 0; i < m->n_chunk_ids; i++) {
+		if (m->chunk_ids[i] == 0)
+			return false;
+	}
+	return true;
+}
+
+static bool
+ipc_export_reply_ok(const Vmm__IpcExportReply *m)
+{
+	return m->export_id != 0;
+}
+
+static bool
+ipc_open_ok(const Vmm__IpcOpen *m)
+{
+	return m->export_id != 0;
+}
+
+static bool
+ipc_grant_ok(const Vmm__IpcGrant *m)
+{
+	Vmm__Grant	g = VMM__GRANT__INIT;
+
+	if (m->import_id == 0)
+		return false;
+	g.n_chunks = m->n_chunks;
+	g.chunks = m->chunks;
+	return grant_ok(&g);
+}
+
+static bool
+ipc_close_ok(const Vmm__IpcClose *m)
+{
+	return m->import_id != 0;
+}
+
+static bool
 adopt_ok(const Vmm__Adopt *m)
 {
 	size_t	i;
@@ -363,7 +407,7 @@ static bool
 error_ok(const Vmm__Error *m)
 {
 	return m->code >= VMM__ERROR_CODE__ERROR_CODE_BAD_MESSAGE &&
-	    m->code <= VMM__ERROR_CODE__ERROR_CODE_DUPLICATE &&
+	    m->code <= VMM__ERROR_CODE__ERROR_CODE_IPC_REFUSED &&
 	    str_ok(m->message, VMM_PROTO_MAX_MESSAGE, false);
 }
 

@@ -35,6 +35,8 @@
  * to bump it. */
 #define VMM_PROTOCOL_VERSION \
 	VMM__PROTOCOL_VERSION__PROTOCOL_VERSION_CURRENT
+/* The oldest version vmmd still serves (vmm.proto says why). */
+#define VMM_PROTOCOL_VERSION_MIN	2
 
 /*
  * Frame limits.  VMM_FRAME_MAX bounds one body: it must hold the largest
@@ -135,6 +137,16 @@ enum vmm_frame_peer {
 	    CLIENT, request_id, NONE, MEM_INFO_REPLY, no_check)		\
 	X(mem_info_reply, MEM_INFO_REPLY, Vmm__MemInfoReply,		\
 	    DAEMON, request_id, NONE, NONE, no_check)			\
+	X(ipc_export, IPC_EXPORT, Vmm__IpcExport,			\
+	    CLIENT, request_id, NONE, IPC_EXPORT_REPLY, ipc_export_ok)	\
+	X(ipc_export_reply, IPC_EXPORT_REPLY, Vmm__IpcExportReply,	\
+	    DAEMON, request_id, NONE, NONE, ipc_export_reply_ok)	\
+	X(ipc_open, IPC_OPEN, Vmm__IpcOpen,				\
+	    CLIENT, request_id, NONE, IPC_GRANT, ipc_open_ok)		\
+	X(ipc_grant, IPC_GRANT, Vmm__IpcGrant,				\
+	    DAEMON, request_id, n_chunks, NONE, ipc_grant_ok)		\
+	X(ipc_close, IPC_CLOSE, Vmm__IpcClose,				\
+	    CLIENT, request_id, NONE, ACK, ipc_close_ok)		\
 	X(stats_request, STATS_REQUEST, Vmm__StatsRequest,		\
 	    CLIENT, request_id, NONE, STATS_REPLY, no_check)		\
 	X(stats_reply, STATS_REPLY, Vmm__StatsReply,			\

@@ -81,6 +81,12 @@ case "$(fact ipc.vmm_memory)" in
   "") say "  (no legacy IPC in this driver)" ;;
   *) pass "cuIpcGetMemHandle on VMM memory is refused: $(fact ipc.vmm_memory)" ;;
 esac
+case "$(fact capture.global.cuMemAlloc) / $(fact capture.relaxed.cuMemAlloc)" in
+  "call CUDA_SUCCESS"*) fail "cuMemAlloc during a global-mode capture is refused (CUDA-FACTS §4): it was allowed" ;;
+  *" / call CUDA_SUCCESS, capture valid") pass "cuMemAlloc is refused in a global capture and allowed in a relaxed one" ;;
+  " / ") say "  (no stream capture in this driver)" ;;
+  *) fail "cuMemAlloc during a relaxed capture: $(fact capture.relaxed.cuMemAlloc)" ;;
+esac
 [[ -z "$real" ]] && hardware "every figure and fact above: the emulator's, not a GPU's"
 
 # ---- (2) the test suite ------------------------------------------------------
@@ -143,8 +149,10 @@ fi
 section "4. the hard scenarios"
 # Tests of the suite that stage them with real processes: lazy sync across
 # contexts and streams, SIGKILL of holders, vmmd killed and restarted, a
-# capture that grows its pool.  (Part 2 ran them too; here they are named.)
-scenarios='client_safety_restart$|client_safety_dropped$|client_safety_stall$|daemon_adopt_restart$|client_sync|client_capture|client_stream|daemon_recall'
+# capture that grows its pool, several GPUs and peer access, fallback, IPC
+# between processes and uids, pid namespaces, exclusive compute mode, a
+# container.  (Part 2 ran them too; here they are named, without variants.)
+scenarios='^(client_safety_restart|client_safety_dropped|client_safety_stall|daemon_adopt_restart|client_lazysync_[a-z]*|client_capture_[a-z]*|client_multigpu_[a-z_]*|client_fallback_[a-z]*|client_ipc_[a-z_]*|daemon_pidns_[a-z_]*|daemon_gpu_[a-z]*|daemon_recall|daemon_backoff|containers_runc)$'
 if ctest --test-dir "$B" -R "$scenarios" --timeout 300 > "$RUN/scen.txt" 2>&1; then
   pass "scenarios: $(grep -E 'tests passed' "$RUN/scen.txt")"
 else

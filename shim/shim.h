@@ -7,6 +7,7 @@
  *   shim_pointer.c  pointer attributes: an allocation's range, not the
  *                   reservation's
  *   shim_monitor.c  MONITOR mode: the pointer -> size table and its log lines
+ *   shim_ipc.c      legacy CUDA IPC (cuIpc*MemHandle, cudaIpc*MemHandle)
  *
  * cuda.h and cuda_runtime_api.h are included with __CUDA_API_VERSION_INTERNAL
  * so that every ABI name (cuMemAlloc_v2, cuMemAllocAsync_ptsz,
@@ -46,7 +47,7 @@
  * Adding a hook: add it here and define it in shim_hooks.c; the export test
  * (tests/shim/check_exports.sh) lists it too.
  */
-#define SHIM_HOOKS(X)	SHIM_HOOKS_MAIN(X) SHIM_HOOKS_POINTER(X)
+#define SHIM_HOOKS(X)	SHIM_HOOKS_MAIN(X) SHIM_HOOKS_POINTER(X) SHIM_IPC_HOOKS(X)
 
 /* Defined in shim_hooks.c. */
 #define SHIM_HOOKS_MAIN(X)						\
@@ -83,6 +84,16 @@
 	X(cudaStreamBeginCapture_ptsz, SHIM_RT)				\
 	X(cudaStreamEndCapture, SHIM_RT)				\
 	X(cudaStreamEndCapture_ptsz, SHIM_RT)
+
+/* Defined in shim_ipc.c: legacy CUDA IPC of our memory. */
+#define SHIM_IPC_HOOKS(X)						\
+	X(cuIpcGetMemHandle, SHIM_DRV)					\
+	X(cuIpcOpenMemHandle, SHIM_DRV)					\
+	X(cuIpcOpenMemHandle_v2, SHIM_DRV)				\
+	X(cuIpcCloseMemHandle, SHIM_DRV)				\
+	X(cudaIpcGetMemHandle, SHIM_RT)					\
+	X(cudaIpcOpenMemHandle, SHIM_RT)				\
+	X(cudaIpcCloseMemHandle, SHIM_RT)
 
 /* Defined in shim_pointer.c. */
 #define SHIM_HOOKS_POINTER(X)						\

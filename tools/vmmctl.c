@@ -212,6 +212,8 @@ static const struct sess_col sess_cols[] = {
 	SESS_COL(reported_cached, "CACHED", COL_SIZE),
 	SESS_COL(reported_peak, "PEAK", COL_SIZE),
 	SESS_COL(quota_bytes, "QUOTA", COL_QUOTA),
+	SESS_COL(ipc_opened, NULL, COL_U64),
+	SESS_COL(ipc_opened_bytes, "IPC-OPEN", COL_SIZE),
 	SESS_COL(connected_usec, NULL, COL_U64),
 	SESS_COL(name, "NAME", COL_NAME),
 };

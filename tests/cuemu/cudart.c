@@ -111,7 +111,10 @@
 	X(cuGraphInstantiateWithFlags,	PFN_cuGraphInstantiateWithFlags_v11040) \
 	X(cuGraphLaunch,		PFN_cuGraphLaunch_v10000)	\
 	X(cuGraphDestroy,		PFN_cuGraphDestroy_v10000)	\
-	X(cuGraphExecDestroy,		PFN_cuGraphExecDestroy_v10000)
+	X(cuGraphExecDestroy,		PFN_cuGraphExecDestroy_v10000)	\
+	X(cuIpcGetMemHandle,		PFN_cuIpcGetMemHandle_v4010)	\
+	X(cuIpcOpenMemHandle,		PFN_cuIpcOpenMemHandle_v11000)	\
+	X(cuIpcCloseMemHandle,		PFN_cuIpcCloseMemHandle_v4010)
 
 /* Members are fn_<base name>: token pasting keeps cuda.h's
  * "#define cuMemAlloc cuMemAlloc_v2" from renaming them.  NULL: unresolved. */
@@ -1209,4 +1212,57 @@ cudaGraphDestroy(cudaGraph_t graph)
 	if ((err = rt_context()) != cudaSuccess)
 		return rt_ret(err);
 	return rt_ret(RT_CALL(cuGraphDestroy, graph));
+}
+
+/* ---- legacy IPC ---------------------------------------------------------- */
+
+/* cudaIpcMemHandle_t and CUipcMemHandle are the same 64 bytes. */
+_Static_assert(sizeof(cudaIpcMemHandle_t) == sizeof(CUipcMemHandle),
+    "IPC handle sizes differ");
+
+cudaError_t CUDARTAPI
+cudaIpcGetMemHandle(cudaIpcMemHandle_t *handle, void *devPtr)
+{
+	CUipcMemHandle h;
+	cudaError_t err;
+
+	if (handle == NULL)
+		return rt_ret(cudaErrorInvalidValue);
+	if ((err = rt_context()) != cudaSuccess)
+		return rt_ret(err);
+	if ((err = RT_CALL(cuIpcGetMemHandle, &h, rt_dptr(devPtr))) !=
+	    cudaSuccess)
+		return rt_ret(err);
+	memcpy(handle, &h, sizeof(h));
+	return cudaSuccess;
+}
+
+/* cudaIpcMemLazyEnablePeerAccess is the driver's flag, passed on. */
+cudaError_t CUDARTAPI
+cudaIpcOpenMemHandle(void **devPtr, cudaIpcMemHandle_t handle,
+    unsigned int flags)
+{
+	CUdeviceptr dptr = 0;
+	CUipcMemHandle h;
+	cudaError_t err;
+
+	if (devPtr == NULL)
+		return rt_ret(cudaErrorInvalidValue);
+	if ((err = rt_context()) != cudaSuccess)
+		return rt_ret(err);
+	memcpy(&h, &handle, sizeof(h));
+	if ((err = RT_CALL(cuIpcOpenMemHandle, &dptr, h, flags)) != cudaSuccess)
+		return rt_ret(err);
+	*devPtr = (void *)(uintptr_t)dptr;
+	return cudaSuccess;
+}
+
+cudaError_t CUDARTAPI
+cudaIpcCloseMemHandle(void *devPtr)
+{
+	cudaError_t err;
+
+	if ((err = rt_context()) != cudaSuccess)
+		return rt_ret(err);
+	return rt_ret(RT_CALL(cuIpcCloseMemHandle, rt_dptr(devPtr)));
 }

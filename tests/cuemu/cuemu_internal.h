@@ -148,6 +148,7 @@ enum cuemu_kind {
 	CUEMU_KIND_VMM,		/* mapped with cuMemMap */
 	CUEMU_KIND_ALLOC,	/* cuMemAlloc / cuMemAllocPitch */
 	CUEMU_KIND_ASYNC,	/* cuMemAllocAsync */
+	CUEMU_KIND_IPC,		/* cuIpcOpenMemHandle (ipc.c) */
 };
 
 /* What an address belongs to, for copies and pointer attributes. */
@@ -169,9 +170,14 @@ bool		cuemu_range_ok(CUdeviceptr addr, size_t len, int prot, int dev);
 /* Registers a classic allocation (the fd is kept); lock held. */
 int		cuemu_alloc_add(CUdeviceptr base, size_t size, int dev, int fd,
 		    enum cuemu_kind kind);
-/* Removes a classic allocation starting at base; returns its fd, or -1. */
+/* Removes a classic allocation starting at base; returns its fd, or -1.
+ * Memory opened by IPC is not one (cuIpcCloseMemHandle removes it). */
 int		cuemu_alloc_remove(CUdeviceptr base, size_t *sizep,
 		    enum cuemu_kind *kindp);
+/* The memfd of the cuMemAlloc allocation starting at base, or -1. */
+int		cuemu_alloc_fd(CUdeviceptr base);
+/* Removes IPC-opened memory starting at base; returns its fd, or -1. */
+int		cuemu_ipc_remove(CUdeviceptr base);
 
 /* ---- peer.c: peer access between contexts ----------------------------------- */
 

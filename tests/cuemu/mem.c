@@ -961,7 +961,8 @@ cuemu_attr(void *data, CUpointer_attribute a, CUdeviceptr ptr, bool found,
 		*(size_t *)data = found ? rg->size : 0;
 		return CUDA_SUCCESS;
 	case CU_POINTER_ATTRIBUTE_IS_LEGACY_CUDA_IPC_CAPABLE:
-		*(bool *)data = false;
+		/* Only cuMemAlloc memory has a legacy IPC handle (ipc.c). */
+		*(bool *)data = found && rg->kind == CUEMU_KIND_ALLOC;
 		return CUDA_SUCCESS;
 	case CU_POINTER_ATTRIBUTE_ALLOWED_HANDLE_TYPES:
 		*(unsigned long long *)data = 0;

@@ -141,7 +141,11 @@ enum { CUEMU_LEGACY, CUEMU_PTDS };
 	    CUEMU_LEGACY)                                                     \
 	X("cuGraphExecDestroy", 10000, cuGraphExecDestroy, CUEMU_LEGACY)      \
 	X("cuGraphLaunch", 10000, cuGraphLaunch, CUEMU_LEGACY)                \
-	X("cuGraphLaunch", 10000, cuGraphLaunch_ptsz, CUEMU_PTDS)
+	X("cuGraphLaunch", 10000, cuGraphLaunch_ptsz, CUEMU_PTDS)    \
+	X("cuIpcGetMemHandle", 4010, cuIpcGetMemHandle, CUEMU_LEGACY)         \
+	X("cuIpcOpenMemHandle", 4010, cuIpcOpenMemHandle, CUEMU_LEGACY)       \
+	X("cuIpcOpenMemHandle", 11000, cuIpcOpenMemHandle_v2, CUEMU_LEGACY)   \
+	X("cuIpcCloseMemHandle", 4010, cuIpcCloseMemHandle, CUEMU_LEGACY)
 
 /* The per-thread-stream variants are not declared by cuda.h in every
  * configuration; declare them here with the signatures of cudaTypedefs.h. */

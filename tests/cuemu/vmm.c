@@ -309,11 +309,35 @@ cuemu_alloc_remove(CUdeviceptr base, size_t *sizep, enum cuemu_kind *kindp)
 	struct cuemu_region *r = cuemu_region_at(base);
 	int fd;
 
-	if (r == NULL || r->base != base || r->kind == CUEMU_KIND_VMM)
+	if (r == NULL || r->base != base || r->kind == CUEMU_KIND_VMM ||
+	    r->kind == CUEMU_KIND_IPC)
 		return -1;
 	fd = r->fd;
 	*sizep = r->size;
 	*kindp = r->kind;
+	cuemu_region_delete(r);
+	return fd;
+}
+
+int
+cuemu_alloc_fd(CUdeviceptr base)
+{
+	struct cuemu_region *r = cuemu_region_at(base);
+
+	if (r == NULL || r->base != base || r->kind != CUEMU_KIND_ALLOC)
+		return -1;
+	return r->fd;
+}
+
+int
+cuemu_ipc_remove(CUdeviceptr base)
+{
+	struct cuemu_region *r = cuemu_region_at(base);
+	int fd;
+
+	if (r == NULL || r->base != base || r->kind != CUEMU_KIND_IPC)
+		return -1;
+	fd = r->fd;
 	cuemu_region_delete(r);
 	return fd;
 }

@@ -211,7 +211,8 @@ test_validation(void)
 	    VMM_FRAME_EINVALID);
 	EXPECT(18, s.error.code = 0, VMM_FRAME_EINVALID);
 	EXPECT(18, s.error.code = 13, 0);	/* DUPLICATE */
-	EXPECT(18, s.error.code = 14, VMM_FRAME_EINVALID);
+	EXPECT(18, s.error.code = 14, 0);	/* IPC_REFUSED */
+	EXPECT(18, s.error.code = 15, VMM_FRAME_EINVALID);
 	EXPECT(19, s.error.message = LONG(VMM_PROTO_MAX_MESSAGE + 1),
 	    VMM_FRAME_EINVALID);
 	EXPECT(19, s.nfds = 1, VMM_FRAME_EFDCOUNT);
@@ -237,6 +238,31 @@ test_validation(void)
 	EXPECT(22, s.from = VMM_FRAME_PEER_DAEMON, VMM_FRAME_EINVALID);
 	EXPECT(23, s.mem_info_reply.request_id = 0, VMM_FRAME_EINVALID);
 	EXPECT(23, s.from = VMM_FRAME_PEER_CLIENT, VMM_FRAME_EINVALID);
+	/* legacy IPC: every id non-zero, counts within the limits */
+	EXPECT(24, s.ipc_export.request_id = 0, VMM_FRAME_EINVALID);
+	EXPECT(24, s.ipc_export.n_chunk_ids = 0, VMM_FRAME_EINVALID);
+	EXPECT(24, s.ids[1] = 0, VMM_FRAME_EINVALID);
+	EXPECT(24, s.ipc_export.chunk_ids = ids;
+	    s.ipc_export.n_chunk_ids = VMM_PROTO_MAX_CHUNKS + 1;
+	    for (i = 0; i <= VMM_PROTO_MAX_CHUNKS; i++) ids[i] = i + 1,
+	    VMM_FRAME_EINVALID);
+	EXPECT(24, s.nfds = 1, VMM_FRAME_EFDCOUNT);
+	EXPECT(24, s.from = VMM_FRAME_PEER_DAEMON, VMM_FRAME_EINVALID);
+	EXPECT(25, s.ipc_export_reply.export_id = 0, VMM_FRAME_EINVALID);
+	EXPECT(25, s.ipc_export_reply.token = 0, 0);
+	EXPECT(25, s.from = VMM_FRAME_PEER_CLIENT, VMM_FRAME_EINVALID);
+	EXPECT(26, s.ipc_open.request_id = 0, VMM_FRAME_EINVALID);
+	EXPECT(26, s.ipc_open.export_id = 0, VMM_FRAME_EINVALID);
+	EXPECT(26, s.nfds = 1, VMM_FRAME_EFDCOUNT);
+	EXPECT(26, s.from = VMM_FRAME_PEER_DAEMON, VMM_FRAME_EINVALID);
+	EXPECT(27, s.ipc_grant.import_id = 0, VMM_FRAME_EINVALID);
+	EXPECT(27, s.chunks[1].id = 0, VMM_FRAME_EINVALID);
+	EXPECT(27, s.chunks[2].size = 0, VMM_FRAME_EINVALID);
+	EXPECT(27, s.ipc_grant.n_chunks = 0; s.nfds = 0, VMM_FRAME_EINVALID);
+	EXPECT(27, s.nfds = 2, VMM_FRAME_EFDCOUNT);
+	EXPECT(27, s.from = VMM_FRAME_PEER_CLIENT, VMM_FRAME_EINVALID);
+	EXPECT(28, s.ipc_close.import_id = 0, VMM_FRAME_EINVALID);
+	EXPECT(28, s.from = VMM_FRAME_PEER_DAEMON, VMM_FRAME_EINVALID);
 	/* no type, unknown type, a type without its body */
 	EXPECT(0, s.env.msg_case = VMM__ENVELOPE__MSG__NOT_SET,
 	    VMM_FRAME_EINVALID);
@@ -669,7 +695,7 @@ test_strerror(void)
 	for (i = 0; i < sizeof(codes) / sizeof(codes[0]); i++)
 		CHECK(vmm_frame_strerror(codes[i]) != NULL &&
 		    vmm_frame_strerror(codes[i])[0] != '\0');
-	CHECK(VMM_PROTOCOL_VERSION == 2);
+	CHECK(VMM_PROTOCOL_VERSION == 3);
 }
 
 int

@@ -8,8 +8,11 @@
 
 #include "frame.h"
 
-#define T_NSAMPLES	24	/* all types; Goodbye, Error both ways */
+#define T_NSAMPLES	29	/* all types; Goodbye, Error both ways */
 #define T_GRANT_CHUNKS	3	/* also the Adopt sample's sizes */
+/* The streams (t_stream_of) carry one frame with fds, the Grant: the
+ * IpcGrant sample, which has fds too, is left out of them. */
+#define T_STREAM_SKIP	27
 
 /* Storage for one sample; every field that exists is set, non-zero. */
 struct t_sample {
@@ -50,6 +53,11 @@ struct t_sample {
 	Vmm__AdoptReply		adopt_reply;
 	Vmm__MemInfoRequest	mem_info_request;
 	Vmm__MemInfoReply	mem_info_reply;
+	Vmm__IpcExport		ipc_export;
+	Vmm__IpcExportReply	ipc_export_reply;
+	Vmm__IpcOpen		ipc_open;
+	Vmm__IpcGrant		ipc_grant;
+	Vmm__IpcClose		ipc_close;
 };
 
 /* Build sample i (0 <= i < T_NSAMPLES) in s. */

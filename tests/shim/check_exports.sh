@@ -20,7 +20,9 @@ cudaDeviceDisablePeerAccess dlsym
 cuStreamBeginCapture cuStreamBeginCapture_ptsz cuStreamBeginCapture_v2
 cuStreamBeginCapture_v2_ptsz cuStreamEndCapture cuStreamEndCapture_ptsz
 cudaStreamBeginCapture cudaStreamBeginCapture_ptsz cudaStreamEndCapture
-cudaStreamEndCapture_ptsz"
+cudaStreamEndCapture_ptsz
+cuIpcGetMemHandle cuIpcOpenMemHandle cuIpcOpenMemHandle_v2 cuIpcCloseMemHandle
+cudaIpcGetMemHandle cudaIpcOpenMemHandle cudaIpcCloseMemHandle"
 api=$(grep '^VMM_API' "$header" | sed -n 's/.*[[:space:]*]\(vmm_[a-z_0-9]*\)(.*/\1/p')
 [ -n "$api" ] || fail "no VMM_API functions found in $header"
 

@@ -43,6 +43,11 @@ static const struct want wants[] = {
 	{ "cuGetProcAddress", 12000, 0, "cuGetProcAddress_v2", 1 },
 	{ "cuGetProcAddress", 13000, PTDS, "cuGetProcAddress_v2", 1 },
 	{ "cuGetProcAddress", 11030, 0, "cuGetProcAddress", 1 },
+	{ "cuIpcGetMemHandle", 13000, 0, "cuIpcGetMemHandle", 1 },
+	{ "cuIpcOpenMemHandle", 12000, 0, "cuIpcOpenMemHandle_v2", 1 },
+	{ "cuIpcOpenMemHandle", 13000, PTDS, "cuIpcOpenMemHandle_v2", 1 },
+	{ "cuIpcOpenMemHandle", 10020, 0, "cuIpcOpenMemHandle", 1 },
+	{ "cuIpcCloseMemHandle", 13000, 0, "cuIpcCloseMemHandle", 1 },
 	/* Not hooked: the driver's own, per-thread variant included. */
 	{ "cuMemcpyHtoD", 12000, 0, "cuMemcpyHtoD_v2", 0 },
 	{ "cuMemcpyHtoD", 12000, PTDS, "cuMemcpyHtoD_v2_ptds", 0 },

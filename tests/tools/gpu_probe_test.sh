@@ -4,7 +4,7 @@
 set -euo pipefail
 out=$("$1" --iterations 5)
 printf '%s\n' "$out"
-for key in driver.version granularity.minimum procaddr.matches_dlsym partial_map \
+for key in driver.version granularity.minimum procaddr.matches_dlsym partial_map partial_map.offset0 \
            reexport_imported export_survives_exporter range.cuMemGetAddressRange \
            range.pointer_attribute latency.cuMemCreate latency.cuMemGetInfo \
            latency.cuCtxSynchronize_idle sync.busy; do
@@ -16,6 +16,12 @@ grep -q '^ipc' <<<"$out" || { echo "missing: ipc"; exit 1; }
 grep -qx 'export_survives_exporter: yes, data intact' <<<"$out"
 # cuMemGetAddressRange on VMM memory names the one chunk, not the reservation.
 grep -qx 'range.cuMemGetAddressRange: CUDA_SUCCESS, base reservation+[0-9]*, size 1 granules' <<<"$out"
+# Legacy IPC: refused on VMM memory, given on cuMemAlloc memory (CUDA-FACTS §3).
+grep -qx 'ipc.vmm_memory: CUDA_ERROR_INVALID_VALUE' <<<"$out"
+grep -qx 'ipc.cumemalloc_memory: handle given' <<<"$out"
+# Capture: cuMemAlloc refused in global mode, allowed in relaxed (§4).
+grep -qx 'capture.global.cuMemAlloc: call CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED, capture CUDA_ERROR_STREAM_CAPTURE_INVALIDATED' <<<"$out"
+grep -qx 'capture.relaxed.cuMemAlloc: call CUDA_SUCCESS, capture valid' <<<"$out"
 # A bad argument is refused with a usage line and exit 2.
 set +e
 "$1" --iterations 0 2>/dev/null; rc=$?

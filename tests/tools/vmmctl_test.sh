@@ -119,14 +119,14 @@ case_stats() {
 	    '^  grants          42$' \
 	    '^  oom_recoveries   1$' \
 	    '^sessions \(5\)$' \
-	    '^   ID   PID   UID  KIND   CHUNKS   HELD   IN-USE  CACHED    PEAK  QUOTA  NAME  *CONTAINER$' \
-	    '^  100  4000  1000  app         0    0 B      0 B   512 B     0 B      -  python3  *-$' \
-	    '^  101  4001  1000  app         1  2 MiB  1\.5 MiB   512 B   3 GiB  4 GiB  train "x" \\\\ y  *-$' \
-	    '^  102  4002  1000  app         2  4 MiB  2\.5 MiB   512 B   6 GiB      -  tab\\x09here\\x0anewline  -$' \
-	    '^  103  4003  1000  app         3  6 MiB  3\.5 MiB   512 B   9 GiB      -  café  *-$' \
-	    '^  104  4004  1000  admin       4  8 MiB  4\.5 MiB   512 B  12 GiB      -  bad\\xff\\xfe  *-$'
+	    '^   ID   PID   UID  KIND   CHUNKS   HELD   IN-USE  CACHED    PEAK  QUOTA  IPC-OPEN  NAME  *CONTAINER$' \
+	    '^  100  4000  1000  app         0    0 B      0 B   512 B     0 B      -       0 B  python3  *-$' \
+	    '^  101  4001  1000  app         1  2 MiB  1\.5 MiB   512 B   3 GiB  4 GiB       0 B  train "x" \\\\ y  *-$' \
+	    '^  102  4002  1000  app         2  4 MiB  2\.5 MiB   512 B   6 GiB      -       0 B  tab\\x09here\\x0anewline  -$' \
+	    '^  103  4003  1000  app         3  6 MiB  3\.5 MiB   512 B   9 GiB      -       0 B  café  *-$' \
+	    '^  104  4004  1000  admin       4  8 MiB  4\.5 MiB   512 B  12 GiB      -       0 B  bad\\xff\\xfe  *-$'
 	no_controls "$OUT"
-	has "$LOG" '^hello version=2 kind=2 name=vmmctl pid=peer uuid_len=0$'
+	has "$LOG" '^hello version=3 kind=2 name=vmmctl pid=peer uuid_len=0$'
 	[ "$(grep -c '^stats offset=' "$LOG")" -eq 3 ] ||
 	    fail "expected 3 stats pages: $(cat "$LOG")"
 	has "$LOG" '^stats offset=0$' '^stats offset=2$' '^stats offset=4$'
@@ -151,13 +151,14 @@ assert d['pool'] == {
     'quarantined_bytes': 0, 'chunks': 12, 'chunks_lent': 8,
     'device_total_bytes': 80 << 30, 'device_free_bytes': (60 << 30) + 123456789,
     'granularity': 2 << 20, 'peak_physical_bytes': 2 << 30,
-    'peak_lent_bytes': 3 << 29}, d['pool']
+    'peak_lent_bytes': 3 << 29, 'ipc_held_bytes': 0}, d['pool']
 assert d['counters'] == {'grants': 42, 'releases': 40, 'creates': 12,
                          'stitches': 3, 'oom_recoveries': 1, 'failures': 0}
 s = d['sessions']
 keys = ['session_id', 'pid', 'uid', 'gid', 'kind', 'chunks_held', 'bytes_held',
         'reported_in_use', 'reported_cached', 'reported_peak', 'quota_bytes',
-        'connected_usec', 'name', 'cgroup', 'container_id']
+        'ipc_opened', 'ipc_opened_bytes', 'connected_usec', 'name', 'cgroup',
+        'container_id']
 assert all(list(x) == keys for x in s), [list(x) for x in s]
 assert [x['session_id'] for x in s] == [100, 101, 102, 103, 104]
 assert [x['name'] for x in s] == ['python3', 'train "x" \\ y',
@@ -314,7 +315,7 @@ case_usage() {
 	run 0 help trim
 	has "$OUT" '^  trim \[--recall\] \[--target SIZE\]$'
 	run 0 --version
-	has "$OUT" '^vmmctl [0-9]+\.[0-9]+\.[0-9]+ \(protocol 2\)$'
+	has "$OUT" '^vmmctl [0-9]+\.[0-9]+\.[0-9]+ \(protocol 3\)$'
 	[ ! -e "$D/absent.sock" ] || fail "something created $D/absent.sock"
 }
 

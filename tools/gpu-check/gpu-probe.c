@@ -316,10 +316,25 @@ probe_partial_map(void)
 	}
 	fill_pattern(in, 2 * gran, 7);
 	p_cuMemcpyHtoD(whole.va, in, 2 * gran);
+	p_cuCtxSynchronize();
 	if ((r = p_cuMemAddressReserve(&va, gran, 0, 0, 0)) != CUDA_SUCCESS) {
 		printf("partial_map: reserve: %s\n", err_name(r));
 		goto unmap;
 	}
+	/* The first half (offset 0, size within the handle). */
+	r = p_cuMemMap(va, gran, 0, whole.h, 0);
+	if (r == CUDA_SUCCESS) {
+		if (set_rw(va, gran) == CUDA_SUCCESS &&
+		    p_cuMemcpyDtoH(out, va, n) == CUDA_SUCCESS)
+			printf("partial_map.offset0: supported, data %s\n",
+			    memcmp(out, in, n) == 0 ? "matches" : "WRONG");
+		else
+			printf("partial_map.offset0: mapped, but access or copy failed\n");
+		p_cuMemUnmap(va, gran);
+	} else {
+		printf("partial_map.offset0: %s\n", err_name(r));
+	}
+	/* The second half: a nonzero offset (cuda.h: "currently must be 0"). */
 	r = p_cuMemMap(va, gran, gran, whole.h, 0);
 	if (r != CUDA_SUCCESS) {
 		printf("partial_map: %s\n", err_name(r));

@@ -96,6 +96,10 @@ static const struct api apis[] = {
 	    NULL },
 	{ "cuGetProcAddress", { 11030, 12000 },
 	    { "cuGetProcAddress", "cuGetProcAddress_v2" }, NULL },
+	{ "cuIpcGetMemHandle", { 4010 }, { "cuIpcGetMemHandle" }, NULL },
+	{ "cuIpcOpenMemHandle", { 4010, 11000 },
+	    { "cuIpcOpenMemHandle", "cuIpcOpenMemHandle_v2" }, NULL },
+	{ "cuIpcCloseMemHandle", { 4010 }, { "cuIpcCloseMemHandle" }, NULL },
 };
 
 static void *lib;
