@@ -172,6 +172,44 @@ vmm_malloc(void **dptr, size_t size)
 	return vmmc_malloc_dev(dev, dptr, size);
 }
 
+void *
+vmm_torch_malloc(ssize_t size, int device, void *stream)
+{
+	void *p = NULL;
+	int rc;
+
+	if (size <= 0 || device < 0 || device >= VMMC_MAX_DEVICES)
+		return NULL;
+	rc = vmmc_malloc_async(&p, (size_t)size, (CUstream)stream);
+	/* A stream without a context of its own (the legacy stream, no
+	 * current context yet): the device PyTorch names. */
+	if (rc == VMM_ENOCTX)
+		rc = vmmc_malloc_dev(device, &p, (size_t)size);
+	if (rc != 0) {
+		vmm_log_info("vmm_torch_malloc(%zd, device %d): %s", size, device,
+		    vmm_strerror(rc));
+		return NULL;
+	}
+	return p;
+}
+
+void
+vmm_torch_free(void *ptr, ssize_t size, int device, void *stream)
+{
+	int rc;
+
+	(void)size;
+	(void)device;
+	if (ptr == NULL)
+		return;
+	/* Ordered on its stream; a stream the driver refuses: the lazy
+	 * synchronization of vmm_free, never an early reuse. */
+	if ((rc = vmmc_free_async(ptr, (CUstream)stream)) == VMM_ECUDA)
+		rc = vmm_free(ptr);
+	if (rc != 0)
+		vmm_log_error("vmm_torch_free(%p): %s", ptr, vmm_strerror(rc));
+}
+
 int
 vmmc_malloc_dev(int dev, void **dptr, size_t size)
 {

@@ -23,6 +23,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -93,6 +94,21 @@ VMM_API int	vmm_get_usage(struct vmm_usage *u);
 VMM_API int	vmm_flush(void);
 /* A message for a VMM_E* code. */
 VMM_API const char *vmm_strerror(int err);
+
+/*
+ * PyTorch's CUDAPluggableAllocator entry points:
+ *   torch.cuda.memory.change_current_allocator(
+ *       torch.cuda.memory.CUDAPluggableAllocator(
+ *           "libvmm_client.so", "vmm_torch_malloc", "vmm_torch_free"))
+ * (python/vmm: vmm.use_in_torch()).  Stream-ordered, as cudaMallocAsync:
+ * memory comes from the stream's device (device when the stream has no
+ * context of its own); a free is ordered on its stream (an event), so the
+ * same stream may reuse it at once and another only once the GPU is past
+ * the free.  stream is a cudaStream_t.  NULL when no memory can be had
+ * (PyTorch then reports out of memory) or size <= 0.
+ */
+VMM_API void	*vmm_torch_malloc(ssize_t size, int device, void *stream);
+VMM_API void	vmm_torch_free(void *ptr, ssize_t size, int device, void *stream);
 
 #ifdef __cplusplus
 }

@@ -120,9 +120,12 @@ struct rp_opts {
 	bool		lenient;
 	bool		json;
 	bool		parse_only;
+	bool		torch;		/* vmm_torch_malloc/free, not cudaMalloc */
 };
 
 typedef int (*rp_realloc_fn)(void **, size_t);
+typedef void *(*rp_tmalloc_fn)(ssize_t, int, void *);
+typedef void (*rp_tfree_fn)(void *, ssize_t, int, void *);
 typedef int (*rp_usage_fn)(struct vmm_usage *);
 typedef const char *(*rp_strerror_fn)(int);
 
@@ -538,6 +541,8 @@ struct rp_run {
 	unsigned		proc;
 	uint64_t		live;
 	rp_realloc_fn		vrealloc;
+	rp_tmalloc_fn		tmalloc;	/* --torch */
+	rp_tfree_fn		tfree;
 	rp_usage_fn		usage;
 	rp_strerror_fn		vstrerror;
 };
@@ -652,7 +657,15 @@ do_alloc(struct rp_run *r, const struct rp_op *o, size_t i)
 	r->seed[o->slot] = (uint32_t)(i * 2654435761u) ^ (r->proc << 24);
 	r->size[o->slot] = o->arg;
 	t0 = now_ns();
-	e = cudaMalloc(&r->ptr[o->slot], (size_t)o->arg);
+	if (r->tmalloc != NULL) {
+		/* As PyTorch's pluggable allocator calls it: device 0, its
+		 * current stream (the legacy default stream). */
+		r->ptr[o->slot] = r->tmalloc((ssize_t)o->arg, 0, NULL);
+		e = r->ptr[o->slot] != NULL ? cudaSuccess :
+		    cudaErrorMemoryAllocation;
+	} else {
+		e = cudaMalloc(&r->ptr[o->slot], (size_t)o->arg);
+	}
 	r->alloc_lat[r->res->nalloc_lat++] = now_ns() - t0;
 	if (e != cudaSuccess)
 		return run_fail(r, o, "cudaMalloc(%" PRIu64 ") for id %s: %s",
@@ -670,7 +683,13 @@ do_free(struct rp_run *r, const struct rp_op *o)
 
 	if (check(r, o, o->slot, (size_t)r->size[o->slot]) != 0)
 		return -1;
-	if ((e = cudaFree(r->ptr[o->slot])) != cudaSuccess)
+	if (r->tfree != NULL) {
+		r->tfree(r->ptr[o->slot], (ssize_t)r->size[o->slot], 0, NULL);
+		e = cudaSuccess;
+	} else {
+		e = cudaFree(r->ptr[o->slot]);
+	}
+	if (e != cudaSuccess)
 		return run_fail(r, o, "cudaFree of id %s: %s",
 		    r->t->slots[o->slot].id, cudaGetErrorString(e));
 	r->ptr[o->slot] = NULL;
@@ -745,6 +764,17 @@ replay(struct rp_run *r, struct rp_shared *sh)
 	r->usage = (rp_usage_fn)dlsym(RTLD_DEFAULT, "vmm_get_usage");
 	r->vstrerror = (rp_strerror_fn)dlsym(RTLD_DEFAULT, "vmm_strerror");
 	res->broker = r->usage != NULL;
+	if (opts.torch) {
+		r->tmalloc = (rp_tmalloc_fn)dlsym(RTLD_DEFAULT, "vmm_torch_malloc");
+		r->tfree = (rp_tfree_fn)dlsym(RTLD_DEFAULT, "vmm_torch_free");
+		if (r->tmalloc == NULL || r->tfree == NULL) {
+			__atomic_store_n(&sh->abort, 1, __ATOMIC_RELEASE);
+			return run_fail(r, NULL, "--torch: vmm_torch_malloc and "
+			    "vmm_torch_free not found (run under "
+			    "LD_PRELOAD=libvmm_client.so)");
+		}
+		r->vrealloc = NULL;	/* resizes: allocate, copy, free */
+	}
 	res->vmm_realloc = r->vrealloc != NULL;
 	if ((e = cudaSetDevice(0)) != cudaSuccess ||
 	    (e = cudaFree(NULL)) != cudaSuccess) {
@@ -1147,6 +1177,9 @@ usage(FILE *f)
 "  -l, --lenient        skip frees/reallocs of unknown ids instead of failing\n"
 "  -j, --json           results as JSON\n"
 "  -n, --parse-only     check the trace and print its figures; no CUDA\n"
+"  -t, --torch          allocate and free through vmm_torch_malloc and\n"
+"                       vmm_torch_free (PyTorch's pluggable allocator entry\n"
+"                       points, stream-ordered) instead of cudaMalloc/cudaFree\n"
 "  -h, --help           this help\n\n"
 "Exit status: 0 ok, 1 a replayer failed, 2 usage or trace error.\n",
 	    RP_MAX_PROCS);
@@ -1179,13 +1212,14 @@ parse_args(int argc, char **argv)
 		{ "lenient", no_argument, NULL, 'l' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "parse-only", no_argument, NULL, 'n' },
+		{ "torch", no_argument, NULL, 't' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
 	uint64_t v;
 	int c;
 
-	while ((c = getopt_long(argc, argv, "p:s:m:ljnh", lo, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "p:s:m:ljnth", lo, NULL)) != -1) {
 		switch (c) {
 		case 'p':
 			if (parse_uint(optarg, 1, RP_MAX_PROCS, &v) != 0) {
@@ -1218,6 +1252,9 @@ parse_args(int argc, char **argv)
 			break;
 		case 'n':
 			opts.parse_only = true;
+			break;
+		case 't':
+			opts.torch = true;
 			break;
 		case 'h':
 			usage(stdout);

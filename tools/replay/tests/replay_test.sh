@@ -68,6 +68,26 @@ csv)
   "$RUNSH" -b "$B" -m 1024 -k "$K" -w 50 "$T/t.csv" > "$T/out" 2>&1 || fail "run.sh exit $?"
   want replay_exit 0; want ops 5; want peak_requested_bytes $((6291456 + 512))
   ;;
+torch)
+  # PyTorch's pluggable-allocator entry points (vmm_torch_malloc/free),
+  # stream-ordered: same peak, data checked, no synchronization at all.
+  "$RUNSH" -b "$B" -m 1024 -k "$K" -w 50 -a --torch "$T/hand.trace" > "$T/out" 2>&1 || fail "run.sh exit $?"
+  want mode broker; want replay_exit 0; want failed_procs 0; want ops 12
+  want peak_requested_bytes $PEAK; want realloc_via cudaMalloc+cudaMemcpy+cudaFree
+  [[ $(num daemon_round_trips) -ge 1 ]] || fail "no round trip to vmmd"
+  # Allocations and frees only (the resizes above go through cudaFree):
+  # memory freed on the stream is reused without any synchronization.
+  printf 'alloc a 6M\nfree a\nalloc b 6M\nalloc c 1000\nfree c\nalloc d 1000\nfree b\nfree d\n' > "$T/ordered.trace"
+  rm -rf "$K"
+  "$RUNSH" -b "$B" -m 1024 -k "$K" -w 50 -a --torch "$T/ordered.trace" > "$T/out" 2>&1 || fail "run.sh exit $?"
+  want replay_exit 0; want ops 8; want syncs 0
+  # Without the library the entry points are missing: a clear failure.
+  if LD_LIBRARY_PATH=$B/tests/cuemu/lib CUEMU_INSTANCE=vmm-replay-torch-$$ \
+     "$B/tools/vmm-replay" --torch "$T/hand.trace" > "$T/out" 2>&1; then
+    fail "--torch without the library succeeded"
+  fi
+  grep -q 'vmm_torch_malloc and vmm_torch_free not found' "$T/out" || fail "no clear error"
+  ;;
 *) fail "unknown case" ;;
 esac
 echo "ok [$case_]"
