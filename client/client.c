@@ -375,7 +375,7 @@ int
 vmm_mem_get_info(size_t *free_bytes, size_t *total_bytes)
 {
 	struct vmmc_conn *c;
-	uint64_t f, t;
+	uint64_t f, t, held, used;
 	int dev, rc;
 
 	CLIENT_INIT();
@@ -387,8 +387,16 @@ vmm_mem_get_info(size_t *free_bytes, size_t *total_bytes)
 		return dev;
 	if ((c = vmmc_conn_get(dev)) == NULL)
 		return VMM_ENODAEMON;
-	if ((rc = vmmc_conn_meminfo(c, &f, &t)) != 0)
+	if ((rc = vmmc_conn_meminfo(c, &f, &t, &held)) != 0)
 		return rc;
+	/* Native memory of this device counts too: under a quota (total is
+	 * the quota) free never exceeds quota - (lent + native).  Without
+	 * one it is a no-op: the device's free already excludes it. */
+	used = held + vmmc_native_total(dev);
+	if (used < held || used > t)
+		used = t;
+	if (f > t - used)
+		f = t - used;
 	*free_bytes = (size_t)f;
 	*total_bytes = (size_t)t;
 	return 0;

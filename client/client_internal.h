@@ -11,6 +11,7 @@
  *   conn.c      the connection to vmmd: handshake, calls, pushes, reconnect
  *   stream.c    stream-ordered frees parked with an event, reused in order
  *   sync.c      lazy synchronization per device and context (tickets)
+ *   native.c    bytes the shim passed to CUDA's own allocators, by path
  *   core.c      counters, mapping, waking the helper
  *   access.c    which devices may access each device's mappings (peers)
  *   capture.c   stream captures in progress, frees deferred meanwhile
@@ -136,7 +137,7 @@ void	vmmc_conn_sync_all(void);
 void	vmmc_conn_close_all(void);
 /* Device memory as vmmd sees it for this client (free, total). */
 int	vmmc_conn_meminfo(struct vmmc_conn *c, uint64_t *free_bytes,
-	    uint64_t *total);
+	    uint64_t *total, uint64_t *held);
 
 /* Legacy CUDA IPC (client/ipc.c): export chunks this process holds (an
  * id and token for the handle); open an export (the chunks, as a grant,

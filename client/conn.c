@@ -578,6 +578,13 @@ vmmc_conn_report(struct vmmc_conn *c, const struct vmm_usage *u,
 	rep.free_count = u->frees;
 	rep.reserved_va_bytes = u->reserved_va_bytes;
 	rep.recall_id = recall_id;
+	/* This device's native bytes (u's are every device's). */
+	rep.native_fallback_bytes = vmmc_native_get(c->dev,
+	    VMMC_NATIVE_FALLBACK);
+	rep.native_cumemcreate_bytes = vmmc_native_get(c->dev,
+	    VMMC_NATIVE_CUMEMCREATE);
+	rep.native_pool_bytes = vmmc_native_get(c->dev, VMMC_NATIVE_POOL);
+	rep.native_managed_bytes = vmmc_native_get(c->dev, VMMC_NATIVE_MANAGED);
 	pthread_mutex_lock(&c->lock);
 	if (c->sess == NULL)
 		rc = VMM_ENODAEMON;
@@ -590,7 +597,8 @@ vmmc_conn_report(struct vmmc_conn *c, const struct vmm_usage *u,
 }
 
 int
-vmmc_conn_meminfo(struct vmmc_conn *c, uint64_t *free_bytes, uint64_t *total)
+vmmc_conn_meminfo(struct vmmc_conn *c, uint64_t *free_bytes, uint64_t *total,
+    uint64_t *held)
 {
 	Vmm__MemInfoRequest req = VMM__MEM_INFO_REQUEST__INIT;
 	Vmm__Envelope env = vmm_frame_env_mem_info_request(&req);
@@ -601,6 +609,7 @@ vmmc_conn_meminfo(struct vmmc_conn *c, uint64_t *free_bytes, uint64_t *total)
 	if ((rc = conn_request(c, &env, NULL, 0, &m)) == 0) {
 		*free_bytes = vmm_frame_msg_env(m)->mem_info_reply->free_bytes;
 		*total = vmm_frame_msg_env(m)->mem_info_reply->total_bytes;
+		*held = vmm_frame_msg_env(m)->mem_info_reply->held_bytes;
 		vmm_frame_msg_free(m);
 	}
 	pthread_mutex_unlock(&c->lock);

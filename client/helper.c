@@ -36,6 +36,11 @@ vmmc_usage_fill(struct vmm_usage *u)
 	u->daemon_calls = (uint64_t)vmmc_stat_get(VMMC_STAT_DAEMON_CALLS);
 	u->syncs = (uint64_t)vmmc_stat_get(VMMC_STAT_SYNCS);
 	u->reserved_va_bytes = vmmc_va_reserved();
+	u->native_fallback_bytes = vmmc_native_get(-1, VMMC_NATIVE_FALLBACK);
+	u->native_cumemcreate_bytes = vmmc_native_get(-1,
+	    VMMC_NATIVE_CUMEMCREATE);
+	u->native_pool_bytes = vmmc_native_get(-1, VMMC_NATIVE_POOL);
+	u->native_managed_bytes = vmmc_native_get(-1, VMMC_NATIVE_MANAGED);
 	/* Peak as sampled here (reports, usage queries): several threads. */
 	{
 		uint64_t cur = __atomic_load_n(&helper_peak, __ATOMIC_RELAXED);

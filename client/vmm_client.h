@@ -63,6 +63,12 @@ struct vmm_usage {
 	uint64_t	daemon_calls;	/* round trips to vmmd */
 	uint64_t	reserved_va_bytes;
 	uint64_t	syncs;		/* lazy synchronizations */
+	/* Device memory outside the pool: calls the library passed to CUDA's
+	 * own allocators (through the preload shim), counted only. */
+	uint64_t	native_fallback_bytes;	/* cudaMalloc/cuMemAlloc */
+	uint64_t	native_cumemcreate_bytes; /* own cuMemCreate */
+	uint64_t	native_pool_bytes;	/* explicit memory pools */
+	uint64_t	native_managed_bytes;	/* managed memory */
 };
 
 /* Reads the settings (VMM_* environment) and prepares; connecting to vmmd

@@ -61,6 +61,25 @@ bool	vmmc_capture_active(void);
  * cuThreadExchangeStreamCaptureMode documents the three modes). */
 bool	vmmc_capture_forbids(int thread_mode);
 
+/*
+ * Native memory (native.c): bytes the shim passed to CUDA's own allocators,
+ * per device and path, reported to vmmd and shown by vmm_get_usage.  The
+ * shim adds what an allocation got and subtracts the same at its free.
+ */
+enum vmmc_native_path {
+	VMMC_NATIVE_FALLBACK = 0,	/* cudaMalloc/cuMemAlloc passed through */
+	VMMC_NATIVE_CUMEMCREATE = 1,	/* the application's own cuMemCreate */
+	VMMC_NATIVE_POOL = 2,		/* explicit memory pools */
+	VMMC_NATIVE_MANAGED = 3,	/* cudaMallocManaged/cuMemAllocManaged */
+	VMMC_NATIVE_NPATHS = 4
+};
+void	vmmc_native_add(int dev, int path, uint64_t bytes);
+void	vmmc_native_sub(int dev, int path, uint64_t bytes);
+/* The bytes of one path on device dev (dev < 0: every device). */
+uint64_t vmmc_native_get(int dev, int path);
+/* Every path's bytes on device dev (dev < 0: every device). */
+uint64_t vmmc_native_total(int dev);
+
 /* Legacy CUDA IPC of this library's memory (client/ipc.c).  Beyond the
  * VMM_E* codes: */
 #define VMMC_EIPC_REFUSED	(-100)	/* the handle names nothing we may open */

@@ -70,10 +70,6 @@
 	X(cuMemGetAllocationGranularity, (size_t *g,			\
 	    const CUmemAllocationProp *p,				\
 	    CUmemAllocationGranularity_flags o), (g, p, o))		\
-	X(cuMemCreate, (CUmemGenericAllocationHandle *h, size_t n,	\
-	    const CUmemAllocationProp *p, unsigned long long f),	\
-	    (h, n, p, f))						\
-	X(cuMemRelease, (CUmemGenericAllocationHandle h), (h))		\
 	X(cuMemGetAllocationPropertiesFromHandle, (CUmemAllocationProp *p, \
 	    CUmemGenericAllocationHandle h), (p, h))			\
 	X(cuMemRetainAllocationHandle, (CUmemGenericAllocationHandle *h, \
@@ -100,6 +96,10 @@
 #ifdef VMM_CUDRV_DAEMON
 #define CUDRV_FUNCS_DAEMON(X)						\
 	X(cuMemGetInfo_v2, (size_t *f, size_t *t), (f, t))		\
+	X(cuMemCreate, (CUmemGenericAllocationHandle *h, size_t n,	\
+	    const CUmemAllocationProp *p, unsigned long long f),	\
+	    (h, n, p, f))						\
+	X(cuMemRelease, (CUmemGenericAllocationHandle h), (h))		\
 	X(cuPointerGetAttribute, (void *v, CUpointer_attribute a,	\
 	    CUdeviceptr p), (v, a, p))
 #else

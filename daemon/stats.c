@@ -65,6 +65,10 @@ stats_session(const struct vmmd_session *s, Vmm__SessionStats *o)
 	o->container_id = (char *)s->container;
 	o->ipc_opened = s->ipc.nimports;
 	o->ipc_opened_bytes = s->ipc.imported_bytes;
+	o->native_fallback_bytes = s->rep_native[0];
+	o->native_cumemcreate_bytes = s->rep_native[1];
+	o->native_pool_bytes = s->rep_native[2];
+	o->native_managed_bytes = s->rep_native[3];
 }
 
 const Vmm__Envelope *

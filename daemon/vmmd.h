@@ -432,6 +432,9 @@ struct vmmd_session {
 	struct vmmd_holder	h;		/* the pool's ledger of it */
 	struct vmmd_ipc_side	ipc;		/* ipc.c's ledger of it */
 	uint64_t		rep_in_use, rep_cached, rep_peak;
+	/* Native bytes by path as last reported (Report fields 30..33):
+	 * the client's figures, shown, never trusted for accounting. */
+	uint64_t		rep_native[4];
 	uint64_t		last_acquire_ms;	/* vmm_now_ms() */
 	/* An Acquire parked while other clients give back their caches. */
 	struct {

@@ -24,6 +24,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <cuda.h>
 
@@ -47,7 +48,8 @@
  * Adding a hook: add it here and define it in shim_hooks.c; the export test
  * (tests/shim/check_exports.sh) lists it too.
  */
-#define SHIM_HOOKS(X)	SHIM_HOOKS_MAIN(X) SHIM_HOOKS_POINTER(X) SHIM_IPC_HOOKS(X)
+#define SHIM_HOOKS(X)	SHIM_HOOKS_MAIN(X) SHIM_HOOKS_POINTER(X) SHIM_IPC_HOOKS(X) \
+	SHIM_NATIVE_HOOKS(X)
 
 /* Defined in shim_hooks.c. */
 #define SHIM_HOOKS_MAIN(X)						\
@@ -94,6 +96,17 @@
 	X(cudaIpcGetMemHandle, SHIM_RT)					\
 	X(cudaIpcOpenMemHandle, SHIM_RT)				\
 	X(cudaIpcCloseMemHandle, SHIM_RT)
+
+/* Defined in shim_native.c: passed through, counted as native memory. */
+#define SHIM_NATIVE_HOOKS(X)						\
+	X(cuMemCreate, SHIM_DRV)					\
+	X(cuMemRelease, SHIM_DRV)					\
+	X(cuMemAllocFromPoolAsync, SHIM_DRV)				\
+	X(cuMemAllocFromPoolAsync_ptsz, SHIM_DRV)			\
+	X(cuMemAllocManaged, SHIM_DRV)					\
+	X(cudaMallocFromPoolAsync, SHIM_RT)				\
+	X(cudaMallocFromPoolAsync_ptsz, SHIM_RT)			\
+	X(cudaMallocManaged, SHIM_RT)
 
 /* Defined in shim_pointer.c. */
 #define SHIM_HOOKS_POINTER(X)						\
@@ -156,6 +169,32 @@ void	*shim_map_driver(void *fn) SHIM_HIDDEN;
  * calls the original. */
 extern _Thread_local int shim_depth SHIM_HIDDEN __attribute__((tls_model("initial-exec")))
     __attribute__((tls_model("initial-exec")));
+
+/* The current context's device, or -1 (no context). */
+int	shim_ctx_device(void) SHIM_HIDDEN;
+/* The runtime's current device (cudaGetDevice), or -1. */
+int	shim_rt_device(void) SHIM_HIDDEN;
+/* Whether hStream is being captured into a graph (unknown: no). */
+bool	shim_capturing(CUstream hStream, bool per_thread) SHIM_HIDDEN;
+
+/* ---- shim_native.c --------------------------------------------------------- */
+
+/* One native allocation: a device pointer, or a cuMemCreate handle. */
+struct shim_native {
+	uint64_t	key;
+	bool		handle;
+	size_t		size;
+	int		path, dev;	/* vmmc_native_path, device ordinal */
+};
+/* Counts a native allocation that succeeded (VMM mode). */
+void	shim_native_record(uint64_t key, bool handle, size_t size, int path,
+	    int dev) SHIM_HIDDEN;
+/* Takes key out of the table before its free; false if not counted. */
+bool	shim_native_take(uint64_t key, bool handle, struct shim_native *out)
+	    SHIM_HIDDEN;
+/* After the free of what shim_native_take returned: subtracts it if freed,
+ * else puts it back. */
+void	shim_native_done(const struct shim_native *n, bool freed) SHIM_HIDDEN;
 
 /* ---- shim_monitor.c -------------------------------------------------------- */
 

@@ -175,7 +175,7 @@ shim_stream(CUstream hStream, bool per_thread)
 
 /* Whether hStream is being captured into a graph (unknown: no).  On the
  * per-thread-stream ABI the NULL stream is the per-thread one. */
-static bool
+bool
 shim_capturing(CUstream hStream, bool per_thread)
 {
 	shim_pfn_cuStreamIsCapturing is = SHIM_REAL(cuStreamIsCapturing);
@@ -226,16 +226,34 @@ shim_pitch(size_t width, size_t height, unsigned int elem)
 	return pitch;
 }
 
-/* MONITOR-mode free: forgets ptr, frees it with the original, logs. */
+/* A free by the original: in VMM mode, uncounts the native allocation
+ * (shim_native.c) if the free succeeds; MONITOR mode: forgets ptr, frees
+ * it with the original, logs. */
 #define SHIM_MONITOR_FREE(c, ptr, r, call)				\
 	do {								\
+		struct shim_native nat_;				\
+		bool nat_had_ = (c).vmm &&				\
+		    shim_native_take((uint64_t)(ptr), false, &nat_);	\
 		size_t mon_size_ = (c).log ? shim_monitor_take(ptr) : 0; \
 		(r) = (call);						\
+		if (nat_had_)						\
+			shim_native_done(&nat_, (r) == 0);		\
 		if ((c).log && (r) == 0)				\
 			shim_monitor_free((ptr), mon_size_);		\
 		else if ((c).log)					\
 			shim_monitor_restore((ptr), mon_size_);		\
 	} while (0)
+
+/* After an allocation the original served in VMM mode: counted as native
+ * fallback memory on the device the call allocated on. */
+static void
+shim_fallback_counted(const struct shim_call *c, bool ok, CUdeviceptr p,
+    size_t size, int dev)
+{
+	if (c->vmm && ok && p != 0)
+		shim_native_record((uint64_t)p, false, size,
+		    VMMC_NATIVE_FALLBACK, dev);
+}
 
 /* ---- driver ------------------------------------------------------------- */
 
@@ -262,6 +280,8 @@ cuMemAlloc_v2(CUdeviceptr *dptr, size_t bytesize)
 		r = SHIM_CU(real, dptr, bytesize);
 		if (c.log && r == CUDA_SUCCESS)
 			shim_monitor_alloc(*dptr, bytesize);
+		shim_fallback_counted(&c, r == CUDA_SUCCESS, r == CUDA_SUCCESS ?
+		    *dptr : 0, bytesize, shim_ctx_device());
 	}
 	shim_leave();
 	return r;
@@ -298,6 +318,9 @@ cuMemAllocPitch_v2(CUdeviceptr *dptr, size_t *pPitch, size_t WidthInBytes,
 		    ElementSizeBytes);
 		if (c.log && r == CUDA_SUCCESS)
 			shim_monitor_alloc(*dptr, *pPitch * Height);
+		shim_fallback_counted(&c, r == CUDA_SUCCESS, r == CUDA_SUCCESS ?
+		    *dptr : 0, r == CUDA_SUCCESS ? *pPitch * Height : 0,
+		    shim_ctx_device());
 	}
 	shim_leave();
 	return r;
@@ -332,13 +355,15 @@ shim_cu_alloc_async(shim_pfn_cuMemAllocAsync real, CUdeviceptr *dptr,
 {
 	CUresult r = CUDA_SUCCESS;
 	struct shim_call c;
+	bool captured = false;
 	void *p;
 	int err;
 
 	if (!shim_enter(&c))
 		return SHIM_CU(real, dptr, bytesize, hStream);
 	if (c.vmm && (dptr == NULL || bytesize == 0 ||
-	    shim_capturing(hStream, per_thread) || shim_capture_forbidden()))
+	    (captured = shim_capturing(hStream, per_thread)) ||
+	    shim_capture_forbidden()))
 		c.orig = true;
 	else if (c.vmm) {
 		/* On the stream's device, ordered after the free it reuses. */
@@ -355,6 +380,9 @@ shim_cu_alloc_async(shim_pfn_cuMemAllocAsync real, CUdeviceptr *dptr,
 		r = SHIM_CU(real, dptr, bytesize, hStream);
 		if (c.log && r == CUDA_SUCCESS)
 			shim_monitor_alloc(*dptr, bytesize);
+		/* A captured allocation is the graph's, not counted. */
+		shim_fallback_counted(&c, r == CUDA_SUCCESS && !captured,
+		    r == CUDA_SUCCESS ? *dptr : 0, bytesize, shim_ctx_device());
 	}
 	shim_leave();
 	return r;
@@ -507,7 +535,7 @@ cuGetProcAddress(const char *symbol, void **pfn, int cudaVersion,
 /* ---- runtime ------------------------------------------------------------ */
 
 /* The device of the calling thread's current context, or -1 if none. */
-static int
+int
 shim_ctx_device(void)
 {
 	shim_pfn_cuCtxGetCurrent get = SHIM_REAL(cuCtxGetCurrent);
@@ -523,7 +551,7 @@ shim_ctx_device(void)
 
 /* The runtime's current device (what cudaSetDevice chose), or -1 if the
  * runtime cannot say. */
-static int
+int
 shim_rt_device(void)
 {
 	shim_pfn_cudaGetDevice get = SHIM_REAL(cudaGetDevice);
@@ -617,6 +645,9 @@ cudaMalloc(void **devPtr, size_t size)
 		if (c.log && r == cudaSuccess && *devPtr != NULL)
 			shim_monitor_alloc((CUdeviceptr)(uintptr_t)*devPtr,
 			    size);
+		shim_fallback_counted(&c, r == cudaSuccess, r == cudaSuccess ?
+		    (CUdeviceptr)(uintptr_t)*devPtr : 0, size,
+		    shim_rt_device());
 	}
 	shim_leave();
 	return r;
@@ -654,11 +685,13 @@ shim_rt_alloc_async(shim_pfn_cudaMallocAsync real, void **devPtr,
 {
 	cudaError_t r = cudaSuccess;
 	struct shim_call c;
+	bool captured = false;
 
 	if (!shim_enter(&c))
 		return SHIM_RTC(real, devPtr, size, hStream);
 	if (c.vmm && (devPtr == NULL || size == 0 ||
-	    shim_capturing(hStream, per_thread) || shim_capture_forbidden()))
+	    (captured = shim_capturing(hStream, per_thread)) ||
+	    shim_capture_forbidden()))
 		c.orig = true;
 	else if (c.vmm)
 		r = shim_rt_alloc_on(devPtr, size,
@@ -668,6 +701,9 @@ shim_rt_alloc_async(shim_pfn_cudaMallocAsync real, void **devPtr,
 		if (c.log && r == cudaSuccess && *devPtr != NULL)
 			shim_monitor_alloc((CUdeviceptr)(uintptr_t)*devPtr,
 			    size);
+		shim_fallback_counted(&c, r == cudaSuccess && !captured,
+		    r == cudaSuccess ? (CUdeviceptr)(uintptr_t)*devPtr : 0,
+		    size, shim_rt_device());
 	}
 	shim_leave();
 	return r;
@@ -751,6 +787,9 @@ cudaMallocPitch(void **devPtr, size_t *pitch, size_t width, size_t height)
 		if (c.log && r == cudaSuccess && *devPtr != NULL)
 			shim_monitor_alloc((CUdeviceptr)(uintptr_t)*devPtr,
 			    *pitch * height);
+		shim_fallback_counted(&c, r == cudaSuccess, r == cudaSuccess ?
+		    (CUdeviceptr)(uintptr_t)*devPtr : 0, r == cudaSuccess ?
+		    *pitch * height : 0, shim_rt_device());
 	}
 	shim_leave();
 	return r;

@@ -186,6 +186,7 @@ enum col_type {
 	COL_SIZE,		/* humanized in the table */
 	COL_QUOTA,		/* a size; 0 shows as "-" */
 	COL_KIND,
+	COL_NATIVE,		/* a size: the four native_*_bytes summed */
 	COL_NAME		/* last column, unpadded */
 };
 
@@ -214,6 +215,11 @@ static const struct sess_col sess_cols[] = {
 	SESS_COL(quota_bytes, "QUOTA", COL_QUOTA),
 	SESS_COL(ipc_opened, NULL, COL_U64),
 	SESS_COL(ipc_opened_bytes, "IPC-OPEN", COL_SIZE),
+	SESS_COL(native_fallback_bytes, NULL, COL_U64),
+	SESS_COL(native_cumemcreate_bytes, NULL, COL_U64),
+	SESS_COL(native_pool_bytes, NULL, COL_U64),
+	SESS_COL(native_managed_bytes, NULL, COL_U64),
+	{ "native_bytes", "NATIVE", COL_NATIVE, 0 },
 	SESS_COL(connected_usec, NULL, COL_U64),
 	SESS_COL(name, "NAME", COL_NAME),
 };
@@ -726,6 +732,13 @@ kind_name(Vmm__ClientKind k)
 	}
 }
 
+/* a + b, UINT64_MAX if it overflows (the figures are the client's). */
+static uint64_t
+sat_add(uint64_t a, uint64_t b)
+{
+	return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
+
 /* A session field as a number (COL_KIND: the enum value). */
 static uint64_t
 sess_value(const Vmm__SessionStats *s, const struct sess_col *col)
@@ -739,6 +752,10 @@ sess_value(const Vmm__SessionStats *s, const struct sess_col *col)
 		return (uint64_t)*(const Vmm__ClientKind *)f;
 	case COL_NAME:
 		return 0;
+	case COL_NATIVE:
+		return sat_add(sat_add(s->native_fallback_bytes,
+		    s->native_cumemcreate_bytes), sat_add(s->native_pool_bytes,
+		    s->native_managed_bytes));
 	default:
 		return *(const uint64_t *)f;
 	}
@@ -762,6 +779,7 @@ sess_cell(const Vmm__SessionStats *s, const struct sess_col *col, char *buf,
 		}
 		/* FALLTHROUGH */
 	case COL_SIZE:
+	case COL_NATIVE:
 		humanize(v, buf, len);
 		break;
 	default:

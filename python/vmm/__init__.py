@@ -32,7 +32,9 @@ class _Usage(ctypes.Structure):
     # struct vmm_usage of client/vmm_client.h, field for field.
     _fields_ = [(n, ctypes.c_uint64) for n in (
         "in_use_bytes", "mapped_bytes", "cached_bytes", "peak_in_use_bytes",
-        "allocs", "frees", "daemon_calls", "reserved_va_bytes", "syncs")]
+        "allocs", "frees", "daemon_calls", "reserved_va_bytes", "syncs",
+        "native_fallback_bytes", "native_cumemcreate_bytes",
+        "native_pool_bytes", "native_managed_bytes")]
 
 
 _lib = None
@@ -85,7 +87,9 @@ def _check(rc, what):
 def stats():
     """This process's figures as a dict: in_use_bytes, mapped_bytes,
     cached_bytes, peak_in_use_bytes, allocs, frees, daemon_calls,
-    reserved_va_bytes, syncs."""
+    reserved_va_bytes, syncs, and the bytes held outside the pool by path
+    (passed to CUDA's own allocators, counted): native_fallback_bytes,
+    native_cumemcreate_bytes, native_pool_bytes, native_managed_bytes."""
     u = _Usage()
     _check(_library().vmm_get_usage(ctypes.byref(u)), "vmm_get_usage")
     return {name: getattr(u, name) for name, _ in _Usage._fields_}

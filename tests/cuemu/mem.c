@@ -5,6 +5,8 @@
  */
 #include "cuemu_internal.h"
 
+#include <pthread.h>
+
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -1017,4 +1019,131 @@ cuPointerGetAttributes(unsigned int numAttributes,
 			return cuemu_ret(r);
 	}
 	return cuemu_ret(CUDA_SUCCESS);
+}
+
+/* ---- managed memory and explicit memory pools -------------------------------- */
+
+/*
+ * Minimal: cuMemAllocManaged gives device memory of this emulator (host
+ * access is not emulated: the host never touches it, as for any device
+ * pointer in the tests); cuMemPoolCreate makes a pool of one device, and
+ * cuMemAllocFromPoolAsync allocates on that device as cuMemAllocAsync does.
+ * Stricter than real: attributes, access and export of pools are not
+ * supported, only CU_MEM_HANDLE_TYPE_NONE pools are made, and a pool
+ * destroyed is refused by every later call naming it.  Its allocations
+ * stay valid until freed (as in the driver).
+ */
+#define CUEMU_MAX_POOLS	64
+
+struct CUmemPoolHandle_st {
+	int		dev;
+	bool		live;
+};
+static struct CUmemPoolHandle_st cuemu_pools[CUEMU_MAX_POOLS];
+static pthread_mutex_t cuemu_pools_lock = PTHREAD_MUTEX_INITIALIZER;
+
+CUEMU_EXPORT CUresult CUDAAPI
+cuMemAllocManaged(CUdeviceptr *dptr, size_t bytesize, unsigned int flags)
+{
+	int dev;
+
+	CUEMU_ENTER("cuMemAllocManaged");
+	CUEMU_NEED_CTX(dev);
+	CUEMU_CAPTURE_UNSAFE();
+	/* "flags must be one of CU_MEM_ATTACH_GLOBAL or CU_MEM_ATTACH_HOST";
+	 * "If bytesize is 0, cuMemAllocManaged returns
+	 * CUDA_ERROR_INVALID_VALUE". */
+	if (dptr == NULL || bytesize == 0 || (flags != CU_MEM_ATTACH_GLOBAL &&
+	    flags != CU_MEM_ATTACH_HOST))
+		return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
+	return cuemu_ret(cuemu_alloc(dev, bytesize, CUEMU_KIND_ALLOC, dptr));
+}
+
+CUEMU_EXPORT CUresult CUDAAPI
+cuMemPoolCreate(CUmemoryPool *pool, const CUmemPoolProps *props)
+{
+	CUresult r = CUDA_ERROR_OUT_OF_MEMORY;
+	size_t i;
+
+	CUEMU_ENTER("cuMemPoolCreate");
+	if (pool == NULL || props == NULL ||
+	    props->allocType != CU_MEM_ALLOCATION_TYPE_PINNED ||
+	    props->location.type != CU_MEM_LOCATION_TYPE_DEVICE ||
+	    !cuemu_device_valid(props->location.id))
+		return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
+	if (props->handleTypes != CU_MEM_HANDLE_TYPE_NONE)
+		return cuemu_ret(CUDA_ERROR_NOT_SUPPORTED);
+	pthread_mutex_lock(&cuemu_pools_lock);
+	for (i = 0; i < CUEMU_MAX_POOLS; i++) {
+		if (!cuemu_pools[i].live) {
+			cuemu_pools[i].live = true;
+			cuemu_pools[i].dev = props->location.id;
+			*pool = &cuemu_pools[i];
+			r = CUDA_SUCCESS;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&cuemu_pools_lock);
+	return cuemu_ret(r);
+}
+
+/* Whether p is a live pool of this emulator; lock held. */
+static bool
+cuemu_pool_ok(CUmemoryPool p)
+{
+	return p >= &cuemu_pools[0] && p < &cuemu_pools[CUEMU_MAX_POOLS] &&
+	    p->live;
+}
+
+CUEMU_EXPORT CUresult CUDAAPI
+cuMemPoolDestroy(CUmemoryPool pool)
+{
+	CUresult r = CUDA_SUCCESS;
+
+	CUEMU_ENTER("cuMemPoolDestroy");
+	pthread_mutex_lock(&cuemu_pools_lock);
+	if (!cuemu_pool_ok(pool))
+		r = CUDA_ERROR_INVALID_VALUE;
+	else
+		pool->live = false;
+	pthread_mutex_unlock(&cuemu_pools_lock);
+	return cuemu_ret(r);
+}
+
+static CUresult
+cuemu_alloc_pool(CUdeviceptr *dptr, size_t bytesize, CUmemoryPool pool,
+    CUstream hStream)
+{
+	const struct cuemu_op op = { .kind = CUEMU_OP_UNSUPPORTED };
+	bool captured, ok;
+	CUresult r;
+	int dev, pdev = -1;
+
+	CUEMU_ENTER("cuMemAllocFromPoolAsync");
+	CUEMU_NEED_CTX(dev);
+	pthread_mutex_lock(&cuemu_pools_lock);
+	if ((ok = cuemu_pool_ok(pool)))
+		pdev = pool->dev;
+	pthread_mutex_unlock(&cuemu_pools_lock);
+	if (dptr == NULL || !ok || bytesize == 0 ||
+	    !cuemu_stream_valid(hStream))
+		return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
+	if ((r = cuemu_capture_issue(hStream, dev, &op, &captured)) !=
+	    CUDA_SUCCESS)
+		return cuemu_ret(r);
+	return cuemu_ret(cuemu_alloc(pdev, bytesize, CUEMU_KIND_ASYNC, dptr));
+}
+
+CUEMU_EXPORT CUresult CUDAAPI
+cuMemAllocFromPoolAsync(CUdeviceptr *dptr, size_t bytesize, CUmemoryPool pool,
+    CUstream hStream)
+{
+	return cuemu_alloc_pool(dptr, bytesize, pool, hStream);
+}
+
+CUEMU_EXPORT CUresult CUDAAPI
+cuMemAllocFromPoolAsync_ptsz(CUdeviceptr *dptr, size_t bytesize,
+    CUmemoryPool pool, CUstream hStream)
+{
+	return cuemu_alloc_pool(dptr, bytesize, pool, cuemu_ptsz(hStream));
 }

@@ -71,6 +71,13 @@ enum { CUEMU_LEGACY, CUEMU_PTDS };
 	X("cuMemAllocAsync", 11020, cuMemAllocAsync_ptsz, CUEMU_PTDS)         \
 	X("cuMemFreeAsync", 11020, cuMemFreeAsync, CUEMU_LEGACY)              \
 	X("cuMemFreeAsync", 11020, cuMemFreeAsync_ptsz, CUEMU_PTDS)           \
+	X("cuMemAllocFromPoolAsync", 11020, cuMemAllocFromPoolAsync,          \
+	    CUEMU_LEGACY)                                                     \
+	X("cuMemAllocFromPoolAsync", 11020, cuMemAllocFromPoolAsync_ptsz,     \
+	    CUEMU_PTDS)                                                       \
+	X("cuMemPoolCreate", 11020, cuMemPoolCreate, CUEMU_LEGACY)            \
+	X("cuMemPoolDestroy", 11020, cuMemPoolDestroy, CUEMU_LEGACY)          \
+	X("cuMemAllocManaged", 6000, cuMemAllocManaged, CUEMU_LEGACY)         \
 	X("cuMemcpyHtoD", 3020, cuMemcpyHtoD_v2, CUEMU_LEGACY)                \
 	X("cuMemcpyHtoD", 7000, cuMemcpyHtoD_v2_ptds, CUEMU_PTDS)             \
 	X("cuMemcpyDtoH", 3020, cuMemcpyDtoH_v2, CUEMU_LEGACY)                \
@@ -151,6 +158,8 @@ enum { CUEMU_LEGACY, CUEMU_PTDS };
  * configuration; declare them here with the signatures of cudaTypedefs.h. */
 CUresult CUDAAPI cuMemAllocAsync_ptsz(CUdeviceptr *, size_t, CUstream);
 CUresult CUDAAPI cuMemFreeAsync_ptsz(CUdeviceptr, CUstream);
+CUresult CUDAAPI cuMemAllocFromPoolAsync_ptsz(CUdeviceptr *, size_t,
+    CUmemoryPool, CUstream);
 
 /*
  * Internal entry points (CUEMU_PROCADDR_INTERNAL=1): the real driver need

@@ -22,7 +22,10 @@ cuStreamBeginCapture_v2_ptsz cuStreamEndCapture cuStreamEndCapture_ptsz
 cudaStreamBeginCapture cudaStreamBeginCapture_ptsz cudaStreamEndCapture
 cudaStreamEndCapture_ptsz
 cuIpcGetMemHandle cuIpcOpenMemHandle cuIpcOpenMemHandle_v2 cuIpcCloseMemHandle
-cudaIpcGetMemHandle cudaIpcOpenMemHandle cudaIpcCloseMemHandle"
+cudaIpcGetMemHandle cudaIpcOpenMemHandle cudaIpcCloseMemHandle
+cuMemCreate cuMemRelease cuMemAllocFromPoolAsync cuMemAllocFromPoolAsync_ptsz
+cuMemAllocManaged cudaMallocFromPoolAsync cudaMallocFromPoolAsync_ptsz
+cudaMallocManaged"
 api=$(grep '^VMM_API' "$header" | sed -n 's/.*[[:space:]*]\(vmm_[a-z_0-9]*\)(.*/\1/p')
 [ -n "$api" ] || fail "no VMM_API functions found in $header"
 

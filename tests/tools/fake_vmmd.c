@@ -238,6 +238,11 @@ sessions_reply(int fd, uint64_t id, uint32_t off, int stats)
 		s[n].reported_cached = 512;
 		s[n].reported_peak = i * 3 * GiB;
 		s[n].quota_bytes = i == 1 ? 4 * GiB : 0;
+		/* Session 102: native bytes on every path (NATIVE sums). */
+		s[n].native_fallback_bytes = i == 2 ? 1 * MiB : 0;
+		s[n].native_cumemcreate_bytes = i == 2 ? 2 * MiB : 0;
+		s[n].native_pool_bytes = i == 2 ? 4 * MiB : 0;
+		s[n].native_managed_bytes = i == 2 ? 1 * MiB : 0;
 		s[n].connected_usec = UINT64_C(1700000000000000) + i;
 		sp[n] = &s[n];
 	}
