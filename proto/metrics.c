@@ -17,7 +17,19 @@
 struct client_sum {
 	const Vmm__SessionStats	*first;	/* its labels */
 	uint64_t		 sessions, chunks, held, in_use, cached, quota;
+	uint64_t		 native[4];	/* by path, as native_path[] */
 };
+
+/* The path label of each native figure, in SessionStats field order. */
+static const char *const native_path[4] = { "fallback", "cumemcreate",
+    "pool", "managed" };
+
+/* a + b, UINT64_MAX if it overflows (reported figures are the client's). */
+static uint64_t
+sat_add(uint64_t a, uint64_t b)
+{
+	return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
 
 /* A label value: printable ASCII kept, \ " escaped, anything else '_' (a
  * client names itself; the exposition must stay valid UTF-8). */
@@ -85,6 +97,14 @@ client_sums(const Vmm__SessionStats *const *v, size_t n, size_t *nout)
 		sum[k - 1].held += app[i]->bytes_held;
 		sum[k - 1].in_use += app[i]->reported_in_use;
 		sum[k - 1].cached += app[i]->reported_cached;
+		sum[k - 1].native[0] = sat_add(sum[k - 1].native[0],
+		    app[i]->native_fallback_bytes);
+		sum[k - 1].native[1] = sat_add(sum[k - 1].native[1],
+		    app[i]->native_cumemcreate_bytes);
+		sum[k - 1].native[2] = sat_add(sum[k - 1].native[2],
+		    app[i]->native_pool_bytes);
+		sum[k - 1].native[3] = sat_add(sum[k - 1].native[3],
+		    app[i]->native_managed_bytes);
 		/* One quota covers them all (it is per uid, name or cgroup). */
 		if (app[i]->quota_bytes > sum[k - 1].quota)
 			sum[k - 1].quota = app[i]->quota_bytes;
@@ -187,6 +207,21 @@ vmm_metrics_write(FILE *f, const Vmm__StatsReply *r,
 			put_label(f, "cgroup", s->cgroup);
 			fprintf(f, "} %" PRIu64 "\n", *(const uint64_t *)(const void *)
 			    ((const char *)&sum[i] + cf[j].off));
+		}
+	}
+	family(f, "vmmd_client_native_bytes", "gauge", "bytes the client "
+	    "reports holding outside the pool, by path (passed to CUDA's own "
+	    "allocators: fallback, cumemcreate, pool, managed)");
+	for (i = 0; i < nsum; i++) {
+		const Vmm__SessionStats *s = sum[i].first;
+
+		for (j = 0; j < 4; j++) {
+			fprintf(f, "vmmd_client_native_bytes{device_uuid=\"%s\","
+			    "uid=\"%" PRIu32 "\"", dev, s->uid);
+			put_label(f, "name", s->name);
+			put_label(f, "cgroup", s->cgroup);
+			fprintf(f, ",path=\"%s\"} %" PRIu64 "\n", native_path[j],
+			    sum[i].native[j]);
 		}
 	}
 	free(sum);
