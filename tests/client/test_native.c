@@ -9,6 +9,7 @@
  *   paths  fallback (the first cuMemMap fails, CUEMU_FAIL: cudaMalloc goes
  *          to CUDA's own allocator), the program's own cuMemCreate, a
  *          cuMemPoolCreate pool's cuMemAllocFromPoolAsync, cuMemAllocManaged;
+ *          and the runtime's cudaMallocFromPoolAsync and cudaMallocManaged;
  *          degenerate and failed calls count nothing, nested calls (the
  *          runtime reaching the driver through the hooks) count once
  *   quota  under a quota, cudaMemGetInfo's free drops by what a native
@@ -190,7 +191,9 @@ sc_paths(void)
 	CUmemoryPool pool;
 	CUdeviceptr pd, md;
 	struct native want = { { 0 } }, zero = { { 0 } }, got;
-	void *fb, *b, *z;
+	struct cudaMemPoolProps rp;
+	cudaMemPool_t rpool;
+	void *fb, *b, *z, *rpd, *rmd;
 	size_t gran;
 
 	start("idle_timeout_ms = 0\n", "cuMemMap:1:CUDA_ERROR_UNKNOWN");
@@ -226,6 +229,20 @@ sc_paths(void)
 	want.b[3] = 7 * MiB + 512;
 	CHECK(cuMemAllocManaged(&md, 0, CU_MEM_ATTACH_GLOBAL) ==
 	    CUDA_ERROR_INVALID_VALUE);
+	/* The runtime's forms: counted once (the driver calls they make
+	 * through the hooks are nested). */
+	memset(&rp, 0, sizeof(rp));
+	rp.allocType = cudaMemAllocationTypePinned;
+	rp.handleTypes = cudaMemHandleTypeNone;
+	rp.location.type = cudaMemLocationTypeDevice;
+	rp.location.id = 0;
+	CKRT(cudaMemPoolCreate(&rpool, &rp));
+	CKRT(cudaMallocFromPoolAsync(&rpd, 2 * MiB + 8, rpool, NULL));
+	want.b[2] += 2 * MiB + 8;
+	CKRT(cudaMallocManaged(&rmd, 1 * MiB, cudaMemAttachGlobal));
+	want.b[3] += 1 * MiB;
+	CHECK(cudaMallocManaged(&rmd, 0, cudaMemAttachGlobal) ==
+	    cudaErrorInvalidValue);
 
 	got = usage_native();
 	CHECK(memcmp(&got, &want, sizeof(got)) == 0);
@@ -241,9 +258,17 @@ sc_paths(void)
 	CHECK(cuMemRelease(h) != CUDA_SUCCESS);
 	want.b[1] = 0;
 	CKCU(cuMemFreeAsync(pd, NULL));
-	want.b[2] = 0;
+	want.b[2] = 2 * MiB + 8;
 	got = usage_native();
 	CHECK(memcmp(&got, &want, sizeof(got)) == 0);
+	expect_vmmd(&want);
+	CKRT(cudaFreeAsync(rpd, NULL));
+	want.b[2] = 0;
+	CKRT(cudaFree(rmd));
+	want.b[3] = 7 * MiB + 512;
+	got = usage_native();
+	CHECK(memcmp(&got, &want, sizeof(got)) == 0);
+	CKRT(cudaMemPoolDestroy(rpool));
 	CKRT(cudaFree((void *)(uintptr_t)md));
 	CKRT(cudaFree(b));
 	CKCU(cuMemPoolDestroy(pool));

@@ -114,7 +114,11 @@
 	X(cuGraphExecDestroy,		PFN_cuGraphExecDestroy_v10000)	\
 	X(cuIpcGetMemHandle,		PFN_cuIpcGetMemHandle_v4010)	\
 	X(cuIpcOpenMemHandle,		PFN_cuIpcOpenMemHandle_v11000)	\
-	X(cuIpcCloseMemHandle,		PFN_cuIpcCloseMemHandle_v4010)
+	X(cuIpcCloseMemHandle,		PFN_cuIpcCloseMemHandle_v4010)	\
+	X(cuMemAllocManaged,		PFN_cuMemAllocManaged_v6000)	\
+	X(cuMemPoolCreate,		PFN_cuMemPoolCreate_v11020)	\
+	X(cuMemPoolDestroy,		PFN_cuMemPoolDestroy_v11020)	\
+	X(cuMemAllocFromPoolAsync,	PFN_cuMemAllocFromPoolAsync_v11020)
 
 /* Members are fn_<base name>: token pasting keeps cuda.h's
  * "#define cuMemAlloc cuMemAlloc_v2" from renaming them.  NULL: unresolved. */
@@ -800,6 +804,74 @@ cudaMallocAsync(void **devPtr, size_t size, cudaStream_t hStream)
 	    cudaSuccess)
 		return rt_ret(err);
 	*devPtr = (void *)(uintptr_t)dptr;
+	return cudaSuccess;
+}
+
+/* "If size is 0, cudaMallocManaged returns cudaErrorInvalidValue". */
+cudaError_t CUDARTAPI
+cudaMallocManaged(void **devPtr, size_t size, unsigned int flags)
+{
+	CUdeviceptr dptr = 0;
+	cudaError_t err;
+
+	if (devPtr == NULL || size == 0)
+		return rt_ret(cudaErrorInvalidValue);
+	if ((err = rt_context()) != cudaSuccess)
+		return rt_ret(err);
+	if ((err = RT_CALL(cuMemAllocManaged, &dptr, size, flags)) !=
+	    cudaSuccess)
+		return rt_ret(err);
+	*devPtr = (void *)(uintptr_t)dptr;
+	return cudaSuccess;
+}
+
+/* The runtime's pool properties, field by field, to the driver's. */
+cudaError_t CUDARTAPI
+cudaMemPoolCreate(cudaMemPool_t *memPool, const struct cudaMemPoolProps *p)
+{
+	CUmemPoolProps cp;
+	cudaError_t err;
+
+	if (memPool == NULL || p == NULL)
+		return rt_ret(cudaErrorInvalidValue);
+	if ((err = rt_context()) != cudaSuccess)
+		return rt_ret(err);
+	memset(&cp, 0, sizeof(cp));
+	cp.allocType = (CUmemAllocationType)p->allocType;
+	cp.handleTypes = (CUmemAllocationHandleType)p->handleTypes;
+	cp.location.type = (CUmemLocationType)p->location.type;
+	cp.location.id = p->location.id;
+	cp.win32SecurityAttributes = p->win32SecurityAttributes;
+	cp.maxSize = p->maxSize;
+	cp.usage = p->usage;
+	return rt_ret(RT_CALL(cuMemPoolCreate, memPool, &cp));
+}
+
+cudaError_t CUDARTAPI
+cudaMemPoolDestroy(cudaMemPool_t memPool)
+{
+	cudaError_t err;
+
+	if ((err = rt_context()) != cudaSuccess)
+		return rt_ret(err);
+	return rt_ret(RT_CALL(cuMemPoolDestroy, memPool));
+}
+
+cudaError_t CUDARTAPI
+cudaMallocFromPoolAsync(void **ptr, size_t size, cudaMemPool_t memPool,
+    cudaStream_t stream)
+{
+	CUdeviceptr dptr = 0;
+	cudaError_t err;
+
+	if (ptr == NULL)
+		return rt_ret(cudaErrorInvalidValue);
+	if ((err = rt_context()) != cudaSuccess)
+		return rt_ret(err);
+	if ((err = RT_CALL(cuMemAllocFromPoolAsync, &dptr, size, memPool,
+	    stream)) != cudaSuccess)
+		return rt_ret(err);
+	*ptr = (void *)(uintptr_t)dptr;
 	return cudaSuccess;
 }
 
