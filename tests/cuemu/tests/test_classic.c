@@ -334,6 +334,55 @@ test_events(void)
 	CHECK_OK(cuStreamDestroy(s));
 }
 
+/* cuMemAllocManaged; cuMemPoolCreate pools and cuMemAllocFromPoolAsync. */
+static void
+test_managed_pools(void)
+{
+	CUmemPoolProps pp;
+	CUmemoryPool pool, junk;
+	CUdeviceptr m = 0, p = 0, base = 0;
+	size_t sz = 0;
+	unsigned char in[64], out[64];
+
+	/* "If bytesize is 0, cuMemAllocManaged returns
+	 * CUDA_ERROR_INVALID_VALUE"; flags "must be one of
+	 * CU_MEM_ATTACH_GLOBAL or CU_MEM_ATTACH_HOST". */
+	CHECK_CU(cuMemAllocManaged(&m, 0, CU_MEM_ATTACH_GLOBAL),
+	    CUDA_ERROR_INVALID_VALUE);
+	CHECK_CU(cuMemAllocManaged(&m, MiB, 0), CUDA_ERROR_INVALID_VALUE);
+	CHECK_OK(cuMemAllocManaged(&m, MiB, CU_MEM_ATTACH_GLOBAL));
+	CHECK_OK(cuMemGetAddressRange(&base, &sz, m + 100));
+	CHECK(base == m && sz == MiB);
+	memset(in, 0x5a, sizeof(in));
+	CHECK_OK(cuMemcpyHtoD(m, in, sizeof(in)));
+	CHECK_OK(cuMemcpyDtoH(out, m, sizeof(out)));
+	CHECK(memcmp(in, out, sizeof(in)) == 0);
+	CHECK_OK(cuMemFree(m));
+
+	memset(&pp, 0, sizeof(pp));
+	pp.allocType = CU_MEM_ALLOCATION_TYPE_PINNED;
+	pp.handleTypes = CU_MEM_HANDLE_TYPE_NONE;
+	pp.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+	pp.location.id = 0;
+	CHECK_CU(cuMemPoolCreate(NULL, &pp), CUDA_ERROR_INVALID_VALUE);
+	pp.location.id = 99;
+	CHECK_CU(cuMemPoolCreate(&junk, &pp), CUDA_ERROR_INVALID_VALUE);
+	pp.location.id = 0;
+	CHECK_OK(cuMemPoolCreate(&pool, &pp));
+	CHECK_OK(cuMemAllocFromPoolAsync(&p, 3 * MiB, pool, NULL));
+	CHECK_OK(cuMemGetAddressRange(&base, &sz, p));
+	CHECK(base == p && sz == 3 * MiB);
+	CHECK_OK(cuMemFreeAsync(p, NULL));
+	CHECK_OK(cuStreamSynchronize(NULL));
+	CHECK_OK(cuMemPoolDestroy(pool));
+	if (strict) {
+		/* A destroyed pool is refused by every later call. */
+		CHECK_CU(cuMemAllocFromPoolAsync(&p, MiB, pool, NULL),
+		    CUDA_ERROR_INVALID_VALUE);
+		CHECK_CU(cuMemPoolDestroy(pool), CUDA_ERROR_INVALID_VALUE);
+	}
+}
+
 int
 main(void)
 {
@@ -347,5 +396,6 @@ main(void)
 	test_copies();
 	test_streams();
 	test_events();
+	test_managed_pools();
 	return 0;
 }
