@@ -8,6 +8,8 @@
 #include "client_internal.h"
 #include "vmmc_shim.h"
 
+#include <string.h>
+
 static uint64_t	native_bytes[VMMC_MAX_DEVICES][VMMC_NATIVE_NPATHS];
 
 /* Whether (dev, path) names a counter. */
@@ -59,6 +61,12 @@ vmmc_native_get(int dev, int path)
 		sum += __atomic_load_n(&native_bytes[d][path],
 		    __ATOMIC_RELAXED);
 	return sum;
+}
+
+void
+vmmc_native_forget(void)
+{
+	memset(native_bytes, 0, sizeof(native_bytes));
 }
 
 uint64_t

@@ -79,6 +79,8 @@ void	vmmc_native_sub(int dev, int path, uint64_t bytes);
 uint64_t vmmc_native_get(int dev, int path);
 /* Every path's bytes on device dev (dev < 0: every device). */
 uint64_t vmmc_native_total(int dev);
+/* Forgets every count (fork child: the parent's memory is not its). */
+void	vmmc_native_forget(void);
 
 /* Legacy CUDA IPC of this library's memory (client/ipc.c).  Beyond the
  * VMM_E* codes: */

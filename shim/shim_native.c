@@ -19,6 +19,7 @@
 
 #include <pthread.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "vmmc_shim.h"
 
@@ -50,11 +51,23 @@ shim_nat_postfork(void)
 	pthread_mutex_unlock(&shim_nat_lock);
 }
 
+/* The child holds none of the parent's GPU memory (nor may it use the
+ * parent's CUDA): it starts with nothing counted. */
+static void
+shim_nat_child(void)
+{
+	memset(shim_nat, 0, sizeof(shim_nat));
+	shim_nat_count = 0;
+	vmmc_native_forget();
+	pthread_mutex_unlock(&shim_nat_lock);
+}
+
+/* Registered before the first count, so every fork after one clears. */
 static void
 shim_nat_init(void)
 {
 	(void)pthread_atfork(shim_nat_prefork, shim_nat_postfork,
-	    shim_nat_postfork);
+	    shim_nat_child);
 }
 
 static void

@@ -11,7 +11,8 @@
  *          cuMemPoolCreate pool's cuMemAllocFromPoolAsync, cuMemAllocManaged;
  *          and the runtime's cudaMallocFromPoolAsync and cudaMallocManaged;
  *          degenerate and failed calls count nothing, nested calls (the
- *          runtime reaching the driver through the hooks) count once
+ *          runtime reaching the driver through the hooks) count once; a
+ *          fork child counts none of the parent's
  *   quota  under a quota, cudaMemGetInfo's free drops by what a native
  *          allocation holds (free <= quota - lent - native), and comes back
  *          after its free
@@ -24,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "../common/check.h"
@@ -194,6 +196,8 @@ sc_paths(void)
 	struct cudaMemPoolProps rp;
 	cudaMemPool_t rpool;
 	void *fb, *b, *z, *rpd, *rmd;
+	pid_t child;
+	int status;
 	size_t gran;
 
 	start("idle_timeout_ms = 0\n", "cuMemMap:1:CUDA_ERROR_UNKNOWN");
@@ -247,6 +251,17 @@ sc_paths(void)
 	got = usage_native();
 	CHECK(memcmp(&got, &want, sizeof(got)) == 0);
 	expect_vmmd(&want);
+	/* A fork child holds none of it. */
+	child = fork();
+	CHECK(child >= 0);
+	if (child == 0) {
+		got = usage_native();
+		_exit(memcmp(&got, &zero, sizeof(got)) == 0 ? 0 : 1);
+	}
+	CHECK(waitpid(child, &status, 0) == child && WIFEXITED(status) &&
+	    WEXITSTATUS(status) == 0);
+	got = usage_native();
+	CHECK(memcmp(&got, &want, sizeof(got)) == 0);
 
 	/* Frees decrement their own path; a failed free changes nothing. */
 	CKRT(cudaFree(fb));
