@@ -23,6 +23,8 @@
  *   peer_race  threads map new memory on device 0 while peer access is
  *              switched on, or off: then every live allocation is device
  *              1's to copy, or none is
+ *   native     native memory (the program's own cuMemCreate, managed
+ *              memory) of device 1 shows in device 1's vmmd only
  *
  * Copies from a context of the other device stand for a kernel there: the
  * emulator refuses them unless that device was granted access.
@@ -162,7 +164,91 @@ driver_device(void)
 	return d;
 }
 
+/* This process's session at device dev's vmmd: its cumemcreate and
+ * managed bytes (0, 0 if it has no session there). */
+static void
+native_at(int dev, uint64_t *create, uint64_t *managed)
+{
+	Vmm__ClientsRequest cr = VMM__CLIENTS_REQUEST__INIT;
+	Vmm__Envelope env = vmm_frame_env_clients_request(&cr);
+	const Vmm__ClientsReply *r;
+	struct vmm_frame_msg *m;
+	char path[1100];
+	struct tc *adm;
+	size_t i;
+
+	CHECK(vmm_sess_path_index(path, sizeof(path), sockdir, (unsigned)dev) ==
+	    0);
+	adm = tc_open(path, "admin", true);
+	m = tc_call_expect(adm, &env, VMM__ENVELOPE__MSG_CLIENTS_REPLY);
+	r = vmm_frame_msg_env(m)->clients_reply;
+	*create = *managed = 0;
+	for (i = 0; i < r->n_sessions; i++) {
+		if (r->sessions[i]->pid != (uint32_t)getpid() ||
+		    r->sessions[i]->kind != VMM__CLIENT_KIND__CLIENT_KIND_APP)
+			continue;
+		*create = r->sessions[i]->native_cumemcreate_bytes;
+		*managed = r->sessions[i]->native_managed_bytes;
+	}
+	vmm_frame_msg_free(m);
+	tc_close(adm);
+}
+
+/* Waits (up to 10 s) until both vmmds show the figures wanted. */
+static void
+native_expect(uint64_t create1, uint64_t managed1)
+{
+	uint64_t c0, m0, c1, m1;
+	int i;
+
+	for (i = 0; i < 200; i++) {
+		native_at(0, &c0, &m0);
+		native_at(1, &c1, &m1);
+		if (c0 == 0 && m0 == 0 && c1 == create1 && m1 == managed1)
+			return;
+		tc_sleep_ms(50);
+	}
+	fprintf(stderr, "device 0: %llu %llu, device 1: %llu %llu\n",
+	    (unsigned long long)c0, (unsigned long long)m0,
+	    (unsigned long long)c1, (unsigned long long)m1);
+	CHECK(!"the native figures never reached the expected values");
+}
+
 /* ---- scenarios ------------------------------------------------------------ */
+
+static void
+sc_native(void)
+{
+	CUmemAllocationProp prop;
+	CUmemGenericAllocationHandle h;
+	void *a0, *a1, *mm;
+	size_t gran;
+
+	start_daemons();
+	contexts();
+	/* A session at each vmmd. */
+	CKRT(cudaSetDevice(0));
+	CKRT(cudaMalloc(&a0, 4096));
+	CKRT(cudaSetDevice(1));
+	CKRT(cudaMalloc(&a1, 4096));
+	CHECK(ordinal(a0) == 0 && ordinal(a1) == 1);
+	memset(&prop, 0, sizeof(prop));
+	prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
+	prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+	prop.location.id = 1;
+	CHECK_OK(cuMemGetAllocationGranularity(&gran, &prop,
+	    CU_MEM_ALLOC_GRANULARITY_MINIMUM));
+	/* Device 1's, whatever the current context (device 1's now). */
+	CHECK_OK(cuMemCreate(&h, 3 * gran, &prop, 0));
+	CKRT(cudaMallocManaged(&mm, 5 * MiB, cudaMemAttachGlobal));
+	native_expect(3 * gran, 5 * MiB);
+	CHECK_OK(cuMemRelease(h));
+	CKRT(cudaFree(mm));
+	native_expect(0, 0);
+	CKRT(cudaFree(a1));
+	CKRT(cudaSetDevice(0));
+	CKRT(cudaFree(a0));
+}
 
 static void
 sc_lazy(void)
@@ -437,6 +523,8 @@ main(int argc, char **argv)
 		peer_common(rt_enable, rt_disable, 2);
 	else if (strcmp(sc, "peer_race") == 0)
 		sc_peer_race();
+	else if (strcmp(sc, "native") == 0)
+		sc_native();
 	else
 		CHECK(!"unknown scenario");
 	for (i = 0; i < 2; i++)
