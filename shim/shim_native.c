@@ -119,6 +119,7 @@ shim_nat_remove(size_t i)
 void
 shim_native_record(uint64_t key, bool handle, size_t size, int path, int dev)
 {
+	struct shim_nat_slot stale = { 0 };
 	bool counted = false;
 	size_t i;
 
@@ -126,13 +127,22 @@ shim_native_record(uint64_t key, bool handle, size_t size, int path, int dev)
 		return;
 	shim_nat_locked();
 	i = shim_nat_find(key, handle);
-	if (shim_nat[i].key == 0 && shim_nat_count < SHIM_NAT_MAX) {
+	if (shim_nat[i].key != 0) {
+		/* The driver gave this pointer (handle) out again: the old
+		 * allocation was freed by a call no hook saw. */
+		stale = shim_nat[i];
+		shim_nat[i] = (struct shim_nat_slot){ key, handle, path, dev,
+		    size };
+		counted = true;
+	} else if (shim_nat_count < SHIM_NAT_MAX) {
 		shim_nat_count++;
 		shim_nat[i] = (struct shim_nat_slot){ key, handle, path, dev,
 		    size };
 		counted = true;
 	}
 	pthread_mutex_unlock(&shim_nat_lock);
+	if (stale.key != 0)
+		vmmc_native_sub(stale.dev, stale.path, stale.size);
 	if (counted)
 		vmmc_native_add(dev, path, size);
 }
