@@ -4,6 +4,8 @@
  * Usage: cuemu_test_vmm [minimum-granularity-KiB [recommended-KiB]]
  * (default 2048; the recommended one is then only checked to be a multiple
  * of the minimum). */
+#include <sys/mman.h>
+
 #include "cuemu_test.h"
 
 static int strict;
@@ -191,6 +193,12 @@ test_map(void)
 	CHECK_OK(cuMemAddressReserve(&res, 4 * g, 0, 0, 0));
 	CHECK_OK(cuMemAddressReserve(&gone, 4 * g, 0, 0, 0));
 	CHECK_OK(cuMemAddressFree(gone, 4 * g));
+	/* Keep the freed range from being handed out again by a later
+	 * reservation (the kernel may reuse the address): a host mapping of
+	 * ours holds it, so "gone" stays an address no reservation covers. */
+	CHECK(mmap((void *)(uintptr_t)gone, 4 * g, PROT_NONE,
+	    MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0) ==
+	    (void *)(uintptr_t)gone);
 
 	/* Misuse of cuMemMap. */
 	CHECK_CU(cuMemMap(res, g, g, h2, 0), CUDA_ERROR_INVALID_VALUE);
