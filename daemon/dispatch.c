@@ -52,6 +52,7 @@ session_hello(struct vmmd_session *s, const Vmm__Hello *h)
 	snprintf(s->name, sizeof(s->name), "%s", h->client_name);
 	s->kind = h->kind;
 	s->state = VMMD_SESSION_READY;
+	vmmd_session_cached_sync(s);
 	event_del(s->ev_timeout);
 	if (h->resume_session != 0 && h->resume_instance == vmmd_instance)
 		rep.resumed = vmmd_session_resume(s, h->resume_session);
@@ -122,6 +123,7 @@ session_release(struct vmmd_session *s, const Vmm__Release *r)
 	env = vmm_frame_env_release_reply(&rep);
 	if (vmmd_session_send(s, &env) == 0 && s->rep_cached >= bytes)
 		s->rep_cached -= bytes;	/* until its next Report */
+	vmmd_session_cached_sync(s);
 	vmmd_policy_retry();
 }
 
@@ -295,6 +297,7 @@ session_report(struct vmmd_session *s, const Vmm__Report *r)
 {
 	s->rep_in_use = r->in_use_bytes;
 	s->rep_cached = r->cached_bytes;
+	vmmd_session_cached_sync(s);
 	s->rep_peak = r->peak_bytes;
 	s->rep_native[0] = r->native_fallback_bytes;
 	s->rep_native[1] = r->native_cumemcreate_bytes;

@@ -289,6 +289,17 @@ vmmd_session_pend_clear(struct vmmd_session *s)
 		event_del(s->ev_pend);
 }
 
+void
+vmmd_session_cached_sync(struct vmmd_session *s)
+{
+	uint64_t to = s->state == VMMD_SESSION_READY &&
+	    s->kind == VMM__CLIENT_KIND__CLIENT_KIND_APP ? s->rep_cached : 0;
+
+	if (to != s->cached_counted)
+		vmmd_tenant_cached_move(s->h.tenant, s->cached_counted, to);
+	s->cached_counted = to;
+}
+
 int
 vmmd_session_send(struct vmmd_session *s, const Vmm__Envelope *env)
 {
@@ -463,6 +474,7 @@ vmmd_session_close(struct vmmd_session *s, const char *why)
 	vmm_log_debug("session %" PRIu64 " (pid %d) closed: %s", s->id,
 	    (int)s->pid, why);
 	s->state = VMMD_SESSION_CLOSED;
+	vmmd_session_cached_sync(s);
 	vmmd_nsessions--;
 	vmmd_session_pend_clear(s);
 	event_free(s->ev_read);

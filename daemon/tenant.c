@@ -19,10 +19,14 @@ struct vmmd_tenant {
 	uid_t			uid;
 	char			*cgroup;	/* NULL: the uid alone */
 	unsigned		refs;
+	/* Sum of the cached bytes its ready app sessions last reported
+	 * (vmmd_session_cached_sync): a bound on what a recall can give. */
+	uint64_t		cached;
 	struct vmmd_tenant	*next;
 };
 
 static struct vmmd_tenant	*tenants;
+static uint64_t			tenants_cached;	/* over all tenants */
 
 struct vmmd_tenant *
 vmmd_tenant_get(uid_t uid, const char *cgroup)
@@ -67,4 +71,17 @@ vmmd_tenant_put(struct vmmd_tenant *t)
 	*pp = t->next;
 	free(t->cgroup);
 	free(t);
+}
+
+void
+vmmd_tenant_cached_move(struct vmmd_tenant *t, uint64_t from, uint64_t to)
+{
+	t->cached = t->cached - from + to;
+	tenants_cached = tenants_cached - from + to;
+}
+
+uint64_t
+vmmd_tenant_cached(const struct vmmd_tenant *t)
+{
+	return t == NULL ? tenants_cached : t->cached;
 }

@@ -402,6 +402,12 @@ struct vmmd_tenant;
 struct vmmd_tenant *vmmd_tenant_get(uid_t uid, const char *cgroup);
 struct vmmd_tenant *vmmd_tenant_ref(struct vmmd_tenant *t);
 void	vmmd_tenant_put(struct vmmd_tenant *t);	/* NULL is fine */
+/* A session of t counted from bytes cached to to (session.c keeps it). */
+void	vmmd_tenant_cached_move(struct vmmd_tenant *t, uint64_t from,
+	    uint64_t to);
+/* The cached bytes t's ready app sessions last reported, summed; with t
+ * NULL, of all tenants.  O(1): policy.c's bound before any walk. */
+uint64_t vmmd_tenant_cached(const struct vmmd_tenant *t);
 
 /* ---- session.c --------------------------------------------------------------- */
 
@@ -435,6 +441,9 @@ struct vmmd_session {
 	/* Native bytes by path as last reported (Report fields 30..33):
 	 * the client's figures, shown, never trusted for accounting. */
 	uint64_t		rep_native[4];
+	/* What its tenant's cached sum counts for it: rep_cached while READY
+	 * and an app, else 0 (vmmd_session_cached_sync). */
+	uint64_t		cached_counted;
 	uint64_t		last_acquire_ms;	/* vmm_now_ms() */
 	/* An Acquire parked while other clients give back their caches. */
 	struct {
@@ -512,6 +521,9 @@ void	vmmd_session_close(struct vmmd_session *s, const char *why);
 bool	vmmd_session_resume(struct vmmd_session *s, uint64_t old_id);
 /* Ends s's parked Acquire (its timer too). */
 void	vmmd_session_pend_clear(struct vmmd_session *s);
+/* After a change of s's rep_cached, state or kind: its tenant's cached sum
+ * (vmmd_tenant_cached) follows. */
+void	vmmd_session_cached_sync(struct vmmd_session *s);
 /* What reading a frame and memory coming back call (dispatch.c's). */
 void	vmmd_session_set_handlers(void (*dispatch)(struct vmmd_session *,
 	    struct vmm_frame_msg *), void (*memory_back)(void));
