@@ -24,8 +24,7 @@
 
 #include "log.h"
 
-#define VMMD_HASH_BUCKETS 4096		/* the key hash */
-#define POOL_HASH_MIN_BITS 12		/* the id hash starts at 4096 */
+#define POOL_HASH_MIN_BITS 12		/* the id and key hashes start at 4096 */
 
 static CUdevice				pool_dev;
 /*
@@ -85,11 +84,16 @@ static uint64_t				pool_drain_until_ms, pool_drain_left;
 static bool				pool_kind_known, pool_identity;
 static mode_t				pool_kind_type;
 static dev_t				pool_kind_dev, pool_kind_rdev;
-static struct vmmd_chunk		*pool_keys[VMMD_HASH_BUCKETS];
+/* pool_nkeys buckets (a power of two, pool_kbits its log2), doubled when
+ * the keyed chunks outnumber them, as the id hash. */
+static struct vmmd_chunk		**pool_keys;
+static size_t				pool_nkeys, pool_kcount;
+static unsigned				pool_kbits;
 
 static void	pool_probe_fds(void);
 static int	pool_bins_init(void);
 static int	pool_hash_resize(unsigned);
+static int	pool_keys_resize(unsigned);
 static int	pool_driver_free(uint64_t *);
 
 /*
@@ -316,7 +320,8 @@ vmmd_pool_init(const struct vmmd_config *c, char *err, size_t errlen)
 	pool_unit = gran * c->chunk_multiple;
 	pool_total = total;
 	if (pool_bins_init() != 0 ||
-	    (pool_hash == NULL && pool_hash_resize(POOL_HASH_MIN_BITS) != 0)) {
+	    (pool_hash == NULL && pool_hash_resize(POOL_HASH_MIN_BITS) != 0) ||
+	    (pool_keys == NULL && pool_keys_resize(POOL_HASH_MIN_BITS) != 0)) {
 		snprintf(err, errlen, "out of memory for the chunk tables");
 		return -1;
 	}
@@ -533,7 +538,33 @@ pool_key_bucket(dev_t dev, ino_t ino)
 {
 	uint64_t h = ((uint64_t)dev * 0x9e3779b97f4a7c15ull) ^ (uint64_t)ino;
 
-	return &pool_keys[(h * 0x9e3779b97f4a7c15ull) >> 52];
+	return &pool_keys[(h * 0x9e3779b97f4a7c15ull) >> (64 - pool_kbits)];
+}
+
+/* Makes the key hash 2^bits buckets, moving every keyed chunk; 0 or -1
+ * (the old table is kept). */
+static int
+pool_keys_resize(unsigned bits)
+{
+	struct vmmd_chunk **old = pool_keys, *ch, *next, **b;
+	size_t oldn = pool_nkeys, i;
+
+	if ((pool_keys = calloc((size_t)1 << bits, sizeof(*pool_keys))) == NULL) {
+		pool_keys = old;
+		return -1;
+	}
+	pool_nkeys = (size_t)1 << bits;
+	pool_kbits = bits;
+	for (i = 0; i < oldn; i++) {
+		for (ch = old[i]; ch != NULL; ch = next) {
+			next = ch->knext;
+			b = pool_key_bucket(ch->key_dev, ch->key_ino);
+			ch->knext = *b;
+			*b = ch;
+		}
+	}
+	free(old);
+	return 0;
 }
 
 static struct vmmd_chunk *
@@ -548,16 +579,22 @@ pool_key_find(const struct stat *st)
 	return NULL;
 }
 
+/* Enters ch under its fd's key, growing the table past one chunk a bucket
+ * (without memory to grow, chains get longer: still correct). */
 static void
 pool_key_add(struct vmmd_chunk *ch, const struct stat *st)
 {
-	struct vmmd_chunk **b = pool_key_bucket(st->st_dev, st->st_ino);
+	struct vmmd_chunk **b;
 
+	if (pool_kcount >= pool_nkeys)
+		(void)pool_keys_resize(pool_kbits + 1);
+	b = pool_key_bucket(st->st_dev, st->st_ino);
 	ch->keyed = true;
 	ch->key_dev = st->st_dev;
 	ch->key_ino = st->st_ino;
 	ch->knext = *b;
 	*b = ch;
+	pool_kcount++;
 }
 
 static void
@@ -572,6 +609,7 @@ pool_key_remove(struct vmmd_chunk *ch)
 		;
 	*pp = ch->knext;
 	ch->keyed = false;
+	pool_kcount--;
 }
 
 /* Whether st is of the kind vmmd's own exports are. */
@@ -972,7 +1010,10 @@ vmmd_pool_shutdown(void)
 	pool_hash = NULL;
 	pool_nhash = pool_hcount = 0;
 	pool_hbits = 0;
-	memset(pool_keys, 0, sizeof(pool_keys));
+	free(pool_keys);
+	pool_keys = NULL;
+	pool_nkeys = pool_kcount = 0;
+	pool_kbits = 0;
 	pool_bins_free();
 	memset(&pool_t, 0, sizeof(pool_t));
 	pool_drain_left = 0;

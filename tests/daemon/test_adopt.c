@@ -14,6 +14,9 @@
  *             never to another holder: the next grant is new memory, and
  *             the adopter's data is intact after the next holder wrote its
  *             own.
+ *   many      more chunks than the key table's first 4,096 buckets (it
+ *             grows): every one of them, lent and then pooled, is still
+ *             refused.
  */
 #include <cuda.h>
 
@@ -239,6 +242,58 @@ case_restart(void)
 	tc_stop_with(d, adm);
 }
 
+/* More keyed chunks than the key hash starts with: its growth keeps
+ * every key. */
+static void
+case_many(void)
+{
+	enum { N = 5000 };
+	struct tc *adm, *a;
+	struct tc_chunk *x;
+	uint64_t *ids, *sz, got[VMM_PROTO_MAX_CHUNKS];
+	int *fds;
+	size_t i, j, k, n;
+	pid_t d;
+
+	CHECK((x = calloc(N, sizeof(*x))) != NULL);
+	CHECK((ids = calloc(N, sizeof(*ids))) != NULL);
+	CHECK((sz = calloc(N, sizeof(*sz))) != NULL);
+	CHECK((fds = calloc(N, sizeof(*fds))) != NULL);
+	d = tc_start_in("sock", "idle_timeout_ms = 0\n", sockpath,
+	    sizeof(sockpath), &adm);
+	a = tc_open(sockpath, "a", false);
+	for (i = 0; i < N; i++) {
+		CHECK(tc_acquire(a, 2 * MiB, 0, &x[i], 1) == 1);
+		ids[i] = x[i].id;
+		sz[i] = x[i].size;
+		fds[i] = x[i].fd;
+	}
+	/* Lent (k = 0), then in the pool (k = 1): every one refused. */
+	for (k = 0; k < 2; k++) {
+		for (i = 0; i < N; i += n) {
+			n = N - i < VMM_PROTO_MAX_CHUNKS ? N - i :
+			    VMM_PROTO_MAX_CHUNKS;
+			adopt(a, fds + i, sz + i, n, got);
+			for (j = 0; j < n; j++)
+				CHECK(got[j] == 0);
+		}
+		for (i = 0; k == 0 && i < N; i += n) {
+			n = N - i < VMM_PROTO_MAX_CHUNKS ? N - i :
+			    VMM_PROTO_MAX_CHUNKS;
+			CHECK(tc_release(a, ids + i, n) == 0);
+		}
+	}
+	CHECK(tc_counter(adm, "adopted_chunks") == 0);
+	CHECK(tc_counter(adm, "adopt_refused") == 2 * N);
+	tc_close_chunks(x, N);
+	tc_close(a);
+	tc_stop_with(d, adm);
+	free(x);
+	free(ids);
+	free(sz);
+	free(fds);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -252,6 +307,8 @@ main(int argc, char **argv)
 		case_foreign();
 	else if (strcmp(argv[1], "restart") == 0)
 		case_restart();
+	else if (strcmp(argv[1], "many") == 0)
+		case_many();
 	else {
 		fprintf(stderr, "unknown case %s\n", argv[1]);
 		return 2;
