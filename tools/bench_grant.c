@@ -75,6 +75,7 @@
 #define BENCH_STOP_TIMEOUT_MS	5000		/* vmmd after SIGTERM */
 #define BENCH_SCALE_MAX		8		/* --scale stages */
 #define BENCH_SCALE_CLIENTS	1000		/* the crowd of --scale */
+#define BENCH_SCALE_STATS	21		/* stats reads a --scale stage */
 #define BENCH_SCALE_SIZES	8		/* idle chunks are 1..8 granules */
 #define BENCH_SCALE_BIG		16		/* the measured grant, granules */
 #define BENCH_SCALE_MAX_IDLE	1000000
@@ -1167,6 +1168,52 @@ scale_measure(const struct bench_opts *o, struct bench_client *c,
 	return 0;
 }
 
+/* One --scale stats measurement: BENCH_SCALE_STATS full stats reads as
+ * vmmctl stats --json makes them (StatsRequest pages until sessions_total),
+ * each timed whole; p50 and max in ms. */
+static int
+scale_stats(struct bench_client *adm, long idle, int clients)
+{
+	uint64_t t[BENCH_SCALE_STATS], t0;
+	struct vmm_frame_msg *m;
+	const Vmm__StatsReply *r;
+	uint32_t off, total, pages = 0;
+	int i;
+
+	for (i = 0; i < BENCH_SCALE_STATS; i++) {
+		t0 = now_ns();
+		pages = 0;
+		for (off = 0;; off += (uint32_t)r->n_sessions) {
+			Vmm__StatsRequest q = VMM__STATS_REQUEST__INIT;
+			Vmm__Envelope env;
+
+			q.session_offset = off;
+			env = vmm_frame_env_stats_request(&q);
+			if (bc_call(adm, &env, &m) != 0)
+				return -1;
+			if ((r = vmm_frame_msg_env(m)->stats_reply) == NULL) {
+				vmm_frame_msg_free(m);
+				return -1;
+			}
+			total = r->sessions_total;
+			pages++;
+			if (r->n_sessions == 0 || off + r->n_sessions >= total) {
+				vmm_frame_msg_free(m);
+				break;
+			}
+			vmm_frame_msg_free(m);
+		}
+		t[i] = now_ns() - t0;
+	}
+	qsort(t, BENCH_SCALE_STATS, sizeof(*t), cmp_u64);
+	printf("# stats with %ld idle chunks, %d clients: %u pages, p50 %.3f ms,"
+	    " max %.3f ms (%d reads)\n", idle, clients, pages,
+	    (double)t[BENCH_SCALE_STATS / 2] / 1e6,
+	    (double)t[BENCH_SCALE_STATS - 1] / 1e6, BENCH_SCALE_STATS);
+	fflush(stdout);
+	return 0;
+}
+
 /*
  * --scale: for each stage, the pool holds that many idle chunks of mixed
  * sizes, then pooled grant+release pairs (BENCH_SCALE_BIG granules, which
@@ -1176,7 +1223,7 @@ scale_measure(const struct bench_opts *o, struct bench_client *c,
 static int
 scale_run(const struct bench_opts *o, const char *sock)
 {
-	struct bench_client filler, meas, *crowd = NULL;
+	struct bench_client filler, meas, adm, *crowd = NULL;
 	uint64_t *samples = NULL;
 	long max = 1000000;
 	size_t st;
@@ -1185,6 +1232,11 @@ scale_run(const struct bench_opts *o, const char *sock)
 	if (bc_open(&filler, sock, false) != 0)
 		return -1;
 	if (bc_open(&meas, sock, false) != 0) {
+		bc_close(&filler);
+		return -1;
+	}
+	if (bc_open(&adm, sock, true) != 0) {
+		bc_close(&meas);
 		bc_close(&filler);
 		return -1;
 	}
@@ -1204,7 +1256,8 @@ scale_run(const struct bench_opts *o, const char *sock)
 			if (bc_open(&crowd[ncrowd], sock, false) != 0)
 				goto out;
 		if (scale_measure(o, &meas, o->scale[st], BENCH_SCALE_CLIENTS,
-		    samples, max) != 0)
+		    samples, max) != 0 ||
+		    scale_stats(&adm, o->scale[st], BENCH_SCALE_CLIENTS) != 0)
 			goto out;
 		while (ncrowd > 0)
 			bc_close(&crowd[--ncrowd]);
@@ -1213,6 +1266,7 @@ scale_run(const struct bench_opts *o, const char *sock)
 out:
 	for (i = 0; i < ncrowd; i++)
 		bc_close(&crowd[i]);
+	bc_close(&adm);
 	bc_close(&meas);
 	bc_close(&filler);
 	free(crowd);
@@ -1305,8 +1359,10 @@ usage(FILE *f)
 	    "  --scale N,...      instead: vmmd CPU and wall time per pooled grant +\n"
 	    "                     release with N idle chunks of mixed sizes pooled\n"
 	    "                     and 1 or %d sessions connected, for --duration\n"
-	    "                     each (every emulated chunk is an fd in vmmd, so\n"
-	    "                     N is bounded by its RLIMIT_NOFILE)\n"
+	    "                     each, and the time of a full stats read (all\n"
+	    "                     pages of sessions) with them (every emulated\n"
+	    "                     chunk is an fd in vmmd, so N is bounded by its\n"
+	    "                     RLIMIT_NOFILE)\n"
 	    "  --busy             instead: pooled grant p50/p99 with vmmd idle, then\n"
 	    "                     while another client makes it create 1 GiB chunks\n"
 	    "                     (a100 latency profile), --duration each\n",
