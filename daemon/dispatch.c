@@ -50,6 +50,11 @@ session_hello(struct vmmd_session *s, const Vmm__Hello *h)
 		return;
 	}
 	snprintf(s->name, sizeof(s->name), "%s", h->client_name);
+	if (vmmd_session_named(s) != 0) {
+		vmmd_session_fatal(s, h->request_id,
+		    VMM__ERROR_CODE__ERROR_CODE_INTERNAL, "out of memory");
+		return;
+	}
 	s->kind = h->kind;
 	s->state = VMMD_SESSION_READY;
 	vmmd_session_cached_sync(s);

@@ -1170,6 +1170,17 @@ pool_oom_message(uint64_t want, char *msg, size_t msglen)
 	    pool_t.idle >> 20, pool_t.quarantined >> 20);
 }
 
+/* h's holding changed by delta bytes: so do its quota sums. */
+static void
+pool_usage_add(struct vmmd_holder *h, int64_t delta)
+{
+	size_t k;
+
+	for (k = 0; k < sizeof(h->usage) / sizeof(h->usage[0]); k++)
+		if (h->usage[k] != NULL)
+			*h->usage[k] += (uint64_t)delta;
+}
+
 /* Enters a chunk (off every list) in h's ledger as lent to it. */
 static void
 pool_lend(struct vmmd_chunk *ch, struct vmmd_holder *h)
@@ -1183,6 +1194,7 @@ pool_lend(struct vmmd_chunk *ch, struct vmmd_holder *h)
 	TAILQ_INSERT_TAIL(&h->held, ch, link);
 	h->chunks++;
 	h->bytes += ch->size;
+	pool_usage_add(h, (int64_t)ch->size);
 	if (h->bytes > h->peak)
 		h->peak = h->bytes;
 	pool_t.lent += ch->size;
@@ -1511,6 +1523,7 @@ pool_detach(struct vmmd_chunk *ch)
 	TAILQ_REMOVE(&h->held, ch, link);
 	h->chunks--;
 	h->bytes -= ch->size;
+	pool_usage_add(h, -(int64_t)ch->size);
 	if (ch->state == VMMD_CHUNK_QUARANTINED)
 		pool_t.quarantined -= ch->size;
 	else

@@ -88,12 +88,112 @@ vmmd_session_quota(const struct vmmd_session *s)
 	    NULL : s->name, s->cgroup[0] ? s->cgroup : NULL);
 }
 
+/*
+ * What the holders of one quota key (a uid, a cgroup or a client name) hold
+ * together, kept by the pool as it lends and takes back (vmmd_holder.usage):
+ * a quota check is three lookups, not a walk of every session.  Interned at
+ * connect and Hello, in a table that never shrinks below a key per session.
+ */
+#define SESSION_USAGE_BUCKETS 4096
+/* Indices of vmmd_holder.usage (and of the keys of quota_room). */
+enum { USAGE_UID, USAGE_CGROUP, USAGE_NAME };
+
+struct session_usage {
+	uint64_t		bytes;	/* first: usage[k] points here */
+	unsigned		refs;
+	int			kind;	/* index of vmmd_holder.usage */
+	struct session_usage	*next;
+	char			key[];
+};
+
+static struct session_usage	*session_usage[SESSION_USAGE_BUCKETS];
+
+static struct session_usage **
+session_usage_slot(int kind, const char *key)
+{
+	uint64_t h = 1469598103934665603ull ^ (uint64_t)kind;
+
+	for (; *key != '\0'; key++)
+		h = (h ^ (unsigned char)*key) * 1099511628211ull;
+	return &session_usage[h % SESSION_USAGE_BUCKETS];
+}
+
+/* Counts s's holding under (kind, key) from now on; 0, or -1 out of
+ * memory. */
+static int
+session_usage_attach(struct vmmd_session *s, int kind, const char *key)
+{
+	struct session_usage **b = session_usage_slot(kind, key), *u;
+	size_t len = strlen(key);
+
+	for (u = *b; u != NULL; u = u->next)
+		if (u->kind == kind && strcmp(u->key, key) == 0)
+			break;
+	if (u == NULL) {
+		if ((u = calloc(1, sizeof(*u) + len + 1)) == NULL)
+			return -1;
+		u->kind = kind;
+		memcpy(u->key, key, len + 1);
+		u->next = *b;
+		*b = u;
+	}
+	u->refs++;
+	u->bytes += s->h.bytes;
+	s->h.usage[kind] = &u->bytes;
+	return 0;
+}
+
+static void
+session_usage_detach(struct vmmd_session *s)
+{
+	struct session_usage *u, **pp;
+	int k;
+
+	for (k = 0; k < 3; k++) {
+		if (s->h.usage[k] == NULL)
+			continue;
+		u = (struct session_usage *)(void *)s->h.usage[k];
+		s->h.usage[k] = NULL;
+		u->bytes -= s->h.bytes;
+		if (--u->refs > 0)
+			continue;
+		for (pp = session_usage_slot(u->kind, u->key); *pp != u;
+		    pp = &(*pp)->next)
+			;
+		*pp = u->next;
+		free(u);
+	}
+}
+
+/* Attaches s's uid and cgroup sums (at connect); 0 or -1. */
+static int
+session_usage_init(struct vmmd_session *s)
+{
+	char uidbuf[16];
+
+	snprintf(uidbuf, sizeof(uidbuf), "%u", (unsigned)s->uid);
+	if (session_usage_attach(s, USAGE_UID, uidbuf) != 0 ||
+	    (s->cgroup[0] != '\0' &&
+	    session_usage_attach(s, USAGE_CGROUP, s->cgroup) != 0)) {
+		session_usage_detach(s);
+		return -1;
+	}
+	return 0;
+}
+
+int
+vmmd_session_named(struct vmmd_session *s)
+{
+	if (s->h.usage[USAGE_NAME] != NULL)
+		return 0;
+	return session_usage_attach(s, USAGE_NAME, s->name);
+}
+
 uint64_t
 vmmd_session_quota_room(const struct vmmd_session *s, char *why,
     size_t whylen)
 {
 	static const char *const kind[] = { "uid", "cgroup", "client name" };
-	const struct vmmd_session *o;
 	uint64_t q[3], used[3] = { 0, 0, 0 }, room = UINT64_MAX;
 	const char *key[3];
 	char uidbuf[16];
@@ -108,15 +208,11 @@ vmmd_session_quota_room(const struct vmmd_session *s, char *why,
 	q[2] = vmmd_quota_get(&vmmd_cfg, VMMD_QUOTA_NAME, key[2]);
 	if (q[0] == 0 && q[1] == 0 && q[2] == 0)
 		return UINT64_MAX;
-	TAILQ_FOREACH(o, &vmmd_sessions, link) {
-		if (q[0] != 0 && o->uid == s->uid)
-			used[0] += o->h.bytes;
-		if (q[1] != 0 && strcmp(o->cgroup, s->cgroup) == 0)
-			used[1] += o->h.bytes;
-		if (q[2] != 0 && o->state != VMMD_SESSION_NEW &&
-		    strcmp(o->name, s->name) == 0)
-			used[2] += o->h.bytes;
-	}
+	/* Every session of the key, closed ones' quarantined chunks
+	 * included: the sums the pool keeps. */
+	for (k = 0; k < 3; k++)
+		if (s->h.usage[k] != NULL)
+			used[k] = *s->h.usage[k];
 	for (k = 0; k < 3; k++) {
 		uint64_t left = q[k] > used[k] ? q[k] - used[k] : 0;
 
@@ -412,6 +508,7 @@ session_destroy(struct vmmd_session *s)
 		event_free(s->ev_pid);
 	if (s->pidfd >= 0)
 		close(s->pidfd);
+	session_usage_detach(s);
 	vmmd_tenant_put(s->h.tenant);
 	free(s);
 }
@@ -570,6 +667,14 @@ vmmd_session_new(int fd, int pidfd, pid_t pid, uid_t uid, gid_t gid,
 		free(s);
 		return -1;
 	}
+	if (session_usage_init(s) != 0) {
+		vmmd_tenant_put(s->h.tenant);
+		vmmd_closer_close(fd);
+		if (pidfd >= 0)
+			close(pidfd);
+		free(s);
+		return -1;
+	}
 	s->rd = vmm_frame_reader_new(VMM_FRAME_PEER_CLIENT);
 	s->oq = vmm_frame_outq_new(VMM_FRAME_PEER_CLIENT, vmmd_cfg.max_queue_bytes,
 	    VMMD_SESSION_MAX_QUEUED_FDS);
@@ -610,6 +715,7 @@ fail:
 	vmm_frame_outq_free(s->oq);
 	if (s->pidfd >= 0)
 		close(s->pidfd);
+	session_usage_detach(s);
 	vmmd_tenant_put(s->h.tenant);
 	vmmd_closer_close(fd);
 	free(s);

@@ -232,6 +232,10 @@ struct vmmd_holder {
 	struct vmmd_chunk_list	held;
 	uint64_t		chunks, bytes, peak;
 	struct vmmd_tenant	*tenant;	/* a reference */
+	/* Sums the pool moves with bytes (NULL: none): what all holders of
+	 * its uid, cgroup and client name hold, for the quotas (session.c
+	 * owns them). */
+	uint64_t		*usage[3];
 };
 
 struct vmmd_pool_totals {
@@ -521,6 +525,9 @@ void	vmmd_session_close(struct vmmd_session *s, const char *why);
 bool	vmmd_session_resume(struct vmmd_session *s, uint64_t old_id);
 /* Ends s's parked Acquire (its timer too). */
 void	vmmd_session_pend_clear(struct vmmd_session *s);
+/* s has its client name (Hello): its bytes count for that name's quota
+ * from now on.  0, or -1 out of memory. */
+int	vmmd_session_named(struct vmmd_session *s);
 /* After a change of s's rep_cached, state or kind: its tenant's cached sum
  * (vmmd_tenant_cached) follows. */
 void	vmmd_session_cached_sync(struct vmmd_session *s);
