@@ -311,7 +311,7 @@ session_report(struct vmmd_session *s, const Vmm__Report *r)
 	session_ack(s, r->request_id);
 	if (r->recall_id != 0 && r->recall_id == s->recall_out) {
 		/* It gave back what it could: waiters need not wait on it. */
-		s->recall_out = 0;
+		vmmd_session_recall_out(s, 0);
 		vmmd_policy_retry();
 	}
 }

@@ -251,7 +251,7 @@ policy_round_overdue(uint64_t round)
 	struct vmmd_session *o;
 	uint64_t now = vmm_now_ms();
 
-	TAILQ_FOREACH(o, &vmmd_sessions, link)
+	TAILQ_FOREACH(o, &vmmd_recalled, rlink)
 		if (o->recall_out != 0 && o->recall_round == round &&
 		    o->recall_due_ms > now)
 			o->recall_due_ms = now;
@@ -263,7 +263,7 @@ static bool
 policy_recallable(struct vmmd_session *o, uint64_t now)
 {
 	if (o->recall_out != 0 && now >= o->recall_due_ms) {
-		o->recall_out = 0;
+		vmmd_session_recall_out(o, 0);
 		if (!o->recall_heard) {
 			vmm_log_info("RECALL_UNANSWERED Session=%" PRIu64
 			    " Pid=%d", o->id, (int)o->pid);
@@ -318,7 +318,7 @@ vmmd_policy_recall(struct vmmd_session *except, uint64_t target, int reason,
 		vmmd_stats.recalls++;
 		/* A client that does not read is dropped by vmmd_session_send. */
 		if (vmmd_session_send(o, &env) == 0) {
-			o->recall_out = r.recall_id;
+			vmmd_session_recall_out(o, r.recall_id);
 			o->recall_heard = false;
 			o->recall_round = round;
 			o->recall_due_ms = now + (answer_ms != 0 ? answer_ms :
@@ -329,13 +329,14 @@ vmmd_policy_recall(struct vmmd_session *except, uint64_t target, int reason,
 	return n;
 }
 
-/* Whether a session still owes an answer to a Recall of round. */
+/* Whether a session still owes an answer to a Recall of round (only those
+ * with a Recall out are looked at). */
 static bool
 policy_round_open(uint64_t round, uint64_t now)
 {
 	struct vmmd_session *o;
 
-	TAILQ_FOREACH(o, &vmmd_sessions, link)
+	TAILQ_FOREACH(o, &vmmd_recalled, rlink)
 		if (o->state == VMMD_SESSION_READY && o->recall_out != 0 &&
 		    o->recall_round == round && now < o->recall_due_ms)
 			return true;

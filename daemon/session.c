@@ -38,6 +38,7 @@
 #define VMMD_SESSION_MAX_QUEUED_FDS 256
 
 struct vmmd_session_list	vmmd_sessions = TAILQ_HEAD_INITIALIZER(vmmd_sessions);
+struct vmmd_session_list	vmmd_recalled = TAILQ_HEAD_INITIALIZER(vmmd_recalled);
 unsigned			vmmd_nsessions;
 static uint64_t			session_next_id = 1;
 
@@ -386,6 +387,16 @@ vmmd_session_pend_clear(struct vmmd_session *s)
 }
 
 void
+vmmd_session_recall_out(struct vmmd_session *s, uint64_t id)
+{
+	if (s->recall_out == 0 && id != 0)
+		TAILQ_INSERT_TAIL(&vmmd_recalled, s, rlink);
+	else if (s->recall_out != 0 && id == 0)
+		TAILQ_REMOVE(&vmmd_recalled, s, rlink);
+	s->recall_out = id;
+}
+
+void
 vmmd_session_cached_sync(struct vmmd_session *s)
 {
 	uint64_t to = s->state == VMMD_SESSION_READY &&
@@ -531,6 +542,7 @@ session_on_reap(evutil_socket_t fd, short what, void *arg)
 static void
 session_free(struct vmmd_session *s)
 {
+	vmmd_session_recall_out(s, 0);
 	TAILQ_REMOVE(&vmmd_sessions, s, link);
 	if (s->ev_pid != NULL)
 		event_del(s->ev_pid);

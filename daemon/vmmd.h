@@ -477,6 +477,8 @@ struct vmmd_session {
 	TAILQ_ENTRY(vmmd_session) link;
 	/* On vmmd_parked iff pend.active (policy.c parks, pend_clear ends). */
 	TAILQ_ENTRY(vmmd_session) plink;
+	/* On vmmd_recalled iff recall_out != 0 (vmmd_session_recall_out). */
+	TAILQ_ENTRY(vmmd_session) rlink;
 };
 
 TAILQ_HEAD(vmmd_session_list, vmmd_session);
@@ -484,6 +486,9 @@ TAILQ_HEAD(vmmd_session_list, vmmd_session);
 extern struct vmmd_session_list	vmmd_sessions;
 /* The sessions with a parked Acquire, in vmmd_sessions' order (policy.c). */
 extern struct vmmd_session_list	vmmd_parked;
+/* The sessions with a Recall out (recall_out != 0), for the walks of a
+ * round's recalls: they cost what was asked, not every session. */
+extern struct vmmd_session_list	vmmd_recalled;
 extern unsigned			vmmd_nsessions;	/* not CLOSED */
 
 /* A pidfd for the peer process of socket sock, whose SO_PEERCRED pid is
@@ -525,6 +530,8 @@ void	vmmd_session_close(struct vmmd_session *s, const char *why);
 bool	vmmd_session_resume(struct vmmd_session *s, uint64_t old_id);
 /* Ends s's parked Acquire (its timer too). */
 void	vmmd_session_pend_clear(struct vmmd_session *s);
+/* Sets s->recall_out to id (0: none out), keeping vmmd_recalled. */
+void	vmmd_session_recall_out(struct vmmd_session *s, uint64_t id);
 /* s has its client name (Hello): its bytes count for that name's quota
  * from now on.  0, or -1 out of memory. */
 int	vmmd_session_named(struct vmmd_session *s);
