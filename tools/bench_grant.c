@@ -1198,13 +1198,13 @@ scale_stats(struct bench_client *adm, long idle, int clients)
 	uint64_t t[BENCH_SCALE_STATS], t0;
 	struct vmm_frame_msg *m;
 	const Vmm__StatsReply *r;
-	uint32_t off, total, pages = 0;
+	uint32_t off, got, total, pages = 0;
 	int i;
 
 	for (i = 0; i < BENCH_SCALE_STATS; i++) {
 		t0 = now_ns();
 		pages = 0;
-		for (off = 0;; off += (uint32_t)r->n_sessions) {
+		for (off = 0;; off += got) {
 			Vmm__StatsRequest q = VMM__STATS_REQUEST__INIT;
 			Vmm__Envelope env;
 
@@ -1217,12 +1217,11 @@ scale_stats(struct bench_client *adm, long idle, int clients)
 				return -1;
 			}
 			total = r->sessions_total;
-			pages++;
-			if (r->n_sessions == 0 || off + r->n_sessions >= total) {
-				vmm_frame_msg_free(m);
-				break;
-			}
+			got = (uint32_t)r->n_sessions;
 			vmm_frame_msg_free(m);
+			pages++;
+			if (got == 0 || off + got >= total)
+				break;
 		}
 		t[i] = now_ns() - t0;
 	}
