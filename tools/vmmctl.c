@@ -739,6 +739,15 @@ sat_add(uint64_t a, uint64_t b)
 	return a > UINT64_MAX - b ? UINT64_MAX : a + b;
 }
 
+/* What a session holds outside the pool: its four native_*_bytes. */
+static uint64_t
+native_sum(const Vmm__SessionStats *s)
+{
+	return sat_add(sat_add(s->native_fallback_bytes,
+	    s->native_cumemcreate_bytes), sat_add(s->native_pool_bytes,
+	    s->native_managed_bytes));
+}
+
 /* A session field as a number (COL_KIND: the enum value). */
 static uint64_t
 sess_value(const Vmm__SessionStats *s, const struct sess_col *col)
@@ -753,9 +762,7 @@ sess_value(const Vmm__SessionStats *s, const struct sess_col *col)
 	case COL_NAME:
 		return 0;
 	case COL_NATIVE:
-		return sat_add(sat_add(s->native_fallback_bytes,
-		    s->native_cumemcreate_bytes), sat_add(s->native_pool_bytes,
-		    s->native_managed_bytes));
+		return native_sum(s);
 	default:
 		return *(const uint64_t *)f;
 	}
@@ -1134,11 +1141,12 @@ top_draw(const struct ctl *c, const Vmm__StatsReply *r, struct sessions *s,
 	printf("pool %s: lent %s, idle %s, peak %s; %" PRIu64 " chunks; "
 	    "device free %s of %s; %zu clients\n\n", h[0], h[1], h[2], h[5],
 	    p->chunks, h[3], h[4], apps);
-	printf("%8s %6s %-16s %10s %10s %10s %10s  %s\n", "PID", "UID", "NAME",
-	    "HELD", "IN USE", "CACHED", "QUOTA", "CGROUP");
+	printf("%8s %6s %-16s %10s %10s %10s %10s %10s  %s\n", "PID", "UID",
+	    "NAME", "HELD", "IN USE", "CACHED", "NATIVE", "QUOTA", "CGROUP");
 	for (i = 0; i < s->n && shown + 5 < rows; i++) {
 		const Vmm__SessionStats *v = s->v[i];
 		char held[CELL_LEN], use[CELL_LEN], cached[CELL_LEN], q[CELL_LEN];
+		char native[CELL_LEN];
 		char cg[ESC_LEN(64)];
 
 		if (v->kind != VMM__CLIENT_KIND__CLIENT_KIND_APP)
@@ -1148,12 +1156,15 @@ top_draw(const struct ctl *c, const Vmm__StatsReply *r, struct sessions *s,
 		humanize(v->bytes_held, held, CELL_LEN);
 		humanize(v->reported_in_use, use, CELL_LEN);
 		humanize(v->reported_cached, cached, CELL_LEN);
+		/* Memory the process holds outside the pool (counted, not lent). */
+		humanize(native_sum(v), native, CELL_LEN);
 		if (v->quota_bytes != 0)
 			humanize(v->quota_bytes, q, CELL_LEN);
 		else
 			snprintf(q, sizeof(q), "-");
-		printf("%8" PRIu32 " %6" PRIu32 " %-16.16s %10s %10s %10s %10s  %s\n",
-		    v->pid, v->uid, name, held, use, cached, q, cg);
+		printf("%8" PRIu32 " %6" PRIu32 " %-16.16s %10s %10s %10s %10s %10s"
+		    "  %s\n", v->pid, v->uid, name, held, use, cached, native, q,
+		    cg);
 		shown++;
 	}
 	fflush(stdout);

@@ -53,7 +53,7 @@ for _ in $(seq 150); do
 done
 [[ -n "$seen" ]] || { echo "top did not show the pool and both clients:"; printf '%s\n' "$screen"; exit 1; }
 grep -q '2 clients' <<<"$screen" || { echo "no client count:"; printf '%s\n' "$screen"; exit 1; }
-grep -q 'PID *UID *NAME *HELD' <<<"$screen"
+grep -q 'PID *UID *NAME *HELD *IN USE *CACHED *NATIVE *QUOTA *CGROUP' <<<"$screen"
 # Sorted by memory held: second-app (three times as much) above first-app.
 order=$(grep -oE 'first-app|second-app' <<<"$screen" | tr '\n' ' ')
 [[ "$order" == "second-app first-app " ]] || { echo "not sorted by held: $order"; printf '%s\n' "$screen"; exit 1; }
