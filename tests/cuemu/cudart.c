@@ -131,9 +131,9 @@ static struct {
 /* Calls a driver function and maps its result; an unresolved one is never
  * called and gives cudaErrorInitializationError.  (The member is pasted here,
  * not through another macro, so that name is never macro-expanded.) */
-#define RT_CALL(name, ...)						\
-	(rt_drv.fn_##name != NULL ?					\
-	    rt_map(rt_drv.fn_##name(__VA_ARGS__)) :			\
+#define RT_CALL(name, ...)	RT_FN_CALL(fn_##name, __VA_ARGS__)
+#define RT_FN_CALL(fn, ...)						\
+	(rt_drv.fn != NULL ? rt_map(rt_drv.fn(__VA_ARGS__)) :		\
 	    cudaErrorInitializationError)
 
 /*
@@ -545,6 +545,18 @@ rt_context(void)
 	return rt_bind(rt_tl_device);
 }
 
+/* The whole body of a runtime call that needs a context and is one driver
+ * call: the context's error, else the driver's, recorded for
+ * cudaGetLastError.  (It pastes the name itself: passed on to RT_CALL, a
+ * name cuda.h defines as a macro would be expanded first.) */
+#define RT_CTX_CALL(name, ...)						\
+	do {								\
+		cudaError_t err_ = rt_context();			\
+									\
+		return rt_ret(err_ != cudaSuccess ? err_ :		\
+		    RT_FN_CALL(fn_##name, __VA_ARGS__));		\
+	} while (0)
+
 /* Device pointers travel as void * in the runtime API, CUdeviceptr below. */
 static CUdeviceptr
 rt_dptr(const void *p)
@@ -678,11 +690,7 @@ cudaDeviceGetAttribute(int *value, enum cudaDeviceAttr attr, int device)
 cudaError_t CUDARTAPI
 cudaDeviceSynchronize(void)
 {
-	cudaError_t err;
-
-	if ((err = rt_context()) != cudaSuccess)
-		return rt_ret(err);
-	return rt_ret(RT_CALL(cuCtxSynchronize, NULL));
+	RT_CTX_CALL(cuCtxSynchronize, NULL);
 }
 
 /* ---- peer access -------------------------------------------------------- */
@@ -850,11 +858,7 @@ cudaMemPoolCreate(cudaMemPool_t *memPool, const struct cudaMemPoolProps *p)
 cudaError_t CUDARTAPI
 cudaMemPoolDestroy(cudaMemPool_t memPool)
 {
-	cudaError_t err;
-
-	if ((err = rt_context()) != cudaSuccess)
-		return rt_ret(err);
-	return rt_ret(RT_CALL(cuMemPoolDestroy, memPool));
+	RT_CTX_CALL(cuMemPoolDestroy, memPool);
 }
 
 cudaError_t CUDARTAPI
@@ -878,11 +882,7 @@ cudaMallocFromPoolAsync(void **ptr, size_t size, cudaMemPool_t memPool,
 cudaError_t CUDARTAPI
 cudaFreeAsync(void *devPtr, cudaStream_t hStream)
 {
-	cudaError_t err;
-
-	if ((err = rt_context()) != cudaSuccess)
-		return rt_ret(err);
-	return rt_ret(RT_CALL(cuMemFreeAsync, rt_dptr(devPtr), hStream));
+	RT_CTX_CALL(cuMemFreeAsync, rt_dptr(devPtr), hStream);
 }
 
 cudaError_t CUDARTAPI
@@ -907,11 +907,7 @@ cudaMallocPitch(void **devPtr, size_t *pitch, size_t width, size_t height)
 cudaError_t CUDARTAPI
 cudaMemGetInfo(size_t *freep, size_t *totalp)
 {
-	cudaError_t err;
-
-	if ((err = rt_context()) != cudaSuccess)
-		return rt_ret(err);
-	return rt_ret(RT_CALL(cuMemGetInfo, freep, totalp));
+	RT_CTX_CALL(cuMemGetInfo, freep, totalp);
 }
 
 static int
@@ -1062,31 +1058,19 @@ cudaStreamCreateWithFlags(cudaStream_t *pStream, unsigned int flags)
 cudaError_t CUDARTAPI
 cudaStreamDestroy(cudaStream_t stream)
 {
-	cudaError_t err;
-
-	if ((err = rt_context()) != cudaSuccess)
-		return rt_ret(err);
-	return rt_ret(RT_CALL(cuStreamDestroy, stream));
+	RT_CTX_CALL(cuStreamDestroy, stream);
 }
 
 cudaError_t CUDARTAPI
 cudaStreamSynchronize(cudaStream_t stream)
 {
-	cudaError_t err;
-
-	if ((err = rt_context()) != cudaSuccess)
-		return rt_ret(err);
-	return rt_ret(RT_CALL(cuStreamSynchronize, stream));
+	RT_CTX_CALL(cuStreamSynchronize, stream);
 }
 
 cudaError_t CUDARTAPI
 cudaStreamQuery(cudaStream_t stream)
 {
-	cudaError_t err;
-
-	if ((err = rt_context()) != cudaSuccess)
-		return rt_ret(err);
-	return rt_ret(RT_CALL(cuStreamQuery, stream));
+	RT_CTX_CALL(cuStreamQuery, stream);
 }
 
 cudaError_t CUDARTAPI
@@ -1104,51 +1088,31 @@ cudaEventCreate(cudaEvent_t *event)
 cudaError_t CUDARTAPI
 cudaEventRecord(cudaEvent_t event, cudaStream_t stream)
 {
-	cudaError_t err;
-
-	if ((err = rt_context()) != cudaSuccess)
-		return rt_ret(err);
-	return rt_ret(RT_CALL(cuEventRecord, event, stream));
+	RT_CTX_CALL(cuEventRecord, event, stream);
 }
 
 cudaError_t CUDARTAPI
 cudaEventSynchronize(cudaEvent_t event)
 {
-	cudaError_t err;
-
-	if ((err = rt_context()) != cudaSuccess)
-		return rt_ret(err);
-	return rt_ret(RT_CALL(cuEventSynchronize, event));
+	RT_CTX_CALL(cuEventSynchronize, event);
 }
 
 cudaError_t CUDARTAPI
 cudaEventQuery(cudaEvent_t event)
 {
-	cudaError_t err;
-
-	if ((err = rt_context()) != cudaSuccess)
-		return rt_ret(err);
-	return rt_ret(RT_CALL(cuEventQuery, event));
+	RT_CTX_CALL(cuEventQuery, event);
 }
 
 cudaError_t CUDARTAPI
 cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned int flags)
 {
-	cudaError_t err;
-
-	if ((err = rt_context()) != cudaSuccess)
-		return rt_ret(err);
-	return rt_ret(RT_CALL(cuStreamWaitEvent, stream, event, flags));
+	RT_CTX_CALL(cuStreamWaitEvent, stream, event, flags);
 }
 
 cudaError_t CUDARTAPI
 cudaEventDestroy(cudaEvent_t event)
 {
-	cudaError_t err;
-
-	if ((err = rt_context()) != cudaSuccess)
-		return rt_ret(err);
-	return rt_ret(RT_CALL(cuEventDestroy, event));
+	RT_CTX_CALL(cuEventDestroy, event);
 }
 
 /* ---- stream capture and graphs ------------------------------------------ */
@@ -1248,42 +1212,26 @@ cudaError_t CUDARTAPI
 cudaGraphInstantiate(cudaGraphExec_t *pGraphExec, cudaGraph_t graph,
     unsigned long long flags)
 {
-	cudaError_t err;
-
-	if ((err = rt_context()) != cudaSuccess)
-		return rt_ret(err);
-	return rt_ret(RT_CALL(cuGraphInstantiateWithFlags, pGraphExec, graph,
-	    flags));
+	RT_CTX_CALL(cuGraphInstantiateWithFlags, pGraphExec, graph,
+	    flags);
 }
 
 cudaError_t CUDARTAPI
 cudaGraphLaunch(cudaGraphExec_t graphExec, cudaStream_t stream)
 {
-	cudaError_t err;
-
-	if ((err = rt_context()) != cudaSuccess)
-		return rt_ret(err);
-	return rt_ret(RT_CALL(cuGraphLaunch, graphExec, stream));
+	RT_CTX_CALL(cuGraphLaunch, graphExec, stream);
 }
 
 cudaError_t CUDARTAPI
 cudaGraphExecDestroy(cudaGraphExec_t graphExec)
 {
-	cudaError_t err;
-
-	if ((err = rt_context()) != cudaSuccess)
-		return rt_ret(err);
-	return rt_ret(RT_CALL(cuGraphExecDestroy, graphExec));
+	RT_CTX_CALL(cuGraphExecDestroy, graphExec);
 }
 
 cudaError_t CUDARTAPI
 cudaGraphDestroy(cudaGraph_t graph)
 {
-	cudaError_t err;
-
-	if ((err = rt_context()) != cudaSuccess)
-		return rt_ret(err);
-	return rt_ret(RT_CALL(cuGraphDestroy, graph));
+	RT_CTX_CALL(cuGraphDestroy, graph);
 }
 
 /* ---- legacy IPC ---------------------------------------------------------- */
@@ -1332,9 +1280,5 @@ cudaIpcOpenMemHandle(void **devPtr, cudaIpcMemHandle_t handle,
 cudaError_t CUDARTAPI
 cudaIpcCloseMemHandle(void *devPtr)
 {
-	cudaError_t err;
-
-	if ((err = rt_context()) != cudaSuccess)
-		return rt_ret(err);
-	return rt_ret(RT_CALL(cuIpcCloseMemHandle, rt_dptr(devPtr)));
+	RT_CTX_CALL(cuIpcCloseMemHandle, rt_dptr(devPtr));
 }
