@@ -308,6 +308,7 @@ session_report(struct vmmd_session *s, const Vmm__Report *r)
 	s->rep_native[1] = r->native_cumemcreate_bytes;
 	s->rep_native[2] = r->native_pool_bytes;
 	s->rep_native[3] = r->native_managed_bytes;
+	s->rep_app_vmm = r->app_vmm_bytes;
 	session_ack(s, r->request_id);
 	if (r->recall_id != 0 && r->recall_id == s->recall_out) {
 		/* It gave back what it could: waiters need not wait on it. */

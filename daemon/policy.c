@@ -393,6 +393,7 @@ vmmd_policy_acquire(struct vmmd_session *s, const Vmm__Acquire *a)
 	uint64_t ms = vmmd_cfg.recall_timeout_ms, now = vmm_now_ms();
 	enum policy_grant_outcome rc;
 	bool reuse_first;
+	unsigned flags;
 
 	if (s->pend.active || s->creating.active) {
 		vmmd_session_error(s, a->request_id, VMM__ERROR_CODE__ERROR_CODE_BUSY,
@@ -409,11 +410,14 @@ vmmd_policy_acquire(struct vmmd_session *s, const Vmm__Acquire *a)
 	if (now < policy_backoff_until_ms)
 		ms = 0;
 	reuse_first = ms != 0 && policy_cached_enough(s, now, a->bytes);
-	rc = policy_grant(s, a->request_id, a->bytes, a->flags, a->min_piece,
+	flags = a->flags;
+	if (a->exact)	/* never stitched: allow-stitch is dropped too */
+		flags = VMMD_GRANT_EXACT;
+	rc = policy_grant(s, a->request_id, a->bytes, flags, a->min_piece,
 	    ms != 0, reuse_first, true);
 	if (rc == GRANT_ANSWERED || rc == GRANT_CREATING || rc == GRANT_OOM)
 		return;
-	policy_wait(s, a->request_id, a->bytes, a->flags, a->min_piece,
+	policy_wait(s, a->request_id, a->bytes, flags, a->min_piece,
 	    reuse_first, rc);
 }
 

@@ -1488,7 +1488,10 @@ vmmd_pool_grant_async(struct vmmd_holder *h, uint64_t bytes, unsigned flags,
 		return VMMD_POOL_FAILED;
 	}
 	p.want = vmmd_pool_round(bytes);
-	slack = p.want / 16 / pool_unit * pool_unit;
+	/* Acquire.exact: one chunk of exactly that size (an application's
+	 * own cuMemCreate handle has the size it asked for). */
+	slack = (flags & VMMD_GRANT_EXACT) ? 0 :
+	    p.want / 16 / pool_unit * pool_unit;
 
 	pool_fit(h, &p, slack);
 	if (p.n == 0 && (flags & VMM__ACQUIRE_FLAG__ACQUIRE_FLAG_ALLOW_STITCH) &&

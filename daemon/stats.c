@@ -69,6 +69,7 @@ stats_session(const struct vmmd_session *s, Vmm__SessionStats *o)
 	o->native_cumemcreate_bytes = s->rep_native[1];
 	o->native_pool_bytes = s->rep_native[2];
 	o->native_managed_bytes = s->rep_native[3];
+	o->app_vmm_bytes = s->rep_app_vmm;
 }
 
 const Vmm__Envelope *

@@ -268,6 +268,9 @@ void	vmmd_pool_totals(struct vmmd_pool_totals *t);
 /* Internal grant flag (not on the wire): return VMMD_POOL_WOULD_CREATE
  * instead of creating memory. */
 #define VMMD_GRANT_NO_CREATE		(1u << 31)
+/* Acquire.exact: one chunk of exactly the size asked (no slack, no
+ * stitch). */
+#define VMMD_GRANT_EXACT		(1u << 30)
 
 /* vmmd_pool_grant's failures. */
 enum {
@@ -445,6 +448,7 @@ struct vmmd_session {
 	/* Native bytes by path as last reported (Report fields 30..33):
 	 * the client's figures, shown, never trusted for accounting. */
 	uint64_t		rep_native[4];
+	uint64_t		rep_app_vmm;	/* Report.app_vmm_bytes */
 	/* What its tenant's cached sum counts for it: rep_cached while READY
 	 * and an app, else 0 (vmmd_session_cached_sync). */
 	uint64_t		cached_counted;

@@ -7,6 +7,10 @@
  *
  * "test_daemon_stitch policy" runs the checks of the stitch policy's finer
  * contracts (Acquire.min_piece, an exact cover at the piece cap).
+ *
+ * "test_daemon_stitch exact": Acquire.exact (an application's own
+ * cuMemCreate served from the pool) gets one chunk of exactly the size
+ * asked, never a larger pooled one nor a stitch.
  */
 #include <cuda.h>
 
@@ -407,10 +411,62 @@ test_swap(bool short_of_memory)
 	stop(d);
 }
 
+/* Acquire.exact: a free chunk one unit larger fits a plain request
+ * (within the slack of 1/16) but not an exact one, nor do stitched
+ * pieces. */
+static int
+test_exact(void)
+{
+	struct tc_chunk big, ch[MAXCH], halves[2];
+	uint64_t creates;
+	struct tc *a;
+	pid_t d;
+	int n, bad = 0;
+
+	start("exact", "idle_timeout_ms = 0\n", &d);
+	a = tc_open(sockpath, "exact", false);
+	CHECK(tc_acquire_ex(a, 32 * G, 0, 0, &big, 1, NULL, 0) == 1);
+	give_back(a, &big, 1);
+	/* Plain: the pooled 32-unit chunk is close enough for 31 units. */
+	n = tc_acquire_ex(a, 31 * G, 0, 0, ch, MAXCH, NULL, 0);
+	CHECK(n == 1 && ch[0].size == 32 * G);
+	give_back(a, ch, n);
+	/* Exact: a new 31-unit chunk, the 32-unit one stays pooled. */
+	creates = tc_counter(adm, "creates");
+	n = tc_acquire_ex(a, 31 * G, TC_ACQUIRE_EXACT, 0, ch, MAXCH, NULL, 0);
+	if (n != 1 || ch[0].size != 31 * G || ch[0].id == big.id ||
+	    tc_counter(adm, "creates") != creates + 1) {
+		fprintf(stderr, "exact: 31 units answered with %d chunk(s), "
+		    "the first of %llu units\n", n,
+		    (unsigned long long)(n > 0 ? ch[0].size / G : 0));
+		bad++;
+	}
+	if (n > 0)
+		give_back(a, ch, n);
+	/* Two free 4-unit chunks would stitch 8 units: exact (even asking
+	 * to stitch) gets one 8-unit chunk. */
+	CHECK(tc_acquire_ex(a, 4 * G, 0, 0, &halves[0], 1, NULL, 0) == 1);
+	CHECK(tc_acquire_ex(a, 4 * G, 0, 0, &halves[1], 1, NULL, 0) == 1);
+	give_back(a, halves, 2);
+	n = tc_acquire_ex(a, 8 * G, TC_ACQUIRE_EXACT | STITCH | IGNORE, 0, ch,
+	    MAXCH, NULL, 0);
+	if (n != 1 || ch[0].size != 8 * G) {
+		fprintf(stderr, "exact: 8 units stitched from %d chunk(s)\n", n);
+		bad++;
+	}
+	if (n > 0)
+		give_back(a, ch, n);
+	tc_close(a);
+	stop(d);
+	return bad;
+}
+
 int
 main(int argc, char **argv)
 {
 	tc_cuda_init();
+	if (argc > 1 && strcmp(argv[1], "exact") == 0)
+		return test_exact() == 0 ? 0 : 1;
 	if (argc > 1 && strcmp(argv[1], "policy") == 0) {
 		return test_policy() == 0 ? 0 : 1;
 	}

@@ -368,7 +368,8 @@ tc_acquire_ex(struct tc *c, uint64_t bytes, unsigned flags, uint64_t min_piece,
 	int n;
 
 	a.bytes = bytes;
-	a.flags = flags;
+	a.flags = flags & ~TC_ACQUIRE_EXACT;
+	a.exact = (flags & TC_ACQUIRE_EXACT) != 0;
 	a.min_piece = min_piece;
 	if ((n = tc_request(c, &env, &m, msg, msglen)) != 0)
 		return n;

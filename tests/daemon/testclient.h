@@ -90,8 +90,10 @@ void	tc_stop_daemon_ok(pid_t pid);
 
 /* ---- more helpers (negative tests, processes, mapping) ------------------ */
 
-/* Acquire with every field: returns the number of chunks, or -code on an
- * Error reply whose message goes to msg (if not NULL). */
+/* Acquire with every field (flags: Acquire.flags, and TC_ACQUIRE_EXACT for
+ * Acquire.exact): returns the number of chunks, or -code on an Error reply
+ * whose message goes to msg (if not NULL). */
+#define TC_ACQUIRE_EXACT	(1u << 31)
 int	tc_acquire_ex(struct tc *c, uint64_t bytes, unsigned flags,
 	    uint64_t min_piece, struct tc_chunk *out, size_t max, char *msg,
 	    size_t msglen);
