@@ -94,9 +94,10 @@ adopt_from(struct vmmc_conn *c, int dev,
 int
 vmmc_adopt_all(struct vmmc_conn *c, int dev)
 {
-	int rc, rs;
+	int rc, rs, ra;
 
 	rc = adopt_from(c, dev, vmmc_large_chunks, vmmc_large_set_ids);
 	rs = adopt_from(c, dev, vmmc_small_chunks, vmmc_small_set_ids);
-	return rc != 0 ? rc : rs;
+	ra = vmmc_app_adopt(c, dev);
+	return rc != 0 ? rc : rs != 0 ? rs : ra;
 }

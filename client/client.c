@@ -43,6 +43,7 @@ client_atfork_child(void)
 	vmmc_access_forget_all();
 	vmmc_sync_forget();
 	vmmc_stream_forget();
+	vmmc_app_forget_all();
 }
 
 static void
@@ -92,7 +93,7 @@ client_give_back(void)
 {
 	vmmc_stream_reap(-1);
 	vmmc_small_flush_mine();
-	return vmmc_large_trim(0, 0, 0) + vmmc_small_trim(0);
+	return vmmc_app_trim() + vmmc_large_trim(0, 0, 0) + vmmc_small_trim(0);
 }
 
 /* The frees deferred while a stream captured, once none does (capture.c).
@@ -221,6 +222,18 @@ vmmc_malloc_dev(int dev, void **dptr, size_t size)
 	if (vmmc_settings_get()->mode != VMMC_MODE_VMM)
 		return VMM_ENOSYS;
 	return client_alloc_retry(dev, size, dptr);
+}
+
+bool
+vmmc_cumemcreate(CUmemGenericAllocationHandle *handle, size_t size,
+    const CUmemAllocationProp *prop, unsigned long long flags, CUresult *res)
+{
+	CLIENT_INIT();
+	if (!vmmc_app_create(handle, size, prop, flags, res))
+		return false;
+	if (*res == CUDA_SUCCESS)
+		vmmc_helper_touch(prop->location.id);
+	return true;
 }
 
 /* Stream-ordered (stream.c): on the stream's device, reusing memory freed

@@ -4,6 +4,7 @@
  *   client.c    the public API (vmm_client.h), out-of-memory retry, fork
  *   helper.c    the helper thread: recalls, idle return, usage reports
  *   adopt.c     Adopt toward a new daemon instance (conn.c's hook)
+ *   appvmm.c    the application's own cuMemCreate served from the pool
  *   large.c     chunk-backed allocations: map back to back, cache, resize
  *   small.c     sub-allocation by size class with per-thread caches
  *   ipc.c       legacy CUDA IPC handles of our memory: export, open, close
@@ -19,7 +20,7 @@
  *
  * Calls go down that list, never up: client.c and helper.c call the
  * allocators, which call va.c, conn.c and core.c; adopt.c calls the
- * allocators and conn.c, and conn.c reaches it only through the hook
+ * allocators (appvmm.c among them) and conn.c, and conn.c reaches it only through the hook
  * client.c registers (tests/arch checks that no two files call each other
  * both ways).
  *
@@ -58,6 +59,13 @@ struct vmmc_settings {
 	char		daemon_user[VMM_OPT_STRMAX];	/* may run vmmd */
 	int		peer_access;	/* enum vmmc_peer */
 	int		fallback;	/* enum vmmc_fallback */
+	int		app_vmm;	/* enum vmmc_app_vmm */
+};
+
+/* VMM_APP_VMM: who serves the application's own cuMemCreate. */
+enum vmmc_app_vmm {
+	VMMC_APP_VMM_POOL = 0,		/* a chunk of vmmd, where it can */
+	VMMC_APP_VMM_NATIVE = 1,	/* the driver (counted as native) */
 };
 
 /* VMM_PEER_ACCESS: which devices get access to a device's mappings. */
@@ -101,7 +109,9 @@ struct vmmc_grant_chunk {
 /* The connection for device dev (opened lazily), or NULL. */
 struct vmmc_conn *vmmc_conn_get(int dev);
 /* Asks for bytes; fills up to max chunks.  Returns the count or a VMM_E*
- * code. */
+ * code.  flags: Acquire's flags, or VMMC_ACQUIRE_EXACT (Acquire.exact:
+ * one chunk of exactly bytes; an older vmmd may answer a larger one). */
+#define VMMC_ACQUIRE_EXACT	(1u << 31)
 int	vmmc_conn_acquire(struct vmmc_conn *c, uint64_t bytes, unsigned flags,
 	    uint64_t min_piece, struct vmmc_grant_chunk *out, size_t max);
 /* Gives chunks back (recall_id: the Recall answered, or 0) without waiting
@@ -289,6 +299,17 @@ struct vmmc_mapped_chunk {
 /* Tells the new vmmd instance behind c what this process maps of device
  * dev, connection locked; ids updated.  0 or a VMM_E* code. */
 int	vmmc_adopt_all(struct vmmc_conn *c, int dev);
+
+/* ---- appvmm.c ---------------------------------------------------------------- */
+
+/* The application's own cuMemCreate served from the pool (the shim's entry
+ * points are in vmmc_shim.h).  Gives back the chunks no reference or
+ * mapping is left of, synchronizing for those whose last unmap no sync
+ * covers yet (not while a capture is in progress); bytes given back. */
+uint64_t vmmc_app_trim(void);
+/* As vmmc_adopt_all, for those chunks (connection locked). */
+int	vmmc_app_adopt(struct vmmc_conn *c, int dev);
+void	vmmc_app_forget_all(void);	/* fork child */
 
 /* ---- large.c ---------------------------------------------------------------- */
 

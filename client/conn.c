@@ -486,7 +486,8 @@ vmmc_conn_acquire(struct vmmc_conn *c, uint64_t bytes, unsigned flags,
 	int rc;
 
 	a.bytes = bytes;
-	a.flags = flags;
+	a.flags = flags & ~VMMC_ACQUIRE_EXACT;
+	a.exact = (flags & VMMC_ACQUIRE_EXACT) != 0;
 	a.min_piece = min_piece;
 	pthread_mutex_lock(&c->lock);
 	if ((rc = conn_request(c, &env, NULL, 0, &m)) == 0) {
@@ -585,6 +586,7 @@ vmmc_conn_report(struct vmmc_conn *c, const struct vmm_usage *u,
 	    VMMC_NATIVE_CUMEMCREATE);
 	rep.native_pool_bytes = vmmc_native_get(c->dev, VMMC_NATIVE_POOL);
 	rep.native_managed_bytes = vmmc_native_get(c->dev, VMMC_NATIVE_MANAGED);
+	rep.app_vmm_bytes = vmmc_native_pooled_get(c->dev);
 	pthread_mutex_lock(&c->lock);
 	if (c->sess == NULL)
 		rc = VMM_ENODAEMON;

@@ -41,6 +41,7 @@ vmmc_usage_fill(struct vmm_usage *u)
 	    VMMC_NATIVE_CUMEMCREATE);
 	u->native_pool_bytes = vmmc_native_get(-1, VMMC_NATIVE_POOL);
 	u->native_managed_bytes = vmmc_native_get(-1, VMMC_NATIVE_MANAGED);
+	u->app_vmm_bytes = vmmc_native_pooled_get(-1);
 	/* Peak as sampled here (reports, usage queries): several threads. */
 	{
 		uint64_t cur = __atomic_load_n(&helper_peak, __ATOMIC_RELAXED);
@@ -150,6 +151,9 @@ bg_main(void *arg)
 		/* Stream-ordered frees whose event completed become idle cache
 		 * (no synchronization: the event says so). */
 		vmmc_stream_reap(-1);
+		/* The application's own cuMemCreate chunks it let go of: back
+		 * to vmmd once a sync covers their last unmap. */
+		vmmc_app_trim();
 		/* Large allocations cached for idle_ms without reuse go back to
 		 * vmmd even while the process is busy; the rest (empty
 		 * segments) when it is idle (no allocation or free since). */

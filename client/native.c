@@ -11,6 +11,8 @@
 #include <string.h>
 
 static uint64_t	native_bytes[VMMC_MAX_DEVICES][VMMC_NATIVE_NPATHS];
+/* The application's own cuMemCreate served from the pool (not native). */
+static int64_t	pooled_bytes[VMMC_MAX_DEVICES];
 
 /* Whether (dev, path) names a counter. */
 static bool
@@ -67,6 +69,7 @@ void
 vmmc_native_forget(void)
 {
 	memset(native_bytes, 0, sizeof(native_bytes));
+	memset(pooled_bytes, 0, sizeof(pooled_bytes));
 }
 
 uint64_t
@@ -78,4 +81,31 @@ vmmc_native_total(int dev)
 	for (p = 0; p < VMMC_NATIVE_NPATHS; p++)
 		sum += vmmc_native_get(dev, p);
 	return sum;
+}
+
+/* ---- the application's own cuMemCreate, served from the pool ------------ */
+
+
+void
+vmmc_native_pooled_add(int dev, int64_t delta)
+{
+	if (dev < 0 || dev >= VMMC_MAX_DEVICES || delta == 0)
+		return;
+	__atomic_add_fetch(&pooled_bytes[dev], delta, __ATOMIC_RELAXED);
+	vmmc_report_soon();
+}
+
+uint64_t
+vmmc_native_pooled_get(int dev)
+{
+	int64_t sum = 0, v;
+	int d;
+
+	for (d = 0; d < VMMC_MAX_DEVICES; d++) {
+		if (dev >= 0 && d != dev)
+			continue;
+		v = __atomic_load_n(&pooled_bytes[d], __ATOMIC_RELAXED);
+		sum += v > 0 ? v : 0;
+	}
+	return (uint64_t)sum;
 }

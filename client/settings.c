@@ -60,6 +60,11 @@ const struct vmm_opt vmmc_options[] = {
 	  O(peer_access), "which other devices may access a device's memory: "
 	  "auto: those the program enabled peer access for; all: every device "
 	  "that can; none: no other device" },
+	{ "VMM_APP_VMM", VMM_OPT_ENUM, "pool", 0, 0, "pool|native",
+	  O(app_vmm), "the application's own cuMemCreate (device memory, "
+	  "POSIX fd or no handle type, a multiple of vmmd's unit): pool: "
+	  "served by a chunk of vmmd, under the quota; native: passed to the "
+	  "driver and counted as native memory" },
 };
 
 const size_t vmmc_noptions =

@@ -69,6 +69,9 @@ struct vmm_usage {
 	uint64_t	native_cumemcreate_bytes; /* own cuMemCreate */
 	uint64_t	native_pool_bytes;	/* explicit memory pools */
 	uint64_t	native_managed_bytes;	/* managed memory */
+	/* Pooled, not native: the application's own cuMemCreate handles
+	 * served by chunks of vmmd (VMM_APP_VMM=pool), until given back. */
+	uint64_t	app_vmm_bytes;
 };
 
 /* Reads the settings (VMM_* environment) and prepares; connecting to vmmd

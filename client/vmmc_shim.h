@@ -81,6 +81,47 @@ uint64_t vmmc_native_get(int dev, int path);
 uint64_t vmmc_native_total(int dev);
 /* Forgets every count (fork child: the parent's memory is not its). */
 void	vmmc_native_forget(void);
+/* Not native: the application's own cuMemCreate served from the pool
+ * (appvmm.c), per device.  These bytes are lent by vmmd (in its figures
+ * for the session already); reported apart (Report.app_vmm_bytes) and
+ * never in vmmc_native_total. */
+void	vmmc_native_pooled_add(int dev, int64_t delta);
+uint64_t vmmc_native_pooled_get(int dev);	/* dev < 0: every device */
+
+/*
+ * The application's own VMM served from the pool (appvmm.c, VMM_APP_VMM).
+ * Each vmmc_app_* answers false for what is not its own (another handle or
+ * mapping, a nested call, VMM_APP_VMM=native): the shim then calls the
+ * driver.  When true, *res is the call's result.
+ */
+/* cuMemCreate: a chunk of exactly size from vmmd, imported, where the pool
+ * can stand for prop (CUDA_ERROR_OUT_OF_MEMORY over quota or out of
+ * memory, as the driver would answer).  vmmc_cumemcreate (client.c) is
+ * the shim's entry: it sets the library up and starts the helper thread,
+ * which gives such chunks back. */
+bool	vmmc_cumemcreate(CUmemGenericAllocationHandle *handle, size_t size,
+	    const CUmemAllocationProp *prop, unsigned long long flags,
+	    CUresult *res);
+bool	vmmc_app_create(CUmemGenericAllocationHandle *handle, size_t size,
+	    const CUmemAllocationProp *prop, unsigned long long flags,
+	    CUresult *res);
+/* cuMemRelease of a pooled handle: the chunk goes back once no reference
+ * and no mapping is left, after a sync covers the last unmap. */
+bool	vmmc_app_release(CUmemGenericAllocationHandle h, CUresult *res);
+/* After a cuMemRetainAllocationHandle that returned h. */
+void	vmmc_app_retained(CUmemGenericAllocationHandle h);
+/* After a cuMemMap that succeeded. */
+void	vmmc_app_mapped(CUdeviceptr va, size_t size,
+	    CUmemGenericAllocationHandle h);
+/* cuMemUnmap of a range holding mappings of pooled handles. */
+bool	vmmc_app_unmap(CUdeviceptr va, size_t size, CUresult *res);
+/* What the application asked for; an export its handle type forbids is
+ * CUDA_ERROR_NOT_PERMITTED. */
+bool	vmmc_app_props(CUmemAllocationProp *prop,
+	    CUmemGenericAllocationHandle h, CUresult *res);
+bool	vmmc_app_export(void *shareable, CUmemGenericAllocationHandle h,
+	    CUmemAllocationHandleType type, unsigned long long flags,
+	    CUresult *res);
 
 /* Legacy CUDA IPC of this library's memory (client/ipc.c).  Beyond the
  * VMM_E* codes: */

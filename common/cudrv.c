@@ -70,22 +70,11 @@
 	X(cuMemGetAllocationGranularity, (size_t *g,			\
 	    const CUmemAllocationProp *p,				\
 	    CUmemAllocationGranularity_flags o), (g, p, o))		\
-	X(cuMemGetAllocationPropertiesFromHandle, (CUmemAllocationProp *p, \
-	    CUmemGenericAllocationHandle h), (p, h))			\
-	X(cuMemRetainAllocationHandle, (CUmemGenericAllocationHandle *h, \
-	    void *a), (h, a))						\
-	X(cuMemExportToShareableHandle, (void *sh,			\
-	    CUmemGenericAllocationHandle h, CUmemAllocationHandleType t, \
-	    unsigned long long f), (sh, h, t, f))			\
 	X(cuMemImportFromShareableHandle, (CUmemGenericAllocationHandle *h, \
 	    void *os, CUmemAllocationHandleType t), (h, os, t))	\
 	X(cuMemAddressReserve, (CUdeviceptr *p, size_t n, size_t al,	\
 	    CUdeviceptr a, unsigned long long f), (p, n, al, a, f))	\
 	X(cuMemAddressFree, (CUdeviceptr p, size_t n), (p, n))		\
-	X(cuMemMap, (CUdeviceptr p, size_t n, size_t o,		\
-	    CUmemGenericAllocationHandle h, unsigned long long f),	\
-	    (p, n, o, h, f))						\
-	X(cuMemUnmap, (CUdeviceptr p, size_t n), (p, n))		\
 	X(cuMemSetAccess, (CUdeviceptr p, size_t n,			\
 	    const CUmemAccessDesc *d, size_t c), (p, n, d, c))		\
 	X(cuMemGetAccess, (unsigned long long *f, const CUmemLocation *l, \
@@ -100,6 +89,17 @@
 	    const CUmemAllocationProp *p, unsigned long long f),	\
 	    (h, n, p, f))						\
 	X(cuMemRelease, (CUmemGenericAllocationHandle h), (h))		\
+	X(cuMemGetAllocationPropertiesFromHandle, (CUmemAllocationProp *p, \
+	    CUmemGenericAllocationHandle h), (p, h))			\
+	X(cuMemRetainAllocationHandle, (CUmemGenericAllocationHandle *h, \
+	    void *a), (h, a))						\
+	X(cuMemExportToShareableHandle, (void *sh,			\
+	    CUmemGenericAllocationHandle h, CUmemAllocationHandleType t, \
+	    unsigned long long f), (sh, h, t, f))			\
+	X(cuMemMap, (CUdeviceptr p, size_t n, size_t o,		\
+	    CUmemGenericAllocationHandle h, unsigned long long f),	\
+	    (p, n, o, h, f))						\
+	X(cuMemUnmap, (CUdeviceptr p, size_t n), (p, n))		\
 	X(cuPointerGetAttribute, (void *v, CUpointer_attribute a,	\
 	    CUdeviceptr p), (v, a, p))
 #else

@@ -97,10 +97,17 @@
 	X(cudaIpcOpenMemHandle, SHIM_RT)				\
 	X(cudaIpcCloseMemHandle, SHIM_RT)
 
-/* Defined in shim_native.c: passed through, counted as native memory. */
+/* Defined in shim_native.c: passed through, counted as native memory;
+ * the application's own cuMemCreate served from the pool where it can be
+ * (client/appvmm.c), with the calls on its handles and mappings. */
 #define SHIM_NATIVE_HOOKS(X)						\
 	X(cuMemCreate, SHIM_DRV)					\
 	X(cuMemRelease, SHIM_DRV)					\
+	X(cuMemMap, SHIM_DRV)						\
+	X(cuMemUnmap, SHIM_DRV)						\
+	X(cuMemRetainAllocationHandle, SHIM_DRV)			\
+	X(cuMemExportToShareableHandle, SHIM_DRV)			\
+	X(cuMemGetAllocationPropertiesFromHandle, SHIM_DRV)		\
 	X(cuMemAllocFromPoolAsync, SHIM_DRV)				\
 	X(cuMemAllocFromPoolAsync_ptsz, SHIM_DRV)			\
 	X(cuMemAllocManaged, SHIM_DRV)					\

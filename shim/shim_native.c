@@ -6,11 +6,20 @@
  *                the original (no daemon, VMM_FALLBACK, degenerate cases);
  *                not stream-ordered allocations captured into a graph (the
  *                graph owns those)
- *   cumemcreate  the application's own cuMemCreate (device memory), until
- *                the cuMemRelease of that handle
+ *   cumemcreate  the application's own cuMemCreate (device memory) that
+ *                the pool does not serve (client/appvmm.c: VMM_APP_VMM=
+ *                native, other handle types or flags, sizes not a multiple
+ *                of vmmd's unit, vmmd unreachable), until the cuMemRelease
+ *                of that handle
  *   pool         cuMemAllocFromPoolAsync/cudaMallocFromPoolAsync
  *   managed      cuMemAllocManaged/cudaMallocManaged
- * The hooks here pass every call through unchanged.  A bounded table maps
+ * The application's own cuMemCreate that the pool serves is client/appvmm.c's:
+ * the hooks of cuMemCreate, cuMemRelease, cuMemMap, cuMemUnmap,
+ * cuMemRetainAllocationHandle, cuMemExportToShareableHandle and
+ * cuMemGetAllocationPropertiesFromHandle ask it first (each answers "not
+ * ours" for every other handle, mapping and nested call, and those pass
+ * through).  Otherwise the hooks here pass every call through unchanged.
+ * A bounded table maps
  * each pointer (or cuMemCreate handle) to (size, path, device), so a free
  * subtracts what its allocation added; when the table is full an
  * allocation is not counted (and its free subtracts nothing).
@@ -210,6 +219,16 @@ cuMemCreate(CUmemGenericAllocationHandle *handle, size_t size,
 
 	if (real == NULL)
 		return CUDA_ERROR_NOT_FOUND;
+	if (count) {
+		bool served;
+
+		/* A chunk of vmmd, where the pool can stand for it. */
+		shim_depth++;
+		served = vmmc_cumemcreate(handle, size, prop, flags, &r);
+		shim_depth--;
+		if (served)
+			return r;
+	}
 	shim_depth++;
 	r = real(handle, size, prop, flags);
 	shim_depth--;
@@ -233,11 +252,92 @@ cuMemRelease(CUmemGenericAllocationHandle handle)
 
 	if (real == NULL)
 		return CUDA_ERROR_NOT_FOUND;
+	if (shim_depth == 0 && vmmc_app_release(handle, &r))
+		return r;
 	had = shim_depth == 0 && shim_native_take((uint64_t)handle, true, &n);
 	r = real(handle);
 	if (had)
 		shim_native_done(&n, r == CUDA_SUCCESS);
 	return r;
+}
+
+/* Mappings of handles the pool serves are counted (a released handle
+ * stays alive while mapped: its chunk goes back after the last unmap). */
+SHIM_EXPORT CUresult CUDAAPI
+cuMemMap(CUdeviceptr ptr, size_t size, size_t offset,
+    CUmemGenericAllocationHandle handle, unsigned long long flags)
+{
+	shim_pfn_cuMemMap real = SHIM_REAL(cuMemMap);
+	CUresult r;
+
+	if (real == NULL)
+		return CUDA_ERROR_NOT_FOUND;
+	r = real(ptr, size, offset, handle, flags);
+	if (r == CUDA_SUCCESS && shim_depth == 0)
+		vmmc_app_mapped(ptr, size, handle);
+	return r;
+}
+
+SHIM_EXPORT CUresult CUDAAPI
+cuMemUnmap(CUdeviceptr ptr, size_t size)
+{
+	shim_pfn_cuMemUnmap real = SHIM_REAL(cuMemUnmap);
+	CUresult r;
+
+	if (real == NULL)
+		return CUDA_ERROR_NOT_FOUND;
+	if (shim_depth == 0 && vmmc_app_unmap(ptr, size, &r))
+		return r;
+	return real(ptr, size);
+}
+
+/* A retain is one more reference the application must release. */
+SHIM_EXPORT CUresult CUDAAPI
+cuMemRetainAllocationHandle(CUmemGenericAllocationHandle *handle, void *addr)
+{
+	shim_pfn_cuMemRetainAllocationHandle real =
+	    SHIM_REAL(cuMemRetainAllocationHandle);
+	CUresult r;
+
+	if (real == NULL)
+		return CUDA_ERROR_NOT_FOUND;
+	r = real(handle, addr);
+	if (r == CUDA_SUCCESS && shim_depth == 0)
+		vmmc_app_retained(*handle);
+	return r;
+}
+
+SHIM_EXPORT CUresult CUDAAPI
+cuMemExportToShareableHandle(void *shareableHandle,
+    CUmemGenericAllocationHandle handle, CUmemAllocationHandleType handleType,
+    unsigned long long flags)
+{
+	shim_pfn_cuMemExportToShareableHandle real =
+	    SHIM_REAL(cuMemExportToShareableHandle);
+	CUresult r;
+
+	if (real == NULL)
+		return CUDA_ERROR_NOT_FOUND;
+	if (shim_depth == 0 && vmmc_app_export(shareableHandle, handle,
+	    handleType, flags, &r))
+		return r;
+	return real(shareableHandle, handle, handleType, flags);
+}
+
+/* What the application asked for, not the pooled chunk's properties. */
+SHIM_EXPORT CUresult CUDAAPI
+cuMemGetAllocationPropertiesFromHandle(CUmemAllocationProp *prop,
+    CUmemGenericAllocationHandle handle)
+{
+	shim_pfn_cuMemGetAllocationPropertiesFromHandle real =
+	    SHIM_REAL(cuMemGetAllocationPropertiesFromHandle);
+	CUresult r;
+
+	if (real == NULL)
+		return CUDA_ERROR_NOT_FOUND;
+	if (shim_depth == 0 && vmmc_app_props(prop, handle, &r))
+		return r;
+	return real(prop, handle);
 }
 
 /* Pool and managed allocations: counted on the current context's device. */

@@ -34,7 +34,7 @@ class _Usage(ctypes.Structure):
         "in_use_bytes", "mapped_bytes", "cached_bytes", "peak_in_use_bytes",
         "allocs", "frees", "daemon_calls", "reserved_va_bytes", "syncs",
         "native_fallback_bytes", "native_cumemcreate_bytes",
-        "native_pool_bytes", "native_managed_bytes")]
+        "native_pool_bytes", "native_managed_bytes", "app_vmm_bytes")]
 
 
 _lib = None
@@ -89,7 +89,8 @@ def stats():
     cached_bytes, peak_in_use_bytes, allocs, frees, daemon_calls,
     reserved_va_bytes, syncs, and the bytes held outside the pool by path
     (passed to CUDA's own allocators, counted): native_fallback_bytes,
-    native_cumemcreate_bytes, native_pool_bytes, native_managed_bytes."""
+    native_cumemcreate_bytes, native_pool_bytes, native_managed_bytes; and
+    app_vmm_bytes, the application's own cuMemCreate served from the pool."""
     u = _Usage()
     _check(_library().vmm_get_usage(ctypes.byref(u)), "vmm_get_usage")
     return {name: getattr(u, name) for name, _ in _Usage._fields_}

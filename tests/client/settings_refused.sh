@@ -8,7 +8,8 @@ set -u
 lib=$1 prog=$2
 fail=0
 for bad in VMM_SMALL_MAX=33M VMM_SMALL_MAX=32769K VMM_FRAG_RATIO=1.5 VMM_MODE=FAST \
-           VMM_CONNECT_TIMEOUT_MS=0 VMM_REPORT_MS=5 VMM_PEER_ACCESS=some; do
+           VMM_CONNECT_TIMEOUT_MS=0 VMM_REPORT_MS=5 VMM_PEER_ACCESS=some \
+           VMM_APP_VMM=driver; do
   out=$(env "$bad" LD_PRELOAD="$lib" "$prog" 1 1 2>&1 >/dev/null)
   rc=$?
   var=${bad%%=*}
@@ -20,7 +21,8 @@ for bad in VMM_SMALL_MAX=33M VMM_SMALL_MAX=32769K VMM_FRAG_RATIO=1.5 VMM_MODE=FA
   fi
 done
 for good in VMM_SMALL_MAX=1M VMM_SMALL_MAX=32M VMM_SMALL_MAX=0 VMM_FRAG_RATIO=0 \
-            VMM_PEER_ACCESS=all VMM_PEER_ACCESS=none VMM_PEER_ACCESS=auto; do
+            VMM_PEER_ACCESS=all VMM_PEER_ACCESS=none VMM_PEER_ACCESS=auto \
+            VMM_APP_VMM=pool VMM_APP_VMM=native; do
   if ! env "$good" VMM_SOCKET_DIR=/nonexistent LD_PRELOAD="$lib" "$prog" 1 1 >/dev/null 2>&1; then
     echo "FAIL: $good was refused or failed"
     fail=1

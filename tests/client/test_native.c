@@ -3,8 +3,10 @@
  * LD_PRELOAD=libvmm_client.so with a real vmmd allocates through every path
  * the shim passes to CUDA's own allocators, and vmmd shows exactly those
  * bytes per path for its session, as `vmmctl clients --json` and `vmmctl
- * metrics` print them, and zero after the frees.  One scenario per argument
- * (argv[2]: the vmmctl binary):
+ * metrics` print them, and zero after the frees.  Run with VMM_APP_VMM=native,
+ * so the program's own cuMemCreate is passed through (the pool serves it
+ * otherwise: test_appvmm.c).  One scenario per argument (argv[2]: the
+ * vmmctl binary):
  *
  *   paths  fallback (the first cuMemMap fails, CUEMU_FAIL: cudaMalloc goes
  *          to CUDA's own allocator), the program's own cuMemCreate, a

@@ -25,7 +25,8 @@ cuIpcGetMemHandle cuIpcOpenMemHandle cuIpcOpenMemHandle_v2 cuIpcCloseMemHandle
 cudaIpcGetMemHandle cudaIpcOpenMemHandle cudaIpcCloseMemHandle
 cuMemCreate cuMemRelease cuMemAllocFromPoolAsync cuMemAllocFromPoolAsync_ptsz
 cuMemAllocManaged cudaMallocFromPoolAsync cudaMallocFromPoolAsync_ptsz
-cudaMallocManaged"
+cudaMallocManaged cuMemMap cuMemUnmap cuMemRetainAllocationHandle
+cuMemExportToShareableHandle cuMemGetAllocationPropertiesFromHandle"
 api=$(grep '^VMM_API' "$header" | sed -n 's/.*[[:space:]*]\(vmm_[a-z_0-9]*\)(.*/\1/p')
 [ -n "$api" ] || fail "no VMM_API functions found in $header"
 

@@ -19,7 +19,9 @@ static const char *const hooked[] = {
 	"cuMemAlloc_v2", "cuMemFree_v2", "cuMemAllocPitch_v2", "cuMemGetInfo_v2",
 	"cuMemAllocAsync", "cuMemAllocAsync_ptsz", "cuMemFreeAsync",
 	"cuMemFreeAsync_ptsz", "cuMemGetAddressRange_v2", "cuGetProcAddress",
-	"cuGetProcAddress_v2",
+	"cuGetProcAddress_v2", "cuMemCreate", "cuMemRelease", "cuMemMap",
+	"cuMemUnmap", "cuMemRetainAllocationHandle",
+	"cuMemExportToShareableHandle", "cuMemGetAllocationPropertiesFromHandle",
 };
 #define NHOOKED	(sizeof(hooked) / sizeof(hooked[0]))
 
