@@ -17,6 +17,7 @@
 struct client_sum {
 	const Vmm__SessionStats	*first;	/* its labels */
 	uint64_t		 sessions, chunks, held, in_use, cached, quota;
+	uint64_t		 app_vmm;	/* reported: held for own VMM */
 	uint64_t		 native[4];	/* by path, as native_path[] */
 };
 
@@ -97,6 +98,8 @@ client_sums(const Vmm__SessionStats *const *v, size_t n, size_t *nout)
 		sum[k - 1].held += app[i]->bytes_held;
 		sum[k - 1].in_use += app[i]->reported_in_use;
 		sum[k - 1].cached += app[i]->reported_cached;
+		sum[k - 1].app_vmm = sat_add(sum[k - 1].app_vmm,
+		    app[i]->app_vmm_bytes);
 		sum[k - 1].native[0] = sat_add(sum[k - 1].native[0],
 		    app[i]->native_fallback_bytes);
 		sum[k - 1].native[1] = sat_add(sum[k - 1].native[1],
@@ -129,12 +132,14 @@ vmm_metrics_write(FILE *f, const Vmm__StatsReply *r,
 		CF(in_use, "bytes the client reports in use by the program"),
 		CF(cached, "bytes the client reports cached for reuse"),
 		CF(quota, "the client's quota in bytes, 0 for none"),
+		CF(app_vmm, "bytes the client reports of what it holds serving "
+		    "the program's own cuMemCreate"),
 #undef CF
 	};
 	static const char *const cname[] = { "vmmd_client_sessions",
 	    "vmmd_client_held_chunks", "vmmd_client_held_bytes",
 	    "vmmd_client_in_use_bytes", "vmmd_client_cached_bytes",
-	    "vmmd_client_quota_bytes" };
+	    "vmmd_client_quota_bytes", "vmmd_client_app_vmm_bytes" };
 	const Vmm__PoolStats *p = r->pool;
 	struct client_sum *sum;
 	char dev[64] = "";

@@ -215,6 +215,7 @@ static const struct sess_col sess_cols[] = {
 	SESS_COL(quota_bytes, "QUOTA", COL_QUOTA),
 	SESS_COL(ipc_opened, NULL, COL_U64),
 	SESS_COL(ipc_opened_bytes, "IPC-OPEN", COL_SIZE),
+	SESS_COL(app_vmm_bytes, "APP-VMM", COL_SIZE),
 	SESS_COL(native_fallback_bytes, NULL, COL_U64),
 	SESS_COL(native_cumemcreate_bytes, NULL, COL_U64),
 	SESS_COL(native_pool_bytes, NULL, COL_U64),

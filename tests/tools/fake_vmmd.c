@@ -243,6 +243,8 @@ sessions_reply(int fd, uint64_t id, uint32_t off, int stats)
 		s[n].native_cumemcreate_bytes = i == 2 ? 2 * MiB : 0;
 		s[n].native_pool_bytes = i == 2 ? 4 * MiB : 0;
 		s[n].native_managed_bytes = i == 2 ? 1 * MiB : 0;
+		/* Session 101: its chunk serves its own cuMemCreate. */
+		s[n].app_vmm_bytes = i == 1 ? 2 * MiB : 0;
 		s[n].connected_usec = UINT64_C(1700000000000000) + i;
 		sp[n] = &s[n];
 	}

@@ -119,12 +119,12 @@ case_stats() {
 	    '^  grants          42$' \
 	    '^  oom_recoveries   1$' \
 	    '^sessions \(5\)$' \
-	    '^   ID   PID   UID  KIND   CHUNKS   HELD   IN-USE  CACHED    PEAK  QUOTA  IPC-OPEN  NATIVE  NAME  *CONTAINER$' \
-	    '^  100  4000  1000  app         0    0 B      0 B   512 B     0 B      -       0 B     0 B  python3  *-$' \
-	    '^  101  4001  1000  app         1  2 MiB  1\.5 MiB   512 B   3 GiB  4 GiB       0 B     0 B  train "x" \\\\ y  *-$' \
-	    '^  102  4002  1000  app         2  4 MiB  2\.5 MiB   512 B   6 GiB      -       0 B   8 MiB  tab\\x09here\\x0anewline  -$' \
-	    '^  103  4003  1000  app         3  6 MiB  3\.5 MiB   512 B   9 GiB      -       0 B     0 B  café  *-$' \
-	    '^  104  4004  1000  admin       4  8 MiB  4\.5 MiB   512 B  12 GiB      -       0 B     0 B  bad\\xff\\xfe  *-$'
+	    '^   ID   PID   UID  KIND   CHUNKS   HELD   IN-USE  CACHED    PEAK  QUOTA  IPC-OPEN  APP-VMM  NATIVE  NAME  *CONTAINER$' \
+	    '^  100  4000  1000  app         0    0 B      0 B   512 B     0 B      -       0 B      0 B     0 B  python3  *-$' \
+	    '^  101  4001  1000  app         1  2 MiB  1\.5 MiB   512 B   3 GiB  4 GiB       0 B    2 MiB     0 B  train "x" \\\\ y  *-$' \
+	    '^  102  4002  1000  app         2  4 MiB  2\.5 MiB   512 B   6 GiB      -       0 B      0 B   8 MiB  tab\\x09here\\x0anewline  -$' \
+	    '^  103  4003  1000  app         3  6 MiB  3\.5 MiB   512 B   9 GiB      -       0 B      0 B     0 B  café  *-$' \
+	    '^  104  4004  1000  admin       4  8 MiB  4\.5 MiB   512 B  12 GiB      -       0 B      0 B     0 B  bad\\xff\\xfe  *-$'
 	no_controls "$OUT"
 	has "$LOG" '^hello version=3 kind=2 name=vmmctl pid=peer uuid_len=0$'
 	[ "$(grep -c '^stats offset=' "$LOG")" -eq 3 ] ||
@@ -157,7 +157,8 @@ assert d['counters'] == {'grants': 42, 'releases': 40, 'creates': 12,
 s = d['sessions']
 keys = ['session_id', 'pid', 'uid', 'gid', 'kind', 'chunks_held', 'bytes_held',
         'reported_in_use', 'reported_cached', 'reported_peak', 'quota_bytes',
-        'ipc_opened', 'ipc_opened_bytes', 'native_fallback_bytes',
+        'ipc_opened', 'ipc_opened_bytes', 'app_vmm_bytes',
+        'native_fallback_bytes',
         'native_cumemcreate_bytes', 'native_pool_bytes', 'native_managed_bytes',
         'native_bytes', 'connected_usec', 'name', 'cgroup',
         'container_id']
@@ -172,6 +173,7 @@ assert [s[2][k] for k in ('native_fallback_bytes', 'native_cumemcreate_bytes',
     'native_pool_bytes', 'native_managed_bytes', 'native_bytes')] == \
     [1 << 20, 2 << 20, 4 << 20, 1 << 20, 8 << 20], s[2]
 assert all(x['native_bytes'] == 0 for x in s if x['session_id'] != 102)
+assert [x['app_vmm_bytes'] for x in s] == [0, 2 << 20, 0, 0, 0], s
 EOF
 	fake ok
 	run 0 -S "$D/gpu0.sock" clients --json || return
