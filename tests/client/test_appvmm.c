@@ -14,7 +14,8 @@
  *             after unmap and release the chunk is back in vmmd (idle);
  *             a fork child counts none of the parent's
  *   mapped    released while mapped: still readable and writable through
- *             the mapping, still lent; back once unmapped
+ *             the mapping, still lent; a retain through the mapping is a
+ *             reference again; back once unmapped and that released
  *   reuse     two processes: the memory one released is reused by the other
  *             (vmmd creates nothing more)
  *   export    POSIX fd handle exported, sent over a Unix socket to another
@@ -295,8 +296,8 @@ sc_basic(void)
 static void
 sc_mapped(void)
 {
-	CUmemAllocationProp prop = dev_prop(CU_MEM_HANDLE_TYPE_NONE);
-	CUmemGenericAllocationHandle h;
+	CUmemAllocationProp prop = dev_prop(CU_MEM_HANDLE_TYPE_NONE), got;
+	CUmemGenericAllocationHandle h, h2;
 	CUdeviceptr va;
 
 	cuda_up();
@@ -310,7 +311,16 @@ sc_mapped(void)
 	expect_lent(unit);
 	check_pattern(va, unit, 3);
 	fill_check(va, unit, 4);
-	unmap_free(va, unit);
+	/* The mapping still names it: a retain is a reference again. */
+	CKCU(cuMemRetainAllocationHandle(&h2, (void *)(uintptr_t)va));
+	CHECK(h2 == h);
+	CKCU(cuMemGetAllocationPropertiesFromHandle(&got, h2));
+	CHECK(got.requestedHandleTypes == CU_MEM_HANDLE_TYPE_NONE);
+	CKCU(cuMemUnmap(va, unit));
+	CHECK(p_flush() == 0);
+	expect_lent(unit);	/* the retain's reference is left */
+	CKCU(cuMemRelease(h2));
+	CKCU(cuMemAddressFree(va, unit));
 	expect_lent(0);
 }
 
