@@ -33,8 +33,11 @@
  *             covers the unmap (the kernel has run by the time vmmd has it)
  *   restart   a new vmmd instance: the pooled handles are adopted, and go
  *             back to it after unmap and release
+ *   procaddr  the same calls through cuGetProcAddress (as a statically
+ *             linked runtime reaches them) and dlsym on libcuda's handle
  */
 #include <cuda.h>
+#include <cudaTypedefs.h>
 #include <cuda_runtime_api.h>
 
 #include <dlfcn.h>
@@ -675,6 +678,72 @@ sc_async(void)
 	CKCU(cuStreamDestroy(s));
 }
 
+/* ---- procaddr --------------------------------------------------------------------------- */
+
+static void *
+gpa(PFN_cuGetProcAddress_v12000 get, const char *name, int version)
+{
+	CUdriverProcAddressQueryResult st;
+	void *fn = NULL;
+
+	CKCU(get(name, &fn, version, 0, &st));
+	CHECK(st == CU_GET_PROC_ADDRESS_SUCCESS && fn != NULL);
+	return fn;
+}
+
+static void
+sc_procaddr(void)
+{
+	CUmemAllocationProp prop = dev_prop(CU_MEM_HANDLE_TYPE_NONE), got;
+	PFN_cuGetProcAddress_v12000 get;
+	PFN_cuMemCreate_v10020 create;
+	PFN_cuMemRelease_v10020 release;
+	PFN_cuMemMap_v10020 map;
+	PFN_cuMemUnmap_v10020 unmap;
+	PFN_cuMemGetAllocationPropertiesFromHandle_v10020 props;
+	PFN_cuMemExportToShareableHandle_v10020 export;
+	CUmemGenericAllocationHandle h;
+	CUmemAccessDesc acc;
+	CUdeviceptr va;
+	void *drv;
+	int fd = -1;
+
+	cuda_up();
+	CHECK((drv = dlopen("libcuda.so.1", RTLD_NOW | RTLD_NOLOAD)) != NULL);
+	CHECK((get = (PFN_cuGetProcAddress_v12000)dlsym(drv,
+	    "cuGetProcAddress_v2")) != NULL);
+	create = (PFN_cuMemCreate_v10020)gpa(get, "cuMemCreate", 12000);
+	release = (PFN_cuMemRelease_v10020)gpa(get, "cuMemRelease", 13000);
+	map = (PFN_cuMemMap_v10020)gpa(get, "cuMemMap", 12000);
+	unmap = (PFN_cuMemUnmap_v10020)dlsym(drv, "cuMemUnmap");
+	props = (PFN_cuMemGetAllocationPropertiesFromHandle_v10020)gpa(get,
+	    "cuMemGetAllocationPropertiesFromHandle", 11000);
+	export = (PFN_cuMemExportToShareableHandle_v10020)dlsym(drv,
+	    "cuMemExportToShareableHandle");
+	CHECK(unmap != NULL && export != NULL);
+	CKCU(create(&h, 2 * unit, &prop, 0));
+	CHECK(usage().app_vmm_bytes == 2 * unit);
+	expect_lent(2 * unit);
+	CKCU(props(&got, h));
+	CHECK(got.requestedHandleTypes == CU_MEM_HANDLE_TYPE_NONE);
+	CHECK(export(&fd, h, CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR, 0) ==
+	    CUDA_ERROR_NOT_PERMITTED);
+	CKCU(cuMemAddressReserve(&va, 2 * unit, 0, 0, 0));
+	CKCU(map(va, 2 * unit, 0, h, 0));
+	memset(&acc, 0, sizeof(acc));
+	acc.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+	acc.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
+	CKCU(cuMemSetAccess(va, 2 * unit, &acc, 1));
+	fill_check(va, 2 * unit, 13);
+	CKCU(release(h));
+	CHECK(p_flush() == 0);
+	expect_lent(2 * unit);	/* still mapped */
+	CKCU(unmap(va, 2 * unit));
+	CKCU(cuMemAddressFree(va, 2 * unit));
+	expect_lent(0);
+	CHECK(usage().app_vmm_bytes == 0);
+}
+
 /* ---- restart ---------------------------------------------------------------------------- */
 
 static void
@@ -754,6 +823,8 @@ main(int argc, char **argv)
 		sc_async();
 	else if (strcmp(sc, "restart") == 0)
 		sc_restart(conf);
+	else if (strcmp(sc, "procaddr") == 0)
+		sc_procaddr();
 	else
 		CHECK(!"unknown scenario");
 	tc_stop_daemon_ok(daemon_pid);
