@@ -51,17 +51,17 @@
 #define APP_HASH	(1u << APP_HASH_BITS)
 
 struct app_chunk {
-	struct app_chunk		*next;	/* hash chain, or dead list */
-	CUmemGenericAllocationHandle	 h;	/* the application's handle */
-	uint64_t			 id;	/* at vmmd (0: none any more) */
-	uint64_t			 size, seq;
-	int				 dev;
-	CUmemAllocationProp		 prop;	/* as the application asked */
-	unsigned			 refs;	/* the application's */
-	unsigned			 maps;	/* live mappings */
-	bool				 exported;	/* as a POSIX fd */
-	bool				 held;	/* we keep a driver reference */
-	uint64_t			 ticket;	/* at the last unmap */
+	struct app_chunk	*next;	/* hash chain, or dead list */
+	CUmemGenericAllocationHandle h;	/* the application's handle */
+	uint64_t		 id;	/* at vmmd (0: none any more) */
+	uint64_t		 size, seq;
+	int			 dev;
+	CUmemAllocationProp	 prop;	/* as the application asked */
+	unsigned		 refs;	/* the application's */
+	unsigned		 maps;	/* live mappings */
+	bool			 exported;	/* as a POSIX fd */
+	bool			 held;	/* we keep a driver ref. */
+	uint64_t		 ticket;	/* at the last unmap */
 };
 
 /* A mapping of an entry's handle. */
@@ -72,8 +72,10 @@ struct app_map {
 };
 
 static pthread_mutex_t	app_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct app_chunk	*app_hash[APP_HASH];	/* live: refs, maps or held */
-static struct app_chunk	*app_dead;		/* waiting to be given back */
+/* Live entries (references, mappings or held), and dead ones waiting to
+ * be given back. */
+static struct app_chunk	*app_hash[APP_HASH];
+static struct app_chunk	*app_dead;
 static struct app_map	*app_maps;		/* sorted by va */
 static size_t		 app_nmaps, app_capmaps;
 static uint64_t		 app_seq;
@@ -201,7 +203,7 @@ app_after_death(bool waits)
 		(void)app_give_back(false);
 }
 
-/* ---- cuMemCreate ------------------------------------------------------------- */
+/* ---- cuMemCreate --------------------------------------------------------- */
 
 /* Whether a chunk of vmmd can stand for what prop asks (the unit aside). */
 static bool
@@ -271,7 +273,7 @@ vmmc_app_create(CUmemGenericAllocationHandle *handle, size_t size,
 			*res = CUDA_ERROR_OUT_OF_MEMORY;
 			return true;
 		}
-		return false;	/* the driver serves it, counted as native */
+		return false;	/* the driver serves it: native */
 	}
 	app_inside++;
 	r = cuMemImportFromShareableHandle(&h, (void *)(intptr_t)g.fd,
@@ -308,7 +310,7 @@ vmmc_app_create(CUmemGenericAllocationHandle *handle, size_t size,
 	return true;
 }
 
-/* ---- references ------------------------------------------------------------- */
+/* ---- references ---------------------------------------------------------- */
 
 bool
 vmmc_app_release(CUmemGenericAllocationHandle h, CUresult *res)
@@ -367,7 +369,7 @@ vmmc_app_retained(CUmemGenericAllocationHandle h)
 	pthread_mutex_unlock(&app_lock);
 }
 
-/* ---- mappings ------------------------------------------------------------------ */
+/* ---- mappings ------------------------------------------------------------ */
 
 void
 vmmc_app_mapped(CUdeviceptr va, size_t size, CUmemGenericAllocationHandle h)
@@ -439,7 +441,8 @@ vmmc_app_unmap(CUdeviceptr va, size_t size, CUresult *res)
 			died = true;
 		}
 	}
-	memmove(&app_maps[i], &app_maps[j], (app_nmaps - j) * sizeof(*app_maps));
+	memmove(&app_maps[i], &app_maps[j],
+	    (app_nmaps - j) * sizeof(*app_maps));
 	app_nmaps -= j - i;
 	pthread_mutex_unlock(&app_lock);
 	if (died)
@@ -447,7 +450,7 @@ vmmc_app_unmap(CUdeviceptr va, size_t size, CUresult *res)
 	return true;
 }
 
-/* ---- handle queries -------------------------------------------------------------- */
+/* ---- handle queries ------------------------------------------------------ */
 
 bool
 vmmc_app_props(CUmemAllocationProp *prop, CUmemGenericAllocationHandle h,
@@ -499,7 +502,7 @@ vmmc_app_export(void *shareable, CUmemGenericAllocationHandle h,
 	return true;
 }
 
-/* ---- give-back, Adopt, fork ----------------------------------------------------- */
+/* ---- give-back, Adopt, fork ---------------------------------------------- */
 
 uint64_t
 vmmc_app_trim(void)
@@ -587,7 +590,8 @@ vmmc_app_adopt(struct vmmc_conn *conn, int dev)
 			if (seqs[i] > next)
 				next = seqs[i];
 		/* The fds are taken, sent or not. */
-		if ((r = vmmc_conn_adopt_locked(conn, sizes, fds, k, ids)) != 0) {
+		r = vmmc_conn_adopt_locked(conn, sizes, fds, k, ids);
+		if (r != 0) {
 			rc = r;
 			continue;
 		}
