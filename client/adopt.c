@@ -1,6 +1,7 @@
 /*
- * Adopt after a daemon restart: tell a new vmmd instance which chunks this
- * process still maps, so it counts them and hands out new ids.  conn.c
+ * Adopt after a daemon restart: tell a new vmmd instance which VA this
+ * process has reserved (its address plan, va.c) and which chunks it still
+ * maps, so it counts them and hands out new ids.  conn.c
  * calls this (through the hook the API registers) with the connection
  * locked, only toward a daemon of another instance.
  *
@@ -94,10 +95,13 @@ adopt_from(struct vmmc_conn *c, int dev,
 int
 vmmc_adopt_all(struct vmmc_conn *c, int dev)
 {
-	int rc, rs, ra;
+	int rc, rs, ra, rv;
 
+	/* The address plan first: the reservations are this process's
+	 * before a newcomer could be planned into them. */
+	rv = vmmc_va_claim_all(c, dev);
 	rc = adopt_from(c, dev, vmmc_large_chunks, vmmc_large_set_ids);
 	rs = adopt_from(c, dev, vmmc_small_chunks, vmmc_small_set_ids);
 	ra = vmmc_app_adopt(c, dev);
-	return rc != 0 ? rc : rs != 0 ? rs : ra;
+	return rc != 0 ? rc : rs != 0 ? rs : ra != 0 ? ra : rv;
 }

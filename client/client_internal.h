@@ -149,16 +149,30 @@ void	vmmc_conn_close_all(void);
 int	vmmc_conn_meminfo(struct vmmc_conn *c, uint64_t *free_bytes,
 	    uint64_t *total, uint64_t *held);
 
-/* Legacy CUDA IPC (client/ipc.c): export chunks this process holds (an
- * id and token for the handle); open an export (the chunks, as a grant,
- * with the import's id; count or VMM_E*); close an import (waits for
- * vmmd's answer, so the chunks are back when it returns).  A refused open
- * is VMMC_EIPC_REFUSED, after one ERROR line with vmmd's reason. */
+/* Legacy CUDA IPC (client/ipc.c): export chunks this process holds and
+ * maps at addr (an id and token for the handle); open an export (the
+ * chunks, as a grant, with the import's id and the exporter's address, 0
+ * if unknown; count or VMM_E*); close an import (waits for vmmd's answer,
+ * so the chunks are back when it returns).  A refused open is
+ * VMMC_EIPC_REFUSED, after one ERROR line with vmmd's reason. */
 int	vmmc_conn_ipc_export(struct vmmc_conn *c, const uint64_t *ids,
-	    size_t n, uint64_t *export_id, uint64_t *token);
+	    size_t n, uint64_t addr, uint64_t *export_id, uint64_t *token);
 int	vmmc_conn_ipc_open(struct vmmc_conn *c, uint64_t export_id,
-	    uint64_t token, uint64_t *import_id, struct vmmc_grant_chunk *out,
-	    size_t max);
+	    uint64_t token, uint64_t *import_id, uint64_t *exporter_addr,
+	    struct vmmc_grant_chunk *out, size_t max);
+
+/* The address plan (client/va.c), protocol 4: where vmmd plans a range of
+ * size bytes aligned to align (*addr 0: no plan, an older vmmd, or its
+ * window is full: reserve anywhere); tell it a reservation went elsewhere
+ * than planned (ipc: an import away from its exporter's address); after a
+ * restart, claim the reservations this process has, connection locked
+ * (accepted[i] false for one vmmd refused).  0 or a VMM_E* code. */
+int	vmmc_conn_va_request(struct vmmc_conn *c, uint64_t size,
+	    uint64_t align, uint64_t *addr);
+int	vmmc_conn_va_placed(struct vmmc_conn *c, uint64_t planned,
+	    uint64_t addr, uint64_t size, bool ipc);
+int	vmmc_conn_va_claim_locked(struct vmmc_conn *c, const uint64_t *addrs,
+	    const uint64_t *sizes, size_t n, bool *accepted);
 int	vmmc_conn_ipc_close(struct vmmc_conn *c, uint64_t import_id);
 
 /* ---- va.c ---------------------------------------------------------------------- */
@@ -171,6 +185,14 @@ int	vmmc_va_alloc(int dev, uint64_t size, uint64_t align, CUdeviceptr *out);
 void	vmmc_va_free(int dev, CUdeviceptr base, uint64_t size);
 /* Takes [base, base+size) if it is free; 0 on success. */
 int	vmmc_va_take(int dev, CUdeviceptr base, uint64_t size);
+/* Reserves [addr, addr+size) exactly (a range of our reservations that is
+ * free, or a reservation of its own at that address): 0, or -1 if the
+ * range is not to be had here (the caller goes elsewhere).  vmmc_va_free
+ * gives it back. */
+int	vmmc_va_alloc_at(int dev, CUdeviceptr addr, uint64_t size);
+/* After a daemon restart: claims this process's reservations of dev at
+ * the new vmmd behind c (connection locked).  0 or a VMM_E* code. */
+int	vmmc_va_claim_all(struct vmmc_conn *c, int dev);
 uint64_t vmmc_va_reserved(void);
 /* Whether addr lies in one of our reservations (any device). */
 bool	vmmc_va_contains(CUdeviceptr addr);

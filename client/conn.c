@@ -60,6 +60,10 @@ struct vmmc_conn {
 	uint64_t		recall_target, recall_id;
 	uint64_t		abandoned[CONN_MAX_ABANDONED];	/* 0: free */
 	unsigned		nabandoned;
+	/* The protocol version of the session (its HelloReply's), and the
+	 * one to say Hello with: lowered to 3 once a daemon refused 4, so
+	 * an older vmmd still serves this process (without address plan). */
+	uint32_t		proto, proto_hello;
 };
 
 static pthread_mutex_t	conns_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -286,6 +290,9 @@ conn_open(struct vmmc_conn *c)
 
 	if (now < c->next_try_ms)
 		return VMM_ENODAEMON;
+	if (c->proto_hello == 0)
+		c->proto_hello = VMM_PROTOCOL_VERSION;
+again:
 	if ((rc = vmm_sess_connect(&c->sess, c->path, conn_timeout())) != 0) {
 		c->sess = NULL;
 		snprintf(err, sizeof(err), "%s", vmm_sess_strerror(rc));
@@ -309,9 +316,20 @@ conn_open(struct vmmc_conn *c)
 		h.resume_session = c->session;
 		h.resume_instance = c->instance;
 	}
+	h.protocol_version = c->proto_hello;
 	/* No session can hold anything before its HelloReply: a failed Hello
 	 * lets this connection go. */
 	if ((rc = vmm_sess_hello(c->sess, &h, conn_timeout())) != 0) {
+		/* A daemon of protocol 3 refuses 4: it is spoken to as 3
+		 * (legacy IPC, no address plan). */
+		if (rc == VMM_SESS_EREFUSED && h.protocol_version > 3 &&
+		    vmm_sess_error(c->sess)->code ==
+		    VMM__ERROR_CODE__ERROR_CODE_VERSION_MISMATCH) {
+			conn_down(c);
+			c->proto_hello = 3;
+			vmm_log_debug("vmmd speaks protocol 3: no address plan");
+			goto again;
+		}
 		if (rc == VMM_SESS_EREFUSED)
 			snprintf(err, sizeof(err), "refused: %.150s",
 			    vmm_sess_error(c->sess)->message);
@@ -327,6 +345,7 @@ conn_open(struct vmmc_conn *c)
 	__atomic_store_n(&c->gran, hr->granularity, __ATOMIC_RELAXED);
 	c->session = hr->session_id;
 	c->instance = hr->instance_id;
+	c->proto = hr->protocol_version;
 	vmm_log_debug("connected to vmmd at %s, session %llu%s", c->path,
 	    (unsigned long long)c->session, resumed ? " (resumed)" : "");
 	/* Only a daemon that never lent us anything is told what we map: the
@@ -778,7 +797,7 @@ vmmc_conn_close_all(void)
 
 int
 vmmc_conn_ipc_export(struct vmmc_conn *c, const uint64_t *ids, size_t n,
-    uint64_t *export_id, uint64_t *token)
+    uint64_t addr, uint64_t *export_id, uint64_t *token)
 {
 	Vmm__IpcExport x = VMM__IPC_EXPORT__INIT;
 	Vmm__Envelope env = vmm_frame_env_ipc_export(&x);
@@ -787,6 +806,7 @@ vmmc_conn_ipc_export(struct vmmc_conn *c, const uint64_t *ids, size_t n,
 
 	x.n_chunk_ids = n;
 	x.chunk_ids = (uint64_t *)ids;
+	x.addr = addr;
 	pthread_mutex_lock(&c->lock);
 	if ((rc = conn_request(c, &env, NULL, 0, &m)) == 0) {
 		*export_id = vmm_frame_msg_env(m)->ipc_export_reply->export_id;
@@ -799,7 +819,8 @@ vmmc_conn_ipc_export(struct vmmc_conn *c, const uint64_t *ids, size_t n,
 
 int
 vmmc_conn_ipc_open(struct vmmc_conn *c, uint64_t export_id, uint64_t token,
-    uint64_t *import_id, struct vmmc_grant_chunk *out, size_t max)
+    uint64_t *import_id, uint64_t *exporter_addr, struct vmmc_grant_chunk *out,
+    size_t max)
 {
 	Vmm__IpcOpen o = VMM__IPC_OPEN__INIT;
 	Vmm__Envelope env = vmm_frame_env_ipc_open(&o);
@@ -814,6 +835,7 @@ vmmc_conn_ipc_open(struct vmmc_conn *c, uint64_t export_id, uint64_t token,
 	if ((rc = conn_request(c, &env, NULL, 0, &m)) == 0) {
 		g = vmm_frame_msg_env(m)->ipc_grant;
 		*import_id = g->import_id;
+		*exporter_addr = g->exporter_addr;
 		if (g->n_chunks > max)
 			rc = VMM_EPROTO;	/* the fds go with m */
 		else {
@@ -843,5 +865,103 @@ vmmc_conn_ipc_close(struct vmmc_conn *c, uint64_t import_id)
 	if ((rc = conn_request(c, &env, NULL, 0, &m)) == 0)
 		vmm_frame_msg_free(m);
 	pthread_mutex_unlock(&c->lock);
+	return rc;
+}
+
+/* ---- the address plan (client/va.c) -------------------------------------- */
+
+int
+vmmc_conn_va_request(struct vmmc_conn *c, uint64_t size, uint64_t align,
+    uint64_t *addr)
+{
+	Vmm__VaRequest q = VMM__VA_REQUEST__INIT;
+	Vmm__Envelope env = vmm_frame_env_va_request(&q);
+	const Vmm__VaReply *r;
+	struct vmm_frame_msg *m;
+	int rc;
+
+	*addr = 0;
+	q.size = size;
+	q.alignment = align;
+	pthread_mutex_lock(&c->lock);
+	c->closed = false;
+	if (c->sess == NULL && (rc = conn_open(c)) != 0)
+		goto out;
+	/* An older vmmd has no plan: anywhere. */
+	if (c->proto < 4) {
+		rc = 0;
+		goto out;
+	}
+	if ((rc = conn_request(c, &env, NULL, 0, &m)) == 0) {
+		r = vmm_frame_msg_env(m)->va_reply;
+		if (r->addr != 0 && r->size != size)
+			rc = VMM_EPROTO;
+		else
+			*addr = r->addr;
+		vmm_frame_msg_free(m);
+	}
+out:
+	pthread_mutex_unlock(&c->lock);
+	return rc;
+}
+
+int
+vmmc_conn_va_placed(struct vmmc_conn *c, uint64_t planned, uint64_t addr,
+    uint64_t size, bool ipc)
+{
+	Vmm__VaPlaced p = VMM__VA_PLACED__INIT;
+	Vmm__Envelope env = vmm_frame_env_va_placed(&p);
+	struct vmm_frame_msg *m;
+	int rc;
+
+	p.planned = planned;
+	p.addr = addr;
+	p.size = size;
+	p.ipc = ipc;
+	pthread_mutex_lock(&c->lock);
+	/* Only to the session that planned it (not a new one). */
+	if (c->sess == NULL || c->proto < 4)
+		rc = VMM_ENODAEMON;
+	else if ((rc = conn_roundtrip(c, &env, NULL, 0, &m)) == 0)
+		vmm_frame_msg_free(m);
+	else if (rc == VMMC_EREFUSED)
+		rc = conn_refused(c);
+	pthread_mutex_unlock(&c->lock);
+	return rc;
+}
+
+int
+vmmc_conn_va_claim_locked(struct vmmc_conn *c, const uint64_t *addrs,
+    const uint64_t *sizes, size_t n, bool *accepted)
+{
+	Vmm__VaRange rv[VMM_PROTO_MAX_VA_RANGES], *rp[VMM_PROTO_MAX_VA_RANGES];
+	Vmm__VaClaim q = VMM__VA_CLAIM__INIT;
+	Vmm__Envelope env = vmm_frame_env_va_claim(&q);
+	const Vmm__VaClaimReply *r;
+	struct vmm_frame_msg *m;
+	size_t i;
+	int rc;
+
+	if (c->proto < 4)
+		return VMM_ENODAEMON;
+	if (n == 0 || n > VMM_PROTO_MAX_VA_RANGES)
+		return VMM_EINVAL;
+	for (i = 0; i < n; i++) {
+		vmm__va_range__init(&rv[i]);
+		rv[i].addr = addrs[i];
+		rv[i].size = sizes[i];
+		rp[i] = &rv[i];
+	}
+	q.n_ranges = n;
+	q.ranges = rp;
+	if ((rc = conn_roundtrip(c, &env, NULL, 0, &m)) != 0)
+		return rc == VMMC_EREFUSED ? conn_refused(c) : rc;
+	r = vmm_frame_msg_env(m)->va_claim_reply;
+	if (r->n_accepted != n)
+		rc = VMM_EPROTO;
+	else
+		for (i = 0; i < n; i++)
+			accepted[i] = r->accepted[i];
+	vmm_frame_msg_free(m);
 	return rc;
 }

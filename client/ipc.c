@@ -11,8 +11,10 @@
  * cudaMalloc) keep the driver's path.
  *
  * Opening asks vmmd for the export's chunks as fds (IpcOpen), maps them
- * back to back into a range of our VA and returns the pointer at the
- * offset.  vmmd counts this process as a holder of those chunks until
+ * back to back and returns the pointer at the offset: at the exporter's
+ * own address when that range is free here (vmmd's address plan keeps
+ * the clients' ranges disjoint, so it usually is: the same pointer in both
+ * processes), else anywhere in our VA, which vmmd counts as a missed hint.  vmmd counts this process as a holder of those chunks until
  * IpcClose, or until the process is gone: it never lends them to anyone
  * while we map them, even once the exporter frees them.  The same handle
  * opened again returns the same pointer with one more reference
@@ -113,7 +115,9 @@ vmmc_ipc_get(const void *ptr, void *handle)
 		return VMM_ECUDA;
 	if ((c = vmmc_conn_get(dev)) == NULL)
 		return VMM_ENODAEMON;
-	if ((rc = vmmc_conn_ipc_export(c, ids, n, &w.export_id, &w.token)) != 0)
+	/* The chunks' start as mapped here: the importer's first choice. */
+	if ((rc = vmmc_conn_ipc_export(c, ids, n,
+	    (uint64_t)(uintptr_t)ptr - w.offset, &w.export_id, &w.token)) != 0)
 		return rc;
 	memcpy(w.magic, ipc_magic, sizeof(w.magic));
 	w.pid = (uint32_t)getpid();
@@ -148,10 +152,11 @@ ipc_find_ptr(CUdeviceptr p)
 	return NULL;
 }
 
-/* Maps an open export at a new range of our VA; the fds are taken. */
+/* Maps an open export at the exporter's address xaddr if that range is
+ * free here, else at a new range of our VA; the fds are taken. */
 static int
 ipc_map(struct vmmc_conn *c, int dev, struct vmmc_grant_chunk *g, size_t n,
-    struct ipc_import *im)
+    uint64_t xaddr, struct ipc_import *im)
 {
 	uint64_t gran = vmmc_conn_granularity(c);
 	size_t i;
@@ -160,8 +165,15 @@ ipc_map(struct vmmc_conn *c, int dev, struct vmmc_grant_chunk *g, size_t n,
 	for (i = 0, im->span = 0; i < n; i++)
 		im->span += g[i].size;
 	im->va_size = (im->span + gran - 1) / gran * gran;
-	if ((rc = vmmc_va_alloc(dev, im->va_size, gran, &im->base)) != 0)
+	if (xaddr != 0 && vmmc_va_alloc_at(dev, xaddr, im->va_size) == 0)
+		im->base = xaddr;
+	else if ((rc = vmmc_va_alloc(dev, im->va_size, gran, &im->base)) != 0)
 		goto fail;
+	else if (xaddr != 0) {
+		vmm_log_debug("IPC_MISS Planned=0x%llx Ptr=0x%llx",
+		    (unsigned long long)xaddr, (unsigned long long)im->base);
+		vmmc_conn_va_placed(c, xaddr, im->base, im->va_size, true);
+	}
 	if ((rc = vmmc_map_chunks(dev, im->base, g, n)) != 0) {
 		vmmc_va_free(dev, im->base, im->va_size);
 		return rc;	/* vmmc_map_chunks closed the fds */
@@ -181,6 +193,7 @@ vmmc_ipc_open(const void *handle, void **out)
 	struct ipc_import *im;
 	struct ipc_wire w;
 	struct vmmc_conn *c;
+	uint64_t xaddr = 0;
 	int dev, n, rc;
 
 	memcpy(&w, handle, sizeof(w));
@@ -208,13 +221,13 @@ vmmc_ipc_open(const void *handle, void **out)
 		return VMM_ENODAEMON;
 	if ((im = calloc(1, sizeof(*im))) == NULL)
 		return VMM_ENOMEM;
-	n = vmmc_conn_ipc_open(c, w.export_id, w.token, &im->import_id, g,
-	    VMM_PROTO_MAX_CHUNKS);
+	n = vmmc_conn_ipc_open(c, w.export_id, w.token, &im->import_id, &xaddr,
+	    g, VMM_PROTO_MAX_CHUNKS);
 	if (n < 0) {
 		free(im);
 		return n;
 	}
-	if ((rc = ipc_map(c, dev, g, (size_t)n, im)) != 0 ||
+	if ((rc = ipc_map(c, dev, g, (size_t)n, xaddr, im)) != 0 ||
 	    w.offset + w.size > im->span) {
 		if (rc == 0) {
 			vmmc_unmap_range(im->base, im->span);

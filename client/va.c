@@ -3,12 +3,26 @@
  * default twice the device's memory) carved by a first-fit range allocator
  * whose free list coalesces neighbours.  Ranges never span two reservations,
  * because a mapping may not.  More reservations are made when one is full.
+ *
+ * vmmd owns the address plan (README "Address plan"): before a reservation
+ * the device's vmmd says where (VaRequest), disjoint from every other
+ * client of that GPU, and that address is cuMemAddressReserve's hint.  A
+ * hint is only a hint (cuda.h): when the driver puts the reservation
+ * elsewhere, vmmd is told (VaPlaced, counted as va_hint_missed) and this
+ * process goes on with what it got; no vmmd, an older one, or a refusal
+ * means no hint at all.  Nothing fails for want of a plan.  No lock of
+ * this file is held while vmmd is asked (conn.c may call back here, the
+ * connection locked, to claim the reservations after a daemon restart).
+ *
+ * An IPC import may also get a reservation of its own at exactly its
+ * exporter's address (vmmc_va_alloc_at), freed with the import.
  */
 #include "client_internal.h"
 
 #include <stdlib.h>
 #include <string.h>
 
+#include "frame.h"
 #include "log.h"
 
 struct va_free {
@@ -24,6 +38,10 @@ struct va_dev {
 	CUdeviceptr	*resv_base;
 	uint64_t	*resv_size;
 	uint32_t	nresv, capresv;
+	/* Reservations of one IPC import each, at its exporter's address. */
+	CUdeviceptr	*exact_base;
+	uint64_t	*exact_size;
+	uint32_t	nexact, capexact;
 };
 
 static struct va_dev	va_devs[VMMC_MAX_DEVICES] = {
@@ -118,16 +136,32 @@ va_resv_of(const struct va_dev *d, CUdeviceptr addr)
 	return UINT32_MAX;
 }
 
-/* Makes a new reservation big enough for size + align. */
+/* Grows a pair of arrays (bases, sizes) of *cap entries by doubling. */
 static int
-va_grow(struct va_dev *d, int dev, uint64_t size, uint64_t align)
+va_grow_arrays(CUdeviceptr **base, uint64_t **size, uint32_t *cap)
+{
+	uint32_t n = *cap ? *cap * 2 : 4;
+	CUdeviceptr *nb = realloc(*base, n * sizeof(*nb));
+	uint64_t *ns;
+
+	if (nb == NULL)
+		return -1;
+	*base = nb;
+	if ((ns = realloc(*size, n * sizeof(*ns))) == NULL)
+		return -1;
+	*size = ns;
+	*cap = n;
+	return 0;
+}
+
+/* How much a new reservation for size + align reserves. */
+static uint64_t
+va_want(int dev, uint64_t size, uint64_t align)
 {
 	const struct vmmc_settings *st = vmmc_settings_get();
 	uint64_t want = st->reserve_mb << 20;
-	CUdeviceptr base;
 	size_t total = 0;
 	CUdevice cudev;
-	CUresult r;
 
 	if (want == 0) {
 		if (cuDeviceGet(&cudev, dev) == CUDA_SUCCESS)
@@ -140,31 +174,53 @@ va_grow(struct va_dev *d, int dev, uint64_t size, uint64_t align)
 		want = size + align;
 	/* A whole number of alignments: align is a power of two at least the
 	 * driver's granularity (never an assumed 2 MiB). */
-	want = (want + align - 1) & ~(align - 1);
-	if (d->nresv == d->capresv) {
-		uint32_t n = d->capresv ? d->capresv * 2 : 4;
-		CUdeviceptr *nb = realloc(d->resv_base, n * sizeof(*nb));
-		uint64_t *ns;
+	return (want + align - 1) & ~(align - 1);
+}
 
-		if (nb == NULL)
-			return VMM_ENOMEM;
-		d->resv_base = nb;
-		if ((ns = realloc(d->resv_size, n * sizeof(*ns))) == NULL)
-			return VMM_ENOMEM;
-		d->resv_size = ns;
-		d->capresv = n;
-	}
-	if ((r = cuMemAddressReserve(&base, want, align, 0, 0)) != CUDA_SUCCESS) {
+/* Reserves want bytes where vmmd's plan says (if it says), without any
+ * lock of this file held: 0 and *out, or VMM_ECUDA. */
+static int
+va_reserve(int dev, uint64_t want, uint64_t align, CUdeviceptr *out)
+{
+	struct vmmc_conn *c = vmmc_conn_get(dev);
+	uint64_t planned = 0;
+	CUresult r;
+
+	if (c != NULL && vmmc_conn_va_request(c, want, align, &planned) != 0)
+		planned = 0;	/* no plan: anywhere */
+	r = cuMemAddressReserve(out, want, align, (CUdeviceptr)planned, 0);
+	/* A hint never makes a reservation fail. */
+	if (r != CUDA_SUCCESS && planned != 0)
+		r = cuMemAddressReserve(out, want, align, 0, 0);
+	if (r != CUDA_SUCCESS) {
 		vmm_log_error("cuMemAddressReserve(%llu MiB): error %d",
 		    (unsigned long long)(want >> 20), (int)r);
+		if (planned != 0)	/* the plan has a range we never took */
+			vmmc_conn_va_placed(c, planned, planned, want, false);
 		return VMM_ECUDA;
 	}
-	d->resv_base[d->nresv] = base;
-	d->resv_size[d->nresv] = want;
-	if (va_release(d, base, want, d->nresv) != 0) {
+	if (planned != 0 && *out != planned) {
+		vmm_log_debug("VA_MISS Planned=0x%llx Ptr=0x%llx Size=%llu",
+		    (unsigned long long)planned, (unsigned long long)*out,
+		    (unsigned long long)want);
+		vmmc_conn_va_placed(c, planned, *out, want, false);
+	}
+	return 0;
+}
+
+/* Records a new reservation [base, base + want) of d; lock held.  On
+ * failure the reservation is freed. */
+static int
+va_add_resv(struct va_dev *d, CUdeviceptr base, uint64_t want)
+{
+	if ((d->nresv == d->capresv && va_grow_arrays(&d->resv_base,
+	    &d->resv_size, &d->capresv) != 0) ||
+	    va_release(d, base, want, d->nresv) != 0) {
 		cuMemAddressFree(base, want);
 		return VMM_ENOMEM;
 	}
+	d->resv_base[d->nresv] = base;
+	d->resv_size[d->nresv] = want;
 	d->nresv++;
 	__atomic_add_fetch(&va_reserved_total, want, __ATOMIC_RELAXED);
 	vmm_log_debug("RESERVE Ptr=0x%llx Size=%llu", (unsigned long long)base,
@@ -176,6 +232,8 @@ int
 vmmc_va_alloc(int dev, uint64_t size, uint64_t align, CUdeviceptr *out)
 {
 	struct va_dev *d = &va_devs[dev];
+	CUdeviceptr base;
+	uint64_t want;
 	int tries, rc;
 	size_t i;
 
@@ -202,13 +260,71 @@ vmmc_va_alloc(int dev, uint64_t size, uint64_t align, CUdeviceptr *out)
 			*out = a;
 			return 0;
 		}
-		if ((rc = va_grow(d, dev, size, align)) != 0) {
+		/* vmmd is asked without the lock (another thread may grow
+		 * meanwhile: then two reservations, both used). */
+		pthread_mutex_unlock(&d->lock);
+		want = va_want(dev, size, align);
+		if ((rc = va_reserve(dev, want, align, &base)) != 0)
+			return rc;
+		pthread_mutex_lock(&d->lock);
+		if ((rc = va_add_resv(d, base, want)) != 0) {
 			pthread_mutex_unlock(&d->lock);
 			return rc;
 		}
 	}
 	pthread_mutex_unlock(&d->lock);
 	return VMM_ENOMEM;
+}
+
+/* Index of the IPC reservation at base of size bytes, or UINT32_MAX. */
+static uint32_t
+va_exact_of(const struct va_dev *d, CUdeviceptr base, uint64_t size)
+{
+	uint32_t i;
+
+	for (i = 0; i < d->nexact; i++)
+		if (d->exact_base[i] == base && (size == 0 ||
+		    d->exact_size[i] == size))
+			return i;
+	return UINT32_MAX;
+}
+
+int
+vmmc_va_alloc_at(int dev, CUdeviceptr addr, uint64_t size)
+{
+	struct va_dev *d = &va_devs[dev];
+	CUdeviceptr got = 0;
+	uint32_t r;
+
+	if (addr == 0 || size == 0 || addr + size < addr)
+		return -1;
+	/* Inside our own reservations: only if that range is free there. */
+	if (vmmc_va_take(dev, addr, size) == 0)
+		return 0;
+	pthread_mutex_lock(&d->lock);
+	for (r = 0; r < d->nresv; r++)
+		if (addr < d->resv_base[r] + d->resv_size[r] &&
+		    d->resv_base[r] < addr + size)
+			break;
+	if (r < d->nresv || (d->nexact == d->capexact &&
+	    va_grow_arrays(&d->exact_base, &d->exact_size, &d->capexact) != 0)) {
+		pthread_mutex_unlock(&d->lock);
+		return -1;
+	}
+	if (cuMemAddressReserve(&got, size, 0, addr, 0) != CUDA_SUCCESS) {
+		pthread_mutex_unlock(&d->lock);
+		return -1;
+	}
+	if (got != addr) {
+		cuMemAddressFree(got, size);
+		pthread_mutex_unlock(&d->lock);
+		return -1;
+	}
+	d->exact_base[d->nexact] = addr;
+	d->exact_size[d->nexact] = size;
+	d->nexact++;
+	pthread_mutex_unlock(&d->lock);
+	return 0;
 }
 
 void
@@ -220,6 +336,12 @@ vmmc_va_free(int dev, CUdeviceptr base, uint64_t size)
 	pthread_mutex_lock(&d->lock);
 	if ((resv = va_resv_of(d, base)) != UINT32_MAX)
 		va_release(d, base, size, resv);
+	else if ((resv = va_exact_of(d, base, size)) != UINT32_MAX) {
+		cuMemAddressFree(base, size);
+		d->nexact--;
+		d->exact_base[resv] = d->exact_base[d->nexact];
+		d->exact_size[resv] = d->exact_size[d->nexact];
+	}
 	pthread_mutex_unlock(&d->lock);
 }
 
@@ -255,6 +377,7 @@ bool
 vmmc_va_contains(CUdeviceptr addr)
 {
 	bool r = false;
+	uint32_t i;
 	int d;
 
 	for (d = 0; d < VMMC_MAX_DEVICES && !r; d++) {
@@ -264,6 +387,9 @@ vmmc_va_contains(CUdeviceptr addr)
 			continue;
 		pthread_mutex_lock(&v->lock);
 		r = va_resv_of(v, addr) != UINT32_MAX;
+		for (i = 0; i < v->nexact && !r; i++)
+			r = addr >= v->exact_base[i] &&
+			    addr - v->exact_base[i] < v->exact_size[i];
 		pthread_mutex_unlock(&v->lock);
 	}
 	return r;
@@ -285,8 +411,44 @@ vmmc_va_forget_all(void)
 		free(va_devs[i].free);
 		free(va_devs[i].resv_base);
 		free(va_devs[i].resv_size);
+		free(va_devs[i].exact_base);
+		free(va_devs[i].exact_size);
 		memset(&va_devs[i], 0, sizeof(va_devs[i]));
 		pthread_mutex_init(&va_devs[i].lock, NULL);
 	}
 	va_reserved_total = 0;
+}
+
+int
+vmmc_va_claim_all(struct vmmc_conn *c, int dev)
+{
+	uint64_t addrs[VMM_PROTO_MAX_VA_RANGES], sizes[VMM_PROTO_MAX_VA_RANGES];
+	bool ok[VMM_PROTO_MAX_VA_RANGES];
+	struct va_dev *d = &va_devs[dev];
+	uint32_t from = 0, k, i;
+	int rc = 0, r;
+
+	/* In batches, copied under the lock, sent without it.  IPC imports'
+	 * reservations are their exporters' ranges: not claimed. */
+	for (;;) {
+		pthread_mutex_lock(&d->lock);
+		for (k = 0; from + k < d->nresv && k < VMM_PROTO_MAX_VA_RANGES;
+		    k++) {
+			addrs[k] = d->resv_base[from + k];
+			sizes[k] = d->resv_size[from + k];
+		}
+		pthread_mutex_unlock(&d->lock);
+		if (k == 0)
+			return rc;
+		from += k;
+		if ((r = vmmc_conn_va_claim_locked(c, addrs, sizes, k, ok)) != 0) {
+			/* An older vmmd has no plan to restore. */
+			return r == VMM_ENODAEMON ? rc : r;
+		}
+		for (i = 0; i < k; i++)
+			if (!ok[i])
+				vmm_log_debug("VA_CLAIM_REFUSED Ptr=0x%llx "
+				    "Size=%llu", (unsigned long long)addrs[i],
+				    (unsigned long long)sizes[i]);
+	}
 }

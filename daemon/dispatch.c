@@ -33,7 +33,7 @@ session_hello(struct vmmd_session *s, const Vmm__Hello *h)
 		    "Hello sent twice");
 		return;
 	}
-	/* Version 2 clients are served: they never send what 3 added. */
+	/* Versions 2 and 3 are served: they never send what 3 and 4 added. */
 	if (h->protocol_version < VMM_PROTOCOL_VERSION_MIN ||
 	    h->protocol_version > VMM_PROTOCOL_VERSION) {
 		snprintf(msg, sizeof(msg), "protocol version %u not supported; "
@@ -56,6 +56,7 @@ session_hello(struct vmmd_session *s, const Vmm__Hello *h)
 		return;
 	}
 	s->kind = h->kind;
+	s->proto = h->protocol_version;
 	s->state = VMMD_SESSION_READY;
 	vmmd_session_cached_sync(s);
 	event_del(s->ev_timeout);
@@ -168,6 +169,86 @@ session_adopt(struct vmmd_session *s, struct vmm_frame_msg *m,
 		vmmd_notify_status();
 }
 
+/* ---- the address plan (vaplan.c keeps it) ------------------------------ */
+
+/* Whether s said Hello as version 4 or later: an older client never sends
+ * these, and one that does is a bad peer. */
+static bool
+session_va_ok(struct vmmd_session *s, uint64_t rid)
+{
+	if (s->proto >= 4)
+		return true;
+	vmmd_session_fatal(s, rid, VMM__ERROR_CODE__ERROR_CODE_BAD_STATE,
+	    "the address plan needs protocol version 4");
+	return false;
+}
+
+static void
+session_va_request(struct vmmd_session *s, const Vmm__VaRequest *q)
+{
+	Vmm__Envelope env;
+	Vmm__VaReply rep = VMM__VA_REPLY__INIT;
+	char msg[160];
+	int code;
+
+	if (!session_va_ok(s, q->request_id))
+		return;
+	code = vmmd_vaplan_request(s, q->size, q->alignment, &rep.addr, msg,
+	    sizeof(msg));
+	if (code != 0) {
+		vmmd_session_error(s, q->request_id, (Vmm__ErrorCode)code, msg);
+		return;
+	}
+	rep.request_id = q->request_id;
+	rep.size = rep.addr != 0 ? q->size : 0;
+	env = vmm_frame_env_va_reply(&rep);
+	vmmd_session_send(s, &env);
+}
+
+static void
+session_va_placed(struct vmmd_session *s, const Vmm__VaPlaced *p)
+{
+	Vmm__Envelope env;
+	Vmm__Ack ack = VMM__ACK__INIT;
+	char msg[160];
+	int code;
+
+	if (!session_va_ok(s, p->request_id))
+		return;
+	code = vmmd_vaplan_placed(s, p->planned, p->addr, p->size, p->ipc, msg,
+	    sizeof(msg));
+	if (code != 0) {
+		vmmd_session_error(s, p->request_id, (Vmm__ErrorCode)code, msg);
+		return;
+	}
+	ack.request_id = p->request_id;
+	env = vmm_frame_env_ack(&ack);
+	vmmd_session_send(s, &env);
+}
+
+static void
+session_va_claim(struct vmmd_session *s, const Vmm__VaClaim *c)
+{
+	Vmm__Envelope env;
+	Vmm__VaClaimReply rep = VMM__VA_CLAIM_REPLY__INIT;
+	protobuf_c_boolean acc[VMM_PROTO_MAX_VA_RANGES];
+	bool ok[VMM_PROTO_MAX_VA_RANGES];
+	size_t i;
+
+	if (!session_va_ok(s, c->request_id))
+		return;
+	/* The frame decoder caps n_ranges at VMM_PROTO_MAX_VA_RANGES. */
+	vmmd_vaplan_claim(s, (const Vmm__VaRange *const *)c->ranges,
+	    c->n_ranges, ok);
+	for (i = 0; i < c->n_ranges; i++)
+		acc[i] = ok[i];
+	rep.request_id = c->request_id;
+	rep.n_accepted = c->n_ranges;
+	rep.accepted = acc;
+	env = vmm_frame_env_va_claim_reply(&rep);
+	vmmd_session_send(s, &env);
+}
+
 /* ---- legacy CUDA IPC (ipc.c keeps the ledger) ------------------------- */
 
 static void
@@ -178,8 +259,8 @@ session_ipc_export(struct vmmd_session *s, const Vmm__IpcExport *x)
 	char msg[128];
 	int code;
 
-	code = vmmd_ipc_export(s, x->chunk_ids, x->n_chunk_ids, &rep.export_id,
-	    &rep.token, msg, sizeof(msg));
+	code = vmmd_ipc_export(s, x->chunk_ids, x->n_chunk_ids, x->addr,
+	    &rep.export_id, &rep.token, msg, sizeof(msg));
 	if (code != 0) {
 		vmmd_session_error(s, x->request_id, (Vmm__ErrorCode)code, msg);
 		return;
@@ -205,7 +286,7 @@ session_ipc_open(struct vmmd_session *s, const Vmm__IpcOpen *o)
 	int code;
 
 	code = vmmd_ipc_open(s, o->export_id, o->token, chs, &n, &import_id,
-	    msg, sizeof(msg));
+	    &rep.exporter_addr, msg, sizeof(msg));
 	if (code != 0) {
 		vmmd_session_error(s, o->request_id, (Vmm__ErrorCode)code, msg);
 		return;
@@ -413,6 +494,16 @@ dispatch(struct vmmd_session *s, struct vmm_frame_msg *m)
 	case VMM__ENVELOPE__MSG_IPC_CLOSE:
 		session_ipc_close(s, env->ipc_close);
 		break;
+	case VMM__ENVELOPE__MSG_VA_REQUEST:
+		session_va_request(s, env->va_request);
+		break;
+	case VMM__ENVELOPE__MSG_VA_PLACED:
+		session_va_placed(s, env->va_placed);
+		break;
+	case VMM__ENVELOPE__MSG_VA_CLAIM:
+		session_va_claim(s, env->va_claim);
+		break;
+	case VMM__ENVELOPE__MSG_VA_PLAN_REQUEST:
 	case VMM__ENVELOPE__MSG_STATS_REQUEST:
 	case VMM__ENVELOPE__MSG_CLIENTS_REQUEST:
 	case VMM__ENVELOPE__MSG_TRIM_REQUEST:
@@ -433,6 +524,9 @@ dispatch(struct vmmd_session *s, struct vmm_frame_msg *m)
 		else if (env->msg_case == VMM__ENVELOPE__MSG_CLIENTS_REQUEST)
 			vmmd_session_send(s, vmmd_stats_reply(rid,
 			    env->clients_request->session_offset, false));
+		else if (env->msg_case == VMM__ENVELOPE__MSG_VA_PLAN_REQUEST)
+			vmmd_session_send(s, vmmd_vaplan_reply(rid,
+			    env->va_plan_request->offset));
 		else if (env->msg_case == VMM__ENVELOPE__MSG_TRIM_REQUEST)
 			session_trim(s, env->trim_request);
 		else

@@ -31,6 +31,7 @@
 
 struct vmmd_ipc_export {
 	uint64_t			id, token;
+	uint64_t			addr;	/* the exporter's, or 0 */
 	struct vmmd_session		*owner;
 	size_t				n;
 	uint64_t			ids[VMM_PROTO_MAX_CHUNKS];
@@ -121,7 +122,7 @@ ipc_random(void)
 
 int
 vmmd_ipc_export(struct vmmd_session *s, const uint64_t *ids, size_t n,
-    uint64_t *id, uint64_t *token, char *msg, size_t msglen)
+    uint64_t addr, uint64_t *id, uint64_t *token, char *msg, size_t msglen)
 {
 	struct vmmd_chunk *chs[VMM_PROTO_MAX_CHUNKS];
 	struct vmmd_ipc_export *e;
@@ -150,6 +151,7 @@ vmmd_ipc_export(struct vmmd_session *s, const uint64_t *ids, size_t n,
 			if (e->ids[i] != ids[i] || e->leases[i] != chs[i]->lease)
 				break;
 		if (i == n) {
+			e->addr = addr;
 			*id = e->id;
 			*token = e->token;
 			return 0;
@@ -169,6 +171,7 @@ vmmd_ipc_export(struct vmmd_session *s, const uint64_t *ids, size_t n,
 	}
 	e->id = ipc_next_export++;
 	e->token = ipc_random();
+	e->addr = addr;
 	e->owner = s;
 	e->n = n;
 	for (i = 0; i < n; i++) {
@@ -200,8 +203,8 @@ ipc_refusal(const struct vmmd_session *s, const struct vmmd_ipc_export *e)
 
 int
 vmmd_ipc_open(struct vmmd_session *s, uint64_t id, uint64_t token,
-    struct vmmd_chunk **chs, size_t *n, uint64_t *import_id, char *msg,
-    size_t msglen)
+    struct vmmd_chunk **chs, size_t *n, uint64_t *import_id, uint64_t *addr,
+    char *msg, size_t msglen)
 {
 	struct vmmd_ipc_import *im;
 	struct vmmd_ipc_export *e;
@@ -257,6 +260,7 @@ vmmd_ipc_open(struct vmmd_session *s, uint64_t id, uint64_t token,
 	    e->id, im->bytes);
 	*n = im->n;
 	*import_id = im->id;
+	*addr = e->addr;
 	return 0;
 }
 

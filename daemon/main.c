@@ -229,6 +229,7 @@ main(int argc, char **argv)
 		fprintf(stderr, "vmmd: %s\n", err);
 		return 1;
 	}
+	vmmd_vaplan_init(vmmd_pool_device_ordinal());
 	if ((vmmd_base = event_base_new()) == NULL) {
 		fprintf(stderr, "vmmd: event_base_new failed\n");
 		return 1;
@@ -285,6 +286,7 @@ main(int argc, char **argv)
 	vmmd_metrics_stop();
 	vmmd_server_stop();
 	vmmd_session_shutdown_all("vmmd is shutting down");
+	vmmd_vaplan_shutdown();
 	vmmd_closer_stop();
 	vmmd_pool_shutdown();
 	event_free(ev_term);

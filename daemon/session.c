@@ -350,6 +350,7 @@ vmmd_session_resume(struct vmmd_session *s, uint64_t old_id)
 	    PRIu64, s->id, o->id, (int)s->pid, o->h.chunks);
 	vmmd_pool_transfer(&o->h, &s->h);
 	vmmd_ipc_transfer(o, s);
+	vmmd_vaplan_transfer(o, s);
 	vmmd_stats.resumed_sessions++;
 	session_free(o);
 	return true;
@@ -568,6 +569,7 @@ session_on_pid(evutil_socket_t fd, short what, void *arg)
 	    (int)s->pid, s->h.chunks);
 	vmmd_pool_holder_gone(&s->h);
 	vmmd_ipc_gone(s);
+	vmmd_vaplan_gone(s);
 	session_free(s);
 	session_memory_back();
 	vmmd_notify_status();
@@ -598,11 +600,14 @@ vmmd_session_close(struct vmmd_session *s, const char *why)
 	s->rd = NULL;
 	vmmd_closer_close(s->fd);
 	s->fd = -1;
-	/* IPC imports, like chunks, may still be mapped by a live process. */
-	alive = (s->h.chunks > 0 || s->ipc.nimports > 0) &&
-	    session_process_alive(s);
+	/* IPC imports, like chunks, may still be mapped by a live process,
+	 * and its planned VA ranges still reserved. */
+	alive = (s->h.chunks > 0 || s->ipc.nimports > 0 ||
+	    vmmd_vaplan_held(s)) && session_process_alive(s);
 	vmmd_pool_holder_closed(&s->h, alive);
 	vmmd_ipc_closed(s, alive);
+	if (!alive)
+		vmmd_vaplan_gone(s);
 	if (!alive)
 		session_memory_back();
 	if (alive)
@@ -757,6 +762,7 @@ vmmd_session_shutdown_all(const char *why)
 	while ((s = TAILQ_FIRST(&vmmd_sessions)) != NULL) {
 		vmmd_pool_holder_gone(&s->h);
 		vmmd_ipc_gone(s);
+		vmmd_vaplan_gone(s);
 		session_free(s);
 	}
 	session_on_reap(-1, 0, NULL);

@@ -70,6 +70,9 @@ stats_session(const struct vmmd_session *s, Vmm__SessionStats *o)
 	o->native_pool_bytes = s->rep_native[2];
 	o->native_managed_bytes = s->rep_native[3];
 	o->app_vmm_bytes = s->rep_app_vmm;
+	o->va_ranges = s->va.nranges;
+	o->va_bytes = s->va.bytes;
+	o->va_hint_missed = s->va.hint_missed;
 }
 
 const Vmm__Envelope *

@@ -12,6 +12,7 @@
  *              quarantine, scrub, idle return, OOM recovery
  *   tenant.c   who may get back memory another holder released
  *   ipc.c      legacy CUDA IPC: exports, imports and their holds on chunks
+ *   vaplan.c   the address plan: the VA ranges each client reserves
  *   stats.c    counters and the admin replies
  *   notify.c   sd_notify: READY, STATUS, watchdog, STOPPING
  *   cgroup.c   which cgroup and container a client is in
@@ -24,7 +25,8 @@
  * pool.c and stats.c; policy.c calls session.c and pool.c; session.c calls
  * pool.c and reaches dispatch.c and policy.c only through the two hooks
  * dispatch.c registers (vmmd_session_set_handlers); dispatch.c and
- * session.c call ipc.c, which calls pool.c only.  pool.c, tenant.c,
+ * session.c call ipc.c, which calls pool.c only; main.c, dispatch.c,
+ * session.c and stats.c call vaplan.c, which calls none.  pool.c, tenant.c,
  * config.c and closer.c call no other file of vmmd but each other's leaves;
  * pool.c hands slow driver calls to worker.c, which calls nothing back but
  * the completion function pointer of each job.
@@ -381,15 +383,18 @@ struct vmmd_ipc_side {
 #define VMMD_IPC_MAX_IMPORTS	4096
 
 void	vmmd_ipc_init(struct vmmd_session *s);
-/* Exports chunks s holds (ids: what the peer sent, checked here).  0 and
- * the export's id and token, or an ErrorCode with msg. */
+/* Exports chunks s holds (ids: what the peer sent, checked here) that s
+ * maps at addr (0: not said).  0 and the export's id and token, or an
+ * ErrorCode with msg. */
 int	vmmd_ipc_export(struct vmmd_session *s, const uint64_t *ids, size_t n,
-	    uint64_t *id, uint64_t *token, char *msg, size_t msglen);
-/* Opens export id for s: its chunks into chs (VMM_PROTO_MAX_CHUNKS), each
- * now held by s, and the import's id.  0, or an ErrorCode with msg. */
-int	vmmd_ipc_open(struct vmmd_session *s, uint64_t id, uint64_t token,
-	    struct vmmd_chunk **chs, size_t *n, uint64_t *import_id, char *msg,
+	    uint64_t addr, uint64_t *id, uint64_t *token, char *msg,
 	    size_t msglen);
+/* Opens export id for s: its chunks into chs (VMM_PROTO_MAX_CHUNKS), each
+ * now held by s, the import's id and the exporter's address (or 0).  0, or
+ * an ErrorCode with msg. */
+int	vmmd_ipc_open(struct vmmd_session *s, uint64_t id, uint64_t token,
+	    struct vmmd_chunk **chs, size_t *n, uint64_t *import_id,
+	    uint64_t *addr, char *msg, size_t msglen);
 /* Ends import id of s (its holds go): 0, or -1 if s has no such import. */
 int	vmmd_ipc_close(struct vmmd_session *s, uint64_t import_id);
 /* s's socket closed: its exports end; its imports end too unless its
@@ -399,6 +404,50 @@ void	vmmd_ipc_closed(struct vmmd_session *s, bool process_alive);
 void	vmmd_ipc_gone(struct vmmd_session *s);
 /* A session resumed: from's imports are to's now. */
 void	vmmd_ipc_transfer(struct vmmd_session *from, struct vmmd_session *to);
+
+/* ---- vaplan.c ---------------------------------------------------------------- */
+
+/* The plan's window on GPU ordinal o: VMMD_VA_BASE + (o mod VMMD_VA_WINDOWS)
+ * x VMMD_VA_WINDOW (README "Address plan" says why there). */
+#define VMMD_VA_BASE		(32ull << 40)	/* 32 TiB */
+#define VMMD_VA_WINDOW		(4ull << 40)	/* 4 TiB per GPU */
+#define VMMD_VA_WINDOWS		8
+/* Ranges one session may hold (each refusal counted). */
+#define VMMD_VA_MAX_RANGES	VMM_PROTO_MAX_VA_RANGES
+
+/* A session's side of the plan (vaplan.c reads and writes it). */
+struct vmmd_va_side {
+	uint32_t	nranges;
+	uint64_t	bytes;
+	uint64_t	hint_missed;	/* its reservations and IPC opens */
+};
+
+/* Sets the window for this GPU's ordinal (after the pool is up). */
+void	vmmd_vaplan_init(int ordinal);
+void	vmmd_vaplan_window(uint64_t *base, uint64_t *size);
+/* Plans size bytes aligned to align (a power of two or 0) for s: 0 and
+ * *addr (0 if the window is full: s reserves anywhere), or an ErrorCode
+ * with msg (absurd size or alignment; s at VMMD_VA_MAX_RANGES). */
+int	vmmd_vaplan_request(struct vmmd_session *s, uint64_t size,
+	    uint64_t align, uint64_t *addr, char *msg, size_t msglen);
+/* s reserved at addr what was planned at planned (ipc: an import mapped
+ * away from its exporter's address): counted as a missed hint, and the
+ * plan records where it went.  0, or an ErrorCode with msg. */
+int	vmmd_vaplan_placed(struct vmmd_session *s, uint64_t planned,
+	    uint64_t addr, uint64_t size, bool ipc, char *msg, size_t msglen);
+/* After a restart: records s's reservations; accepted[i] false for one
+ * overlapping a recorded range (any session's) or over the bound. */
+void	vmmd_vaplan_claim(struct vmmd_session *s, const Vmm__VaRange *const *r,
+	    size_t n, bool *accepted);
+/* Whether s has ranges (its process may have them reserved). */
+bool	vmmd_vaplan_held(const struct vmmd_session *s);
+/* s's process is gone (or vmmd stops): its ranges are free. */
+void	vmmd_vaplan_gone(struct vmmd_session *s);
+/* A session resumed: from's ranges are to's now. */
+void	vmmd_vaplan_transfer(struct vmmd_session *from, struct vmmd_session *to);
+/* The admin view: every range from offset on; valid until the next call. */
+const Vmm__Envelope *vmmd_vaplan_reply(uint64_t rid, uint32_t offset);
+void	vmmd_vaplan_shutdown(void);
 
 /* ---- tenant.c ---------------------------------------------------------------- */
 
@@ -444,6 +493,8 @@ struct vmmd_session {
 	struct vmm_frame_outq	*oq;
 	struct vmmd_holder	h;		/* the pool's ledger of it */
 	struct vmmd_ipc_side	ipc;		/* ipc.c's ledger of it */
+	struct vmmd_va_side	va;		/* vaplan.c's */
+	uint32_t		proto;		/* its Hello's version */
 	uint64_t		rep_in_use, rep_cached, rep_peak;
 	/* Native bytes by path as last reported (Report fields 30..33):
 	 * the client's figures, shown, never trusted for accounting. */

@@ -110,6 +110,12 @@ struct vmm_pool_figures {
 	X(ipc_opens, "CUDA IPC handles opened (cuIpcOpenMemHandle)")         \
 	X(ipc_closes, "CUDA IPC handles closed (cuIpcCloseMemHandle)")       \
 	X(ipc_refused, "CUDA IPC opens refused (gone, wrong token, other uid)") \
-	X(ipc_limits, "CUDA IPC exports or opens refused at a session's limit")
+	X(ipc_limits, "CUDA IPC exports or opens refused at a session's limit") \
+	X(va_planned, "VA ranges planned for clients (VaRequest)")          \
+	X(va_plan_full, "VA requests answered 'anywhere': the window is full") \
+	X(va_refused, "VA requests refused (absurd size, per-client bound)") \
+	X(va_hint_missed, "reservations or IPC opens not at the planned address") \
+	X(va_claimed, "VA ranges claimed back after a restart")             \
+	X(va_claims_refused, "VA claims refused (overlap, per-client bound)")
 
 #endif

@@ -323,6 +323,67 @@ ipc_close_ok(const Vmm__IpcClose *m)
 	return m->import_id != 0;
 }
 
+/* A range of the address plan: page-aligned, non-empty, bounded, not
+ * wrapping.  What lies where is vaplan.c's business. */
+static bool
+va_range_ok(uint64_t addr, uint64_t size)
+{
+	return addr != 0 && addr % 4096 == 0 && size != 0 &&
+	    size <= VMM_PROTO_MAX_VA_SIZE && addr <= UINT64_MAX - size;
+}
+
+static bool
+va_request_ok(const Vmm__VaRequest *m)
+{
+	return m->size != 0 && m->size <= VMM_PROTO_MAX_VA_SIZE &&
+	    (m->alignment & (m->alignment - 1)) == 0 &&
+	    m->alignment <= VMM_PROTO_MAX_VA_SIZE;
+}
+
+static bool
+va_reply_ok(const Vmm__VaReply *m)
+{
+	return m->addr == 0 || va_range_ok(m->addr, m->size);
+}
+
+static bool
+va_placed_ok(const Vmm__VaPlaced *m)
+{
+	return va_range_ok(m->planned, m->size) && va_range_ok(m->addr, m->size);
+}
+
+static bool
+va_claim_ok(const Vmm__VaClaim *m)
+{
+	size_t	i;
+
+	if (m->n_ranges == 0 || m->n_ranges > VMM_PROTO_MAX_VA_RANGES)
+		return false;
+	for (i = 0; i < m->n_ranges; i++)
+		if (!va_range_ok(m->ranges[i]->addr, m->ranges[i]->size))
+			return false;
+	return true;
+}
+
+static bool
+va_claim_reply_ok(const Vmm__VaClaimReply *m)
+{
+	return m->n_accepted <= VMM_PROTO_MAX_VA_RANGES;
+}
+
+static bool
+va_plan_reply_ok(const Vmm__VaPlanReply *m)
+{
+	size_t	i;
+
+	if (m->n_ranges > VMM_PROTO_MAX_VA_ENTRIES)
+		return false;
+	for (i = 0; i < m->n_ranges; i++)
+		if (strlen(m->ranges[i]->name) > VMM_PROTO_MAX_NAME)
+			return false;
+	return true;
+}
+
 static bool
 adopt_ok(const Vmm__Adopt *m)
 {

@@ -63,6 +63,11 @@
 #define VMM_PROTO_MAX_COUNTER_NAME 48
 #define VMM_PROTO_MAX_SESSIONS	256	/* per Stats/ClientsReply */
 #define VMM_PROTO_MAX_QUOTA_KEY	512	/* SetQuota.key */
+/* The address plan (version 4): ranges per VaClaim, entries per
+ * VaPlanReply page, the largest range (1 PiB: more than any GPU maps). */
+#define VMM_PROTO_MAX_VA_RANGES	64
+#define VMM_PROTO_MAX_VA_ENTRIES 512
+#define VMM_PROTO_MAX_VA_SIZE	(1ull << 50)
 
 /*
  * Protocol faults, as negative errno values:
@@ -161,6 +166,20 @@ enum vmm_frame_peer {
 	    DAEMON, request_id, NONE, NONE, no_check)			\
 	X(set_quota, SET_QUOTA, Vmm__SetQuota,				\
 	    CLIENT, request_id, NONE, ACK, set_quota_ok)		\
+	X(va_request, VA_REQUEST, Vmm__VaRequest,			\
+	    CLIENT, request_id, NONE, VA_REPLY, va_request_ok)		\
+	X(va_reply, VA_REPLY, Vmm__VaReply,				\
+	    DAEMON, request_id, NONE, NONE, va_reply_ok)		\
+	X(va_placed, VA_PLACED, Vmm__VaPlaced,				\
+	    CLIENT, request_id, NONE, ACK, va_placed_ok)		\
+	X(va_claim, VA_CLAIM, Vmm__VaClaim,				\
+	    CLIENT, request_id, NONE, VA_CLAIM_REPLY, va_claim_ok)	\
+	X(va_claim_reply, VA_CLAIM_REPLY, Vmm__VaClaimReply,		\
+	    DAEMON, request_id, NONE, NONE, va_claim_reply_ok)		\
+	X(va_plan_request, VA_PLAN_REQUEST, Vmm__VaPlanRequest,		\
+	    CLIENT, request_id, NONE, VA_PLAN_REPLY, no_check)		\
+	X(va_plan_reply, VA_PLAN_REPLY, Vmm__VaPlanReply,		\
+	    DAEMON, request_id, NONE, NONE, va_plan_reply_ok)		\
 	X(recall, RECALL, Vmm__Recall,					\
 	    DAEMON, recall_id, NONE, NONE, recall_ok)			\
 	X(goodbye, GOODBYE, Vmm__Goodbye,				\

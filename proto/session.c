@@ -520,8 +520,10 @@ vmm_sess_hello(struct vmm_sess *s, Vmm__Hello *h, int timeout_ms)
 		return rc;
 	vmm_frame_msg_free(s->hello);
 	s->hello = m;
+	/* vmmd answers with the version the client said (it may say an
+	 * older one to an older daemon). */
 	if (vmm_frame_msg_env(m)->hello_reply->protocol_version !=
-	    VMM_PROTOCOL_VERSION)
+	    h->protocol_version)
 		return VMM_SESS_EVERSION;
 	return 0;
 }

@@ -322,6 +322,18 @@ cuemu_config_load(void)
 	c.rec_granularity = v << 10;
 	if (cuemu_procaddr_setting(&c.procaddr_internal) != 0)
 		return -1;
+	s = getenv("CUEMU_VA_HINT");
+	if (s == NULL || strcmp(s, "honor") == 0)
+		c.va_hint = CUEMU_VA_HINT_HONOR;
+	else if (strcmp(s, "refuse") == 0)
+		c.va_hint = CUEMU_VA_HINT_REFUSE;
+	else if (strcmp(s, "random") == 0)
+		c.va_hint = CUEMU_VA_HINT_RANDOM;
+	else {
+		fprintf(stderr, "cuemu: CUEMU_VA_HINT=\"%s\": expected honor, "
+		    "refuse or random\n", s);
+		return -1;
+	}
 	v = 0;
 	if (cuemu_env_u64("CUEMU_OOM_ABOVE_MB", 1, 1048576, &v) != 0)
 		return -1;

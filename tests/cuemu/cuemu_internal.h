@@ -37,6 +37,13 @@ enum cuemu_profile {
 	CUEMU_PROFILES
 };
 
+/* What cuMemAddressReserve does with a hint (CUEMU_VA_HINT). */
+enum cuemu_va_hint {
+	CUEMU_VA_HINT_HONOR,	/* there when that range is free */
+	CUEMU_VA_HINT_REFUSE,	/* never there */
+	CUEMU_VA_HINT_RANDOM,	/* one hint in two, at random */
+};
+
 struct cuemu_config {
 	char		instance[CUEMU_INSTANCE_MAX + 1];
 	int		devices;
@@ -50,6 +57,7 @@ struct cuemu_config {
 	bool		rdma;		/* GPUDirect RDMA with VMM supported */
 	bool		mig;		/* devices are MIG instances */
 	uint64_t	async_delay_ns;	/* queued work runs at the latest then */
+	enum cuemu_va_hint va_hint;	/* cuMemAddressReserve's addr */
 };
 
 extern struct cuemu_config cuemu_cfg;

@@ -58,7 +58,7 @@ static uint32_t			*cuemu_slot_gen;
 static struct cuemu_region	*cuemu_regions;	/* sorted by base */
 static size_t			cuemu_nregions, cuemu_capregions;
 
-static struct cuemu_resv	*cuemu_resvs;	/* sorted by base */
+static struct cuemu_resv	*cuemu_resvs;	/* in the order made */
 static size_t			cuemu_nresvs, cuemu_capresvs;
 
 /* ---- handles --------------------------------------------------------------- */
@@ -446,6 +446,21 @@ cuMemGetAllocationPropertiesFromHandle(CUmemAllocationProp *prop,
 
 /* ---- reservations ------------------------------------------------------------ */
 
+/* A coin for CUEMU_VA_HINT=random (lock held: cuemu's calls are
+ * serialised). */
+static unsigned
+cuemu_va_coin(void)
+{
+	static uint64_t x;
+
+	if (x == 0)
+		x = (uint64_t)getpid() * 0x9e3779b97f4a7c15ull | 1;
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	return (unsigned)(x >> 32);
+}
+
 CUEMU_EXPORT CUresult CUDAAPI
 cuMemAddressReserve(CUdeviceptr *ptr, size_t size, size_t alignment,
     CUdeviceptr addr, unsigned long long flags)
@@ -462,7 +477,13 @@ cuMemAddressReserve(CUdeviceptr *ptr, size_t size, size_t alignment,
 	align = alignment > cuemu_cfg.granularity ? alignment :
 	    cuemu_cfg.granularity;
 	cuemu_charge(CUEMU_COST_RESERVE, 1);
-	if (addr != 0 && addr % align == 0) {
+	/* The hint (CUEMU_VA_HINT): taken when the range is free and aligned
+	 * as asked (a hint that is not is ignored, as a driver may), never
+	 * under refuse, one time in two under random. */
+	if (addr != 0 && addr % align == 0 &&
+	    (cuemu_cfg.va_hint == CUEMU_VA_HINT_HONOR ||
+	    (cuemu_cfg.va_hint == CUEMU_VA_HINT_RANDOM &&
+	    (cuemu_va_coin() & 1) != 0))) {
 		p = mmap((void *)addr, size, PROT_NONE,
 		    mflags | MAP_FIXED_NOREPLACE, -1, 0);
 		if (p != MAP_FAILED && (uintptr_t)p != addr) {
@@ -484,6 +505,23 @@ cuMemAddressReserve(CUdeviceptr *ptr, size_t size, size_t alignment,
 			munmap((void *)(base + size),
 			    (uintptr_t)p + span - (base + size));
 		p = (void *)base;
+		/* Refused means elsewhere, even if the kernel's choice fell
+		 * on the hint: move it (the first place held meanwhile). */
+		if (addr != 0 && (uintptr_t)p == addr &&
+		    cuemu_cfg.va_hint == CUEMU_VA_HINT_REFUSE) {
+			void *q = mmap(NULL, span, PROT_NONE, mflags, -1, 0);
+
+			munmap(p, size);
+			if (q == MAP_FAILED)
+				return cuemu_ret(CUDA_ERROR_OUT_OF_MEMORY);
+			base = ((uintptr_t)q + align - 1) & ~(uintptr_t)(align - 1);
+			if (base > (uintptr_t)q)
+				munmap(q, base - (uintptr_t)q);
+			if ((uintptr_t)q + span > base + size)
+				munmap((void *)(base + size),
+				    (uintptr_t)q + span - (base + size));
+			p = (void *)base;
+		}
 	}
 	if (cuemu_nresvs == cuemu_capresvs) {
 		size_t n = cuemu_capresvs ? cuemu_capresvs * 2 : 16;

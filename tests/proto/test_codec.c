@@ -297,7 +297,12 @@ test_worst_case(void)
 	struct vmm_frame_msg	*m;
 	unsigned char		*a;
 	size_t			 i, len, k;
-	const size_t		 cases[] = { 0, 3, 4, 9, 11, 14, 17, 19, 20, 21 };
+	static Vmm__VaPlanEntry	 vent[VMM_PROTO_MAX_VA_ENTRIES];
+	static Vmm__VaPlanEntry	*ventp[VMM_PROTO_MAX_VA_ENTRIES];
+	static Vmm__VaRange	 vr[VMM_PROTO_MAX_VA_RANGES];
+	static Vmm__VaRange	*vrp[VMM_PROTO_MAX_VA_RANGES];
+	const size_t		 cases[] = { 0, 3, 4, 9, 11, 14, 17, 19, 20, 21,
+	    32, 35 };
 
 	memset(name, 'n', sizeof(name) - 1);
 	memset(cname, 'c', sizeof(cname) - 1);
@@ -327,6 +332,21 @@ test_worst_case(void)
 	}
 	for (i = 0; i < VMM_PROTO_MAX_RELEASE_IDS; i++)
 		ids[i] = UINT64_MAX;
+	for (i = 0; i < VMM_PROTO_MAX_VA_ENTRIES; i++) {
+		vmm__va_plan_entry__init(&vent[i]);
+		vent[i].session_id = vent[i].addr = UINT64_MAX - (1ull << 50);
+		vent[i].size = VMM_PROTO_MAX_VA_SIZE;
+		vent[i].pid = UINT32_MAX;
+		vent[i].name = name;
+		vent[i].planned = 1;
+		ventp[i] = &vent[i];
+	}
+	for (i = 0; i < VMM_PROTO_MAX_VA_RANGES; i++) {
+		vmm__va_range__init(&vr[i]);
+		vr[i].addr = (UINT64_MAX - VMM_PROTO_MAX_VA_SIZE) & ~4095ull;
+		vr[i].size = VMM_PROTO_MAX_VA_SIZE;
+		vrp[i] = &vr[i];
+	}
 
 	for (k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
 		t_sample(cases[k], &s);
@@ -383,6 +403,18 @@ test_worst_case(void)
 			s.adopt_reply.request_id = UINT64_MAX;
 			s.adopt_reply.n_chunk_ids = VMM_PROTO_MAX_CHUNKS;
 			s.adopt_reply.chunk_ids = ids;
+			break;
+		case 32:
+			s.va_claim.request_id = UINT64_MAX;
+			s.va_claim.n_ranges = VMM_PROTO_MAX_VA_RANGES;
+			s.va_claim.ranges = vrp;
+			break;
+		case 35:
+			s.va_plan_reply.request_id = s.va_plan_reply.window_base =
+			    s.va_plan_reply.window_size = UINT64_MAX;
+			s.va_plan_reply.total = UINT32_MAX;
+			s.va_plan_reply.n_ranges = VMM_PROTO_MAX_VA_ENTRIES;
+			s.va_plan_reply.ranges = ventp;
 			break;
 		case 19:
 			s.error.request_id = UINT64_MAX;
@@ -695,7 +727,7 @@ test_strerror(void)
 	for (i = 0; i < sizeof(codes) / sizeof(codes[0]); i++)
 		CHECK(vmm_frame_strerror(codes[i]) != NULL &&
 		    vmm_frame_strerror(codes[i])[0] != '\0');
-	CHECK(VMM_PROTOCOL_VERSION == 3);
+	CHECK(VMM_PROTOCOL_VERSION == 4);
 }
 
 int

@@ -382,6 +382,93 @@ t_sample(size_t i, struct t_sample *s)
 		e->ipc_close = &s->ipc_close;
 		s->type = "ipc_close";
 		break;
+	case 29:
+		vmm__va_request__init(&s->va_request);
+		s->va_request.request_id = 15;
+		s->va_request.size = 4ull << 30;
+		s->va_request.alignment = 2u << 20;
+		e->msg_case = VMM__ENVELOPE__MSG_VA_REQUEST;
+		e->va_request = &s->va_request;
+		s->type = "va_request";
+		break;
+	case 30:
+		vmm__va_reply__init(&s->va_reply);
+		s->va_reply.request_id = 15;
+		s->va_reply.addr = 32ull << 40;
+		s->va_reply.size = 4ull << 30;
+		e->msg_case = VMM__ENVELOPE__MSG_VA_REPLY;
+		e->va_reply = &s->va_reply;
+		s->from = VMM_FRAME_PEER_DAEMON;
+		s->type = "va_reply";
+		break;
+	case 31:
+		vmm__va_placed__init(&s->va_placed);
+		s->va_placed.request_id = 16;
+		s->va_placed.planned = 32ull << 40;
+		s->va_placed.addr = 0x7f0000000000ull;
+		s->va_placed.size = 4ull << 30;
+		e->msg_case = VMM__ENVELOPE__MSG_VA_PLACED;
+		e->va_placed = &s->va_placed;
+		s->type = "va_placed";
+		break;
+	case 32:
+		for (j = 0; j < 2; j++) {
+			vmm__va_range__init(&s->va_ranges[j]);
+			s->va_ranges[j].addr = (32ull << 40) + (j << 33);
+			s->va_ranges[j].size = 4ull << 30;
+			s->va_rangep[j] = &s->va_ranges[j];
+		}
+		vmm__va_claim__init(&s->va_claim);
+		s->va_claim.request_id = 17;
+		s->va_claim.n_ranges = 2;
+		s->va_claim.ranges = s->va_rangep;
+		e->msg_case = VMM__ENVELOPE__MSG_VA_CLAIM;
+		e->va_claim = &s->va_claim;
+		s->type = "va_claim";
+		break;
+	case 33:
+		vmm__va_claim_reply__init(&s->va_claim_reply);
+		s->va_claim_reply.request_id = 17;
+		s->va_accepted[0] = 1;
+		s->va_accepted[1] = 0;
+		s->va_claim_reply.n_accepted = 2;
+		s->va_claim_reply.accepted = s->va_accepted;
+		e->msg_case = VMM__ENVELOPE__MSG_VA_CLAIM_REPLY;
+		e->va_claim_reply = &s->va_claim_reply;
+		s->from = VMM_FRAME_PEER_DAEMON;
+		s->type = "va_claim_reply";
+		break;
+	case 34:
+		vmm__va_plan_request__init(&s->va_plan_request);
+		s->va_plan_request.request_id = 18;
+		s->va_plan_request.offset = 1;
+		e->msg_case = VMM__ENVELOPE__MSG_VA_PLAN_REQUEST;
+		e->va_plan_request = &s->va_plan_request;
+		s->type = "va_plan_request";
+		break;
+	case 35:
+		for (j = 0; j < 2; j++) {
+			vmm__va_plan_entry__init(&s->va_entries[j]);
+			s->va_entries[j].session_id = 3 + j;
+			s->va_entries[j].pid = 1000 + (uint32_t)j;
+			s->va_entries[j].name = (char *)"app";
+			s->va_entries[j].addr = (32ull << 40) + (j << 33);
+			s->va_entries[j].size = 4ull << 30;
+			s->va_entries[j].planned = j == 0;
+			s->va_entryp[j] = &s->va_entries[j];
+		}
+		vmm__va_plan_reply__init(&s->va_plan_reply);
+		s->va_plan_reply.request_id = 18;
+		s->va_plan_reply.n_ranges = 2;
+		s->va_plan_reply.ranges = s->va_entryp;
+		s->va_plan_reply.total = 3;
+		s->va_plan_reply.window_base = 32ull << 40;
+		s->va_plan_reply.window_size = 4ull << 40;
+		e->msg_case = VMM__ENVELOPE__MSG_VA_PLAN_REPLY;
+		e->va_plan_reply = &s->va_plan_reply;
+		s->from = VMM_FRAME_PEER_DAEMON;
+		s->type = "va_plan_reply";
+		break;
 	default:
 		CHECK(!"no such sample");
 	}

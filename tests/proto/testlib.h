@@ -8,7 +8,7 @@
 
 #include "frame.h"
 
-#define T_NSAMPLES	29	/* all types; Goodbye, Error both ways */
+#define T_NSAMPLES	36	/* all types; Goodbye, Error both ways */
 #define T_GRANT_CHUNKS	3	/* also the Adopt sample's sizes */
 /* The streams (t_stream_of) carry one frame with fds, the Grant: the
  * IpcGrant sample, which has fds too, is left out of them. */
@@ -58,6 +58,18 @@ struct t_sample {
 	Vmm__IpcOpen		ipc_open;
 	Vmm__IpcGrant		ipc_grant;
 	Vmm__IpcClose		ipc_close;
+	Vmm__VaRequest		va_request;
+	Vmm__VaReply		va_reply;
+	Vmm__VaPlaced		va_placed;
+	Vmm__VaClaim		va_claim;
+	Vmm__VaRange		va_ranges[2];
+	Vmm__VaRange		*va_rangep[2];
+	Vmm__VaClaimReply	va_claim_reply;
+	protobuf_c_boolean	va_accepted[2];
+	Vmm__VaPlanRequest	va_plan_request;
+	Vmm__VaPlanReply	va_plan_reply;
+	Vmm__VaPlanEntry	va_entries[2];
+	Vmm__VaPlanEntry	*va_entryp[2];
 };
 
 /* Build sample i (0 <= i < T_NSAMPLES) in s. */
