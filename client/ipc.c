@@ -169,7 +169,7 @@ ipc_map(struct vmmc_conn *c, int dev, struct vmmc_grant_chunk *g, size_t n,
 		im->base = xaddr;
 	else if ((rc = vmmc_va_alloc(dev, im->va_size, gran, &im->base)) != 0)
 		goto fail;
-	else if (xaddr != 0) {
+	else if (xaddr != 0 && im->base != xaddr) {
 		vmm_log_debug("IPC_MISS Planned=0x%llx Ptr=0x%llx",
 		    (unsigned long long)xaddr, (unsigned long long)im->base);
 		vmmc_conn_va_placed(c, xaddr, im->base, im->va_size, true);

@@ -109,6 +109,7 @@ struct sessions {
 
 static int	cmd_stats(struct ctl *, int, char **);
 static int	cmd_clients(struct ctl *, int, char **);
+static int	cmd_va(struct ctl *, int, char **);
 static int	cmd_metrics(struct ctl *, int, char **);
 static int	cmd_top(struct ctl *, int, char **);
 static int	cmd_cdi(struct ctl *, int, char **);
@@ -124,6 +125,9 @@ static const struct cmd cmds[] = {
 	  "high-water marks (peak ...) restart after this report", stats_help },
 	{ "clients", 0, 1, false, cmd_clients, "[--json]",
 	  "the session table only", NULL },
+	{ "va", 0, 1, false, cmd_va, "[--json]",
+	  "the address plan: every client's VA ranges on this GPU, by\n"
+	  "address (planned by vmmd, or where a missed hint went)", NULL },
 	{ "top", 0, 4, false, cmd_top, "[--interval MS] [--iterations N]",
 	  "a live view of the pool and the clients, sorted by memory held,\n"
 	  "refreshed every MS ms (default 1000); q quits; --iterations:\n"
@@ -221,6 +225,9 @@ static const struct sess_col sess_cols[] = {
 	SESS_COL(native_pool_bytes, NULL, COL_U64),
 	SESS_COL(native_managed_bytes, NULL, COL_U64),
 	{ "native_bytes", "NATIVE", COL_NATIVE, 0 },
+	SESS_COL(va_ranges, NULL, COL_U32),
+	SESS_COL(va_bytes, NULL, COL_U64),
+	SESS_COL(va_hint_missed, NULL, COL_U64),
 	SESS_COL(connected_usec, NULL, COL_U64),
 	SESS_COL(name, "NAME", COL_NAME),
 };
@@ -1281,6 +1288,71 @@ cmd_clients(struct ctl *c, int argc, char **argv)
 out:
 	sessions_free(&s);
 	return rc;
+}
+
+/* The address plan: every range, page by page, by address. */
+static int
+cmd_va(struct ctl *c, int argc, char **argv)
+{
+	Vmm__VaPlanRequest	 req = VMM__VA_PLAN_REQUEST__INIT;
+	Vmm__Envelope		 env = vmm_frame_env_va_plan_request(&req);
+	const Vmm__VaPlanReply	*r;
+	struct vmm_frame_msg	*m;
+	char			 buf[CELL_LEN], name[ESC_LEN(VMM_PROTO_MAX_NAME)];
+	uint32_t		 seen = 0;
+	size_t			 i;
+	int			 json, rc;
+
+	if ((json = json_flag(argc, argv)) < 0)
+		return usage_err(c->cmd);
+	if ((rc = ctl_open(c)) != 0)
+		return rc;
+	do {
+		req.offset = seen;
+		vmm_frame_set_request_id(&env, 0);
+		if ((rc = ctl_call(c, &env, &m)) != 0)
+			return rc;
+		r = vmm_frame_msg_env(m)->va_plan_reply;
+		if (seen == 0) {
+			if (json)
+				printf("{\"window_base\":%" PRIu64 ",\"window_size\":%"
+				    PRIu64 ",\"ranges\":[", r->window_base,
+				    r->window_size);
+			else {
+				humanize(r->window_size, buf, sizeof(buf));
+				printf("window 0x%" PRIx64 " %s\n%-18s %-18s %8s "
+				    "%-8s %8s %s\n", r->window_base, buf, "START",
+				    "END", "SIZE", "PLANNED", "PID", "NAME");
+			}
+		}
+		for (i = 0; i < r->n_ranges; i++) {
+			const Vmm__VaPlanEntry *e = r->ranges[i];
+
+			if (json) {
+				printf("%s{\"session_id\":%" PRIu64 ",\"pid\":%u,"
+				    "\"name\":", seen + i > 0 ? "," : "",
+				    e->session_id, e->pid);
+				json_str(stdout, e->name);
+				printf(",\"addr\":\"0x%" PRIx64 "\",\"size\":%"
+				    PRIu64 ",\"planned\":%s}", e->addr, e->size,
+				    e->planned ? "true" : "false");
+			} else {
+				/* The name is the client's claim: escaped. */
+				text_escape(name, sizeof(name), e->name);
+				humanize(e->size, buf, sizeof(buf));
+				printf("0x%-16" PRIx64 " 0x%-16" PRIx64 " %8s %-8s "
+				    "%8u %s\n", e->addr, e->addr + e->size, buf,
+				    e->planned ? "yes" : "no", e->pid, name);
+			}
+		}
+		seen += (uint32_t)r->n_ranges;
+		/* A page shorter than the rest, or the plan shrank meanwhile. */
+		rc = r->n_ranges == 0 || seen >= r->total;
+		vmm_frame_msg_free(m);
+	} while (!rc);
+	if (json)
+		fputs("]}\n", stdout);
+	return 0;
 }
 
 static int
