@@ -126,7 +126,7 @@ case_stats() {
 	    '^  103  4003  1000  app         3  6 MiB  3\.5 MiB   512 B   9 GiB      -       0 B      0 B     0 B  café  *-$' \
 	    '^  104  4004  1000  admin       4  8 MiB  4\.5 MiB   512 B  12 GiB      -       0 B      0 B     0 B  bad\\xff\\xfe  *-$'
 	no_controls "$OUT"
-	has "$LOG" '^hello version=3 kind=2 name=vmmctl pid=peer uuid_len=0$'
+	has "$LOG" '^hello version=4 kind=2 name=vmmctl pid=peer uuid_len=0$'
 	[ "$(grep -c '^stats offset=' "$LOG")" -eq 3 ] ||
 	    fail "expected 3 stats pages: $(cat "$LOG")"
 	has "$LOG" '^stats offset=0$' '^stats offset=2$' '^stats offset=4$'
@@ -160,7 +160,8 @@ keys = ['session_id', 'pid', 'uid', 'gid', 'kind', 'chunks_held', 'bytes_held',
         'ipc_opened', 'ipc_opened_bytes', 'app_vmm_bytes',
         'native_fallback_bytes',
         'native_cumemcreate_bytes', 'native_pool_bytes', 'native_managed_bytes',
-        'native_bytes', 'connected_usec', 'name', 'cgroup',
+        'native_bytes', 'va_ranges', 'va_bytes', 'va_hint_missed',
+        'connected_usec', 'name', 'cgroup',
         'container_id']
 assert all(list(x) == keys for x in s), [list(x) for x in s]
 assert [x['session_id'] for x in s] == [100, 101, 102, 103, 104]
@@ -323,7 +324,7 @@ case_usage() {
 	run 0 help trim
 	has "$OUT" '^  trim \[--recall\] \[--target SIZE\]$'
 	run 0 --version
-	has "$OUT" '^vmmctl [0-9]+\.[0-9]+\.[0-9]+ \(protocol 3\)$'
+	has "$OUT" '^vmmctl [0-9]+\.[0-9]+\.[0-9]+ \(protocol 4\)$'
 	[ ! -e "$D/absent.sock" ] || fail "something created $D/absent.sock"
 }
 
