@@ -193,10 +193,10 @@ va_reserve(int dev, uint64_t want, uint64_t align, CUdeviceptr *out)
 	if (r != CUDA_SUCCESS && planned != 0)
 		r = cuMemAddressReserve(out, want, align, 0, 0);
 	if (r != CUDA_SUCCESS) {
+		/* A planned range not taken stays ours in the plan until
+		 * this process is gone: unused VA, nothing more. */
 		vmm_log_error("cuMemAddressReserve(%llu MiB): error %d",
 		    (unsigned long long)(want >> 20), (int)r);
-		if (planned != 0)	/* the plan has a range we never took */
-			vmmc_conn_va_placed(c, planned, planned, want, false);
 		return VMM_ECUDA;
 	}
 	if (planned != 0 && *out != planned) {

@@ -182,10 +182,10 @@ vmmd_vaplan_placed(struct vmmd_session *s, uint64_t planned, uint64_t addr,
 		    PRIx64 " of %" PRIu64 " bytes", planned, size);
 		return VMM__ERROR_CODE__ERROR_CODE_INVALID;
 	}
+	if (addr == planned)
+		return 0;	/* not a miss: the plan holds */
 	s->va.hint_missed++;
 	vmmd_stats.va_hint_missed++;
-	if (addr == planned)
-		return 0;	/* a late success: the plan holds */
 	va_remove(i);
 	/* Recorded where it is, for the view: the process has it reserved. */
 	if (va_add(s, addr, size, false) != 0) {

@@ -178,6 +178,10 @@ plan(void)
 	/* b's reservation went elsewhere: counted, recorded unplanned there,
 	 * and its planned range is free for the next one. */
 	CHECK(counter("va_hint_missed") == 0);
+	/* Placed where planned: not a miss, nothing changes. */
+	CHECK(va_placed(a, xa, xa, 4 * GiB) == 0);
+	CHECK(counter("va_hint_missed") == 0);
+	CHECK(plan_of(a->session_id, xa, 4 * GiB, true, &found) == 2 && found);
 	CHECK(va_placed(b, xb, 0x7f0000000000ull, 4 * GiB) == 0);
 	CHECK(counter("va_hint_missed") == 1);
 	CHECK(plan_of(b->session_id, 0x7f0000000000ull, 4 * GiB, false,
