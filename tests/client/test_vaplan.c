@@ -17,9 +17,17 @@
  *             reservations back (same addresses, planned), a new client
  *             is planned elsewhere
  *   reuse     a client exits: its range goes to the next client
+ *   olddaemon a stand-in for a protocol 3 vmmd (this process) refuses
+ *             Hello 4: the library says Hello again as 3, is served
+ *             (cudaMemGetInfo gets the stand-in's figures) and sends it
+ *             nothing of the address plan
  */
 #include <cuda.h>
 #include <cuda_runtime_api.h>
+
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
 
 #include <signal.h>
 #include <stdbool.h>
@@ -31,6 +39,7 @@
 
 #include "../common/check.h"
 #include "testclient.h"
+#include "unixsock.h"
 
 #define MiB	(1ull << 20)
 #define TiB	(1ull << 40)
@@ -423,6 +432,139 @@ sc_reuse(void)
 	CHECK(tc_wait_child(pb, 0) == 0);
 }
 
+/* ---- olddaemon ------------------------------------------------------------ */
+
+#define OLD_FREE	(3ull << 30)
+#define OLD_TOTAL	(7ull << 30)
+
+static int
+uuid_child(void *arg, int ctl)
+{
+	CUdevice d;
+	CUuuid u;
+
+	(void)arg;
+	CHECK(cuInit(0) == CUDA_SUCCESS && cuDeviceGet(&d, 0) == CUDA_SUCCESS);
+	CHECK(cuDeviceGetUuid_v2(&u, d) == CUDA_SUCCESS);
+	tc_ctl_send(ctl, u.bytes, 16);
+	return 0;
+}
+
+static int
+meminfo_child(void *arg, int ctl)
+{
+	size_t f = 0, t = 0;
+
+	(void)arg;
+	CKRT(cudaSetDevice(0));
+	CKRT(cudaMemGetInfo(&f, &t));
+	CHECK(f == OLD_FREE && t == OLD_TOTAL);
+	tc_ctl_send(ctl, "d", 1);
+	return 0;
+}
+
+/* Serves one connection as a protocol 3 vmmd would: refuses a Hello of
+ * another version; answers MemInfoRequest and Report.  Returns the version
+ * the Hello said. */
+static uint32_t
+old_serve(int lfd, const uint8_t *uuid)
+{
+	struct vmm_frame_reader *rd = vmm_frame_reader_new(VMM_FRAME_PEER_CLIENT);
+	struct vmm_frame_msg *m;
+	unsigned char buf[1024];
+	uint32_t version;
+	int fd;
+
+	CHECK(rd != NULL && (fd = accept(lfd, NULL, NULL)) >= 0);
+	CHECK(tc_recv_raw(fd, rd, &m, 20000) == 1);
+	CHECK(vmm_frame_msg_env(m)->msg_case == VMM__ENVELOPE__MSG_HELLO);
+	version = vmm_frame_msg_env(m)->hello->protocol_version;
+	if (version != 3) {
+		Vmm__Error e = VMM__ERROR__INIT;
+		Vmm__Envelope env = vmm_frame_env_error(&e);
+
+		e.request_id = vmm_frame_msg_env(m)->hello->request_id;
+		e.code = VMM__ERROR_CODE__ERROR_CODE_VERSION_MISMATCH;
+		e.message = "protocol version not supported; vmmd speaks 2 to 3";
+		CHECK(tc_send_raw(fd, buf, tc_pack(&env, buf, sizeof(buf)),
+		    NULL, 0) == 0);
+	} else {
+		Vmm__HelloReply r = VMM__HELLO_REPLY__INIT;
+		Vmm__Limits lim = VMM__LIMITS__INIT;
+		Vmm__Envelope env = vmm_frame_env_hello_reply(&r);
+
+		r.request_id = vmm_frame_msg_env(m)->hello->request_id;
+		r.protocol_version = 3;
+		r.session_id = 1;
+		r.instance_id = 33;
+		r.granularity = 2 * MiB;
+		r.device_uuid.data = (uint8_t *)uuid;
+		r.device_uuid.len = 16;
+		lim.max_chunks_per_grant = 8;
+		lim.max_frame = VMM_FRAME_MAX;
+		lim.device_total_bytes = OLD_TOTAL;
+		r.limits = &lim;
+		CHECK(tc_send_raw(fd, buf, tc_pack(&env, buf, sizeof(buf)),
+		    NULL, 0) == 0);
+		vmm_frame_msg_free(m);
+		/* Until the client hangs up: anything of protocol 4 fails. */
+		while (tc_recv_raw(fd, rd, &m, 20000) == 1) {
+			const Vmm__Envelope *in = vmm_frame_msg_env(m);
+			Vmm__MemInfoReply mr = VMM__MEM_INFO_REPLY__INIT;
+			Vmm__Ack ack = VMM__ACK__INIT;
+			Vmm__Envelope out;
+
+			if (in->msg_case == VMM__ENVELOPE__MSG_MEM_INFO_REQUEST) {
+				mr.request_id = in->mem_info_request->request_id;
+				mr.free_bytes = OLD_FREE;
+				mr.total_bytes = OLD_TOTAL;
+				out = vmm_frame_env_mem_info_reply(&mr);
+			} else {
+				CHECK(in->msg_case == VMM__ENVELOPE__MSG_REPORT);
+				ack.request_id = in->report->request_id;
+				out = vmm_frame_env_ack(&ack);
+			}
+			CHECK(tc_send_raw(fd, buf, tc_pack(&out, buf,
+			    sizeof(buf)), NULL, 0) == 0);
+			vmm_frame_msg_free(m);
+		}
+		m = NULL;
+	}
+	vmm_frame_msg_free(m);
+	close(fd);
+	vmm_frame_reader_free(rd);
+	return version;
+}
+
+static void
+sc_olddaemon(void)
+{
+	struct timeval tv = { .tv_sec = 20 };
+	uint8_t uuid[16];
+	char path[1200], cue;
+	int ctl, lfd;
+	pid_t pid;
+
+	pid = tc_spawn(uuid_child, NULL, &ctl);
+	tc_ctl_recv(ctl, uuid, 16, 60000);
+	CHECK(tc_wait_child(pid, 0) == 0);
+	close(ctl);
+	mkdir(sockdir, 0755);
+	CHECK(vmm_sess_path_uuid(path, sizeof(path), sockdir, uuid) == 0);
+	unlink(path);
+	CHECK((lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) >= 0);
+	CHECK(vmm_unix_bind(lfd, path) == 0 && listen(lfd, 4) == 0);
+	/* accept() gives up after that too: a missing reconnect fails. */
+	CHECK(setsockopt(lfd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) == 0);
+	pid = tc_spawn(meminfo_child, NULL, &ctl);
+	CHECK(old_serve(lfd, uuid) == VMM_PROTOCOL_VERSION);
+	CHECK(old_serve(lfd, uuid) == 3);
+	tc_ctl_recv(ctl, &cue, 1, 60000);
+	CHECK(tc_wait_child(pid, 0) == 0);
+	close(lfd);
+	unlink(path);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -433,6 +575,10 @@ main(int argc, char **argv)
 	snprintf(sockdir, sizeof(sockdir), "%s", dir);
 	snprintf(vmmctl, sizeof(vmmctl), "%s", argv[2]);
 	tc_socket_path(sockdir, sockpath, sizeof(sockpath));
+	if (strcmp(argv[1], "olddaemon") == 0) {
+		sc_olddaemon();
+		return 0;
+	}
 	daemon_pid = tc_start_daemon(sockdir, "idle_timeout_ms = 0\n", args);
 	if (strcmp(argv[1], "disjoint") == 0)
 		sc_disjoint();
