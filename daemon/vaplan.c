@@ -156,8 +156,8 @@ vmmd_vaplan_request(struct vmmd_session *s, uint64_t size, uint64_t align,
 		return VMM__ERROR_CODE__ERROR_CODE_INTERNAL;
 	}
 	vmmd_stats.va_planned++;
-	vmm_log_debug("VA_PLAN Session=%" PRIu64 " Ptr=0x%" PRIx64 " Size=%"
-	    PRIu64, s->id, a, size);
+	vmm_log_info("VA_PLAN Session=%" PRIu64 " Pid=%d Ptr=0x%" PRIx64
+	    " Size=%" PRIu64, s->id, (int)s->pid, a, size);
 	*addr = a;
 	return 0;
 }
@@ -192,8 +192,9 @@ vmmd_vaplan_placed(struct vmmd_session *s, uint64_t planned, uint64_t addr,
 		snprintf(msg, msglen, "out of memory");
 		return VMM__ERROR_CODE__ERROR_CODE_INTERNAL;
 	}
-	vmm_log_info("VA_MISS Session=%" PRIu64 " Planned=0x%" PRIx64
-	    " Ptr=0x%" PRIx64 " Size=%" PRIu64, s->id, planned, addr, size);
+	vmm_log_info("VA_MISS Session=%" PRIu64 " Pid=%d Planned=0x%" PRIx64
+	    " Ptr=0x%" PRIx64 " Size=%" PRIu64, s->id, (int)s->pid, planned,
+	    addr, size);
 	return 0;
 }
 
@@ -221,6 +222,8 @@ vmmd_vaplan_claim(struct vmmd_session *s, const Vmm__VaRange *const *r,
 		if (va_add(s, a, z, in) != 0)
 			continue;
 		vmmd_stats.va_claimed++;
+		vmm_log_info("VA_PLAN Session=%" PRIu64 " Pid=%d Ptr=0x%" PRIx64
+		    " Size=%" PRIu64 " Claimed=1", s->id, (int)s->pid, a, z);
 		accepted[i] = true;
 	}
 }
@@ -241,6 +244,10 @@ vmmd_vaplan_gone(struct vmmd_session *s)
 	for (i = j = 0; i < va_n; i++)
 		if (va_v[i].owner != s)
 			va_v[j++] = va_v[i];
+		else
+			vmm_log_info("VA_FREE Session=%" PRIu64 " Pid=%d Ptr=0x%"
+			    PRIx64 " Size=%" PRIu64, s->id, (int)s->pid,
+			    va_v[i].addr, va_v[i].size);
 	va_n = j;
 	s->va.nranges = 0;
 	s->va.bytes = 0;

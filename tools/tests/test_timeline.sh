@@ -178,6 +178,29 @@ png_size "$T/empty.png" >/dev/null || fail "empty: not a PNG"
 
 [ $fails -eq 0 ] || { echo "$fails failure(s)" >&2; exit 1; }
 
+# 6b. vmmd's address plan (--plan): VA_PLAN / VA_MISS / VA_FREE parsed, the
+# bands drawn behind a client's allocation.
+cat >"$T/plan.log" <<'EOF'
+[10:00:00.000] [INF] HELLO Session=1 Pid=100 Uid=0 Name=a
+[10:00:00.001] [INF] VA_PLAN Session=1 Pid=100 Ptr=0x200000000000 Size=34359738368
+[10:00:00.002] [INF] VA_PLAN Session=2 Pid=101 Ptr=0x200800000000 Size=34359738368
+[10:00:00.003] [INF] VA_MISS Session=2 Pid=101 Planned=0x200800000000 Ptr=0x7f0000000000 Size=34359738368
+[10:00:01.000] [INF] VA_FREE Session=1 Pid=100 Ptr=0x200000000000 Size=34359738368
+EOF
+cat >"$T/plan-client.log" <<'EOF'
+[10:00:00.010] [INF] ALLOC Ptr=0x200000000000 Size=67108864 PA=67108864 Chunks=1
+[10:00:00.500] [INF] FREE Ptr=0x200000000000
+EOF
+out=$("$TL" --plan --summary --width 800 --height 600 -o "$T/plan.png" \
+    "$T/plan.log" "$T/plan-client.log" 2>"$T/err")
+rc=$?
+[ $rc -eq 0 ] || fail "plan: exit $rc: $(cat "$T/err")"
+for kv in "VA_PLAN: 2" "VA_MISS: 1" "VA_FREE: 1" "daemon_files: 1" \
+    "malformed: 0"; do
+	grep -qx "$kv" <<<"$out" || fail "plan: no '$kv' in: $out"
+done
+[ "$(png_size "$T/plan.png")" = "800 600" ] || fail "plan: PNG size"
+
 # 7. A real log: the KV-cache workload grows buffers with vmm_realloc.
 set -eo pipefail
 fail() { echo "FAIL: $*" >&2; exit 1; }
@@ -208,5 +231,11 @@ for pair in physical_peak_bytes:peak_physical_bytes bytes_created:bytes_created 
 done
 [[ $(get daemon_files "$out") == 1 && $(get chunks_created "$out") -gt 0 &&
    $(get malformed "$out") == 0 ]] || fail "replay with vmmd.log: $out"
+# The client's reservations as vmmd planned them, drawn with --plan.
+out=$("$tl" --plan --summary -o "$tmp/kv-plan.png" "$tmp/run/vmmd.log" \
+  "${logs[@]}" 2>/dev/null)
+[[ $(get VA_PLAN "$out") -ge 1 && $(get malformed "$out") == 0 ]] ||
+  fail "replay --plan: $out"
+[[ -s "$tmp/kv-plan.png" ]] || fail "no PNG for the replay with --plan"
 echo "timeline ok: sample, pool logs and a replay log ($allocs ALLOC," \
   "$remaps REMAP, physical peak $(get physical_peak_bytes "$out") as vmmd's)"
