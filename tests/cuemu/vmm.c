@@ -446,6 +446,23 @@ cuMemGetAllocationPropertiesFromHandle(CUmemAllocationProp *prop,
 
 /* ---- reservations ------------------------------------------------------------ */
 
+/*
+ * A ThreadSanitizer build cannot take hints: its mmap interceptor ends the
+ * process when a mapping lands outside its application ranges (and 32 to
+ * 64 TiB, where vmmd plans, is its shadow).  Under it every hint misses,
+ * as CUEMU_VA_HINT=refuse would have it.
+ */
+#if defined(__SANITIZE_THREAD__)
+#define CUEMU_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define CUEMU_TSAN 1
+#endif
+#endif
+#ifndef CUEMU_TSAN
+#define CUEMU_TSAN 0
+#endif
+
 /* A coin for CUEMU_VA_HINT=random (lock held: cuemu's calls are
  * serialised). */
 static unsigned
@@ -480,7 +497,7 @@ cuMemAddressReserve(CUdeviceptr *ptr, size_t size, size_t alignment,
 	/* The hint (CUEMU_VA_HINT): taken when the range is free and aligned
 	 * as asked (a hint that is not is ignored, as a driver may), never
 	 * under refuse, one time in two under random. */
-	if (addr != 0 && addr % align == 0 &&
+	if (addr != 0 && addr % align == 0 && !CUEMU_TSAN &&
 	    (cuemu_cfg.va_hint == CUEMU_VA_HINT_HONOR ||
 	    (cuemu_cfg.va_hint == CUEMU_VA_HINT_RANDOM &&
 	    (cuemu_va_coin() & 1) != 0))) {
