@@ -92,17 +92,24 @@ if [[ -z "${VMM_REPLAY_REAL_GPU:-}" ]]; then
   export LD_LIBRARY_PATH=$B/tests/cuemu/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 fi
 unset LD_PRELOAD
-vmmd_pid='' samp_pid='' dev_pid='' trim_pid=''
+vmmd_pid='' samp_pid='' dev_pid='' trim_pid='' replay_pid=''
 stop() {  # pid: SIGTERM and reap, if it is ours and alive
   if [[ -n "$1" ]] && kill "$1" 2>/dev/null; then wait "$1" 2>/dev/null || true; fi
 }
 cleanup() {
+  # The replayers (vmm-replay and the processes it forked) are a process
+  # group of their own: all of them go.
+  if [[ -n "$replay_pid" ]] && kill -TERM -- "-$replay_pid" 2>/dev/null; then
+    wait "$replay_pid" 2>/dev/null || true
+  fi
   stop "$trim_pid"; stop "$samp_pid"; stop "$dev_pid"; stop "$vmmd_pid"
   if [[ -n "$keep" ]]; then { mkdir -p "$keep" && cp -r "$RUN"/. "$keep"/; } || true; fi
   rm -rf "$RUN"
   rm -f /dev/shm/cuemu-"$inst"-d*
 }
 trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 # Starts a sampler writing $RUN/$2.csv, sets variable $1 to its pid (a
 # child of this shell, so it can be waited for), and waits for its first
@@ -154,9 +161,14 @@ if [[ -n "$trim_ms" ]]; then
   trim_pid=$!
 fi
 rc=0
-env "${renv[@]+"${renv[@]}"}" "${envs[@]+"${envs[@]}"}" "$B/tools/vmm-replay" \
+# In the background, in a process group of its own (setsid), so that an
+# interrupted run.sh stops every replayer (cleanup) instead of waiting.
+setsid env "${renv[@]+"${renv[@]}"}" "${envs[@]+"${envs[@]}"}" "$B/tools/vmm-replay" \
   --procs "$procs" --stagger "$stagger" "${rargs[@]+"${rargs[@]}"}" "$trace" \
-  > "$RUN/replay.out" 2> "$RUN/replay.err" || rc=$?
+  > "$RUN/replay.out" 2> "$RUN/replay.err" < /dev/null &
+replay_pid=$!
+wait "$replay_pid" || rc=$?
+replay_pid=
 [[ -n "$trim_pid" ]] && { wait "$trim_pid" 2>/dev/null || true; trim_pid=; }
 sleep "$(awk -v m="$wait_ms" 'BEGIN { print m / 1000 }')"
 stop "$samp_pid"; samp_pid=
