@@ -59,7 +59,7 @@ case $profile in a100|h100|off) ;; *) echo "churn.sh: -L $profile: a100, h100 or
 traces=("$@")
 ((${#traces[@]} > 0)) || traces=("$TR"/*.csv "$here"/*.trace)
 for t in "${traces[@]}"; do [[ -f $t ]] || { echo "churn.sh: $t: no such trace" >&2; exit 2; }; done
-W=$(mktemp -d /tmp/vmm-churn.XXXXXX)
+W=$(mktemp -d "${TMPDIR:-/tmp}/vmm-churn.XXXXXX")
 child=''
 # An interrupted benchmark stops the run.sh in flight (which stops its vmmd
 # and replayers) and leaves no files.

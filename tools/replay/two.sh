@@ -30,6 +30,8 @@
 #   tools/replay/two.sh [-b BUILD] [-L PROFILE] [-p PASSES] [-o 'config line'] [TRACE_A TRACE_B]
 #     -p PASSES  each process replays its trace PASSES times (default 1)
 #     -o LINE    one more vmmd config line (repeatable)
+#   tools/replay/two.sh -M EVENTS...   the peak of the sum of vmm-replay
+#                                      --events files, merged by time
 # Default pair: medium_ctx512_train_tensor.csv and small_train_tensor.csv of
 # ../shared/traces (beside the repository): two training runs of different
 # models (6.8 and 12.0 GiB peaks; 7,591 allocations of many sizes, and
@@ -39,58 +41,21 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 B=$here/../../build
 TR=$here/../../../shared/traces
-profile=a100 passes=1 conf_lines=()
+profile=a100 passes=1 conf_lines=() merge_only=0
 usage() { sed -n '/^#   tools\/replay\/two.sh/,/^# Default pair/p' "$0" | sed 's/^# \{0,1\}//;$d' >&2; exit 2; }
-while getopts "b:L:p:o:h" opt; do
+while getopts "b:L:p:o:Mh" opt; do
   case $opt in
     b) B=$OPTARG ;;
     L) profile=$OPTARG ;;
     p) passes=$OPTARG ;;
     o) conf_lines+=("$OPTARG") ;;
+    M) merge_only=1 ;;
     *) usage ;;
   esac
 done
 shift $((OPTIND - 1))
-case $# in
-  0) set -- "$TR/medium_ctx512_train_tensor.csv" "$TR/small_train_tensor.csv" ;;
-  2) ;;
-  *) usage ;;
-esac
-A=$1 Bt=$2
-case $profile in a100|h100|off) ;; *) echo "two.sh: -L $profile: a100, h100 or off" >&2; exit 2 ;; esac
-[[ $passes =~ ^[0-9]+$ ]] && ((passes >= 1 && passes <= 16)) || { echo "two.sh: -p $passes: 1..16" >&2; exit 2; }
-for t in "$A" "$Bt"; do [[ -f $t ]] || { echo "two.sh: $t: no such trace" >&2; exit 2; }; done
-B=$(cd "$B" 2>/dev/null && pwd) || { echo "two.sh: no build directory: build first (scripts/setup.sh build)" >&2; exit 2; }
-for f in "$B/tools/vmm-replay" "$B/tools/vmmctl" "$B/daemon/vmmd" "$B/shim/libvmm_client.so"; do
-  [[ -e $f ]] || { echo "two.sh: $f missing: build first (scripts/setup.sh build)" >&2; exit 2; }
-done
-if [[ -z "${VMM_REPLAY_REAL_GPU:-}" ]]; then
-  export LD_LIBRARY_PATH=$B/tests/cuemu/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-fi
-unset LD_PRELOAD
-export CUEMU_LATENCY=$profile
-
-W=$(mktemp -d /tmp/vmm-two.XXXXXX)
-vmmd_pid='' pids=() inst=''
-stop_run() {  # the replayers (each a process group), then vmmd
-  local p
-  for p in "${pids[@]+"${pids[@]}"}"; do
-    if kill -TERM -- "-$p" 2>/dev/null; then wait "$p" 2>/dev/null || true; fi
-  done
-  pids=()
-  if [[ -n "$vmmd_pid" ]] && kill "$vmmd_pid" 2>/dev/null; then wait "$vmmd_pid" 2>/dev/null || true; fi
-  vmmd_pid=''
-  [[ -z "$inst" ]] || rm -f /dev/shm/cuemu-"$inst"-d*
-}
-cleanup() { stop_run; rm -rf "$W"; }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-peak_of() { "$B/tools/vmm-replay" --parse-only "$1" | awk '$1 == "peak_requested_bytes" { print $2 }'; }
-get() { awk -v k="$2" '$1 == k { print $2; exit }' "$1" 2>/dev/null; }
-
-# The peak of the sum of the two timelines, merged by time.
+# The peak of the sum of timelines (vmm-replay --events files), merged by
+# time.
 merge_peak() {
   python3 - "$@" <<'PY'
 import sys
@@ -115,6 +80,51 @@ for t, _, i, live in sorted(ev):
 print(peak)
 PY
 }
+if ((merge_only)); then
+  (($# >= 1)) || usage
+  for f in "$@"; do [[ -f $f ]] || { echo "two.sh: $f: no such file" >&2; exit 2; }; done
+  merge_peak "$@"
+  exit
+fi
+case $# in
+  0) set -- "$TR/medium_ctx512_train_tensor.csv" "$TR/small_train_tensor.csv" ;;
+  2) ;;
+  *) usage ;;
+esac
+A=$1 Bt=$2
+case $profile in a100|h100|off) ;; *) echo "two.sh: -L $profile: a100, h100 or off" >&2; exit 2 ;; esac
+[[ $passes =~ ^[0-9]+$ ]] && ((passes >= 1 && passes <= 16)) || { echo "two.sh: -p $passes: 1..16" >&2; exit 2; }
+for t in "$A" "$Bt"; do [[ -f $t ]] || { echo "two.sh: $t: no such trace" >&2; exit 2; }; done
+B=$(cd "$B" 2>/dev/null && pwd) || { echo "two.sh: no build directory: build first (scripts/setup.sh build)" >&2; exit 2; }
+for f in "$B/tools/vmm-replay" "$B/tools/vmmctl" "$B/daemon/vmmd" "$B/shim/libvmm_client.so"; do
+  [[ -e $f ]] || { echo "two.sh: $f missing: build first (scripts/setup.sh build)" >&2; exit 2; }
+done
+if [[ -z "${VMM_REPLAY_REAL_GPU:-}" ]]; then
+  export LD_LIBRARY_PATH=$B/tests/cuemu/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+fi
+unset LD_PRELOAD
+export CUEMU_LATENCY=$profile
+
+W=$(mktemp -d "${TMPDIR:-/tmp}/vmm-two.XXXXXX")
+vmmd_pid='' pids=() inst=''
+stop_run() {  # the replayers (each a process group), then vmmd
+  local p
+  for p in "${pids[@]+"${pids[@]}"}"; do
+    if kill -TERM -- "-$p" 2>/dev/null; then wait "$p" 2>/dev/null || true; fi
+  done
+  pids=()
+  if [[ -n "$vmmd_pid" ]] && kill "$vmmd_pid" 2>/dev/null; then wait "$vmmd_pid" 2>/dev/null || true; fi
+  vmmd_pid=''
+  [[ -z "$inst" ]] || rm -f /dev/shm/cuemu-"$inst"-d*
+}
+cleanup() { stop_run; rm -rf "$W"; }
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+peak_of() { "$B/tools/vmm-replay" --parse-only "$1" | awk '$1 == "peak_requested_bytes" { print $2 }'; }
+get() { awk -v k="$2" '$1 == k { print $2; exit }' "$1" 2>/dev/null; }
+
 
 # one NAME MB: both replays at once on an MB MiB device; figures in $W/NAME.*
 one() {
@@ -172,7 +182,7 @@ st = json.load(open(sys.argv[1]))
 name, mb, d, s, failed = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
 c, pool = st["counters"], st["pool"]
 phys = pool["peak_physical_bytes"]
-gib = lambda x: "%.2f GiB" % (x / 2**30)
+gib = lambda x: "%.2f GiB" % (x / 2**30) if x >= 2**30 else "%.1f MiB" % (x / 2**20)
 ratio = phys / d if d else 0
 met = "met" if ratio <= 1.05 and failed == 0 and c["failures"] == 0 else "MISSED"
 if name == "tight" and d * 1.05 > mb * 2**20:
