@@ -96,7 +96,7 @@ run() {
   return 1
 }
 
-printf '| trace | device | time default ms | time no churn ms | ratio | target <= 1.1 | default: creates (GiB) / give-backs | no churn: creates (GiB) / give-backs | p99 alloc on a pool hit µs | target <= 1 ms |\n'
+printf '| trace | device | time default ms | time no churn ms | ratio | target <= 1.1 | default pass 1: creates (GiB) / give-backs | no churn: creates (GiB) / give-backs | p99 alloc on a pool hit µs | target <= 1 ms |\n'
 printf '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n'
 for t in "${traces[@]}"; do
   peak=$(peak_of "$t")
@@ -122,9 +122,9 @@ for t in "${traces[@]}"; do
       fi
     done
     awk -v t="$(basename "$t")" -v mb="$mb" -v td="$(median "${td[@]}")" -v tn="$(median "${tn[@]}")" \
-        -v cbd="$(get "$W/default.out" daemon_create_bytes)" -v cbn="$(get "$W/nochurn.out" daemon_create_bytes)" \
+        -v cbd="$(get "$W/default.out" pass1_create_bytes)" -v cbn="$(get "$W/nochurn.out" daemon_create_bytes)" \
         -v lastp99="$(get "$W/default.out" "pass${passes}_alloc_p99_us")" \
-        -v cd="$(get "$W/default.out" daemon_creates)" -v gd="$(get "$W/default.out" daemon_gpu_releases)" \
+        -v cd="$(get "$W/default.out" pass1_creates)" -v gd="$(get "$W/default.out" pass1_gpu_releases)" \
         -v cn="$(get "$W/nochurn.out" daemon_creates)" -v gn="$(get "$W/nochurn.out" daemon_gpu_releases)" \
         -v hit="$hit" -v hp="$hitpass" -v passes="$passes" \
         -v lastc="$(get "$W/default.out" "pass${passes}_creates")" -v reps="$repeats" '
