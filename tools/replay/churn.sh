@@ -19,6 +19,12 @@
 #   first pass after the first that made vmmd create nothing at all (read
 #   from vmmd's create counter around the pass); if every later pass
 #   created, there is no pool-hit figure and the row says so.
+# Wall times on a loaded machine swing (identical work, the same creates,
+# measured 0.57x-1.31x apart on 2 shared cores), so the table also gives
+# what the churn itself costs, from vmmd's exact counters at the profile's
+# prices (tests/cuemu/README.md): granules created x cuMemCreate's cost +
+# granules given back x cuMemRelease's (a100: 193 and 20 us per granule,
+# CUEMU_GRANULARITY_KB, 2 MiB by default).
 # A benchmark: a markdown table on stdout, a progress line per run on
 # stderr; it asserts no target.  Exit 1 if a run failed or a figure is
 # impossible (run.sh's peak physical below peak requested, a time of 0).
@@ -71,6 +77,7 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 export CUEMU_LATENCY=$profile
+case $profile in a100) price=1 ;; h100) price=0.8 ;; *) price=0 ;; esac
 
 get() { awk -v k="$2" '$1 == k { print $2; exit }' "$1"; }
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
@@ -96,8 +103,8 @@ run() {
   return 1
 }
 
-printf '| trace | device | time default ms | time no churn ms | ratio | target <= 1.1 | default pass 1: creates (GiB) / give-backs | no churn: creates (GiB) / give-backs | p99 alloc on a pool hit µs | target <= 1 ms |\n'
-printf '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n'
+printf '| trace | device | time default ms | time no churn ms | ratio | target <= 1.1 | default pass 1: creates (GiB) / give-backs | no churn: creates (GiB) / give-backs | create + give-back cost ms: default / no churn | p99 alloc on a pool hit µs | target <= 1 ms |\n'
+printf '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n'
 for t in "${traces[@]}"; do
   peak=$(peak_of "$t")
   for size in "${sizes[@]}"; do
@@ -122,6 +129,8 @@ for t in "${traces[@]}"; do
       fi
     done
     awk -v t="$(basename "$t")" -v mb="$mb" -v td="$(median "${td[@]}")" -v tn="$(median "${tn[@]}")" \
+        -v rbd="$(get "$W/default.out" pass1_gpu_release_bytes)" -v rbn="$(get "$W/nochurn.out" daemon_gpu_release_bytes)" \
+        -v price="$price" -v gran="${CUEMU_GRANULARITY_KB:-2048}" \
         -v cbd="$(get "$W/default.out" pass1_create_bytes)" -v cbn="$(get "$W/nochurn.out" daemon_create_bytes)" \
         -v lastp99="$(get "$W/default.out" "pass${passes}_alloc_p99_us")" \
         -v cd="$(get "$W/default.out" pass1_creates)" -v gd="$(get "$W/default.out" pass1_gpu_releases)" \
@@ -136,8 +145,12 @@ for t in "${traces[@]}"; do
         if (hit != "") { h = sprintf("%s (pass %d)", hit, hp); hm = hit <= 1000 ? "met" : "MISSED" }
         else { h = sprintf("none: every pass after the first created (pass %d: %d creates, p99 %s)", passes, lastc, lastp99); hm = "-" }
         med = reps > 1 ? sprintf(" (median of %d)", reps) : ""
-        printf "| %s | %s MiB | %.1f%s | %.1f | %.3f | %s | %d (%.2f) / %d | %d (%.2f) / %d | %s | %s |\n",
-          t, mb, td, med, tn, r, met, cd, cbd / 2^30, gd, cn, cbn / 2^30, gn, h, hm
+        # price: the profile cost factor (a100 1, h100 0.8, off 0)
+        g = gran * 1024
+        costd = price * ((cbd / g) * 0.193 + (rbd / g) * 0.020)
+        costn = price * ((cbn / g) * 0.193 + (rbn / g) * 0.020)
+        printf "| %s | %s MiB | %.1f%s | %.1f | %.3f | %s | %d (%.2f) / %d | %d (%.2f) / %d | %.0f / %.0f | %s | %s |\n",
+          t, mb, td, med, tn, r, met, cd, cbd / 2^30, gd, cn, cbn / 2^30, gn, costd, costn, h, hm
       }' || bad=1
   done
 done

@@ -23,9 +23,9 @@ refused() {  # PATTERN CMD...: exit 2 and the pattern on stderr
 case $case_ in
 churn)
   "$D/churn.sh" -b "$B" -p 2 -L off "$T/a.trace" > "$T/out" 2> "$T/err" || fail "exit $?"
-  # Header, separator, and a row per device size with ten cells.
+  # Header, separator, and a row per device size with eleven cells.
   [[ $(grep -c '^| a.trace | ' "$T/out") -eq 2 ]] || fail "no row per device"
-  awk -F'|' '/^\| a.trace/ && NF != 12 { exit 1 }' "$T/out" || fail "a row without 10 cells"
+  awk -F'|' '/^\| a.trace/ && NF != 13 { exit 1 }' "$T/out" || fail "a row without 11 cells"
   grep -qE '^\| a.trace \| 64 MiB \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \| (met|MISSED)' "$T/out" || fail "bad row"
   [[ $(grep -c 'churn: run' "$T/err") -eq 4 ]] || fail "no progress line per run"
   refused '-p 1: 2..16' "$D/churn.sh" -b "$B" -p 1 "$T/a.trace"
