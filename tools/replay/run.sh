@@ -24,7 +24,13 @@
 #     -o LINE   one more config line, e.g. -o 'idle_timeout_ms = 0' (repeatable)
 #     -e K=V    one more environment setting for the replayers (repeatable)
 #     -a ARG    one more vmm-replay argument, e.g. -a --min-size=2M (repeatable)
-#     -i MS     sampling interval (default 5)
+#     -i MS     sampling interval (default 5); 0: no sampler (nothing
+#               asks vmmd for stats during the replay: for timings)
+#     -p N      N passes (vmm-replay --passes): the trace replayed N times
+#               in one process; after each pass vmmd's stats are read, and
+#               each pass's time, alloc latency and creates/give-backs are
+#               printed (passK_time_ms, passK_alloc_p99_us, passK_creates,
+#               passK_create_bytes, passK_gpu_releases, ...)
 #     -D        broker mode: also sample the device's used memory
 #     -N        native mode: no broker
 #     -T MS     MS ms after the replay starts, run `vmmctl trim --recall`
@@ -46,8 +52,9 @@ usage() { sed -n '/^#   tools/,/^# Output/p' "$0" | sed 's/^# \{0,1\}//;$d' >&2;
 here=$(cd "$(dirname "$0")" && pwd)
 B=$here/../../build
 procs=1 stagger=0 mem=16384 conf='' interval=5 native=0 devsample=0 trim_ms='' wait_ms=0 keep=''
+passes=1
 conf_lines=() envs=() rargs=()
-while getopts "b:n:s:m:c:o:e:a:i:DNT:w:k:h" opt; do
+while getopts "b:n:s:m:c:o:e:a:i:p:DNT:w:k:h" opt; do
   case $opt in
     b) B=$OPTARG ;;
     n) procs=$OPTARG ;;
@@ -58,6 +65,7 @@ while getopts "b:n:s:m:c:o:e:a:i:DNT:w:k:h" opt; do
     e) envs+=("$OPTARG") ;;
     a) rargs+=("$OPTARG") ;;
     i) interval=$OPTARG ;;
+    p) passes=$OPTARG ;;
     D) devsample=1 ;;
     N) native=1 ;;
     T) trim_ms=$OPTARG ;;
@@ -70,6 +78,8 @@ shift $((OPTIND - 1))
 [[ $# -eq 1 ]] || usage
 trace=$1
 [[ -z "$keep" || ! -e "$keep" ]] || { echo "run.sh: -k $keep: exists already" >&2; exit 2; }
+[[ $interval =~ ^[0-9]+$ ]] || { echo "run.sh: -i $interval: milliseconds" >&2; exit 2; }
+[[ $passes =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: -p $passes: a count >= 1" >&2; exit 2; }
 B=$(cd "$B" && pwd)
 for f in "$B/tools/vmm-replay" "$B/tools/vmm-sample" "$B/daemon/vmmd" "$B/shim/libvmm_client.so"; do
   [[ -e $f ]] || { echo "run.sh: $f missing: build first (cmake --build $B)" >&2; exit 2; }
@@ -82,17 +92,24 @@ if [[ -z "${VMM_REPLAY_REAL_GPU:-}" ]]; then
   export LD_LIBRARY_PATH=$B/tests/cuemu/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 fi
 unset LD_PRELOAD
-vmmd_pid='' samp_pid='' dev_pid='' trim_pid=''
+vmmd_pid='' samp_pid='' dev_pid='' trim_pid='' replay_pid=''
 stop() {  # pid: SIGTERM and reap, if it is ours and alive
   if [[ -n "$1" ]] && kill "$1" 2>/dev/null; then wait "$1" 2>/dev/null || true; fi
 }
 cleanup() {
+  # The replayers (vmm-replay and the processes it forked) are a process
+  # group of their own: all of them go.
+  if [[ -n "$replay_pid" ]] && kill -TERM -- "-$replay_pid" 2>/dev/null; then
+    wait "$replay_pid" 2>/dev/null || true
+  fi
   stop "$trim_pid"; stop "$samp_pid"; stop "$dev_pid"; stop "$vmmd_pid"
   if [[ -n "$keep" ]]; then { mkdir -p "$keep" && cp -r "$RUN"/. "$keep"/; } || true; fi
   rm -rf "$RUN"
   rm -f /dev/shm/cuemu-"$inst"-d*
 }
 trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 # Starts a sampler writing $RUN/$2.csv, sets variable $1 to its pid (a
 # child of this shell, so it can be waited for), and waits for its first
@@ -122,7 +139,7 @@ if [[ $native -eq 0 ]]; then
   [[ -S "$sock" ]] || { echo "run.sh: vmmd did not start:" >&2; cat "$RUN/vmmd.stderr" >&2; exit 1; }
   "$B/tools/vmmctl" -S "$sock" stats --reset-marks > /dev/null ||
     { echo "run.sh: vmmctl stats --reset-marks failed" >&2; exit 1; }
-  start_sampler samp_pid samples --socket "$sock"
+  [[ $interval -gt 0 ]] && start_sampler samp_pid samples --socket "$sock"
   [[ $devsample -eq 1 ]] && start_sampler dev_pid device --device --interval-ms 10
   renv=(LD_PRELOAD="${VMM_REPLAY_PRELOAD:-$B/shim/libvmm_client.so}" VMM_LOG_LEVEL=INFO
         VMM_LOG_FILE="$RUN/client.log-" VMM_REPORT_MS=10)
@@ -131,6 +148,11 @@ else
   renv=()
 fi
 
+if [[ $passes -gt 1 ]]; then
+  # vmmd's counters after each pass but the last (that one: at the end).
+  [[ $native -eq 0 ]] && rargs+=(--between "'$B/tools/vmmctl' -S '$sock' stats --json > '$RUN'/pass-\$VMM_REPLAY_PASS.json")
+  rargs+=(--passes "$passes")
+fi
 replay_start=$(date +%s%3N)
 if [[ -n "$trim_ms" ]]; then
   ( sleep "$(awk -v m="$trim_ms" 'BEGIN { print m / 1000 }')"
@@ -139,9 +161,14 @@ if [[ -n "$trim_ms" ]]; then
   trim_pid=$!
 fi
 rc=0
-env "${renv[@]+"${renv[@]}"}" "${envs[@]+"${envs[@]}"}" "$B/tools/vmm-replay" \
+# In the background, in a process group of its own (setsid), so that an
+# interrupted run.sh stops every replayer (cleanup) instead of waiting.
+setsid env "${renv[@]+"${renv[@]}"}" "${envs[@]+"${envs[@]}"}" "$B/tools/vmm-replay" \
   --procs "$procs" --stagger "$stagger" "${rargs[@]+"${rargs[@]}"}" "$trace" \
-  > "$RUN/replay.out" 2> "$RUN/replay.err" || rc=$?
+  > "$RUN/replay.out" 2> "$RUN/replay.err" < /dev/null &
+replay_pid=$!
+wait "$replay_pid" || rc=$?
+replay_pid=
 [[ -n "$trim_pid" ]] && { wait "$trim_pid" 2>/dev/null || true; trim_pid=; }
 sleep "$(awk -v m="$wait_ms" 'BEGIN { print m / 1000 }')"
 stop "$samp_pid"; samp_pid=
@@ -174,7 +201,7 @@ if [[ $native -eq 0 ]]; then
   out peak_lent_bytes "$(jget pool peak_lent_bytes)"
   out bytes_created "$(jget counters create_bytes)"
   out bytes_given_back "$(jget counters gpu_release_bytes)"
-  out samples "$(get samples "$S")"
+  out samples "$(get samples "$S" || true)"
   out sampler_reconnects "$(get reconnects "$S")"
   out sampled_peak_concurrent_demand_reported "$(get max_sum_reported_in_use_bytes "$S")"
   out sampled_peak_idle_pool_bytes "$(get max_idle_pool_bytes "$S")"
@@ -182,8 +209,10 @@ if [[ $native -eq 0 ]]; then
   out peak_mapped_bytes_clients "$(get peak_mapped_bytes "$R")"
   out daemon_round_trips "$(get daemon_round_trips "$R")"
   out syncs "$(get syncs "$R")"
-  # The daemon's counters at the end, those that moved.
-  awk '$1 ~ /^counter_/ && $2 != 0 { printf "%-34s %s\n", "daemon_" substr($1, 9), $2 }' "$S"
+  # The daemon's counters at the end (exact), those that moved.
+  python3 -c 'import json,sys
+for k, v in json.load(open(sys.argv[1]))["counters"].items():
+    if v: print("%-34s %s" % ("daemon_" + k, v))' "$J"
 else
   phys=$(get max_device_used_bytes "$RUN/device.out")
   out samples "$(get samples "$RUN/device.out")"
@@ -205,6 +234,19 @@ if [[ $native -eq 0 ]]; then
     out "daemon_log_$a" "$(grep -c "\] $a " "$RUN/vmmd.log" 2>/dev/null || true)"
   done
 fi
+for ((k = 1; k <= passes; k++)); do
+  for f in time_ms allocs alloc_p50_us alloc_p99_us; do out "pass${k}_$f" "$(get "pass${k}_$f" "$R")"; done
+  [[ $native -eq 0 && $rc -eq 0 ]] || continue
+  # What vmmd did during pass k: its counters after it minus after k - 1.
+  python3 -c 'import json,sys
+def c(p):
+    return json.load(open(p))["counters"] if p else {}
+a, b = c(sys.argv[2]), c(sys.argv[3])
+for f in ("creates", "create_bytes", "gpu_releases", "gpu_release_bytes"):
+    print("%-34s %d" % ("pass%s_%s" % (sys.argv[1], f), b.get(f, 0) - a.get(f, 0)))' \
+    "$k" "$([[ $k -gt 1 ]] && echo "$RUN/pass-$((k - 1)).json")" \
+    "$([[ $k -lt $passes ]] && echo "$RUN/pass-$k.json" || echo "$J")"
+done
 out replay_start_unix_ms "$replay_start"
 out last_free_unix_ms "$(get last_free_unix_ms "$R")"
 [[ -f $RUN/trim.ms ]] && out trim_unix_ms "$(cat "$RUN/trim.ms")"

@@ -19,10 +19,19 @@
  * and start together, the i-th one --stagger ms × i later.  Their results,
  * latencies and live-bytes timelines go through a shared mapping to the
  * parent, which merges the timelines into the peak concurrent demand.
+ * In a timeline an allocation counts from when cudaMalloc returns and a
+ * free from when cudaFree is called, so the demand it shows is the least
+ * the memory behind it must have held.
+ *
+ * --passes N replays the trace N times in each process (what a pass leaves
+ * live is freed before the next), so later passes find the pool warm;
+ * --between CMD runs a shell command between passes (run.sh reads vmmd's
+ * counters there); --events FILE writes every process's timeline.
  *
  *   vmm-replay [options] TRACE
  */
 #include <sys/mman.h>
+#include <sys/types.h>
 #include <sys/wait.h>
 
 #include <cuda_runtime_api.h>
@@ -30,6 +39,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <spawn.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -50,6 +60,7 @@
 #define RP_MAX_SLEEP_MS	86400000
 #define RP_MAX_ERRORS	50		/* parse errors printed; all are counted */
 #define RP_BARRIER_MS	60000		/* replayers wait this long for each other */
+#define RP_MAX_PASSES	16
 
 enum rp_kind { OP_ALLOC, OP_FREE, OP_REALLOC, OP_SLEEP };
 
@@ -102,6 +113,10 @@ struct rp_result {
 	uint64_t	peak;		/* requested bytes, this process */
 	uint64_t	daemon_calls, syncs, peak_mapped, client_peak;
 	uint64_t	nalloc_lat, nrealloc_lat, nevents;
+	/* per pass: its time (first op to last, ns) and where its samples of
+	 * alloc_lat end */
+	uint64_t	pass_ns[RP_MAX_PASSES];
+	uint64_t	pass_alat_end[RP_MAX_PASSES];
 	int64_t		start_unix_ms, end_unix_ms, last_free_unix_ms;
 	char		err[512];
 };
@@ -121,6 +136,9 @@ struct rp_opts {
 	bool		json;
 	bool		parse_only;
 	bool		torch;		/* vmm_torch_malloc/free, not cudaMalloc */
+	unsigned	passes;
+	const char	*between;	/* shell command run between passes */
+	const char	*events;	/* timeline file */
 };
 
 typedef int (*rp_realloc_fn)(void **, size_t);
@@ -129,7 +147,7 @@ typedef void (*rp_tfree_fn)(void *, ssize_t, int, void *);
 typedef int (*rp_usage_fn)(struct vmm_usage *);
 typedef const char *(*rp_strerror_fn)(int);
 
-static struct rp_opts opts = { .procs = 1 };
+static struct rp_opts opts = { .procs = 1, .passes = 1 };
 
 /* ---- small helpers ------------------------------------------------------- */
 
@@ -626,6 +644,14 @@ sample_usage(struct rp_run *r)
 		r->res->peak_mapped = u.mapped_bytes;
 }
 
+/* Records the live requested bytes from time t_ns on in the timeline. */
+static void
+event(struct rp_run *r, uint64_t t_ns)
+{
+	r->ev[r->res->nevents].t_ns = t_ns;
+	r->ev[r->res->nevents++].live = r->live;
+}
+
 /* realloc without vmm_realloc: a new allocation, a copy, a free. */
 static int
 emulated_realloc(void **p, size_t old, size_t size)
@@ -651,7 +677,7 @@ emulated_realloc(void **p, size_t old, size_t size)
 static int
 do_alloc(struct rp_run *r, const struct rp_op *o, size_t i)
 {
-	uint64_t t0;
+	uint64_t t0, t1;
 	cudaError_t e;
 
 	r->seed[o->slot] = (uint32_t)(i * 2654435761u) ^ (r->proc << 24);
@@ -666,11 +692,13 @@ do_alloc(struct rp_run *r, const struct rp_op *o, size_t i)
 	} else {
 		e = cudaMalloc(&r->ptr[o->slot], (size_t)o->arg);
 	}
-	r->alloc_lat[r->res->nalloc_lat++] = now_ns() - t0;
+	t1 = now_ns();
+	r->alloc_lat[r->res->nalloc_lat++] = t1 - t0;
 	if (e != cudaSuccess)
 		return run_fail(r, o, "cudaMalloc(%" PRIu64 ") for id %s: %s",
 		    o->arg, r->t->slots[o->slot].id, cudaGetErrorString(e));
 	r->live += o->arg;
+	event(r, t1);		/* in use from its return */
 	r->res->allocs++;
 	sample_usage(r);
 	return touch(r, o, o->slot);
@@ -679,10 +707,12 @@ do_alloc(struct rp_run *r, const struct rp_op *o, size_t i)
 static int
 do_free(struct rp_run *r, const struct rp_op *o)
 {
+	uint64_t t0;
 	cudaError_t e;
 
 	if (check(r, o, o->slot, (size_t)r->size[o->slot]) != 0)
 		return -1;
+	t0 = now_ns();
 	if (r->tfree != NULL) {
 		r->tfree(r->ptr[o->slot], (ssize_t)r->size[o->slot], 0, NULL);
 		e = cudaSuccess;
@@ -694,6 +724,7 @@ do_free(struct rp_run *r, const struct rp_op *o)
 		    r->t->slots[o->slot].id, cudaGetErrorString(e));
 	r->ptr[o->slot] = NULL;
 	r->live -= r->size[o->slot];
+	event(r, t0);		/* not in use from its call */
 	r->res->frees++;
 	r->res->last_free_unix_ms = unix_ms();
 	return 0;
@@ -704,7 +735,7 @@ static int
 do_realloc(struct rp_run *r, const struct rp_op *o)
 {
 	uint64_t old = r->size[o->slot], keep = old < o->arg ? old : o->arg;
-	uint64_t t0;
+	uint64_t t0, t1;
 	int rc;
 
 	t0 = now_ns();
@@ -713,7 +744,8 @@ do_realloc(struct rp_run *r, const struct rp_op *o)
 	else
 		rc = emulated_realloc(&r->ptr[o->slot], (size_t)old,
 		    (size_t)o->arg);
-	r->realloc_lat[r->res->nrealloc_lat++] = now_ns() - t0;
+	t1 = now_ns();
+	r->realloc_lat[r->res->nrealloc_lat++] = t1 - t0;
 	if (rc != 0)
 		return run_fail(r, o, "realloc of id %s to %" PRIu64 ": %s",
 		    r->t->slots[o->slot].id, o->arg, r->vrealloc == NULL ?
@@ -723,6 +755,7 @@ do_realloc(struct rp_run *r, const struct rp_op *o)
 		return -1;
 	r->size[o->slot] = o->arg;
 	r->live = r->live - old + o->arg;
+	event(r, o->arg > old ? t1 : t0);	/* the smaller size in between */
 	r->res->reallocs++;
 	sample_usage(r);
 	return touch(r, o, o->slot);	/* the whole window is valid again */
@@ -748,6 +781,65 @@ barrier(struct rp_shared *sh, unsigned proc)
 	return 0;
 }
 
+/* Frees (and checks) what the trace left live, uncounted. */
+static int
+free_left(struct rp_run *r)
+{
+	uint64_t frees = r->res->frees;
+	int64_t last_free = r->res->last_free_unix_ms;
+	size_t i;
+
+	for (i = 0; i < r->t->nslots; i++) {
+		struct rp_op o = { .kind = OP_FREE, .slot = (uint32_t)i };
+
+		if (r->ptr[i] != NULL && do_free(r, &o) != 0)
+			return -1;
+	}
+	r->res->frees = frees;
+	r->res->last_free_unix_ms = last_free;
+	return 0;
+}
+
+/* Runs --between's command with sh -c after pass `pass` (1-based), with
+ * VMM_REPLAY_PASS=pass and without LD_PRELOAD, and waits for it; it must
+ * exit 0.  posix_spawn runs no fork handlers of this CUDA process. */
+static int
+run_between(struct rp_run *r, unsigned pass)
+{
+	extern char **environ;
+	char passvar[32], **env;
+	char *argv[] = { "sh", "-c", (char *)opts.between, NULL };
+	size_t n = 0, k = 0;
+	pid_t pid;
+	int st, rc;
+
+	while (environ[n] != NULL)
+		n++;
+	env = xmalloc((n + 2) * sizeof(*env));
+	snprintf(passvar, sizeof(passvar), "VMM_REPLAY_PASS=%u", pass);
+	for (n = 0; environ[n] != NULL; n++)
+		if (strncmp(environ[n], "LD_PRELOAD=", 11) != 0 &&
+		    strncmp(environ[n], "VMM_REPLAY_PASS=", 16) != 0)
+			env[k++] = environ[n];
+	env[k++] = passvar;
+	env[k] = NULL;
+	fflush(NULL);
+	rc = posix_spawn(&pid, "/bin/sh", NULL, NULL, argv, env);
+	free(env);
+	if (rc != 0)
+		return run_fail(r, NULL, "--between: cannot run /bin/sh: %s",
+		    strerror(rc));
+	while (waitpid(pid, &st, 0) < 0)
+		if (errno != EINTR)
+			return run_fail(r, NULL, "--between: waitpid: %s",
+			    strerror(errno));
+	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+		return run_fail(r, NULL, "--between command after pass %u "
+		    "failed (wait status 0x%x): %s", pass, (unsigned)st,
+		    opts.between);
+	return 0;
+}
+
 /* Replays the whole trace in this process; fills r->res. */
 static int
 replay(struct rp_run *r, struct rp_shared *sh)
@@ -755,9 +847,8 @@ replay(struct rp_run *r, struct rp_shared *sh)
 	const struct rp_trace *t = r->t;
 	struct rp_result *res = r->res;
 	struct vmm_usage u;
-	uint64_t frees;
-	int64_t last_free;
 	cudaError_t e;
+	unsigned pass;
 	size_t i;
 
 	r->vrealloc = (rp_realloc_fn)dlsym(RTLD_DEFAULT, "vmm_realloc");
@@ -785,36 +876,44 @@ replay(struct rp_run *r, struct rp_shared *sh)
 	if (barrier(sh, r->proc) != 0)
 		return run_fail(r, NULL, "another replayer failed to start");
 	res->start_unix_ms = unix_ms();
-	for (i = 0; i < t->nops; i++) {
-		const struct rp_op *o = &t->ops[i];
-		int rc = 0;
+	for (pass = 0; pass < opts.passes; pass++) {
+		uint64_t p0;
 
-		if (o->skip) {
-			res->skipped++;
-			continue;
-		}
-		switch (o->kind) {
-		case OP_ALLOC:
-			rc = do_alloc(r, o, i);
-			break;
-		case OP_FREE:
-			rc = do_free(r, o);
-			break;
-		case OP_REALLOC:
-			rc = do_realloc(r, o);
-			break;
-		case OP_SLEEP:
-			sleep_ns(o->arg * 1000000ull);
-			res->sleeps++;
-			continue;
-		}
-		if (rc != 0)
+		if (pass > 0 && (free_left(r) != 0 || (opts.between != NULL &&
+		    run_between(r, pass) != 0)))
 			return -1;
-		res->ops++;
-		if (r->live > res->peak)
-			res->peak = r->live;
-		r->ev[res->nevents].t_ns = now_ns();
-		r->ev[res->nevents++].live = r->live;
+		p0 = now_ns();
+		for (i = 0; i < t->nops; i++) {
+			const struct rp_op *o = &t->ops[i];
+			int rc = 0;
+
+			if (o->skip) {
+				res->skipped++;
+				continue;
+			}
+			switch (o->kind) {
+			case OP_ALLOC:
+				rc = do_alloc(r, o, i);
+				break;
+			case OP_FREE:
+				rc = do_free(r, o);
+				break;
+			case OP_REALLOC:
+				rc = do_realloc(r, o);
+				break;
+			case OP_SLEEP:
+				sleep_ns(o->arg * 1000000ull);
+				res->sleeps++;
+				continue;
+			}
+			if (rc != 0)
+				return -1;
+			res->ops++;
+			if (r->live > res->peak)
+				res->peak = r->live;
+		}
+		res->pass_ns[pass] = now_ns() - p0;
+		res->pass_alat_end[pass] = res->nalloc_lat;
 	}
 	res->end_unix_ms = unix_ms();
 	if (r->usage != NULL && r->usage(&u) == 0) {
@@ -823,17 +922,7 @@ replay(struct rp_run *r, struct rp_shared *sh)
 		res->client_peak = u.peak_in_use_bytes;
 	}
 	/* What the trace leaves live is freed (and checked), uncounted. */
-	frees = res->frees;
-	last_free = res->last_free_unix_ms;
-	for (i = 0; i < t->nslots; i++) {
-		struct rp_op o = { .kind = OP_FREE, .slot = (uint32_t)i };
-
-		if (r->ptr[i] != NULL && do_free(r, &o) != 0)
-			return -1;
-	}
-	res->frees = frees;
-	res->last_free_unix_ms = last_free;
-	return 0;
+	return free_left(r);
 }
 
 /* ---- processes and results ---------------------------------------------- */
@@ -855,10 +944,13 @@ layout(const struct rp_trace *t, struct rp_layout *l)
 {
 	l->res_off = align8(sizeof(struct rp_shared));
 	l->alat_off = align8(sizeof(struct rp_result));
-	l->rlat_off = l->alat_off + align8((t->nalloc + 1) * sizeof(uint64_t));
-	l->ev_off = l->rlat_off + align8((t->nrealloc + 1) * sizeof(uint64_t));
-	l->per_proc = l->ev_off + align8((t->nops + 1) *
-	    sizeof(struct rp_event));
+	l->rlat_off = l->alat_off + align8((t->nalloc * opts.passes + 1) *
+	    sizeof(uint64_t));
+	l->ev_off = l->rlat_off + align8((t->nrealloc * opts.passes + 1) *
+	    sizeof(uint64_t));
+	/* an event per op, and per free of what a pass leaves live */
+	l->per_proc = l->ev_off + align8(((t->nops + t->nslots) *
+	    opts.passes + 1) * sizeof(struct rp_event));
 	l->total = l->res_off + l->per_proc * opts.procs;
 }
 
@@ -960,12 +1052,20 @@ concurrent_peak(unsigned char *map, const struct rp_layout *l)
 	}
 }
 
+struct rp_total;
+static void	pass_figures(unsigned char *, const struct rp_layout *,
+		    struct rp_total *, uint64_t *);
+
 struct rp_total {
 	uint64_t	ops, allocs, frees, reallocs, sleeps, skipped;
 	uint64_t	peak, sum_peaks, daemon_calls, syncs, peak_mapped;
 	uint64_t	client_peaks;
 	double		a50, a99, amax, r50, r99;
 	size_t		na, nr;
+	/* per pass: the longest process's time, and alloc latency over all */
+	double		pass_ms[RP_MAX_PASSES];
+	double		pass_a50[RP_MAX_PASSES], pass_a99[RP_MAX_PASSES];
+	uint64_t	pass_allocs[RP_MAX_PASSES];
 	int64_t		last_free, start, end;
 	unsigned	failed;
 	bool		broker, vrealloc;
@@ -982,8 +1082,9 @@ aggregate(const struct rp_trace *t, unsigned char *map,
 
 	memset(T, 0, sizeof(*T));
 	T->start = INT64_MAX;
-	al = xmalloc((t->nalloc + 1) * opts.procs * sizeof(*al));
-	rl = xmalloc((t->nrealloc + 1) * opts.procs * sizeof(*rl));
+	al = xmalloc((t->nalloc * opts.passes + 1) * opts.procs * sizeof(*al));
+	rl = xmalloc((t->nrealloc * opts.passes + 1) * opts.procs *
+	    sizeof(*rl));
 	for (p = 0; p < opts.procs; p++) {
 		unsigned char *b = proc_base(map, l, p);
 		const struct rp_result *r = (void *)b;
@@ -1024,8 +1125,71 @@ aggregate(const struct rp_trace *t, unsigned char *map,
 	T->r50 = pct_us(rl, T->nr, 0.50);
 	T->r99 = pct_us(rl, T->nr, 0.99);
 	T->peak = concurrent_peak(map, l);
+	pass_figures(map, l, T, al);
 	free(al);
 	free(rl);
+}
+
+/* Per pass: the longest replayer's time, and the percentiles of every
+ * replayer's alloc latencies in that pass (buf holds them all). */
+static void
+pass_figures(unsigned char *map, const struct rp_layout *l,
+    struct rp_total *T, uint64_t *buf)
+{
+	unsigned k, p;
+
+	for (k = 0; k < opts.passes; k++) {
+		size_t n = 0;
+
+		for (p = 0; p < opts.procs; p++) {
+			unsigned char *b = proc_base(map, l, p);
+			const struct rp_result *r = (void *)b;
+			uint64_t from = k ? r->pass_alat_end[k - 1] : 0;
+			uint64_t to = r->pass_alat_end[k];
+			double ms = (double)r->pass_ns[k] / 1e6;
+
+			if (ms > T->pass_ms[k])
+				T->pass_ms[k] = ms;
+			if (to < from)	/* this replayer did not get there */
+				continue;
+			memcpy(buf + n, b + l->alat_off + from * 8,
+			    (size_t)(to - from) * 8);
+			n += (size_t)(to - from);
+		}
+		qsort(buf, n, sizeof(*buf), cmp_u64);
+		T->pass_allocs[k] = n;
+		T->pass_a50[k] = pct_us(buf, n, 0.50);
+		T->pass_a99[k] = pct_us(buf, n, 0.99);
+	}
+}
+
+/* Writes every replayer's timeline to opts.events: one line per event,
+ * "PROC T_NS LIVE_BYTES" (CLOCK_MONOTONIC ns, shared by the processes of
+ * a machine, so two replays' logs merge by time).  0, or -1 after saying
+ * why. */
+static int
+write_events(FILE *f, unsigned char *map, const struct rp_layout *l)
+{
+	unsigned p;
+	uint64_t i;
+
+	fprintf(f, "# vmm-replay events: proc t_ns live_bytes (CLOCK_MONOTONIC;"
+	    " an allocation counts from its return, a free from its call)\n");
+	for (p = 0; p < opts.procs; p++) {
+		unsigned char *b = proc_base(map, l, p);
+		const struct rp_result *r = (void *)b;
+		const struct rp_event *ev = (void *)(b + l->ev_off);
+
+		for (i = 0; i < r->nevents; i++)
+			fprintf(f, "%u %" PRIu64 " %" PRIu64 "\n", p,
+			    ev[i].t_ns, ev[i].live);
+	}
+	if (fflush(f) != 0 || ferror(f)) {
+		fprintf(stderr, RP_NAME ": --events %s: write error\n",
+		    opts.events);
+		return -1;
+	}
+	return 0;
 }
 
 static void
@@ -1131,6 +1295,19 @@ print_results(const struct rp_trace *t, unsigned char *map,
 		kv_u("peak_mapped_bytes", T->peak_mapped, &first);
 		kv_u("client_peak_in_use_bytes", T->client_peaks, &first);
 	}
+	kv_u("passes", opts.passes, &first);
+	for (p = 0; p < opts.passes; p++) {
+		char k[48];
+
+		snprintf(k, sizeof(k), "pass%u_time_ms", p + 1);
+		kv_d(k, T->pass_ms[p], &first);
+		snprintf(k, sizeof(k), "pass%u_allocs", p + 1);
+		kv_u(k, T->pass_allocs[p], &first);
+		snprintf(k, sizeof(k), "pass%u_alloc_p50_us", p + 1);
+		kv_d(k, T->pass_a50[p], &first);
+		snprintf(k, sizeof(k), "pass%u_alloc_p99_us", p + 1);
+		kv_d(k, T->pass_a99[p], &first);
+	}
 	kv_u("start_unix_ms", (uint64_t)T->start, &first);
 	kv_u("end_unix_ms", (uint64_t)T->end, &first);
 	kv_u("last_free_unix_ms", (uint64_t)T->last_free, &first);
@@ -1180,9 +1357,17 @@ usage(FILE *f)
 "  -t, --torch          allocate and free through vmm_torch_malloc and\n"
 "                       vmm_torch_free (PyTorch's pluggable allocator entry\n"
 "                       points, stream-ordered) instead of cudaMalloc/cudaFree\n"
+"  -P, --passes N       replay the trace N times in each process (1..%d); what\n"
+"                       a pass leaves live is freed before the next; figures\n"
+"                       per pass: pass<K>_time_ms, pass<K>_alloc_p99_us, ...\n"
+"  -b, --between CMD    between passes run sh -c CMD (VMM_REPLAY_PASS: the pass\n"
+"                       just done; no LD_PRELOAD); it must exit 0 (one process)\n"
+"  -e, --events FILE    write the live requested bytes over time: lines\n"
+"                       PROC T_NS LIVE_BYTES (CLOCK_MONOTONIC ns; an allocation\n"
+"                       counts from its return, a free from its call)\n"
 "  -h, --help           this help\n\n"
 "Exit status: 0 ok, 1 a replayer failed, 2 usage or trace error.\n",
-	    RP_MAX_PROCS);
+	    RP_MAX_PROCS, RP_MAX_PASSES);
 }
 
 /* A whole-string unsigned integer in [lo, hi]. */
@@ -1213,13 +1398,16 @@ parse_args(int argc, char **argv)
 		{ "json", no_argument, NULL, 'j' },
 		{ "parse-only", no_argument, NULL, 'n' },
 		{ "torch", no_argument, NULL, 't' },
+		{ "passes", required_argument, NULL, 'P' },
+		{ "between", required_argument, NULL, 'b' },
+		{ "events", required_argument, NULL, 'e' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
 	uint64_t v;
 	int c;
 
-	while ((c = getopt_long(argc, argv, "p:s:m:ljnth", lo, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "p:s:m:ljntP:b:e:h", lo, NULL)) != -1) {
 		switch (c) {
 		case 'p':
 			if (parse_uint(optarg, 1, RP_MAX_PROCS, &v) != 0) {
@@ -1256,6 +1444,25 @@ parse_args(int argc, char **argv)
 		case 't':
 			opts.torch = true;
 			break;
+		case 'P':
+			if (parse_uint(optarg, 1, RP_MAX_PASSES, &v) != 0) {
+				fprintf(stderr, RP_NAME ": --passes: 1..%d\n",
+				    RP_MAX_PASSES);
+				exit(2);
+			}
+			opts.passes = (unsigned)v;
+			break;
+		case 'b':
+			if (optarg[0] == '\0') {
+				fprintf(stderr, RP_NAME ": --between: a "
+				    "command\n");
+				exit(2);
+			}
+			opts.between = optarg;
+			break;
+		case 'e':
+			opts.events = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			exit(0);
@@ -1266,6 +1473,11 @@ parse_args(int argc, char **argv)
 	}
 	if (optind != argc - 1) {
 		usage(stderr);
+		exit(2);
+	}
+	if (opts.between != NULL && opts.procs > 1) {
+		fprintf(stderr, RP_NAME ": --between needs one process (the "
+		    "command runs between one replayer's passes)\n");
 		exit(2);
 	}
 }
@@ -1279,6 +1491,7 @@ main(int argc, char **argv)
 	unsigned char *map;
 	pid_t pids[RP_MAX_PROCS];
 	unsigned p, failed = 0;
+	FILE *evf = NULL;
 	int st;
 
 	parse_args(argc, argv);
@@ -1287,6 +1500,12 @@ main(int argc, char **argv)
 	if (opts.parse_only) {
 		print_parse(&t);
 		return 0;
+	}
+	/* Opened before anything runs: a bad path costs no replay. */
+	if (opts.events != NULL && (evf = fopen(opts.events, "w")) == NULL) {
+		fprintf(stderr, RP_NAME ": --events %s: %s\n", opts.events,
+		    strerror(errno));
+		return 2;
 	}
 	layout(&t, &l);
 	map = mmap(NULL, l.total, PROT_READ | PROT_WRITE,
@@ -1334,5 +1553,14 @@ main(int argc, char **argv)
 	}
 	aggregate(&t, map, &l, &T);
 	print_results(&t, map, &l, &T);
+	if (evf != NULL) {
+		if (write_events(evf, map, &l) != 0)
+			failed++;
+		if (fclose(evf) != 0 && failed == 0) {
+			fprintf(stderr, RP_NAME ": --events %s: %s\n",
+			    opts.events, strerror(errno));
+			failed++;
+		}
+	}
 	return failed ? 1 : 0;
 }

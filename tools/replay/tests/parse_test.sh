@@ -81,6 +81,19 @@ no_file)      rc=0; err=$("$R" --parse-only "$T/none" 2>&1) || rc=$?
               [[ $rc -eq 2 && $err == *"$T/none"* ]] || fail "exit $rc: $err" ;;
 usage)        rc=0; "$R" --procs 0 x 2>/dev/null || rc=$?; [[ $rc -eq 2 ]] || fail "--procs 0: exit $rc"
               rc=0; "$R" --min-size 3X x 2>/dev/null || rc=$?; [[ $rc -eq 2 ]] || fail "--min-size 3X: exit $rc" ;;
+passes_arg)   for a in 0 17 x -1 ''; do
+                rc=0; err=$("$R" --passes "$a" x 2>&1) || rc=$?
+                [[ $rc -eq 2 && $err == *"--passes: 1..16"* ]] || fail "--passes '$a': exit $rc: $err"
+              done ;;
+between_arg)  rc=0; err=$("$R" --between '' x 2>&1) || rc=$?
+              [[ $rc -eq 2 && $err == *"--between: a command"* ]] || fail "--between '': exit $rc: $err"
+              rc=0; err=$("$R" --procs 2 --between true x 2>&1) || rc=$?
+              [[ $rc -eq 2 && $err == *"--between needs one process"* ]] || fail "--between with 2 procs: exit $rc: $err" ;;
+events_path)  t 'alloc a 1' 'free a'
+              # Refused before any CUDA call: no device is needed.
+              rc=0; err=$("$R" --events "$T/no/such/dir/ev" "$T/t.trace" 2>&1) || rc=$?
+              [[ $rc -eq 2 && $err == *"--events $T/no/such/dir/ev: No such file"* ]] || fail "exit $rc: $err"
+              [[ ! -e $T/no ]] || fail "created something" ;;
 *) fail "unknown case" ;;
 esac
 echo "ok [$case_]"

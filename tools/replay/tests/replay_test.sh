@@ -88,6 +88,38 @@ torch)
   fi
   grep -q 'vmm_torch_malloc and vmm_torch_free not found' "$T/out" || fail "no clear error"
   ;;
+passes)
+  # Two passes in one process, vmmd's counters read after each (run.sh
+  # -p), and the timeline: an event per op, exactly the hand-computed
+  # live bytes, times increasing.
+  "$RUNSH" -b "$B" -m 1024 -k "$K" -i 0 -p 2 -a "--events=$T/ev" "$T/hand.trace" > "$T/out" 2>&1 ||
+    fail "run.sh exit $?"
+  want replay_exit 0; want ops 24; want peak_requested_bytes $PEAK
+  want pass1_allocs 5; want pass2_allocs 5
+  [[ $(num pass1_creates) -ge 1 ]] || fail "pass 1 created nothing"
+  total=$(( $(num pass1_creates) + $(num pass2_creates) ))
+  [[ $total -eq $(num daemon_creates) ]] || fail "passes' creates $total != vmmd's $(num daemon_creates)"
+  [[ $(num pass1_time_ms) != "" && $(num pass2_alloc_p99_us) != "" ]] || fail "no per-pass figures"
+  [[ -f $K/pass-1.json ]] || fail "no stats after pass 1"
+  want_live="6291456 9437184 9438184 16778216 16777216 18350080 7864320 6291556 6291456 8388608 6291456 0"
+  got=$(grep -v '^#' "$T/ev" | awk '{ printf "%s%s", (NR > 1 ? " " : ""), $3 }')
+  [[ $got == "$want_live $want_live" ]] || fail "timeline: $got"
+  grep -v '^#' "$T/ev" | awk '$1 != 0 || $2 <= t { exit 1 } { t = $2 }' || fail "times not increasing"
+  ;;
+between)
+  # --between runs between passes, without the preload, told the pass.
+  "$RUNSH" -b "$B" -m 1024 -k "$K" -i 0 -a --passes=3 \
+    -a "--between=echo \$VMM_REPLAY_PASS \${LD_PRELOAD:-none} >> $T/hook" "$T/hand.trace" > "$T/out" 2>&1 ||
+    fail "run.sh exit $?"
+  want replay_exit 0; want ops 36
+  [[ $(cat "$T/hook") == $'1 none\n2 none' ]] || fail "hook ran as: $(cat "$T/hook")"
+  # A failing command stops the replay, and says so.
+  rm -rf "$K"
+  rc=0; "$RUNSH" -b "$B" -m 1024 -k "$K" -i 0 -a --passes=2 -a --between=false "$T/hand.trace" > "$T/out" 2>&1 || rc=$?
+  [[ $rc -ne 0 ]] || fail "a failing --between command went unnoticed"
+  want replay_exit 1
+  grep -q -- '--between command after pass 1 failed' "$T/out" || fail "no message"
+  ;;
 *) fail "unknown case" ;;
 esac
 echo "ok [$case_]"
