@@ -348,7 +348,8 @@ release_ok(const Vmm__Release *m)
 {
 	size_t	i;
 
-	if (m->n_chunk_ids == 0 || m->n_chunk_ids > VMM_PROTO_MAX_RELEASE_IDS)
+	if (m->n_chunk_ids == 0 || m->n_chunk_ids > VMM_PROTO_MAX_RELEASE_IDS ||
+	    (m->flags & ~(uint32_t)VMM__RELEASE_FLAG__RELEASE_FLAG_NO_REPLY) != 0)
 		return false;
 	for (i = 0; i < m->n_chunk_ids; i++) {
 		if (m->chunk_ids[i] == 0)
