@@ -1618,6 +1618,7 @@ main(int argc, char **argv)
 	struct bench_opts o = { 0 };
 	struct bench_rate rates[BENCH_NRATES];
 	struct bench_pct a = { 0 }, b = { 0 }, bw = { 0 };
+	double load[2];
 	struct rate_shared *sh = MAP_FAILED;
 	char build[PATH_MAX], vmmd[PATH_MAX], cudalib[PATH_MAX];
 	char sock[sizeof(((struct sockaddr_un *)NULL)->sun_path)];
@@ -1687,9 +1688,15 @@ main(int argc, char **argv)
 	    "release via vmmd, (b') the same waiting for each release's reply: "
 	    "%ld of each, %d at a time in turn, after %ld warm-up\n",
 	    o.iterations, BENCH_ROUND, warm);
+	if (getloadavg(load, 1) != 1)
+		load[0] = -1;
 	if (alternate_run(sock, samples, samples + o.iterations,
 	    samples + 2 * o.iterations, o.iterations, warm) != 0)
 		goto out;
+	if (getloadavg(load + 1, 1) != 1)
+		load[1] = -1;
+	fprintf(stderr, BENCH_NAME ": load average (1 min) %.2f before (a)/(b), "
+	    "%.2f after\n", load[0], load[1]);
 	a = summarize(samples, (size_t)o.iterations);
 	b = summarize(samples + o.iterations, (size_t)o.iterations);
 	bw = summarize(samples + 2 * o.iterations, (size_t)o.iterations);
@@ -1711,6 +1718,14 @@ main(int argc, char **argv)
 		print_table(&o, a, b, bw, rates, BENCH_NRATES, ctr);
 	fflush(stdout);
 	rc = 0;
+	/* A grant is a round trip with an fd and more: faster than the raw
+	 * one at the median means the measurement is broken. */
+	if (b.p50_us < a.p50_us || bw.p50_us < a.p50_us) {
+		bench_warn("impossible: a grant's median below the raw round "
+		    "trip's (%.1f, %.1f < %.1f us); the figures are wrong",
+		    b.p50_us, bw.p50_us, a.p50_us);
+		rc = 1;
+	}
 out:
 	if (b_daemon > 0)
 		fprintf(stderr, BENCH_NAME ": stopping vmmd\n");
