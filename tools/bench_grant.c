@@ -45,6 +45,7 @@
 #include <sys/wait.h>
 
 #include <dirent.h>
+#include <sched.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -122,7 +123,18 @@ struct bench_opts {
 	long		scale[BENCH_SCALE_MAX];	/* --scale: idle chunk counts */
 	size_t		nscale;
 	bool		busy;		/* --busy */
+	enum bench_place {
+		PLACE_SAME,	/* client, raw server, vmmd: one CPU */
+		PLACE_SPLIT,	/* client on one, raw server and vmmd another */
+		PLACE_FREE	/* as the scheduler likes */
+	}		place;
 };
+
+static const char *const bench_place_names[] = { "same", "split", "free" };
+
+/* CPUs of (a)/(b) (--placement), picked from the allowed set at start. */
+static cpu_set_t	b_cpus_all;
+static int		b_cpu_client = -1, b_cpu_peer = -1;
 
 struct bench_pct {
 	double		p50_us, p99_us;
@@ -436,6 +448,77 @@ recv_with_fd(int sock, void *buf, size_t len)
 	return fd;
 }
 
+/* ---- CPU placement of (a) and (b) ----------------------------------------------
+
+ * Where the peers run decides what a round trip costs: on this kind of
+ * machine a wake-up on another CPU costs about three times one on the same
+ * (raw p50 33 vs 12 us), and left to the scheduler the raw server and vmmd
+ * could land differently, the ratio then saying where they ran, not what a
+ * grant costs (it read 0.97 that way).  So both peers get the same
+ * placement: all on one CPU (same, the default), or the client on one and
+ * both peers on another (split). */
+
+/* Picks the CPUs for o->place from the allowed set; 0, or -1 if split has
+ * fewer than two. */
+static int
+place_pick(const struct bench_opts *o)
+{
+	int i;
+
+	if (sched_getaffinity(0, sizeof(b_cpus_all), &b_cpus_all) != 0) {
+		bench_warn("sched_getaffinity: %s", strerror(errno));
+		return -1;
+	}
+	for (i = 0; i < CPU_SETSIZE; i++) {
+		if (!CPU_ISSET(i, &b_cpus_all))
+			continue;
+		if (b_cpu_client < 0)
+			b_cpu_client = i;
+		else if (b_cpu_peer < 0)
+			b_cpu_peer = i;
+	}
+	if (o->place == PLACE_SAME)
+		b_cpu_peer = b_cpu_client;
+	if (o->place == PLACE_SPLIT && b_cpu_peer < 0) {
+		bench_warn("--placement split needs two CPUs; this process may "
+		    "use one");
+		return -1;
+	}
+	return 0;
+}
+
+/* Moves every thread of pid (0: this process) to cpu, or back to every
+ * allowed CPU if cpu < 0; 0 or -1. */
+static int
+place_set(pid_t pid, int cpu)
+{
+	char path[64];
+	cpu_set_t set;
+	struct dirent *de;
+	DIR *d;
+	int rc = 0;
+
+	if (cpu < 0)
+		set = b_cpus_all;
+	else {
+		CPU_ZERO(&set);
+		CPU_SET(cpu, &set);
+	}
+	snprintf(path, sizeof(path), "/proc/%d/task", pid != 0 ? (int)pid :
+	    (int)getpid());
+	if ((d = opendir(path)) == NULL)
+		return -1;
+	while ((de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		if (sched_setaffinity((pid_t)atoi(de->d_name), sizeof(set),
+		    &set) != 0 && errno != ESRCH)
+			rc = -1;
+	}
+	closedir(d);
+	return rc;
+}
+
 /* The server of (a): each request is answered with a dup of one memfd,
  * exported fresh and closed after sending, as vmmd does per grant. */
 static void __attribute__((noreturn))
@@ -486,6 +569,8 @@ raw_open(struct raw_peer *r)
 	}
 	if (r->pid == 0) {
 		close(sv[0]);
+		if (b_cpu_peer >= 0 && place_set(0, b_cpu_peer) != 0)
+			_exit(1);
 		raw_server(sv[1]);
 	}
 	close(sv[1]);
@@ -726,6 +811,12 @@ alternate_run(const char *sock, uint64_t *a, uint64_t *b, uint64_t *bw,
 	long done, k;
 	int rc = -1;
 
+	if (b_cpu_client >= 0 && (place_set(0, b_cpu_client) != 0 ||
+	    place_set(b_daemon, b_cpu_peer) != 0)) {
+		bench_warn("cannot pin to CPUs %d and %d: %s", b_cpu_client,
+		    b_cpu_peer, strerror(errno));
+		return -1;
+	}
 	if (raw_open(&r) != 0)
 		return -1;
 	if (bc_open(&c, sock, false) != 0) {
@@ -747,6 +838,10 @@ alternate_run(const char *sock, uint64_t *a, uint64_t *b, uint64_t *bw,
 out:
 	bc_close(&c);
 	if (raw_close(&r) != 0)
+		rc = -1;
+	/* (c) runs where the scheduler likes. */
+	if (b_cpu_client >= 0 && (place_set(0, -1) != 0 ||
+	    place_set(b_daemon, -1) != 0))
 		rc = -1;
 	return rc;
 }
@@ -1318,8 +1413,8 @@ print_table(const struct bench_opts *o, struct bench_pct a,
 	for (i = 0; i < nrates; i++)
 		printf("%-34d %10.0f %10" PRIu64 "\n", rates[i].procs,
 		    rates[i].per_sec, rates[i].pairs);
-	printf("\n%ld iterations, %.2f s per rate run; vmmd: ", o->iterations,
-	    o->duration);
+	printf("\n%ld iterations, placement %s, %.2f s per rate run; vmmd: ",
+	    o->iterations, bench_place_names[o->place], o->duration);
 	if (ctr[0] == UINT64_MAX)
 		printf("counters not available\n");
 	else
@@ -1335,8 +1430,9 @@ print_json(const struct bench_opts *o, struct bench_pct a,
 {
 	size_t i;
 
-	printf("{\"iterations\": %ld, \"duration_s\": %.3f,\n", o->iterations,
-	    o->duration);
+	printf("{\"iterations\": %ld, \"placement\": \"%s\", "
+	    "\"duration_s\": %.3f,\n", o->iterations,
+	    bench_place_names[o->place], o->duration);
 	printf(" \"raw_us\": {\"p50\": %.2f, \"p99\": %.2f},\n", a.p50_us,
 	    a.p99_us);
 	printf(" \"grant_us\": {\"p50\": %.2f, \"p99\": %.2f},\n", b.p50_us,
@@ -1367,7 +1463,7 @@ usage(FILE *f)
 	fprintf(f,
 	    "usage: " BENCH_NAME " [--iterations N] [--duration S] [--vmmd PATH]\n"
 	    "                   [--keep-daemon-log] [--json] [--scale N,...]\n"
-	    "                   [--busy]\n"
+	    "                   [--busy] [--placement same|split|free]\n"
 	    "  --iterations N     timed round trips for (a) and (b) (default %d)\n"
 	    "  --duration S       seconds per rate run in (c) (default %.1f)\n"
 	    "  --vmmd PATH        the daemon (default: <build>/daemon/vmmd, <build>\n"
@@ -1383,7 +1479,12 @@ usage(FILE *f)
 	    "                     RLIMIT_NOFILE)\n"
 	    "  --busy             instead: pooled grant p50/p99 with vmmd idle, then\n"
 	    "                     while another client makes it create 1 GiB chunks\n"
-	    "                     (a100 latency profile), --duration each\n",
+	    "                     (a100 latency profile), --duration each\n"
+	    "  --placement P      CPUs of (a) and (b): same (default: the client,\n"
+	    "                     raw server and vmmd on one CPU), split (the\n"
+	    "                     client on one, both peers on another) or free\n"
+	    "                     (the scheduler's choice, which may place the\n"
+	    "                     two peers differently)\n",
 	    BENCH_DEF_ITERATIONS, BENCH_DEF_DURATION, BENCH_SCALE_CLIENTS);
 }
 
@@ -1547,6 +1648,7 @@ parse_args(int argc, char **argv, struct bench_opts *o)
 		{ "json", no_argument, NULL, 'j' },
 		{ "scale", required_argument, NULL, 's' },
 		{ "busy", no_argument, NULL, 'b' },
+		{ "placement", required_argument, NULL, 'p' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
@@ -1594,6 +1696,17 @@ parse_args(int argc, char **argv, struct bench_opts *o)
 			break;
 		case 'b':
 			o->busy = true;
+			break;
+		case 'p':
+			for (v = 0; v < 3 && strcmp(optarg,
+			    bench_place_names[(int)v]) != 0; v++)
+				;
+			if (v == 3) {
+				bench_warn("--placement \"%s\": expected same, "
+				    "split or free", optarg);
+				return -1;
+			}
+			o->place = (enum bench_place)(int)v;
 			break;
 		case 'h':
 			usage(stdout);
@@ -1688,6 +1801,13 @@ main(int argc, char **argv)
 	    "release via vmmd, (b') the same waiting for each release's reply: "
 	    "%ld of each, %d at a time in turn, after %ld warm-up\n",
 	    o.iterations, BENCH_ROUND, warm);
+	if (o.place != PLACE_FREE && place_pick(&o) != 0)
+		goto out;
+	fprintf(stderr, BENCH_NAME ": placement %s", bench_place_names[o.place]);
+	if (o.place != PLACE_FREE)
+		fprintf(stderr, ": client on CPU %d, raw server and vmmd on CPU %d",
+		    b_cpu_client, b_cpu_peer);
+	fprintf(stderr, "\n");
 	if (getloadavg(load, 1) != 1)
 		load[0] = -1;
 	if (alternate_run(sock, samples, samples + o.iterations,
