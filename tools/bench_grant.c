@@ -17,7 +17,10 @@
  *             processes, one session each, for a fixed duration.
  *
  * (a), (b) and (b') alternate, BENCH_ROUND of each in turn, so the ratio
- * compares the same moments of the machine's load.
+ * compares the same moments of the machine's load, and run with the same
+ * CPU placement for both peers (--placement): the client, the raw server
+ * and vmmd on one CPU by default.  A grant median below the raw one is
+ * impossible and fails the run.
  *
  * p50/p99 of (a) and (b), the ratio b/a (issue target: p50 <= 2.0) and the
  * rates go to stdout (a table, or --json); progress goes to stderr.
