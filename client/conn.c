@@ -3,8 +3,8 @@
  * VMM_SOCKET_DIR, spoken through proto/session.  Opened lazily, used under
  * its mutex with one request in flight; frames that are not the awaited
  * reply (Recall, Goodbye, late replies, the Errors refusing Releases
- * nobody waits for) go to conn_on_push.  While vmmd cannot be reached, connecting
- * is retried at most once a second.
+ * nobody waits for) go to conn_on_push.  While vmmd cannot be reached,
+ * connecting is retried at most once a second.
  *
  * One chunk, one record.  A reply that does not come within
  * VMM_CONNECT_TIMEOUT_MS fails the call (VMM_ETIMEDOUT) but the connection
