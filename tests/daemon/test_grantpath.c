@@ -18,6 +18,9 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 
+#include <dirent.h>
+#include <limits.h>
+
 #include <cuda.h>
 
 #include <stdbool.h>
@@ -33,6 +36,66 @@
 #define FDBUDGET_NOFILE 128	/* vmmd's RLIMIT_NOFILE in "fdbudget" */
 
 static char	sockpath[1200];
+
+/*
+ * vmmd's open fds, less the emulator's passing ones: its cuMemGetInfo
+ * (vmmd's idle tick) walks /proc with a directory fd or two open, for long
+ * on a loaded machine, and a count taken then would be off by those.
+ */
+static int
+count_fds(pid_t pid)
+{
+	char dir[64], path[384], target[256];
+	struct dirent *de;
+	ssize_t len;
+	DIR *d;
+	int n = 0;
+
+	snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
+	if ((d = opendir(dir)) == NULL)
+		return -1;
+	while ((de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		len = readlink(path, target, sizeof(target) - 1);
+		if (len > 0 && (size_t)len >= sizeof("/proc") - 1 &&
+		    strncmp(target, "/proc", sizeof("/proc") - 1) == 0)
+			continue;
+		n++;
+	}
+	closedir(d);
+	return n;
+}
+
+/* Polls count_fds(pid) until it is at most want or timeout_ms passes;
+ * the last count. */
+static int
+wait_fds(pid_t pid, int want, int timeout_ms)
+{
+	uint64_t end = vmm_now_ms() + (uint64_t)timeout_ms;
+	int n;
+
+	while ((n = count_fds(pid)) > want && vmm_now_ms() < end)
+		tc_sleep_ms(10);
+	return n;
+}
+
+/* vmmd's fd count at rest: the least of a few counts over 300 ms (a
+ * socket vmmd has just handed to its closer thread is still open for a
+ * while on a loaded machine, tc_start_daemon's probe connection say). */
+static int
+rest_fds(pid_t pid)
+{
+	int i, n, least = INT_MAX;
+
+	for (i = 0; i < 6; i++) {
+		if ((n = count_fds(pid)) < least)
+			least = n;
+		tc_sleep_ms(50);
+	}
+	return least;
+}
 
 /* Sends a Release of ids with flags without waiting; its request id. */
 static uint64_t
@@ -191,7 +254,7 @@ kept_fds(pid_t d, struct tc *adm)
 	a = tc_open(sockpath, "app-a", false);
 	b = tc_open(sockpath, "app-b", false);
 	/* Nothing pooled: the baseline has no chunk in it. */
-	fds0 = tc_count_fds(d);
+	fds0 = rest_fds(d);
 	CHECK(fds0 > 0);
 
 	acquire_all(a, first);
@@ -233,7 +296,7 @@ kept_fds(pid_t d, struct tc *adm)
 	/* Back to the GPU: the kept fds are closed with their chunks. */
 	total = (uint64_t)(NCHUNKS + 1) * a->granularity;
 	CHECK(tc_trim(adm, 0, false) == (int64_t)total);
-	CHECK(tc_wait_fds(d, fds0, 5000) == fds0);
+	CHECK(wait_fds(d, fds0, 5000) <= fds0);
 	CHECK_OK(cuMemGetInfo(&freeb, &totalb));
 	CHECK(freeb == totalb);
 	tc_close(a);
@@ -245,8 +308,9 @@ kept_fds(pid_t d, struct tc *adm)
  * (one memfd each in vmmd) fill its fd table.  Kept fds never cost a chunk:
  * one session takes chunks one by one until vmmd refuses, and it gets as
  * many as there were free fds, less the one a grant needs for its export
- * in flight (kept fds are given up first, export.c).  Given back to the
- * GPU, they leave vmmd's fds as they were.
+ * in flight and two for sockets vmmd's closer thread has not closed yet
+ * (kept fds are given up first, export.c; without that, 87 of 111).
+ * Given back to the GPU, they leave vmmd's fds as they were.
  */
 static void
 fd_budget(pid_t d, struct tc *adm)
@@ -261,7 +325,7 @@ fd_budget(pid_t d, struct tc *adm)
 	/* Before the first export: export.c reads the limit then. */
 	CHECK(prlimit(d, RLIMIT_NOFILE, &rl, NULL) == 0);
 	a = tc_open(sockpath, "app-fdbudget", false);
-	fds0 = tc_count_fds(d);
+	fds0 = rest_fds(d);
 	CHECK(fds0 > 0 && fds0 < FDBUDGET_NOFILE / 2);
 	while ((rc = tc_acquire(a, a->granularity, 0, &ch, 1)) == 1) {
 		CHECK(n < FDBUDGET_NOFILE);
@@ -272,13 +336,21 @@ fd_budget(pid_t d, struct tc *adm)
 	 * in the pool). */
 	CHECK(rc == -VMM__ERROR_CODE__ERROR_CODE_OUT_OF_MEMORY ||
 	    rc == -VMM__ERROR_CODE__ERROR_CODE_INTERNAL);
-	if ((int)n < FDBUDGET_NOFILE - fds0 - 2)
+	if ((int)n < FDBUDGET_NOFILE - fds0 - 3)
 		fprintf(stderr, "%zu chunks with %d fds free\n", n,
 		    FDBUDGET_NOFILE - fds0);
-	CHECK((int)n >= FDBUDGET_NOFILE - fds0 - 2);
+	CHECK((int)n >= FDBUDGET_NOFILE - fds0 - 3);
 	CHECK(tc_release(a, ids, n) == 0);
 	CHECK(tc_trim(adm, 0, false) >= (int64_t)(n * a->granularity));
-	CHECK(tc_wait_fds(d, fds0, 5000) == fds0);
+	if (wait_fds(d, fds0, 5000) > fds0) {
+		char cmd[128];
+
+		fprintf(stderr, "vmmd fds %d, baseline %d\n", count_fds(d),
+		    fds0);
+		snprintf(cmd, sizeof(cmd), "ls -l /proc/%d/fd >&2", (int)d);
+		(void)!system(cmd);
+	}
+	CHECK(count_fds(d) <= fds0);
 	tc_close(a);
 }
 
