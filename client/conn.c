@@ -2,9 +2,9 @@
  * The connection to vmmd, one per device, found by the device's UUID under
  * VMM_SOCKET_DIR, spoken through proto/session.  Opened lazily, used under
  * its mutex with one request in flight; frames that are not the awaited
- * reply (Recall, Goodbye, late replies, the replies to Releases nobody
- * waits for) go to conn_on_push.  While vmmd cannot be reached, connecting
- * is retried at most once a second.
+ * reply (Recall, Goodbye, late replies, the Errors refusing Releases
+ * nobody waits for) go to conn_on_push.  While vmmd cannot be reached,
+ * connecting is retried at most once a second.
  *
  * One chunk, one record.  A reply that does not come within
  * VMM_CONNECT_TIMEOUT_MS fails the call (VMM_ETIMEDOUT) but the connection
@@ -191,7 +191,8 @@ conn_on_push(struct vmm_frame_msg *m, void *arg)
 	default:
 		if (conn_was_abandoned(c, vmm_frame_request_id(env)))
 			conn_late(c, env);
-		/* Else a Release's reply: nothing waits for it. */
+		/* Else a Release's reply (from a daemon that predates
+		 * RELEASE_FLAG_NO_REPLY): nothing waits for it. */
 		return;
 	}
 }
@@ -532,7 +533,10 @@ vmmc_conn_acquire(struct vmmc_conn *c, uint64_t bytes, unsigned flags,
 /* Sends Releases for ids (0s skipped: chunks vmmd refused to adopt), on
  * an open connection, lock held; 0 or VMM_ENODAEMON.  Nothing waits for
  * the answer: vmmd handles a session's frames in order, so the next
- * request sees the chunks released; the reply reaches conn_on_push. */
+ * request sees the chunks released.  They ask for no reply (a write in
+ * vmmd and a wake-up here saved per Release): only a refusal is answered,
+ * an Error that reaches conn_on_push, as does the ReleaseReply a daemon
+ * older than the flag sends anyway. */
 static int
 conn_send_release(struct vmmc_conn *c, const uint64_t *ids, size_t n,
     uint64_t recall_id)
@@ -555,6 +559,7 @@ conn_send_release(struct vmmc_conn *c, const uint64_t *ids, size_t n,
 		rel.n_chunk_ids = k;
 		rel.chunk_ids = batch;
 		rel.recall_id = recall_id;
+		rel.flags = VMM__RELEASE_FLAG__RELEASE_FLAG_NO_REPLY;
 		rc = vmm_sess_send(c->sess, &env, NULL, 0, conn_timeout());
 		if (rc != 0) {
 			vmm_log_debug("vmmd send: %s", vmm_sess_strerror(rc));

@@ -91,6 +91,7 @@ session_release(struct vmmd_session *s, const Vmm__Release *r)
 	uint64_t bytes = 0;
 	char msg[96];
 	size_t i, n = r->n_chunk_ids;
+	bool sent = true;
 
 	/* All or nothing: check every id first.  Each chunk found is marked
 	 * (and remembered): a second mention is a duplicate, in one lookup
@@ -123,11 +124,17 @@ session_release(struct vmmd_session *s, const Vmm__Release *r)
 	vmmd_stats.released_chunks += r->n_chunk_ids;
 	vmm_log_info("RELEASE Session=%" PRIu64 " Pid=%d Size=%" PRIu64
 	    " Chunks=%zu", s->id, (int)s->pid, bytes, r->n_chunk_ids);
-	rep.request_id = r->request_id;
-	rep.released_chunks = (uint32_t)r->n_chunk_ids;
-	rep.released_bytes = bytes;
-	env = vmm_frame_env_release_reply(&rep);
-	if (vmmd_session_send(s, &env) == 0 && s->rep_cached >= bytes)
+	/* Asked for no reply: nobody waits for it, and not sending it saves
+	 * a write here and a wake-up in the client (a refusal above is still
+	 * answered). */
+	if ((r->flags & VMM__RELEASE_FLAG__RELEASE_FLAG_NO_REPLY) == 0) {
+		rep.request_id = r->request_id;
+		rep.released_chunks = (uint32_t)r->n_chunk_ids;
+		rep.released_bytes = bytes;
+		env = vmm_frame_env_release_reply(&rep);
+		sent = vmmd_session_send(s, &env) == 0;
+	}
+	if (sent && s->rep_cached >= bytes)
 		s->rep_cached -= bytes;	/* until its next Report */
 	vmmd_session_cached_sync(s);
 	vmmd_policy_retry();

@@ -872,7 +872,12 @@ pool_create(uint64_t size, struct vmmd_chunk **out)
 
 	if (!pool_may_grow(size))
 		return CUDA_ERROR_OUT_OF_MEMORY;
-	if ((r = cuMemCreate(&h, size, &pool_prop, 0)) != CUDA_SUCCESS)
+	/* Refused, perhaps for want of an fd: once more without the exported
+	 * fds vmmd keeps (export.c). */
+	if ((r = cuMemCreate(&h, size, &pool_prop, 0)) != CUDA_SUCCESS &&
+	    vmmd_export_shed() > 0)
+		r = cuMemCreate(&h, size, &pool_prop, 0);
+	if (r != CUDA_SUCCESS)
 		return r;
 	if ((ch = pool_chunk_new(h, size)) == NULL)
 		return CUDA_ERROR_OUT_OF_MEMORY;
@@ -923,6 +928,7 @@ pool_destroy(struct vmmd_chunk *ch)
 
 	pool_hash_remove(ch);
 	pool_key_remove(ch);
+	vmmd_export_forget(ch);	/* it would keep the memory alive */
 	vmmd_tenant_put(ch->tenant);
 	/* Off every list already: the worker only calls the driver.  A create
 	 * queued later runs after it; a create in the loop that finds memory
@@ -1001,6 +1007,7 @@ vmmd_pool_shutdown(void)
 	for (i = 0; i < pool_nhash; i++) {
 		for (ch = pool_hash[i]; ch != NULL; ch = next) {
 			next = ch->hnext;
+			vmmd_export_forget(ch);
 			cuMemRelease(ch->handle);
 			vmmd_tenant_put(ch->tenant);
 			free(ch);
@@ -1188,6 +1195,7 @@ pool_lend(struct vmmd_chunk *ch, struct vmmd_holder *h)
 	ch->state = VMMD_CHUNK_LENT;
 	ch->holder = h;
 	if (ch->tenant != h->tenant) {
+		vmmd_export_forget(ch);	/* a new tenant: a new export */
 		vmmd_tenant_put(ch->tenant);
 		ch->tenant = vmmd_tenant_ref(h->tenant);
 	}
@@ -1740,9 +1748,7 @@ vmmd_pool_export(struct vmmd_chunk *ch)
 	CUresult r;
 	int fd = -1;
 
-	r = cuMemExportToShareableHandle(&fd, ch->handle,
-	    CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR, 0);
-	if (r != CUDA_SUCCESS) {
+	if ((r = vmmd_export_fd(ch, &fd)) != CUDA_SUCCESS) {
 		vmm_log_error("export of chunk %" PRIu64 ": %s", ch->id,
 		    pool_cu_name(r));
 		return -1;

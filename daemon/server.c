@@ -11,8 +11,9 @@
  * directory's fd, never by path again: bind, chown, chmod, the aliases and
  * the removal of a stale socket all act in the directory it checked.
  *
- * Accept is bounded per wake-up; on EMFILE/ENFILE accepting pauses for a
- * second instead of spinning; limits on sessions in all (the last
+ * Accept is bounded per wake-up; on EMFILE/ENFILE the exported fds vmmd
+ * keeps are given up first (export.c), then accepting pauses for a second
+ * instead of spinning; limits on sessions in all (the last
  * VMMD_ADMIN_SESSIONS for admins only) and per uid are enforced here, each
  * refusal answered with an Error and counted.
  */
@@ -160,7 +161,10 @@ server_take(int fd)
 	}
 	/* A session needs a second fd, the peer's pidfd: out of fds, say so
 	 * and stop accepting for a while rather than drop the backlog. */
-	if ((pidfd = vmmd_session_pidfd(fd, cr.pid)) < 0 && errno != ESRCH) {
+	if ((pidfd = vmmd_session_pidfd(fd, cr.pid)) < 0 &&
+	    (errno == EMFILE || errno == ENFILE) && vmmd_export_shed() > 0)
+		pidfd = vmmd_session_pidfd(fd, cr.pid);	/* kept fds given up */
+	if (pidfd < 0 && errno != ESRCH) {
 		if (errno == EMFILE || errno == ENFILE) {
 			server_refuse(fd, "vmmd is out of file descriptors; retry",
 			    VMM__ERROR_CODE__ERROR_CODE_BUSY);
@@ -205,6 +209,9 @@ server_on_accept(evutil_socket_t lfd, short what, void *arg)
 		if (errno == EINTR || errno == ECONNABORTED)
 			continue;
 		if (errno == EMFILE || errno == ENFILE) {
+			/* The kept exported fds go first (export.c). */
+			if (vmmd_export_shed() > 0)
+				continue;
 			vmm_log_error("accept: %s; pausing for a second",
 			    strerror(errno));
 			server_pause();

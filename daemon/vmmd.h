@@ -17,6 +17,7 @@
  *   notify.c   sd_notify: READY, STATUS, watchdog, STOPPING
  *   cgroup.c   which cgroup and container a client is in
  *   metrics.c  the optional HTTP /metrics endpoint (calls stats.c)
+ *   export.c   the exported fd of each chunk, kept for its next grants
  *   closer.c   closing peers' fds and session sockets off the loop
  *   worker.c   the slow driver calls (large creates and releases) off the loop
  *
@@ -27,7 +28,8 @@
  * dispatch.c registers (vmmd_session_set_handlers); dispatch.c and
  * session.c call ipc.c, which calls pool.c only; main.c, dispatch.c,
  * session.c and stats.c call vaplan.c, which calls none.  pool.c, tenant.c,
- * config.c and closer.c call no other file of vmmd but each other's leaves;
+ * config.c and closer.c call no other file of vmmd but each other's leaves
+ * (export.c is one of pool.c's);
  * pool.c hands slow driver calls to worker.c, which calls nothing back but
  * the completion function pointer of each job.
  */
@@ -211,6 +213,10 @@ struct vmmd_chunk {
 	bool				keyed;
 	dev_t				key_dev;
 	ino_t				key_ino;
+	/* Its exported fd, kept for the next grants (export.c). */
+	bool				xkept;
+	int				xfd;
+	TAILQ_ENTRY(vmmd_chunk)		xlink;	/* export.c's list, if xkept */
 	uint64_t			idle_since_ms;
 	/* Legacy IPC (ipc.c): importers that map it now; the lease, bumped
 	 * each time its holder gives it back, so an export made before
@@ -448,6 +454,19 @@ void	vmmd_vaplan_transfer(struct vmmd_session *from, struct vmmd_session *to);
 /* The admin view: every range from offset on; valid until the next call. */
 const Vmm__Envelope *vmmd_vaplan_reply(uint64_t rid, uint32_t offset);
 void	vmmd_vaplan_shutdown(void);
+
+/* ---- export.c ---------------------------------------------------------------- */
+
+/* A new fd of ch's allocation, for one grant (the caller owns it): a dup
+ * of the fd kept from ch's first export, made and kept now if need be and
+ * the fd budget allows.  Returns the driver's error, or
+ * CUDA_ERROR_OPERATING_SYSTEM if the dup failed. */
+CUresult vmmd_export_fd(struct vmmd_chunk *ch, int *fd);
+/* Closes ch's kept fd, if any: before its handle is released, and before
+ * it goes to another tenant. */
+void	vmmd_export_forget(struct vmmd_chunk *ch);
+/* Out of fds: closes every kept fd; returns how many. */
+unsigned vmmd_export_shed(void);
 
 /* ---- tenant.c ---------------------------------------------------------------- */
 

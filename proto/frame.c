@@ -409,7 +409,8 @@ release_ok(const Vmm__Release *m)
 {
 	size_t	i;
 
-	if (m->n_chunk_ids == 0 || m->n_chunk_ids > VMM_PROTO_MAX_RELEASE_IDS)
+	if (m->n_chunk_ids == 0 || m->n_chunk_ids > VMM_PROTO_MAX_RELEASE_IDS ||
+	    (m->flags & ~(uint32_t)VMM__RELEASE_FLAG__RELEASE_FLAG_NO_REPLY) != 0)
 		return false;
 	for (i = 0; i < m->n_chunk_ids; i++) {
 		if (m->chunk_ids[i] == 0)
@@ -1322,11 +1323,20 @@ vmm_frame_recv(struct vmm_frame_reader *r, int sock,
 	for (;;) {
 		if ((rc = vmm_frame_reader_next(r, out)) != 0)
 			return rc;
+		/* No whole frame here: what is awaited (a reply to a request
+		 * just sent, the rest of a frame) has most often not come
+		 * yet, so wait for the socket before reading, rather than
+		 * read for nothing first (one recvmsg saved per call).  With
+		 * no time to wait, or a fault to report, read at once. */
+		rc = timeout_ms != 0 && r->err == 0 ?
+		    wait_fd(sock, POLLIN, deadline) : -ETIMEDOUT;
+		if (rc < 0 && rc != -ETIMEDOUT)
+			return rc;
 		if ((n = vmm_frame_reader_read(r, sock)) > 0)
 			continue;
 		if (n != -EAGAIN)
 			return (int)n;
-		if ((rc = wait_fd(sock, POLLIN, deadline)) < 0)
-			return rc;
+		if (rc == -ETIMEDOUT)
+			return -ETIMEDOUT;	/* and nothing came */
 	}
 }

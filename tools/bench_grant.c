@@ -8,14 +8,19 @@
  *  (b) grant: Acquire of one granule (served from the pool after warm-up)
  *             and its Release, through a real vmmd on the emulator, by a
  *             client speaking proto/frame.h, the fd received and closed.
- *             The Release goes as libvmm_client sends it: its reply is
- *             not awaited but read before the next Acquire's.  (b') is
- *             the same with the reply awaited, two full round trips;
+ *             The Release goes as libvmm_client sends it: flagged
+ *             RELEASE_FLAG_NO_REPLY and not awaited (a refusal would come
+ *             as an Error before the next Acquire's reply, and fail the
+ *             run).  (b') is the Release without the flag, its reply
+ *             awaited: two full round trips;
  *  (c) rate:  Acquire+Release pairs per second with 1, 4 and 16 client
  *             processes, one session each, for a fixed duration.
  *
  * (a), (b) and (b') alternate, BENCH_ROUND of each in turn, so the ratio
- * compares the same moments of the machine's load.
+ * compares the same moments of the machine's load, and run with the same
+ * CPU placement for both peers (--placement): the client, the raw server
+ * and vmmd on one CPU by default.  A grant median below the raw one is
+ * impossible and fails the run.
  *
  * p50/p99 of (a) and (b), the ratio b/a (issue target: p50 <= 2.0) and the
  * rates go to stdout (a table, or --json); progress goes to stderr.
@@ -43,6 +48,7 @@
 #include <sys/wait.h>
 
 #include <dirent.h>
+#include <sched.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -120,7 +126,18 @@ struct bench_opts {
 	long		scale[BENCH_SCALE_MAX];	/* --scale: idle chunk counts */
 	size_t		nscale;
 	bool		busy;		/* --busy */
+	enum bench_place {
+		PLACE_SAME,	/* client, raw server, vmmd: one CPU */
+		PLACE_SPLIT,	/* client on one, raw server and vmmd another */
+		PLACE_FREE	/* as the scheduler likes */
+	}		place;
 };
+
+static const char *const bench_place_names[] = { "same", "split", "free" };
+
+/* CPUs of (a)/(b) (--placement), picked from the allowed set at start. */
+static cpu_set_t	b_cpus_all;
+static int		b_cpu_client = -1, b_cpu_peer = -1;
 
 struct bench_pct {
 	double		p50_us, p99_us;
@@ -145,7 +162,6 @@ struct rate_shared {
 struct bench_client {
 	struct vmm_sess		*s;
 	uint64_t		 granularity;
-	uint64_t		 unread_release;	/* its rid, or 0 */
 	uint64_t		 pair_bytes;	/* bc_pair's Acquire; 0: a granule */
 	const char		*stray;		/* a frame not expected */
 };
@@ -435,6 +451,77 @@ recv_with_fd(int sock, void *buf, size_t len)
 	return fd;
 }
 
+/* ---- CPU placement of (a) and (b) ----------------------------------------------
+
+ * Where the peers run decides what a round trip costs: on this kind of
+ * machine a wake-up on another CPU costs about three times one on the same
+ * (raw p50 33 vs 12 us), and left to the scheduler the raw server and vmmd
+ * could land differently, the ratio then saying where they ran, not what a
+ * grant costs (it read 0.97 that way).  So both peers get the same
+ * placement: all on one CPU (same, the default), or the client on one and
+ * both peers on another (split). */
+
+/* Picks the CPUs for o->place from the allowed set; 0, or -1 if split has
+ * fewer than two. */
+static int
+place_pick(const struct bench_opts *o)
+{
+	int i;
+
+	if (sched_getaffinity(0, sizeof(b_cpus_all), &b_cpus_all) != 0) {
+		bench_warn("sched_getaffinity: %s", strerror(errno));
+		return -1;
+	}
+	for (i = 0; i < CPU_SETSIZE; i++) {
+		if (!CPU_ISSET(i, &b_cpus_all))
+			continue;
+		if (b_cpu_client < 0)
+			b_cpu_client = i;
+		else if (b_cpu_peer < 0)
+			b_cpu_peer = i;
+	}
+	if (o->place == PLACE_SAME)
+		b_cpu_peer = b_cpu_client;
+	if (o->place == PLACE_SPLIT && b_cpu_peer < 0) {
+		bench_warn("--placement split needs two CPUs; this process may "
+		    "use one");
+		return -1;
+	}
+	return 0;
+}
+
+/* Moves every thread of pid (0: this process) to cpu, or back to every
+ * allowed CPU if cpu < 0; 0 or -1. */
+static int
+place_set(pid_t pid, int cpu)
+{
+	char path[64];
+	cpu_set_t set;
+	struct dirent *de;
+	DIR *d;
+	int rc = 0;
+
+	if (cpu < 0)
+		set = b_cpus_all;
+	else {
+		CPU_ZERO(&set);
+		CPU_SET(cpu, &set);
+	}
+	snprintf(path, sizeof(path), "/proc/%d/task", pid != 0 ? (int)pid :
+	    (int)getpid());
+	if ((d = opendir(path)) == NULL)
+		return -1;
+	while ((de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		if (sched_setaffinity((pid_t)atoi(de->d_name), sizeof(set),
+		    &set) != 0 && errno != ESRCH)
+			rc = -1;
+	}
+	closedir(d);
+	return rc;
+}
+
 /* The server of (a): each request is answered with a dup of one memfd,
  * exported fresh and closed after sending, as vmmd does per grant. */
 static void __attribute__((noreturn))
@@ -485,6 +572,8 @@ raw_open(struct raw_peer *r)
 	}
 	if (r->pid == 0) {
 		close(sv[0]);
+		if (b_cpu_peer >= 0 && place_set(0, b_cpu_peer) != 0)
+			_exit(1);
 		raw_server(sv[1]);
 	}
 	close(sv[1]);
@@ -536,21 +625,16 @@ raw_trips(struct raw_peer *r, uint64_t *samples, long n)
 
 /* ---- a minimal vmmd client (proto/session.h) ------------------------------- */
 
-/* A frame that is not a call's reply: only the reply to a Release nobody
- * waited for is expected (it comes before the next call's). */
+/* A frame that is not a call's reply: none is expected (the Releases
+ * not awaited ask for no reply), so the call fails with its name (an
+ * Error refusing a Release, say). */
 static void
 bc_push(struct vmm_frame_msg *m, void *arg)
 {
 	struct bench_client *c = arg;
-	const Vmm__Envelope *r = vmm_frame_msg_env(m);
 
-	if (c->unread_release != 0 &&
-	    r->msg_case == VMM__ENVELOPE__MSG_RELEASE_REPLY &&
-	    r->release_reply->request_id == c->unread_release &&
-	    r->release_reply->released_chunks == 1)
-		c->unread_release = 0;
-	else if (c->stray == NULL)
-		c->stray = vmm_frame_type_name(r);
+	if (c->stray == NULL)
+		c->stray = vmm_frame_type_name(vmm_frame_msg_env(m));
 }
 
 /* Sends a request and waits for its reply; 0 and *out, or -1. */
@@ -646,10 +730,10 @@ bc_pair(struct bench_client *c, bool wait)
 	rel.n_chunk_ids = 1;
 	rel.chunk_ids = &id;
 	if (!wait) {
+		rel.flags = VMM__RELEASE_FLAG__RELEASE_FLAG_NO_REPLY;
 		rc = vmm_sess_send(c->s, &renv, NULL, 0, BENCH_IO_TIMEOUT_MS);
 		if (rc != 0)
 			bench_warn("send release: %s", vmm_sess_strerror(rc));
-		c->unread_release = rel.request_id;
 		return rc == 0 ? 0 : -1;
 	}
 	if (bc_call(c, &renv, &m) != 0)
@@ -730,6 +814,12 @@ alternate_run(const char *sock, uint64_t *a, uint64_t *b, uint64_t *bw,
 	long done, k;
 	int rc = -1;
 
+	if (b_cpu_client >= 0 && (place_set(0, b_cpu_client) != 0 ||
+	    place_set(b_daemon, b_cpu_peer) != 0)) {
+		bench_warn("cannot pin to CPUs %d and %d: %s", b_cpu_client,
+		    b_cpu_peer, strerror(errno));
+		return -1;
+	}
 	if (raw_open(&r) != 0)
 		return -1;
 	if (bc_open(&c, sock, false) != 0) {
@@ -751,6 +841,10 @@ alternate_run(const char *sock, uint64_t *a, uint64_t *b, uint64_t *bw,
 out:
 	bc_close(&c);
 	if (raw_close(&r) != 0)
+		rc = -1;
+	/* (c) runs where the scheduler likes. */
+	if (b_cpu_client >= 0 && (place_set(0, -1) != 0 ||
+	    place_set(b_daemon, -1) != 0))
 		rc = -1;
 	return rc;
 }
@@ -1322,8 +1416,8 @@ print_table(const struct bench_opts *o, struct bench_pct a,
 	for (i = 0; i < nrates; i++)
 		printf("%-34d %10.0f %10" PRIu64 "\n", rates[i].procs,
 		    rates[i].per_sec, rates[i].pairs);
-	printf("\n%ld iterations, %.2f s per rate run; vmmd: ", o->iterations,
-	    o->duration);
+	printf("\n%ld iterations, placement %s, %.2f s per rate run; vmmd: ",
+	    o->iterations, bench_place_names[o->place], o->duration);
 	if (ctr[0] == UINT64_MAX)
 		printf("counters not available\n");
 	else
@@ -1339,8 +1433,9 @@ print_json(const struct bench_opts *o, struct bench_pct a,
 {
 	size_t i;
 
-	printf("{\"iterations\": %ld, \"duration_s\": %.3f,\n", o->iterations,
-	    o->duration);
+	printf("{\"iterations\": %ld, \"placement\": \"%s\", "
+	    "\"duration_s\": %.3f,\n", o->iterations,
+	    bench_place_names[o->place], o->duration);
 	printf(" \"raw_us\": {\"p50\": %.2f, \"p99\": %.2f},\n", a.p50_us,
 	    a.p99_us);
 	printf(" \"grant_us\": {\"p50\": %.2f, \"p99\": %.2f},\n", b.p50_us,
@@ -1371,7 +1466,7 @@ usage(FILE *f)
 	fprintf(f,
 	    "usage: " BENCH_NAME " [--iterations N] [--duration S] [--vmmd PATH]\n"
 	    "                   [--keep-daemon-log] [--json] [--scale N,...]\n"
-	    "                   [--busy]\n"
+	    "                   [--busy] [--placement same|split|free]\n"
 	    "  --iterations N     timed round trips for (a) and (b) (default %d)\n"
 	    "  --duration S       seconds per rate run in (c) (default %.1f)\n"
 	    "  --vmmd PATH        the daemon (default: <build>/daemon/vmmd, <build>\n"
@@ -1387,7 +1482,12 @@ usage(FILE *f)
 	    "                     RLIMIT_NOFILE)\n"
 	    "  --busy             instead: pooled grant p50/p99 with vmmd idle, then\n"
 	    "                     while another client makes it create 1 GiB chunks\n"
-	    "                     (a100 latency profile), --duration each\n",
+	    "                     (a100 latency profile), --duration each\n"
+	    "  --placement P      CPUs of (a) and (b): same (default: the client,\n"
+	    "                     raw server and vmmd on one CPU), split (the\n"
+	    "                     client on one, both peers on another) or free\n"
+	    "                     (the scheduler's choice, which may place the\n"
+	    "                     two peers differently)\n",
 	    BENCH_DEF_ITERATIONS, BENCH_DEF_DURATION, BENCH_SCALE_CLIENTS);
 }
 
@@ -1551,6 +1651,7 @@ parse_args(int argc, char **argv, struct bench_opts *o)
 		{ "json", no_argument, NULL, 'j' },
 		{ "scale", required_argument, NULL, 's' },
 		{ "busy", no_argument, NULL, 'b' },
+		{ "placement", required_argument, NULL, 'p' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
@@ -1599,6 +1700,17 @@ parse_args(int argc, char **argv, struct bench_opts *o)
 		case 'b':
 			o->busy = true;
 			break;
+		case 'p':
+			for (v = 0; v < 3 && strcmp(optarg,
+			    bench_place_names[(int)v]) != 0; v++)
+				;
+			if (v == 3) {
+				bench_warn("--placement \"%s\": expected same, "
+				    "split or free", optarg);
+				return -1;
+			}
+			o->place = (enum bench_place)(int)v;
+			break;
 		case 'h':
 			usage(stdout);
 			exit(0);
@@ -1622,6 +1734,7 @@ main(int argc, char **argv)
 	struct bench_opts o = { 0 };
 	struct bench_rate rates[BENCH_NRATES];
 	struct bench_pct a = { 0 }, b = { 0 }, bw = { 0 };
+	double load[2];
 	struct rate_shared *sh = MAP_FAILED;
 	char build[PATH_MAX], vmmd[PATH_MAX], cudalib[PATH_MAX];
 	char sock[sizeof(((struct sockaddr_un *)NULL)->sun_path)];
@@ -1691,9 +1804,22 @@ main(int argc, char **argv)
 	    "release via vmmd, (b') the same waiting for each release's reply: "
 	    "%ld of each, %d at a time in turn, after %ld warm-up\n",
 	    o.iterations, BENCH_ROUND, warm);
+	if (o.place != PLACE_FREE && place_pick(&o) != 0)
+		goto out;
+	fprintf(stderr, BENCH_NAME ": placement %s", bench_place_names[o.place]);
+	if (o.place != PLACE_FREE)
+		fprintf(stderr, ": client on CPU %d, raw server and vmmd on CPU %d",
+		    b_cpu_client, b_cpu_peer);
+	fprintf(stderr, "\n");
+	if (getloadavg(load, 1) != 1)
+		load[0] = -1;
 	if (alternate_run(sock, samples, samples + o.iterations,
 	    samples + 2 * o.iterations, o.iterations, warm) != 0)
 		goto out;
+	if (getloadavg(load + 1, 1) != 1)
+		load[1] = -1;
+	fprintf(stderr, BENCH_NAME ": load average (1 min) %.2f before (a)/(b), "
+	    "%.2f after\n", load[0], load[1]);
 	a = summarize(samples, (size_t)o.iterations);
 	b = summarize(samples + o.iterations, (size_t)o.iterations);
 	bw = summarize(samples + 2 * o.iterations, (size_t)o.iterations);
@@ -1715,6 +1841,14 @@ main(int argc, char **argv)
 		print_table(&o, a, b, bw, rates, BENCH_NRATES, ctr);
 	fflush(stdout);
 	rc = 0;
+	/* A grant is a round trip with an fd and more: faster than the raw
+	 * one at the median means the measurement is broken. */
+	if (b.p50_us < a.p50_us || bw.p50_us < a.p50_us) {
+		bench_warn("impossible: a grant's median below the raw round "
+		    "trip's (%.1f, %.1f < %.1f us); the figures are wrong",
+		    b.p50_us, bw.p50_us, a.p50_us);
+		rc = 1;
+	}
 out:
 	if (b_daemon > 0)
 		fprintf(stderr, BENCH_NAME ": stopping vmmd\n");

@@ -163,6 +163,10 @@ test_validation(void)
 	    s.release.n_chunk_ids = VMM_PROTO_MAX_RELEASE_IDS + 1,
 	    VMM_FRAME_EINVALID);
 	EXPECT(4, s.from = VMM_FRAME_PEER_DAEMON, VMM_FRAME_EINVALID);
+	EXPECT(4, s.release.flags = VMM__RELEASE_FLAG__RELEASE_FLAG_NO_REPLY,
+	    0);
+	EXPECT(4, s.release.flags = 2, VMM_FRAME_EINVALID);
+	EXPECT(4, s.release.flags = 1u << 31, VMM_FRAME_EINVALID);
 	/* replies and requests with only an id */
 	EXPECT(5, s.release_reply.request_id = 0, VMM_FRAME_EINVALID);
 	EXPECT(6, s.report.request_id = 0, VMM_FRAME_EINVALID);
