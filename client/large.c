@@ -681,7 +681,7 @@ vmmc_large_realloc(void **pp, size_t size)
 	struct large *l;
 	uint64_t gran, need, extra, nva;
 	size_t oldsize;
-	int n, rc;
+	int n, rc, i;
 
 	pthread_rwlock_rdlock(&large_lock);
 	l = large_find((CUdeviceptr)(uintptr_t)*pp, true);
@@ -702,9 +702,13 @@ vmmc_large_realloc(void **pp, size_t size)
 		    (unsigned long long)l->base, size, (unsigned long long)old);
 		return 0;
 	}
-	extra = need - l->mapped;
-	if ((n = large_acquire(c, extra, g)) < 0)
+	if ((n = large_acquire(c, need - l->mapped, g)) < 0)
 		return n;
+	/* vmmd may answer with more than asked (an idle chunk larger than
+	 * the rest, rather than new memory): all of it is mapped. */
+	for (extra = 0, i = 0; i < n; i++)
+		extra += g[i].size;
+	need = l->mapped + extra;
 	/* Grow in place: within our VA, or by taking the VA right after. */
 	nva = round_up(need + (uint64_t)(st->va_headroom * (double)need), gran);
 	if (need <= l->va_size ||
@@ -739,12 +743,7 @@ vmmc_large_realloc(void **pp, size_t size)
 		/* Work issued on the old address must finish first; still
 		 * busy: undo the move, the old allocation stays as it was. */
 		if (vmmc_sync_now(l->dev) != 0) {
-			uint64_t got = 0;
-			int i;
-
-			for (i = 0; i < n; i++)
-				got += g[i].size;
-			vmmc_unmap_range(nb, l->mapped + got);
+			vmmc_unmap_range(nb, l->mapped + extra);
 			vmmc_va_free(l->dev, nb, nva);
 			large_giveback(c, g, (size_t)n);
 			return VMM_ECUDA;

@@ -8,10 +8,20 @@
  * Grant policy, for a request rounded up to the chunk unit:
  *   1. one free chunk that fits (at most 1/16 larger than asked);
  *   2. if the client allows it, stitch free chunks no smaller than
- *      frag_ratio × request, largest first, up to max_pieces;
- *   3. create one chunk for what remains; on out-of-memory, give idle chunks
- *      back to the GPU and retry, then stitch from any fragment; only then
- *      fail, with a message saying who holds the memory.
+ *      frag_ratio × request (or the client's min_piece), largest first, up
+ *      to max_pieces;
+ *   3. still short, and the client allows stitching: idle memory is used
+ *      before the pool grows — free chunks of any size (each no larger
+ *      than what is missing), largest first, within max_pieces.  A free
+ *      chunk larger than the request beyond the fit's 1/16 is not lent for
+ *      it: the memory lent and unused would be wasted as long as it is
+ *      held (on the traces of tools/replay it cost more than it saved);
+ *   4. create one chunk for what remains; on out-of-memory, give idle chunks
+ *      back to the GPU and retry; only then fail, with a message saying who
+ *      holds the memory.
+ * Idle chunks are destroyed only by the idle timer, a trim, or when memory
+ * is short (pool_short: swap_idle, out-of-memory recovery): never to make
+ * room the device has.
  */
 #include "vmmd.h"
 
@@ -1271,7 +1281,30 @@ pool_stitch(const struct vmmd_holder *h, struct pool_pick *p, unsigned flags,
 	return min_piece;
 }
 
-/* 3. Creates what is still missing, recovering from out-of-memory: idle
+/* 3. Still short: idle pieces of any size (largest first, each no larger
+ * than what is missing) rather than new memory, within the piece cap; a
+ * slot is kept for the create if they do not cover the request. */
+static void
+pool_stitch_rest(const struct vmmd_holder *h, struct pool_pick *p)
+{
+	uint64_t more;
+	size_t k;
+
+	if (p->n >= p->max || pool_nfree == 0)
+		return;
+	k = pool_pick_stitch(h, p->want - p->got, pool_unit, p->v + p->n,
+	    p->max - p->n, &more);
+	if (k == 0)
+		return;
+	p->n += k;
+	p->got += more;
+	if (p->got < p->want && p->n == p->max) {
+		pool_free_insert(p->v[--p->n]);
+		p->got -= p->v[p->n]->size;
+	}
+}
+
+/* 4. Creates what is still missing, recovering from out-of-memory: idle
  * chunks go back to the GPU, then (stitching allowed) any fragment will
  * do.  Growth swaps out idle chunks this request could not use (outside
  * [below, above], or another tenant's). */
@@ -1323,7 +1356,7 @@ pool_create_rest(const struct vmmd_holder *h, struct pool_pick *p,
 	return CUDA_SUCCESS;
 }
 
-/* 4. Scrubs what must be, then lends every picked chunk to h. */
+/* 5. Scrubs what must be, then lends every picked chunk to h. */
 static int
 pool_lend_all(struct vmmd_holder *h, struct pool_pick *p, int *code,
     char *msg, size_t msglen)
@@ -1477,7 +1510,7 @@ vmmd_pool_grant_async(struct vmmd_holder *h, uint64_t bytes, unsigned flags,
     char *msg, size_t msglen, vmmd_pool_granted_fn *cb, void *arg)
 {
 	struct pool_pick p = { .v = out };
-	uint64_t slack, min_piece = 0;
+	uint64_t slack, below = 0, above;
 	CUresult r;
 
 	p.max = max < vmmd_cfg.max_pieces ? max : vmmd_cfg.max_pieces;
@@ -1493,10 +1526,19 @@ vmmd_pool_grant_async(struct vmmd_holder *h, uint64_t bytes, unsigned flags,
 	slack = (flags & VMMD_GRANT_EXACT) ? 0 :
 	    p.want / 16 / pool_unit * pool_unit;
 
+	above = p.want + slack;
 	pool_fit(h, &p, slack);
 	if (p.n == 0 && (flags & VMM__ACQUIRE_FLAG__ACQUIRE_FLAG_ALLOW_STITCH) &&
 	    p.max > 1)
-		min_piece = pool_stitch(h, &p, flags, min_piece_req);
+		below = pool_stitch(h, &p, flags, min_piece_req);
+	if (p.got < p.want && p.max > 1 &&
+	    (flags & VMM__ACQUIRE_FLAG__ACQUIRE_FLAG_ALLOW_STITCH)) {
+		/* Idle memory before new memory (3).  What growth may swap
+		 * out when memory is short is what this request could not
+		 * take: chunks too big to fit, or another tenant's. */
+		pool_stitch_rest(h, &p);
+		below = 0;
+	}
 	if (p.got < p.want) {
 		/* The caller would rather wait for memory other clients give
 		 * back than grow the pool. */
@@ -1506,11 +1548,10 @@ vmmd_pool_grant_async(struct vmmd_holder *h, uint64_t bytes, unsigned flags,
 		}
 		/* A large create runs on the worker; the grant ends in
 		 * pool_created, from the loop. */
-		if (pool_create_async(h, &p, flags, min_piece, p.want + slack,
-		    cb, arg) == 0)
+		if (pool_create_async(h, &p, flags, below, above, cb,
+		    arg) == 0)
 			return VMMD_POOL_CREATING;
-		r = pool_create_rest(h, &p, flags, min_piece, p.want + slack,
-		    false);
+		r = pool_create_rest(h, &p, flags, below, above, false);
 		if (r != CUDA_SUCCESS)
 			return pool_grant_finish(h, &p, r, code, msg, msglen);
 	}
