@@ -220,11 +220,12 @@ test_default_ratio(void)
 	give_back(a, ch, n);
 
 	/* 8G with IGNORE_FRAG_RATIO: every pooled chunk (2G×2, 1G×2), and
-	 * only the 2G they do not cover created. */
+	 * only the 2G they do not cover created, in pieces of 1G (the
+	 * power of two of units no smaller than 8G / 8). */
 	n = grant(a, 8 * G, STITCH | IGNORE, 0, ch);
-	CHECK(n == 5);
+	CHECK(n == 6 && ch[4].size == G && ch[5].size == G);
 	CHECK(has_id(ch, n, freed[2].id) && has_id(ch, n, freed[3].id));
-	CHECK(tc_counter(adm, "creates") == creates + 1);
+	CHECK(tc_counter(adm, "creates") == creates + 2);
 	CHECK(tc_counter(adm, "create_bytes") == cbytes + 2 * G);
 	CHECK(tc_counter(adm, "stitches") == 3);
 	tc_pool(adm, &ps);
@@ -233,16 +234,16 @@ test_default_ratio(void)
 	give_back(a, ch, n);
 
 	/* Without ALLOW_STITCH: one new chunk, never pieces. */
-	n = grant(a, 4 * G, 0, 0, ch);
+	n = grant(a, 5 * G, 0, 0, ch);
 	CHECK(n == 1);
-	CHECK(tc_counter(adm, "creates") == creates + 2);
+	CHECK(tc_counter(adm, "creates") == creates + 3);
 	CHECK(tc_counter(adm, "stitches") == 3);
 	give_back(a, ch, n);
 
 	/* A request one pooled chunk fits is a fit, not a stitch. */
 	fits = tc_counter(adm, "fits");
-	n = grant(a, 4 * G, STITCH, 0, ch);
-	CHECK(n == 1 && ch[0].size == 4 * G);
+	n = grant(a, 5 * G, STITCH, 0, ch);
+	CHECK(n == 1 && ch[0].size == 5 * G);
 	CHECK(tc_counter(adm, "fits") == fits + 1);
 	CHECK(tc_counter(adm, "stitches") == 3);
 	give_back(a, ch, n);
@@ -373,6 +374,57 @@ test_policy(void)
 	return bad;
 }
 
+/* New memory for a stitchable grant comes in pieces of one power-of-two
+ * size, no smaller than 1/8 of the request (the last takes the
+ * remainder), within the piece cap; freed, the pieces serve smaller
+ * requests without new memory.  A grant that may not be stitched gets one
+ * chunk. */
+static void
+test_split(void)
+{
+	struct tc_chunk ch[MAXCH], ch2[MAXCH];
+	uint64_t creates;
+	struct tc *a;
+	pid_t d;
+	int n, m, i;
+
+	start("split", "idle_timeout_ms = 0\n", &d);
+	a = tc_open(sockpath, "splitter", false);
+	/* 20 units: pieces of 4 (>= 20/8 = 2.5), 4 4 4 4 4. */
+	n = grant(a, 20 * G, STITCH, 0, ch);
+	CHECK(n == 5);
+	for (i = 0; i < n; i++)
+		CHECK(ch[i].size == 4 * G);
+	CHECK(tc_counter(adm, "creates") == 5);
+	use_grant(ch, (size_t)n, 8);
+	/* 18 units: pieces of 4 (>= 2.25), the last 2. */
+	m = grant(a, 18 * G, STITCH, 0, ch2);
+	CHECK(m == 5 && ch2[4].size == 2 * G);
+	CHECK(tc_counter(adm, "creates") == 10);
+	give_back(a, ch2, m);
+	give_back(a, ch, n);
+	creates = tc_counter(adm, "creates");
+	/* 8 units, after the 20 are freed: two pooled 4-unit pieces. */
+	n = grant(a, 8 * G, STITCH, 0, ch);
+	CHECK(n == 2 && tc_counter(adm, "creates") == creates);
+	give_back(a, ch, n);
+	/* 7 units without ALLOW_STITCH: one chunk of 7 units. */
+	n = grant(a, 7 * G, 0, 0, ch);
+	CHECK(n == 1 && tc_counter(adm, "creates") == creates + 1);
+	give_back(a, ch, n);
+	tc_close(a);
+	stop(d);
+
+	/* max_pieces = 2: 20 units in two pieces, 16 and the remainder 4. */
+	start("split2", "idle_timeout_ms = 0\nmax_pieces = 2\n", &d);
+	a = tc_open(sockpath, "splitter", false);
+	n = grant(a, 20 * G, STITCH, 0, ch);
+	CHECK(n == 2 && ch[0].size == 16 * G && ch[1].size == 4 * G);
+	give_back(a, ch, n);
+	tc_close(a);
+	stop(d);
+}
+
 /* swap_idle (the default): when the pool must create memory and memory is
  * short (here pool_max, 16 units, is near), idle chunks that request could
  * not use (here one too big to fit) go back to the GPU, so the
@@ -479,6 +531,7 @@ main(int argc, char **argv)
 	}
 	test_default_ratio();
 	test_ratio_half_cap3();
+	test_split();
 	test_swap(true);
 	test_swap(false);
 	return 0;
