@@ -503,11 +503,11 @@ policy_retry_pass(void)
 			continue;
 		}
 		/* Memory came back but does not fit the request (sizes): create
-		 * what is missing and give as much unusable idle memory back
-		 * to the GPU, so the pool does not grow. */
+		 * what is missing.  Idle memory the request cannot use goes to
+		 * the GPU only if memory is short (the pool's swap_idle), not
+		 * for every such create: room the device has is not made. */
 		{
 			struct vmmd_pool_totals t;
-			uint64_t before = vmmd_stats.create_bytes;
 
 			vmmd_pool_totals(&t);
 			/* Everyone asked has answered: waiting longer brings
@@ -526,9 +526,6 @@ policy_retry_pass(void)
 			    false) == GRANT_ANSWERED) {
 				vmmd_session_pend_clear(s);
 				vmmd_stats.recall_successes++;
-				if (vmmd_stats.create_bytes > before)
-					vmmd_pool_trim(vmmd_stats.create_bytes -
-					    before, 0);
 			}
 		}
 	}
