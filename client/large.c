@@ -253,11 +253,14 @@ fail:
 
 /*
  * Stitches a request from this process's own cache: cached allocations no
- * smaller than frag_ratio × the request (and each no larger than what is
- * still missing), largest first, have their chunks remapped back to back
- * into a new range — no round trip, no new memory — and vmmd is asked only
- * for the rest.  Returns 0 with *out, 1 if the cache had nothing to offer,
- * or a VMM_E* code.
+ * smaller than frag_ratio × the request first, then smaller ones (each no
+ * larger than what is still missing), largest first, have their chunks
+ * remapped back to back into a new range — no round trip, no new memory —
+ * and vmmd is asked only for the rest.  Every picked entry is reused only
+ * after a sync covering its free (the latest ticket of them, vmmc_sync_for,
+ * or, under capture, LARGE_IDLE_NOW): smaller entries are picked by the same
+ * rule as larger ones.  Returns 0 with *out, 1 if the cache had nothing to
+ * offer, or a VMM_E* code.
  */
 static int
 large_stitch_local(int dev, struct vmmc_conn *c, size_t size, uint64_t need,
@@ -282,6 +285,11 @@ large_stitch_local(int dev, struct vmmc_conn *c, size_t size, uint64_t need,
 			    l->mapped <= need - got && LARGE_IDLE_NOW(l) &&
 			    (best == NULL || l->mapped > best->mapped))
 				best = l;
+		/* Smaller pieces too, rather than new memory (as vmmd does). */
+		if (best == NULL && min_piece > gran) {
+			min_piece = gran;
+			continue;
+		}
 		if (best == NULL)
 			break;
 		cache_unlink(best);
