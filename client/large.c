@@ -710,6 +710,11 @@ vmmc_large_realloc(void **pp, size_t size)
 		    (unsigned long long)l->base, size, (unsigned long long)old);
 		return 0;
 	}
+	/* As a new allocation does: cached memory goes back first, so vmmd
+	 * stitches it into the growth rather than creating more while ours
+	 * sits unused (vmmc_large_trim syncs before it unmaps). */
+	if (__atomic_load_n(&cache_bytes, __ATOMIC_RELAXED) > 0)
+		vmmc_large_trim(need - l->mapped, 0, 0);
 	if ((n = large_acquire(c, need - l->mapped, g)) < 0)
 		return n;
 	/* vmmd may answer with more than asked (an idle chunk larger than

@@ -33,6 +33,11 @@
  *             stitched from it in the process (no Release to vmmd) but only
  *             once the kernel is done: the new allocation keeps its data,
  *             nothing busy was unmapped.
+ *   reallocgrow  vmm_realloc grows P while the process caches a freed
+ *             allocation A a kernel still writes: A goes back to vmmd first
+ *             and is stitched into the growth (nothing created), but only
+ *             once the kernel is done: P keeps its data, nothing busy was
+ *             unmapped.
  *
  * The emulator counts an unmap or free of memory that queued work still
  * touches ("busy_releases") and a queued write that finds its memory gone
@@ -404,6 +409,43 @@ sc_stitchsmall(void)
 	tc_close(adm);
 }
 
+static void
+sc_reallocgrow(void)
+{
+	int (*grow)(void **, size_t) =
+	    (int (*)(void **, size_t))dlsym(RTLD_DEFAULT, "vmm_realloc");
+	const size_t n0 = 64 * MiB, na = 40 * MiB, n1 = n0 + na;
+	CUdeviceptr a, p;
+	uint64_t creates;
+	struct tc *adm;
+	CUstream s;
+	void *pp;
+
+	CHECK(grow != NULL);
+	start_daemons(1);
+	adm = tc_open(sockpath, "admin", true);
+	CHECK_OK(cuCtxSetCurrent(ctx_of(0)));
+	CHECK_OK(cuStreamCreate(&s, CU_STREAM_NON_BLOCKING));
+	CHECK_OK(cuMemAlloc(&p, n0));
+	put(p, n0, 11);
+	CHECK_OK(cuMemAlloc(&a, na));
+	CHECK_OK(cuemu_launch_write(a, PAT, na, KERNEL_US, s));
+	CHECK_OK(cuMemFree(a));
+	creates = tc_counter(adm, "creates");
+	pp = (void *)(uintptr_t)p;
+	CHECK(grow(&pp, n1) == 0);
+	CHECK(tc_counter(adm, "creates") == creates);	/* A's memory */
+	p = (CUdeviceptr)(uintptr_t)pp;
+	CHECK(holds(p, n0, 11));
+	put(p, n1, 12);
+	CHECK_OK(cuStreamSynchronize(s));
+	CHECK(holds(p, n1, 12));	/* the kernel did not write over it */
+	expect_clean();
+	CHECK_OK(cuMemFree(p));
+	CHECK_OK(cuStreamDestroy(s));
+	tc_close(adm);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -430,6 +472,8 @@ main(int argc, char **argv)
 		sc_streamdev();
 	else if (strcmp(argv[1], "stitchsmall") == 0)
 		sc_stitchsmall();
+	else if (strcmp(argv[1], "reallocgrow") == 0)
+		sc_reallocgrow();
 	else
 		CHECK(!"unknown scenario");
 	for (i = 0; i < 2; i++)
