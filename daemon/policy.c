@@ -206,9 +206,16 @@ policy_created(void *arg, int n, struct vmmd_chunk **out, int code,
 static void
 policy_last_try(struct vmmd_session *s)
 {
-	if (policy_grant(s, s->pend.rid, s->pend.bytes, s->pend.flags,
-	    s->pend.min_piece, false, false, false) == GRANT_OOM &&
-	    vmmd_cfg.recall_backoff_ms != 0) {
+	uint64_t grants = vmmd_stats.grants;
+	enum policy_grant_outcome rc;
+
+	rc = policy_grant(s, s->pend.rid, s->pend.bytes, s->pend.flags,
+	    s->pend.min_piece, false, false, false);
+	/* Granted after the recall (with what came back, or memory it made
+	 * room for): a parked request that succeeded. */
+	if (vmmd_stats.grants > grants)
+		vmmd_stats.recall_successes++;
+	if (rc == GRANT_OOM && vmmd_cfg.recall_backoff_ms != 0) {
 		policy_backoff_until_ms = vmm_now_ms() +
 		    vmmd_cfg.recall_backoff_ms;
 		vmm_log_debug("recall freed nothing: no recall wait for %"
