@@ -253,11 +253,14 @@ fail:
 
 /*
  * Stitches a request from this process's own cache: cached allocations no
- * smaller than frag_ratio × the request (and each no larger than what is
- * still missing), largest first, have their chunks remapped back to back
- * into a new range — no round trip, no new memory — and vmmd is asked only
- * for the rest.  Returns 0 with *out, 1 if the cache had nothing to offer,
- * or a VMM_E* code.
+ * smaller than frag_ratio × the request first, then smaller ones (each no
+ * larger than what is still missing), largest first, have their chunks
+ * remapped back to back into a new range — no round trip, no new memory —
+ * and vmmd is asked only for the rest.  Every picked entry is reused only
+ * after a sync covering its free (the latest ticket of them, vmmc_sync_for,
+ * or, under capture, LARGE_IDLE_NOW): smaller entries are picked by the same
+ * rule as larger ones.  Returns 0 with *out, 1 if the cache had nothing to
+ * offer, or a VMM_E* code.
  */
 static int
 large_stitch_local(int dev, struct vmmc_conn *c, size_t size, uint64_t need,
@@ -282,6 +285,11 @@ large_stitch_local(int dev, struct vmmc_conn *c, size_t size, uint64_t need,
 			    l->mapped <= need - got && LARGE_IDLE_NOW(l) &&
 			    (best == NULL || l->mapped > best->mapped))
 				best = l;
+		/* Smaller pieces too, rather than new memory (as vmmd does). */
+		if (best == NULL && min_piece > gran) {
+			min_piece = gran;
+			continue;
+		}
 		if (best == NULL)
 			break;
 		cache_unlink(best);
@@ -681,7 +689,7 @@ vmmc_large_realloc(void **pp, size_t size)
 	struct large *l;
 	uint64_t gran, need, extra, nva;
 	size_t oldsize;
-	int n, rc;
+	int n, rc, i;
 
 	pthread_rwlock_rdlock(&large_lock);
 	l = large_find((CUdeviceptr)(uintptr_t)*pp, true);
@@ -702,9 +710,18 @@ vmmc_large_realloc(void **pp, size_t size)
 		    (unsigned long long)l->base, size, (unsigned long long)old);
 		return 0;
 	}
-	extra = need - l->mapped;
-	if ((n = large_acquire(c, extra, g)) < 0)
+	/* As a new allocation does: cached memory goes back first, so vmmd
+	 * stitches it into the growth rather than creating more while ours
+	 * sits unused (vmmc_large_trim syncs before it unmaps). */
+	if (__atomic_load_n(&cache_bytes, __ATOMIC_RELAXED) > 0)
+		vmmc_large_trim(need - l->mapped, 0, 0);
+	if ((n = large_acquire(c, need - l->mapped, g)) < 0)
 		return n;
+	/* vmmd may answer with more than asked (an idle chunk larger than
+	 * the rest, rather than new memory): all of it is mapped. */
+	for (extra = 0, i = 0; i < n; i++)
+		extra += g[i].size;
+	need = l->mapped + extra;
 	/* Grow in place: within our VA, or by taking the VA right after. */
 	nva = round_up(need + (uint64_t)(st->va_headroom * (double)need), gran);
 	if (need <= l->va_size ||
@@ -739,12 +756,7 @@ vmmc_large_realloc(void **pp, size_t size)
 		/* Work issued on the old address must finish first; still
 		 * busy: undo the move, the old allocation stays as it was. */
 		if (vmmc_sync_now(l->dev) != 0) {
-			uint64_t got = 0;
-			int i;
-
-			for (i = 0; i < n; i++)
-				got += g[i].size;
-			vmmc_unmap_range(nb, l->mapped + got);
+			vmmc_unmap_range(nb, l->mapped + extra);
 			vmmc_va_free(l->dev, nb, nva);
 			large_giveback(c, g, (size_t)n);
 			return VMM_ECUDA;

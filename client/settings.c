@@ -21,8 +21,9 @@ const struct vmm_opt vmmc_options[] = {
 	  O(reserve_mb), "virtual address space per reservation in MiB; "
 	  "0: twice the device's memory (at least 4096)" },
 	{ "VMM_FRAG_RATIO", VMM_OPT_DOUBLE, "0.25", 0, 1, NULL, O(frag_ratio),
-	  "a large allocation is not stitched from free chunks smaller than "
-	  "this times its size" },
+	  "a large allocation is stitched first from free chunks at least "
+	  "this times its size, smaller ones after them rather than new "
+	  "memory" },
 	{ "VMM_LOG_LEVEL", VMM_OPT_ENUM, "ERROR", 0, 0, "ERROR|INFO|DEBUG",
 	  O(log_level), "ERROR: failures only; INFO: ALLOC/FREE/REMAP/COPY; "
 	  "DEBUG: everything" },

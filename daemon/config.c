@@ -46,7 +46,8 @@ const struct vmm_opt vmmd_options[] = {
 	{ "chunk_multiple", VMM_OPT_U64, "1", 1, 1024, NULL, O(chunk_multiple),
 	  "chunk sizes are multiples of the granularity times this" },
 	{ "frag_ratio", VMM_OPT_DOUBLE, "0.25", 0, 1, NULL, O(frag_ratio),
-	  "stitching skips free chunks smaller than this times the request" },
+	  "stitching takes free chunks of at least this times the request "
+	  "first, smaller ones only rather than creating memory" },
 	{ "max_pieces", VMM_OPT_U64, "16", 1, VMM_PROTO_MAX_CHUNKS, NULL,
 	  O(max_pieces), "most chunks one grant may be stitched from" },
 	{ "tenant", VMM_OPT_ENUM, "uid", 0, 0, "uid|uid+cgroup", O(tenant),
@@ -71,7 +72,7 @@ const struct vmm_opt vmmd_options[] = {
 	  "when the pool must create memory while memory is short (the GPU's "
 	  "free memory under 1/8 of it, or the pool within 1/8 of pool_max), "
 	  "give back as much of the idle chunks that request could not use "
-	  "(too small to stitch, too big to fit, another tenant's), oldest "
+	  "(too big to fit, another tenant's), oldest "
 	  "first; when memory is not short they stay for reuse" },
 	{ "idle_floor", VMM_OPT_SIZE, "0", 0, 1e15, NULL, O(idle_floor),
 	  "idle bytes the pool keeps however long they are idle; above it the "

@@ -206,9 +206,16 @@ policy_created(void *arg, int n, struct vmmd_chunk **out, int code,
 static void
 policy_last_try(struct vmmd_session *s)
 {
-	if (policy_grant(s, s->pend.rid, s->pend.bytes, s->pend.flags,
-	    s->pend.min_piece, false, false, false) == GRANT_OOM &&
-	    vmmd_cfg.recall_backoff_ms != 0) {
+	uint64_t grants = vmmd_stats.grants;
+	enum policy_grant_outcome rc;
+
+	rc = policy_grant(s, s->pend.rid, s->pend.bytes, s->pend.flags,
+	    s->pend.min_piece, false, false, false);
+	/* Granted after the recall (with what came back, or memory it made
+	 * room for): a parked request that succeeded. */
+	if (vmmd_stats.grants > grants)
+		vmmd_stats.recall_successes++;
+	if (rc == GRANT_OOM && vmmd_cfg.recall_backoff_ms != 0) {
 		policy_backoff_until_ms = vmm_now_ms() +
 		    vmmd_cfg.recall_backoff_ms;
 		vmm_log_debug("recall freed nothing: no recall wait for %"
@@ -503,11 +510,11 @@ policy_retry_pass(void)
 			continue;
 		}
 		/* Memory came back but does not fit the request (sizes): create
-		 * what is missing and give as much unusable idle memory back
-		 * to the GPU, so the pool does not grow. */
+		 * what is missing.  Idle memory the request cannot use goes to
+		 * the GPU only if memory is short (the pool's swap_idle), not
+		 * for every such create: room the device has is not made. */
 		{
 			struct vmmd_pool_totals t;
-			uint64_t before = vmmd_stats.create_bytes;
 
 			vmmd_pool_totals(&t);
 			/* Everyone asked has answered: waiting longer brings
@@ -526,9 +533,6 @@ policy_retry_pass(void)
 			    false) == GRANT_ANSWERED) {
 				vmmd_session_pend_clear(s);
 				vmmd_stats.recall_successes++;
-				if (vmmd_stats.create_bytes > before)
-					vmmd_pool_trim(vmmd_stats.create_bytes -
-					    before, 0);
 			}
 		}
 	}

@@ -8,10 +8,20 @@
  * Grant policy, for a request rounded up to the chunk unit:
  *   1. one free chunk that fits (at most 1/16 larger than asked);
  *   2. if the client allows it, stitch free chunks no smaller than
- *      frag_ratio × request, largest first, up to max_pieces;
- *   3. create one chunk for what remains; on out-of-memory, give idle chunks
- *      back to the GPU and retry, then stitch from any fragment; only then
- *      fail, with a message saying who holds the memory.
+ *      frag_ratio × request (or the client's min_piece), largest first, up
+ *      to max_pieces;
+ *   3. still short, and the client allows stitching: idle memory is used
+ *      before the pool grows — free chunks of any size (each no larger
+ *      than what is missing), largest first, within max_pieces.  A free
+ *      chunk larger than the request beyond the fit's 1/16 is not lent for
+ *      it: the memory lent and unused would be wasted as long as it is
+ *      held (on the traces of tools/replay it cost more than it saved);
+ *   4. create one chunk for what remains; on out-of-memory, give idle chunks
+ *      back to the GPU and retry; only then fail, with a message saying who
+ *      holds the memory.
+ * Idle chunks are destroyed only by the idle timer, a trim, or when memory
+ * is short (pool_short: swap_idle, out-of-memory recovery): never to make
+ * room the device has.
  */
 #include "vmmd.h"
 
@@ -25,6 +35,17 @@
 #include "log.h"
 
 #define POOL_HASH_MIN_BITS 12		/* the id and key hashes start at 4096 */
+/*
+ * New memory for a grant that may be stitched is created in pieces of one
+ * size: the smallest power-of-two number of units no smaller than
+ * 1/POOL_SPLIT of the request (the last piece takes the remainder), within
+ * the grant's piece cap.  A physical chunk cannot be split later, so a
+ * large allocation made of one chunk could, once freed, serve only a
+ * request of about its size; made of pieces, it serves smaller ones too
+ * (stitched), and the pool grows less when sizes change.  Power-of-two
+ * pieces let requests of different sizes share them.
+ */
+#define POOL_SPLIT		8
 
 static CUdevice				pool_dev;
 /*
@@ -116,6 +137,7 @@ struct pool_pending {
 	struct vmmd_chunk	*v[VMM_PROTO_MAX_CHUNKS];
 	size_t			n, max;
 	uint64_t		want, got, below, above;
+	uint64_t		piece, grown;	/* pool_piece; made so far */
 	unsigned		flags;
 	vmmd_pool_granted_fn	*cb;
 	void			*arg;
@@ -1279,7 +1301,48 @@ pool_stitch(const struct vmmd_holder *h, struct pool_pick *p, unsigned flags,
 	return min_piece;
 }
 
-/* 3. Creates what is still missing, recovering from out-of-memory: idle
+/* 3. Still short: idle pieces of any size (largest first, each no larger
+ * than what is missing) rather than new memory, within the piece cap; a
+ * slot is kept for the create if they do not cover the request. */
+static void
+pool_stitch_rest(const struct vmmd_holder *h, struct pool_pick *p)
+{
+	uint64_t more;
+	size_t k;
+
+	if (p->n >= p->max || pool_nfree == 0)
+		return;
+	k = pool_pick_stitch(h, p->want - p->got, pool_unit, p->v + p->n,
+	    p->max - p->n, &more);
+	if (k == 0)
+		return;
+	p->n += k;
+	p->got += more;
+	if (p->got < p->want && p->n == p->max) {
+		pool_free_insert(p->v[--p->n]);
+		p->got -= p->v[p->n]->size;
+	}
+}
+
+/* The size of the pieces new memory for p is created in (see POOL_SPLIT):
+ * all that is missing in one chunk unless the client allows stitching. */
+static uint64_t
+pool_piece(const struct pool_pick *p, unsigned flags)
+{
+	uint64_t rest = p->want - p->got, ps = pool_unit;
+	size_t slots = p->max - p->n;
+
+	if (!(flags & VMM__ACQUIRE_FLAG__ACQUIRE_FLAG_ALLOW_STITCH) ||
+	    slots < 2)
+		return rest;
+	while (ps < p->want / POOL_SPLIT)
+		ps *= 2;
+	while ((rest + ps - 1) / ps > slots)
+		ps *= 2;
+	return ps < rest ? ps : rest;
+}
+
+/* 4. Creates what is still missing, recovering from out-of-memory: idle
  * chunks go back to the GPU, then (stitching allowed) any fragment will
  * do.  Growth swaps out idle chunks this request could not use (outside
  * [below, above], or another tenant's). */
@@ -1288,12 +1351,26 @@ pool_create_rest(const struct vmmd_holder *h, struct pool_pick *p,
     unsigned flags, uint64_t below, uint64_t above, bool failed_once)
 {
 	struct vmmd_chunk *made = NULL;
-	CUresult r;
+	uint64_t piece = pool_piece(p, flags), grown = 0;
+	CUresult r = CUDA_SUCCESS;
 
+	/* All pieces but the last (it may be a remainder), a slot always
+	 * left for it. */
+	while (!failed_once && p->want - p->got > piece && p->n + 1 < p->max) {
+		if ((r = pool_create(piece, &made)) != CUDA_SUCCESS)
+			break;
+		p->v[p->n++] = made;
+		p->got += piece;
+		grown += piece;
+	}
+	made = NULL;
+	if (r != CUDA_SUCCESS && r != CUDA_ERROR_OUT_OF_MEMORY)
+		return r;
 	/* failed_once: the create just failed for lack of memory (on the
 	 * worker); go straight to the recovery. */
-	r = failed_once ? CUDA_ERROR_OUT_OF_MEMORY :
-	    pool_create(p->want - p->got, &made);
+	if (r == CUDA_SUCCESS)
+		r = failed_once ? CUDA_ERROR_OUT_OF_MEMORY :
+		    pool_create(p->want - p->got, &made);
 	/* Releases queued on the worker (the trim's, earlier ones) must have
 	 * reached the driver before the retry counts on their memory. */
 	if (r == CUDA_ERROR_OUT_OF_MEMORY &&
@@ -1318,20 +1395,23 @@ pool_create_rest(const struct vmmd_holder *h, struct pool_pick *p,
 			    pool_create(p->want - p->got, &made);
 		}
 	}
-	if (r != CUDA_SUCCESS || made == NULL)
+	if (r != CUDA_SUCCESS)
 		return r;
-	p->v[p->n++] = made;
-	p->got += made->size;
+	if (made != NULL) {
+		p->v[p->n++] = made;
+		p->got += made->size;
+		grown += made->size;
+	}
 	/* The pool grew while idle chunks sit unused: when memory is short,
 	 * give as much of them back, oldest first, so growth is swapped, not
 	 * added.  Otherwise they stay for reuse: destroying and creating
 	 * memory costs more than keeping it until the idle timer. */
-	if (vmmd_cfg.swap_idle && pool_short())
-		pool_swap_idle(h, made->size, below, above);
+	if (grown > 0 && vmmd_cfg.swap_idle && pool_short())
+		pool_swap_idle(h, grown, below, above);
 	return CUDA_SUCCESS;
 }
 
-/* 4. Scrubs what must be, then lends every picked chunk to h. */
+/* 5. Scrubs what must be, then lends every picked chunk to h. */
 static int
 pool_lend_all(struct vmmd_holder *h, struct pool_pick *p, int *code,
     char *msg, size_t msglen)
@@ -1404,8 +1484,30 @@ pool_created(struct vmmd_job *j)
 	if (made != NULL) {
 		p.v[p.n++] = made;
 		p.got += made->size;
-		if (vmmd_cfg.swap_idle && pool_short())
-			pool_swap_idle(pp->h, made->size, pp->below, pp->above);
+		pp->grown += made->size;
+		if (p.got < p.want) {
+			/* The next piece, on the worker too while the GPU has
+			 * room; else the rest in the loop, with its recovery. */
+			uint64_t next = p.want - p.got;
+
+			if (pp->piece < next && p.n + 1 < p.max)
+				next = pp->piece;
+			if (pool_may_grow(next) && next <= pool_free_cached) {
+				pp->n = p.n;
+				pp->got = p.got;
+				pp->job.size = next;
+				pp->job.handle = 0;
+				pp->job.result = CUDA_SUCCESS;
+				pool_creating += next;
+				TAILQ_INSERT_TAIL(&pool_pendings, pp, link);
+				vmmd_worker_submit(&pp->job);
+				return;
+			}
+			r = pool_create_rest(pp->h, &p, pp->flags, pp->below,
+			    pp->above, false);
+		}
+		if (r == CUDA_SUCCESS && vmmd_cfg.swap_idle && pool_short())
+			pool_swap_idle(pp->h, pp->grown, pp->below, pp->above);
 	} else if (r == CUDA_ERROR_OUT_OF_MEMORY) {
 		/* The recovery (give idle chunks back, stitch fragments) runs
 		 * here, as it would have in the loop. */
@@ -1440,13 +1542,14 @@ static int
 pool_create_async(struct vmmd_holder *h, struct pool_pick *p, unsigned flags,
     uint64_t below, uint64_t above, vmmd_pool_granted_fn *cb, void *arg)
 {
-	uint64_t size = p->want - p->got;
+	uint64_t size = pool_piece(p, flags);
 	struct pool_pending *pp;
 
 	/* Where the GPU looks short, the create is likely to fail and the
 	 * recovery (trim, stitch) belongs in the loop at once. */
-	if (cb == NULL || size < POOL_ASYNC_MIN || !vmmd_worker_running() ||
-	    !pool_may_grow(size) || size > pool_free_cached ||
+	if (cb == NULL || p->want - p->got < POOL_ASYNC_MIN ||
+	    !vmmd_worker_running() || !pool_may_grow(p->want - p->got) ||
+	    p->want - p->got > pool_free_cached ||
 	    (pp = calloc(1, sizeof(*pp))) == NULL)
 		return -1;
 	pp->job.op = VMMD_JOB_CREATE;
@@ -1459,6 +1562,7 @@ pool_create_async(struct vmmd_holder *h, struct pool_pick *p, unsigned flags,
 	pp->max = p->max;
 	pp->want = p->want;
 	pp->got = p->got;
+	pp->piece = size;
 	pp->below = below;
 	pp->above = above;
 	pp->flags = flags;
@@ -1485,7 +1589,7 @@ vmmd_pool_grant_async(struct vmmd_holder *h, uint64_t bytes, unsigned flags,
     char *msg, size_t msglen, vmmd_pool_granted_fn *cb, void *arg)
 {
 	struct pool_pick p = { .v = out };
-	uint64_t slack, min_piece = 0;
+	uint64_t slack, below = 0, above;
 	CUresult r;
 
 	p.max = max < vmmd_cfg.max_pieces ? max : vmmd_cfg.max_pieces;
@@ -1501,10 +1605,19 @@ vmmd_pool_grant_async(struct vmmd_holder *h, uint64_t bytes, unsigned flags,
 	slack = (flags & VMMD_GRANT_EXACT) ? 0 :
 	    p.want / 16 / pool_unit * pool_unit;
 
+	above = p.want + slack;
 	pool_fit(h, &p, slack);
 	if (p.n == 0 && (flags & VMM__ACQUIRE_FLAG__ACQUIRE_FLAG_ALLOW_STITCH) &&
 	    p.max > 1)
-		min_piece = pool_stitch(h, &p, flags, min_piece_req);
+		below = pool_stitch(h, &p, flags, min_piece_req);
+	if (p.got < p.want && p.max > 1 &&
+	    (flags & VMM__ACQUIRE_FLAG__ACQUIRE_FLAG_ALLOW_STITCH)) {
+		/* Idle memory before new memory (3).  What growth may swap
+		 * out when memory is short is what this request could not
+		 * take: chunks too big to fit, or another tenant's. */
+		pool_stitch_rest(h, &p);
+		below = 0;
+	}
 	if (p.got < p.want) {
 		/* The caller would rather wait for memory other clients give
 		 * back than grow the pool. */
@@ -1514,11 +1627,10 @@ vmmd_pool_grant_async(struct vmmd_holder *h, uint64_t bytes, unsigned flags,
 		}
 		/* A large create runs on the worker; the grant ends in
 		 * pool_created, from the loop. */
-		if (pool_create_async(h, &p, flags, min_piece, p.want + slack,
-		    cb, arg) == 0)
+		if (pool_create_async(h, &p, flags, below, above, cb,
+		    arg) == 0)
 			return VMMD_POOL_CREATING;
-		r = pool_create_rest(h, &p, flags, min_piece, p.want + slack,
-		    false);
+		r = pool_create_rest(h, &p, flags, below, above, false);
 		if (r != CUDA_SUCCESS)
 			return pool_grant_finish(h, &p, r, code, msg, msglen);
 	}

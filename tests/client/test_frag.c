@@ -8,8 +8,16 @@
  *                              grant is stitched from the fragments, nothing
  *                              is created
  *   test_client_frag default   the default 0.25: one unit is below 2 units,
- *                              the fragments are skipped and memory is
- *                              created
+ *                              so no fragment is a preferred piece, but
+ *                              idle memory goes before new memory: the
+ *                              grant is stitched from the fragments all
+ *                              the same, nothing is created
+ *
+ *   test_client_frag realloc   VMM_VA_HEADROOM=0: vmm_realloc grows an
+ *                              allocation by 16 units while the pool holds
+ *                              one idle chunk of 17 (a fit: at most 1/16
+ *                              larger): all 17 are mapped, in the address
+ *                              space taken for them, and the data stays.
  *
  * The figures are vmmd's counters stitches and creates, read through an
  * admin session.
@@ -29,6 +37,55 @@
 #define MiB		(1ull << 20)
 #define NFRAG		8
 
+/* Grows a 32-unit allocation by 16 units while vmmd holds one idle chunk
+ * of 17 units, which the grant fits with; checks the data survives and the
+ * whole allocation is usable. */
+static void
+realloc_fit(const char *sockpath, struct tc *adm, uint64_t unit)
+{
+	const size_t n0 = 32 * unit, n1 = 48 * unit;
+	unsigned char *buf, *back;
+	struct tc_chunk ch;
+	struct tc *other;
+	uint64_t fits, id;
+	size_t i;
+	void *p, *q;
+
+	CHECK((buf = malloc(n1)) != NULL && (back = malloc(n1)) != NULL);
+	for (i = 0; i < n1; i++)
+		buf[i] = (unsigned char)(i * 13 + 1);
+	CHECK(vmm_malloc(&p, n0) == 0);
+	CHECK_OK(cuMemcpyHtoD((CUdeviceptr)(uintptr_t)p, buf, n0));
+	/* An idle 17-unit chunk of this uid in the pool. */
+	other = tc_open(sockpath, "other", false);
+	CHECK(tc_acquire(other, 17 * unit, 0, &ch, 1) == 1);
+	CHECK(ch.size == 17 * unit);
+	id = ch.id;
+	tc_close_chunks(&ch, 1);
+	CHECK(tc_release(other, &id, 1) == 0);
+	tc_close(other);
+	fits = tc_counter(adm, "fits");
+	CHECK(vmm_realloc(&p, n1) == 0);
+	CHECK(tc_counter(adm, "fits") == fits + 1);	/* the 17 units */
+	CHECK_OK(cuMemcpyHtoD((CUdeviceptr)(uintptr_t)p + n0, buf + n0,
+	    n1 - n0));
+	CHECK_OK(cuMemcpyDtoH(back, (CUdeviceptr)(uintptr_t)p, n1));
+	CHECK(memcmp(back, buf, n1) == 0);
+	/* The 17th unit lies in p's own address space: the next allocation
+	 * is placed clear of it and maps. */
+	CHECK(vmm_malloc(&q, 4 * unit) == 0);
+	CHECK((uintptr_t)q >= (uintptr_t)p + n1 + unit ||
+	    (uintptr_t)q + 4 * unit <= (uintptr_t)p);
+	CHECK_OK(cuMemcpyHtoD((CUdeviceptr)(uintptr_t)q, buf, 4 * unit));
+	CHECK_OK(cuMemcpyDtoH(back, (CUdeviceptr)(uintptr_t)p, n1));
+	CHECK(memcmp(back, buf, n1) == 0);
+	CHECK(vmm_free(q) == 0);
+	CHECK(vmm_free(p) == 0);
+	CHECK(vmm_flush() == 0);
+	free(buf);
+	free(back);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -44,7 +101,8 @@ main(int argc, char **argv)
 	pid_t d;
 
 	CHECK(argc == 2 && (strcmp(argv[1], "zero") == 0 ||
-	    strcmp(argv[1], "default") == 0));
+	    strcmp(argv[1], "default") == 0 ||
+	    strcmp(argv[1], "realloc") == 0));
 	zero = strcmp(argv[1], "zero") == 0;
 	CHECK(tmp != NULL);
 	snprintf(sockdir, sizeof(sockdir), "%s/sock", tmp);
@@ -73,14 +131,18 @@ main(int argc, char **argv)
 	CHECK_OK(cuInit(0));
 	CHECK_OK(cuDevicePrimaryCtxRetain(&ctx, 0));
 	CHECK_OK(cuCtxSetCurrent(ctx));
-	CHECK(vmm_malloc(&p, NFRAG * frag_size) == 0);
-	if (zero) {
-		CHECK(tc_counter(adm, "stitches") == stitches + 1);
-		CHECK(tc_counter(adm, "creates") == creates);
-	} else {
-		CHECK(tc_counter(adm, "stitches") == stitches);
-		CHECK(tc_counter(adm, "creates") > creates);
+	if (strcmp(argv[1], "realloc") == 0) {
+		realloc_fit(sockpath, adm, frag_size);
+		tc_close(adm);
+		vmm_shutdown();
+		CHECK(WIFEXITED(tc_stop_daemon(d)));
+		printf("client_frag %s: ok\n", argv[1]);
+		return 0;
 	}
+	CHECK(vmm_malloc(&p, NFRAG * frag_size) == 0);
+	(void)zero;
+	CHECK(tc_counter(adm, "stitches") == stitches + 1);
+	CHECK(tc_counter(adm, "creates") == creates);
 	CHECK(vmm_free(p) == 0);
 	CHECK(vmm_flush() == 0);
 

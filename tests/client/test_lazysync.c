@@ -28,6 +28,16 @@
  *             (stream 2 waits for its event), no synchronization either.
  *   streamdev CUEMU_DEVICES=2: cuMemAllocAsync on a stream of device 1
  *             while device 0's context is current gives device 1 memory.
+ *   stitchsmall  a large allocation A, below frag_ratio of a later request,
+ *             is freed while a kernel still writes it; the request is
+ *             stitched from it in the process (no Release to vmmd) but only
+ *             once the kernel is done: the new allocation keeps its data,
+ *             nothing busy was unmapped.
+ *   reallocgrow  vmm_realloc grows P while the process caches a freed
+ *             allocation A a kernel still writes: A goes back to vmmd first
+ *             and is stitched into the growth (nothing created), but only
+ *             once the kernel is done: P keeps its data, nothing busy was
+ *             unmapped.
  *
  * The emulator counts an unmap or free of memory that queued work still
  * touches ("busy_releases") and a queued write that finds its memory gone
@@ -369,6 +379,73 @@ sc_streamdev(void)
 	expect_clean();
 }
 
+static void
+sc_stitchsmall(void)
+{
+	const size_t small = 34 * MiB, big = 160 * MiB;
+	CUdeviceptr a, b;
+	uint64_t releases;
+	struct tc *adm;
+	CUstream s;
+
+	start_daemons(1);
+	adm = tc_open(sockpath, "admin", true);
+	CHECK_OK(cuCtxSetCurrent(ctx_of(0)));
+	CHECK_OK(cuStreamCreate(&s, CU_STREAM_NON_BLOCKING));
+	CHECK_OK(cuMemAlloc(&a, small));
+	CHECK_OK(cuemu_launch_write(a, PAT, small, KERNEL_US, s));
+	CHECK_OK(cuMemFree(a));
+	releases = tc_counter(adm, "released_chunks");
+	/* 34 MiB is under 0.25 x 160 MiB: still stitched in, from the
+	 * process's own cache. */
+	CHECK_OK(cuMemAlloc(&b, big));
+	CHECK(tc_counter(adm, "released_chunks") == releases);
+	put(b, big, 9);
+	CHECK_OK(cuStreamSynchronize(s));
+	CHECK(holds(b, big, 9));	/* the kernel did not write over it */
+	expect_clean();
+	CHECK_OK(cuMemFree(b));
+	CHECK_OK(cuStreamDestroy(s));
+	tc_close(adm);
+}
+
+static void
+sc_reallocgrow(void)
+{
+	int (*grow)(void **, size_t) =
+	    (int (*)(void **, size_t))dlsym(RTLD_DEFAULT, "vmm_realloc");
+	const size_t n0 = 64 * MiB, na = 40 * MiB, n1 = n0 + na;
+	CUdeviceptr a, p;
+	uint64_t creates;
+	struct tc *adm;
+	CUstream s;
+	void *pp;
+
+	CHECK(grow != NULL);
+	start_daemons(1);
+	adm = tc_open(sockpath, "admin", true);
+	CHECK_OK(cuCtxSetCurrent(ctx_of(0)));
+	CHECK_OK(cuStreamCreate(&s, CU_STREAM_NON_BLOCKING));
+	CHECK_OK(cuMemAlloc(&p, n0));
+	put(p, n0, 11);
+	CHECK_OK(cuMemAlloc(&a, na));
+	CHECK_OK(cuemu_launch_write(a, PAT, na, KERNEL_US, s));
+	CHECK_OK(cuMemFree(a));
+	creates = tc_counter(adm, "creates");
+	pp = (void *)(uintptr_t)p;
+	CHECK(grow(&pp, n1) == 0);
+	CHECK(tc_counter(adm, "creates") == creates);	/* A's memory */
+	p = (CUdeviceptr)(uintptr_t)pp;
+	CHECK(holds(p, n0, 11));
+	put(p, n1, 12);
+	CHECK_OK(cuStreamSynchronize(s));
+	CHECK(holds(p, n1, 12));	/* the kernel did not write over it */
+	expect_clean();
+	CHECK_OK(cuMemFree(p));
+	CHECK_OK(cuStreamDestroy(s));
+	tc_close(adm);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -393,6 +470,10 @@ main(int argc, char **argv)
 		sc_cross();
 	else if (strcmp(argv[1], "streamdev") == 0)
 		sc_streamdev();
+	else if (strcmp(argv[1], "stitchsmall") == 0)
+		sc_stitchsmall();
+	else if (strcmp(argv[1], "reallocgrow") == 0)
+		sc_reallocgrow();
 	else
 		CHECK(!"unknown scenario");
 	for (i = 0; i < 2; i++)

@@ -387,11 +387,12 @@ sc_share(void)
 	close(ba[0]);
 	CHECK(read(ab[0], &c, 1) == 1);
 	adm = tc_open(sockpath, "admin", true);
-	CHECK(tc_stats(adm, NULL, "fits", &v0) == 0);
-	/* B (this process) gets A's chunk from the pool, not a new one. */
+	CHECK(tc_stats(adm, NULL, "creates", &v0) == 0);
+	/* B (this process) gets A's chunks from the pool (one, or the pieces
+	 * vmmd made them in), not new ones. */
 	CKRT(cudaSetDevice(0));
 	CKRT(cudaMalloc(&p, 8 * MiB));
-	CHECK(tc_stats(adm, NULL, "fits", &v1) == 0 && v1 == v0 + 1);
+	CHECK(tc_stats(adm, NULL, "creates", &v1) == 0 && v1 == v0);
 	put(p, 8 * MiB, 5);
 	CHECK(write(ba[1], "1", 1) == 1);
 	CHECK(read(ab[0], &c, 1) == 1);

@@ -5,6 +5,10 @@
  * busy processes would keep taking each other's caches); out of memory it
  * asks every client, busy or not.  The recalled client's Release (with the
  * recall's id) is what the parked request is then granted.
+ *
+ * "test_daemon_recall calm": memory recalled that does not fit the parked
+ * request stays pooled when the request then creates memory on a device
+ * that is not short (nothing is destroyed to make room that is there).
  */
 #include <poll.h>
 #include <stdio.h>
@@ -119,8 +123,56 @@ counter(const char *name)
 	return v;
 }
 
+/* Two clients cache (recall_idle_ms = 0: neither counts as busy); B's
+ * one-unit request parks for their caches; A gives back a two-unit chunk
+ * that does not fit it while C has not answered yet, so B's retry creates
+ * one unit.  The device (64 MiB) is far from short: A's chunk must stay
+ * pooled. */
+static int
+calm(void)
+{
+	struct tc_chunk ch[4];
+	struct tc *a, *b, *c;
+	uint64_t id_a, id_c, rid, recall_a, recall_c, rel, G;
+	Vmm__PoolStats ps;
+	pid_t d;
+
+	d = tc_start_in("calm", "idle_timeout_ms = 0\nrecall_idle_ms = 0\n"
+	    "recall_timeout_ms = 3000\n", sockpath, sizeof(sockpath), &adm);
+	G = adm->granularity;	/* vmmd's unit */
+	a = tc_open(sockpath, "app-a", false);
+	b = tc_open(sockpath, "app-b", false);
+	c = tc_open(sockpath, "app-c", false);
+	CHECK(tc_acquire(a, 2 * G, 0, ch, 4) == 1 && ch[0].size == 2 * G);
+	close(ch[0].fd);
+	id_a = ch[0].id;
+	CHECK(tc_acquire(c, 2 * G, 0, ch, 4) == 1);
+	close(ch[0].fd);
+	id_c = ch[0].id;
+	report_cached(a, 2 * G);
+	report_cached(c, 2 * G);
+	rel = counter("gpu_releases");
+
+	rid = acquire_send(b, G);
+	recall_a = expect_recall(a, G);
+	recall_c = expect_recall(c, G);
+	give_back(a, &id_a, 1, recall_a);
+	report_cached(a, 0);
+	CHECK(expect_grant(b, rid) != id_a);
+	tc_pool(adm, &ps);
+	CHECK(ps.idle_bytes == 2 * G);
+	CHECK(counter("gpu_releases") == rel);
+	give_back(c, &id_c, 1, recall_c);
+
+	tc_close(a);
+	tc_close(b);
+	tc_close(c);
+	tc_stop_with(d, adm);
+	return 0;
+}
+
 int
-main(void)
+main(int argc, char **argv)
 {
 	char conf[256];
 	struct tc_chunk ch[4];
@@ -128,6 +180,8 @@ main(void)
 	uint64_t id_a, id_b, rid, recall, creates, recalls, t0;
 	pid_t d;
 
+	if (argc > 1 && strcmp(argv[1], "calm") == 0)
+		return calm();
 	snprintf(conf, sizeof(conf), "idle_timeout_ms = 0\nrecall_idle_ms = %d\n"
 	    "recall_timeout_ms = 2000\n", IDLE_MS);
 	d = tc_start_in("sock", conf, sockpath, sizeof(sockpath), &adm);

@@ -1,9 +1,9 @@
 /*
  * vmmd stitching: a request no single free chunk fits is served from several
  * pooled chunks (sizes summing to the rounded request, nothing created for
- * the covered part), fragments under frag_ratio × request are skipped unless
- * the client says otherwise, the piece cap holds, and the pieces really are
- * distinct memory that maps back to back into one range.
+ * the covered part), pieces no smaller than frag_ratio × request come first
+ * and smaller fragments only instead of new memory, the piece cap holds, and the pieces really are distinct memory that maps
+ * back to back into one range.
  *
  * "test_daemon_stitch policy" runs the checks of the stitch policy's finer
  * contracts (Acquire.min_piece, an exact cover at the piece cap).
@@ -202,28 +202,31 @@ test_default_ratio(void)
 	use_grant(ch, (size_t)n, 1);
 	give_back(a, ch, n);
 
-	/* 6G: pieces must be >= 1.5G, so the 1G fragments are skipped and
-	 * only the 2G the 2G pieces do not cover is created. */
+	/* 6G: the pieces >= 1.5G (the 2G ones) first, then the 1G
+	 * fragments rather than new memory: nothing is created. */
 	creates = tc_counter(adm, "creates");
 	cbytes = tc_counter(adm, "create_bytes");
 	n = grant(a, 6 * G, STITCH, 0, ch);
-	CHECK(n == 3);
-	CHECK(!has_id(ch, n, freed[2].id) && !has_id(ch, n, freed[3].id));
+	CHECK(n == 4);
+	CHECK(ch[0].size == 2 * G && ch[1].size == 2 * G);
+	CHECK(has_id(ch, n, freed[2].id) && has_id(ch, n, freed[3].id));
 	CHECK(has_id(ch, n, freed[0].id) && has_id(ch, n, freed[1].id));
-	CHECK(tc_counter(adm, "creates") == creates + 1);
-	CHECK(tc_counter(adm, "create_bytes") == cbytes + 2 * G);
+	CHECK(tc_counter(adm, "creates") == creates);
+	CHECK(tc_counter(adm, "create_bytes") == cbytes);
 	CHECK(tc_counter(adm, "stitches") == 2);
 	tc_pool(adm, &ps);
-	CHECK(ps.idle_bytes == 2 * G);
+	CHECK(ps.idle_bytes == 0);
 	use_grant(ch, (size_t)n, 2);
 	give_back(a, ch, n);
 
-	/* 8G with IGNORE_FRAG_RATIO: every pooled chunk (2G×3, 1G×2), no
-	 * create. */
+	/* 8G with IGNORE_FRAG_RATIO: every pooled chunk (2G×2, 1G×2), and
+	 * only the 2G they do not cover created, in pieces of 1G (the
+	 * power of two of units no smaller than 8G / 8). */
 	n = grant(a, 8 * G, STITCH | IGNORE, 0, ch);
-	CHECK(n == 5);
+	CHECK(n == 6 && ch[4].size == G && ch[5].size == G);
 	CHECK(has_id(ch, n, freed[2].id) && has_id(ch, n, freed[3].id));
-	CHECK(tc_counter(adm, "creates") == creates + 1);
+	CHECK(tc_counter(adm, "creates") == creates + 2);
+	CHECK(tc_counter(adm, "create_bytes") == cbytes + 2 * G);
 	CHECK(tc_counter(adm, "stitches") == 3);
 	tc_pool(adm, &ps);
 	CHECK(ps.idle_bytes == 0 && ps.lent_bytes == 14 * G);
@@ -231,16 +234,16 @@ test_default_ratio(void)
 	give_back(a, ch, n);
 
 	/* Without ALLOW_STITCH: one new chunk, never pieces. */
-	n = grant(a, 4 * G, 0, 0, ch);
+	n = grant(a, 5 * G, 0, 0, ch);
 	CHECK(n == 1);
-	CHECK(tc_counter(adm, "creates") == creates + 2);
+	CHECK(tc_counter(adm, "creates") == creates + 3);
 	CHECK(tc_counter(adm, "stitches") == 3);
 	give_back(a, ch, n);
 
 	/* A request one pooled chunk fits is a fit, not a stitch. */
 	fits = tc_counter(adm, "fits");
-	n = grant(a, 4 * G, STITCH, 0, ch);
-	CHECK(n == 1 && ch[0].size == 4 * G);
+	n = grant(a, 5 * G, STITCH, 0, ch);
+	CHECK(n == 1 && ch[0].size == 5 * G);
 	CHECK(tc_counter(adm, "fits") == fits + 1);
 	CHECK(tc_counter(adm, "stitches") == 3);
 	give_back(a, ch, n);
@@ -282,16 +285,15 @@ test_ratio_half_cap3(void)
 	use_grant(ch, (size_t)n, 4);
 	give_back(a, ch, n);
 
-	/* 3G: pieces must be >= 1.5G; a 1G fragment is skipped even though
-	 * it would avoid creating 1G. */
+	/* 3G: a 2G piece (>= 1.5G) first, then a 1G fragment rather than
+	 * creating 1G. */
 	n = grant(a, 3 * G, STITCH, 0, ch);
-	CHECK(n == 2);
-	CHECK(!has_id(ch, n, freed[2].id) && !has_id(ch, n, freed[3].id));
-	CHECK(tc_counter(adm, "creates") == creates + 1);
+	CHECK(n == 2 && ch[0].size == 2 * G);
+	CHECK(has_id(ch, n, freed[2].id) || has_id(ch, n, freed[3].id));
+	CHECK(tc_counter(adm, "creates") == creates);
 	use_grant(ch, (size_t)n, 5);
 	give_back(a, ch, n);
-	creates++;
-	/* Pool: 2G, 2G, 1G, 1G, 1G. */
+	/* Pool: 2G, 2G, 1G, 1G. */
 
 	/* The same with IGNORE_FRAG_RATIO: 2G + 1G from the pool. */
 	n = grant(a, 3 * G, STITCH | IGNORE, 0, ch);
@@ -299,9 +301,11 @@ test_ratio_half_cap3(void)
 	CHECK(tc_counter(adm, "creates") == creates);
 	give_back(a, ch, n);
 
-	/* 7G is all the pool holds, in five pieces: the cap is three. */
+	/* 7G: the pool holds 6G in four pieces and the cap is three: two
+	 * pooled pieces and one created for the rest. */
 	n = grant(a, 7 * G, STITCH | IGNORE, 0, ch);
-	CHECK(n <= 3 && n >= 2);
+	CHECK(n == 3);
+	CHECK(tc_counter(adm, "creates") == creates + 1);
 	use_grant(ch, (size_t)n, 6);
 	give_back(a, ch, n);
 
@@ -349,13 +353,18 @@ test_policy(void)
 	start("policy2", "idle_timeout_ms = 0\n", &d);
 	a = tc_open(sockpath, "stitcher", false);
 	scatter(a, sizes, 6, freed, held);
-	/* Pool: 2G, 2G, 1G.  The client will not map pieces under 2G, so the
-	 * 1G fragment must not be picked even though IGNORE_FRAG_RATIO lifts
-	 * the daemon's own threshold. */
+	creates = tc_counter(adm, "creates");
+	/* Pool: 2G, 2G, 1G.  Acquire.min_piece = 2G: the 2G pieces come
+	 * first; the 1G fragment still goes before new memory, so only the
+	 * 1G nothing pooled covers is created. */
 	n = grant(a, 6 * G, STITCH | IGNORE, 2 * G, ch);
-	if (has_id(ch, n, freed[2].id)) {
-		fprintf(stderr, "policy: Acquire.min_piece = 2G ignored: the "
-		    "pooled 1G fragment was stitched in\n");
+	if (n != 4 || ch[0].size != 2 * G || ch[1].size != 2 * G ||
+	    !has_id(ch, n, freed[2].id) ||
+	    tc_counter(adm, "creates") != creates + 1 ||
+	    ch[3].size != G) {
+		fprintf(stderr, "policy: 6G with min_piece = 2G over pooled "
+		    "2G, 2G, 1G: not the 2G pieces, then the fragment, then "
+		    "1G created\n");
 		bad++;
 	}
 	give_back(a, ch, n);
@@ -365,48 +374,98 @@ test_policy(void)
 	return bad;
 }
 
+/* New memory for a stitchable grant comes in pieces of one power-of-two
+ * size, no smaller than 1/8 of the request (the last takes the
+ * remainder), within the piece cap; freed, the pieces serve smaller
+ * requests without new memory.  A grant that may not be stitched gets one
+ * chunk. */
+static void
+test_split(void)
+{
+	struct tc_chunk ch[MAXCH], ch2[MAXCH];
+	uint64_t creates;
+	struct tc *a;
+	pid_t d;
+	int n, m, i;
+
+	start("split", "idle_timeout_ms = 0\n", &d);
+	a = tc_open(sockpath, "splitter", false);
+	/* 20 units: pieces of 4 (>= 20/8 = 2.5), 4 4 4 4 4. */
+	n = grant(a, 20 * G, STITCH, 0, ch);
+	CHECK(n == 5);
+	for (i = 0; i < n; i++)
+		CHECK(ch[i].size == 4 * G);
+	CHECK(tc_counter(adm, "creates") == 5);
+	use_grant(ch, (size_t)n, 8);
+	/* 18 units: pieces of 4 (>= 2.25), the last 2. */
+	m = grant(a, 18 * G, STITCH, 0, ch2);
+	CHECK(m == 5 && ch2[4].size == 2 * G);
+	CHECK(tc_counter(adm, "creates") == 10);
+	give_back(a, ch2, m);
+	give_back(a, ch, n);
+	creates = tc_counter(adm, "creates");
+	/* 8 units, after the 20 are freed: two pooled 4-unit pieces. */
+	n = grant(a, 8 * G, STITCH, 0, ch);
+	CHECK(n == 2 && tc_counter(adm, "creates") == creates);
+	give_back(a, ch, n);
+	/* 7 units without ALLOW_STITCH: one chunk of 7 units. */
+	n = grant(a, 7 * G, 0, 0, ch);
+	CHECK(n == 1 && tc_counter(adm, "creates") == creates + 1);
+	give_back(a, ch, n);
+	tc_close(a);
+	stop(d);
+
+	/* max_pieces = 2: 20 units in two pieces, 16 and the remainder 4. */
+	start("split2", "idle_timeout_ms = 0\nmax_pieces = 2\n", &d);
+	a = tc_open(sockpath, "splitter", false);
+	n = grant(a, 20 * G, STITCH, 0, ch);
+	CHECK(n == 2 && ch[0].size == 16 * G && ch[1].size == 4 * G);
+	give_back(a, ch, n);
+	tc_close(a);
+	stop(d);
+}
+
 /* swap_idle (the default): when the pool must create memory and memory is
- * short (here pool_max, 14 units, is near), idle chunks that request could not use
- * (here the fragments too small to stitch) go back to the GPU, so the pool
- * does not grow by them; when memory is not short (no pool_max, a 16 GiB
- * device) they stay pooled for reuse. */
+ * short (here pool_max, 16 units, is near), idle chunks that request could
+ * not use (here one too big to fit) go back to the GPU, so the
+ * pool does not grow by them; when memory is not short (no pool_max, a
+ * large device) they stay pooled for reuse, and nothing is destroyed. */
 static void
 test_swap(bool short_of_memory)
 {
-	struct tc_chunk freed[4], held[4], ch[MAXCH];
-	uint64_t sizes[8] = { 2, 2, 2, 2, 1, 1, 1, 1 };
+	struct tc_chunk ch[MAXCH], held, idle;
 	uint64_t rel;
 	Vmm__PoolStats ps;
 	struct tc *a;
 	pid_t d;
-	int n, i;
+	int n;
 	char conf[128];
 
 	/* G, vmmd's unit, is known from the earlier tests' daemons. */
 	CHECK(G >= (1u << 20));
 	snprintf(conf, sizeof(conf), "idle_timeout_ms = 0\npool_max = %lluM\n",
-	    (unsigned long long)(14 * G >> 20));
+	    (unsigned long long)(16 * G >> 20));
 	start(short_of_memory ? "swap" : "calm", short_of_memory ? conf :
 	    "idle_timeout_ms = 0\n", &d);
-	for (i = 0; i < 8; i++)
-		sizes[i] *= G;
 	a = tc_open(sockpath, "stitcher", false);
-	scatter(a, sizes, 8, freed, held);
+	CHECK(tc_acquire(a, 10 * G, 0, &held, 1) == 1);
+	CHECK(tc_acquire(a, 5 * G, 0, &idle, 1) == 1);
+	give_back(a, &idle, 1);
 	rel = tc_counter(adm, "gpu_releases");
-	/* 6G: the 2G pieces are used, the 1G fragments are too small; 2G
-	 * is created and the two 1G fragments (2G) go back in exchange. */
-	n = grant(a, 6 * G, STITCH, 0, ch);
-	CHECK(n == 3);
+	/* 15 of 16 units: short with pool_max.  1G: the idle 5G chunk is
+	 * too big to fit; 1G is created. */
+	n = tc_acquire_ex(a, G, STITCH, 0, ch, MAXCH, NULL, 0);
+	CHECK(n == 1 && ch[0].size == G && ch[0].id != idle.id);
 	tc_pool(adm, &ps);
 	if (short_of_memory) {
-		CHECK(ps.idle_bytes == 0 && ps.physical_bytes == 12 * G);
-		CHECK(tc_counter(adm, "gpu_releases") == rel + 2);
+		CHECK(ps.idle_bytes == 0 && ps.physical_bytes == 11 * G);
+		CHECK(tc_counter(adm, "gpu_releases") == rel + 1);
 	} else {
-		CHECK(ps.idle_bytes == 2 * G && ps.physical_bytes == 14 * G);
+		CHECK(ps.idle_bytes == 5 * G && ps.physical_bytes == 16 * G);
 		CHECK(tc_counter(adm, "gpu_releases") == rel);
 	}
 	give_back(a, ch, n);
-	give_back(a, held, 4);
+	give_back(a, &held, 1);
 	tc_close(a);
 	stop(d);
 }
@@ -472,6 +531,7 @@ main(int argc, char **argv)
 	}
 	test_default_ratio();
 	test_ratio_half_cap3();
+	test_split();
 	test_swap(true);
 	test_swap(false);
 	return 0;
