@@ -599,13 +599,15 @@ sc_restart(void)
 	kill(daemon_pid, SIGKILL);
 	CHECK(waitpid(daemon_pid, &st, 0) == daemon_pid);
 	daemon_pid = tc_start_daemon(sockdir, "idle_timeout_ms = 0\n", args);
-	/* The data survived; allocating goes on (reconnects, adopts). */
+	/* The data survived; allocating goes on (reconnects, adopts).  BIG
+	 * is a medium block; MORE is a large allocation, so it needs vmmd
+	 * (a medium one might fit in pages mapped already). */
 	expect(big, 10 * MiB, 9);
 	expect(small, 1000, 10);
 	for (i = 0; i < 3; i++) {
-		CKRT(cudaMalloc(&more, 6 * MiB));
-		put(more, 6 * MiB, 11);
-		expect(more, 6 * MiB, 11);
+		CKRT(cudaMalloc(&more, 40 * MiB));
+		put(more, 40 * MiB, 11);
+		expect(more, 40 * MiB, 11);
 		CKRT(cudaFree(more));
 	}
 	CHECK(p_flush() == 0);
