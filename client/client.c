@@ -362,6 +362,10 @@ vmm_realloc(void **dptr, size_t size)
 			rc = vmmc_large_realloc(dptr, size);
 		return rc;
 	}
+	/* A medium block staying medium: in place if it can. */
+	if (size <= vmmc_medium_max() && vmmc_medium_owns(*dptr) &&
+	    (rc = vmmc_medium_realloc(dptr, size)) != VMM_ENOTOURS)
+		return rc;
 	/* Sub-allocated on either side: a new block and a copy. */
 	if ((rc = vmm_get_range(*dptr, &base, &old)) != 0)
 		return rc;

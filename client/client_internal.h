@@ -352,6 +352,9 @@ int	vmmc_medium_free(void *p);
 /* As vmmc_medium_free, for a block no GPU work can touch any more. */
 int	vmmc_medium_free_idle(void *p);
 bool	vmmc_medium_owns(const void *p);
+/* Resizes the block at *p in place (shrinking, or growing into free bytes
+ * right after it); VMM_ENOTOURS if it cannot (move it by copy). */
+int	vmmc_medium_realloc(void **p, size_t size);
 /* The block holding p: its base and the size allocated. */
 int	vmmc_medium_range(const void *p, void **base, size_t *size);
 /* Gives chunks without live blocks back to vmmd: at least target bytes

@@ -749,6 +749,98 @@ vmmc_medium_free_idle(void *p)
 	return medium_free(p, true);
 }
 
+/* Grows or shrinks the block at *pp in place: shrinking returns its tail,
+ * growing takes the free bytes right after it (once a synchronization
+ * covers their last free).  VMM_ENOTOURS if *pp is not a medium block's
+ * base, size is not served here, or the bytes after it are not free (the
+ * caller moves it by copy). */
+int
+vmmc_medium_realloc(void **pp, size_t size)
+{
+	CUdeviceptr p = (CUdeviceptr)(uintptr_t)*pp;
+	struct vmmc_conn *c;
+	struct arena *a;
+	struct mblk *b;
+	uint64_t off, len, nlen, ticket = 0, t;
+	uint32_t q0, q1, n0, n1;
+	size_t i;
+	bool sync;
+	int rc;
+
+	if (size == 0 || size > vmmc_medium_max() ||
+	    __atomic_load_n(&med_narenas, __ATOMIC_ACQUIRE) == 0)
+		return VMM_ENOTOURS;
+	nlen = med_round(size, MED_ALIGN);
+	pthread_mutex_lock(&med_lock);
+	if ((b = blk_find(p, true, &a)) == NULL ||
+	    (c = vmmc_conn_get(a->dev)) == NULL) {
+		pthread_mutex_unlock(&med_lock);
+		return VMM_ENOTOURS;
+	}
+	off = b->off;
+	len = b->len;
+	page_range(a, off, len, &q0, &q1);
+	page_range(a, off, nlen, &n0, &n1);
+	if (nlen <= len) {
+		/* The tail may still be used by work issued before now. */
+		if (nlen < len) {
+			t = vmmc_sync_ticket(a->dev);
+			if (n1 < q1)
+				pages_unref(a, n1 + 1, q1, t);
+			(void)ext_put(a, off + nlen, len - nlen, t);
+		}
+		goto done;
+	}
+	i = ext_index(a, off + len);
+	if (i == a->next || a->ext[i].off != off + len ||
+	    a->ext[i].len < nlen - len ||
+	    !MED_IDLE_NOW(a->dev, a->ext[i].ticket)) {
+		pthread_mutex_unlock(&med_lock);
+		return VMM_ENOTOURS;
+	}
+	ticket = a->ext[i].ticket;
+	sync = ticket != 0 && !vmmc_sync_covers(a->dev, ticket);
+	if (ext_take(a, i, off + len, nlen - len) != 0) {
+		pthread_mutex_unlock(&med_lock);
+		return VMM_ENOMEM;
+	}
+	if (n1 > q1)
+		pages_ref(a, q1 + 1, n1);
+	b->len = nlen;		/* nothing else changes its record meanwhile */
+	if (sync) {
+		pthread_mutex_unlock(&med_lock);
+		rc = vmmc_sync_for(a->dev, ticket);
+		pthread_mutex_lock(&med_lock);
+		if (rc != 0)
+			goto undo;
+	}
+	if (n1 > q1 && (rc = pages_ensure(a, c, q1 + 1, n1)) != 0)
+		goto undo;
+	if ((b = blk_find(p, true, &a)) == NULL) {
+		/* Freed meanwhile by another thread: the caller's bug. */
+		pthread_mutex_unlock(&med_lock);
+		return VMM_EINVAL;
+	}
+done:
+	med_in_use += (int64_t)nlen - (int64_t)len;
+	b->len = nlen;
+	b->asked = size;
+	pthread_mutex_unlock(&med_lock);
+	if (vmm_log_enabled(VMM_LOG_INFO))
+		vmm_log(VMM_LOG_INFO, "REMAP Ptr=0x%llx Size=%zu Src=0x%llx",
+		    (unsigned long long)p, size, (unsigned long long)p);
+	return 0;
+
+undo:
+	if ((b = blk_find(p, true, &a)) != NULL)
+		b->len = len;
+	if (n1 > q1)
+		pages_unref(a, q1 + 1, n1, 0);
+	(void)ext_put(a, off + len, nlen - len, ticket);
+	pthread_mutex_unlock(&med_lock);
+	return VMM_ENOTOURS;
+}
+
 bool
 vmmc_medium_owns(const void *p)
 {
