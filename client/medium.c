@@ -426,9 +426,15 @@ place_pick(int dev, uint64_t unit, uint64_t len, bool covered_only,
 			n.sync = e->ticket != 0 && !vmmc_sync_covers(dev, e->ticket);
 			if (n.sync && (covered_only || !MED_IDLE_NOW(dev, e->ticket)))
 				continue;
-			/* At its start, or at its end (aligned down). */
-			for (side = 0; side < 2; side++) {
-				if (side == 1)
+			/* At its start, its first page boundary, or its end
+			 * (aligned down). */
+			for (side = 0; side < 3; side++) {
+				if (side == 1) {
+					n.off = med_round(e->off, a->unit);
+					if (n.off + len > e->off + e->len)
+						continue;
+				}
+				if (side == 2)
 					n.off = (e->off + e->len - len) /
 					    MED_ALIGN * MED_ALIGN;
 				page_range(a, n.off, len, &p0, &p1);
@@ -460,32 +466,20 @@ grant_giveback(struct vmmc_conn *c, struct vmmc_grant_chunk *g, size_t n)
 		vmmc_conn_release(c, ids, n, 0);
 }
 
-/* Asks vmmd for exactly bytes in chunks of whole units (one grant, else
- * unit by unit); count, or a VMM_E* code (nothing held). */
+/* Asks vmmd for bytes (a multiple of unit, at most MED_MAX_GRANT units)
+ * as chunks of one unit each, so that every page can later be moved or
+ * given back on its own; the count, or a VMM_E* code (nothing held). */
 static int
-grant_exact(struct vmmc_conn *c, uint64_t unit, uint64_t bytes,
+grant_units(struct vmmc_conn *c, uint64_t unit, uint64_t bytes,
     struct vmmc_grant_chunk *g)
 {
-	uint64_t sum = 0;
-	int n, i, m;
+	int n, m;
 
-	n = vmmc_conn_acquire(c, bytes, VMM__ACQUIRE_FLAG__ACQUIRE_FLAG_ALLOW_STITCH,
-	    0, g, MED_MAX_GRANT);
-	if (n < 0)
-		return n;
-	for (i = 0; i < n; i++)
-		sum += g[i].size % unit == 0 ? g[i].size : bytes + 1;
-	if (sum == bytes)
-		return n;
-	/* More than asked (the pool's slack), or odd pieces: one unit at a
-	 * time instead, which the pool serves exactly. */
-	grant_giveback(c, g, (size_t)n);
-	if (bytes / unit > MED_MAX_GRANT)
-		return VMM_EPROTO;
 	for (n = 0; (uint64_t)n * unit < bytes; n++) {
 		m = vmmc_conn_acquire(c, unit, 0, 0, &g[n], 1);
 		if (m == 1 && g[n].size == unit)
 			continue;
+		/* A bigger chunk (the unit changed with a new vmmd). */
 		if (m == 1)
 			grant_giveback(c, &g[n], 1);
 		grant_giveback(c, g, (size_t)n);
@@ -506,7 +500,7 @@ map_run(struct arena *a, struct vmmc_conn *c, uint32_t p0, uint32_t p1)
 	uint32_t p;
 	int n, i, rc;
 
-	if ((n = grant_exact(c, a->unit, bytes, g)) < 0)
+	if ((n = grant_units(c, a->unit, bytes, g)) < 0)
 		return n;
 	for (i = 0; i < n; i++)
 		if ((mc[i] = calloc(1, sizeof(*mc[i]))) == NULL)
@@ -560,6 +554,128 @@ map_run(struct arena *a, struct vmmc_conn *c, uint32_t p0, uint32_t p1)
 	return 0;
 }
 
+/* Maps chunk c (of arena o, pages PG_BUSY) at page p of arena a as well
+ * and unmaps it where it was: the same memory at a new place. */
+static int
+chunk_move(struct arena *o, struct mchunk *c, struct arena *a, uint32_t p)
+{
+	CUmemGenericAllocationHandle h;
+	uint64_t size = (uint64_t)c->npages * a->unit;
+	CUdeviceptr src = o->base + (uint64_t)c->first * o->unit;
+	CUdeviceptr dst = a->base + (uint64_t)p * a->unit;
+	CUresult r;
+
+	if (cuMemRetainAllocationHandle(&h, (void *)(uintptr_t)src) !=
+	    CUDA_SUCCESS)
+		return -1;
+	r = cuMemMap(dst, size, 0, h, 0);
+	cuMemRelease(h);
+	if (r != CUDA_SUCCESS)
+		return -1;
+	if (vmmc_set_access_rw(a->dev, dst, size) != 0) {
+		vmmc_unmap_range(dst, size);
+		return -1;
+	}
+	vmmc_unmap_range(src, size);
+	vmm_log_debug("MEDIUM_MOVE Ptr=0x%llx Size=%llu Src=0x%llx",
+	    (unsigned long long)dst, (unsigned long long)size,
+	    (unsigned long long)src);
+	return 0;
+}
+
+/* Fills pages [p0, p1] of a (PG_BUSY, the caller's), from the first on,
+ * with chunks of this heap that hold no live block (its cache), moved
+ * from where they are: memory this process has already, no new grant.  A
+ * chunk moves only once a synchronization covers the last free on it, as
+ * for giving it back.  Returns the first page not filled.  med_lock held
+ * on entry and exit, dropped meanwhile. */
+static uint32_t
+relocate_run(struct arena *a, uint32_t p0, uint32_t p1)
+{
+	struct mchunk *pick[MED_MAX_GRANT];
+	struct arena *from[MED_MAX_GRANT];
+	uint32_t need = p1 - p0 + 1, got = 0, p, k;
+	uint64_t ticket = 0;
+	size_t n = 0, i, j, moved = 0;
+	bool ok;
+
+	if (room((void **)&a->chunks, &a->capchunks,
+	    a->nchunks + MED_MAX_GRANT, sizeof(*a->chunks)) != 0)
+		return p0;
+	for (i = 0; i < med_narenas && got < need && n < MED_MAX_GRANT; i++) {
+		struct arena *o = med_arenas[i];
+
+		if (o->dev != a->dev || o->unit != a->unit)
+			continue;
+		for (j = 0; j < o->nchunks && got < need && n < MED_MAX_GRANT;
+		    j++) {
+			struct mchunk *c = o->chunks[j];
+
+			if (c->nlive != 0 || c->trimming ||
+			    c->npages > need - got ||
+			    !MED_IDLE_NOW(o->dev, c->ticket))
+				continue;
+			c->trimming = true;
+			memset(&o->state[c->first], PG_BUSY, c->npages);
+			if (c->ticket > ticket)
+				ticket = c->ticket;
+			pick[n] = c;
+			from[n++] = o;
+			got += c->npages;
+		}
+	}
+	if (n == 0)
+		return p0;
+	pthread_mutex_unlock(&med_lock);
+	ok = vmmc_sync_for(a->dev, ticket) == 0;
+	for (p = p0; ok && moved < n; moved++) {
+		if (chunk_move(from[moved], pick[moved], a, p) != 0)
+			break;
+		p += pick[moved]->npages;
+	}
+	pthread_mutex_lock(&med_lock);
+	for (i = 0, p = p0; i < n; i++) {
+		struct mchunk *c = pick[i];
+		struct arena *o = from[i];
+
+		c->trimming = false;
+		if (i >= moved) {	/* not moved: where it was */
+			memset(&o->state[c->first], PG_MAPPED, c->npages);
+			continue;
+		}
+		for (k = c->first; k < c->first + c->npages; k++) {
+			o->pchunk[k] = NULL;
+			o->state[k] = PG_UNMAPPED;
+			if (o->refs[k] == 0) {
+				med_cached -= o->unit;
+				vmmc_stat_add(VMMC_STAT_CACHED, -(int64_t)o->unit);
+			}
+		}
+		for (j = 0; j < o->nchunks && o->chunks[j] != c; j++)
+			;
+		if (j < o->nchunks)
+			o->chunks[j] = o->chunks[--o->nchunks];
+		a->chunks[a->nchunks++] = c;
+		c->first = p;
+		c->ticket = 0;		/* the sync above covered it */
+		c->nlive = 0;
+		for (k = 0; k < c->npages; k++, p++) {
+			a->pchunk[p] = c;
+			a->state[p] = PG_MAPPED;
+			if (a->refs[p] > 0) {
+				c->nlive++;
+			} else {
+				med_cached += a->unit;
+				vmmc_stat_add(VMMC_STAT_CACHED, (int64_t)a->unit);
+			}
+		}
+		if (c->nlive == 0)
+			c->empty_ms = vmm_now_ms();
+	}
+	pthread_cond_broadcast(&med_cond);
+	return p;
+}
+
 /* Makes sure pages [p0, p1] (referenced by the caller) are mapped: maps
  * those nobody maps, waits for those being mapped or unmapped by others.
  * med_lock held on entry and exit. */
@@ -580,9 +696,18 @@ pages_ensure(struct arena *a, struct vmmc_conn *c, uint32_t p0, uint32_t p1)
 			for (q = p; q < p1 && a->state[q + 1] == PG_UNMAPPED; q++)
 				;
 			memset(&a->state[p], PG_BUSY, q - p + 1);
-			pthread_mutex_unlock(&med_lock);
-			rc = map_run(a, c, p, q);
-			pthread_mutex_lock(&med_lock);
+			/* This process's idle chunks first, vmmd for the rest. */
+			p = relocate_run(a, p, q);
+			for (rc = 0; p <= q && rc == 0;) {
+				uint32_t e = q - p >= MED_MAX_GRANT ?
+				    p + MED_MAX_GRANT - 1 : q;
+
+				pthread_mutex_unlock(&med_lock);
+				rc = map_run(a, c, p, e);
+				pthread_mutex_lock(&med_lock);
+				if (rc == 0)
+					p = e + 1;
+			}
 			if (rc != 0) {
 				memset(&a->state[p], PG_UNMAPPED, q - p + 1);
 				pthread_cond_broadcast(&med_cond);
