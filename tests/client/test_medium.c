@@ -11,6 +11,9 @@
  *   reuse    a late emulated kernel write (cuemuLaunchWrite) to a freed
  *            block must not land in a block allocated over its bytes: the
  *            reuse waits for a synchronization covering the free
+ *   move     the idle pages of a freed block back a new block elsewhere
+ *            (moved, no new memory), not before a kernel still writing
+ *            the freed block is done
  *   giveback the pages of freed blocks go back to vmmd once idle
  *            (VMM_IDLE_MS), never unmapped under pending work (the
  *            emulator's faults / busy_releases counters stay 0)
@@ -223,6 +226,45 @@ sc_reuse(void)
 	CHECK_OK(cuStreamDestroy(s));
 }
 
+/* ---- move ------------------------------------------------------------------- */
+
+/* A's pages, idle once A is freed, back a new block B elsewhere in the
+ * heap (moved, no new memory from vmmd), but not before the kernel still
+ * writing A when it was freed is done. */
+static void
+sc_move(void)
+{
+	void *a, *f, *b;
+	uint64_t before;
+	CUstream s;
+
+	CHECK(cuemu_available());
+	CHECK_OK(cuStreamCreate(&s, CU_STREAM_NON_BLOCKING));
+	CHECK(vmm_malloc(&a, 2 * unit) == 0);
+	CHECK(vmm_malloc(&f, unit) == 0);	/* A's hole stays 2 units */
+	CHECK((char *)f == (char *)a + 2 * unit);
+	CHECK_OK(cuMemsetD8(D(a), 0, 2 * unit));
+	CHECK(all_are(a, 2 * unit, 0));
+	CHECK_OK(cuemu_launch_write(D(a), 0xdeadbeef, 2 * unit, 300000, s));
+	CHECK(vmm_free(a) == 0);
+	before = lent();
+	/* Three units fit only after F: one page from vmmd, A's two moved. */
+	CHECK(vmm_malloc(&b, 3 * unit) == 0);
+	CHECK((char *)b == (char *)f + unit);
+	CHECK(lent() == before + unit);
+	CHECK_OK(cuMemsetD8(D(b), 0x6b, 3 * unit));
+	CHECK(all_are(b, 3 * unit, 0x6b));
+	usleep(400000);
+	CHECK_OK(cuCtxSynchronize());
+	CHECK(all_are(b, 3 * unit, 0x6b));
+	CHECK(cuemu_counter("faults") == 0);
+	CHECK(cuemu_counter("busy_releases") == 0);
+	CHECK(vmm_free(b) == 0 && vmm_free(f) == 0);
+	CHECK(vmm_flush() == 0);
+	CHECK(lent() == 0);
+	CHECK_OK(cuStreamDestroy(s));
+}
+
 /* ---- giveback --------------------------------------------------------------- */
 
 static void
@@ -304,6 +346,8 @@ main(int argc, char **argv)
 		sc_pack();
 	else if (strcmp(argv[1], "reuse") == 0)
 		sc_reuse();
+	else if (strcmp(argv[1], "move") == 0)
+		sc_move();
 	else if (strcmp(argv[1], "giveback") == 0)
 		sc_giveback();
 	else if (strcmp(argv[1], "realloc") == 0)
