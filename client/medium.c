@@ -15,13 +15,15 @@
  * a synchronization covers it (vmmc_sync_for), or, while a stream capture
  * is in progress, only if one already did (capture.c).
  *
- * Pages not mapped yet are mapped from grants of vmmd, one grant per run of
- * such pages; a grant's chunks (each a multiple of the unit) are mapped
- * back to back, and a chunk goes back to vmmd only once none of its pages
- * holds a live block and a synchronization covers the latest free that
- * touched it: the memory the GPU may still touch is never unmapped.  Chunks
- * without live blocks are this allocator's cache: given back when idle
- * (VMM_IDLE_MS), on a Recall, by vmm_flush, or beyond VMM_CACHE_MAX.
+ * A page not mapped yet gets a chunk of one unit: first one of this heap
+ * without live blocks, moved from where it is (mapped at the new place,
+ * unmapped at the old: VA fragmentation holds no physical memory), else a
+ * new one from vmmd.  A chunk moves or goes back to vmmd only once no live
+ * block touches it and a synchronization covers the latest free that
+ * touched it: the memory the GPU may still touch is never unmapped.
+ * Chunks without live blocks are this allocator's cache: given back when
+ * idle (VMM_IDLE_MS), on a Recall, by vmm_flush, or beyond VMM_CACHE_MAX.
+ * (struct mchunk still allows a chunk of several pages.)
  *
  * One lock, med_lock, guards everything here.  It is never held while
  * vmmd is asked (conn.c) nor around mapping, unmapping or synchronizing: a
