@@ -53,6 +53,7 @@
 enum { PG_UNMAPPED = 0, PG_BUSY = 1, PG_MAPPED = 2 };
 
 struct mchunk {
+	struct arena	*arena;		/* where it is mapped */
 	uint64_t	id;
 	uint32_t	first, npages;	/* the pages of its arena it backs */
 	uint32_t	nlive;		/* of them, those with live blocks */
@@ -83,14 +84,14 @@ struct arena {
 	size_t		next, capext;
 	struct mblk	*blk;		/* live blocks, sorted by off */
 	size_t		nblk, capblk;
-	struct mchunk	**chunks;
-	size_t		nchunks, capchunks;
 };
 
 static pthread_mutex_t	med_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t	med_cond = PTHREAD_COND_INITIALIZER;
 static struct arena	*med_arenas[MED_MAX_ARENAS];
 static size_t		med_narenas;
+static struct mchunk	**med_chunks;	/* every chunk mapped */
+static size_t		med_nchunks, med_capchunks;
 /* Counters, under med_lock (read with atomics by usage queries). */
 static int64_t		med_in_use;
 static uint64_t		med_allocs, med_frees, med_cached;
@@ -306,7 +307,6 @@ arena_free_records(struct arena *a)
 	free(a->pchunk);
 	free(a->ext);
 	free(a->blk);
-	free(a->chunks);
 	free(a);
 }
 
@@ -520,8 +520,8 @@ map_run(struct arena *a, struct vmmc_conn *c, uint32_t p0, uint32_t p1)
 		return rc;
 	}
 	pthread_mutex_lock(&med_lock);
-	if (room((void **)&a->chunks, &a->capchunks, a->nchunks + (size_t)n,
-	    sizeof(*a->chunks)) != 0) {
+	if (room((void **)&med_chunks, &med_capchunks, med_nchunks + (size_t)n,
+	    sizeof(*med_chunks)) != 0) {
 		pthread_mutex_unlock(&med_lock);
 		vmmc_unmap_range(va, bytes);
 		for (i = 0; i < n; i++)
@@ -547,7 +547,8 @@ map_run(struct arena *a, struct vmmc_conn *c, uint32_t p0, uint32_t p1)
 		}
 		if (mc[i]->nlive == 0)
 			mc[i]->empty_ms = vmm_now_ms();
-		a->chunks[a->nchunks++] = mc[i];
+		mc[i]->arena = a;
+		med_chunks[med_nchunks++] = mc[i];
 	}
 	pthread_mutex_unlock(&med_lock);
 	vmmc_stat_add(VMMC_STAT_MAPPED, (int64_t)bytes);
@@ -601,30 +602,21 @@ relocate_run(struct arena *a, uint32_t p0, uint32_t p1)
 	size_t n = 0, i, j, moved = 0;
 	bool ok;
 
-	if (room((void **)&a->chunks, &a->capchunks,
-	    a->nchunks + MED_MAX_GRANT, sizeof(*a->chunks)) != 0)
-		return p0;
-	for (i = 0; i < med_narenas && got < need && n < MED_MAX_GRANT; i++) {
-		struct arena *o = med_arenas[i];
+	for (j = 0; j < med_nchunks && got < need && n < MED_MAX_GRANT; j++) {
+		struct mchunk *c = med_chunks[j];
+		struct arena *o = c->arena;
 
-		if (o->dev != a->dev || o->unit != a->unit)
+		if (o->dev != a->dev || o->unit != a->unit || c->nlive != 0 ||
+		    c->trimming || c->npages > need - got ||
+		    !MED_IDLE_NOW(o->dev, c->ticket))
 			continue;
-		for (j = 0; j < o->nchunks && got < need && n < MED_MAX_GRANT;
-		    j++) {
-			struct mchunk *c = o->chunks[j];
-
-			if (c->nlive != 0 || c->trimming ||
-			    c->npages > need - got ||
-			    !MED_IDLE_NOW(o->dev, c->ticket))
-				continue;
-			c->trimming = true;
-			memset(&o->state[c->first], PG_BUSY, c->npages);
-			if (c->ticket > ticket)
-				ticket = c->ticket;
-			pick[n] = c;
-			from[n++] = o;
-			got += c->npages;
-		}
+		c->trimming = true;
+		memset(&o->state[c->first], PG_BUSY, c->npages);
+		if (c->ticket > ticket)
+			ticket = c->ticket;
+		pick[n] = c;
+		from[n++] = o;
+		got += c->npages;
 	}
 	if (n == 0)
 		return p0;
@@ -653,11 +645,7 @@ relocate_run(struct arena *a, uint32_t p0, uint32_t p1)
 				vmmc_stat_add(VMMC_STAT_CACHED, -(int64_t)o->unit);
 			}
 		}
-		for (j = 0; j < o->nchunks && o->chunks[j] != c; j++)
-			;
-		if (j < o->nchunks)
-			o->chunks[j] = o->chunks[--o->nchunks];
-		a->chunks[a->nchunks++] = c;
+		c->arena = a;
 		c->first = p;
 		c->ticket = 0;		/* the sync above covered it */
 		c->nlive = 0;
@@ -1009,22 +997,18 @@ static struct mchunk *
 trim_pick(uint64_t now, uint64_t older_ms, struct arena **ap)
 {
 	struct mchunk *best = NULL;
-	size_t i, k;
+	size_t k;
 
-	for (i = 0; i < med_narenas; i++) {
-		struct arena *a = med_arenas[i];
+	for (k = 0; k < med_nchunks; k++) {
+		struct mchunk *c = med_chunks[k];
 
-		for (k = 0; k < a->nchunks; k++) {
-			struct mchunk *c = a->chunks[k];
-
-			if (c->nlive != 0 || c->trimming ||
-			    now - c->empty_ms < older_ms ||
-			    !MED_IDLE_NOW(a->dev, c->ticket))
-				continue;
-			if (best == NULL || c->empty_ms < best->empty_ms) {
-				best = c;
-				*ap = a;
-			}
+		if (c->nlive != 0 || c->trimming ||
+		    now - c->empty_ms < older_ms ||
+		    !MED_IDLE_NOW(c->arena->dev, c->ticket))
+			continue;
+		if (best == NULL || c->empty_ms < best->empty_ms) {
+			best = c;
+			*ap = c->arena;
 		}
 	}
 	return best;
@@ -1077,10 +1061,10 @@ vmmc_medium_trim(uint64_t target, uint64_t older_ms, uint64_t recall_id)
 				    -(int64_t)a->unit);
 			}
 		}
-		for (k = 0; k < a->nchunks && a->chunks[k] != c; k++)
+		for (k = 0; k < med_nchunks && med_chunks[k] != c; k++)
 			;
-		if (k < a->nchunks)
-			a->chunks[k] = a->chunks[--a->nchunks];
+		if (k < med_nchunks)
+			med_chunks[k] = med_chunks[--med_nchunks];
 		pthread_cond_broadcast(&med_cond);
 		pthread_mutex_unlock(&med_lock);
 		if ((conn = vmmc_conn_get(a->dev)) != NULL && c->id != 0)
@@ -1111,26 +1095,22 @@ vmmc_medium_usage(int64_t *in_use, uint64_t *allocs, uint64_t *frees,
 size_t
 vmmc_medium_chunks(int dev, struct vmmc_mapped_chunk *out, size_t max)
 {
-	size_t i, k, n = 0;
+	size_t k, n = 0;
 
 	pthread_mutex_lock(&med_lock);
-	for (i = 0; i < med_narenas; i++) {
-		struct arena *a = med_arenas[i];
+	for (k = 0; k < med_nchunks; k++) {
+		const struct mchunk *c = med_chunks[k];
+		const struct arena *a = c->arena;
 
-		if (a->dev != dev)
+		/* Being moved or given back: not where it was any more. */
+		if (a->dev != dev || c->trimming)
 			continue;
-		for (k = 0; k < a->nchunks; k++) {
-			const struct mchunk *c = a->chunks[k];
-
-			if (c->trimming)
-				continue;
-			if (n < max) {
-				out[n].va = a->base + (uint64_t)c->first * a->unit;
-				out[n].size = (uint64_t)c->npages * a->unit;
-				out[n].id = c->id;
-			}
-			n++;
+		if (n < max) {
+			out[n].va = a->base + (uint64_t)c->first * a->unit;
+			out[n].size = (uint64_t)c->npages * a->unit;
+			out[n].id = c->id;
 		}
+		n++;
 	}
 	pthread_mutex_unlock(&med_lock);
 	return n;
@@ -1207,6 +1187,8 @@ vmmc_medium_forget_all(void)
 	pthread_cond_init(&med_cond, NULL);
 	memset(med_arenas, 0, sizeof(med_arenas));
 	med_narenas = 0;
+	med_chunks = NULL;
+	med_nchunks = med_capchunks = 0;
 	med_in_use = 0;
 	med_allocs = med_frees = med_cached = 0;
 }
