@@ -140,6 +140,10 @@ pack(size_t size)
 	CHECK(held <= asked + asked / 16 + unit);
 	CHECK(vmm_get_usage(&u) == 0);
 	CHECK(lent() == u.mapped_bytes);
+	/* In use: what was asked (512 B multiples here); nothing idle yet
+	 * beyond the edge of the last block's page. */
+	CHECK(u.in_use_bytes == asked);
+	CHECK(u.cached_bytes < unit);
 	/* Every other block freed: the rest keep their data; new blocks of
 	 * the same size take the freed bytes, no more memory. */
 	for (i = 0; i < NPACK; i += 2)
@@ -157,8 +161,14 @@ pack(size_t size)
 		CHECK(all_are(p[i], size, val(i % 2 ? i : i + 100)));
 	for (i = 0; i < NPACK; i++)
 		CHECK(vmm_free(p[i]) == 0);
+	/* Every page idle: cached, still mapped, until the flush. */
+	CHECK(vmm_get_usage(&u) == 0);
+	CHECK(u.in_use_bytes == 0 && u.cached_bytes == u.mapped_bytes &&
+	    u.mapped_bytes == lent());
 	CHECK(vmm_flush() == 0);
 	CHECK(lent() == 0);
+	CHECK(vmm_get_usage(&u) == 0);
+	CHECK(u.cached_bytes == 0 && u.mapped_bytes == 0);
 }
 
 static void
