@@ -95,6 +95,10 @@ static size_t		med_nchunks, med_capchunks;
 /* Counters, under med_lock (read with atomics by usage queries). */
 static int64_t		med_in_use;
 static uint64_t		med_allocs, med_frees, med_cached;
+/* Idle bytes when vmmd was last asked to hear of them (vmmc_report_soon):
+ * each 16 MiB more is recallable memory other processes may need. */
+static uint64_t		med_cached_told;
+#define MED_TELL_BYTES	(16u << 20)
 
 uint64_t
 vmmc_medium_max(void)
@@ -824,6 +828,7 @@ medium_free(void *ptr, bool idle)
 	struct mblk *b, k;
 	uint64_t ticket, over;
 	uint32_t p0, p1;
+	bool tell;
 
 	pthread_mutex_lock(&med_lock);
 	if ((b = blk_find(p, true, &a)) == NULL) {
@@ -843,12 +848,19 @@ medium_free(void *ptr, bool idle)
 	med_in_use -= (int64_t)k.len;
 	med_frees++;
 	over = med_cached > st->cache_max ? med_cached - st->cache_max : 0;
+	if (med_cached < med_cached_told)
+		med_cached_told = med_cached;
+	tell = med_cached >= med_cached_told + MED_TELL_BYTES;
+	if (tell)
+		med_cached_told = med_cached;
 	pthread_mutex_unlock(&med_lock);
 	if (vmm_log_enabled(VMM_LOG_INFO))
 		vmm_log(VMM_LOG_INFO, "FREE Ptr=0x%llx Size=%llu",
 		    (unsigned long long)p, (unsigned long long)k.asked);
 	if (over > 0)
 		vmmc_medium_trim(over, 0, 0);
+	else if (tell)
+		vmmc_report_soon();	/* recallable for other processes */
 	return 0;
 }
 
@@ -1014,13 +1026,44 @@ trim_pick(uint64_t now, uint64_t older_ms, struct arena **ap)
 	return best;
 }
 
+/* Chunks given back, sent in as few Releases as can carry them: vmmd
+ * takes a Release answering a Recall as that answer, so a recall's chunks
+ * go together. */
+struct med_rel {
+	int		dev;
+	size_t		n;
+	uint64_t	ids[VMM_PROTO_MAX_RELEASE_IDS];
+};
+
+static void
+rel_flush(struct med_rel *r, uint64_t recall_id)
+{
+	struct vmmc_conn *conn;
+
+	if (r->n > 0 && (conn = vmmc_conn_get(r->dev)) != NULL)
+		vmmc_conn_release(conn, r->ids, r->n, recall_id);
+	r->n = 0;
+}
+
+static void
+rel_add(struct med_rel *r, int dev, uint64_t id, uint64_t recall_id)
+{
+	if (id == 0)
+		return;		/* not vmmd's (refused at adopt) */
+	if (r->n > 0 && (r->dev != dev || r->n == sizeof(r->ids) /
+	    sizeof(r->ids[0])))
+		rel_flush(r, recall_id);
+	r->dev = dev;
+	r->ids[r->n++] = id;
+}
+
 uint64_t
 vmmc_medium_trim(uint64_t target, uint64_t older_ms, uint64_t recall_id)
 {
 	uint64_t done = 0, now = vmm_now_ms();
+	static __thread struct med_rel rel;	/* 8 KiB: not on the stack */
 
 	for (;;) {
-		struct vmmc_conn *conn;
 		struct mchunk *c;
 		struct arena *a = NULL;
 		CUdeviceptr va;
@@ -1067,14 +1110,14 @@ vmmc_medium_trim(uint64_t target, uint64_t older_ms, uint64_t recall_id)
 			med_chunks[k] = med_chunks[--med_nchunks];
 		pthread_cond_broadcast(&med_cond);
 		pthread_mutex_unlock(&med_lock);
-		if ((conn = vmmc_conn_get(a->dev)) != NULL && c->id != 0)
-			vmmc_conn_release(conn, &c->id, 1, recall_id);
+		rel_add(&rel, a->dev, c->id, recall_id);
 		vmmc_stat_add(VMMC_STAT_MAPPED, -(int64_t)bytes);
 		vmm_log_debug("UNMAP Ptr=0x%llx Size=%llu",
 		    (unsigned long long)va, (unsigned long long)bytes);
 		done += bytes;
 		free(c);
 	}
+	rel_flush(&rel, recall_id);
 	return done;
 }
 
@@ -1190,5 +1233,5 @@ vmmc_medium_forget_all(void)
 	med_chunks = NULL;
 	med_nchunks = med_capchunks = 0;
 	med_in_use = 0;
-	med_allocs = med_frees = med_cached = 0;
+	med_allocs = med_frees = med_cached = med_cached_told = 0;
 }

@@ -354,7 +354,7 @@ sc_share(void)
 	pid_t a;
 	void *p;
 	struct tc *adm;
-	uint64_t v0, v1;
+	uint64_t v0, v1, c0, c1;
 
 	start_daemon();
 	CHECK(pipe(ab) == 0 && pipe(ba) == 0);
@@ -388,10 +388,14 @@ sc_share(void)
 	CHECK(read(ab[0], &c, 1) == 1);
 	adm = tc_open(sockpath, "admin", true);
 	CHECK(tc_stats(adm, NULL, "fits", &v0) == 0);
-	/* B (this process) gets A's chunk from the pool, not a new one. */
+	CHECK(tc_stats(adm, NULL, "creates", &c0) == 0);
+	/* B (this process) gets A's memory from the pool, not new memory: a
+	 * medium block, one chunk per unit, each a fit. */
 	CKRT(cudaSetDevice(0));
 	CKRT(cudaMalloc(&p, 8 * MiB));
-	CHECK(tc_stats(adm, NULL, "fits", &v1) == 0 && v1 == v0 + 1);
+	CHECK(tc_stats(adm, NULL, "fits", &v1) == 0 &&
+	    v1 == v0 + (8 * MiB + adm->granularity - 1) / adm->granularity);
+	CHECK(tc_stats(adm, NULL, "creates", &c1) == 0 && c1 == c0);
 	put(p, 8 * MiB, 5);
 	CHECK(write(ba[1], "1", 1) == 1);
 	CHECK(read(ab[0], &c, 1) == 1);
