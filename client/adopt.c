@@ -95,13 +95,14 @@ adopt_from(struct vmmc_conn *c, int dev,
 int
 vmmc_adopt_all(struct vmmc_conn *c, int dev)
 {
-	int rc, rs, ra, rv;
+	int rc, rs, rm, ra, rv;
 
 	/* The address plan first: the reservations are this process's
 	 * before a newcomer could be planned into them. */
 	rv = vmmc_va_claim_all(c, dev);
 	rc = adopt_from(c, dev, vmmc_large_chunks, vmmc_large_set_ids);
 	rs = adopt_from(c, dev, vmmc_small_chunks, vmmc_small_set_ids);
+	rm = adopt_from(c, dev, vmmc_medium_chunks, vmmc_medium_set_ids);
 	ra = vmmc_app_adopt(c, dev);
-	return rc != 0 ? rc : rs != 0 ? rs : ra != 0 ? ra : rv;
+	return rc != 0 ? rc : rs != 0 ? rs : rm != 0 ? rm : ra != 0 ? ra : rv;
 }

@@ -230,7 +230,8 @@ app_acquire(struct vmmc_conn *c, uint64_t size, struct vmmc_grant_chunk *g)
 
 	n = vmmc_conn_acquire(c, size, VMMC_ACQUIRE_EXACT, 0, g, 1);
 	if ((n == VMM_ENOMEM || n == VMM_EQUOTA) &&
-	    vmmc_large_trim(0, 0, 0) + vmmc_small_trim(0) > 0)
+	    vmmc_large_trim(0, 0, 0) + vmmc_medium_trim(0, 0, 0) +
+	    vmmc_small_trim(0) > 0)
 		n = vmmc_conn_acquire(c, size, VMMC_ACQUIRE_EXACT, 0, g, 1);
 	if (n == 1 && g->size != size) {
 		/* A vmmd that does not know Acquire.exact answered more. */

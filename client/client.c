@@ -36,6 +36,7 @@ client_atfork_child(void)
 	vmmc_conn_forget_all();
 	vmmc_large_forget_all();
 	vmmc_small_forget_all();
+	vmmc_medium_forget_all();
 	vmmc_ipc_forget_all();
 	vmmc_va_forget_all();
 	vmmc_helper_forget();
@@ -81,6 +82,9 @@ client_alloc(int dev, size_t size, void **dptr)
 	if (size <= vmmc_small_max() &&
 	    (rc = vmmc_small_alloc(dev, size, dptr)) != VMM_ENOTOURS)
 		return rc;
+	if (size <= vmmc_medium_max() &&
+	    (rc = vmmc_medium_alloc(dev, size, dptr)) != VMM_ENOTOURS)
+		return rc;
 	return vmmc_large_alloc(dev, size, dptr);
 }
 
@@ -93,7 +97,8 @@ client_give_back(void)
 {
 	vmmc_stream_reap(-1);
 	vmmc_small_flush_mine();
-	return vmmc_app_trim() + vmmc_large_trim(0, 0, 0) + vmmc_small_trim(0);
+	return vmmc_app_trim() + vmmc_large_trim(0, 0, 0) +
+	    vmmc_medium_trim(0, 0, 0) + vmmc_small_trim(0);
 }
 
 /* The frees deferred while a stream captured, once none does (capture.c).
@@ -108,7 +113,8 @@ client_deferred_frees(void)
 	if ((n = vmmc_capture_take_deferred(&v)) == 0)
 		return;
 	for (i = 0; i < n; i++)
-		if (vmmc_small_free(v[i]) == VMM_ENOTOURS)
+		if (vmmc_small_free(v[i]) == VMM_ENOTOURS &&
+		    vmmc_medium_free(v[i]) == VMM_ENOTOURS)
 			vmmc_large_free(v[i]);
 	free(v);
 }
@@ -127,7 +133,7 @@ client_free_captured(void *p)
 {
 	int rc;
 
-	if (!vmmc_small_owns(p) && !vmmc_large_owns(p))
+	if (!vmmc_small_owns(p) && !vmmc_medium_owns(p) && !vmmc_large_owns(p))
 		return VMM_ENOTOURS;
 	if ((rc = vmmc_capture_defer(p)) == 1)
 		return 0;
@@ -271,6 +277,7 @@ vmmc_free_async(void *dptr, CUstream s)
 	if (dptr == NULL)
 		return 0;
 	if (vmmc_small_range(dptr, &base, &size) != 0 &&
+	    vmmc_medium_range(dptr, &base, &size) != 0 &&
 	    vmmc_large_range(dptr, &base, &size) != 0)
 		return VMM_ENOTOURS;
 	if (base != dptr)
@@ -296,6 +303,8 @@ vmm_free(void *dptr)
 		return rc;
 	client_deferred_frees();
 	rc = vmmc_small_free(dptr);
+	if (rc == VMM_ENOTOURS)
+		rc = vmmc_medium_free(dptr);
 	if (rc == VMM_ENOTOURS)
 		rc = vmmc_large_free(dptr);
 	return rc;
@@ -325,7 +334,8 @@ vmmc_fallback(int err)
 bool
 vmmc_owns(const void *p)
 {
-	return p != NULL && (vmmc_small_owns(p) || vmmc_large_owns(p));
+	return p != NULL && (vmmc_small_owns(p) || vmmc_medium_owns(p) ||
+	    vmmc_large_owns(p));
 }
 
 bool
@@ -352,6 +362,10 @@ vmm_realloc(void **dptr, size_t size)
 			rc = vmmc_large_realloc(dptr, size);
 		return rc;
 	}
+	/* A medium block staying medium: in place if it can. */
+	if (size <= vmmc_medium_max() && vmmc_medium_owns(*dptr) &&
+	    (rc = vmmc_medium_realloc(dptr, size)) != VMM_ENOTOURS)
+		return rc;
 	/* Sub-allocated on either side: a new block and a copy. */
 	if ((rc = vmm_get_range(*dptr, &base, &old)) != 0)
 		return rc;
@@ -378,6 +392,8 @@ vmm_get_range(const void *ptr, void **base, size_t *size)
 	if (ptr == NULL || base == NULL || size == NULL)
 		return VMM_EINVAL;
 	if (vmmc_small_range(ptr, base, size) == 0)
+		return 0;
+	if (vmmc_medium_range(ptr, base, size) == 0)
 		return 0;
 	if (vmmc_large_range(ptr, base, size) == 0)
 		return 0;

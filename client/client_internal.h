@@ -6,6 +6,7 @@
  *   adopt.c     Adopt toward a new daemon instance (conn.c's hook)
  *   appvmm.c    the application's own cuMemCreate served from the pool
  *   large.c     chunk-backed allocations: map back to back, cache, resize
+ *   medium.c    a heap per device over pages mapped on demand (medium sizes)
  *   small.c     sub-allocation by size class with per-thread caches
  *   ipc.c       legacy CUDA IPC handles of our memory: export, open, close
  *   va.c        virtual address reservations and a coalescing range allocator
@@ -51,6 +52,7 @@ struct vmmc_settings {
 	char		socket_dir[VMM_OPT_STRMAX];
 	bool		require_daemon;
 	uint64_t	small_max;	/* largest sub-allocated size */
+	uint64_t	medium_max;	/* largest size of the medium heap */
 	uint64_t	cache_max;	/* bytes of freed chunks kept */
 	uint64_t	idle_ms;	/* cache given back after this idle time */
 	uint64_t	report_ms;	/* usage reported at most this often */
@@ -359,6 +361,44 @@ void	vmmc_large_forget_all(void);
  * base, or it has more than max chunks. */
 int	vmmc_large_ipc(const void *p, int *dev, uint64_t *ids, size_t max,
 	    size_t *n, uint64_t *size);
+
+/* ---- medium.c --------------------------------------------------------------- */
+
+/* Sizes above vmmc_small_max() up to vmmc_medium_max() (0: none), placed
+ * at 512 B in a heap per device whose pages (vmmd's unit) are mapped while
+ * live blocks touch them.  VMM_ENOTOURS if size is not served here. */
+int	vmmc_medium_alloc(int dev, size_t size, void **out);
+uint64_t vmmc_medium_max(void);
+/* VMM_ENOTOURS if p is not a medium block's base. */
+int	vmmc_medium_free(void *p);
+/* As vmmc_medium_free, for a block no GPU work can touch any more. */
+int	vmmc_medium_free_idle(void *p);
+bool	vmmc_medium_owns(const void *p);
+/* Resizes the block at *p in place (shrinking, or growing into free bytes
+ * right after it); VMM_ENOTOURS if it cannot (move it by copy). */
+int	vmmc_medium_realloc(void **p, size_t size);
+/* The block holding p: its base and the size allocated. */
+int	vmmc_medium_range(const void *p, void **base, size_t *size);
+/* Gives chunks without live blocks back to vmmd: at least target bytes
+ * (0: all), those empty for older_ms or more, answering Recall recall_id
+ * (or 0); each only after a sync covering the frees on it.  Bytes. */
+uint64_t vmmc_medium_trim(uint64_t target, uint64_t older_ms,
+	    uint64_t recall_id);
+/* In-use bytes (rounded to 512 B), counts, and bytes of mapped pages
+ * without live blocks. */
+void	vmmc_medium_usage(int64_t *in_use, uint64_t *allocs, uint64_t *frees,
+	    uint64_t *cached);
+/* As vmmc_large_chunks / vmmc_large_set_ids. */
+size_t	vmmc_medium_chunks(int dev, struct vmmc_mapped_chunk *out, size_t max);
+void	vmmc_medium_set_ids(int dev, const struct vmmc_mapped_chunk *v,
+	    size_t n);
+/* For a legacy IPC handle of the block whose base is p: its device, the
+ * chunks backing its pages in address order (up to max), the block's
+ * offset in the first and its size.  VMM_ENOTOURS if p is in no block,
+ * VMM_EINVAL if inside one but not its base. */
+int	vmmc_medium_ipc(const void *p, int *dev, uint64_t *ids, size_t max,
+	    size_t *n, uint64_t *off, uint64_t *size);
+void	vmmc_medium_forget_all(void);
 
 /* ---- small.c ---------------------------------------------------------------- */
 

@@ -22,17 +22,20 @@ static uint64_t		helper_peak;
 void
 vmmc_usage_fill(struct vmm_usage *u)
 {
-	int64_t small_in_use;
-	uint64_t sa, sf, sfree;
+	int64_t small_in_use, med_in_use;
+	uint64_t sa, sf, sfree, ma, mf, mcached;
 
 	memset(u, 0, sizeof(*u));
 	vmmc_small_usage(&small_in_use, &sa, &sf, &sfree);
+	vmmc_medium_usage(&med_in_use, &ma, &mf, &mcached);
 	u->in_use_bytes = (uint64_t)(vmmc_stat_get(VMMC_STAT_IN_USE) +
-	    (small_in_use > 0 ? small_in_use : 0));
+	    (small_in_use > 0 ? small_in_use : 0) +
+	    (med_in_use > 0 ? med_in_use : 0));
 	u->mapped_bytes = (uint64_t)vmmc_stat_get(VMMC_STAT_MAPPED);
+	/* Medium pages without live blocks are in VMMC_STAT_CACHED. */
 	u->cached_bytes = (uint64_t)vmmc_stat_get(VMMC_STAT_CACHED) + sfree;
-	u->allocs = (uint64_t)vmmc_stat_get(VMMC_STAT_ALLOCS) + sa;
-	u->frees = (uint64_t)vmmc_stat_get(VMMC_STAT_FREES) + sf;
+	u->allocs = (uint64_t)vmmc_stat_get(VMMC_STAT_ALLOCS) + sa + ma;
+	u->frees = (uint64_t)vmmc_stat_get(VMMC_STAT_FREES) + sf + mf;
 	u->daemon_calls = (uint64_t)vmmc_stat_get(VMMC_STAT_DAEMON_CALLS);
 	u->syncs = (uint64_t)vmmc_stat_get(VMMC_STAT_SYNCS);
 	u->reserved_va_bytes = vmmc_va_reserved();
@@ -137,7 +140,10 @@ bg_main(void *arg)
 			if (target != 0 && bg_context(devs[i]) == 0) {
 				vmm_log_debug("recall of %llu bytes",
 				    (unsigned long long)target);
-				vmmc_large_trim(target, 0, rid);
+				uint64_t got = vmmc_large_trim(target, 0, rid);
+
+				if (got < target)
+					vmmc_medium_trim(target - got, 0, rid);
 				vmmc_small_flush_idle();
 				vmmc_small_trim(rid);
 			}
@@ -161,8 +167,10 @@ bg_main(void *arg)
 			for (dev = 0; dev < VMMC_MAX_DEVICES; dev++)
 				if ((__atomic_load_n(&helper_devices,
 				    __ATOMIC_RELAXED) & (1ull << dev)) &&
-				    bg_context(dev) == 0)
+				    bg_context(dev) == 0) {
 					vmmc_large_trim(0, st->idle_ms, 0);
+					vmmc_medium_trim(0, st->idle_ms, 0);
+				}
 		vmmc_usage_fill(&u);
 		if (u.allocs + u.frees != ops) {
 			ops = u.allocs + u.frees;

@@ -22,7 +22,7 @@
  * memory's device and the caller's; work issued on the memory must be
  * done), unmaps and tells vmmd; if that sync fails the import stays.
  *
- * Calls large.c, small.c, va.c, conn.c, sync.c and core.c; client.c calls
+ * Calls large.c, medium.c, small.c, va.c, conn.c, sync.c and core.c; client.c calls
  * it.
  */
 #include "client_internal.h"
@@ -104,6 +104,9 @@ vmmc_ipc_get(const void *ptr, void *handle)
 
 	memset(&w, 0, sizeof(w));
 	rc = vmmc_small_ipc(ptr, &dev, &ids[0], &w.offset, &w.size);
+	if (rc == VMM_ENOTOURS)
+		rc = vmmc_medium_ipc(ptr, &dev, ids, VMM_PROTO_MAX_CHUNKS, &n,
+		    &w.offset, &w.size);
 	if (rc == VMM_ENOTOURS)
 		rc = vmmc_large_ipc(ptr, &dev, ids, VMM_PROTO_MAX_CHUNKS, &n,
 		    &w.size);

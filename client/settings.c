@@ -39,6 +39,12 @@ const struct vmm_opt vmmc_options[] = {
 	  "vmmd's unit each), at most 32M; rounded down to a size class; "
 	  "sizes above half the unit are served as large allocations; "
 	  "0: none" },
+	{ "VMM_MEDIUM_MAX", VMM_OPT_SIZE, "32M", 0, 1073741824, NULL,
+	  O(medium_max), "largest size served by the medium heap (sizes "
+	  "above VMM_SMALL_MAX placed at 512 B on pages of vmmd's unit shared "
+	  "by neighbouring blocks), at most 1G and not less than VMM_SMALL_MAX; "
+	  "larger sizes are large allocations (whole chunks, resized in "
+	  "place); 0: none" },
 	{ "VMM_CACHE_MAX", VMM_OPT_SIZE, "1G", 0, 1e15, NULL, O(cache_max),
 	  "most freed memory kept mapped in the process for reuse" },
 	{ "VMM_IDLE_MS", VMM_OPT_U64, "1000", 0, 86400000, NULL, O(idle_ms),
@@ -85,6 +91,15 @@ settings_load(void)
 	    vmm_opt_from_env(vmmc_options, vmmc_noptions, &settings,
 	    err, sizeof(err)) != 0) {
 		fprintf(stderr, "libvmm_client: %s\n", err);
+		exit(1);
+	}
+	/* The medium heap serves what small blocks do not: a maximum below
+	 * theirs would leave nothing to it. */
+	if (settings.medium_max != 0 && settings.medium_max < settings.small_max) {
+		fprintf(stderr, "libvmm_client: VMM_MEDIUM_MAX=%llu: 0, or at "
+		    "least VMM_SMALL_MAX (%llu) and at most 1G\n",
+		    (unsigned long long)settings.medium_max,
+		    (unsigned long long)settings.small_max);
 		exit(1);
 	}
 	if (vmm_log_open(settings.log_level, settings.log_file[0] ?

@@ -283,7 +283,8 @@ vmmc_stream_reap(int dev)
 		done = k->next;
 		/* Its event completed: every access ordered before the free
 		 * is done, so the allocators may reuse it without a sync. */
-		if (vmmc_small_free_idle(k->p) == VMM_ENOTOURS)
+		if (vmmc_small_free_idle(k->p) == VMM_ENOTOURS &&
+		    vmmc_medium_free_idle(k->p) == VMM_ENOTOURS)
 			(void)vmmc_large_free_idle(k->p);
 		bytes += k->size;
 		free(k);

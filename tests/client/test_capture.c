@@ -432,6 +432,49 @@ sc_small(void)
 	CKRT(cudaStreamDestroy(s));
 }
 
+/* ---- medium ------------------------------------------------------------------- */
+
+/* The medium heap (VMM_MEDIUM_MAX=32M here): during a capture it reuses no
+ * bytes freed since the last synchronization and makes no synchronizing
+ * call; the block comes from elsewhere. */
+static void
+sc_medium(void)
+{
+	void *x, *x2, *b1, *b2, *n;
+	cudaStream_t s;
+	cudaGraph_t gr;
+	uint64_t n0;
+
+	CKRT(cudaSetDevice(0));
+	CKRT(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+	/* A synchronization first (X's bytes reused), then two blocks freed
+	 * after it: not known idle. */
+	CKRT(cudaMalloc(&x, 3 * MiB));
+	CKRT(cudaFree(x));
+	CKRT(cudaMalloc(&x2, 3 * MiB));
+	CHECK(x2 == x);
+	CKRT(cudaMalloc(&b1, 3 * MiB));
+	CKRT(cudaMalloc(&b2, 3 * MiB));
+	CHECK(ours(b1) && ours(b2));
+	put(b1, 3 * MiB, 8);
+	CKRT(cudaFree(b1));
+	CKRT(cudaFree(b2));
+	n0 = syncs();
+	CKRT(cudaStreamBeginCapture(s, cudaStreamCaptureModeRelaxed));
+	CKRT(cudaMalloc(&n, 3 * MiB));
+	CHECK(ours(n));
+	CHECK((char *)n + 3 * MiB <= (char *)b1 || (char *)n >= (char *)b2 + 3 * MiB);
+	CHECK(syncs() == n0);
+	put(n, 3 * MiB, 9);
+	CHECK(status(s) == cudaStreamCaptureStatusActive);
+	CKRT(cudaStreamEndCapture(s, &gr));
+	CKRT(cudaGraphDestroy(gr));
+	expect(n, 3 * MiB, 9);
+	CKRT(cudaFree(n));
+	CKRT(cudaFree(x2));
+	CKRT(cudaStreamDestroy(s));
+}
+
 /* ---- helper ------------------------------------------------------------------- */
 
 static void
@@ -501,6 +544,8 @@ main(int argc, char **argv)
 		sc_driver();
 	else if (strcmp(argv[1], "small") == 0)
 		sc_small();
+	else if (strcmp(argv[1], "medium") == 0)
+		sc_medium();
 	else if (strcmp(argv[1], "helper") == 0)
 		sc_helper();
 	else if (strcmp(argv[1], "realloc") == 0)

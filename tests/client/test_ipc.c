@@ -23,6 +23,9 @@
  *                  (cudaErrorInvalidResourceHandle); skipped (77) otherwise
  *   group          the same with ipc_group = nogroup and both processes in
  *                  it: the open works across uids, data checked both ways
+ *   medium         a medium block that shares its first page with its
+ *                  neighbour: the chunks behind it and its offset, data
+ *                  checked both ways, the neighbour untouched
  *   native         no vmmd: both processes fall back to CUDA's allocator,
  *                  and the driver's own handles pass through untouched
  */
@@ -308,6 +311,77 @@ sc_pipe(void)
 	CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
 	a = spawn(pipe_producer, sv[0], sv[1]);
 	b = spawn(pipe_consumer, sv[1], sv[0]);
+	close(sv[0]);
+	close(sv[1]);
+	reap_ok(a);
+	reap_ok(b);
+	CHECK(pool().ipc_held_bytes == 0);
+}
+
+/* ---- medium ---------------------------------------------------------------- */
+
+#define MED_A	(5 * MiB / 2)
+#define MED_B	(25 * MiB / 2)
+
+/* B starts inside a page A's grant backs (neighbours share it): the
+ * handle names the chunks behind B's pages from the first, and B's offset
+ * in them; the importer maps them back to back. */
+static int
+medium_producer(int s)
+{
+	cudaIpcMemHandle_t h;
+	void *a, *b, *base;
+	size_t sz;
+
+	CKRT(cudaSetDevice(0));
+	CKRT(cudaMalloc(&a, MED_A));
+	CKRT(cudaMalloc(&b, MED_B));
+	CHECK((char *)b == (char *)a + MED_A);
+	put(a, MED_A, 21);
+	put(b, MED_B, 22);
+	CHECK(cuMemGetAddressRange((CUdeviceptr *)&base, &sz,
+	    (CUdeviceptr)(uintptr_t)b + MED_B - 1) == CUDA_SUCCESS);
+	CHECK(base == b && sz == MED_B);
+	CKRT(cudaIpcGetMemHandle(&h, b));
+	xfer(s, &h, sizeof(h), 1);
+	hear(s, 'W');
+	/* The importer wrote B's second half; A is untouched. */
+	CHECK(holds(a, MED_A, 21));
+	CHECK(holds(b, MED_B / 2, 22));
+	CHECK(holds((char *)b + MED_B / 2, MED_B - MED_B / 2, 23));
+	CKRT(cudaFree(b));
+	CKRT(cudaFree(a));
+	return 0;
+}
+
+static int
+medium_consumer(int s)
+{
+	cudaIpcMemHandle_t h;
+	void *p;
+
+	xfer(s, &h, sizeof(h), 0);
+	CKRT(cudaSetDevice(0));
+	CKRT(cudaIpcOpenMemHandle(&p, h, LAZY));
+	CHECK(holds(p, MED_B, 22));
+	put((char *)p + MED_B / 2, MED_B - MED_B / 2, 23);
+	CHECK(opened_by(getpid()) >= MED_B);
+	CKRT(cudaIpcCloseMemHandle(p));
+	CHECK(opened_by(getpid()) == 0);
+	say(s, 'W');
+	return 0;
+}
+
+static void
+sc_medium(void)
+{
+	int sv[2];
+	pid_t a, b;
+
+	start_daemon();
+	CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+	a = spawn(medium_producer, sv[0], sv[1]);
+	b = spawn(medium_consumer, sv[1], sv[0]);
 	close(sv[0]);
 	close(sv[1]);
 	reap_ok(a);
@@ -725,6 +799,8 @@ main(int argc, char **argv)
 		sc_pipe();
 	else if (strcmp(argv[1], "torch") == 0)
 		sc_torch();
+	else if (strcmp(argv[1], "medium") == 0)
+		sc_medium();
 	else if (strcmp(argv[1], "kill_exporter") == 0)
 		sc_kill_exporter();
 	else if (strcmp(argv[1], "kill_importer") == 0)

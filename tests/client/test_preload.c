@@ -354,7 +354,7 @@ sc_share(void)
 	pid_t a;
 	void *p;
 	struct tc *adm;
-	uint64_t v0, v1;
+	uint64_t v0, v1, c0, c1;
 
 	start_daemon();
 	CHECK(pipe(ab) == 0 && pipe(ba) == 0);
@@ -387,12 +387,15 @@ sc_share(void)
 	close(ba[0]);
 	CHECK(read(ab[0], &c, 1) == 1);
 	adm = tc_open(sockpath, "admin", true);
-	CHECK(tc_stats(adm, NULL, "creates", &v0) == 0);
-	/* B (this process) gets A's chunks from the pool (one, or the pieces
-	 * vmmd made them in), not new ones. */
+	CHECK(tc_stats(adm, NULL, "fits", &v0) == 0);
+	CHECK(tc_stats(adm, NULL, "creates", &c0) == 0);
+	/* B (this process) gets A's memory from the pool, not new memory: a
+	 * medium block, one chunk per unit, each a fit. */
 	CKRT(cudaSetDevice(0));
 	CKRT(cudaMalloc(&p, 8 * MiB));
-	CHECK(tc_stats(adm, NULL, "creates", &v1) == 0 && v1 == v0);
+	CHECK(tc_stats(adm, NULL, "fits", &v1) == 0 &&
+	    v1 == v0 + (8 * MiB + adm->granularity - 1) / adm->granularity);
+	CHECK(tc_stats(adm, NULL, "creates", &c1) == 0 && c1 == c0);
 	put(p, 8 * MiB, 5);
 	CHECK(write(ba[1], "1", 1) == 1);
 	CHECK(read(ab[0], &c, 1) == 1);
@@ -600,13 +603,15 @@ sc_restart(void)
 	kill(daemon_pid, SIGKILL);
 	CHECK(waitpid(daemon_pid, &st, 0) == daemon_pid);
 	daemon_pid = tc_start_daemon(sockdir, "idle_timeout_ms = 0\n", args);
-	/* The data survived; allocating goes on (reconnects, adopts). */
+	/* The data survived; allocating goes on (reconnects, adopts).  BIG
+	 * is a medium block; MORE is a large allocation, so it needs vmmd
+	 * (a medium one might fit in pages mapped already). */
 	expect(big, 10 * MiB, 9);
 	expect(small, 1000, 10);
 	for (i = 0; i < 3; i++) {
-		CKRT(cudaMalloc(&more, 6 * MiB));
-		put(more, 6 * MiB, 11);
-		expect(more, 6 * MiB, 11);
+		CKRT(cudaMalloc(&more, 40 * MiB));
+		put(more, 40 * MiB, 11);
+		expect(more, 40 * MiB, 11);
 		CKRT(cudaFree(more));
 	}
 	CHECK(p_flush() == 0);

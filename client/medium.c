@@ -1,0 +1,1237 @@
+/*
+ * Medium allocations (above VMM_SMALL_MAX, up to VMM_MEDIUM_MAX): a heap
+ * per device, placed at SMALL_ALIGN (512 B) in arenas of VA, backed page by
+ * page.  A page is one unit of vmmd (granularity x chunk_multiple, learned
+ * at the handshake); it is mapped when the first live block touches it and
+ * counts the live blocks touching it, so neighbouring blocks share their
+ * edge pages and a block wastes at most its rounding to 512 B, not a
+ * whole chunk.
+ *
+ * A block is placed in a free extent of an arena of its device: of all the
+ * extents that fit, the one (start or end of it) needing the fewest pages
+ * not mapped yet, then the one that needs no synchronization, then the
+ * lowest address.  Freed extents coalesce; an extent remembers the latest
+ * free among the bytes it holds (a sync.c ticket), and is reused only once
+ * a synchronization covers it (vmmc_sync_for), or, while a stream capture
+ * is in progress, only if one already did (capture.c).
+ *
+ * A page not mapped yet gets a chunk of one unit: first one of this heap
+ * without live blocks, moved from where it is (mapped at the new place,
+ * unmapped at the old: VA fragmentation holds no physical memory), else a
+ * new one from vmmd.  A chunk moves or goes back to vmmd only once no live
+ * block touches it and a synchronization covers the latest free that
+ * touched it: the memory the GPU may still touch is never unmapped.
+ * Chunks without live blocks are this allocator's cache: given back when
+ * idle (VMM_IDLE_MS), on a Recall, by vmm_flush, or beyond VMM_CACHE_MAX.
+ * (struct mchunk still allows a chunk of several pages.)
+ *
+ * One lock, med_lock, guards everything here.  It is never held while
+ * vmmd is asked (conn.c) nor around mapping, unmapping or synchronizing: a
+ * page being mapped or unmapped is marked PG_BUSY, and an allocation that
+ * needs it waits (med_cond) until it is mapped, or maps it itself if the
+ * mapping failed or the page was given back meanwhile.
+ */
+#include "client_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "frame.h"
+#include "log.h"
+
+#define MED_ALIGN		512u	/* every block's alignment */
+#define MED_ARENA_PAGES		512u	/* at least, per arena */
+#define MED_MAX_ARENAS		1024
+#define MED_MAX_GRANT		64
+/* Whether bytes freed with ticket t may be reused, or their pages
+ * unmapped, now: after a sync (vmmc_sync_for) unless a stream capture is in
+ * progress, when only a sync that already happened counts. */
+#define MED_IDLE_NOW(dev, t)						\
+	((t) == 0 || !vmmc_capture_active() || vmmc_sync_covers((dev), (t)))
+
+enum { PG_UNMAPPED = 0, PG_BUSY = 1, PG_MAPPED = 2 };
+
+struct mchunk {
+	struct arena	*arena;		/* where it is mapped */
+	uint64_t	id;
+	uint32_t	first, npages;	/* the pages of its arena it backs */
+	uint32_t	nlive;		/* of them, those with live blocks */
+	uint64_t	ticket;		/* latest free touching its pages */
+	uint64_t	empty_ms;	/* when nlive became 0 */
+	bool		trimming;
+};
+
+struct mext {
+	uint64_t	off, len;
+	uint64_t	ticket;		/* latest free of these bytes (0: none) */
+};
+
+struct mblk {
+	uint64_t	off, len;	/* len: asked, rounded to MED_ALIGN */
+	uint64_t	asked;
+};
+
+struct arena {
+	CUdeviceptr	base;
+	uint64_t	size, unit;
+	int		dev;
+	uint32_t	npages;
+	uint32_t	*refs;		/* per page: live blocks touching it */
+	uint8_t		*state;		/* per page: PG_* */
+	struct mchunk	**pchunk;	/* per page: its chunk, if mapped */
+	struct mext	*ext;		/* free extents, sorted by off */
+	size_t		next, capext;
+	struct mblk	*blk;		/* live blocks, sorted by off */
+	size_t		nblk, capblk;
+};
+
+static pthread_mutex_t	med_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t	med_cond = PTHREAD_COND_INITIALIZER;
+static struct arena	*med_arenas[MED_MAX_ARENAS];
+static size_t		med_narenas;
+static struct mchunk	**med_chunks;	/* every chunk mapped */
+static size_t		med_nchunks, med_capchunks;
+/* Counters, under med_lock (read with atomics by usage queries). */
+static int64_t		med_in_use;
+static uint64_t		med_allocs, med_frees, med_cached;
+/* Idle bytes when vmmd was last asked to hear of them (vmmc_report_soon):
+ * each 16 MiB more is recallable memory other processes may need. */
+static uint64_t		med_cached_told;
+#define MED_TELL_BYTES	(16u << 20)
+
+uint64_t
+vmmc_medium_max(void)
+{
+	const struct vmmc_settings *st = vmmc_settings_get();
+
+	return st->medium_max > vmmc_small_max() ? st->medium_max : 0;
+}
+
+static uint64_t
+med_round(uint64_t v, uint64_t g)
+{
+	return (v + g - 1) / g * g;
+}
+
+/* ---- sorted arrays ------------------------------------------------------- */
+
+static int
+grow(void **v, size_t *cap, size_t n, size_t elt)
+{
+	void *nv;
+	size_t c;
+
+	if (n < *cap)
+		return 0;
+	c = *cap ? *cap * 2 : 16;
+	if ((nv = realloc(*v, c * elt)) == NULL)
+		return -1;
+	*v = nv;
+	*cap = c;
+	return 0;
+}
+
+/* Makes room for need elements. */
+static int
+room(void **v, size_t *cap, size_t need, size_t elt)
+{
+	while (need > *cap)
+		if (grow(v, cap, *cap, elt) != 0)
+			return -1;
+	return 0;
+}
+
+/* Index of the first block with off >= o. */
+static size_t
+blk_index(const struct arena *a, uint64_t o)
+{
+	size_t lo = 0, hi = a->nblk;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+
+		if (a->blk[mid].off < o)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static size_t
+ext_index(const struct arena *a, uint64_t o)
+{
+	size_t lo = 0, hi = a->next;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+
+		if (a->ext[mid].off < o)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* Returns [off, off+len) to the free extents, coalescing; -1 out of
+ * memory (nothing changed). */
+static int
+ext_put(struct arena *a, uint64_t off, uint64_t len, uint64_t ticket)
+{
+	size_t i = ext_index(a, off);
+	bool left = i > 0 && a->ext[i - 1].off + a->ext[i - 1].len == off;
+	bool right = i < a->next && off + len == a->ext[i].off;
+
+	if (left && right) {
+		struct mext *l = &a->ext[i - 1], *r = &a->ext[i];
+
+		l->len += len + r->len;
+		if (r->ticket > l->ticket)
+			l->ticket = r->ticket;
+		if (ticket > l->ticket)
+			l->ticket = ticket;
+		memmove(r, r + 1, (a->next - i - 1) * sizeof(*r));
+		a->next--;
+		return 0;
+	}
+	if (left || right) {
+		struct mext *e = left ? &a->ext[i - 1] : &a->ext[i];
+
+		if (right)
+			e->off = off;
+		e->len += len;
+		if (ticket > e->ticket)
+			e->ticket = ticket;
+		return 0;
+	}
+	if (grow((void **)&a->ext, &a->capext, a->next, sizeof(*a->ext)) != 0)
+		return -1;
+	memmove(&a->ext[i + 1], &a->ext[i], (a->next - i) * sizeof(*a->ext));
+	a->ext[i] = (struct mext){ off, len, ticket };
+	a->next++;
+	return 0;
+}
+
+/* Takes [off, off+len) out of extent i (which holds it); -1 out of
+ * memory (nothing changed). */
+static int
+ext_take(struct arena *a, size_t i, uint64_t off, uint64_t len)
+{
+	struct mext e = a->ext[i];
+	uint64_t tail = e.off + e.len - (off + len);
+
+	if (off > e.off && tail > 0) {
+		if (grow((void **)&a->ext, &a->capext, a->next,
+		    sizeof(*a->ext)) != 0)
+			return -1;
+		memmove(&a->ext[i + 2], &a->ext[i + 1],
+		    (a->next - i - 1) * sizeof(*a->ext));
+		a->ext[i].len = off - e.off;
+		a->ext[i + 1] = (struct mext){ off + len, tail, e.ticket };
+		a->next++;
+	} else if (off > e.off) {
+		a->ext[i].len = off - e.off;
+	} else if (tail > 0) {
+		a->ext[i].off = off + len;
+		a->ext[i].len = tail;
+	} else {
+		memmove(&a->ext[i], &a->ext[i + 1],
+		    (a->next - i - 1) * sizeof(*a->ext));
+		a->next--;
+	}
+	return 0;
+}
+
+/* ---- pages ------------------------------------------------------------------- */
+
+static void
+page_range(const struct arena *a, uint64_t off, uint64_t len, uint32_t *p0,
+    uint32_t *p1)
+{
+	*p0 = (uint32_t)(off / a->unit);
+	*p1 = (uint32_t)((off + len - 1) / a->unit);
+}
+
+/* One more live block on pages [p0, p1]. */
+static void
+pages_ref(struct arena *a, uint32_t p0, uint32_t p1)
+{
+	uint32_t p;
+
+	for (p = p0; p <= p1; p++) {
+		if (a->refs[p]++ == 0 && a->pchunk[p] != NULL) {
+			a->pchunk[p]->nlive++;
+			med_cached -= a->unit;
+			vmmc_stat_add(VMMC_STAT_CACHED, -(int64_t)a->unit);
+		}
+	}
+}
+
+/* One live block less on pages [p0, p1], freed with ticket. */
+static void
+pages_unref(struct arena *a, uint32_t p0, uint32_t p1, uint64_t ticket)
+{
+	uint64_t now = vmm_now_ms();
+	uint32_t p;
+
+	for (p = p0; p <= p1; p++) {
+		struct mchunk *c = a->pchunk[p];
+
+		if (c != NULL && ticket > c->ticket)
+			c->ticket = ticket;
+		if (--a->refs[p] == 0 && c != NULL) {
+			med_cached += a->unit;
+			vmmc_stat_add(VMMC_STAT_CACHED, (int64_t)a->unit);
+			if (--c->nlive == 0)
+				c->empty_ms = now;
+		}
+	}
+}
+
+/* Pages in [p0, p1] nobody has mapped (nor is mapping). */
+static uint32_t
+pages_unmapped(const struct arena *a, uint32_t p0, uint32_t p1)
+{
+	uint32_t p, n = 0;
+
+	for (p = p0; p <= p1; p++)
+		n += a->state[p] == PG_UNMAPPED && a->refs[p] == 0;
+	return n;
+}
+
+/* ---- arenas ------------------------------------------------------------------ */
+
+static void
+arena_free_records(struct arena *a)
+{
+	free(a->refs);
+	free(a->state);
+	free(a->pchunk);
+	free(a->ext);
+	free(a->blk);
+	free(a);
+}
+
+/* A new arena of dev for unit-sized pages; med_lock held (va.c's lock is
+ * taken inside it, never the other way round). */
+static struct arena *
+arena_new(int dev, uint64_t unit)
+{
+	uint64_t mm = vmmc_medium_max();
+	uint32_t np = MED_ARENA_PAGES;
+	struct arena *a;
+
+	if (med_narenas == MED_MAX_ARENAS)
+		return NULL;
+	/* Room for several of the largest blocks. */
+	if ((mm + unit - 1) / unit * 4 + 1 > np)
+		np = (uint32_t)((mm + unit - 1) / unit * 4 + 1);
+	if ((a = calloc(1, sizeof(*a))) == NULL)
+		return NULL;
+	a->dev = dev;
+	a->unit = unit;
+	a->npages = np;
+	a->size = (uint64_t)np * unit;
+	a->refs = calloc(np, sizeof(*a->refs));
+	a->state = calloc(np, sizeof(*a->state));
+	a->pchunk = calloc(np, sizeof(*a->pchunk));
+	if (a->refs == NULL || a->state == NULL || a->pchunk == NULL ||
+	    ext_put(a, 0, a->size, 0) != 0 ||
+	    vmmc_va_alloc(dev, a->size, unit, &a->base) != 0) {
+		arena_free_records(a);
+		return NULL;
+	}
+	__atomic_store_n(&med_arenas[med_narenas], a, __ATOMIC_RELEASE);
+	__atomic_store_n(&med_narenas, med_narenas + 1, __ATOMIC_RELEASE);
+	vmm_log_debug("MEDIUM_ARENA Ptr=0x%llx Size=%llu Dev=%d",
+	    (unsigned long long)a->base, (unsigned long long)a->size, dev);
+	return a;
+}
+
+/* The arena holding p; med_lock held. */
+static struct arena *
+arena_of(CUdeviceptr p)
+{
+	size_t i;
+
+	for (i = 0; i < med_narenas; i++)
+		if (p >= med_arenas[i]->base &&
+		    p - med_arenas[i]->base < med_arenas[i]->size)
+			return med_arenas[i];
+	return NULL;
+}
+
+/* The live block starting at p (exact) or holding p; med_lock held. */
+static struct mblk *
+blk_find(CUdeviceptr p, bool exact, struct arena **ap)
+{
+	struct arena *a = arena_of(p);
+	uint64_t off;
+	size_t i;
+
+	if (a == NULL)
+		return NULL;
+	off = p - a->base;
+	i = blk_index(a, off + 1);
+	if (i == 0)
+		return NULL;
+	if (off - a->blk[i - 1].off >= a->blk[i - 1].asked ||
+	    (exact && off != a->blk[i - 1].off))
+		return NULL;
+	*ap = a;
+	return &a->blk[i - 1];
+}
+
+/* ---- placement ------------------------------------------------------------- */
+
+struct place {
+	struct arena	*a;
+	size_t		ext;
+	uint64_t	off, ticket;
+	uint32_t	cost;		/* pages to map */
+	bool		sync;		/* a synchronization is needed */
+};
+
+static bool
+place_better(const struct place *n, const struct place *best)
+{
+	if (best->a == NULL)
+		return true;
+	if (n->cost != best->cost)
+		return n->cost < best->cost;
+	if (n->sync != best->sync)
+		return !n->sync;
+	return n->a->base + n->off < best->a->base + best->off;
+}
+
+/* The best place for len bytes on dev; covered_only: only bytes whose
+ * frees a synchronization already covers. */
+static void
+place_pick(int dev, uint64_t unit, uint64_t len, bool covered_only,
+    struct place *best)
+{
+	size_t i, k;
+
+	memset(best, 0, sizeof(*best));
+	for (i = 0; i < med_narenas; i++) {
+		struct arena *a = med_arenas[i];
+
+		/* Arenas of another unit (an earlier vmmd's) only drain. */
+		if (a->dev != dev || a->unit != unit)
+			continue;
+		for (k = 0; k < a->next; k++) {
+			const struct mext *e = &a->ext[k];
+			struct place n = { a, k, e->off, e->ticket, 0, false };
+			uint32_t p0, p1;
+			int side;
+
+			if (e->len < len)
+				continue;
+			n.sync = e->ticket != 0 && !vmmc_sync_covers(dev, e->ticket);
+			if (n.sync && (covered_only || !MED_IDLE_NOW(dev, e->ticket)))
+				continue;
+			/* At its start, its first page boundary, or its end
+			 * (aligned down). */
+			for (side = 0; side < 3; side++) {
+				if (side == 1) {
+					n.off = med_round(e->off, a->unit);
+					if (n.off + len > e->off + e->len)
+						continue;
+				}
+				if (side == 2)
+					n.off = (e->off + e->len - len) /
+					    MED_ALIGN * MED_ALIGN;
+				page_range(a, n.off, len, &p0, &p1);
+				n.cost = pages_unmapped(a, p0, p1);
+				if (place_better(&n, best))
+					*best = n;
+			}
+			if (best->cost == 0 && !best->sync)
+				return;
+		}
+	}
+}
+
+/* ---- mapping --------------------------------------------------------------- */
+
+/* Gives a grant back unused. */
+static void
+grant_giveback(struct vmmc_conn *c, struct vmmc_grant_chunk *g, size_t n)
+{
+	uint64_t ids[MED_MAX_GRANT];
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		ids[i] = g[i].id;
+		if (g[i].fd >= 0)
+			close(g[i].fd);
+	}
+	if (n > 0)
+		vmmc_conn_release(c, ids, n, 0);
+}
+
+/* Asks vmmd for bytes (a multiple of unit, at most MED_MAX_GRANT units)
+ * as chunks of one unit each, so that every page can later be moved or
+ * given back on its own; the count, or a VMM_E* code (nothing held). */
+static int
+grant_units(struct vmmc_conn *c, uint64_t unit, uint64_t bytes,
+    struct vmmc_grant_chunk *g)
+{
+	int n, m;
+
+	for (n = 0; (uint64_t)n * unit < bytes; n++) {
+		m = vmmc_conn_acquire(c, unit, 0, 0, &g[n], 1);
+		if (m == 1 && g[n].size == unit)
+			continue;
+		/* A bigger chunk (the unit changed with a new vmmd). */
+		if (m == 1)
+			grant_giveback(c, &g[n], 1);
+		grant_giveback(c, g, (size_t)n);
+		return m < 0 ? m : VMM_EPROTO;
+	}
+	return n;
+}
+
+/* Maps pages [p0, p1] of a (marked PG_BUSY by the caller) from a new
+ * grant; records the chunks.  med_lock not held on entry nor exit. */
+static int
+map_run(struct arena *a, struct vmmc_conn *c, uint32_t p0, uint32_t p1)
+{
+	struct vmmc_grant_chunk g[MED_MAX_GRANT];
+	struct mchunk *mc[MED_MAX_GRANT];
+	uint64_t bytes = (uint64_t)(p1 - p0 + 1) * a->unit;
+	CUdeviceptr va = a->base + (uint64_t)p0 * a->unit;
+	uint32_t p;
+	int n, i, rc;
+
+	if ((n = grant_units(c, a->unit, bytes, g)) < 0)
+		return n;
+	for (i = 0; i < n; i++)
+		if ((mc[i] = calloc(1, sizeof(*mc[i]))) == NULL)
+			break;
+	if (i < n) {
+		while (i-- > 0)
+			free(mc[i]);
+		grant_giveback(c, g, (size_t)n);
+		return VMM_ENOMEM;
+	}
+	if ((rc = vmmc_map_chunks(a->dev, va, g, (size_t)n)) != 0) {
+		for (i = 0; i < n; i++)
+			free(mc[i]);
+		grant_giveback(c, g, (size_t)n);	/* fds closed already */
+		return rc;
+	}
+	pthread_mutex_lock(&med_lock);
+	if (room((void **)&med_chunks, &med_capchunks, med_nchunks + (size_t)n,
+	    sizeof(*med_chunks)) != 0) {
+		pthread_mutex_unlock(&med_lock);
+		vmmc_unmap_range(va, bytes);
+		for (i = 0; i < n; i++)
+			free(mc[i]);
+		grant_giveback(c, g, (size_t)n);
+		return VMM_ENOMEM;
+	}
+	for (i = 0, p = p0; i < n; i++) {
+		uint32_t k;
+
+		mc[i]->id = g[i].id;
+		mc[i]->first = p;
+		mc[i]->npages = (uint32_t)(g[i].size / a->unit);
+		for (k = 0; k < mc[i]->npages; k++, p++) {
+			a->pchunk[p] = mc[i];
+			a->state[p] = PG_MAPPED;
+			if (a->refs[p] > 0) {
+				mc[i]->nlive++;
+			} else {
+				med_cached += a->unit;
+				vmmc_stat_add(VMMC_STAT_CACHED, (int64_t)a->unit);
+			}
+		}
+		if (mc[i]->nlive == 0)
+			mc[i]->empty_ms = vmm_now_ms();
+		mc[i]->arena = a;
+		med_chunks[med_nchunks++] = mc[i];
+	}
+	pthread_mutex_unlock(&med_lock);
+	vmmc_stat_add(VMMC_STAT_MAPPED, (int64_t)bytes);
+	vmm_log_debug("MEDIUM_MAP Ptr=0x%llx Size=%llu Chunks=%d",
+	    (unsigned long long)va, (unsigned long long)bytes, n);
+	return 0;
+}
+
+/* Maps chunk c (of arena o, pages PG_BUSY) at page p of arena a as well
+ * and unmaps it where it was: the same memory at a new place. */
+static int
+chunk_move(struct arena *o, struct mchunk *c, struct arena *a, uint32_t p)
+{
+	CUmemGenericAllocationHandle h;
+	uint64_t size = (uint64_t)c->npages * a->unit;
+	CUdeviceptr src = o->base + (uint64_t)c->first * o->unit;
+	CUdeviceptr dst = a->base + (uint64_t)p * a->unit;
+	CUresult r;
+
+	if (cuMemRetainAllocationHandle(&h, (void *)(uintptr_t)src) !=
+	    CUDA_SUCCESS)
+		return -1;
+	r = cuMemMap(dst, size, 0, h, 0);
+	cuMemRelease(h);
+	if (r != CUDA_SUCCESS)
+		return -1;
+	if (vmmc_set_access_rw(a->dev, dst, size) != 0) {
+		vmmc_unmap_range(dst, size);
+		return -1;
+	}
+	vmmc_unmap_range(src, size);
+	vmm_log_debug("MEDIUM_MOVE Ptr=0x%llx Size=%llu Src=0x%llx",
+	    (unsigned long long)dst, (unsigned long long)size,
+	    (unsigned long long)src);
+	return 0;
+}
+
+/* Fills pages [p0, p1] of a (PG_BUSY, the caller's), from the first on,
+ * with chunks of this heap that hold no live block (its cache), moved
+ * from where they are: memory this process has already, no new grant.  A
+ * chunk moves only once a synchronization covers the last free on it, as
+ * for giving it back.  Returns the first page not filled.  med_lock held
+ * on entry and exit, dropped meanwhile. */
+static uint32_t
+relocate_run(struct arena *a, uint32_t p0, uint32_t p1)
+{
+	struct mchunk *pick[MED_MAX_GRANT];
+	struct arena *from[MED_MAX_GRANT];
+	uint32_t need = p1 - p0 + 1, got = 0, p, k;
+	uint64_t ticket = 0;
+	size_t n = 0, i, j, moved = 0;
+	bool ok;
+
+	for (j = 0; j < med_nchunks && got < need && n < MED_MAX_GRANT; j++) {
+		struct mchunk *c = med_chunks[j];
+		struct arena *o = c->arena;
+
+		if (o->dev != a->dev || o->unit != a->unit || c->nlive != 0 ||
+		    c->trimming || c->npages > need - got ||
+		    !MED_IDLE_NOW(o->dev, c->ticket))
+			continue;
+		c->trimming = true;
+		memset(&o->state[c->first], PG_BUSY, c->npages);
+		if (c->ticket > ticket)
+			ticket = c->ticket;
+		pick[n] = c;
+		from[n++] = o;
+		got += c->npages;
+	}
+	if (n == 0)
+		return p0;
+	pthread_mutex_unlock(&med_lock);
+	ok = vmmc_sync_for(a->dev, ticket) == 0;
+	for (p = p0; ok && moved < n; moved++) {
+		if (chunk_move(from[moved], pick[moved], a, p) != 0)
+			break;
+		p += pick[moved]->npages;
+	}
+	pthread_mutex_lock(&med_lock);
+	for (i = 0, p = p0; i < n; i++) {
+		struct mchunk *c = pick[i];
+		struct arena *o = from[i];
+
+		c->trimming = false;
+		if (i >= moved) {	/* not moved: where it was */
+			memset(&o->state[c->first], PG_MAPPED, c->npages);
+			continue;
+		}
+		for (k = c->first; k < c->first + c->npages; k++) {
+			o->pchunk[k] = NULL;
+			o->state[k] = PG_UNMAPPED;
+			if (o->refs[k] == 0) {
+				med_cached -= o->unit;
+				vmmc_stat_add(VMMC_STAT_CACHED, -(int64_t)o->unit);
+			}
+		}
+		c->arena = a;
+		c->first = p;
+		c->ticket = 0;		/* the sync above covered it */
+		c->nlive = 0;
+		for (k = 0; k < c->npages; k++, p++) {
+			a->pchunk[p] = c;
+			a->state[p] = PG_MAPPED;
+			if (a->refs[p] > 0) {
+				c->nlive++;
+			} else {
+				med_cached += a->unit;
+				vmmc_stat_add(VMMC_STAT_CACHED, (int64_t)a->unit);
+			}
+		}
+		if (c->nlive == 0)
+			c->empty_ms = vmm_now_ms();
+	}
+	pthread_cond_broadcast(&med_cond);
+	return p;
+}
+
+/* Makes sure pages [p0, p1] (referenced by the caller) are mapped: maps
+ * those nobody maps, waits for those being mapped or unmapped by others.
+ * med_lock held on entry and exit. */
+static int
+pages_ensure(struct arena *a, struct vmmc_conn *c, uint32_t p0, uint32_t p1)
+{
+	for (;;) {
+		uint32_t p, q;
+		bool busy = false;
+		int rc;
+
+		for (p = p0; p <= p1; p++) {
+			if (a->state[p] == PG_BUSY)
+				busy = true;
+			if (a->state[p] != PG_UNMAPPED)
+				continue;
+			/* A run of pages nobody maps: ours to map. */
+			for (q = p; q < p1 && a->state[q + 1] == PG_UNMAPPED; q++)
+				;
+			memset(&a->state[p], PG_BUSY, q - p + 1);
+			/* This process's idle chunks first, vmmd for the rest. */
+			p = relocate_run(a, p, q);
+			for (rc = 0; p <= q && rc == 0;) {
+				uint32_t e = q - p >= MED_MAX_GRANT ?
+				    p + MED_MAX_GRANT - 1 : q;
+
+				pthread_mutex_unlock(&med_lock);
+				rc = map_run(a, c, p, e);
+				pthread_mutex_lock(&med_lock);
+				if (rc == 0)
+					p = e + 1;
+			}
+			if (rc != 0) {
+				memset(&a->state[p], PG_UNMAPPED, q - p + 1);
+				pthread_cond_broadcast(&med_cond);
+				return rc;
+			}
+			pthread_cond_broadcast(&med_cond);
+			busy = true;	/* look again: the lock was dropped */
+			break;
+		}
+		if (!busy)
+			return 0;
+		for (p = p0; p <= p1 && a->state[p] != PG_BUSY; p++)
+			;
+		if (p <= p1)
+			pthread_cond_wait(&med_cond, &med_lock);
+	}
+}
+
+/* ---- alloc and free ------------------------------------------------------ */
+
+/* Takes a block back out (a failed allocation); med_lock held. */
+static void
+blk_undo(struct arena *a, uint64_t off, uint64_t len, uint64_t ticket)
+{
+	size_t i = blk_index(a, off);
+	uint32_t p0, p1;
+
+	if (i < a->nblk && a->blk[i].off == off) {
+		memmove(&a->blk[i], &a->blk[i + 1],
+		    (a->nblk - i - 1) * sizeof(*a->blk));
+		a->nblk--;
+	}
+	page_range(a, off, len, &p0, &p1);
+	pages_unref(a, p0, p1, 0);
+	/* The extent's own ticket is kept: those bytes are as busy as before.
+	 * Out of memory for the record: the bytes are lost to the heap, never
+	 * lent twice. */
+	(void)ext_put(a, off, len, ticket);
+}
+
+int
+vmmc_medium_alloc(int dev, size_t size, void **out)
+{
+	struct vmmc_conn *c;
+	struct place pl;
+	struct arena *a;
+	uint64_t unit, len, mm = vmmc_medium_max();
+	uint32_t p0, p1;
+	bool covered_only = false;
+	size_t i;
+	int rc;
+
+	if (mm == 0 || size > mm || size == 0)
+		return VMM_ENOTOURS;
+	if ((c = vmmc_conn_get(dev)) == NULL)
+		return VMM_ENODAEMON;
+	if ((unit = vmmc_conn_granularity(c)) == 0) {
+		if ((rc = vmmc_conn_ensure(c)) != 0)
+			return rc;
+		unit = vmmc_conn_granularity(c);
+	}
+	if (unit == 0)
+		return VMM_ENOTOURS;
+	len = med_round(size, MED_ALIGN);
+	pthread_mutex_lock(&med_lock);
+again:
+	place_pick(dev, unit, len, covered_only, &pl);
+	/* A new arena only if the block fits in none. */
+	if (pl.a == NULL) {
+		if ((pl.a = arena_new(dev, unit)) == NULL) {
+			pthread_mutex_unlock(&med_lock);
+			return VMM_ENOTOURS;
+		}
+		pl.ext = 0;
+		pl.off = 0;
+		pl.ticket = 0;
+		pl.sync = false;
+	}
+	a = pl.a;
+	i = blk_index(a, pl.off);
+	if (grow((void **)&a->blk, &a->capblk, a->nblk, sizeof(*a->blk)) != 0 ||
+	    ext_take(a, pl.ext, pl.off, len) != 0) {
+		pthread_mutex_unlock(&med_lock);
+		return VMM_ENOMEM;
+	}
+	memmove(&a->blk[i + 1], &a->blk[i], (a->nblk - i) * sizeof(*a->blk));
+	a->blk[i] = (struct mblk){ pl.off, len, size };
+	a->nblk++;
+	page_range(a, pl.off, len, &p0, &p1);
+	pages_ref(a, p0, p1);
+	if (pl.sync) {
+		/* Bytes freed since the last synchronization: not before the
+		 * work issued ahead of their free is done. */
+		pthread_mutex_unlock(&med_lock);
+		rc = vmmc_sync_for(dev, pl.ticket);
+		pthread_mutex_lock(&med_lock);
+		if (rc != 0) {
+			blk_undo(a, pl.off, len, pl.ticket);
+			covered_only = true;
+			goto again;
+		}
+	}
+	if ((rc = pages_ensure(a, c, p0, p1)) != 0) {
+		blk_undo(a, pl.off, len, pl.ticket);
+		pthread_mutex_unlock(&med_lock);
+		return rc;
+	}
+	med_in_use += (int64_t)len;
+	med_allocs++;
+	pthread_mutex_unlock(&med_lock);
+	*out = (void *)(uintptr_t)(a->base + pl.off);
+	if (vmm_log_enabled(VMM_LOG_INFO))
+		vmm_log(VMM_LOG_INFO, "ALLOC Ptr=0x%llx Size=%zu PA=0 Chunks=0",
+		    (unsigned long long)(a->base + pl.off), size);
+	return 0;
+}
+
+static int
+medium_free(void *ptr, bool idle)
+{
+	const struct vmmc_settings *st = vmmc_settings_get();
+	CUdeviceptr p = (CUdeviceptr)(uintptr_t)ptr;
+	struct arena *a;
+	struct mblk *b, k;
+	uint64_t ticket, over;
+	uint32_t p0, p1;
+	bool tell;
+
+	pthread_mutex_lock(&med_lock);
+	if ((b = blk_find(p, true, &a)) == NULL) {
+		pthread_mutex_unlock(&med_lock);
+		return VMM_ENOTOURS;
+	}
+	k = *b;
+	/* No GPU work issued before now may run on these bytes when they
+	 * are reused or their pages unmapped (idle: none can any more). */
+	ticket = idle ? 0 : vmmc_sync_ticket(a->dev);
+	memmove(b, b + 1, (size_t)(&a->blk[a->nblk] - (b + 1)) * sizeof(*b));
+	a->nblk--;
+	page_range(a, k.off, k.len, &p0, &p1);
+	pages_unref(a, p0, p1, ticket);
+	/* Out of memory for the record: the bytes are lost to the heap. */
+	(void)ext_put(a, k.off, k.len, ticket);
+	med_in_use -= (int64_t)k.len;
+	med_frees++;
+	over = med_cached > st->cache_max ? med_cached - st->cache_max : 0;
+	if (med_cached < med_cached_told)
+		med_cached_told = med_cached;
+	tell = med_cached >= med_cached_told + MED_TELL_BYTES;
+	if (tell)
+		med_cached_told = med_cached;
+	pthread_mutex_unlock(&med_lock);
+	if (vmm_log_enabled(VMM_LOG_INFO))
+		vmm_log(VMM_LOG_INFO, "FREE Ptr=0x%llx Size=%llu",
+		    (unsigned long long)p, (unsigned long long)k.asked);
+	if (over > 0)
+		vmmc_medium_trim(over, 0, 0);
+	else if (tell)
+		vmmc_report_soon();	/* recallable for other processes */
+	return 0;
+}
+
+int
+vmmc_medium_free(void *p)
+{
+	return medium_free(p, false);
+}
+
+int
+vmmc_medium_free_idle(void *p)
+{
+	return medium_free(p, true);
+}
+
+/* Grows or shrinks the block at *pp in place: shrinking returns its tail,
+ * growing takes the free bytes right after it (once a synchronization
+ * covers their last free).  VMM_ENOTOURS if *pp is not a medium block's
+ * base, size is not served here, or the bytes after it are not free (the
+ * caller moves it by copy). */
+int
+vmmc_medium_realloc(void **pp, size_t size)
+{
+	CUdeviceptr p = (CUdeviceptr)(uintptr_t)*pp;
+	struct vmmc_conn *c;
+	struct arena *a;
+	struct mblk *b;
+	uint64_t off, len, nlen, ticket = 0, t;
+	uint32_t q0, q1, n0, n1;
+	size_t i;
+	bool sync;
+	int rc;
+
+	if (size == 0 || size > vmmc_medium_max() ||
+	    __atomic_load_n(&med_narenas, __ATOMIC_ACQUIRE) == 0)
+		return VMM_ENOTOURS;
+	nlen = med_round(size, MED_ALIGN);
+	pthread_mutex_lock(&med_lock);
+	if ((b = blk_find(p, true, &a)) == NULL ||
+	    (c = vmmc_conn_get(a->dev)) == NULL) {
+		pthread_mutex_unlock(&med_lock);
+		return VMM_ENOTOURS;
+	}
+	off = b->off;
+	len = b->len;
+	page_range(a, off, len, &q0, &q1);
+	page_range(a, off, nlen, &n0, &n1);
+	if (nlen <= len) {
+		/* The tail may still be used by work issued before now. */
+		if (nlen < len) {
+			t = vmmc_sync_ticket(a->dev);
+			if (n1 < q1)
+				pages_unref(a, n1 + 1, q1, t);
+			(void)ext_put(a, off + nlen, len - nlen, t);
+		}
+		goto done;
+	}
+	i = ext_index(a, off + len);
+	if (i == a->next || a->ext[i].off != off + len ||
+	    a->ext[i].len < nlen - len ||
+	    !MED_IDLE_NOW(a->dev, a->ext[i].ticket)) {
+		pthread_mutex_unlock(&med_lock);
+		return VMM_ENOTOURS;
+	}
+	ticket = a->ext[i].ticket;
+	sync = ticket != 0 && !vmmc_sync_covers(a->dev, ticket);
+	if (ext_take(a, i, off + len, nlen - len) != 0) {
+		pthread_mutex_unlock(&med_lock);
+		return VMM_ENOMEM;
+	}
+	if (n1 > q1)
+		pages_ref(a, q1 + 1, n1);
+	b->len = nlen;		/* nothing else changes its record meanwhile */
+	if (sync) {
+		pthread_mutex_unlock(&med_lock);
+		rc = vmmc_sync_for(a->dev, ticket);
+		pthread_mutex_lock(&med_lock);
+		if (rc != 0)
+			goto undo;
+	}
+	if (n1 > q1 && (rc = pages_ensure(a, c, q1 + 1, n1)) != 0)
+		goto undo;
+	if ((b = blk_find(p, true, &a)) == NULL) {
+		/* Freed meanwhile by another thread: the caller's bug. */
+		pthread_mutex_unlock(&med_lock);
+		return VMM_EINVAL;
+	}
+done:
+	med_in_use += (int64_t)nlen - (int64_t)len;
+	b->len = nlen;
+	b->asked = size;
+	pthread_mutex_unlock(&med_lock);
+	if (vmm_log_enabled(VMM_LOG_INFO))
+		vmm_log(VMM_LOG_INFO, "REMAP Ptr=0x%llx Size=%zu Src=0x%llx",
+		    (unsigned long long)p, size, (unsigned long long)p);
+	return 0;
+
+undo:
+	if ((b = blk_find(p, true, &a)) != NULL)
+		b->len = len;
+	if (n1 > q1)
+		pages_unref(a, q1 + 1, n1, 0);
+	(void)ext_put(a, off + len, nlen - len, ticket);
+	pthread_mutex_unlock(&med_lock);
+	return VMM_ENOTOURS;
+}
+
+bool
+vmmc_medium_owns(const void *p)
+{
+	struct arena *a;
+	bool r;
+
+	if (__atomic_load_n(&med_narenas, __ATOMIC_ACQUIRE) == 0)
+		return false;
+	pthread_mutex_lock(&med_lock);
+	r = blk_find((CUdeviceptr)(uintptr_t)p, true, &a) != NULL;
+	pthread_mutex_unlock(&med_lock);
+	return r;
+}
+
+int
+vmmc_medium_range(const void *p, void **base, size_t *size)
+{
+	struct arena *a;
+	struct mblk *b;
+	int rc = VMM_ENOTOURS;
+
+	if (__atomic_load_n(&med_narenas, __ATOMIC_ACQUIRE) == 0)
+		return rc;
+	pthread_mutex_lock(&med_lock);
+	if ((b = blk_find((CUdeviceptr)(uintptr_t)p, false, &a)) != NULL) {
+		*base = (void *)(uintptr_t)(a->base + b->off);
+		*size = b->asked;
+		rc = 0;
+	}
+	pthread_mutex_unlock(&med_lock);
+	return rc;
+}
+
+/* ---- giving back ------------------------------------------------------------- */
+
+/* The chunk without live blocks idle longest (at least older_ms), that may
+ * be unmapped now; med_lock held. */
+static struct mchunk *
+trim_pick(uint64_t now, uint64_t older_ms, struct arena **ap)
+{
+	struct mchunk *best = NULL;
+	size_t k;
+
+	for (k = 0; k < med_nchunks; k++) {
+		struct mchunk *c = med_chunks[k];
+
+		if (c->nlive != 0 || c->trimming ||
+		    now - c->empty_ms < older_ms ||
+		    !MED_IDLE_NOW(c->arena->dev, c->ticket))
+			continue;
+		if (best == NULL || c->empty_ms < best->empty_ms) {
+			best = c;
+			*ap = c->arena;
+		}
+	}
+	return best;
+}
+
+/* Chunks given back, sent in as few Releases as can carry them: vmmd
+ * takes a Release answering a Recall as that answer, so a recall's chunks
+ * go together. */
+struct med_rel {
+	int		dev;
+	size_t		n;
+	uint64_t	ids[VMM_PROTO_MAX_RELEASE_IDS];
+};
+
+static void
+rel_flush(struct med_rel *r, uint64_t recall_id)
+{
+	struct vmmc_conn *conn;
+
+	if (r->n > 0 && (conn = vmmc_conn_get(r->dev)) != NULL)
+		vmmc_conn_release(conn, r->ids, r->n, recall_id);
+	r->n = 0;
+}
+
+static void
+rel_add(struct med_rel *r, int dev, uint64_t id, uint64_t recall_id)
+{
+	if (id == 0)
+		return;		/* not vmmd's (refused at adopt) */
+	if (r->n > 0 && (r->dev != dev || r->n == sizeof(r->ids) /
+	    sizeof(r->ids[0])))
+		rel_flush(r, recall_id);
+	r->dev = dev;
+	r->ids[r->n++] = id;
+}
+
+uint64_t
+vmmc_medium_trim(uint64_t target, uint64_t older_ms, uint64_t recall_id)
+{
+	uint64_t done = 0, now = vmm_now_ms();
+	static __thread struct med_rel rel;	/* 8 KiB: not on the stack */
+
+	for (;;) {
+		struct mchunk *c;
+		struct arena *a = NULL;
+		CUdeviceptr va;
+		uint64_t bytes;
+		uint32_t p;
+		size_t k;
+
+		if (target != 0 && done >= target)
+			break;
+		pthread_mutex_lock(&med_lock);
+		if ((c = trim_pick(now, older_ms, &a)) == NULL) {
+			pthread_mutex_unlock(&med_lock);
+			break;
+		}
+		c->trimming = true;
+		memset(&a->state[c->first], PG_BUSY, c->npages);
+		pthread_mutex_unlock(&med_lock);
+		va = a->base + (uint64_t)c->first * a->unit;
+		bytes = (uint64_t)c->npages * a->unit;
+		/* Not before the work issued ahead of the last free on these
+		 * pages is done: a failed sync leaves the chunk mapped. */
+		if (vmmc_sync_for(a->dev, c->ticket) != 0) {
+			pthread_mutex_lock(&med_lock);
+			c->trimming = false;
+			memset(&a->state[c->first], PG_MAPPED, c->npages);
+			pthread_cond_broadcast(&med_cond);
+			pthread_mutex_unlock(&med_lock);
+			break;
+		}
+		vmmc_unmap_range(va, bytes);
+		pthread_mutex_lock(&med_lock);
+		for (p = c->first; p < c->first + c->npages; p++) {
+			a->pchunk[p] = NULL;
+			a->state[p] = PG_UNMAPPED;
+			if (a->refs[p] == 0) {
+				med_cached -= a->unit;
+				vmmc_stat_add(VMMC_STAT_CACHED,
+				    -(int64_t)a->unit);
+			}
+		}
+		for (k = 0; k < med_nchunks && med_chunks[k] != c; k++)
+			;
+		if (k < med_nchunks)
+			med_chunks[k] = med_chunks[--med_nchunks];
+		pthread_cond_broadcast(&med_cond);
+		pthread_mutex_unlock(&med_lock);
+		rel_add(&rel, a->dev, c->id, recall_id);
+		vmmc_stat_add(VMMC_STAT_MAPPED, -(int64_t)bytes);
+		vmm_log_debug("UNMAP Ptr=0x%llx Size=%llu",
+		    (unsigned long long)va, (unsigned long long)bytes);
+		done += bytes;
+		free(c);
+	}
+	rel_flush(&rel, recall_id);
+	return done;
+}
+
+/* ---- usage, adopt, IPC, fork ------------------------------------------------ */
+
+void
+vmmc_medium_usage(int64_t *in_use, uint64_t *allocs, uint64_t *frees,
+    uint64_t *cached)
+{
+	pthread_mutex_lock(&med_lock);
+	*in_use = med_in_use;
+	*allocs = med_allocs;
+	*frees = med_frees;
+	*cached = med_cached;
+	pthread_mutex_unlock(&med_lock);
+}
+
+size_t
+vmmc_medium_chunks(int dev, struct vmmc_mapped_chunk *out, size_t max)
+{
+	size_t k, n = 0;
+
+	pthread_mutex_lock(&med_lock);
+	for (k = 0; k < med_nchunks; k++) {
+		const struct mchunk *c = med_chunks[k];
+		const struct arena *a = c->arena;
+
+		/* Being moved or given back: not where it was any more. */
+		if (a->dev != dev || c->trimming)
+			continue;
+		if (n < max) {
+			out[n].va = a->base + (uint64_t)c->first * a->unit;
+			out[n].size = (uint64_t)c->npages * a->unit;
+			out[n].id = c->id;
+		}
+		n++;
+	}
+	pthread_mutex_unlock(&med_lock);
+	return n;
+}
+
+void
+vmmc_medium_set_ids(int dev, const struct vmmc_mapped_chunk *v, size_t n)
+{
+	struct arena *a;
+	size_t i;
+
+	pthread_mutex_lock(&med_lock);
+	for (i = 0; i < n; i++) {
+		struct mchunk *c;
+		uint64_t off;
+
+		if ((a = arena_of(v[i].va)) == NULL || a->dev != dev)
+			continue;
+		off = v[i].va - a->base;
+		if (off % a->unit != 0 || (c = a->pchunk[off / a->unit]) == NULL ||
+		    c->first != off / a->unit)
+			continue;
+		c->id = v[i].id;
+	}
+	pthread_mutex_unlock(&med_lock);
+}
+
+int
+vmmc_medium_ipc(const void *ptr, int *dev, uint64_t *ids, size_t max,
+    size_t *n, uint64_t *off, uint64_t *size)
+{
+	CUdeviceptr p = (CUdeviceptr)(uintptr_t)ptr;
+	struct arena *a;
+	struct mblk *b;
+	struct mchunk *c;
+	uint32_t p0, p1, pg;
+	int rc = 0;
+
+	if (__atomic_load_n(&med_narenas, __ATOMIC_ACQUIRE) == 0)
+		return VMM_ENOTOURS;
+	pthread_mutex_lock(&med_lock);
+	if ((b = blk_find(p, false, &a)) == NULL) {
+		pthread_mutex_unlock(&med_lock);
+		return VMM_ENOTOURS;
+	}
+	if (a->base + b->off != p) {
+		pthread_mutex_unlock(&med_lock);
+		return VMM_EINVAL;
+	}
+	page_range(a, b->off, b->len, &p0, &p1);
+	/* The chunks backing its pages, in address order: mapped back to
+	 * back they lie as they do here. */
+	c = a->pchunk[p0];
+	*off = b->off - (uint64_t)c->first * a->unit;
+	*n = 0;
+	for (pg = c->first; pg <= p1; pg = c->first + c->npages) {
+		if ((c = a->pchunk[pg]) == NULL || *n == max) {
+			rc = VMM_EINVAL;
+			break;
+		}
+		ids[(*n)++] = c->id;
+	}
+	*dev = a->dev;
+	*size = b->asked;
+	pthread_mutex_unlock(&med_lock);
+	return rc;
+}
+
+void
+vmmc_medium_forget_all(void)
+{
+	/* The parent's records are left as they are (leaked in the child). */
+	pthread_mutex_init(&med_lock, NULL);
+	pthread_cond_init(&med_cond, NULL);
+	memset(med_arenas, 0, sizeof(med_arenas));
+	med_narenas = 0;
+	med_chunks = NULL;
+	med_nchunks = med_capchunks = 0;
+	med_in_use = 0;
+	med_allocs = med_frees = med_cached = med_cached_told = 0;
+}

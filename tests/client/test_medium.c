@@ -1,0 +1,372 @@
+/*
+ * The medium heap (client/medium.c) through the public API, against a real
+ * vmmd on the emulator.  One scenario per run:
+ *
+ *   pack     N blocks of 2.5 MiB and N of 12.5 MiB: neighbours share their
+ *            edge pages and each keeps its own data (patterns written with
+ *            cuMemsetD8 and copies, read back with copies, after frees of
+ *            every other one too); vmmd lends within 1/16 (+ one unit) of
+ *            what was asked, exactly what the client maps; ranges and
+ *            alignment as cudaMalloc's; freed bytes are reused
+ *   reuse    a late emulated kernel write (cuemuLaunchWrite) to a freed
+ *            block must not land in a block allocated over its bytes: the
+ *            reuse waits for a synchronization covering the free
+ *   move     the idle pages of a freed block back a new block elsewhere
+ *            (moved, no new memory), not before a kernel still writing
+ *            the freed block is done
+ *   giveback the pages of freed blocks go back to vmmd once idle
+ *            (VMM_IDLE_MS), never unmapped under pending work (the
+ *            emulator's faults / busy_releases counters stay 0)
+ *   realloc  in place when the bytes after the block are free, by copy
+ *            otherwise; beyond VMM_MEDIUM_MAX it becomes a large allocation
+ */
+#include <cuda.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../common/check.h"
+#include "../cuemu/cuemu.h"
+#include "testclient.h"
+#include "vmm_client.h"
+
+#define MiB (1ull << 20)
+#define KiB (1ull << 10)
+
+static struct tc	*adm;
+static uint64_t		unit;
+static pid_t		daemon_pid;
+
+static void
+setup(void)
+{
+	const char *tmp = getenv("VMM_TEST_TMPDIR");
+	char sockdir[1024], sockpath[1100];
+	CUcontext ctx;
+
+	CHECK(tmp != NULL);
+	snprintf(sockdir, sizeof(sockdir), "%s/sock", tmp);
+	tc_socket_path(sockdir, sockpath, sizeof(sockpath));
+	daemon_pid = tc_start_daemon(sockdir, "idle_timeout_ms = 0\n", NULL);
+	setenv("VMM_SOCKET_DIR", sockdir, 1);
+	CHECK_OK(cuInit(0));
+	CHECK_OK(cuDevicePrimaryCtxRetain(&ctx, 0));
+	CHECK_OK(cuCtxSetCurrent(ctx));
+	adm = tc_open(sockpath, "admin", true);
+	CHECK(adm != NULL);
+	unit = tc_probe_unit();
+	CHECK(unit >= 2 * MiB);
+}
+
+static uint64_t
+lent(void)
+{
+	Vmm__PoolStats ps;
+
+	CHECK(tc_stats(adm, &ps, NULL, NULL) == 0);
+	return ps.lent_bytes;
+}
+
+static CUdeviceptr
+D(void *p)
+{
+	return (CUdeviceptr)(uintptr_t)p;
+}
+
+/* Block i's byte value. */
+static unsigned char
+val(size_t i)
+{
+	return (unsigned char)(0x11 + i * 37);
+}
+
+/* Whether all n bytes at d are v (read with a copy). */
+static int
+all_are(void *d, size_t n, unsigned char v)
+{
+	unsigned char *b = malloc(n);
+	size_t i;
+	int ok = 1;
+
+	CHECK(b != NULL);
+	CHECK_OK(cuMemcpyDtoH(b, D(d), n));
+	for (i = 0; i < n && ok; i++)
+		ok = b[i] == v;
+	free(b);
+	return ok;
+}
+
+/* ---- pack ------------------------------------------------------------------- */
+
+#define NPACK 8
+
+static void
+pack(size_t size)
+{
+	void *p[NPACK], *base;
+	uint64_t before = lent(), asked = 0, held;
+	struct vmm_usage u;
+	size_t i, sz;
+
+	for (i = 0; i < NPACK; i++) {
+		CHECK(vmm_malloc(&p[i], size) == 0);
+		CHECK((uintptr_t)p[i] % 512 == 0);
+		CHECK_OK(cuMemsetD8(D(p[i]), val(i), size));
+		asked += size;
+		CHECK(vmm_get_range((char *)p[i] + size - 1, &base, &sz) == 0);
+		CHECK(base == p[i] && sz == size);
+		/* Past the block: not this allocation. */
+		CHECK(vmm_get_range((char *)p[i] + size, &base, &sz) != 0 ||
+		    base != p[i]);
+	}
+	/* Neighbours share pages: at least one pair of blocks does when a
+	 * block is not a whole number of pages. */
+	if (size % unit != 0) {
+		int shared = 0;
+
+		for (i = 1; i < NPACK; i++)
+			shared |= (D(p[i - 1]) + size - 1) / unit ==
+			    D(p[i]) / unit;
+		CHECK(shared);
+	}
+	for (i = 0; i < NPACK; i++)
+		CHECK(all_are(p[i], size, val(i)));
+	held = lent() - before;
+	printf("pack %zu x %zu: asked %llu, vmmd lends %llu more (unit %llu)\n",
+	    (size_t)NPACK, size, (unsigned long long)asked,
+	    (unsigned long long)held, (unsigned long long)unit);
+	CHECK(held <= asked + asked / 16 + unit);
+	CHECK(vmm_get_usage(&u) == 0);
+	CHECK(lent() == u.mapped_bytes);
+	/* In use: what was asked (512 B multiples here); nothing idle yet
+	 * beyond the edge of the last block's page. */
+	CHECK(u.in_use_bytes == asked);
+	CHECK(u.cached_bytes < unit);
+	/* Every other block freed: the rest keep their data; new blocks of
+	 * the same size take the freed bytes, no more memory. */
+	for (i = 0; i < NPACK; i += 2)
+		CHECK(vmm_free(p[i]) == 0);
+	CHECK(vmm_free(p[0]) == VMM_ENOTOURS);	/* a double free */
+	for (i = 1; i < NPACK; i += 2)
+		CHECK(all_are(p[i], size, val(i)));
+	held = lent();
+	for (i = 0; i < NPACK; i += 2) {
+		CHECK(vmm_malloc(&p[i], size) == 0);
+		CHECK_OK(cuMemsetD8(D(p[i]), val(i + 100), size));
+	}
+	CHECK(lent() == held);
+	for (i = 0; i < NPACK; i++)
+		CHECK(all_are(p[i], size, val(i % 2 ? i : i + 100)));
+	for (i = 0; i < NPACK; i++)
+		CHECK(vmm_free(p[i]) == 0);
+	/* Every page idle: cached, still mapped, until the flush. */
+	CHECK(vmm_get_usage(&u) == 0);
+	CHECK(u.in_use_bytes == 0 && u.cached_bytes == u.mapped_bytes &&
+	    u.mapped_bytes == lent());
+	CHECK(vmm_flush() == 0);
+	CHECK(lent() == 0);
+	CHECK(vmm_get_usage(&u) == 0);
+	CHECK(u.cached_bytes == 0 && u.mapped_bytes == 0);
+}
+
+static void
+sc_pack(void)
+{
+	void *a, *b, *c;
+
+	pack(5 * MiB / 2);
+	pack(25 * MiB / 2);
+	/* Sizes that are not 512 B multiples: blocks still 512 B apart and
+	 * the bytes between them untouched by either. */
+	CHECK(vmm_malloc(&a, 3 * MiB + 1) == 0);
+	CHECK(vmm_malloc(&b, 3 * MiB + 511) == 0);
+	CHECK(vmm_malloc(&c, 2 * MiB + 7) == 0);
+	CHECK((uintptr_t)b % 512 == 0 && (uintptr_t)c % 512 == 0);
+	CHECK_OK(cuMemsetD8(D(a), 0xa1, 3 * MiB + 1));
+	CHECK_OK(cuMemsetD8(D(b), 0xb2, 3 * MiB + 511));
+	CHECK_OK(cuMemsetD8(D(c), 0xc3, 2 * MiB + 7));
+	CHECK(all_are(a, 3 * MiB + 1, 0xa1));
+	CHECK(all_are(b, 3 * MiB + 511, 0xb2));
+	CHECK(all_are(c, 2 * MiB + 7, 0xc3));
+	CHECK(vmm_free(b) == 0 && vmm_free(a) == 0 && vmm_free(c) == 0);
+	/* Everything back once flushed. */
+	CHECK(vmm_flush() == 0);
+	CHECK(lent() == 0);
+}
+
+/* ---- reuse ------------------------------------------------------------------ */
+
+static void
+sc_reuse(void)
+{
+	const size_t size = 5 * MiB / 2;
+	void *a, *keep, *b;
+	CUstream s;
+	uint64_t syncs0;
+
+	CHECK(cuemu_available());
+	CHECK_OK(cuStreamCreate(&s, CU_STREAM_NON_BLOCKING));
+	/* KEEP holds the heap's first pages, so A's bytes stay mapped. */
+	CHECK(vmm_malloc(&keep, size) == 0);
+	CHECK(vmm_malloc(&a, size) == 0);
+	CHECK_OK(cuMemsetD8(D(a), 0, size));
+	CHECK(all_are(a, size, 0));
+	/* A kernel still to write A (in 300 ms) when A is freed. */
+	CHECK_OK(cuemu_launch_write(D(a), 0xdeadbeef, size, 300000, s));
+	syncs0 = cuemu_counter("ctx_syncs");
+	CHECK(vmm_free(a) == 0);
+	/* The same size again: over A's bytes (the cheapest place: mapped
+	 * already), but not before the kernel is done. */
+	CHECK(vmm_malloc(&b, size) == 0);
+	CHECK_OK(cuMemsetD8(D(b), 0x5a, size));
+	CHECK(all_are(b, size, 0x5a));
+	/* Whatever the kernel was going to do is done by now. */
+	usleep(400000);
+	CHECK_OK(cuCtxSynchronize());
+	CHECK(all_are(b, size, 0x5a));
+	printf("reuse: b %s a, %llu context syncs\n", b == a ? "==" : "!=",
+	    (unsigned long long)(cuemu_counter("ctx_syncs") - syncs0));
+	/* The heap's choice: the same place, after a sync. */
+	CHECK(b == a);
+	CHECK(cuemu_counter("ctx_syncs") > syncs0);
+	CHECK(cuemu_counter("faults") == 0);
+	CHECK(vmm_free(b) == 0 && vmm_free(keep) == 0);
+	CHECK_OK(cuStreamDestroy(s));
+}
+
+/* ---- move ------------------------------------------------------------------- */
+
+/* A's pages, idle once A is freed, back a new block B elsewhere in the
+ * heap (moved, no new memory from vmmd), but not before the kernel still
+ * writing A when it was freed is done. */
+static void
+sc_move(void)
+{
+	void *a, *f, *b;
+	uint64_t before;
+	CUstream s;
+
+	CHECK(cuemu_available());
+	CHECK_OK(cuStreamCreate(&s, CU_STREAM_NON_BLOCKING));
+	CHECK(vmm_malloc(&a, 2 * unit) == 0);
+	CHECK(vmm_malloc(&f, unit) == 0);	/* A's hole stays 2 units */
+	CHECK((char *)f == (char *)a + 2 * unit);
+	CHECK_OK(cuMemsetD8(D(a), 0, 2 * unit));
+	CHECK(all_are(a, 2 * unit, 0));
+	CHECK_OK(cuemu_launch_write(D(a), 0xdeadbeef, 2 * unit, 300000, s));
+	CHECK(vmm_free(a) == 0);
+	before = lent();
+	/* Three units fit only after F: one page from vmmd, A's two moved. */
+	CHECK(vmm_malloc(&b, 3 * unit) == 0);
+	CHECK((char *)b == (char *)f + unit);
+	CHECK(lent() == before + unit);
+	CHECK_OK(cuMemsetD8(D(b), 0x6b, 3 * unit));
+	CHECK(all_are(b, 3 * unit, 0x6b));
+	usleep(400000);
+	CHECK_OK(cuCtxSynchronize());
+	CHECK(all_are(b, 3 * unit, 0x6b));
+	CHECK(cuemu_counter("faults") == 0);
+	CHECK(cuemu_counter("busy_releases") == 0);
+	CHECK(vmm_free(b) == 0 && vmm_free(f) == 0);
+	CHECK(vmm_flush() == 0);
+	CHECK(lent() == 0);
+	CHECK_OK(cuStreamDestroy(s));
+}
+
+/* ---- giveback --------------------------------------------------------------- */
+
+static void
+sc_giveback(void)
+{
+	const size_t size = 25 * MiB / 2;
+	void *p[4];
+	CUstream s;
+	int i;
+
+	CHECK(cuemu_available());
+	CHECK_OK(cuStreamCreate(&s, CU_STREAM_NON_BLOCKING));
+	for (i = 0; i < 4; i++)
+		CHECK(vmm_malloc(&p[i], size) == 0);
+	CHECK(lent() >= 4 * size);
+	/* Work still pending on every block when it is freed: its pages may
+	 * go back only after it is done. */
+	for (i = 0; i < 4; i++)
+		CHECK_OK(cuemu_launch_write(D(p[i]) + size - 65536, 0x1234,
+		    65536, 200000, s));
+	for (i = 0; i < 4; i++)
+		CHECK(vmm_free(p[i]) == 0);
+	/* VMM_IDLE_MS=200: the helper gives the pages back within a few
+	 * ticks, after a synchronization. */
+	for (i = 0; i < 1000 && lent() != 0; i++)
+		tc_sleep_ms(10);
+	printf("giveback: lent 0 after %d ms\n", i * 10);
+	CHECK(lent() == 0);
+	CHECK(cuemu_counter("faults") == 0);
+	CHECK(cuemu_counter("busy_releases") == 0);
+	CHECK_OK(cuStreamDestroy(s));
+}
+
+/* ---- realloc ---------------------------------------------------------------- */
+
+static void
+sc_realloc(void)
+{
+	void *a, *b, *q, *base;
+	size_t sz;
+
+	CHECK(vmm_malloc(&a, 3 * MiB) == 0);
+	CHECK_OK(cuMemsetD8(D(a), 0x21, 3 * MiB));
+	/* Nothing after A: it grows in place. */
+	q = a;
+	CHECK(vmm_realloc(&a, 7 * MiB) == 0);
+	CHECK(a == q);
+	CHECK(vmm_get_range((char *)a + 7 * MiB - 1, &base, &sz) == 0 &&
+	    base == a && sz == 7 * MiB);
+	CHECK(all_are(a, 3 * MiB, 0x21));
+	CHECK_OK(cuMemsetD8(D(a), 0x22, 7 * MiB));
+	/* B right after A: A moves by copy when it grows, and keeps its data. */
+	CHECK(vmm_malloc(&b, 3 * MiB) == 0);
+	CHECK_OK(cuMemsetD8(D(b), 0x33, 3 * MiB));
+	CHECK(vmm_realloc(&a, 9 * MiB) == 0);
+	CHECK(a != q);
+	CHECK(all_are(a, 7 * MiB, 0x22));
+	CHECK(all_are(b, 3 * MiB, 0x33));
+	/* Shrinks in place. */
+	q = a;
+	CHECK(vmm_realloc(&a, 4 * MiB) == 0);
+	CHECK(a == q && all_are(a, 4 * MiB, 0x22));
+	CHECK(vmm_get_range(a, &base, &sz) == 0 && sz == 4 * MiB);
+	/* Beyond VMM_MEDIUM_MAX (32M): a large allocation, data copied. */
+	CHECK(vmm_realloc(&a, 40 * MiB) == 0);
+	CHECK(all_are(a, 4 * MiB, 0x22));
+	CHECK(vmm_get_range(a, &base, &sz) == 0 && sz == 40 * MiB);
+	CHECK(all_are(b, 3 * MiB, 0x33));
+	CHECK(vmm_free(a) == 0 && vmm_free(b) == 0);
+	CHECK(vmm_flush() == 0);
+	CHECK(lent() == 0);
+}
+
+int
+main(int argc, char **argv)
+{
+	CHECK(argc == 2);
+	setup();
+	if (strcmp(argv[1], "pack") == 0)
+		sc_pack();
+	else if (strcmp(argv[1], "reuse") == 0)
+		sc_reuse();
+	else if (strcmp(argv[1], "move") == 0)
+		sc_move();
+	else if (strcmp(argv[1], "giveback") == 0)
+		sc_giveback();
+	else if (strcmp(argv[1], "realloc") == 0)
+		sc_realloc();
+	else
+		CHECK(!"unknown scenario");
+	tc_close(adm);
+	tc_stop_daemon_ok(daemon_pid);
+	printf("medium %s ok\n", argv[1]);
+	return 0;
+}
