@@ -314,8 +314,13 @@ arena_free_records(struct arena *a)
 	free(a);
 }
 
-/* A new arena of dev for unit-sized pages; med_lock held (va.c's lock is
- * taken inside it, never the other way round). */
+/*
+ * A new arena of dev for unit-sized pages, not yet installed; called
+ * WITHOUT med_lock: reserving its address space may ask vmmd for a range of
+ * the address plan (va.c, conn.c), and a reconnect's Adopt holds conn.c's
+ * locks while it takes med_lock (vmmc_medium_chunks), so med_lock must
+ * never be held around vmmc_va_alloc.
+ */
 static struct arena *
 arena_new(int dev, uint64_t unit)
 {
@@ -323,8 +328,6 @@ arena_new(int dev, uint64_t unit)
 	uint32_t np = MED_ARENA_PAGES;
 	struct arena *a;
 
-	if (med_narenas == MED_MAX_ARENAS)
-		return NULL;
 	/* Room for several of the largest blocks. */
 	if ((mm + unit - 1) / unit * 4 + 1 > np)
 		np = (uint32_t)((mm + unit - 1) / unit * 4 + 1);
@@ -343,11 +346,30 @@ arena_new(int dev, uint64_t unit)
 		arena_free_records(a);
 		return NULL;
 	}
+	return a;
+}
+
+/* Installs a (from arena_new); med_lock held.  -1 when the table is full
+ * (the caller frees a without med_lock: arena_drop). */
+static int
+arena_install(struct arena *a)
+{
+	if (med_narenas == MED_MAX_ARENAS)
+		return -1;
 	__atomic_store_n(&med_arenas[med_narenas], a, __ATOMIC_RELEASE);
 	__atomic_store_n(&med_narenas, med_narenas + 1, __ATOMIC_RELEASE);
 	vmm_log_debug("MEDIUM_ARENA Ptr=0x%llx Size=%llu Dev=%d",
-	    (unsigned long long)a->base, (unsigned long long)a->size, dev);
-	return a;
+	    (unsigned long long)a->base, (unsigned long long)a->size, a->dev);
+	return 0;
+}
+
+/* An arena never installed: its address space and records; without
+ * med_lock (va.c may tell vmmd). */
+static void
+arena_drop(struct arena *a)
+{
+	vmmc_va_free(a->dev, a->base, a->size);
+	arena_free_records(a);
 }
 
 /* The arena holding p; med_lock held. */
@@ -769,16 +791,26 @@ vmmc_medium_alloc(int dev, size_t size, void **out)
 	pthread_mutex_lock(&med_lock);
 again:
 	place_pick(dev, unit, len, covered_only, &pl);
-	/* A new arena only if the block fits in none. */
+	/* A new arena only if the block fits in none: made without med_lock
+	 * (arena_new says why), then the place is picked again, since another
+	 * thread may have freed or added room meanwhile. */
 	if (pl.a == NULL) {
-		if ((pl.a = arena_new(dev, unit)) == NULL) {
+		struct arena *na;
+
+		if (med_narenas == MED_MAX_ARENAS) {
 			pthread_mutex_unlock(&med_lock);
 			return VMM_ENOTOURS;
 		}
-		pl.ext = 0;
-		pl.off = 0;
-		pl.ticket = 0;
-		pl.sync = false;
+		pthread_mutex_unlock(&med_lock);
+		na = arena_new(dev, unit);
+		pthread_mutex_lock(&med_lock);
+		if (na == NULL || arena_install(na) != 0) {
+			pthread_mutex_unlock(&med_lock);
+			if (na != NULL)
+				arena_drop(na);
+			return VMM_ENOTOURS;
+		}
+		goto again;
 	}
 	a = pl.a;
 	i = blk_index(a, pl.off);
