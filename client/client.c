@@ -47,12 +47,33 @@ client_atfork_child(void)
 	vmmc_app_forget_all();
 }
 
+/*
+ * Called by large.c just before it asks vmmd of device dev for bytes of new
+ * memory (its own cache could not serve them): the medium heap's idle pages
+ * of that device go back to vmmd first, at most bytes of them, so that
+ * vmmd stitches them into the grant (its policy: idle chunks before new
+ * ones) instead of creating more while they sit unused here.  A counter
+ * look, no lock, when the heap holds nothing idle.  The GPU rule holds as
+ * for every give-back: vmmc_medium_trim_dev unmaps a page only once no
+ * live block touches it and a synchronization covers the latest free on
+ * it (under a stream capture, only one that already happened), so vmmd
+ * never lends memory the GPU may still touch.  No allocator lock is held
+ * here (large.c's contract), and medium.c takes only its own.
+ */
+static void
+client_before_large_acquire(int dev, uint64_t bytes)
+{
+	if (vmmc_medium_cached() > 0)
+		(void)vmmc_medium_trim_dev(dev, bytes);
+}
+
 static void
 client_setup(void)
 {
 	vmmc_settings_get();
 	/* Only a new daemon instance is told what we map (conn.c). */
 	vmmc_conn_on_new_daemon(vmmc_adopt_all);
+	vmmc_large_on_acquire(client_before_large_acquire);
 	pthread_atfork(NULL, NULL, client_atfork_child);
 	__atomic_store_n(&client_ready, 1, __ATOMIC_RELEASE);
 }

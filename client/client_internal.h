@@ -349,6 +349,11 @@ int	vmmc_large_range(const void *p, void **base, size_t *size);
  * Returns bytes given back. */
 uint64_t vmmc_large_trim(uint64_t target, uint64_t older_ms,
 	    uint64_t recall_id);
+/* Registers what runs just before large.c asks vmmd of device dev for
+ * bytes of new memory (its own cache could not serve them), no large.c
+ * lock held: client.c gives the other allocators' idle memory back there,
+ * so that vmmd stitches it into the grant instead of creating more. */
+void	vmmc_large_on_acquire(void (*fn)(int dev, uint64_t bytes));
 /* Copies the chunks of dev that large allocations map, up to max; returns
  * how many there are (call again with more room if that is more). */
 size_t	vmmc_large_chunks(int dev, struct vmmc_mapped_chunk *out, size_t max);
@@ -384,6 +389,11 @@ int	vmmc_medium_range(const void *p, void **base, size_t *size);
  * (or 0); each only after a sync covering the frees on it.  Bytes. */
 uint64_t vmmc_medium_trim(uint64_t target, uint64_t older_ms,
 	    uint64_t recall_id);
+/* As vmmc_medium_trim(target, 0, 0), for device dev's chunks only. */
+uint64_t vmmc_medium_trim_dev(int dev, uint64_t target);
+/* Bytes of mapped pages without live blocks, all devices (no lock: a
+ * cheap look before vmmc_medium_trim_dev). */
+uint64_t vmmc_medium_cached(void);
 /* In-use bytes (rounded to 512 B), counts, and bytes of mapped pages
  * without live blocks. */
 void	vmmc_medium_usage(int64_t *in_use, uint64_t *allocs, uint64_t *frees,

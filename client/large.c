@@ -193,18 +193,34 @@ large_giveback(struct vmmc_conn *c, struct vmmc_grant_chunk *g, size_t n)
 	vmmc_conn_release(c, ids, n, 0);
 }
 
+static void	(*large_on_acquire_fn)(int dev, uint64_t bytes);
+
+void
+vmmc_large_on_acquire(void (*fn)(int dev, uint64_t bytes))
+{
+	__atomic_store_n(&large_on_acquire_fn, fn, __ATOMIC_RELEASE);
+}
+
 /* Asks vmmd for bytes, stitched from pieces no smaller than frag_ratio of
  * them; a ratio of 0 (or one that rounds to no piece at all) waives vmmd's
  * own frag_ratio too, so pieces of any size will do.  Out-of-memory is
  * retried by the caller (vmm_malloc), which holds no allocator lock then. */
 static int
-large_acquire(struct vmmc_conn *c, uint64_t bytes, struct vmmc_grant_chunk *g)
+large_acquire(int dev, struct vmmc_conn *c, uint64_t bytes,
+    struct vmmc_grant_chunk *g)
 {
 	const struct vmmc_settings *st = vmmc_settings_get();
 	uint64_t gran = vmmc_conn_granularity(c);
 	uint64_t min_piece = round_up((uint64_t)(st->frag_ratio * (double)bytes),
 	    gran);
 	unsigned flags = VMM__ACQUIRE_FLAG__ACQUIRE_FLAG_ALLOW_STITCH;
+	void (*fn)(int, uint64_t) = __atomic_load_n(&large_on_acquire_fn,
+	    __ATOMIC_ACQUIRE);
+
+	/* The process's idle memory elsewhere (the medium heap's pages) back
+	 * to vmmd first: stitched into this grant, not left idle beside it. */
+	if (fn != NULL)
+		fn(dev, bytes);
 
 	/* min_piece 0 alone would mean "the daemon's choice". */
 	if (min_piece == 0)
@@ -301,7 +317,7 @@ large_stitch_local(int dev, struct vmmc_conn *c, size_t size, uint64_t need,
 	pthread_rwlock_unlock(&large_lock);
 	if (npick == 0)
 		return 1;
-	if (got < need && (n = large_acquire(c, need - got, g)) < 0) {
+	if (got < need && (n = large_acquire(dev, c, need - got, g)) < 0) {
 		large_unpick(pick, npick);
 		return n;
 	}
@@ -451,7 +467,7 @@ fresh:
 		vmmc_large_trim(need, 0, 0);
 
 	/* 4. Chunks from vmmd, mapped back to back. */
-	if ((n = large_acquire(c, need, g)) < 0)
+	if ((n = large_acquire(dev, c, need, g)) < 0)
 		return n;
 	if ((l = calloc(1, sizeof(*l))) == NULL ||
 	    large_add_chunks(l, g, (size_t)n) != 0) {
@@ -715,7 +731,7 @@ vmmc_large_realloc(void **pp, size_t size)
 	 * sits unused (vmmc_large_trim syncs before it unmaps). */
 	if (__atomic_load_n(&cache_bytes, __ATOMIC_RELAXED) > 0)
 		vmmc_large_trim(need - l->mapped, 0, 0);
-	if ((n = large_acquire(c, need - l->mapped, g)) < 0)
+	if ((n = large_acquire(l->dev, c, need - l->mapped, g)) < 0)
 		return n;
 	/* vmmd may answer with more than asked (an idle chunk larger than
 	 * the rest, rather than new memory): all of it is mapped. */

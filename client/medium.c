@@ -95,6 +95,20 @@ static size_t		med_nchunks, med_capchunks;
 /* Counters, under med_lock (read with atomics by usage queries). */
 static int64_t		med_in_use;
 static uint64_t		med_allocs, med_frees, med_cached;
+/* med_cached changes under med_lock, with atomics: vmmc_medium_cached()
+ * reads it without the lock. */
+static void
+cached_add(uint64_t v)
+{
+	__atomic_add_fetch(&med_cached, v, __ATOMIC_RELAXED);
+}
+
+static void
+cached_sub(uint64_t v)
+{
+	__atomic_sub_fetch(&med_cached, v, __ATOMIC_RELAXED);
+}
+
 /* Idle bytes when vmmd was last asked to hear of them (vmmc_report_soon):
  * each 16 MiB more is recallable memory other processes may need. */
 static uint64_t		med_cached_told;
@@ -263,7 +277,7 @@ pages_ref(struct arena *a, uint32_t p0, uint32_t p1)
 	for (p = p0; p <= p1; p++) {
 		if (a->refs[p]++ == 0 && a->pchunk[p] != NULL) {
 			a->pchunk[p]->nlive++;
-			med_cached -= a->unit;
+			cached_sub(a->unit);
 			vmmc_stat_add(VMMC_STAT_CACHED, -(int64_t)a->unit);
 		}
 	}
@@ -282,7 +296,7 @@ pages_unref(struct arena *a, uint32_t p0, uint32_t p1, uint64_t ticket)
 		if (c != NULL && ticket > c->ticket)
 			c->ticket = ticket;
 		if (--a->refs[p] == 0 && c != NULL) {
-			med_cached += a->unit;
+			cached_add(a->unit);
 			vmmc_stat_add(VMMC_STAT_CACHED, (int64_t)a->unit);
 			if (--c->nlive == 0)
 				c->empty_ms = now;
@@ -567,7 +581,7 @@ map_run(struct arena *a, struct vmmc_conn *c, uint32_t p0, uint32_t p1)
 			if (a->refs[p] > 0) {
 				mc[i]->nlive++;
 			} else {
-				med_cached += a->unit;
+				cached_add(a->unit);
 				vmmc_stat_add(VMMC_STAT_CACHED, (int64_t)a->unit);
 			}
 		}
@@ -667,7 +681,7 @@ relocate_run(struct arena *a, uint32_t p0, uint32_t p1)
 			o->pchunk[k] = NULL;
 			o->state[k] = PG_UNMAPPED;
 			if (o->refs[k] == 0) {
-				med_cached -= o->unit;
+				cached_sub(o->unit);
 				vmmc_stat_add(VMMC_STAT_CACHED, -(int64_t)o->unit);
 			}
 		}
@@ -681,7 +695,7 @@ relocate_run(struct arena *a, uint32_t p0, uint32_t p1)
 			if (a->refs[p] > 0) {
 				c->nlive++;
 			} else {
-				med_cached += a->unit;
+				cached_add(a->unit);
 				vmmc_stat_add(VMMC_STAT_CACHED, (int64_t)a->unit);
 			}
 		}
@@ -1035,10 +1049,13 @@ vmmc_medium_range(const void *p, void **base, size_t *size)
 
 /* ---- giving back ------------------------------------------------------------- */
 
-/* The chunk without live blocks idle longest (at least older_ms), that may
- * be unmapped now; med_lock held. */
+/* The chunk without live blocks idle longest (at least older_ms), of
+ * device dev (-1: any), that may be unmapped now; med_lock held. */
+static uint64_t	medium_trim(int dev, uint64_t target, uint64_t older_ms,
+		    uint64_t recall_id);
+
 static struct mchunk *
-trim_pick(uint64_t now, uint64_t older_ms, struct arena **ap)
+trim_pick(int dev, uint64_t now, uint64_t older_ms, struct arena **ap)
 {
 	struct mchunk *best = NULL;
 	size_t k;
@@ -1047,6 +1064,7 @@ trim_pick(uint64_t now, uint64_t older_ms, struct arena **ap)
 		struct mchunk *c = med_chunks[k];
 
 		if (c->nlive != 0 || c->trimming ||
+		    (dev >= 0 && c->arena->dev != dev) ||
 		    now - c->empty_ms < older_ms ||
 		    !MED_IDLE_NOW(c->arena->dev, c->ticket))
 			continue;
@@ -1092,6 +1110,24 @@ rel_add(struct med_rel *r, int dev, uint64_t id, uint64_t recall_id)
 uint64_t
 vmmc_medium_trim(uint64_t target, uint64_t older_ms, uint64_t recall_id)
 {
+	return medium_trim(-1, target, older_ms, recall_id);
+}
+
+uint64_t
+vmmc_medium_trim_dev(int dev, uint64_t target)
+{
+	return medium_trim(dev, target, 0, 0);
+}
+
+uint64_t
+vmmc_medium_cached(void)
+{
+	return __atomic_load_n(&med_cached, __ATOMIC_RELAXED);
+}
+
+static uint64_t
+medium_trim(int dev, uint64_t target, uint64_t older_ms, uint64_t recall_id)
+{
 	uint64_t done = 0, now = vmm_now_ms();
 	static __thread struct med_rel rel;	/* 8 KiB: not on the stack */
 
@@ -1106,7 +1142,7 @@ vmmc_medium_trim(uint64_t target, uint64_t older_ms, uint64_t recall_id)
 		if (target != 0 && done >= target)
 			break;
 		pthread_mutex_lock(&med_lock);
-		if ((c = trim_pick(now, older_ms, &a)) == NULL) {
+		if ((c = trim_pick(dev, now, older_ms, &a)) == NULL) {
 			pthread_mutex_unlock(&med_lock);
 			break;
 		}
@@ -1131,7 +1167,7 @@ vmmc_medium_trim(uint64_t target, uint64_t older_ms, uint64_t recall_id)
 			a->pchunk[p] = NULL;
 			a->state[p] = PG_UNMAPPED;
 			if (a->refs[p] == 0) {
-				med_cached -= a->unit;
+				cached_sub(a->unit);
 				vmmc_stat_add(VMMC_STAT_CACHED,
 				    -(int64_t)a->unit);
 			}

@@ -19,6 +19,11 @@
  *            emulator's faults / busy_releases counters stay 0)
  *   realloc  in place when the bytes after the block are free, by copy
  *            otherwise; beyond VMM_MEDIUM_MAX it becomes a large allocation
+ *   cross    on a roomy device, a large allocation after medium blocks
+ *            were freed takes their idle pages (given back to vmmd and
+ *            stitched into its grant): vmmd creates nothing new; and a
+ *            kernel still writing a freed block when the large allocation
+ *            is made does not land in it (the pages go back after a sync)
  */
 #include <cuda.h>
 
@@ -39,8 +44,9 @@ static struct tc	*adm;
 static uint64_t		unit;
 static pid_t		daemon_pid;
 
+/* conf: vmmd's configuration. */
 static void
-setup(void)
+setup(const char *conf)
 {
 	const char *tmp = getenv("VMM_TEST_TMPDIR");
 	char sockdir[1024], sockpath[1100];
@@ -49,7 +55,7 @@ setup(void)
 	CHECK(tmp != NULL);
 	snprintf(sockdir, sizeof(sockdir), "%s/sock", tmp);
 	tc_socket_path(sockdir, sockpath, sizeof(sockpath));
-	daemon_pid = tc_start_daemon(sockdir, "idle_timeout_ms = 0\n", NULL);
+	daemon_pid = tc_start_daemon(sockdir, conf, NULL);
 	setenv("VMM_SOCKET_DIR", sockdir, 1);
 	CHECK_OK(cuInit(0));
 	CHECK_OK(cuDevicePrimaryCtxRetain(&ctx, 0));
@@ -348,11 +354,66 @@ sc_realloc(void)
 	CHECK(lent() == 0);
 }
 
+/* ---- cross ------------------------------------------------------------------ */
+
+#define NCROSS 4
+
+static void
+sc_cross(void)
+{
+	const size_t msize = 25 * MiB / 2, lsize = 40 * MiB;
+	void *m[NCROSS], *l;
+	uint64_t creates, held;
+	struct vmm_usage u;
+	CUstream s;
+	int i;
+
+	CHECK(cuemu_available());
+	CHECK_OK(cuStreamCreate(&s, CU_STREAM_NON_BLOCKING));
+	for (i = 0; i < NCROSS; i++) {
+		CHECK(vmm_malloc(&m[i], msize) == 0);
+		CHECK_OK(cuMemsetD8(D(m[i]), val((size_t)i), msize));
+	}
+	/* A kernel still to write every block (in 300 ms) when it is freed. */
+	for (i = 0; i < NCROSS; i++)
+		CHECK_OK(cuemu_launch_write(D(m[i]), 0xdeadbeef, msize, 300000,
+		    s));
+	for (i = 0; i < NCROSS; i++)
+		CHECK(vmm_free(m[i]) == 0);
+	CHECK(vmm_get_usage(&u) == 0);
+	CHECK(u.cached_bytes >= lsize);		/* idle, still mapped */
+	held = lent();
+	creates = tc_counter(adm, "creates");
+	/* Beyond VMM_MEDIUM_MAX: a large allocation, from the heap's idle
+	 * pages (through vmmd), no new memory. */
+	CHECK(vmm_malloc(&l, lsize) == 0);
+	printf("cross: vmmd created %llu, lent %llu -> %llu\n",
+	    (unsigned long long)(tc_counter(adm, "creates") - creates),
+	    (unsigned long long)held, (unsigned long long)lent());
+	CHECK(tc_counter(adm, "creates") == creates);
+	CHECK(lent() <= held);
+	CHECK_OK(cuMemsetD8(D(l), 0x6c, lsize));
+	/* The kernels are done by now: none of their writes landed in L. */
+	usleep(400000);
+	CHECK_OK(cuCtxSynchronize());
+	CHECK(all_are(l, lsize, 0x6c));
+	CHECK(cuemu_counter("faults") == 0);
+	CHECK(cuemu_counter("busy_releases") == 0);
+	CHECK(vmm_free(l) == 0);
+	CHECK(vmm_flush() == 0);
+	CHECK(lent() == 0);
+	CHECK_OK(cuStreamDestroy(s));
+}
+
 int
 main(int argc, char **argv)
 {
 	CHECK(argc == 2);
-	setup();
+	/* cross: a grant of vmmd may be stitched from as many one-unit pages
+	 * as the large allocation needs (its default max_pieces, 16, would
+	 * have it create the rest beyond 16 units). */
+	setup(strcmp(argv[1], "cross") == 0 ?
+	    "idle_timeout_ms = 0\nmax_pieces = 64\n" : "idle_timeout_ms = 0\n");
 	if (strcmp(argv[1], "pack") == 0)
 		sc_pack();
 	else if (strcmp(argv[1], "reuse") == 0)
@@ -363,6 +424,8 @@ main(int argc, char **argv)
 		sc_giveback();
 	else if (strcmp(argv[1], "realloc") == 0)
 		sc_realloc();
+	else if (strcmp(argv[1], "cross") == 0)
+		sc_cross();
 	else
 		CHECK(!"unknown scenario");
 	tc_close(adm);
