@@ -67,6 +67,26 @@ client_before_large_acquire(int dev, uint64_t bytes)
 		(void)vmmc_medium_trim_dev(dev, bytes);
 }
 
+/*
+ * Called by medium.c just before it asks vmmd of device dev for bytes of
+ * new pages (none of its own idle pages could serve them): cached large
+ * allocations of that device whose chunks are each no larger than that
+ * are handed over instead, so that vmmd creates nothing while they sit
+ * unused here.  A counter look, no lock, when nothing is cached.
+ * vmmc_large_hand unmaps an entry only after a synchronization covers
+ * its free (under a stream capture, only one that already happened), as
+ * its trim does; the heap then maps the chunks for new blocks.  No
+ * allocator lock is held here (medium.c drops med_lock first).
+ */
+static size_t
+client_before_medium_acquire(int dev, uint64_t bytes,
+    struct vmmc_handed_chunk *out, size_t max)
+{
+	if (vmmc_large_cached() == 0)
+		return 0;
+	return vmmc_large_hand(dev, bytes, out, max);
+}
+
 static void
 client_setup(void)
 {
@@ -74,6 +94,7 @@ client_setup(void)
 	/* Only a new daemon instance is told what we map (conn.c). */
 	vmmc_conn_on_new_daemon(vmmc_adopt_all);
 	vmmc_large_on_acquire(client_before_large_acquire);
+	vmmc_medium_on_acquire(client_before_medium_acquire);
 	pthread_atfork(NULL, NULL, client_atfork_child);
 	__atomic_store_n(&client_ready, 1, __ATOMIC_RELEASE);
 }

@@ -627,6 +627,88 @@ vmmc_large_trim(uint64_t target, uint64_t older_ms, uint64_t recall_id)
 	return done;
 }
 
+uint64_t
+vmmc_large_cached(void)
+{
+	return __atomic_load_n(&cache_bytes, __ATOMIC_RELAXED);
+}
+
+/* Whether every chunk of l is at most bytes. */
+static bool
+large_chunks_within(const struct large *l, uint64_t bytes)
+{
+	uint32_t k;
+
+	for (k = 0; k < l->nchunks; k++)
+		if (l->chunks[k].size > bytes)
+			return false;
+	return true;
+}
+
+size_t
+vmmc_large_hand(int dev, uint64_t bytes, struct vmmc_handed_chunk *out,
+    size_t max)
+{
+	struct vmmc_conn *c = vmmc_conn_get(dev);
+	uint64_t done = 0;
+	size_t n = 0;
+
+	while (done < bytes && n < max) {
+		struct large *l;
+		uint64_t off = 0, ticket;
+		uint32_t k;
+
+		pthread_rwlock_wrlock(&large_lock);
+		for (l = cache_tail; l != NULL; l = l->cprev)
+			if (l->dev == dev && l->nchunks <= max - n &&
+			    LARGE_IDLE_NOW(l) && large_chunks_within(l, bytes))
+				break;
+		if (l == NULL) {
+			pthread_rwlock_unlock(&large_lock);
+			break;
+		}
+		/* Off the cache (nobody picks it), still in the table. */
+		cache_unlink(l);
+		ticket = l->ticket;
+		pthread_rwlock_unlock(&large_lock);
+		/* Not before the work issued ahead of its free is done: a
+		 * failed sync puts it back, cached, mapped and ours. */
+		if (vmmc_sync_for(dev, ticket) != 0) {
+			pthread_rwlock_wrlock(&large_lock);
+			cache_push(l);
+			pthread_rwlock_unlock(&large_lock);
+			break;
+		}
+		pthread_rwlock_wrlock(&large_lock);
+		large_remove(l);
+		pthread_rwlock_unlock(&large_lock);
+		for (k = 0; k < l->nchunks; k++) {
+			CUmemGenericAllocationHandle h;
+
+			/* The handle keeps the memory once unmapped here; one
+			 * not to be had goes back to vmmd. */
+			if (cuMemRetainAllocationHandle(&h, (void *)(uintptr_t)
+			    (l->base + off)) == CUDA_SUCCESS) {
+				out[n].id = l->chunks[k].id;
+				out[n].size = l->chunks[k].size;
+				out[n++].h = h;
+			} else if (c != NULL) {
+				vmmc_conn_release(c, &l->chunks[k].id, 1, 0);
+			}
+			off += l->chunks[k].size;
+		}
+		vmmc_unmap_range(l->base, l->mapped);
+		vmmc_va_free(dev, l->base, l->va_size);
+		vmmc_stat_add(VMMC_STAT_MAPPED, -(int64_t)l->mapped);
+		vmm_log_debug("HAND Ptr=0x%llx Size=%llu",
+		    (unsigned long long)l->base, (unsigned long long)l->mapped);
+		done += l->mapped;
+		free(l->chunks);
+		free(l);
+	}
+	return n;
+}
+
 bool
 vmmc_large_owns(const void *p)
 {

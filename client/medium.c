@@ -706,6 +706,135 @@ relocate_run(struct arena *a, uint32_t p0, uint32_t p1)
 	return p;
 }
 
+static size_t	(*med_on_acquire_fn)(int dev, uint64_t bytes,
+		    struct vmmc_handed_chunk *out, size_t max);
+
+void
+vmmc_medium_on_acquire(size_t (*fn)(int dev, uint64_t bytes,
+    struct vmmc_handed_chunk *out, size_t max))
+{
+	__atomic_store_n(&med_on_acquire_fn, fn, __ATOMIC_RELEASE);
+}
+
+/* Gives handed chunks back to vmmd unused. */
+static void
+handed_giveback(int dev, struct vmmc_handed_chunk *h, size_t n)
+{
+	struct vmmc_conn *conn = vmmc_conn_get(dev);
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		cuMemRelease(h[i].h);
+		if (conn != NULL && h[i].id != 0)
+			vmmc_conn_release(conn, &h[i].id, 1, 0);
+	}
+}
+
+/*
+ * Fills pages [p0, p1] of a (PG_BUSY, the caller's), from the first on,
+ * with chunks the process holds idle elsewhere (the hook: cached large
+ * allocations), synchronized and unmapped there before they are handed:
+ * memory this process has already, no new grant.  The chunks are mapped
+ * one after the other while they fit in what is left of the run; the
+ * rest go back to vmmd (idle there, for any grant).  (Mapping a longer
+ * chunk over the unmapped pages after the run as idle pages did better on
+ * some traces of tools/replay and worse on medium_ctx1024_train.)
+ * Returns the first page of the run not filled.  med_lock held on entry
+ * and exit, dropped meanwhile.
+ */
+static uint32_t
+take_handed(struct arena *a, uint32_t p0, uint32_t p1)
+{
+	size_t (*fn)(int, uint64_t, struct vmmc_handed_chunk *, size_t) =
+	    __atomic_load_n(&med_on_acquire_fn, __ATOMIC_ACQUIRE);
+	struct vmmc_handed_chunk h[MED_MAX_GRANT];
+	struct mchunk *mc[MED_MAX_GRANT];
+	uint32_t at[MED_MAX_GRANT], p = p0, k;
+	size_t n, i, placed, mapped;
+
+	if (fn == NULL)
+		return p0;
+	pthread_mutex_unlock(&med_lock);
+	n = fn(a->dev, (uint64_t)(p1 - p0 + 1) * a->unit, h, MED_MAX_GRANT);
+	pthread_mutex_lock(&med_lock);
+	if (n == 0)
+		return p0;
+	/* Where each goes: one after the other, while they fit in the run. */
+	for (placed = 0; placed < n; placed++) {
+		uint32_t m = (uint32_t)(h[placed].size / a->unit);
+
+		if (m == 0 || h[placed].size % a->unit != 0 ||
+		    (uint64_t)p + m > (uint64_t)p1 + 1)
+			break;
+		if ((mc[placed] = calloc(1, sizeof(*mc[placed]))) == NULL)
+			break;
+		at[placed] = p;
+		p += m;
+	}
+	pthread_mutex_unlock(&med_lock);
+	for (mapped = 0; mapped < placed; mapped++) {
+		CUdeviceptr va = a->base + (uint64_t)at[mapped] * a->unit;
+		CUresult r = cuMemMap(va, h[mapped].size, 0, h[mapped].h, 0);
+
+		if (r != CUDA_SUCCESS)
+			break;
+		if (vmmc_set_access_rw(a->dev, va, h[mapped].size) != 0) {
+			vmmc_unmap_range(va, h[mapped].size);
+			break;
+		}
+		cuMemRelease(h[mapped].h);
+		vmmc_stat_add(VMMC_STAT_MAPPED, (int64_t)h[mapped].size);
+		vmm_log_debug("MEDIUM_TAKE Ptr=0x%llx Size=%llu",
+		    (unsigned long long)va, (unsigned long long)h[mapped].size);
+	}
+	handed_giveback(a->dev, h + mapped, n - mapped);
+	pthread_mutex_lock(&med_lock);
+	if (room((void **)&med_chunks, &med_capchunks, med_nchunks + mapped,
+	    sizeof(*med_chunks)) != 0) {
+		/* No room for the records: unmapped, back to vmmd. */
+		pthread_mutex_unlock(&med_lock);
+		for (i = 0; i < mapped; i++) {
+			struct vmmc_conn *conn = vmmc_conn_get(a->dev);
+
+			vmmc_unmap_range(a->base + (uint64_t)at[i] * a->unit,
+			    h[i].size);
+			vmmc_stat_add(VMMC_STAT_MAPPED, -(int64_t)h[i].size);
+			if (conn != NULL)
+				vmmc_conn_release(conn, &h[i].id, 1, 0);
+		}
+		pthread_mutex_lock(&med_lock);
+		mapped = 0;
+	}
+	for (i = 0; i < placed; i++) {
+		uint32_t m = (uint32_t)(h[i].size / a->unit);
+
+		if (i >= mapped) {	/* not mapped: the caller's to fill */
+			free(mc[i]);
+			continue;
+		}
+		mc[i]->id = h[i].id;
+		mc[i]->first = at[i];
+		mc[i]->npages = m;
+		mc[i]->arena = a;
+		for (k = at[i]; k < at[i] + m; k++) {
+			a->pchunk[k] = mc[i];
+			a->state[k] = PG_MAPPED;
+			if (a->refs[k] > 0) {
+				mc[i]->nlive++;
+			} else {
+				cached_add(a->unit);
+				vmmc_stat_add(VMMC_STAT_CACHED, (int64_t)a->unit);
+			}
+		}
+		if (mc[i]->nlive == 0)
+			mc[i]->empty_ms = vmm_now_ms();
+		med_chunks[med_nchunks++] = mc[i];
+	}
+	pthread_cond_broadcast(&med_cond);
+	return mapped > 0 ? at[mapped - 1] +
+	    (uint32_t)(h[mapped - 1].size / a->unit) : p0;
+}
+
 /* Makes sure pages [p0, p1] (referenced by the caller) are mapped: maps
  * those nobody maps, waits for those being mapped or unmapped by others.
  * med_lock held on entry and exit. */
@@ -728,6 +857,9 @@ pages_ensure(struct arena *a, struct vmmc_conn *c, uint32_t p0, uint32_t p1)
 			memset(&a->state[p], PG_BUSY, q - p + 1);
 			/* This process's idle chunks first, vmmd for the rest. */
 			p = relocate_run(a, p, q);
+			/* Then what the process holds idle elsewhere. */
+			if (p <= q)
+				p = take_handed(a, p, q);
 			for (rc = 0; p <= q && rc == 0;) {
 				uint32_t e = q - p >= MED_MAX_GRANT ?
 				    p + MED_MAX_GRANT - 1 : q;

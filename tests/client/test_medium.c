@@ -24,6 +24,9 @@
  *            stitched into its grant): vmmd creates nothing new; and a
  *            kernel still writing a freed block when the large allocation
  *            is made does not land in it (the pages go back after a sync)
+ *   crossback the reverse: after a large allocation is freed, a medium
+ *            block maps its chunks (handed over, no new memory from
+ *            vmmd), not before a kernel still writing it is done
  */
 #include <cuda.h>
 
@@ -405,6 +408,44 @@ sc_cross(void)
 	CHECK_OK(cuStreamDestroy(s));
 }
 
+/* A large allocation freed with a kernel still writing it (in 300 ms):
+ * a medium block of its size maps its chunks (vmmd's pieces of 8 MiB fit
+ * the block's page-aligned 32 MiB), vmmd creates nothing new, and the
+ * kernel's write does not land in the block. */
+static void
+sc_crossback(void)
+{
+	const size_t lsize = 40 * MiB, msize = 32 * MiB;
+	void *l, *m;
+	uint64_t creates, held;
+	CUstream s;
+
+	CHECK(cuemu_available());
+	CHECK_OK(cuStreamCreate(&s, CU_STREAM_NON_BLOCKING));
+	CHECK(vmm_malloc(&l, lsize) == 0);
+	CHECK_OK(cuMemsetD8(D(l), 0x11, lsize));
+	CHECK_OK(cuemu_launch_write(D(l), 0xdeadbeef, lsize, 300000, s));
+	CHECK(vmm_free(l) == 0);
+	held = lent();
+	creates = tc_counter(adm, "creates");
+	CHECK(vmm_malloc(&m, msize) == 0);
+	printf("crossback: vmmd created %llu, lent %llu -> %llu\n",
+	    (unsigned long long)(tc_counter(adm, "creates") - creates),
+	    (unsigned long long)held, (unsigned long long)lent());
+	CHECK(tc_counter(adm, "creates") == creates);
+	CHECK(lent() <= held);
+	CHECK_OK(cuMemsetD8(D(m), 0x6d, msize));
+	usleep(400000);
+	CHECK_OK(cuCtxSynchronize());
+	CHECK(all_are(m, msize, 0x6d));
+	CHECK(cuemu_counter("faults") == 0);
+	CHECK(cuemu_counter("busy_releases") == 0);
+	CHECK(vmm_free(m) == 0);
+	CHECK(vmm_flush() == 0);
+	CHECK(lent() == 0);
+	CHECK_OK(cuStreamDestroy(s));
+}
+
 int
 main(int argc, char **argv)
 {
@@ -426,6 +467,8 @@ main(int argc, char **argv)
 		sc_realloc();
 	else if (strcmp(argv[1], "cross") == 0)
 		sc_cross();
+	else if (strcmp(argv[1], "crossback") == 0)
+		sc_crossback();
 	else
 		CHECK(!"unknown scenario");
 	tc_close(adm);
