@@ -218,7 +218,11 @@ malformed=$(sed -n 's/^malformed: //p' <<<"$out")
 [[ -s "$tmp/kv.png" ]] || fail "no PNG for the suite log"
 # The same replay with vmmd's log: the physical figures read from its chunk
 # events equal vmmd's own exact counters (run.sh reads them from `vmmctl
-# stats`), and the summed in-use peak equals the replay's peak requested.
+# stats`), and the summed in-use peak equals the replay's peak requested,
+# or exceeds it by at most one block moved by copy (vmm_realloc of a
+# sub-allocated block holds the old and the new block at once: where
+# blocks are placed, and so which growths are in place, depends on the
+# heap's idle pages).
 [[ -s "$tmp/run/vmmd.log" ]] || fail "no vmmd log kept"
 out=$("$tl" --summary -o "$tmp/kv-pool.png" "$tmp/run/vmmd.log" "${logs[@]}" 2>/dev/null)
 get() { sed -n "s/^$1:\{0,1\} *//p" <<<"$2" | head -1; }
@@ -226,7 +230,13 @@ for pair in physical_peak_bytes:peak_physical_bytes bytes_created:bytes_created 
     inuse_peak_bytes:peak_requested_bytes; do
 	mine=$(get "${pair%%:*}" "$out")
 	vmmd=$(get "${pair#*:}" "$(cat "$tmp/run.out")")
-	[[ -n "$vmmd" && "$mine" == "$vmmd" ]] ||
+	[[ -n "$vmmd" && -n "$mine" ]] ||
+	  fail "replay: ${pair%%:*} $mine, run.sh's ${pair#*:} '$vmmd'"
+	[[ "$mine" == "$vmmd" ]] && continue
+	copy=$(sed -n 's/.*\[INF\] COPY .*Size=\([0-9]*\).*/\1/p' "${logs[@]}" |
+	  sort -n | tail -1)
+	[[ ${pair%%:*} == inuse_peak_bytes && -n "$copy" && "$mine" -gt "$vmmd" &&
+	   "$mine" -le $((vmmd + copy)) ]] ||
 	  fail "replay: ${pair%%:*} $mine, run.sh's ${pair#*:} '$vmmd'"
 done
 [[ $(get daemon_files "$out") == 1 && $(get chunks_created "$out") -gt 0 &&
