@@ -48,7 +48,7 @@ const struct vmm_opt vmmd_options[] = {
 	{ "frag_ratio", VMM_OPT_DOUBLE, "0.25", 0, 1, NULL, O(frag_ratio),
 	  "stitching takes free chunks of at least this times the request "
 	  "first, smaller ones only rather than creating memory" },
-	{ "max_pieces", VMM_OPT_U64, "16", 1, VMM_PROTO_MAX_CHUNKS, NULL,
+	{ "max_pieces", VMM_OPT_U64, "64", 1, VMM_PROTO_MAX_CHUNKS, NULL,
 	  O(max_pieces), "most chunks one grant may be stitched from" },
 	{ "tenant", VMM_OPT_ENUM, "uid", 0, 0, "uid|uid+cgroup", O(tenant),
 	  "who may get back memory another holder released (its fd may have "

@@ -182,7 +182,7 @@ test_default_ratio(void)
 	for (i = 0; i < 8; i++)
 		sizes[i] *= G;
 	a = tc_open(sockpath, "stitcher", false);
-	CHECK(a->max_chunks == 16);
+	CHECK(a->max_chunks == 64);	/* the default max_pieces */
 	scatter(a, sizes, 8, freed, held);
 	tc_pool(adm, &ps);
 	CHECK(ps.idle_bytes == 6 * G && ps.lent_bytes == 6 * G);
