@@ -494,6 +494,24 @@ conn_fds_lost(struct vmmc_conn *c, struct vmm_frame_msg *m)
 	return VMM_EMFILE;
 }
 
+/* Copies the n chunks of a grant (Grant, IpcGrant) and takes their fds out
+ * of m; n, or VMM_EPROTO when more than max came (their fds go with m). */
+static int
+conn_take_chunks(struct vmm_frame_msg *m, Vmm__Chunk *const *chunks,
+    size_t n, struct vmmc_grant_chunk *out, size_t max)
+{
+	size_t i;
+
+	if (n > max)
+		return VMM_EPROTO;
+	for (i = 0; i < n; i++) {
+		out[i].id = chunks[i]->id;
+		out[i].size = chunks[i]->size;
+		out[i].fd = vmm_frame_msg_take_fd(m, i);
+	}
+	return (int)n;
+}
+
 int
 vmmc_conn_acquire(struct vmmc_conn *c, uint64_t bytes, unsigned flags,
     uint64_t min_piece, struct vmmc_grant_chunk *out, size_t max)
@@ -502,7 +520,6 @@ vmmc_conn_acquire(struct vmmc_conn *c, uint64_t bytes, unsigned flags,
 	Vmm__Envelope env = vmm_frame_env_acquire(&a);
 	const Vmm__Grant *g;
 	struct vmm_frame_msg *m;
-	size_t i;
 	int rc;
 
 	a.bytes = bytes;
@@ -514,16 +531,8 @@ vmmc_conn_acquire(struct vmmc_conn *c, uint64_t bytes, unsigned flags,
 		g = vmm_frame_msg_env(m)->grant;
 		if (vmm_frame_msg_fds_lost(m) > 0)
 			rc = conn_fds_lost(c, m);
-		else if (g->n_chunks > max)
-			rc = VMM_EPROTO;
-		else {
-			for (i = 0; i < g->n_chunks; i++) {
-				out[i].id = g->chunks[i]->id;
-				out[i].size = g->chunks[i]->size;
-				out[i].fd = vmm_frame_msg_take_fd(m, i);
-			}
-			rc = (int)g->n_chunks;
-		}
+		else
+			rc = conn_take_chunks(m, g->chunks, g->n_chunks, out, max);
 		vmm_frame_msg_free(m);
 	}
 	pthread_mutex_unlock(&c->lock);
@@ -831,7 +840,6 @@ vmmc_conn_ipc_open(struct vmmc_conn *c, uint64_t export_id, uint64_t token,
 	Vmm__Envelope env = vmm_frame_env_ipc_open(&o);
 	const Vmm__IpcGrant *g;
 	struct vmm_frame_msg *m;
-	size_t i;
 	int rc;
 
 	o.export_id = export_id;
@@ -841,16 +849,7 @@ vmmc_conn_ipc_open(struct vmmc_conn *c, uint64_t export_id, uint64_t token,
 		g = vmm_frame_msg_env(m)->ipc_grant;
 		*import_id = g->import_id;
 		*exporter_addr = g->exporter_addr;
-		if (g->n_chunks > max)
-			rc = VMM_EPROTO;	/* the fds go with m */
-		else {
-			for (i = 0; i < g->n_chunks; i++) {
-				out[i].id = g->chunks[i]->id;
-				out[i].size = g->chunks[i]->size;
-				out[i].fd = vmm_frame_msg_take_fd(m, i);
-			}
-			rc = (int)g->n_chunks;
-		}
+		rc = conn_take_chunks(m, g->chunks, g->n_chunks, out, max);
 		vmm_frame_msg_free(m);
 	}
 	pthread_mutex_unlock(&c->lock);
