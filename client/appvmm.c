@@ -242,6 +242,18 @@ app_acquire(struct vmmc_conn *c, uint64_t size, struct vmmc_grant_chunk *g)
 	return n == 0 ? VMM_EPROTO : n;
 }
 
+/* vmmd could not be reached (rc) for a create the pool would serve: the
+ * driver serves it (false), unless VMM_REQUIRE_DAEMON=1 says allocations
+ * fail then, as cudaMalloc's do: out of memory (true, *res). */
+static bool
+app_unreachable(int rc, CUresult *res)
+{
+	if (rc != VMM_ENODAEMON || !vmmc_settings_get()->require_daemon)
+		return false;
+	*res = CUDA_ERROR_OUT_OF_MEMORY;
+	return true;
+}
+
 bool
 vmmc_app_create(CUmemGenericAllocationHandle *handle, size_t size,
     const CUmemAllocationProp *prop, unsigned long long flags, CUresult *res)
@@ -261,14 +273,18 @@ vmmc_app_create(CUmemGenericAllocationHandle *handle, size_t size,
 	    vmmc_capture_active())
 		return false;
 	dev = prop->location.id;
-	if ((conn = vmmc_conn_get(dev)) == NULL ||
-	    vmmc_conn_ensure(conn) != 0 ||
-	    (unit = vmmc_conn_granularity(conn)) == 0 || size % unit != 0)
-		return false;	/* vmmd unreachable, or not its unit */
+	if ((conn = vmmc_conn_get(dev)) == NULL)
+		return false;
+	if ((n = vmmc_conn_ensure(conn)) != 0)
+		return app_unreachable(n, res);
+	if ((unit = vmmc_conn_granularity(conn)) == 0 || size % unit != 0)
+		return false;	/* not vmmd's unit: the driver's */
 	if ((c = calloc(1, sizeof(*c))) == NULL)
 		return false;
 	if ((n = app_acquire(conn, size, &g)) != 1) {
 		free(c);
+		if (n == VMM_ENODAEMON)
+			return app_unreachable(n, res);
 		if (n == VMM_ENOMEM || n == VMM_EQUOTA) {
 			/* As the driver would answer: no memory for it. */
 			*res = CUDA_ERROR_OUT_OF_MEMORY;

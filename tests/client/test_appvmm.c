@@ -24,7 +24,10 @@
  *             (counted as native), host location and fabric handle type
  *             (the driver's own refusal, nothing counted), and with
  *             VMM_APP_VMM=native (argv[2]) every cuMemCreate
- *   nodaemon  no vmmd: the driver serves it, counted as native
+ *   nodaemon  no vmmd: the driver serves it, counted as native; with
+ *             VMM_REQUIRE_DAEMON=1 (argv[2] "required") what the pool would
+ *             serve fails with CUDA_ERROR_OUT_OF_MEMORY, as cudaMalloc does,
+ *             and what it would not still goes to the driver
  *   quota     over the quota: CUDA_ERROR_OUT_OF_MEMORY, as the driver
  *   kill      the program is SIGKILLed while it maps pooled handles: vmmd
  *             has the chunks back
@@ -555,19 +558,37 @@ sc_passthru(bool native_setting)
 	expect_lent(0);
 }
 
-/* vmmd unreachable: the driver serves it, counted as native. */
+/* vmmd unreachable: the driver serves it, counted as native; or, with
+ * VMM_REQUIRE_DAEMON=1, the allocation fails as cudaMalloc's does. */
 static void
-sc_nodaemon(void)
+sc_nodaemon(bool required)
 {
-	CUmemAllocationProp prop = dev_prop(CU_MEM_HANDLE_TYPE_NONE);
+	CUmemAllocationProp prop = dev_prop(CU_MEM_HANDLE_TYPE_NONE), bad;
 	CUmemGenericAllocationHandle h;
 	struct vmm_usage u;
 	CUdeviceptr va;
 	size_t gran;
+	void *p;
 
 	cuda_up();
 	CKCU(cuMemGetAllocationGranularity(&gran, &prop,
 	    CU_MEM_ALLOC_GRANULARITY_MINIMUM));
+	if (required) {
+		CHECK(cuMemCreate(&h, 2 * gran, &prop, 0) ==
+		    CUDA_ERROR_OUT_OF_MEMORY);
+		CHECK(cudaMalloc(&p, 2 * gran) == cudaErrorMemoryAllocation);
+		u = usage();
+		CHECK(u.native_cumemcreate_bytes == 0 && u.app_vmm_bytes == 0);
+		/* Not what the pool serves (RDMA-capable, CUEMU_RDMA=1): the
+		 * driver's, as with a daemon. */
+		bad = prop;
+		bad.allocFlags.gpuDirectRDMACapable = 1;
+		CKCU(cuMemCreate(&h, 2 * gran, &bad, 0));
+		CHECK(usage().native_cumemcreate_bytes == 2 * gran);
+		CKCU(cuMemRelease(h));
+		CHECK(usage().native_cumemcreate_bytes == 0);
+		return;
+	}
 	CKCU(cuMemCreate(&h, 2 * gran, &prop, 0));
 	u = usage();
 	CHECK(u.native_cumemcreate_bytes == 2 * gran && u.app_vmm_bytes == 0);
@@ -800,7 +821,7 @@ main(int argc, char **argv)
 		conf = qconf;
 	}
 	if (strcmp(sc, "nodaemon") == 0) {
-		sc_nodaemon();
+		sc_nodaemon(argc > 2 && strcmp(argv[2], "required") == 0);
 		printf("ok %s\n", sc);
 		return 0;
 	}
