@@ -116,6 +116,12 @@ struct vmmc_conn *vmmc_conn_get(int dev);
 #define VMMC_ACQUIRE_EXACT	(1u << 31)
 int	vmmc_conn_acquire(struct vmmc_conn *c, uint64_t bytes, unsigned flags,
 	    uint64_t min_piece, struct vmmc_grant_chunk *out, size_t max);
+/* Asks for one chunk of bytes, or of up to up_to bytes if vmmd has such a
+ * chunk idle and would otherwise create one (Acquire.up_to; the caller
+ * maps all of it).  An older vmmd answers bytes.  The count (1) or a
+ * VMM_E* code; the caller checks the size. */
+int	vmmc_conn_acquire_within(struct vmmc_conn *c, uint64_t bytes,
+	    uint64_t up_to, struct vmmc_grant_chunk *out);
 /* Gives chunks back (recall_id: the Recall answered, or 0) without waiting
  * for vmmd's answer; 0 once sent, or VMM_ENODAEMON. */
 int	vmmc_conn_release(struct vmmc_conn *c, const uint64_t *ids, size_t n,

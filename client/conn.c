@@ -512,9 +512,11 @@ conn_take_chunks(struct vmm_frame_msg *m, Vmm__Chunk *const *chunks,
 	return (int)n;
 }
 
-int
-vmmc_conn_acquire(struct vmmc_conn *c, uint64_t bytes, unsigned flags,
-    uint64_t min_piece, struct vmmc_grant_chunk *out, size_t max)
+/* An Acquire with every field (up_to: Acquire.up_to, or 0). */
+static int
+conn_acquire(struct vmmc_conn *c, uint64_t bytes, unsigned flags,
+    uint64_t min_piece, uint64_t up_to, struct vmmc_grant_chunk *out,
+    size_t max)
 {
 	Vmm__Acquire a = VMM__ACQUIRE__INIT;
 	Vmm__Envelope env = vmm_frame_env_acquire(&a);
@@ -526,6 +528,7 @@ vmmc_conn_acquire(struct vmmc_conn *c, uint64_t bytes, unsigned flags,
 	a.flags = flags & ~VMMC_ACQUIRE_EXACT;
 	a.exact = (flags & VMMC_ACQUIRE_EXACT) != 0;
 	a.min_piece = min_piece;
+	a.up_to = up_to;
 	pthread_mutex_lock(&c->lock);
 	if ((rc = conn_request(c, &env, NULL, 0, &m)) == 0) {
 		g = vmm_frame_msg_env(m)->grant;
@@ -537,6 +540,20 @@ vmmc_conn_acquire(struct vmmc_conn *c, uint64_t bytes, unsigned flags,
 	}
 	pthread_mutex_unlock(&c->lock);
 	return rc;
+}
+
+int
+vmmc_conn_acquire(struct vmmc_conn *c, uint64_t bytes, unsigned flags,
+    uint64_t min_piece, struct vmmc_grant_chunk *out, size_t max)
+{
+	return conn_acquire(c, bytes, flags, min_piece, 0, out, max);
+}
+
+int
+vmmc_conn_acquire_within(struct vmmc_conn *c, uint64_t bytes, uint64_t up_to,
+    struct vmmc_grant_chunk *out)
+{
+	return conn_acquire(c, bytes, 0, 0, up_to > bytes ? up_to : 0, out, 1);
 }
 
 /* Sends Releases for ids (0s skipped: chunks vmmd refused to adopt), on

@@ -15,15 +15,20 @@
  * a synchronization covers it (vmmc_sync_for), or, while a stream capture
  * is in progress, only if one already did (capture.c).
  *
- * A page not mapped yet gets a chunk of one unit: first one of this heap
- * without live blocks, moved from where it is (mapped at the new place,
- * unmapped at the old: VA fragmentation holds no physical memory), else a
- * new one from vmmd.  A chunk moves or goes back to vmmd only once no live
- * block touches it and a synchronization covers the latest free that
- * touched it: the memory the GPU may still touch is never unmapped.
- * Chunks without live blocks are this allocator's cache: given back when
- * idle (VMM_IDLE_MS), on a Recall, by vmm_flush, or beyond VMM_CACHE_MAX.
- * (struct mchunk still allows a chunk of several pages.)
+ * A page not mapped yet gets a chunk: first one of this heap without live
+ * blocks, moved from where it is (mapped at the new place, unmapped at the
+ * old: VA fragmentation holds no physical memory), then chunks of cached
+ * large allocations (take_handed), else one from vmmd: a chunk of one
+ * unit, or, where vmmd would create one while it has larger chunks idle,
+ * the smallest of those up to VMM_MEDIUM_MAX that fits over the free
+ * unmapped pages around (map_run: Acquire.up_to), its other pages idle
+ * pages of this heap.  A chunk of several pages is one record (struct
+ * mchunk): it counts its pages with live blocks and the latest free on
+ * any of them, and moves or goes back to vmmd only once no live block
+ * touches any of its pages and a synchronization covers that free: the
+ * memory the GPU may still touch is never unmapped.  Chunks without live
+ * blocks are this allocator's cache: given back when idle (VMM_IDLE_MS),
+ * on a Recall, by vmm_flush, or beyond VMM_CACHE_MAX.
  *
  * One lock, med_lock, guards everything here.  It is never held while
  * vmmd is asked (conn.c) nor around mapping, unmapping or synchronizing: a
@@ -511,42 +516,72 @@ grant_giveback(struct vmmc_conn *c, struct vmmc_grant_chunk *g, size_t n)
 		vmmc_conn_release(c, ids, n, 0);
 }
 
-/* Asks vmmd for bytes (a multiple of unit, at most MED_MAX_GRANT units)
- * as chunks of one unit each, so that every page can later be moved or
- * given back on its own; the count, or a VMM_E* code (nothing held). */
-static int
-grant_units(struct vmmc_conn *c, uint64_t unit, uint64_t bytes,
-    struct vmmc_grant_chunk *g)
+/* The most pages one chunk from vmmd may span in the heap: the largest
+ * block it serves (VMM_MEDIUM_MAX), so that a chunk is never larger than
+ * what one block could use of it; at least one page. */
+static uint32_t
+med_span(uint64_t unit)
 {
-	int n, m;
+	uint64_t n = vmmc_medium_max() / unit;
 
-	for (n = 0; (uint64_t)n * unit < bytes; n++) {
-		m = vmmc_conn_acquire(c, unit, 0, 0, &g[n], 1);
-		if (m == 1 && g[n].size == unit)
-			continue;
-		/* A bigger chunk (the unit changed with a new vmmd). */
-		if (m == 1)
-			grant_giveback(c, &g[n], 1);
-		grant_giveback(c, g, (size_t)n);
-		return m < 0 ? m : VMM_EPROTO;
-	}
-	return n;
+	return n < 1 ? 1 : n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
 }
 
-/* Maps pages [p0, p1] of a (marked PG_BUSY by the caller) from a new
- * grant; records the chunks.  med_lock not held on entry nor exit. */
+/*
+ * Maps pages [p, q] of a (PG_BUSY, the caller's) from new grants, with
+ * chunks mapped back to back from p on: up to MED_MAX_GRANT of them,
+ * so the run may end before q (*end: the first page after what was
+ * mapped).  [lo, hi] (lo <= p, q <= hi) are pages the caller also marked
+ * PG_BUSY that no live block touches: a chunk may cover some of them.
+ * Each chunk is asked as one page, or as an idle chunk of vmmd of up to
+ * med_span pages that fits in [lo, hi] (Acquire.up_to) when vmmd has no
+ * one-page chunk idle and would otherwise create one: idle memory rather
+ * than new, its extra pages this heap's idle pages (its cache), for the
+ * next blocks.  The first chunk covers p (shifted left into [lo, p) only
+ * if it does not fit before hi); the others follow it.  Every chunk thus
+ * covers a page of [p, q], which the caller's block keeps live: none can
+ * be moved or given back before that block is freed.  Records the
+ * chunks.  med_lock not held on entry nor exit.
+ */
 static int
-map_run(struct arena *a, struct vmmc_conn *c, uint32_t p0, uint32_t p1)
+map_run(struct arena *a, struct vmmc_conn *c, uint32_t p, uint32_t q,
+    uint32_t lo, uint32_t hi, uint32_t *end)
 {
 	struct vmmc_grant_chunk g[MED_MAX_GRANT];
 	struct mchunk *mc[MED_MAX_GRANT];
-	uint64_t bytes = (uint64_t)(p1 - p0 + 1) * a->unit;
-	CUdeviceptr va = a->base + (uint64_t)p0 * a->unit;
-	uint32_t p;
-	int n, i, rc;
+	uint32_t span = med_span(a->unit), s = p, next = p, pg;
+	uint64_t bytes;
+	CUdeviceptr va;
+	int n = 0, i, m, rc;
 
-	if ((n = grant_units(c, a->unit, bytes, g)) < 0)
-		return n;
+	while (next <= q && n < MED_MAX_GRANT) {
+		uint32_t room = n == 0 ? hi - lo + 1 : hi - next + 1;
+		uint32_t most = room < span ? room : span;
+		uint64_t k;
+
+		m = vmmc_conn_acquire_within(c, a->unit,
+		    (uint64_t)most * a->unit, &g[n]);
+		if (m != 1) {
+			grant_giveback(c, g, (size_t)n);
+			return m < 0 ? m : VMM_EPROTO;
+		}
+		k = g[n].size / a->unit;
+		if (g[n].size % a->unit != 0 || k == 0 || k > most) {
+			/* Not a size asked for (the unit changed with a new
+			 * vmmd). */
+			grant_giveback(c, g, (size_t)n + 1);
+			return VMM_EPROTO;
+		}
+		if (n == 0) {
+			s = p + k - 1 <= hi ? p : hi - (uint32_t)k + 1;
+			next = s + (uint32_t)k;
+		} else {
+			next += (uint32_t)k;
+		}
+		n++;
+	}
+	bytes = (uint64_t)(next - s) * a->unit;
+	va = a->base + (uint64_t)s * a->unit;
 	for (i = 0; i < n; i++)
 		if ((mc[i] = calloc(1, sizeof(*mc[i]))) == NULL)
 			break;
@@ -572,16 +607,16 @@ map_run(struct arena *a, struct vmmc_conn *c, uint32_t p0, uint32_t p1)
 		grant_giveback(c, g, (size_t)n);
 		return VMM_ENOMEM;
 	}
-	for (i = 0, p = p0; i < n; i++) {
+	for (i = 0, pg = s; i < n; i++) {
 		uint32_t k;
 
 		mc[i]->id = g[i].id;
-		mc[i]->first = p;
+		mc[i]->first = pg;
 		mc[i]->npages = (uint32_t)(g[i].size / a->unit);
-		for (k = 0; k < mc[i]->npages; k++, p++) {
-			a->pchunk[p] = mc[i];
-			a->state[p] = PG_MAPPED;
-			if (a->refs[p] > 0) {
+		for (k = 0; k < mc[i]->npages; k++, pg++) {
+			a->pchunk[pg] = mc[i];
+			a->state[pg] = PG_MAPPED;
+			if (a->refs[pg] > 0) {
 				mc[i]->nlive++;
 			} else {
 				cached_add(a->unit);
@@ -597,6 +632,7 @@ map_run(struct arena *a, struct vmmc_conn *c, uint32_t p0, uint32_t p1)
 	vmmc_stat_add(VMMC_STAT_MAPPED, (int64_t)bytes);
 	vmm_log_debug("MEDIUM_MAP Ptr=0x%llx Size=%llu Chunks=%d",
 	    (unsigned long long)va, (unsigned long long)bytes, n);
+	*end = next;
 	return 0;
 }
 
@@ -838,6 +874,39 @@ take_handed(struct arena *a, uint32_t p0, uint32_t p1)
 	    (uint32_t)(h[mapped - 1].size / a->unit) : p0;
 }
 
+/* Marks PG_BUSY, for map_run, the pages around [p, q] (if p <= q) that a
+ * chunk covering one of them could also cover: within med_span of the
+ * run, not mapped nor being mapped, no live block on them; [*lo, *hi]
+ * then spans them and the run.  med_lock held. */
+static void
+widen(struct arena *a, uint32_t p, uint32_t q, uint32_t *lo, uint32_t *hi)
+{
+	uint32_t span = med_span(a->unit);
+
+	*lo = p;
+	*hi = q;
+	if (p > q)
+		return;
+	while (*lo > 0 && p - (*lo - 1) < span &&
+	    a->state[*lo - 1] == PG_UNMAPPED && a->refs[*lo - 1] == 0)
+		a->state[--*lo] = PG_BUSY;
+	while (*hi + 1 < a->npages && *hi + 1 - q < span &&
+	    a->state[*hi + 1] == PG_UNMAPPED && a->refs[*hi + 1] == 0)
+		a->state[++*hi] = PG_BUSY;
+}
+
+/* Undoes widen for the pages of [lo, hi] outside the run [p, q] that no
+ * chunk was mapped on (still PG_BUSY: ours).  med_lock held. */
+static void
+unwiden(struct arena *a, uint32_t lo, uint32_t hi, uint32_t p, uint32_t q)
+{
+	uint32_t k;
+
+	for (k = lo; k <= hi; k++)
+		if ((k < p || k > q) && a->state[k] == PG_BUSY)
+			a->state[k] = PG_UNMAPPED;
+}
+
 /* Makes sure pages [p0, p1] (referenced by the caller) are mapped: maps
  * those nobody maps, waits for those being mapped or unmapped by others.
  * med_lock held on entry and exit. */
@@ -845,7 +914,7 @@ static int
 pages_ensure(struct arena *a, struct vmmc_conn *c, uint32_t p0, uint32_t p1)
 {
 	for (;;) {
-		uint32_t p, q;
+		uint32_t p, q, lo, hi, w;
 		bool busy = false;
 		int rc;
 
@@ -863,16 +932,19 @@ pages_ensure(struct arena *a, struct vmmc_conn *c, uint32_t p0, uint32_t p1)
 			/* Then what the process holds idle elsewhere. */
 			if (p <= q)
 				p = take_handed(a, p, q);
-			for (rc = 0; p <= q && rc == 0;) {
-				uint32_t e = q - p >= MED_MAX_GRANT ?
-				    p + MED_MAX_GRANT - 1 : q;
+			/* Then vmmd, which may lend an idle chunk larger than
+			 * a page over free pages around the run (map_run). */
+			widen(a, p, q, &lo, &hi);
+			for (rc = 0, w = lo; p <= q && rc == 0;) {
+				uint32_t e;
 
 				pthread_mutex_unlock(&med_lock);
-				rc = map_run(a, c, p, e);
+				rc = map_run(a, c, p, q, w, hi, &e);
 				pthread_mutex_lock(&med_lock);
 				if (rc == 0)
-					p = e + 1;
+					w = p = e;
 			}
+			unwiden(a, lo, hi, p, q);
 			if (rc != 0) {
 				memset(&a->state[p], PG_UNMAPPED, q - p + 1);
 				pthread_cond_broadcast(&med_cond);

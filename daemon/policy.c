@@ -394,6 +394,35 @@ policy_cached_enough(const struct vmmd_session *s, uint64_t now,
 	return false;
 }
 
+/*
+ * Acquire.up_to: the client maps all of a chunk up to that size (the
+ * medium heap, over pages around those it needs), so an idle chunk larger
+ * than asked serves it instead of a create while that chunk sits unused:
+ * physical memory does not grow for a request idle memory can serve, and
+ * nothing is destroyed for it.  Tried before the plain path (its fit is
+ * the same smallest-first fit with a wider slack), within the quota.
+ * Answered (true) when such a chunk was lent or the lend failed.
+ */
+static bool
+policy_grant_within(struct vmmd_session *s, const Vmm__Acquire *a)
+{
+	struct vmmd_chunk *chunks[1];
+	char msg[VMM_PROTO_MAX_MESSAGE];
+	uint64_t top = a->up_to, room = vmmd_session_quota_room(s, NULL, 0);
+	int n, code = 0;
+
+	if (top > room)
+		top = room;
+	msg[0] = '\0';
+	n = vmmd_pool_grant_within(&s->h, a->bytes, top, chunks, &code, msg,
+	    sizeof(msg));
+	if (n == 0)
+		return false;
+	(void)policy_answer(s, a->request_id, a->bytes, n, chunks, code, msg,
+	    sizeof(msg), false);
+	return true;
+}
+
 void
 vmmd_policy_acquire(struct vmmd_session *s, const Vmm__Acquire *a)
 {
@@ -408,6 +437,8 @@ vmmd_policy_acquire(struct vmmd_session *s, const Vmm__Acquire *a)
 		return;
 	}
 	s->last_acquire_ms = now;
+	if (a->up_to != 0 && policy_grant_within(s, a))
+		return;
 	/* Memory other processes freed is reused before the pool grows: if
 	 * those not busy hold enough in their caches, recall it rather than
 	 * create.  A busy one would soon ask for it back. */

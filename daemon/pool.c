@@ -6,7 +6,10 @@
  * the process exits.  A chunk is never lent to two sessions at once.
  *
  * Grant policy, for a request rounded up to the chunk unit:
- *   1. one free chunk that fits (at most 1/16 larger than asked);
+ *   1. one free chunk that fits (at most 1/16 larger than asked; a client
+ *      that maps all of a larger one, Acquire.up_to, gets the smallest up
+ *      to that size rather than new memory: vmmd_pool_grant_within, which
+ *      the policy tries first);
  *   2. if the client allows it, stitch free chunks no smaller than
  *      frag_ratio × request (or the client's min_piece), largest first, up
  *      to max_pieces;
@@ -1634,6 +1637,28 @@ vmmd_pool_grant_async(struct vmmd_holder *h, uint64_t bytes, unsigned flags,
 		if (r != CUDA_SUCCESS)
 			return pool_grant_finish(h, &p, r, code, msg, msglen);
 	}
+	return pool_lend_all(h, &p, code, msg, msglen);
+}
+
+int
+vmmd_pool_grant_within(struct vmmd_holder *h, uint64_t bytes, uint64_t up_to,
+    struct vmmd_chunk **out, int *code, char *msg, size_t msglen)
+{
+	struct pool_pick p = { .v = out, .max = 1 };
+	uint64_t top = up_to / pool_unit * pool_unit;
+
+	if (bytes == 0 || bytes > pool_total || pool_nfree == 0)
+		return 0;
+	p.want = vmmd_pool_round(bytes);
+	if (top <= p.want)
+		return 0;
+	/* The smallest usable idle chunk of want..top: a plain fit (1/16)
+	 * when there is one, else the least memory the client maps unused. */
+	pool_fit(h, &p, top - p.want);
+	if (p.n == 0)
+		return 0;
+	if (p.got > p.want + p.want / 16 / pool_unit * pool_unit)
+		vmmd_stats.fits_within++;
 	return pool_lend_all(h, &p, code, msg, msglen);
 }
 

@@ -309,6 +309,13 @@ int	vmmd_pool_grant_async(struct vmmd_holder *h, uint64_t bytes,
 	    unsigned flags, uint64_t min_piece, struct vmmd_chunk **out,
 	    size_t max, int *code, char *msg, size_t msglen,
 	    vmmd_pool_granted_fn *cb, void *arg);
+/* Acquire.up_to: lends h the smallest free chunk of bytes (rounded to the
+ * unit) up to up_to that h may use, idle memory rather than new (the
+ * client maps all of it).  1 (out[0]), 0 when there is none (nothing
+ * changed), or VMMD_POOL_FAILED (*code and msg). */
+int	vmmd_pool_grant_within(struct vmmd_holder *h, uint64_t bytes,
+	    uint64_t up_to, struct vmmd_chunk **out, int *code, char *msg,
+	    size_t msglen);
 /* Exports a chunk as a new POSIX fd for one grant; -1 on failure. */
 int	vmmd_pool_export(struct vmmd_chunk *ch);
 enum vmmd_adopt {

@@ -77,6 +77,7 @@ struct vmm_pool_figures {
 	X(grant_bytes, "bytes lent")                                         \
 	X(fits, "grants served by one pooled chunk")                         \
 	X(stitches, "grants stitched from several pooled chunks")            \
+	X(fits_within, "grants of one pooled chunk larger than asked, up to Acquire.up_to, instead of a create") \
 	X(creates, "chunks created with cuMemCreate")                        \
 	X(create_bytes, "bytes created with cuMemCreate")                    \
 	X(releases, "Release requests")                                      \

@@ -257,7 +257,10 @@ acquire_ok(const Vmm__Acquire *m)
 {
 	return m->bytes != 0 && (m->flags &
 	    ~(uint32_t)(VMM__ACQUIRE_FLAG__ACQUIRE_FLAG_ALLOW_STITCH |
-	    VMM__ACQUIRE_FLAG__ACQUIRE_FLAG_IGNORE_FRAG_RATIO)) == 0;
+	    VMM__ACQUIRE_FLAG__ACQUIRE_FLAG_IGNORE_FRAG_RATIO)) == 0 &&
+	    /* up_to: one chunk of bytes..up_to, never with exact or stitch */
+	    (m->up_to == 0 || (m->up_to >= m->bytes && !m->exact &&
+	    !(m->flags & VMM__ACQUIRE_FLAG__ACQUIRE_FLAG_ALLOW_STITCH)));
 }
 
 static bool

@@ -27,6 +27,11 @@
  *   crossback the reverse: after a large allocation is freed, a medium
  *            block maps its chunks (handed over, no new memory from
  *            vmmd), not before a kernel still writing it is done
+ *   within   with only larger chunks idle in vmmd, a block's page gets
+ *            one of them mapped over several pages (Acquire.up_to), not a
+ *            new chunk, and the next blocks use its other pages; the
+ *            chunk goes back only once no pending write touches any of
+ *            its pages
  */
 #include <cuda.h>
 
@@ -46,13 +51,14 @@
 static struct tc	*adm;
 static uint64_t		unit;
 static pid_t		daemon_pid;
+static char		sockpath[1100];
 
 /* conf: vmmd's configuration. */
 static void
 setup(const char *conf)
 {
 	const char *tmp = getenv("VMM_TEST_TMPDIR");
-	char sockdir[1024], sockpath[1100];
+	char sockdir[1024];
 	CUcontext ctx;
 
 	CHECK(tmp != NULL);
@@ -446,6 +452,82 @@ sc_crossback(void)
 	CHECK_OK(cuStreamDestroy(s));
 }
 
+/* ---- within ----------------------------------------------------------------- */
+
+/* vmmd holds only idle chunks of 4 units, released by another session (a
+ * freed large allocation's pieces, say).  Blocks of 3/4 unit, the first
+ * needing one page, get one such chunk mapped over 4 pages (Acquire.up_to)
+ * rather than a new one-unit chunk, and the next blocks land on its other
+ * pages: vmmd creates nothing and lends that one chunk.  A kernel still
+ * writing the block on the chunk's last page when every block is freed
+ * keeps the whole chunk from going back until it is done: a large
+ * allocation made then, which stitches the heap's idle chunk (given back
+ * to vmmd for it), never receives that write. */
+static void
+sc_within(void)
+{
+	/* Beyond VMM_MEDIUM_MAX (32 MiB): a large allocation. */
+	const size_t bsize = unit / 4 * 3, lsize = 20 * unit;
+	struct tc_chunk ch[2];
+	uint64_t ids[2], creates, made, within, held;
+	void *b[5], *l;
+	struct tc *o;
+	CUstream s;
+	int i;
+
+	CHECK(cuemu_available());
+	CHECK_OK(cuStreamCreate(&s, CU_STREAM_NON_BLOCKING));
+	CHECK((o = tc_open(sockpath, "other", false)) != NULL);
+	for (i = 0; i < 2; i++) {
+		CHECK(tc_acquire(o, 4 * unit, 0, &ch[i], 1) == 1);
+		CHECK(ch[i].size == 4 * unit);
+		ids[i] = ch[i].id;
+	}
+	tc_close_chunks(ch, 2);
+	CHECK(tc_release(o, ids, 2) == 0);
+	tc_close(o);
+	held = lent();
+	creates = tc_counter(adm, "creates");
+	within = tc_counter(adm, "fits_within");
+	for (i = 0; i < 5; i++) {
+		CHECK(vmm_malloc(&b[i], bsize) == 0);
+		CHECK_OK(cuMemsetD8(D(b[i]), val((size_t)i), bsize));
+	}
+	printf("within: vmmd created %llu, %llu wider fits, lent %llu -> %llu\n",
+	    (unsigned long long)(tc_counter(adm, "creates") - creates),
+	    (unsigned long long)(tc_counter(adm, "fits_within") - within),
+	    (unsigned long long)held, (unsigned long long)lent());
+	CHECK(tc_counter(adm, "creates") == creates);
+	CHECK(tc_counter(adm, "fits_within") == within + 1);
+	CHECK(lent() == held + 4 * unit);
+	for (i = 0; i < 5; i++)
+		CHECK(all_are(b[i], bsize, val((size_t)i)));
+	/* The last block, on the chunk's last page, freed with a kernel still
+	 * to write it (in 300 ms); the others freed idle. */
+	for (i = 0; i < 4; i++)
+		CHECK(vmm_free(b[i]) == 0);
+	CHECK(D(b[4]) / unit != D(b[0]) / unit);
+	CHECK_OK(cuemu_launch_write(D(b[4]), 0xdeadbeef, bsize, 300000, s));
+	CHECK(vmm_free(b[4]) == 0);
+	made = tc_counter(adm, "create_bytes");
+	CHECK(vmm_malloc(&l, lsize) == 0);
+	/* Both idle 4-unit chunks went into it: the heap's, given back after
+	 * the sync, and the other; vmmd made only the rest. */
+	printf("within: the large allocation made %llu new bytes of %zu\n",
+	    (unsigned long long)(tc_counter(adm, "create_bytes") - made), lsize);
+	CHECK(tc_counter(adm, "create_bytes") - made == lsize - 8 * unit);
+	CHECK_OK(cuMemsetD8(D(l), 0x6c, lsize));
+	usleep(400000);
+	CHECK_OK(cuCtxSynchronize());
+	CHECK(all_are(l, lsize, 0x6c));
+	CHECK(cuemu_counter("faults") == 0);
+	CHECK(cuemu_counter("busy_releases") == 0);
+	CHECK(vmm_free(l) == 0);
+	CHECK(vmm_flush() == 0);
+	CHECK(lent() == 0);
+	CHECK_OK(cuStreamDestroy(s));
+}
+
 int
 main(int argc, char **argv)
 {
@@ -453,7 +535,7 @@ main(int argc, char **argv)
 	/* cross: a grant of vmmd may be stitched from as many one-unit pages
 	 * as the large allocation needs (its default max_pieces, 16, would
 	 * have it create the rest beyond 16 units). */
-	setup(strcmp(argv[1], "cross") == 0 ?
+	setup(strcmp(argv[1], "cross") == 0 || strcmp(argv[1], "within") == 0 ?
 	    "idle_timeout_ms = 0\nmax_pieces = 64\n" : "idle_timeout_ms = 0\n");
 	if (strcmp(argv[1], "pack") == 0)
 		sc_pack();
@@ -469,6 +551,8 @@ main(int argc, char **argv)
 		sc_cross();
 	else if (strcmp(argv[1], "crossback") == 0)
 		sc_crossback();
+	else if (strcmp(argv[1], "within") == 0)
+		sc_within();
 	else
 		CHECK(!"unknown scenario");
 	tc_close(adm);

@@ -11,6 +11,9 @@
  * "test_daemon_stitch exact": Acquire.exact (an application's own
  * cuMemCreate served from the pool) gets one chunk of exactly the size
  * asked, never a larger pooled one nor a stitch.
+ *
+ * "test_daemon_stitch within": Acquire.up_to gets the smallest idle chunk
+ * up to that size rather than a new one (within the quota).
  */
 #include <cuda.h>
 
@@ -520,12 +523,84 @@ test_exact(void)
 	return bad;
 }
 
+/* Acquire.up_to: for a one-unit request with no one-unit chunk idle, the
+ * smallest idle chunk up to up_to is lent instead of a create (counted in
+ * fits_within); a one-unit chunk idle still fits first; none within
+ * up_to, or none within the quota, and vmmd creates as before; the larger
+ * chunk lent is distinct memory that holds data. */
+static int
+test_within(void)
+{
+	Vmm__SetQuota quota = VMM__SET_QUOTA__INIT;
+	struct tc_chunk c4, c8, one, ch;
+	uint64_t creates, within;
+	Vmm__Envelope env;
+	struct tc *a, *q;
+	pid_t d;
+	int bad = 0;
+
+	start("within", "idle_timeout_ms = 0\n", &d);
+	a = tc_open(sockpath, "within", false);
+	CHECK(tc_acquire(a, 4 * G, 0, &c4, 1) == 1 && c4.size == 4 * G);
+	CHECK(tc_acquire(a, 8 * G, 0, &c8, 1) == 1 && c8.size == 8 * G);
+	give_back(a, &c4, 1);
+	give_back(a, &c8, 1);
+	creates = tc_counter(adm, "creates");
+	within = tc_counter(adm, "fits_within");
+	/* Up to 2 units: no idle chunk that small, a create. */
+	CHECK(tc_acquire_within(a, G, 2 * G, &one) == 1);
+	CHECK(one.size == G && tc_counter(adm, "creates") == creates + 1);
+	/* Up to 16 units: the 4-unit chunk, the smallest, no create. */
+	CHECK(tc_acquire_within(a, G, 16 * G, &ch) == 1);
+	if (ch.size != 4 * G || ch.id != c4.id ||
+	    tc_counter(adm, "creates") != creates + 1 ||
+	    tc_counter(adm, "fits_within") != within + 1) {
+		fprintf(stderr, "within: 1 unit up to 16 got %llu units, "
+		    "%llu created\n", (unsigned long long)(ch.size / G),
+		    (unsigned long long)(tc_counter(adm, "creates") - creates));
+		bad++;
+	}
+	use_grant(&ch, 1, 7);
+	give_back(a, &ch, 1);
+	/* A one-unit chunk idle fits first (a plain fit, not a wider one). */
+	give_back(a, &one, 1);
+	CHECK(tc_acquire_within(a, G, 16 * G, &ch) == 1);
+	CHECK(ch.id == one.id && ch.size == G);
+	CHECK(tc_counter(adm, "fits_within") == within + 1);
+	give_back(a, &ch, 1);
+	tc_close(a);
+	/* A quota of 3 units, 1 held: the idle 4- and 8-unit chunks are
+	 * beyond it, so a new unit is made. */
+	quota.request_id = tc_rid(adm);
+	quota.kind = VMM__QUOTA_KIND__QUOTA_KIND_NAME;
+	quota.key = (char *)"within-q";
+	quota.bytes = 3 * G;
+	env = vmm_frame_env_set_quota(&quota);
+	vmm_frame_msg_free(tc_call_expect(adm, &env, VMM__ENVELOPE__MSG_ACK));
+	q = tc_open(sockpath, "within-q", false);
+	CHECK(tc_acquire(q, G, 0, &one, 1) == 1);	/* the 1-unit chunk */
+	creates = tc_counter(adm, "creates");
+	CHECK(tc_acquire_within(q, G, 16 * G, &ch) == 1);
+	if (ch.size != G || tc_counter(adm, "creates") != creates + 1) {
+		fprintf(stderr, "within: over the quota, %llu units lent\n",
+		    (unsigned long long)(ch.size / G));
+		bad++;
+	}
+	give_back(q, &ch, 1);
+	give_back(q, &one, 1);
+	tc_close(q);
+	stop(d);
+	return bad;
+}
+
 int
 main(int argc, char **argv)
 {
 	tc_cuda_init();
 	if (argc > 1 && strcmp(argv[1], "exact") == 0)
 		return test_exact() == 0 ? 0 : 1;
+	if (argc > 1 && strcmp(argv[1], "within") == 0)
+		return test_within() == 0 ? 0 : 1;
 	if (argc > 1 && strcmp(argv[1], "policy") == 0) {
 		return test_policy() == 0 ? 0 : 1;
 	}

@@ -387,6 +387,30 @@ tc_acquire_ex(struct tc *c, uint64_t bytes, unsigned flags, uint64_t min_piece,
 	return n;
 }
 
+int
+tc_acquire_within(struct tc *c, uint64_t bytes, uint64_t up_to,
+    struct tc_chunk *out)
+{
+	Vmm__Acquire a = VMM__ACQUIRE__INIT;
+	Vmm__Envelope env = vmm_frame_env_acquire(&a);
+	const Vmm__Grant *g;
+	struct vmm_frame_msg *m;
+	int n;
+
+	a.bytes = bytes;
+	a.up_to = up_to;
+	if ((n = tc_request(c, &env, &m, NULL, 0)) != 0)
+		return n;
+	g = vmm_frame_msg_env(m)->grant;
+	CHECK(g->n_chunks == 1 && vmm_frame_msg_nfds(m) == 1);
+	out->id = g->chunks[0]->id;
+	out->size = g->chunks[0]->size;
+	out->fd = vmm_frame_msg_take_fd(m, 0);
+	CHECK(out->fd >= 0);
+	vmm_frame_msg_free(m);
+	return 1;
+}
+
 void
 tc_close_chunks(struct tc_chunk *ch, size_t n)
 {

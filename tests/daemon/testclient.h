@@ -97,6 +97,10 @@ void	tc_stop_daemon_ok(pid_t pid);
 int	tc_acquire_ex(struct tc *c, uint64_t bytes, unsigned flags,
 	    uint64_t min_piece, struct tc_chunk *out, size_t max, char *msg,
 	    size_t msglen);
+/* Acquire of bytes with Acquire.up_to set (no flags): one chunk, or
+ * -code on an Error reply. */
+int	tc_acquire_within(struct tc *c, uint64_t bytes, uint64_t up_to,
+	    struct tc_chunk *out);
 /* Closes the fds of granted chunks. */
 void	tc_close_chunks(struct tc_chunk *ch, size_t n);
 /* The pool totals; fails the test on error. */

@@ -135,6 +135,15 @@ test_validation(void)
 	EXPECT(2, s.acquire.bytes = 0, VMM_FRAME_EINVALID);
 	EXPECT(2, s.acquire.flags = 4, VMM_FRAME_EINVALID);
 	EXPECT(2, s.acquire.request_id = 0, VMM_FRAME_EINVALID);
+	/* up_to: at least bytes, one chunk only (no exact, no stitch) */
+	EXPECT(2, s.acquire.up_to = s.acquire.bytes; s.acquire.flags = 0, 0);
+	EXPECT(2, s.acquire.up_to = s.acquire.bytes * 4; s.acquire.flags =
+	    VMM__ACQUIRE_FLAG__ACQUIRE_FLAG_IGNORE_FRAG_RATIO, 0);
+	EXPECT(2, s.acquire.up_to = s.acquire.bytes - 1; s.acquire.flags = 0,
+	    VMM_FRAME_EINVALID);
+	EXPECT(2, s.acquire.up_to = s.acquire.bytes * 2; s.acquire.flags = 0;
+	    s.acquire.exact = 1, VMM_FRAME_EINVALID);
+	EXPECT(2, s.acquire.up_to = s.acquire.bytes * 2, VMM_FRAME_EINVALID);
 	/* grant */
 	EXPECT(3, s.grant.n_chunks = 0; s.nfds = 0, VMM_FRAME_EINVALID);
 	EXPECT(3, s.chunks[1].id = 0, VMM_FRAME_EINVALID);
