@@ -58,7 +58,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define CUEMU_SHARED_MAGIC 0x63756d656d763032ull	/* "cumemv02" */
+#define CUEMU_SHARED_MAGIC 0x63756d656d763033ull	/* "cumemv03" */
 /* Shared chunks tracked per device; beyond that, stricter (never freed
  * until a scan).  A power of two: the table is open addressing. */
 #define CUEMU_SHARED_SLOTS 32768u
@@ -66,6 +66,9 @@
 #define CUEMU_PROCS_MAX 1024
 /* The mode of a memfd once exported (memfd_create makes it 0777). */
 #define CUEMU_SHARED_MODE 0600
+/* A scan tells a phantom chunk's key from an inode by this bit (keys are
+ * below it, see cuemu_phantom_key). */
+#define CUEMU_PHANTOM_SEEN (1ull << 62)
 
 /* Emulator handles of one shared chunk, per process holding any. */
 #define CUEMU_SLOT_PIDS 4
@@ -90,6 +93,14 @@ struct cuemu_shared {
 	uint32_t	nprocs;
 	uint32_t	procs_full;	/* some did not fit: scan each time */
 	int32_t		procs[CUEMU_PROCS_MAX];
+	/* CUEMU_PHANTOM: bytes of the phantom handles alive in each process
+	 * of procs[] (a process that dies loses them), of processes that did
+	 * not fit in procs[] (kept until the instance is reset: stricter),
+	 * and their sum.  A scan cannot see phantom handles (they hold no
+	 * fd), so these are apart from charged. */
+	uint64_t	pphantom[CUEMU_PROCS_MAX];
+	uint64_t	phantom_unowned;
+	uint64_t	phantom;
 	struct cuemu_shared_slot slot[CUEMU_SHARED_SLOTS];
 };
 
@@ -98,6 +109,7 @@ struct cuemu_seen;
 static uint64_t	cuemu_scan(int dev, struct cuemu_seen *keep);
 static void	cuemu_table_clear(struct cuemu_shared *sh);
 static void	cuemu_rescan(struct cuemu_shared *sh, int dev);
+static void	cuemu_phantom_clear(struct cuemu_shared *sh);
 
 static int			cuemu_shared_fd[CUEMU_MAX_DEVICES] = { -1, -1, -1,
     -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1 };
@@ -169,8 +181,13 @@ cuemu_shared_open(int dev)
 		sh->suspect = 0;
 		sh->ctx_pid = 0;
 		cuemu_table_clear(sh);
-	} else if (alone && (sh->charged != 0 || sh->nslots != 0))
-		cuemu_rescan(sh, dev);
+		cuemu_phantom_clear(sh);
+	} else if (alone) {
+		/* No other process lives: none holds a phantom handle. */
+		cuemu_phantom_clear(sh);
+		if (sh->charged != 0 || sh->nslots != 0)
+			cuemu_rescan(sh, dev);
+	}
 	if (sh->nprocs < CUEMU_PROCS_MAX)
 		sh->procs[sh->nprocs++] = (int32_t)getpid();
 	else
@@ -203,6 +220,37 @@ cuemu_name_parse(const char *name, int *dev, uint64_t *size, unsigned *types)
 	*dev = (int)d;
 	*size = sz;
 	*types = t;
+	return 0;
+}
+
+/* Parses "cuemu-phantom:<instance>:<dev>:<size>:<types>:<key>" (the fd an
+ * export of a phantom chunk gives, see cuemu_capacity_phantom_export) for
+ * this instance. */
+static int
+cuemu_phantom_name_parse(const char *name, int *dev, uint64_t *size,
+    unsigned *types, uint64_t *key)
+{
+	size_t ilen = strlen(cuemu_cfg.instance);
+	unsigned long long sz, k;
+	unsigned d, t;
+	int n = 0;
+
+	if (strncmp(name, "cuemu-phantom:", 14) != 0 ||
+	    strncmp(name + 14, cuemu_cfg.instance, ilen) != 0 ||
+	    name[14 + ilen] != ':')
+		return -1;
+	if (sscanf(name + 15 + ilen, "%u:%llu:%u:%llx%n", &d, &sz, &t, &k,
+	    &n) != 4)
+		return -1;
+	if (name[15 + ilen + n] != '\0' && name[15 + ilen + n] != ' ')
+		return -1;
+	if (d >= CUEMU_MAX_DEVICES || sz == 0 || k == 0 ||
+	    k >= CUEMU_PHANTOM_SEEN)
+		return -1;
+	*dev = (int)d;
+	*size = sz;
+	*types = t;
+	*key = k;
 	return 0;
 }
 
@@ -251,7 +299,7 @@ cuemu_scan_fds(const char *pid, int dev, struct cuemu_seen *seen)
 		return;
 	while ((de = readdir(d)) != NULL) {
 		struct stat st;
-		uint64_t size;
+		uint64_t size, key;
 		unsigned types;
 		ssize_t n;
 		int ndev;
@@ -263,8 +311,19 @@ cuemu_scan_fds(const char *pid, int dev, struct cuemu_seen *seen)
 		if (n <= 7)
 			continue;
 		target[n] = '\0';
-		if (strncmp(target, "/memfd:", 7) != 0 ||
-		    cuemu_name_parse(target + 7, &ndev, &size, &types) != 0 ||
+		if (strncmp(target, "/memfd:", 7) != 0)
+			continue;
+		/* A phantom chunk's exported fd: the chunk lives while one is
+		 * open, counted once per chunk (the key names it; every
+		 * export is a new memfd). */
+		if (cuemu_phantom_name_parse(target + 7, &ndev, &size, &types,
+		    &key) == 0) {
+			if (ndev == dev)
+				cuemu_seen_add(seen, (ino_t)(key |
+				    CUEMU_PHANTOM_SEEN), size);
+			continue;
+		}
+		if (cuemu_name_parse(target + 7, &ndev, &size, &types) != 0 ||
 		    ndev != dev || stat(link, &st) != 0)
 			continue;
 		cuemu_seen_add(seen, st.st_ino, size);
@@ -437,9 +496,18 @@ cuemu_procs_prune(struct cuemu_shared *sh)
 {
 	uint32_t i, n = 0;
 
-	for (i = 0; i < sh->nprocs && i < CUEMU_PROCS_MAX; i++)
-		if (kill(sh->procs[i], 0) == 0 || errno == EPERM)
+	for (i = 0; i < sh->nprocs && i < CUEMU_PROCS_MAX; i++) {
+		if (kill(sh->procs[i], 0) == 0 || errno == EPERM) {
+			sh->pphantom[n] = sh->pphantom[i];
 			sh->procs[n++] = sh->procs[i];
+			continue;
+		}
+		/* Its phantom handles died with it. */
+		sh->phantom -= sh->pphantom[i] < sh->phantom ? sh->pphantom[i] :
+		    sh->phantom;
+	}
+	for (i = n; i < CUEMU_PROCS_MAX; i++)
+		sh->pphantom[i] = 0;
 	sh->nprocs = n;
 	sh->procs_full = 0;
 }
@@ -524,6 +592,16 @@ cuemu_limit(const struct cuemu_shared *sh)
 	return lim;
 }
 
+/* Whether size more bytes fit on the device, by the books (lock held). */
+static bool
+cuemu_fits(const struct cuemu_shared *sh, uint64_t size)
+{
+	uint64_t used = sh->charged + sh->phantom;
+
+	return used >= sh->charged && used + size >= used &&
+	    used + size <= cuemu_limit(sh);
+}
+
 CUresult
 cuemu_capacity_create(int dev, uint64_t size, unsigned handle_types, int *fdp)
 {
@@ -536,9 +614,9 @@ cuemu_capacity_create(int dev, uint64_t size, unsigned handle_types, int *fdp)
 	lfd = cuemu_shared_fd[dev];
 	if (flock(lfd, LOCK_EX) != 0)
 		return CUDA_ERROR_OPERATING_SYSTEM;
-	if (sh->charged + size > cuemu_limit(sh) || sh->charged + size < size)
+	if (!cuemu_fits(sh, size))
 		cuemu_rescan(sh, dev);
-	if (sh->charged + size > cuemu_limit(sh) || sh->charged + size < size) {
+	if (!cuemu_fits(sh, size)) {
 		flock(lfd, LOCK_UN);
 		return CUDA_ERROR_OUT_OF_MEMORY;
 	}
@@ -573,7 +651,7 @@ cuemu_capacity_used(int dev)
 	 * only then, once per such event, a scan. */
 	if (sh->suspect != 0 || cuemu_procs_lost(sh))
 		cuemu_rescan(sh, dev);
-	used = sh->charged;
+	used = sh->charged + sh->phantom;
 	flock(lfd, LOCK_UN);
 	return used;
 }
@@ -763,4 +841,126 @@ cuemu_capacity_identify(int fd, int *dev, uint64_t *size, unsigned *types)
 	if (fstat(fd, &st) != 0 || (uint64_t)st.st_size != *size)
 		return -1;
 	return 0;
+}
+
+/* ---- phantom chunks (CUEMU_PHANTOM=1) ------------------------------------- */
+
+/*
+ * A phantom chunk has no memory and no fd: each handle on it (create or
+ * import) books its size under this process's entry of the books, and its
+ * end takes it off — exactly, since no mapping can keep it (cuMemMap
+ * refuses phantoms).  An import in another process books the size again
+ * while both hold it (stricter than one allocation).  An export is a new
+ * empty memfd whose name carries the chunk's key; once a handle that was
+ * exported ends, a raw fd may keep the chunk, so its bytes move to charged
+ * and become suspect, as a shared memfd's do: the next scan counts the
+ * open fds naming the key, once per key.
+ */
+
+static void
+cuemu_phantom_clear(struct cuemu_shared *sh)
+{
+	memset(sh->pphantom, 0, sizeof(sh->pphantom));
+	sh->phantom_unowned = 0;
+	sh->phantom = 0;
+}
+
+/* Adds (d > 0) or takes off this process's phantom bytes (lock held). */
+static void
+cuemu_phantom_book(struct cuemu_shared *sh, uint64_t size, bool add)
+{
+	uint64_t *own = &sh->phantom_unowned;
+	int32_t self = (int32_t)getpid();
+	uint32_t i;
+
+	for (i = 0; i < sh->nprocs && i < CUEMU_PROCS_MAX; i++)
+		if (sh->procs[i] == self) {
+			own = &sh->pphantom[i];
+			break;
+		}
+	if (add) {
+		*own += size;
+		sh->phantom += size;
+		return;
+	}
+	*own -= size < *own ? size : *own;
+	sh->phantom -= size < sh->phantom ? size : sh->phantom;
+}
+
+uint64_t
+cuemu_phantom_key(void)
+{
+	static uint32_t next;
+
+	/* pid < 2^22 (pid_max's limit): below CUEMU_PHANTOM_SEEN. */
+	return (uint64_t)(uint32_t)getpid() << 32 | ++next;
+}
+
+CUresult
+cuemu_capacity_phantom_create(int dev, uint64_t size, bool admit)
+{
+	struct cuemu_shared *sh;
+	int lfd;
+
+	if ((sh = cuemu_shared_open(dev)) == NULL)
+		return CUDA_ERROR_OPERATING_SYSTEM;
+	lfd = cuemu_shared_fd[dev];
+	if (flock(lfd, LOCK_EX) != 0)
+		return CUDA_ERROR_OPERATING_SYSTEM;
+	if (admit && !cuemu_fits(sh, size))
+		cuemu_rescan(sh, dev);
+	if (admit && !cuemu_fits(sh, size)) {
+		flock(lfd, LOCK_UN);
+		return CUDA_ERROR_OUT_OF_MEMORY;
+	}
+	cuemu_phantom_book(sh, size, true);
+	flock(lfd, LOCK_UN);
+	return CUDA_SUCCESS;
+}
+
+void
+cuemu_capacity_phantom_end(int dev, uint64_t size, bool exported)
+{
+	struct cuemu_shared *sh;
+	int lfd;
+
+	if ((sh = cuemu_shared_open(dev)) == NULL)
+		return;
+	lfd = cuemu_shared_fd[dev];
+	flock(lfd, LOCK_EX);
+	cuemu_phantom_book(sh, size, false);
+	if (exported) {
+		/* A raw fd may keep it: counted until a scan says not. */
+		sh->charged += size;
+		sh->suspect += size;
+	}
+	flock(lfd, LOCK_UN);
+}
+
+int
+cuemu_capacity_phantom_export(int dev, uint64_t size, unsigned types,
+    uint64_t key)
+{
+	char name[CUEMU_INSTANCE_MAX + 128];
+
+	snprintf(name, sizeof(name), "cuemu-phantom:%s:%d:%" PRIu64 ":%u:%"
+	    PRIx64, cuemu_cfg.instance, dev, size, types, key);
+	return memfd_create(name, MFD_CLOEXEC);
+}
+
+int
+cuemu_capacity_phantom_identify(int fd, int *dev, uint64_t *size,
+    unsigned *types, uint64_t *key)
+{
+	char link[64], target[PATH_MAX];
+	ssize_t n;
+
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+	n = readlink(link, target, sizeof(target) - 1);
+	if (n <= 7)
+		return -1;
+	target[n] = '\0';
+	if (strncmp(target, "/memfd:", 7) != 0)
+		return -1;
+	return cuemu_phantom_name_parse(target + 7, dev, size, types, key);
 }

@@ -370,6 +370,10 @@ cuemu_config_load(void)
 	if (cuemu_env_u64("CUEMU_ASYNC_DELAY_US", 0, 10000000, &v) != 0)
 		return -1;
 	c.async_delay_ns = v * 1000u;
+	v = 0;
+	if (cuemu_env_u64("CUEMU_PHANTOM", 0, 1, &v) != 0)
+		return -1;
+	c.phantom = v != 0;
 	cuemu_cfg = c;
 	return 0;
 

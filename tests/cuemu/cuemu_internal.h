@@ -58,6 +58,7 @@ struct cuemu_config {
 	bool		mig;		/* devices are MIG instances */
 	uint64_t	async_delay_ns;	/* queued work runs at the latest then */
 	enum cuemu_va_hint va_hint;	/* cuMemAddressReserve's addr */
+	bool		phantom;	/* chunks without memory (benchmarks) */
 };
 
 extern struct cuemu_config cuemu_cfg;
@@ -138,6 +139,20 @@ void		cuemu_capacity_import(int fd);
 /* Closes a memfd of ours that a handle or allocation held (after its last
  * mapping in this process is gone), and updates the books. */
 void		cuemu_capacity_close(int fd);
+/* CUEMU_PHANTOM: a handle on a chunk without memory or fd books size bytes
+ * of device dev; with admit, only if they fit (else
+ * CUDA_ERROR_OUT_OF_MEMORY), as a create; an import does not ask. */
+CUresult	cuemu_capacity_phantom_create(int dev, uint64_t size, bool admit);
+/* A phantom handle ended; exported: a raw fd of it may keep the chunk. */
+void		cuemu_capacity_phantom_end(int dev, uint64_t size, bool exported);
+/* A new key naming a phantom chunk across the instance (never 0). */
+uint64_t	cuemu_phantom_key(void);
+/* A new fd naming phantom chunk key (an empty memfd), or -1. */
+int		cuemu_capacity_phantom_export(int dev, uint64_t size,
+		    unsigned types, uint64_t key);
+/* What a phantom chunk's exported fd names; -1 if fd is not one. */
+int		cuemu_capacity_phantom_identify(int fd, int *dev, uint64_t *size,
+		    unsigned *types, uint64_t *key);
 /* Capacity of device dev, as fixed for the instance. */
 uint64_t	cuemu_capacity_total(int dev);
 /* CUEMU_COMPUTE_MODE=exclusive_process: this process's first context on

@@ -24,7 +24,9 @@
 #define CUEMU_PAGE 4096u
 
 struct cuemu_handle {
-	int			fd;
+	int			fd;	/* -1: a phantom (CUEMU_PHANTOM) */
+	uint64_t		phantom; /* phantom: the chunk's key */
+	bool			exported; /* phantom: an fd of it left */
 	uint64_t		size;
 	int			device;
 	CUmemAllocationProp	prop;
@@ -54,6 +56,7 @@ struct cuemu_resv {
 static struct cuemu_handle	**cuemu_slots;
 static uint32_t			cuemu_nslots;
 static uint32_t			*cuemu_slot_gen;
+static uint32_t			cuemu_slot_low;	/* no free slot below */
 
 static struct cuemu_region	*cuemu_regions;	/* sorted by base */
 static size_t			cuemu_nregions, cuemu_capregions;
@@ -94,7 +97,7 @@ cuemu_handle_new(int fd, uint64_t size, int dev, const CUmemAllocationProp *prop
 	struct cuemu_handle *h;
 	uint32_t slot;
 
-	for (slot = 0; slot < cuemu_nslots; slot++)
+	for (slot = cuemu_slot_low; slot < cuemu_nslots; slot++)
 		if (cuemu_slots[slot] == NULL)
 			break;
 	if (slot == cuemu_nslots) {
@@ -122,6 +125,7 @@ cuemu_handle_new(int fd, uint64_t size, int dev, const CUmemAllocationProp *prop
 	cuemu_slot_gen[slot]++;
 	h->gen = cuemu_slot_gen[slot];
 	cuemu_slots[slot] = h;
+	cuemu_slot_low = slot + 1;
 	*out = cuemu_handle_value(slot);
 	return 0;
 }
@@ -134,9 +138,14 @@ cuemu_handle_maybe_free(uint32_t slot)
 
 	if (h == NULL || h->user_refs != 0 || h->maps != 0)
 		return;
-	cuemu_capacity_close(h->fd);
+	if (h->fd < 0)
+		cuemu_capacity_phantom_end(h->device, h->size, h->exported);
+	else
+		cuemu_capacity_close(h->fd);
 	free(h);
 	cuemu_slots[slot] = NULL;
+	if (slot < cuemu_slot_low)
+		cuemu_slot_low = slot;
 }
 
 /* ---- regions ------------------------------------------------------------- */
@@ -386,6 +395,36 @@ cuMemGetAllocationGranularity(size_t *granularity, const CUmemAllocationProp *pr
 	return cuemu_ret(CUDA_SUCCESS);
 }
 
+/* The handle types a memfd's name records, RDMA capability included. */
+static unsigned
+cuemu_handle_types(const CUmemAllocationProp *prop)
+{
+	return (unsigned)prop->requestedHandleTypes |
+	    (prop->allocFlags.gpuDirectRDMACapable ? CUEMU_TYPES_RDMA : 0);
+}
+
+/* CUEMU_PHANTOM: a chunk without memory or fd, booked against the device
+ * (or, for an import, a new handle on the chunk key names). */
+static CUresult
+cuemu_phantom_new(uint64_t size, const CUmemAllocationProp *prop,
+    CUmemGenericAllocationHandle *handle, uint64_t key)
+{
+	int dev = prop->location.id;
+	CUresult r;
+	uint32_t slot;
+
+	r = cuemu_capacity_phantom_create(dev, size, key == 0);
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (cuemu_handle_new(-1, size, dev, prop, handle) != 0) {
+		cuemu_capacity_phantom_end(dev, size, false);
+		return CUDA_ERROR_OUT_OF_MEMORY;
+	}
+	(void)cuemu_handle_get(*handle, &slot);
+	cuemu_slots[slot]->phantom = key != 0 ? key : cuemu_phantom_key();
+	return CUDA_SUCCESS;
+}
+
 CUEMU_EXPORT CUresult CUDAAPI
 cuMemCreate(CUmemGenericAllocationHandle *handle, size_t size,
     const CUmemAllocationProp *prop, unsigned long long flags)
@@ -401,10 +440,11 @@ cuMemCreate(CUmemGenericAllocationHandle *handle, size_t size,
 	if ((r = cuemu_prop_check(prop, true)) != CUDA_SUCCESS)
 		return cuemu_ret(r);
 	cuemu_charge(CUEMU_COST_CREATE, size / cuemu_cfg.granularity);
+	if (cuemu_cfg.phantom)
+		return cuemu_ret(cuemu_phantom_new(size, prop, handle, 0));
 	/* The memfd's name carries what an importer learns of the memory. */
 	r = cuemu_capacity_create(prop->location.id, size,
-	    prop->requestedHandleTypes |
-	    (prop->allocFlags.gpuDirectRDMACapable ? CUEMU_TYPES_RDMA : 0), &fd);
+	    cuemu_handle_types(prop), &fd);
 	if (r != CUDA_SUCCESS)
 		return cuemu_ret(r);
 	if (cuemu_handle_new(fd, size, prop->location.id, prop, handle) != 0) {
@@ -601,6 +641,9 @@ cuMemMap(CUdeviceptr ptr, size_t size, size_t offset,
 	if (cuemu_resv_containing(ptr, size) == NULL ||
 	    cuemu_region_overlaps(ptr, size))
 		return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
+	/* A phantom chunk has no memory to map (CUEMU_PHANTOM). */
+	if (h->fd < 0)
+		return cuemu_ret(CUDA_ERROR_NOT_SUPPORTED);
 	cuemu_charge(CUEMU_COST_MAP, size / cuemu_cfg.granularity);
 	p = mmap((void *)(uintptr_t)ptr, size, PROT_NONE, MAP_SHARED | MAP_FIXED,
 	    h->fd, 0);
@@ -765,6 +808,16 @@ cuMemExportToShareableHandle(void *shareableHandle,
 	if ((h->prop.requestedHandleTypes & handleType) == 0)
 		return cuemu_ret(CUDA_ERROR_NOT_PERMITTED);
 	cuemu_charge(CUEMU_COST_EXPORT, 1);
+	if (h->fd < 0) {
+		/* A phantom: a new empty memfd naming the chunk. */
+		fd = cuemu_capacity_phantom_export(h->device, h->size,
+		    cuemu_handle_types(&h->prop), h->phantom);
+		if (fd < 0)
+			return cuemu_ret(CUDA_ERROR_OUT_OF_MEMORY);
+		h->exported = true;
+		*(int *)shareableHandle = fd;
+		return cuemu_ret(CUDA_SUCCESS);
+	}
 	/* The memory may now outlive this process's handles. */
 	if (cuemu_capacity_export(h->fd) != 0)
 		return cuemu_ret(CUDA_ERROR_OPERATING_SYSTEM);
@@ -781,7 +834,7 @@ cuMemImportFromShareableHandle(CUmemGenericAllocationHandle *handle,
 {
 	CUmemAllocationProp prop;
 	int fd = (int)(intptr_t)osHandle, dup_fd, dev;
-	uint64_t size;
+	uint64_t size, key = 0;
 	unsigned types;
 
 	CUEMU_ENTER("cuMemImportFromShareableHandle");
@@ -791,14 +844,13 @@ cuMemImportFromShareableHandle(CUmemGenericAllocationHandle *handle,
 		return cuemu_ret(CUDA_ERROR_NOT_SUPPORTED);
 	if ((intptr_t)osHandle < 0 || (intptr_t)osHandle > INT32_MAX ||
 	    fcntl(fd, F_GETFD) < 0 ||
-	    cuemu_capacity_identify(fd, &dev, &size, &types) != 0)
+	    (cuemu_capacity_identify(fd, &dev, &size, &types) != 0 &&
+	    cuemu_capacity_phantom_identify(fd, &dev, &size, &types,
+	    &key) != 0))
 		return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
 	if (!cuemu_device_valid(dev))
 		return cuemu_ret(CUDA_ERROR_NOT_SUPPORTED);
 	cuemu_charge(CUEMU_COST_IMPORT, 1);
-	/* Import does not take ownership: keep our own reference. */
-	if ((dup_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0)
-		return cuemu_ret(CUDA_ERROR_OUT_OF_MEMORY);
 	memset(&prop, 0, sizeof(prop));
 	prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
 	prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
@@ -806,6 +858,12 @@ cuMemImportFromShareableHandle(CUmemGenericAllocationHandle *handle,
 	prop.requestedHandleTypes = (CUmemAllocationHandleType)(types &
 	    ~CUEMU_TYPES_RDMA);
 	prop.allocFlags.gpuDirectRDMACapable = (types & CUEMU_TYPES_RDMA) != 0;
+	/* A phantom's fd: a new handle on that chunk, as unmappable. */
+	if (key != 0)
+		return cuemu_ret(cuemu_phantom_new(size, &prop, handle, key));
+	/* Import does not take ownership: keep our own reference. */
+	if ((dup_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0)
+		return cuemu_ret(CUDA_ERROR_OUT_OF_MEMORY);
 	if (cuemu_handle_new(dup_fd, size, dev, &prop, handle) != 0) {
 		close(dup_fd);	/* counted nowhere yet */
 		return cuemu_ret(CUDA_ERROR_OUT_OF_MEMORY);
