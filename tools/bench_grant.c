@@ -88,6 +88,15 @@
 #define BENCH_SCALE_BIG		16		/* the measured grant, granules */
 #define BENCH_SCALE_MAX_IDLE	1000000
 #define BENCH_SCALE_MEM_MB	"1048576"	/* the emulated device: 1 TiB */
+/* --scale's granule: 10^6 chunks of 1..8 of them fit in the 1 TiB device
+ * (about 0.55 TiB), and vmmd's size bins (one per unit of the device)
+ * stay 8 M. */
+#define BENCH_SCALE_GRAN_KB	"128"
+#define BENCH_SCALE_COLD	9		/* cold creates a stage */
+/* A cold create's size, granules: more than max_pieces (64) of the
+ * largest idle chunks (BENCH_SCALE_SIZES) can stitch, distinct per stage
+ * and create (sizes grow, so none fits an earlier one). */
+#define BENCH_SCALE_COLD_BASE	1024
 #define BENCH_ROUND		100		/* of each kind, in turn */
 #define BENCH_RAW_REQ		16		/* bytes, about an Acquire frame */
 #define BENCH_RAW_REPLY		32		/* bytes, about a Grant frame */
@@ -1146,30 +1155,38 @@ daemon_start(const char *vmmd, const char *cudalib, char *sock, size_t len)
 
 /* ---- --scale: grant cost against pool size and sessions ---------------------- */
 
-/* vmmd's CPU time so far (user + system), in microseconds; 0 if unknown. */
+/* vmmd's CPU time so far (user + system, all threads), in microseconds
+ * (the kernel's process CPU clock: nanosecond resolution, where
+ * /proc/<pid>/stat counts clock ticks); 0 if unknown. */
 static uint64_t
 daemon_cpu_us(void)
 {
-	char path[64], buf[1024], *p;
-	unsigned long ut, st;
-	ssize_t n;
-	int fd;
+	struct timespec ts;
+	clockid_t id;
 
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)b_daemon);
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+	if (clock_getcpuclockid(b_daemon, &id) != 0 ||
+	    clock_gettime(id, &ts) != 0)
 		return 0;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return 0;
-	buf[n] = '\0';
-	/* Fields after the command name (which may hold spaces): state is
-	 * the 3rd, utime the 14th, stime the 15th. */
-	if ((p = strrchr(buf, ')')) == NULL ||
-	    sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
-	    &ut, &st) != 2)
-		return 0;
-	return (uint64_t)(ut + st) * 1000000 / (uint64_t)sysconf(_SC_CLK_TCK);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+/* vmmd's open fds now; -1 if unknown. */
+static long
+daemon_fds(void)
+{
+	char path[64];
+	struct dirent *de;
+	long n = 0;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)b_daemon);
+	if ((d = opendir(path)) == NULL)
+		return -1;
+	while ((de = readdir(d)) != NULL)
+		if (de->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n;
 }
 
 /* Releases ids[0..n) in frames of VMM_PROTO_MAX_CHUNKS, awaiting each. */
@@ -1193,39 +1210,117 @@ scale_release(struct bench_client *c, uint64_t *ids, size_t n)
 	return 0;
 }
 
-/*
- * Makes the pool hold n idle chunks of 1..BENCH_SCALE_SIZES granules, in
- * turn: the filler acquires n chunks of those sizes (reusing those a
- * smaller stage left idle, sizes being exact fits) and releases them all.
- */
+/* Appends id to a growing array; 0 or -1. */
 static int
-scale_fill(struct bench_client *c, long n)
+ids_push(uint64_t **ids, size_t *n, size_t *cap, uint64_t id)
+{
+	if (*n == *cap) {
+		size_t ncap = *cap != 0 ? *cap * 2 : 4096;
+		uint64_t *v = realloc(*ids, ncap * sizeof(*v));
+
+		if (v == NULL)
+			return -1;
+		*ids = v;
+		*cap = ncap;
+	}
+	(*ids)[(*n)++] = id;
+	return 0;
+}
+
+/* Acquires bytes; appends the grant's chunk ids, closes its fds; 0/-1. */
+static int
+scale_acquire(struct bench_client *c, uint64_t bytes, uint64_t **ids,
+    size_t *n, size_t *cap)
 {
 	Vmm__Acquire a = VMM__ACQUIRE__INIT;
 	Vmm__Envelope env = vmm_frame_env_acquire(&a);
 	struct vmm_frame_msg *m;
 	const Vmm__Grant *g;
-	uint64_t *ids;
-	size_t i, got = 0;
-	long k;
-	int rc = -1, fd;
+	size_t i;
+	int fd, rc = 0;
 
-	if ((ids = calloc((size_t)n * VMM_PROTO_MAX_CHUNKS, sizeof(*ids)))
-	    == NULL)
+	a.bytes = bytes;
+	if (bc_call(c, &env, &m) != 0)
 		return -1;
-	for (k = 0; k < n; k++) {
-		a.bytes = c->granularity * (uint64_t)(k % BENCH_SCALE_SIZES + 1);
-		if (bc_call(c, &env, &m) != 0)
-			goto out;
-		g = vmm_frame_msg_env(m)->grant;
-		for (i = 0; i < g->n_chunks; i++) {
-			ids[got++] = g->chunks[i]->id;
-			if ((fd = vmm_frame_msg_take_fd(m, i)) >= 0)
-				close(fd);
-		}
-		vmm_frame_msg_free(m);
+	g = vmm_frame_msg_env(m)->grant;
+	for (i = 0; i < g->n_chunks; i++) {
+		if (ids_push(ids, n, cap, g->chunks[i]->id) != 0)
+			rc = -1;
+		if ((fd = vmm_frame_msg_take_fd(m, i)) >= 0)
+			close(fd);
 	}
+	vmm_frame_msg_free(m);
+	return rc;
+}
+
+/*
+ * Makes the pool hold n idle chunks of 1..BENCH_SCALE_SIZES granules, in
+ * turn: the filler acquires n chunks of those sizes (reusing those a
+ * smaller stage left idle, sizes being exact fits) and releases them all,
+ * n chunks being lent then (vmmd CPU per chunk released printed: the cost
+ * of a Release against the number of live chunks).
+ */
+static int
+scale_fill(struct bench_client *c, long n)
+{
+	uint64_t *ids = NULL, cpu0, cpu1, cpu2;
+	size_t got = 0, cap = 0;
+	long k;
+	int rc = -1;
+
+	cpu0 = daemon_cpu_us();
+	for (k = 0; k < n; k++)
+		if (scale_acquire(c, c->granularity *
+		    (uint64_t)(k % BENCH_SCALE_SIZES + 1), &ids, &got, &cap) != 0)
+			goto out;
+	cpu1 = daemon_cpu_us();
 	rc = scale_release(c, ids, got);
+	cpu2 = daemon_cpu_us();
+	if (rc == 0 && n > 0 && got > 0)
+		printf("# fill %ld: vmmd CPU %.2f us per acquire (%zu chunks), "
+		    "%.2f us per chunk released (%zu live, %d per Release)\n", n,
+		    (double)(cpu1 - cpu0) / (double)n, got,
+		    (double)(cpu2 - cpu1) / (double)got, got,
+		    VMM_PROTO_MAX_CHUNKS);
+out:
+	free(ids);
+	return rc;
+}
+
+/*
+ * Cold creates with the stage's idle chunks pooled: BENCH_SCALE_COLD
+ * acquires of sizes nothing idle serves (each creates), held, then
+ * released; vmmd CPU per create (mean) and wall time p50/max in ms.
+ */
+static int
+scale_cold(struct bench_client *c, long idle, size_t stage)
+{
+	uint64_t t[BENCH_SCALE_COLD], *ids = NULL, cpu0, cpu1, t0;
+	size_t n = 0, cap = 0;
+	int i, rc = -1;
+
+	cpu0 = daemon_cpu_us();
+	for (i = 0; i < BENCH_SCALE_COLD; i++) {
+		t0 = now_ns();
+		if (scale_acquire(c, c->granularity * (BENCH_SCALE_COLD_BASE +
+		    (uint64_t)(stage * BENCH_SCALE_COLD + (size_t)i)), &ids, &n,
+		    &cap) != 0)
+			goto out;
+		t[i] = now_ns() - t0;
+	}
+	cpu1 = daemon_cpu_us();
+	if (scale_release(c, ids, n) != 0)
+		goto out;
+	qsort(t, BENCH_SCALE_COLD, sizeof(*t), cmp_u64);
+	printf("# cold create with %ld idle chunks: vmmd CPU %.1f us each, "
+	    "wall p50 %.3f ms, max %.3f ms (%d creates, %zu chunks); vmmd "
+	    "has %ld fds open\n", idle,
+	    (double)(cpu1 - cpu0) / BENCH_SCALE_COLD,
+	    (double)t[BENCH_SCALE_COLD / 2] / 1e6,
+	    (double)t[BENCH_SCALE_COLD - 1] / 1e6, BENCH_SCALE_COLD, n,
+	    daemon_fds());
+	fflush(stdout);
+	rc = 0;
 out:
 	free(ids);
 	return rc;
@@ -1366,7 +1461,8 @@ scale_run(const struct bench_opts *o, const char *sock)
 		fprintf(stderr, BENCH_NAME ": --scale: %ld idle chunks\n",
 		    o->scale[st]);
 		if (scale_fill(&filler, o->scale[st]) != 0 ||
-		    scale_measure(o, &meas, o->scale[st], 1, samples, max) != 0)
+		    scale_measure(o, &meas, o->scale[st], 1, samples, max) != 0 ||
+		    scale_cold(&filler, o->scale[st], st) != 0)
 			goto out;
 		for (; ncrowd < BENCH_SCALE_CLIENTS - 1; ncrowd++)
 			if (bc_open(&crowd[ncrowd], sock, false) != 0)
@@ -1477,9 +1573,12 @@ usage(FILE *f)
 	    "                     release with N idle chunks of mixed sizes pooled\n"
 	    "                     and 1 or %d sessions connected, for --duration\n"
 	    "                     each, and the time of a full stats read (all\n"
-	    "                     pages of sessions) with them (every emulated\n"
-	    "                     chunk is an fd in vmmd, so N is bounded by its\n"
-	    "                     RLIMIT_NOFILE)\n"
+	    "                     pages of sessions) with them; per N also vmmd\n"
+	    "                     CPU per chunk acquired and released (N lent),\n"
+	    "                     cold creates with N idle, and vmmd's open fds\n"
+	    "                     (the emulator runs with CUEMU_PHANTOM=1 and\n"
+	    "                     CUEMU_GRANULARITY_KB=" BENCH_SCALE_GRAN_KB ": no fd or\n"
+	    "                     memory per chunk; N up to 10^6)\n"
 	    "  --busy             instead: pooled grant p50/p99 with vmmd idle, then\n"
 	    "                     while another client makes it create 1 GiB chunks\n"
 	    "                     (a100 latency profile), --duration each\n"
@@ -1779,9 +1878,14 @@ main(int argc, char **argv)
 	signal(SIGTERM, bench_on_signal);
 	signal(SIGHUP, bench_on_signal);
 
-	/* Room for many idle chunks: memfds are not touched. */
-	if (o.nscale > 0)
+	/* Room for 10^6 idle chunks: phantom chunks (no memfd, so no fd
+	 * each in vmmd; never mapped: this process only receives and closes
+	 * fds) of a small granule. */
+	if (o.nscale > 0) {
 		setenv("CUEMU_MEM_MB", BENCH_SCALE_MEM_MB, 1);
+		setenv("CUEMU_PHANTOM", "1", 1);
+		setenv("CUEMU_GRANULARITY_KB", BENCH_SCALE_GRAN_KB, 1);
+	}
 	/* Driver costs as on an A100, so a big create takes its time. */
 	if (o.busy) {
 		setenv("CUEMU_MEM_MB", BENCH_BUSY_MEM_MB, 1);
