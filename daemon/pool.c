@@ -1000,16 +1000,76 @@ vmmd_pool_trim(uint64_t target, uint64_t keep)
 	return released;
 }
 
+/* An expired idle chunk and its place in pool_age (oldest first). */
+struct pool_expired {
+	struct vmmd_chunk	*ch;
+	size_t			seq;
+};
+
+/* Largest first, each size oldest first: the order pool_free_prev walks
+ * the bins in, so the idle timer gives back the same chunks it did when
+ * it walked them all. */
+static int
+pool_expired_cmp(const void *a, const void *b)
+{
+	const struct pool_expired *x = a, *y = b;
+
+	if (x->ch->size != y->ch->size)
+		return x->ch->size > y->ch->size ? -1 : 1;
+	return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/*
+ * Gives idle chunks that have been idle idle_timeout_ms back to the GPU,
+ * largest first, while the pool keeps what was recently granted.  Chunks
+ * enter pool_age at its tail with idle_since_ms = now, so the expired ones
+ * are a prefix of it: the tick looks at them only (O(1) when the oldest
+ * is young), not at every idle chunk, which at 10^6 of them stalled grants
+ * for tens of ms per tick.
+ */
 void
 vmmd_pool_idle_tick(void)
 {
+	static struct pool_expired *ex;
+	static size_t excap;
 	uint64_t now = vmm_now_ms(), timeout = vmmd_cfg.idle_timeout_ms;
 	struct vmmd_chunk *ch, *prev;
 	uint64_t keep;
+	size_t n = 0, i;
 
-	if (timeout == 0)
+	if (timeout == 0 || (ch = TAILQ_FIRST(&pool_age)) == NULL ||
+	    now - ch->idle_since_ms < timeout)
 		return;
 	keep = vmmd_pool_keep();
+	if (pool_t.idle <= keep)
+		return;		/* every chunk would take it below */
+	for (; ch != NULL && now - ch->idle_since_ms >= timeout;
+	    ch = TAILQ_NEXT(ch, alink)) {
+		if (n == excap) {
+			size_t ncap = excap != 0 ? excap * 2 : 256;
+			struct pool_expired *v = realloc(ex, ncap * sizeof(*v));
+
+			if (v == NULL)
+				goto walk_all;
+			ex = v;
+			excap = ncap;
+		}
+		ex[n].ch = ch;
+		ex[n].seq = n;
+		n++;
+	}
+	qsort(ex, n, sizeof(*ex), pool_expired_cmp);
+	for (i = 0; i < n; i++) {
+		ch = ex[i].ch;
+		if (pool_t.idle - ch->size < keep)
+			continue;
+		pool_free_take(ch);
+		pool_destroy(ch);
+	}
+	return;
+
+walk_all:
+	/* No memory for the list: every idle chunk, as before. */
 	for (ch = pool_free_prev(NULL); ch != NULL; ch = prev) {
 		prev = pool_free_prev(ch);
 		if (now - ch->idle_since_ms < timeout ||

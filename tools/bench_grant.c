@@ -1008,6 +1008,9 @@ find_build_dir(char *out, size_t len)
 }
 
 /* Writes vmmd's config: keep idle chunks; our group may read stats. */
+/* --scale: vmmd's idle timer runs, with a timeout nothing reaches. */
+static bool	b_scale_mode;
+
 static int
 write_config(void)
 {
@@ -1016,12 +1019,15 @@ write_config(void)
 
 	if ((f = fopen(b_conf, "wx")) == NULL)
 		return -1;
+	/* --scale: the idle timer runs (every second) as it does by
+	 * default, but nothing expires during the run. */
 	fprintf(f, "# " BENCH_NAME ": released chunks stay pooled\n"
-	    "idle_timeout_ms = 0\n"
+	    "idle_timeout_ms = %s\n"
 	    "# --scale connects %d sessions\n"
 	    "max_sessions = %d\n"
-	    "max_sessions_per_uid = %d\n", BENCH_SCALE_CLIENTS,
-	    2 * BENCH_SCALE_CLIENTS, 2 * BENCH_SCALE_CLIENTS);
+	    "max_sessions_per_uid = %d\n", b_scale_mode ? "86400000" : "0",
+	    BENCH_SCALE_CLIENTS, 2 * BENCH_SCALE_CLIENTS,
+	    2 * BENCH_SCALE_CLIENTS);
 	if (gr != NULL && gr->gr_name != NULL)
 		fprintf(f, "admin_group = %s\n", gr->gr_name);
 	return fclose(f);
@@ -1882,6 +1888,7 @@ main(int argc, char **argv)
 	 * each in vmmd; never mapped: this process only receives and closes
 	 * fds) of a small granule. */
 	if (o.nscale > 0) {
+		b_scale_mode = true;
 		setenv("CUEMU_MEM_MB", BENCH_SCALE_MEM_MB, 1);
 		setenv("CUEMU_PHANTOM", "1", 1);
 		setenv("CUEMU_GRANULARITY_KB", BENCH_SCALE_GRAN_KB, 1);
