@@ -93,6 +93,7 @@
  * stay 8 M. */
 #define BENCH_SCALE_GRAN_KB	"128"
 #define BENCH_SCALE_COLD	9		/* cold creates a stage */
+#define BENCH_SCALE_QUIET_MS	3000		/* vmmd left alone a stage */
 /* A cold create's size, granules: more than max_pieces (64) of the
  * largest idle chunks (BENCH_SCALE_SIZES) can stitch, distinct per stage
  * and create (sizes grow, so none fits an earlier one). */
@@ -1293,6 +1294,23 @@ out:
 	return rc;
 }
 
+/* vmmd's CPU while nobody asks anything, BENCH_SCALE_QUIET_MS long, per
+ * second: what its timers cost with idle chunks pooled (they run on the
+ * thread that serves grants). */
+static void
+scale_quiet(long idle)
+{
+	uint64_t cpu0 = daemon_cpu_us(), cpu1;
+	struct timespec ts = { BENCH_SCALE_QUIET_MS / 1000,
+	    (BENCH_SCALE_QUIET_MS % 1000) * 1000000L };
+
+	nanosleep(&ts, NULL);
+	cpu1 = daemon_cpu_us();
+	printf("# quiet with %ld idle chunks: vmmd CPU %.0f us per second\n",
+	    idle, (double)(cpu1 - cpu0) * 1000.0 / BENCH_SCALE_QUIET_MS);
+	fflush(stdout);
+}
+
 /*
  * Cold creates with the stage's idle chunks pooled: BENCH_SCALE_COLD
  * acquires of sizes nothing idle serves (each creates), held, then
@@ -1470,6 +1488,7 @@ scale_run(const struct bench_opts *o, const char *sock)
 		    scale_measure(o, &meas, o->scale[st], 1, samples, max) != 0 ||
 		    scale_cold(&filler, o->scale[st], st) != 0)
 			goto out;
+		scale_quiet(o->scale[st]);
 		for (; ncrowd < BENCH_SCALE_CLIENTS - 1; ncrowd++)
 			if (bc_open(&crowd[ncrowd], sock, false) != 0)
 				goto out;
