@@ -1408,12 +1408,13 @@ scale_measure(const struct bench_opts *o, struct bench_client *c,
 static int
 scale_stats(struct bench_client *adm, long idle, int clients)
 {
-	uint64_t t[BENCH_SCALE_STATS], t0;
+	uint64_t t[BENCH_SCALE_STATS], t0, cpu0, cpu1;
 	struct vmm_frame_msg *m;
 	const Vmm__StatsReply *r;
 	uint32_t off, got, total, pages = 0;
 	int i;
 
+	cpu0 = daemon_cpu_us();
 	for (i = 0; i < BENCH_SCALE_STATS; i++) {
 		t0 = now_ns();
 		pages = 0;
@@ -1438,11 +1439,13 @@ scale_stats(struct bench_client *adm, long idle, int clients)
 		}
 		t[i] = now_ns() - t0;
 	}
+	cpu1 = daemon_cpu_us();
 	qsort(t, BENCH_SCALE_STATS, sizeof(*t), cmp_u64);
 	printf("# stats with %ld idle chunks, %d clients: %u pages, p50 %.3f ms,"
-	    " max %.3f ms (%d reads)\n", idle, clients, pages,
-	    (double)t[BENCH_SCALE_STATS / 2] / 1e6,
-	    (double)t[BENCH_SCALE_STATS - 1] / 1e6, BENCH_SCALE_STATS);
+	    " max %.3f ms (%d reads); vmmd CPU %.0f us per read\n", idle,
+	    clients, pages, (double)t[BENCH_SCALE_STATS / 2] / 1e6,
+	    (double)t[BENCH_SCALE_STATS - 1] / 1e6, BENCH_SCALE_STATS,
+	    (double)(cpu1 - cpu0) / BENCH_SCALE_STATS);
 	fflush(stdout);
 	return 0;
 }
