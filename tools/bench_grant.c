@@ -94,6 +94,14 @@
 #define BENCH_SCALE_GRAN_KB	"128"
 #define BENCH_SCALE_COLD	9		/* cold creates a stage */
 #define BENCH_SCALE_QUIET_MS	3000		/* vmmd left alone a stage */
+/* Another tenant (uid BENCH_SCALE_OTHER_UID) pools min(N, this) idle
+ * chunks of BENCH_SCALE_SIZES sizes from BENCH_SCALE_OTHER_BASE + 8 x the
+ * stage granules; this tenant then asks for BENCH_SCALE_OTHER_ASKS chunks
+ * of those sizes, which it may not take (cross_tenant = recreate). */
+#define BENCH_SCALE_OTHER_MAX	100000
+#define BENCH_SCALE_OTHER_BASE	17
+#define BENCH_SCALE_OTHER_ASKS	64
+#define BENCH_SCALE_OTHER_UID	65534
 /* A cold create's size, granules: more than max_pieces (64) of the
  * largest idle chunks (BENCH_SCALE_SIZES) can stitch, distinct per stage
  * and create (sizes grow, so none fits an earlier one). */
@@ -1093,6 +1101,11 @@ daemon_start(const char *vmmd, const char *cudalib, char *sock, size_t len)
 		b_dir[0] = '\0';
 		return -1;
 	}
+	/* --scale: another uid reaches the socket (scale_other). */
+	if (b_scale_mode && chmod(b_dir, 0711) != 0) {
+		bench_warn("chmod %s: %s", b_dir, strerror(errno));
+		return -1;
+	}
 	snprintf(b_conf, sizeof(b_conf), "%s/vmmd.conf", b_dir);
 	snprintf(b_log, sizeof(b_log), "%s/vmmd.log", b_dir);
 	snprintf(b_instance, sizeof(b_instance), "vmmbench-%s",
@@ -1311,6 +1324,68 @@ scale_quiet(long idle)
 	fflush(stdout);
 }
 
+/* Another tenant's idle chunks: a child as uid BENCH_SCALE_OTHER_UID
+ * (keeping group 0 for the socket) pools them; then this tenant's grants
+ * of their sizes must create, and vmmd CPU per such grant is printed.
+ * Skipped (a line says so) when not run as root. */
+static int
+scale_other(struct bench_client *c, const char *sock, long idle, size_t stage)
+{
+	uint64_t base = BENCH_SCALE_OTHER_BASE + 8 * (uint64_t)stage, *ids = NULL;
+	uint64_t cpu0, cpu1;
+	long m = idle < BENCH_SCALE_OTHER_MAX ? idle : BENCH_SCALE_OTHER_MAX, k;
+	size_t n = 0, cap = 0;
+	int st, i, rc = -1;
+	pid_t pid;
+
+	if (geteuid() != 0) {
+		printf("# other tenant: skipped (needs root to take another "
+		    "uid)\n");
+		return 0;
+	}
+	if ((pid = bench_fork(false)) < 0)
+		return -1;
+	if (pid == 0) {
+		struct bench_client o;
+		gid_t g0 = 0;
+
+		if (setgroups(1, &g0) != 0 ||
+		    setgid(BENCH_SCALE_OTHER_UID) != 0 ||
+		    setuid(BENCH_SCALE_OTHER_UID) != 0 ||
+		    bc_open(&o, sock, false) != 0)
+			_exit(1);
+		for (k = 0; k < m; k++)
+			if (scale_acquire(&o, o.granularity * (base + (uint64_t)(k %
+			    BENCH_SCALE_SIZES)), &ids, &n, &cap) != 0)
+				_exit(1);
+		_exit(scale_release(&o, ids, n) == 0 ? 0 : 1);
+	}
+	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+		;
+	for (i = 0; i < b_nkids; i++)
+		if (b_kids[i] == pid)
+			b_kids[i] = -1;
+	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+		bench_warn("the other tenant's filler failed");
+		return -1;
+	}
+	cpu0 = daemon_cpu_us();
+	for (i = 0; i < BENCH_SCALE_OTHER_ASKS; i++)
+		if (scale_acquire(c, c->granularity * (base + (uint64_t)(i %
+		    BENCH_SCALE_SIZES)), &ids, &n, &cap) != 0)
+			goto out;
+	cpu1 = daemon_cpu_us();
+	printf("# other tenant with %ld idle chunks: vmmd CPU %.1f us per "
+	    "grant of their sizes (each creates; %d grants)\n", m,
+	    (double)(cpu1 - cpu0) / BENCH_SCALE_OTHER_ASKS,
+	    BENCH_SCALE_OTHER_ASKS);
+	fflush(stdout);
+	rc = scale_release(c, ids, n);
+out:
+	free(ids);
+	return rc;
+}
+
 /*
  * Cold creates with the stage's idle chunks pooled: BENCH_SCALE_COLD
  * acquires of sizes nothing idle serves (each creates), held, then
@@ -1492,6 +1567,8 @@ scale_run(const struct bench_opts *o, const char *sock)
 		    scale_cold(&filler, o->scale[st], st) != 0)
 			goto out;
 		scale_quiet(o->scale[st]);
+		if (scale_other(&filler, sock, o->scale[st], st) != 0)
+			goto out;
 		for (; ncrowd < BENCH_SCALE_CLIENTS - 1; ncrowd++)
 			if (bc_open(&crowd[ncrowd], sock, false) != 0)
 				goto out;
