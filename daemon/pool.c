@@ -92,6 +92,26 @@ static size_t				pool_nmap, pool_nsum;
 static struct vmmd_chunk_list		pool_age = TAILQ_HEAD_INITIALIZER(pool_age);
 static uint64_t				pool_nfree;
 #define POOL_NO_BIN			SIZE_MAX
+/*
+ * The same free chunks by (last tenant, bin), for cross_tenant = recreate,
+ * where a grant may take only its own tenant's chunks and those never lent
+ * (tenant NULL): a bin full of other tenants' chunks was walked chunk by
+ * chunk (1.6 ms a grant with 10^5 of them).  A list per pair that has free
+ * chunks, newest first as its bin, in a hash doubled as pairs grow.  A
+ * chunk is in one iff it is FREE and was entered (pool_free_insert and
+ * pool_free_take, as the bins); if an entry could not be allocated,
+ * pool_tb_off is set and grants walk the bins as before from then on.
+ */
+struct pool_tbin {
+	const struct vmmd_tenant	*tenant;
+	size_t				bin;
+	struct vmmd_chunk_list		chunks;
+	struct pool_tbin		*next;		/* hash chain */
+};
+static struct pool_tbin			**pool_tbins;
+static size_t				pool_ntbins, pool_tbcount;
+static unsigned				pool_tbbits;
+static bool				pool_tb_off;
 static struct vmmd_pool_totals		pool_t;
 /* A drain (vmmd_pool_drain): until pool_drain_until_ms, released chunks go
  * to the GPU while pool_drain_left bytes remain. */
@@ -154,6 +174,7 @@ static uint64_t	pool_creating, pool_releasing;
 /* The GPU's free memory as vmmd last knew it, and when it asked. */
 static uint64_t	pool_free_cached, pool_free_when;
 static void	pool_bins_free(void);
+static void	pool_tbin_free(void);
 
 /*
  * Recent demand, for adaptive idle return: bytes granted per 250 ms slot
@@ -722,6 +743,7 @@ pool_bins_free(void)
 	pool_nbins = pool_nmap = pool_nsum = 0;
 	TAILQ_INIT(&pool_age);
 	pool_nfree = 0;
+	pool_tbin_free();
 }
 
 /* The bin of a chunk of size bytes.  No chunk is larger than the device;
@@ -823,6 +845,145 @@ pool_bin_prev(size_t i)
 	return w * 64 + 63 - (size_t)__builtin_clzll(m);
 }
 
+/* ---- the free list by tenant -------------------------------------------- */
+
+/* Forgets every list (the chunks are gone or being freed). */
+static void
+pool_tbin_free(void)
+{
+	struct pool_tbin *tb, *next;
+	size_t i;
+
+	for (i = 0; i < pool_ntbins; i++)
+		for (tb = pool_tbins[i]; tb != NULL; tb = next) {
+			next = tb->next;
+			free(tb);
+		}
+	free(pool_tbins);
+	pool_tbins = NULL;
+	pool_ntbins = pool_tbcount = 0;
+	pool_tbbits = 0;
+	pool_tb_off = false;
+}
+
+static struct pool_tbin **
+pool_tbin_bucket(const struct vmmd_tenant *t, size_t bin)
+{
+	uint64_t k = ((uint64_t)(uintptr_t)t * 0x9e3779b97f4a7c15ull) ^
+	    ((uint64_t)bin * 0xc2b2ae3d27d4eb4full);
+
+	return &pool_tbins[(k * 0x9e3779b97f4a7c15ull) >> (64 - pool_tbbits)];
+}
+
+/* Doubles the hash (bits: the new log2 size); 0 or -1 (the old kept). */
+static int
+pool_tbin_resize(unsigned bits)
+{
+	struct pool_tbin **old = pool_tbins, *tb, *next, **b;
+	size_t oldn = pool_ntbins, i;
+
+	if ((pool_tbins = calloc((size_t)1 << bits, sizeof(*pool_tbins))) ==
+	    NULL) {
+		pool_tbins = old;
+		return -1;
+	}
+	pool_ntbins = (size_t)1 << bits;
+	pool_tbbits = bits;
+	for (i = 0; i < oldn; i++) {
+		for (tb = old[i]; tb != NULL; tb = next) {
+			next = tb->next;
+			b = pool_tbin_bucket(tb->tenant, tb->bin);
+			tb->next = *b;
+			*b = tb;
+		}
+	}
+	free(old);
+	return 0;
+}
+
+/* The list of tenant t's free chunks in bin, or NULL if it has none. */
+static struct pool_tbin *
+pool_tbin_find(const struct vmmd_tenant *t, size_t bin)
+{
+	struct pool_tbin *tb;
+
+	if (pool_tbins == NULL)
+		return NULL;
+	for (tb = *pool_tbin_bucket(t, bin); tb != NULL; tb = tb->next)
+		if (tb->tenant == t && tb->bin == bin)
+			return tb;
+	return NULL;
+}
+
+/* Enters a chunk being put on the free list in its tenant's list. */
+static void
+pool_tbin_enter(struct vmmd_chunk *ch, size_t bin)
+{
+	struct pool_tbin *tb, **b;
+
+	ch->tbin = NULL;
+	if (pool_tb_off)
+		return;
+	if ((tb = pool_tbin_find(ch->tenant, bin)) == NULL) {
+		if ((pool_tbins == NULL || pool_tbcount >= pool_ntbins) &&
+		    pool_tbin_resize(pool_tbins == NULL ? 8 :
+		    pool_tbbits + 1) != 0 && pool_tbins == NULL) {
+			pool_tb_off = true;
+			return;
+		}
+		if ((tb = calloc(1, sizeof(*tb))) == NULL) {
+			vmm_log_error("out of memory for the free list by "
+			    "tenant: grants walk the bins from now on");
+			pool_tb_off = true;
+			return;
+		}
+		tb->tenant = ch->tenant;
+		tb->bin = bin;
+		TAILQ_INIT(&tb->chunks);
+		b = pool_tbin_bucket(tb->tenant, bin);
+		tb->next = *b;
+		*b = tb;
+		pool_tbcount++;
+	}
+	TAILQ_INSERT_HEAD(&tb->chunks, ch, tlink);
+	ch->tbin = tb;
+}
+
+/* Takes a chunk leaving the free list off its tenant's list. */
+static void
+pool_tbin_leave(struct vmmd_chunk *ch)
+{
+	struct pool_tbin *tb = ch->tbin, **pp;
+
+	if (tb == NULL)
+		return;
+	TAILQ_REMOVE(&tb->chunks, ch, tlink);
+	ch->tbin = NULL;
+	if (!TAILQ_EMPTY(&tb->chunks))
+		return;
+	for (pp = pool_tbin_bucket(tb->tenant, tb->bin); *pp != tb;
+	    pp = &(*pp)->next)
+		;
+	*pp = tb->next;
+	pool_tbcount--;
+	free(tb);
+}
+
+/* The newest of tenant t's free chunks in bin no smaller than want. */
+static struct vmmd_chunk *
+pool_tbin_first(const struct vmmd_tenant *t, size_t bin, uint64_t want)
+{
+	struct pool_tbin *tb = pool_tbin_find(t, bin);
+	struct vmmd_chunk *ch;
+
+	if (tb == NULL)
+		return NULL;
+	TAILQ_FOREACH(ch, &tb->chunks, tlink)
+		if (ch->size >= want)
+			return ch;
+	return NULL;
+}
+
 /* Puts a chunk (off every list) on the free list, newest of its size. */
 static void
 pool_free_insert(struct vmmd_chunk *ch)
@@ -836,6 +997,7 @@ pool_free_insert(struct vmmd_chunk *ch)
 		pool_bin_mark(i, true);
 	TAILQ_INSERT_HEAD(&pool_bin[i], ch, link);
 	TAILQ_INSERT_TAIL(&pool_age, ch, alink);
+	pool_tbin_enter(ch, i);
 	pool_nfree++;
 	pool_t.idle += ch->size;
 }
@@ -850,6 +1012,7 @@ pool_free_take(struct vmmd_chunk *ch)
 	if (TAILQ_EMPTY(&pool_bin[i]))
 		pool_bin_mark(i, false);
 	TAILQ_REMOVE(&pool_age, ch, alink);
+	pool_tbin_leave(ch);
 	pool_nfree--;
 	pool_t.idle -= ch->size;
 }
@@ -1314,9 +1477,35 @@ struct pool_pick {
 static void
 pool_fit(const struct vmmd_holder *h, struct pool_pick *p, uint64_t slack)
 {
-	struct vmmd_chunk *ch;
+	struct vmmd_chunk *ch, *alt;
 	size_t i;
 
+	/* Only the tenant's own chunks and those never lent are usable:
+	 * their lists, per non-empty bin from want up (others' chunks are
+	 * never looked at).  Of the two, the newer, as the bin's order. */
+	if (vmmd_cfg.cross_tenant != VMMD_CROSS_REUSE && !pool_tb_off) {
+		for (i = pool_bin_next(pool_bin_of(p->want)); i != POOL_NO_BIN;
+		    i = pool_bin_next(i + 1)) {
+			ch = pool_tbin_first(h->tenant, i, p->want);
+			alt = h->tenant == NULL ? NULL :
+			    pool_tbin_first(NULL, i, p->want);
+			if (ch == NULL || (alt != NULL &&
+			    alt->idle_since_ms > ch->idle_since_ms))
+				ch = alt;
+			if (ch != NULL) {
+				if (ch->size <= p->want + slack) {
+					pool_free_take(ch);
+					p->v[p->n++] = ch;
+					p->got = ch->size;
+					vmmd_stats.fits++;
+				}
+				return;
+			}
+			if ((uint64_t)i * pool_unit > p->want + slack)
+				return;
+		}
+		return;
+	}
 	/* Bins from want up: the first usable chunk is the smallest; if it
 	 * is more than slack larger, nothing fits. */
 	for (i = pool_bin_next(pool_bin_of(p->want)); i != POOL_NO_BIN;

@@ -227,6 +227,10 @@ struct vmmd_chunk {
 	bool				ipc_foreign;
 	TAILQ_ENTRY(vmmd_chunk)		link;	/* free bin or holder's list */
 	TAILQ_ENTRY(vmmd_chunk)		alink;	/* free chunks by age (FREE) */
+	/* FREE: its tenant's list of its size (pool.c's tenant bins), if
+	 * entered there; NULL otherwise. */
+	struct pool_tbin		*tbin;
+	TAILQ_ENTRY(vmmd_chunk)		tlink;
 	struct vmmd_chunk		*hnext;	/* id hash chain */
 	struct vmmd_chunk		*knext;	/* key hash chain */
 };
