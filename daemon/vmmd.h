@@ -225,8 +225,12 @@ struct vmmd_chunk {
 	unsigned			ipc_holds;
 	uint64_t			lease;
 	bool				ipc_foreign;
+	/* Its last holder's process is gone (not merely its socket closed):
+	 * memory no running process caches.  Cleared when it is lent. */
+	bool				orphan;
 	TAILQ_ENTRY(vmmd_chunk)		link;	/* free bin or holder's list */
 	TAILQ_ENTRY(vmmd_chunk)		alink;	/* free chunks by age (FREE) */
+	TAILQ_ENTRY(vmmd_chunk)		olink;	/* free orphans by age */
 	struct vmmd_chunk		*hnext;	/* id hash chain */
 	struct vmmd_chunk		*knext;	/* key hash chain */
 };
