@@ -1730,6 +1730,7 @@ pool_detach(struct vmmd_chunk *ch)
 {
 	struct vmmd_holder *h = ch->holder;
 
+	ch->last_holder = h->id;
 	TAILQ_REMOVE(&h->held, ch, link);
 	h->chunks--;
 	h->bytes -= ch->size;
@@ -1832,6 +1833,25 @@ vmmd_pool_ipc_unhold(struct vmmd_chunk *ch)
 	pool_put(ch);
 }
 
+/* h's process is gone (or h closed holding nothing): the free chunks it
+ * gave back earlier are orphans too, as those it still held.  One walk of
+ * the free chunks per session end, none per grant. */
+static void
+pool_orphan_released(const struct vmmd_holder *h)
+{
+	struct vmmd_chunk *ch;
+
+	if (h->id == 0)
+		return;
+	TAILQ_FOREACH(ch, &pool_age, alink) {
+		if (ch->last_holder != h->id || ch->orphan)
+			continue;
+		ch->orphan = true;
+		TAILQ_INSERT_TAIL(&pool_orph, ch, olink);
+		pool_orph_bytes += ch->size;
+	}
+}
+
 void
 vmmd_pool_holder_closed(struct vmmd_holder *h, bool process_alive)
 {
@@ -1853,6 +1873,8 @@ vmmd_pool_holder_closed(struct vmmd_holder *h, bool process_alive)
 			vmmd_stats.reclaimed_chunks++;
 		}
 	}
+	if (!process_alive)
+		pool_orphan_released(h);
 }
 
 void
@@ -1866,6 +1888,7 @@ vmmd_pool_holder_gone(struct vmmd_holder *h)
 		vmmd_pool_release(ch);
 		vmmd_stats.reclaimed_chunks++;
 	}
+	pool_orphan_released(h);
 }
 
 void

@@ -16,8 +16,9 @@
  * up to that size rather than a new one (within the quota).
  *
  * "test_daemon_stitch orphan": idle memory a process that is gone left
- * behind, of sizes a growing request cannot use, is given back to the GPU
- * for the memory created (the pool does not grow by it on a roomy device);
+ * behind (chunks it still held, and chunks it gave back before it went),
+ * of sizes a growing request cannot use, is given back to the GPU for the
+ * memory created (the pool does not grow by it on a roomy device);
  * a living process's idle chunks, and the chunks of a closed session whose
  * process lives on (the GPU may still touch them), are neither given back
  * nor lent; an orphan that fits is lent before anything is created, and
@@ -603,8 +604,8 @@ test_within(void)
 }
 
 /* A child of test_orphan: acquires the bytes it is sent as one chunk, sends
- * back its id, then on 'c' closes its session and waits, on 'x' (or EOF)
- * exits without releasing anything. */
+ * back its id, then on 'c' closes its session and waits, on 'r' releases
+ * the chunk and stays, on 'x' (or EOF) exits without releasing anything. */
 static int
 orphan_child(void *arg, int ctl)
 {
@@ -621,10 +622,13 @@ orphan_child(void *arg, int ctl)
 	for (;;) {
 		if (recv(ctl, &cmd, 1, 0) != 1 || cmd == 'x')
 			return 0;
-		if (cmd == 'c') {
+		if (cmd == 'c')
 			tc_close(c);
-			tc_ctl_send(ctl, &cmd, 1);
+		if (cmd == 'r') {
+			tc_close_chunks(&ch, 1);
+			CHECK(tc_release(c, &ch.id, 1) == 0);
 		}
+		tc_ctl_send(ctl, &cmd, 1);
 	}
 }
 
@@ -663,7 +667,7 @@ orphan_settle(uint64_t quarantined, uint64_t idle)
 static int
 test_orphan(void)
 {
-	struct tc_chunk held, mine, one[3], fit;
+	struct tc_chunk held, mine, one[3], fit, two;
 	uint64_t gone_id, fit_id, third_id, rel, creates;
 	Vmm__PoolStats ps;
 	struct tc *a;
@@ -746,7 +750,37 @@ test_orphan(void)
 	CHECK(ps.idle_bytes == 11 * G && ps.lent_bytes == 7 * G);
 	CHECK(tc_acquire(a, 4 * G, 0, &fit, 1) == 1);
 	CHECK(fit.id == fit_id && fit.id != third_id);
+	/* A process gives 5 units back and lives on: its idle memory, not
+	 * swapped for growth; once it exits, it is an orphan and is. */
+	p = orphan_spawn(5 * G, &gone_id, &ctl);
+	cmd = 'r';
+	tc_ctl_send(ctl, &cmd, 1);
+	tc_ctl_recv(ctl, &cmd, 1, 10000);
+	orphan_settle(0, 12 * G);
+	give_back(a, &one[1], 1);	/* 1 unit: it would fit; 3 now */
+	n = tc_acquire_ex(a, 3 * G, 0, 0, &one[1], 1, NULL, 0);
+	CHECK(n == 1 && one[1].size == 3 * G);
+	CHECK(tc_counter(adm, "orphan_swaps") == 2);
+	tc_pool(adm, &ps);
+	CHECK(ps.idle_bytes == 13 * G);
+	cmd = 'x';
+	tc_ctl_send(ctl, &cmd, 1);
+	close(ctl);
+	CHECK(tc_wait_child(p, 0) == 0);
+	for (n = 0; n < 500 && tc_sessions(adm) > 2; n++)
+		tc_sleep_ms(10);
+	CHECK(tc_sessions(adm) == 2);
+	n = tc_acquire_ex(a, 2 * G, 0, 0, &two, 1, NULL, 0);
+	CHECK(n == 1 && two.size == 2 * G);
+	tc_pool(adm, &ps);
+	if (tc_counter(adm, "orphan_swaps") != 3 || ps.idle_bytes != 8 * G) {
+		fprintf(stderr, "orphan: what a process gave back before it "
+		    "exited: idle %llu units\n",
+		    (unsigned long long)(ps.idle_bytes / G));
+		CHECK(!"swapped once the process is gone");
+	}
 	/* Still ours and known to vmmd: it gives back without a fault. */
+	give_back(a, &two, 1);
 	give_back(a, &fit, 1);
 	give_back(a, one, 3);
 	give_back(a, &held, 1);
