@@ -559,6 +559,19 @@ vmmc_large_free_idle(void *p)
 	return large_free(p, true);
 }
 
+/* What of own (this cache's bytes) goes back so that the process keeps
+ * at most max cached: VMM_CACHE_MAX is one budget for the process, the
+ * medium heap's idle pages and cached large allocations together
+ * (VMMC_STAT_CACHED sums both), not one per allocator. */
+static uint64_t
+cache_over(uint64_t own, uint64_t max)
+{
+	int64_t all = vmmc_stat_get(VMMC_STAT_CACHED);
+	uint64_t over = all > 0 && (uint64_t)all > max ? (uint64_t)all - max : 0;
+
+	return over < own ? over : own;
+}
+
 /* idle: no GPU work can touch it any more (ticket 0 needs no sync). */
 static int
 large_free(void *p, bool idle)
@@ -576,7 +589,7 @@ large_free(void *p, bool idle)
 	l->ticket = idle ? 0 : vmmc_sync_ticket(l->dev);
 	l->freed_ms = vmm_now_ms();
 	cache_push(l);
-	over = cache_bytes > st->cache_max ? cache_bytes - st->cache_max : 0;
+	over = cache_over(cache_bytes, st->cache_max);
 	vmmc_stat_add(VMMC_STAT_IN_USE, -(int64_t)l->size);
 	vmmc_stat_add(VMMC_STAT_FREES, 1);
 	vmm_log_info("FREE Ptr=0x%llx Size=%llu", (unsigned long long)l->base,

@@ -1080,6 +1080,7 @@ medium_free(void *ptr, bool idle)
 	struct arena *a;
 	struct mblk *b, k;
 	uint64_t ticket, over;
+	int64_t cached_all;
 	uint32_t p0, p1;
 	bool tell;
 
@@ -1100,7 +1101,13 @@ medium_free(void *ptr, bool idle)
 	(void)ext_put(a, k.off, k.len, ticket);
 	med_in_use -= (int64_t)k.len;
 	med_frees++;
-	over = med_cached > st->cache_max ? med_cached - st->cache_max : 0;
+	/* VMM_CACHE_MAX is one budget for the process: the heap's idle pages
+	 * and cached large allocations together (VMMC_STAT_CACHED). */
+	cached_all = vmmc_stat_get(VMMC_STAT_CACHED);
+	over = cached_all > 0 && (uint64_t)cached_all > st->cache_max ?
+	    (uint64_t)cached_all - st->cache_max : 0;
+	if (over > med_cached)
+		over = med_cached;
 	if (med_cached < med_cached_told)
 		med_cached_told = med_cached;
 	tell = med_cached >= med_cached_told + MED_TELL_BYTES;

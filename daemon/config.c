@@ -73,7 +73,8 @@ const struct vmm_opt vmmd_options[] = {
 	  "free memory under 1/8 of it, or the pool within 1/8 of pool_max), "
 	  "give back as much of the idle chunks that request could not use "
 	  "(too big to fit, another tenant's), oldest "
-	  "first; when memory is not short they stay for reuse" },
+	  "first; when memory is not short they stay for reuse, except "
+	  "those left by processes that have exited (orphans); 0: neither" },
 	{ "idle_floor", VMM_OPT_SIZE, "0", 0, 1e15, NULL, O(idle_floor),
 	  "idle bytes the pool keeps however long they are idle; above it the "
 	  "pool keeps what was granted within the last idle_timeout_ms" },

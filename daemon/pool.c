@@ -24,7 +24,9 @@
  *      holds the memory.
  * Idle chunks are destroyed only by the idle timer, a trim, or when memory
  * is short (pool_short: swap_idle, out-of-memory recovery): never to make
- * room the device has.
+ * room the device has.  One exception, with swap_idle: growth swaps out
+ * orphans it cannot use, idle memory left by processes that have exited
+ * (pool_swap_orphans), each at most once.
  */
 #include "vmmd.h"
 
@@ -83,7 +85,9 @@ static unsigned				pool_hbits;
  * found in a few word scans, whatever the number of idle chunks.  pool_age
  * holds the same chunks oldest first.  A chunk is in a bin (and in
  * pool_age) iff it is FREE: pool_free_insert and pool_free_take are the
- * only ways in and out, so it cannot be free and lent at once.
+ * only ways in and out, so it cannot be free and lent at once.  Free
+ * orphans (chunks whose last holder's process is gone) are on pool_orph
+ * too, oldest first, and pool_orph_bytes sums them.
  */
 static struct vmmd_chunk_list		*pool_bin;
 static size_t				pool_nbins;
@@ -91,6 +95,8 @@ static uint64_t				*pool_map, *pool_sum;
 static size_t				pool_nmap, pool_nsum;
 static struct vmmd_chunk_list		pool_age = TAILQ_HEAD_INITIALIZER(pool_age);
 static uint64_t				pool_nfree;
+static struct vmmd_chunk_list		pool_orph = TAILQ_HEAD_INITIALIZER(pool_orph);
+static uint64_t				pool_orph_bytes;
 #define POOL_NO_BIN			SIZE_MAX
 /*
  * The same free chunks by (last tenant, bin), for cross_tenant = recreate,
@@ -744,6 +750,8 @@ pool_bins_free(void)
 	TAILQ_INIT(&pool_age);
 	pool_nfree = 0;
 	pool_tbin_free();
+	TAILQ_INIT(&pool_orph);
+	pool_orph_bytes = 0;
 }
 
 /* The bin of a chunk of size bytes.  No chunk is larger than the device;
@@ -998,6 +1006,10 @@ pool_free_insert(struct vmmd_chunk *ch)
 	TAILQ_INSERT_HEAD(&pool_bin[i], ch, link);
 	TAILQ_INSERT_TAIL(&pool_age, ch, alink);
 	pool_tbin_enter(ch, i);
+	if (ch->orphan) {
+		TAILQ_INSERT_TAIL(&pool_orph, ch, olink);
+		pool_orph_bytes += ch->size;
+	}
 	pool_nfree++;
 	pool_t.idle += ch->size;
 }
@@ -1013,6 +1025,10 @@ pool_free_take(struct vmmd_chunk *ch)
 		pool_bin_mark(i, false);
 	TAILQ_REMOVE(&pool_age, ch, alink);
 	pool_tbin_leave(ch);
+	if (ch->orphan) {
+		TAILQ_REMOVE(&pool_orph, ch, olink);
+		pool_orph_bytes -= ch->size;
+	}
 	pool_nfree--;
 	pool_t.idle -= ch->size;
 }
@@ -1370,6 +1386,51 @@ pool_swap_idle(const struct vmmd_holder *h, uint64_t bytes, uint64_t below,
 	}
 }
 
+/*
+ * The pool grew by bytes for h while memory is not short: gives back to the
+ * GPU up to bytes of free orphans (memory whose last holder's process is
+ * gone) that this request could not use (outside [below, above], or
+ * another tenant's), oldest first.  No running process caches them or
+ * will free them again, so each is given back at most once, and only in
+ * exchange for memory just created: growth replaces what another process
+ * left behind instead of adding to it (two processes on one device: the
+ * one that stays grows with sizes the one that left did not use), and a
+ * steady process never sees its own idle chunks destroyed for it.
+ * Orphans a request can use are lent before anything is created (fit,
+ * stitch), as any free chunk.
+ */
+static void
+pool_swap_orphans(const struct vmmd_holder *h, uint64_t bytes,
+    uint64_t below, uint64_t above)
+{
+	struct vmmd_chunk *ch, *next;
+
+	for (ch = TAILQ_FIRST(&pool_orph); ch != NULL && bytes > 0; ch = next) {
+		next = TAILQ_NEXT(ch, olink);
+		if (ch->size >= below && ch->size <= above && pool_usable(ch, h))
+			continue;
+		pool_free_take(ch);
+		bytes = ch->size >= bytes ? 0 : bytes - ch->size;
+		vmmd_stats.orphan_swaps++;
+		pool_destroy(ch);
+	}
+}
+
+/* The pool grew by grown bytes for h: what idle memory goes back to the
+ * GPU in exchange.  Memory short: any idle chunk h could not use
+ * (pool_swap_idle); otherwise only orphans (pool_swap_orphans). */
+static void
+pool_swap(const struct vmmd_holder *h, uint64_t grown, uint64_t below,
+    uint64_t above)
+{
+	if (grown == 0 || !vmmd_cfg.swap_idle)
+		return;
+	if (pool_short())
+		pool_swap_idle(h, grown, below, above);
+	else if (pool_orph_bytes > 0)
+		pool_swap_orphans(h, grown, below, above);
+}
+
 /* Puts chunks picked for a grant back on the free list. */
 static void
 pool_unpick(struct vmmd_chunk **v, size_t n)
@@ -1442,6 +1503,7 @@ pool_lend(struct vmmd_chunk *ch, struct vmmd_holder *h)
 {
 	ch->state = VMMD_CHUNK_LENT;
 	ch->holder = h;
+	ch->orphan = false;
 	if (ch->tenant != h->tenant) {
 		vmmd_export_forget(ch);	/* a new tenant: a new export */
 		vmmd_tenant_put(ch->tenant);
@@ -1656,10 +1718,10 @@ pool_create_rest(const struct vmmd_holder *h, struct pool_pick *p,
 	}
 	/* The pool grew while idle chunks sit unused: when memory is short,
 	 * give as much of them back, oldest first, so growth is swapped, not
-	 * added.  Otherwise they stay for reuse: destroying and creating
-	 * memory costs more than keeping it until the idle timer. */
-	if (grown > 0 && vmmd_cfg.swap_idle && pool_short())
-		pool_swap_idle(h, grown, below, above);
+	 * added.  Otherwise they stay for reuse (destroying and creating
+	 * memory costs more than keeping it until the idle timer), except
+	 * what processes that are gone left behind (pool_swap_orphans). */
+	pool_swap(h, grown, below, above);
 	return CUDA_SUCCESS;
 }
 
@@ -1758,8 +1820,8 @@ pool_created(struct vmmd_job *j)
 			r = pool_create_rest(pp->h, &p, pp->flags, pp->below,
 			    pp->above, false);
 		}
-		if (r == CUDA_SUCCESS && vmmd_cfg.swap_idle && pool_short())
-			pool_swap_idle(pp->h, pp->grown, pp->below, pp->above);
+		if (r == CUDA_SUCCESS)
+			pool_swap(pp->h, pp->grown, pp->below, pp->above);
 	} else if (r == CUDA_ERROR_OUT_OF_MEMORY) {
 		/* The recovery (give idle chunks back, stitch fragments) runs
 		 * here, as it would have in the loop. */
@@ -1917,6 +1979,7 @@ pool_detach(struct vmmd_chunk *ch)
 {
 	struct vmmd_holder *h = ch->holder;
 
+	ch->last_holder = h->id;
 	TAILQ_REMOVE(&h->held, ch, link);
 	h->chunks--;
 	h->bytes -= ch->size;
@@ -2019,6 +2082,25 @@ vmmd_pool_ipc_unhold(struct vmmd_chunk *ch)
 	pool_put(ch);
 }
 
+/* h's process is gone (or h closed holding nothing): the free chunks it
+ * gave back earlier are orphans too, as those it still held.  One walk of
+ * the free chunks per session end, none per grant. */
+static void
+pool_orphan_released(const struct vmmd_holder *h)
+{
+	struct vmmd_chunk *ch;
+
+	if (h->id == 0)
+		return;
+	TAILQ_FOREACH(ch, &pool_age, alink) {
+		if (ch->last_holder != h->id || ch->orphan)
+			continue;
+		ch->orphan = true;
+		TAILQ_INSERT_TAIL(&pool_orph, ch, olink);
+		pool_orph_bytes += ch->size;
+	}
+}
+
 void
 vmmd_pool_holder_closed(struct vmmd_holder *h, bool process_alive)
 {
@@ -2035,10 +2117,13 @@ vmmd_pool_holder_closed(struct vmmd_holder *h, bool process_alive)
 			pool_t.quarantined += ch->size;
 			vmmd_stats.quarantined_chunks++;
 		} else {
+			ch->orphan = true;
 			vmmd_pool_release(ch);
 			vmmd_stats.reclaimed_chunks++;
 		}
 	}
+	if (!process_alive)
+		pool_orphan_released(h);
 }
 
 void
@@ -2048,9 +2133,11 @@ vmmd_pool_holder_gone(struct vmmd_holder *h)
 
 	pool_pending_cancel(h);
 	while ((ch = TAILQ_FIRST(&h->held)) != NULL) {
+		ch->orphan = true;
 		vmmd_pool_release(ch);
 		vmmd_stats.reclaimed_chunks++;
 	}
+	pool_orphan_released(h);
 }
 
 void

@@ -657,6 +657,7 @@ vmmd_session_new(int fd, int pidfd, pid_t pid, uid_t uid, gid_t gid,
 		return -1;
 	}
 	s->id = session_next_id++;
+	s->h.id = s->id;
 	s->fd = fd;
 	s->pid = pid;
 	s->uid = uid;

@@ -225,12 +225,18 @@ struct vmmd_chunk {
 	unsigned			ipc_holds;
 	uint64_t			lease;
 	bool				ipc_foreign;
+	/* Its last holder's process is gone (not merely its socket closed),
+	 * whether it still held it or had given it back: memory no running
+	 * process caches.  Cleared when it is lent. */
+	bool				orphan;
+	uint64_t			last_holder;	/* its id (0: none) */
 	TAILQ_ENTRY(vmmd_chunk)		link;	/* free bin or holder's list */
 	TAILQ_ENTRY(vmmd_chunk)		alink;	/* free chunks by age (FREE) */
 	/* FREE: its tenant's list of its size (pool.c's tenant bins), if
 	 * entered there; NULL otherwise. */
 	struct pool_tbin		*tbin;
 	TAILQ_ENTRY(vmmd_chunk)		tlink;
+	TAILQ_ENTRY(vmmd_chunk)		olink;	/* free orphans by age */
 	struct vmmd_chunk		*hnext;	/* id hash chain */
 	struct vmmd_chunk		*knext;	/* key hash chain */
 };
@@ -241,6 +247,7 @@ TAILQ_HEAD(vmmd_chunk_list, vmmd_chunk);
  * tenant that may get back what it releases.  The pool reads and writes
  * this, never the session around it. */
 struct vmmd_holder {
+	uint64_t		id;	/* its session's (never 0) */
 	struct vmmd_chunk_list	held;
 	uint64_t		chunks, bytes, peak;
 	struct vmmd_tenant	*tenant;	/* a reference */

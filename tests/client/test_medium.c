@@ -32,6 +32,10 @@
  *            new chunk, and the next blocks use its other pages; the
  *            chunk goes back only once no pending write touches any of
  *            its pages
+ *   cachemax VMM_CACHE_MAX (64M here) bounds what the process keeps
+ *            cached, the heap's idle pages and cached large allocations
+ *            together, whichever is freed last; what goes back to vmmd
+ *            waits for the kernels still writing it
  */
 #include <cuda.h>
 
@@ -528,6 +532,59 @@ sc_within(void)
 	CHECK_OK(cuStreamDestroy(s));
 }
 
+/* ---- cachemax --------------------------------------------------------------- */
+
+#define NCM 4
+
+/* Large first or medium first: after every free, at most VMM_CACHE_MAX
+ * (64 MiB) cached in all, though each cache alone stays under it. */
+static void
+cachemax_round(bool large_first)
+{
+	const size_t msize = 25 * MiB / 2, lsize = 48 * MiB;
+	void *m[NCM], *l;
+	struct vmm_usage u;
+	CUstream s;
+	int i;
+
+	CHECK_OK(cuStreamCreate(&s, CU_STREAM_NON_BLOCKING));
+	CHECK(vmm_malloc(&l, lsize) == 0);
+	for (i = 0; i < NCM; i++)
+		CHECK(vmm_malloc(&m[i], msize) == 0);
+	/* A kernel still to write each one (in 200 ms) when it is freed. */
+	CHECK_OK(cuemu_launch_write(D(l), 0xdeadbeef, lsize, 200000, s));
+	for (i = 0; i < NCM; i++)
+		CHECK_OK(cuemu_launch_write(D(m[i]), 0xdeadbeef, msize, 200000,
+		    s));
+	if (large_first)
+		CHECK(vmm_free(l) == 0);
+	for (i = 0; i < NCM; i++)
+		CHECK(vmm_free(m[i]) == 0);
+	if (!large_first)
+		CHECK(vmm_free(l) == 0);
+	CHECK(vmm_get_usage(&u) == 0);
+	printf("cachemax: %s freed last: %llu MiB cached, %llu MiB mapped\n",
+	    large_first ? "medium" : "large",
+	    (unsigned long long)(u.cached_bytes / MiB),
+	    (unsigned long long)(u.mapped_bytes / MiB));
+	CHECK(u.in_use_bytes == 0);
+	CHECK(u.cached_bytes > 0 && u.cached_bytes <= 64 * MiB);
+	CHECK_OK(cuCtxSynchronize());
+	CHECK(cuemu_counter("faults") == 0);
+	CHECK(cuemu_counter("busy_releases") == 0);
+	CHECK(vmm_flush() == 0);
+	CHECK(lent() == 0);
+	CHECK_OK(cuStreamDestroy(s));
+}
+
+static void
+sc_cachemax(void)
+{
+	CHECK(cuemu_available());
+	cachemax_round(true);
+	cachemax_round(false);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -553,6 +610,8 @@ main(int argc, char **argv)
 		sc_crossback();
 	else if (strcmp(argv[1], "within") == 0)
 		sc_within();
+	else if (strcmp(argv[1], "cachemax") == 0)
+		sc_cachemax();
 	else
 		CHECK(!"unknown scenario");
 	tc_close(adm);

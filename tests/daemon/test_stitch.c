@@ -14,6 +14,15 @@
  *
  * "test_daemon_stitch within": Acquire.up_to gets the smallest idle chunk
  * up to that size rather than a new one (within the quota).
+ *
+ * "test_daemon_stitch orphan": idle memory a process that is gone left
+ * behind (chunks it still held, and chunks it gave back before it went),
+ * of sizes a growing request cannot use, is given back to the GPU for the
+ * memory created (the pool does not grow by it on a roomy device);
+ * a living process's idle chunks, and the chunks of a closed session whose
+ * process lives on (the GPU may still touch them), are neither given back
+ * nor lent; an orphan that fits is lent before anything is created, and
+ * once lent it is no orphan any more.
  */
 #include <cuda.h>
 
@@ -21,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -593,9 +603,199 @@ test_within(void)
 	return bad;
 }
 
+/* A child of test_orphan: acquires the bytes it is sent as one chunk, sends
+ * back its id, then on 'c' closes its session and waits, on 'r' releases
+ * the chunk and stays, on 'x' (or EOF) exits without releasing anything. */
+static int
+orphan_child(void *arg, int ctl)
+{
+	struct tc_chunk ch;
+	struct tc *c;
+	uint64_t bytes;
+	char cmd;
+
+	(void)arg;
+	tc_ctl_recv(ctl, &bytes, sizeof(bytes), 10000);
+	c = tc_open(sockpath, "leaver", false);
+	CHECK(tc_acquire(c, bytes, 0, &ch, 1) == 1);
+	tc_ctl_send(ctl, &ch.id, sizeof(ch.id));
+	for (;;) {
+		if (recv(ctl, &cmd, 1, 0) != 1 || cmd == 'x')
+			return 0;
+		if (cmd == 'c')
+			tc_close(c);
+		if (cmd == 'r') {
+			tc_close_chunks(&ch, 1);
+			CHECK(tc_release(c, &ch.id, 1) == 0);
+		}
+		tc_ctl_send(ctl, &cmd, 1);
+	}
+}
+
+/* Starts an orphan_child holding bytes; its chunk's id in *id. */
+static pid_t
+orphan_spawn(uint64_t bytes, uint64_t *id, int *ctl)
+{
+	pid_t p = tc_spawn(orphan_child, NULL, ctl);
+
+	tc_ctl_send(*ctl, &bytes, sizeof(bytes));
+	tc_ctl_recv(*ctl, id, sizeof(*id), 10000);
+	return p;
+}
+
+/* Waits until vmmd counts quarantined and idle bytes (a session's end is
+ * noticed in vmmd's own time). */
+static void
+orphan_settle(uint64_t quarantined, uint64_t idle)
+{
+	Vmm__PoolStats ps;
+	int i;
+
+	for (i = 0; i < 500; i++) {
+		tc_pool(adm, &ps);
+		if (ps.quarantined_bytes == quarantined && ps.idle_bytes == idle)
+			return;
+		tc_sleep_ms(10);
+	}
+	fprintf(stderr, "orphan: quarantined %llu idle %llu, want %llu %llu\n",
+	    (unsigned long long)ps.quarantined_bytes,
+	    (unsigned long long)ps.idle_bytes, (unsigned long long)quarantined,
+	    (unsigned long long)idle);
+	CHECK(!"the pool settled");
+}
+
+static int
+test_orphan(void)
+{
+	struct tc_chunk held, mine, one[3], fit, two;
+	uint64_t gone_id, fit_id, third_id, rel, creates;
+	Vmm__PoolStats ps;
+	struct tc *a;
+	pid_t d, p;
+	int ctl, n;
+	char cmd;
+
+	start("orphan", "idle_timeout_ms = 0\n", &d);
+	a = tc_open(sockpath, "stayer", false);
+	CHECK(tc_acquire(a, 2 * G, 0, &held, 1) == 1);
+	/* The staying process's own idle chunk: never destroyed for it. */
+	CHECK(tc_acquire(a, 6 * G, 0, &mine, 1) == 1);
+	give_back(a, &mine, 1);
+
+	/* A process holds 8 units, closes its session and lives on: its
+	 * chunk is quarantined (it may still map it).  A growing request
+	 * neither takes it nor gives it to the GPU. */
+	p = orphan_spawn(8 * G, &gone_id, &ctl);
+	cmd = 'c';
+	tc_ctl_send(ctl, &cmd, 1);
+	tc_ctl_recv(ctl, &cmd, 1, 10000);
+	orphan_settle(8 * G, 6 * G);
+	rel = tc_counter(adm, "gpu_releases");
+	n = tc_acquire_ex(a, G, STITCH, 0, &one[0], 1, NULL, 0);
+	CHECK(n == 1 && one[0].size == G && one[0].id != gone_id);
+	tc_pool(adm, &ps);
+	CHECK(ps.quarantined_bytes == 8 * G && ps.idle_bytes == 6 * G);
+	CHECK(tc_counter(adm, "gpu_releases") == rel);
+	CHECK(tc_counter(adm, "orphan_swaps") == 0);
+
+	/* The process exits: its 8 units are idle, an orphan.  The next
+	 * unit created (neither idle chunk fits it) takes its place: the
+	 * orphan goes to the GPU, the staying process's 6 units stay. */
+	cmd = 'x';
+	tc_ctl_send(ctl, &cmd, 1);
+	close(ctl);
+	CHECK(tc_wait_child(p, 0) == 0);
+	orphan_settle(0, 14 * G);
+	n = tc_acquire_ex(a, G, STITCH, 0, &one[1], 1, NULL, 0);
+	CHECK(n == 1 && one[1].size == G && one[1].id != gone_id);
+	tc_pool(adm, &ps);
+	if (ps.idle_bytes != 6 * G || ps.physical_bytes != 10 * G ||
+	    tc_counter(adm, "gpu_releases") != rel + 1 ||
+	    tc_counter(adm, "orphan_swaps") != 1) {
+		fprintf(stderr, "orphan: after the exit, idle %llu physical %llu "
+		    "units, %llu given back\n",
+		    (unsigned long long)(ps.idle_bytes / G),
+		    (unsigned long long)(ps.physical_bytes / G),
+		    (unsigned long long)(tc_counter(adm, "gpu_releases") - rel));
+		CHECK(!"the orphan was swapped for the new unit");
+	}
+	/* No orphan left: growth keeps the living process's idle chunk. */
+	n = tc_acquire_ex(a, G, STITCH, 0, &one[2], 1, NULL, 0);
+	CHECK(n == 1 && one[2].size == G);
+	tc_pool(adm, &ps);
+	CHECK(ps.idle_bytes == 6 * G && ps.physical_bytes == 11 * G);
+	CHECK(tc_counter(adm, "gpu_releases") == rel + 1);
+
+	/* An orphan that fits is lent, not created anew nor destroyed. */
+	p = orphan_spawn(4 * G, &fit_id, &ctl);
+	close(ctl);		/* EOF: the child exits */
+	CHECK(tc_wait_child(p, 0) == 0);
+	orphan_settle(0, 10 * G);
+	creates = tc_counter(adm, "creates");
+	CHECK(tc_acquire(a, 4 * G, 0, &fit, 1) == 1);
+	CHECK(fit.id == fit_id && tc_counter(adm, "creates") == creates);
+	/* Lent, it is no orphan: given back by the living process, it is
+	 * that process's idle memory and stays, while a third process's
+	 * orphan (newer) goes for the next growth. */
+	give_back(a, &fit, 1);
+	p = orphan_spawn(8 * G, &third_id, &ctl);
+	close(ctl);
+	CHECK(tc_wait_child(p, 0) == 0);
+	orphan_settle(0, 18 * G);
+	give_back(a, &one[0], 1);	/* a live idle unit, too small to fit */
+	n = tc_acquire_ex(a, 3 * G, 0, 0, &one[0], 1, NULL, 0);
+	CHECK(n == 1 && one[0].size == 3 * G);
+	tc_pool(adm, &ps);
+	CHECK(tc_counter(adm, "orphan_swaps") == 2);
+	CHECK(ps.idle_bytes == 11 * G && ps.lent_bytes == 7 * G);
+	CHECK(tc_acquire(a, 4 * G, 0, &fit, 1) == 1);
+	CHECK(fit.id == fit_id && fit.id != third_id);
+	/* A process gives 5 units back and lives on: its idle memory, not
+	 * swapped for growth; once it exits, it is an orphan and is. */
+	p = orphan_spawn(5 * G, &gone_id, &ctl);
+	cmd = 'r';
+	tc_ctl_send(ctl, &cmd, 1);
+	tc_ctl_recv(ctl, &cmd, 1, 10000);
+	orphan_settle(0, 12 * G);
+	give_back(a, &one[1], 1);	/* 1 unit: it would fit; 3 now */
+	n = tc_acquire_ex(a, 3 * G, 0, 0, &one[1], 1, NULL, 0);
+	CHECK(n == 1 && one[1].size == 3 * G);
+	CHECK(tc_counter(adm, "orphan_swaps") == 2);
+	tc_pool(adm, &ps);
+	CHECK(ps.idle_bytes == 13 * G);
+	cmd = 'x';
+	tc_ctl_send(ctl, &cmd, 1);
+	close(ctl);
+	CHECK(tc_wait_child(p, 0) == 0);
+	for (n = 0; n < 500 && tc_sessions(adm) > 2; n++)
+		tc_sleep_ms(10);
+	CHECK(tc_sessions(adm) == 2);
+	n = tc_acquire_ex(a, 2 * G, 0, 0, &two, 1, NULL, 0);
+	CHECK(n == 1 && two.size == 2 * G);
+	tc_pool(adm, &ps);
+	if (tc_counter(adm, "orphan_swaps") != 3 || ps.idle_bytes != 8 * G) {
+		fprintf(stderr, "orphan: what a process gave back before it "
+		    "exited: idle %llu units\n",
+		    (unsigned long long)(ps.idle_bytes / G));
+		CHECK(!"swapped once the process is gone");
+	}
+	/* Still ours and known to vmmd: it gives back without a fault. */
+	give_back(a, &two, 1);
+	give_back(a, &fit, 1);
+	give_back(a, one, 3);
+	give_back(a, &held, 1);
+	tc_pool(adm, &ps);
+	CHECK(ps.lent_bytes == 0);
+	tc_close(a);
+	stop(d);
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
+	if (argc > 1 && strcmp(argv[1], "orphan") == 0)
+		return test_orphan() == 0 ? 0 : 1;
 	tc_cuda_init();
 	if (argc > 1 && strcmp(argv[1], "exact") == 0)
 		return test_exact() == 0 ? 0 : 1;
