@@ -7,12 +7,19 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc)
 
-# Emulator state of earlier runs of this tree (one small file per test
-# instance, named by the build tree as cmake/VmmTest.cmake does).
-for b in build build-asan build-tsan; do
-  tree=$(printf '%s' "$PWD/$b" | md5sum | cut -c1-6)
-  rm -f /dev/shm/cuemu-vmmtest-"$tree"-* 2>/dev/null || true
-done
+# Emulator state of this tree's tests (one small file per test instance in
+# /dev/shm, named by the build tree as cmake/VmmTest.cmake does): an earlier
+# run's goes first, this run's when it ends, whatever the outcome (tmpfs
+# memory would otherwise stay taken until reboot, for every clone tested).
+clear_state() {
+  local b tree
+  for b in build build-asan build-tsan; do
+    tree=$(printf '%s' "$PWD/$b" | md5sum | cut -c1-6)
+    rm -f /dev/shm/cuemu-vmmtest-"$tree"-* 2>/dev/null || true
+  done
+}
+clear_state
+trap clear_state EXIT
 
 scripts/setup.sh build
 echo "== tests (build/)"
