@@ -233,6 +233,9 @@ cuemu_spin(uint64_t ns)
  * program asked of the driver, where wall time on a loaded host is not. */
 static uint64_t			cuemu_cost_calls[CUEMU_COST_N];
 static uint64_t			cuemu_cost_units[CUEMU_COST_N];
+/* What the profile charged the calling thread so far (ns; 0 with the
+ * profile off): thread_charged_ns. */
+static __thread uint64_t	cuemu_tls_charged_ns;
 
 static const char *const cuemu_cost_names[CUEMU_COST_N] = {
 	[CUEMU_COST_CREATE] = "create",
@@ -254,6 +257,10 @@ cuemu_cost_counter(const char *name, unsigned long long *value)
 	const char *cost;
 	int i;
 
+	if (strcmp(name, "thread_charged_ns") == 0) {
+		*value = cuemu_tls_charged_ns;
+		return 0;
+	}
 	if (strncmp(name, "calls_", 6) == 0) {
 		v = cuemu_cost_calls;
 		cost = name + 6;
@@ -286,6 +293,7 @@ cuemu_charge(enum cuemu_cost cost, size_t units)
 	if (cuemu_cfg.profile == CUEMU_PROFILE_OFF)
 		return;
 	ns = (uint64_t)cuemu_cost_ns[cuemu_cfg.profile][cost] * units;
+	cuemu_tls_charged_ns += ns;
 	if (cuemu_tls_locked)
 		cuemu_tls_owed_ns += ns;
 	else

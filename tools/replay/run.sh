@@ -30,7 +30,10 @@
 #               in one process; after each pass vmmd's stats are read, and
 #               each pass's time, alloc latency and creates/give-backs are
 #               printed (passK_time_ms, passK_alloc_p99_us, passK_creates,
-#               passK_create_bytes, passK_gpu_releases, ...)
+#               passK_create_bytes, passK_gpu_releases, ...; on the
+#               emulator also passK_alloc_driver_p99_us, the p99 of the
+#               driver time its latency profile charged each allocation,
+#               and passK_process_creates, the replayer's own creates)
 #     -D        broker mode: also sample the device's used memory
 #     -N        native mode: no broker
 #     -T MS     MS ms after the replay starts, run `vmmctl trim --recall`
@@ -236,6 +239,11 @@ if [[ $native -eq 0 ]]; then
 fi
 for ((k = 1; k <= passes; k++)); do
   for f in time_ms allocs alloc_p50_us alloc_p99_us; do out "pass${k}_$f" "$(get "pass${k}_$f" "$R")"; done
+  # On the emulator: the p99 of the driver time charged per allocation,
+  # and the replayers' own creates (vmm-replay --passes).
+  for f in alloc_driver_p99_us process_creates; do
+    v=$(get "pass${k}_$f" "$R"); [[ -z $v ]] || out "pass${k}_$f" "$v"
+  done
   [[ $native -eq 0 && $rc -eq 0 ]] || continue
   # What vmmd did during pass k: its counters after it minus after k - 1.
   python3 -c 'import json,sys

@@ -14,6 +14,26 @@
 
 enum op { OP_CREATE, OP_SHARE, OP_MEMINFO };
 
+/* cuemuGetCounter's answer for name (0 known, -1 not) and the value. */
+static int
+cuemu_counter_get(const char *name, unsigned long long *v)
+{
+	cuemu_pfn_get_counter f =
+	    (cuemu_pfn_get_counter)cuemu_sym("cuemuGetCounter");
+
+	CHECK(f != NULL);
+	return f(name, v);
+}
+
+static unsigned long long
+counter(const char *name)
+{
+	unsigned long long v = 0;
+
+	CHECK(cuemu_counter_get(name, &v) == 0);
+	return v;
+}
+
 /* In a fresh child with CUEMU_LATENCY=mode: microseconds taken by CALLS
  * cuMemCreate of 2 MiB (OP_CREATE), CALLS export + import pairs (OP_SHARE),
  * or CALLS cuMemGetInfo (OP_MEMINFO). */
@@ -61,6 +81,10 @@ time_ops(const char *mode, enum op op)
 			}
 		}
 		us = ct_now_us() - t0;
+		/* Charged to this thread: at least what the profile asks. */
+		if (op == OP_CREATE && strcmp(mode, "a100") == 0)
+			CHECK(counter("thread_charged_ns") >=
+			    (unsigned long long)CALLS * 193000);
 		for (i = 0; i < CALLS && op == OP_CREATE; i++)
 			CHECK_OK(cuMemRelease(h[i]));
 		if (op == OP_SHARE)
@@ -73,26 +97,6 @@ time_ops(const char *mode, enum op op)
 	close(fds[0]);
 	ct_wait_ok(pid, mode);
 	return us;
-}
-
-/* cuemuGetCounter's answer for name (0 known, -1 not) and the value. */
-static int
-cuemu_counter_get(const char *name, unsigned long long *v)
-{
-	cuemu_pfn_get_counter f =
-	    (cuemu_pfn_get_counter)cuemu_sym("cuemuGetCounter");
-
-	CHECK(f != NULL);
-	return f(name, v);
-}
-
-static unsigned long long
-counter(const char *name)
-{
-	unsigned long long v = 0;
-
-	CHECK(cuemu_counter_get(name, &v) == 0);
-	return v;
 }
 
 /* Two chunks (1 and 2 granules) mapped back to back, one cuMemSetAccess
@@ -126,6 +130,7 @@ check_counters(void)
 	CHECK(counter("granules_setaccess") == 3);
 	CHECK(counter("calls_unmap") == 1 && counter("granules_unmap") == 3);
 	CHECK(counter("calls_release") == 2);
+	CHECK(counter("thread_charged_ns") == 0);	/* the profile is off */
 	CHECK(cuemu_counter_get("calls_bogus", &v) != 0);
 	CHECK(cuemu_counter_get("granules_", &v) != 0);
 }
