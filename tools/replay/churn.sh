@@ -17,11 +17,14 @@
 #   p99 allocation latency on a pool hit <= 1 ms: a pool hit is an
 #   allocation that needed no create, so the figure is the p99 of the
 #   first pass after the first in which nothing was created at all: vmmd
-#   created nothing (its create counter around the pass) and neither did
-#   the replayer itself (the emulator's count of its cuMemCreate and
-#   cuMemAlloc calls: a fallback to the driver's allocator is no pool
-#   hit); if every later pass created, there is no pool-hit figure and the
-#   row says so.  Beside it, in brackets, the p99 of the driver time the
+#   created nothing (its create counter around the pass), never ran short
+#   (no out-of-memory failure or recovery, no Acquire parked for a recall:
+#   an allocation that waited for memory is no pool hit, even if the
+#   create it tried failed), and the replayer itself created nothing (the
+#   emulator's count of its cuMemCreate and cuMemAlloc calls: a fallback
+#   to the driver's allocator is no pool hit); if every later pass
+#   created or ran short, there is no pool-hit figure and the row says
+#   so.  Beside it, in brackets, the p99 of the driver time the
 #   latency profile charged each allocation of that pass (exact, from the
 #   emulator's thread_charged_ns): the wall-time p99 minus that is the
 #   host's share (vmmd's round trips, scheduling on a loaded machine).  A
@@ -135,7 +138,11 @@ for t in "${traces[@]}"; do
     hit='' hitpass='' drv='' p50='' nal=''
     for ((k = 2; k <= passes; k++)); do
       pc=$(get "$W/default.out" "pass${k}_process_creates")	# none: not the emulator
-      if [[ $(get "$W/default.out" "pass${k}_creates") == 0 && ${pc:-0} == 0 ]]; then
+      short=0
+      for f in oom_failures oom_recoveries recall_waits; do
+        v=$(get "$W/default.out" "pass${k}_$f"); short=$((short + ${v:-1}))	# unknown: not a hit
+      done
+      if [[ $(get "$W/default.out" "pass${k}_creates") == 0 && ${pc:-0} == 0 && $short == 0 ]]; then
         hit=$(get "$W/default.out" "pass${k}_alloc_p99_us") hitpass=$k
         drv=$(get "$W/default.out" "pass${k}_alloc_driver_p99_us")
         p50=$(get "$W/default.out" "pass${k}_alloc_p50_us")
@@ -167,7 +174,7 @@ for t in "${traces[@]}"; do
             h = "impossible: " h; hm = "-"; bad = 1
           }
         }
-        else { h = sprintf("none: every pass after the first created (pass %d: %d creates, p99 %s)", passes, lastc, lastp99); hm = "-" }
+        else { h = sprintf("none: every pass after the first created or ran short (pass %d: %d creates, p99 %s)", passes, lastc, lastp99); hm = "-" }
         med = reps > 1 ? sprintf(" (median of %d)", reps) : ""
         # price: the profile cost factor (a100 1, h100 0.8, off 0)
         g = gran * 1024

@@ -30,7 +30,8 @@
 #               in one process; after each pass vmmd's stats are read, and
 #               each pass's time, alloc latency and creates/give-backs are
 #               printed (passK_time_ms, passK_alloc_p99_us, passK_creates,
-#               passK_create_bytes, passK_gpu_releases, ...; on the
+#               passK_create_bytes, passK_gpu_releases, passK_oom_failures,
+#               passK_oom_recoveries, passK_recall_waits, ...; on the
 #               emulator also passK_alloc_driver_p99_us, the p99 of the
 #               driver time its latency profile charged each allocation,
 #               and passK_process_creates, the replayer's own creates)
@@ -250,7 +251,8 @@ for ((k = 1; k <= passes; k++)); do
 def c(p):
     return json.load(open(p))["counters"] if p else {}
 a, b = c(sys.argv[2]), c(sys.argv[3])
-for f in ("creates", "create_bytes", "gpu_releases", "gpu_release_bytes"):
+for f in ("creates", "create_bytes", "gpu_releases", "gpu_release_bytes",
+          "oom_failures", "oom_recoveries", "recall_waits"):
     print("%-34s %d" % ("pass%s_%s" % (sys.argv[1], f), b.get(f, 0) - a.get(f, 0)))' \
     "$k" "$([[ $k -gt 1 ]] && echo "$RUN/pass-$((k - 1)).json")" \
     "$([[ $k -lt $passes ]] && echo "$RUN/pass-$k.json" || echo "$J")"
