@@ -5,6 +5,18 @@
  * VMM_CACHE_MAX) and is reused whole for a request of about its size; the
  * cache goes back to vmmd when idle, when asked, or when it is full.
  *
+ * Cached entries are split and merged where they lie, without a driver
+ * call (a mapping costs per granule, cuMemSetAccess most of all): a request
+ * smaller than a cached entry takes the entry's first chunks, whose mapped
+ * prefix fits it, and the rest stays cached at its own address; a freed
+ * entry whose VA ends where a cached neighbour's begins (both fully mapped
+ * up to there, same device) becomes one cached entry with it.  A chunk is
+ * in exactly one entry at every moment, and only entries on the cache list
+ * (not picked by another thread) are split or merged, under large_lock; a
+ * merged entry carries the latest ticket of its parts and a split one its
+ * own, so nothing is reused before a sync covers every free that put
+ * memory in it.
+ *
  * Entries live in an array sorted by base under a rwlock, large_lock.
  * It is held only to look up and change entries, never while waiting for
  * vmmd nor around mapping, access or synchronizing calls: Adopt (adopt.c)
@@ -42,6 +54,7 @@ struct large {
 	struct large_chunk	*chunks;
 	uint32_t		nchunks, capchunks;
 	bool			cached;
+	bool			listed;		/* on the cache list */
 	uint64_t		ticket;		/* when freed */
 	uint64_t		freed_ms;
 	struct large		*cnext, *cprev;	/* cache, most recent first */
@@ -136,6 +149,7 @@ cache_unlink(struct large *l)
 	else
 		cache_tail = l->cprev;
 	l->cnext = l->cprev = NULL;
+	l->listed = false;
 	__atomic_sub_fetch(&cache_bytes, l->mapped, __ATOMIC_RELAXED);
 	vmmc_stat_add(VMMC_STAT_CACHED, -(int64_t)l->mapped);
 }
@@ -151,6 +165,7 @@ cache_push(struct large *l)
 	else
 		cache_tail = l;
 	cache_head = l;
+	l->listed = true;
 	__atomic_add_fetch(&cache_bytes, l->mapped, __ATOMIC_RELAXED);
 	vmmc_stat_add(VMMC_STAT_CACHED, (int64_t)l->mapped);
 }
@@ -176,6 +191,132 @@ large_add_chunks(struct large *l, const struct vmmc_grant_chunk *g, size_t n)
 		l->mapped += g[i].size;
 	}
 	return 0;
+}
+
+/* Whether cached entry b can join a (b's VA starts where a's ends, a is
+ * mapped to its end, same device, both on the cache list, few enough
+ * chunks); lock held. */
+static bool
+large_joinable(const struct large *a, const struct large *b)
+{
+	return a->listed && b->listed && a->dev == b->dev &&
+	    a->mapped == a->va_size && a->base + a->va_size == b->base &&
+	    a->nchunks + b->nchunks <= LARGE_MAX_GRANT;
+}
+
+/* Makes cached entries a and b (large_joinable) one, a; b is freed (false:
+ * out of memory, nothing changed).  The
+ * latest ticket and free time of the two: reused only once a sync covers
+ * both frees.  Lock held. */
+static bool
+large_join(struct large *a, struct large *b)
+{
+	uint32_t k;
+
+	if (a->nchunks + b->nchunks > a->capchunks) {
+		struct large_chunk *nc = realloc(a->chunks,
+		    (a->nchunks + b->nchunks) * sizeof(*nc));
+
+		if (nc == NULL)
+			return false;	/* both stay as they were */
+		a->chunks = nc;
+		a->capchunks = a->nchunks + b->nchunks;
+	}
+	cache_unlink(a);
+	cache_unlink(b);
+	large_remove(b);
+	for (k = 0; k < b->nchunks; k++)
+		a->chunks[a->nchunks++] = b->chunks[k];
+	a->mapped += b->mapped;
+	a->va_size += b->va_size;
+	if (b->ticket > a->ticket)
+		a->ticket = b->ticket;
+	if (b->freed_ms > a->freed_ms)
+		a->freed_ms = b->freed_ms;
+	cache_push(a);
+	free(b->chunks);
+	free(b);
+	return true;
+}
+
+/* Joins cached entry l with its cached neighbours in VA; returns the entry
+ * that holds l's chunks now.  Lock held. */
+static struct large *
+large_join_neighbours(struct large *l)
+{
+	size_t i = large_index(l->base);
+
+	if (i + 1 < large_n && large_v[i] == l &&
+	    large_joinable(l, large_v[i + 1]))
+		large_join(l, large_v[i + 1]);
+	i = large_index(l->base);
+	if (i > 0 && i < large_n && large_v[i] == l &&
+	    large_joinable(large_v[i - 1], l)) {
+		struct large *a = large_v[i - 1];
+
+		if (large_join(a, l))
+			return a;
+	}
+	return l;
+}
+
+/* The mapped size of the shortest run of l's first chunks holding need
+ * bytes, and in *k how many chunks that is (all of them if none is). */
+static uint64_t
+large_prefix(const struct large *l, uint64_t need, uint32_t *k)
+{
+	uint64_t p = 0;
+	uint32_t i = 0;
+
+	while (i < l->nchunks && p < need)
+		p += l->chunks[i++].size;
+	*k = i;
+	return p;
+}
+
+/* Cuts cached entry l after its first k chunks (p bytes): l keeps them and
+ * leaves the cache, a new cached entry holds the rest at its own address,
+ * with l's ticket (the same free), in l's place on the cache list.  -1
+ * (nothing changed) without memory.  Lock held. */
+static int
+large_split(struct large *l, uint32_t k, uint64_t p)
+{
+	struct large *r = calloc(1, sizeof(*r));
+
+	if (r == NULL || (r->chunks = calloc(l->nchunks - k,
+	    sizeof(*r->chunks))) == NULL)
+		goto fail;
+	memcpy(r->chunks, &l->chunks[k], (l->nchunks - k) * sizeof(*r->chunks));
+	r->nchunks = r->capchunks = l->nchunks - k;
+	r->base = l->base + p;	/* inside l: no entry has that base */
+	r->mapped = l->mapped - p;
+	r->va_size = l->va_size - p;
+	r->dev = l->dev;
+	r->cached = true;
+	r->ticket = l->ticket;
+	r->freed_ms = l->freed_ms;
+	if (large_insert(r) != 0)
+		goto fail;
+	r->listed = true;
+	r->cnext = l->cnext;
+	r->cprev = l;
+	if (l->cnext != NULL)
+		l->cnext->cprev = r;
+	else
+		cache_tail = r;
+	l->cnext = r;
+	cache_unlink(l);	/* counts l->mapped out of the cache... */
+	__atomic_add_fetch(&cache_bytes, l->mapped - p, __ATOMIC_RELAXED);
+	vmmc_stat_add(VMMC_STAT_CACHED, (int64_t)(l->mapped - p));
+	l->nchunks = k;
+	l->mapped = p;
+	l->va_size = p;
+	return 0;
+fail:
+	if (r != NULL)
+		free(r->chunks);
+	free(r);
+	return -1;
 }
 
 /* Gives granted chunks back unused (a failure after the grant). */
@@ -408,7 +549,8 @@ vmmc_large_alloc(int dev, size_t size, void **out)
 	struct vmmc_grant_chunk g[LARGE_MAX_GRANT];
 	struct vmmc_conn *c;
 	struct large *l, *best = NULL;
-	uint64_t gran, need, ticket;
+	uint64_t gran, need, ticket, best_fit = 0;
+	uint32_t best_k = 0;
 	int n, rc;
 
 	if ((c = vmmc_conn_get(dev)) == NULL)
@@ -420,17 +562,32 @@ vmmc_large_alloc(int dev, size_t size, void **out)
 	}
 	need = round_up(size, gran);
 
-	/* 1. A cached allocation of about this size. */
+	/* 1. A cached allocation of about this size, or the first chunks of a
+	 * larger one (split where it lies: the rest stays cached).  The
+	 * closest fit; of equal fits the smallest entry. */
 	pthread_rwlock_wrlock(&large_lock);
 	for (l = cache_head; l != NULL; l = l->cnext) {
-		if (l->dev != dev || l->mapped < need ||
-		    l->mapped > need + need / 8 || !LARGE_IDLE_NOW(l))
+		uint32_t k;
+		uint64_t fit;
+
+		if (l->dev != dev || l->mapped < need || !LARGE_IDLE_NOW(l))
 			continue;
-		if (best == NULL || l->mapped < best->mapped)
+		fit = large_prefix(l, need, &k);
+		if (fit > need + need / 8)
+			continue;
+		if (best == NULL || fit < best_fit ||
+		    (fit == best_fit && l->mapped < best->mapped)) {
 			best = l;
+			best_fit = fit;
+			best_k = k;
+		}
 	}
+	if (best != NULL && best_k < best->nchunks &&
+	    large_split(best, best_k, best_fit) != 0)
+		best = NULL;	/* out of memory: no split */
 	if (best != NULL) {
-		cache_unlink(best);
+		if (best->listed)
+			cache_unlink(best);
 		best->cached = false;
 		best->size = size;
 		ticket = best->ticket;
@@ -440,6 +597,7 @@ vmmc_large_alloc(int dev, size_t size, void **out)
 			pthread_rwlock_wrlock(&large_lock);
 			best->cached = true;
 			cache_push(best);
+			large_join_neighbours(best);
 			pthread_rwlock_unlock(&large_lock);
 			best = NULL;
 			goto fresh;
@@ -594,8 +752,11 @@ large_free(void *p, bool idle)
 	vmmc_stat_add(VMMC_STAT_FREES, 1);
 	vmm_log_info("FREE Ptr=0x%llx Size=%llu", (unsigned long long)l->base,
 	    (unsigned long long)l->size);
-	/* Once unlocked, l is the cache's: the helper may trim and free it. */
 	mapped = l->mapped;
+	/* One cached entry with its cached neighbours in VA (l may be freed
+	 * here); once unlocked, it is the cache's: the helper may trim and
+	 * free it. */
+	large_join_neighbours(l);
 	pthread_rwlock_unlock(&large_lock);
 	if (over > 0)
 		vmmc_large_trim(over, 0, 0);

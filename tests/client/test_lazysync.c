@@ -38,6 +38,16 @@
  *             and is stitched into the growth (nothing created), but only
  *             once the kernel is done: P keeps its data, nothing busy was
  *             unmapped.
+ *   split     a freed 256 MiB allocation A (vmmd's pieces: 8 x 32 MiB) a
+ *             kernel still writes serves 64 MiB and then 192 MiB where it
+ *             lies: B is A's first 64 MiB, C the rest, no mapping call, no
+ *             round trip to vmmd, and only once the kernel is done: B and
+ *             C keep their own data.
+ *   join      B (A's first 64 MiB, the rest cached, its free covered by a
+ *             sync) is freed while a kernel still writes it: B and the
+ *             rest become one cached entry again, which serves 256 MiB
+ *             with no mapping call, but only once B's kernel is done (the
+ *             later of the two frees' tickets).
  *
  * The emulator counts an unmap or free of memory that queued work still
  * touches ("busy_releases") and a queued write that finds its memory gone
@@ -446,6 +456,96 @@ sc_reallocgrow(void)
 	tc_close(adm);
 }
 
+/* put()'s data for seed, ready on the host before the kernel starts: the
+ * copy is issued right after the allocation returns, well within the
+ * kernel's KERNEL_US, so a reuse that did not wait for it shows. */
+static unsigned char *
+staged(size_t n, unsigned seed)
+{
+	unsigned char *b = malloc(n);
+	size_t i;
+
+	CHECK(b != NULL);
+	for (i = 0; i < n; i++)
+		b[i] = (unsigned char)(seed + i * 7);
+	return b;
+}
+
+/* A 256 MiB allocation, freed while a kernel writes all of it. */
+static CUdeviceptr
+split_setup(CUstream *s)
+{
+	CUdeviceptr a;
+
+	start_daemons(1);
+	CHECK_OK(cuCtxSetCurrent(ctx_of(0)));
+	CHECK_OK(cuStreamCreate(s, CU_STREAM_NON_BLOCKING));
+	CHECK_OK(cuMemAlloc(&a, 256 * MiB));
+	CHECK_OK(cuemu_launch_write(a, PAT, 256 * MiB, KERNEL_US, *s));
+	CHECK_OK(cuMemFree(a));
+	return a;
+}
+
+static void
+sc_split(void)
+{
+	unsigned char *hb = staged(64 * MiB, 3), *hc = staged(192 * MiB, 4);
+	unsigned long long maps;
+	CUdeviceptr a, b, c;
+	uint64_t grants;
+	struct tc *adm;
+	CUstream s;
+
+	a = split_setup(&s);
+	adm = tc_open(sockpath, "admin", true);
+	maps = cuemu_counter("calls_map");
+	grants = tc_counter(adm, "grants");
+	CHECK_OK(cuMemAlloc(&b, 64 * MiB));
+	CHECK_OK(cuMemcpyHtoD(b, hb, 64 * MiB));
+	CHECK_OK(cuMemAlloc(&c, 192 * MiB));
+	CHECK_OK(cuMemcpyHtoD(c, hc, 192 * MiB));
+	CHECK(b == a);
+	CHECK(c == a + 64 * MiB);
+	CHECK(cuemu_counter("calls_map") == maps);	/* where they lay */
+	CHECK(tc_counter(adm, "grants") == grants);	/* vmmd not asked */
+	CHECK_OK(cuStreamSynchronize(s));
+	CHECK(holds(b, 64 * MiB, 3));	/* the kernel did not write over */
+	CHECK(holds(c, 192 * MiB, 4));	/* them, nor one over the other */
+	expect_clean();
+	CHECK_OK(cuMemFree(b));
+	CHECK_OK(cuMemFree(c));
+	CHECK_OK(cuStreamDestroy(s));
+	tc_close(adm);
+	free(hb);
+	free(hc);
+}
+
+static void
+sc_join(void)
+{
+	unsigned char *hd = staged(64 * MiB, 5);
+	unsigned long long maps;
+	CUdeviceptr a, b, d;
+	CUstream s;
+
+	a = split_setup(&s);
+	CHECK_OK(cuMemAlloc(&b, 64 * MiB));	/* syncs: A's free covered */
+	CHECK(b == a);
+	CHECK_OK(cuemu_launch_write(b, PAT, 64 * MiB, KERNEL_US, s));
+	CHECK_OK(cuMemFree(b));
+	maps = cuemu_counter("calls_map");
+	CHECK_OK(cuMemAlloc(&d, 256 * MiB));
+	CHECK_OK(cuMemcpyHtoD(d, hd, 64 * MiB));
+	CHECK(d == a);
+	CHECK(cuemu_counter("calls_map") == maps);
+	CHECK_OK(cuStreamSynchronize(s));
+	CHECK(holds(d, 64 * MiB, 5));	/* B's kernel did not write over it */
+	expect_clean();
+	CHECK_OK(cuMemFree(d));
+	CHECK_OK(cuStreamDestroy(s));
+	free(hd);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -474,6 +574,10 @@ main(int argc, char **argv)
 		sc_stitchsmall();
 	else if (strcmp(argv[1], "reallocgrow") == 0)
 		sc_reallocgrow();
+	else if (strcmp(argv[1], "split") == 0)
+		sc_split();
+	else if (strcmp(argv[1], "join") == 0)
+		sc_join();
 	else
 		CHECK(!"unknown scenario");
 	for (i = 0; i < 2; i++)

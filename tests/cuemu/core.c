@@ -228,16 +228,72 @@ cuemu_spin(uint64_t ns)
 		;
 }
 
+/* Calls and granules charged per cost, whatever the profile (cuemuGetCounter
+ * names them calls_<cost> and granules_<cost>): exact figures of what a
+ * program asked of the driver, where wall time on a loaded host is not. */
+static uint64_t			cuemu_cost_calls[CUEMU_COST_N];
+static uint64_t			cuemu_cost_units[CUEMU_COST_N];
+/* What the profile charged the calling thread so far (ns; 0 with the
+ * profile off): thread_charged_ns. */
+static __thread uint64_t	cuemu_tls_charged_ns;
+
+static const char *const cuemu_cost_names[CUEMU_COST_N] = {
+	[CUEMU_COST_CREATE] = "create",
+	[CUEMU_COST_MAP] = "map",
+	[CUEMU_COST_SETACCESS] = "setaccess",
+	[CUEMU_COST_UNMAP] = "unmap",
+	[CUEMU_COST_RESERVE] = "reserve",
+	[CUEMU_COST_RELEASE] = "release",
+	[CUEMU_COST_EXPORT] = "export",
+	[CUEMU_COST_IMPORT] = "import",
+	[CUEMU_COST_MEMINFO] = "meminfo",
+	[CUEMU_COST_CALL] = "call",
+};
+
+int
+cuemu_cost_counter(const char *name, unsigned long long *value)
+{
+	const uint64_t *v;
+	const char *cost;
+	int i;
+
+	if (strcmp(name, "thread_charged_ns") == 0) {
+		*value = cuemu_tls_charged_ns;
+		return 0;
+	}
+	if (strncmp(name, "calls_", 6) == 0) {
+		v = cuemu_cost_calls;
+		cost = name + 6;
+	} else if (strncmp(name, "granules_", 9) == 0) {
+		v = cuemu_cost_units;
+		cost = name + 9;
+	} else {
+		return -1;
+	}
+	for (i = 0; i < CUEMU_COST_N; i++)
+		if (cuemu_cost_names[i] != NULL &&
+		    strcmp(cost, cuemu_cost_names[i]) == 0) {
+			*value = __atomic_load_n(&v[i], __ATOMIC_RELAXED);
+			return 0;
+		}
+	return -1;
+}
+
 void
 cuemu_charge(enum cuemu_cost cost, size_t units)
 {
 	uint64_t ns;
 
-	if (cuemu_cfg.profile == CUEMU_PROFILE_OFF || cost == CUEMU_COST_NONE)
+	if (cost == CUEMU_COST_NONE)
 		return;
 	if (units == 0)
 		units = 1;
+	__atomic_add_fetch(&cuemu_cost_calls[cost], 1, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&cuemu_cost_units[cost], units, __ATOMIC_RELAXED);
+	if (cuemu_cfg.profile == CUEMU_PROFILE_OFF)
+		return;
 	ns = (uint64_t)cuemu_cost_ns[cuemu_cfg.profile][cost] * units;
+	cuemu_tls_charged_ns += ns;
 	if (cuemu_tls_locked)
 		cuemu_tls_owed_ns += ns;
 	else

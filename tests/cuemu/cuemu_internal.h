@@ -91,6 +91,9 @@ pthread_mutex_t *cuemu_mutex(void);
 /* Charges the latency profile's cost for an operation touching n units:
  * paid (busy-waiting) when the call leaves the lock, or at once without it. */
 void		cuemu_charge(enum cuemu_cost cost, size_t units);
+/* cuemuGetCounter's calls_<cost>, granules_<cost> and thread_charged_ns:
+ * 0, or -1 (no such name). */
+int		cuemu_cost_counter(const char *name, unsigned long long *value);
 bool		cuemu_device_valid(int ordinal);
 /* The context current on this thread, or NULL if none or not active. */
 CUcontext	cuemu_current_ctx(void);

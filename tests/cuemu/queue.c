@@ -642,5 +642,5 @@ cuemuGetCounter(const char *name, unsigned long long *value)
 			return 0;
 		}
 	}
-	return -1;
+	return cuemu_cost_counter(name, value);
 }

@@ -16,15 +16,28 @@
 #   says so: that baseline churned.
 #   p99 allocation latency on a pool hit <= 1 ms: a pool hit is an
 #   allocation that needed no create, so the figure is the p99 of the
-#   first pass after the first that made vmmd create nothing at all (read
-#   from vmmd's create counter around the pass); if every later pass
-#   created, there is no pool-hit figure and the row says so.
+#   first pass after the first in which nothing was created at all: vmmd
+#   created nothing (its create counter around the pass), never ran short
+#   (no out-of-memory failure or recovery, no Acquire parked for a recall:
+#   an allocation that waited for memory is no pool hit, even if the
+#   create it tried failed), and the replayer itself created nothing (the
+#   emulator's count of its cuMemCreate and cuMemAlloc calls: a fallback
+#   to the driver's allocator is no pool hit); if every later pass
+#   created or ran short, there is no pool-hit figure and the row says
+#   so.  Beside it, in brackets, the p99 of the driver time the
+#   latency profile charged each allocation of that pass (exact, from the
+#   emulator's thread_charged_ns): the wall-time p99 minus that is the
+#   host's share (vmmd's round trips, scheduling on a loaded machine).  A
+#   wall p99 below it, below the pass's p50, or a pass without allocations
+#   is impossible: the row says so and the exit status is 1.
 # Wall times on a loaded machine swing (identical work, the same creates,
 # measured 0.57x-1.31x apart on 2 shared cores), so the table also gives
 # what the churn itself costs, from vmmd's exact counters at the profile's
 # prices (tests/cuemu/README.md): granules created x cuMemCreate's cost +
 # granules given back x cuMemRelease's (a100: 193 and 20 us per granule,
-# CUEMU_GRANULARITY_KB, 2 MiB by default).
+# CUEMU_GRANULARITY_KB, 2 MiB by default); in brackets, default's cost
+# minus no churn's as a share of no churn's time: what the time ratio
+# would be above 1 from creates and give-backs alone.
 # A benchmark: a markdown table on stdout, a progress line per run on
 # stderr; it asserts no target.  Exit 1 if a run failed or a figure is
 # impossible (run.sh's peak physical below peak requested, a time of 0).
@@ -103,7 +116,7 @@ run() {
   return 1
 }
 
-printf '| trace | device | time default ms | time no churn ms | ratio | target <= 1.1 | default pass 1: creates (GiB) / give-backs | no churn: creates (GiB) / give-backs | create + give-back cost ms: default / no churn | p99 alloc on a pool hit µs | target <= 1 ms |\n'
+printf '| trace | device | time default ms | time no churn ms | ratio | target <= 1.1 | default pass 1: creates (GiB) / give-backs | no churn: creates (GiB) / give-backs | create + give-back cost ms: default / no churn (extra: share of no-churn time) | p99 alloc on a pool hit µs [driver time p99] | target <= 1 ms |\n'
 printf '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n'
 for t in "${traces[@]}"; do
   peak=$(peak_of "$t")
@@ -122,10 +135,19 @@ for t in "${traces[@]}"; do
       continue
     fi
     # Which pass after the first created nothing: its p99 is a pool-hit figure.
-    hit='' hitpass=''
+    hit='' hitpass='' drv='' p50='' nal=''
     for ((k = 2; k <= passes; k++)); do
-      if [[ $(get "$W/default.out" "pass${k}_creates") == 0 ]]; then
-        hit=$(get "$W/default.out" "pass${k}_alloc_p99_us") hitpass=$k; break
+      pc=$(get "$W/default.out" "pass${k}_process_creates")	# none: not the emulator
+      short=0
+      for f in oom_failures oom_recoveries recall_waits; do
+        v=$(get "$W/default.out" "pass${k}_$f"); short=$((short + ${v:-1}))	# unknown: not a hit
+      done
+      if [[ $(get "$W/default.out" "pass${k}_creates") == 0 && ${pc:-0} == 0 && $short == 0 ]]; then
+        hit=$(get "$W/default.out" "pass${k}_alloc_p99_us") hitpass=$k
+        drv=$(get "$W/default.out" "pass${k}_alloc_driver_p99_us")
+        p50=$(get "$W/default.out" "pass${k}_alloc_p50_us")
+        nal=$(get "$W/default.out" "pass${k}_allocs")
+        break
       fi
     done
     awk -v t="$(basename "$t")" -v mb="$mb" -v td="$(median "${td[@]}")" -v tn="$(median "${tn[@]}")" \
@@ -136,21 +158,31 @@ for t in "${traces[@]}"; do
         -v cd="$(get "$W/default.out" pass1_creates)" -v gd="$(get "$W/default.out" pass1_gpu_releases)" \
         -v cn="$(get "$W/nochurn.out" daemon_creates)" -v gn="$(get "$W/nochurn.out" daemon_gpu_releases)" \
         -v hit="$hit" -v hp="$hitpass" -v passes="$passes" \
+        -v drv="$drv" -v p50="$p50" -v nal="$nal" \
         -v lastc="$(get "$W/default.out" "pass${passes}_creates")" -v reps="$repeats" '
       BEGIN {
         if (td <= 0 || tn <= 0) { print "churn.sh: impossible time " td " / " tn " ms for " t > "/dev/stderr"; exit 3 }
         r = td / tn
         met = r <= 1.1 ? "met" : "MISSED"
         if (gn + 0 > 0) met = met " (the no-churn baseline gave back " gn " chunks)"
-        if (hit != "") { h = sprintf("%s (pass %d)", hit, hp); hm = hit <= 1000 ? "met" : "MISSED" }
-        else { h = sprintf("none: every pass after the first created (pass %d: %d creates, p99 %s)", passes, lastc, lastp99); hm = "-" }
+        bad = 0
+        if (hit != "") {
+          h = sprintf("%s [driver %s] (pass %d)", hit, drv, hp); hm = hit <= 1000 ? "met" : "MISSED"
+          if (nal + 0 <= 0 || hit + 0 < p50 + 0 || hit + 0 < drv + 0) {
+            print "churn.sh: impossible pool-hit figure for " t ": p99 " hit " us, p50 " p50 \
+              " us, driver p99 " drv " us, " nal " allocations" > "/dev/stderr"
+            h = "impossible: " h; hm = "-"; bad = 1
+          }
+        }
+        else { h = sprintf("none: every pass after the first created or ran short (pass %d: %d creates, p99 %s)", passes, lastc, lastp99); hm = "-" }
         med = reps > 1 ? sprintf(" (median of %d)", reps) : ""
         # price: the profile cost factor (a100 1, h100 0.8, off 0)
         g = gran * 1024
         costd = price * ((cbd / g) * 0.193 + (rbd / g) * 0.020)
         costn = price * ((cbn / g) * 0.193 + (rbn / g) * 0.020)
-        printf "| %s | %s MiB | %.1f%s | %.1f | %.3f | %s | %d (%.2f) / %d | %d (%.2f) / %d | %.0f / %.0f | %s | %s |\n",
-          t, mb, td, med, tn, r, met, cd, cbd / 2^30, gd, cn, cbn / 2^30, gn, costd, costn, h, hm
+        printf "| %s | %s MiB | %.1f%s | %.1f | %.3f | %s | %d (%.2f) / %d | %d (%.2f) / %d | %.0f / %.0f (%+.1f%%) | %s | %s |\n",
+          t, mb, td, med, tn, r, met, cd, cbd / 2^30, gd, cn, cbn / 2^30, gn, costd, costn, 100 * (costd - costn) / tn, h, hm
+        if (bad) exit 3
       }' || bad=1
   done
 done

@@ -30,7 +30,11 @@
 #               in one process; after each pass vmmd's stats are read, and
 #               each pass's time, alloc latency and creates/give-backs are
 #               printed (passK_time_ms, passK_alloc_p99_us, passK_creates,
-#               passK_create_bytes, passK_gpu_releases, ...)
+#               passK_create_bytes, passK_gpu_releases, passK_oom_failures,
+#               passK_oom_recoveries, passK_recall_waits, ...; on the
+#               emulator also passK_alloc_driver_p99_us, the p99 of the
+#               driver time its latency profile charged each allocation,
+#               and passK_process_creates, the replayer's own creates)
 #     -D        broker mode: also sample the device's used memory
 #     -N        native mode: no broker
 #     -T MS     MS ms after the replay starts, run `vmmctl trim --recall`
@@ -236,13 +240,19 @@ if [[ $native -eq 0 ]]; then
 fi
 for ((k = 1; k <= passes; k++)); do
   for f in time_ms allocs alloc_p50_us alloc_p99_us; do out "pass${k}_$f" "$(get "pass${k}_$f" "$R")"; done
+  # On the emulator: the p99 of the driver time charged per allocation,
+  # and the replayers' own creates (vmm-replay --passes).
+  for f in alloc_driver_p99_us process_creates; do
+    v=$(get "pass${k}_$f" "$R"); [[ -z $v ]] || out "pass${k}_$f" "$v"
+  done
   [[ $native -eq 0 && $rc -eq 0 ]] || continue
   # What vmmd did during pass k: its counters after it minus after k - 1.
   python3 -c 'import json,sys
 def c(p):
     return json.load(open(p))["counters"] if p else {}
 a, b = c(sys.argv[2]), c(sys.argv[3])
-for f in ("creates", "create_bytes", "gpu_releases", "gpu_release_bytes"):
+for f in ("creates", "create_bytes", "gpu_releases", "gpu_release_bytes",
+          "oom_failures", "oom_recoveries", "recall_waits"):
     print("%-34s %d" % ("pass%s_%s" % (sys.argv[1], f), b.get(f, 0) - a.get(f, 0)))' \
     "$k" "$([[ $k -gt 1 ]] && echo "$RUN/pass-$((k - 1)).json")" \
     "$([[ $k -lt $passes ]] && echo "$RUN/pass-$k.json" || echo "$J")"

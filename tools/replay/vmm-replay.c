@@ -117,6 +117,12 @@ struct rp_result {
 	 * alloc_lat end */
 	uint64_t	pass_ns[RP_MAX_PASSES];
 	uint64_t	pass_alat_end[RP_MAX_PASSES];
+	/* On the emulator (cuemuGetCounter found): per pass, the driver's
+	 * cuMemCreate/cuMemAlloc calls of this process (none when every
+	 * allocation came from a pool), and per allocation, the time the
+	 * latency profile charged its thread (adrv, beside alloc_lat). */
+	bool		emulator;
+	uint64_t	pass_creates[RP_MAX_PASSES];
 	int64_t		start_unix_ms, end_unix_ms, last_free_unix_ms;
 	char		err[512];
 };
@@ -552,6 +558,8 @@ struct rp_run {
 	const struct rp_trace	*t;
 	struct rp_result	*res;
 	uint64_t		*alloc_lat, *realloc_lat;	/* ns */
+	uint64_t		*alloc_drv;	/* ns charged, per alloc_lat */
+	int			(*counter)(const char *, unsigned long long *);
 	struct rp_event		*ev;
 	void			**ptr;		/* per slot */
 	uint64_t		*size;		/* per slot */
@@ -672,16 +680,28 @@ emulated_realloc(void **p, size_t old, size_t size)
 	return 0;
 }
 
+/* The emulator's counter name (0 on a real driver). */
+static uint64_t
+emu_counter(const struct rp_run *r, const char *name)
+{
+	unsigned long long v = 0;
+
+	if (r->counter == NULL || r->counter(name, &v) != 0)
+		return 0;
+	return v;
+}
+
 /* Times cudaMalloc alone; the seed comes from the op's index, so an id
  * allocated again gets a different pattern than its previous life. */
 static int
 do_alloc(struct rp_run *r, const struct rp_op *o, size_t i)
 {
-	uint64_t t0, t1;
+	uint64_t t0, t1, c0;
 	cudaError_t e;
 
 	r->seed[o->slot] = (uint32_t)(i * 2654435761u) ^ (r->proc << 24);
 	r->size[o->slot] = o->arg;
+	c0 = emu_counter(r, "thread_charged_ns");
 	t0 = now_ns();
 	if (r->tmalloc != NULL) {
 		/* As PyTorch's pluggable allocator calls it: device 0, its
@@ -693,6 +713,8 @@ do_alloc(struct rp_run *r, const struct rp_op *o, size_t i)
 		e = cudaMalloc(&r->ptr[o->slot], (size_t)o->arg);
 	}
 	t1 = now_ns();
+	r->alloc_drv[r->res->nalloc_lat] = emu_counter(r, "thread_charged_ns") -
+	    c0;
 	r->alloc_lat[r->res->nalloc_lat++] = t1 - t0;
 	if (e != cudaSuccess)
 		return run_fail(r, o, "cudaMalloc(%" PRIu64 ") for id %s: %s",
@@ -873,15 +895,24 @@ replay(struct rp_run *r, struct rp_shared *sh)
 		return run_fail(r, NULL, "CUDA initialisation: %s",
 		    cudaGetErrorString(e));
 	}
+	{
+		void *h = dlopen("libcuda.so.1", RTLD_NOW | RTLD_NOLOAD);
+
+		if (h != NULL)
+			r->counter = (int (*)(const char *,
+			    unsigned long long *))dlsym(h, "cuemuGetCounter");
+		res->emulator = r->counter != NULL;
+	}
 	if (barrier(sh, r->proc) != 0)
 		return run_fail(r, NULL, "another replayer failed to start");
 	res->start_unix_ms = unix_ms();
 	for (pass = 0; pass < opts.passes; pass++) {
-		uint64_t p0;
+		uint64_t p0, c0;
 
 		if (pass > 0 && (free_left(r) != 0 || (opts.between != NULL &&
 		    run_between(r, pass) != 0)))
 			return -1;
+		c0 = emu_counter(r, "calls_create");
 		p0 = now_ns();
 		for (i = 0; i < t->nops; i++) {
 			const struct rp_op *o = &t->ops[i];
@@ -914,6 +945,7 @@ replay(struct rp_run *r, struct rp_shared *sh)
 		}
 		res->pass_ns[pass] = now_ns() - p0;
 		res->pass_alat_end[pass] = res->nalloc_lat;
+		res->pass_creates[pass] = emu_counter(r, "calls_create") - c0;
 	}
 	res->end_unix_ms = unix_ms();
 	if (r->usage != NULL && r->usage(&u) == 0) {
@@ -928,7 +960,7 @@ replay(struct rp_run *r, struct rp_shared *sh)
 /* ---- processes and results ---------------------------------------------- */
 
 struct rp_layout {
-	size_t	res_off, alat_off, rlat_off, ev_off, per_proc, total;
+	size_t	res_off, alat_off, adrv_off, rlat_off, ev_off, per_proc, total;
 };
 
 static size_t
@@ -944,7 +976,9 @@ layout(const struct rp_trace *t, struct rp_layout *l)
 {
 	l->res_off = align8(sizeof(struct rp_shared));
 	l->alat_off = align8(sizeof(struct rp_result));
-	l->rlat_off = l->alat_off + align8((t->nalloc * opts.passes + 1) *
+	l->adrv_off = l->alat_off + align8((t->nalloc * opts.passes + 1) *
+	    sizeof(uint64_t));
+	l->rlat_off = l->adrv_off + align8((t->nalloc * opts.passes + 1) *
 	    sizeof(uint64_t));
 	l->ev_off = l->rlat_off + align8((t->nrealloc * opts.passes + 1) *
 	    sizeof(uint64_t));
@@ -970,6 +1004,7 @@ run_proc(const struct rp_trace *t, unsigned char *map,
 		.t = t,
 		.res = (struct rp_result *)b,
 		.alloc_lat = (uint64_t *)(b + l->alat_off),
+		.alloc_drv = (uint64_t *)(b + l->adrv_off),
 		.realloc_lat = (uint64_t *)(b + l->rlat_off),
 		.ev = (struct rp_event *)(b + l->ev_off),
 		.proc = p,
@@ -1066,6 +1101,11 @@ struct rp_total {
 	double		pass_ms[RP_MAX_PASSES];
 	double		pass_a50[RP_MAX_PASSES], pass_a99[RP_MAX_PASSES];
 	uint64_t	pass_allocs[RP_MAX_PASSES];
+	/* on the emulator: p99 of the driver time charged per allocation,
+	 * and the replayers' own creates, per pass */
+	bool		emulator;
+	double		pass_d99[RP_MAX_PASSES];
+	uint64_t	pass_creates[RP_MAX_PASSES];
 	int64_t		last_free, start, end;
 	unsigned	failed;
 	bool		broker, vrealloc;
@@ -1103,6 +1143,7 @@ aggregate(const struct rp_trace *t, unsigned char *map,
 		T->peak_mapped += r->peak_mapped;
 		T->client_peaks += r->client_peak;
 		T->broker |= r->broker;
+		T->emulator |= r->emulator;
 		T->vrealloc |= r->vmm_realloc;
 		if (r->last_free_unix_ms > T->last_free)
 			T->last_free = r->last_free_unix_ms;
@@ -1139,7 +1180,7 @@ pass_figures(unsigned char *map, const struct rp_layout *l,
 	unsigned k, p;
 
 	for (k = 0; k < opts.passes; k++) {
-		size_t n = 0;
+		size_t n = 0, nd = 0;
 
 		for (p = 0; p < opts.procs; p++) {
 			unsigned char *b = proc_base(map, l, p);
@@ -1155,11 +1196,27 @@ pass_figures(unsigned char *map, const struct rp_layout *l,
 			memcpy(buf + n, b + l->alat_off + from * 8,
 			    (size_t)(to - from) * 8);
 			n += (size_t)(to - from);
+			T->pass_creates[k] += r->pass_creates[k];
 		}
 		qsort(buf, n, sizeof(*buf), cmp_u64);
 		T->pass_allocs[k] = n;
 		T->pass_a50[k] = pct_us(buf, n, 0.50);
 		T->pass_a99[k] = pct_us(buf, n, 0.99);
+		/* The same allocations' charged driver time. */
+		for (p = 0; p < opts.procs; p++) {
+			unsigned char *b = proc_base(map, l, p);
+			const struct rp_result *r = (void *)b;
+			uint64_t from = k ? r->pass_alat_end[k - 1] : 0;
+			uint64_t to = r->pass_alat_end[k];
+
+			if (to < from)
+				continue;
+			memcpy(buf + nd, b + l->adrv_off + from * 8,
+			    (size_t)(to - from) * 8);
+			nd += (size_t)(to - from);
+		}
+		qsort(buf, nd, sizeof(*buf), cmp_u64);
+		T->pass_d99[k] = pct_us(buf, nd, 0.99);
 	}
 }
 
@@ -1307,6 +1364,12 @@ print_results(const struct rp_trace *t, unsigned char *map,
 		kv_d(k, T->pass_a50[p], &first);
 		snprintf(k, sizeof(k), "pass%u_alloc_p99_us", p + 1);
 		kv_d(k, T->pass_a99[p], &first);
+		if (!T->emulator)
+			continue;
+		snprintf(k, sizeof(k), "pass%u_alloc_driver_p99_us", p + 1);
+		kv_d(k, T->pass_d99[p], &first);
+		snprintf(k, sizeof(k), "pass%u_process_creates", p + 1);
+		kv_u(k, T->pass_creates[p], &first);
 	}
 	kv_u("start_unix_ms", (uint64_t)T->start, &first);
 	kv_u("end_unix_ms", (uint64_t)T->end, &first);
@@ -1360,6 +1423,10 @@ usage(FILE *f)
 "  -P, --passes N       replay the trace N times in each process (1..%d); what\n"
 "                       a pass leaves live is freed before the next; figures\n"
 "                       per pass: pass<K>_time_ms, pass<K>_alloc_p99_us, ...\n"
+"                       (on the emulator also pass<K>_alloc_driver_p99_us, the\n"
+"                       p99 of the time its latency profile charged each\n"
+"                       allocation, and pass<K>_process_creates, the\n"
+"                       replayers' own cuMemCreate/cuMemAlloc calls)\n"
 "  -b, --between CMD    between passes run sh -c CMD (VMM_REPLAY_PASS: the pass\n"
 "                       just done; no LD_PRELOAD); it must exit 0 (one process)\n"
 "  -e, --events FILE    write the live requested bytes over time: lines\n"

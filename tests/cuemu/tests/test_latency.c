@@ -3,13 +3,36 @@
  * second profile (creates at least 120 us).  Export and import are charged
  * too (an export + import pair at least 20 us under a100), and
  * cuMemGetInfo (at least 5 us).  Lower bounds only (machines are noisy; the
- * costs are busy-waits, so a call can never be cheaper). */
+ * costs are busy-waits, so a call can never be cheaper).  Whatever the
+ * profile, cuemuGetCounter counts the calls and granules charged
+ * (calls_<cost>, granules_<cost>): exact, checked with the profile off. */
 #include "cuemu_test.h"
+#include "../cuemu.h"
 
 #define CALLS 20
 #define MIN_US_PER_CREATE 150
 
 enum op { OP_CREATE, OP_SHARE, OP_MEMINFO };
+
+/* cuemuGetCounter's answer for name (0 known, -1 not) and the value. */
+static int
+cuemu_counter_get(const char *name, unsigned long long *v)
+{
+	cuemu_pfn_get_counter f =
+	    (cuemu_pfn_get_counter)cuemu_sym("cuemuGetCounter");
+
+	CHECK(f != NULL);
+	return f(name, v);
+}
+
+static unsigned long long
+counter(const char *name)
+{
+	unsigned long long v = 0;
+
+	CHECK(cuemu_counter_get(name, &v) == 0);
+	return v;
+}
 
 /* In a fresh child with CUEMU_LATENCY=mode: microseconds taken by CALLS
  * cuMemCreate of 2 MiB (OP_CREATE), CALLS export + import pairs (OP_SHARE),
@@ -58,6 +81,10 @@ time_ops(const char *mode, enum op op)
 			}
 		}
 		us = ct_now_us() - t0;
+		/* Charged to this thread: at least what the profile asks. */
+		if (op == OP_CREATE && strcmp(mode, "a100") == 0)
+			CHECK(counter("thread_charged_ns") >=
+			    (unsigned long long)CALLS * 193000);
 		for (i = 0; i < CALLS && op == OP_CREATE; i++)
 			CHECK_OK(cuMemRelease(h[i]));
 		if (op == OP_SHARE)
@@ -70,6 +97,42 @@ time_ops(const char *mode, enum op op)
 	close(fds[0]);
 	ct_wait_ok(pid, mode);
 	return us;
+}
+
+/* Two chunks (1 and 2 granules) mapped back to back, one cuMemSetAccess
+ * over both, one cuMemUnmap of both: counted per call and per granule. */
+static void
+check_counters(void)
+{
+	CUmemAllocationProp p = ct_prop(0, 1);
+	CUmemGenericAllocationHandle h1, h2;
+	CUmemAccessDesc rw = ct_rw(0);
+	unsigned long long v;
+	CUdeviceptr va;
+	size_t g;
+
+	(void)ct_init_ctx(0);
+	g = ct_gran(0);
+	CHECK(counter("calls_create") == 0 && counter("granules_map") == 0);
+	CHECK_OK(cuMemCreate(&h1, g, &p, 0));
+	CHECK_OK(cuMemCreate(&h2, 2 * g, &p, 0));
+	CHECK_OK(cuMemAddressReserve(&va, 3 * g, 0, 0, 0));
+	CHECK_OK(cuMemMap(va, g, 0, h1, 0));
+	CHECK_OK(cuMemMap(va + g, 2 * g, 0, h2, 0));
+	CHECK_OK(cuMemSetAccess(va, 3 * g, &rw, 1));
+	CHECK_OK(cuMemUnmap(va, 3 * g));
+	CHECK_OK(cuMemAddressFree(va, 3 * g));
+	CHECK_OK(cuMemRelease(h1));
+	CHECK_OK(cuMemRelease(h2));
+	CHECK(counter("calls_create") == 2 && counter("granules_create") == 3);
+	CHECK(counter("calls_map") == 2 && counter("granules_map") == 3);
+	CHECK(counter("calls_setaccess") == 1);
+	CHECK(counter("granules_setaccess") == 3);
+	CHECK(counter("calls_unmap") == 1 && counter("granules_unmap") == 3);
+	CHECK(counter("calls_release") == 2);
+	CHECK(counter("thread_charged_ns") == 0);	/* the profile is off */
+	CHECK(cuemu_counter_get("calls_bogus", &v) != 0);
+	CHECK(cuemu_counter_get("granules_", &v) != 0);
 }
 
 int
@@ -98,5 +161,6 @@ main(void)
 	t = time_ops("a100", OP_MEMINFO);
 	fprintf(stderr, "%d x cuMemGetInfo: a100 %lld us\n", CALLS, t);
 	CHECK(t >= (long long)CALLS * 5);
+	check_counters();	/* last: the children must fork before cuInit */
 	return 0;
 }

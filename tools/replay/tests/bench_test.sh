@@ -28,6 +28,11 @@ churn)
   awk -F'|' '/^\| a.trace/ && NF != 13 { exit 1 }' "$T/out" || fail "a row without 11 cells"
   grep -qE '^\| a.trace \| 64 MiB \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \| (met|MISSED)' "$T/out" || fail "bad row"
   [[ $(grep -c 'churn: run' "$T/err") -eq 4 ]] || fail "no progress line per run"
+  # The pool-hit cell: pass 2 created nothing (a.trace fits what pass 1
+  # made), its wall p99 and the driver time charged (0: no profile).
+  grep -qE '\| [0-9.]+ \[driver 0.0\] \(pass 2\) \| (met|MISSED) \|$' "$T/out" || fail "no pool-hit figure"
+  # The churn cost at the profile's prices (off: none) and its share.
+  grep -qE '\| 0 / 0 \(\+0\.0%\) \|' "$T/out" || fail "no churn-cost share"
   refused '-p 1: 2..16' "$D/churn.sh" -b "$B" -p 1 "$T/a.trace"
   refused '-S medium' "$D/churn.sh" -b "$B" -S medium "$T/a.trace"
   refused 'no such trace' "$D/churn.sh" -b "$B" "$T/none.trace"

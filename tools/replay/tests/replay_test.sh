@@ -100,6 +100,12 @@ passes)
   total=$(( $(num pass1_creates) + $(num pass2_creates) ))
   [[ $total -eq $(num daemon_creates) ]] || fail "passes' creates $total != vmmd's $(num daemon_creates)"
   [[ $(num pass1_time_ms) != "" && $(num pass2_alloc_p99_us) != "" ]] || fail "no per-pass figures"
+  # Everything came from vmmd: the replayer created nothing itself; the
+  # driver time charged per allocation is there (0: no latency profile).
+  want pass1_process_creates 0; want pass2_process_creates 0
+  want pass2_alloc_driver_p99_us 0.0
+  # vmmd never ran short (1 GiB device): no out-of-memory, no recall wait.
+  want pass2_oom_failures 0; want pass2_oom_recoveries 0; want pass2_recall_waits 0
   [[ -f $K/pass-1.json ]] || fail "no stats after pass 1"
   want_live="6291456 9437184 9438184 16778216 16777216 18350080 7864320 6291556 6291456 8388608 6291456 0"
   got=$(grep -v '^#' "$T/ev" | awk '{ printf "%s%s", (NR > 1 ? " " : ""), $3 }')
