@@ -68,23 +68,23 @@ client_before_large_acquire(int dev, uint64_t bytes)
 }
 
 /*
- * Called by medium.c just before it asks vmmd of device dev for need bytes
- * of new pages (none of its own idle pages could serve them): cached large
- * allocations of that device whose chunks are each no larger than most
- * (the free pages the heap can map from there on) are handed over instead,
- * so that vmmd creates nothing while they sit unused here.  A counter look, no lock, when nothing is cached.
+ * Called by medium.c just before it asks vmmd of device dev for bytes of
+ * new pages (none of its own idle pages could serve them): cached large
+ * allocations of that device whose chunks are each no larger than that
+ * are handed over instead, so that vmmd creates nothing while they sit
+ * unused here.  A counter look, no lock, when nothing is cached.
  * vmmc_large_hand unmaps an entry only after a synchronization covers
  * its free (under a stream capture, only one that already happened), as
  * its trim does; the heap then maps the chunks for new blocks.  No
  * allocator lock is held here (medium.c drops med_lock first).
  */
 static size_t
-client_before_medium_acquire(int dev, uint64_t need, uint64_t most,
+client_before_medium_acquire(int dev, uint64_t bytes,
     struct vmmc_handed_chunk *out, size_t max)
 {
 	if (vmmc_large_cached() == 0)
 		return 0;
-	return vmmc_large_hand(dev, need, most, out, max);
+	return vmmc_large_hand(dev, bytes, out, max);
 }
 
 static void

@@ -373,12 +373,11 @@ void	vmmc_large_on_acquire(void (*fn)(int dev, uint64_t bytes));
 /* Bytes of cached large allocations (no lock: a cheap look). */
 uint64_t vmmc_large_cached(void);
 /* Hands over the chunks of cached allocations of device dev whose every
- * chunk is at most most bytes (oldest first, until need bytes are handed
- * or max chunks), each only after a sync covering its free (under a
- * stream capture, one that already happened); their VA is freed.  The
- * count. */
-size_t	vmmc_large_hand(int dev, uint64_t need, uint64_t most,
-	    struct vmmc_handed_chunk *out, size_t max);
+ * chunk is at most bytes (oldest first, until bytes are handed or max
+ * chunks), each only after a sync covering its free (under a stream
+ * capture, one that already happened); their VA is freed.  The count. */
+size_t	vmmc_large_hand(int dev, uint64_t bytes, struct vmmc_handed_chunk *out,
+	    size_t max);
 /* Copies the chunks of dev that large allocations map, up to max; returns
  * how many there are (call again with more room if that is more). */
 size_t	vmmc_large_chunks(int dev, struct vmmc_mapped_chunk *out, size_t max);
@@ -415,12 +414,11 @@ int	vmmc_medium_range(const void *p, void **base, size_t *size);
 uint64_t vmmc_medium_trim(uint64_t target, uint64_t older_ms,
 	    uint64_t recall_id);
 /* Registers what runs just before the heap asks vmmd of device dev for
- * need bytes of new pages (its own idle pages could not serve them), no
- * lock held: it may hand over up to max chunks of at most most bytes each
- * that the process holds idle elsewhere (client.c: cached large
- * allocations), returning how many. */
-void	vmmc_medium_on_acquire(size_t (*fn)(int dev, uint64_t need,
-	    uint64_t most, struct vmmc_handed_chunk *out, size_t max));
+ * bytes of new pages (its own idle pages could not serve them), no lock
+ * held: it may hand over up to max chunks the process holds idle
+ * elsewhere (client.c: cached large allocations), returning how many. */
+void	vmmc_medium_on_acquire(size_t (*fn)(int dev, uint64_t bytes,
+	    struct vmmc_handed_chunk *out, size_t max));
 /* As vmmc_medium_trim(target, 0, 0), for device dev's chunks only. */
 uint64_t vmmc_medium_trim_dev(int dev, uint64_t target);
 /* Bytes of mapped pages without live blocks, all devices (no lock: a

@@ -820,14 +820,14 @@ large_chunks_within(const struct large *l, uint64_t bytes)
 }
 
 size_t
-vmmc_large_hand(int dev, uint64_t need, uint64_t most,
-    struct vmmc_handed_chunk *out, size_t max)
+vmmc_large_hand(int dev, uint64_t bytes, struct vmmc_handed_chunk *out,
+    size_t max)
 {
 	struct vmmc_conn *c = vmmc_conn_get(dev);
 	uint64_t done = 0;
 	size_t n = 0;
 
-	while (done < need && n < max) {
+	while (done < bytes && n < max) {
 		struct large *l;
 		uint64_t off = 0, ticket;
 		uint32_t k;
@@ -835,7 +835,7 @@ vmmc_large_hand(int dev, uint64_t need, uint64_t most,
 		pthread_rwlock_wrlock(&large_lock);
 		for (l = cache_tail; l != NULL; l = l->cprev)
 			if (l->dev == dev && l->nchunks <= max - n &&
-			    LARGE_IDLE_NOW(l) && large_chunks_within(l, most))
+			    LARGE_IDLE_NOW(l) && large_chunks_within(l, bytes))
 				break;
 		if (l == NULL) {
 			pthread_rwlock_unlock(&large_lock);

@@ -745,11 +745,11 @@ relocate_run(struct arena *a, uint32_t p0, uint32_t p1)
 	return p;
 }
 
-static size_t	(*med_on_acquire_fn)(int dev, uint64_t need,
-		    uint64_t most, struct vmmc_handed_chunk *out, size_t max);
+static size_t	(*med_on_acquire_fn)(int dev, uint64_t bytes,
+		    struct vmmc_handed_chunk *out, size_t max);
 
 void
-vmmc_medium_on_acquire(size_t (*fn)(int dev, uint64_t need, uint64_t most,
+vmmc_medium_on_acquire(size_t (*fn)(int dev, uint64_t bytes,
     struct vmmc_handed_chunk *out, size_t max))
 {
 	__atomic_store_n(&med_on_acquire_fn, fn, __ATOMIC_RELEASE);
@@ -773,24 +773,19 @@ handed_giveback(int dev, struct vmmc_handed_chunk *h, size_t n)
  * Fills pages [p0, p1] of a (PG_BUSY, the caller's), from the first on,
  * with chunks the process holds idle elsewhere (the hook: cached large
  * allocations), synchronized and unmapped there before they are handed:
- * memory this process has already, no new grant.  Pages (p1, hi] are free
- * pages after the run the caller also marked PG_BUSY (widen), no live
- * block on them: a chunk may cover some, as with map_run's Acquire.up_to,
- * and those become idle pages of the heap (a chunk no longer than the run
- * is often not to be had: a large allocation's pieces are 1/8 of it).
- * The chunks are mapped one after the other while they fit in [p0, hi];
- * the rest go back to vmmd (idle there, for any grant).  Every chunk
- * mapped covers a page of [p0, p1]: the first starts at p0 and each
- * follows the last while that one ends before p1, so the caller's block
- * keeps each live until it is freed.  Returns the first page not filled
- * (beyond p1 if all were).  med_lock held on entry and exit, dropped
- * meanwhile.
+ * memory this process has already, no new grant.  The chunks are mapped
+ * one after the other while they fit in what is left of the run; the
+ * rest go back to vmmd (idle there, for any grant).  (Mapping a longer
+ * chunk over the unmapped pages after the run as idle pages did better on
+ * some traces of tools/replay and worse on medium_ctx1024_train.)
+ * Returns the first page of the run not filled.  med_lock held on entry
+ * and exit, dropped meanwhile.
  */
 static uint32_t
-take_handed(struct arena *a, uint32_t p0, uint32_t p1, uint32_t hi)
+take_handed(struct arena *a, uint32_t p0, uint32_t p1)
 {
-	size_t (*fn)(int, uint64_t, uint64_t, struct vmmc_handed_chunk *,
-	    size_t) = __atomic_load_n(&med_on_acquire_fn, __ATOMIC_ACQUIRE);
+	size_t (*fn)(int, uint64_t, struct vmmc_handed_chunk *, size_t) =
+	    __atomic_load_n(&med_on_acquire_fn, __ATOMIC_ACQUIRE);
 	struct vmmc_handed_chunk h[MED_MAX_GRANT];
 	struct mchunk *mc[MED_MAX_GRANT];
 	uint32_t at[MED_MAX_GRANT], p = p0, k;
@@ -799,8 +794,7 @@ take_handed(struct arena *a, uint32_t p0, uint32_t p1, uint32_t hi)
 	if (fn == NULL)
 		return p0;
 	pthread_mutex_unlock(&med_lock);
-	n = fn(a->dev, (uint64_t)(p1 - p0 + 1) * a->unit,
-	    (uint64_t)(hi - p0 + 1) * a->unit, h, MED_MAX_GRANT);
+	n = fn(a->dev, (uint64_t)(p1 - p0 + 1) * a->unit, h, MED_MAX_GRANT);
 	pthread_mutex_lock(&med_lock);
 	if (n == 0)
 		return p0;
@@ -808,8 +802,8 @@ take_handed(struct arena *a, uint32_t p0, uint32_t p1, uint32_t hi)
 	for (placed = 0; placed < n; placed++) {
 		uint32_t m = (uint32_t)(h[placed].size / a->unit);
 
-		if (m == 0 || h[placed].size % a->unit != 0 || p > p1 ||
-		    (uint64_t)p + m > (uint64_t)hi + 1)
+		if (m == 0 || h[placed].size % a->unit != 0 ||
+		    (uint64_t)p + m > (uint64_t)p1 + 1)
 			break;
 		if ((mc[placed] = calloc(1, sizeof(*mc[placed]))) == NULL)
 			break;
@@ -920,7 +914,7 @@ static int
 pages_ensure(struct arena *a, struct vmmc_conn *c, uint32_t p0, uint32_t p1)
 {
 	for (;;) {
-		uint32_t p, q, lo, hi, w, e;
+		uint32_t p, q, lo, hi, w;
 		bool busy = false;
 		int rc;
 
@@ -935,14 +929,15 @@ pages_ensure(struct arena *a, struct vmmc_conn *c, uint32_t p0, uint32_t p1)
 			memset(&a->state[p], PG_BUSY, q - p + 1);
 			/* This process's idle chunks first, vmmd for the rest. */
 			p = relocate_run(a, p, q);
-			/* Then what the process holds idle elsewhere, and vmmd,
-			 * either of which may map a chunk larger than the run
-			 * over free pages around it (take_handed, map_run). */
+			/* Then what the process holds idle elsewhere. */
+			if (p <= q)
+				p = take_handed(a, p, q);
+			/* Then vmmd, which may lend an idle chunk larger than
+			 * a page over free pages around the run (map_run). */
 			widen(a, p, q, &lo, &hi);
-			w = lo;
-			if (p <= q && (e = take_handed(a, p, q, hi)) != p)
-				w = p = e;	/* [lo, e) taken or ours */
-			for (rc = 0; p <= q && rc == 0;) {
+			for (rc = 0, w = lo; p <= q && rc == 0;) {
+				uint32_t e;
+
 				pthread_mutex_unlock(&med_lock);
 				rc = map_run(a, c, p, q, w, hi, &e);
 				pthread_mutex_lock(&med_lock);

@@ -27,10 +27,6 @@
  *   crossback the reverse: after a large allocation is freed, a medium
  *            block maps its chunks (handed over, no new memory from
  *            vmmd), not before a kernel still writing it is done
- *   crosswide as crossback, when the large allocation's chunks are
- *            each larger than the pages the block needs: one is mapped
- *            over the block's pages and free pages after them (idle pages
- *            of the heap), not new memory from vmmd
  *   within   with only larger chunks idle in vmmd, a block's page gets
  *            one of them mapped over several pages (Acquire.up_to), not a
  *            new chunk, and the next blocks use its other pages; the
@@ -460,52 +456,6 @@ sc_crossback(void)
 	CHECK_OK(cuStreamDestroy(s));
 }
 
-/* A large allocation of 20 units comes in pieces of 4 units (new memory
- * for a stitchable grant: powers of two of at least 1/8 of it); freed
- * while a kernel still writes it, then a block needing 2 pages: a piece is
- * mapped over them and 2 free pages after them, vmmd creates nothing, the
- * kernel's write lands before (not in) the block. */
-static void
-sc_crosswide(void)
-{
-	const size_t lsize = 20 * unit, msize = unit + unit / 2;
-	/* Above VMM_SMALL_MAX (1M) whatever the unit. */
-	const size_t m2size = unit / 2 + 64 * 1024;
-	void *l, *m, *m2;
-	uint64_t creates, held;
-	CUstream s;
-
-	CHECK(cuemu_available());
-	CHECK_OK(cuStreamCreate(&s, CU_STREAM_NON_BLOCKING));
-	CHECK(vmm_malloc(&l, lsize) == 0);
-	CHECK_OK(cuMemsetD8(D(l), 0x11, lsize));
-	CHECK_OK(cuemu_launch_write(D(l), 0xdeadbeef, lsize, 300000, s));
-	CHECK(vmm_free(l) == 0);
-	held = lent();
-	creates = tc_counter(adm, "creates");
-	CHECK(vmm_malloc(&m, msize) == 0);
-	/* The piece's other pages serve the next block. */
-	CHECK(vmm_malloc(&m2, m2size) == 0);
-	printf("crosswide: vmmd created %llu, lent %llu -> %llu\n",
-	    (unsigned long long)(tc_counter(adm, "creates") - creates),
-	    (unsigned long long)held, (unsigned long long)lent());
-	CHECK(tc_counter(adm, "creates") == creates);
-	CHECK(lent() <= held);
-	CHECK_OK(cuMemsetD8(D(m), 0x6d, msize));
-	CHECK_OK(cuMemsetD8(D(m2), 0x6e, m2size));
-	usleep(400000);
-	CHECK_OK(cuCtxSynchronize());
-	CHECK(all_are(m, msize, 0x6d));
-	CHECK(all_are(m2, m2size, 0x6e));
-	CHECK(cuemu_counter("faults") == 0);
-	CHECK(cuemu_counter("busy_releases") == 0);
-	CHECK(vmm_free(m) == 0);
-	CHECK(vmm_free(m2) == 0);
-	CHECK(vmm_flush() == 0);
-	CHECK(lent() == 0);
-	CHECK_OK(cuStreamDestroy(s));
-}
-
 /* ---- within ----------------------------------------------------------------- */
 
 /* vmmd holds only idle chunks of 4 units, released by another session (a
@@ -658,8 +608,6 @@ main(int argc, char **argv)
 		sc_cross();
 	else if (strcmp(argv[1], "crossback") == 0)
 		sc_crossback();
-	else if (strcmp(argv[1], "crosswide") == 0)
-		sc_crosswide();
 	else if (strcmp(argv[1], "within") == 0)
 		sc_within();
 	else if (strcmp(argv[1], "cachemax") == 0)
