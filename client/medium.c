@@ -38,6 +38,7 @@
  */
 #include "client_internal.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -164,37 +165,41 @@ room(void **v, size_t *cap, size_t need, size_t elt)
 	return 0;
 }
 
-/* Index of the first block with off >= o. */
+/* Index of the first of n records of elt bytes at v, sorted by their
+ * leading offset (struct mblk, struct mext), whose offset is >= o. */
 static size_t
-blk_index(const struct arena *a, uint64_t o)
+off_index(const void *v, size_t n, size_t elt, uint64_t o)
 {
-	size_t lo = 0, hi = a->nblk;
+	const unsigned char *base = v;
+	size_t lo = 0, hi = n;
 
 	while (lo < hi) {
 		size_t mid = (lo + hi) / 2;
+		uint64_t off;
 
-		if (a->blk[mid].off < o)
+		memcpy(&off, base + mid * elt, sizeof(off));
+		if (off < o)
 			lo = mid + 1;
 		else
 			hi = mid;
 	}
 	return lo;
 }
+_Static_assert(offsetof(struct mblk, off) == 0, "off leads a block");
+_Static_assert(offsetof(struct mext, off) == 0, "off leads an extent");
 
+/* Index of the first block with off >= o. */
+static size_t
+blk_index(const struct arena *a, uint64_t o)
+{
+	return off_index(a->blk, a->nblk, sizeof(*a->blk), o);
+}
+
+/* Index of the first free extent with off >= o. */
 static size_t
 ext_index(const struct arena *a, uint64_t o)
 {
-	size_t lo = 0, hi = a->next;
-
-	while (lo < hi) {
-		size_t mid = (lo + hi) / 2;
-
-		if (a->ext[mid].off < o)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo;
+	return off_index(a->ext, a->next, sizeof(*a->ext), o);
 }
 
 /* Returns [off, off+len) to the free extents, coalescing; -1 out of
