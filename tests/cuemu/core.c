@@ -156,7 +156,16 @@ cuemu_fault_check(const char *name)
 /* ---- latency profile ---------------------------------------------------- */
 
 /*
- * Per-call costs, scaled by the number of granules a call touches.
+ * Per-call costs.  cuMemMap, cuMemUnmap and cuMemSetAccess are charged per
+ * physical chunk (handle) the call touches: PyTorch's Note [Expandable
+ * Segments] (c10/cuda/CUDACachingAllocator.cpp) measured their cost
+ * proportional to the number of physical chunks ("mapping 10 separately
+ * allocated 2MiB pages takes 10x time compared to mapping one 20MiB
+ * physical allocation"), and the published figures below are per 2 MiB
+ * chunk.  Every other call is charged per granule it touches (cuMemCreate,
+ * cuMemRelease: no source says otherwise, so the pessimistic choice).
+ * CUEMU_LATENCY_SCALE=granule charges the three mapping calls per granule
+ * too, a pessimistic bound.
  *
  * a100: published for 2 MiB chunks on an A100 (kvcached's
  * benchmarks/bench_vmm): cuMemCreate 193 us, cuMemMap 1.5 us, cuMemSetAccess
@@ -228,11 +237,13 @@ cuemu_spin(uint64_t ns)
 		;
 }
 
-/* Calls and granules charged per cost, whatever the profile (cuemuGetCounter
- * names them calls_<cost> and granules_<cost>): exact figures of what a
- * program asked of the driver, where wall time on a loaded host is not. */
+/* Calls, granules and chunks charged per cost, whatever the profile
+ * (cuemuGetCounter names them calls_<cost>, granules_<cost> and
+ * chunks_<cost>): exact figures of what a program asked of the driver,
+ * where wall time on a loaded host is not. */
 static uint64_t			cuemu_cost_calls[CUEMU_COST_N];
 static uint64_t			cuemu_cost_units[CUEMU_COST_N];
+static uint64_t			cuemu_cost_chunks[CUEMU_COST_N];
 /* What the profile charged the calling thread so far (ns; 0 with the
  * profile off): thread_charged_ns. */
 static __thread uint64_t	cuemu_tls_charged_ns;
@@ -267,6 +278,9 @@ cuemu_cost_counter(const char *name, unsigned long long *value)
 	} else if (strncmp(name, "granules_", 9) == 0) {
 		v = cuemu_cost_units;
 		cost = name + 9;
+	} else if (strncmp(name, "chunks_", 7) == 0) {
+		v = cuemu_cost_chunks;
+		cost = name + 7;
 	} else {
 		return -1;
 	}
@@ -279,19 +293,33 @@ cuemu_cost_counter(const char *name, unsigned long long *value)
 	return -1;
 }
 
+/* Whether cost is charged per chunk touched (CUEMU_SCALE_CHUNK). */
+static bool
+cuemu_per_chunk(enum cuemu_cost cost)
+{
+	return cuemu_cfg.latency_scale == CUEMU_SCALE_CHUNK &&
+	    (cost == CUEMU_COST_MAP || cost == CUEMU_COST_UNMAP ||
+	    cost == CUEMU_COST_SETACCESS);
+}
+
 void
-cuemu_charge(enum cuemu_cost cost, size_t units)
+cuemu_charge(enum cuemu_cost cost, size_t granules, size_t chunks)
 {
 	uint64_t ns;
+	size_t units;
 
 	if (cost == CUEMU_COST_NONE)
 		return;
-	if (units == 0)
-		units = 1;
+	if (granules == 0)
+		granules = 1;
+	if (chunks == 0)
+		chunks = 1;
 	__atomic_add_fetch(&cuemu_cost_calls[cost], 1, __ATOMIC_RELAXED);
-	__atomic_add_fetch(&cuemu_cost_units[cost], units, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&cuemu_cost_units[cost], granules, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&cuemu_cost_chunks[cost], chunks, __ATOMIC_RELAXED);
 	if (cuemu_cfg.profile == CUEMU_PROFILE_OFF)
 		return;
+	units = cuemu_per_chunk(cost) ? chunks : granules;
 	ns = (uint64_t)cuemu_cost_ns[cuemu_cfg.profile][cost] * units;
 	cuemu_tls_charged_ns += ns;
 	if (cuemu_tls_locked)
@@ -402,6 +430,16 @@ cuemu_config_load(void)
 	if (c.profile == CUEMU_PROFILES) {
 		fprintf(stderr, "cuemu: CUEMU_LATENCY=\"%s\": expected off, a100 "
 		    "or h100\n", s);
+		return -1;
+	}
+	s = getenv("CUEMU_LATENCY_SCALE");
+	if (s == NULL || strcmp(s, "chunk") == 0)
+		c.latency_scale = CUEMU_SCALE_CHUNK;
+	else if (strcmp(s, "granule") == 0)
+		c.latency_scale = CUEMU_SCALE_GRANULE;
+	else {
+		fprintf(stderr, "cuemu: CUEMU_LATENCY_SCALE=\"%s\": expected "
+		    "chunk or granule\n", s);
 		return -1;
 	}
 	s = getenv("CUEMU_COMPUTE_MODE");
@@ -901,7 +939,7 @@ cuCtxSynchronize(void)
 		return r;
 	if ((dev = cuemu_current_device()) < 0)
 		return CUDA_ERROR_INVALID_CONTEXT;
-	cuemu_charge(CUEMU_COST_CALL, 1);
+	cuemu_charge(CUEMU_COST_CALL, 1, 1);
 	/* A capture of this device's streams is invalidated and the call
 	 * refused: nothing is waited for. */
 	if ((r = cuemu_capture_ctx_sync_unlocked(dev)) != CUDA_SUCCESS)

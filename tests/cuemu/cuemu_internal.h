@@ -37,6 +37,12 @@ enum cuemu_profile {
 	CUEMU_PROFILES
 };
 
+/* What a mapping call's cost scales with (CUEMU_LATENCY_SCALE). */
+enum cuemu_scale {
+	CUEMU_SCALE_CHUNK,	/* map/unmap/set-access: per chunk touched */
+	CUEMU_SCALE_GRANULE,	/* every call: per granule touched */
+};
+
 /* What cuMemAddressReserve does with a hint (CUEMU_VA_HINT). */
 enum cuemu_va_hint {
 	CUEMU_VA_HINT_HONOR,	/* there when that range is free */
@@ -53,6 +59,7 @@ struct cuemu_config {
 	bool		procaddr_internal; /* cuGetProcAddress: trampolines */
 	uint64_t	oom_above;	/* 0: off */
 	enum cuemu_profile profile;
+	enum cuemu_scale latency_scale;
 	bool		exclusive;	/* CU_COMPUTEMODE_EXCLUSIVE_PROCESS */
 	bool		rdma;		/* GPUDirect RDMA with VMM supported */
 	bool		mig;		/* devices are MIG instances */
@@ -88,11 +95,14 @@ void		cuemu_leave(void);
 CUresult	cuemu_check(const char *name);
 /* The emulator lock itself, for condition waits (queue.c). */
 pthread_mutex_t *cuemu_mutex(void);
-/* Charges the latency profile's cost for an operation touching n units:
- * paid (busy-waiting) when the call leaves the lock, or at once without it. */
-void		cuemu_charge(enum cuemu_cost cost, size_t units);
-/* cuemuGetCounter's calls_<cost>, granules_<cost> and thread_charged_ns:
- * 0, or -1 (no such name). */
+/* Charges the latency profile's cost for an operation touching granules
+ * granules of chunks physical chunks (handles): per chunk for cuMemMap,
+ * cuMemUnmap and cuMemSetAccess, per granule for the rest (and for every
+ * call with CUEMU_LATENCY_SCALE=granule); paid (busy-waiting) when the call
+ * leaves the lock, or at once without it. */
+void		cuemu_charge(enum cuemu_cost cost, size_t granules, size_t chunks);
+/* cuemuGetCounter's calls_<cost>, granules_<cost>, chunks_<cost> and
+ * thread_charged_ns: 0, or -1 (no such name). */
 int		cuemu_cost_counter(const char *name, unsigned long long *value);
 bool		cuemu_device_valid(int ordinal);
 /* The context current on this thread, or NULL if none or not active. */

@@ -459,7 +459,7 @@ cuemu_alloc(int dev, size_t size, enum cuemu_kind kind, CUdeviceptr *out)
 	if (size == 0 || size > SIZE_MAX - CUEMU_PAGE)
 		return CUDA_ERROR_INVALID_VALUE;
 	span = (size + CUEMU_PAGE - 1) & ~(size_t)(CUEMU_PAGE - 1);
-	cuemu_charge(CUEMU_COST_CREATE, span / cuemu_cfg.granularity);
+	cuemu_charge(CUEMU_COST_CREATE, span / cuemu_cfg.granularity, 1);
 	if ((r = cuemu_capacity_create(dev, span, 0, &fd)) != CUDA_SUCCESS)
 		return r;
 	p = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
@@ -628,7 +628,7 @@ cuMemGetInfo_v2(size_t *free_bytes, size_t *total)
 	CUEMU_NEED_CTX(dev);
 	if (free_bytes == NULL || total == NULL)
 		return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
-	cuemu_charge(CUEMU_COST_MEMINFO, 1);
+	cuemu_charge(CUEMU_COST_MEMINFO, 1, 1);
 	used = cuemu_capacity_used(dev);
 	cap = cuemu_capacity_total(dev);
 	*total = cap;

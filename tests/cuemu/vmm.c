@@ -439,7 +439,7 @@ cuMemCreate(CUmemGenericAllocationHandle *handle, size_t size,
 		return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
 	if ((r = cuemu_prop_check(prop, true)) != CUDA_SUCCESS)
 		return cuemu_ret(r);
-	cuemu_charge(CUEMU_COST_CREATE, size / cuemu_cfg.granularity);
+	cuemu_charge(CUEMU_COST_CREATE, size / cuemu_cfg.granularity, 1);
 	if (cuemu_cfg.phantom)
 		return cuemu_ret(cuemu_phantom_new(size, prop, handle, 0));
 	/* The memfd's name carries what an importer learns of the memory. */
@@ -465,7 +465,7 @@ cuMemRelease(CUmemGenericAllocationHandle handle)
 	/* Undefined behaviour on a real GPU; an error here. */
 	if ((h = cuemu_handle_get(handle, &slot)) == NULL)
 		return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
-	cuemu_charge(CUEMU_COST_RELEASE, h->size / cuemu_cfg.granularity);
+	cuemu_charge(CUEMU_COST_RELEASE, h->size / cuemu_cfg.granularity, 1);
 	h->user_refs--;
 	cuemu_handle_maybe_free(slot);
 	return cuemu_ret(CUDA_SUCCESS);
@@ -533,7 +533,7 @@ cuMemAddressReserve(CUdeviceptr *ptr, size_t size, size_t alignment,
 		return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
 	align = alignment > cuemu_cfg.granularity ? alignment :
 	    cuemu_cfg.granularity;
-	cuemu_charge(CUEMU_COST_RESERVE, 1);
+	cuemu_charge(CUEMU_COST_RESERVE, 1, 1);
 	/* The hint (CUEMU_VA_HINT): taken when the range is free and aligned
 	 * as asked (a hint that is not is ignored, as a driver may), never
 	 * under refuse, one time in two under random. */
@@ -644,7 +644,7 @@ cuMemMap(CUdeviceptr ptr, size_t size, size_t offset,
 	/* A phantom chunk has no memory to map (CUEMU_PHANTOM). */
 	if (h->fd < 0)
 		return cuemu_ret(CUDA_ERROR_NOT_SUPPORTED);
-	cuemu_charge(CUEMU_COST_MAP, size / cuemu_cfg.granularity);
+	cuemu_charge(CUEMU_COST_MAP, size / cuemu_cfg.granularity, 1);
 	p = mmap((void *)(uintptr_t)ptr, size, PROT_NONE, MAP_SHARED | MAP_FIXED,
 	    h->fd, 0);
 	if (p == MAP_FAILED)
@@ -662,37 +662,41 @@ cuMemMap(CUdeviceptr ptr, size_t size, size_t offset,
 	return cuemu_ret(CUDA_SUCCESS);
 }
 
-/* Checks [ptr, ptr+size) consists of whole VMM mappings, back to back. */
-static bool
+/* Checks [ptr, ptr+size) consists of whole VMM mappings, back to back:
+ * their count (each maps one chunk), or 0. */
+static size_t
 cuemu_whole_mappings(CUdeviceptr ptr, size_t size)
 {
 	CUdeviceptr a = ptr, end = ptr + size;
 	struct cuemu_region *r;
+	size_t n = 0;
 
 	if (size == 0 || end < ptr)
-		return false;
+		return 0;
 	while (a < end) {
 		r = cuemu_region_at(a);
 		if (r == NULL || r->kind != CUEMU_KIND_VMM || r->base != a ||
 		    r->base + r->size > end)
-			return false;
+			return 0;
 		a += r->size;
+		n++;
 	}
-	return true;
+	return n;
 }
 
 CUEMU_EXPORT CUresult CUDAAPI
 cuMemUnmap(CUdeviceptr ptr, size_t size)
 {
 	CUdeviceptr end = ptr + size;
+	size_t chunks;
 
 	CUEMU_ENTER("cuMemUnmap");
 	CUEMU_CAPTURE_UNSAFE();
-	if (!cuemu_whole_mappings(ptr, size))
+	if ((chunks = cuemu_whole_mappings(ptr, size)) == 0)
 		return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
 	/* Pending work on it: a GPU would fault (observable, see queue.c). */
 	cuemu_q_note_release(ptr, size);
-	cuemu_charge(CUEMU_COST_UNMAP, size / cuemu_cfg.granularity);
+	cuemu_charge(CUEMU_COST_UNMAP, size / cuemu_cfg.granularity, chunks);
 	while (ptr < end) {
 		struct cuemu_region *r = cuemu_region_at(ptr);
 		uint32_t slot = r->slot;
@@ -713,13 +717,13 @@ cuMemSetAccess(CUdeviceptr ptr, size_t size, const CUmemAccessDesc *desc,
     size_t count)
 {
 	CUdeviceptr a, end = ptr + size;
-	size_t i;
+	size_t i, chunks;
 
 	CUEMU_ENTER("cuMemSetAccess");
 	CUEMU_CAPTURE_UNSAFE();
 	if (desc == NULL || count == 0 || count > CUEMU_MAX_DEVICES)
 		return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
-	if (!cuemu_whole_mappings(ptr, size))
+	if ((chunks = cuemu_whole_mappings(ptr, size)) == 0)
 		return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
 	for (i = 0; i < count; i++) {
 		if (desc[i].location.type != CU_MEM_LOCATION_TYPE_DEVICE)
@@ -731,7 +735,7 @@ cuMemSetAccess(CUdeviceptr ptr, size_t size, const CUmemAccessDesc *desc,
 		    desc[i].flags != CU_MEM_ACCESS_FLAGS_PROT_READWRITE)
 			return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
 	}
-	cuemu_charge(CUEMU_COST_SETACCESS, size / cuemu_cfg.granularity);
+	cuemu_charge(CUEMU_COST_SETACCESS, size / cuemu_cfg.granularity, chunks);
 	for (a = ptr; a < end;) {
 		struct cuemu_region *r = cuemu_region_at(a);
 		int prot = PROT_NONE, d;
@@ -807,7 +811,7 @@ cuMemExportToShareableHandle(void *shareableHandle,
 		return cuemu_ret(CUDA_ERROR_NOT_SUPPORTED);
 	if ((h->prop.requestedHandleTypes & handleType) == 0)
 		return cuemu_ret(CUDA_ERROR_NOT_PERMITTED);
-	cuemu_charge(CUEMU_COST_EXPORT, 1);
+	cuemu_charge(CUEMU_COST_EXPORT, 1, 1);
 	if (h->fd < 0) {
 		/* A phantom: a new empty memfd naming the chunk. */
 		fd = cuemu_capacity_phantom_export(h->device, h->size,
@@ -850,7 +854,7 @@ cuMemImportFromShareableHandle(CUmemGenericAllocationHandle *handle,
 		return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
 	if (!cuemu_device_valid(dev))
 		return cuemu_ret(CUDA_ERROR_NOT_SUPPORTED);
-	cuemu_charge(CUEMU_COST_IMPORT, 1);
+	cuemu_charge(CUEMU_COST_IMPORT, 1, 1);
 	memset(&prop, 0, sizeof(prop));
 	prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
 	prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;

@@ -4,8 +4,12 @@
  * too (an export + import pair at least 20 us under a100), and
  * cuMemGetInfo (at least 5 us).  Lower bounds only (machines are noisy; the
  * costs are busy-waits, so a call can never be cheaper).  Whatever the
- * profile, cuemuGetCounter counts the calls and granules charged
- * (calls_<cost>, granules_<cost>): exact, checked with the profile off. */
+ * profile, cuemuGetCounter counts the calls, granules and chunks charged
+ * (calls_<cost>, granules_<cost>, chunks_<cost>): exact, checked with the
+ * profile off.  cuMemMap, cuMemSetAccess and cuMemUnmap are charged per
+ * chunk touched, or per granule with CUEMU_LATENCY_SCALE=granule: the
+ * exact charge (thread_charged_ns) of one call of each over one 64 MiB
+ * chunk and over 32 chunks of 2 MiB, under both. */
 #include "cuemu_test.h"
 #include "../cuemu.h"
 
@@ -99,6 +103,86 @@ time_ops(const char *mode, enum op op)
 	return us;
 }
 
+#define SCALE_CHUNKS 32
+/* a100's cuMemMap + cuMemSetAccess + cuMemUnmap, ns, per unit. */
+#define A100_MAP_ACCESS_UNMAP_NS (1500 + 36000 + 26000)
+
+/* In a fresh child with CUEMU_LATENCY=a100 and CUEMU_LATENCY_SCALE=scale:
+ * the ns charged for mapping SCALE_CHUNKS granules of memory made of n
+ * chunks (1 or SCALE_CHUNKS) back to back, one cuMemSetAccess over them
+ * and one cuMemUnmap of them (the creates and releases not counted). */
+static unsigned long long
+charged_map_ops(const char *scale, int n)
+{
+	unsigned long long ns = 0;
+	int fds[2];
+	pid_t pid;
+
+	CHECK(pipe(fds) == 0);
+	pid = fork();
+	CHECK(pid >= 0);
+	if (pid == 0) {
+		CUmemAllocationProp p = ct_prop(0, 1);
+		CUmemGenericAllocationHandle h[SCALE_CHUNKS];
+		CUmemAccessDesc rw = ct_rw(0);
+		unsigned long long c0;
+		size_t g, each;
+		CUdeviceptr va;
+		int i;
+
+		setenv("CUEMU_LATENCY", "a100", 1);
+		setenv("CUEMU_LATENCY_SCALE", scale, 1);
+		(void)ct_init_ctx(0);
+		g = ct_gran(0);
+		each = (size_t)SCALE_CHUNKS / (size_t)n * g;
+		for (i = 0; i < n; i++)
+			CHECK_OK(cuMemCreate(&h[i], each, &p, 0));
+		CHECK_OK(cuMemAddressReserve(&va, SCALE_CHUNKS * g, 0, 0, 0));
+		c0 = counter("thread_charged_ns");
+		for (i = 0; i < n; i++)
+			CHECK_OK(cuMemMap(va + (size_t)i * each, each, 0, h[i], 0));
+		CHECK_OK(cuMemSetAccess(va, SCALE_CHUNKS * g, &rw, 1));
+		CHECK_OK(cuMemUnmap(va, SCALE_CHUNKS * g));
+		ns = counter("thread_charged_ns") - c0;
+		CHECK(counter("calls_setaccess") == 1 &&
+		    counter("calls_unmap") == 1);
+		CHECK(counter("chunks_setaccess") == (unsigned long long)n &&
+		    counter("chunks_unmap") == (unsigned long long)n);
+		CHECK(counter("granules_setaccess") == SCALE_CHUNKS &&
+		    counter("granules_unmap") == SCALE_CHUNKS);
+		CHECK_OK(cuMemAddressFree(va, SCALE_CHUNKS * g));
+		for (i = 0; i < n; i++)
+			CHECK_OK(cuMemRelease(h[i]));
+		ct_write(fds[1], &ns, sizeof(ns));
+		_exit(0);
+	}
+	close(fds[1]);
+	ct_read(fds[0], &ns, sizeof(ns));
+	close(fds[0]);
+	ct_wait_ok(pid, scale);
+	return ns;
+}
+
+/* Per chunk by default: one 64 MiB chunk costs what one 2 MiB chunk does,
+ * 32 chunks 32 times that; per granule both cost 32 times that. */
+static void
+check_scale(void)
+{
+	const unsigned long long one = A100_MAP_ACCESS_UNMAP_NS;
+	unsigned long long c1 = charged_map_ops("chunk", 1);
+	unsigned long long c32 = charged_map_ops("chunk", SCALE_CHUNKS);
+	unsigned long long g1 = charged_map_ops("granule", 1);
+	unsigned long long g32 = charged_map_ops("granule", SCALE_CHUNKS);
+
+	fprintf(stderr, "map+access+unmap of 64 MiB charged, ns: per chunk "
+	    "%llu (1 chunk) / %llu (32 chunks), per granule %llu / %llu\n",
+	    c1, c32, g1, g32);
+	CHECK(c1 == one);
+	CHECK(c32 == SCALE_CHUNKS * one);
+	CHECK(g1 == SCALE_CHUNKS * one);
+	CHECK(g32 == SCALE_CHUNKS * one);
+}
+
 /* Two chunks (1 and 2 granules) mapped back to back, one cuMemSetAccess
  * over both, one cuMemUnmap of both: counted per call and per granule. */
 static void
@@ -129,6 +213,8 @@ check_counters(void)
 	CHECK(counter("calls_setaccess") == 1);
 	CHECK(counter("granules_setaccess") == 3);
 	CHECK(counter("calls_unmap") == 1 && counter("granules_unmap") == 3);
+	CHECK(counter("chunks_map") == 2 && counter("chunks_setaccess") == 2);
+	CHECK(counter("chunks_unmap") == 2 && counter("chunks_create") == 2);
 	CHECK(counter("calls_release") == 2);
 	CHECK(counter("thread_charged_ns") == 0);	/* the profile is off */
 	CHECK(cuemu_counter_get("calls_bogus", &v) != 0);
@@ -161,6 +247,7 @@ main(void)
 	t = time_ops("a100", OP_MEMINFO);
 	fprintf(stderr, "%d x cuMemGetInfo: a100 %lld us\n", CALLS, t);
 	CHECK(t >= (long long)CALLS * 5);
+	check_scale();
 	check_counters();	/* last: the children must fork before cuInit */
 	return 0;
 }
