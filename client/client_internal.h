@@ -54,6 +54,7 @@ struct vmmc_settings {
 	uint64_t	small_max;	/* largest sub-allocated size */
 	uint64_t	medium_max;	/* largest size of the medium heap */
 	uint64_t	cache_max;	/* bytes of freed chunks kept */
+	bool		cache_working_set; /* the working set on top of it */
 	uint64_t	idle_ms;	/* cache given back after this idle time */
 	uint64_t	report_ms;	/* usage reported at most this often */
 	double		va_headroom;	/* VA left after large allocations */
@@ -295,6 +296,13 @@ void	vmmc_wake(void);
  * the request. */
 void	vmmc_report_soon(void);
 bool	vmmc_report_due(void);
+/* How many bytes the process's caches (cached large allocations and the
+ * medium heap's idle pages together) may keep when memory is freed:
+ * VMM_CACHE_MAX, plus with VMM_CACHE_WORKING_SET what the process's
+ * working set (its peak of memory mapped for live allocations over the
+ * last one to two VMM_IDLE_MS, 1 s if 0) exceeds what it has live now, so
+ * that a steady-state iteration finds its memory still mapped. */
+uint64_t vmmc_cache_budget(void);
 /* Resets counters and the pipe (fork child). */
 void	vmmc_core_forget(void);
 

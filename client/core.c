@@ -23,16 +23,94 @@ static int		core_report_due;
 
 /* ---- counters ------------------------------------------------------------ */
 
+static void	core_ws_note(void);
+
 void
 vmmc_stat_add(int which, int64_t delta)
 {
 	__atomic_add_fetch(&core_stats[which], delta, __ATOMIC_RELAXED);
+	/* Memory mapped for live allocations grew: maybe a new peak. */
+	if ((which == VMMC_STAT_MAPPED && delta > 0) ||
+	    (which == VMMC_STAT_CACHED && delta < 0))
+		core_ws_note();
 }
 
 int64_t
 vmmc_stat_get(int which)
 {
 	return __atomic_load_n(&core_stats[which], __ATOMIC_RELAXED);
+}
+
+/* ---- the working set --------------------------------------------------------- */
+
+/*
+ * The process's working set: the peak of the memory mapped for its live
+ * allocations (VMMC_STAT_MAPPED minus VMMC_STAT_CACHED) in the current
+ * window of VMM_IDLE_MS (1 s if 0) and in the one before, so a peak is
+ * remembered for one to two windows.  Atomics only (no lock a fork could
+ * leave held); a race at a window's turn may lose one update, which the
+ * next allocation's makes good: the figure is advice for the cache's
+ * budget (vmmc_cache_budget), never a bound on what may be mapped.
+ */
+static uint64_t		core_ws_epoch;		/* window of core_ws_cur */
+static uint64_t		core_ws_cur, core_ws_prev;
+
+static uint64_t
+core_ws_window_ms(void)
+{
+	uint64_t w = vmmc_settings_get()->idle_ms;
+
+	return w != 0 ? w : 1000;
+}
+
+/* Memory mapped for live allocations now (the counters are read apart:
+ * a transient mismatch is clamped to 0). */
+static uint64_t
+core_live_mapped(void)
+{
+	int64_t v = vmmc_stat_get(VMMC_STAT_MAPPED) -
+	    vmmc_stat_get(VMMC_STAT_CACHED);
+
+	return v > 0 ? (uint64_t)v : 0;
+}
+
+/* Turns the window if its time is up and records the live figure. */
+static void
+core_ws_note(void)
+{
+	uint64_t e = vmm_now_ms() / core_ws_window_ms();
+	uint64_t old = __atomic_load_n(&core_ws_epoch, __ATOMIC_RELAXED);
+	uint64_t live = core_live_mapped(), cur;
+
+	if (e != old && __atomic_compare_exchange_n(&core_ws_epoch, &old, e,
+	    false, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+		__atomic_store_n(&core_ws_prev, e == old + 1 ?
+		    __atomic_load_n(&core_ws_cur, __ATOMIC_RELAXED) : 0,
+		    __ATOMIC_RELAXED);
+		__atomic_store_n(&core_ws_cur, 0, __ATOMIC_RELAXED);
+	}
+	cur = __atomic_load_n(&core_ws_cur, __ATOMIC_RELAXED);
+	while (live > cur && !__atomic_compare_exchange_n(&core_ws_cur, &cur,
+	    live, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+		;
+}
+
+uint64_t
+vmmc_cache_budget(void)
+{
+	const struct vmmc_settings *st = vmmc_settings_get();
+	uint64_t peak, live, b;
+
+	if (!st->cache_working_set)
+		return st->cache_max;
+	core_ws_note();
+	peak = __atomic_load_n(&core_ws_cur, __ATOMIC_RELAXED);
+	b = __atomic_load_n(&core_ws_prev, __ATOMIC_RELAXED);
+	if (b > peak)
+		peak = b;
+	live = core_live_mapped();
+	b = st->cache_max + (peak > live ? peak - live : 0);
+	return b < st->cache_max ? UINT64_MAX : b;	/* overflow: no bound */
 }
 
 /* ---- devices ------------------------------------------------------------- */
@@ -234,4 +312,5 @@ vmmc_core_forget(void)
 	core_pipe[0] = core_pipe[1] = -1;
 	core_report_due = 0;
 	memset(core_stats, 0, sizeof(core_stats));
+	core_ws_epoch = core_ws_cur = core_ws_prev = 0;
 }

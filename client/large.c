@@ -734,7 +734,6 @@ cache_over(uint64_t own, uint64_t max)
 static int
 large_free(void *p, bool idle)
 {
-	const struct vmmc_settings *st = vmmc_settings_get();
 	struct large *l;
 	uint64_t over, mapped;
 
@@ -747,7 +746,7 @@ large_free(void *p, bool idle)
 	l->ticket = idle ? 0 : vmmc_sync_ticket(l->dev);
 	l->freed_ms = vmm_now_ms();
 	cache_push(l);
-	over = cache_over(cache_bytes, st->cache_max);
+	over = cache_over(cache_bytes, vmmc_cache_budget());
 	vmmc_stat_add(VMMC_STAT_IN_USE, -(int64_t)l->size);
 	vmmc_stat_add(VMMC_STAT_FREES, 1);
 	vmm_log_info("FREE Ptr=0x%llx Size=%llu", (unsigned long long)l->base,

@@ -1080,11 +1080,10 @@ again:
 static int
 medium_free(void *ptr, bool idle)
 {
-	const struct vmmc_settings *st = vmmc_settings_get();
 	CUdeviceptr p = (CUdeviceptr)(uintptr_t)ptr;
 	struct arena *a;
 	struct mblk *b, k;
-	uint64_t ticket, over;
+	uint64_t ticket, over, budget;
 	int64_t cached_all;
 	uint32_t p0, p1;
 	bool tell;
@@ -1109,8 +1108,9 @@ medium_free(void *ptr, bool idle)
 	/* VMM_CACHE_MAX is one budget for the process: the heap's idle pages
 	 * and cached large allocations together (VMMC_STAT_CACHED). */
 	cached_all = vmmc_stat_get(VMMC_STAT_CACHED);
-	over = cached_all > 0 && (uint64_t)cached_all > st->cache_max ?
-	    (uint64_t)cached_all - st->cache_max : 0;
+	budget = vmmc_cache_budget();
+	over = cached_all > 0 && (uint64_t)cached_all > budget ?
+	    (uint64_t)cached_all - budget : 0;
 	if (over > med_cached)
 		over = med_cached;
 	if (med_cached < med_cached_told)

@@ -47,6 +47,11 @@ const struct vmm_opt vmmc_options[] = {
 	  "place); 0: none" },
 	{ "VMM_CACHE_MAX", VMM_OPT_SIZE, "1G", 0, 1e15, NULL, O(cache_max),
 	  "most freed memory kept mapped in the process for reuse" },
+	{ "VMM_CACHE_WORKING_SET", VMM_OPT_BOOL, "1", 0, 1, NULL,
+	  O(cache_working_set),
+	  "1: freed memory the process had in use within its last "
+	  "VMM_IDLE_MS (1 s if 0) stays cached on top of VMM_CACHE_MAX; "
+	  "0: VMM_CACHE_MAX alone bounds the cache" },
 	{ "VMM_IDLE_MS", VMM_OPT_U64, "1000", 0, 86400000, NULL, O(idle_ms),
 	  "cached memory goes back to vmmd after this long unused; 0: never" },
 	{ "VMM_REPORT_MS", VMM_OPT_U64, "1000", 10, 3600000, NULL, O(report_ms),

@@ -32,10 +32,20 @@
  *            new chunk, and the next blocks use its other pages; the
  *            chunk goes back only once no pending write touches any of
  *            its pages
- *   cachemax VMM_CACHE_MAX (64M here) bounds what the process keeps
- *            cached, the heap's idle pages and cached large allocations
- *            together, whichever is freed last; what goes back to vmmd
- *            waits for the kernels still writing it
+ *   cachemax with VMM_CACHE_WORKING_SET=0, VMM_CACHE_MAX (64M here)
+ *            bounds what the process keeps cached, the heap's idle pages
+ *            and cached large allocations together, whichever is freed
+ *            last; what goes back to vmmd waits for the kernels still
+ *            writing it
+ *   workset  by default (VMM_CACHE_WORKING_SET=1, VMM_CACHE_MAX=16M here)
+ *            an iteration's memory stays cached beyond VMM_CACHE_MAX, so
+ *            the next iteration maps nothing and asks vmmd for nothing;
+ *            a kernel still writing the freed memory does not land in the
+ *            next iteration's data; once the peak is two windows old
+ *            (VMM_IDLE_MS=0: 1 s each) VMM_CACHE_MAX bounds the cache
+ *            beyond what was live since
+ *   workset_off the same with VMM_CACHE_WORKING_SET=0: VMM_CACHE_MAX bounds
+ *            the cache at once and the next iteration maps memory again
  */
 #include <cuda.h>
 
@@ -585,6 +595,119 @@ sc_cachemax(void)
 	cachemax_round(false);
 }
 
+/* ---- workset ------------------------------------------------------------------ */
+
+#define NWL 4
+#define NWM 2
+
+/* One iteration: NWL large allocations of 48 MiB and NWM medium blocks of
+ * 12.5 MiB, a kernel still to write each (in 200 ms) when all are freed;
+ * the pointers in l and m. */
+static void
+workset_iteration(void **l, void **m, CUstream s)
+{
+	int i;
+
+	for (i = 0; i < NWL; i++)
+		CHECK(vmm_malloc(&l[i], 48 * MiB) == 0);
+	for (i = 0; i < NWM; i++)
+		CHECK(vmm_malloc(&m[i], 25 * MiB / 2) == 0);
+	for (i = 0; i < NWL; i++)
+		CHECK_OK(cuemu_launch_write(D(l[i]), 0xdeadbeef, 48 * MiB,
+		    200000, s));
+	for (i = 0; i < NWM; i++)
+		CHECK_OK(cuemu_launch_write(D(m[i]), 0xdeadbeef, 25 * MiB / 2,
+		    200000, s));
+}
+
+/* The bytes at p hold c: the kernels still writing when it was freed did
+ * not land in it. */
+static void
+workset_check(void *p, size_t size, unsigned char c)
+{
+	unsigned char *h = malloc(size);
+	size_t i;
+
+	CHECK(h != NULL);
+	CHECK_OK(cuMemcpyDtoH(h, D(p), size));
+	for (i = 0; i < size; i++)
+		CHECK(h[i] == c);
+	free(h);
+}
+
+static void
+sc_workset(bool on)
+{
+	void *l[NWL], *m[NWM], *x;
+	unsigned long long maps, imports;
+	uint64_t held;
+	struct vmm_usage u;
+	CUstream s;
+	int i;
+
+	CHECK(cuemu_available());
+	CHECK_OK(cuStreamCreate(&s, CU_STREAM_NON_BLOCKING));
+	workset_iteration(l, m, s);
+	for (i = 0; i < NWL; i++)
+		CHECK(vmm_free(l[i]) == 0);
+	for (i = 0; i < NWM; i++)
+		CHECK(vmm_free(m[i]) == 0);
+	CHECK(vmm_get_usage(&u) == 0);
+	printf("workset: %llu MiB cached after the first iteration\n",
+	    (unsigned long long)(u.cached_bytes / MiB));
+	CHECK(u.in_use_bytes == 0);
+	if (!on) {
+		CHECK(u.cached_bytes <= 16 * MiB);
+		CHECK_OK(cuCtxSynchronize());
+		CHECK(cuemu_counter("faults") == 0);
+		CHECK(cuemu_counter("busy_releases") == 0);
+		CHECK_OK(cuStreamDestroy(s));
+		return;
+	}
+	/* All of it: far beyond VMM_CACHE_MAX's 16 MiB. */
+	CHECK(u.cached_bytes >= NWL * 48 * MiB + NWM * 25 * MiB / 2);
+	held = lent();
+	maps = cuemu_counter("calls_map");
+	imports = cuemu_counter("calls_import");
+	/* The next iteration: its memory is where it was, still mapped. */
+	for (i = 0; i < NWL; i++) {
+		CHECK(vmm_malloc(&l[i], 48 * MiB) == 0);
+		CHECK_OK(cuMemsetD8(D(l[i]), 0x5a, 48 * MiB));
+	}
+	for (i = 0; i < NWM; i++) {
+		CHECK(vmm_malloc(&m[i], 25 * MiB / 2) == 0);
+		CHECK_OK(cuMemsetD8(D(m[i]), 0x5a, 25 * MiB / 2));
+	}
+	CHECK(cuemu_counter("calls_map") == maps);
+	CHECK(cuemu_counter("calls_import") == imports);
+	CHECK(lent() == held);
+	CHECK_OK(cuCtxSynchronize());
+	for (i = 0; i < NWL; i++)
+		workset_check(l[i], 48 * MiB, 0x5a);
+	for (i = 0; i < NWM; i++)
+		workset_check(m[i], 25 * MiB / 2, 0x5a);
+	for (i = 0; i < NWL; i++)
+		CHECK(vmm_free(l[i]) == 0);
+	for (i = 0; i < NWM; i++)
+		CHECK(vmm_free(m[i]) == 0);
+	/* Two windows later the peak is forgotten: one 48 MiB allocation
+	 * live since, so at its free VMM_CACHE_MAX bounds what the cache
+	 * keeps beyond it. */
+	usleep(2100 * 1000);
+	CHECK(vmm_malloc(&x, 48 * MiB) == 0);
+	CHECK(vmm_free(x) == 0);
+	CHECK(vmm_get_usage(&u) == 0);
+	printf("workset: %llu MiB cached two windows later\n",
+	    (unsigned long long)(u.cached_bytes / MiB));
+	CHECK(u.cached_bytes <= 16 * MiB + 48 * MiB);
+	CHECK_OK(cuCtxSynchronize());
+	CHECK(cuemu_counter("faults") == 0);
+	CHECK(cuemu_counter("busy_releases") == 0);
+	CHECK(vmm_flush() == 0);
+	CHECK(lent() == 0);
+	CHECK_OK(cuStreamDestroy(s));
+}
+
 int
 main(int argc, char **argv)
 {
@@ -612,6 +735,10 @@ main(int argc, char **argv)
 		sc_within();
 	else if (strcmp(argv[1], "cachemax") == 0)
 		sc_cachemax();
+	else if (strcmp(argv[1], "workset") == 0)
+		sc_workset(true);
+	else if (strcmp(argv[1], "workset_off") == 0)
+		sc_workset(false);
 	else
 		CHECK(!"unknown scenario");
 	tc_close(adm);
