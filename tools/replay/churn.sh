@@ -30,6 +30,10 @@
 #   host's share (vmmd's round trips, scheduling on a loaded machine).  A
 #   wall p99 below it, below the pass's p50, or a pass without allocations
 #   is impossible: the row says so and the exit status is 1.
+# The emulator prices cuMemMap, cuMemUnmap and cuMemSetAccess per physical
+# chunk touched; CUEMU_LATENCY_SCALE=granule in the environment prices them
+# per granule instead (a pessimistic bound; tests/cuemu/README.md), and the
+# last progress line says which pricing a run used.
 # Wall times on a loaded machine swing (identical work, the same creates,
 # measured 0.57x-1.31x apart on 2 shared cores), so the table also gives
 # what the churn itself costs, from vmmd's exact counters at the profile's
@@ -186,5 +190,5 @@ for t in "${traces[@]}"; do
       }' || bad=1
   done
 done
-echo "churn: $n runs in $((SECONDS - t_start)) s (profile $profile, $passes passes)" >&2
+echo "churn: $n runs in $((SECONDS - t_start)) s (profile $profile, priced per ${CUEMU_LATENCY_SCALE:-chunk}, $passes passes)" >&2
 exit $bad
