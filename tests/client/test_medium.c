@@ -625,13 +625,13 @@ workset_iteration(void **l, void **m, CUstream s)
 static void
 workset_check(void *p, size_t size, unsigned char c)
 {
-	unsigned char *h = malloc(size);
-	size_t i;
+	unsigned char *h = malloc(size), *want = malloc(size);
 
-	CHECK(h != NULL);
+	CHECK(h != NULL && want != NULL);
+	memset(want, c, size);
 	CHECK_OK(cuMemcpyDtoH(h, D(p), size));
-	for (i = 0; i < size; i++)
-		CHECK(h[i] == c);
+	CHECK(memcmp(h, want, size) == 0);
+	free(want);
 	free(h);
 }
 
