@@ -594,7 +594,10 @@ int	vmmd_session_new(int fd, int pidfd, pid_t pid, uid_t uid, gid_t gid,
 	    bool admin, bool ipc_member);
 /* Sends Goodbye to every session (daemon shutting down) and closes them. */
 void	vmmd_session_shutdown_all(const char *why);
-unsigned vmmd_session_count_uid(uid_t uid);
+/* The sessions of uid vmmd keeps, open or quarantined, but for one
+ * quarantined session of process pid (which may be coming back to resume
+ * it): what max_sessions_per_uid bounds. */
+unsigned vmmd_session_count_uid(uid_t uid, pid_t pid);
 /* The smallest quota that applies to s now (0 = none). */
 uint64_t vmmd_session_quota(const struct vmmd_session *s);
 /* Bytes s may still be lent: a uid, cgroup or name quota counts what every

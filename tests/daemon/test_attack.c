@@ -21,6 +21,11 @@
  *             middle of a frame, a frame written one byte at a time.
  *   names     a client name that is not UTF-8, with quotes, escapes and
  *             control characters: admins still read every stats page.
+ *   flood     one process connects, takes a range of the address plan (or
+ *             a chunk) and drops the connection, again and again: each
+ *             session it leaves is quarantined (its process lives), and
+ *             counts against max_sessions_per_uid like an open one, so
+ *             vmmd's sessions and fds (a pidfd each) stay bounded.
  *
  * After each case the pool's totals and vmmd's fd count are back at their
  * baseline and a fresh client is served.
@@ -863,6 +868,137 @@ test_names(void)
 	baseline("names");
 }
 
+/* ---- quarantine flood ----------------------------------------------------- */
+
+#define FLOOD_TRIES	48
+#define FLOOD_PER_UID	16	/* max_sessions_per_uid of the flood daemon */
+
+/* Connects, says Hello, takes a range of the address plan (odd tries: a
+ * chunk, whose fd it keeps) and drops the connection, FLOOD_TRIES times or
+ * until refused; sends how many sessions it left, then waits to be
+ * killed. */
+static int
+flooder(void *arg, int ctl)
+{
+	Vmm__Envelope env = VMM__ENVELOPE__INIT;
+	Vmm__VaRequest q = VMM__VA_REQUEST__INIT;
+	Vmm__Hello h = VMM__HELLO__INIT;
+	struct vmm_frame_msg *m;
+	int i, rc;
+
+	(void)arg;
+	for (i = 0; i < FLOOD_TRIES; i++) {
+		struct raw r;
+
+		raw_open(&r);
+		h.request_id = 1;
+		h.protocol_version = VMM_PROTOCOL_VERSION;
+		h.client_name = (char *)"flood";
+		h.kind = VMM__CLIENT_KIND__CLIENT_KIND_APP;
+		env.msg_case = VMM__ENVELOPE__MSG_HELLO;
+		env.hello = &h;
+		raw_send_env(&r, &env, NULL, 0);
+		m = NULL;
+		rc = tc_recv_raw(r.fd, r.rd, &m, 5000);
+		CHECK(rc == 1);
+		if (vmm_frame_msg_env(m)->msg_case == VMM__ENVELOPE__MSG_ERROR) {
+			CHECK(vmm_frame_msg_env(m)->error->code ==
+			    VMM__ERROR_CODE__ERROR_CODE_LIMIT);
+			vmm_frame_msg_free(m);
+			raw_close(&r);
+			break;
+		}
+		CHECK(vmm_frame_msg_env(m)->msg_case ==
+		    VMM__ENVELOPE__MSG_HELLO_REPLY);
+		vmm_frame_msg_free(m);
+		if (i % 2 == 0) {
+			q.request_id = 2;
+			q.size = G;
+			env.msg_case = VMM__ENVELOPE__MSG_VA_REQUEST;
+			env.va_request = &q;
+			raw_send_env(&r, &env, NULL, 0);
+			vmm_frame_msg_free(raw_expect(&r,
+			    VMM__ENVELOPE__MSG_VA_REPLY));
+		} else {
+			raw_acquire(&r, G, 0, false, 0);
+			m = raw_expect(&r, VMM__ENVELOPE__MSG_GRANT);
+			(void)vmm_frame_msg_take_fd(m, 0);	/* kept */
+			vmm_frame_msg_free(m);
+		}
+		raw_close(&r);
+	}
+	tc_ctl_send(ctl, &i, sizeof(i));
+	for (;;)
+		pause();
+	return 0;
+}
+
+/* At the limit, a process whose connection dropped still gets back in to
+ * resume its quarantined session; another one of its uid does not. */
+static void
+test_flood_resume(void)
+{
+	struct tc *open[FLOOD_PER_UID];
+	struct victim_msg msg;
+	uint64_t refused;
+	struct raw r;
+	char one;
+	pid_t v;
+	int ctl, i, n = 0;
+
+	v = tc_spawn(victim, NULL, &ctl);
+	tc_ctl_recv(ctl, &msg, sizeof(msg), 10000);
+	/* The admin, the victim and these: the limit. */
+	for (i = 0; i < FLOOD_PER_UID - 2; i++)
+		open[n++] = tc_open(sockpath, "filler", false);
+	CHECK(victim_do(ctl, 'q') == 1);
+	wait_pool(0, G, "flood: victim quarantined");
+	refused = tc_counter(adm, "sessions_refused");
+	raw_open(&r);
+	raw_expect_error(&r, VMM__ERROR_CODE__ERROR_CODE_LIMIT, true);
+	CHECK(tc_counter(adm, "sessions_refused") == refused + 1);
+	CHECK(victim_do(ctl, 'r') == 1);
+	wait_pool(G, 0, "flood: victim resumed");
+	CHECK(victim_do(ctl, 'c') == 1);
+	one = 'x';
+	tc_ctl_send(ctl, &one, 1);
+	CHECK(tc_wait_child(v, 0) == 0);
+	close(ctl);
+	while (n > 0)
+		tc_close(open[--n]);
+	for (i = 0; i < 200 && tc_sessions(adm) != 1; i++)
+		tc_sleep_ms(10);
+	baseline("flood: resume at the limit");
+}
+
+static void
+test_flood(void)
+{
+	uint64_t refused = tc_counter(adm, "sessions_refused");
+	int left, fds;
+	pid_t p;
+	int ctl;
+
+	p = tc_spawn(flooder, NULL, &ctl);
+	tc_ctl_recv(ctl, &left, sizeof(left), 30000);
+	fds = tc_count_fds(daemon_pid);
+	fprintf(stderr, "flood: %d sessions left behind (limit %d); vmmd fds "
+	    "%d (baseline %d); refused %llu\n", left, FLOOD_PER_UID, fds, fds0,
+	    (unsigned long long)(tc_counter(adm, "sessions_refused") -
+	    refused));
+	/* The admin's session is of this uid too; one quarantined session of
+	 * the flooder is not counted (it may come back to resume it). */
+	CHECK(left <= FLOOD_PER_UID);
+	CHECK(tc_counter(adm, "sessions_refused") == refused + 1);
+	/* A pidfd per session left, and the chunks' kept exports. */
+	CHECK(fds <= fds0 + 3 * FLOOD_PER_UID);
+	kill(p, SIGKILL);
+	tc_wait_child(p, SIGKILL);
+	close(ctl);
+	baseline("flood");
+	test_flood_resume();
+}
+
 int
 main(int argc, char **argv)
 {
@@ -871,8 +1007,9 @@ main(int argc, char **argv)
 	bool all = strcmp(only, "all") == 0;
 
 	signal(SIGPIPE, SIG_IGN);
-	daemon_pid = tc_start_in(only, "idle_timeout_ms = 0\n", sockpath,
-	    sizeof(sockpath), &adm);
+	daemon_pid = tc_start_in(only, strcmp(only, "flood") == 0 ?
+	    "idle_timeout_ms = 0\nmax_sessions_per_uid = 16\n" :
+	    "idle_timeout_ms = 0\n", sockpath, sizeof(sockpath), &adm);
 	G = adm->granularity;
 	/* Warm-up: the driver's first chunk, then an empty pool. */
 	CHECK(tc_acquire(adm, G, 0, &ch, 1) == 1);
@@ -896,6 +1033,8 @@ main(int argc, char **argv)
 	}
 	if (all || strcmp(only, "names") == 0)
 		test_names();
+	if (strcmp(only, "flood") == 0)
+		test_flood();
 	tc_stop_with(daemon_pid, adm);
 	return 0;
 }
