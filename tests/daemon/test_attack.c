@@ -21,6 +21,12 @@
  *             middle of a frame, a frame written one byte at a time.
  *   names     a client name that is not UTF-8, with quotes, escapes and
  *             control characters: admins still read every stats page.
+ *   fuse      an Adopt whose fd is a directory of a FUSE filesystem the
+ *             peer serves and that never answers GETATTR (any user may
+ *             mount one with fusermount): vmmd looks at the fd without
+ *             asking the filesystem, refuses it at once, and others are
+ *             served meanwhile.  Skipped (77) where FUSE cannot be
+ *             mounted.
  *   flood     one process connects, takes a range of the address plan (or
  *             a chunk) and drops the connection, again and again: each
  *             session it leaves is quarantined (its process lives), and
@@ -30,14 +36,20 @@
  * After each case the pool's totals and vmmd's fd count are back at their
  * baseline and a fresh client is served.
  */
+#include <linux/fuse.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -868,6 +880,240 @@ test_names(void)
 	baseline("names");
 }
 
+/* ---- a FUSE filesystem that stops answering ------------------------------ */
+
+/* A one-directory FUSE filesystem served by a thread of this test; once
+ * `stall` is set it leaves GETATTR unanswered (held) until released. */
+struct fuse_trap {
+	int		dev;		/* /dev/fuse */
+	char		mnt[1200];
+	pthread_t	th;
+	pthread_mutex_t	lock;
+	bool		stall;
+	uint64_t	held[16];	/* GETATTRs not answered */
+	size_t		nheld;
+	unsigned	getattrs;	/* GETATTRs seen while stalled */
+};
+
+static void
+fuse_reply(int dev, uint64_t unique, int error, const void *body, size_t len)
+{
+	struct fuse_out_header h = { .len = (uint32_t)(sizeof(h) + len),
+	    .error = error, .unique = unique };
+	struct iovec iov[2] = { { &h, sizeof(h) }, { (void *)body, len } };
+
+	(void)!writev(dev, iov, len > 0 ? 2 : 1);
+}
+
+static void
+fuse_attr_reply(int dev, uint64_t unique)
+{
+	struct fuse_attr_out a;
+
+	memset(&a, 0, sizeof(a));
+	a.attr.ino = FUSE_ROOT_ID;
+	a.attr.mode = S_IFDIR | 0755;
+	a.attr.nlink = 2;
+	fuse_reply(dev, unique, 0, &a, sizeof(a));
+}
+
+static void *
+fuse_serve(void *arg)
+{
+	struct fuse_trap *t = arg;
+	static char buf[FUSE_MIN_READ_BUFFER + (1 << 20)];
+	ssize_t n;
+
+	while ((n = read(t->dev, buf, sizeof(buf))) > 0 || (n < 0 &&
+	    (errno == EINTR || errno == ENOENT))) {
+		const struct fuse_in_header *in = (const void *)buf;
+
+		if (n <= 0)
+			continue;
+		switch (in->opcode) {
+		case FUSE_INIT: {
+			const struct fuse_init_in *ii = (const void *)(in + 1);
+			struct fuse_init_out io;
+
+			memset(&io, 0, sizeof(io));
+			io.major = FUSE_KERNEL_VERSION;
+			io.minor = ii->minor < FUSE_KERNEL_MINOR_VERSION ?
+			    ii->minor : FUSE_KERNEL_MINOR_VERSION;
+			io.max_readahead = ii->max_readahead;
+			io.max_write = 4096;
+			io.time_gran = 1;
+			fuse_reply(t->dev, in->unique, 0, &io, sizeof(io));
+			break;
+		}
+		case FUSE_OPENDIR: {
+			struct fuse_open_out oo;
+
+			memset(&oo, 0, sizeof(oo));
+			oo.fh = 1;
+			fuse_reply(t->dev, in->unique, 0, &oo, sizeof(oo));
+			break;
+		}
+		case FUSE_GETATTR:
+			pthread_mutex_lock(&t->lock);
+			if (t->stall && t->nheld < 16) {
+				t->held[t->nheld++] = in->unique;
+				t->getattrs++;
+				pthread_mutex_unlock(&t->lock);
+				break;
+			}
+			pthread_mutex_unlock(&t->lock);
+			fuse_attr_reply(t->dev, in->unique);
+			break;
+		case FUSE_RELEASEDIR:
+			fuse_reply(t->dev, in->unique, 0, NULL, 0);
+			break;
+		case FUSE_FORGET:
+		case FUSE_BATCH_FORGET:
+		case FUSE_INTERRUPT:
+			break;
+		default:
+			fuse_reply(t->dev, in->unique, -ENOSYS, NULL, 0);
+			break;
+		}
+	}
+	return NULL;
+}
+
+/* Mounts the trap under $VMM_TEST_TMPDIR; false if FUSE cannot be mounted
+ * here (no /dev/fuse, no right to mount). */
+static bool
+fuse_trap_set(struct fuse_trap *t)
+{
+	char opts[128];
+
+	memset(t, 0, sizeof(*t));
+	pthread_mutex_init(&t->lock, NULL);
+	t->stall = false;
+	t->nheld = 0;
+	t->getattrs = 0;
+	snprintf(t->mnt, sizeof(t->mnt), "%s/fuse-trap", getenv("VMM_TEST_TMPDIR"));
+	(void)mkdir(t->mnt, 0755);
+	if ((t->dev = open("/dev/fuse", O_RDWR | O_CLOEXEC)) < 0)
+		return false;
+	snprintf(opts, sizeof(opts), "fd=%d,rootmode=40000,user_id=%u,"
+	    "group_id=%u", t->dev, (unsigned)getuid(), (unsigned)getgid());
+	if (mount("vmmtest", t->mnt, "fuse", MS_NOSUID | MS_NODEV, opts) != 0) {
+		fprintf(stderr, "fuse: mount: %s\n", strerror(errno));
+		close(t->dev);
+		return false;
+	}
+	CHECK(pthread_create(&t->th, NULL, fuse_serve, t) == 0);
+	return true;
+}
+
+/* Answers what was held, stops stalling. */
+static void
+fuse_trap_release(struct fuse_trap *t)
+{
+	pthread_mutex_lock(&t->lock);
+	t->stall = false;
+	while (t->nheld > 0)
+		fuse_attr_reply(t->dev, t->held[--t->nheld]);
+	pthread_mutex_unlock(&t->lock);
+}
+
+static void
+fuse_trap_remove(struct fuse_trap *t)
+{
+	fuse_trap_release(t);
+	CHECK(umount2(t->mnt, MNT_DETACH) == 0);
+	/* The server's read ends (ENODEV) once the filesystem is gone. */
+	CHECK(pthread_join(t->th, NULL) == 0);
+	close(t->dev);
+	(void)rmdir(t->mnt);
+}
+
+/* One MemInfo round trip on c in ms, or CALL_MAX_MS if none came. */
+#define CALL_MAX_MS	3000
+static uint64_t
+probe_ms(struct tc *c)
+{
+	Vmm__Envelope env = VMM__ENVELOPE__INIT;
+	Vmm__MemInfoRequest mi = VMM__MEM_INFO_REQUEST__INIT;
+	struct vmm_frame_msg *m = NULL;
+	uint64_t t0 = vmm_now_ms();
+
+	mi.request_id = tc_rid(c);
+	env.msg_case = VMM__ENVELOPE__MSG_MEM_INFO_REQUEST;
+	env.mem_info_request = &mi;
+	CHECK(vmm_sess_send(c->s, &env, NULL, 0, CALL_MAX_MS) == 0);
+	if (tc_recv(c, &m, CALL_MAX_MS) != 1)
+		return CALL_MAX_MS;
+	CHECK(vmm_frame_msg_env(m)->msg_case ==
+	    VMM__ENVELOPE__MSG_MEM_INFO_REPLY);
+	vmm_frame_msg_free(m);
+	return vmm_now_ms() - t0;
+}
+
+/* Returns 77 (skip) where FUSE cannot be mounted. */
+static int
+test_fuse(void)
+{
+	Vmm__Envelope env = VMM__ENVELOPE__INIT;
+	Vmm__Adopt ad = VMM__ADOPT__INIT;
+	struct fuse_trap t;
+	struct vmm_frame_msg *m;
+	uint64_t size = G, worst = 0, t0, ms;
+	struct tc *probe;
+	struct raw r;
+	int dir, late = 0;
+
+	if (!fuse_trap_set(&t)) {
+		fprintf(stderr, "fuse: cannot mount FUSE here: skipped\n");
+		return 77;
+	}
+	CHECK((dir = open(t.mnt, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0);
+	probe = tc_open(sockpath, "probe", false);
+	raw_open(&r);
+	raw_hello_named(&r, "fuse");
+	pthread_mutex_lock(&t.lock);
+	t.stall = true;
+	pthread_mutex_unlock(&t.lock);
+	ad.request_id = 11;
+	ad.n_sizes = 1;
+	ad.sizes = &size;
+	env.msg_case = VMM__ENVELOPE__MSG_ADOPT;
+	env.adopt = &ad;
+	raw_send_env(&r, &env, &dir, 1);
+	/* Others are served meanwhile. */
+	t0 = vmm_now_ms();
+	while (vmm_now_ms() - t0 < 600) {
+		ms = probe_ms(probe);
+		if (ms > worst)
+			worst = ms;
+		if (ms >= CALL_MAX_MS) {
+			late = 1;
+			break;
+		}
+	}
+	fprintf(stderr, "fuse: GETATTRs vmmd sent %u; another client's worst "
+	    "round trip %llu ms%s\n", t.getattrs, (unsigned long long)worst,
+	    late ? " (no answer: vmmd is stuck)" : "");
+	/* Let it go, then the Adopt's answer: refused. */
+	fuse_trap_release(&t);
+	if (late) {
+		m = NULL;
+		CHECK(tc_recv(probe, &m, 5000) == 1);
+		vmm_frame_msg_free(m);
+	}
+	m = raw_expect(&r, VMM__ENVELOPE__MSG_ADOPT_REPLY);
+	CHECK(vmm_frame_msg_env(m)->adopt_reply->n_chunk_ids == 1 &&
+	    vmm_frame_msg_env(m)->adopt_reply->chunk_ids[0] == 0);
+	vmm_frame_msg_free(m);
+	raw_close(&r);
+	tc_close(probe);
+	close(dir);
+	fuse_trap_remove(&t);
+	CHECK(!late && worst < 500);
+	baseline("fuse");
+	return 0;
+}
+
 /* ---- quarantine flood ----------------------------------------------------- */
 
 #define FLOOD_TRIES	48
@@ -1035,6 +1281,10 @@ main(int argc, char **argv)
 		test_names();
 	if (strcmp(only, "flood") == 0)
 		test_flood();
+	if (strcmp(only, "fuse") == 0 && test_fuse() == 77) {
+		tc_stop_with(daemon_pid, adm);
+		return 77;
+	}
 	tc_stop_with(daemon_pid, adm);
 	return 0;
 }
