@@ -399,12 +399,19 @@ struct vmmd_ipc_side {
 	struct vmmd_ipc_export_list	exports;
 	struct vmmd_ipc_import_list	imports;
 	uint64_t			nexports, nimports;
+	/* The chunks its exports name and its imports hold, summed. */
+	uint64_t			export_chunks, import_chunks;
 	uint64_t			imported_bytes;	/* of the imports' chunks */
 };
 
-/* Exports and imports one session may have at once (each hit counted). */
+/* Exports and imports one session may have at once, and the chunks they
+ * may name in all (each hit counted in ipc_limits): an export or import
+ * costs vmmd 16 or 8 bytes a chunk, so one session's ledger stays under a
+ * megabyte whatever it asks. */
 #define VMMD_IPC_MAX_EXPORTS	4096
 #define VMMD_IPC_MAX_IMPORTS	4096
+#define VMMD_IPC_MAX_EXPORT_CHUNKS	16384
+#define VMMD_IPC_MAX_IMPORT_CHUNKS	16384
 
 void	vmmd_ipc_init(struct vmmd_session *s);
 /* Exports chunks s holds (ids: what the peer sent, checked here) that s

@@ -27,6 +27,11 @@
  *             asking the filesystem, refuses it at once, and others are
  *             served meanwhile.  Skipped (77) where FUSE cannot be
  *             mounted.
+ *   ipcmem    one session exports the same 8 chunks in every order it may
+ *             (4,096 exports allowed), another process opens one export
+ *             again and again (4,096 imports allowed): what vmmd keeps for
+ *             them stays within 2 MiB of its memory per pair of sessions
+ *             (each refusal is LIMIT, and both sessions live on).
  *   flood     one process connects, takes a range of the address plan (or
  *             a chunk) and drops the connection, again and again: each
  *             session it leaves is quarantined (its process lives), and
@@ -1114,6 +1119,127 @@ test_fuse(void)
 	return 0;
 }
 
+/* ---- the IPC ledger's memory ----------------------------------------------- */
+
+#define IPCMEM_CHUNKS	8
+#define IPCMEM_TRIES	4096
+
+/* The next permutation of v in lexicographic order; false after the last. */
+static bool
+next_perm(uint64_t *v, size_t n)
+{
+	size_t i = n - 1, j = n - 1;
+	uint64_t t;
+
+	while (i > 0 && v[i - 1] >= v[i])
+		i--;
+	if (i == 0)
+		return false;
+	while (v[j] <= v[i - 1])
+		j--;
+	t = v[i - 1];
+	v[i - 1] = v[j];
+	v[j] = t;
+	for (j = n - 1; i < j; i++, j--) {
+		t = v[i];
+		v[i] = v[j];
+		v[j] = t;
+	}
+	return true;
+}
+
+/* Opens export xid[0] (token xid[1]) until refused or IPCMEM_TRIES times;
+ * sends how many it holds, then waits to be killed. */
+static int
+ipc_hoarder(void *arg, int ctl)
+{
+	const uint64_t *xid = arg;
+	Vmm__Envelope env = VMM__ENVELOPE__INIT;
+	Vmm__IpcOpen o = VMM__IPC_OPEN__INIT;
+	struct tc *c = tc_open(sockpath, "hoarder", false);
+	struct vmm_frame_msg *m;
+	int n, rc;
+
+	o.export_id = xid[0];
+	o.token = xid[1];
+	for (n = 0; n < IPCMEM_TRIES; n++) {
+		o.request_id = 0;
+		env.msg_case = VMM__ENVELOPE__MSG_IPC_OPEN;
+		env.ipc_open = &o;
+		if ((rc = tc_request(c, &env, &m, NULL, 0)) != 0) {
+			CHECK(rc == -VMM__ERROR_CODE__ERROR_CODE_LIMIT);
+			break;
+		}
+		vmm_frame_msg_free(m);	/* the fds are closed with it */
+	}
+	tc_ctl_send(ctl, &n, sizeof(n));
+	for (;;)
+		pause();
+	return 0;
+}
+
+static void
+test_ipcmem(void)
+{
+	Vmm__Envelope env = VMM__ENVELOPE__INIT;
+	Vmm__IpcExport x = VMM__IPC_EXPORT__INIT;
+	uint64_t ids[IPCMEM_CHUNKS], xid[2] = { 0, 0 }, limits;
+	struct tc_chunk ch[IPCMEM_CHUNKS];
+	struct vmm_frame_msg *m;
+	struct tc *e;
+	long rss0, rss1, rss2;
+	int i, nexp = 0, nimp, rc, ctl;
+	pid_t p;
+
+	e = tc_open(sockpath, "exporter", false);
+	for (i = 0; i < IPCMEM_CHUNKS; i++) {
+		CHECK(tc_acquire(e, G, 0, &ch[i], 1) == 1);
+		ids[i] = ch[i].id;
+	}
+	tc_close_chunks(ch, IPCMEM_CHUNKS);
+	limits = tc_counter(adm, "ipc_limits");
+	tc_sleep_ms(50);
+	rss0 = tc_rss_kb(daemon_pid);
+	x.n_chunk_ids = IPCMEM_CHUNKS;
+	x.chunk_ids = ids;
+	for (i = 0; i < IPCMEM_TRIES; i++) {
+		x.request_id = 0;
+		env.msg_case = VMM__ENVELOPE__MSG_IPC_EXPORT;
+		env.ipc_export = &x;
+		if ((rc = tc_request(e, &env, &m, NULL, 0)) != 0) {
+			CHECK(rc == -VMM__ERROR_CODE__ERROR_CODE_LIMIT);
+			break;
+		}
+		if (nexp++ == 0) {
+			xid[0] = vmm_frame_msg_env(m)->ipc_export_reply->export_id;
+			xid[1] = vmm_frame_msg_env(m)->ipc_export_reply->token;
+		}
+		vmm_frame_msg_free(m);
+		CHECK(next_perm(ids, IPCMEM_CHUNKS));
+	}
+	rss1 = tc_rss_kb(daemon_pid);
+	p = tc_spawn(ipc_hoarder, xid, &ctl);
+	tc_ctl_recv(ctl, &nimp, sizeof(nimp), 60000);
+	rss2 = tc_rss_kb(daemon_pid);
+	fprintf(stderr, "ipcmem: %d exports of %d chunks: vmmd RSS +%ld KiB; "
+	    "%d imports: +%ld KiB more; LIMIT answered %llu times\n", nexp,
+	    IPCMEM_CHUNKS, rss1 - rss0, nimp, rss2 - rss1,
+	    (unsigned long long)(tc_counter(adm, "ipc_limits") - limits));
+	CHECK(nexp > 0 && nimp > 0);
+	CHECK(rss0 > 0 && rss2 - rss0 < 2048);
+	/* Both sessions are still served. */
+	CHECK(tc_sessions(e) > 0);
+	kill(p, SIGKILL);
+	tc_wait_child(p, SIGKILL);
+	close(ctl);
+	for (i = 0; i < IPCMEM_CHUNKS; i++)
+		ids[i] = ch[i].id;
+	wait_pool(IPCMEM_CHUNKS * G, 0, "ipcmem: importer gone");
+	CHECK(tc_release(e, ids, IPCMEM_CHUNKS) == 0);
+	tc_close(e);
+	baseline("ipcmem");
+}
+
 /* ---- quarantine flood ----------------------------------------------------- */
 
 #define FLOOD_TRIES	48
@@ -1281,6 +1407,8 @@ main(int argc, char **argv)
 		test_names();
 	if (strcmp(only, "flood") == 0)
 		test_flood();
+	if (strcmp(only, "ipcmem") == 0)
+		test_ipcmem();
 	if (strcmp(only, "fuse") == 0 && test_fuse() == 77) {
 		tc_stop_with(daemon_pid, adm);
 		return 77;
