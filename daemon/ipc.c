@@ -155,7 +155,8 @@ vmmd_ipc_export(struct vmmd_session *s, const uint64_t *ids, size_t n,
 		if (e->n != n)
 			continue;
 		for (i = 0; i < n; i++)
-			if (e->c[i].id != ids[i] || e->c[i].lease != chs[i]->lease)
+			if (e->c[i].id != ids[i] ||
+			    e->c[i].lease != chs[i]->lease)
 				break;
 		if (i == n) {
 			e->addr = addr;
