@@ -98,6 +98,13 @@ settings_load(void)
 		fprintf(stderr, "libvmm_client: %s\n", err);
 		exit(1);
 	}
+	/* No directory is no socket: said now, not at the first allocation
+	 * (which would fall back to CUDA's allocator). */
+	if (settings.socket_dir[0] == '\0') {
+		fprintf(stderr, "libvmm_client: VMM_SOCKET_DIR=\"\": expected "
+		    "a directory (unset: /run/vmmd)\n");
+		exit(1);
+	}
 	/* The medium heap serves what small blocks do not: a maximum below
 	 * theirs would leave nothing to it. */
 	if (settings.medium_max != 0 && settings.medium_max < settings.small_max) {

@@ -92,7 +92,8 @@ vmm_opt_range_text(const struct vmm_opt *o, char *buf, size_t len)
 		    "suffixes allowed)", o->min, o->max);
 		break;
 	case VMM_OPT_DOUBLE:
-		snprintf(buf, len, "a number in [%g, %g]", o->min, o->max);
+		snprintf(buf, len, "a decimal number in [%g, %g]", o->min,
+		    o->max);
 		break;
 	case VMM_OPT_STRING:
 		snprintf(buf, len, "a string of at most %d bytes",
@@ -141,9 +142,16 @@ vmm_opt_set(const struct vmm_opt *o, void *settings, const char *value,
 		*(uint64_t *)field = u;
 		return 0;
 	case VMM_OPT_DOUBLE:
+		/* Decimal only, as the integers: strtod would also take
+		 * leading blanks, a sign, hex ("0x1p-2") and "infinity". */
+		if (!isdigit((unsigned char)*value) && !(*value == '.' &&
+		    isdigit((unsigned char)value[1])))
+			goto bad;
+		if (strspn(value, "0123456789.eE+-") != strlen(value))
+			goto bad;
 		errno = 0;
 		d = strtod(value, &end);
-		if (*value == '\0' || errno != 0 || *end != '\0' || isnan(d) ||
+		if (errno != 0 || *end != '\0' || isnan(d) ||
 		    d < o->min || d > o->max)
 			goto bad;
 		*(double *)field = d;

@@ -83,7 +83,9 @@ const struct vmm_opt vmmd_options[] = {
 	  XSTR(VMMD_ADMIN_SESSIONS) " are kept for admins (root, admin_group), "
 	  "so that vmmctl still connects when clients have taken the rest" },
 	{ "max_sessions_per_uid", VMM_OPT_U64, "256", 1, 65536, NULL,
-	  O(max_sessions_per_uid), "most client connections of one uid" },
+	  O(max_sessions_per_uid), "most sessions of one uid: its connections, "
+	  "and those kept for its processes after their connection closed "
+	  "(quarantined; one per process reconnecting is not counted)" },
 	{ "max_queue_bytes", VMM_OPT_SIZE, "1M", 65536, 1073741824, NULL,
 	  O(max_queue_bytes), "output a client may leave unread before it is "
 	  "disconnected" },

@@ -29,24 +29,29 @@
 
 #define IPC_BUCKETS	1024	/* exports by id */
 
+/* Exports and imports are allocated for the chunks they name (n), not for
+ * the most a message may name: with the per-session bounds on the chunks
+ * they name (VMMD_IPC_MAX_*_CHUNKS), what one session makes vmmd keep
+ * stays small however it shapes its requests. */
 struct vmmd_ipc_export {
 	uint64_t			id, token;
 	uint64_t			addr;	/* the exporter's, or 0 */
 	struct vmmd_session		*owner;
-	size_t				n;
-	uint64_t			ids[VMM_PROTO_MAX_CHUNKS];
-	uint64_t			leases[VMM_PROTO_MAX_CHUNKS];
 	TAILQ_ENTRY(vmmd_ipc_export)	link;	/* owner's list */
 	struct vmmd_ipc_export		*hnext;	/* id hash chain */
+	size_t				n;
+	struct {
+		uint64_t		id, lease;
+	}				c[];	/* n */
 };
 
 struct vmmd_ipc_import {
 	uint64_t			id;
 	uint64_t			export_id;
-	size_t				n;
 	uint64_t			bytes;
-	struct vmmd_chunk		*chunks[VMM_PROTO_MAX_CHUNKS];
 	TAILQ_ENTRY(vmmd_ipc_import)	link;
+	size_t				n;
+	struct vmmd_chunk		*chunks[];	/* n */
 };
 
 static struct vmmd_ipc_export	*ipc_hash[IPC_BUCKETS];
@@ -64,6 +69,7 @@ vmmd_ipc_init(struct vmmd_session *s)
 	TAILQ_INIT(&s->ipc.exports);
 	TAILQ_INIT(&s->ipc.imports);
 	s->ipc.nexports = s->ipc.nimports = s->ipc.imported_bytes = 0;
+	s->ipc.export_chunks = s->ipc.import_chunks = 0;
 }
 
 static void
@@ -78,6 +84,7 @@ ipc_export_free(struct vmmd_ipc_export *e)
 		}
 	TAILQ_REMOVE(&e->owner->ipc.exports, e, link);
 	e->owner->ipc.nexports--;
+	e->owner->ipc.export_chunks -= e->n;
 	free(e);
 }
 
@@ -89,9 +96,9 @@ ipc_export_live(const struct vmmd_ipc_export *e)
 
 	for (i = 0; i < e->n; i++) {
 		const struct vmmd_chunk *ch = vmmd_pool_held(&e->owner->h,
-		    e->ids[i]);
+		    e->c[i].id);
 
-		if (ch == NULL || ch->lease != e->leases[i])
+		if (ch == NULL || ch->lease != e->c[i].lease)
 			return false;
 	}
 	return true;
@@ -148,7 +155,8 @@ vmmd_ipc_export(struct vmmd_session *s, const uint64_t *ids, size_t n,
 		if (e->n != n)
 			continue;
 		for (i = 0; i < n; i++)
-			if (e->ids[i] != ids[i] || e->leases[i] != chs[i]->lease)
+			if (e->c[i].id != ids[i] ||
+			    e->c[i].lease != chs[i]->lease)
 				break;
 		if (i == n) {
 			e->addr = addr;
@@ -157,15 +165,18 @@ vmmd_ipc_export(struct vmmd_session *s, const uint64_t *ids, size_t n,
 			return 0;
 		}
 	}
-	if (s->ipc.nexports >= VMMD_IPC_MAX_EXPORTS)
+	if (s->ipc.nexports >= VMMD_IPC_MAX_EXPORTS ||
+	    s->ipc.export_chunks + n > VMMD_IPC_MAX_EXPORT_CHUNKS)
 		ipc_prune(s);
-	if (s->ipc.nexports >= VMMD_IPC_MAX_EXPORTS) {
+	if (s->ipc.nexports >= VMMD_IPC_MAX_EXPORTS ||
+	    s->ipc.export_chunks + n > VMMD_IPC_MAX_EXPORT_CHUNKS) {
 		vmmd_stats.ipc_limits++;
-		snprintf(msg, msglen, "more than %d IPC exports in one session",
-		    VMMD_IPC_MAX_EXPORTS);
+		snprintf(msg, msglen, "more than %d IPC exports, or exports "
+		    "naming more than %d chunks, in one session",
+		    VMMD_IPC_MAX_EXPORTS, VMMD_IPC_MAX_EXPORT_CHUNKS);
 		return VMM__ERROR_CODE__ERROR_CODE_LIMIT;
 	}
-	if ((e = calloc(1, sizeof(*e))) == NULL) {
+	if ((e = calloc(1, sizeof(*e) + n * sizeof(e->c[0]))) == NULL) {
 		snprintf(msg, msglen, "out of memory");
 		return VMM__ERROR_CODE__ERROR_CODE_INTERNAL;
 	}
@@ -175,13 +186,14 @@ vmmd_ipc_export(struct vmmd_session *s, const uint64_t *ids, size_t n,
 	e->owner = s;
 	e->n = n;
 	for (i = 0; i < n; i++) {
-		e->ids[i] = ids[i];
-		e->leases[i] = chs[i]->lease;
+		e->c[i].id = ids[i];
+		e->c[i].lease = chs[i]->lease;
 	}
 	e->hnext = *ipc_bucket(e->id);
 	*ipc_bucket(e->id) = e;
 	TAILQ_INSERT_TAIL(&s->ipc.exports, e, link);
 	s->ipc.nexports++;
+	s->ipc.export_chunks += n;
 	vmmd_stats.ipc_exports++;
 	vmm_log_info("IPC_EXPORT Session=%" PRIu64 " Pid=%d Export=%" PRIu64
 	    " Chunks=%zu", s->id, (int)s->pid, e->id, n);
@@ -229,13 +241,16 @@ vmmd_ipc_open(struct vmmd_session *s, uint64_t id, uint64_t token,
 		snprintf(msg, msglen, "IPC open refused: %s", why);
 		return VMM__ERROR_CODE__ERROR_CODE_IPC_REFUSED;
 	}
-	if (s->ipc.nimports >= VMMD_IPC_MAX_IMPORTS) {
+	if (s->ipc.nimports >= VMMD_IPC_MAX_IMPORTS ||
+	    s->ipc.import_chunks + e->n > VMMD_IPC_MAX_IMPORT_CHUNKS) {
 		vmmd_stats.ipc_limits++;
-		snprintf(msg, msglen, "more than %d IPC imports in one session",
-		    VMMD_IPC_MAX_IMPORTS);
+		snprintf(msg, msglen, "more than %d IPC imports, or imports of "
+		    "more than %d chunks, in one session", VMMD_IPC_MAX_IMPORTS,
+		    VMMD_IPC_MAX_IMPORT_CHUNKS);
 		return VMM__ERROR_CODE__ERROR_CODE_LIMIT;
 	}
-	if ((im = calloc(1, sizeof(*im))) == NULL) {
+	if ((im = calloc(1, sizeof(*im) + e->n * sizeof(im->chunks[0]))) ==
+	    NULL) {
 		snprintf(msg, msglen, "out of memory");
 		return VMM__ERROR_CODE__ERROR_CODE_INTERNAL;
 	}
@@ -243,7 +258,7 @@ vmmd_ipc_open(struct vmmd_session *s, uint64_t id, uint64_t token,
 	im->export_id = e->id;
 	im->n = e->n;
 	for (i = 0; i < e->n; i++) {
-		struct vmmd_chunk *ch = vmmd_pool_held(&e->owner->h, e->ids[i]);
+		struct vmmd_chunk *ch = vmmd_pool_held(&e->owner->h, e->c[i].id);
 
 		/* Another tenant maps it now: it may never go back to the
 		 * pool for the exporter's tenant (a kept fd would see it). */
@@ -253,6 +268,7 @@ vmmd_ipc_open(struct vmmd_session *s, uint64_t id, uint64_t token,
 	}
 	TAILQ_INSERT_TAIL(&s->ipc.imports, im, link);
 	s->ipc.nimports++;
+	s->ipc.import_chunks += im->n;
 	s->ipc.imported_bytes += im->bytes;
 	vmmd_stats.ipc_opens++;
 	vmm_log_info("IPC_OPEN Session=%" PRIu64 " Pid=%d Import=%" PRIu64
@@ -272,6 +288,7 @@ ipc_import_end(struct vmmd_session *s, struct vmmd_ipc_import *im)
 
 	TAILQ_REMOVE(&s->ipc.imports, im, link);
 	s->ipc.nimports--;
+	s->ipc.import_chunks -= im->n;
 	s->ipc.imported_bytes -= im->bytes;
 	for (i = 0; i < im->n; i++)
 		vmmd_pool_ipc_unhold(im->chunks[i]);
@@ -324,9 +341,11 @@ vmmd_ipc_transfer(struct vmmd_session *from, struct vmmd_session *to)
 	while ((im = TAILQ_FIRST(&from->ipc.imports)) != NULL) {
 		TAILQ_REMOVE(&from->ipc.imports, im, link);
 		from->ipc.nimports--;
+		from->ipc.import_chunks -= im->n;
 		from->ipc.imported_bytes -= im->bytes;
 		TAILQ_INSERT_TAIL(&to->ipc.imports, im, link);
 		to->ipc.nimports++;
+		to->ipc.import_chunks += im->n;
 		to->ipc.imported_bytes += im->bytes;
 	}
 }

@@ -34,7 +34,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -664,6 +666,34 @@ pool_key_remove(struct vmmd_chunk *ch)
 	pool_kcount--;
 }
 
+/*
+ * What an fd is (type, device, inode), from the kernel's view of it only:
+ * AT_STATX_DONT_SYNC never asks the filesystem, so an fd a peer sends
+ * (Adopt) of a network or FUSE filesystem it serves cannot hold vmmd's
+ * loop in a GETATTR that is never answered.  Every stat of an exported fd
+ * goes through here, so the keys compare alike.  0, or -1 with errno.
+ */
+static int
+pool_fd_stat(int fd, struct stat *st)
+{
+	struct statx sx;
+
+	if (statx(fd, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC,
+	    STATX_TYPE | STATX_INO, &sx) != 0)
+		return -1;
+	if ((sx.stx_mask & (STATX_TYPE | STATX_INO)) !=
+	    (STATX_TYPE | STATX_INO)) {
+		errno = ENODATA;
+		return -1;
+	}
+	memset(st, 0, sizeof(*st));
+	st->st_mode = sx.stx_mode;
+	st->st_ino = (ino_t)sx.stx_ino;
+	st->st_dev = makedev(sx.stx_dev_major, sx.stx_dev_minor);
+	st->st_rdev = makedev(sx.stx_rdev_major, sx.stx_rdev_minor);
+	return 0;
+}
+
 /* Whether st is of the kind vmmd's own exports are. */
 static bool
 pool_fd_is_ours(const struct stat *st)
@@ -694,7 +724,7 @@ pool_probe_fds(void)
 	for (i = 0; i < 3; i++)
 		if (cuMemExportToShareableHandle(&fd[i], h[i / 2],
 		    CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR, 0) != CUDA_SUCCESS ||
-		    fstat(fd[i], &st[i]) != 0)
+		    pool_fd_stat(fd[i], &st[i]) != 0)
 			goto out;
 	pool_kind_type = st[0].st_mode & S_IFMT;
 	pool_kind_dev = st[0].st_dev;
@@ -2168,7 +2198,7 @@ vmmd_pool_adopt(struct vmmd_holder *who, int fd, uint64_t size, uint64_t *id)
 	if (!pool_kind_known)
 		return VMMD_ADOPT_UNKNOWN;
 	/* Not the kind of fd our driver exports: the driver never sees it. */
-	if (fstat(fd, &st) != 0 || !pool_fd_is_ours(&st))
+	if (pool_fd_stat(fd, &st) != 0 || !pool_fd_is_ours(&st))
 		return VMMD_ADOPT_FOREIGN;
 	/* Memory that left vmmd as an fd and is still tracked (lent, pooled,
 	 * quarantined, or adopted a moment ago): never a second record. */
@@ -2228,7 +2258,7 @@ vmmd_pool_export(struct vmmd_chunk *ch)
 	}
 	/* The memory leaves vmmd as an fd: from now on Adopt must know it. */
 	if (pool_identity && !ch->keyed) {
-		if (fstat(fd, &st) != 0 || !pool_fd_is_ours(&st)) {
+		if (pool_fd_stat(fd, &st) != 0 || !pool_fd_is_ours(&st)) {
 			vmm_log_error("export of chunk %" PRIu64 ": not the kind "
 			    "of fd probed at start", ch->id);
 			close(fd);

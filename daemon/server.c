@@ -154,7 +154,7 @@ server_take(int fd)
 		    "for admins)", VMM__ERROR_CODE__ERROR_CODE_LIMIT);
 		return 0;
 	}
-	if (vmmd_session_count_uid(cr.uid) >= vmmd_cfg.max_sessions_per_uid) {
+	if (vmmd_session_count_uid(cr.uid, cr.pid) >= vmmd_cfg.max_sessions_per_uid) {
 		server_refuse(fd, "too many clients of this uid",
 		    VMM__ERROR_CODE__ERROR_CODE_LIMIT);
 		return 0;

@@ -234,14 +234,24 @@ vmmd_session_quota_room(const struct vmmd_session *s, char *why,
 }
 
 unsigned
-vmmd_session_count_uid(uid_t uid)
+vmmd_session_count_uid(uid_t uid, pid_t pid)
 {
 	struct vmmd_session *s;
 	unsigned n = 0;
+	bool own = false;
 
-	TAILQ_FOREACH(s, &vmmd_sessions, link)
-		if (s->state != VMMD_SESSION_CLOSED && s->uid == uid)
+	/* A closed session still listed is quarantined: it costs vmmd its
+	 * memory and pidfd like an open one, so it counts.  One of pid's is
+	 * left out: pid may be coming back to resume it. */
+	TAILQ_FOREACH(s, &vmmd_sessions, link) {
+		if (s->uid != uid)
+			continue;
+		if (s->state == VMMD_SESSION_CLOSED && !own && pid > 0 &&
+		    s->pid == pid)
+			own = true;
+		else
 			n++;
+	}
 	return n;
 }
 

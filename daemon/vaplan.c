@@ -30,6 +30,10 @@ struct va_entry {
 };
 
 static struct va_entry	*va_v;		/* sorted by addr */
+/* va_maxend[i]: the highest end of va_v[0..i], so that whether a range
+ * overlaps any recorded one is two binary searches, not a walk (unplanned
+ * ranges may overlap each other, so ends are not sorted). */
+static uint64_t		*va_maxend;
 static size_t		va_n, va_cap;
 static uint64_t		va_base = VMMD_VA_BASE, va_size = VMMD_VA_WINDOW;
 
@@ -66,6 +70,18 @@ va_index(uint64_t a)
 	return lo;
 }
 
+/* Recomputes va_maxend from index i on (after a change there). */
+static void
+va_maxend_from(size_t i)
+{
+	for (; i < va_n; i++) {
+		uint64_t end = va_v[i].addr + va_v[i].size;
+
+		va_maxend[i] = i > 0 && va_maxend[i - 1] > end ?
+		    va_maxend[i - 1] : end;
+	}
+}
+
 static int
 va_add(struct vmmd_session *s, uint64_t addr, uint64_t size, bool planned)
 {
@@ -74,16 +90,21 @@ va_add(struct vmmd_session *s, uint64_t addr, uint64_t size, bool planned)
 	if (va_n == va_cap) {
 		size_t n = va_cap ? va_cap * 2 : 64;
 		struct va_entry *nv = realloc(va_v, n * sizeof(*nv));
+		uint64_t *ne;
 
 		if (nv == NULL)
 			return -1;
 		va_v = nv;
+		if ((ne = realloc(va_maxend, n * sizeof(*ne))) == NULL)
+			return -1;
+		va_maxend = ne;
 		va_cap = n;
 	}
 	i = va_index(addr);
 	memmove(&va_v[i + 1], &va_v[i], (va_n - i) * sizeof(*va_v));
 	va_v[i] = (struct va_entry){ addr, size, s, planned };
 	va_n++;
+	va_maxend_from(i);
 	s->va.nranges++;
 	s->va.bytes += size;
 	return 0;
@@ -98,21 +119,31 @@ va_remove(size_t i)
 	s->va.bytes -= va_v[i].size;
 	memmove(&va_v[i], &va_v[i + 1], (va_n - i - 1) * sizeof(*va_v));
 	va_n--;
+	va_maxend_from(i);
 }
 
-/* The first recorded range (other than owner's, if owner is not NULL) that
- * overlaps [addr, addr + size); SIZE_MAX if none. */
+/* The first recorded range that overlaps [addr, addr + size); SIZE_MAX if
+ * none.  The candidates begin before addr + size (va_index); among them,
+ * the first whose prefix's highest end passes addr is itself one that
+ * does (the prefix before it ends at or below addr).  O(log n): a peer's
+ * refused claims cost no walk of every client's ranges. */
 static size_t
-va_overlap(uint64_t addr, uint64_t size, const struct vmmd_session *skip)
+va_overlap(uint64_t addr, uint64_t size)
 {
-	size_t i;
+	size_t k = va_index(addr + size), lo = 0, hi;
 
-	/* Unplanned ranges may overlap each other: walk from the start of
-	 * those that begin before the end (few, and bounded per session). */
-	for (i = 0; i < va_n && va_v[i].addr < addr + size; i++)
-		if (va_v[i].addr + va_v[i].size > addr && va_v[i].owner != skip)
-			return i;
-	return SIZE_MAX;
+	if (k == 0 || va_maxend[k - 1] <= addr)
+		return SIZE_MAX;
+	hi = k - 1;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+
+		if (va_maxend[mid] > addr)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return lo;
 }
 
 int
@@ -213,7 +244,7 @@ vmmd_vaplan_claim(struct vmmd_session *s, const Vmm__VaRange *const *r,
 		/* Overlapping anything recorded (this session's ranges too: a
 		 * range claimed twice is not merged), or over the bound. */
 		if (s->va.nranges >= VMMD_VA_MAX_RANGES ||
-		    va_overlap(a, z, NULL) != SIZE_MAX) {
+		    va_overlap(a, z) != SIZE_MAX) {
 			vmmd_stats.va_claims_refused++;
 			vmm_log_info("VA_CLAIM_REFUSED Session=%" PRIu64
 			    " Ptr=0x%" PRIx64 " Size=%" PRIu64, s->id, a, z);
@@ -249,6 +280,7 @@ vmmd_vaplan_gone(struct vmmd_session *s)
 			    PRIx64 " Size=%" PRIu64, s->id, (int)s->pid,
 			    va_v[i].addr, va_v[i].size);
 	va_n = j;
+	va_maxend_from(0);
 	s->va.nranges = 0;
 	s->va.bytes = 0;
 }
@@ -303,6 +335,8 @@ void
 vmmd_vaplan_shutdown(void)
 {
 	free(va_v);
+	free(va_maxend);
 	va_v = NULL;
+	va_maxend = NULL;
 	va_n = va_cap = 0;
 }

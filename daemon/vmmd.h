@@ -399,12 +399,19 @@ struct vmmd_ipc_side {
 	struct vmmd_ipc_export_list	exports;
 	struct vmmd_ipc_import_list	imports;
 	uint64_t			nexports, nimports;
+	/* The chunks its exports name and its imports hold, summed. */
+	uint64_t			export_chunks, import_chunks;
 	uint64_t			imported_bytes;	/* of the imports' chunks */
 };
 
-/* Exports and imports one session may have at once (each hit counted). */
+/* Exports and imports one session may have at once, and the chunks they
+ * may name in all (each hit counted in ipc_limits): an export or import
+ * costs vmmd 16 or 8 bytes a chunk, so one session's ledger stays under a
+ * megabyte whatever it asks. */
 #define VMMD_IPC_MAX_EXPORTS	4096
 #define VMMD_IPC_MAX_IMPORTS	4096
+#define VMMD_IPC_MAX_EXPORT_CHUNKS	16384
+#define VMMD_IPC_MAX_IMPORT_CHUNKS	16384
 
 void	vmmd_ipc_init(struct vmmd_session *s);
 /* Exports chunks s holds (ids: what the peer sent, checked here) that s
@@ -594,7 +601,10 @@ int	vmmd_session_new(int fd, int pidfd, pid_t pid, uid_t uid, gid_t gid,
 	    bool admin, bool ipc_member);
 /* Sends Goodbye to every session (daemon shutting down) and closes them. */
 void	vmmd_session_shutdown_all(const char *why);
-unsigned vmmd_session_count_uid(uid_t uid);
+/* The sessions of uid vmmd keeps, open or quarantined, but for one
+ * quarantined session of process pid (which may be coming back to resume
+ * it): what max_sessions_per_uid bounds. */
+unsigned vmmd_session_count_uid(uid_t uid, pid_t pid);
 /* The smallest quota that applies to s now (0 = none). */
 uint64_t vmmd_session_quota(const struct vmmd_session *s);
 /* Bytes s may still be lent: a uid, cgroup or name quota counts what every

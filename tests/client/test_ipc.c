@@ -161,11 +161,9 @@ reap_killed(pid_t pid)
 static Vmm__PoolStats
 pool(void)
 {
-	struct tc *adm = tc_open(sockpath, "admin", true);
 	Vmm__PoolStats ps;
 
-	tc_pool(adm, &ps);
-	tc_close(adm);
+	tc_admin_pool(sockpath, &ps);
 	return ps;
 }
 
@@ -187,29 +185,13 @@ pool_when_held(uint64_t want)
 	return ps;
 }
 
-/* The bytes session of pid has open by IPC, as `vmmctl stats` shows. */
+/* The bytes session of pid has open by IPC, as `vmmctl stats` shows (the
+ * library's session; this process's admin session has none). */
 static uint64_t
 opened_by(pid_t pid)
 {
-	struct tc *adm = tc_open(sockpath, "admin", true);
-	Vmm__ClientsRequest cr = VMM__CLIENTS_REQUEST__INIT;
-	Vmm__Envelope env = vmm_frame_env_clients_request(&cr);
-	struct vmm_frame_msg *m;
-	const Vmm__ClientsReply *r;
-	uint64_t bytes = UINT64_MAX;
-	size_t i;
-
-	m = tc_call_expect(adm, &env, VMM__ENVELOPE__MSG_CLIENTS_REPLY);
-	r = vmm_frame_msg_env(m)->clients_reply;
-	/* The library's session; this process's admin session has none. */
-	for (i = 0; i < r->n_sessions; i++)
-		if (r->sessions[i]->pid == (uint32_t)pid &&
-		    (bytes == UINT64_MAX ||
-		    r->sessions[i]->ipc_opened_bytes > bytes))
-			bytes = r->sessions[i]->ipc_opened_bytes;
-	vmm_frame_msg_free(m);
-	tc_close(adm);
-	return bytes;
+	return tc_admin_pid_figure(sockpath, pid,
+	    TC_SESSION_FIELD(ipc_opened_bytes));
 }
 
 static const char *daemon_conf = "idle_timeout_ms = 0\n";

@@ -203,36 +203,12 @@ range_of(const struct range *v, size_t n, int32_t pid, uint64_t p,
 	return NULL;
 }
 
-static uint64_t
-counter(const char *name)
-{
-	struct tc *adm = tc_open(sockpath, "admin", true);
-	uint64_t v = tc_counter(adm, name);
-
-	tc_close(adm);
-	return v;
-}
-
 /* va_hint_missed of pid's session, as `vmmctl clients` shows it. */
 static uint64_t
 missed_by(int32_t pid)
 {
-	struct tc *adm = tc_open(sockpath, "admin", true);
-	Vmm__ClientsRequest cr = VMM__CLIENTS_REQUEST__INIT;
-	Vmm__Envelope env = vmm_frame_env_clients_request(&cr);
-	const Vmm__ClientsReply *r;
-	struct vmm_frame_msg *m;
-	uint64_t v = UINT64_MAX;
-	size_t i;
-
-	m = tc_call_expect(adm, &env, VMM__ENVELOPE__MSG_CLIENTS_REPLY);
-	r = vmm_frame_msg_env(m)->clients_reply;
-	for (i = 0; i < r->n_sessions; i++)
-		if (r->sessions[i]->pid == (uint32_t)pid)
-			v = r->sessions[i]->va_hint_missed;
-	vmm_frame_msg_free(m);
-	tc_close(adm);
-	return v;
+	return tc_admin_pid_figure(sockpath, (pid_t)pid,
+	    TC_SESSION_FIELD(va_hint_missed));
 }
 
 /* Runs `vmmctl va [--json]` and checks that its output names addr. */
@@ -284,7 +260,7 @@ sc_disjoint(void)
 				CHECK(v[i].addr + v[i].size <= v[j].addr ||
 				    v[j].addr + v[j].size <= v[i].addr);
 	}
-	CHECK(counter("va_hint_missed") == 0);
+	CHECK(tc_admin_counter(sockpath, "va_hint_missed") == 0);
 	CHECK(missed_by(a.pid) == 0 && missed_by(b.pid) == 0);
 	vmmctl_shows(ra->addr, false);
 	vmmctl_shows(rb->addr, true);
@@ -311,7 +287,7 @@ sc_refuse(void)
 	tc_ctl_recv(cb, &b, sizeof(b), 60000);
 	/* Each client's one reservation missed its hint: counted, and the
 	 * range recorded where the driver put it. */
-	CHECK(counter("va_hint_missed") == 2);
+	CHECK(tc_admin_counter(sockpath, "va_hint_missed") == 2);
 	CHECK(missed_by(a.pid) == 1 && missed_by(b.pid) == 1);
 	n = plan(v, 16);
 	CHECK((ra = range_of(v, n, a.pid, a.large, LARGE)) != NULL);
@@ -328,7 +304,7 @@ sc_refuse(void)
 	tc_ctl_send(ci, &b, sizeof(b));
 	tc_ctl_recv(ci, &got, sizeof(got), 60000);
 	CHECK(missed_by(got.pid) >= 1);
-	CHECK(counter("va_hint_missed") >= 3);
+	CHECK(tc_admin_counter(sockpath, "va_hint_missed") >= 3);
 	tc_ctl_send(ci, "x", 1);
 	CHECK(tc_wait_child(pi, 0) == 0);
 	tc_ctl_send(ca, "x", 1);
@@ -351,7 +327,7 @@ sc_ipc(void)
 	/* The same pointer in both processes. */
 	CHECK(got.large == a.large);
 	CHECK(got.small == a.small);
-	CHECK(counter("va_hint_missed") == 0);
+	CHECK(tc_admin_counter(sockpath, "va_hint_missed") == 0);
 	tc_ctl_send(ci, "x", 1);
 	CHECK(tc_wait_child(pi, 0) == 0);
 	tc_ctl_send(ca, "x", 1);
@@ -388,7 +364,7 @@ sc_restart(void)
 	CHECK((ra = range_of(v, n, a.pid, a.large, LARGE)) != NULL);
 	CHECK(ra->planned && ra->addr == raddr && ra->size == rsize);
 	CHECK(range_of(v, n, a.pid, a2.large, LARGE) != NULL);
-	CHECK(counter("va_claimed") >= 1 && counter("va_claims_refused") == 0);
+	CHECK(tc_admin_counter(sockpath, "va_claimed") >= 1 && tc_admin_counter(sockpath, "va_claims_refused") == 0);
 	/* A new client is planned clear of it. */
 	pb = tc_spawn(client, (void *)5, &cb);
 	tc_ctl_recv(cb, &b, sizeof(b), 60000);

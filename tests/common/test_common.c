@@ -75,6 +75,16 @@ test_table(void)
 	CHECK(vmm_opt_set(&tab[3], &s, "1.5", err, sizeof(err)) == -1);
 	CHECK(vmm_opt_set(&tab[3], &s, "nan", err, sizeof(err)) == -1);
 	CHECK(vmm_opt_set(&tab[3], &s, "0.5", err, sizeof(err)) == 0 && s.ratio == 0.5);
+	/* Decimal, as the integers: no blank, sign, hex or words. */
+	CHECK(vmm_opt_set(&tab[3], &s, " 0.5", err, sizeof(err)) == -1);
+	CHECK(vmm_opt_set(&tab[3], &s, "+0.5", err, sizeof(err)) == -1);
+	CHECK(vmm_opt_set(&tab[3], &s, "0x1p-2", err, sizeof(err)) == -1);
+	CHECK(vmm_opt_set(&tab[3], &s, "0.5 ", err, sizeof(err)) == -1);
+	CHECK(vmm_opt_set(&tab[3], &s, "infinity", err, sizeof(err)) == -1);
+	CHECK(vmm_opt_set(&tab[3], &s, ".", err, sizeof(err)) == -1);
+	CHECK(vmm_opt_set(&tab[3], &s, ".25", err, sizeof(err)) == 0 && s.ratio == 0.25);
+	CHECK(vmm_opt_set(&tab[3], &s, "25e-2", err, sizeof(err)) == 0 && s.ratio == 0.25);
+	CHECK(vmm_opt_set(&tab[3], &s, "1", err, sizeof(err)) == 0 && s.ratio == 1);
 	CHECK(vmm_opt_set(&tab[0], &s, "yes", err, sizeof(err)) == 0 && s.flag);
 	CHECK(vmm_opt_set(&tab[0], &s, "2", err, sizeof(err)) == -1);
 

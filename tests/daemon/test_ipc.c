@@ -32,24 +32,17 @@ ipc_export(struct tc *c, const uint64_t *ids, size_t n, uint64_t *id,
 {
 	Vmm__IpcExport x = VMM__IPC_EXPORT__INIT;
 	Vmm__Envelope env = vmm_frame_env_ipc_export(&x);
-	const Vmm__Envelope *r;
 	struct vmm_frame_msg *m;
 	int rc;
 
 	x.n_chunk_ids = n;
 	x.chunk_ids = (uint64_t *)ids;
-	CHECK((m = tc_call(c, &env, NULL, 0)) != NULL);
-	r = vmm_frame_msg_env(m);
-	if (r->msg_case == VMM__ENVELOPE__MSG_ERROR)
-		rc = -(int)r->error->code;
-	else {
-		CHECK(r->msg_case == VMM__ENVELOPE__MSG_IPC_EXPORT_REPLY);
-		*id = r->ipc_export_reply->export_id;
-		*token = r->ipc_export_reply->token;
-		rc = 0;
-	}
+	if ((rc = tc_request(c, &env, &m, NULL, 0)) != 0)
+		return rc;
+	*id = vmm_frame_msg_env(m)->ipc_export_reply->export_id;
+	*token = vmm_frame_msg_env(m)->ipc_export_reply->token;
 	vmm_frame_msg_free(m);
-	return rc;
+	return 0;
 }
 
 /* IpcOpen: the number of chunks (fds checked and closed) and the import
@@ -59,48 +52,41 @@ ipc_open(struct tc *c, uint64_t id, uint64_t token, uint64_t *import_id)
 {
 	Vmm__IpcOpen o = VMM__IPC_OPEN__INIT;
 	Vmm__Envelope env = vmm_frame_env_ipc_open(&o);
-	const Vmm__Envelope *r;
+	const Vmm__IpcGrant *g;
 	struct vmm_frame_msg *m;
 	size_t i;
 	int rc;
 
 	o.export_id = id;
 	o.token = token;
-	CHECK((m = tc_call(c, &env, NULL, 0)) != NULL);
-	r = vmm_frame_msg_env(m);
-	if (r->msg_case == VMM__ENVELOPE__MSG_ERROR)
-		rc = -(int)r->error->code;
-	else {
-		CHECK(r->msg_case == VMM__ENVELOPE__MSG_IPC_GRANT);
-		CHECK(vmm_frame_msg_nfds(m) == r->ipc_grant->n_chunks);
-		for (i = 0; i < r->ipc_grant->n_chunks; i++) {
-			int fd = vmm_frame_msg_take_fd(m, i);
+	if ((rc = tc_request(c, &env, &m, NULL, 0)) != 0)
+		return rc;
+	g = vmm_frame_msg_env(m)->ipc_grant;
+	CHECK(vmm_frame_msg_nfds(m) == g->n_chunks);
+	for (i = 0; i < g->n_chunks; i++) {
+		int fd = vmm_frame_msg_take_fd(m, i);
 
-			CHECK(fd >= 0);
-			close(fd);
-		}
-		*import_id = r->ipc_grant->import_id;
-		rc = (int)r->ipc_grant->n_chunks;
+		CHECK(fd >= 0);
+		close(fd);
 	}
+	*import_id = g->import_id;
+	rc = (int)g->n_chunks;
 	vmm_frame_msg_free(m);
 	return rc;
 }
 
+/* IpcClose: 0 (Ack), or -code of the Error. */
 static int
 ipc_close(struct tc *c, uint64_t import_id)
 {
 	Vmm__IpcClose x = VMM__IPC_CLOSE__INIT;
 	Vmm__Envelope env = vmm_frame_env_ipc_close(&x);
-	const Vmm__Envelope *r;
 	struct vmm_frame_msg *m;
 	int rc;
 
 	x.import_id = import_id;
-	CHECK((m = tc_call(c, &env, NULL, 0)) != NULL);
-	r = vmm_frame_msg_env(m);
-	rc = r->msg_case == VMM__ENVELOPE__MSG_ERROR ? -(int)r->error->code :
-	    r->msg_case == VMM__ENVELOPE__MSG_ACK ? 0 : -999;
-	vmm_frame_msg_free(m);
+	if ((rc = tc_request(c, &env, &m, NULL, 0)) == 0)
+		vmm_frame_msg_free(m);
 	return rc;
 }
 

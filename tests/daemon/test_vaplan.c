@@ -48,10 +48,8 @@ va_req(struct tc *c, uint64_t size, uint64_t align, uint64_t *addr)
 
 	q.size = size;
 	q.alignment = align;
-	rc = vmm_sess_call(c->s, &env, NULL, 0, 5000, &m);
-	if (rc == VMM_SESS_EREFUSED)
-		return -(int)vmm_sess_error(c->s)->code;
-	CHECK(rc == 0);
+	if ((rc = tc_request(c, &env, &m, NULL, 0)) != 0)
+		return rc;
 	r = vmm_frame_msg_env(m)->va_reply;
 	CHECK(r->addr == 0 || r->size == size);
 	*addr = r->addr;
@@ -59,6 +57,7 @@ va_req(struct tc *c, uint64_t size, uint64_t align, uint64_t *addr)
 	return 0;
 }
 
+/* VaPlaced: 0 (Ack), or -code of the Error. */
 static int
 va_placed(struct tc *c, uint64_t planned, uint64_t addr, uint64_t size)
 {
@@ -70,12 +69,9 @@ va_placed(struct tc *c, uint64_t planned, uint64_t addr, uint64_t size)
 	p.planned = planned;
 	p.addr = addr;
 	p.size = size;
-	rc = vmm_sess_call(c->s, &env, NULL, 0, 5000, &m);
-	if (rc == VMM_SESS_EREFUSED)
-		return -(int)vmm_sess_error(c->s)->code;
-	CHECK(rc == 0);
-	vmm_frame_msg_free(m);
-	return 0;
+	if ((rc = tc_request(c, &env, &m, NULL, 0)) == 0)
+		vmm_frame_msg_free(m);
+	return rc;
 }
 
 /* VaClaim of n ranges: accepted flags into ok. */
@@ -99,7 +95,7 @@ va_claim(struct tc *c, const uint64_t *addr, const uint64_t *size, size_t n,
 	}
 	q.n_ranges = n;
 	q.ranges = rp;
-	CHECK(vmm_sess_call(c->s, &env, NULL, 0, 5000, &m) == 0);
+	CHECK(tc_request(c, &env, &m, NULL, 0) == 0);
 	rep = vmm_frame_msg_env(m)->va_claim_reply;
 	CHECK(rep->n_accepted == n);
 	for (i = 0; i < n; i++)
@@ -140,16 +136,6 @@ plan_of(uint64_t sid, uint64_t addr, uint64_t size, bool planned, bool *found)
 	return n;
 }
 
-static uint64_t
-counter(const char *name)
-{
-	struct tc *adm = tc_open(sockpath, "admin", true);
-	uint64_t v = tc_counter(adm, name);
-
-	tc_close(adm);
-	return v;
-}
-
 /* ---- plan ------------------------------------------------------------------ */
 
 static void
@@ -173,17 +159,17 @@ plan(void)
 	CHECK(xa2 + 6 * GiB <= xa || xa + 4 * GiB <= xa2);
 	CHECK(plan_of(a->session_id, xa, 4 * GiB, true, &found) == 2 && found);
 	CHECK(plan_of(b->session_id, xb, 4 * GiB, true, &found) == 1 && found);
-	CHECK(counter("va_planned") == 3);
+	CHECK(tc_admin_counter(sockpath, "va_planned") == 3);
 
 	/* b's reservation went elsewhere: counted, recorded unplanned there,
 	 * and its planned range is free for the next one. */
-	CHECK(counter("va_hint_missed") == 0);
+	CHECK(tc_admin_counter(sockpath, "va_hint_missed") == 0);
 	/* Placed where planned: not a miss, nothing changes. */
 	CHECK(va_placed(a, xa, xa, 4 * GiB) == 0);
-	CHECK(counter("va_hint_missed") == 0);
+	CHECK(tc_admin_counter(sockpath, "va_hint_missed") == 0);
 	CHECK(plan_of(a->session_id, xa, 4 * GiB, true, &found) == 2 && found);
 	CHECK(va_placed(b, xb, 0x7f0000000000ull, 4 * GiB) == 0);
-	CHECK(counter("va_hint_missed") == 1);
+	CHECK(tc_admin_counter(sockpath, "va_hint_missed") == 1);
 	CHECK(plan_of(b->session_id, 0x7f0000000000ull, 4 * GiB, false,
 	    &found) == 1 && found);
 	CHECK(plan_of(b->session_id, xb, 4 * GiB, true, &found) == 1 && !found);
@@ -210,7 +196,7 @@ bad(void)
 	CHECK(va_req(c, 8 * TiB, 0, &x) == -VMM__ERROR_CODE__ERROR_CODE_INVALID);
 	CHECK(va_req(c, GiB, 8 * TiB, &x) ==
 	    -VMM__ERROR_CODE__ERROR_CODE_INVALID);
-	CHECK(counter("va_refused") == 2);
+	CHECK(tc_admin_counter(sockpath, "va_refused") == 2);
 	/* Not a range of this session's plan. */
 	CHECK(va_placed(c, WBASE, WBASE + GiB, GiB) ==
 	    -VMM__ERROR_CODE__ERROR_CODE_INVALID);
@@ -220,7 +206,7 @@ bad(void)
 		CHECK(i == 0 || got[i] != got[i - 1]);
 	}
 	CHECK(va_req(c, GiB, 0, &x) == -VMM__ERROR_CODE__ERROR_CODE_LIMIT);
-	CHECK(counter("va_refused") == 3);
+	CHECK(tc_admin_counter(sockpath, "va_refused") == 3);
 	tc_close(c);
 
 	/* Absurd on the wire (size 0, an alignment not a power of two): a
@@ -283,8 +269,8 @@ claim(void)
 	size[3] = 4 * GiB;
 	va_claim(b, addr, size, 4, ok);
 	CHECK(!ok[0] && ok[1] && !ok[2] && ok[3]);
-	CHECK(counter("va_claims_refused") == 2);
-	CHECK(counter("va_claimed") == 2);
+	CHECK(tc_admin_counter(sockpath, "va_claims_refused") == 2);
+	CHECK(tc_admin_counter(sockpath, "va_claimed") == 2);
 	CHECK(plan_of(b->session_id, addr[1], size[1], true, &found) == 2 &&
 	    found);
 	CHECK(plan_of(b->session_id, addr[3], size[3], false, &found) == 2 &&
@@ -303,7 +289,7 @@ claim(void)
 	va_claim(c, addr, size, BOUND - 1, ok);
 	for (i = 0; i < BOUND - 1; i++)
 		CHECK(ok[i] == (i < BOUND - 2));
-	CHECK(counter("va_claims_refused") == 3);
+	CHECK(tc_admin_counter(sockpath, "va_claims_refused") == 3);
 	tc_close(a);
 	tc_close(b);
 	tc_close(c);

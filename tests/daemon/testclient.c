@@ -84,9 +84,7 @@ tc_call_expect(struct tc *c, Vmm__Envelope *env, Vmm__Envelope__MsgCase want)
 	return m;
 }
 
-/* A typed request: 0 and *out, or -code for an Error reply (its message
- * to msg if not NULL); fails the test on anything else. */
-static int
+int
 tc_request(struct tc *c, Vmm__Envelope *env, struct vmm_frame_msg **out,
     char *msg, size_t msglen)
 {
@@ -352,6 +350,53 @@ tc_stop_daemon_ok(pid_t pid)
 	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
 		fprintf(stderr, "vmmd %d: wait status 0x%x\n", (int)pid, st);
 	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+/* ---- one-off admin queries ------------------------------------------------ */
+
+uint64_t
+tc_admin_counter(const char *path, const char *name)
+{
+	struct tc *adm = tc_open(path, "admin", true);
+	uint64_t v = tc_counter(adm, name);
+
+	tc_close(adm);
+	return v;
+}
+
+void
+tc_admin_pool(const char *path, Vmm__PoolStats *pool)
+{
+	struct tc *adm = tc_open(path, "admin", true);
+
+	tc_pool(adm, pool);
+	tc_close(adm);
+}
+
+uint64_t
+tc_admin_pid_figure(const char *path, pid_t pid, size_t field)
+{
+	struct tc *adm = tc_open(path, "admin", true);
+	Vmm__ClientsRequest cr = VMM__CLIENTS_REQUEST__INIT;
+	Vmm__Envelope env = vmm_frame_env_clients_request(&cr);
+	const Vmm__ClientsReply *r;
+	struct vmm_frame_msg *m;
+	uint64_t v = UINT64_MAX, f;
+	size_t i;
+
+	CHECK(field + sizeof(uint64_t) <= sizeof(Vmm__SessionStats));
+	m = tc_call_expect(adm, &env, VMM__ENVELOPE__MSG_CLIENTS_REPLY);
+	r = vmm_frame_msg_env(m)->clients_reply;
+	for (i = 0; i < r->n_sessions; i++) {
+		if (r->sessions[i]->pid != (uint32_t)pid)
+			continue;
+		memcpy(&f, (const char *)r->sessions[i] + field, sizeof(f));
+		if (v == UINT64_MAX || f > v)
+			v = f;
+	}
+	vmm_frame_msg_free(m);
+	tc_close(adm);
+	return v;
 }
 
 /* ---- more helpers ---------------------------------------------------------- */

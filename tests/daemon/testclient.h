@@ -52,6 +52,11 @@ struct vmm_frame_msg *tc_call(struct tc *c, Vmm__Envelope *env, int *fds,
 /* tc_call that fails the test unless the reply is of type want. */
 struct vmm_frame_msg *tc_call_expect(struct tc *c, Vmm__Envelope *env,
 	    Vmm__Envelope__MsgCase want);
+/* A request and its typed answer: 0 and *out (the caller frees it), or
+ * -code for an Error reply (its message to msg if not NULL); fails the
+ * test on anything else (no answer, another type). */
+int	tc_request(struct tc *c, Vmm__Envelope *env, struct vmm_frame_msg **out,
+	    char *msg, size_t msglen);
 /* Acquire: returns the number of chunks (filled in out), or -code on an
  * Error reply. */
 int	tc_acquire(struct tc *c, uint64_t bytes, unsigned flags,
@@ -110,6 +115,15 @@ uint64_t tc_counter(struct tc *c, const char *name);
 /* Trim (recall: the clients' caches too): bytes the daemon gave back to
  * the GPU, or -code on an Error. */
 int64_t	tc_trim(struct tc *c, uint64_t target, bool recall);
+/* One-off admin queries, each on an admin session of its own (for tests
+ * that keep none open): a counter's value; the pool totals; the largest
+ * value of a uint64_t field of SessionStats (TC_SESSION_FIELD(name)) over
+ * the sessions of pid, as `vmmctl clients` shows them, or UINT64_MAX if pid
+ * has none. */
+#define TC_SESSION_FIELD(name)	offsetof(Vmm__SessionStats, name)
+uint64_t tc_admin_counter(const char *path, const char *name);
+void	tc_admin_pool(const char *path, Vmm__PoolStats *pool);
+uint64_t tc_admin_pid_figure(const char *path, pid_t pid, size_t field);
 /* Sessions the daemon knows (ClientsReply.sessions_total). */
 uint32_t tc_sessions(struct tc *c);
 void	tc_sleep_ms(int ms);
