@@ -68,23 +68,30 @@ client_before_large_acquire(int dev, uint64_t bytes)
 }
 
 /*
- * Called by medium.c just before it asks vmmd of device dev for bytes of
- * new pages (none of its own idle pages could serve them): cached large
- * allocations of that device whose chunks are each no larger than that
- * are handed over instead, so that vmmd creates nothing while they sit
- * unused here.  A counter look, no lock, when nothing is cached.
- * vmmc_large_hand unmaps an entry only after a synchronization covers
- * its free (under a stream capture, only one that already happened), as
- * its trim does; the heap then maps the chunks for new blocks.  No
+ * Called by medium.c when it needs need bytes of new pages of device dev
+ * (none of its own idle pages could serve them).  Before it asks vmmd
+ * (most == need): cached large allocations of that device whose chunks
+ * are each no larger than need are handed over instead, so that vmmd
+ * creates nothing while they sit unused here.  Once vmmd said it would
+ * have to create (Acquire.no_create; most > need): one cached chunk of up
+ * to most bytes, cut off its allocation, which the heap maps over the run
+ * and free pages around it (their idle pages): memory this process has
+ * rather than new memory, and only where vmmd has none idle that serves.
+ * A counter look, no lock, when nothing is cached.  vmmc_large_hand and
+ * vmmc_large_hand_one unmap a chunk only after a synchronization covers
+ * its allocation's free (under a stream capture, only one that already
+ * happened), as the trim does; the heap then maps it for new blocks.  No
  * allocator lock is held here (medium.c drops med_lock first).
  */
 static size_t
-client_before_medium_acquire(int dev, uint64_t bytes,
+client_before_medium_acquire(int dev, uint64_t need, uint64_t most,
     struct vmmc_handed_chunk *out, size_t max)
 {
-	if (vmmc_large_cached() == 0)
+	if (vmmc_large_cached() == 0 || max == 0)
 		return 0;
-	return vmmc_large_hand(dev, bytes, out, max);
+	if (most > need)
+		return vmmc_large_hand_one(dev, need, most, out);
+	return vmmc_large_hand(dev, need, out, max);
 }
 
 static void

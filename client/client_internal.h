@@ -115,14 +115,20 @@ struct vmmc_conn *vmmc_conn_get(int dev);
  * code.  flags: Acquire's flags, or VMMC_ACQUIRE_EXACT (Acquire.exact:
  * one chunk of exactly bytes; an older vmmd may answer a larger one). */
 #define VMMC_ACQUIRE_EXACT	(1u << 31)
+/* Acquire.no_create: idle memory only; where vmmd would have to create,
+ * the answer is VMMC_EWOULD_CREATE (an older vmmd grants, as ever). */
+#define VMMC_ACQUIRE_NO_CREATE	(1u << 30)
+#define VMMC_EWOULD_CREATE	(-110)
 int	vmmc_conn_acquire(struct vmmc_conn *c, uint64_t bytes, unsigned flags,
 	    uint64_t min_piece, struct vmmc_grant_chunk *out, size_t max);
 /* Asks for one chunk of bytes, or of up to up_to bytes if vmmd has such a
  * chunk idle and would otherwise create one (Acquire.up_to; the caller
- * maps all of it).  An older vmmd answers bytes.  The count (1) or a
- * VMM_E* code; the caller checks the size. */
+ * maps all of it).  An older vmmd answers bytes.  no_create: from idle
+ * memory only (Acquire.no_create), VMMC_EWOULD_CREATE where vmmd would
+ * have had to create.  The count (1) or a VMM_E* code; the caller checks
+ * the size. */
 int	vmmc_conn_acquire_within(struct vmmc_conn *c, uint64_t bytes,
-	    uint64_t up_to, struct vmmc_grant_chunk *out);
+	    uint64_t up_to, bool no_create, struct vmmc_grant_chunk *out);
 /* Gives chunks back (recall_id: the Recall answered, or 0) without waiting
  * for vmmd's answer; 0 once sent, or VMM_ENODAEMON. */
 int	vmmc_conn_release(struct vmmc_conn *c, const uint64_t *ids, size_t n,
@@ -386,6 +392,13 @@ uint64_t vmmc_large_cached(void);
  * capture, one that already happened); their VA is freed.  The count. */
 size_t	vmmc_large_hand(int dev, uint64_t bytes, struct vmmc_handed_chunk *out,
 	    size_t max);
+/* Hands over one chunk of a cached allocation of device dev, no larger
+ * than most, for a run of need bytes: the smallest at least need, else
+ * the largest (only an entry's first or last chunk: the rest stays cached
+ * where it is), after a sync covering its free (under a stream capture,
+ * one that already happened).  The count (0 or 1). */
+size_t	vmmc_large_hand_one(int dev, uint64_t need, uint64_t most,
+	    struct vmmc_handed_chunk *out);
 /* Copies the chunks of dev that large allocations map, up to max; returns
  * how many there are (call again with more room if that is more). */
 size_t	vmmc_large_chunks(int dev, struct vmmc_mapped_chunk *out, size_t max);
@@ -421,12 +434,15 @@ int	vmmc_medium_range(const void *p, void **base, size_t *size);
  * (or 0); each only after a sync covering the frees on it.  Bytes. */
 uint64_t vmmc_medium_trim(uint64_t target, uint64_t older_ms,
 	    uint64_t recall_id);
-/* Registers what runs just before the heap asks vmmd of device dev for
- * bytes of new pages (its own idle pages could not serve them), no lock
+/* Registers what runs when the heap needs need bytes of new pages for a
+ * run of device dev (its own idle pages could not serve them), no lock
  * held: it may hand over up to max chunks the process holds idle
- * elsewhere (client.c: cached large allocations), returning how many. */
-void	vmmc_medium_on_acquire(size_t (*fn)(int dev, uint64_t bytes,
-	    struct vmmc_handed_chunk *out, size_t max));
+ * elsewhere (client.c: cached large allocations), returning how many.
+ * most == need: before vmmd is asked, chunks of at most need bytes each;
+ * most > need: once vmmd said it would have to create, one chunk of up to
+ * most bytes, which the heap maps over free pages around the run too. */
+void	vmmc_medium_on_acquire(size_t (*fn)(int dev, uint64_t need,
+	    uint64_t most, struct vmmc_handed_chunk *out, size_t max));
 /* As vmmc_medium_trim(target, 0, 0), for device dev's chunks only. */
 uint64_t vmmc_medium_trim_dev(int dev, uint64_t target);
 /* Bytes of mapped pages without live blocks, all devices (no lock: a

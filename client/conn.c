@@ -435,6 +435,9 @@ conn_refused(struct vmmc_conn *c)
 	if (e->code == VMM__ERROR_CODE__ERROR_CODE_INVALID ||
 	    e->code == VMM__ERROR_CODE__ERROR_CODE_LIMIT)
 		return VMM_EINVAL;
+	/* An answer to Acquire.no_create, not a failure: nothing to say. */
+	if (e->code == VMM__ERROR_CODE__ERROR_CODE_WOULD_CREATE)
+		return VMMC_EWOULD_CREATE;
 	vmm_log_escape(esc, sizeof(esc), e->message, strlen(e->message));
 	vmm_log_error("vmmd: %s", esc);
 	switch (e->code) {
@@ -525,8 +528,9 @@ conn_acquire(struct vmmc_conn *c, uint64_t bytes, unsigned flags,
 	int rc;
 
 	a.bytes = bytes;
-	a.flags = flags & ~VMMC_ACQUIRE_EXACT;
+	a.flags = flags & ~(VMMC_ACQUIRE_EXACT | VMMC_ACQUIRE_NO_CREATE);
 	a.exact = (flags & VMMC_ACQUIRE_EXACT) != 0;
+	a.no_create = (flags & VMMC_ACQUIRE_NO_CREATE) != 0;
 	a.min_piece = min_piece;
 	a.up_to = up_to;
 	pthread_mutex_lock(&c->lock);
@@ -551,9 +555,10 @@ vmmc_conn_acquire(struct vmmc_conn *c, uint64_t bytes, unsigned flags,
 
 int
 vmmc_conn_acquire_within(struct vmmc_conn *c, uint64_t bytes, uint64_t up_to,
-    struct vmmc_grant_chunk *out)
+    bool no_create, struct vmmc_grant_chunk *out)
 {
-	return conn_acquire(c, bytes, 0, 0, up_to > bytes ? up_to : 0, out, 1);
+	return conn_acquire(c, bytes, no_create ? VMMC_ACQUIRE_NO_CREATE : 0,
+	    0, up_to > bytes ? up_to : 0, out, 1);
 }
 
 /* Sends Releases for ids (0s skipped: chunks vmmd refused to adopt), on

@@ -57,6 +57,9 @@ struct large {
 	bool			listed;		/* on the cache list */
 	uint64_t		ticket;		/* when freed */
 	uint64_t		freed_ms;
+	/* Cached, and passed over: an allocation it could have served took
+	 * another cached entry (more of its size is cached than was reused). */
+	bool			passed;
 	struct large		*cnext, *cprev;	/* cache, most recent first */
 };
 
@@ -229,6 +232,7 @@ large_join(struct large *a, struct large *b)
 		a->chunks[a->nchunks++] = b->chunks[k];
 	a->mapped += b->mapped;
 	a->va_size += b->va_size;
+	a->passed = a->passed && b->passed;
 	if (b->ticket > a->ticket)
 		a->ticket = b->ticket;
 	if (b->freed_ms > a->freed_ms)
@@ -276,9 +280,9 @@ large_prefix(const struct large *l, uint64_t need, uint32_t *k)
 
 /* Cuts cached entry l after its first k chunks (p bytes): l keeps them and
  * leaves the cache, a new cached entry holds the rest at its own address,
- * with l's ticket (the same free), in l's place on the cache list.  -1
- * (nothing changed) without memory.  Lock held. */
-static int
+ * with l's ticket (the same free), in l's place on the cache list; that
+ * entry, or NULL (nothing changed) without memory.  Lock held. */
+static struct large *
 large_split(struct large *l, uint32_t k, uint64_t p)
 {
 	struct large *r = calloc(1, sizeof(*r));
@@ -295,6 +299,7 @@ large_split(struct large *l, uint32_t k, uint64_t p)
 	r->cached = true;
 	r->ticket = l->ticket;
 	r->freed_ms = l->freed_ms;
+	r->passed = l->passed;
 	if (large_insert(r) != 0)
 		goto fail;
 	r->listed = true;
@@ -311,12 +316,12 @@ large_split(struct large *l, uint32_t k, uint64_t p)
 	l->nchunks = k;
 	l->mapped = p;
 	l->va_size = p;
-	return 0;
+	return r;
 fail:
 	if (r != NULL)
 		free(r->chunks);
 	free(r);
-	return -1;
+	return NULL;
 }
 
 /* Gives granted chunks back unused (a failure after the grant). */
@@ -575,6 +580,8 @@ vmmc_large_alloc(int dev, size_t size, void **out)
 		fit = large_prefix(l, need, &k);
 		if (fit > need + need / 8)
 			continue;
+		/* Each that could serve is passed over, but the one taken. */
+		l->passed = true;
 		if (best == NULL || fit < best_fit ||
 		    (fit == best_fit && l->mapped < best->mapped)) {
 			best = l;
@@ -582,12 +589,18 @@ vmmc_large_alloc(int dev, size_t size, void **out)
 			best_k = k;
 		}
 	}
-	if (best != NULL && best_k < best->nchunks &&
-	    large_split(best, best_k, best_fit) != 0)
-		best = NULL;	/* out of memory: no split */
+	if (best != NULL && best_k < best->nchunks) {
+		struct large *rest = large_split(best, best_k, best_fit);
+
+		if (rest == NULL)
+			best = NULL;	/* out of memory: no split */
+		else
+			rest->passed = false;	/* the rest of the one taken */
+	}
 	if (best != NULL) {
 		if (best->listed)
 			cache_unlink(best);
+		best->passed = false;
 		best->cached = false;
 		best->size = size;
 		ticket = best->ticket;
@@ -818,18 +831,63 @@ large_chunks_within(const struct large *l, uint64_t bytes)
 	return true;
 }
 
+/* Hands over entry l (off the cache list, still in the table, idle:
+ * LARGE_IDLE_NOW) once a sync covers its free: its chunks' handles go to
+ * out[*n...] (room for all of them), its VA is freed.  -1 if that sync
+ * failed: l is back on the cache, mapped and ours.  No lock held. */
+static int
+large_hand_entry(struct large *l, struct vmmc_handed_chunk *out, size_t *n)
+{
+	struct vmmc_conn *c = vmmc_conn_get(l->dev);
+	uint64_t off = 0;
+	uint32_t k;
+
+	/* Not before the work issued ahead of its free is done. */
+	if (vmmc_sync_for(l->dev, l->ticket) != 0) {
+		pthread_rwlock_wrlock(&large_lock);
+		cache_push(l);
+		large_join_neighbours(l);
+		pthread_rwlock_unlock(&large_lock);
+		return -1;
+	}
+	pthread_rwlock_wrlock(&large_lock);
+	large_remove(l);
+	pthread_rwlock_unlock(&large_lock);
+	for (k = 0; k < l->nchunks; k++) {
+		CUmemGenericAllocationHandle h;
+
+		/* The handle keeps the memory once unmapped here; one not to
+		 * be had goes back to vmmd. */
+		if (cuMemRetainAllocationHandle(&h, (void *)(uintptr_t)
+		    (l->base + off)) == CUDA_SUCCESS) {
+			out[*n].id = l->chunks[k].id;
+			out[*n].size = l->chunks[k].size;
+			out[(*n)++].h = h;
+		} else if (c != NULL) {
+			vmmc_conn_release(c, &l->chunks[k].id, 1, 0);
+		}
+		off += l->chunks[k].size;
+	}
+	vmmc_unmap_range(l->base, l->mapped);
+	vmmc_va_free(l->dev, l->base, l->va_size);
+	vmmc_stat_add(VMMC_STAT_MAPPED, -(int64_t)l->mapped);
+	vmm_log_debug("HAND Ptr=0x%llx Size=%llu", (unsigned long long)l->base,
+	    (unsigned long long)l->mapped);
+	free(l->chunks);
+	free(l);
+	return 0;
+}
+
 size_t
 vmmc_large_hand(int dev, uint64_t bytes, struct vmmc_handed_chunk *out,
     size_t max)
 {
-	struct vmmc_conn *c = vmmc_conn_get(dev);
 	uint64_t done = 0;
 	size_t n = 0;
 
 	while (done < bytes && n < max) {
 		struct large *l;
-		uint64_t off = 0, ticket;
-		uint32_t k;
+		uint64_t mapped;
 
 		pthread_rwlock_wrlock(&large_lock);
 		for (l = cache_tail; l != NULL; l = l->cprev)
@@ -842,43 +900,111 @@ vmmc_large_hand(int dev, uint64_t bytes, struct vmmc_handed_chunk *out,
 		}
 		/* Off the cache (nobody picks it), still in the table. */
 		cache_unlink(l);
-		ticket = l->ticket;
+		mapped = l->mapped;
 		pthread_rwlock_unlock(&large_lock);
-		/* Not before the work issued ahead of its free is done: a
-		 * failed sync puts it back, cached, mapped and ours. */
-		if (vmmc_sync_for(dev, ticket) != 0) {
-			pthread_rwlock_wrlock(&large_lock);
-			cache_push(l);
-			pthread_rwlock_unlock(&large_lock);
+		if (large_hand_entry(l, out, &n) != 0)
 			break;
-		}
-		pthread_rwlock_wrlock(&large_lock);
-		large_remove(l);
-		pthread_rwlock_unlock(&large_lock);
-		for (k = 0; k < l->nchunks; k++) {
-			CUmemGenericAllocationHandle h;
-
-			/* The handle keeps the memory once unmapped here; one
-			 * not to be had goes back to vmmd. */
-			if (cuMemRetainAllocationHandle(&h, (void *)(uintptr_t)
-			    (l->base + off)) == CUDA_SUCCESS) {
-				out[n].id = l->chunks[k].id;
-				out[n].size = l->chunks[k].size;
-				out[n++].h = h;
-			} else if (c != NULL) {
-				vmmc_conn_release(c, &l->chunks[k].id, 1, 0);
-			}
-			off += l->chunks[k].size;
-		}
-		vmmc_unmap_range(l->base, l->mapped);
-		vmmc_va_free(dev, l->base, l->va_size);
-		vmmc_stat_add(VMMC_STAT_MAPPED, -(int64_t)l->mapped);
-		vmm_log_debug("HAND Ptr=0x%llx Size=%llu",
-		    (unsigned long long)l->base, (unsigned long long)l->mapped);
-		done += l->mapped;
-		free(l->chunks);
-		free(l);
+		done += mapped;
 	}
+	return n;
+}
+
+/* Puts l (off the list) in r's place on the cache list and takes r off.
+ * Lock held. */
+static void
+cache_replace(struct large *r, struct large *l)
+{
+	l->cprev = r->cprev;
+	l->cnext = r->cnext;
+	if (l->cprev != NULL)
+		l->cprev->cnext = l;
+	else
+		cache_head = l;
+	if (l->cnext != NULL)
+		l->cnext->cprev = l;
+	else
+		cache_tail = l;
+	l->listed = true;
+	r->cnext = r->cprev = NULL;
+	r->listed = false;
+	__atomic_add_fetch(&cache_bytes, l->mapped, __ATOMIC_RELAXED);
+	__atomic_sub_fetch(&cache_bytes, r->mapped, __ATOMIC_RELAXED);
+	vmmc_stat_add(VMMC_STAT_CACHED, (int64_t)l->mapped - (int64_t)r->mapped);
+}
+
+/* Whether a chunk of size is a better piece than one of best for a run
+ * of need bytes: one covering it all beats one that does not; of those,
+ * the smallest; of the others, the largest. */
+static bool
+hand_better(uint64_t size, uint64_t best, uint64_t need)
+{
+	if (best == 0)
+		return true;
+	if ((size >= need) != (best >= need))
+		return size >= need;
+	return size >= need ? size < best : size > best;
+}
+
+size_t
+vmmc_large_hand_one(int dev, uint64_t need, uint64_t most,
+    struct vmmc_handed_chunk *out)
+{
+	struct large *l, *best = NULL;
+	uint64_t best_size = 0;
+	bool last = false;
+	size_t n = 0;
+
+	pthread_rwlock_wrlock(&large_lock);
+	/* Only an entry's first or last chunk can be cut off it alone, and
+	 * only of an entry passed over: one the process is likely to reuse
+	 * soon stays whole (cutting such a piece made the next allocation of
+	 * its size create it again). */
+	for (l = cache_tail; l != NULL; l = l->cprev) {
+		uint64_t first, tail;
+
+		if (l->dev != dev || l->nchunks == 0 || !l->passed ||
+		    !LARGE_IDLE_NOW(l))
+			continue;
+		first = l->chunks[0].size;
+		tail = l->chunks[l->nchunks - 1].size;
+		if (first <= most && hand_better(first, best_size, need)) {
+			best = l;
+			best_size = first;
+			last = false;
+		}
+		if (l->nchunks > 1 && tail <= most &&
+		    hand_better(tail, best_size, need)) {
+			best = l;
+			best_size = tail;
+			last = true;
+		}
+	}
+	if (best == NULL) {
+		pthread_rwlock_unlock(&large_lock);
+		return 0;
+	}
+	l = best;
+	if (l->nchunks > 1) {
+		uint32_t k = last ? l->nchunks - 1 : 1;
+		uint64_t at = last ? l->mapped - best_size : best_size;
+		struct large *r;
+
+		if ((r = large_split(l, k, at)) == NULL) {
+			pthread_rwlock_unlock(&large_lock);
+			return 0;	/* out of memory: nothing handed */
+		}
+		/* l holds the first k chunks, off the list; r the rest, in l's
+		 * place.  The last chunk: r is handed, l goes back where it
+		 * was. */
+		if (last) {
+			cache_replace(r, l);
+			l = r;
+		}
+	} else {
+		cache_unlink(l);
+	}
+	pthread_rwlock_unlock(&large_lock);
+	(void)large_hand_entry(l, out, &n);
 	return n;
 }
 

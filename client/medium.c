@@ -545,12 +545,14 @@ med_span(uint64_t unit)
  * next blocks.  The first chunk covers p (shifted left into [lo, p) only
  * if it does not fit before hi); the others follow it.  Every chunk thus
  * covers a page of [p, q], which the caller's block keeps live: none can
- * be moved or given back before that block is freed.  Records the
- * chunks.  med_lock not held on entry nor exit.
+ * be moved or given back before that block is freed.  no_create: only
+ * chunks vmmd has idle (Acquire.no_create); where it would create the
+ * first, VMMC_EWOULD_CREATE, and the run ends at a later one.  Records
+ * the chunks.  med_lock not held on entry nor exit.
  */
 static int
 map_run(struct arena *a, struct vmmc_conn *c, uint32_t p, uint32_t q,
-    uint32_t lo, uint32_t hi, uint32_t *end)
+    uint32_t lo, uint32_t hi, bool no_create, uint32_t *end)
 {
 	struct vmmc_grant_chunk g[MED_MAX_GRANT];
 	struct mchunk *mc[MED_MAX_GRANT];
@@ -565,7 +567,9 @@ map_run(struct arena *a, struct vmmc_conn *c, uint32_t p, uint32_t q,
 		uint64_t k;
 
 		m = vmmc_conn_acquire_within(c, a->unit,
-		    (uint64_t)most * a->unit, &g[n]);
+		    (uint64_t)most * a->unit, no_create, &g[n]);
+		if (m == VMMC_EWOULD_CREATE && n > 0)
+			break;		/* what vmmd had idle is mapped */
 		if (m != 1) {
 			grant_giveback(c, g, (size_t)n);
 			return m < 0 ? m : VMM_EPROTO;
@@ -750,11 +754,11 @@ relocate_run(struct arena *a, uint32_t p0, uint32_t p1)
 	return p;
 }
 
-static size_t	(*med_on_acquire_fn)(int dev, uint64_t bytes,
-		    struct vmmc_handed_chunk *out, size_t max);
+static size_t	(*med_on_acquire_fn)(int dev, uint64_t need,
+		    uint64_t most, struct vmmc_handed_chunk *out, size_t max);
 
 void
-vmmc_medium_on_acquire(size_t (*fn)(int dev, uint64_t bytes,
+vmmc_medium_on_acquire(size_t (*fn)(int dev, uint64_t need, uint64_t most,
     struct vmmc_handed_chunk *out, size_t max))
 {
 	__atomic_store_n(&med_on_acquire_fn, fn, __ATOMIC_RELEASE);
@@ -778,19 +782,30 @@ handed_giveback(int dev, struct vmmc_handed_chunk *h, size_t n)
  * Fills pages [p0, p1] of a (PG_BUSY, the caller's), from the first on,
  * with chunks the process holds idle elsewhere (the hook: cached large
  * allocations), synchronized and unmapped there before they are handed:
- * memory this process has already, no new grant.  The chunks are mapped
- * one after the other while they fit in what is left of the run; the
- * rest go back to vmmd (idle there, for any grant).  (Mapping a longer
- * chunk over the unmapped pages after the run as idle pages did better on
- * some traces of tools/replay and worse on medium_ctx1024_train.)
- * Returns the first page of the run not filled.  med_lock held on entry
- * and exit, dropped meanwhile.
+ * memory this process has already, no new grant.  [w, hi] (w <= p0, p1 <=
+ * hi) are the pages a chunk may cover: the run, or (wide: hi > p1 or w <
+ * p0) free pages around it the caller marked PG_BUSY too, no live block
+ * on them, which become this heap's idle pages (its cache).  Narrow
+ * (w == p0, hi == p1), done before vmmd is asked: chunks of at most the
+ * run's size each.  Wide, done only once vmmd said it would have to create
+ * (Acquire.no_create): one chunk of at most hi - w + 1 pages, as map_run
+ * places vmmd's larger idle chunks (Acquire.up_to).  (Handing such chunks
+ * before vmmd was asked raised medium_ctx1024_infer's peak: they took the
+ * place of idle chunks vmmd had.)  The first chunk covers p0 (shifted left
+ * into [w, p0) only if it does not fit before hi); each other follows the
+ * last while that one ends before p1: every chunk covers a page of [p0,
+ * p1], which the caller's block keeps live, so none can move or go back
+ * before that block is freed.  The rest go back to vmmd (idle there, for
+ * any grant).  Returns the first page after the chunks mapped (beyond p1
+ * if the run is filled), or p0 if none was.  med_lock held on entry and
+ * exit, dropped meanwhile.
  */
 static uint32_t
-take_handed(struct arena *a, uint32_t p0, uint32_t p1)
+take_handed(struct arena *a, uint32_t p0, uint32_t p1, uint32_t w,
+    uint32_t hi)
 {
-	size_t (*fn)(int, uint64_t, struct vmmc_handed_chunk *, size_t) =
-	    __atomic_load_n(&med_on_acquire_fn, __ATOMIC_ACQUIRE);
+	size_t (*fn)(int, uint64_t, uint64_t, struct vmmc_handed_chunk *,
+	    size_t) = __atomic_load_n(&med_on_acquire_fn, __ATOMIC_ACQUIRE);
 	struct vmmc_handed_chunk h[MED_MAX_GRANT];
 	struct mchunk *mc[MED_MAX_GRANT];
 	uint32_t at[MED_MAX_GRANT], p = p0, k;
@@ -799,16 +814,23 @@ take_handed(struct arena *a, uint32_t p0, uint32_t p1)
 	if (fn == NULL)
 		return p0;
 	pthread_mutex_unlock(&med_lock);
-	n = fn(a->dev, (uint64_t)(p1 - p0 + 1) * a->unit, h, MED_MAX_GRANT);
+	n = fn(a->dev, (uint64_t)(p1 - p0 + 1) * a->unit,
+	    (uint64_t)(hi - w + 1) * a->unit, h, MED_MAX_GRANT);
 	pthread_mutex_lock(&med_lock);
 	if (n == 0)
 		return p0;
-	/* Where each goes: one after the other, while they fit in the run. */
+	/* Where each goes: the first over p0 (or ending at hi), the others
+	 * one after the other, while they fit in [w, hi] and start in the
+	 * run. */
 	for (placed = 0; placed < n; placed++) {
 		uint32_t m = (uint32_t)(h[placed].size / a->unit);
 
 		if (m == 0 || h[placed].size % a->unit != 0 ||
-		    (uint64_t)p + m > (uint64_t)p1 + 1)
+		    m > hi - w + 1 || p > p1)
+			break;
+		if (placed == 0 && (uint64_t)p + m > (uint64_t)hi + 1)
+			p = hi - m + 1;		/* >= w: m <= hi - w + 1 */
+		else if ((uint64_t)p + m > (uint64_t)hi + 1)
 			break;
 		if ((mc[placed] = calloc(1, sizeof(*mc[placed]))) == NULL)
 			break;
@@ -912,6 +934,27 @@ unwiden(struct arena *a, uint32_t lo, uint32_t hi, uint32_t p, uint32_t q)
 			a->state[k] = PG_UNMAPPED;
 }
 
+/* map_run until pages [*p, q] are mapped or it fails, from page *w on
+ * (both advance past what is mapped).  med_lock held on entry and exit,
+ * dropped meanwhile. */
+static int
+map_runs(struct arena *a, struct vmmc_conn *c, uint32_t *p, uint32_t q,
+    uint32_t *w, uint32_t hi, bool no_create)
+{
+	int rc = 0;
+
+	while (*p <= q && rc == 0) {
+		uint32_t e;
+
+		pthread_mutex_unlock(&med_lock);
+		rc = map_run(a, c, *p, q, *w, hi, no_create, &e);
+		pthread_mutex_lock(&med_lock);
+		if (rc == 0)
+			*w = *p = e;
+	}
+	return rc;
+}
+
 /* Makes sure pages [p0, p1] (referenced by the caller) are mapped: maps
  * those nobody maps, waits for those being mapped or unmapped by others.
  * med_lock held on entry and exit. */
@@ -936,19 +979,30 @@ pages_ensure(struct arena *a, struct vmmc_conn *c, uint32_t p0, uint32_t p1)
 			p = relocate_run(a, p, q);
 			/* Then what the process holds idle elsewhere. */
 			if (p <= q)
-				p = take_handed(a, p, q);
+				p = take_handed(a, p, q, p, q);
 			/* Then vmmd, which may lend an idle chunk larger than
 			 * a page over free pages around the run (map_run). */
 			widen(a, p, q, &lo, &hi);
-			for (rc = 0, w = lo; p <= q && rc == 0;) {
-				uint32_t e;
+			w = lo;
+			rc = 0;
+			/* While the process caches memory elsewhere: vmmd's
+			 * idle chunks only, then, where it would create, a
+			 * larger chunk of that cache over the run and pages
+			 * around it, and new memory last. */
+			if (p <= q && vmmc_stat_get(VMMC_STAT_CACHED) >
+			    (int64_t)__atomic_load_n(&med_cached,
+			    __ATOMIC_RELAXED)) {
+				rc = map_runs(a, c, &p, q, &w, hi, true);
+				if (rc == VMMC_EWOULD_CREATE) {
+					uint32_t e = take_handed(a, p, q, w, hi);
 
-				pthread_mutex_unlock(&med_lock);
-				rc = map_run(a, c, p, q, w, hi, &e);
-				pthread_mutex_lock(&med_lock);
-				if (rc == 0)
-					w = p = e;
+					if (e != p)
+						w = p = e;
+					rc = 0;
+				}
 			}
+			if (rc == 0)
+				rc = map_runs(a, c, &p, q, &w, hi, false);
 			unwiden(a, lo, hi, p, q);
 			if (rc != 0) {
 				memset(&a->state[p], PG_UNMAPPED, q - p + 1);

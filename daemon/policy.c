@@ -423,6 +423,26 @@ policy_grant_within(struct vmmd_session *s, const Vmm__Acquire *a)
 	return true;
 }
 
+/*
+ * Acquire.no_create: idle memory only, now.  The pool's plain fit (the
+ * same path as any one-chunk grant, NO_CREATE: it neither creates nor
+ * gives idle memory back to the GPU for it); where only a create would
+ * serve, the client is told so at once (ERROR_CODE_WOULD_CREATE) rather
+ * than parked for a recall: it has memory of its own to try first, and
+ * asks again without the flag if that does not do.
+ */
+static void
+policy_grant_idle(struct vmmd_session *s, const Vmm__Acquire *a)
+{
+	if (policy_grant(s, a->request_id, a->bytes, a->flags, a->min_piece,
+	    false, true, false) != GRANT_WOULD_CREATE)
+		return;
+	vmmd_stats.would_create++;
+	vmmd_session_error(s, a->request_id,
+	    VMM__ERROR_CODE__ERROR_CODE_WOULD_CREATE,
+	    "no idle chunk serves it (no_create)");
+}
+
 void
 vmmd_policy_acquire(struct vmmd_session *s, const Vmm__Acquire *a)
 {
@@ -439,6 +459,10 @@ vmmd_policy_acquire(struct vmmd_session *s, const Vmm__Acquire *a)
 	s->last_acquire_ms = now;
 	if (a->up_to != 0 && policy_grant_within(s, a))
 		return;
+	if (a->no_create) {
+		policy_grant_idle(s, a);
+		return;
+	}
 	/* Memory other processes freed is reused before the pool grows: if
 	 * those not busy hold enough in their caches, recall it rather than
 	 * create.  A busy one would soon ask for it back. */

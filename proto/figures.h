@@ -118,6 +118,7 @@ struct vmm_pool_figures {
 	X(va_hint_missed, "reservations or IPC opens not at the planned address") \
 	X(va_claimed, "VA ranges claimed back after a restart")             \
 	X(va_claims_refused, "VA claims refused (overlap, per-client bound)") \
-	X(orphan_swaps, "idle chunks of exited processes given back to the GPU for a grant")
+	X(orphan_swaps, "idle chunks of exited processes given back to the GPU for a grant") \
+	X(would_create, "Acquires with no_create refused: only new memory would serve them")
 
 #endif

@@ -260,6 +260,9 @@ acquire_ok(const Vmm__Acquire *m)
 	    VMM__ACQUIRE_FLAG__ACQUIRE_FLAG_IGNORE_FRAG_RATIO)) == 0 &&
 	    /* up_to: one chunk of bytes..up_to, never with exact or stitch */
 	    (m->up_to == 0 || (m->up_to >= m->bytes && !m->exact &&
+	    !(m->flags & VMM__ACQUIRE_FLAG__ACQUIRE_FLAG_ALLOW_STITCH))) &&
+	    /* no_create: likewise one chunk, never exact nor stitched */
+	    (!m->no_create || (!m->exact &&
 	    !(m->flags & VMM__ACQUIRE_FLAG__ACQUIRE_FLAG_ALLOW_STITCH)));
 }
 
@@ -472,7 +475,7 @@ static bool
 error_ok(const Vmm__Error *m)
 {
 	return m->code >= VMM__ERROR_CODE__ERROR_CODE_BAD_MESSAGE &&
-	    m->code <= VMM__ERROR_CODE__ERROR_CODE_IPC_REFUSED &&
+	    m->code <= VMM__ERROR_CODE__ERROR_CODE_WOULD_CREATE &&
 	    str_ok(m->message, VMM_PROTO_MAX_MESSAGE, false);
 }
 

@@ -27,6 +27,20 @@
  *   crossback the reverse: after a large allocation is freed, a medium
  *            block maps its chunks (handed over, no new memory from
  *            vmmd), not before a kernel still writing it is done
+ *   crosswide as crossback, when the large allocation's chunks are
+ *            each larger than the pages the block needs and vmmd has
+ *            nothing idle (Acquire.no_create answered WOULD_CREATE): one
+ *            chunk is cut off it (an allocation passed over: one of its
+ *            size took another cached entry) and mapped over the block's
+ *            pages and
+ *            free pages after them, vmmd creates nothing, the rest stays
+ *            cached where it is, and a kernel still writing the freed
+ *            allocation does not land in the block
+ *   crosshot as crosswide, but the cached allocation was not passed over
+ *            (likely to be reused soon): it stays whole, vmmd creates
+ *   crossidle the same with an idle chunk in vmmd that serves the block
+ *            (Acquire.up_to): that one is lent, the cached large
+ *            allocation stays whole and serves its size again
  *   within   with only larger chunks idle in vmmd, a block's page gets
  *            one of them mapped over several pages (Acquire.up_to), not a
  *            new chunk, and the next blocks use its other pages; the
@@ -466,6 +480,181 @@ sc_crossback(void)
 	CHECK_OK(cuStreamDestroy(s));
 }
 
+/* What the process caches (freed, mapped). */
+static uint64_t
+cached(void)
+{
+	struct vmm_usage u;
+
+	CHECK(vmm_get_usage(&u) == 0);
+	return u.cached_bytes;
+}
+
+/* A large allocation A of 20 units comes in pieces of 4 units (new memory
+ * for a stitchable grant: powers of two of at least 1/8 of it), freed
+ * while a kernel still writes it (in 300 ms); an allocation of 18 units
+ * then takes a cached one of 18 units rather than A: A is passed over
+ * (the process caches more of that size than it reused).  vmmd holds
+ * nothing idle.  A block needing 2 pages: vmmd would create (no_create
+ * says so), so one 4-unit piece is cut off A and mapped over the block's
+ * pages and 2 free pages after them; the next block lands on those.
+ * vmmd creates nothing, A's other 16 units stay cached and serve a
+ * 16-unit allocation as they are, and the kernel's write lands before,
+ * not in, the blocks (the piece is handed only after a sync). */
+static void
+sc_crosswide(void)
+{
+	const size_t lsize = 20 * unit, ksize = 18 * unit;
+	const size_t msize = unit + unit / 2;
+	/* Above VMM_SMALL_MAX (1M) whatever the unit. */
+	const size_t m2size = unit / 2 + 64 * KiB;
+	void *a, *b, *d, *k, *c, *m, *m2, *l2;
+	uint64_t creates, held, wc;
+	CUstream s;
+
+	CHECK(cuemu_available());
+	CHECK_OK(cuStreamCreate(&s, CU_STREAM_NON_BLOCKING));
+	CHECK(vmm_malloc(&a, lsize) == 0);
+	CHECK(vmm_malloc(&b, ksize) == 0);
+	CHECK(vmm_malloc(&d, ksize) == 0);
+	CHECK_OK(cuMemsetD8(D(a), 0x11, lsize));
+	/* Two of 18 units cached, and one taken back: a sync (nothing runs
+	 * yet) covers both frees, so the next 18-unit allocation waits for
+	 * nothing. */
+	CHECK(vmm_free(b) == 0);
+	CHECK(vmm_free(d) == 0);
+	CHECK(vmm_malloc(&k, ksize) == 0);
+	CHECK_OK(cuemu_launch_write(D(a), 0xdeadbeef, lsize, 300000, s));
+	CHECK(vmm_free(a) == 0);
+	held = lent();
+	creates = tc_counter(adm, "creates");
+	CHECK(vmm_malloc(&c, ksize) == 0);	/* the other 18, not A */
+	CHECK(c != a);
+	wc = tc_counter(adm, "would_create");
+	CHECK(vmm_malloc(&m, msize) == 0);
+	CHECK(vmm_malloc(&m2, m2size) == 0);
+	printf("crosswide: vmmd created %llu, %llu would-create answers, "
+	    "lent %llu -> %llu, %llu units cached\n",
+	    (unsigned long long)(tc_counter(adm, "creates") - creates),
+	    (unsigned long long)(tc_counter(adm, "would_create") - wc),
+	    (unsigned long long)held, (unsigned long long)lent(),
+	    (unsigned long long)(cached() / unit));
+	CHECK(tc_counter(adm, "creates") == creates);
+	CHECK(tc_counter(adm, "would_create") == wc + 1);
+	CHECK(lent() == held);
+	/* 16 units of A, and the piece's pages without a block (the heap's
+	 * idle pages: part of 4 units). */
+	CHECK(cached() >= 16 * unit && cached() < 20 * unit);
+	CHECK_OK(cuMemsetD8(D(m), 0x6d, msize));
+	CHECK_OK(cuMemsetD8(D(m2), 0x6e, m2size));
+	/* The rest serves its size from the cache: no grant at all. */
+	CHECK(vmm_malloc(&l2, 16 * unit) == 0);
+	CHECK(tc_counter(adm, "creates") == creates && lent() == held);
+	CHECK_OK(cuMemsetD8(D(l2), 0x6c, 16 * unit));
+	usleep(400000);
+	CHECK_OK(cuCtxSynchronize());
+	CHECK(all_are(m, msize, 0x6d));
+	CHECK(all_are(m2, m2size, 0x6e));
+	CHECK(all_are(l2, 16 * unit, 0x6c));
+	CHECK(cuemu_counter("faults") == 0);
+	CHECK(cuemu_counter("busy_releases") == 0);
+	CHECK(vmm_free(m) == 0);
+	CHECK(vmm_free(m2) == 0);
+	CHECK(vmm_free(l2) == 0);
+	CHECK(vmm_free(c) == 0);
+	CHECK(vmm_free(k) == 0);
+	CHECK(vmm_flush() == 0);
+	CHECK(lent() == 0);
+	CHECK_OK(cuStreamDestroy(s));
+}
+
+/* As crosswide, but A was not passed over (the only cached allocation,
+ * likely to be reused): it stays whole, and vmmd creates the block's page
+ * instead; its size again takes it back with no new grant. */
+static void
+sc_crosshot(void)
+{
+	const size_t lsize = 20 * unit, msize = unit + unit / 2;
+	uint64_t creates, wc;
+	void *l, *m, *l2;
+
+	CHECK(cuemu_available());
+	CHECK(vmm_malloc(&l, lsize) == 0);
+	CHECK_OK(cuMemsetD8(D(l), 0x11, lsize));
+	CHECK(vmm_free(l) == 0);
+	creates = tc_counter(adm, "creates");
+	wc = tc_counter(adm, "would_create");
+	CHECK(vmm_malloc(&m, msize) == 0);
+	printf("crosshot: vmmd created %llu, %llu would-create answers, "
+	    "%llu units cached\n",
+	    (unsigned long long)(tc_counter(adm, "creates") - creates),
+	    (unsigned long long)(tc_counter(adm, "would_create") - wc),
+	    (unsigned long long)(cached() / unit));
+	CHECK(tc_counter(adm, "would_create") == wc + 1);
+	CHECK(tc_counter(adm, "creates") > creates);
+	CHECK(cached() >= 20 * unit);
+	creates = tc_counter(adm, "creates");
+	CHECK(vmm_malloc(&l2, lsize) == 0);
+	CHECK(l2 == l && tc_counter(adm, "creates") == creates);
+	CHECK(all_are(l2, lsize, 0x11));
+	CHECK(vmm_free(m) == 0);
+	CHECK(vmm_free(l2) == 0);
+	CHECK(vmm_flush() == 0);
+	CHECK(lent() == 0);
+}
+
+/* As crosswide, but another session left a 4-unit chunk idle in vmmd: the
+ * block gets that one (Acquire.up_to, no would-create answer), and the
+ * cached large allocation stays whole: its size again takes it back with
+ * no new grant. */
+static void
+sc_crossidle(void)
+{
+	const size_t lsize = 20 * unit, msize = unit + unit / 2;
+	struct tc_chunk ch;
+	uint64_t creates, held, wc, within;
+	void *l, *m, *l2;
+	struct tc *o;
+
+	CHECK(cuemu_available());
+	CHECK((o = tc_open(sockpath, "other", false)) != NULL);
+	CHECK(tc_acquire(o, 4 * unit, 0, &ch, 1) == 1 && ch.size == 4 * unit);
+	CHECK(vmm_malloc(&l, lsize) == 0);
+	CHECK_OK(cuMemsetD8(D(l), 0x11, lsize));
+	CHECK(vmm_free(l) == 0);
+	/* Idle in vmmd only now: the large allocation did not stitch it. */
+	tc_close_chunks(&ch, 1);
+	CHECK(tc_release(o, &ch.id, 1) == 0);
+	tc_close(o);
+	held = lent();
+	creates = tc_counter(adm, "creates");
+	wc = tc_counter(adm, "would_create");
+	within = tc_counter(adm, "fits_within");
+	CHECK(vmm_malloc(&m, msize) == 0);
+	printf("crossidle: vmmd created %llu, %llu wider fits, %llu "
+	    "would-create answers, %llu units cached\n",
+	    (unsigned long long)(tc_counter(adm, "creates") - creates),
+	    (unsigned long long)(tc_counter(adm, "fits_within") - within),
+	    (unsigned long long)(tc_counter(adm, "would_create") - wc),
+	    (unsigned long long)(cached() / unit));
+	CHECK(tc_counter(adm, "creates") == creates);
+	CHECK(tc_counter(adm, "fits_within") == within + 1);
+	CHECK(tc_counter(adm, "would_create") == wc);
+	CHECK(lent() == held + 4 * unit);
+	CHECK(cached() >= 20 * unit);
+	CHECK(vmm_malloc(&l2, lsize) == 0);
+	CHECK(l2 == l);
+	CHECK(tc_counter(adm, "creates") == creates);
+	CHECK(lent() == held + 4 * unit);
+	CHECK_OK(cuMemsetD8(D(m), 0x6d, msize));
+	CHECK(all_are(l2, lsize, 0x11));
+	CHECK(all_are(m, msize, 0x6d));
+	CHECK(vmm_free(m) == 0);
+	CHECK(vmm_free(l2) == 0);
+	CHECK(vmm_flush() == 0);
+	CHECK(lent() == 0);
+}
+
 /* ---- within ----------------------------------------------------------------- */
 
 /* vmmd holds only idle chunks of 4 units, released by another session (a
@@ -731,6 +920,12 @@ main(int argc, char **argv)
 		sc_cross();
 	else if (strcmp(argv[1], "crossback") == 0)
 		sc_crossback();
+	else if (strcmp(argv[1], "crosswide") == 0)
+		sc_crosswide();
+	else if (strcmp(argv[1], "crosshot") == 0)
+		sc_crosshot();
+	else if (strcmp(argv[1], "crossidle") == 0)
+		sc_crossidle();
 	else if (strcmp(argv[1], "within") == 0)
 		sc_within();
 	else if (strcmp(argv[1], "cachemax") == 0)

@@ -15,6 +15,12 @@
  * "test_daemon_stitch within": Acquire.up_to gets the smallest idle chunk
  * up to that size rather than a new one (within the quota).
  *
+ * "test_daemon_stitch nocreate": Acquire.no_create is served from idle
+ * memory (a fit, or up_to's wider chunk) and otherwise answered
+ * ERROR_CODE_WOULD_CREATE at once: nothing created, no recall of another
+ * process's cache, the session goes on; over the quota it is the quota's
+ * error.
+ *
  * "test_daemon_stitch orphan": idle memory a process that is gone left
  * behind (chunks it still held, and chunks it gave back before it went),
  * of sizes a growing request cannot use, is given back to the GPU for the
@@ -603,6 +609,85 @@ test_within(void)
 	return bad;
 }
 
+/* Acquire.no_create: from idle memory only, else WOULD_CREATE, no create,
+ * no recall (another session reports cache it could give back), and the
+ * session goes on; over the quota, the quota's error. */
+static int
+test_nocreate(void)
+{
+	Vmm__SetQuota quota = VMM__SET_QUOTA__INIT;
+	Vmm__Report rep = VMM__REPORT__INIT;
+	struct tc_chunk c4, ch, kept;
+	uint64_t creates, wc, recalls;
+	Vmm__Envelope env;
+	struct tc *a, *b, *q;
+	pid_t d;
+	int bad = 0;
+
+	/* recall_idle_ms = 0: a session that just asked is recalled too. */
+	start("nocreate", "idle_timeout_ms = 0\nrecall_idle_ms = 0\n", &d);
+	a = tc_open(sockpath, "nocreate", false);
+	CHECK(tc_acquire(a, 4 * G, 0, &c4, 1) == 1 && c4.size == 4 * G);
+	give_back(a, &c4, 1);
+	/* Another process holds a unit it reports as cached (freed): a plain
+	 * Acquire that would create might recall it; no_create never does. */
+	b = tc_open(sockpath, "cacher", false);
+	CHECK(tc_acquire(b, G, 0, &kept, 1) == 1);
+	rep.request_id = tc_rid(b);
+	rep.cached_bytes = G;
+	env = vmm_frame_env_report(&rep);
+	vmm_frame_msg_free(tc_call_expect(b, &env, VMM__ENVELOPE__MSG_ACK));
+	creates = tc_counter(adm, "creates");
+	wc = tc_counter(adm, "would_create");
+	recalls = tc_counter(adm, "recalls");
+	/* One unit, only a 4-unit chunk idle (beyond the 1/16 fit). */
+	if (tc_acquire_idle(a, G, 0, &ch) !=
+	    -VMM__ERROR_CODE__ERROR_CODE_WOULD_CREATE) {
+		fprintf(stderr, "nocreate: 1 unit not refused\n");
+		bad++;
+	}
+	CHECK(tc_counter(adm, "creates") == creates);
+	CHECK(tc_counter(adm, "would_create") == wc + 1);
+	CHECK(tc_counter(adm, "recalls") == recalls);
+	/* Up to 8 units: the 4-unit chunk. */
+	CHECK(tc_acquire_idle(a, G, 8 * G, &ch) == 1);
+	CHECK(ch.id == c4.id && ch.size == 4 * G);
+	use_grant(&ch, 1, 11);
+	give_back(a, &ch, 1);
+	/* Its own size: a plain fit. */
+	CHECK(tc_acquire_idle(a, 4 * G, 0, &ch) == 1 && ch.id == c4.id);
+	/* Nothing idle now: refused again, and the session goes on. */
+	CHECK(tc_acquire_idle(a, G, 2 * G, &kept) ==
+	    -VMM__ERROR_CODE__ERROR_CODE_WOULD_CREATE);
+	CHECK(tc_counter(adm, "would_create") == wc + 2);
+	CHECK(tc_counter(adm, "creates") == creates);
+	give_back(a, &ch, 1);
+	/* Without the flag: the unit b reports is recalled first (b never
+	 * answers: the wait ends), then one is created. */
+	CHECK(tc_acquire(a, G, 0, &ch, 1) == 1 && ch.size == G);
+	CHECK(tc_counter(adm, "recalls") == recalls + 1);
+	CHECK(tc_counter(adm, "creates") == creates + 1);
+	give_back(a, &ch, 1);
+	tc_close(a);
+	tc_close(b);
+	/* Over the quota: the quota's answer, not WOULD_CREATE. */
+	quota.request_id = tc_rid(adm);
+	quota.kind = VMM__QUOTA_KIND__QUOTA_KIND_NAME;
+	quota.key = (char *)"nocreate-q";
+	quota.bytes = G;
+	env = vmm_frame_env_set_quota(&quota);
+	vmm_frame_msg_free(tc_call_expect(adm, &env, VMM__ENVELOPE__MSG_ACK));
+	q = tc_open(sockpath, "nocreate-q", false);
+	CHECK(tc_acquire(q, G, 0, &kept, 1) == 1);
+	CHECK(tc_acquire_idle(q, G, 0, &ch) ==
+	    -VMM__ERROR_CODE__ERROR_CODE_QUOTA);
+	CHECK(tc_counter(adm, "would_create") == wc + 2);
+	give_back(q, &kept, 1);
+	tc_close(q);
+	stop(d);
+	return bad;
+}
+
 /* A child of test_orphan: acquires the bytes it is sent as one chunk, sends
  * back its id, then on 'c' closes its session and waits, on 'r' releases
  * the chunk and stays, on 'x' (or EOF) exits without releasing anything. */
@@ -801,6 +886,8 @@ main(int argc, char **argv)
 		return test_exact() == 0 ? 0 : 1;
 	if (argc > 1 && strcmp(argv[1], "within") == 0)
 		return test_within() == 0 ? 0 : 1;
+	if (argc > 1 && strcmp(argv[1], "nocreate") == 0)
+		return test_nocreate() == 0 ? 0 : 1;
 	if (argc > 1 && strcmp(argv[1], "policy") == 0) {
 		return test_policy() == 0 ? 0 : 1;
 	}

@@ -432,8 +432,8 @@ tc_acquire_ex(struct tc *c, uint64_t bytes, unsigned flags, uint64_t min_piece,
 	return n;
 }
 
-int
-tc_acquire_within(struct tc *c, uint64_t bytes, uint64_t up_to,
+static int
+tc_acquire_one(struct tc *c, uint64_t bytes, uint64_t up_to, bool no_create,
     struct tc_chunk *out)
 {
 	Vmm__Acquire a = VMM__ACQUIRE__INIT;
@@ -444,6 +444,7 @@ tc_acquire_within(struct tc *c, uint64_t bytes, uint64_t up_to,
 
 	a.bytes = bytes;
 	a.up_to = up_to;
+	a.no_create = no_create;
 	if ((n = tc_request(c, &env, &m, NULL, 0)) != 0)
 		return n;
 	g = vmm_frame_msg_env(m)->grant;
@@ -454,6 +455,20 @@ tc_acquire_within(struct tc *c, uint64_t bytes, uint64_t up_to,
 	CHECK(out->fd >= 0);
 	vmm_frame_msg_free(m);
 	return 1;
+}
+
+int
+tc_acquire_within(struct tc *c, uint64_t bytes, uint64_t up_to,
+    struct tc_chunk *out)
+{
+	return tc_acquire_one(c, bytes, up_to, false, out);
+}
+
+int
+tc_acquire_idle(struct tc *c, uint64_t bytes, uint64_t up_to,
+    struct tc_chunk *out)
+{
+	return tc_acquire_one(c, bytes, up_to, true, out);
 }
 
 void

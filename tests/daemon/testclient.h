@@ -106,6 +106,10 @@ int	tc_acquire_ex(struct tc *c, uint64_t bytes, unsigned flags,
  * -code on an Error reply. */
 int	tc_acquire_within(struct tc *c, uint64_t bytes, uint64_t up_to,
 	    struct tc_chunk *out);
+/* As tc_acquire_within, with Acquire.no_create: idle memory only, or
+ * -ERROR_CODE_WOULD_CREATE. */
+int	tc_acquire_idle(struct tc *c, uint64_t bytes, uint64_t up_to,
+	    struct tc_chunk *out);
 /* Closes the fds of granted chunks. */
 void	tc_close_chunks(struct tc_chunk *ch, size_t n);
 /* The pool totals; fails the test on error. */

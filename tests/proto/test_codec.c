@@ -144,6 +144,16 @@ test_validation(void)
 	EXPECT(2, s.acquire.up_to = s.acquire.bytes * 2; s.acquire.flags = 0;
 	    s.acquire.exact = 1, VMM_FRAME_EINVALID);
 	EXPECT(2, s.acquire.up_to = s.acquire.bytes * 2, VMM_FRAME_EINVALID);
+	/* no_create: likewise one chunk only (no exact, no stitch), with or
+	 * without up_to */
+	EXPECT(2, s.acquire.no_create = 1; s.acquire.flags = 0, 0);
+	EXPECT(2, s.acquire.no_create = 1; s.acquire.flags = 0;
+	    s.acquire.up_to = s.acquire.bytes * 4, 0);
+	EXPECT(2, s.acquire.no_create = 1; s.acquire.flags =
+	    VMM__ACQUIRE_FLAG__ACQUIRE_FLAG_IGNORE_FRAG_RATIO, 0);
+	EXPECT(2, s.acquire.no_create = 1, VMM_FRAME_EINVALID);
+	EXPECT(2, s.acquire.no_create = 1; s.acquire.flags = 0;
+	    s.acquire.exact = 1, VMM_FRAME_EINVALID);
 	/* grant */
 	EXPECT(3, s.grant.n_chunks = 0; s.nfds = 0, VMM_FRAME_EINVALID);
 	EXPECT(3, s.chunks[1].id = 0, VMM_FRAME_EINVALID);
@@ -225,7 +235,8 @@ test_validation(void)
 	EXPECT(18, s.error.code = 0, VMM_FRAME_EINVALID);
 	EXPECT(18, s.error.code = 13, 0);	/* DUPLICATE */
 	EXPECT(18, s.error.code = 14, 0);	/* IPC_REFUSED */
-	EXPECT(18, s.error.code = 15, VMM_FRAME_EINVALID);
+	EXPECT(18, s.error.code = 15, 0);	/* WOULD_CREATE */
+	EXPECT(18, s.error.code = 16, VMM_FRAME_EINVALID);
 	EXPECT(19, s.error.message = LONG(VMM_PROTO_MAX_MESSAGE + 1),
 	    VMM_FRAME_EINVALID);
 	EXPECT(19, s.nfds = 1, VMM_FRAME_EFDCOUNT);
