@@ -54,27 +54,40 @@ units_of(int k, int mul)
 	return (uint64_t)(1 + (k * mul) % NSIZES);
 }
 
+/* In a child: becomes nobody, connects as name and takes n chunks of
+ * units[k] units each; their ids in ids. */
+static struct tc *
+nobody_takes(const char *name, const uint64_t *units, uint64_t *ids, int n)
+{
+	struct tc_chunk ch[4];
+	gid_t g = NOBODY;
+	struct tc *c;
+	int k;
+
+	tc_become(NOBODY, NOBODY, &g, 1);
+	c = tc_open(sockpath, name, false);
+	for (k = 0; k < n; k++) {
+		CHECK(tc_acquire(c, units[k] * c->granularity, 0, ch, 4) == 1);
+		close(ch[0].fd);
+		ids[k] = ch[0].id;
+	}
+	return c;
+}
+
 /* nobody: pools NCH chunks (sends their ids), releases them on 'R'
  * (answers 'D'), exits on 'X'. */
 static int
 child_other(void *arg, int ctl)
 {
-	struct tc_chunk ch[4];
-	uint64_t ids[NCH];
-	gid_t g = NOBODY;
+	uint64_t units[NCH], ids[NCH];
 	struct tc *c;
 	char cmd;
 	int k;
 
 	(void)arg;
-	tc_become(NOBODY, NOBODY, &g, 1);
-	c = tc_open(sockpath, "other", false);
-	for (k = 0; k < NCH; k++) {
-		CHECK(tc_acquire(c, units_of(k, 1) * c->granularity, 0, ch,
-		    4) == 1);
-		close(ch[0].fd);
-		ids[k] = ch[0].id;
-	}
+	for (k = 0; k < NCH; k++)
+		units[k] = units_of(k, 1);
+	c = nobody_takes("other", units, ids, NCH);
 	tc_ctl_send(ctl, ids, sizeof(ids));
 	tc_ctl_recv(ctl, &cmd, 1, 30000);
 	CHECK(cmd == 'R');
@@ -407,21 +420,13 @@ static int
 child_leaver(void *arg, int ctl_fd)
 {
 	uint64_t units[KIDCH], ids[KIDCH];
-	struct tc_chunk ch[4];
-	gid_t g = NOBODY;
 	struct tc *c;
 	char cmd;
 	int k;
 
 	(void)arg;
-	tc_become(NOBODY, NOBODY, &g, 1);
 	tc_ctl_recv(ctl_fd, units, sizeof(units), 30000);
-	c = tc_open(sockpath, "leaver", false);
-	for (k = 0; k < KIDCH; k++) {
-		CHECK(tc_acquire(c, units[k] * c->granularity, 0, ch, 4) == 1);
-		close(ch[0].fd);
-		ids[k] = ch[0].id;
-	}
+	c = nobody_takes("leaver", units, ids, KIDCH);
 	tc_ctl_send(ctl_fd, ids, sizeof(ids));
 	tc_ctl_recv(ctl_fd, &cmd, 1, 30000);
 	CHECK(cmd == 'R');
