@@ -31,6 +31,7 @@
 #include "vmmd.h"
 
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,12 +75,20 @@ static uint64_t				pool_unit;	/* chunk size unit */
 static uint64_t				pool_total;	/* device memory */
 static unsigned char			pool_uuid[16];
 static uint64_t				pool_next_id = 1;
-/* Every chunk by id: pool_nhash buckets (a power of two, doubled when the
- * chunks outnumber them, so a chain stays about one long), pool_hbits its
- * log2. */
-static struct vmmd_chunk		**pool_hash;
-static size_t				pool_nhash, pool_hcount;
-static unsigned				pool_hbits;
+/*
+ * A chained hash of 64-bit keys (entries embed a vmmd_hnode): 2^bits
+ * buckets, doubled when the entries outnumber them, so a chain stays about
+ * one long (without memory to grow, chains get longer: still correct).
+ * pool.c's four tables are these: chunks by id, chunks by fd key, and the
+ * two groups of free chunks (pool_groups).
+ */
+struct pool_htab {
+	struct vmmd_hnode	**b;
+	size_t			n, count;
+	unsigned		bits;
+};
+/* Every chunk by id. */
+static struct pool_htab			pool_ids;
 /*
  * Free chunks, indexed by size: bin i holds the chunks of i units, newest
  * first, and bit i of pool_map says it is not empty (pool_sum has a bit
@@ -96,30 +105,34 @@ static size_t				pool_nbins;
 static uint64_t				*pool_map, *pool_sum;
 static size_t				pool_nmap, pool_nsum;
 static struct vmmd_chunk_list		pool_age = TAILQ_HEAD_INITIALIZER(pool_age);
-static uint64_t				pool_nfree;
+static uint64_t				pool_nfree, pool_free_seq;
 static struct vmmd_chunk_list		pool_orph = TAILQ_HEAD_INITIALIZER(pool_orph);
 static uint64_t				pool_orph_bytes;
 #define POOL_NO_BIN			SIZE_MAX
 /*
- * The same free chunks by (last tenant, bin), for cross_tenant = recreate,
- * where a grant may take only its own tenant's chunks and those never lent
- * (tenant NULL): a bin full of other tenants' chunks was walked chunk by
- * chunk (1.6 ms a grant with 10^5 of them).  A list per pair that has free
- * chunks, newest first as its bin, in a hash doubled as pairs grow.  A
- * chunk is in one iff it is FREE and was entered (pool_free_insert and
- * pool_free_take, as the bins); if an entry could not be allocated,
- * pool_tb_off is set and grants walk the bins as before from then on.
+ * The same free chunks in two groupings, each a list per key that has free
+ * chunks (newest first, as the bins), in a hash of the keys:
+ *   POOL_BY_TENANT  (last tenant, bin), for cross_tenant = recreate, where
+ *                   a grant may take only its own tenant's chunks and those
+ *                   never lent (tenant NULL): a bin full of other tenants'
+ *                   chunks was walked chunk by chunk (1.6 ms a grant with
+ *                   10^5 of them), by fits, stitches and swaps;
+ *   POOL_BY_HOLDER  last holder (not yet orphans), so a session's end marks
+ *                   what it gave back as orphans without walking every
+ *                   free chunk.
+ * A chunk is in a group's list iff it is FREE and was entered
+ * (pool_free_insert and pool_free_take, as the bins).  If an entry could
+ * not be allocated, that group is off (pool_grp_off) and the code that
+ * reads it walks the free chunks as before from then on.
  */
-struct pool_tbin {
-	const struct vmmd_tenant	*tenant;
-	size_t				bin;
+enum { POOL_BY_TENANT, POOL_BY_HOLDER, POOL_NGROUPS };
+struct pool_group {
+	uint64_t			a, b;	/* the key: tenant, bin; or holder id, 0 */
 	struct vmmd_chunk_list		chunks;
-	struct pool_tbin		*next;		/* hash chain */
+	struct vmmd_hnode		h;
 };
-static struct pool_tbin			**pool_tbins;
-static size_t				pool_ntbins, pool_tbcount;
-static unsigned				pool_tbbits;
-static bool				pool_tb_off;
+static struct pool_htab			pool_groups[POOL_NGROUPS];
+static bool				pool_grp_off[POOL_NGROUPS];
 static struct vmmd_pool_totals		pool_t;
 /* A drain (vmmd_pool_drain): until pool_drain_until_ms, released chunks go
  * to the GPU while pool_drain_left bytes remain. */
@@ -136,16 +149,11 @@ static uint64_t				pool_drain_until_ms, pool_drain_left;
 static bool				pool_kind_known, pool_identity;
 static mode_t				pool_kind_type;
 static dev_t				pool_kind_dev, pool_kind_rdev;
-/* pool_nkeys buckets (a power of two, pool_kbits its log2), doubled when
- * the keyed chunks outnumber them, as the id hash. */
-static struct vmmd_chunk		**pool_keys;
-static size_t				pool_nkeys, pool_kcount;
-static unsigned				pool_kbits;
+static struct pool_htab			pool_keys;
 
 static void	pool_probe_fds(void);
 static int	pool_bins_init(void);
-static int	pool_hash_resize(unsigned);
-static int	pool_keys_resize(unsigned);
+static int	pool_ht_resize(struct pool_htab *, unsigned);
 static int	pool_driver_free(uint64_t *);
 
 /*
@@ -182,7 +190,7 @@ static uint64_t	pool_creating, pool_releasing;
 /* The GPU's free memory as vmmd last knew it, and when it asked. */
 static uint64_t	pool_free_cached, pool_free_when;
 static void	pool_bins_free(void);
-static void	pool_tbin_free(void);
+static void	pool_groups_free(void);
 
 /*
  * Recent demand, for adaptive idle return: bytes granted per 250 ms slot
@@ -374,8 +382,10 @@ vmmd_pool_init(const struct vmmd_config *c, char *err, size_t errlen)
 	pool_unit = gran * c->chunk_multiple;
 	pool_total = total;
 	if (pool_bins_init() != 0 ||
-	    (pool_hash == NULL && pool_hash_resize(POOL_HASH_MIN_BITS) != 0) ||
-	    (pool_keys == NULL && pool_keys_resize(POOL_HASH_MIN_BITS) != 0)) {
+	    (pool_ids.b == NULL && pool_ht_resize(&pool_ids,
+	    POOL_HASH_MIN_BITS) != 0) ||
+	    (pool_keys.b == NULL && pool_ht_resize(&pool_keys,
+	    POOL_HASH_MIN_BITS) != 0)) {
 		snprintf(err, errlen, "out of memory for the chunk tables");
 		return -1;
 	}
@@ -528,142 +538,164 @@ vmmd_pool_totals(struct vmmd_pool_totals *t)
 
 /* ---- chunk bookkeeping ----------------------------------------------------- */
 
-static struct vmmd_chunk **
-pool_bucket(uint64_t id)
+#define POOL_OF(p, type, member) \
+	((type *)(void *)((char *)(p) - offsetof(type, member)))
+
+static struct vmmd_hnode **
+pool_ht_bucket(const struct pool_htab *t, uint64_t key)
 {
-	return &pool_hash[(id * 0x9e3779b97f4a7c15ull) >> (64 - pool_hbits)];
+	return &t->b[(key * 0x9e3779b97f4a7c15ull) >> (64 - t->bits)];
 }
 
-/* Makes the id hash 2^bits buckets, moving every chunk; 0 or -1 (the
- * old table is kept). */
+/* Makes t 2^bits buckets, moving every entry; 0 or -1 (the old table is
+ * kept). */
 static int
-pool_hash_resize(unsigned bits)
+pool_ht_resize(struct pool_htab *t, unsigned bits)
 {
-	struct vmmd_chunk **old = pool_hash, *ch, *next, **b;
-	size_t oldn = pool_nhash, i;
+	struct vmmd_hnode **old = t->b, *e, *next, **b;
+	size_t oldn = t->n, i;
 
-	if ((pool_hash = calloc((size_t)1 << bits, sizeof(*pool_hash))) == NULL) {
-		pool_hash = old;
+	if ((t->b = calloc((size_t)1 << bits, sizeof(*t->b))) == NULL) {
+		t->b = old;
 		return -1;
 	}
-	pool_nhash = (size_t)1 << bits;
-	pool_hbits = bits;
+	t->n = (size_t)1 << bits;
+	t->bits = bits;
 	for (i = 0; i < oldn; i++) {
-		for (ch = old[i]; ch != NULL; ch = next) {
-			next = ch->hnext;
-			b = pool_bucket(ch->id);
-			ch->hnext = *b;
-			*b = ch;
+		for (e = old[i]; e != NULL; e = next) {
+			next = e->next;
+			b = pool_ht_bucket(t, e->key);
+			e->next = *b;
+			*b = e;
 		}
 	}
 	free(old);
 	return 0;
 }
 
-/* Enters a new chunk in the id hash (made by vmmd_pool_init), growing it
- * past one chunk a bucket (without memory to grow, chains get longer:
- * still correct). */
+/* Enters e under key, making the table or growing it past one entry a
+ * bucket; 0, or -1 if there is no table and none could be made. */
+static int
+pool_ht_add(struct pool_htab *t, struct vmmd_hnode *e, uint64_t key)
+{
+	struct vmmd_hnode **b;
+
+	if (t->b == NULL && pool_ht_resize(t, POOL_HASH_MIN_BITS) != 0)
+		return -1;
+	if (t->count >= t->n)
+		(void)pool_ht_resize(t, t->bits + 1);
+	e->key = key;
+	b = pool_ht_bucket(t, key);
+	e->next = *b;
+	*b = e;
+	t->count++;
+	return 0;
+}
+
+/* Takes e (entered) out of t. */
+static void
+pool_ht_remove(struct pool_htab *t, struct vmmd_hnode *e)
+{
+	struct vmmd_hnode **pp;
+
+	for (pp = pool_ht_bucket(t, e->key); *pp != e; pp = &(*pp)->next)
+		;
+	*pp = e->next;
+	t->count--;
+}
+
+/* The first entry under key, or NULL; the next one after e (pool_ht_next):
+ * keys may be shared, their owners tell their entries apart. */
+static struct vmmd_hnode *
+pool_ht_from(struct vmmd_hnode *e, uint64_t key)
+{
+	for (; e != NULL; e = e->next)
+		if (e->key == key)
+			return e;
+	return NULL;
+}
+
+static struct vmmd_hnode *
+pool_ht_first(const struct pool_htab *t, uint64_t key)
+{
+	return t->b == NULL ? NULL : pool_ht_from(*pool_ht_bucket(t, key), key);
+}
+
+static struct vmmd_hnode *
+pool_ht_next(const struct vmmd_hnode *e)
+{
+	return pool_ht_from(e->next, e->key);
+}
+
+static void
+pool_ht_free(struct pool_htab *t)
+{
+	free(t->b);
+	memset(t, 0, sizeof(*t));
+}
+
+/* Enters a new chunk in the id hash (made by vmmd_pool_init, so it
+ * cannot fail). */
 static void
 pool_hash_add(struct vmmd_chunk *ch)
 {
-	struct vmmd_chunk **b;
-
-	if (pool_hcount >= pool_nhash)
-		(void)pool_hash_resize(pool_hbits + 1);
-	b = pool_bucket(ch->id);
-	ch->hnext = *b;
-	*b = ch;
-	pool_hcount++;
+	(void)pool_ht_add(&pool_ids, &ch->hid, ch->id);
 }
 
 static void
 pool_hash_remove(struct vmmd_chunk *ch)
 {
-	struct vmmd_chunk **pp;
-
-	for (pp = pool_bucket(ch->id); *pp != ch; pp = &(*pp)->hnext)
-		;
-	*pp = ch->hnext;
-	pool_hcount--;
+	pool_ht_remove(&pool_ids, &ch->hid);
 }
 
-static struct vmmd_chunk **
-pool_key_bucket(dev_t dev, ino_t ino)
+static struct vmmd_chunk *
+pool_hash_find(uint64_t id)
 {
-	uint64_t h = ((uint64_t)dev * 0x9e3779b97f4a7c15ull) ^ (uint64_t)ino;
+	struct vmmd_hnode *e = pool_ht_first(&pool_ids, id);
 
-	return &pool_keys[(h * 0x9e3779b97f4a7c15ull) >> (64 - pool_kbits)];
+	return e == NULL ? NULL : POOL_OF(e, struct vmmd_chunk, hid);
 }
 
-/* Makes the key hash 2^bits buckets, moving every keyed chunk; 0 or -1
- * (the old table is kept). */
-static int
-pool_keys_resize(unsigned bits)
+/* The key of an exported fd's kernel object. */
+static uint64_t
+pool_key_of(dev_t dev, ino_t ino)
 {
-	struct vmmd_chunk **old = pool_keys, *ch, *next, **b;
-	size_t oldn = pool_nkeys, i;
-
-	if ((pool_keys = calloc((size_t)1 << bits, sizeof(*pool_keys))) == NULL) {
-		pool_keys = old;
-		return -1;
-	}
-	pool_nkeys = (size_t)1 << bits;
-	pool_kbits = bits;
-	for (i = 0; i < oldn; i++) {
-		for (ch = old[i]; ch != NULL; ch = next) {
-			next = ch->knext;
-			b = pool_key_bucket(ch->key_dev, ch->key_ino);
-			ch->knext = *b;
-			*b = ch;
-		}
-	}
-	free(old);
-	return 0;
+	return ((uint64_t)dev * 0x9e3779b97f4a7c15ull) ^ (uint64_t)ino;
 }
 
 static struct vmmd_chunk *
 pool_key_find(const struct stat *st)
 {
+	struct vmmd_hnode *e;
 	struct vmmd_chunk *ch;
 
-	for (ch = *pool_key_bucket(st->st_dev, st->st_ino); ch != NULL;
-	    ch = ch->knext)
+	for (e = pool_ht_first(&pool_keys, pool_key_of(st->st_dev,
+	    st->st_ino)); e != NULL; e = pool_ht_next(e)) {
+		ch = POOL_OF(e, struct vmmd_chunk, hkey);
 		if (ch->key_dev == st->st_dev && ch->key_ino == st->st_ino)
 			return ch;
+	}
 	return NULL;
 }
 
-/* Enters ch under its fd's key, growing the table past one chunk a bucket
- * (without memory to grow, chains get longer: still correct). */
+/* Enters ch under its fd's key (the table made by vmmd_pool_init). */
 static void
 pool_key_add(struct vmmd_chunk *ch, const struct stat *st)
 {
-	struct vmmd_chunk **b;
-
-	if (pool_kcount >= pool_nkeys)
-		(void)pool_keys_resize(pool_kbits + 1);
-	b = pool_key_bucket(st->st_dev, st->st_ino);
 	ch->keyed = true;
 	ch->key_dev = st->st_dev;
 	ch->key_ino = st->st_ino;
-	ch->knext = *b;
-	*b = ch;
-	pool_kcount++;
+	(void)pool_ht_add(&pool_keys, &ch->hkey, pool_key_of(st->st_dev,
+	    st->st_ino));
 }
 
 static void
 pool_key_remove(struct vmmd_chunk *ch)
 {
-	struct vmmd_chunk **pp;
-
 	if (!ch->keyed)
 		return;
-	for (pp = pool_key_bucket(ch->key_dev, ch->key_ino); *pp != ch;
-	    pp = &(*pp)->knext)
-		;
-	*pp = ch->knext;
+	pool_ht_remove(&pool_keys, &ch->hkey);
 	ch->keyed = false;
-	pool_kcount--;
 }
 
 /*
@@ -779,7 +811,7 @@ pool_bins_free(void)
 	pool_nbins = pool_nmap = pool_nsum = 0;
 	TAILQ_INIT(&pool_age);
 	pool_nfree = 0;
-	pool_tbin_free();
+	pool_groups_free();
 	TAILQ_INIT(&pool_orph);
 	pool_orph_bytes = 0;
 }
@@ -883,140 +915,115 @@ pool_bin_prev(size_t i)
 	return w * 64 + 63 - (size_t)__builtin_clzll(m);
 }
 
-/* ---- the free list by tenant -------------------------------------------- */
+/* ---- the free list by tenant, by holder ------------------------------------- */
 
 /* Forgets every list (the chunks are gone or being freed). */
 static void
-pool_tbin_free(void)
+pool_groups_free(void)
 {
-	struct pool_tbin *tb, *next;
+	struct vmmd_hnode *e, *next;
 	size_t i;
+	int g;
 
-	for (i = 0; i < pool_ntbins; i++)
-		for (tb = pool_tbins[i]; tb != NULL; tb = next) {
-			next = tb->next;
-			free(tb);
-		}
-	free(pool_tbins);
-	pool_tbins = NULL;
-	pool_ntbins = pool_tbcount = 0;
-	pool_tbbits = 0;
-	pool_tb_off = false;
-}
-
-static struct pool_tbin **
-pool_tbin_bucket(const struct vmmd_tenant *t, size_t bin)
-{
-	uint64_t k = ((uint64_t)(uintptr_t)t * 0x9e3779b97f4a7c15ull) ^
-	    ((uint64_t)bin * 0xc2b2ae3d27d4eb4full);
-
-	return &pool_tbins[(k * 0x9e3779b97f4a7c15ull) >> (64 - pool_tbbits)];
-}
-
-/* Doubles the hash (bits: the new log2 size); 0 or -1 (the old kept). */
-static int
-pool_tbin_resize(unsigned bits)
-{
-	struct pool_tbin **old = pool_tbins, *tb, *next, **b;
-	size_t oldn = pool_ntbins, i;
-
-	if ((pool_tbins = calloc((size_t)1 << bits, sizeof(*pool_tbins))) ==
-	    NULL) {
-		pool_tbins = old;
-		return -1;
+	for (g = 0; g < POOL_NGROUPS; g++) {
+		for (i = 0; i < pool_groups[g].n; i++)
+			for (e = pool_groups[g].b[i]; e != NULL; e = next) {
+				next = e->next;
+				free(POOL_OF(e, struct pool_group, h));
+			}
+		pool_ht_free(&pool_groups[g]);
+		pool_grp_off[g] = false;
 	}
-	pool_ntbins = (size_t)1 << bits;
-	pool_tbbits = bits;
-	for (i = 0; i < oldn; i++) {
-		for (tb = old[i]; tb != NULL; tb = next) {
-			next = tb->next;
-			b = pool_tbin_bucket(tb->tenant, tb->bin);
-			tb->next = *b;
-			*b = tb;
-		}
-	}
-	free(old);
-	return 0;
 }
 
-/* The list of tenant t's free chunks in bin, or NULL if it has none. */
-static struct pool_tbin *
-pool_tbin_find(const struct vmmd_tenant *t, size_t bin)
+/* The hash key of the list (a, b) of group g. */
+static uint64_t
+pool_group_key(uint64_t a, uint64_t b)
 {
-	struct pool_tbin *tb;
+	return (a * 0x9e3779b97f4a7c15ull) ^ (b * 0xc2b2ae3d27d4eb4full);
+}
 
-	if (pool_tbins == NULL)
-		return NULL;
-	for (tb = *pool_tbin_bucket(t, bin); tb != NULL; tb = tb->next)
-		if (tb->tenant == t && tb->bin == bin)
-			return tb;
+/* The list (a, b) of group g, or NULL if it has no free chunk. */
+static struct pool_group *
+pool_group_find(int g, uint64_t a, uint64_t b)
+{
+	struct vmmd_hnode *e;
+	struct pool_group *gr;
+
+	for (e = pool_ht_first(&pool_groups[g], pool_group_key(a, b));
+	    e != NULL; e = pool_ht_next(e)) {
+		gr = POOL_OF(e, struct pool_group, h);
+		if (gr->a == a && gr->b == b)
+			return gr;
+	}
 	return NULL;
 }
 
-/* Enters a chunk being put on the free list in its tenant's list. */
+/* Enters a chunk being put on the free list at the head of list (a, b)
+ * of group g. */
 static void
-pool_tbin_enter(struct vmmd_chunk *ch, size_t bin)
+pool_group_enter(struct vmmd_chunk *ch, int g, uint64_t a, uint64_t b)
 {
-	struct pool_tbin *tb, **b;
+	struct pool_group *gr;
 
-	ch->tbin = NULL;
-	if (pool_tb_off)
+	ch->grp[g] = NULL;
+	if (pool_grp_off[g])
 		return;
-	if ((tb = pool_tbin_find(ch->tenant, bin)) == NULL) {
-		if ((pool_tbins == NULL || pool_tbcount >= pool_ntbins) &&
-		    pool_tbin_resize(pool_tbins == NULL ? 8 :
-		    pool_tbbits + 1) != 0 && pool_tbins == NULL) {
-			pool_tb_off = true;
+	if ((gr = pool_group_find(g, a, b)) == NULL) {
+		if ((gr = calloc(1, sizeof(*gr))) == NULL ||
+		    pool_ht_add(&pool_groups[g], &gr->h,
+		    pool_group_key(a, b)) != 0) {
+			free(gr);
+			vmm_log_error("out of memory for the free list by %s: "
+			    "it is walked whole from now on",
+			    g == POOL_BY_TENANT ? "tenant" : "holder");
+			pool_grp_off[g] = true;
 			return;
 		}
-		if ((tb = calloc(1, sizeof(*tb))) == NULL) {
-			vmm_log_error("out of memory for the free list by "
-			    "tenant: grants walk the bins from now on");
-			pool_tb_off = true;
-			return;
-		}
-		tb->tenant = ch->tenant;
-		tb->bin = bin;
-		TAILQ_INIT(&tb->chunks);
-		b = pool_tbin_bucket(tb->tenant, bin);
-		tb->next = *b;
-		*b = tb;
-		pool_tbcount++;
+		gr->a = a;
+		gr->b = b;
+		TAILQ_INIT(&gr->chunks);
 	}
-	TAILQ_INSERT_HEAD(&tb->chunks, ch, tlink);
-	ch->tbin = tb;
+	TAILQ_INSERT_HEAD(&gr->chunks, ch, glink[g]);
+	ch->grp[g] = gr;
 }
 
-/* Takes a chunk leaving the free list off its tenant's list. */
+/* Takes a chunk off its list of group g, if on one. */
 static void
-pool_tbin_leave(struct vmmd_chunk *ch)
+pool_group_leave(struct vmmd_chunk *ch, int g)
 {
-	struct pool_tbin *tb = ch->tbin, **pp;
+	struct pool_group *gr = ch->grp[g];
 
-	if (tb == NULL)
+	if (gr == NULL)
 		return;
-	TAILQ_REMOVE(&tb->chunks, ch, tlink);
-	ch->tbin = NULL;
-	if (!TAILQ_EMPTY(&tb->chunks))
+	TAILQ_REMOVE(&gr->chunks, ch, glink[g]);
+	ch->grp[g] = NULL;
+	if (!TAILQ_EMPTY(&gr->chunks))
 		return;
-	for (pp = pool_tbin_bucket(tb->tenant, tb->bin); *pp != tb;
-	    pp = &(*pp)->next)
-		;
-	*pp = tb->next;
-	pool_tbcount--;
-	free(tb);
+	pool_ht_remove(&pool_groups[g], &gr->h);
+	free(gr);
+}
+
+/* Tenant t's free chunks in bin, newest first, or NULL if none. */
+static struct vmmd_chunk_list *
+pool_tbin(const struct vmmd_tenant *t, size_t bin)
+{
+	struct pool_group *gr = pool_group_find(POOL_BY_TENANT,
+	    (uint64_t)(uintptr_t)t, bin);
+
+	return gr == NULL ? NULL : &gr->chunks;
 }
 
 /* The newest of tenant t's free chunks in bin no smaller than want. */
 static struct vmmd_chunk *
 pool_tbin_first(const struct vmmd_tenant *t, size_t bin, uint64_t want)
 {
-	struct pool_tbin *tb = pool_tbin_find(t, bin);
+	struct vmmd_chunk_list *l = pool_tbin(t, bin);
 	struct vmmd_chunk *ch;
 
-	if (tb == NULL)
+	if (l == NULL)
 		return NULL;
-	TAILQ_FOREACH(ch, &tb->chunks, tlink)
+	TAILQ_FOREACH(ch, l, glink[POOL_BY_TENANT])
 		if (ch->size >= want)
 			return ch;
 	return NULL;
@@ -1031,11 +1038,16 @@ pool_free_insert(struct vmmd_chunk *ch)
 	ch->state = VMMD_CHUNK_FREE;
 	ch->holder = NULL;
 	ch->idle_since_ms = vmm_now_ms();
+	ch->free_seq = ++pool_free_seq;
 	if (TAILQ_EMPTY(&pool_bin[i]))
 		pool_bin_mark(i, true);
 	TAILQ_INSERT_HEAD(&pool_bin[i], ch, link);
 	TAILQ_INSERT_TAIL(&pool_age, ch, alink);
-	pool_tbin_enter(ch, i);
+	pool_group_enter(ch, POOL_BY_TENANT, (uint64_t)(uintptr_t)ch->tenant, i);
+	if (ch->last_holder != 0 && !ch->orphan)
+		pool_group_enter(ch, POOL_BY_HOLDER, ch->last_holder, 0);
+	else
+		ch->grp[POOL_BY_HOLDER] = NULL;
 	if (ch->orphan) {
 		TAILQ_INSERT_TAIL(&pool_orph, ch, olink);
 		pool_orph_bytes += ch->size;
@@ -1054,7 +1066,8 @@ pool_free_take(struct vmmd_chunk *ch)
 	if (TAILQ_EMPTY(&pool_bin[i]))
 		pool_bin_mark(i, false);
 	TAILQ_REMOVE(&pool_age, ch, alink);
-	pool_tbin_leave(ch);
+	pool_group_leave(ch, POOL_BY_TENANT);
+	pool_group_leave(ch, POOL_BY_HOLDER);
 	if (ch->orphan) {
 		TAILQ_REMOVE(&pool_orph, ch, olink);
 		pool_orph_bytes -= ch->size;
@@ -1292,30 +1305,27 @@ walk_all:
 void
 vmmd_pool_shutdown(void)
 {
-	struct vmmd_chunk *ch, *next;
+	struct vmmd_hnode *e, *next;
+	struct vmmd_chunk *ch;
 	size_t i;
 
 	/* Every holder is closed by now: creates still on the worker end in
 	 * the pool, to be released below with the rest. */
 	vmmd_worker_stop();
-	for (i = 0; i < pool_nhash; i++) {
-		for (ch = pool_hash[i]; ch != NULL; ch = next) {
-			next = ch->hnext;
+	/* The lists first: they point into the chunks. */
+	pool_bins_free();
+	for (i = 0; i < pool_ids.n; i++) {
+		for (e = pool_ids.b[i]; e != NULL; e = next) {
+			next = e->next;
+			ch = POOL_OF(e, struct vmmd_chunk, hid);
 			vmmd_export_forget(ch);
 			cuMemRelease(ch->handle);
 			vmmd_tenant_put(ch->tenant);
 			free(ch);
 		}
 	}
-	free(pool_hash);
-	pool_hash = NULL;
-	pool_nhash = pool_hcount = 0;
-	pool_hbits = 0;
-	free(pool_keys);
-	pool_keys = NULL;
-	pool_nkeys = pool_kcount = 0;
-	pool_kbits = 0;
-	pool_bins_free();
+	pool_ht_free(&pool_ids);
+	pool_ht_free(&pool_keys);
 	memset(&pool_t, 0, sizeof(pool_t));
 	pool_drain_left = 0;
 }
@@ -1389,6 +1399,82 @@ pool_usable(const struct vmmd_chunk *ch, const struct vmmd_holder *h)
 
 /* ---- grants --------------------------------------------------------------------- */
 
+/* The chunk with the lower free_seq first: a min-heap of n chunks, the
+ * one at i sifted down. */
+static void
+pool_heap_down(struct vmmd_chunk **hp, size_t n, size_t i)
+{
+	struct vmmd_chunk *t;
+	size_t c;
+
+	for (; (c = 2 * i + 1) < n; i = c) {
+		if (c + 1 < n && hp[c + 1]->free_seq < hp[c]->free_seq)
+			c++;
+		if (hp[i]->free_seq <= hp[c]->free_seq)
+			break;
+		t = hp[i];
+		hp[i] = hp[c];
+		hp[c] = t;
+	}
+}
+
+/*
+ * pool_swap_idle from the lists by (tenant, bin): the same chunks in the
+ * same order (oldest first, free_seq being pool_age's order), merged from
+ * the oldest end of every list that holds chunks the request could not
+ * use, so the chunks it could use (its own tenant's of a size within
+ * [below, above]) are never stepped over one by one.  The cost is one
+ * look at each (tenant, size) present plus a heap step per chunk given
+ * back.  0, or -1 (no memory for the heap, the lists off: walk pool_age).
+ */
+static int
+pool_swap_lists(const struct vmmd_holder *h, uint64_t bytes, uint64_t below,
+    uint64_t above)
+{
+	static struct vmmd_chunk **hp;
+	static size_t cap;
+	const struct pool_htab *t = &pool_groups[POOL_BY_TENANT];
+	struct vmmd_chunk *ch, *prev;
+	struct vmmd_hnode *e;
+	size_t n = 0, i;
+
+	if (pool_grp_off[POOL_BY_TENANT])
+		return -1;
+	if (t->count > cap) {
+		struct vmmd_chunk **v = realloc(hp, t->count * sizeof(*v));
+
+		if (v == NULL)
+			return -1;
+		hp = v;
+		cap = t->count;
+	}
+	for (i = 0; i < t->n; i++)
+		for (e = t->b[i]; e != NULL; e = e->next) {
+			ch = TAILQ_LAST(&POOL_OF(e, struct pool_group,
+			    h)->chunks, vmmd_chunk_list);
+			/* All of a list are of one size and tenant. */
+			if (ch->size >= below && ch->size <= above &&
+			    pool_usable(ch, h))
+				continue;
+			hp[n++] = ch;
+		}
+	for (i = n / 2; i-- > 0;)
+		pool_heap_down(hp, n, i);
+	while (n > 0 && bytes > 0) {
+		ch = hp[0];
+		/* Before the take: the list may go with its last. */
+		prev = TAILQ_PREV(ch, vmmd_chunk_list, glink[POOL_BY_TENANT]);
+		hp[0] = prev != NULL ? prev : hp[--n];
+		pool_heap_down(hp, n, 0);
+		pool_free_take(ch);
+		bytes = ch->size >= bytes ? 0 : bytes - ch->size;
+		if (!pool_usable(ch, h))
+			vmmd_stats.tenant_swaps++;
+		pool_destroy(ch);
+	}
+	return 0;
+}
+
 /* Gives back to the GPU up to bytes of idle chunks outside [below, above],
  * oldest first: when the pool had to grow, chunks the request could not
  * use (too small to stitch, too big to fit) are swapped for the new chunk
@@ -1401,6 +1487,8 @@ pool_swap_idle(const struct vmmd_holder *h, uint64_t bytes, uint64_t below,
 {
 	struct vmmd_chunk *ch, *next;
 
+	if (pool_swap_lists(h, bytes, below, above) == 0)
+		return;
 	/* One pass over the free chunks, oldest first: only those this
 	 * request could not use (too small to stitch, too big to fit, or
 	 * another tenant's). */
@@ -1469,6 +1557,76 @@ pool_unpick(struct vmmd_chunk **v, size_t n)
 		pool_free_insert(v[--n]);
 }
 
+/* Whether grants look only at their tenant's lists of free chunks (and
+ * those never lent), never at another tenant's chunk. */
+static bool
+pool_by_tenant(void)
+{
+	return vmmd_cfg.cross_tenant != VMMD_CROSS_REUSE &&
+	    !pool_grp_off[POOL_BY_TENANT];
+}
+
+/* The bin below i to look at next while what is still missing is left:
+ * the largest non-empty one no larger than either, or POOL_NO_BIN. */
+static size_t
+pool_bin_below(size_t i, uint64_t left)
+{
+	size_t j = pool_bin_of(left);
+
+	if (i == 0)
+		return POOL_NO_BIN;
+	return pool_bin_prev(j < i - 1 ? j : i - 1);
+}
+
+/*
+ * pool_pick_stitch where only h's tenant's chunks and those never lent
+ * are usable (pool_by_tenant): the same chunks in the same order (bins
+ * from the largest no larger than want down, each oldest first), from the
+ * two tenants' lists of each non-empty bin, merged by free_seq, so another
+ * tenant's chunks are never stepped over one by one.  Every free chunk is
+ * a whole number of units (created so; Adopt refuses other sizes), so the
+ * chunks of a bin are all of one size.
+ */
+static size_t
+pool_pick_own(const struct vmmd_holder *h, uint64_t want, uint64_t min_piece,
+    struct vmmd_chunk **v, size_t max, uint64_t *got)
+{
+	struct vmmd_chunk_list *l;
+	struct vmmd_chunk *a, *b, *ch;
+	size_t n = 0, i;
+	bool from_a;
+
+	for (i = pool_bin_prev(pool_bin_of(want)); i != POOL_NO_BIN && n < max;
+	    i = pool_bin_below(i, want - *got)) {
+		if ((uint64_t)i * pool_unit < min_piece)
+			break;		/* all the rest are smaller */
+		l = pool_tbin(h->tenant, i);
+		a = l == NULL ? NULL : TAILQ_LAST(l, vmmd_chunk_list);
+		l = h->tenant == NULL ? NULL : pool_tbin(NULL, i);
+		b = l == NULL ? NULL : TAILQ_LAST(l, vmmd_chunk_list);
+		while ((a != NULL || b != NULL) && n < max) {
+			from_a = b == NULL || (a != NULL &&
+			    a->free_seq < b->free_seq);
+			ch = from_a ? a : b;
+			if (ch->size > want - *got)
+				break;	/* the next bin that fits */
+			/* Before the take: the list may go with its last. */
+			if (from_a)
+				a = TAILQ_PREV(ch, vmmd_chunk_list,
+				    glink[POOL_BY_TENANT]);
+			else
+				b = TAILQ_PREV(ch, vmmd_chunk_list,
+				    glink[POOL_BY_TENANT]);
+			pool_free_take(ch);
+			v[n++] = ch;
+			*got += ch->size;
+			if (*got == want)
+				return n;
+		}
+	}
+	return n;
+}
+
 /* Picks free chunks no smaller than min_piece (and each no larger than what
  * is still wanted), largest first, up to max; returns how many. */
 static size_t
@@ -1479,6 +1637,8 @@ pool_pick_stitch(const struct vmmd_holder *h, uint64_t want,
 	size_t n = 0, i;
 
 	*got = 0;
+	if (pool_by_tenant())
+		return pool_pick_own(h, want, min_piece, v, max, got);
 	/* From the largest bin no larger than what is still missing: the
 	 * bins above it hold nothing this request could take. */
 	i = pool_bin_prev(pool_bin_of(want));
@@ -1575,7 +1735,8 @@ pool_fit(const struct vmmd_holder *h, struct pool_pick *p, uint64_t slack)
 	/* Only the tenant's own chunks and those never lent are usable:
 	 * their lists, per non-empty bin from want up (others' chunks are
 	 * never looked at).  Of the two, the newer, as the bin's order. */
-	if (vmmd_cfg.cross_tenant != VMMD_CROSS_REUSE && !pool_tb_off) {
+	if (vmmd_cfg.cross_tenant != VMMD_CROSS_REUSE &&
+	    !pool_grp_off[POOL_BY_TENANT]) {
 		for (i = pool_bin_next(pool_bin_of(p->want)); i != POOL_NO_BIN;
 		    i = pool_bin_next(i + 1)) {
 			ch = pool_tbin_first(h->tenant, i, p->want);
@@ -2035,11 +2196,8 @@ vmmd_pool_ungrant(struct vmmd_chunk **chunks, size_t n)
 struct vmmd_chunk *
 vmmd_pool_held(struct vmmd_holder *h, uint64_t id)
 {
-	struct vmmd_chunk *ch;
+	struct vmmd_chunk *ch = pool_hash_find(id);
 
-	for (ch = *pool_bucket(id); ch != NULL; ch = ch->hnext)
-		if (ch->id == id)
-			break;
 	if (ch == NULL || ch->state != VMMD_CHUNK_LENT || ch->holder != h)
 		return NULL;
 	return ch;
@@ -2112,22 +2270,45 @@ vmmd_pool_ipc_unhold(struct vmmd_chunk *ch)
 	pool_put(ch);
 }
 
+/* A free chunk becomes an orphan (off its holder's list). */
+static void
+pool_orphan_mark(struct vmmd_chunk *ch)
+{
+	pool_group_leave(ch, POOL_BY_HOLDER);
+	ch->orphan = true;
+	TAILQ_INSERT_TAIL(&pool_orph, ch, olink);
+	pool_orph_bytes += ch->size;
+}
+
 /* h's process is gone (or h closed holding nothing): the free chunks it
- * gave back earlier are orphans too, as those it still held.  One walk of
- * the free chunks per session end, none per grant. */
+ * gave back earlier are orphans too, as those it still held: those on
+ * its list, in as many steps as there are. */
 static void
 pool_orphan_released(const struct vmmd_holder *h)
 {
+	struct pool_group *gr;
 	struct vmmd_chunk *ch;
 
 	if (h->id == 0)
 		return;
-	TAILQ_FOREACH(ch, &pool_age, alink) {
-		if (ch->last_holder != h->id || ch->orphan)
-			continue;
-		ch->orphan = true;
-		TAILQ_INSERT_TAIL(&pool_orph, ch, olink);
-		pool_orph_bytes += ch->size;
+	if (pool_grp_off[POOL_BY_HOLDER]) {
+		TAILQ_FOREACH(ch, &pool_age, alink)
+			if (ch->last_holder == h->id && !ch->orphan)
+				pool_orphan_mark(ch);
+		return;
+	}
+	/* Its list holds them newest first: oldest first onto pool_orph,
+	 * as the walk of pool_age above. */
+	if ((gr = pool_group_find(POOL_BY_HOLDER, h->id, 0)) == NULL)
+		return;
+	for (;;) {
+		bool last;
+
+		ch = TAILQ_LAST(&gr->chunks, vmmd_chunk_list);
+		last = ch == TAILQ_FIRST(&gr->chunks);
+		pool_orphan_mark(ch);	/* the list goes with its last */
+		if (last)
+			break;
 	}
 }
 

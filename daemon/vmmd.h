@@ -193,6 +193,13 @@ struct vmmd_session;
 
 struct vmmd_holder;
 
+/* An entry of one of pool.c's hash tables: the next in its chain, and
+ * its key. */
+struct vmmd_hnode {
+	struct vmmd_hnode		*next;
+	uint64_t			key;
+};
+
 struct vmmd_chunk {
 	uint64_t			id;
 	CUmemGenericAllocationHandle	handle;
@@ -218,6 +225,9 @@ struct vmmd_chunk {
 	int				xfd;
 	TAILQ_ENTRY(vmmd_chunk)		xlink;	/* export.c's list, if xkept */
 	uint64_t			idle_since_ms;
+	/* FREE: its place in the order chunks entered the free list (pool.c:
+	 * a bin, newest first, is in decreasing order of it). */
+	uint64_t			free_seq;
 	/* Legacy IPC (ipc.c): importers that map it now; the lease, bumped
 	 * each time its holder gives it back, so an export made before
 	 * cannot be opened after; whether an importer of another tenant
@@ -232,13 +242,14 @@ struct vmmd_chunk {
 	uint64_t			last_holder;	/* its id (0: none) */
 	TAILQ_ENTRY(vmmd_chunk)		link;	/* free bin or holder's list */
 	TAILQ_ENTRY(vmmd_chunk)		alink;	/* free chunks by age (FREE) */
-	/* FREE: its tenant's list of its size (pool.c's tenant bins), if
-	 * entered there; NULL otherwise. */
-	struct pool_tbin		*tbin;
-	TAILQ_ENTRY(vmmd_chunk)		tlink;
+	/* FREE: the lists of free chunks it is on in pool.c's groups (by
+	 * tenant and size, by last holder), if entered there; NULL
+	 * otherwise. */
+	struct pool_group		*grp[2];
+	TAILQ_ENTRY(vmmd_chunk)		glink[2];
 	TAILQ_ENTRY(vmmd_chunk)		olink;	/* free orphans by age */
-	struct vmmd_chunk		*hnext;	/* id hash chain */
-	struct vmmd_chunk		*knext;	/* key hash chain */
+	struct vmmd_hnode		hid;	/* in the id hash */
+	struct vmmd_hnode		hkey;	/* in the key hash, if keyed */
 };
 
 TAILQ_HEAD(vmmd_chunk_list, vmmd_chunk);

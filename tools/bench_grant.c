@@ -102,6 +102,9 @@
 #define BENCH_SCALE_OTHER_BASE	17
 #define BENCH_SCALE_OTHER_ASKS	64
 #define BENCH_SCALE_OTHER_UID	65534
+/* Sessions opened and closed, holding nothing, a --scale stage: each end
+ * marks what the session gave back as orphans. */
+#define BENCH_SCALE_ENDS	500
 /* A cold create's size, granules: more than max_pieces (64) of the
  * largest idle chunks (BENCH_SCALE_SIZES) can stitch, distinct per stage
  * and create (sizes grow, so none fits an earlier one). */
@@ -1247,10 +1250,11 @@ ids_push(uint64_t **ids, size_t *n, size_t *cap, uint64_t id)
 	return 0;
 }
 
-/* Acquires bytes; appends the grant's chunk ids, closes its fds; 0/-1. */
+/* Acquires bytes with Acquire.flags; appends the grant's chunk ids,
+ * closes its fds; 0/-1. */
 static int
-scale_acquire(struct bench_client *c, uint64_t bytes, uint64_t **ids,
-    size_t *n, size_t *cap)
+scale_acquire_flags(struct bench_client *c, uint64_t bytes, unsigned flags,
+    uint64_t **ids, size_t *n, size_t *cap)
 {
 	Vmm__Acquire a = VMM__ACQUIRE__INIT;
 	Vmm__Envelope env = vmm_frame_env_acquire(&a);
@@ -1260,6 +1264,7 @@ scale_acquire(struct bench_client *c, uint64_t bytes, uint64_t **ids,
 	int fd, rc = 0;
 
 	a.bytes = bytes;
+	a.flags = flags;
 	if (bc_call(c, &env, &m) != 0)
 		return -1;
 	g = vmm_frame_msg_env(m)->grant;
@@ -1271,6 +1276,13 @@ scale_acquire(struct bench_client *c, uint64_t bytes, uint64_t **ids,
 	}
 	vmm_frame_msg_free(m);
 	return rc;
+}
+
+static int
+scale_acquire(struct bench_client *c, uint64_t bytes, uint64_t **ids,
+    size_t *n, size_t *cap)
+{
+	return scale_acquire_flags(c, bytes, 0, ids, n, cap);
 }
 
 /*
@@ -1380,9 +1392,90 @@ scale_other(struct bench_client *c, const char *sock, long idle, size_t stage)
 	    (double)(cpu1 - cpu0) / BENCH_SCALE_OTHER_ASKS,
 	    BENCH_SCALE_OTHER_ASKS);
 	fflush(stdout);
+	/* Stitched grants just larger than their largest: the pool would
+	 * stitch this tenant's idle chunks of their sizes (it has none, and
+	 * may not take theirs), so each creates. */
+	cpu0 = daemon_cpu_us();
+	for (i = 0; i < BENCH_SCALE_OTHER_ASKS; i++)
+		if (scale_acquire_flags(c, c->granularity * (base +
+		    BENCH_SCALE_SIZES + (uint64_t)(i % BENCH_SCALE_SIZES)),
+		    VMM__ACQUIRE_FLAG__ACQUIRE_FLAG_ALLOW_STITCH, &ids, &n,
+		    &cap) != 0)
+			goto out;
+	cpu1 = daemon_cpu_us();
+	printf("# other tenant with %ld idle chunks: vmmd CPU %.1f us per "
+	    "stitched grant larger than their sizes (each creates; %d "
+	    "grants)\n", m, (double)(cpu1 - cpu0) / BENCH_SCALE_OTHER_ASKS,
+	    BENCH_SCALE_OTHER_ASKS);
+	fflush(stdout);
 	rc = scale_release(c, ids, n);
 out:
 	free(ids);
+	return rc;
+}
+
+/* vmmd's sessions now (a stats page); -1 on error. */
+static long
+scale_sessions(struct bench_client *adm)
+{
+	Vmm__StatsRequest q = VMM__STATS_REQUEST__INIT;
+	Vmm__Envelope env = vmm_frame_env_stats_request(&q);
+	struct vmm_frame_msg *m;
+	const Vmm__StatsReply *r;
+	long n;
+
+	if (bc_call(adm, &env, &m) != 0)
+		return -1;
+	r = vmm_frame_msg_env(m)->stats_reply;
+	n = r == NULL ? -1 : (long)r->sessions_total;
+	vmm_frame_msg_free(m);
+	return n;
+}
+
+/*
+ * Session ends with the stage's idle chunks pooled (by another session):
+ * BENCH_SCALE_ENDS sessions connect holding nothing, then all close; vmmd
+ * CPU per end, from the first close until vmmd counts them gone (what a
+ * session gave back becomes orphans at its end).
+ */
+static int
+scale_ends(struct bench_client *adm, const char *sock, long idle)
+{
+	struct bench_client *v;
+	uint64_t cpu0, cpu1;
+	long base;
+	int i = 0, k, rc = -1;
+
+	if ((v = calloc(BENCH_SCALE_ENDS, sizeof(*v))) == NULL)
+		return -1;
+	if ((base = scale_sessions(adm)) < 0)
+		goto out;
+	for (i = 0; i < BENCH_SCALE_ENDS; i++)
+		if (bc_open(&v[i], sock, false) != 0)
+			goto out;
+	cpu0 = daemon_cpu_us();
+	for (k = 0; k < BENCH_SCALE_ENDS; k++)
+		bc_close(&v[k]);
+	for (k = 0; k < 1000 && scale_sessions(adm) > base; k++) {
+		struct timespec ts = { 0, 5000000 };
+
+		nanosleep(&ts, NULL);
+	}
+	cpu1 = daemon_cpu_us();
+	if (scale_sessions(adm) > base) {
+		bench_warn("vmmd did not see %d sessions end", BENCH_SCALE_ENDS);
+		goto out;
+	}
+	printf("# session ends with %ld idle chunks: vmmd CPU %.1f us each "
+	    "(%d sessions, holding nothing)\n", idle,
+	    (double)(cpu1 - cpu0) / BENCH_SCALE_ENDS, BENCH_SCALE_ENDS);
+	fflush(stdout);
+	rc = 0;
+out:
+	for (; i > 0; i--)
+		if (v[i - 1].s != NULL)
+			bc_close(&v[i - 1]);
+	free(v);
 	return rc;
 }
 
@@ -1567,7 +1660,8 @@ scale_run(const struct bench_opts *o, const char *sock)
 		    scale_cold(&filler, o->scale[st], st) != 0)
 			goto out;
 		scale_quiet(o->scale[st]);
-		if (scale_other(&filler, sock, o->scale[st], st) != 0)
+		if (scale_ends(&adm, sock, o->scale[st]) != 0 ||
+		    scale_other(&filler, sock, o->scale[st], st) != 0)
 			goto out;
 		for (; ncrowd < BENCH_SCALE_CLIENTS - 1; ncrowd++)
 			if (bc_open(&crowd[ncrowd], sock, false) != 0)
@@ -1680,7 +1774,10 @@ usage(FILE *f)
 	    "                     each, and the time of a full stats read (all\n"
 	    "                     pages of sessions) with them; per N also vmmd\n"
 	    "                     CPU per chunk acquired and released (N lent),\n"
-	    "                     cold creates with N idle, and vmmd's open fds\n"
+	    "                     cold creates with N idle, session ends with N\n"
+	    "                     idle, plain and stitched grants another\n"
+	    "                     tenant's idle chunks cannot serve (as root),\n"
+	    "                     and vmmd's open fds\n"
 	    "                     (the emulator runs with CUEMU_PHANTOM=1 and\n"
 	    "                     CUEMU_GRANULARITY_KB=" BENCH_SCALE_GRAN_KB ": no fd or\n"
 	    "                     memory per chunk; N up to 10^6)\n"
