@@ -49,7 +49,8 @@ client_atfork_child(void)
 
 /*
  * Called by large.c just before it asks vmmd of device dev for bytes of new
- * memory (its own cache could not serve them): the medium heap's idle pages
+ * memory (its own cache could not serve them, nor could vmmd's idle memory
+ * alone: Acquire.no_create was answered WOULD_CREATE): the medium heap's idle pages
  * of that device go back to vmmd first, at most bytes of them, so that
  * vmmd stitches them into the grant (its policy: idle chunks before new
  * ones) instead of creating more while they sit unused here.  A counter
@@ -65,6 +66,15 @@ client_before_large_acquire(int dev, uint64_t bytes)
 {
 	if (vmmc_medium_cached() > 0)
 		(void)vmmc_medium_trim_dev(dev, bytes);
+}
+
+/* What client_before_large_acquire could give back (a counter look, no
+ * lock; the heap's idle pages of every device). */
+static uint64_t
+client_idle_for_large(int dev)
+{
+	(void)dev;
+	return vmmc_medium_cached();
 }
 
 /*
@@ -100,7 +110,8 @@ client_setup(void)
 	vmmc_settings_get();
 	/* Only a new daemon instance is told what we map (conn.c). */
 	vmmc_conn_on_new_daemon(vmmc_adopt_all);
-	vmmc_large_on_acquire(client_before_large_acquire);
+	vmmc_large_on_acquire(client_idle_for_large,
+	    client_before_large_acquire);
 	vmmc_medium_on_acquire(client_before_medium_acquire);
 	pthread_atfork(NULL, NULL, client_atfork_child);
 	__atomic_store_n(&client_ready, 1, __ATOMIC_RELEASE);

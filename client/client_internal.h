@@ -379,11 +379,14 @@ int	vmmc_large_range(const void *p, void **base, size_t *size);
  * Returns bytes given back. */
 uint64_t vmmc_large_trim(uint64_t target, uint64_t older_ms,
 	    uint64_t recall_id);
-/* Registers what runs just before large.c asks vmmd of device dev for
- * bytes of new memory (its own cache could not serve them), no large.c
- * lock held: client.c gives the other allocators' idle memory back there,
- * so that vmmd stitches it into the grant instead of creating more. */
-void	vmmc_large_on_acquire(void (*fn)(int dev, uint64_t bytes));
+/* Registers how large.c, about to ask vmmd of device dev for bytes (its
+ * own cache could not serve them), sees and gives back the other
+ * allocators' idle memory, no large.c lock held: idle(dev) is a cheap look
+ * at how much they hold; give(dev, bytes) gives back up to bytes of it, so
+ * that vmmd stitches it into the grant instead of creating more.  large.c
+ * gives only where vmmd's own idle memory would not serve the request. */
+void	vmmc_large_on_acquire(uint64_t (*idle)(int dev),
+	    void (*give)(int dev, uint64_t bytes));
 /* Bytes of cached large allocations (no lock: a cheap look). */
 uint64_t vmmc_large_cached(void);
 /* Hands over the chunks of cached allocations of device dev whose every

@@ -339,12 +339,15 @@ large_giveback(struct vmmc_conn *c, struct vmmc_grant_chunk *g, size_t n)
 	vmmc_conn_release(c, ids, n, 0);
 }
 
-static void	(*large_on_acquire_fn)(int dev, uint64_t bytes);
+static uint64_t	(*large_idle_fn)(int dev);
+static void	(*large_give_fn)(int dev, uint64_t bytes);
 
 void
-vmmc_large_on_acquire(void (*fn)(int dev, uint64_t bytes))
+vmmc_large_on_acquire(uint64_t (*idle)(int dev),
+    void (*give)(int dev, uint64_t bytes))
 {
-	__atomic_store_n(&large_on_acquire_fn, fn, __ATOMIC_RELEASE);
+	__atomic_store_n(&large_give_fn, give, __ATOMIC_RELEASE);
+	__atomic_store_n(&large_idle_fn, idle, __ATOMIC_RELEASE);
 }
 
 /* Asks vmmd for bytes, stitched from pieces no smaller than frag_ratio of
@@ -360,17 +363,29 @@ large_acquire(int dev, struct vmmc_conn *c, uint64_t bytes,
 	uint64_t min_piece = round_up((uint64_t)(st->frag_ratio * (double)bytes),
 	    gran);
 	unsigned flags = VMM__ACQUIRE_FLAG__ACQUIRE_FLAG_ALLOW_STITCH;
-	void (*fn)(int, uint64_t) = __atomic_load_n(&large_on_acquire_fn,
+	uint64_t (*idle)(int) = __atomic_load_n(&large_idle_fn,
 	    __ATOMIC_ACQUIRE);
-
-	/* The process's idle memory elsewhere (the medium heap's pages) back
-	 * to vmmd first: stitched into this grant, not left idle beside it. */
-	if (fn != NULL)
-		fn(dev, bytes);
+	void (*give)(int, uint64_t) = __atomic_load_n(&large_give_fn,
+	    __ATOMIC_ACQUIRE);
+	int n;
 
 	/* min_piece 0 alone would mean "the daemon's choice". */
 	if (min_piece == 0)
 		flags |= VMM__ACQUIRE_FLAG__ACQUIRE_FLAG_IGNORE_FRAG_RATIO;
+	/* The process's idle memory elsewhere (the medium heap's pages) goes
+	 * back to vmmd only where vmmd's idle memory would not do
+	 * (Acquire.no_create first): then it is stitched into this grant
+	 * rather than left idle beside new memory.  Where vmmd's idle memory
+	 * does, the heap keeps its pages for its next blocks, which would
+	 * otherwise take them back from vmmd (an older vmmd ignores the flag
+	 * and grants as ever). */
+	if (idle != NULL && give != NULL && idle(dev) > 0) {
+		n = vmmc_conn_acquire(c, bytes, flags | VMMC_ACQUIRE_NO_CREATE,
+		    min_piece, g, LARGE_MAX_GRANT);
+		if (n != VMMC_EWOULD_CREATE)
+			return n;
+		give(dev, bytes);
+	}
 	return vmmc_conn_acquire(c, bytes, flags, min_piece, g, LARGE_MAX_GRANT);
 }
 

@@ -310,7 +310,9 @@ vmmd_session_error(struct vmmd_session *s, uint64_t rid, Vmm__ErrorCode code,
 	err.code = code;
 	err.message = buf;
 	env = vmm_frame_env_error(&err);
-	vmmd_stats.failures++;
+	/* An answer to Acquire.no_create is not a failure: would_create. */
+	if (code != VMM__ERROR_CODE__ERROR_CODE_WOULD_CREATE)
+		vmmd_stats.failures++;
 	vmm_log_debug("session %" PRIu64 ": error %d: %s", s->id, (int)code, buf);
 	return session_send(s, &env, NULL, 0);
 }

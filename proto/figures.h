@@ -89,7 +89,7 @@ struct vmm_pool_figures {
 	X(gpu_releases, "chunks given back to the GPU")                      \
 	X(gpu_release_bytes, "bytes given back to the GPU")                  \
 	X(oom_recoveries, "out-of-memory recovered by freeing idle chunks")  \
-	X(failures, "requests answered with an error")                       \
+	X(failures, "requests answered with an error, but would_create")    \
 	X(oom_failures, "Acquire failed: out of memory")                     \
 	X(quota_failures, "Acquire failed: over quota")                      \
 	X(bad_peers, "sessions closed for a protocol fault")                 \

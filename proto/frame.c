@@ -261,9 +261,8 @@ acquire_ok(const Vmm__Acquire *m)
 	    /* up_to: one chunk of bytes..up_to, never with exact or stitch */
 	    (m->up_to == 0 || (m->up_to >= m->bytes && !m->exact &&
 	    !(m->flags & VMM__ACQUIRE_FLAG__ACQUIRE_FLAG_ALLOW_STITCH))) &&
-	    /* no_create: likewise one chunk, never exact nor stitched */
-	    (!m->no_create || (!m->exact &&
-	    !(m->flags & VMM__ACQUIRE_FLAG__ACQUIRE_FLAG_ALLOW_STITCH)));
+	    /* no_create: never exact (that one chunk is made for it) */
+	    (!m->no_create || !m->exact);
 }
 
 static bool

@@ -24,6 +24,11 @@
  *            stitched into its grant): vmmd creates nothing new; and a
  *            kernel still writing a freed block when the large allocation
  *            is made does not land in it (the pages go back after a sync)
+ *   crosskeep as cross, with a chunk another process gave back idle in
+ *            vmmd: the large allocation is served from it (Acquire.no_create
+ *            first), the heap keeps its idle pages, and new blocks of the
+ *            freed size reuse them (no grant), not before the kernels still
+ *            writing the freed blocks are done
  *   crossback the reverse: after a large allocation is freed, a medium
  *            block maps its chunks (handed over, no new memory from
  *            vmmd), not before a kernel still writing it is done
@@ -436,6 +441,81 @@ sc_cross(void)
 	CHECK(all_are(l, lsize, 0x6c));
 	CHECK(cuemu_counter("faults") == 0);
 	CHECK(cuemu_counter("busy_releases") == 0);
+	CHECK(vmm_free(l) == 0);
+	CHECK(vmm_flush() == 0);
+	CHECK(lent() == 0);
+	CHECK_OK(cuStreamDestroy(s));
+}
+
+/* As cross, but another session left a chunk of the large size idle in
+ * vmmd: the large allocation is stitched from vmmd's idle memory
+ * (Acquire.no_create), the heap's idle pages stay with the process, and
+ * new blocks of the freed size take them back with no new grant; a kernel
+ * still writing the freed blocks does not land in the new ones. */
+static void
+sc_crosskeep(void)
+{
+	const size_t msize = 25 * MiB / 2, lsize = 40 * MiB;
+	void *m[NCROSS], *l;
+	uint64_t creates, held, kept, wc;
+	struct tc_chunk ch;
+	struct vmm_usage u;
+	struct tc *o;
+	CUstream s;
+	int i;
+
+	CHECK(cuemu_available());
+	CHECK_OK(cuStreamCreate(&s, CU_STREAM_NON_BLOCKING));
+	CHECK((o = tc_open(sockpath, "other", false)) != NULL);
+	CHECK(tc_acquire(o, lsize, 0, &ch, 1) == 1 && ch.size >= lsize);
+	for (i = 0; i < NCROSS; i++) {
+		CHECK(vmm_malloc(&m[i], msize) == 0);
+		CHECK_OK(cuMemsetD8(D(m[i]), val((size_t)i), msize));
+	}
+	tc_close_chunks(&ch, 1);
+	CHECK(tc_release(o, &ch.id, 1) == 0);
+	tc_close(o);
+	for (i = 0; i < NCROSS; i++)
+		CHECK_OK(cuemu_launch_write(D(m[i]), 0xdeadbeef, msize, 300000,
+		    s));
+	for (i = 0; i < NCROSS; i++)
+		CHECK(vmm_free(m[i]) == 0);
+	CHECK(vmm_get_usage(&u) == 0);
+	kept = u.cached_bytes;
+	CHECK(kept >= NCROSS * msize);
+	held = lent();
+	creates = tc_counter(adm, "creates");
+	wc = tc_counter(adm, "would_create");
+	CHECK(vmm_malloc(&l, lsize) == 0);
+	CHECK(vmm_get_usage(&u) == 0);
+	printf("crosskeep: vmmd created %llu, %llu would-create answers, "
+	    "lent %llu -> %llu, cached %llu -> %llu\n",
+	    (unsigned long long)(tc_counter(adm, "creates") - creates),
+	    (unsigned long long)(tc_counter(adm, "would_create") - wc),
+	    (unsigned long long)held, (unsigned long long)lent(),
+	    (unsigned long long)kept, (unsigned long long)u.cached_bytes);
+	CHECK(tc_counter(adm, "creates") == creates);
+	CHECK(tc_counter(adm, "would_create") == wc);
+	CHECK(u.cached_bytes == kept);		/* the heap kept its pages */
+	CHECK(lent() == held + ch.size);	/* vmmd's idle chunk, lent */
+	CHECK_OK(cuMemsetD8(D(l), 0x6c, lsize));
+	/* The freed size again: the heap's own pages, no grant. */
+	held = lent();
+	for (i = 0; i < NCROSS; i++) {
+		CHECK(vmm_malloc(&m[i], msize) == 0);
+		CHECK_OK(cuMemsetD8(D(m[i]), val((size_t)i + 50), msize));
+	}
+	CHECK(lent() == held);
+	/* The kernels are done by now: none of their writes landed. */
+	usleep(400000);
+	CHECK_OK(cuCtxSynchronize());
+	for (i = 0; i < NCROSS; i++)
+		CHECK(all_are(m[i], msize, val((size_t)i + 50)));
+	CHECK(all_are(l, lsize, 0x6c));
+	CHECK(cuemu_counter("faults") == 0);
+	CHECK(cuemu_counter("busy_releases") == 0);
+	for (i = 0; i < NCROSS; i++)
+		CHECK(vmm_free(m[i]) == 0);
 	CHECK(vmm_free(l) == 0);
 	CHECK(vmm_flush() == 0);
 	CHECK(lent() == 0);
@@ -918,6 +998,8 @@ main(int argc, char **argv)
 		sc_realloc();
 	else if (strcmp(argv[1], "cross") == 0)
 		sc_cross();
+	else if (strcmp(argv[1], "crosskeep") == 0)
+		sc_crosskeep();
 	else if (strcmp(argv[1], "crossback") == 0)
 		sc_crossback();
 	else if (strcmp(argv[1], "crosswide") == 0)

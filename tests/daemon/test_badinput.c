@@ -365,13 +365,14 @@ test_unknown_and_malformed(void)
 	raw_expect_error(&r, VMM__ERROR_CODE__ERROR_CODE_BAD_MESSAGE, ANY_RID,
 	    NULL, 0);
 	raw_expect_closed(&r);
-	/* Acquire.no_create with stitching, or with exact: one chunk only. */
+	/* Acquire.no_create with exact (stitched or not): that one chunk is
+	 * made for the request, so it cannot be asked of idle memory. */
 	a.bytes = G;
 	a.no_create = true;
+	a.exact = true;
 	for (i = 0; i < 2; i++) {
 		a.request_id = 8 + i;
 		a.flags = i == 0 ? VMM__ACQUIRE_FLAG__ACQUIRE_FLAG_ALLOW_STITCH : 0;
-		a.exact = i == 1;
 		raw_open(&r);
 		raw_hello(&r);
 		raw_send_env(&r, &env);

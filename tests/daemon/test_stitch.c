@@ -618,7 +618,7 @@ test_nocreate(void)
 	Vmm__SetQuota quota = VMM__SET_QUOTA__INIT;
 	Vmm__Report rep = VMM__REPORT__INIT;
 	struct tc_chunk c4, ch, kept;
-	uint64_t creates, wc, recalls;
+	uint64_t creates, wc, recalls, fails;
 	Vmm__Envelope env;
 	struct tc *a, *b, *q;
 	pid_t d;
@@ -640,6 +640,7 @@ test_nocreate(void)
 	creates = tc_counter(adm, "creates");
 	wc = tc_counter(adm, "would_create");
 	recalls = tc_counter(adm, "recalls");
+	fails = tc_counter(adm, "failures");
 	/* One unit, only a 4-unit chunk idle (beyond the 1/16 fit). */
 	if (tc_acquire_idle(a, G, 0, &ch) !=
 	    -VMM__ERROR_CODE__ERROR_CODE_WOULD_CREATE) {
@@ -661,6 +662,8 @@ test_nocreate(void)
 	    -VMM__ERROR_CODE__ERROR_CODE_WOULD_CREATE);
 	CHECK(tc_counter(adm, "would_create") == wc + 2);
 	CHECK(tc_counter(adm, "creates") == creates);
+	/* An answer, not a failure (a tool adding up failures). */
+	CHECK(tc_counter(adm, "failures") == fails);
 	give_back(a, &ch, 1);
 	/* Without the flag: the unit b reports is recalled first (b never
 	 * answers: the wait ends), then one is created. */
@@ -684,6 +687,30 @@ test_nocreate(void)
 	CHECK(tc_counter(adm, "would_create") == wc + 2);
 	give_back(q, &kept, 1);
 	tc_close(q);
+	/* Stitched: two idle units serve two, not three, and a refusal
+	 * lends neither (both serve the next ask). */
+	{
+		struct tc_chunk two[2], got[4];
+		unsigned st = VMM__ACQUIRE_FLAG__ACQUIRE_FLAG_ALLOW_STITCH |
+		    VMM__ACQUIRE_FLAG__ACQUIRE_FLAG_IGNORE_FRAG_RATIO;
+
+		a = tc_open(sockpath, "nocreate-st", false);
+		CHECK(tc_acquire(a, G, 0, &two[0], 1) == 1);
+		CHECK(tc_acquire(a, G, 0, &two[1], 1) == 1);
+		give_back(a, two, 2);
+		creates = tc_counter(adm, "creates");
+		CHECK(tc_acquire_ex(a, 3 * G, st | TC_ACQUIRE_NO_CREATE, 0,
+		    got, 4, NULL, 0) ==
+		    -VMM__ERROR_CODE__ERROR_CODE_WOULD_CREATE);
+		CHECK(tc_counter(adm, "would_create") == wc + 3);
+		CHECK(tc_acquire_ex(a, 2 * G, st | TC_ACQUIRE_NO_CREATE, 0,
+		    got, 4, NULL, 0) == 2);
+		CHECK((got[0].id == two[0].id && got[1].id == two[1].id) ||
+		    (got[0].id == two[1].id && got[1].id == two[0].id));
+		CHECK(tc_counter(adm, "creates") == creates);
+		give_back(a, got, 2);
+		tc_close(a);
+	}
 	stop(d);
 	return bad;
 }

@@ -99,6 +99,8 @@ void	tc_stop_daemon_ok(pid_t pid);
  * Acquire.exact): returns the number of chunks, or -code on an Error reply
  * whose message goes to msg (if not NULL). */
 #define TC_ACQUIRE_EXACT	(1u << 31)
+/* ... and TC_ACQUIRE_NO_CREATE for Acquire.no_create. */
+#define TC_ACQUIRE_NO_CREATE	(1u << 30)
 int	tc_acquire_ex(struct tc *c, uint64_t bytes, unsigned flags,
 	    uint64_t min_piece, struct tc_chunk *out, size_t max, char *msg,
 	    size_t msglen);
