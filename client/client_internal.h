@@ -138,9 +138,11 @@ int	vmmc_conn_ensure(struct vmmc_conn *c);
 /* Reconnects c if it was up and got lost (not closed by vmm_shutdown, not
  * in use right now): resumes the session, or adopts toward a new vmmd. */
 void	vmmc_conn_revive(struct vmmc_conn *c);
-/* Sends the usage figures; recall_id: the Recall they close (0: none). */
+/* Sends the usage figures; recall_id: the Recall they close (0: none).
+ * *others_lent (if not NULL, and answered): what vmmd lends to other
+ * sessions of the device now. */
 int	vmmc_conn_report(struct vmmc_conn *c, const struct vmm_usage *u,
-	    uint64_t recall_id);
+	    uint64_t recall_id, uint64_t *others_lent);
 uint64_t vmmc_conn_granularity(struct vmmc_conn *c);
 int	vmmc_conn_fd(struct vmmc_conn *c);
 /* Reads pushes (Recall, Goodbye) that arrived; returns a recall target in
@@ -309,6 +311,10 @@ bool	vmmc_report_due(void);
  * last one to two VMM_IDLE_MS, 1 s if 0) exceeds what it has live now, so
  * that a steady-state iteration finds its memory still mapped. */
 uint64_t vmmc_cache_budget(void);
+/* What vmmd said it lends to other processes of device dev (a Report's
+ * answer): the working set is kept on top of VMM_CACHE_MAX only while no
+ * device of the process is shared that way. */
+void	vmmc_cache_note_others(int dev, uint64_t others_lent);
 /* Resets counters and the pipe (fork child). */
 void	vmmc_core_forget(void);
 

@@ -620,7 +620,7 @@ vmmc_conn_release(struct vmmc_conn *c, const uint64_t *ids, size_t n,
 
 int
 vmmc_conn_report(struct vmmc_conn *c, const struct vmm_usage *u,
-    uint64_t recall_id)
+    uint64_t recall_id, uint64_t *others_lent)
 {
 	Vmm__Report rep = VMM__REPORT__INIT;
 	Vmm__Envelope env = vmm_frame_env_report(&rep);
@@ -645,9 +645,13 @@ vmmc_conn_report(struct vmmc_conn *c, const struct vmm_usage *u,
 	pthread_mutex_lock(&c->lock);
 	if (c->sess == NULL)
 		rc = VMM_ENODAEMON;
-	else if ((rc = conn_roundtrip(c, &env, NULL, 0, &m)) == 0)
+	else if ((rc = conn_roundtrip(c, &env, NULL, 0, &m)) == 0) {
+		const Vmm__Envelope *e = vmm_frame_msg_env(m);
+
+		if (others_lent != NULL && e->msg_case == VMM__ENVELOPE__MSG_ACK)
+			*others_lent = e->ack->others_lent_bytes;
 		vmm_frame_msg_free(m);
-	else if (rc == VMMC_EREFUSED)
+	} else if (rc == VMMC_EREFUSED)
 		rc = conn_refused(c);
 	pthread_mutex_unlock(&c->lock);
 	return rc;

@@ -95,13 +95,32 @@ core_ws_note(void)
 		;
 }
 
+/* Devices on which vmmd last said it lends memory to other processes. */
+static uint64_t		core_shared_devs;
+
+void
+vmmc_cache_note_others(int dev, uint64_t others_lent)
+{
+	uint64_t bit = 1ull << dev;
+
+	if (dev < 0 || dev >= VMMC_MAX_DEVICES)
+		return;
+	if (others_lent != 0)
+		__atomic_or_fetch(&core_shared_devs, bit, __ATOMIC_RELAXED);
+	else
+		__atomic_and_fetch(&core_shared_devs, ~bit, __ATOMIC_RELAXED);
+}
+
 uint64_t
 vmmc_cache_budget(void)
 {
 	const struct vmmc_settings *st = vmmc_settings_get();
 	uint64_t peak, live, b;
 
-	if (!st->cache_working_set)
+	/* Beside other processes, memory kept for this one's next step is
+	 * memory they cannot have: VMM_CACHE_MAX alone bounds it then. */
+	if (!st->cache_working_set ||
+	    __atomic_load_n(&core_shared_devs, __ATOMIC_RELAXED) != 0)
 		return st->cache_max;
 	core_ws_note();
 	peak = __atomic_load_n(&core_ws_cur, __ATOMIC_RELAXED);
@@ -313,4 +332,5 @@ vmmc_core_forget(void)
 	core_report_due = 0;
 	memset(core_stats, 0, sizeof(core_stats));
 	core_ws_epoch = core_ws_cur = core_ws_prev = 0;
+	core_shared_devs = 0;
 }

@@ -73,6 +73,18 @@ bg_context(int dev)
 	return cuCtxSetCurrent(ctxs[dev]) == CUDA_SUCCESS ? 0 : -1;
 }
 
+/* Sends the usage figures to dev's vmmd; its answer says whether other
+ * processes hold memory there (the caches' working-set rule). */
+static void
+helper_report(struct vmmc_conn *c, int dev, const struct vmm_usage *u,
+    uint64_t rid)
+{
+	uint64_t others = 0;
+
+	if (vmmc_conn_report(c, u, rid, &others) == 0)
+		vmmc_cache_note_others(dev, others);
+}
+
 static void *
 bg_main(void *arg)
 {
@@ -151,7 +163,7 @@ bg_main(void *arg)
 			 * Releases went first, on the same connection). */
 			if (target != 0) {
 				vmmc_usage_fill(&u);
-				vmmc_conn_report(c, &u, rid);
+				helper_report(c, devs[i], &u, rid);
 			}
 		}
 		/* Stream-ordered frees whose event completed become idle cache
@@ -197,7 +209,7 @@ bg_main(void *arg)
 					if ((__atomic_load_n(&helper_devices,
 					    __ATOMIC_RELAXED) & (1ull << dev)) &&
 					    (c = vmmc_conn_get(dev)) != NULL)
-						vmmc_conn_report(c, &u, 0);
+						helper_report(c, dev, &u, 0);
 				}
 				last = u;
 			}

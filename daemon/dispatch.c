@@ -385,6 +385,22 @@ session_ack(struct vmmd_session *s, uint64_t rid)
 	vmmd_session_send(s, &env);
 }
 
+/* A Report's Ack tells the client what vmmd lends to the others: its
+ * caches keep their working set only while that is 0. */
+static void
+session_report_ack(struct vmmd_session *s, uint64_t rid)
+{
+	struct vmmd_pool_totals t;
+	Vmm__Envelope env;
+	Vmm__Ack ack = VMM__ACK__INIT;
+
+	vmmd_pool_totals(&t);
+	ack.request_id = rid;
+	ack.others_lent_bytes = t.lent > s->h.bytes ? t.lent - s->h.bytes : 0;
+	env = vmm_frame_env_ack(&ack);
+	vmmd_session_send(s, &env);
+}
+
 static void
 session_report(struct vmmd_session *s, const Vmm__Report *r)
 {
@@ -397,7 +413,7 @@ session_report(struct vmmd_session *s, const Vmm__Report *r)
 	s->rep_native[2] = r->native_pool_bytes;
 	s->rep_native[3] = r->native_managed_bytes;
 	s->rep_app_vmm = r->app_vmm_bytes;
-	session_ack(s, r->request_id);
+	session_report_ack(s, r->request_id);
 	if (r->recall_id != 0 && r->recall_id == s->recall_out) {
 		/* It gave back what it could: waiters need not wait on it. */
 		vmmd_session_recall_out(s, 0);

@@ -63,6 +63,10 @@
  *            next iteration's data; once the peak is two windows old
  *            (VMM_IDLE_MS=0: 1 s each) VMM_CACHE_MAX bounds the cache
  *            beyond what was live since
+ *   workset_shared the same beside another process holding memory (vmmd
+ *            says so in its answer to a Report): VMM_CACHE_MAX alone bounds
+ *            the cache; once the other gave its memory back, the working
+ *            set is kept again
  *   workset_off the same with VMM_CACHE_WORKING_SET=0: VMM_CACHE_MAX bounds
  *            the cache at once and the next iteration maps memory again
  */
@@ -977,6 +981,68 @@ sc_workset(bool on)
 	CHECK_OK(cuStreamDestroy(s));
 }
 
+/* One more allocation and free, then time for the helper's Report (sent
+ * when the figures changed, every VMM_REPORT_MS = 50 here) and vmmd's
+ * answer. */
+static void
+workset_report(void)
+{
+	void *x;
+
+	CHECK(vmm_malloc(&x, 3 * MiB) == 0);
+	CHECK(vmm_free(x) == 0);
+	usleep(300 * 1000);
+}
+
+/* workset beside another process holding memory: VMM_CACHE_MAX alone
+ * bounds the cache (what the others cannot have is not kept for this
+ * one's next step); once the other process gave its memory back, the
+ * working set is kept again. */
+static void
+sc_workset_shared(void)
+{
+	void *l[NWL], *m[NWM];
+	struct tc_chunk ch;
+	struct vmm_usage u;
+	struct tc *o;
+	CUstream s;
+	int i;
+
+	CHECK(cuemu_available());
+	CHECK_OK(cuStreamCreate(&s, CU_STREAM_NON_BLOCKING));
+	CHECK((o = tc_open(sockpath, "other", false)) != NULL);
+	CHECK(tc_acquire(o, unit, 0, &ch, 1) == 1);
+	workset_report();
+	workset_iteration(l, m, s);
+	for (i = 0; i < NWL; i++)
+		CHECK(vmm_free(l[i]) == 0);
+	for (i = 0; i < NWM; i++)
+		CHECK(vmm_free(m[i]) == 0);
+	CHECK(vmm_get_usage(&u) == 0);
+	printf("workset_shared: %llu MiB cached beside another process\n",
+	    (unsigned long long)(u.cached_bytes / MiB));
+	CHECK(u.cached_bytes <= 16 * MiB);
+	tc_close_chunks(&ch, 1);
+	CHECK(tc_release(o, &ch.id, 1) == 0);
+	tc_close(o);
+	workset_report();
+	workset_iteration(l, m, s);
+	for (i = 0; i < NWL; i++)
+		CHECK(vmm_free(l[i]) == 0);
+	for (i = 0; i < NWM; i++)
+		CHECK(vmm_free(m[i]) == 0);
+	CHECK(vmm_get_usage(&u) == 0);
+	printf("workset_shared: %llu MiB cached alone again\n",
+	    (unsigned long long)(u.cached_bytes / MiB));
+	CHECK(u.cached_bytes >= NWL * 48 * MiB + NWM * 25 * MiB / 2);
+	CHECK_OK(cuCtxSynchronize());
+	CHECK(cuemu_counter("faults") == 0);
+	CHECK(cuemu_counter("busy_releases") == 0);
+	CHECK(vmm_flush() == 0);
+	CHECK(lent() == 0);
+	CHECK_OK(cuStreamDestroy(s));
+}
+
 int
 main(int argc, char **argv)
 {
@@ -1014,6 +1080,8 @@ main(int argc, char **argv)
 		sc_cachemax();
 	else if (strcmp(argv[1], "workset") == 0)
 		sc_workset(true);
+	else if (strcmp(argv[1], "workset_shared") == 0)
+		sc_workset_shared();
 	else if (strcmp(argv[1], "workset_off") == 0)
 		sc_workset(false);
 	else

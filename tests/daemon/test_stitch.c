@@ -619,6 +619,7 @@ test_nocreate(void)
 	Vmm__Report rep = VMM__REPORT__INIT;
 	struct tc_chunk c4, ch, kept;
 	uint64_t creates, wc, recalls, fails;
+	struct vmm_frame_msg *m;
 	Vmm__Envelope env;
 	struct tc *a, *b, *q;
 	pid_t d;
@@ -636,7 +637,16 @@ test_nocreate(void)
 	rep.request_id = tc_rid(b);
 	rep.cached_bytes = G;
 	env = vmm_frame_env_report(&rep);
-	vmm_frame_msg_free(tc_call_expect(b, &env, VMM__ENVELOPE__MSG_ACK));
+	/* The answer says what vmmd lends to the others: nothing to b (a
+	 * holds nothing), b's unit to a. */
+	m = tc_call_expect(b, &env, VMM__ENVELOPE__MSG_ACK);
+	CHECK(vmm_frame_msg_env(m)->ack->others_lent_bytes == 0);
+	vmm_frame_msg_free(m);
+	rep.request_id = tc_rid(a);
+	rep.cached_bytes = 0;
+	m = tc_call_expect(a, &env, VMM__ENVELOPE__MSG_ACK);
+	CHECK(vmm_frame_msg_env(m)->ack->others_lent_bytes == kept.size);
+	vmm_frame_msg_free(m);
 	creates = tc_counter(adm, "creates");
 	wc = tc_counter(adm, "would_create");
 	recalls = tc_counter(adm, "recalls");
