@@ -69,7 +69,7 @@ PY
 }
 get() { awk -v k="$2" '$1 == k { print $2; exit }' "$1"; }
 
-printf '| trace | device | peak requested | peak physical | ratio | target | created / physical | creates | destroys | alloc p99 µs |\n'
+printf '| trace | device | peak requested | peak physical | ratio | target | created / physical | creates | given back | alloc p99 µs |\n'
 printf '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n'
 n=0
 for t in "${traces[@]}"; do
@@ -92,7 +92,7 @@ for t in "${traces[@]}"; do
     awk -v t="$(basename "$t")" -v mb="$mb" -v size="$size" \
         -v req="$(get "$out" peak_requested_bytes)" -v phys="$(get "$out" peak_physical_bytes)" \
         -v created="$(get "$out" bytes_created)" -v creates="$(get "$out" daemon_creates)" \
-        -v destroys="$(get "$out" daemon_log_DESTROY)" -v p99="$(get "$out" alloc_p99_us)" '
+        -v destroys="$(get "$out" daemon_gpu_releases)" -v p99="$(get "$out" alloc_p99_us)" '
       function mib(x) { return sprintf("%.1f MiB", x / 1048576) }
       BEGIN {
         ratio = req > 0 ? phys / req : 0
