@@ -25,7 +25,8 @@
  * larger than it is served by one idle chunk up to twice its size rather
  * than created (counter covers), never by a larger one; the chunk is
  * distinct from every chunk lent (another session's, written meanwhile,
- * keeps its bytes), and Acquire.exact never gets one.
+ * keeps its bytes); Acquire.exact never gets one, and Acquire.no_create
+ * (vmmd would not create for it) is answered WOULD_CREATE instead.
  *
  * "test_daemon_stitch orphan": idle memory a process that is gone left
  * behind (chunks it still held, and chunks it gave back before it went),
@@ -979,6 +980,14 @@ test_cover(void)
 	covers = tc_counter(adm, "covers");
 	stitches = tc_counter(adm, "stitches");
 	fits = tc_counter(adm, "fits");
+
+	/* Acquire.no_create is not covered: vmmd would not create for it
+	 * (the library gives its heap's idle pages back and asks again). */
+	CHECK(tc_acquire_ex(a, 6 * G, STITCH | TC_ACQUIRE_NO_CREATE, 0, ch,
+	    MAXCH, NULL, 0) == -VMM__ERROR_CODE__ERROR_CODE_WOULD_CREATE);
+	CHECK(tc_counter(adm, "covers") == covers);
+	tc_pool(adm, &ps);
+	CHECK(ps.idle_bytes == 7 * G);	/* nothing picked stays lent */
 
 	/* 6G: the 4G piece, and the 2G missing covered by the 3G chunk
 	 * (at most 2G more): 7G lent, nothing created. */
