@@ -496,6 +496,9 @@ void	vmmc_small_flush_mine(void);
 void	vmmc_small_flush_idle(void);
 /* Returns empty segments' chunks to vmmd; bytes given back. */
 uint64_t vmmc_small_trim(uint64_t recall_id);
+/* The same for device dev's segments only (before new memory is asked of
+ * its vmmd: client.c). */
+uint64_t vmmc_small_trim_dev(int dev);
 /* Largest size sub-allocated (VMM_SMALL_MAX as in effect). */
 uint64_t vmmc_small_max(void);
 /* In-use bytes, counts and free bytes of the small allocator. */

@@ -894,8 +894,10 @@ vmmc_small_flush_mine(void)
 		}
 }
 
-uint64_t
-vmmc_small_trim(uint64_t recall_id)
+/* Gives back the empty segments of devices [d0, d1) whose blocks'
+ * latest free a synchronization covers (or can be made to). */
+static uint64_t
+small_trim(uint32_t d0, uint32_t d1, uint64_t recall_id)
 {
 	struct seg *empty = NULL, *s, **pp;
 	uint64_t done = 0;
@@ -903,7 +905,7 @@ vmmc_small_trim(uint64_t recall_id)
 
 	if (small_ncls == 0)
 		return 0;
-	for (d = 0; d < VMMC_MAX_DEVICES; d++) {
+	for (d = d0; d < d1; d++) {
 		for (c = 0; c < small_ncls; c++) {
 			struct cls *k = &small_cls[d][c];
 
@@ -948,6 +950,20 @@ vmmc_small_trim(uint64_t recall_id)
 		seg_recycle(s);
 	}
 	return done;
+}
+
+uint64_t
+vmmc_small_trim(uint64_t recall_id)
+{
+	return small_trim(0, VMMC_MAX_DEVICES, recall_id);
+}
+
+uint64_t
+vmmc_small_trim_dev(int dev)
+{
+	if (dev < 0 || dev >= VMMC_MAX_DEVICES)
+		return 0;
+	return small_trim((uint32_t)dev, (uint32_t)dev + 1, 0);
 }
 
 /* Bytes in use by small blocks and the counters of every thread. */

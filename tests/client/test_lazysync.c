@@ -48,6 +48,13 @@
  *             rest become one cached entry again, which serves 256 MiB
  *             with no mapping call, but only once B's kernel is done (the
  *             later of the two frees' tickets).
+ *   smallseg  a thread's small block X (a 768 KiB class: two blocks per
+ *             segment) is freed while a kernel still writes it, and the
+ *             thread exits (its cache goes back: the segment is empty); a
+ *             medium allocation B needing new pages gives the empty
+ *             segment back to vmmd first (lent for B's pages rather than
+ *             new memory), but only once the kernel is done: nothing busy
+ *             was unmapped and B keeps its data.
  *
  * The emulator counts an unmap or free of memory that queued work still
  * touches ("busy_releases") and a queued write that finds its memory gone
@@ -57,6 +64,7 @@
 #include <cuda_runtime_api.h>
 
 #include <dlfcn.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -419,6 +427,56 @@ sc_stitchsmall(void)
 	tc_close(adm);
 }
 
+struct smallseg {
+	CUcontext	ctx;
+	CUstream	s;
+};
+
+/* Allocates a small block, has the kernel write it, frees it, and exits
+ * (the thread's cache of small blocks goes back to their segments). */
+static void *
+smallseg_thread(void *arg)
+{
+	struct smallseg *z = arg;
+	CUdeviceptr x;
+
+	CHECK_OK(cuCtxSetCurrent(z->ctx));
+	CHECK_OK(cuMemAlloc(&x, 768 * 1024));
+	CHECK_OK(cuemu_launch_write(x, PAT, 768 * 1024, KERNEL_US, z->s));
+	CHECK_OK(cuMemFree(x));
+	return NULL;
+}
+
+static void
+sc_smallseg(void)
+{
+	const size_t size = 3 * MiB;
+	struct smallseg z;
+	uint64_t releases;
+	struct tc *adm;
+	CUdeviceptr b;
+	pthread_t t;
+
+	start_daemons(1);
+	adm = tc_open(sockpath, "admin", true);
+	z.ctx = ctx_of(0);
+	CHECK_OK(cuCtxSetCurrent(z.ctx));
+	CHECK_OK(cuStreamCreate(&z.s, CU_STREAM_NON_BLOCKING));
+	CHECK(pthread_create(&t, NULL, smallseg_thread, &z) == 0);
+	CHECK(pthread_join(t, NULL) == 0);
+	releases = tc_counter(adm, "released_chunks");
+	CHECK_OK(cuMemAlloc(&b, size));
+	/* The empty segment went back before B's pages were asked for. */
+	CHECK(tc_counter(adm, "released_chunks") == releases + 1);
+	put(b, size, 13);
+	CHECK_OK(cuStreamSynchronize(z.s));
+	CHECK(holds(b, size, 13));	/* the kernel did not write over it */
+	expect_clean();
+	CHECK_OK(cuMemFree(b));
+	CHECK_OK(cuStreamDestroy(z.s));
+	tc_close(adm);
+}
+
 static void
 sc_reallocgrow(void)
 {
@@ -572,6 +630,8 @@ main(int argc, char **argv)
 		sc_streamdev();
 	else if (strcmp(argv[1], "stitchsmall") == 0)
 		sc_stitchsmall();
+	else if (strcmp(argv[1], "smallseg") == 0)
+		sc_smallseg();
 	else if (strcmp(argv[1], "reallocgrow") == 0)
 		sc_reallocgrow();
 	else if (strcmp(argv[1], "split") == 0)

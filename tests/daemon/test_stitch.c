@@ -21,6 +21,13 @@
  * process's cache, the session goes on; over the quota it is the quota's
  * error.
  *
+ * "test_daemon_stitch cover": what is still missing after the pieces no
+ * larger than it is served by one idle chunk up to twice its size rather
+ * than created (counter covers), never by a larger one; the chunk is
+ * distinct from every chunk lent (another session's, written meanwhile,
+ * keeps its bytes); Acquire.exact never gets one, and Acquire.no_create
+ * (vmmd would not create for it) is answered WOULD_CREATE instead.
+ *
  * "test_daemon_stitch orphan": idle memory a process that is gone left
  * behind (chunks it still held, and chunks it gave back before it went),
  * of sizes a growing request cannot use, is given back to the GPU for the
@@ -913,6 +920,125 @@ test_orphan(void)
 	return 0;
 }
 
+/* Writes seed's pattern over one chunk held by c (mapped for the call). */
+static void
+fill_chunk(const struct tc_chunk *ch, uint32_t seed)
+{
+	struct tc_mapping m;
+	unsigned char *buf;
+
+	tc_map(ch, 1, &m);
+	CHECK((buf = malloc(m.size)) != NULL);
+	pattern(buf, m.size, seed);
+	CHECK_OK(cuMemcpyHtoD(m.va, buf, m.size));
+	CHECK_OK(cuCtxSynchronize());	/* done before the unmap */
+	tc_unmap(&m);
+	free(buf);
+}
+
+/* Whether a chunk still holds seed's pattern. */
+static bool
+chunk_holds(const struct tc_chunk *ch, uint32_t seed)
+{
+	struct tc_mapping m;
+	unsigned char *buf, *back;
+	bool same;
+
+	tc_map(ch, 1, &m);
+	CHECK((buf = malloc(m.size)) != NULL && (back = malloc(m.size)) != NULL);
+	pattern(buf, m.size, seed);
+	CHECK_OK(cuMemcpyDtoH(back, m.va, m.size));
+	same = memcmp(back, buf, m.size) == 0;
+	tc_unmap(&m);
+	free(buf);
+	free(back);
+	return same;
+}
+
+static int
+test_cover(void)
+{
+	struct tc_chunk idle[2], other, ch[MAXCH];
+	uint64_t creates, covers, stitches, fits, sum;
+	Vmm__PoolStats ps;
+	struct tc *a, *b;
+	pid_t d;
+	int n, i;
+
+	start("cover", "idle_timeout_ms = 0\nswap_idle = 0\n", &d);
+	a = tc_open(sockpath, "coverer", false);
+	b = tc_open(sockpath, "bystander", false);
+	/* Idle: 4G and 3G (a's, given back); b holds 2G it wrote. */
+	CHECK(tc_acquire(a, 4 * G, 0, &idle[0], 1) == 1);
+	CHECK(tc_acquire(a, 3 * G, 0, &idle[1], 1) == 1);
+	CHECK(tc_acquire(b, 2 * G, 0, &other, 1) == 1);
+	CHECK(idle[0].size == 4 * G && idle[1].size == 3 * G &&
+	    other.size == 2 * G);
+	fill_chunk(&other, 77);
+	give_back(a, idle, 2);
+	creates = tc_counter(adm, "creates");
+	covers = tc_counter(adm, "covers");
+	stitches = tc_counter(adm, "stitches");
+	fits = tc_counter(adm, "fits");
+
+	/* Acquire.no_create is not covered: vmmd would not create for it
+	 * (the library gives its heap's idle pages back and asks again). */
+	CHECK(tc_acquire_ex(a, 6 * G, STITCH | TC_ACQUIRE_NO_CREATE, 0, ch,
+	    MAXCH, NULL, 0) == -VMM__ERROR_CODE__ERROR_CODE_WOULD_CREATE);
+	CHECK(tc_counter(adm, "covers") == covers);
+	tc_pool(adm, &ps);
+	CHECK(ps.idle_bytes == 7 * G);	/* nothing picked stays lent */
+
+	/* 6G: the 4G piece, and the 2G missing covered by the 3G chunk
+	 * (at most 2G more): 7G lent, nothing created. */
+	n = tc_acquire_ex(a, 6 * G, STITCH, 0, ch, MAXCH, NULL, 0);
+	CHECK(n == 2);
+	CHECK(ch[0].id == idle[0].id && ch[0].size == 4 * G);
+	CHECK(ch[1].id == idle[1].id && ch[1].size == 3 * G);
+	CHECK(tc_counter(adm, "creates") == creates);
+	CHECK(tc_counter(adm, "covers") == covers + 1);
+	CHECK(tc_counter(adm, "stitches") == stitches + 1);
+	CHECK(tc_counter(adm, "fits") == fits);
+	CHECK(!has_id(ch, n, other.id));
+	tc_pool(adm, &ps);
+	CHECK(ps.idle_bytes == 0 && ps.lent_bytes == 9 * G);
+	use_grant(ch, (size_t)n, 5);
+	CHECK(chunk_holds(&other, 77));
+	give_back(a, ch, n);
+
+	/* 5G: the 4G piece; 1G missing, the 3G chunk is more than twice
+	 * that: 1G created, the 3G stays idle. */
+	n = tc_acquire_ex(a, 5 * G, STITCH, 0, ch, MAXCH, NULL, 0);
+	CHECK(n == 2);
+	for (i = 0, sum = 0; i < n; i++)
+		sum += ch[i].size;
+	CHECK(sum == 5 * G && has_id(ch, n, idle[0].id));
+	CHECK(!has_id(ch, n, idle[1].id) && !has_id(ch, n, other.id));
+	CHECK(tc_counter(adm, "creates") == creates + 1);
+	CHECK(tc_counter(adm, "covers") == covers + 1);
+	tc_pool(adm, &ps);
+	CHECK(ps.idle_bytes == 3 * G);
+	use_grant(ch, (size_t)n, 6);
+	CHECK(chunk_holds(&other, 77));
+	give_back(a, ch, n);
+
+	/* Acquire.exact (the 3G idle would cover 2G): one new 2G chunk. */
+	n = tc_acquire_ex(a, 2 * G, TC_ACQUIRE_EXACT | STITCH, 0, ch, MAXCH,
+	    NULL, 0);
+	CHECK(n == 1 && ch[0].size == 2 * G && ch[0].id != idle[1].id);
+	CHECK(tc_counter(adm, "covers") == covers + 1);
+	give_back(a, ch, n);
+
+	CHECK(chunk_holds(&other, 77));
+	give_back(b, &other, 1);
+	tc_pool(adm, &ps);
+	CHECK(ps.lent_bytes == 0 && ps.chunks_lent == 0);
+	tc_close(b);
+	tc_close(a);
+	stop(d);
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -921,6 +1047,8 @@ main(int argc, char **argv)
 	tc_cuda_init();
 	if (argc > 1 && strcmp(argv[1], "exact") == 0)
 		return test_exact() == 0 ? 0 : 1;
+	if (argc > 1 && strcmp(argv[1], "cover") == 0)
+		return test_cover() == 0 ? 0 : 1;
 	if (argc > 1 && strcmp(argv[1], "within") == 0)
 		return test_within() == 0 ? 0 : 1;
 	if (argc > 1 && strcmp(argv[1], "nocreate") == 0)
