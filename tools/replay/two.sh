@@ -192,8 +192,16 @@ if d * 1.05 > mb * 2**20:
     # allows): a failure here is the interleaving's, not vmmd's.
     met = ("met" if ratio <= 1.05 else "MISSED") + \
         " (ratio only: this run's demand x 1.05 outgrew the device)"
-print("| %s | %d MiB | %s | %s | %s | %.3f | %s | %d / %d | %d (%.2f) / %d | %d |" % (
-    name, mb, gib(d), gib(s), gib(phys), ratio, met, failed, c["failures"],
+# A replayer that failed stopped there with its memory live in its
+# timeline, so the merged demand after that moment counts memory no one
+# held any more: no ratio is figured from it.
+shown = "%.3f" % ratio
+if failed:
+    shown, met = "-", "MISSED (a replayer failed)"
+    if d * 1.05 > mb * 2**20:
+        met = "- (a replayer failed; this run's demand x 1.05 outgrew the device)"
+print("| %s | %d MiB | %s | %s | %s | %s | %s | %d / %d | %d (%.2f) / %d | %d |" % (
+    name, mb, gib(d), gib(s), gib(phys), shown, met, failed, c["failures"],
     c["creates"], c["create_bytes"] / 2**30, c["gpu_releases"], c["recalls"]))
 if failed == 0 and ratio < 1.0:
     sys.stderr.write("two.sh: impossible ratio %.3f (peak physical %d < demand %d)\n" % (ratio, phys, d))
