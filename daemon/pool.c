@@ -1728,6 +1728,19 @@ struct pool_pick {
 	uint64_t		want, got;
 };
 
+/* The smallest usable free chunk no smaller than asked, ch, is the fit
+ * if it is at most slack larger: taken off the free lists into p. */
+static void
+pool_fit_take(struct pool_pick *p, struct vmmd_chunk *ch, uint64_t slack)
+{
+	if (ch->size > p->want + slack)
+		return;
+	pool_free_take(ch);
+	p->v[p->n++] = ch;
+	p->got = ch->size;
+	vmmd_stats.fits++;
+}
+
 /* 1. One free chunk that fits: the smallest no smaller than asked and at
  * most slack larger. */
 static void
@@ -1750,12 +1763,7 @@ pool_fit(const struct vmmd_holder *h, struct pool_pick *p, uint64_t slack)
 			    alt->idle_since_ms > ch->idle_since_ms))
 				ch = alt;
 			if (ch != NULL) {
-				if (ch->size <= p->want + slack) {
-					pool_free_take(ch);
-					p->v[p->n++] = ch;
-					p->got = ch->size;
-					vmmd_stats.fits++;
-				}
+				pool_fit_take(p, ch, slack);
 				return;
 			}
 			if ((uint64_t)i * pool_unit > p->want + slack)
@@ -1770,12 +1778,7 @@ pool_fit(const struct vmmd_holder *h, struct pool_pick *p, uint64_t slack)
 		TAILQ_FOREACH(ch, &pool_bin[i], link) {
 			if (ch->size < p->want || !pool_usable(ch, h))
 				continue;
-			if (ch->size <= p->want + slack) {
-				pool_free_take(ch);
-				p->v[p->n++] = ch;
-				p->got = ch->size;
-				vmmd_stats.fits++;
-			}
+			pool_fit_take(p, ch, slack);
 			return;
 		}
 		if ((uint64_t)i * pool_unit > p->want + slack)
