@@ -14,6 +14,10 @@
  *   kill   the same, and one worker is SIGKILLed halfway through (another
  *          takes its place) while it holds memory and has kernels queued;
  *          one worker forks a child that exits at once.
+ *   tenants  the same as mix, one worker as uid 65534 (root only, else
+ *          skipped), vmmd with cross_tenant = reuse: chunks cross tenants
+ *          zeroed (scrubs counted), and no new allocation holds a stamp of
+ *          another uid (with scrub = never it does: the check can fail).
  *
  * Three invariants are checked while they run and at the end:
  *   1. one chunk, one holder: every so often the parent stops every worker
@@ -35,12 +39,14 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <grp.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -60,11 +66,15 @@
 #define STEP		(512 * KiB)	/* a stamp every STEP bytes */
 #define WIN		256		/* bytes checked at each stamp */
 #define PAT		0xdeadbeefu	/* the stale kernel's pattern */
+#define NOBODY		65534
 
 /* ---- worker ------------------------------------------------------------ */
 
+#define MAGIC		0x504d415453ull	/* "STAMP" */
+
 struct stamp {
-	uint32_t	pid, thread;
+	uint64_t	magic;
+	uint32_t	pid, thread, uid, pad;
 	uint64_t	serial, off;
 };
 
@@ -128,7 +138,8 @@ static void
 slot_write(struct thr *t, struct slot *x)
 {
 	CUstream on = x->async ? t->s : NULL;
-	struct stamp st = { (uint32_t)getpid(), (uint32_t)t->id, x->serial, 0 };
+	struct stamp st = { MAGIC, (uint32_t)getpid(), (uint32_t)t->id,
+	    (uint32_t)getuid(), 0, x->serial, 0 };
 	uint64_t off;
 
 	CHECK_OK(cuMemsetD8Async(x->p, x->fill, x->size, on));
@@ -157,7 +168,7 @@ slot_check(struct thr *t, struct slot *x)
 		i = 0;
 		if (n >= sizeof(st)) {
 			memcpy(&st, buf, sizeof(st));
-			if (st.pid != (uint32_t)getpid() ||
+			if (st.magic != MAGIC || st.pid != (uint32_t)getpid() ||
 			    st.thread != (uint32_t)t->id ||
 			    st.serial != x->serial || st.off != off) {
 				fprintf(stderr, "pid %d thread %d: allocation "
@@ -181,6 +192,30 @@ slot_check(struct thr *t, struct slot *x)
 				    buf[i], x->fill);
 				CHECK(!"foreign bytes");
 			}
+	}
+}
+
+/* Memory just allocated may hold what this tenant left in it, never
+ * another's (vmmd lends a chunk across tenants only after a scrub): no
+ * stamp of another uid at any stamp offset. */
+static void
+slot_fresh(struct thr *t, struct slot *x)
+{
+	uint64_t off;
+
+	if (x->async)
+		CHECK_OK(cuStreamSynchronize(t->s));
+	for (off = 0; off + sizeof(struct stamp) <= x->size; off += STEP) {
+		struct stamp st;
+
+		CHECK_OK(cuMemcpyDtoH(&st, x->p + off, sizeof(st)));
+		if (st.magic == MAGIC && st.uid != (uint32_t)getuid()) {
+			fprintf(stderr, "uid %u: new allocation 0x%llx at +%"
+			    PRIu64 " holds data of uid %u (pid %u)\n",
+			    (unsigned)getuid(), (unsigned long long)x->p, off,
+			    st.uid, st.pid);
+			CHECK(!"another tenant's data");
+		}
 	}
 }
 
@@ -227,6 +262,7 @@ slot_alloc(struct thr *t, struct slot *x)
 	t->live += size;
 	t->allocs++;
 	t->asyncs += x->async;
+	slot_fresh(t, x);
 	slot_write(t, x);
 	return true;
 }
@@ -282,7 +318,7 @@ worker_thread(void *arg)
 }
 
 static int
-worker(unsigned seed, bool fork_child)
+worker(unsigned seed, bool fork_child, bool nobody)
 {
 	struct thr t[NTHREAD];
 	pthread_t th[NTHREAD];
@@ -292,6 +328,13 @@ worker(unsigned seed, bool fork_child)
 	CUcontext ctx;
 	int i;
 
+	if (nobody) {
+		/* Another tenant (vmmd reads the uid when the library
+		 * connects); root's log directory is not its. */
+		CHECK(unsetenv("VMM_LOG_FILE") == 0);
+		CHECK(setgroups(0, NULL) == 0 && setgid(NOBODY) == 0 &&
+		    setuid(NOBODY) == 0);
+	}
 	CHECK(cuemu_available());
 	CHECK_OK(cuInit(0));
 	CHECK_OK(cuDeviceGet(&dev, 0));
@@ -341,7 +384,7 @@ worker(unsigned seed, bool fork_child)
 static char	self[4096];
 
 static pid_t
-spawn(unsigned seed, bool fork_child)
+spawn(unsigned seed, const char *mode)
 {
 	char s[32];
 	pid_t pid;
@@ -350,8 +393,11 @@ spawn(unsigned seed, bool fork_child)
 	fflush(NULL);
 	CHECK((pid = fork()) >= 0);
 	if (pid == 0) {
-		execl(self, self, fork_child ? "worker-fork" : "worker", s,
-		    (char *)NULL);
+		/* Never outlive a parent that failed a CHECK. */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		/* CUDA's own allocator never serves a worker silently. */
+		setenv("VMM_REQUIRE_DAEMON", "1", 1);
+		execl(self, self, mode, s, (char *)NULL);
 		_exit(127);
 	}
 	return pid;
@@ -480,7 +526,7 @@ reap(pid_t *w, const bool *killed, size_t nw)
 }
 
 static void
-run(bool kill_one)
+run(bool kill_one, bool tenants)
 {
 	const char *dir = getenv("VMM_SOCKET_DIR");
 	char sockpath[1100];
@@ -494,10 +540,17 @@ run(bool kill_one)
 
 	CHECK(dir != NULL);
 	tc_socket_path(dir, sockpath, sizeof(sockpath));
-	/* Idle memory goes back on vmmd's timer too, while workers run. */
-	d = tc_start_daemon(dir, "idle_timeout_ms = 500\n", NULL);
+	/* Idle memory goes back on vmmd's timer too, while workers run;
+	 * tenants: chunks cross uids (zeroed first), not destroyed. */
+	d = tc_start_daemon(dir, tenants ? "idle_timeout_ms = 500\n"
+	    "cross_tenant = reuse\n" : "idle_timeout_ms = 500\n", NULL);
+	/* nobody may reach the socket (mode 0660, root's group otherwise). */
+	if (tenants)
+		CHECK(chmod(sockpath, 0666) == 0);
 	for (i = 0; i < NWORK; i++)
-		w[i] = spawn((unsigned)i + 1, kill_one && i == 2);
+		w[i] = spawn((unsigned)i + 1, kill_one && i == 2 ?
+		    "worker-fork" : tenants && i == 1 ? "worker-nobody" :
+		    "worker");
 	start = vmm_now_ms();
 	while (reap(w, killed, NWORK + 1) > 0) {
 		if (kill_one && !killed[0] && w[0] > 0 &&
@@ -505,7 +558,7 @@ run(bool kill_one)
 			/* Mid-run, holding memory, kernels queued. */
 			CHECK(kill(w[0], SIGKILL) == 0);
 			killed[0] = true;
-			w[NWORK] = spawn(NWORK + 1, false);
+			w[NWORK] = spawn(NWORK + 1, "worker");
 		}
 		n = cut(w, NWORK + 1);
 		if (n > most)
@@ -534,6 +587,11 @@ run(bool kill_one)
 	CHECK(lent == 0 && quar == 0);
 	if (kill_one)
 		CHECK(tc_counter(adm, "reclaimed_chunks") > 0);
+	if (tenants) {
+		fprintf(stderr, "vmmd: scrubs %" PRIu64 "\n",
+		    tc_counter(adm, "scrubs"));
+		CHECK(tc_counter(adm, "scrubs") > 0);
+	}
 	tc_stop_with(d, adm);
 }
 
@@ -543,18 +601,27 @@ main(int argc, char **argv)
 	ssize_t n;
 
 	CHECK(argc >= 2);
-	if (strcmp(argv[1], "worker") == 0 || strcmp(argv[1], "worker-fork") == 0) {
+	if (strncmp(argv[1], "worker", 6) == 0) {
 		CHECK(argc == 3);
 		return worker((unsigned)strtoul(argv[2], NULL, 10),
-		    strcmp(argv[1], "worker-fork") == 0);
+		    strcmp(argv[1], "worker-fork") == 0,
+		    strcmp(argv[1], "worker-nobody") == 0);
 	}
 	CHECK(argc == 2);
 	CHECK((n = readlink("/proc/self/exe", self, sizeof(self) - 1)) > 0);
 	self[n] = '\0';
 	if (strcmp(argv[1], "mix") == 0)
-		run(false);
+		run(false, false);
 	else if (strcmp(argv[1], "kill") == 0)
-		run(true);
+		run(true, false);
+	else if (strcmp(argv[1], "tenants") == 0) {
+		/* Another uid needs root. */
+		if (geteuid() != 0) {
+			fprintf(stderr, "tenants: not root, skipped\n");
+			return 77;
+		}
+		run(false, true);
+	}
 	else
 		CHECK(!"unknown scenario");
 	return 0;
