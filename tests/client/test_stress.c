@@ -62,7 +62,8 @@
 #define NTHREAD		2		/* threads per worker */
 #define NSLOT		16		/* live allocations per thread */
 #define LIVE_MAX	(100 * MiB)	/* bytes live per thread */
-#define RUN_MS		4000		/* each worker's run */
+#define RUN_MS		4000		/* each worker's run, at least */
+#define MIN_ALLOCS	60		/* per thread, however slow the run */
 #define STEP		(512 * KiB)	/* a stamp every STEP bytes */
 #define WIN		256		/* bytes checked at each stamp */
 #define PAT		0xdeadbeefu	/* the stale kernel's pattern */
@@ -301,7 +302,7 @@ worker_thread(void *arg)
 
 	CHECK_OK(cuCtxSetCurrent(t->ctx));
 	CHECK_OK(cuStreamCreate(&t->s, CU_STREAM_NON_BLOCKING));
-	while (vmm_now_ms() < t->end_ms) {
+	while (vmm_now_ms() < t->end_ms || t->allocs < MIN_ALLOCS) {
 		struct slot *x = &t->slot[rnd(t) % NSLOT];
 
 		if (x->size == 0)
