@@ -14,6 +14,9 @@
  *   kill   the same, and one worker is SIGKILLed halfway through (another
  *          takes its place) while it holds memory and has kernels queued;
  *          one worker forks a child that exits at once.
+ *   restart  the same as mix, and vmmd is SIGKILLed halfway through with
+ *          every chunk lent; a new instance starts at once and the workers
+ *          adopt what they map (adopted_chunks counted) and go on.
  *   tenants  the same as mix, one worker as uid 65534 (root only, else
  *          skipped), vmmd with cross_tenant = reuse: chunks cross tenants
  *          zeroed (scrubs counted), and no new allocation holds a stamp of
@@ -527,12 +530,12 @@ reap(pid_t *w, const bool *killed, size_t nw)
 }
 
 static void
-run(bool kill_one, bool tenants)
+run(bool kill_one, bool tenants, bool restart)
 {
 	const char *dir = getenv("VMM_SOCKET_DIR");
 	char sockpath[1100];
 	pid_t w[NWORK + 1] = { 0 }, d;
-	bool killed[NWORK + 1] = { false };
+	bool killed[NWORK + 1] = { false }, restarted = false;
 	size_t cuts = 0, most = 0, n;
 	uint64_t start, lent = 1, quar = 1;
 	struct tc *adm;
@@ -554,6 +557,16 @@ run(bool kill_one, bool tenants)
 		    "worker");
 	start = vmm_now_ms();
 	while (reap(w, killed, NWORK + 1) > 0) {
+		if (restart && !restarted &&
+		    vmm_now_ms() - start > RUN_MS / 2) {
+			/* vmmd dies with every chunk lent; a new instance
+			 * learns from each worker what it maps (Adopt). */
+			CHECK(kill(d, SIGKILL) == 0);
+			CHECK(waitpid(d, NULL, 0) == d);
+			d = tc_start_daemon(dir, "idle_timeout_ms = 500\n",
+			    NULL);
+			restarted = true;
+		}
 		if (kill_one && !killed[0] && w[0] > 0 &&
 		    vmm_now_ms() - start > RUN_MS / 2) {
 			/* Mid-run, holding memory, kernels queued. */
@@ -588,6 +601,8 @@ run(bool kill_one, bool tenants)
 	CHECK(lent == 0 && quar == 0);
 	if (kill_one)
 		CHECK(tc_counter(adm, "reclaimed_chunks") > 0);
+	if (restart)
+		CHECK(tc_counter(adm, "adopted_chunks") > 0);
 	if (tenants) {
 		fprintf(stderr, "vmmd: scrubs %" PRIu64 "\n",
 		    tc_counter(adm, "scrubs"));
@@ -612,16 +627,18 @@ main(int argc, char **argv)
 	CHECK((n = readlink("/proc/self/exe", self, sizeof(self) - 1)) > 0);
 	self[n] = '\0';
 	if (strcmp(argv[1], "mix") == 0)
-		run(false, false);
+		run(false, false, false);
 	else if (strcmp(argv[1], "kill") == 0)
-		run(true, false);
+		run(true, false, false);
+	else if (strcmp(argv[1], "restart") == 0)
+		run(false, false, true);
 	else if (strcmp(argv[1], "tenants") == 0) {
 		/* Another uid needs root. */
 		if (geteuid() != 0) {
 			fprintf(stderr, "tenants: not root, skipped\n");
 			return 77;
 		}
-		run(false, true);
+		run(false, true, false);
 	}
 	else
 		CHECK(!"unknown scenario");
