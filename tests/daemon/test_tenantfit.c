@@ -25,6 +25,12 @@
  *   vmmd marks them (those held, then those given back, oldest first).
  *   Each of root's growing grants swaps out orphans oldest first: counts
  *   and bytes must be the model's.
+ * cover  a stitch's remainder is covered by one idle chunk up to twice its
+ *   size (pool_cover_rest) only if that chunk is the asker's tenant's:
+ *   root's stitched 4-unit grant over its idle 3-unit chunk must create
+ *   the unit missing while nobody's idle 2-unit chunk would cover it
+ *   (covers unchanged, nobody's chunk not granted and still idle); with a
+ *   2-unit chunk of root's own idle instead, that one covers.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -529,6 +535,99 @@ test_orphans(void)
 	return 0;
 }
 
+/* nobody: one 2-unit chunk, given back at once (sends its id); exits on
+ * 'X'. */
+static int
+child_two(void *arg, int cs)
+{
+	uint64_t units = 2, id;
+	struct tc *c;
+	char cmd;
+
+	(void)arg;
+	c = nobody_takes("two", &units, &id, 1);
+	CHECK(tc_release(c, &id, 1) == 0);
+	tc_ctl_send(cs, &id, sizeof(id));
+	tc_ctl_recv(cs, &cmd, 1, 30000);
+	CHECK(cmd == 'X');
+	tc_close(c);
+	return 0;
+}
+
+/* Root's stitched grant of 4 units: its chunks' ids in ids (n of them). */
+static int
+cover_grant(uint64_t *ids)
+{
+	struct tc_chunk ch[4];
+	int n, k;
+
+	n = tc_acquire(a, 4 * u, STITCH | IGNORE, ch, 4);
+	CHECK(n > 0);
+	tc_close_chunks(ch, (size_t)n);
+	for (k = 0; k < n; k++)
+		ids[k] = ch[k].id;
+	return n;
+}
+
+static uint64_t
+take_one(uint64_t units)
+{
+	struct tc_chunk ch[4];
+
+	CHECK(tc_acquire(a, units * u, 0, ch, 4) == 1);
+	close(ch[0].fd);
+	return ch[0].id;
+}
+
+static int
+test_cover(void)
+{
+	uint64_t other, three, two, one, covers, creates, ids[4];
+	Vmm__PoolStats ps;
+	pid_t d;
+	int n;
+
+	d = tc_start_in("tf", "idle_timeout_ms = 0\nswap_idle = 0\n"
+	    "cross_tenant = recreate\nsocket_group = nogroup\n", sockpath,
+	    sizeof(sockpath), &adm);
+	u = adm->granularity;
+	a = tc_open(sockpath, "root", false);
+	three = take_one(3);
+	kid = tc_spawn(child_two, NULL, &ctl);
+	tc_ctl_recv(ctl, &other, sizeof(other), 30000);
+	CHECK(tc_release(a, &three, 1) == 0);
+	/* Idle: root's 3 units, nobody's 2.  4 units: root's 3, and the unit
+	 * missing created: nobody's 2 would cover it but is another
+	 * tenant's. */
+	covers = tc_counter(adm, "covers");
+	creates = tc_counter(adm, "creates");
+	n = cover_grant(ids);
+	CHECK(n == 2 && in(ids, 2, three) && !in(ids, 2, other));
+	CHECK(tc_counter(adm, "covers") == covers);
+	CHECK(tc_counter(adm, "creates") == creates + 1);
+	tc_pool(adm, &ps);
+	CHECK(ps.idle_bytes == 2 * u);		/* nobody's, untouched */
+	one = ids[0] == three ? ids[1] : ids[0];
+	CHECK(tc_release(a, ids, 2) == 0);
+	/* Root's own 2 units idle instead (created: nobody's is not
+	 * root's), its unit held: the same grant is covered by root's 2. */
+	CHECK(take_one(1) == one);
+	two = take_one(2);
+	CHECK(two != other);
+	CHECK(tc_release(a, &two, 1) == 0);
+	n = cover_grant(ids);
+	CHECK(n == 2 && in(ids, 2, three) && in(ids, 2, two));
+	CHECK(tc_counter(adm, "covers") == covers + 1);
+	CHECK(tc_release(a, ids, 2) == 0);
+	CHECK(tc_release(a, &one, 1) == 0);
+	tc_ctl_send(ctl, "X", 1);
+	CHECK(tc_wait_child(kid, 0) == 0);
+	close(ctl);
+	tc_close(a);
+	tc_stop_with(d, adm);
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -542,6 +641,9 @@ main(int argc, char **argv)
 		return test_swap();
 	if (strcmp(c, "orphans") == 0)
 		return test_orphans();
-	fprintf(stderr, "usage: test_daemon_tenantfit [fit|stitch|swap|orphans]\n");
+	if (strcmp(c, "cover") == 0)
+		return test_cover();
+	fprintf(stderr, "usage: test_daemon_tenantfit "
+	    "[fit|stitch|swap|orphans|cover]\n");
 	return 2;
 }
