@@ -10,11 +10,9 @@
  *
  *   large    (VMM_MEDIUM_MAX=0) a pool-hit large allocation calls no
  *            cuMemRelease and keeps one handle per chunk; a stitch from
- *            the process's cache grows the largest cached entry where it
- *            lies (same address, only the rest mapped and none of its
- *            chunks unmapped) once a kernel still writing it is done, and
- *            moves the other entry's handles along (no release, no
- *            retain); a realloc that grows in place keeps the new chunks'
+ *            the process's cache moves the cached entries' handles along
+ *            to the new range (no release, no retain), once a kernel
+ *            still writing one of them is done; a realloc that grows in place keeps the new chunks'
  *            handles; vmm_flush leaves no handle, and once vmmd destroyed
  *            the chunks the device is as free as before
  *   medium   the same for the medium heap and the small heap (pages and
@@ -166,8 +164,7 @@ sc_large(void)
 	CHECK(refs() == r0);
 
 	/* A stitch from the cache: x (32 MiB) and y (8 MiB) freed, a 48 MiB
-	 * allocation takes both and 8 MiB from vmmd.  x's VA (and its
-	 * headroom) holds all: x's chunks stay where they are. */
+	 * allocation takes both and 8 MiB from vmmd. */
 	CHECK(vmm_malloc(&x, 32 * MiB) == 0);
 	CHECK(vmm_malloc(&y, 8 * MiB) == 0);
 	CHECK_OK(cuMemsetD8(D(y), 0x22, 8 * MiB));
