@@ -238,8 +238,10 @@ static pthread_mutex_t	core_held_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct core_held	**core_held_b;	/* 2^core_held_bits buckets */
 static unsigned		core_held_bits;
 static size_t		core_held_n;
-/* The OR of every address and size recorded: its lowest bit is a step
- * that meets each mapping's start in a range of whole mappings. */
+/* The OR of the address and size of every mapping kept (recorded or,
+ * without memory, released at once): its lowest bit divides each, so
+ * from the start of a range of whole mappings, which follow each other,
+ * steps of it meet every mapping's start. */
 static uint64_t		core_held_or;
 /* The table of a parent that forked (the child keeps it unused). */
 static struct core_held	**core_held_orphan;
@@ -303,6 +305,9 @@ vmmc_handle_keep(CUdeviceptr va, uint64_t size, CUmemGenericAllocationHandle h)
 	size_t j;
 
 	pthread_mutex_lock(&core_held_lock);
+	/* Every mapping counts in the step, recorded or not: the mappings
+	 * of a range follow each other, so each start is a multiple of it. */
+	core_held_or |= va | size;
 	if (e == NULL || ((core_held_bits == 0 ||
 	    core_held_n >= ((size_t)1 << core_held_bits)) &&
 	    !core_held_grow() && core_held_bits == 0)) {
@@ -321,7 +326,6 @@ vmmc_handle_keep(CUdeviceptr va, uint64_t size, CUmemGenericAllocationHandle h)
 	e->next = core_held_b[j];
 	core_held_b[j] = e;
 	core_held_n++;
-	core_held_or |= va | size;
 	pthread_mutex_unlock(&core_held_lock);
 	if (stale != NULL) {
 		cuMemRelease(stale->h);
@@ -354,7 +358,7 @@ core_held_release(CUdeviceptr va, uint64_t size)
 	size_t i;
 
 	pthread_mutex_lock(&core_held_lock);
-	step = core_held_or & -core_held_or;
+	step = (core_held_or | va) & -(core_held_or | va);
 	if (core_held_n == 0 || step == 0) {
 		pthread_mutex_unlock(&core_held_lock);
 		return;
