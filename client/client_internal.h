@@ -284,8 +284,8 @@ enum {
 	VMMC_STAT_FREES, VMMC_STAT_DAEMON_CALLS, VMMC_STAT_SYNCS, VMMC_STAT_N
 };
 /* Maps granted chunks back to back at va (imports, closes the fds, one
- * cuMemSetAccess).  On failure nothing stays mapped, every fd is closed and
- * the chunks are still the caller's to release: VMM_ENOMEM (the driver was
+ * cuMemSetAccess; each import kept with its mapping, vmmc_handle_keep).
+ * On failure nothing stays mapped, every fd is closed and the chunks are still the caller's to release: VMM_ENOMEM (the driver was
  * out of memory), VMM_EMFILE (out of fds) or VMM_ECUDA. */
 int	vmmc_map_chunks(int dev, CUdeviceptr va, struct vmmc_grant_chunk *g,
 	    size_t n);
@@ -293,8 +293,18 @@ int	vmmc_map_chunks(int dev, CUdeviceptr va, struct vmmc_grant_chunk *g,
 void	vmmc_close_grant(struct vmmc_grant_chunk *g, size_t n);
 /* Grants device dev read-write access to [va, va+size) (whole mappings). */
 int	vmmc_set_access_rw(int dev, CUdeviceptr va, uint64_t size);
-/* Unmaps [va, va+size) (whole mappings). */
+/* Unmaps [va, va+size) (whole mappings), then releases the handles kept
+ * for those mappings (vmmc_handle_keep). */
 void	vmmc_unmap_range(CUdeviceptr va, uint64_t size);
+/* Keeps h, which the caller just mapped at va (size bytes), until
+ * vmmc_unmap_range unmaps that mapping (released at once if it cannot be
+ * recorded): h is no longer the caller's. */
+void	vmmc_handle_keep(CUdeviceptr va, uint64_t size,
+	    CUmemGenericAllocationHandle h);
+/* A handle of the mapping at va, the caller's to release or to keep
+ * elsewhere (vmmc_handle_keep): the one kept for it, or one retained
+ * (cuMemRetainAllocationHandle's result). */
+CUresult vmmc_handle_take(CUdeviceptr va, CUmemGenericAllocationHandle *h);
 /* The helper's wake-up pipe: created by the helper (its read end, or -1),
  * written by vmmc_wake() (a Recall arrived). */
 int	vmmc_wake_open(void);
@@ -364,9 +374,11 @@ void	vmmc_app_forget_all(void);	/* fork child */
 /* ---- large.c ---------------------------------------------------------------- */
 
 /* A chunk handed from one allocator to another (through client.c): vmmd's
- * id, its size, and a handle retained for it.  Unmapped where it was, once
- * a synchronization covered its last free: the receiver maps it and
- * releases the handle, or releases the handle and gives the id to vmmd. */
+ * id, its size, and a handle of it (the one kept for its mapping,
+ * vmmc_handle_take).  Unmapped where it was, once a synchronization
+ * covered its last free: the receiver maps it and keeps the handle with
+ * the mapping (vmmc_handle_keep), or releases the handle and gives the id
+ * to vmmd. */
 struct vmmc_handed_chunk {
 	uint64_t			id;
 	uint64_t			size;

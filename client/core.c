@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -200,17 +201,212 @@ core_cu_name(CUresult r)
 	return s;
 }
 
+/* ---- handles kept with their mappings ------------------------------------ */
+
+/*
+ * The handle of each mapping the library makes of a granted chunk (its
+ * import) is kept, with the mapping's address, until that mapping is
+ * unmapped, and released right after the cuMemUnmap (vmmc_unmap_range):
+ * not on the allocation path, where a cuMemRelease per chunk cost more
+ * than the import, the map and the access together (the a100 profile
+ * prices a release per granule: 640 us for 64 MiB).  A chunk moved to
+ * another address (a stitch from the cache, a realloc that moves, a chunk
+ * handed to the medium heap) takes its kept handle along
+ * (vmmc_handle_take, vmmc_handle_keep) instead of retaining one and
+ * releasing it.
+ *
+ * Why no handle outlives its chunk's loan: a record names a handle and
+ * the address where it is mapped; vmmc_unmap_range releases every handle
+ * recorded for a mapping it unmaps, and every give-back of a mapped chunk
+ * to vmmd comes after the unmap of its mapping (the allocators' rule,
+ * unchanged): so the handle is released before the chunk goes back,
+ * exactly where the mapping ended before.  A chunk never mapped (a
+ * failure after the grant) has no record; one handed on is the
+ * receiver's to map and keep, or to release.  A record that cannot be
+ * made (no memory) is no record: the handle is released at once, as
+ * before.  The library's own unmaps all go through vmmc_unmap_range.
+ * Fork: the child forgets the records (it cannot use CUDA; the parent's
+ * handles are the parent's).
+ */
+struct core_held {
+	CUdeviceptr			va;
+	uint64_t			size;
+	CUmemGenericAllocationHandle	h;
+	struct core_held		*next;
+};
+static pthread_mutex_t	core_held_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct core_held	**core_held_b;	/* 2^core_held_bits buckets */
+static unsigned		core_held_bits;
+static size_t		core_held_n;
+/* The OR of the address and size of every mapping kept (recorded or,
+ * without memory, released at once): its lowest bit divides each, so
+ * from the start of a range of whole mappings, which follow each other,
+ * steps of it meet every mapping's start. */
+static uint64_t		core_held_or;
+/* The table of a parent that forked (the child keeps it unused). */
+static struct core_held	**core_held_orphan;
+
+static size_t
+core_held_slot(CUdeviceptr va, unsigned bits)
+{
+	return (size_t)((va * 0x9e3779b97f4a7c15ull) >> (64 - bits));
+}
+
+/* Doubles the buckets (lock held); false without memory (chains grow). */
+static bool
+core_held_grow(void)
+{
+	unsigned bits = core_held_bits ? core_held_bits + 1 : 8;
+	struct core_held **nb = calloc((size_t)1 << bits, sizeof(*nb));
+	size_t i;
+
+	if (nb == NULL)
+		return false;
+	for (i = 0; core_held_bits != 0 && i < ((size_t)1 << core_held_bits);
+	    i++) {
+		struct core_held *e, *next;
+
+		for (e = core_held_b[i]; e != NULL; e = next) {
+			size_t j = core_held_slot(e->va, bits);
+
+			next = e->next;
+			e->next = nb[j];
+			nb[j] = e;
+		}
+	}
+	free(core_held_b);
+	core_held_b = nb;
+	core_held_bits = bits;
+	return true;
+}
+
+/* Unlinks and returns the record of the mapping at va (lock held). */
+static struct core_held *
+core_held_unlink(CUdeviceptr va)
+{
+	struct core_held **pp, *e;
+
+	if (core_held_bits == 0)
+		return NULL;
+	for (pp = &core_held_b[core_held_slot(va, core_held_bits)];
+	    (e = *pp) != NULL; pp = &e->next)
+		if (e->va == va) {
+			*pp = e->next;
+			core_held_n--;
+			return e;
+		}
+	return NULL;
+}
+
+void
+vmmc_handle_keep(CUdeviceptr va, uint64_t size, CUmemGenericAllocationHandle h)
+{
+	struct core_held *e = malloc(sizeof(*e)), *stale = NULL;
+	size_t j;
+
+	pthread_mutex_lock(&core_held_lock);
+	/* Every mapping counts in the step, recorded or not: the mappings
+	 * of a range follow each other, so each start is a multiple of it. */
+	core_held_or |= va | size;
+	if (e == NULL || ((core_held_bits == 0 ||
+	    core_held_n >= ((size_t)1 << core_held_bits)) &&
+	    !core_held_grow() && core_held_bits == 0)) {
+		pthread_mutex_unlock(&core_held_lock);
+		free(e);
+		cuMemRelease(h);	/* no record: released now, as ever */
+		return;
+	}
+	/* A record at va already is of a mapping that is gone (the new one
+	 * could not be made over it): its handle goes. */
+	stale = core_held_unlink(va);
+	e->va = va;
+	e->size = size;
+	e->h = h;
+	j = core_held_slot(va, core_held_bits);
+	e->next = core_held_b[j];
+	core_held_b[j] = e;
+	core_held_n++;
+	pthread_mutex_unlock(&core_held_lock);
+	if (stale != NULL) {
+		cuMemRelease(stale->h);
+		free(stale);
+	}
+}
+
+CUresult
+vmmc_handle_take(CUdeviceptr va, CUmemGenericAllocationHandle *h)
+{
+	struct core_held *e;
+
+	pthread_mutex_lock(&core_held_lock);
+	e = core_held_unlink(va);
+	pthread_mutex_unlock(&core_held_lock);
+	if (e == NULL)
+		return cuMemRetainAllocationHandle(h, (void *)(uintptr_t)va);
+	*h = e->h;
+	free(e);
+	return CUDA_SUCCESS;
+}
+
+/* Releases the handles kept for mappings that start in [va, va+size),
+ * which were just unmapped. */
+static void
+core_held_release(CUdeviceptr va, uint64_t size)
+{
+	struct core_held *list = NULL, *e, *next, **pp;
+	uint64_t step, off;
+	size_t i;
+
+	pthread_mutex_lock(&core_held_lock);
+	step = (core_held_or | va) & -(core_held_or | va);
+	if (core_held_n == 0 || step == 0) {
+		pthread_mutex_unlock(&core_held_lock);
+		return;
+	}
+	if (size / step <= ((size_t)1 << core_held_bits)) {
+		/* Each place a mapping can start. */
+		for (off = 0; off < size; off += step)
+			if ((e = core_held_unlink(va + off)) != NULL) {
+				e->next = list;
+				list = e;
+			}
+	} else {
+		/* Fewer buckets than places: every record. */
+		for (i = 0; i < ((size_t)1 << core_held_bits); i++)
+			for (pp = &core_held_b[i]; (e = *pp) != NULL;) {
+				if (e->va >= va && e->va - va < size) {
+					*pp = e->next;
+					core_held_n--;
+					e->next = list;
+					list = e;
+				} else {
+					pp = &e->next;
+				}
+			}
+	}
+	pthread_mutex_unlock(&core_held_lock);
+	for (e = list; e != NULL; e = next) {
+		next = e->next;
+		cuMemRelease(e->h);
+		free(e);
+	}
+}
+
 void
 vmmc_unmap_range(CUdeviceptr va, uint64_t size)
 {
 	CUresult r;
 
-	if (size != 0)
-		vmmc_access_forget(va, size);
-	if (size != 0 && (r = cuMemUnmap(va, size)) != CUDA_SUCCESS)
+	if (size == 0)
+		return;
+	vmmc_access_forget(va, size);
+	if ((r = cuMemUnmap(va, size)) != CUDA_SUCCESS)
 		vmm_log_error("cuMemUnmap(0x%llx, %llu): %s",
 		    (unsigned long long)va, (unsigned long long)size,
 		    core_cu_name(r));
+	/* Released after the unmap, before the caller gives the chunks
+	 * back; even if the unmap failed, as they were before at map time. */
+	core_held_release(va, size);
 }
 
 /* Read-write access for device dev and its peers to [va, va+size). */
@@ -252,12 +448,13 @@ vmmc_map_chunks(int dev, CUdeviceptr va, struct vmmc_grant_chunk *g, size_t n)
 		if (r != CUDA_SUCCESS)
 			break;
 		r = cuMemMap(va + off, g[i].size, 0, h, 0);
-		/* The mapping keeps the memory: the handle can go now. */
-		cuMemRelease(h);
 		if (r != CUDA_SUCCESS) {
+			cuMemRelease(h);
 			what = "cuMemMap";
 			break;
 		}
+		/* Kept with its mapping, released after its unmap. */
+		vmmc_handle_keep(va + off, g[i].size, h);
 		off += g[i].size;
 	}
 	if (r == CUDA_SUCCESS) {
@@ -333,4 +530,12 @@ vmmc_core_forget(void)
 	memset(core_stats, 0, sizeof(core_stats));
 	core_ws_epoch = core_ws_cur = core_ws_prev = 0;
 	core_shared_devs = 0;
+	/* The parent's records: left as they are (a thread may have been
+	 * changing them), reachable for leak checkers. */
+	core_held_orphan = core_held_b;
+	pthread_mutex_init(&core_held_lock, NULL);
+	core_held_b = NULL;
+	core_held_bits = 0;
+	core_held_n = 0;
+	core_held_or = 0;
 }

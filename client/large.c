@@ -401,8 +401,9 @@ large_unpick(struct large **pick, size_t n)
 	pthread_rwlock_unlock(&large_lock);
 }
 
-/* Maps the chunks of cached entry l at va (retaining each handle through
- * its current mapping); returns bytes mapped, or 0 after undoing. */
+/* Maps the chunks of cached entry l at va as well (each with the handle
+ * kept for its current mapping, which moves along: vmmc_handle_take);
+ * returns bytes mapped, or 0 after undoing. */
 static uint64_t
 large_remap_at(const struct large *l, CUdeviceptr va)
 {
@@ -411,14 +412,14 @@ large_remap_at(const struct large *l, CUdeviceptr va)
 	uint32_t k;
 
 	for (k = 0; k < l->nchunks; k++) {
-		if (cuMemRetainAllocationHandle(&h, (void *)(uintptr_t)(l->base +
-		    off)) != CUDA_SUCCESS)
+		if (vmmc_handle_take(l->base + off, &h) != CUDA_SUCCESS)
 			goto fail;
 		if (cuMemMap(va + off, l->chunks[k].size, 0, h, 0) != CUDA_SUCCESS) {
-			cuMemRelease(h);
+			/* Back with the mapping it came from. */
+			vmmc_handle_keep(l->base + off, l->chunks[k].size, h);
 			goto fail;
 		}
-		cuMemRelease(h);
+		vmmc_handle_keep(va + off, l->chunks[k].size, h);
 		off += l->chunks[k].size;
 	}
 	return off;
@@ -871,10 +872,9 @@ large_hand_entry(struct large *l, struct vmmc_handed_chunk *out, size_t *n)
 	for (k = 0; k < l->nchunks; k++) {
 		CUmemGenericAllocationHandle h;
 
-		/* The handle keeps the memory once unmapped here; one not to
-		 * be had goes back to vmmd. */
-		if (cuMemRetainAllocationHandle(&h, (void *)(uintptr_t)
-		    (l->base + off)) == CUDA_SUCCESS) {
+		/* The handle (the one kept for this mapping) keeps the memory
+		 * once unmapped here; one not to be had goes back to vmmd. */
+		if (vmmc_handle_take(l->base + off, &h) == CUDA_SUCCESS) {
 			out[*n].id = l->chunks[k].id;
 			out[*n].size = l->chunks[k].size;
 			out[(*n)++].h = h;

@@ -656,11 +656,11 @@ chunk_move(struct arena *o, struct mchunk *c, struct arena *a, uint32_t p)
 	CUdeviceptr dst = a->base + (uint64_t)p * a->unit;
 	CUresult r;
 
-	if (cuMemRetainAllocationHandle(&h, (void *)(uintptr_t)src) !=
-	    CUDA_SUCCESS)
+	/* The handle kept for its mapping at src moves along. */
+	if (vmmc_handle_take(src, &h) != CUDA_SUCCESS)
 		return -1;
 	r = cuMemMap(dst, size, 0, h, 0);
-	cuMemRelease(h);
+	vmmc_handle_keep(r == CUDA_SUCCESS ? dst : src, size, h);
 	if (r != CUDA_SUCCESS)
 		return -1;
 	if (vmmc_set_access_rw(a->dev, dst, size) != 0) {
@@ -848,7 +848,8 @@ take_handed(struct arena *a, uint32_t p0, uint32_t p1, uint32_t w,
 			vmmc_unmap_range(va, h[mapped].size);
 			break;
 		}
-		cuMemRelease(h[mapped].h);
+		/* Kept with the mapping, released after its unmap. */
+		vmmc_handle_keep(va, h[mapped].size, h[mapped].h);
 		vmmc_stat_add(VMMC_STAT_MAPPED, (int64_t)h[mapped].size);
 		vmm_log_debug("MEDIUM_TAKE Ptr=0x%llx Size=%llu",
 		    (unsigned long long)va, (unsigned long long)h[mapped].size);

@@ -248,6 +248,8 @@ static uint64_t			cuemu_cost_chunks[CUEMU_COST_N];
  * profile off): thread_charged_ns. */
 static __thread uint64_t	cuemu_tls_charged_ns;
 
+uint64_t			cuemu_handle_refs;
+
 static const char *const cuemu_cost_names[CUEMU_COST_N] = {
 	[CUEMU_COST_CREATE] = "create",
 	[CUEMU_COST_MAP] = "map",
@@ -270,6 +272,10 @@ cuemu_cost_counter(const char *name, unsigned long long *value)
 
 	if (strcmp(name, "thread_charged_ns") == 0) {
 		*value = cuemu_tls_charged_ns;
+		return 0;
+	}
+	if (strcmp(name, "handle_refs") == 0) {
+		*value = __atomic_load_n(&cuemu_handle_refs, __ATOMIC_RELAXED);
 		return 0;
 	}
 	if (strncmp(name, "calls_", 6) == 0) {

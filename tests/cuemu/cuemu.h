@@ -15,8 +15,10 @@
  *       "stream_syncs", "event_syncs", "launches", "faults" (queued work
  *       that found its memory unmapped or inaccessible when it ran), and
  *       "busy_releases" (cuMemUnmap, cuMemFree or a stream-ordered free of
- *       memory that queued work still touches).  0, or -1 for an unknown
- *       name.
+ *       memory that queued work still touches), "handle_refs" (VMM
+ *       handle references the process holds: created, imported or
+ *       retained, less released), and the latency profile's counters
+ *       (tests/cuemu/README.md).  0, or -1 for an unknown name.
  */
 #ifndef CUEMU_H
 #define CUEMU_H

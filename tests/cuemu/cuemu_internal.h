@@ -101,8 +101,12 @@ pthread_mutex_t *cuemu_mutex(void);
  * call with CUEMU_LATENCY_SCALE=granule); paid (busy-waiting) when the call
  * leaves the lock, or at once without it. */
 void		cuemu_charge(enum cuemu_cost cost, size_t granules, size_t chunks);
-/* cuemuGetCounter's calls_<cost>, granules_<cost>, chunks_<cost> and
- * thread_charged_ns: 0, or -1 (no such name). */
+/* The process's references to VMM handles the application may use
+ * (created, imported or retained, less released): cuemuGetCounter's
+ * handle_refs. */
+extern uint64_t	cuemu_handle_refs;
+/* cuemuGetCounter's calls_<cost>, granules_<cost>, chunks_<cost>,
+ * thread_charged_ns and handle_refs: 0, or -1 (no such name). */
 int		cuemu_cost_counter(const char *name, unsigned long long *value);
 bool		cuemu_device_valid(int ordinal);
 /* The context current on this thread, or NULL if none or not active. */

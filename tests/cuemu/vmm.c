@@ -122,6 +122,7 @@ cuemu_handle_new(int fd, uint64_t size, int dev, const CUmemAllocationProp *prop
 	h->device = dev;
 	h->prop = *prop;
 	h->user_refs = 1;
+	__atomic_add_fetch(&cuemu_handle_refs, 1, __ATOMIC_RELAXED);
 	cuemu_slot_gen[slot]++;
 	h->gen = cuemu_slot_gen[slot];
 	cuemu_slots[slot] = h;
@@ -467,6 +468,7 @@ cuMemRelease(CUmemGenericAllocationHandle handle)
 		return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
 	cuemu_charge(CUEMU_COST_RELEASE, h->size / cuemu_cfg.granularity, 1);
 	h->user_refs--;
+	__atomic_sub_fetch(&cuemu_handle_refs, 1, __ATOMIC_RELAXED);
 	cuemu_handle_maybe_free(slot);
 	return cuemu_ret(CUDA_SUCCESS);
 }
@@ -789,6 +791,7 @@ cuMemRetainAllocationHandle(CUmemGenericAllocationHandle *handle, void *addr)
 		return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
 	h = cuemu_slots[r->slot];
 	h->user_refs++;
+	__atomic_add_fetch(&cuemu_handle_refs, 1, __ATOMIC_RELAXED);
 	*handle = cuemu_handle_value(r->slot);
 	return cuemu_ret(CUDA_SUCCESS);
 }
