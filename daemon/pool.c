@@ -1988,8 +1988,9 @@ pool_lend_all(struct vmmd_holder *h, struct pool_pick *p, int *code,
 		vmmd_stats.stitches++;
 	vmmd_stats.grants++;
 	vmmd_stats.grant_chunks += p->n;
-	vmmd_stats.grant_bytes += p->want;
-	pool_rate_add(p->want);
+	/* What is lent: the request, or less for Acquire.partial. */
+	vmmd_stats.grant_bytes += p->got < p->want ? p->got : p->want;
+	pool_rate_add(p->got < p->want ? p->got : p->want);
 	return (int)p->n;
 }
 

@@ -744,7 +744,7 @@ test_partial(void)
 {
 	const unsigned st = STITCH | IGNORE;
 	struct tc_chunk u[6], ch[MAXCH], rest[MAXCH];
-	uint64_t creates, partials, sum;
+	uint64_t creates, partials, lent, sum;
 	struct tc *a;
 	pid_t d;
 	int n, m, i, j;
@@ -757,6 +757,7 @@ test_partial(void)
 	give_back(a, u, 6);
 	creates = tc_counter(adm, "creates");
 	partials = tc_counter(adm, "partials");
+	lent = tc_counter(adm, "grant_bytes");
 	/* 8 units: four idle units fill the grant; two more stay idle. */
 	n = tc_acquire_ex(a, 8 * G, st | TC_ACQUIRE_PARTIAL, 0, ch, MAXCH,
 	    NULL, 0);
@@ -770,6 +771,7 @@ test_partial(void)
 	CHECK(sum == 4 * G);
 	CHECK(tc_counter(adm, "creates") == creates);
 	CHECK(tc_counter(adm, "partials") == partials + 1);
+	CHECK(tc_counter(adm, "grant_bytes") == lent + 4 * G);	/* lent */
 	use_grant(ch, (size_t)n, 21);
 	/* The rest, 4 units: the two idle ones and new memory for the other
 	 * two (the cap is not reached: a whole grant, as ever). */
