@@ -119,6 +119,10 @@ struct vmmc_conn *vmmc_conn_get(int dev);
  * the answer is VMMC_EWOULD_CREATE (an older vmmd grants, as ever). */
 #define VMMC_ACQUIRE_NO_CREATE	(1u << 30)
 #define VMMC_EWOULD_CREATE	(-110)
+/* Acquire.partial (with ALLOW_STITCH): a grant whose every piece is an
+ * idle chunk may be short of bytes; the caller asks again for the rest (an
+ * older vmmd grants the whole request). */
+#define VMMC_ACQUIRE_PARTIAL	(1u << 29)
 int	vmmc_conn_acquire(struct vmmc_conn *c, uint64_t bytes, unsigned flags,
 	    uint64_t min_piece, struct vmmc_grant_chunk *out, size_t max);
 /* Asks for one chunk of bytes, or of up to up_to bytes if vmmd has such a

@@ -528,9 +528,11 @@ conn_acquire(struct vmmc_conn *c, uint64_t bytes, unsigned flags,
 	int rc;
 
 	a.bytes = bytes;
-	a.flags = flags & ~(VMMC_ACQUIRE_EXACT | VMMC_ACQUIRE_NO_CREATE);
+	a.flags = flags & ~(VMMC_ACQUIRE_EXACT | VMMC_ACQUIRE_NO_CREATE |
+	    VMMC_ACQUIRE_PARTIAL);
 	a.exact = (flags & VMMC_ACQUIRE_EXACT) != 0;
 	a.no_create = (flags & VMMC_ACQUIRE_NO_CREATE) != 0;
+	a.partial = (flags & VMMC_ACQUIRE_PARTIAL) != 0;
 	a.min_piece = min_piece;
 	a.up_to = up_to;
 	pthread_mutex_lock(&c->lock);

@@ -34,6 +34,9 @@
 #include "log.h"
 
 #define LARGE_MAX_GRANT 64
+/* Most chunks one large_acquire maps: a few grants of LARGE_MAX_GRANT
+ * (Acquire.partial). */
+#define LARGE_MAX_PIECES (4 * LARGE_MAX_GRANT)
 /* Whether cached entry l may be reused or unmapped now: always (after a
  * sync, vmmc_sync_for) unless a stream capture is in progress, when only a
  * sync that already happened counts (capture.c). */
@@ -328,7 +331,7 @@ fail:
 static void
 large_giveback(struct vmmc_conn *c, struct vmmc_grant_chunk *g, size_t n)
 {
-	uint64_t ids[LARGE_MAX_GRANT];
+	uint64_t ids[LARGE_MAX_PIECES];
 	size_t i;
 
 	for (i = 0; i < n; i++) {
@@ -350,19 +353,20 @@ vmmc_large_on_acquire(uint64_t (*idle)(int dev),
 	__atomic_store_n(&large_idle_fn, idle, __ATOMIC_RELEASE);
 }
 
-/* Asks vmmd for bytes, stitched from pieces no smaller than frag_ratio of
- * them; a ratio of 0 (or one that rounds to no piece at all) waives vmmd's
- * own frag_ratio too, so pieces of any size will do.  Out-of-memory is
- * retried by the caller (vmm_malloc), which holds no allocator lock then. */
+/* One Acquire of large_acquire: bytes, stitched from pieces no smaller
+ * than frag_ratio of them; a ratio of 0 (or one that rounds to no piece at
+ * all) waives vmmd's own frag_ratio too, so pieces of any size will do.
+ * partial: Acquire.partial, vmmd may answer short of bytes. */
 static int
-large_acquire(int dev, struct vmmc_conn *c, uint64_t bytes,
+large_acquire_one(int dev, struct vmmc_conn *c, uint64_t bytes, bool partial,
     struct vmmc_grant_chunk *g)
 {
 	const struct vmmc_settings *st = vmmc_settings_get();
 	uint64_t gran = vmmc_conn_granularity(c);
 	uint64_t min_piece = round_up((uint64_t)(st->frag_ratio * (double)bytes),
 	    gran);
-	unsigned flags = VMM__ACQUIRE_FLAG__ACQUIRE_FLAG_ALLOW_STITCH;
+	unsigned flags = VMM__ACQUIRE_FLAG__ACQUIRE_FLAG_ALLOW_STITCH |
+	    (partial ? VMMC_ACQUIRE_PARTIAL : 0);
 	uint64_t (*idle)(int) = __atomic_load_n(&large_idle_fn,
 	    __ATOMIC_ACQUIRE);
 	void (*give)(int, uint64_t) = __atomic_load_n(&large_give_fn,
@@ -387,6 +391,50 @@ large_acquire(int dev, struct vmmc_conn *c, uint64_t bytes,
 		give(dev, bytes);
 	}
 	return vmmc_conn_acquire(c, bytes, flags, min_piece, g, LARGE_MAX_GRANT);
+}
+
+/*
+ * Asks vmmd for bytes in up to LARGE_MAX_PIECES chunks (g holds that
+ * many); returns how many, their sum at least bytes, or a VMM_E* code
+ * (nothing held then).  A grant carries at most LARGE_MAX_GRANT chunks:
+ * where vmmd's idle chunks are so small that they fill a grant and it
+ * would create the rest beside those left idle, it lends them short of
+ * the request (Acquire.partial) and the rest is asked for again, so idle
+ * memory serves before new memory is made.  The last grant that would
+ * pass LARGE_MAX_PIECES is asked without the flag: vmmd completes it.
+ * Each chunk is counted once, whatever grant it came in; a short answer
+ * without the flag (a daemon that broke the protocol) gives every chunk
+ * back rather than map less than asked.
+ */
+static int
+large_acquire(int dev, struct vmmc_conn *c, uint64_t bytes,
+    struct vmmc_grant_chunk *g)
+{
+	uint64_t got = 0, sum;
+	size_t n = 0;
+	bool partial;
+	int k, i;
+
+	while (got < bytes) {
+		partial = n + 2 * LARGE_MAX_GRANT <= LARGE_MAX_PIECES;
+		k = large_acquire_one(dev, c, bytes - got, partial, g + n);
+		if (k < 0) {
+			if (n > 0)
+				large_giveback(c, g, n);
+			return k;
+		}
+		for (sum = 0, i = 0; i < k; i++)
+			sum += g[n + i].size;
+		n += (size_t)k;
+		got += sum;
+		if (got < bytes && !partial) {
+			vmm_log_error("vmmd granted %llu of %llu bytes",
+			    (unsigned long long)got, (unsigned long long)bytes);
+			large_giveback(c, g, n);
+			return VMM_EPROTO;
+		}
+	}
+	return (int)n;
 }
 
 /* Puts picked cache entries back (a local stitch that failed). */
@@ -446,7 +494,7 @@ large_stitch_local(int dev, struct vmmc_conn *c, size_t size, uint64_t need,
 {
 	const struct vmmc_settings *st = vmmc_settings_get();
 	struct large *pick[LARGE_MAX_GRANT], *l, *nl = NULL;
-	struct vmmc_grant_chunk g[LARGE_MAX_GRANT];
+	struct vmmc_grant_chunk g[LARGE_MAX_PIECES];
 	uint64_t min_piece, got = 0, ticket = 0, off = 0, total;
 	size_t npick = 0, i;
 	int n = 0, rc = VMM_ENOMEM;
@@ -567,7 +615,7 @@ int
 vmmc_large_alloc(int dev, size_t size, void **out)
 {
 	const struct vmmc_settings *st = vmmc_settings_get();
-	struct vmmc_grant_chunk g[LARGE_MAX_GRANT];
+	struct vmmc_grant_chunk g[LARGE_MAX_PIECES];
 	struct vmmc_conn *c;
 	struct large *l, *best = NULL;
 	uint64_t gran, need, ticket, best_fit = 0;
@@ -697,7 +745,7 @@ fail:
 	return rc;
 fail_released:
 	{
-		uint64_t ids[LARGE_MAX_GRANT];
+		uint64_t ids[LARGE_MAX_PIECES];
 		uint32_t i;
 
 		for (i = 0; i < l->nchunks; i++)
@@ -1095,7 +1143,7 @@ int
 vmmc_large_realloc(void **pp, size_t size)
 {
 	const struct vmmc_settings *st = vmmc_settings_get();
-	struct vmmc_grant_chunk g[LARGE_MAX_GRANT];
+	struct vmmc_grant_chunk g[LARGE_MAX_PIECES];
 	CUdeviceptr old, nb;
 	struct vmmc_conn *c;
 	struct large *l;

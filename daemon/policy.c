@@ -434,8 +434,9 @@ policy_grant_within(struct vmmd_session *s, const Vmm__Acquire *a)
 static void
 policy_grant_idle(struct vmmd_session *s, const Vmm__Acquire *a)
 {
-	if (policy_grant(s, a->request_id, a->bytes, a->flags, a->min_piece,
-	    false, true, false) != GRANT_WOULD_CREATE)
+	if (policy_grant(s, a->request_id, a->bytes, a->flags |
+	    (a->partial ? VMMD_GRANT_PARTIAL : 0), a->min_piece, false, true,
+	    false) != GRANT_WOULD_CREATE)
 		return;
 	vmmd_stats.would_create++;
 	vmmd_session_error(s, a->request_id,
@@ -472,7 +473,7 @@ vmmd_policy_acquire(struct vmmd_session *s, const Vmm__Acquire *a)
 	if (now < policy_backoff_until_ms)
 		ms = 0;
 	reuse_first = ms != 0 && policy_cached_enough(s, now, a->bytes);
-	flags = a->flags;
+	flags = a->flags | (a->partial ? VMMD_GRANT_PARTIAL : 0);
 	if (a->exact)	/* never stitched: allow-stitch is dropped too */
 		flags = VMMD_GRANT_EXACT;
 	rc = policy_grant(s, a->request_id, a->bytes, flags, a->min_piece,

@@ -1726,7 +1726,26 @@ struct pool_pick {
 	struct vmmd_chunk	**v;
 	size_t			n, max;
 	uint64_t		want, got;
+	/* Acquire.partial: a pick that fills every slot short of want keeps
+	 * them all (capped says it did) instead of freeing one for a create. */
+	bool			partial, capped;
 };
+
+/* Every slot of p is taken and it is still short: with Acquire.partial the
+ * pick stays as it is (capped), else its last piece goes back to make room
+ * for the chunk that will be created for the rest. */
+static void
+pool_pick_full(struct pool_pick *p)
+{
+	if (p->got >= p->want || p->n < p->max)
+		return;
+	if (p->partial) {
+		p->capped = true;
+		return;
+	}
+	pool_free_insert(p->v[--p->n]);
+	p->got -= p->v[p->n]->size;
+}
 
 /* The smallest usable free chunk no smaller than asked, ch, is the fit
  * if it is at most slack larger: taken off the free lists into p. */
@@ -1804,12 +1823,7 @@ pool_stitch(const struct vmmd_holder *h, struct pool_pick *p, unsigned flags,
 	if (f > min_piece)
 		min_piece = vmmd_pool_round(f);
 	p->n = pool_pick_stitch(h, p->want, min_piece, p->v, p->max, &p->got);
-	/* All pieces used and still short: make room for the chunk that will
-	 * be created for the rest. */
-	if (p->got < p->want && p->n == p->max) {
-		pool_free_insert(p->v[--p->n]);
-		p->got -= p->v[p->n]->size;
-	}
+	pool_pick_full(p);
 	return min_piece;
 }
 
@@ -1830,10 +1844,7 @@ pool_stitch_rest(const struct vmmd_holder *h, struct pool_pick *p)
 		return;
 	p->n += k;
 	p->got += more;
-	if (p->got < p->want && p->n == p->max) {
-		pool_free_insert(p->v[--p->n]);
-		p->got -= p->v[p->n]->size;
-	}
+	pool_pick_full(p);
 }
 
 /*
@@ -1977,8 +1988,9 @@ pool_lend_all(struct vmmd_holder *h, struct pool_pick *p, int *code,
 		vmmd_stats.stitches++;
 	vmmd_stats.grants++;
 	vmmd_stats.grant_chunks += p->n;
-	vmmd_stats.grant_bytes += p->want;
-	pool_rate_add(p->want);
+	/* What is lent: the request, or less for Acquire.partial. */
+	vmmd_stats.grant_bytes += p->got < p->want ? p->got : p->want;
+	pool_rate_add(p->got < p->want ? p->got : p->want);
 	return (int)p->n;
 }
 
@@ -2145,6 +2157,8 @@ vmmd_pool_grant_async(struct vmmd_holder *h, uint64_t bytes, unsigned flags,
 		return VMMD_POOL_FAILED;
 	}
 	p.want = vmmd_pool_round(bytes);
+	p.partial = (flags & VMMD_GRANT_PARTIAL) &&
+	    (flags & VMM__ACQUIRE_FLAG__ACQUIRE_FLAG_ALLOW_STITCH);
 	/* Acquire.exact: one chunk of exactly that size (an application's
 	 * own cuMemCreate handle has the size it asked for). */
 	slack = (flags & VMMD_GRANT_EXACT) ? 0 :
@@ -2164,6 +2178,13 @@ vmmd_pool_grant_async(struct vmmd_holder *h, uint64_t bytes, unsigned flags,
 		if (!(flags & (VMMD_GRANT_EXACT | VMMD_GRANT_NO_CREATE)))
 			pool_cover_rest(h, &p);
 		below = 0;
+	}
+	/* Acquire.partial, every piece an idle chunk and still short: those
+	 * pieces, rather than new memory beside the idle chunks the cap left
+	 * out; the client asks again for the rest. */
+	if (p.got < p.want && p.capped) {
+		vmmd_stats.partials++;
+		return pool_lend_all(h, &p, code, msg, msglen);
 	}
 	if (p.got < p.want) {
 		/* The caller would rather wait for memory other clients give

@@ -301,6 +301,10 @@ void	vmmd_pool_totals(struct vmmd_pool_totals *t);
 /* Acquire.exact: one chunk of exactly the size asked (no slack, no
  * stitch). */
 #define VMMD_GRANT_EXACT		(1u << 30)
+/* Acquire.partial: where the grant's pieces all went to idle chunks and
+ * the rest would be created (or refused, NO_CREATE), lend them short of
+ * the request instead. */
+#define VMMD_GRANT_PARTIAL		(1u << 29)
 
 /* vmmd_pool_grant's failures. */
 enum {

@@ -120,6 +120,7 @@ struct vmm_pool_figures {
 	X(va_claims_refused, "VA claims refused (overlap, per-client bound)") \
 	X(orphan_swaps, "idle chunks of exited processes given back to the GPU for a grant") \
 	X(would_create, "Acquires with no_create refused: only new memory would serve them") \
-	X(covers, "stitched grants whose last piece is one pooled chunk up to twice what was missing, instead of a create")
+	X(covers, "stitched grants whose last piece is one pooled chunk up to twice what was missing, instead of a create") \
+	X(partials, "stitched grants short of the request (Acquire.partial): max_pieces idle chunks lent instead of a create for the rest")
 
 #endif

@@ -262,7 +262,11 @@ acquire_ok(const Vmm__Acquire *m)
 	    (m->up_to == 0 || (m->up_to >= m->bytes && !m->exact &&
 	    !(m->flags & VMM__ACQUIRE_FLAG__ACQUIRE_FLAG_ALLOW_STITCH))) &&
 	    /* no_create: never exact (that one chunk is made for it) */
-	    (!m->no_create || !m->exact);
+	    (!m->no_create || !m->exact) &&
+	    /* partial: a stitched request only */
+	    (!m->partial || ((m->flags &
+	    VMM__ACQUIRE_FLAG__ACQUIRE_FLAG_ALLOW_STITCH) && !m->exact &&
+	    m->up_to == 0));
 }
 
 static bool

@@ -19,8 +19,16 @@
  *                              larger): all 17 are mapped, in the address
  *                              space taken for them, and the data stays.
  *
- * The figures are vmmd's counters stitches and creates, read through an
- * admin session.
+ *   test_client_frag partial   100 idle fragments and an allocation of 90
+ *                              units, more than one grant carries (64):
+ *                              vmmd lends 64 short of the request
+ *                              (Acquire.partial) and the library asks again
+ *                              for the rest, so nothing is created where
+ *                              idle fragments cover it; all 90 units hold
+ *                              the data written over them.
+ *
+ * The figures are vmmd's counters stitches, partials and creates, read
+ * through an admin session.
  */
 #include <cuda.h>
 
@@ -36,6 +44,8 @@
 
 #define MiB		(1ull << 20)
 #define NFRAG		8
+#define NPART		100	/* fragments for "partial" */
+#define PART_UNITS	90	/* its allocation, in units */
 
 /* Grows a 32-unit allocation by 16 units while vmmd holds one idle chunk
  * of 17 units, which the grant fits with; checks the data survives and the
@@ -86,24 +96,53 @@ realloc_fit(const char *sockpath, struct tc *adm, uint64_t unit)
 	free(back);
 }
 
+/* An allocation of PART_UNITS units while vmmd holds NPART idle
+ * one-unit fragments: served from them in two grants, nothing created. */
+static void
+partial_alloc(struct tc *adm, uint64_t unit)
+{
+	const size_t n = PART_UNITS * unit;
+	uint64_t creates = tc_counter(adm, "creates");
+	uint64_t partials = tc_counter(adm, "partials");
+	unsigned char *buf, *back;
+	size_t i;
+	void *p;
+
+	CHECK((buf = malloc(n)) != NULL && (back = malloc(n)) != NULL);
+	for (i = 0; i < n; i++)
+		buf[i] = (unsigned char)(i * 7 + i / 4099);
+	CHECK(vmm_malloc(&p, n) == 0);
+	CHECK(tc_counter(adm, "creates") == creates);
+	CHECK(tc_counter(adm, "partials") == partials + 1);
+	CHECK_OK(cuMemcpyHtoD((CUdeviceptr)(uintptr_t)p, buf, n));
+	CHECK_OK(cuMemcpyDtoH(back, (CUdeviceptr)(uintptr_t)p, n));
+	CHECK(memcmp(back, buf, n) == 0);
+	CHECK(vmm_free(p) == 0);
+	CHECK(vmm_flush() == 0);
+	free(buf);
+	free(back);
+}
+
 int
 main(int argc, char **argv)
 {
 	const char *tmp = getenv("VMM_TEST_TMPDIR");
 	char sockdir[1024], sockpath[1100];
-	struct tc_chunk ch[NFRAG];
-	uint64_t ids[NFRAG], stitches, creates, frag_size;
+	struct tc_chunk ch[NPART];
+	uint64_t ids[NPART], stitches, creates, frag_size;
 	struct tc *adm, *app;
 	CUcontext ctx;
 	bool zero;
 	void *p;
-	size_t i;
+	size_t i, nfrag;
 	pid_t d;
 
 	CHECK(argc == 2 && (strcmp(argv[1], "zero") == 0 ||
 	    strcmp(argv[1], "default") == 0 ||
-	    strcmp(argv[1], "realloc") == 0));
+	    strcmp(argv[1], "realloc") == 0 ||
+	    strcmp(argv[1], "partial") == 0));
 	zero = strcmp(argv[1], "zero") == 0;
+	nfrag = strcmp(argv[1], "partial") == 0 ? NPART : NFRAG;
 	CHECK(tmp != NULL);
 	snprintf(sockdir, sizeof(sockdir), "%s/sock", tmp);
 	tc_socket_path(sockdir, sockpath, sizeof(sockpath));
@@ -117,13 +156,13 @@ main(int argc, char **argv)
 	app = tc_open(sockpath, "fragments", false);
 	frag_size = app->granularity;
 	CHECK(frag_size >= 2 * MiB);
-	for (i = 0; i < NFRAG; i++) {
+	for (i = 0; i < nfrag; i++) {
 		CHECK(tc_acquire(app, frag_size, 0, &ch[i], 1) == 1);
 		CHECK(ch[i].size == frag_size);
 		ids[i] = ch[i].id;
 	}
-	tc_close_chunks(ch, NFRAG);
-	CHECK(tc_release(app, ids, NFRAG) == 0);
+	tc_close_chunks(ch, nfrag);
+	CHECK(tc_release(app, ids, nfrag) == 0);
 	tc_close(app);
 	stitches = tc_counter(adm, "stitches");
 	creates = tc_counter(adm, "creates");
@@ -131,8 +170,12 @@ main(int argc, char **argv)
 	CHECK_OK(cuInit(0));
 	CHECK_OK(cuDevicePrimaryCtxRetain(&ctx, 0));
 	CHECK_OK(cuCtxSetCurrent(ctx));
-	if (strcmp(argv[1], "realloc") == 0) {
-		realloc_fit(sockpath, adm, frag_size);
+	if (strcmp(argv[1], "realloc") == 0 ||
+	    strcmp(argv[1], "partial") == 0) {
+		if (nfrag == NPART)
+			partial_alloc(adm, frag_size);
+		else
+			realloc_fit(sockpath, adm, frag_size);
 		tc_close(adm);
 		vmm_shutdown();
 		CHECK(WIFEXITED(tc_stop_daemon(d)));

@@ -380,6 +380,23 @@ test_unknown_and_malformed(void)
 		    ANY_RID, NULL, 0);
 		raw_expect_closed(&r);
 	}
+	/* Acquire.partial without stitching, or with exact: a short grant
+	 * is only for a request that may be stitched. */
+	a.no_create = false;
+	a.partial = true;
+	for (i = 0; i < 2; i++) {
+		a.request_id = 10 + i;
+		a.exact = i == 1;
+		a.flags = i == 1 ? VMM__ACQUIRE_FLAG__ACQUIRE_FLAG_ALLOW_STITCH : 0;
+		raw_open(&r);
+		raw_hello(&r);
+		raw_send_env(&r, &env);
+		raw_expect_error(&r, VMM__ERROR_CODE__ERROR_CODE_BAD_MESSAGE,
+		    ANY_RID, NULL, 0);
+		raw_expect_closed(&r);
+	}
+	a.partial = false;
+	a.exact = false;
 	rel.request_id = 7;
 	rel.n_chunk_ids = 1;
 	rel.chunk_ids = &zero;

@@ -28,6 +28,13 @@
  * keeps its bytes); Acquire.exact never gets one, and Acquire.no_create
  * (vmmd would not create for it) is answered WOULD_CREATE instead.
  *
+ * "test_daemon_stitch partial": Acquire.partial, where idle one-unit chunks
+ * fill every piece a grant may carry (max_pieces) and the rest would be
+ * created, lends those pieces short of the request (counter partials;
+ * nothing created, distinct memory), also with no_create; where the cap is
+ * not reached it grants the whole request as before; without the flag the
+ * same request creates its rest beside the idle chunks.
+ *
  * "test_daemon_stitch orphan": idle memory a process that is gone left
  * behind (chunks it still held, and chunks it gave back before it went),
  * of sizes a growing request cannot use, is given back to the GPU for the
@@ -732,6 +739,79 @@ test_nocreate(void)
 	return bad;
 }
 
+static int
+test_partial(void)
+{
+	const unsigned st = STITCH | IGNORE;
+	struct tc_chunk u[6], ch[MAXCH], rest[MAXCH];
+	uint64_t creates, partials, lent, sum;
+	struct tc *a;
+	pid_t d;
+	int n, m, i, j;
+
+	start("partial", "idle_timeout_ms = 0\nmax_pieces = 4\n", &d);
+	a = tc_open(sockpath, "partial", false);
+	/* Six idle one-unit chunks. */
+	for (i = 0; i < 6; i++)
+		CHECK(tc_acquire(a, G, 0, &u[i], 1) == 1 && u[i].size == G);
+	give_back(a, u, 6);
+	creates = tc_counter(adm, "creates");
+	partials = tc_counter(adm, "partials");
+	lent = tc_counter(adm, "grant_bytes");
+	/* 8 units: four idle units fill the grant; two more stay idle. */
+	n = tc_acquire_ex(a, 8 * G, st | TC_ACQUIRE_PARTIAL, 0, ch, MAXCH,
+	    NULL, 0);
+	CHECK(n == 4);
+	for (i = 0, sum = 0; i < n; i++) {
+		CHECK(ch[i].size == G && has_id(u, 6, ch[i].id));
+		for (j = 0; j < i; j++)
+			CHECK(ch[i].id != ch[j].id);
+		sum += ch[i].size;
+	}
+	CHECK(sum == 4 * G);
+	CHECK(tc_counter(adm, "creates") == creates);
+	CHECK(tc_counter(adm, "partials") == partials + 1);
+	CHECK(tc_counter(adm, "grant_bytes") == lent + 4 * G);	/* lent */
+	use_grant(ch, (size_t)n, 21);
+	/* The rest, 4 units: the two idle ones and new memory for the other
+	 * two (the cap is not reached: a whole grant, as ever). */
+	m = grant(a, 4 * G, st | TC_ACQUIRE_PARTIAL, 0, rest);
+	CHECK(m >= 3);
+	for (i = 0, j = 0; i < m; i++)
+		j += has_id(u, 6, rest[i].id) && !has_id(ch, n, rest[i].id);
+	CHECK(j == 2);
+	CHECK(tc_counter(adm, "creates") == creates + (uint64_t)(m - 2));
+	CHECK(tc_counter(adm, "partials") == partials + 1);
+	use_grant(rest, (size_t)m, 22);
+	give_back(a, ch, n);
+	give_back(a, rest, m);
+	/* Idle now: eight units.  Without the flag, 10 units take three of
+	 * them (a slot kept for the create) and create the rest in one
+	 * chunk while five units stay idle. */
+	creates = tc_counter(adm, "creates");
+	n = grant(a, 10 * G, st, 0, ch);
+	CHECK(n == 4 && ch[3].size == 7 * G);
+	CHECK(tc_counter(adm, "creates") == creates + 1);
+	CHECK(tc_counter(adm, "partials") == partials + 1);
+	give_back(a, ch, n);
+	/* With it (and no_create): four idle pieces, the largest (the 7-unit
+	 * chunk) first, nothing created, no WOULD_CREATE. */
+	creates = tc_counter(adm, "creates");
+	n = tc_acquire_ex(a, 16 * G, st | TC_ACQUIRE_PARTIAL |
+	    TC_ACQUIRE_NO_CREATE, 0, ch, MAXCH, NULL, 0);
+	CHECK(n == 4);
+	for (i = 0, sum = 0; i < n; i++)
+		sum += ch[i].size;
+	CHECK(sum == 10 * G && ch[0].size == 7 * G);
+	CHECK(tc_counter(adm, "creates") == creates);
+	CHECK(tc_counter(adm, "partials") == partials + 2);
+	use_grant(ch, (size_t)n, 23);
+	give_back(a, ch, n);
+	tc_close(a);
+	stop(d);
+	return 0;
+}
+
 /* A child of test_orphan: acquires the bytes it is sent as one chunk, sends
  * back its id, then on 'c' closes its session and waits, on 'r' releases
  * the chunk and stays, on 'x' (or EOF) exits without releasing anything. */
@@ -1053,6 +1133,8 @@ main(int argc, char **argv)
 		return test_within() == 0 ? 0 : 1;
 	if (argc > 1 && strcmp(argv[1], "nocreate") == 0)
 		return test_nocreate() == 0 ? 0 : 1;
+	if (argc > 1 && strcmp(argv[1], "partial") == 0)
+		return test_partial() == 0 ? 0 : 1;
 	if (argc > 1 && strcmp(argv[1], "policy") == 0) {
 		return test_policy() == 0 ? 0 : 1;
 	}

@@ -413,9 +413,11 @@ tc_acquire_ex(struct tc *c, uint64_t bytes, unsigned flags, uint64_t min_piece,
 	int n;
 
 	a.bytes = bytes;
-	a.flags = flags & ~(TC_ACQUIRE_EXACT | TC_ACQUIRE_NO_CREATE);
+	a.flags = flags & ~(TC_ACQUIRE_EXACT | TC_ACQUIRE_NO_CREATE |
+	    TC_ACQUIRE_PARTIAL);
 	a.exact = (flags & TC_ACQUIRE_EXACT) != 0;
 	a.no_create = (flags & TC_ACQUIRE_NO_CREATE) != 0;
+	a.partial = (flags & TC_ACQUIRE_PARTIAL) != 0;
 	a.min_piece = min_piece;
 	if ((n = tc_request(c, &env, &m, msg, msglen)) != 0)
 		return n;

@@ -101,6 +101,8 @@ void	tc_stop_daemon_ok(pid_t pid);
 #define TC_ACQUIRE_EXACT	(1u << 31)
 /* ... and TC_ACQUIRE_NO_CREATE for Acquire.no_create. */
 #define TC_ACQUIRE_NO_CREATE	(1u << 30)
+/* ... and TC_ACQUIRE_PARTIAL for Acquire.partial. */
+#define TC_ACQUIRE_PARTIAL	(1u << 29)
 int	tc_acquire_ex(struct tc *c, uint64_t bytes, unsigned flags,
 	    uint64_t min_piece, struct tc_chunk *out, size_t max, char *msg,
 	    size_t msglen);

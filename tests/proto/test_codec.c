@@ -153,6 +153,19 @@ test_validation(void)
 	EXPECT(2, s.acquire.no_create = 1, 0);
 	EXPECT(2, s.acquire.no_create = 1; s.acquire.flags = 0;
 	    s.acquire.exact = 1, VMM_FRAME_EINVALID);
+	/* partial: a stitched request only (no exact, no up_to) */
+	EXPECT(2, s.acquire.partial = 1; s.acquire.flags =
+	    VMM__ACQUIRE_FLAG__ACQUIRE_FLAG_ALLOW_STITCH, 0);
+	EXPECT(2, s.acquire.partial = 1; s.acquire.no_create = 1;
+	    s.acquire.flags = VMM__ACQUIRE_FLAG__ACQUIRE_FLAG_ALLOW_STITCH, 0);
+	EXPECT(2, s.acquire.partial = 1; s.acquire.flags =
+	    VMM__ACQUIRE_FLAG__ACQUIRE_FLAG_IGNORE_FRAG_RATIO,
+	    VMM_FRAME_EINVALID);
+	EXPECT(2, s.acquire.partial = 1; s.acquire.flags =
+	    VMM__ACQUIRE_FLAG__ACQUIRE_FLAG_ALLOW_STITCH; s.acquire.exact = 1,
+	    VMM_FRAME_EINVALID);
+	EXPECT(2, s.acquire.partial = 1; s.acquire.flags = 0;
+	    s.acquire.up_to = s.acquire.bytes * 2, VMM_FRAME_EINVALID);
 	/* grant */
 	EXPECT(3, s.grant.n_chunks = 0; s.nfds = 0, VMM_FRAME_EINVALID);
 	EXPECT(3, s.chunks[1].id = 0, VMM_FRAME_EINVALID);
