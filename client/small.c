@@ -882,16 +882,23 @@ vmmc_small_flush_idle(void)
 }
 
 void
+vmmc_small_flush_dev(int dev)
+{
+	if (dev >= 0 && dev < VMMC_MAX_DEVICES && small_tc[dev] != NULL &&
+	    small_tc[dev]->gen == small_gen) {
+		tc_lock(small_tc[dev]);
+		tc_flush(small_tc[dev]);
+		tc_unlock(small_tc[dev]);
+	}
+}
+
+void
 vmmc_small_flush_mine(void)
 {
 	int d;
 
 	for (d = 0; d < VMMC_MAX_DEVICES; d++)
-		if (small_tc[d] != NULL && small_tc[d]->gen == small_gen) {
-			tc_lock(small_tc[d]);
-			tc_flush(small_tc[d]);
-			tc_unlock(small_tc[d]);
-		}
+		vmmc_small_flush_dev(d);
 }
 
 /* Gives back the empty segments of devices [d0, d1) whose blocks'

@@ -55,6 +55,14 @@
  *             segment back to vmmd first (lent for B's pages rather than
  *             new memory), but only once the kernel is done: nothing busy
  *             was unmapped and B keeps its data.
+ *   smallbin  as smallseg, but the thread goes on: X (and the other block
+ *             of its segment, taken in the same refill) sit in the
+ *             thread's own cache of small blocks.  A medium allocation B
+ *             needing new pages still gets the segment back to vmmd
+ *             first (the thread's cache of that device is returned to the
+ *             segments before the empty ones go back), only once the
+ *             kernel is done; and a small block of X's class afterwards
+ *             works (a new segment).
  *
  * The emulator counts an unmap or free of memory that queued work still
  * touches ("busy_releases") and a queued write that finds its memory gone
@@ -478,6 +486,43 @@ sc_smallseg(void)
 }
 
 static void
+sc_smallbin(void)
+{
+	const size_t size = 3 * MiB;
+	uint64_t releases;
+	struct tc *adm;
+	CUdeviceptr b, x, y;
+	CUcontext ctx;
+	CUstream s;
+
+	start_daemons(1);
+	adm = tc_open(sockpath, "admin", true);
+	ctx = ctx_of(0);
+	CHECK_OK(cuCtxSetCurrent(ctx));
+	CHECK_OK(cuStreamCreate(&s, CU_STREAM_NON_BLOCKING));
+	CHECK_OK(cuMemAlloc(&x, 768 * 1024));
+	CHECK_OK(cuemu_launch_write(x, PAT, 768 * 1024, KERNEL_US, s));
+	CHECK_OK(cuMemFree(x));
+	releases = tc_counter(adm, "released_chunks");
+	CHECK_OK(cuMemAlloc(&b, size));
+	/* X's segment went back before B's pages were asked for, though its
+	 * blocks were in this thread's cache. */
+	CHECK(tc_counter(adm, "released_chunks") == releases + 1);
+	put(b, size, 17);
+	CHECK_OK(cuStreamSynchronize(s));
+	CHECK(holds(b, size, 17));	/* the kernel did not write over it */
+	CHECK_OK(cuMemAlloc(&y, 768 * 1024));
+	put(y, 768 * 1024, 19);
+	CHECK(holds(y, 768 * 1024, 19));
+	CHECK(holds(b, size, 17));
+	expect_clean();
+	CHECK_OK(cuMemFree(y));
+	CHECK_OK(cuMemFree(b));
+	CHECK_OK(cuStreamDestroy(s));
+	tc_close(adm);
+}
+
+static void
 sc_reallocgrow(void)
 {
 	int (*grow)(void **, size_t) =
@@ -632,6 +677,8 @@ main(int argc, char **argv)
 		sc_stitchsmall();
 	else if (strcmp(argv[1], "smallseg") == 0)
 		sc_smallseg();
+	else if (strcmp(argv[1], "smallbin") == 0)
+		sc_smallbin();
 	else if (strcmp(argv[1], "reallocgrow") == 0)
 		sc_reallocgrow();
 	else if (strcmp(argv[1], "split") == 0)
