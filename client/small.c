@@ -508,6 +508,17 @@ pow2_up(uint64_t v)
 	return v <= 1 ? 1 : 1ull << (64 - __builtin_clzll(v - 1));
 }
 
+static uint64_t	(*small_idle_fn)(int dev, uint64_t unit);
+static void	(*small_before_fn)(int dev, uint64_t unit);
+
+void
+vmmc_small_on_acquire(uint64_t (*idle)(int dev, uint64_t unit),
+    void (*before)(int dev, uint64_t unit))
+{
+	small_idle_fn = idle;
+	small_before_fn = before;
+}
+
 /* A new segment of class c from vmmd: one chunk of vmmd's unit, its blocks
  * all free (clean).  VMM_ENOTOURS if the unit is less than two blocks of
  * the class (the caller serves the size as a large allocation). */
@@ -537,7 +548,19 @@ seg_new(int dev, uint32_t c, struct seg **out)
 	align = pow2_up(unit);
 	/* Out-of-memory is retried by vmm_malloc, without the thread cache's
 	 * lock that our caller holds. */
-	n = vmmc_conn_acquire(conn, unit, 0, 0, g, 4);
+	/* Idle memory before new: where vmmd would create the segment while
+	 * this process holds idle memory of its own elsewhere (the medium
+	 * heap's idle pages), that goes back first and vmmd lends it. */
+	if (small_idle_fn != NULL && small_before_fn != NULL &&
+	    small_idle_fn(dev, unit) > 0) {
+		n = vmmc_conn_acquire(conn, unit, VMMC_ACQUIRE_NO_CREATE, 0,
+		    g, 4);
+		if (n == VMMC_EWOULD_CREATE) {
+			small_before_fn(dev, unit);
+			n = vmmc_conn_acquire(conn, unit, 0, 0, g, 4);
+		}
+	} else
+		n = vmmc_conn_acquire(conn, unit, 0, 0, g, 4);
 	if (n < 0)
 		return n;
 	if (n != 1 || g[0].size != unit) {

@@ -63,6 +63,12 @@
  *             segments before the empty ones go back), only once the
  *             kernel is done; and a small block of X's class afterwards
  *             works (a new segment).
+ *   segpage   a medium block M is freed while a kernel still writes it
+ *             (its pages stay in the heap, idle); a small block S of a
+ *             class without a segment then needs one: vmmd would create
+ *             it, so one of M's idle one-unit pages goes back to vmmd and
+ *             is lent as the segment (nothing created), but only once the
+ *             kernel is done: S keeps its data, nothing busy was unmapped.
  *
  * The emulator counts an unmap or free of memory that queued work still
  * touches ("busy_releases") and a queued write that finds its memory gone
@@ -523,6 +529,39 @@ sc_smallbin(void)
 }
 
 static void
+sc_segpage(void)
+{
+	const size_t msize = 3 * MiB, ssize = 768 * 1024;
+	uint64_t creates, releases;
+	struct tc *adm;
+	CUdeviceptr m, x;
+	CUcontext ctx;
+	CUstream s;
+
+	start_daemons(1);
+	adm = tc_open(sockpath, "admin", true);
+	ctx = ctx_of(0);
+	CHECK_OK(cuCtxSetCurrent(ctx));
+	CHECK_OK(cuStreamCreate(&s, CU_STREAM_NON_BLOCKING));
+	CHECK_OK(cuMemAlloc(&m, msize));
+	CHECK_OK(cuemu_launch_write(m, PAT, msize, KERNEL_US, s));
+	CHECK_OK(cuMemFree(m));
+	creates = tc_counter(adm, "creates");
+	releases = tc_counter(adm, "released_chunks");
+	CHECK_OK(cuMemAlloc(&x, ssize));
+	/* One of M's idle pages went back and was lent as X's segment. */
+	CHECK(tc_counter(adm, "creates") == creates);
+	CHECK(tc_counter(adm, "released_chunks") == releases + 1);
+	put(x, ssize, 23);
+	CHECK_OK(cuStreamSynchronize(s));
+	CHECK(holds(x, ssize, 23));	/* the kernel did not write over it */
+	expect_clean();
+	CHECK_OK(cuMemFree(x));
+	CHECK_OK(cuStreamDestroy(s));
+	tc_close(adm);
+}
+
+static void
 sc_reallocgrow(void)
 {
 	int (*grow)(void **, size_t) =
@@ -679,6 +718,8 @@ main(int argc, char **argv)
 		sc_smallseg();
 	else if (strcmp(argv[1], "smallbin") == 0)
 		sc_smallbin();
+	else if (strcmp(argv[1], "segpage") == 0)
+		sc_segpage();
 	else if (strcmp(argv[1], "reallocgrow") == 0)
 		sc_reallocgrow();
 	else if (strcmp(argv[1], "split") == 0)
