@@ -494,9 +494,11 @@ int	vmmc_small_range(const void *p, void **base, size_t *size);
  * SMALL_BIN_BYTES and SMALL_BIN_MAX in small.c; freed blocks spill back
  * once a thread holds 32 MiB, SMALL_TC_BYTES). */
 void	vmmc_small_flush_mine(void);
-/* The same for the calling thread's cache of device dev only.  Never with
- * that cache's lock held (small.c's refill holds it). */
-void	vmmc_small_flush_dev(int dev);
+/* Returns the calling thread's cached blocks of device dev, of the size
+ * classes it has not allocated from since its previous call, to their
+ * segments (a second chance: a class in use keeps its blocks).  Never
+ * with that cache's lock held (small.c's refill holds it). */
+void	vmmc_small_flush_cold(int dev);
 /* Returns the cached blocks of every thread not using its cache right now
  * (idle return, from the helper thread). */
 void	vmmc_small_flush_idle(void);

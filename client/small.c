@@ -89,6 +89,8 @@ struct bin {
 	struct blk	dirty[SMALL_BIN_MAX];
 	uint32_t	nclean, ndirty;
 	uint64_t	ticket;		/* latest free among the dirty */
+	/* Allocated from since the last vmmc_small_flush_cold. */
+	bool		used;
 };
 
 struct tcache {
@@ -102,6 +104,7 @@ struct tcache {
 	int64_t		in_use;		/* bytes, merged on usage queries */
 	uint64_t	held;		/* bytes in the bins */
 	uint64_t	allocs, frees;
+	uint64_t	cold_allocs;	/* allocs at the last flush_cold */
 	struct tcache	*next;
 };
 
@@ -767,6 +770,7 @@ vmmc_small_alloc(int dev, size_t size, void **out)
 	}
 	k = b->clean[--b->nclean];
 	tc->held -= small_size[c];
+	b->used = true;
 	tc_unlock(tc);
 	p = k.s->base + (CUdeviceptr)k.idx * k.s->block;
 	__atomic_store_n(&k.s->asked[k.idx], (uint32_t)size, __ATOMIC_RELAXED);
@@ -905,23 +909,51 @@ vmmc_small_flush_idle(void)
 }
 
 void
-vmmc_small_flush_dev(int dev)
-{
-	if (dev >= 0 && dev < VMMC_MAX_DEVICES && small_tc[dev] != NULL &&
-	    small_tc[dev]->gen == small_gen) {
-		tc_lock(small_tc[dev]);
-		tc_flush(small_tc[dev]);
-		tc_unlock(small_tc[dev]);
-	}
-}
-
-void
 vmmc_small_flush_mine(void)
 {
 	int d;
 
 	for (d = 0; d < VMMC_MAX_DEVICES; d++)
-		vmmc_small_flush_dev(d);
+		if (small_tc[d] != NULL && small_tc[d]->gen == small_gen) {
+			tc_lock(small_tc[d]);
+			tc_flush(small_tc[d]);
+			tc_unlock(small_tc[d]);
+		}
+}
+
+void
+vmmc_small_flush_cold(int dev)
+{
+	struct tcache *tc;
+	uint32_t c;
+
+	if (dev < 0 || dev >= VMMC_MAX_DEVICES || (tc = small_tc[dev]) == NULL ||
+	    tc->gen != small_gen)
+		return;
+	tc_lock(tc);
+	/* No small allocation since the last call: no class can have been
+	 * passed over (a burst of asks for one large block). */
+	if (tc->allocs == tc->cold_allocs) {
+		tc_unlock(tc);
+		return;
+	}
+	tc->cold_allocs = tc->allocs;
+	for (c = 0; c < small_ncls; c++) {
+		struct bin *b = &tc->bins[c];
+
+		if (!b->used && b->nclean + b->ndirty > 0) {
+			tc->held -= (uint64_t)(b->nclean + b->ndirty) *
+			    small_size[c];
+			if (b->nclean > 0)
+				spill(tc->dev, c, b->clean, b->nclean, 0);
+			if (b->ndirty > 0)
+				spill(tc->dev, c, b->dirty, b->ndirty,
+				    b->ticket);
+			b->nclean = b->ndirty = 0;
+		}
+		b->used = false;
+	}
+	tc_unlock(tc);
 }
 
 /* Gives back the empty segments of devices [d0, d1) whose blocks'

@@ -57,12 +57,13 @@
  *             was unmapped and B keeps its data.
  *   smallbin  as smallseg, but the thread goes on: X (and the other block
  *             of its segment, taken in the same refill) sit in the
- *             thread's own cache of small blocks.  A medium allocation B
- *             needing new pages still gets the segment back to vmmd
- *             first (the thread's cache of that device is returned to the
- *             segments before the empty ones go back), only once the
- *             kernel is done; and a small block of X's class afterwards
- *             works (a new segment).
+ *             thread's own cache of small blocks.  A medium allocation B1
+ *             needing new pages leaves them (X's class was used since the
+ *             last ask); after a small block of another class, B2 gets
+ *             X's segment back to vmmd first (the thread's cache of a
+ *             class it passed over goes back to the segments before the
+ *             empty ones go back), only once the kernel is done; and a
+ *             small block of X's class afterwards works (a new segment).
  *   segpage   a medium block M is freed while a kernel still writes it
  *             (its pages stay in the heap, idle); a small block S of a
  *             class without a segment then needs one: vmmd would create
@@ -494,10 +495,11 @@ sc_smallseg(void)
 static void
 sc_smallbin(void)
 {
-	const size_t size = 3 * MiB;
+	/* Each of B1, B2 needs new pages, whatever the unit (up to 8 MiB). */
+	const size_t size = 12 * MiB;
 	uint64_t releases;
 	struct tc *adm;
-	CUdeviceptr b, x, y;
+	CUdeviceptr b1, b2, x, y, z;
 	CUcontext ctx;
 	CUstream s;
 
@@ -509,21 +511,29 @@ sc_smallbin(void)
 	CHECK_OK(cuMemAlloc(&x, 768 * 1024));
 	CHECK_OK(cuemu_launch_write(x, PAT, 768 * 1024, KERNEL_US, s));
 	CHECK_OK(cuMemFree(x));
+	/* X's class was used since the last ask: its blocks stay cached. */
 	releases = tc_counter(adm, "released_chunks");
-	CHECK_OK(cuMemAlloc(&b, size));
-	/* X's segment went back before B's pages were asked for, though its
-	 * blocks were in this thread's cache. */
+	CHECK_OK(cuMemAlloc(&b1, size));
+	CHECK(tc_counter(adm, "released_chunks") == releases);
+	/* Another class is used, X's is not: at the next ask, X's blocks go
+	 * back to their segment, which goes back to vmmd (after the kernel),
+	 * though they were in this thread's cache. */
+	CHECK_OK(cuMemAlloc(&y, 4096));
+	releases = tc_counter(adm, "released_chunks");
+	CHECK_OK(cuMemAlloc(&b2, size));
 	CHECK(tc_counter(adm, "released_chunks") == releases + 1);
-	put(b, size, 17);
+	put(b2, size, 17);
 	CHECK_OK(cuStreamSynchronize(s));
-	CHECK(holds(b, size, 17));	/* the kernel did not write over it */
-	CHECK_OK(cuMemAlloc(&y, 768 * 1024));
-	put(y, 768 * 1024, 19);
-	CHECK(holds(y, 768 * 1024, 19));
-	CHECK(holds(b, size, 17));
+	CHECK(holds(b2, size, 17));	/* the kernel did not write over it */
+	CHECK_OK(cuMemAlloc(&z, 768 * 1024));
+	put(z, 768 * 1024, 19);
+	CHECK(holds(z, 768 * 1024, 19));
+	CHECK(holds(b2, size, 17));
 	expect_clean();
+	CHECK_OK(cuMemFree(z));
 	CHECK_OK(cuMemFree(y));
-	CHECK_OK(cuMemFree(b));
+	CHECK_OK(cuMemFree(b2));
+	CHECK_OK(cuMemFree(b1));
 	CHECK_OK(cuStreamDestroy(s));
 	tc_close(adm);
 }
