@@ -121,14 +121,16 @@ client_before_medium_acquire(int dev, uint64_t need, uint64_t most,
  * moe_train trace, 94 MiB of segments for 34 MiB of small blocks at the
  * peak, many wholly empty.  The calling thread's own cached blocks of
  * that device, of each size class it passed over (no allocation of that
- * class since the previous such ask, while it allocated others), go back
- * to the segments first: a size used once and freed keeps its blocks
- * there, and so its segment (on a held-out beam-search trace, whose cache
- * sizes pass through the small classes as they grow, 44 MiB of segments
- * for 0.1 MiB of small blocks, 1.056 x its peak).  A class still in use
- * keeps its blocks: emptying every class each time gave back segments
- * needed again at once (held-out speech_lstm 1.039 -> 1.058 on the 10x
- * device).  Only a segment all of whose blocks are back in it
+ * class since the previous such ask, while it allocated others) and of
+ * which it caches at least a segment's worth (or a full bin), go back to
+ * the segments first: a size used once and freed keeps its blocks there,
+ * and so its segments (on a held-out beam-search trace, whose cache sizes
+ * pass through the small classes as they grow, 44 MiB of segments for
+ * 0.1 MiB of small blocks, 1.056 x its peak).  A class still in use, or a
+ * few blocks of one, stay: emptying every class each time gave back
+ * segments needed again at once (held-out speech_lstm 1.039 -> 1.058 on
+ * the 10x device; medium_ctx1024_infer 1.038 -> 1.060 in one run of
+ * three).  Only a segment all of whose blocks are back in it
  * (none allocated, none in another thread's cache) is given back, and
  * only after a synchronization covering its latest free succeeded
  * (small.c's trim, as for the idle return and recalls), so vmmd never

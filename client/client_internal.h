@@ -495,9 +495,11 @@ int	vmmc_small_range(const void *p, void **base, size_t *size);
  * once a thread holds 32 MiB, SMALL_TC_BYTES). */
 void	vmmc_small_flush_mine(void);
 /* Returns the calling thread's cached blocks of device dev, of the size
- * classes it has not allocated from since its previous call, to their
- * segments (a second chance: a class in use keeps its blocks).  Never
- * with that cache's lock held (small.c's refill holds it). */
+ * classes it has not allocated from since its previous call (one at which
+ * it had allocated since the one before) and of which it caches at least
+ * a segment's worth or a full bin, to their segments (a second chance: a
+ * class in use keeps its blocks).  Never with that cache's lock held
+ * (small.c's refill holds it). */
 void	vmmc_small_flush_cold(int dev);
 /* Returns the cached blocks of every thread not using its cache right now
  * (idle return, from the helper thread). */

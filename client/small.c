@@ -940,10 +940,21 @@ vmmc_small_flush_cold(int dev)
 	tc->cold_allocs = tc->allocs;
 	for (c = 0; c < small_ncls; c++) {
 		struct bin *b = &tc->bins[c];
+		uint32_t n = b->nclean + b->ndirty;
+		const struct seg *s;
 
-		if (!b->used && b->nclean + b->ndirty > 0) {
-			tc->held -= (uint64_t)(b->nclean + b->ndirty) *
-			    small_size[c];
+		if (b->used || n == 0) {
+			b->used = false;
+			continue;
+		}
+		/* Less than a segment's worth (or than the bin holds when
+		 * full): it can keep at most one segment from going back,
+		 * and spilling it costs the class a refill (and the segment a
+		 * round trip) when it is used again. */
+		s = b->nclean > 0 ? b->clean[0].s : b->dirty[0].s;
+		if ((uint64_t)n * small_size[c] >= s->size ||
+		    n >= small_cap[c]) {
+			tc->held -= (uint64_t)n * small_size[c];
 			if (b->nclean > 0)
 				spill(tc->dev, c, b->clean, b->nclean, 0);
 			if (b->ndirty > 0)

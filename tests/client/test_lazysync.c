@@ -55,15 +55,20 @@
  *             segment back to vmmd first (lent for B's pages rather than
  *             new memory), but only once the kernel is done: nothing busy
  *             was unmapped and B keeps its data.
- *   smallbin  as smallseg, but the thread goes on: X (and the other block
- *             of its segment, taken in the same refill) sit in the
- *             thread's own cache of small blocks.  A medium allocation B1
- *             needing new pages leaves them (X's class was used since the
- *             last ask); after a small block of another class, B2 gets
- *             X's segment back to vmmd first (the thread's cache of a
- *             class it passed over goes back to the segments before the
- *             empty ones go back), only once the kernel is done; and a
- *             small block of X's class afterwards works (a new segment).
+ *   smallbin  as smallseg, but the thread goes on: five 768 KiB blocks X
+ *             (a kernel still writes the first) are freed and sit, with
+ *             the rest of their refills, in the thread's own cache of
+ *             small blocks (a full bin, more than a segment's worth).  A
+ *             medium allocation B1 needing new pages leaves them (X's
+ *             class was used since the last ask); after a small block of
+ *             another class, B2 gets X's segments back to vmmd first (the
+ *             cached blocks of a class the thread passed over go back to
+ *             the segments before the empty ones go back), only once the
+ *             kernel is done; and a block of X's class afterwards works.
+ *   smallkeep as smallbin with one block X: less than a segment's worth
+ *             (and less than a full bin) of a class passed over stays in
+ *             the thread's cache, so its segment stays (no release) and X
+ *             serves the class again (no create).
  *   segpage   a medium block M is freed while a kernel still writes it
  *             (its pages stay in the heap, idle); a small block S of a
  *             class without a segment then needs one: vmmd would create
@@ -97,6 +102,9 @@
 #define SIZE (8 * MiB)
 #define KERNEL_US 300000u
 #define PAT 0xdeadbeefu
+/* smallbin: 768 KiB blocks, as many as a thread's bin of that class holds
+ * (SMALL_BIN_BYTES, 4 MiB) plus one: more than a 2 MiB segment's worth. */
+#define NX 5
 
 static char	sockdir[1024], sockpath[1100];
 static pid_t	daemons[2];
@@ -496,8 +504,59 @@ static void
 sc_smallbin(void)
 {
 	/* Each of B1, B2 needs new pages, whatever the unit (up to 8 MiB). */
-	const size_t size = 12 * MiB;
+	const size_t size = 12 * MiB, xs = 768 * 1024;
 	uint64_t releases;
+	struct tc *adm;
+	CUdeviceptr b1, b2, x[NX], y, z;
+	CUcontext ctx;
+	CUstream s;
+	int i;
+
+	start_daemons(1);
+	adm = tc_open(sockpath, "admin", true);
+	ctx = ctx_of(0);
+	CHECK_OK(cuCtxSetCurrent(ctx));
+	CHECK_OK(cuStreamCreate(&s, CU_STREAM_NON_BLOCKING));
+	for (i = 0; i < NX; i++)
+		CHECK_OK(cuMemAlloc(&x[i], xs));
+	CHECK_OK(cuemu_launch_write(x[0], PAT, xs, KERNEL_US, s));
+	for (i = 0; i < NX; i++)
+		CHECK_OK(cuMemFree(x[i]));
+	/* X's class was used since the last ask: its blocks stay cached. */
+	releases = tc_counter(adm, "released_chunks");
+	CHECK_OK(cuMemAlloc(&b1, size));
+	CHECK(tc_counter(adm, "released_chunks") == releases);
+	/* Another class is used, X's is not: at the next ask, X's blocks go
+	 * back to their segments, which go back to vmmd (after the kernel),
+	 * though the blocks were in this thread's cache. */
+	CHECK_OK(cuMemAlloc(&y, 4096));
+	releases = tc_counter(adm, "released_chunks");
+	CHECK_OK(cuMemAlloc(&b2, size));
+	CHECK(tc_counter(adm, "released_chunks") > releases);
+	put(b2, size, 17);
+	CHECK_OK(cuStreamSynchronize(s));
+	CHECK(holds(b2, size, 17));	/* the kernel did not write over it */
+	CHECK_OK(cuMemAlloc(&z, xs));
+	put(z, xs, 19);
+	CHECK(holds(z, xs, 19));
+	CHECK(holds(b2, size, 17));
+	expect_clean();
+	CHECK_OK(cuMemFree(z));
+	CHECK_OK(cuMemFree(y));
+	CHECK_OK(cuMemFree(b2));
+	CHECK_OK(cuMemFree(b1));
+	CHECK_OK(cuStreamDestroy(s));
+	tc_close(adm);
+}
+
+/* smallkeep: one 768 KiB block of a class the thread then passes over
+ * (less than a segment's worth in its bin): its segment stays, and the
+ * block serves the class again with no new segment. */
+static void
+sc_smallkeep(void)
+{
+	const size_t size = 12 * MiB, xs = 768 * 1024;
+	uint64_t releases, creates;
 	struct tc *adm;
 	CUdeviceptr b1, b2, x, y, z;
 	CUcontext ctx;
@@ -508,27 +567,20 @@ sc_smallbin(void)
 	ctx = ctx_of(0);
 	CHECK_OK(cuCtxSetCurrent(ctx));
 	CHECK_OK(cuStreamCreate(&s, CU_STREAM_NON_BLOCKING));
-	CHECK_OK(cuMemAlloc(&x, 768 * 1024));
-	CHECK_OK(cuemu_launch_write(x, PAT, 768 * 1024, KERNEL_US, s));
+	CHECK_OK(cuMemAlloc(&x, xs));
+	CHECK_OK(cuemu_launch_write(x, PAT, xs, KERNEL_US, s));
 	CHECK_OK(cuMemFree(x));
-	/* X's class was used since the last ask: its blocks stay cached. */
 	releases = tc_counter(adm, "released_chunks");
 	CHECK_OK(cuMemAlloc(&b1, size));
-	CHECK(tc_counter(adm, "released_chunks") == releases);
-	/* Another class is used, X's is not: at the next ask, X's blocks go
-	 * back to their segment, which goes back to vmmd (after the kernel),
-	 * though they were in this thread's cache. */
 	CHECK_OK(cuMemAlloc(&y, 4096));
-	releases = tc_counter(adm, "released_chunks");
 	CHECK_OK(cuMemAlloc(&b2, size));
-	CHECK(tc_counter(adm, "released_chunks") == releases + 1);
-	put(b2, size, 17);
+	CHECK(tc_counter(adm, "released_chunks") == releases);
+	creates = tc_counter(adm, "creates");
+	CHECK_OK(cuMemAlloc(&z, xs));
+	CHECK(tc_counter(adm, "creates") == creates);
+	put(z, xs, 29);
 	CHECK_OK(cuStreamSynchronize(s));
-	CHECK(holds(b2, size, 17));	/* the kernel did not write over it */
-	CHECK_OK(cuMemAlloc(&z, 768 * 1024));
-	put(z, 768 * 1024, 19);
-	CHECK(holds(z, 768 * 1024, 19));
-	CHECK(holds(b2, size, 17));
+	CHECK(holds(z, xs, 29));
 	expect_clean();
 	CHECK_OK(cuMemFree(z));
 	CHECK_OK(cuMemFree(y));
@@ -728,6 +780,8 @@ main(int argc, char **argv)
 		sc_smallseg();
 	else if (strcmp(argv[1], "smallbin") == 0)
 		sc_smallbin();
+	else if (strcmp(argv[1], "smallkeep") == 0)
+		sc_smallkeep();
 	else if (strcmp(argv[1], "segpage") == 0)
 		sc_segpage();
 	else if (strcmp(argv[1], "reallocgrow") == 0)
