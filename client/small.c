@@ -518,8 +518,8 @@ void
 vmmc_small_on_acquire(uint64_t (*idle)(int dev, uint64_t unit),
     void (*before)(int dev, uint64_t unit))
 {
-	small_idle_fn = idle;
-	small_before_fn = before;
+	__atomic_store_n(&small_before_fn, before, __ATOMIC_RELEASE);
+	__atomic_store_n(&small_idle_fn, idle, __ATOMIC_RELEASE);
 }
 
 /* A new segment of class c from vmmd: one chunk of vmmd's unit, its blocks
@@ -528,6 +528,8 @@ vmmc_small_on_acquire(uint64_t (*idle)(int dev, uint64_t unit),
 static int
 seg_new(int dev, uint32_t c, struct seg **out)
 {
+	uint64_t (*idle)(int, uint64_t);
+	void (*before)(int, uint64_t);
 	struct vmmc_grant_chunk g[4];
 	struct vmmc_conn *conn;
 	struct seg *s;
@@ -554,12 +556,13 @@ seg_new(int dev, uint32_t c, struct seg **out)
 	/* Idle memory before new: where vmmd would create the segment while
 	 * this process holds idle memory of its own elsewhere (the medium
 	 * heap's idle pages), that goes back first and vmmd lends it. */
-	if (small_idle_fn != NULL && small_before_fn != NULL &&
-	    small_idle_fn(dev, unit) > 0) {
+	idle = __atomic_load_n(&small_idle_fn, __ATOMIC_ACQUIRE);
+	before = __atomic_load_n(&small_before_fn, __ATOMIC_ACQUIRE);
+	if (idle != NULL && before != NULL && idle(dev, unit) > 0) {
 		n = vmmc_conn_acquire(conn, unit, VMMC_ACQUIRE_NO_CREATE, 0,
 		    g, 4);
 		if (n == VMMC_EWOULD_CREATE) {
-			small_before_fn(dev, unit);
+			before(dev, unit);
 			n = vmmc_conn_acquire(conn, unit, 0, 0, g, 4);
 		}
 	} else
