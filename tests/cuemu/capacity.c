@@ -58,7 +58,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define CUEMU_SHARED_MAGIC 0x63756d656d763033ull	/* "cumemv03" */
+#define CUEMU_SHARED_MAGIC 0x63756d656d763034ull	/* "cumemv04" */
 /* Shared chunks tracked per device; beyond that, stricter (never freed
  * until a scan).  A power of two: the table is open addressing. */
 #define CUEMU_SHARED_SLOTS 32768u
@@ -101,6 +101,16 @@ struct cuemu_shared {
 	uint64_t	pphantom[CUEMU_PROCS_MAX];
 	uint64_t	phantom_unowned;
 	uint64_t	phantom;
+	/* Creates (cuMemCreate, cuMemAlloc and the other classic allocators)
+	 * on this device by any process of the instance: begun when the call
+	 * is charged its cost, done once it has paid it and returns, failed
+	 * ones too.  Only ever increased (atomically, without the flock); a
+	 * reader takes differences (cuemuGetCounter instance_creates_*).  A
+	 * process killed while paying for a create never counts it done:
+	 * until the next process that finds itself alone (done := begun),
+	 * every window looks as if a create ran in it (stricter). */
+	uint64_t	creates_begun;
+	uint64_t	creates_done;
 	struct cuemu_shared_slot slot[CUEMU_SHARED_SLOTS];
 };
 
@@ -174,6 +184,8 @@ cuemu_shared_open(int dev)
 	}
 	/* A new instance, or one whose processes left no memory behind (a
 	 * file from an earlier run): this process's capacity applies. */
+	if (sh->magic != CUEMU_SHARED_MAGIC)
+		sh->creates_begun = sh->creates_done = 0;
 	if (sh->magic != CUEMU_SHARED_MAGIC ||
 	    (sh->capacity != cuemu_cfg.mem_bytes && cuemu_scan(dev, NULL) == 0)) {
 		empty = st.st_size == 0;	/* a new file */
@@ -190,13 +202,18 @@ cuemu_shared_open(int dev)
 		if (sh->charged != 0 || sh->nslots != 0)
 			cuemu_rescan(sh, dev);
 	}
+	/* No other process lives: no create is being paid (one killed while
+	 * paying never counted it done). */
+	if (alone)
+		__atomic_store_n(&sh->creates_done, __atomic_load_n(
+		    &sh->creates_begun, __ATOMIC_SEQ_CST), __ATOMIC_SEQ_CST);
 	if (sh->nprocs < CUEMU_PROCS_MAX)
 		sh->procs[sh->nprocs++] = (int32_t)getpid();
 	else
 		sh->procs_full = 1;
 	flock(fd, LOCK_UN);
 	cuemu_shared_fd[dev] = fd;
-	cuemu_shared[dev] = sh;
+	__atomic_store_n(&cuemu_shared[dev], sh, __ATOMIC_RELEASE);
 	return sh;
 }
 
@@ -668,6 +685,69 @@ cuemu_capacity_scans(int dev)
 	struct cuemu_shared *sh = cuemu_shared_open(dev);
 
 	return sh != NULL ? __atomic_load_n(&sh->scans, __ATOMIC_RELAXED) : 0;
+}
+
+/* Per device, the creates this thread has begun and not yet counted done
+ * (its cost is paid when it leaves the emulator lock). */
+static __thread uint32_t	cuemu_tls_creates_open[CUEMU_MAX_DEVICES];
+static __thread bool		cuemu_tls_creates_any;
+
+void
+cuemu_capacity_create_begin(int dev)
+{
+	struct cuemu_shared *sh;
+
+	if (dev < 0 || dev >= CUEMU_MAX_DEVICES ||
+	    (sh = cuemu_shared_open(dev)) == NULL)
+		return;		/* no books: the create itself fails */
+	__atomic_add_fetch(&sh->creates_begun, 1, __ATOMIC_SEQ_CST);
+	cuemu_tls_creates_open[dev]++;
+	cuemu_tls_creates_any = true;
+}
+
+void
+cuemu_capacity_create_end(void)
+{
+	int dev;
+
+	if (!cuemu_tls_creates_any)
+		return;
+	cuemu_tls_creates_any = false;
+	for (dev = 0; dev < CUEMU_MAX_DEVICES; dev++) {
+		if (cuemu_tls_creates_open[dev] == 0)
+			continue;
+		/* Opened by cuemu_capacity_create_begin, never closed. */
+		__atomic_add_fetch(&cuemu_shared[dev]->creates_done,
+		    cuemu_tls_creates_open[dev], __ATOMIC_SEQ_CST);
+		cuemu_tls_creates_open[dev] = 0;
+	}
+}
+
+int
+cuemu_capacity_creates(bool done, unsigned long long *value)
+{
+	struct cuemu_shared *sh;
+	uint64_t sum = 0;
+	int dev, rc = 0;
+
+	for (dev = 0; dev < cuemu_cfg.devices; dev++) {
+		if ((sh = __atomic_load_n(&cuemu_shared[dev],
+		    __ATOMIC_ACQUIRE)) == NULL) {
+			/* First read of this device: open its books (the
+			 * lock guards the open). */
+			pthread_mutex_lock(cuemu_mutex());
+			sh = cuemu_shared_open(dev);
+			pthread_mutex_unlock(cuemu_mutex());
+			if (sh == NULL) {
+				rc = -1;
+				continue;
+			}
+		}
+		sum += __atomic_load_n(done ? &sh->creates_done :
+		    &sh->creates_begun, __ATOMIC_SEQ_CST);
+	}
+	*value = sum;
+	return rc;
 }
 
 /* The device, size and inode of a memfd of ours; -1 if it is not one. */

@@ -270,6 +270,13 @@ cuemu_cost_counter(const char *name, unsigned long long *value)
 	const char *cost;
 	int i;
 
+	if (strcmp(name, "instance_creates_begun") == 0 ||
+	    strcmp(name, "instance_creates_done") == 0) {
+		if (cuemu_check("cuemuGetCounter") != CUDA_SUCCESS)
+			return -1;
+		return cuemu_capacity_creates(strcmp(name,
+		    "instance_creates_done") == 0, value);
+	}
 	if (strcmp(name, "thread_charged_ns") == 0) {
 		*value = cuemu_tls_charged_ns;
 		return 0;
@@ -559,6 +566,8 @@ cuemu_leave(void)
 	pthread_mutex_unlock(&cuemu_lock);
 	if (owed != 0)
 		cuemu_spin(owed);
+	/* A create's cost is paid: it is done (instance_creates_done). */
+	cuemu_capacity_create_end();
 }
 
 CUEMU_EXPORT CUresult CUDAAPI

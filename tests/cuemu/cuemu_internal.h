@@ -142,6 +142,14 @@ cuemu_ret(CUresult r)
  * an importer learns it.  Returns the fd in *fdp. */
 CUresult	cuemu_capacity_create(int dev, uint64_t size, unsigned handle_types,
 		    int *fdp);
+/* A create on dev begins (lock held; before its cost is charged): counted
+ * in the instance's books at once, and counted done by
+ * cuemu_capacity_create_end once the calling thread has paid its cost
+ * (cuemu_leave).  cuemuGetCounter's instance_creates_begun and
+ * instance_creates_done, summed over the devices: 0, or -1. */
+void		cuemu_capacity_create_begin(int dev);
+void		cuemu_capacity_create_end(void);
+int		cuemu_capacity_creates(bool done, unsigned long long *value);
 /* Bytes in use on device dev across all processes, from the shared books:
  * no scan (see capacity.c for how exact it is). */
 uint64_t	cuemu_capacity_used(int dev);

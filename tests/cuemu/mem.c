@@ -459,6 +459,7 @@ cuemu_alloc(int dev, size_t size, enum cuemu_kind kind, CUdeviceptr *out)
 	if (size == 0 || size > SIZE_MAX - CUEMU_PAGE)
 		return CUDA_ERROR_INVALID_VALUE;
 	span = (size + CUEMU_PAGE - 1) & ~(size_t)(CUEMU_PAGE - 1);
+	cuemu_capacity_create_begin(dev);
 	cuemu_charge(CUEMU_COST_CREATE, span / cuemu_cfg.granularity, 1);
 	if ((r = cuemu_capacity_create(dev, span, 0, &fd)) != CUDA_SUCCESS)
 		return r;

@@ -440,6 +440,7 @@ cuMemCreate(CUmemGenericAllocationHandle *handle, size_t size,
 		return cuemu_ret(CUDA_ERROR_INVALID_VALUE);
 	if ((r = cuemu_prop_check(prop, true)) != CUDA_SUCCESS)
 		return cuemu_ret(r);
+	cuemu_capacity_create_begin(prop->location.id);
 	cuemu_charge(CUEMU_COST_CREATE, size / cuemu_cfg.granularity, 1);
 	if (cuemu_cfg.phantom)
 		return cuemu_ret(cuemu_phantom_new(size, prop, handle, 0));

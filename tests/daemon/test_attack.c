@@ -67,6 +67,7 @@
 
 #include "../common/check.h"
 #include "testclient.h"
+#include "testraw.h"
 
 #define MiB		(1ull << 20)
 
@@ -78,107 +79,13 @@ static uint64_t		G;
 
 /* ---- raw peers ------------------------------------------------------------ */
 
-struct raw {
-	int			fd;
-	struct vmm_frame_reader	*rd;
-};
-
-static void
-raw_open(struct raw *r)
-{
-	CHECK((r->fd = tc_connect_raw(sockpath)) >= 0);
-	CHECK((r->rd = vmm_frame_reader_new(VMM_FRAME_PEER_DAEMON)) != NULL);
-}
-
-static void
-raw_close(struct raw *r)
-{
-	close(r->fd);
-	vmm_frame_reader_free(r->rd);
-	r->fd = -1;
-	r->rd = NULL;
-}
-
-/* The daemon may hang up on a bad peer before it took every byte. */
-static void
-raw_send(struct raw *r, const void *buf, size_t len, const int *fds,
-    size_t nfds)
-{
-	int rc = tc_send_raw(r->fd, buf, len, fds, nfds);
-
-	CHECK(rc == 0 || rc == -EPIPE || rc == -ECONNRESET);
-}
-
-static void
-raw_send_env(struct raw *r, const Vmm__Envelope *env, const int *fds,
-    size_t nfds)
-{
-	unsigned char buf[16384];
-
-	raw_send(r, buf, tc_pack(env, buf, sizeof(buf)), fds, nfds);
-}
-
-static struct vmm_frame_msg *
-raw_expect(struct raw *r, Vmm__Envelope__MsgCase type)
-{
-	struct vmm_frame_msg *m = NULL;
-	int rc = tc_recv_raw(r->fd, r->rd, &m, 5000);
-
-	if (rc != 1)
-		fprintf(stderr, "raw_expect: %s\n", rc == 0 ? "EOF" :
-		    vmm_frame_strerror(rc));
-	CHECK(rc == 1);
-	if (vmm_frame_msg_env(m)->msg_case != type)
-		fprintf(stderr, "raw_expect: got %s\n",
-		    vmm_frame_type_name(vmm_frame_msg_env(m)));
-	CHECK(vmm_frame_msg_env(m)->msg_case == type);
-	return m;
-}
-
-static void
-raw_hello_named(struct raw *r, const char *name)
-{
-	Vmm__Envelope env = VMM__ENVELOPE__INIT;
-	Vmm__Hello h = VMM__HELLO__INIT;
-
-	h.request_id = 1;
-	h.protocol_version = VMM_PROTOCOL_VERSION;
-	h.client_name = (char *)name;
-	h.kind = VMM__CLIENT_KIND__CLIENT_KIND_APP;
-	env.msg_case = VMM__ENVELOPE__MSG_HELLO;
-	env.hello = &h;
-	raw_send_env(r, &env, NULL, 0);
-	vmm_frame_msg_free(raw_expect(r, VMM__ENVELOPE__MSG_HELLO_REPLY));
-}
-
 /* The next frame is an Error with this code, then (fatal) a hang-up. */
 static void
-raw_expect_error(struct raw *r, Vmm__ErrorCode code, bool fatal)
+raw_expect_error(struct tc_raw *r, Vmm__ErrorCode code, bool fatal)
 {
-	struct vmm_frame_msg *m = raw_expect(r, VMM__ENVELOPE__MSG_ERROR);
-	const Vmm__Error *e = vmm_frame_msg_env(m)->error;
-
-	if (e->code != code)
-		fprintf(stderr, "error %d (%s), want %d\n", (int)e->code,
-		    e->message, (int)code);
-	CHECK(e->code == code);
-	vmm_frame_msg_free(m);
-	if (fatal) {
-		m = NULL;
-		CHECK(tc_recv_raw(r->fd, r->rd, &m, 5000) <= 0);
-		CHECK(m == NULL);
-		raw_close(r);
-	}
-}
-
-/* True once every write end of the pipe whose read end is rfd is closed. */
-static bool
-pipe_closed(int rfd, int timeout_ms)
-{
-	struct pollfd p = { .fd = rfd, .events = POLLIN };
-	char c;
-
-	return poll(&p, 1, timeout_ms) == 1 && read(rfd, &c, 1) == 0;
+	tc_raw_expect_error(r, code, TC_ANY_RID, NULL, 0);
+	if (fatal)
+		tc_raw_expect_closed(r);
 }
 
 /* ---- baseline ------------------------------------------------------------- */
@@ -587,7 +494,7 @@ test_kill(void)
 
 /* An Acquire sent raw (no sender checks) after Hello. */
 static void
-raw_acquire(struct raw *r, uint64_t bytes, uint64_t up_to, bool exact,
+raw_acquire(struct tc_raw *r, uint64_t bytes, uint64_t up_to, bool exact,
     unsigned flags)
 {
 	Vmm__Envelope env = VMM__ENVELOPE__INIT;
@@ -600,12 +507,12 @@ raw_acquire(struct raw *r, uint64_t bytes, uint64_t up_to, bool exact,
 	a.flags = flags;
 	env.msg_case = VMM__ENVELOPE__MSG_ACQUIRE;
 	env.acquire = &a;
-	raw_send_env(r, &env, NULL, 0);
+	tc_raw_send_env(r, &env, NULL, 0);
 }
 
 /* Gives back every chunk of a Grant read raw. */
 static void
-raw_give_back(struct raw *r, struct vmm_frame_msg *m)
+raw_give_back(struct tc_raw *r, struct vmm_frame_msg *m)
 {
 	const Vmm__Grant *g = vmm_frame_msg_env(m)->grant;
 	Vmm__Envelope env = VMM__ENVELOPE__INIT;
@@ -620,21 +527,21 @@ raw_give_back(struct raw *r, struct vmm_frame_msg *m)
 	rel.chunk_ids = ids;
 	env.msg_case = VMM__ENVELOPE__MSG_RELEASE;
 	env.release = &rel;
-	raw_send_env(r, &env, NULL, 0);
-	vmm_frame_msg_free(raw_expect(r, VMM__ENVELOPE__MSG_RELEASE_REPLY));
+	tc_raw_send_env(r, &env, NULL, 0);
+	vmm_frame_msg_free(tc_raw_expect(r, VMM__ENVELOPE__MSG_RELEASE_REPLY));
 }
 
 static void
 test_up_to(void)
 {
 	struct vmm_frame_msg *m;
-	struct raw r;
+	struct tc_raw r;
 
 	/* The widest up_to: one chunk, at least the size asked. */
-	raw_open(&r);
-	raw_hello_named(&r, "upto");
+	tc_raw_open(&r, sockpath);
+	tc_raw_hello(&r, "upto");
 	raw_acquire(&r, G, UINT64_MAX, false, 0);
-	m = raw_expect(&r, VMM__ENVELOPE__MSG_GRANT);
+	m = tc_raw_expect(&r, VMM__ENVELOPE__MSG_GRANT);
 	CHECK(vmm_frame_msg_env(m)->grant->n_chunks == 1);
 	CHECK(vmm_frame_msg_env(m)->grant->chunks[0]->size >= G);
 	raw_give_back(&r, m);
@@ -642,7 +549,7 @@ test_up_to(void)
 	/* up_to equal to bytes: a plain Acquire. */
 	raw_acquire(&r, 2 * G, 2 * G, false,
 	    VMM__ACQUIRE_FLAG__ACQUIRE_FLAG_IGNORE_FRAG_RATIO);
-	m = raw_expect(&r, VMM__ENVELOPE__MSG_GRANT);
+	m = tc_raw_expect(&r, VMM__ENVELOPE__MSG_GRANT);
 	raw_give_back(&r, m);
 	vmm_frame_msg_free(m);
 	/* More than the GPU has, up_to or not: INVALID, the session lives. */
@@ -650,29 +557,29 @@ test_up_to(void)
 	raw_expect_error(&r, VMM__ERROR_CODE__ERROR_CODE_INVALID, false);
 	raw_acquire(&r, UINT64_MAX - G + 2, 0, false, 0);
 	raw_expect_error(&r, VMM__ERROR_CODE__ERROR_CODE_INVALID, false);
-	raw_close(&r);
+	tc_raw_close(&r);
 
 	/* up_to below bytes, with exact, with stitching: malformed. */
-	raw_open(&r);
-	raw_hello_named(&r, "upto");
+	tc_raw_open(&r, sockpath);
+	tc_raw_hello(&r, "upto");
 	raw_acquire(&r, 2 * G, G, false, 0);
 	raw_expect_error(&r, VMM__ERROR_CODE__ERROR_CODE_BAD_MESSAGE, true);
-	raw_open(&r);
-	raw_hello_named(&r, "upto");
+	tc_raw_open(&r, sockpath);
+	tc_raw_hello(&r, "upto");
 	raw_acquire(&r, G, 4 * G, true, 0);
 	raw_expect_error(&r, VMM__ERROR_CODE__ERROR_CODE_BAD_MESSAGE, true);
-	raw_open(&r);
-	raw_hello_named(&r, "upto");
+	tc_raw_open(&r, sockpath);
+	tc_raw_hello(&r, "upto");
 	raw_acquire(&r, G, 4 * G, false,
 	    VMM__ACQUIRE_FLAG__ACQUIRE_FLAG_ALLOW_STITCH);
 	raw_expect_error(&r, VMM__ERROR_CODE__ERROR_CODE_BAD_MESSAGE, true);
 	/* A flag vmmd uses inside (bit 30, 31) is no flag on the wire. */
-	raw_open(&r);
-	raw_hello_named(&r, "upto");
+	tc_raw_open(&r, sockpath);
+	tc_raw_hello(&r, "upto");
 	raw_acquire(&r, G, 0, false, 1u << 31);
 	raw_expect_error(&r, VMM__ERROR_CODE__ERROR_CODE_BAD_MESSAGE, true);
-	raw_open(&r);
-	raw_hello_named(&r, "upto");
+	tc_raw_open(&r, sockpath);
+	tc_raw_hello(&r, "upto");
 	raw_acquire(&r, G, 0, false, 1u << 30);
 	raw_expect_error(&r, VMM__ERROR_CODE__ERROR_CODE_BAD_MESSAGE, true);
 	baseline("fields: up_to");
@@ -724,7 +631,7 @@ test_stray_fds(void)
 	Vmm__Adopt ad = VMM__ADOPT__INIT;
 	uint64_t one_id = 12345, sizes[2] = { G, G };
 	int p[2], k;
-	struct raw r;
+	struct tc_raw r;
 
 	rel.request_id = 1;
 	rel.n_chunk_ids = 1;
@@ -778,13 +685,13 @@ test_stray_fds(void)
 		CHECK(pipe2(p, O_CLOEXEC) == 0);
 		fds[0] = p[1];
 		fds[1] = p[1];
-		raw_open(&r);
-		raw_hello_named(&r, "strayfds");
-		raw_send_env(&r, &env, fds, nfds);
+		tc_raw_open(&r, sockpath);
+		tc_raw_hello(&r, "strayfds");
+		tc_raw_send_env(&r, &env, fds, nfds);
 		close(p[1]);
 		raw_expect_error(&r, VMM__ERROR_CODE__ERROR_CODE_BAD_MESSAGE,
 		    true);
-		CHECK(pipe_closed(p[0], 3000));
+		CHECK(tc_pipe_closed(p[0], 3000));
 		close(p[0]);
 	}
 	baseline("fields: stray fds");
@@ -802,7 +709,7 @@ test_dribble(void)
 	struct vmm_frame_msg *m;
 	uint64_t size = G;
 	size_t len, i;
-	struct raw r;
+	struct tc_raw r;
 	int p[2];
 
 	a.request_id = 9;
@@ -810,16 +717,16 @@ test_dribble(void)
 	env.msg_case = VMM__ENVELOPE__MSG_ACQUIRE;
 	env.acquire = &a;
 	len = tc_pack(&env, buf, sizeof(buf));
-	raw_open(&r);
-	raw_hello_named(&r, "dribble");
+	tc_raw_open(&r, sockpath);
+	tc_raw_hello(&r, "dribble");
 	for (i = 0; i < len; i++) {
-		raw_send(&r, buf + i, 1, NULL, 0);
+		tc_raw_send(&r, buf + i, 1, NULL, 0);
 		tc_sleep_ms(5);
 	}
-	m = raw_expect(&r, VMM__ENVELOPE__MSG_GRANT);
+	m = tc_raw_expect(&r, VMM__ENVELOPE__MSG_GRANT);
 	raw_give_back(&r, m);
 	vmm_frame_msg_free(m);
-	raw_close(&r);
+	tc_raw_close(&r);
 
 	/* An Adopt whose fd comes with its third byte. */
 	ad.request_id = 10;
@@ -829,16 +736,16 @@ test_dribble(void)
 	env.adopt = &ad;
 	len = tc_pack(&env, buf, sizeof(buf));
 	CHECK(pipe2(p, O_CLOEXEC) == 0);
-	raw_open(&r);
-	raw_hello_named(&r, "dribble");
-	raw_send(&r, buf, 2, NULL, 0);
+	tc_raw_open(&r, sockpath);
+	tc_raw_hello(&r, "dribble");
+	tc_raw_send(&r, buf, 2, NULL, 0);
 	tc_sleep_ms(20);
-	raw_send(&r, buf + 2, 1, &p[1], 1);
+	tc_raw_send(&r, buf + 2, 1, &p[1], 1);
 	tc_sleep_ms(20);
-	raw_send(&r, buf + 3, len - 3, NULL, 0);
+	tc_raw_send(&r, buf + 3, len - 3, NULL, 0);
 	close(p[1]);
 	raw_expect_error(&r, VMM__ERROR_CODE__ERROR_CODE_BAD_MESSAGE, true);
-	CHECK(pipe_closed(p[0], 3000));
+	CHECK(tc_pipe_closed(p[0], 3000));
 	close(p[0]);
 	baseline("fields: dribble");
 }
@@ -858,14 +765,14 @@ test_names(void)
 	Vmm__Envelope env = VMM__ENVELOPE__INIT;
 	Vmm__StatsRequest sr = VMM__STATS_REQUEST__INIT;
 	Vmm__ClientsRequest cr = VMM__CLIENTS_REQUEST__INIT;
-	struct raw r[3];
+	struct tc_raw r[3];
 	struct vmm_frame_msg *m;
 	size_t i;
 	int rc;
 
 	for (i = 0; i < 3; i++) {
-		raw_open(&r[i]);
-		raw_hello_named(&r[i], names[i]);
+		tc_raw_open(&r[i], sockpath);
+		tc_raw_hello(&r[i], names[i]);
 	}
 	sr.request_id = tc_rid(adm);
 	env.msg_case = VMM__ENVELOPE__MSG_STATS_REQUEST;
@@ -886,7 +793,7 @@ test_names(void)
 	CHECK(vmm_frame_msg_env(m)->clients_reply->sessions_total == 4);
 	vmm_frame_msg_free(m);
 	for (i = 0; i < 3; i++)
-		raw_close(&r[i]);
+		tc_raw_close(&r[i]);
 	for (i = 0; i < 200 && tc_sessions(adm) != 1; i++)
 		tc_sleep_ms(10);
 	baseline("names");
@@ -1072,7 +979,7 @@ test_fuse(void)
 	struct vmm_frame_msg *m;
 	uint64_t size = G, worst = 0, t0, ms;
 	struct tc *probe;
-	struct raw r;
+	struct tc_raw r;
 	int dir, late = 0;
 
 	if (!fuse_trap_set(&t)) {
@@ -1081,8 +988,8 @@ test_fuse(void)
 	}
 	CHECK((dir = open(t.mnt, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0);
 	probe = tc_open(sockpath, "probe", false);
-	raw_open(&r);
-	raw_hello_named(&r, "fuse");
+	tc_raw_open(&r, sockpath);
+	tc_raw_hello(&r, "fuse");
 	pthread_mutex_lock(&t.lock);
 	t.stall = true;
 	pthread_mutex_unlock(&t.lock);
@@ -1091,7 +998,7 @@ test_fuse(void)
 	ad.sizes = &size;
 	env.msg_case = VMM__ENVELOPE__MSG_ADOPT;
 	env.adopt = &ad;
-	raw_send_env(&r, &env, &dir, 1);
+	tc_raw_send_env(&r, &env, &dir, 1);
 	/* Others are served meanwhile. */
 	t0 = vmm_now_ms();
 	while (vmm_now_ms() - t0 < 600) {
@@ -1113,11 +1020,11 @@ test_fuse(void)
 		CHECK(tc_recv(probe, &m, 5000) == 1);
 		vmm_frame_msg_free(m);
 	}
-	m = raw_expect(&r, VMM__ENVELOPE__MSG_ADOPT_REPLY);
+	m = tc_raw_expect(&r, VMM__ENVELOPE__MSG_ADOPT_REPLY);
 	CHECK(vmm_frame_msg_env(m)->adopt_reply->n_chunk_ids == 1 &&
 	    vmm_frame_msg_env(m)->adopt_reply->chunk_ids[0] == 0);
 	vmm_frame_msg_free(m);
-	raw_close(&r);
+	tc_raw_close(&r);
 	tc_close(probe);
 	close(dir);
 	fuse_trap_remove(&t);
@@ -1270,28 +1177,8 @@ test_ipcmem(void)
 #define VC_RANGES	63	/* each; VMMD_VA_MAX_RANGES is 64 */
 #define VC_CLAIMS	1000
 
-/* CPU time (user + system, clock ticks) pid has used. */
-static long
-cpu_ticks(pid_t pid)
-{
-	char path[64], buf[1024], *p;
-	unsigned long ut = 0, st = 0;
-	FILE *f;
-	size_t n;
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	CHECK((f = fopen(path, "re")) != NULL);
-	n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	CHECK((p = strrchr(buf, ')')) != NULL);
-	CHECK(sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
-	    &ut, &st) == 2);
-	return (long)(ut + st);
-}
-
 static void
-raw_va_request(struct raw *r, uint64_t size)
+raw_va_request(struct tc_raw *r, uint64_t size)
 {
 	Vmm__Envelope env = VMM__ENVELOPE__INIT;
 	Vmm__VaRequest q = VMM__VA_REQUEST__INIT;
@@ -1300,7 +1187,7 @@ raw_va_request(struct raw *r, uint64_t size)
 	q.size = size;
 	env.msg_case = VMM__ENVELOPE__MSG_VA_REQUEST;
 	env.va_request = &q;
-	raw_send_env(r, &env, NULL, 0);
+	tc_raw_send_env(r, &env, NULL, 0);
 }
 
 /* The planners and the claimer, in a process of their own (their sessions
@@ -1310,33 +1197,33 @@ raw_va_request(struct raw *r, uint64_t size)
 static int
 vaclaimer(void *arg, int ctl)
 {
-	static struct raw r[VC_SESSIONS];
+	static struct tc_raw r[VC_SESSIONS];
 	Vmm__Envelope env = VMM__ENVELOPE__INIT;
 	Vmm__VaClaim vc = VMM__VA_CLAIM__INIT;
 	Vmm__VaRange top = VMM__VA_RANGE__INIT, *tops[VMM_PROTO_MAX_VA_RANGES];
 	unsigned char *batch, one[2048];
 	struct vmm_frame_msg *m;
-	struct raw a;
+	struct tc_raw a;
 	size_t len, k;
 	char go;
 	int i, j;
 
 	(void)arg;
 	for (i = 0; i < VC_SESSIONS; i++) {
-		raw_open(&r[i]);
-		raw_hello_named(&r[i], "planner");
+		tc_raw_open(&r[i], sockpath);
+		tc_raw_hello(&r[i], "planner");
 		for (j = 0; j < VC_RANGES; j++)
 			raw_va_request(&r[i], 4096);
 		for (j = 0; j < VC_RANGES; j++) {
-			m = raw_expect(&r[i], VMM__ENVELOPE__MSG_VA_REPLY);
+			m = tc_raw_expect(&r[i], VMM__ENVELOPE__MSG_VA_REPLY);
 			CHECK(vmm_frame_msg_env(m)->va_reply->addr != 0);
 			vmm_frame_msg_free(m);
 		}
 	}
 	/* Its one range, above every other; then claims that each overlap
 	 * it, 64 to a message. */
-	raw_open(&a);
-	raw_hello_named(&a, "claimer");
+	tc_raw_open(&a, sockpath);
+	tc_raw_hello(&a, "claimer");
 	top.addr = 1ull << 56;
 	top.size = 4096;
 	for (k = 0; k < VMM_PROTO_MAX_VA_RANGES; k++)
@@ -1346,8 +1233,8 @@ vaclaimer(void *arg, int ctl)
 	vc.ranges = tops;
 	env.msg_case = VMM__ENVELOPE__MSG_VA_CLAIM;
 	env.va_claim = &vc;
-	raw_send_env(&a, &env, NULL, 0);
-	m = raw_expect(&a, VMM__ENVELOPE__MSG_VA_CLAIM_REPLY);
+	tc_raw_send_env(&a, &env, NULL, 0);
+	m = tc_raw_expect(&a, VMM__ENVELOPE__MSG_VA_CLAIM_REPLY);
 	CHECK(vmm_frame_msg_env(m)->va_claim_reply->accepted[0]);
 	vmm_frame_msg_free(m);
 	vc.n_ranges = VMM_PROTO_MAX_VA_RANGES;
@@ -1357,9 +1244,9 @@ vaclaimer(void *arg, int ctl)
 		memcpy(batch + (size_t)i * len, one, len);
 	tc_ctl_send(ctl, "r", 1);
 	tc_ctl_recv(ctl, &go, 1, 60000);
-	raw_send(&a, batch, len * VC_CLAIMS, NULL, 0);
+	tc_raw_send(&a, batch, len * VC_CLAIMS, NULL, 0);
 	for (i = 0; i < VC_CLAIMS; i++) {
-		m = raw_expect(&a, VMM__ENVELOPE__MSG_VA_CLAIM_REPLY);
+		m = tc_raw_expect(&a, VMM__ENVELOPE__MSG_VA_CLAIM_REPLY);
 		vmm_frame_msg_free(m);
 	}
 	tc_ctl_send(ctl, "d", 1);
@@ -1382,13 +1269,13 @@ test_vaclaim(void)
 	tc_ctl_recv(ctl, &c, 1, 60000);
 	probe = tc_open(sockpath, "probe", false);
 	refused0 = tc_counter(adm, "va_claims_refused");
-	ticks = cpu_ticks(daemon_pid);
+	ticks = tc_cpu_ticks(daemon_pid);
 	t0 = vmm_now_ms();
 	tc_ctl_send(ctl, "g", 1);
 	worst = probe_ms(probe);
 	tc_ctl_recv(ctl, &c, 1, 60000);
 	ms = vmm_now_ms() - t0;
-	ticks = cpu_ticks(daemon_pid) - ticks;
+	ticks = tc_cpu_ticks(daemon_pid) - ticks;
 	fprintf(stderr, "vaclaim: %d claims of %d ranges against %d recorded: "
 	    "%llu ms, vmmd CPU %ld ticks; another client's round trip %llu "
 	    "ms\n", VC_CLAIMS, VMM_PROTO_MAX_VA_RANGES,
@@ -1426,16 +1313,16 @@ flooder(void *arg, int ctl)
 
 	(void)arg;
 	for (i = 0; i < FLOOD_TRIES; i++) {
-		struct raw r;
+		struct tc_raw r;
 
-		raw_open(&r);
+		tc_raw_open(&r, sockpath);
 		h.request_id = 1;
 		h.protocol_version = VMM_PROTOCOL_VERSION;
 		h.client_name = (char *)"flood";
 		h.kind = VMM__CLIENT_KIND__CLIENT_KIND_APP;
 		env.msg_case = VMM__ENVELOPE__MSG_HELLO;
 		env.hello = &h;
-		raw_send_env(&r, &env, NULL, 0);
+		tc_raw_send_env(&r, &env, NULL, 0);
 		m = NULL;
 		rc = tc_recv_raw(r.fd, r.rd, &m, 5000);
 		CHECK(rc == 1);
@@ -1443,7 +1330,7 @@ flooder(void *arg, int ctl)
 			CHECK(vmm_frame_msg_env(m)->error->code ==
 			    VMM__ERROR_CODE__ERROR_CODE_LIMIT);
 			vmm_frame_msg_free(m);
-			raw_close(&r);
+			tc_raw_close(&r);
 			break;
 		}
 		CHECK(vmm_frame_msg_env(m)->msg_case ==
@@ -1454,16 +1341,16 @@ flooder(void *arg, int ctl)
 			q.size = G;
 			env.msg_case = VMM__ENVELOPE__MSG_VA_REQUEST;
 			env.va_request = &q;
-			raw_send_env(&r, &env, NULL, 0);
-			vmm_frame_msg_free(raw_expect(&r,
+			tc_raw_send_env(&r, &env, NULL, 0);
+			vmm_frame_msg_free(tc_raw_expect(&r,
 			    VMM__ENVELOPE__MSG_VA_REPLY));
 		} else {
 			raw_acquire(&r, G, 0, false, 0);
-			m = raw_expect(&r, VMM__ENVELOPE__MSG_GRANT);
+			m = tc_raw_expect(&r, VMM__ENVELOPE__MSG_GRANT);
 			(void)vmm_frame_msg_take_fd(m, 0);	/* kept */
 			vmm_frame_msg_free(m);
 		}
-		raw_close(&r);
+		tc_raw_close(&r);
 	}
 	tc_ctl_send(ctl, &i, sizeof(i));
 	for (;;)
@@ -1479,7 +1366,7 @@ test_flood_resume(void)
 	struct tc *open[FLOOD_PER_UID];
 	struct victim_msg msg;
 	uint64_t refused;
-	struct raw r;
+	struct tc_raw r;
 	char one;
 	pid_t v;
 	int ctl, i, n = 0;
@@ -1492,7 +1379,7 @@ test_flood_resume(void)
 	CHECK(victim_do(ctl, 'q') == 1);
 	wait_pool(0, G, "flood: victim quarantined");
 	refused = tc_counter(adm, "sessions_refused");
-	raw_open(&r);
+	tc_raw_open(&r, sockpath);
 	raw_expect_error(&r, VMM__ERROR_CODE__ERROR_CODE_LIMIT, true);
 	CHECK(tc_counter(adm, "sessions_refused") == refused + 1);
 	CHECK(victim_do(ctl, 'r') == 1);

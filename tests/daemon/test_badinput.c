@@ -25,9 +25,9 @@
 
 #include "../common/check.h"
 #include "testclient.h"
+#include "testraw.h"
 
 #define NCONN		200
-#define ANY_RID		UINT64_MAX
 
 
 /* Time limits stretch under sanitizers on a loaded 2-core machine: they
@@ -46,124 +46,6 @@ static int		fds0;
 static Vmm__PoolStats	ps0;
 static uint64_t		G;
 static int		soft_failures;	/* checks that let the rest run */
-
-struct raw {
-	int			fd;
-	struct vmm_frame_reader	*rd;
-};
-
-static void
-raw_open(struct raw *r)
-{
-	r->fd = tc_connect_raw(sockpath);
-	CHECK(r->fd >= 0);
-	CHECK((r->rd = vmm_frame_reader_new(VMM_FRAME_PEER_DAEMON)) != NULL);
-}
-
-static void
-raw_close(struct raw *r)
-{
-	close(r->fd);
-	vmm_frame_reader_free(r->rd);
-	r->fd = -1;
-	r->rd = NULL;
-}
-
-/* Sends bytes; the daemon may hang up on a bad peer before it has taken
- * them all (what it answered is checked next), so EPIPE/ECONNRESET are
- * fine here. */
-static void
-raw_send(struct raw *r, const void *buf, size_t len)
-{
-	int rc = tc_send_raw(r->fd, buf, len, NULL, 0);
-
-	CHECK(rc == 0 || rc == -EPIPE || rc == -ECONNRESET);
-}
-
-/* Sends env, framed, without the sender's checks. */
-static void
-raw_send_env(struct raw *r, const Vmm__Envelope *env)
-{
-	unsigned char buf[4096];
-
-	raw_send(r, buf, tc_pack(env, buf, sizeof(buf)));
-}
-
-static void
-raw_send_hello(struct raw *r, uint32_t version, uint64_t rid)
-{
-	Vmm__Envelope env = VMM__ENVELOPE__INIT;
-	Vmm__Hello h = VMM__HELLO__INIT;
-
-	h.request_id = rid;
-	h.protocol_version = version;
-	h.client_name = (char *)"raw";
-	h.kind = VMM__CLIENT_KIND__CLIENT_KIND_APP;
-	env.msg_case = VMM__ENVELOPE__MSG_HELLO;
-	env.hello = &h;
-	raw_send_env(r, &env);
-}
-
-/* The next frame must be of this type; returns it. */
-static struct vmm_frame_msg *
-raw_expect(struct raw *r, Vmm__Envelope__MsgCase type)
-{
-	struct vmm_frame_msg *m = NULL;
-	int rc;
-
-	rc = tc_recv_raw(r->fd, r->rd, &m, 5000);
-	if (rc != 1)
-		fprintf(stderr, "raw_expect: %s\n", rc == 0 ? "EOF" :
-		    vmm_frame_strerror(rc));
-	CHECK(rc == 1);
-	if (vmm_frame_msg_env(m)->msg_case != type)
-		fprintf(stderr, "raw_expect: got %s\n",
-		    vmm_frame_type_name(vmm_frame_msg_env(m)));
-	CHECK(vmm_frame_msg_env(m)->msg_case == type);
-	return m;
-}
-
-static void
-raw_hello(struct raw *r)
-{
-	raw_send_hello(r, VMM_PROTOCOL_VERSION, 1);
-	vmm_frame_msg_free(raw_expect(r, VMM__ENVELOPE__MSG_HELLO_REPLY));
-}
-
-/* The next frame is an Error with code (and rid unless ANY_RID); its
- * message goes to msg if not NULL. */
-static void
-raw_expect_error(struct raw *r, Vmm__ErrorCode code, uint64_t rid, char *msg,
-    size_t msglen)
-{
-	struct vmm_frame_msg *m = raw_expect(r, VMM__ENVELOPE__MSG_ERROR);
-	const Vmm__Error *e = vmm_frame_msg_env(m)->error;
-
-	if (e->code != code)
-		fprintf(stderr, "error %d (%s), want %d\n", (int)e->code,
-		    e->message, (int)code);
-	CHECK(e->code == code);
-	CHECK(rid == ANY_RID || e->request_id == rid);
-	CHECK(e->message != NULL && e->message[0] != '\0');
-	if (msg != NULL)
-		snprintf(msg, msglen, "%s", e->message);
-	vmm_frame_msg_free(m);
-}
-
-/* The daemon hangs up (nothing more arrives). */
-static void
-raw_expect_closed(struct raw *r)
-{
-	struct vmm_frame_msg *m = NULL;
-	int rc;
-
-	rc = tc_recv_raw(r->fd, r->rd, &m, 5000);
-	if (rc == 1)
-		fprintf(stderr, "raw_expect_closed: got %s\n",
-		    vmm_frame_type_name(vmm_frame_msg_env(m)));
-	CHECK(rc == 0 || rc == -ECONNRESET);
-	raw_close(r);
-}
 
 /* Fd count and pool totals back at baseline; a fresh client is served. */
 static void
@@ -211,23 +93,25 @@ test_oversized(void)
 	unsigned char over[4] = { 0x01, 0x00, 0x01, 0x00 };	/* 65537 */
 	uint64_t bad = tc_counter(adm, "bad_peers");
 	long rss0, rss1;
-	struct raw r;
+	struct tc_raw r;
 
 	rss0 = tc_rss_kb(daemon_pid);
-	raw_open(&r);
-	raw_send(&r, huge, sizeof(huge));
-	raw_expect_error(&r, VMM__ERROR_CODE__ERROR_CODE_BAD_MESSAGE, 0, NULL, 0);
-	raw_expect_closed(&r);
+	tc_raw_open(&r, sockpath);
+	tc_raw_send(&r, huge, sizeof(huge), NULL, 0);
+	tc_raw_expect_error(&r, VMM__ERROR_CODE__ERROR_CODE_BAD_MESSAGE, 0,
+	    NULL, 0);
+	tc_raw_expect_closed(&r);
 	rss1 = tc_rss_kb(daemon_pid);
 	fprintf(stderr, "oversized: daemon RSS %ld -> %ld KiB\n", rss0, rss1);
 	CHECK(rss0 > 0 && rss1 > 0 && rss1 - rss0 < 10 * 1024);
 
 	/* One byte over the cap, from a session past its Hello. */
-	raw_open(&r);
-	raw_hello(&r);
-	raw_send(&r, over, sizeof(over));
-	raw_expect_error(&r, VMM__ERROR_CODE__ERROR_CODE_BAD_MESSAGE, 0, NULL, 0);
-	raw_expect_closed(&r);
+	tc_raw_open(&r, sockpath);
+	tc_raw_hello(&r, "raw");
+	tc_raw_send(&r, over, sizeof(over), NULL, 0);
+	tc_raw_expect_error(&r, VMM__ERROR_CODE__ERROR_CODE_BAD_MESSAGE, 0,
+	    NULL, 0);
+	tc_raw_expect_closed(&r);
 	CHECK(tc_counter(adm, "bad_peers") == bad + 2);
 	baseline("oversized");
 }
@@ -237,19 +121,19 @@ static void
 test_truncated(void)
 {
 	unsigned char part[14] = { 100, 0, 0, 0, 0x0a, 0x05, 0x08, 0x01 };
-	struct raw r;
+	struct tc_raw r;
 
-	raw_open(&r);
-	raw_hello(&r);
-	raw_send(&r, part, sizeof(part));
+	tc_raw_open(&r, sockpath);
+	tc_raw_hello(&r, "raw");
+	tc_raw_send(&r, part, sizeof(part), NULL, 0);
 	CHECK(shutdown(r.fd, SHUT_WR) == 0);
-	raw_expect_closed(&r);
+	tc_raw_expect_closed(&r);
 
 	/* Half a length prefix, before Hello. */
-	raw_open(&r);
-	raw_send(&r, part, 2);
+	tc_raw_open(&r, sockpath);
+	tc_raw_send(&r, part, 2, NULL, 0);
 	CHECK(shutdown(r.fd, SHUT_WR) == 0);
-	raw_expect_closed(&r);
+	tc_raw_expect_closed(&r);
 	baseline("truncated");
 }
 
@@ -259,24 +143,26 @@ test_garbage(void)
 {
 	static const char http[] = "GET / HTTP/1.1\r\nHost: vmmd\r\n\r\n";
 	unsigned char junk[4 + 64];
-	struct raw r;
+	struct tc_raw r;
 	size_t i;
 
-	raw_open(&r);
-	raw_send(&r, http, sizeof(http) - 1);
-	raw_expect_error(&r, VMM__ERROR_CODE__ERROR_CODE_BAD_MESSAGE, 0, NULL, 0);
-	raw_expect_closed(&r);
+	tc_raw_open(&r, sockpath);
+	tc_raw_send(&r, http, sizeof(http) - 1, NULL, 0);
+	tc_raw_expect_error(&r, VMM__ERROR_CODE__ERROR_CODE_BAD_MESSAGE, 0,
+	    NULL, 0);
+	tc_raw_expect_closed(&r);
 
 	/* A plausible length, then bytes that are no Envelope. */
 	junk[0] = 64;
 	junk[1] = junk[2] = junk[3] = 0;
 	for (i = 4; i < sizeof(junk); i++)
 		junk[i] = (unsigned char)(0xff - i * 7);
-	raw_open(&r);
-	raw_hello(&r);
-	raw_send(&r, junk, sizeof(junk));
-	raw_expect_error(&r, VMM__ERROR_CODE__ERROR_CODE_BAD_MESSAGE, 0, NULL, 0);
-	raw_expect_closed(&r);
+	tc_raw_open(&r, sockpath);
+	tc_raw_hello(&r, "raw");
+	tc_raw_send(&r, junk, sizeof(junk), NULL, 0);
+	tc_raw_expect_error(&r, VMM__ERROR_CODE__ERROR_CODE_BAD_MESSAGE, 0,
+	    NULL, 0);
+	tc_raw_expect_closed(&r);
 
 	/* A body of the largest size allowed, all garbage. */
 	{
@@ -288,12 +174,12 @@ test_garbage(void)
 		big[1] = 0;
 		big[2] = 1;	/* 65536 */
 		big[3] = 0;
-		raw_open(&r);
-		raw_hello(&r);
-		raw_send(&r, big, 4 + VMM_FRAME_MAX);
-		raw_expect_error(&r, VMM__ERROR_CODE__ERROR_CODE_BAD_MESSAGE, 0,
-		    NULL, 0);
-		raw_expect_closed(&r);
+		tc_raw_open(&r, sockpath);
+		tc_raw_hello(&r, "raw");
+		tc_raw_send(&r, big, 4 + VMM_FRAME_MAX, NULL, 0);
+		tc_raw_expect_error(&r, VMM__ERROR_CODE__ERROR_CODE_BAD_MESSAGE,
+		    0, NULL, 0);
+		tc_raw_expect_closed(&r);
 		free(big);
 	}
 	baseline("garbage");
@@ -324,19 +210,20 @@ test_unknown_and_malformed(void)
 	Vmm__Release rel = VMM__RELEASE__INIT;
 	Vmm__Chunk c = VMM__CHUNK__INIT, *cp = &c;
 	uint64_t zero = 0;
-	struct raw r;
+	struct tc_raw r;
 	size_t i;
 	int before;
 
 	for (i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
 		for (before = 0; before < 2; before++) {
-			raw_open(&r);
+			tc_raw_open(&r, sockpath);
 			if (!before)
-				raw_hello(&r);
-			raw_send(&r, bodies[i], lens[i]);
-			raw_expect_error(&r,
-			    VMM__ERROR_CODE__ERROR_CODE_BAD_MESSAGE, 0, NULL, 0);
-			raw_expect_closed(&r);
+				tc_raw_hello(&r, "raw");
+			tc_raw_send(&r, bodies[i], lens[i], NULL, 0);
+			tc_raw_expect_error(&r,
+			    VMM__ERROR_CODE__ERROR_CODE_BAD_MESSAGE, 0, NULL,
+			    0);
+			tc_raw_expect_closed(&r);
 		}
 	}
 
@@ -348,23 +235,23 @@ test_unknown_and_malformed(void)
 	g.chunks = &cp;
 	env.msg_case = VMM__ENVELOPE__MSG_GRANT;
 	env.grant = &g;
-	raw_open(&r);
-	raw_hello(&r);
-	raw_send_env(&r, &env);
-	raw_expect_error(&r, VMM__ERROR_CODE__ERROR_CODE_BAD_MESSAGE, ANY_RID,
-	    NULL, 0);
-	raw_expect_closed(&r);
+	tc_raw_open(&r, sockpath);
+	tc_raw_hello(&r, "raw");
+	tc_raw_send_env(&r, &env, NULL, 0);
+	tc_raw_expect_error(&r, VMM__ERROR_CODE__ERROR_CODE_BAD_MESSAGE,
+	    TC_ANY_RID, NULL, 0);
+	tc_raw_expect_closed(&r);
 
 	/* Fields out of range: Acquire of 0 bytes, Release of chunk id 0. */
 	a.request_id = 6;
 	env.msg_case = VMM__ENVELOPE__MSG_ACQUIRE;
 	env.acquire = &a;
-	raw_open(&r);
-	raw_hello(&r);
-	raw_send_env(&r, &env);
-	raw_expect_error(&r, VMM__ERROR_CODE__ERROR_CODE_BAD_MESSAGE, ANY_RID,
-	    NULL, 0);
-	raw_expect_closed(&r);
+	tc_raw_open(&r, sockpath);
+	tc_raw_hello(&r, "raw");
+	tc_raw_send_env(&r, &env, NULL, 0);
+	tc_raw_expect_error(&r, VMM__ERROR_CODE__ERROR_CODE_BAD_MESSAGE,
+	    TC_ANY_RID, NULL, 0);
+	tc_raw_expect_closed(&r);
 	/* Acquire.no_create with exact (stitched or not): that one chunk is
 	 * made for the request, so it cannot be asked of idle memory. */
 	a.bytes = G;
@@ -373,12 +260,12 @@ test_unknown_and_malformed(void)
 	for (i = 0; i < 2; i++) {
 		a.request_id = 8 + i;
 		a.flags = i == 0 ? VMM__ACQUIRE_FLAG__ACQUIRE_FLAG_ALLOW_STITCH : 0;
-		raw_open(&r);
-		raw_hello(&r);
-		raw_send_env(&r, &env);
-		raw_expect_error(&r, VMM__ERROR_CODE__ERROR_CODE_BAD_MESSAGE,
-		    ANY_RID, NULL, 0);
-		raw_expect_closed(&r);
+		tc_raw_open(&r, sockpath);
+		tc_raw_hello(&r, "raw");
+		tc_raw_send_env(&r, &env, NULL, 0);
+		tc_raw_expect_error(&r, VMM__ERROR_CODE__ERROR_CODE_BAD_MESSAGE,
+		    TC_ANY_RID, NULL, 0);
+		tc_raw_expect_closed(&r);
 	}
 	/* Acquire.partial without stitching, or with exact: a short grant
 	 * is only for a request that may be stitched. */
@@ -402,12 +289,12 @@ test_unknown_and_malformed(void)
 	rel.chunk_ids = &zero;
 	env.msg_case = VMM__ENVELOPE__MSG_RELEASE;
 	env.release = &rel;
-	raw_open(&r);
-	raw_hello(&r);
-	raw_send_env(&r, &env);
-	raw_expect_error(&r, VMM__ERROR_CODE__ERROR_CODE_BAD_MESSAGE, ANY_RID,
-	    NULL, 0);
-	raw_expect_closed(&r);
+	tc_raw_open(&r, sockpath);
+	tc_raw_hello(&r, "raw");
+	tc_raw_send_env(&r, &env, NULL, 0);
+	tc_raw_expect_error(&r, VMM__ERROR_CODE__ERROR_CODE_BAD_MESSAGE,
+	    TC_ANY_RID, NULL, 0);
+	tc_raw_expect_closed(&r);
 	baseline("unknown/malformed");
 }
 
@@ -421,7 +308,7 @@ test_handshake(void)
 	unsigned char uuid[16];
 	char msg[300];
 	uint64_t t0, ms;
-	struct raw r;
+	struct tc_raw r;
 	struct tc *c;
 
 	/* Acquire before Hello. */
@@ -429,31 +316,33 @@ test_handshake(void)
 	a.bytes = G;
 	env.msg_case = VMM__ENVELOPE__MSG_ACQUIRE;
 	env.acquire = &a;
-	raw_open(&r);
-	raw_send_env(&r, &env);
-	raw_expect_error(&r, VMM__ERROR_CODE__ERROR_CODE_BAD_STATE, 41, NULL, 0);
-	raw_expect_closed(&r);
+	tc_raw_open(&r, sockpath);
+	tc_raw_send_env(&r, &env, NULL, 0);
+	tc_raw_expect_error(&r, VMM__ERROR_CODE__ERROR_CODE_BAD_STATE, 41, NULL,
+	    0);
+	tc_raw_expect_closed(&r);
 
 	/* Hello twice: the second is refused. */
-	raw_open(&r);
-	raw_hello(&r);
-	raw_send_hello(&r, VMM_PROTOCOL_VERSION, 42);
-	raw_expect_error(&r, VMM__ERROR_CODE__ERROR_CODE_BAD_STATE, 42, NULL, 0);
-	raw_close(&r);
+	tc_raw_open(&r, sockpath);
+	tc_raw_hello(&r, "raw");
+	tc_raw_send_hello(&r, VMM_PROTOCOL_VERSION, 42, "raw");
+	tc_raw_expect_error(&r, VMM__ERROR_CODE__ERROR_CODE_BAD_STATE, 42, NULL,
+	    0);
+	tc_raw_close(&r);
 
 	/* A version from the future, and none at all. */
-	raw_open(&r);
-	raw_send_hello(&r, 99, 43);
-	raw_expect_error(&r, VMM__ERROR_CODE__ERROR_CODE_VERSION_MISMATCH, 43,
-	    msg, sizeof(msg));
+	tc_raw_open(&r, sockpath);
+	tc_raw_send_hello(&r, 99, 43, "raw");
+	tc_raw_expect_error(&r, VMM__ERROR_CODE__ERROR_CODE_VERSION_MISMATCH,
+	    43, msg, sizeof(msg));
 	fprintf(stderr, "version mismatch: %s\n", msg);
 	CHECK(strstr(msg, "99") != NULL && strstr(msg, "version") != NULL);
-	raw_expect_closed(&r);
-	raw_open(&r);
-	raw_send_hello(&r, 0, 44);
-	raw_expect_error(&r, VMM__ERROR_CODE__ERROR_CODE_VERSION_MISMATCH, 44,
-	    NULL, 0);
-	raw_expect_closed(&r);
+	tc_raw_expect_closed(&r);
+	tc_raw_open(&r, sockpath);
+	tc_raw_send_hello(&r, 0, 44, "raw");
+	tc_raw_expect_error(&r, VMM__ERROR_CODE__ERROR_CODE_VERSION_MISMATCH,
+	    44, NULL, 0);
+	tc_raw_expect_closed(&r);
 
 	/* Another GPU's UUID. */
 	memset(uuid, 0x5a, sizeof(uuid));
@@ -464,28 +353,31 @@ test_handshake(void)
 	h.device_uuid.len = sizeof(uuid);
 	env.msg_case = VMM__ENVELOPE__MSG_HELLO;
 	env.hello = &h;
-	raw_open(&r);
-	raw_send_env(&r, &env);
-	raw_expect_error(&r, VMM__ERROR_CODE__ERROR_CODE_NO_DEVICE, 45, NULL, 0);
-	raw_expect_closed(&r);
+	tc_raw_open(&r, sockpath);
+	tc_raw_send_env(&r, &env, NULL, 0);
+	tc_raw_expect_error(&r, VMM__ERROR_CODE__ERROR_CODE_NO_DEVICE, 45, NULL,
+	    0);
+	tc_raw_expect_closed(&r);
 
 	/* Silence: closed after handshake_timeout_ms (300). */
-	raw_open(&r);
+	tc_raw_open(&r, sockpath);
 	t0 = vmm_now_ms();
-	raw_expect_error(&r, VMM__ERROR_CODE__ERROR_CODE_BAD_STATE, 0, NULL, 0);
+	tc_raw_expect_error(&r, VMM__ERROR_CODE__ERROR_CODE_BAD_STATE, 0, NULL,
+	    0);
 	ms = vmm_now_ms() - t0;
 	fprintf(stderr, "silent peer dropped after %llu ms\n",
 	    (unsigned long long)ms);
 	CHECK(ms >= 250 && ms < slack(2000));
-	raw_expect_closed(&r);
+	tc_raw_expect_closed(&r);
 
 	/* Dribbling: part of a Hello, never the rest. */
-	raw_open(&r);
-	raw_send(&r, "\x10\x00\x00", 3);
+	tc_raw_open(&r, sockpath);
+	tc_raw_send(&r, "\x10\x00\x00", 3, NULL, 0);
 	t0 = vmm_now_ms();
-	raw_expect_error(&r, VMM__ERROR_CODE__ERROR_CODE_BAD_STATE, 0, NULL, 0);
+	tc_raw_expect_error(&r, VMM__ERROR_CODE__ERROR_CODE_BAD_STATE, 0, NULL,
+	    0);
 	CHECK(vmm_now_ms() - t0 < slack(2000));
-	raw_expect_closed(&r);
+	tc_raw_expect_closed(&r);
 
 	/* A session past its Hello may idle longer than that. */
 	c = tc_open(sockpath, "idler", false);
@@ -533,34 +425,25 @@ test_release(void)
 	baseline("release");
 }
 
-/* True once the read end of a pipe sees EOF: every write end is closed. */
-static bool
-pipe_closed(int rfd, int timeout_ms)
-{
-	struct pollfd p = { .fd = rfd, .events = POLLIN };
-	char c;
-
-	return poll(&p, 1, timeout_ms) == 1 && read(rfd, &c, 1) == 0;
-}
-
 /* Sends the frame in buf with a pipe's write end (after a Hello if
  * hello): an error, the session closed, and the daemon's copy of the fd
  * closed. */
 static void
 send_pipe_end(const unsigned char *buf, size_t len, bool hello)
 {
-	struct raw r;
+	struct tc_raw r;
 	int p[2];
 
 	CHECK(pipe2(p, O_CLOEXEC) == 0);
-	raw_open(&r);
+	tc_raw_open(&r, sockpath);
 	if (hello)
-		raw_hello(&r);
+		tc_raw_hello(&r, "raw");
 	CHECK(tc_send_raw(r.fd, buf, len, &p[1], 1) == 0);
 	close(p[1]);
-	raw_expect_error(&r, VMM__ERROR_CODE__ERROR_CODE_BAD_MESSAGE, 0, NULL, 0);
-	raw_expect_closed(&r);
-	CHECK(pipe_closed(p[0], 2000));
+	tc_raw_expect_error(&r, VMM__ERROR_CODE__ERROR_CODE_BAD_MESSAGE, 0,
+	    NULL, 0);
+	tc_raw_expect_closed(&r);
+	CHECK(tc_pipe_closed(p[0], 2000));
 	close(p[0]);
 }
 
@@ -574,7 +457,7 @@ test_fds(void)
 	unsigned char buf[256];
 	int p[2], many[100];
 	size_t len, i;
-	struct raw r;
+	struct tc_raw r;
 
 	h.request_id = 51;
 	h.protocol_version = VMM_PROTOCOL_VERSION;
@@ -601,13 +484,14 @@ test_fds(void)
 	close(p[1]);
 	env.msg_case = VMM__ENVELOPE__MSG_HELLO;
 	len = tc_pack(&env, buf, sizeof(buf));
-	raw_open(&r);
+	tc_raw_open(&r, sockpath);
 	CHECK(tc_send_raw(r.fd, buf, len, many, 100) == 0);
 	for (i = 0; i < 100; i++)
 		close(many[i]);
-	raw_expect_error(&r, VMM__ERROR_CODE__ERROR_CODE_BAD_MESSAGE, 0, NULL, 0);
-	raw_expect_closed(&r);
-	CHECK(pipe_closed(p[0], 2000));
+	tc_raw_expect_error(&r, VMM__ERROR_CODE__ERROR_CODE_BAD_MESSAGE, 0,
+	    NULL, 0);
+	tc_raw_expect_closed(&r);
+	CHECK(tc_pipe_closed(p[0], 2000));
 	close(p[0]);
 	baseline("fds");
 }
@@ -622,7 +506,7 @@ test_slow_reader(void)
 	unsigned char one[64], *batch;
 	size_t len, blen, off = 0;
 	struct tc *other;
-	struct raw r;
+	struct tc_raw r;
 	ssize_t n;
 	int i;
 
@@ -642,8 +526,8 @@ test_slow_reader(void)
 	for (i = 0; i < 512; i++)
 		memcpy(batch + (size_t)i * len, one, len);
 
-	raw_open(&r);
-	raw_hello(&r);
+	tc_raw_open(&r, sockpath);
+	tc_raw_hello(&r, "raw");
 	CHECK(fcntl(r.fd, F_SETFL, O_NONBLOCK) == 0);
 	t0 = vmm_now_ms();
 	for (;;) {
@@ -681,7 +565,7 @@ test_slow_reader(void)
 		    "(limit %llu)\n", (unsigned long long)worst, slack(1000));
 		soft_failures++;
 	}
-	raw_close(&r);
+	tc_raw_close(&r);
 	free(batch);
 	tc_close(other);
 	baseline("slow reader");
@@ -702,7 +586,7 @@ test_fairness(void)
 	unsigned char one[64], *batch, req[64];
 	uint64_t bogus = 0x7fffffffffffull, f0, ahead = 0;
 	size_t len, rlen, i;
-	struct raw busy, other;
+	struct tc_raw busy, other;
 
 	rel.request_id = 71;
 	rel.n_chunk_ids = 1;
@@ -718,16 +602,16 @@ test_fairness(void)
 	env.stats_request = &sr;
 	rlen = tc_pack(&env, req, sizeof(req));
 
-	raw_open(&busy);
-	raw_hello(&busy);
-	raw_open(&other);
-	raw_hello(&other);
+	tc_raw_open(&busy, sockpath);
+	tc_raw_hello(&busy, "raw");
+	tc_raw_open(&other, sockpath);
+	tc_raw_hello(&other, "raw");
 	f0 = tc_counter(adm, "failures");
 	tc_freeze(daemon_pid);
-	raw_send(&busy, batch, len * 512);
-	raw_send(&other, req, rlen);
+	tc_raw_send(&busy, batch, len * 512, NULL, 0);
+	tc_raw_send(&other, req, rlen, NULL, 0);
 	tc_thaw(daemon_pid);
-	m = raw_expect(&other, VMM__ENVELOPE__MSG_STATS_REPLY);
+	m = tc_raw_expect(&other, VMM__ENVELOPE__MSG_STATS_REPLY);
 	e = vmm_frame_msg_env(m);
 	for (i = 0; i < e->stats_reply->n_counters; i++)
 		if (strcmp(e->stats_reply->counters[i]->name, "failures") == 0)
@@ -742,10 +626,10 @@ test_fairness(void)
 	}
 	/* busy never read its 512 Errors: it is still served. */
 	for (i = 0; i < 512; i++)
-		raw_expect_error(&busy, VMM__ERROR_CODE__ERROR_CODE_UNKNOWN_CHUNK,
-		    71, NULL, 0);
-	raw_close(&busy);
-	raw_close(&other);
+		tc_raw_expect_error(&busy,
+		    VMM__ERROR_CODE__ERROR_CODE_UNKNOWN_CHUNK, 71, NULL, 0);
+	tc_raw_close(&busy);
+	tc_raw_close(&other);
 	free(batch);
 	baseline("fairness");
 }
@@ -754,44 +638,22 @@ test_fairness(void)
 static void
 test_many(void)
 {
-	struct raw *r;
+	struct tc_raw *r;
 	int i;
 
 	CHECK((r = calloc(NCONN, sizeof(*r))) != NULL);
 	for (i = 0; i < NCONN; i++)
-		raw_open(&r[i]);
+		tc_raw_open(&r[i], sockpath);
 	for (i = 0; i < NCONN; i++)
-		raw_send_hello(&r[i], VMM_PROTOCOL_VERSION, 1);
+		tc_raw_send_hello(&r[i], VMM_PROTOCOL_VERSION, 1, "raw");
 	for (i = 0; i < NCONN; i++)
-		vmm_frame_msg_free(raw_expect(&r[i],
+		vmm_frame_msg_free(tc_raw_expect(&r[i],
 		    VMM__ENVELOPE__MSG_HELLO_REPLY));
 	CHECK(tc_sessions(adm) == NCONN + 1);
 	for (i = 0; i < NCONN; i++)
-		raw_close(&r[i]);
+		tc_raw_close(&r[i]);
 	free(r);
 	baseline("many connections");
-}
-
-/* CPU time (user + system, clock ticks) vmmd has used. */
-static long
-cpu_ticks(pid_t pid)
-{
-	char path[64], buf[1024], *p;
-	unsigned long ut = 0, st = 0;
-	FILE *f;
-	size_t n;
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	CHECK((f = fopen(path, "re")) != NULL);
-	n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	CHECK((p = strrchr(buf, ')')) != NULL);
-	/* After the name: state ppid pgrp session tty tpgid flags minflt
-	 * cminflt majflt cmajflt utime stime. */
-	CHECK(sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
-	    &ut, &st) == 2);
-	return (long)(ut + st);
 }
 
 /* Fd numbers below lim that pid has open. */
@@ -820,7 +682,7 @@ static void
 test_emfile(int spare)
 {
 	struct rlimit lim, old;
-	struct raw r[40];
+	struct tc_raw r[40];
 	uint64_t pauses;
 	long t0;
 	int i, served = 0, lost = 0, l;
@@ -833,17 +695,17 @@ test_emfile(int spare)
 	lim.rlim_cur = (rlim_t)l;
 	CHECK(prlimit(daemon_pid, RLIMIT_NOFILE, &lim, NULL) == 0);
 	for (i = 0; i < 40; i++) {
-		raw_open(&r[i]);
-		raw_send_hello(&r[i], VMM_PROTOCOL_VERSION, 1);
+		tc_raw_open(&r[i], sockpath);
+		tc_raw_send_hello(&r[i], VMM_PROTOCOL_VERSION, 1, "raw");
 	}
 	tc_sleep_ms(100);
-	t0 = cpu_ticks(daemon_pid);
+	t0 = tc_cpu_ticks(daemon_pid);
 	tc_sleep_ms(500);
 	/* Its sessions are served meanwhile. */
 	fprintf(stderr, "emfile (%d spare): sessions %u, accept_pauses +%llu\n",
 	    spare, tc_sessions(adm), (unsigned long long)(tc_counter(adm,
 	    "accept_pauses") - pauses));
-	t0 = cpu_ticks(daemon_pid) - t0;
+	t0 = tc_cpu_ticks(daemon_pid) - t0;
 	CHECK(t0 < 25);	/* no busy loop: 500 ms is ~50 ticks */
 	CHECK(prlimit(daemon_pid, RLIMIT_NOFILE, &old, NULL) == 0);
 	/* Every connection is answered now. */
@@ -867,7 +729,7 @@ test_emfile(int spare)
 		soft_failures++;
 	}
 	for (i = 0; i < 40; i++)
-		raw_close(&r[i]);
+		tc_raw_close(&r[i]);
 	/* Out of fds, vmmd gave up the exported fd it kept for its pooled
 	 * chunk (daemon/export.c) before pausing: the chunk's next grant
 	 * keeps one again, and the fd count is back at baseline. */
@@ -896,7 +758,7 @@ test_paging(void)
 	uint64_t *seen;
 	uint32_t off = 0, total = 0;
 	size_t nseen = 0, i, j;
-	struct raw *r;
+	struct tc_raw *r;
 	int k;
 
 	memset(name, 'n', VMM_PROTO_MAX_NAME);
@@ -910,11 +772,11 @@ test_paging(void)
 	CHECK((r = calloc((size_t)nconn, sizeof(*r))) != NULL);
 	CHECK((seen = calloc((size_t)nconn + 1, sizeof(*seen))) != NULL);
 	for (k = 0; k < nconn; k++) {
-		raw_open(&r[k]);
-		raw_send_env(&r[k], &env);
+		tc_raw_open(&r[k], sockpath);
+		tc_raw_send_env(&r[k], &env, NULL, 0);
 	}
 	for (k = 0; k < nconn; k++)
-		vmm_frame_msg_free(raw_expect(&r[k],
+		vmm_frame_msg_free(tc_raw_expect(&r[k],
 		    VMM__ENVELOPE__MSG_HELLO_REPLY));
 	do {
 		struct vmm_frame_msg *m;
@@ -943,7 +805,7 @@ test_paging(void)
 	} while (off < total);
 	CHECK(nseen == (size_t)nconn + 1);
 	for (k = 0; k < nconn; k++)
-		raw_close(&r[k]);
+		tc_raw_close(&r[k]);
 	free(r);
 	free(seen);
 	baseline("paging");
@@ -953,30 +815,31 @@ test_paging(void)
 static void
 test_session_limit(void)
 {
-	struct raw r[50], extra;
+	struct tc_raw r[50], extra;
 	uint64_t refused;
 	int i;
 
 	refused = tc_counter(adm, "sessions_refused");
 	for (i = 0; i < 49; i++) {
-		raw_open(&r[i]);
-		raw_hello(&r[i]);
+		tc_raw_open(&r[i], sockpath);
+		tc_raw_hello(&r[i], "raw");
 	}
-	raw_open(&extra);
-	raw_expect_error(&extra, VMM__ERROR_CODE__ERROR_CODE_LIMIT, 0, NULL, 0);
-	raw_expect_closed(&extra);
+	tc_raw_open(&extra, sockpath);
+	tc_raw_expect_error(&extra, VMM__ERROR_CODE__ERROR_CODE_LIMIT, 0, NULL,
+	    0);
+	tc_raw_expect_closed(&extra);
 	CHECK(tc_counter(adm, "sessions_refused") == refused + 1);
 	/* A place freed is a place taken. */
-	raw_close(&r[0]);
+	tc_raw_close(&r[0]);
 	for (i = 0; i < 100; i++) {
 		if (tc_sessions(adm) == 49)
 			break;
 		tc_sleep_ms(10);
 	}
-	raw_open(&r[0]);
-	raw_hello(&r[0]);
+	tc_raw_open(&r[0], sockpath);
+	tc_raw_hello(&r[0], "raw");
 	for (i = 0; i < 49; i++)
-		raw_close(&r[i]);
+		tc_raw_close(&r[i]);
 	baseline("session limit");
 }
 

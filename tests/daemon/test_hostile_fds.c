@@ -28,6 +28,7 @@
 
 #include "../common/check.h"
 #include "testclient.h"
+#include "testraw.h"
 
 #define LINGER_S	20	/* the trap's linger time */
 #define WATCH_MS	600	/* how long each case times requests */
@@ -156,22 +157,7 @@ probe_resync(void)
 	vmm_frame_msg_free(m);
 }
 
-/* A frame of the given type as a raw peer would send it (not checked). */
-static size_t
-frame_hello(unsigned char *buf, size_t cap)
-{
-	Vmm__Envelope env = VMM__ENVELOPE__INIT;
-	Vmm__Hello h = VMM__HELLO__INIT;
-
-	h.request_id = 1;
-	h.protocol_version = VMM_PROTOCOL_VERSION;
-	h.client_name = (char *)"hostile";
-	h.kind = VMM__CLIENT_KIND__CLIENT_KIND_APP;
-	env.msg_case = VMM__ENVELOPE__MSG_HELLO;
-	env.hello = &h;
-	return tc_pack(&env, buf, cap);
-}
-
+/* An Adopt as a raw peer would send it (not checked). */
 static size_t
 frame_adopt(unsigned char *buf, size_t cap, uint64_t size)
 {
@@ -241,12 +227,14 @@ deliver(enum how how, struct trap *t, struct tc *s, bool *sent)
 		break;
 	case ON_HELLO:
 		CHECK((fd = tc_connect_raw(sockpath)) >= 0);
-		n = frame_hello(buf, sizeof(buf));
+		n = tc_raw_pack_hello(buf, sizeof(buf), VMM_PROTOCOL_VERSION, 1,
+		    "hostile");
 		rc = tc_send_raw(fd, buf, n, &t->sock, 1);
 		break;
 	case PARTIAL_HANGUP:
 		CHECK((fd = tc_connect_raw(sockpath)) >= 0);
-		n = frame_hello(buf, sizeof(buf));
+		n = tc_raw_pack_hello(buf, sizeof(buf), VMM_PROTOCOL_VERSION, 1,
+		    "hostile");
 		rc = tc_send_raw(fd, buf, 3, &t->sock, 1);
 		close(fd);
 		fd = -1;
@@ -257,7 +245,8 @@ deliver(enum how how, struct trap *t, struct tc *s, bool *sent)
 		for (i = 0; i < 64; i++)
 			fds[i] = p[i % 2];
 		fds[64] = t->sock;
-		n = frame_hello(buf, sizeof(buf));
+		n = tc_raw_pack_hello(buf, sizeof(buf), VMM_PROTOCOL_VERSION, 1,
+		    "hostile");
 		rc = tc_send_raw(fd, buf, n, fds, 65);
 		close(p[0]);
 		close(p[1]);
@@ -267,7 +256,8 @@ deliver(enum how how, struct trap *t, struct tc *s, bool *sent)
 		 * stays queued behind the faulty Hello. */
 		CHECK((fd = tc_connect_raw(sockpath)) >= 0);
 		CHECK(pipe2(p, O_CLOEXEC) == 0);
-		n = frame_hello(buf, sizeof(buf));
+		n = tc_raw_pack_hello(buf, sizeof(buf), VMM_PROTOCOL_VERSION, 1,
+		    "hostile");
 		CHECK(tc_send_raw(fd, buf, n, p, 1) == 0);
 		rc = tc_send_raw(fd, buf, n, &t->sock, 1);
 		close(p[0]);

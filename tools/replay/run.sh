@@ -34,7 +34,14 @@
 #               passK_oom_recoveries, passK_recall_waits, ...; on the
 #               emulator also passK_alloc_driver_p99_us, the p99 of the
 #               driver time its latency profile charged each allocation,
-#               and passK_process_creates, the replayer's own creates)
+#               and passK_process_creates, the replayer's own creates,
+#               and passK_allocs_during_create, its allocations during
+#               which a create ran anywhere in the emulated machine); and
+#               the pool-hit figures of passes 2..N, per allocation (see
+#               "Pool hits" below)
+#     -B CMD    with -p: one more shell command run between passes, after
+#               vmmd's stats are read (VMM_REPLAY_PASS: the pass just done;
+#               it must exit 0); vmm-replay's --between is run.sh's own
 #     -D        broker mode: also sample the device's used memory
 #     -N        native mode: no broker
 #     -T MS     MS ms after the replay starts, run `vmmctl trim --recall`
@@ -42,6 +49,18 @@
 #     -k DIR    keep the run's files (logs, samples.csv, replay.out) in DIR,
 #               which must not exist yet
 #
+# Pool hits (-p N, N >= 2, on the emulator): an allocation of pass 2..N
+# is a pool hit if no create ran anywhere in the emulated machine while it
+# was made (vmmd's, the replayer's own, a fallback cudaMalloc's: the
+# emulator's instance-wide create counts around each allocation, exact,
+# vmm-replay --allocs) and vmmd did not run short during its pass (no
+# out-of-memory failure or recovery, no Acquire parked for a recall:
+# vmmd counts those per pass only, so such a pass's allocations are all
+# excluded).  Printed: pool_hit_allocs, pool_hit_excluded_create (a create
+# ran during it), pool_hit_excluded_short (its pass ran short),
+# pool_hit_p50_us, pool_hit_p99_us and pool_hit_driver_p99_us (the driver
+# time the latency profile charged those allocations); no pool-hit lines
+# off the emulator.  The records stay in allocs.txt (-k).
 # Output: "key value" lines (sizes in bytes, times in µs or unix ms).
 # VMM_REPLAY_REAL_GPU=1 uses the system's driver instead of the emulator
 # (scripts/gpu-check.sh on a GPU).
@@ -57,8 +76,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 B=$here/../../build
 procs=1 stagger=0 mem=16384 conf='' interval=5 native=0 devsample=0 trim_ms='' wait_ms=0 keep=''
 passes=1
-conf_lines=() envs=() rargs=()
-while getopts "b:n:s:m:c:o:e:a:i:p:DNT:w:k:h" opt; do
+conf_lines=() envs=() rargs=() between_cmd=''
+while getopts "b:n:s:m:c:o:e:a:i:p:B:DNT:w:k:h" opt; do
   case $opt in
     b) B=$OPTARG ;;
     n) procs=$OPTARG ;;
@@ -70,6 +89,7 @@ while getopts "b:n:s:m:c:o:e:a:i:p:DNT:w:k:h" opt; do
     a) rargs+=("$OPTARG") ;;
     i) interval=$OPTARG ;;
     p) passes=$OPTARG ;;
+    B) between_cmd=$OPTARG ;;
     D) devsample=1 ;;
     N) native=1 ;;
     T) trim_ms=$OPTARG ;;
@@ -154,8 +174,11 @@ fi
 
 if [[ $passes -gt 1 ]]; then
   # vmmd's counters after each pass but the last (that one: at the end).
-  [[ $native -eq 0 ]] && rargs+=(--between "'$B/tools/vmmctl' -S '$sock' stats --json > '$RUN'/pass-\$VMM_REPLAY_PASS.json")
-  rargs+=(--passes "$passes")
+  b=''
+  [[ $native -eq 0 ]] && b="'$B/tools/vmmctl' -S '$sock' stats --json > '$RUN'/pass-\$VMM_REPLAY_PASS.json"
+  [[ -n $between_cmd ]] && b="${b:+$b && }$between_cmd"
+  [[ -n $b ]] && rargs+=(--between "$b")
+  rargs+=(--passes "$passes" --allocs "$RUN/allocs.txt")
 fi
 replay_start=$(date +%s%3N)
 if [[ -n "$trim_ms" ]]; then
@@ -242,7 +265,7 @@ for ((k = 1; k <= passes; k++)); do
   for f in time_ms allocs alloc_p50_us alloc_p99_us; do out "pass${k}_$f" "$(get "pass${k}_$f" "$R")"; done
   # On the emulator: the p99 of the driver time charged per allocation,
   # and the replayers' own creates (vmm-replay --passes).
-  for f in alloc_driver_p99_us process_creates; do
+  for f in alloc_driver_p99_us process_creates allocs_during_create; do
     v=$(get "pass${k}_$f" "$R"); [[ -z $v ]] || out "pass${k}_$f" "$v"
   done
   [[ $native -eq 0 && $rc -eq 0 ]] || continue
@@ -255,8 +278,48 @@ for f in ("creates", "create_bytes", "gpu_releases", "gpu_release_bytes",
           "oom_failures", "oom_recoveries", "recall_waits"):
     print("%-34s %d" % ("pass%s_%s" % (sys.argv[1], f), b.get(f, 0) - a.get(f, 0)))' \
     "$k" "$([[ $k -gt 1 ]] && echo "$RUN/pass-$((k - 1)).json")" \
-    "$([[ $k -lt $passes ]] && echo "$RUN/pass-$k.json" || echo "$J")"
+    "$([[ $k -lt $passes ]] && echo "$RUN/pass-$k.json" || echo "$J")" | tee -a "$RUN/passes.out"
 done
+# Pool hits, per allocation (above): passes 2..N of allocs.txt.
+if [[ $passes -gt 1 && $native -eq 0 && $rc -eq 0 && -f $RUN/allocs.txt ]]; then
+  python3 -c 'import sys
+short = {}
+for line in open(sys.argv[2]):
+    k, v = line.split()
+    p, _, f = k[4:].partition("_")
+    if f in ("oom_failures", "oom_recoveries", "recall_waits"):
+        short[int(p)] = short.get(int(p), 0) + int(v)
+lat, drv, exc, exs, known = [], [], 0, 0, True
+for line in open(sys.argv[1]):
+    if line.startswith("#"):
+        continue
+    proc, p, l, d, c = line.split()
+    if int(p) < 2:
+        continue
+    if c == "-":
+        known = False
+        break
+    if int(c) > 0:
+        exc += 1
+    elif short.get(int(p), 1) > 0:	# unknown: not a hit
+        exs += 1
+    else:
+        lat.append(int(l))
+        drv.append(int(d))
+def pct(v, q):	# nearest rank, as vmm-replay
+    if not v:
+        return 0.0
+    v = sorted(v)
+    k = min(max(int(q * len(v) + 0.999999), 1), len(v))
+    return v[k - 1] / 1000.0
+if known:
+    for k, v in (("pool_hit_allocs", len(lat)), ("pool_hit_excluded_create", exc),
+                 ("pool_hit_excluded_short", exs)):
+        print("%-34s %d" % (k, v))
+    for k, v in (("pool_hit_p50_us", pct(lat, 0.50)), ("pool_hit_p99_us", pct(lat, 0.99)),
+                 ("pool_hit_driver_p99_us", pct(drv, 0.99))):
+        print("%-34s %.1f" % (k, v))' "$RUN/allocs.txt" "$RUN/passes.out"
+fi
 out replay_start_unix_ms "$replay_start"
 out last_free_unix_ms "$(get last_free_unix_ms "$R")"
 [[ -f $RUN/trim.ms ]] && out trim_unix_ms "$(cat "$RUN/trim.ms")"

@@ -28,6 +28,14 @@
  * --between CMD runs a shell command between passes (run.sh reads vmmd's
  * counters there); --events FILE writes every process's timeline.
  *
+ * On the emulator each allocation also records how many creates ran
+ * anywhere in the emulated machine while it was made (vmmd's, this
+ * process's own, a fallback cudaMalloc's): the instance's count of creates
+ * begun, read after it returns, minus its count of creates done, read
+ * before it is called.  That counts every create that overlapped the call,
+ * one begun earlier and still being paid included, and cannot miss one:
+ * no sampling.  --allocs FILE writes these records, one per allocation.
+ *
  *   vmm-replay [options] TRACE
  */
 #include <sys/mman.h>
@@ -123,6 +131,9 @@ struct rp_result {
 	 * latency profile charged its thread (adrv, beside alloc_lat). */
 	bool		emulator;
 	uint64_t	pass_creates[RP_MAX_PASSES];
+	/* The emulator counts the instance's creates (instance_creates_*):
+	 * per allocation, those that ran during it (acrt, beside alloc_lat). */
+	bool		instance;
 	int64_t		start_unix_ms, end_unix_ms, last_free_unix_ms;
 	char		err[512];
 };
@@ -141,7 +152,8 @@ struct rp_opts {
 	bool		lenient;
 	bool		json;
 	bool		parse_only;
-	bool		torch;		/* vmm_torch_malloc/free, not cudaMalloc */
+	bool		torch;
+	const char	*allocs;	/* per-allocation records file */		/* vmm_torch_malloc/free, not cudaMalloc */
 	unsigned	passes;
 	const char	*between;	/* shell command run between passes */
 	const char	*events;	/* timeline file */
@@ -559,6 +571,7 @@ struct rp_run {
 	struct rp_result	*res;
 	uint64_t		*alloc_lat, *realloc_lat;	/* ns */
 	uint64_t		*alloc_drv;	/* ns charged, per alloc_lat */
+	uint64_t		*alloc_crt;	/* creates during, per alloc_lat */
 	int			(*counter)(const char *, unsigned long long *);
 	struct rp_event		*ev;
 	void			**ptr;		/* per slot */
@@ -696,11 +709,15 @@ emu_counter(const struct rp_run *r, const char *name)
 static int
 do_alloc(struct rp_run *r, const struct rp_op *o, size_t i)
 {
-	uint64_t t0, t1, c0;
+	uint64_t t0, t1, c0, done0 = 0;
 	cudaError_t e;
 
 	r->seed[o->slot] = (uint32_t)(i * 2654435761u) ^ (r->proc << 24);
 	r->size[o->slot] = o->arg;
+	/* Creates done before the call: read first, so that every create
+	 * still running at the call's start is in begun - done0 below. */
+	if (r->res->instance)
+		done0 = emu_counter(r, "instance_creates_done");
 	c0 = emu_counter(r, "thread_charged_ns");
 	t0 = now_ns();
 	if (r->tmalloc != NULL) {
@@ -715,6 +732,9 @@ do_alloc(struct rp_run *r, const struct rp_op *o, size_t i)
 	t1 = now_ns();
 	r->alloc_drv[r->res->nalloc_lat] = emu_counter(r, "thread_charged_ns") -
 	    c0;
+	/* Creates begun by now (read last) minus those done before. */
+	r->alloc_crt[r->res->nalloc_lat] = r->res->instance ?
+	    emu_counter(r, "instance_creates_begun") - done0 : 0;
 	r->alloc_lat[r->res->nalloc_lat++] = t1 - t0;
 	if (e != cudaSuccess)
 		return run_fail(r, o, "cudaMalloc(%" PRIu64 ") for id %s: %s",
@@ -902,6 +922,13 @@ replay(struct rp_run *r, struct rp_shared *sh)
 			r->counter = (int (*)(const char *,
 			    unsigned long long *))dlsym(h, "cuemuGetCounter");
 		res->emulator = r->counter != NULL;
+		if (res->emulator) {
+			unsigned long long v;
+
+			res->instance = r->counter("instance_creates_begun",
+			    &v) == 0 && r->counter("instance_creates_done",
+			    &v) == 0;
+		}
 	}
 	if (barrier(sh, r->proc) != 0)
 		return run_fail(r, NULL, "another replayer failed to start");
@@ -960,7 +987,8 @@ replay(struct rp_run *r, struct rp_shared *sh)
 /* ---- processes and results ---------------------------------------------- */
 
 struct rp_layout {
-	size_t	res_off, alat_off, adrv_off, rlat_off, ev_off, per_proc, total;
+	size_t	res_off, alat_off, adrv_off, acrt_off, rlat_off, ev_off;
+	size_t	per_proc, total;
 };
 
 static size_t
@@ -978,7 +1006,9 @@ layout(const struct rp_trace *t, struct rp_layout *l)
 	l->alat_off = align8(sizeof(struct rp_result));
 	l->adrv_off = l->alat_off + align8((t->nalloc * opts.passes + 1) *
 	    sizeof(uint64_t));
-	l->rlat_off = l->adrv_off + align8((t->nalloc * opts.passes + 1) *
+	l->acrt_off = l->adrv_off + align8((t->nalloc * opts.passes + 1) *
+	    sizeof(uint64_t));
+	l->rlat_off = l->acrt_off + align8((t->nalloc * opts.passes + 1) *
 	    sizeof(uint64_t));
 	l->ev_off = l->rlat_off + align8((t->nrealloc * opts.passes + 1) *
 	    sizeof(uint64_t));
@@ -1005,6 +1035,7 @@ run_proc(const struct rp_trace *t, unsigned char *map,
 		.res = (struct rp_result *)b,
 		.alloc_lat = (uint64_t *)(b + l->alat_off),
 		.alloc_drv = (uint64_t *)(b + l->adrv_off),
+		.alloc_crt = (uint64_t *)(b + l->acrt_off),
 		.realloc_lat = (uint64_t *)(b + l->rlat_off),
 		.ev = (struct rp_event *)(b + l->ev_off),
 		.proc = p,
@@ -1106,6 +1137,10 @@ struct rp_total {
 	bool		emulator;
 	double		pass_d99[RP_MAX_PASSES];
 	uint64_t	pass_creates[RP_MAX_PASSES];
+	/* with the instance's create counts: per pass, the allocations
+	 * during which some create ran */
+	bool		instance;
+	uint64_t	pass_during_create[RP_MAX_PASSES];
 	int64_t		last_free, start, end;
 	unsigned	failed;
 	bool		broker, vrealloc;
@@ -1144,6 +1179,7 @@ aggregate(const struct rp_trace *t, unsigned char *map,
 		T->client_peaks += r->client_peak;
 		T->broker |= r->broker;
 		T->emulator |= r->emulator;
+		T->instance |= r->instance;
 		T->vrealloc |= r->vmm_realloc;
 		if (r->last_free_unix_ms > T->last_free)
 			T->last_free = r->last_free_unix_ms;
@@ -1214,6 +1250,9 @@ pass_figures(unsigned char *map, const struct rp_layout *l,
 			memcpy(buf + nd, b + l->adrv_off + from * 8,
 			    (size_t)(to - from) * 8);
 			nd += (size_t)(to - from);
+			for (; from < to; from++)
+				if (((const uint64_t *)(b + l->acrt_off))[from])
+					T->pass_during_create[k]++;
 		}
 		qsort(buf, nd, sizeof(*buf), cmp_u64);
 		T->pass_d99[k] = pct_us(buf, nd, 0.99);
@@ -1244,6 +1283,49 @@ write_events(FILE *f, unsigned char *map, const struct rp_layout *l)
 	if (fflush(f) != 0 || ferror(f)) {
 		fprintf(stderr, RP_NAME ": --events %s: write error\n",
 		    opts.events);
+		return -1;
+	}
+	return 0;
+}
+
+/* Writes every replayer's allocations to opts.allocs: one line each,
+ * "PROC PASS LAT_NS DRIVER_NS CREATES" (PASS from 1; DRIVER_NS the time
+ * the latency profile charged it; CREATES those that ran anywhere in the
+ * emulated machine during it, "-" where the emulator does not count
+ * them).  0, or -1 after saying why. */
+static int
+write_allocs(FILE *f, unsigned char *map, const struct rp_layout *l)
+{
+	unsigned p, k;
+	uint64_t i;
+
+	fprintf(f, "# vmm-replay allocs: proc pass lat_ns driver_ns "
+	    "creates_during\n");
+	for (p = 0; p < opts.procs; p++) {
+		unsigned char *b = proc_base(map, l, p);
+		const struct rp_result *r = (void *)b;
+		const uint64_t *lat = (const void *)(b + l->alat_off);
+		const uint64_t *drv = (const void *)(b + l->adrv_off);
+		const uint64_t *crt = (const void *)(b + l->acrt_off);
+
+		for (i = 0, k = 0; i < r->nalloc_lat; i++) {
+			/* The pass it belongs to (a failed replayer's last
+			 * pass has no end mark: it is the one it was in). */
+			while (k + 1 < opts.passes && i >= r->pass_alat_end[k] &&
+			    r->pass_alat_end[k] != 0)
+				k++;
+			if (r->instance)
+				fprintf(f, "%u %u %" PRIu64 " %" PRIu64 " %"
+				    PRIu64 "\n", p, k + 1, lat[i], drv[i],
+				    crt[i]);
+			else
+				fprintf(f, "%u %u %" PRIu64 " %" PRIu64 " -\n",
+				    p, k + 1, lat[i], drv[i]);
+		}
+	}
+	if (fflush(f) != 0 || ferror(f)) {
+		fprintf(stderr, RP_NAME ": --allocs %s: write error\n",
+		    opts.allocs);
 		return -1;
 	}
 	return 0;
@@ -1370,6 +1452,10 @@ print_results(const struct rp_trace *t, unsigned char *map,
 		kv_d(k, T->pass_d99[p], &first);
 		snprintf(k, sizeof(k), "pass%u_process_creates", p + 1);
 		kv_u(k, T->pass_creates[p], &first);
+		if (!T->instance)
+			continue;
+		snprintf(k, sizeof(k), "pass%u_allocs_during_create", p + 1);
+		kv_u(k, T->pass_during_create[p], &first);
 	}
 	kv_u("start_unix_ms", (uint64_t)T->start, &first);
 	kv_u("end_unix_ms", (uint64_t)T->end, &first);
@@ -1432,6 +1518,11 @@ usage(FILE *f)
 "  -e, --events FILE    write the live requested bytes over time: lines\n"
 "                       PROC T_NS LIVE_BYTES (CLOCK_MONOTONIC ns; an allocation\n"
 "                       counts from its return, a free from its call)\n"
+"  -a, --allocs FILE    write every timed allocation: lines PROC PASS LAT_NS\n"
+"                       DRIVER_NS CREATES (CREATES: the creates that ran\n"
+"                       anywhere in the emulated machine during it, exact;\n"
+"                       \"-\" off the emulator); with --passes, on the\n"
+"                       emulator, pass<K>_allocs_during_create counts them\n"
 "  -h, --help           this help\n\n"
 "Exit status: 0 ok, 1 a replayer failed, 2 usage or trace error.\n",
 	    RP_MAX_PROCS, RP_MAX_PASSES);
@@ -1468,13 +1559,14 @@ parse_args(int argc, char **argv)
 		{ "passes", required_argument, NULL, 'P' },
 		{ "between", required_argument, NULL, 'b' },
 		{ "events", required_argument, NULL, 'e' },
+		{ "allocs", required_argument, NULL, 'a' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
 	uint64_t v;
 	int c;
 
-	while ((c = getopt_long(argc, argv, "p:s:m:ljntP:b:e:h", lo, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "p:s:m:ljntP:b:e:a:h", lo, NULL)) != -1) {
 		switch (c) {
 		case 'p':
 			if (parse_uint(optarg, 1, RP_MAX_PROCS, &v) != 0) {
@@ -1530,6 +1622,9 @@ parse_args(int argc, char **argv)
 		case 'e':
 			opts.events = optarg;
 			break;
+		case 'a':
+			opts.allocs = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			exit(0);
@@ -1558,7 +1653,7 @@ main(int argc, char **argv)
 	unsigned char *map;
 	pid_t pids[RP_MAX_PROCS];
 	unsigned p, failed = 0;
-	FILE *evf = NULL;
+	FILE *evf = NULL, *alf = NULL;
 	int st;
 
 	parse_args(argc, argv);
@@ -1572,6 +1667,13 @@ main(int argc, char **argv)
 	if (opts.events != NULL && (evf = fopen(opts.events, "w")) == NULL) {
 		fprintf(stderr, RP_NAME ": --events %s: %s\n", opts.events,
 		    strerror(errno));
+		return 2;
+	}
+	if (opts.allocs != NULL && (alf = fopen(opts.allocs, "w")) == NULL) {
+		fprintf(stderr, RP_NAME ": --allocs %s: %s\n", opts.allocs,
+		    strerror(errno));
+		if (evf != NULL)
+			fclose(evf);
 		return 2;
 	}
 	layout(&t, &l);
@@ -1626,6 +1728,15 @@ main(int argc, char **argv)
 		if (fclose(evf) != 0 && failed == 0) {
 			fprintf(stderr, RP_NAME ": --events %s: %s\n",
 			    opts.events, strerror(errno));
+			failed++;
+		}
+	}
+	if (alf != NULL) {
+		if (write_allocs(alf, map, &l) != 0)
+			failed++;
+		if (fclose(alf) != 0 && failed == 0) {
+			fprintf(stderr, RP_NAME ": --allocs %s: %s\n",
+			    opts.allocs, strerror(errno));
 			failed++;
 		}
 	}

@@ -9,7 +9,13 @@
  * profile off.  cuMemMap, cuMemSetAccess and cuMemUnmap are charged per
  * chunk touched, or per granule with CUEMU_LATENCY_SCALE=granule: the
  * exact charge (thread_charged_ns) of one call of each over one 64 MiB
- * chunk and over 32 chunks of 2 MiB, under both. */
+ * chunk and over 32 chunks of 2 MiB, under both.  instance_creates_begun
+ * and instance_creates_done count every create of every process of the
+ * instance (cuMemCreate, cuMemAlloc, failed ones), begun before its cost
+ * and done after it: a window read as done before and begun after shows
+ * a create that ran in it, even one begun earlier and still being paid. */
+#include <pthread.h>
+
 #include "cuemu_test.h"
 #include "../cuemu.h"
 
@@ -221,6 +227,102 @@ check_counters(void)
 	CHECK(cuemu_counter_get("granules_", &v) != 0);
 }
 
+static volatile int	inflight_returned;
+
+/* One create of 1 GiB under a100 (512 granules: about 99 ms paid). */
+static void *
+inflight_create(void *arg)
+{
+	CUmemAllocationProp p = ct_prop(0, 1);
+	CUmemGenericAllocationHandle h;
+
+	(void)arg;
+	CHECK_OK(cuMemCreate(&h, 1024 * MiB, &p, 0));
+	__atomic_store_n(&inflight_returned, 1, __ATOMIC_SEQ_CST);
+	CHECK_OK(cuMemRelease(h));
+	return NULL;
+}
+
+/* In a fresh child (a100): the instance-wide create counters. */
+static void
+check_instance_creates(void)
+{
+	unsigned long long b0, d0, b1, d1, v;
+	int go[2], back[2], tries, seen = 0;
+	CUmemGenericAllocationHandle h;
+	CUmemAllocationProp p;
+	CUdeviceptr dp;
+	pthread_t t;
+	char c = 'x';
+	pid_t other, pid;
+
+	pid = fork();
+	CHECK(pid >= 0);
+	if (pid != 0) {
+		ct_wait_ok(pid, "instance creates");
+		return;
+	}
+	/* Another process of the instance, forked before any CUDA call. */
+	CHECK(pipe(go) == 0 && pipe(back) == 0);
+	other = fork();
+	CHECK(other >= 0);
+	if (other == 0) {
+		CHECK_OK(cuInit(0));
+		p = ct_prop(0, 1);
+		ct_read(go[0], &c, 1);
+		CHECK_OK(cuMemCreate(&h, 2 * MiB, &p, 0));
+		ct_write(back[1], &c, 1);
+		ct_read(go[0], &c, 1);
+		CHECK_OK(cuMemRelease(h));
+		_exit(0);
+	}
+	setenv("CUEMU_LATENCY", "a100", 1);
+	(void)ct_init_ctx(0);
+	p = ct_prop(0, 1);
+	b0 = counter("instance_creates_begun");
+	d0 = counter("instance_creates_done");
+	CHECK(b0 == d0);
+	ct_write(go[1], &c, 1);
+	ct_read(back[0], &c, 1);
+	CHECK(counter("instance_creates_begun") == b0 + 1);
+	CHECK(counter("instance_creates_done") == d0 + 1);
+	CHECK(counter("calls_create") == 0);	/* not this process's */
+	ct_write(go[1], &c, 1);
+	ct_wait_ok(other, "the other creator");
+	/* This process's own: a create, a classic allocation, a create that
+	 * fails for lack of memory; a refused argument is no create. */
+	CHECK_OK(cuMemCreate(&h, 2 * MiB, &p, 0));
+	CHECK_OK(cuMemAlloc(&dp, 4096));
+	CHECK(cuMemCreate(&h, (size_t)1 << 40, &p, 0) ==
+	    CUDA_ERROR_OUT_OF_MEMORY);
+	CHECK(cuMemCreate(&h, 0, &p, 0) == CUDA_ERROR_INVALID_VALUE);
+	CHECK(counter("instance_creates_begun") == b0 + 4);
+	CHECK(counter("instance_creates_done") == d0 + 4);
+	CHECK_OK(cuMemFree(dp));
+	/* A window inside another thread's create, begun before it: done
+	 * read in the window does not count it yet, begun does.  Tried again
+	 * if this thread was held off the CPU past the create's end. */
+	for (tries = 0; tries < 5 && !seen; tries++) {
+		b0 = counter("instance_creates_begun");
+		__atomic_store_n(&inflight_returned, 0, __ATOMIC_SEQ_CST);
+		CHECK(pthread_create(&t, NULL, inflight_create, NULL) == 0);
+		while (counter("instance_creates_begun") == b0)
+			;
+		d1 = counter("instance_creates_done");
+		b1 = counter("instance_creates_begun");
+		if (!__atomic_load_n(&inflight_returned, __ATOMIC_SEQ_CST)) {
+			CHECK(b1 - d1 == 1);
+			seen = 1;
+		}
+		CHECK(pthread_join(t, NULL) == 0);
+		CHECK(counter("instance_creates_done") ==
+		    counter("instance_creates_begun"));
+	}
+	CHECK(seen);
+	CHECK(cuemu_counter_get("instance_creates", &v) != 0);
+	_exit(0);
+}
+
 int
 main(void)
 {
@@ -248,6 +350,7 @@ main(void)
 	fprintf(stderr, "%d x cuMemGetInfo: a100 %lld us\n", CALLS, t);
 	CHECK(t >= (long long)CALLS * 5);
 	check_scale();
+	check_instance_creates();
 	check_counters();	/* last: the children must fork before cuInit */
 	return 0;
 }

@@ -94,6 +94,10 @@ events_path)  t 'alloc a 1' 'free a'
               rc=0; err=$("$R" --events "$T/no/such/dir/ev" "$T/t.trace" 2>&1) || rc=$?
               [[ $rc -eq 2 && $err == *"--events $T/no/such/dir/ev: No such file"* ]] || fail "exit $rc: $err"
               [[ ! -e $T/no ]] || fail "created something" ;;
+allocs_path)  t 'alloc a 1' 'free a'
+              rc=0; err=$("$R" --allocs "$T/no/such/dir/al" "$T/t.trace" 2>&1) || rc=$?
+              [[ $rc -eq 2 && $err == *"--allocs $T/no/such/dir/al: No such file"* ]] || fail "exit $rc: $err"
+              [[ ! -e $T/no ]] || fail "created something" ;;
 *) fail "unknown case" ;;
 esac
 echo "ok [$case_]"

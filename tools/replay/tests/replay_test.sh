@@ -126,6 +126,59 @@ between)
   want replay_exit 1
   grep -q -- '--between command after pass 1 failed' "$T/out" || fail "no message"
   ;;
+hits)
+  # Pool hits, per allocation (run.sh -p): an allocation of pass 2..N is
+  # one if no create ran anywhere in the emulated machine while it was
+  # made.  After pass 1, another process of the machine begins one long
+  # create (8 GiB under a100: about 0.8 s paid, begun before pass 2
+  # starts: creator's READY); after pass 2 it is waited for (DONE).  So
+  # pass 2's first allocation, at least, ran during a create of another
+  # process, begun before it: excluded; pass 3's are all hits.
+  cat > "$T/between.sh" <<EOF
+if [ "\$VMM_REPLAY_PASS" = 1 ]; then
+  CUEMU_LATENCY=a100 "$B/tools/vmm_replay_creator" 8192 "$T/ready" "$T/done" > "$T/creator.log" 2>&1 &
+  for i in \$(seq 3000); do [ -e "$T/ready" ] && exit 0; kill -0 \$! 2> /dev/null || exit 1; sleep 0.01; done
+  exit 1
+fi
+for i in \$(seq 3000); do [ -e "$T/done" ] && exit 0; sleep 0.01; done
+exit 1
+EOF
+  # No idle timer gives memory back while a pass waits for the creator
+  # (a loaded machine): vmmd has no reason to create after pass 1.
+  "$RUNSH" -b "$B" -m 16384 -k "$K" -i 0 -p 3 -B "sh $T/between.sh" -e VMM_IDLE_MS=0 \
+    -o 'idle_timeout_ms = 0' -o 'swap_idle = 0' "$T/hand.trace" > "$T/out" 2>&1 || fail "run.sh exit $?"
+  want replay_exit 0; want ops 36
+  [[ -f $T/done ]] || fail "the creator did not finish: $(cat "$T/creator.log")"
+  want pass1_allocs 5; want pass2_allocs 5; want pass3_allocs 5
+  [[ $(num pass1_creates) -ge 1 ]] || fail "pass 1 created nothing"
+  # vmmd created nothing after pass 1 and never ran short: only the other
+  # process's create can exclude an allocation.
+  want pass2_creates 0; want pass3_creates 0
+  want pass2_process_creates 0; want pass3_process_creates 0
+  [[ $(num pass1_allocs_during_create) -ge 1 ]] || fail "no allocation of pass 1 met a create"
+  want pass3_allocs_during_create 0
+  d2=$(num pass2_allocs_during_create)
+  [[ $d2 -ge 1 ]] || fail "no allocation of pass 2 ran during the other process's create"
+  want pool_hit_excluded_create "$d2"; want pool_hit_excluded_short 0
+  want pool_hit_allocs $((10 - d2))
+  # The records: pass 2's first allocation is the one that must have met
+  # the create.
+  awk '!/^#/ && $2 == 2 { print $5; exit }' "$K/allocs.txt" | grep -qv '^0$' ||
+    fail "pass 2's first allocation not marked: $(grep -v '^#' "$K/allocs.txt" | head -8)"
+  [[ $(grep -vc '^#' "$K/allocs.txt") -eq 15 ]] || fail "not a record per allocation"
+  p99=$(num pool_hit_p99_us); p50=$(num pool_hit_p50_us)
+  awk -v a="$p99" -v b="$p50" 'BEGIN { exit !(a >= b && b > 0) }' || fail "pool-hit p99 $p99 < p50 $p50"
+  # Without the other process: every later allocation is a hit.
+  rm -rf "$K"
+  "$RUNSH" -b "$B" -m 1024 -k "$K" -i 0 -p 3 "$T/hand.trace" > "$T/out" 2>&1 || fail "run.sh exit $?"
+  want pool_hit_allocs 10; want pool_hit_excluded_create 0; want pool_hit_excluded_short 0
+  # Native mode: every allocation is a create of the replayer's own; no
+  # pool-hit lines (no vmmd to say whether it ran short).
+  rm -rf "$K"
+  "$RUNSH" -b "$B" -m 1024 -k "$K" -p 2 -N "$T/hand.trace" > "$T/out" 2>&1 || fail "run.sh exit $?"
+  want pass2_allocs_during_create 5
+  [[ -z $(num pool_hit_allocs) ]] || fail "pool-hit figures without vmmd"
+  ;;
 *) fail "unknown case" ;;
 esac
 echo "ok [$case_]"
