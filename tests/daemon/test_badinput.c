@@ -275,12 +275,12 @@ test_unknown_and_malformed(void)
 		a.request_id = 10 + i;
 		a.exact = i == 1;
 		a.flags = i == 1 ? VMM__ACQUIRE_FLAG__ACQUIRE_FLAG_ALLOW_STITCH : 0;
-		raw_open(&r);
-		raw_hello(&r);
-		raw_send_env(&r, &env);
-		raw_expect_error(&r, VMM__ERROR_CODE__ERROR_CODE_BAD_MESSAGE,
-		    ANY_RID, NULL, 0);
-		raw_expect_closed(&r);
+		tc_raw_open(&r, sockpath);
+		tc_raw_hello(&r, "raw");
+		tc_raw_send_env(&r, &env, NULL, 0);
+		tc_raw_expect_error(&r, VMM__ERROR_CODE__ERROR_CODE_BAD_MESSAGE,
+		    TC_ANY_RID, NULL, 0);
+		tc_raw_expect_closed(&r);
 	}
 	a.partial = false;
 	a.exact = false;
