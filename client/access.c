@@ -15,7 +15,10 @@
  * read-locked; a change takes it write-locked to update the peers and copy
  * the registry, so every range is either in the copy it then updates, or
  * was granted with the new peers.  Changes are serialized (access_op), so
- * two of them never apply their copies out of order.
+ * two of them never apply their copies out of order.  A range of the copy
+ * can span several mappings, one of which may be unmapped before the
+ * change reaches it: the change then goes to the pieces still registered
+ * (access_apply_range).
  *
  * It calls the driver only: every file of the library may call it.
  */
@@ -236,6 +239,61 @@ vmmc_access_grant(int dev, CUdeviceptr va, uint64_t size)
 	return r;
 }
 
+/*
+ * Sets acc on [va, va+size), a range of owner's mappings registered when
+ * the change's copy was taken.  Since then some of its mappings may have
+ * been unmapped (a range granted at once can span several mappings, and
+ * each is unmapped on its own: a medium page trimmed, a chunk moved).  The
+ * driver then refuses the whole range, which would leave the mappings
+ * still there without the change: so on a refusal the pieces of the range
+ * still registered are set instead, each on its own.  A piece is strictly
+ * smaller than the range (else it is registered as it was and the refusal
+ * is a real error), so this ends.  A piece mapped after the change took
+ * effect already has the new flags: setting them again changes nothing.
+ */
+static void
+access_apply_range(CUdeviceptr va, uint64_t size, int owner,
+    const CUmemAccessDesc *acc)
+{
+	struct access_range piece[16];
+	CUdeviceptr end = va + size, at = va;
+	CUresult r;
+	size_t i, n;
+
+	if ((r = cuMemSetAccess(va, size, acc, 1)) == CUDA_SUCCESS)
+		return;
+	if (reg_has(va, size, owner)) {
+		vmm_log_error("cuMemSetAccess(0x%llx, %llu, device %d): "
+		    "error %d", (unsigned long long)va,
+		    (unsigned long long)size, acc->location.id, (int)r);
+		return;
+	}
+	/* The pieces still registered, a few at a time (the registry may
+	 * change between the batches; each batch starts after the last). */
+	do {
+		n = 0;
+		pthread_mutex_lock(&access_reg_lock);
+		for (i = reg_index(at); i < access_n && access_reg[i].va < end &&
+		    n < sizeof(piece) / sizeof(piece[0]); i++) {
+			CUdeviceptr s0 = access_reg[i].va, e0 = s0 +
+			    access_reg[i].size;
+
+			if (access_reg[i].dev != owner)
+				continue;
+			piece[n].va = s0 < at ? at : s0;
+			piece[n].size = (e0 > end ? end : e0) - piece[n].va;
+			piece[n].dev = owner;
+			n++;
+		}
+		pthread_mutex_unlock(&access_reg_lock);
+		for (i = 0; i < n; i++)
+			access_apply_range(piece[i].va, piece[i].size, owner,
+			    acc);
+		if (n > 0)
+			at = piece[n - 1].va + piece[n - 1].size;
+	} while (n == sizeof(piece) / sizeof(piece[0]) && at < end);
+}
+
 /* Sets accessor's flags on every range of owner in the copy v[0..n). */
 static void
 access_apply(struct access_range *v, size_t n, int accessor, int owner,
@@ -243,22 +301,14 @@ access_apply(struct access_range *v, size_t n, int accessor, int owner,
 {
 	CUmemAccessDesc acc;
 	size_t i;
-	CUresult r;
 
 	memset(&acc, 0, sizeof(acc));
 	acc.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
 	acc.location.id = accessor;
 	acc.flags = flags;
-	for (i = 0; i < n; i++) {
-		if (v[i].dev != owner)
-			continue;
-		r = cuMemSetAccess(v[i].va, v[i].size, &acc, 1);
-		/* Unmapped since the copy was taken: nothing to do. */
-		if (r != CUDA_SUCCESS && reg_has(v[i].va, v[i].size, owner))
-			vmm_log_error("cuMemSetAccess(0x%llx, %llu, device %d): "
-			    "error %d", (unsigned long long)v[i].va,
-			    (unsigned long long)v[i].size, accessor, (int)r);
-	}
+	for (i = 0; i < n; i++)
+		if (v[i].dev == owner)
+			access_apply_range(v[i].va, v[i].size, owner, &acc);
 }
 
 void

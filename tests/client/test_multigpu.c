@@ -472,7 +472,7 @@ sc_peer_race(void)
 
 	start_daemons();
 	contexts();
-	for (round = 0; round < 16; round++) {
+	for (round = 0; round < 48; round++) {
 		on = round % 2 == 0;
 		for (i = 0; i < RACE_THREADS; i++)
 			CHECK(pthread_create(&t[i], NULL, race_worker,
