@@ -470,6 +470,9 @@ void	vmmc_medium_on_acquire(size_t (*fn)(int dev, uint64_t need,
 	    uint64_t most, struct vmmc_handed_chunk *out, size_t max));
 /* As vmmc_medium_trim(target, 0, 0), for device dev's chunks only. */
 uint64_t vmmc_medium_trim_dev(int dev, uint64_t target);
+/* As vmmc_medium_trim_dev, giving back only chunks of at most most bytes
+ * each (a small segment's unit: a chunk vmmd can lend for one). */
+uint64_t vmmc_medium_trim_upto(int dev, uint64_t target, uint64_t most);
 /* Bytes of mapped pages without live blocks, all devices (no lock: a
  * cheap look before vmmc_medium_trim_dev). */
 uint64_t vmmc_medium_cached(void);
@@ -507,9 +510,25 @@ int	vmmc_small_range(const void *p, void **base, size_t *size);
  * SMALL_BIN_BYTES and SMALL_BIN_MAX in small.c; freed blocks spill back
  * once a thread holds 32 MiB, SMALL_TC_BYTES). */
 void	vmmc_small_flush_mine(void);
+/* Returns the calling thread's cached blocks of device dev, of the size
+ * classes it has not allocated from since its previous call (one at which
+ * it had allocated since the one before) and of which it caches at least
+ * a segment's worth or a full bin, to their segments (a second chance: a
+ * class in use keeps its blocks).  Never with that cache's lock held
+ * (small.c's refill holds it). */
+void	vmmc_small_flush_cold(int dev);
 /* Returns the cached blocks of every thread not using its cache right now
  * (idle return, from the helper thread). */
 void	vmmc_small_flush_idle(void);
+/* Registers what runs before the small heap asks vmmd for a new segment
+ * (one chunk of unit bytes) of device dev, with the calling thread's cache
+ * lock held: idle(dev, unit) says (a cheap look, no lock) whether the
+ * process holds idle memory that could go back instead; if so, vmmd is
+ * asked for idle memory only (Acquire.no_create), and where it would have
+ * to create, before(dev, unit) gives such memory back and vmmd is asked
+ * again (client.c: the medium heap's idle one-unit pages). */
+void	vmmc_small_on_acquire(uint64_t (*idle)(int dev, uint64_t unit),
+	    void (*before)(int dev, uint64_t unit));
 /* Returns empty segments' chunks to vmmd; bytes given back. */
 uint64_t vmmc_small_trim(uint64_t recall_id);
 /* The same for device dev's segments only (before new memory is asked of

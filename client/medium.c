@@ -1323,13 +1323,15 @@ vmmc_medium_range(const void *p, void **base, size_t *size)
 
 /* ---- giving back ------------------------------------------------------------- */
 
-/* The chunk without live blocks idle longest (at least older_ms), of
- * device dev (-1: any), that may be unmapped now; med_lock held. */
-static uint64_t	medium_trim(int dev, uint64_t target, uint64_t older_ms,
-		    uint64_t recall_id);
+static uint64_t	medium_trim(int dev, uint64_t target, uint64_t most,
+		    uint64_t older_ms, uint64_t recall_id);
 
+/* The chunk without live blocks idle longest (at least older_ms), of
+ * device dev (-1: any), no larger than most bytes (0: any), that may be
+ * unmapped now; med_lock held. */
 static struct mchunk *
-trim_pick(int dev, uint64_t now, uint64_t older_ms, struct arena **ap)
+trim_pick(int dev, uint64_t most, uint64_t now, uint64_t older_ms,
+    struct arena **ap)
 {
 	struct mchunk *best = NULL;
 	size_t k;
@@ -1340,6 +1342,7 @@ trim_pick(int dev, uint64_t now, uint64_t older_ms, struct arena **ap)
 		if (c->nlive != 0 || c->trimming ||
 		    (dev >= 0 && c->arena->dev != dev) ||
 		    now - c->empty_ms < older_ms ||
+		    (most != 0 && (uint64_t)c->npages * c->arena->unit > most) ||
 		    !MED_IDLE_NOW(c->arena->dev, c->ticket))
 			continue;
 		if (best == NULL || c->empty_ms < best->empty_ms) {
@@ -1384,13 +1387,19 @@ rel_add(struct med_rel *r, int dev, uint64_t id, uint64_t recall_id)
 uint64_t
 vmmc_medium_trim(uint64_t target, uint64_t older_ms, uint64_t recall_id)
 {
-	return medium_trim(-1, target, older_ms, recall_id);
+	return medium_trim(-1, target, 0, older_ms, recall_id);
 }
 
 uint64_t
 vmmc_medium_trim_dev(int dev, uint64_t target)
 {
-	return medium_trim(dev, target, 0, 0);
+	return medium_trim(dev, target, 0, 0, 0);
+}
+
+uint64_t
+vmmc_medium_trim_upto(int dev, uint64_t target, uint64_t most)
+{
+	return medium_trim(dev, target, most, 0, 0);
 }
 
 uint64_t
@@ -1399,8 +1408,10 @@ vmmc_medium_cached(void)
 	return __atomic_load_n(&med_cached, __ATOMIC_RELAXED);
 }
 
+/* most: only chunks of at most that many bytes (0: any size). */
 static uint64_t
-medium_trim(int dev, uint64_t target, uint64_t older_ms, uint64_t recall_id)
+medium_trim(int dev, uint64_t target, uint64_t most, uint64_t older_ms,
+    uint64_t recall_id)
 {
 	uint64_t done = 0, now = vmm_now_ms();
 	static __thread struct med_rel rel;	/* 8 KiB: not on the stack */
@@ -1416,7 +1427,7 @@ medium_trim(int dev, uint64_t target, uint64_t older_ms, uint64_t recall_id)
 		if (target != 0 && done >= target)
 			break;
 		pthread_mutex_lock(&med_lock);
-		if ((c = trim_pick(dev, now, older_ms, &a)) == NULL) {
+		if ((c = trim_pick(dev, most, now, older_ms, &a)) == NULL) {
 			pthread_mutex_unlock(&med_lock);
 			break;
 		}

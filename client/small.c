@@ -89,6 +89,8 @@ struct bin {
 	struct blk	dirty[SMALL_BIN_MAX];
 	uint32_t	nclean, ndirty;
 	uint64_t	ticket;		/* latest free among the dirty */
+	/* Allocated from since the last vmmc_small_flush_cold. */
+	bool		used;
 };
 
 struct tcache {
@@ -102,6 +104,7 @@ struct tcache {
 	int64_t		in_use;		/* bytes, merged on usage queries */
 	uint64_t	held;		/* bytes in the bins */
 	uint64_t	allocs, frees;
+	uint64_t	cold_allocs;	/* allocs at the last flush_cold */
 	struct tcache	*next;
 };
 
@@ -508,12 +511,25 @@ pow2_up(uint64_t v)
 	return v <= 1 ? 1 : 1ull << (64 - __builtin_clzll(v - 1));
 }
 
+static uint64_t	(*small_idle_fn)(int dev, uint64_t unit);
+static void	(*small_before_fn)(int dev, uint64_t unit);
+
+void
+vmmc_small_on_acquire(uint64_t (*idle)(int dev, uint64_t unit),
+    void (*before)(int dev, uint64_t unit))
+{
+	__atomic_store_n(&small_before_fn, before, __ATOMIC_RELEASE);
+	__atomic_store_n(&small_idle_fn, idle, __ATOMIC_RELEASE);
+}
+
 /* A new segment of class c from vmmd: one chunk of vmmd's unit, its blocks
  * all free (clean).  VMM_ENOTOURS if the unit is less than two blocks of
  * the class (the caller serves the size as a large allocation). */
 static int
 seg_new(int dev, uint32_t c, struct seg **out)
 {
+	uint64_t (*idle)(int, uint64_t);
+	void (*before)(int, uint64_t);
 	struct vmmc_grant_chunk g[4];
 	struct vmmc_conn *conn;
 	struct seg *s;
@@ -537,7 +553,20 @@ seg_new(int dev, uint32_t c, struct seg **out)
 	align = pow2_up(unit);
 	/* Out-of-memory is retried by vmm_malloc, without the thread cache's
 	 * lock that our caller holds. */
-	n = vmmc_conn_acquire(conn, unit, 0, 0, g, 4);
+	/* Idle memory before new: where vmmd would create the segment while
+	 * this process holds idle memory of its own elsewhere (the medium
+	 * heap's idle pages), that goes back first and vmmd lends it. */
+	idle = __atomic_load_n(&small_idle_fn, __ATOMIC_ACQUIRE);
+	before = __atomic_load_n(&small_before_fn, __ATOMIC_ACQUIRE);
+	if (idle != NULL && before != NULL && idle(dev, unit) > 0) {
+		n = vmmc_conn_acquire(conn, unit, VMMC_ACQUIRE_NO_CREATE, 0,
+		    g, 4);
+		if (n == VMMC_EWOULD_CREATE) {
+			before(dev, unit);
+			n = vmmc_conn_acquire(conn, unit, 0, 0, g, 4);
+		}
+	} else
+		n = vmmc_conn_acquire(conn, unit, 0, 0, g, 4);
 	if (n < 0)
 		return n;
 	if (n != 1 || g[0].size != unit) {
@@ -744,6 +773,7 @@ vmmc_small_alloc(int dev, size_t size, void **out)
 	}
 	k = b->clean[--b->nclean];
 	tc->held -= small_size[c];
+	b->used = true;
 	tc_unlock(tc);
 	p = k.s->base + (CUdeviceptr)k.idx * k.s->block;
 	__atomic_store_n(&k.s->asked[k.idx], (uint32_t)size, __ATOMIC_RELAXED);
@@ -892,6 +922,52 @@ vmmc_small_flush_mine(void)
 			tc_flush(small_tc[d]);
 			tc_unlock(small_tc[d]);
 		}
+}
+
+void
+vmmc_small_flush_cold(int dev)
+{
+	struct tcache *tc;
+	uint32_t c;
+
+	if (dev < 0 || dev >= VMMC_MAX_DEVICES || (tc = small_tc[dev]) == NULL ||
+	    tc->gen != small_gen)
+		return;
+	tc_lock(tc);
+	/* No small allocation since the last call: no class can have been
+	 * passed over (a burst of asks for one large block). */
+	if (tc->allocs == tc->cold_allocs) {
+		tc_unlock(tc);
+		return;
+	}
+	tc->cold_allocs = tc->allocs;
+	for (c = 0; c < small_ncls; c++) {
+		struct bin *b = &tc->bins[c];
+		uint32_t n = b->nclean + b->ndirty;
+		const struct seg *s;
+
+		if (b->used || n == 0) {
+			b->used = false;
+			continue;
+		}
+		/* Less than a segment's worth (or than the bin holds when
+		 * full): it can keep at most one segment from going back,
+		 * and spilling it costs the class a refill (and the segment a
+		 * round trip) when it is used again. */
+		s = b->nclean > 0 ? b->clean[0].s : b->dirty[0].s;
+		if ((uint64_t)n * small_size[c] >= s->size ||
+		    n >= small_cap[c]) {
+			tc->held -= (uint64_t)n * small_size[c];
+			if (b->nclean > 0)
+				spill(tc->dev, c, b->clean, b->nclean, 0);
+			if (b->ndirty > 0)
+				spill(tc->dev, c, b->dirty, b->ndirty,
+				    b->ticket);
+			b->nclean = b->ndirty = 0;
+		}
+		b->used = false;
+	}
+	tc_unlock(tc);
 }
 
 /* Gives back the empty segments of devices [d0, d1) whose blocks'

@@ -55,6 +55,26 @@
  *             segment back to vmmd first (lent for B's pages rather than
  *             new memory), but only once the kernel is done: nothing busy
  *             was unmapped and B keeps its data.
+ *   smallbin  as smallseg, but the thread goes on: five 768 KiB blocks X
+ *             (a kernel still writes the first) are freed and sit, with
+ *             the rest of their refills, in the thread's own cache of
+ *             small blocks (a full bin, more than a segment's worth).  A
+ *             medium allocation B1 needing new pages leaves them (X's
+ *             class was used since the last ask); after a small block of
+ *             another class, B2 gets X's segments back to vmmd first (the
+ *             cached blocks of a class the thread passed over go back to
+ *             the segments before the empty ones go back), only once the
+ *             kernel is done; and a block of X's class afterwards works.
+ *   smallkeep as smallbin with one block X: less than a segment's worth
+ *             (and less than a full bin) of a class passed over stays in
+ *             the thread's cache, so its segment stays (no release) and X
+ *             serves the class again (no create).
+ *   segpage   a medium block M is freed while a kernel still writes it
+ *             (its pages stay in the heap, idle); a small block S of a
+ *             class without a segment then needs one: vmmd would create
+ *             it, so one of M's idle one-unit pages goes back to vmmd and
+ *             is lent as the segment (nothing created), but only once the
+ *             kernel is done: S keeps its data, nothing busy was unmapped.
  *
  * The emulator counts an unmap or free of memory that queued work still
  * touches ("busy_releases") and a queued write that finds its memory gone
@@ -82,6 +102,9 @@
 #define SIZE (8 * MiB)
 #define KERNEL_US 300000u
 #define PAT 0xdeadbeefu
+/* smallbin: 768 KiB blocks, as many as a thread's bin of that class holds
+ * (SMALL_BIN_BYTES, 4 MiB) plus one: more than a 2 MiB segment's worth. */
+#define NX 5
 
 static char	sockdir[1024], sockpath[1100];
 static pid_t	daemons[2];
@@ -478,6 +501,129 @@ sc_smallseg(void)
 }
 
 static void
+sc_smallbin(void)
+{
+	/* Each of B1, B2 needs new pages, whatever the unit (up to 8 MiB). */
+	const size_t size = 12 * MiB, xs = 768 * 1024;
+	uint64_t releases;
+	struct tc *adm;
+	CUdeviceptr b1, b2, x[NX], y, z;
+	CUcontext ctx;
+	CUstream s;
+	int i;
+
+	start_daemons(1);
+	adm = tc_open(sockpath, "admin", true);
+	ctx = ctx_of(0);
+	CHECK_OK(cuCtxSetCurrent(ctx));
+	CHECK_OK(cuStreamCreate(&s, CU_STREAM_NON_BLOCKING));
+	for (i = 0; i < NX; i++)
+		CHECK_OK(cuMemAlloc(&x[i], xs));
+	CHECK_OK(cuemu_launch_write(x[0], PAT, xs, KERNEL_US, s));
+	for (i = 0; i < NX; i++)
+		CHECK_OK(cuMemFree(x[i]));
+	/* X's class was used since the last ask: its blocks stay cached. */
+	releases = tc_counter(adm, "released_chunks");
+	CHECK_OK(cuMemAlloc(&b1, size));
+	CHECK(tc_counter(adm, "released_chunks") == releases);
+	/* Another class is used, X's is not: at the next ask, X's blocks go
+	 * back to their segments, which go back to vmmd (after the kernel),
+	 * though the blocks were in this thread's cache. */
+	CHECK_OK(cuMemAlloc(&y, 4096));
+	releases = tc_counter(adm, "released_chunks");
+	CHECK_OK(cuMemAlloc(&b2, size));
+	CHECK(tc_counter(adm, "released_chunks") > releases);
+	put(b2, size, 17);
+	CHECK_OK(cuStreamSynchronize(s));
+	CHECK(holds(b2, size, 17));	/* the kernel did not write over it */
+	CHECK_OK(cuMemAlloc(&z, xs));
+	put(z, xs, 19);
+	CHECK(holds(z, xs, 19));
+	CHECK(holds(b2, size, 17));
+	expect_clean();
+	CHECK_OK(cuMemFree(z));
+	CHECK_OK(cuMemFree(y));
+	CHECK_OK(cuMemFree(b2));
+	CHECK_OK(cuMemFree(b1));
+	CHECK_OK(cuStreamDestroy(s));
+	tc_close(adm);
+}
+
+/* smallkeep: one 768 KiB block of a class the thread then passes over
+ * (less than a segment's worth in its bin): its segment stays, and the
+ * block serves the class again with no new segment. */
+static void
+sc_smallkeep(void)
+{
+	const size_t size = 12 * MiB, xs = 768 * 1024;
+	uint64_t releases, creates;
+	struct tc *adm;
+	CUdeviceptr b1, b2, x, y, z;
+	CUcontext ctx;
+	CUstream s;
+
+	start_daemons(1);
+	adm = tc_open(sockpath, "admin", true);
+	ctx = ctx_of(0);
+	CHECK_OK(cuCtxSetCurrent(ctx));
+	CHECK_OK(cuStreamCreate(&s, CU_STREAM_NON_BLOCKING));
+	CHECK_OK(cuMemAlloc(&x, xs));
+	CHECK_OK(cuemu_launch_write(x, PAT, xs, KERNEL_US, s));
+	CHECK_OK(cuMemFree(x));
+	releases = tc_counter(adm, "released_chunks");
+	CHECK_OK(cuMemAlloc(&b1, size));
+	CHECK_OK(cuMemAlloc(&y, 4096));
+	CHECK_OK(cuMemAlloc(&b2, size));
+	CHECK(tc_counter(adm, "released_chunks") == releases);
+	creates = tc_counter(adm, "creates");
+	CHECK_OK(cuMemAlloc(&z, xs));
+	CHECK(tc_counter(adm, "creates") == creates);
+	put(z, xs, 29);
+	CHECK_OK(cuStreamSynchronize(s));
+	CHECK(holds(z, xs, 29));
+	expect_clean();
+	CHECK_OK(cuMemFree(z));
+	CHECK_OK(cuMemFree(y));
+	CHECK_OK(cuMemFree(b2));
+	CHECK_OK(cuMemFree(b1));
+	CHECK_OK(cuStreamDestroy(s));
+	tc_close(adm);
+}
+
+static void
+sc_segpage(void)
+{
+	const size_t msize = 3 * MiB, ssize = 768 * 1024;
+	uint64_t creates, releases;
+	struct tc *adm;
+	CUdeviceptr m, x;
+	CUcontext ctx;
+	CUstream s;
+
+	start_daemons(1);
+	adm = tc_open(sockpath, "admin", true);
+	ctx = ctx_of(0);
+	CHECK_OK(cuCtxSetCurrent(ctx));
+	CHECK_OK(cuStreamCreate(&s, CU_STREAM_NON_BLOCKING));
+	CHECK_OK(cuMemAlloc(&m, msize));
+	CHECK_OK(cuemu_launch_write(m, PAT, msize, KERNEL_US, s));
+	CHECK_OK(cuMemFree(m));
+	creates = tc_counter(adm, "creates");
+	releases = tc_counter(adm, "released_chunks");
+	CHECK_OK(cuMemAlloc(&x, ssize));
+	/* One of M's idle pages went back and was lent as X's segment. */
+	CHECK(tc_counter(adm, "creates") == creates);
+	CHECK(tc_counter(adm, "released_chunks") == releases + 1);
+	put(x, ssize, 23);
+	CHECK_OK(cuStreamSynchronize(s));
+	CHECK(holds(x, ssize, 23));	/* the kernel did not write over it */
+	expect_clean();
+	CHECK_OK(cuMemFree(x));
+	CHECK_OK(cuStreamDestroy(s));
+	tc_close(adm);
+}
+
+static void
 sc_reallocgrow(void)
 {
 	int (*grow)(void **, size_t) =
@@ -632,6 +778,12 @@ main(int argc, char **argv)
 		sc_stitchsmall();
 	else if (strcmp(argv[1], "smallseg") == 0)
 		sc_smallseg();
+	else if (strcmp(argv[1], "smallbin") == 0)
+		sc_smallbin();
+	else if (strcmp(argv[1], "smallkeep") == 0)
+		sc_smallkeep();
+	else if (strcmp(argv[1], "segpage") == 0)
+		sc_segpage();
 	else if (strcmp(argv[1], "reallocgrow") == 0)
 		sc_reallocgrow();
 	else if (strcmp(argv[1], "split") == 0)
