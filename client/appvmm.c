@@ -166,13 +166,17 @@ app_give_back(bool sync)
 		struct vmmc_conn *conn = vmmc_conn_get(c->dev);
 
 		out = c->next;
+		/* Off this process's usage before vmmd learns it is back: who
+		 * sees vmmd lend it no more sees it here no more either (the
+		 * helper gives back what waited for a sync, while the
+		 * application may be reading both). */
+		vmmc_native_pooled_add(c->dev, -(int64_t)c->size);
 		/* Sent on the connection that lent it (a reconnect resumes the
 		 * session; after a new daemon, dead entries were dropped). */
 		if (c->id != 0 && conn != NULL)
 			(void)vmmc_conn_release(conn, &c->id, 1, 0);
 		vmm_log_debug("APPVMM give back Chunk=%llu Size=%llu",
 		    (unsigned long long)c->id, (unsigned long long)c->size);
-		vmmc_native_pooled_add(c->dev, -(int64_t)c->size);
 		bytes += c->size;
 		__atomic_sub_fetch(&app_count, 1, __ATOMIC_RELEASE);
 		free(c);
